@@ -1,0 +1,16 @@
+//! Portcullis configuration: one TOML file, validated completely at load so a
+//! running proxy never meets a half-valid setting.
+//!
+//! [`Config::load`] reads and validates a file; [`Config::parse`] does the same
+//! for text. Errors name the file, the key and what is wrong with it.
+
+mod duration;
+mod error;
+mod model;
+mod validate;
+mod verifier;
+
+pub use duration::Duration;
+pub use error::ConfigError;
+pub use model::*;
+pub use verifier::{ScramVerifier, MIN_ITERATIONS};

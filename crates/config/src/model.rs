@@ -1,0 +1,248 @@
+//! The shape of the configuration file. Every struct denies unknown keys so a
+//! typo is an error, not a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{ConfigError, Duration};
+
+/// A validated configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: Server,
+    /// The admin HTTP listener (`/metrics`, `/health`, `POST /reload`).
+    #[serde(default)]
+    pub admin: Option<Admin>,
+    /// Certificate and key Portcullis presents to clients.
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+    #[serde(rename = "listener")]
+    pub listeners: Vec<Listener>,
+    #[serde(rename = "target")]
+    pub targets: Vec<Target>,
+    #[serde(default, rename = "user")]
+    pub users: Vec<User>,
+    /// Where the file was loaded from; relative paths inside it resolve
+    /// against its folder. Not part of the file.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Time a client has to finish TLS, startup and authentication.
+    pub handshake_timeout: Duration,
+    /// Close client sessions idle (between queries, not in a transaction)
+    /// for this long. Zero disables.
+    pub idle_timeout: Duration,
+    /// How long SIGTERM waits for sessions to finish before closing them.
+    pub shutdown_grace: Duration,
+    /// Largest Query or Parse message accepted from a client, in bytes.
+    pub max_statement_bytes: usize,
+    /// Log format: human-readable lines or one JSON object per line.
+    pub log_format: LogFormat,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            handshake_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(0),
+            shutdown_grace: Duration::from_secs(30),
+            max_statement_bytes: 64 << 20,
+            log_format: LogFormat::Human,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub name: String,
+    pub listen: SocketAddr,
+    /// Accept clients that do not use TLS. Off by default: passwords and data
+    /// would cross the network in the clear.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// Most concurrent client connections on this listener.
+    #[serde(default = "default_listener_connections")]
+    pub max_connections: usize,
+}
+
+fn default_listener_connections() -> usize {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The database name clients ask for to reach this target.
+    pub name: String,
+    /// production, staging, development or any label.
+    pub environment: String,
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// Database on the server; defaults to `name`.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Role Portcullis logs in as.
+    pub user: String,
+    /// Environment variable holding the upstream password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the upstream password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub sslmode: SslMode,
+    /// CA bundle for `verify-full`.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Target {
+    pub fn upstream_database(&self) -> &str {
+        self.database.as_deref().unwrap_or(&self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    #[default]
+    Disable,
+    Require,
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityKind {
+    #[default]
+    Human,
+    Agent,
+    Service,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    /// SCRAM-SHA-256 verifier as printed by `portcullis passwd`:
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
+    pub scram: String,
+    #[serde(default)]
+    pub kind: IdentityKind,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Most concurrent sessions for this user; unlimited when absent.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+}
+
+/// Where a target's upstream password comes from, resolved at load.
+impl Target {
+    /// Reads the upstream password from the environment or the file. The
+    /// error never contains the password.
+    pub fn read_password(&self, base: Option<&Path>) -> Result<Option<String>, ConfigError> {
+        if let Some(var) = &self.password_env {
+            return std::env::var(var).map(Some).map_err(|_| ConfigError::Secret {
+                target: self.name.clone(),
+                what: format!("environment variable {var} is not set"),
+            });
+        }
+        if let Some(file) = &self.password_file {
+            let path = match base {
+                Some(b) if file.is_relative() => b.join(file),
+                _ => file.clone(),
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Secret {
+                target: self.name.clone(),
+                what: format!("cannot read password file {}: {e}", path.display()),
+            })?;
+            return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
+        }
+        Ok(None)
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        let mut config = Config::parse(&text, Some(path))?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses and validates configuration text. `origin` is used in errors
+    /// and to resolve relative paths.
+    pub fn parse(text: &str, origin: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::syntax(origin, text, e))?;
+        config.source = origin.map(Path::to_path_buf);
+        crate::validate::validate(&config)?;
+        Ok(config)
+    }
+
+    /// The folder relative paths resolve against.
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.source.as_deref().and_then(Path::parent)
+    }
+
+    /// Resolves a path from the file against its folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match self.base_dir() {
+            Some(b) if path.is_relative() => b.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}

@@ -1,0 +1,17 @@
+//! The Portcullis data path.
+//!
+//! A client connection goes listener ([`server`]) → handshake (TLS, startup,
+//! client authentication: [`handshake`], [`auth`]) → upstream login
+//! ([`upstream`]) → relay ([`session`]) until either side ends it. See
+//! `docs/ARCHITECTURE.md` for the whole picture.
+
+pub mod admin;
+pub mod auth;
+pub mod cancel;
+pub mod error;
+pub mod handshake;
+pub mod metrics;
+pub mod server;
+pub mod session;
+pub mod tls;
+pub mod upstream;

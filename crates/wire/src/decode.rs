@@ -1,0 +1,225 @@
+//! Reading the fields of the few messages Portcullis must understand. Each
+//! function takes a message body: the bytes after the type byte and length.
+
+use crate::framing::{read_cstr, read_i32, HEADER_LEN};
+use crate::tags::auth;
+use crate::WireError;
+
+/// The body of a complete tagged message.
+pub fn body(message: &[u8]) -> &[u8] {
+    &message[HEADER_LEN.min(message.len())..]
+}
+
+/// An authentication request from a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthRequest<'a> {
+    Ok,
+    Cleartext,
+    Md5 { salt: [u8; 4] },
+    Sasl { mechanisms: Vec<&'a str> },
+    SaslContinue { data: &'a [u8] },
+    SaslFinal { data: &'a [u8] },
+    /// Kerberos, SSPI and anything newer: Portcullis does not log in this way.
+    Unsupported { code: i32 },
+}
+
+pub fn auth_request(body: &[u8]) -> Result<AuthRequest<'_>, WireError> {
+    let bad = || WireError::malformed("authentication request");
+    let code = read_i32(body, 0).ok_or_else(bad)?;
+    let rest = &body[4..];
+    Ok(match code {
+        auth::OK => AuthRequest::Ok,
+        auth::CLEARTEXT_PASSWORD => AuthRequest::Cleartext,
+        auth::MD5_PASSWORD => {
+            let salt: [u8; 4] = rest.try_into().map_err(|_| bad())?;
+            AuthRequest::Md5 { salt }
+        }
+        auth::SASL => {
+            let mut mechanisms = Vec::new();
+            let mut at = 0;
+            loop {
+                let (m, next) = read_cstr(rest, at).ok_or_else(bad)?;
+                if m.is_empty() {
+                    break;
+                }
+                mechanisms.push(std::str::from_utf8(m).map_err(|_| bad())?);
+                at = next;
+            }
+            AuthRequest::Sasl { mechanisms }
+        }
+        auth::SASL_CONTINUE => AuthRequest::SaslContinue { data: rest },
+        auth::SASL_FINAL => AuthRequest::SaslFinal { data: rest },
+        code => AuthRequest::Unsupported { code },
+    })
+}
+
+/// A SASLInitialResponse from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslInitial<'a> {
+    pub mechanism: &'a str,
+    /// `None` when the client sent length -1 (no initial response).
+    pub data: Option<&'a [u8]>,
+}
+
+pub fn sasl_initial_response(body: &[u8]) -> Result<SaslInitial<'_>, WireError> {
+    let bad = || WireError::malformed("SASL initial response");
+    let (mech, at) = read_cstr(body, 0).ok_or_else(bad)?;
+    let mechanism = std::str::from_utf8(mech).map_err(|_| bad())?;
+    let len = read_i32(body, at).ok_or_else(bad)?;
+    let rest = &body[at + 4..];
+    let data = match len {
+        -1 if rest.is_empty() => None,
+        n if n >= 0 && n as usize == rest.len() => Some(rest),
+        _ => return Err(bad()),
+    };
+    Ok(SaslInitial { mechanism, data })
+}
+
+/// A PasswordMessage: the password without its terminating NUL.
+pub fn password(body: &[u8]) -> Result<&[u8], WireError> {
+    match read_cstr(body, 0) {
+        Some((pw, end)) if end == body.len() => Ok(pw),
+        _ => Err(WireError::malformed("password message")),
+    }
+}
+
+pub fn parameter_status(body: &[u8]) -> Result<(&str, &str), WireError> {
+    let bad = || WireError::malformed("parameter status");
+    let (name, at) = read_cstr(body, 0).ok_or_else(bad)?;
+    let (value, end) = read_cstr(body, at).ok_or_else(bad)?;
+    if end != body.len() {
+        return Err(bad());
+    }
+    Ok((
+        std::str::from_utf8(name).map_err(|_| bad())?,
+        std::str::from_utf8(value).map_err(|_| bad())?,
+    ))
+}
+
+pub fn backend_key_data(body: &[u8]) -> Result<(i32, &[u8]), WireError> {
+    let pid = read_i32(body, 0).ok_or(WireError::malformed("backend key data"))?;
+    let key = &body[4..];
+    if key.is_empty() || key.len() > crate::startup::MAX_CANCEL_KEY {
+        return Err(WireError::malformed("backend key data"));
+    }
+    Ok((pid, key))
+}
+
+pub fn ready_for_query(body: &[u8]) -> Result<u8, WireError> {
+    match body {
+        [s @ (b'I' | b'T' | b'E')] => Ok(*s),
+        _ => Err(WireError::malformed("ready for query")),
+    }
+}
+
+/// The function OID of a FunctionCall (the body's first field).
+pub fn function_call_oid(body: &[u8]) -> Result<u32, WireError> {
+    read_i32(body, 0)
+        .map(|v| v as u32)
+        .ok_or(WireError::malformed("function call"))
+}
+
+/// NegotiateProtocolVersion: the newest minor version the server speaks and
+/// the protocol options it did not recognise.
+pub fn negotiate_protocol_version(body: &[u8]) -> Result<(i32, Vec<&str>), WireError> {
+    let bad = || WireError::malformed("negotiate protocol version");
+    let newest = read_i32(body, 0).ok_or_else(bad)?;
+    let n = read_i32(body, 4).ok_or_else(bad)?;
+    let mut at = 8;
+    let mut names = Vec::new();
+    for _ in 0..n.max(0) {
+        let (name, next) = read_cstr(body, at).ok_or_else(bad)?;
+        names.push(std::str::from_utf8(name).map_err(|_| bad())?);
+        at = next;
+    }
+    Ok((newest, names))
+}
+
+/// The fields of an ErrorResponse or NoticeResponse, by field type byte.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportFields<'a> {
+    pub severity: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub detail: Option<&'a str>,
+    pub hint: Option<&'a str>,
+}
+
+pub fn report_fields(body: &[u8]) -> Result<ReportFields<'_>, WireError> {
+    let bad = || WireError::malformed("error response");
+    let mut out = ReportFields::default();
+    let mut at = 0;
+    loop {
+        let ty = *body.get(at).ok_or_else(bad)?;
+        if ty == 0 {
+            break;
+        }
+        let (value, next) = read_cstr(body, at + 1).ok_or_else(bad)?;
+        // Servers send these in the client encoding; non-UTF-8 text is
+        // kept out rather than guessed at.
+        let value = std::str::from_utf8(value).ok();
+        match ty {
+            b'V' => out.severity = value,
+            b'S' if out.severity.is_none() => out.severity = value,
+            b'C' => out.code = value,
+            b'M' => out.message = value,
+            b'D' => out.detail = value,
+            b'H' => out.hint = value,
+            _ => {}
+        }
+        at = next;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{self, Report, Severity};
+    use bytes::BytesMut;
+
+    #[test]
+    fn report_round_trip() {
+        let mut b = BytesMut::new();
+        encode::error_response(
+            &mut b,
+            &Report {
+                severity: Severity::Fatal,
+                code: "08006",
+                message: "m",
+                detail: Some("d"),
+                hint: None,
+            },
+        );
+        let f = report_fields(body(&b)).unwrap();
+        assert_eq!(f.severity, Some("FATAL"));
+        assert_eq!(f.code, Some("08006"));
+        assert_eq!(f.message, Some("m"));
+        assert_eq!(f.detail, Some("d"));
+        assert_eq!(f.hint, None);
+    }
+
+    #[test]
+    fn auth_requests() {
+        let mut b = BytesMut::new();
+        encode::authentication_sasl(&mut b, ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]);
+        assert_eq!(
+            auth_request(body(&b)).unwrap(),
+            AuthRequest::Sasl {
+                mechanisms: vec!["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]
+            }
+        );
+        assert!(auth_request(&[0, 0, 0, 5, 1]).is_err());
+        assert!(auth_request(&[0, 0]).is_err());
+    }
+
+    #[test]
+    fn sasl_initial() {
+        let mut b = BytesMut::new();
+        encode::sasl_initial_response(&mut b, "SCRAM-SHA-256", b"n,,n=,r=abc");
+        let s = sasl_initial_response(body(&b)).unwrap();
+        assert_eq!(s.mechanism, "SCRAM-SHA-256");
+        assert_eq!(s.data, Some(&b"n,,n=,r=abc"[..]));
+        assert!(sasl_initial_response(b"X\0\0\0\0\x09abc").is_err());
+    }
+}

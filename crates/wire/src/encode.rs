@@ -1,0 +1,242 @@
+//! Writing the messages Portcullis itself originates. Everything else it
+//! sends is a message it received, forwarded as the original bytes.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::startup::{ProtocolVersion, CANCEL_REQUEST_CODE, SSL_REQUEST_CODE};
+use crate::tags::{auth, backend as be, frontend as fe};
+
+/// Writes one tagged message whose body is produced by `body`.
+fn message(buf: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    buf.put_u8(tag);
+    let at = buf.len();
+    buf.put_i32(0);
+    body(buf);
+    let len = (buf.len() - at) as i32;
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Writes an untagged startup-phase packet.
+fn packet(buf: &mut BytesMut, body: impl FnOnce(&mut BytesMut)) {
+    let at = buf.len();
+    buf.put_i32(0);
+    body(buf);
+    let len = (buf.len() - at) as i32;
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn cstr(buf: &mut BytesMut, s: &[u8]) {
+    // A NUL inside would end the field early and shift every field after it.
+    for &b in s {
+        buf.put_u8(if b == 0 { b' ' } else { b });
+    }
+    buf.put_u8(0);
+}
+
+/// Severity of an error or notice we originate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Fatal,
+    Notice,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+            Severity::Notice => "NOTICE",
+            Severity::Warning => "WARNING",
+        }
+    }
+}
+
+/// The fields of an ErrorResponse or NoticeResponse we originate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report<'a> {
+    pub severity: Severity,
+    /// Five-character SQLSTATE.
+    pub code: &'a str,
+    pub message: &'a str,
+    pub detail: Option<&'a str>,
+    pub hint: Option<&'a str>,
+}
+
+fn report_fields(buf: &mut BytesMut, r: &Report<'_>) {
+    buf.put_u8(b'S');
+    cstr(buf, r.severity.as_str().as_bytes());
+    buf.put_u8(b'V');
+    cstr(buf, r.severity.as_str().as_bytes());
+    buf.put_u8(b'C');
+    cstr(buf, r.code.as_bytes());
+    buf.put_u8(b'M');
+    cstr(buf, r.message.as_bytes());
+    if let Some(d) = r.detail {
+        buf.put_u8(b'D');
+        cstr(buf, d.as_bytes());
+    }
+    if let Some(h) = r.hint {
+        buf.put_u8(b'H');
+        cstr(buf, h.as_bytes());
+    }
+    buf.put_u8(0);
+}
+
+pub fn error_response(buf: &mut BytesMut, r: &Report<'_>) {
+    message(buf, be::ERROR_RESPONSE, |b| report_fields(b, r));
+}
+
+pub fn notice_response(buf: &mut BytesMut, r: &Report<'_>) {
+    message(buf, be::NOTICE_RESPONSE, |b| report_fields(b, r));
+}
+
+pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
+    message(buf, be::READY_FOR_QUERY, |b| b.put_u8(status));
+}
+
+pub fn authentication_ok(buf: &mut BytesMut) {
+    message(buf, be::AUTHENTICATION, |b| b.put_i32(auth::OK));
+}
+
+pub fn authentication_sasl<'a>(buf: &mut BytesMut, mechanisms: impl IntoIterator<Item = &'a str>) {
+    message(buf, be::AUTHENTICATION, |b| {
+        b.put_i32(auth::SASL);
+        for m in mechanisms {
+            cstr(b, m.as_bytes());
+        }
+        b.put_u8(0);
+    });
+}
+
+pub fn authentication_sasl_continue(buf: &mut BytesMut, data: &[u8]) {
+    message(buf, be::AUTHENTICATION, |b| {
+        b.put_i32(auth::SASL_CONTINUE);
+        b.put_slice(data);
+    });
+}
+
+pub fn authentication_sasl_final(buf: &mut BytesMut, data: &[u8]) {
+    message(buf, be::AUTHENTICATION, |b| {
+        b.put_i32(auth::SASL_FINAL);
+        b.put_slice(data);
+    });
+}
+
+pub fn parameter_status(buf: &mut BytesMut, name: &str, value: &str) {
+    message(buf, be::PARAMETER_STATUS, |b| {
+        cstr(b, name.as_bytes());
+        cstr(b, value.as_bytes());
+    });
+}
+
+pub fn backend_key_data(buf: &mut BytesMut, pid: i32, key: &[u8]) {
+    message(buf, be::BACKEND_KEY_DATA, |b| {
+        b.put_i32(pid);
+        b.put_slice(key);
+    });
+}
+
+pub fn negotiate_protocol_version<'a>(
+    buf: &mut BytesMut,
+    newest: ProtocolVersion,
+    unsupported: impl ExactSizeIterator<Item = &'a str>,
+) {
+    message(buf, be::NEGOTIATE_PROTOCOL_VERSION, |b| {
+        b.put_i32(newest.code());
+        b.put_i32(unsupported.len() as i32);
+        for o in unsupported {
+            cstr(b, o.as_bytes());
+        }
+    });
+}
+
+pub fn startup_message<'a>(
+    buf: &mut BytesMut,
+    version: ProtocolVersion,
+    params: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    packet(buf, |b| {
+        b.put_i32(version.code());
+        for (k, v) in params {
+            cstr(b, k.as_bytes());
+            cstr(b, v.as_bytes());
+        }
+        b.put_u8(0);
+    });
+}
+
+pub fn ssl_request(buf: &mut BytesMut) {
+    packet(buf, |b| b.put_i32(SSL_REQUEST_CODE));
+}
+
+pub fn cancel_request(buf: &mut BytesMut, pid: i32, key: &[u8]) {
+    packet(buf, |b| {
+        b.put_i32(CANCEL_REQUEST_CODE);
+        b.put_i32(pid);
+        b.put_slice(key);
+    });
+}
+
+pub fn password_message(buf: &mut BytesMut, password: &[u8]) {
+    message(buf, fe::PASSWORD, |b| cstr(b, password));
+}
+
+pub fn sasl_initial_response(buf: &mut BytesMut, mechanism: &str, data: &[u8]) {
+    message(buf, fe::PASSWORD, |b| {
+        cstr(b, mechanism.as_bytes());
+        b.put_i32(data.len() as i32);
+        b.put_slice(data);
+    });
+}
+
+pub fn sasl_response(buf: &mut BytesMut, data: &[u8]) {
+    message(buf, fe::PASSWORD, |b| b.put_slice(data));
+}
+
+pub fn query(buf: &mut BytesMut, sql: &str) {
+    message(buf, fe::QUERY, |b| cstr(b, sql.as_bytes()));
+}
+
+pub fn terminate(buf: &mut BytesMut) {
+    message(buf, fe::TERMINATE, |_| {});
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_for_query_bytes() {
+        let mut b = BytesMut::new();
+        ready_for_query(&mut b, b'I');
+        assert_eq!(&b[..], b"Z\0\0\0\x05I");
+    }
+
+    #[test]
+    fn error_response_bytes() {
+        let mut b = BytesMut::new();
+        error_response(
+            &mut b,
+            &Report {
+                severity: Severity::Error,
+                code: "42501",
+                message: "no",
+                detail: None,
+                hint: Some("h"),
+            },
+        );
+        assert_eq!(
+            &b[..],
+            b"E\0\0\0\x21SERROR\0VERROR\0C42501\0Mno\0Hh\0\0"
+        );
+    }
+
+    #[test]
+    fn nul_bytes_in_text_cannot_split_fields() {
+        let mut b = BytesMut::new();
+        parameter_status(&mut b, "a\0b", "c");
+        assert_eq!(&b[..], b"S\0\0\0\x0aa b\0c\0");
+    }
+}

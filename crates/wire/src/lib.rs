@@ -1,0 +1,19 @@
+//! PostgreSQL wire protocol (v3.0 and v3.2): framing, startup packets and the
+//! few message bodies Portcullis needs to read or write.
+//!
+//! This crate does no I/O. The session engine feeds it bytes it has read and
+//! asks what they are; messages it has no reason to touch are forwarded as the
+//! original bytes. Fields are decoded only on demand.
+//!
+//! Protocol reference: <https://www.postgresql.org/docs/current/protocol-message-formats.html>
+
+pub mod decode;
+pub mod encode;
+mod error;
+pub mod framing;
+pub mod startup;
+pub mod tags;
+
+pub use error::WireError;
+pub use framing::{Limits, Next, Splitter};
+pub use startup::{ProtocolVersion, Startup, StartupParams};
