@@ -1,1 +1,140 @@
-fn main() {}
+//! The `portcullis` command.
+
+mod demo;
+mod logging;
+mod passwd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use portcullis_config::Config;
+use portcullis_proxy::runtime::Runtime;
+use portcullis_proxy::server::Server;
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "An identity-aware PostgreSQL proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a configuration file.
+    Run {
+        /// Path to the TOML configuration.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file (syntax, values, certificates, secrets).
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print a SCRAM-SHA-256 verifier for a password, for a [[user]] entry.
+    Passwd {
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Start a throwaway PostgreSQL with a demo shop database and Portcullis
+    /// in front of it, and print how to connect.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(config),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Passwd { stdin } => passwd::run(stdin),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let summary = format!(
+        "{}: ok ({} listener(s), {} target(s), {} user(s))",
+        file.display(),
+        config.listeners.len(),
+        config.targets.len(),
+        config.users.len()
+    );
+    // Building the runtime loads certificates and reads upstream secrets, so
+    // a file that passes here also starts.
+    match Runtime::build(config) {
+        Ok(_) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(path: PathBuf) -> ExitCode {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    logging::init(config.server.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let server = match Server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "cannot start");
+                return ExitCode::from(1);
+            }
+        };
+        serve(server).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs a bound server until SIGTERM or SIGINT; SIGHUP reloads the file.
+pub(crate) async fn serve(server: Server) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handle = server.handle();
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    info!("SIGHUP: reloading configuration");
+                    let h = handle.clone();
+                    // Reading files is blocking work.
+                    let _ = tokio::task::spawn_blocking(move || h.reload_from_source()).await;
+                }
+            });
+        }
+        Err(e) => warn!(error = %e, "cannot install SIGHUP handler; reload only through the admin API"),
+    }
+    let stop = async {
+        let mut term = signal(SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("interrupt received"),
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => info!("SIGTERM received"),
+        }
+    };
+    server.run(stop).await;
+}

@@ -28,7 +28,11 @@ impl Duration {
             "s" => std::time::Duration::from_secs(n),
             "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
             "h" => std::time::Duration::from_secs(n.saturating_mul(3600)),
-            _ => return Err(format!("duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)")),
+            _ => {
+                return Err(format!(
+                    "duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)"
+                ))
+            }
         };
         Ok(Duration(d))
     }

@@ -27,10 +27,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn syntax(origin: Option<&Path>, text: &str, e: toml::de::Error) -> Self {
-        let (line, column) = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .unwrap_or((0, 0));
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
         ConfigError::Syntax {
             origin: origin_name(origin),
             line,
@@ -39,7 +36,11 @@ impl ConfigError {
         }
     }
 
-    pub(crate) fn invalid(origin: Option<&Path>, key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        origin: Option<&Path>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ConfigError::Invalid {
             origin: origin_name(origin),
             key: key.into(),

@@ -13,4 +13,4 @@ mod verifier;
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use model::*;
-pub use verifier::{ScramVerifier, MIN_ITERATIONS};
+pub use verifier::{ScramVerifier, MIN_ITERATIONS, SALT_LEN};

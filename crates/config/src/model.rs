@@ -20,9 +20,12 @@ pub struct Config {
     /// Certificate and key Portcullis presents to clients.
     #[serde(default)]
     pub tls: Option<ServerTls>,
-    #[serde(rename = "listener")]
+    /// Required (at least one); a missing table is reported by validation
+    /// with a clearer message than serde's "missing field".
+    #[serde(default, rename = "listener")]
     pub listeners: Vec<Listener>,
-    #[serde(rename = "target")]
+    /// Required (at least one), like `listeners`.
+    #[serde(default, rename = "target")]
     pub targets: Vec<Target>,
     #[serde(default, rename = "user")]
     pub users: Vec<User>,
@@ -184,10 +187,12 @@ impl Target {
     /// error never contains the password.
     pub fn read_password(&self, base: Option<&Path>) -> Result<Option<String>, ConfigError> {
         if let Some(var) = &self.password_env {
-            return std::env::var(var).map(Some).map_err(|_| ConfigError::Secret {
-                target: self.name.clone(),
-                what: format!("environment variable {var} is not set"),
-            });
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| ConfigError::Secret {
+                    target: self.name.clone(),
+                    what: format!("environment variable {var} is not set"),
+                });
         }
         if let Some(file) = &self.password_file {
             let path = match base {
@@ -219,7 +224,8 @@ impl Config {
     /// Parses and validates configuration text. `origin` is used in errors
     /// and to resolve relative paths.
     pub fn parse(text: &str, origin: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::syntax(origin, text, e))?;
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::syntax(origin, text, e))?;
         config.source = origin.map(Path::to_path_buf);
         crate::validate::validate(&config)?;
         Ok(config)

@@ -1,8 +1,488 @@
-//! Checks that go beyond the file's shape. Filled in below.
+//! Checks that go beyond the file's shape: everything a running proxy would
+//! otherwise trip over later (a missing CA file, two listeners on one port, a
+//! verifier that does not parse). The first problem found is returned, named
+//! by its key (`listener[0].listen`, `target "shop".sslrootcert`) with a
+//! message that says what is wrong and how to fix it.
 
-use crate::{Config, ConfigError};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::{Config, ConfigError, Duration, ScramVerifier, SslMode};
+
+/// PostgreSQL identifiers (database and role names) are at most
+/// NAMEDATALEN - 1 = 63 bytes; longer names are truncated by the server.
+pub(crate) const MAX_NAME_BYTES: usize = 63;
+
+/// Bounds of `server.max_statement_bytes`. The upper one is PostgreSQL's own
+/// limit on a message (MaxAllocSize - 1).
+pub(crate) const MIN_STATEMENT_BYTES: usize = 1024;
+pub(crate) const MAX_STATEMENT_BYTES: usize = 0x3fff_ffff;
 
 pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
-    let _ = config;
+    let v = Validator {
+        config,
+        origin: config.source.as_deref(),
+    };
+    v.server()?;
+    v.listeners()?;
+    v.admin()?;
+    v.tls()?;
+    v.targets()?;
+    v.users()?;
     Ok(())
+}
+
+struct Validator<'a> {
+    config: &'a Config,
+    origin: Option<&'a Path>,
+}
+
+/// How a target or user is named in error keys: by name when it has a usable
+/// one (`target "shop"`), by position otherwise (`target[2]`).
+fn label(table: &str, index: usize, name: &str) -> String {
+    if name.trim().is_empty() {
+        format!("{table}[{index}]")
+    } else {
+        format!("{table} {name:?}")
+    }
+}
+
+/// Whether binding both addresses would fail with "address in use". Port 0
+/// asks the system for a free port, so it never clashes. A wildcard address
+/// (0.0.0.0 or ::) takes the port on every address of its family, and `::`
+/// on IPv4 too (Linux binds it dual-stack by default).
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() == 0 || a.port() != b.port() {
+        return false;
+    }
+    if a.ip() == b.ip() {
+        return true;
+    }
+    let covers = |w: SocketAddr, other: SocketAddr| {
+        w.ip().is_unspecified() && (w.is_ipv6() || w.is_ipv4() == other.is_ipv4())
+    };
+    covers(a, b) || covers(b, a)
+}
+
+fn fmt_duration(d: Duration) -> String {
+    format!("{:?}", d.0)
+}
+
+impl Validator<'_> {
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::invalid(self.origin, key, message)
+    }
+
+    /// A path named in the file must be a readable regular file.
+    fn file(&self, key: &str, path: &Path, what: &str) -> Result<(), ConfigError> {
+        if path.as_os_str().is_empty() {
+            return Err(self.err(key, format!("is empty; give the path of the {what}")));
+        }
+        let full = self.config.resolve(path);
+        let hint = if path.is_relative() {
+            match self.config.base_dir() {
+                Some(base) if !base.as_os_str().is_empty() => format!(
+                    " (relative paths are resolved against the config file's folder {})",
+                    base.display()
+                ),
+                _ => " (relative paths are resolved against the config file's folder; \
+                      here, the current directory)"
+                    .to_owned(),
+            }
+        } else {
+            String::new()
+        };
+        match std::fs::metadata(&full) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(self.err(
+                key,
+                format!(
+                    "{what} {} does not exist{hint}; fix the path or create the file",
+                    full.display()
+                ),
+            )),
+            Err(e) => Err(self.err(
+                key,
+                format!("cannot access {what} {}: {e}{hint}", full.display()),
+            )),
+            Ok(m) if !m.is_file() => Err(self.err(
+                key,
+                format!(
+                    "{what} {} is not a regular file{hint}; give the path of the file itself",
+                    full.display()
+                ),
+            )),
+            Ok(_) => match std::fs::File::open(&full) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(self.err(
+                    key,
+                    format!(
+                        "cannot open {what} {}: {e}; check its permissions",
+                        full.display()
+                    ),
+                )),
+            },
+        }
+    }
+
+    fn server(&self) -> Result<(), ConfigError> {
+        let s = &self.config.server;
+        if s.handshake_timeout.is_zero() {
+            return Err(self.err(
+                "server.handshake_timeout",
+                "must be greater than zero, or no client could ever log in; use e.g. \"15s\"",
+            ));
+        }
+        if !(MIN_STATEMENT_BYTES..=MAX_STATEMENT_BYTES).contains(&s.max_statement_bytes) {
+            return Err(self.err(
+                "server.max_statement_bytes",
+                format!(
+                    "is {}, must be between {MIN_STATEMENT_BYTES} and {MAX_STATEMENT_BYTES} \
+                     (PostgreSQL's own message limit); the default is {}",
+                    s.max_statement_bytes,
+                    64 << 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn listeners(&self) -> Result<(), ConfigError> {
+        let listeners = &self.config.listeners;
+        if listeners.is_empty() {
+            return Err(self.err(
+                "listener",
+                "no [[listener]] is configured; add one, e.g. [[listener]] name = \"main\" \
+                 listen = \"0.0.0.0:5432\"",
+            ));
+        }
+        for (i, l) in listeners.iter().enumerate() {
+            if l.name.trim().is_empty() {
+                return Err(self.err(
+                    format!("listener[{i}].name"),
+                    "is empty; give the listener a name (it appears in logs and metrics)",
+                ));
+            }
+            if let Some(j) = listeners[..i].iter().position(|o| o.name == l.name) {
+                return Err(self.err(
+                    format!("listener[{i}].name"),
+                    format!(
+                        "{:?} is already the name of listener[{j}]; listener names must be unique",
+                        l.name
+                    ),
+                ));
+            }
+            if let Some(j) = listeners[..i]
+                .iter()
+                .position(|o| clash(o.listen, l.listen))
+            {
+                let other = listeners[j].listen;
+                let what = if other == l.listen {
+                    format!(
+                        "{} is also the address of listener[{j}] ({:?})",
+                        l.listen, listeners[j].name
+                    )
+                } else {
+                    format!(
+                        "{} overlaps {} of listener[{j}] ({:?}): both take port {}",
+                        l.listen,
+                        other,
+                        listeners[j].name,
+                        l.listen.port()
+                    )
+                };
+                return Err(self.err(
+                    format!("listener[{i}].listen"),
+                    format!("{what}; give each listener its own address or port"),
+                ));
+            }
+            if l.max_connections == 0 {
+                return Err(self.err(
+                    format!("listener[{i}].max_connections"),
+                    "must be greater than zero (0 would refuse every client); omit it for the \
+                     default of 10000",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn admin(&self) -> Result<(), ConfigError> {
+        let Some(admin) = &self.config.admin else {
+            return Ok(());
+        };
+        for (i, l) in self.config.listeners.iter().enumerate() {
+            if clash(admin.listen, l.listen) {
+                return Err(self.err(
+                    "admin.listen",
+                    format!(
+                        "{} collides with listener[{i}] ({:?}) on {}; the admin endpoint needs a port \
+                         of its own, e.g. \"127.0.0.1:9187\"",
+                        admin.listen, l.name, l.listen
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn tls(&self) -> Result<(), ConfigError> {
+        match &self.config.tls {
+            Some(tls) => {
+                self.file("tls.cert", &tls.cert, "certificate file")?;
+                self.file("tls.key", &tls.key, "private key file")?;
+            }
+            None => {
+                if let Some((i, l)) = self
+                    .config
+                    .listeners
+                    .iter()
+                    .enumerate()
+                    .find(|(_, l)| !l.allow_plaintext)
+                {
+                    return Err(self.err(
+                        "tls",
+                        format!(
+                            "listener[{i}] ({:?}) accepts only TLS clients (allow_plaintext is false, \
+                             the default) but there is no [tls] table; add [tls] with cert and key, \
+                             or set allow_plaintext = true on that listener",
+                            l.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn targets(&self) -> Result<(), ConfigError> {
+        let targets = &self.config.targets;
+        if targets.is_empty() {
+            return Err(self.err(
+                "target",
+                "no [[target]] is configured; add at least one database for clients to reach",
+            ));
+        }
+        for (i, t) in targets.iter().enumerate() {
+            let at = label("target", i, &t.name);
+            let key = |field: &str| format!("{at}.{field}");
+
+            if t.name.is_empty() {
+                return Err(self.err(
+                    key("name"),
+                    "is empty; it is the database name clients connect to, e.g. \"shop\"",
+                ));
+            }
+            if t.name.len() > MAX_NAME_BYTES {
+                return Err(self.err(
+                    key("name"),
+                    format!(
+                        "is {} bytes long; PostgreSQL database names are at most {MAX_NAME_BYTES} bytes",
+                        t.name.len()
+                    ),
+                ));
+            }
+            if let Some(c) = t
+                .name
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+            {
+                return Err(self.err(
+                    key("name"),
+                    format!("contains {c:?}; use only letters A-Z a-z, digits, '_', '.' and '-'"),
+                ));
+            }
+            if let Some(j) = targets[..i].iter().position(|o| o.name == t.name) {
+                return Err(self.err(
+                    key("name"),
+                    format!("is also the name of target[{j}]; target names must be unique"),
+                ));
+            }
+            if t.environment.trim().is_empty() {
+                return Err(self.err(
+                    key("environment"),
+                    "is empty; label the target, e.g. \"production\", \"staging\" or \"development\"",
+                ));
+            }
+            if t.host.trim().is_empty() {
+                return Err(self.err(
+                    key("host"),
+                    "is empty; give the upstream server's host name or IP address",
+                ));
+            }
+            if t.port == 0 {
+                return Err(self.err(
+                    key("port"),
+                    "must not be 0; omit it for PostgreSQL's default 5432",
+                ));
+            }
+            if t.database.as_deref().is_some_and(str::is_empty) {
+                return Err(self.err(
+                    key("database"),
+                    "is empty; remove it to use the target name, or name the upstream database",
+                ));
+            }
+            if let Some(db) = &t.database {
+                if db.len() > MAX_NAME_BYTES {
+                    return Err(self.err(
+                        key("database"),
+                        format!(
+                            "is {} bytes long; PostgreSQL database names are at most {MAX_NAME_BYTES} bytes",
+                            db.len()
+                        ),
+                    ));
+                }
+            }
+            if t.user.is_empty() {
+                return Err(self.err(
+                    key("user"),
+                    "is empty; give the role Portcullis logs in as upstream",
+                ));
+            }
+            if t.user.len() > MAX_NAME_BYTES {
+                return Err(self.err(
+                    key("user"),
+                    format!(
+                        "is {} bytes long; PostgreSQL role names are at most {MAX_NAME_BYTES} bytes",
+                        t.user.len()
+                    ),
+                ));
+            }
+            if t.password_env.is_some() && t.password_file.is_some() {
+                return Err(self.err(
+                    key("password_file"),
+                    "password_env and password_file are both set; keep only one of them",
+                ));
+            }
+            if let Some(var) = &t.password_env {
+                if var.is_empty() || var.contains(['=', '\0']) {
+                    return Err(self.err(
+                        key("password_env"),
+                        format!("{var:?} is not a usable environment variable name; e.g. \"SHOP_PASSWORD\""),
+                    ));
+                }
+            }
+            if let Some(file) = &t.password_file {
+                self.file(&key("password_file"), file, "password file")?;
+            }
+            match (t.sslmode, &t.sslrootcert) {
+                (SslMode::VerifyFull, None) => {
+                    return Err(self.err(
+                        key("sslrootcert"),
+                        "is required with sslmode = \"verify-full\"; give the CA bundle (PEM) that \
+                         signed the server's certificate",
+                    ));
+                }
+                (SslMode::VerifyFull, Some(ca)) => {
+                    self.file(&key("sslrootcert"), ca, "CA bundle")?
+                }
+                (mode, Some(_)) => {
+                    let mode = if mode == SslMode::Require {
+                        "require"
+                    } else {
+                        "disable"
+                    };
+                    return Err(self.err(
+                        key("sslrootcert"),
+                        format!(
+                            "is only used with sslmode = \"verify-full\", but sslmode is \"{mode}\"; \
+                             set sslmode = \"verify-full\" or remove sslrootcert"
+                        ),
+                    ));
+                }
+                (_, None) => {}
+            }
+            if t.connect_timeout.is_zero() {
+                return Err(self.err(
+                    key("connect_timeout"),
+                    format!(
+                        "is {}, must be greater than zero; omit it for the default of 5s",
+                        fmt_duration(t.connect_timeout)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn users(&self) -> Result<(), ConfigError> {
+        let users = &self.config.users;
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, u) in users.iter().enumerate() {
+            let at = label("user", i, &u.name);
+            let key = |field: &str| format!("{at}.{field}");
+            if u.name.is_empty() {
+                return Err(self.err(key("name"), "is empty; give the name clients log in with"));
+            }
+            if u.name.len() > MAX_NAME_BYTES {
+                return Err(self.err(
+                    key("name"),
+                    format!(
+                        "is {} bytes long; PostgreSQL user names are at most {MAX_NAME_BYTES} bytes",
+                        u.name.len()
+                    ),
+                ));
+            }
+            if u.name.contains('\0') {
+                return Err(self.err(
+                    key("name"),
+                    "contains a NUL character, which no client can send; remove it",
+                ));
+            }
+            if let Some(j) = seen.insert(&u.name, i) {
+                return Err(self.err(
+                    key("name"),
+                    format!("is also the name of user[{j}]; user names must be unique"),
+                ));
+            }
+            // The message from parse never contains the verifier itself.
+            if let Err(e) = ScramVerifier::parse(&u.scram) {
+                return Err(self.err(
+                    key("scram"),
+                    format!("is not a valid SCRAM-SHA-256 verifier: {e}"),
+                ));
+            }
+            if let Some(g) = u.groups.iter().position(|g| g.trim().is_empty()) {
+                return Err(self.err(
+                    format!("{at}.groups[{g}]"),
+                    "is empty; remove it or name the group",
+                ));
+            }
+            if u.max_connections == Some(0) {
+                return Err(self.err(
+                    key("max_connections"),
+                    "must be greater than zero (0 would lock the user out); omit it for no limit",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn clash_rules() {
+        assert!(clash(addr("127.0.0.1:5432"), addr("127.0.0.1:5432")));
+        assert!(!clash(addr("127.0.0.1:5432"), addr("127.0.0.1:5433")));
+        assert!(!clash(addr("127.0.0.1:0"), addr("127.0.0.1:0")));
+        assert!(clash(addr("0.0.0.0:5432"), addr("10.0.0.1:5432")));
+        assert!(clash(addr("10.0.0.1:5432"), addr("0.0.0.0:5432")));
+        assert!(!clash(addr("0.0.0.0:5432"), addr("[::1]:5432")));
+        assert!(clash(addr("[::]:5432"), addr("127.0.0.1:5432")));
+        assert!(!clash(addr("127.0.0.1:5432"), addr("127.0.0.2:5432")));
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(label("target", 3, "shop"), "target \"shop\"");
+        assert_eq!(label("target", 3, ""), "target[3]");
+        assert_eq!(label("user", 0, "a\"b"), "user \"a\\\"b\"");
+    }
 }

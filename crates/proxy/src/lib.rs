@@ -15,3 +15,5 @@ pub mod server;
 pub mod session;
 pub mod tls;
 pub mod upstream;
+pub mod runtime;
+pub mod stream;

@@ -1,1 +1,427 @@
+//! Listeners, per-connection tasks, limits, reload and graceful shutdown.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use portcullis_config::{Config, Listener};
+use thiserror::Error;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tracing::{error, info, info_span, warn, Instrument};
+
+use crate::cancel::CancelRegistry;
+use crate::error::{sqlstate, Refusal};
+use crate::handshake::{self, Ended};
+use crate::metrics::{ErrorKind, Metrics};
+use crate::runtime::{Runtime, RuntimeError, UserRuntime};
+use crate::session::{self, SessionOptions};
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr} (listener {name}): {error}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("cannot listen on {addr} (admin): {error}")]
+    BindAdmin { addr: SocketAddr, error: std::io::Error },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Where the whole proxy stands on its way down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// No new connections; sessions finish on their own.
+    Draining,
+    /// The grace period is over: sessions are told and closed.
+    Stopping,
+}
+
+/// State every connection shares.
+pub struct Shared {
+    runtime: RwLock<Arc<Runtime>>,
+    pub cancel: Arc<CancelRegistry>,
+    pub metrics: Arc<Metrics>,
+    /// Seeds the fake SCRAM exchange for unknown users, so their replies
+    /// look like a real user's and stay the same across attempts.
+    pub mock_secret: [u8; 32],
+    pub user_slots: UserSlots,
+    phase: watch::Sender<Phase>,
+}
+
+impl Shared {
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What a connection's handshake needs.
+pub struct ConnContext {
+    pub shared: Arc<Shared>,
+    pub runtime: Arc<Runtime>,
+    pub listener: Listener,
+}
+
+/// Counts sessions per user for `max_connections`.
+#[derive(Default)]
+pub struct UserSlots {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// Holds one of a user's session slots until dropped.
+pub struct UserSlot {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    user: String,
+}
+
+impl UserSlots {
+    pub fn acquire(&self, user: &UserRuntime) -> Option<UserSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(user.config.name.clone()).or_insert(0);
+        if user.config.max_connections.is_some_and(|max| *n >= max) {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot {
+            counts: self.counts.clone(),
+            user: user.config.name.clone(),
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// A bound, not yet running proxy.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<(Listener, TcpListener)>,
+    admin: Option<TcpListener>,
+}
+
+/// Controls a running server from elsewhere (signals, tests, the admin API).
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Builds the runtime state and binds every listener.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        let runtime = Runtime::build(config)?;
+        let mut listeners = Vec::new();
+        for l in &runtime.config.listeners {
+            let tcp = TcpListener::bind(l.listen).await.map_err(|error| ServerError::Bind {
+                name: l.name.clone(),
+                addr: l.listen,
+                error,
+            })?;
+            listeners.push((l.clone(), tcp));
+        }
+        let admin = match &runtime.config.admin {
+            Some(a) => Some(
+                TcpListener::bind(a.listen)
+                    .await
+                    .map_err(|error| ServerError::BindAdmin { addr: a.listen, error })?,
+            ),
+            None => None,
+        };
+        let (phase, _) = watch::channel(Phase::Running);
+        let shared = Arc::new(Shared {
+            runtime: RwLock::new(Arc::new(runtime)),
+            cancel: Arc::new(CancelRegistry::default()),
+            metrics: Arc::new(Metrics::new()),
+            mock_secret: rand::random(),
+            user_slots: UserSlots::default(),
+            phase,
+        });
+        Ok(Server {
+            shared,
+            listeners,
+            admin,
+        })
+    }
+
+    /// The bound address of each listener, by name (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, t)| Some((l.name.clone(), t.local_addr().ok()?)))
+            .collect()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` completes, then drains: stops accepting,
+    /// lets sessions finish for the configured grace period, then closes
+    /// the rest.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            shared,
+            listeners,
+            admin,
+        } = self;
+        let tracker = SessionTracker::default();
+        let mut phase_rx = shared.phase.subscribe();
+
+        if let Some(admin) = admin {
+            let handle = ServerHandle {
+                shared: shared.clone(),
+            };
+            let state = crate::admin::AdminState {
+                metrics: shared.metrics.clone(),
+                reload: Arc::new(move || handle.reload_from_source()),
+                started: Instant::now(),
+            };
+            let mut rx = shared.phase.subscribe();
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|p| *p != Phase::Running).await;
+                };
+                if let Err(e) = crate::admin::serve(admin, state, stop).await {
+                    error!(error = %e, "admin listener failed");
+                }
+            });
+        }
+
+        for (listener, tcp) in listeners {
+            let shared = shared.clone();
+            let tracker = tracker.clone();
+            let mut rx = shared.phase.subscribe();
+            let limit = Arc::new(Semaphore::new(listener.max_connections));
+            tokio::spawn(async move {
+                info!(listener = %listener.name, addr = %tcp.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
+                loop {
+                    let accepted = tokio::select! {
+                        a = tcp.accept() => a,
+                        _ = rx.wait_for(|p| *p != Phase::Running) => break,
+                    };
+                    let (sock, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off
+                            // instead of spinning.
+                            warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    sock.set_nodelay(true).ok();
+                    let permit = limit.clone().try_acquire_owned().ok();
+                    let shared = shared.clone();
+                    let listener = listener.clone();
+                    let guard = tracker.enter();
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        match permit {
+                            Some(permit) => {
+                                let span = info_span!("session", listener = %listener.name, peer = %peer);
+                                serve_connection(sock, shared, listener).instrument(span).await;
+                                drop(permit);
+                            }
+                            None => refuse_over_limit(sock, &shared, &listener).await,
+                        }
+                    });
+                }
+            });
+        }
+
+        shutdown.await;
+        let grace: Duration = shared.runtime().config.server.shutdown_grace.into();
+        info!(sessions = tracker.count(), grace_secs = grace.as_secs_f64(), "shutting down: no new connections");
+        let _ = shared.phase.send(Phase::Draining);
+        if tokio::time::timeout(grace, tracker.wait_empty()).await.is_err() {
+            info!(sessions = tracker.count(), "grace period over: closing remaining sessions");
+            let _ = shared.phase.send(Phase::Stopping);
+            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait_empty()).await;
+        }
+        let _ = phase_rx.borrow_and_update();
+        info!("shut down");
+    }
+}
+
+impl ServerHandle {
+    /// Replaces the configuration with `config` if it builds completely;
+    /// otherwise the one in force stays. Live sessions keep the settings
+    /// they started with.
+    pub fn reload(&self, config: Config) -> Result<(), String> {
+        let result = self.try_reload(config);
+        self.shared.metrics.reloads(result.is_ok());
+        match &result {
+            Ok(()) => info!("configuration reloaded"),
+            Err(e) => warn!(error = %e, "configuration reload rejected; the previous configuration stays in force"),
+        }
+        result
+    }
+
+    fn try_reload(&self, config: Config) -> Result<(), String> {
+        let current = self.shared.runtime();
+        let addrs = |c: &Config| {
+            let mut v: Vec<(String, SocketAddr)> = c.listeners.iter().map(|l| (l.name.clone(), l.listen)).collect();
+            v.sort();
+            v
+        };
+        if addrs(&current.config) != addrs(&config)
+            || current.config.admin.as_ref().map(|a| a.listen) != config.admin.as_ref().map(|a| a.listen)
+        {
+            return Err("listener and admin addresses cannot change on reload; restart Portcullis to change them".into());
+        }
+        let runtime = Runtime::build(config).map_err(|e| e.to_string())?;
+        *self.shared.runtime.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(runtime);
+        Ok(())
+    }
+
+    /// Reloads from the file the configuration came from.
+    pub fn reload_from_source(&self) -> Result<String, String> {
+        let path = self
+            .shared
+            .runtime()
+            .config
+            .source
+            .clone()
+            .ok_or("the configuration was not loaded from a file")?;
+        let config = Config::load(&path).map_err(|e| e.to_string())?;
+        self.reload(config)?;
+        Ok(format!("reloaded {}", path.display()))
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.shared.runtime()
+    }
+}
+
+async fn refuse_over_limit(mut sock: TcpStream, shared: &Shared, listener: &Listener) {
+    shared.metrics.error(ErrorKind::Limit);
+    warn!(listener = %listener.name, "connection refused: listener at max_connections");
+    // Before the handshake we cannot know whether the client wants TLS; an
+    // unencrypted ErrorResponse is what PostgreSQL itself sends when it is
+    // out of connections, and libpq shows it.
+    let r = Refusal::fatal(
+        ErrorKind::Limit,
+        sqlstate::TOO_MANY_CONNECTIONS,
+        "sorry, too many clients already",
+    )
+    .hint("Portcullis is at its connection limit for this listener; try again later.");
+    let _ = tokio::time::timeout(Duration::from_secs(1), sock.write_all(&r.to_bytes())).await;
+}
+
+async fn serve_connection(sock: TcpStream, shared: Arc<Shared>, listener: Listener) {
+    let runtime = shared.runtime();
+    let started = Instant::now();
+    let handshake_timeout: Duration = runtime.config.server.handshake_timeout.into();
+    let opts = SessionOptions {
+        idle_timeout: Some(runtime.config.server.idle_timeout)
+            .filter(|d| !d.is_zero())
+            .map(Into::into),
+        max_statement_bytes: runtime.config.server.max_statement_bytes,
+    };
+    let metrics = shared.metrics.clone();
+    let _conn = metrics.connection(&listener.name);
+    let ctx = ConnContext {
+        shared: shared.clone(),
+        runtime,
+        listener,
+    };
+    let outcome = tokio::time::timeout(handshake_timeout, handshake::handshake(sock, &ctx)).await;
+    let est = match outcome {
+        Err(_) => {
+            metrics.error(ErrorKind::Timeout);
+            info!("handshake timed out");
+            return;
+        }
+        Ok(Ok(est)) => est,
+        Ok(Err(Ended::Quietly)) => return,
+        Ok(Err(Ended::Dropped(kind, why))) => {
+            metrics.error(kind);
+            info!(reason = %why, "connection dropped during handshake");
+            return;
+        }
+        Ok(Err(Ended::Refused(mut stream, refusal))) => {
+            metrics.error(refusal.kind);
+            info!(code = refusal.code, reason = %refusal.message, "connection refused");
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                stream.write_all(&refusal.to_bytes()).await?;
+                stream.flush().await?;
+                stream.shutdown().await
+            })
+            .await;
+            return;
+        }
+    };
+    metrics.handshake_seconds(started.elapsed().as_secs_f64());
+    let span = info_span!("relay", user = %est.user.config.name, target = %est.target.config.name);
+    session::run(est, opts, metrics.clone(), shared.phase.subscribe())
+        .instrument(span)
+        .await;
+}
+
+/// Counts live connection tasks so shutdown can wait for them.
+#[derive(Clone, Default)]
+struct SessionTracker {
+    inner: Arc<TrackerInner>,
+}
+
+#[derive(Default)]
+struct TrackerInner {
+    count: std::sync::atomic::AtomicUsize,
+    empty: tokio::sync::Notify,
+}
+
+struct TrackerGuard(Arc<TrackerInner>);
+
+impl SessionTracker {
+    fn enter(&self) -> TrackerGuard {
+        self.inner.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        TrackerGuard(self.inner.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.inner.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn wait_empty(&self) {
+        loop {
+            let notified = self.inner.empty.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for TrackerGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.empty.notify_waiters();
+        }
+    }
+}

@@ -1,1 +1,222 @@
+//! Everything between accepting a TCP connection and the first
+//! ReadyForQuery: encryption negotiation, the startup packet, client
+//! authentication, choosing the target and logging in upstream.
 
+mod client_auth;
+mod negotiate;
+pub mod params;
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use portcullis_wire::{encode, ProtocolVersion};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use crate::cancel::CancelGuard;
+use crate::error::{sqlstate, Refusal};
+use crate::metrics::ErrorKind;
+use crate::runtime::{Runtime, TargetRuntime, UserRuntime};
+use crate::server::{ConnContext, UserSlot};
+use crate::stream::ClientStream;
+use crate::upstream::{self, Upstream, UpstreamError};
+
+pub use negotiate::Opening;
+
+/// A client that is logged in and connected to its target.
+pub struct Established {
+    pub client: ClientStream,
+    /// Client bytes already read past the handshake.
+    pub client_buf: BytesMut,
+    pub upstream: Upstream,
+    pub user: Arc<UserRuntime>,
+    pub target: Arc<TargetRuntime>,
+    pub protocol: ProtocolVersion,
+    pub cancel_guard: CancelGuard,
+    pub user_slot: UserSlot,
+}
+
+/// How a handshake ended without a session.
+pub enum Ended {
+    /// A cancel request was handled, or the client went away.
+    Quietly,
+    /// The client must be told why; the stream is where to tell it.
+    Refused(ClientStream, Refusal),
+    /// Too late or too broken to say anything.
+    Dropped(ErrorKind, String),
+}
+
+/// Runs the whole handshake for one accepted connection.
+pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established, Ended> {
+    let runtime = ctx.runtime.clone();
+    let opening = negotiate::open(tcp, runtime.server_tls.as_ref()).await?;
+    let (mut client, buf, version, params) = match opening {
+        Opening::Cancel { pid, key } => {
+            handle_cancel(ctx, pid, &key).await;
+            return Err(Ended::Quietly);
+        }
+        Opening::Startup {
+            stream,
+            buf,
+            version,
+            params,
+        } => (stream, buf, version, params),
+    };
+
+    let params = match params::check(params.iter()) {
+        Ok(p) => p,
+        Err(r) => return Err(Ended::Refused(client, r)),
+    };
+    if !client.is_tls() && !ctx.listener.allow_plaintext {
+        let r = Refusal::fatal(
+            ErrorKind::Tls,
+            sqlstate::INVALID_AUTHORIZATION,
+            "Portcullis requires TLS on this listener",
+        )
+        .hint("Connect with sslmode=require or stronger.");
+        return Err(Ended::Refused(client, r));
+    }
+
+    // Answer newer minor versions and unknown protocol options the way
+    // PostgreSQL does, before authentication.
+    let protocol = version.min(ProtocolVersion::LATEST);
+    if version > ProtocolVersion::LATEST || !params.protocol_options.is_empty() {
+        let mut out = BytesMut::new();
+        encode::negotiate_protocol_version(
+            &mut out,
+            protocol,
+            params.protocol_options.iter().map(String::as_str),
+        );
+        write(&mut client, &out).await?;
+    }
+
+    let (mut client, buf) = client_auth::authenticate(client, buf, &params.user, ctx).await?;
+    let user = runtime.users.get(&params.user).cloned().ok_or_else(|| {
+        Ended::Dropped(ErrorKind::Internal, "user vanished after authentication".into())
+    })?;
+
+    let mut out = BytesMut::new();
+    encode::authentication_ok(&mut out);
+    write(&mut client, &out).await?;
+
+    let Some(target) = runtime.targets.get(&params.target).cloned() else {
+        return Err(Ended::Refused(client, unknown_target(&runtime, &params.target)));
+    };
+    let user_slot = match ctx.shared.user_slots.acquire(&user) {
+        Some(s) => s,
+        None => {
+            let r = Refusal::fatal(
+                ErrorKind::Limit,
+                sqlstate::TOO_MANY_CONNECTIONS,
+                format!("too many connections for user \"{}\"", user.config.name),
+            )
+            .hint("Close idle sessions or ask an administrator to raise max_connections for this user.");
+            return Err(Ended::Refused(client, r));
+        }
+    };
+
+    let upstream = match upstream::connect(&target, &params.forward).await {
+        Ok(u) => u,
+        Err(e) => {
+            warn!(target = %target.config.name, error = %e, "upstream login failed");
+            return Err(Ended::Refused(client, upstream_refusal(&target, &e)));
+        }
+    };
+
+    // The client gets the server's parameters, then a key of ours for the
+    // real backend PID.
+    let cancel_guard = ctx
+        .shared
+        .cancel
+        .register(protocol.cancel_key_len(), upstream.cancel.clone());
+    out.clear();
+    out.extend_from_slice(&upstream.startup_messages);
+    encode::backend_key_data(&mut out, upstream.pid, &cancel_guard.key);
+    encode::ready_for_query(&mut out, upstream.status);
+    write(&mut client, &out).await?;
+    info!(
+        user = %user.config.name,
+        target = %target.config.name,
+        environment = %target.config.environment,
+        backend_pid = upstream.pid,
+        tls = client.is_tls(),
+        "session established"
+    );
+    Ok(Established {
+        client,
+        client_buf: buf,
+        upstream,
+        user,
+        target,
+        protocol,
+        cancel_guard,
+        user_slot,
+    })
+}
+
+async fn write(client: &mut ClientStream, bytes: &[u8]) -> Result<(), Ended> {
+    client
+        .write_all(bytes)
+        .await
+        .map_err(|e| Ended::Dropped(ErrorKind::ClientProtocol, format!("write failed: {e}")))
+}
+
+fn unknown_target(runtime: &Runtime, name: &str) -> Refusal {
+    let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
+    Refusal::fatal(
+        ErrorKind::Refused,
+        sqlstate::INVALID_CATALOG_NAME,
+        format!("database \"{shown}\" is not a target served by Portcullis"),
+    )
+    .hint(format!(
+        "Set dbname to one of the configured targets: {}.",
+        runtime.target_names().join(", ")
+    ))
+}
+
+fn upstream_refusal(target: &TargetRuntime, e: &UpstreamError) -> Refusal {
+    let name = &target.config.name;
+    match e {
+        UpstreamError::Server { code, .. } if code == sqlstate::TOO_MANY_CONNECTIONS => Refusal::fatal(
+            ErrorKind::UpstreamConnect,
+            sqlstate::TOO_MANY_CONNECTIONS,
+            format!("the database for target \"{name}\" has too many connections"),
+        )
+        .hint("Try again later."),
+        UpstreamError::Server { code, .. } if code == sqlstate::CANNOT_CONNECT_NOW => Refusal::fatal(
+            ErrorKind::UpstreamConnect,
+            sqlstate::CANNOT_CONNECT_NOW,
+            format!("the database for target \"{name}\" is starting up or shutting down"),
+        )
+        .hint("Try again later."),
+        _ => Refusal::fatal(
+            match e {
+                UpstreamError::Server { .. } | UpstreamError::Scram(_) | UpstreamError::NoPassword => {
+                    ErrorKind::UpstreamAuth
+                }
+                _ => ErrorKind::UpstreamConnect,
+            },
+            sqlstate::CONNECTION_FAILURE,
+            format!("could not connect to the database for target \"{name}\""),
+        )
+        .hint("The database is unreachable or refused Portcullis; the cause is in the Portcullis log. Try again later or contact your administrator."),
+    }
+}
+
+async fn handle_cancel(ctx: &ConnContext, pid: i32, key: &[u8]) {
+    match ctx.shared.cancel.lookup(pid, key) {
+        Some(target) => {
+            ctx.shared.metrics.cancel_requests(true);
+            if let Err(e) = upstream::send_cancel(&target).await {
+                warn!(error = %e, "could not deliver cancel request");
+            } else {
+                info!(backend_pid = pid, "cancel request forwarded");
+            }
+        }
+        None => {
+            ctx.shared.metrics.cancel_requests(false);
+            warn!(backend_pid = pid, "cancel request with unknown key ignored");
+        }
+    }
+}

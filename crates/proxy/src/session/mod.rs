@@ -1,1 +1,157 @@
+//! The relay between a logged-in client and its upstream connection.
+//!
+//! Two pumps run concurrently in the session's task: client→server and
+//! server→client. Running them concurrently matters: a client that writes a
+//! long pipeline while reading results must never find the proxy stuck
+//! writing one way while the other way fills up. Each pump frames its
+//! direction with [`portcullis_wire::Splitter`], looks at the few messages
+//! the proxy must understand, and forwards everything as the original bytes.
 
+mod buffer;
+mod client_pump;
+mod function_call;
+mod pending;
+mod server_pump;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::error::{sqlstate, Refusal};
+use crate::handshake::Established;
+use crate::metrics::{ErrorKind, Metrics};
+use crate::server::Phase;
+
+pub use function_call::LARGE_OBJECT_FUNCTIONS;
+
+/// Why a session ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// The client sent Terminate.
+    Terminated,
+    /// The client closed its connection.
+    ClientGone,
+    /// The client broke the protocol or a limit: tell it and close.
+    ClientRefused(Refusal),
+    /// The upstream connection closed or failed.
+    UpstreamLost(String),
+    /// The upstream sent something that is not valid protocol.
+    UpstreamProtocol(String),
+    IdleTimeout,
+    Shutdown,
+}
+
+pub struct SessionOptions {
+    pub idle_timeout: Option<Duration>,
+    pub max_statement_bytes: usize,
+}
+
+/// Relays until either side ends the session or the proxy shuts down.
+pub async fn run(est: Established, opts: SessionOptions, metrics: Arc<Metrics>, mut phase: watch::Receiver<Phase>) {
+    let Established {
+        client,
+        client_buf,
+        upstream,
+        cancel_guard,
+        user_slot,
+        ..
+    } = est;
+    let (client_r, client_w) = tokio::io::split(client);
+    let (upstream_r, upstream_w) = tokio::io::split(upstream.stream);
+    let pending = pending::Pending::new(upstream.status);
+
+    let mut to_server = client_pump::ClientPump::new(
+        client_r,
+        upstream_w,
+        client_buf,
+        opts.max_statement_bytes,
+        opts.idle_timeout,
+        &pending,
+        &metrics,
+    );
+    let mut to_client = server_pump::ServerPump::new(upstream_r, client_w, upstream.leftover, &pending, &metrics);
+
+    let end = tokio::select! {
+        e = to_server.run() => e,
+        e = to_client.run() => e,
+        _ = phase.wait_for(|p| *p == Phase::Stopping) => End::Shutdown,
+    };
+
+    let tell_client = |r: Refusal| {
+        let mut b = BytesMut::new();
+        r.encode(&mut b);
+        metrics.error(r.kind);
+        b
+    };
+    let (to_client_msg, terminate_upstream) = match &end {
+        End::Terminated | End::ClientGone => (None, true),
+        End::ClientRefused(r) => (Some(tell_client(r.clone())), true),
+        End::UpstreamLost(why) | End::UpstreamProtocol(why) => {
+            warn!(reason = %why, "upstream connection lost");
+            let kind = if matches!(end, End::UpstreamLost(_)) {
+                ErrorKind::UpstreamLost
+            } else {
+                ErrorKind::Internal
+            };
+            let r = Refusal::fatal(kind, sqlstate::CONNECTION_FAILURE, "the connection to the database was lost")
+                .hint("The database closed the connection or became unreachable. Reconnect and retry.");
+            (Some(tell_client(r)), false)
+        }
+        End::IdleTimeout => {
+            let r = Refusal::fatal(
+                ErrorKind::Timeout,
+                sqlstate::IDLE_SESSION_TIMEOUT,
+                "terminating connection due to idle-session timeout",
+            )
+            .hint("Portcullis closes sessions that stay idle longer than its idle_timeout.");
+            (Some(tell_client(r)), true)
+        }
+        End::Shutdown => {
+            let r = Refusal::fatal(
+                ErrorKind::Refused,
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection because Portcullis is shutting down",
+            )
+            .hint("Reconnect in a moment.");
+            (Some(tell_client(r)), true)
+        }
+    };
+    if let Some(msg) = to_client_msg {
+        to_client.say_last(&msg).await;
+    }
+    if terminate_upstream {
+        to_server.terminate_upstream().await;
+    }
+    let _ = to_client.shutdown().await;
+    info!(reason = ?end_label(&end), "session ended");
+    drop(cancel_guard);
+    drop(user_slot);
+}
+
+fn end_label(end: &End) -> &'static str {
+    match end {
+        End::Terminated => "client terminated",
+        End::ClientGone => "client disconnected",
+        End::ClientRefused(_) => "client refused",
+        End::UpstreamLost(_) => "upstream lost",
+        End::UpstreamProtocol(_) => "upstream protocol error",
+        End::IdleTimeout => "idle timeout",
+        End::Shutdown => "shutdown",
+    }
+}
+
+/// Writes `bytes` to a half, recording whether a write was cut short.
+pub(crate) async fn write_all_tracked<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+    in_write: &mut bool,
+) -> std::io::Result<()> {
+    *in_write = true;
+    w.write_all(bytes).await?;
+    *in_write = false;
+    Ok(())
+}

@@ -1,1 +1,9 @@
+//! Logging in to an upstream server on behalf of a client, and delivering
+//! cancel requests to it.
+//!
+//! Portcullis holds the upstream credentials; the client never sees them, nor
+//! the server's real cancel key.
 
+mod login;
+
+pub use login::{connect, send_cancel, Upstream, UpstreamError};

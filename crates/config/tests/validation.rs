@@ -1,0 +1,751 @@
+//! Loading and validation of configuration files: the documented example,
+//! one test per validation rule, and syntax errors.
+
+use std::path::{Path, PathBuf};
+
+use portcullis_config::{Config, ConfigError, IdentityKind, LogFormat, SslMode};
+
+/// PostgreSQL 15's verifier for the password "secret".
+const SCRAM: &str = "SCRAM-SHA-256$4096:yZkIEu9J2GSAYt7nmBNf5A==$Cs3eJ7zVsxA+QQhpyS+WIv8EoZTK74HBaYfnBaxJAzA=:5WXWGKmNyRpxJg0l3yun274icMHKc0oBiqwE8o+MZiU=";
+
+const EXAMPLE: &str = include_str!("../examples/portcullis.toml");
+
+/// Tables with only their required keys, so a test can append a key to
+/// any of them without repeating it.
+const LISTENER: &str =
+    "[[listener]]\nname = \"main\"\nlisten = \"127.0.0.1:6432\"\nallow_plaintext = true\n";
+const TARGET: &str =
+    "[[target]]\nname = \"shop\"\nenvironment = \"production\"\nhost = \"db.example\"\nuser = \"portcullis\"\n";
+
+fn user(name: &str) -> String {
+    format!("[[user]]\nname = \"{name}\"\nscram = \"{SCRAM}\"\n")
+}
+
+fn minimal() -> String {
+    format!("{LISTENER}{TARGET}{}", user("alice"))
+}
+
+/// Parses `text` without a file and expects a validation error: returns its
+/// key and message.
+#[track_caller]
+fn invalid(text: &str) -> (String, String) {
+    match Config::parse(text, None) {
+        Err(ConfigError::Invalid {
+            origin,
+            key,
+            message,
+        }) => {
+            assert_eq!(origin, "<config>");
+            (key, message)
+        }
+        Err(other) => panic!("expected a validation error, got {other}"),
+        Ok(_) => panic!("expected a validation error, but the config is valid:\n{text}"),
+    }
+}
+
+#[track_caller]
+fn assert_invalid(text: &str, want_key: &str, want_in_message: &str) -> String {
+    let (key, message) = invalid(text);
+    assert_eq!(key, want_key, "message: {message}");
+    assert!(
+        message.contains(want_in_message),
+        "message for {key} should mention {want_in_message:?}: {message}"
+    );
+    message
+}
+
+#[track_caller]
+fn valid(text: &str) -> Config {
+    Config::parse(text, None).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[track_caller]
+fn syntax(text: &str) -> (usize, usize, String) {
+    match Config::parse(text, None) {
+        Err(ConfigError::Syntax {
+            origin,
+            line,
+            column,
+            message,
+        }) => {
+            assert_eq!(origin, "<config>");
+            (line, column, message)
+        }
+        Err(other) => panic!("expected a syntax error, got {other}"),
+        Ok(_) => panic!("expected a syntax error"),
+    }
+}
+
+/// A folder holding `portcullis.toml` with `text` and the given files.
+fn folder(text: &str, files: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in files {
+        let path = dir.path().join(f);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "contents\n").unwrap();
+    }
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(&config, text).unwrap();
+    (dir, config)
+}
+
+#[track_caller]
+fn load_invalid(config: &Path) -> (String, String) {
+    match Config::load(config) {
+        Err(ConfigError::Invalid {
+            origin,
+            key,
+            message,
+        }) => {
+            assert_eq!(origin, config.display().to_string());
+            (key, message)
+        }
+        Err(other) => panic!("expected a validation error, got {other}"),
+        Ok(_) => panic!("expected a validation error"),
+    }
+}
+
+const EXAMPLE_FILES: &[&str] = &[
+    "certs/server.crt",
+    "certs/server.key",
+    "certs/upstream-ca.pem",
+    "secrets/shop.password",
+];
+
+// ---------------------------------------------------------------- example
+
+#[test]
+fn example_is_valid_and_complete() {
+    let (dir, path) = folder(EXAMPLE, EXAMPLE_FILES);
+    std::fs::write(dir.path().join("secrets/shop.password"), "hunter2\n").unwrap();
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+
+    assert_eq!(c.source.as_deref(), Some(path.as_path()));
+    assert_eq!(c.base_dir(), Some(dir.path()));
+    assert_eq!(c.server.handshake_timeout.0.as_secs(), 15);
+    assert_eq!(c.server.idle_timeout.0.as_secs(), 30 * 60);
+    assert_eq!(c.server.shutdown_grace.0.as_secs(), 30);
+    assert_eq!(c.server.max_statement_bytes, 64 << 20);
+    assert_eq!(c.server.log_format, LogFormat::Human);
+    assert_eq!(c.admin.as_ref().unwrap().listen.port(), 9187);
+    let tls = c.tls.as_ref().unwrap();
+    assert_eq!(c.resolve(&tls.cert), dir.path().join("certs/server.crt"));
+
+    assert_eq!(c.listeners.len(), 2);
+    assert!(!c.listeners[0].allow_plaintext);
+    assert!(c.listeners[1].allow_plaintext);
+    assert_eq!(c.listeners[1].max_connections, 100);
+
+    assert_eq!(c.targets.len(), 3);
+    let shop = c.target("shop").unwrap();
+    assert_eq!(shop.upstream_database(), "shop_prod");
+    assert_eq!(shop.sslmode, SslMode::VerifyFull);
+    assert_eq!(
+        shop.read_password(c.base_dir()).unwrap().as_deref(),
+        Some("hunter2")
+    );
+    let staging = c.target("shop-staging").unwrap();
+    assert_eq!(staging.sslmode, SslMode::Require);
+    assert_eq!(staging.port, 5432);
+    assert_eq!(staging.connect_timeout.0.as_secs(), 2);
+    let scratch = c.target("scratch").unwrap();
+    assert_eq!(scratch.upstream_database(), "scratch");
+    assert_eq!(scratch.sslmode, SslMode::Disable);
+    assert_eq!(scratch.connect_timeout.0.as_secs(), 5);
+    assert_eq!(scratch.read_password(c.base_dir()).unwrap(), None);
+
+    assert_eq!(c.users.len(), 3);
+    let alice = c.user("alice").unwrap();
+    assert_eq!(alice.kind, IdentityKind::Human);
+    assert_eq!(alice.groups, ["engineering", "oncall"]);
+    assert_eq!(alice.max_connections, Some(5));
+    assert_eq!(c.user("report-agent").unwrap().kind, IdentityKind::Agent);
+    let billing = c.user("billing").unwrap();
+    assert_eq!(billing.kind, IdentityKind::Service);
+    assert_eq!(billing.max_connections, None);
+    assert!(billing.groups.is_empty());
+}
+
+/// Every key of every table appears in the example, so it documents them all.
+#[test]
+fn example_documents_every_key() {
+    let keys = [
+        "handshake_timeout",
+        "idle_timeout",
+        "shutdown_grace",
+        "max_statement_bytes",
+        "log_format",
+        "[admin]",
+        "[tls]",
+        "cert =",
+        "key =",
+        "[[listener]]",
+        "allow_plaintext",
+        "[[target]]",
+        "environment =",
+        "host =",
+        "port =",
+        "database =",
+        "password_env =",
+        "password_file =",
+        "sslmode =",
+        "sslrootcert =",
+        "connect_timeout =",
+        "[[user]]",
+        "scram =",
+        "kind =",
+        "groups =",
+        "max_connections =",
+    ];
+    for k in keys {
+        assert!(EXAMPLE.contains(k), "example does not show {k}");
+    }
+}
+
+#[test]
+fn example_missing_files_are_named() {
+    // Without a file of its own, relative paths resolve against the current
+    // directory, where the example's certificates do not exist.
+    assert_invalid(EXAMPLE, "tls.cert", "does not exist");
+
+    for (missing, key) in [
+        ("certs/server.crt", "tls.cert"),
+        ("certs/server.key", "tls.key"),
+        ("certs/upstream-ca.pem", "target \"shop\".sslrootcert"),
+        ("secrets/shop.password", "target \"shop\".password_file"),
+    ] {
+        let files: Vec<&str> = EXAMPLE_FILES
+            .iter()
+            .copied()
+            .filter(|f| *f != missing)
+            .collect();
+        let (dir, path) = folder(EXAMPLE, &files);
+        let (got, message) = load_invalid(&path);
+        assert_eq!(got, key, "{message}");
+        let full = dir.path().join(missing);
+        assert!(message.contains(&full.display().to_string()), "{message}");
+        assert!(message.contains("does not exist"), "{message}");
+        assert!(message.contains("resolved against"), "{message}");
+    }
+}
+
+#[test]
+fn absolute_paths_are_used_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "x").unwrap();
+    let text = format!(
+        "{LISTENER}{TARGET}sslmode = \"verify-full\"\nsslrootcert = \"{}\"\n",
+        ca.display()
+    );
+    valid(&text);
+    std::fs::remove_file(&ca).unwrap();
+    let message = assert_invalid(&text, "target \"shop\".sslrootcert", "does not exist");
+    assert!(!message.contains("resolved against"), "{message}");
+}
+
+#[test]
+fn a_folder_is_not_a_file() {
+    let (dir, path) = folder(
+        &format!("{LISTENER}{TARGET}password_file = \"secrets\"\n"),
+        &["secrets/x"],
+    );
+    let (key, message) = load_invalid(&path);
+    assert_eq!(key, "target \"shop\".password_file");
+    assert!(message.contains("not a regular file"), "{message}");
+    drop(dir);
+}
+
+// ---------------------------------------------------------------- basics
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = valid(&minimal());
+    assert!(c.admin.is_none());
+    assert!(c.tls.is_none());
+    assert_eq!(c.server.handshake_timeout.0.as_secs(), 15);
+    assert_eq!(c.listeners[0].max_connections, 10_000);
+    assert_eq!(c.targets[0].port, 5432);
+    assert_eq!(c.targets[0].sslmode, SslMode::Disable);
+    assert_eq!(c.users[0].kind, IdentityKind::Human);
+}
+
+#[test]
+fn no_users_is_allowed() {
+    let c = valid(&format!("{LISTENER}{TARGET}"));
+    assert!(c.users.is_empty());
+}
+
+#[test]
+fn error_display_names_file_and_key() {
+    let err = Config::parse(
+        &format!("{LISTENER}{TARGET}port = 0\n"),
+        Some(Path::new("/etc/p.toml")),
+    )
+    .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("/etc/p.toml: target \"shop\".port: "),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unreadable_file() {
+    let err = Config::load(Path::new("/nonexistent/portcullis.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/portcullis.toml"));
+}
+
+// ---------------------------------------------------------------- server
+
+#[test]
+fn max_statement_bytes_bounds() {
+    for ok in [1024, 1_073_741_823] {
+        valid(&format!(
+            "[server]\nmax_statement_bytes = {ok}\n{}",
+            minimal()
+        ));
+    }
+    for bad in [0, 1023, 1_073_741_824] {
+        assert_invalid(
+            &format!("[server]\nmax_statement_bytes = {bad}\n{}", minimal()),
+            "server.max_statement_bytes",
+            "between 1024 and 1073741823",
+        );
+    }
+}
+
+#[test]
+fn handshake_timeout_must_be_positive() {
+    assert_invalid(
+        &format!("[server]\nhandshake_timeout = \"0s\"\n{}", minimal()),
+        "server.handshake_timeout",
+        "greater than zero",
+    );
+}
+
+#[test]
+fn shutdown_grace_and_idle_timeout_may_be_zero() {
+    let c = valid(&format!(
+        "[server]\nshutdown_grace = \"0s\"\nidle_timeout = \"0ms\"\nlog_format = \"json\"\n{}",
+        minimal()
+    ));
+    assert!(c.server.shutdown_grace.is_zero());
+    assert_eq!(c.server.log_format, LogFormat::Json);
+}
+
+// ---------------------------------------------------------------- listeners
+
+#[test]
+fn a_listener_is_required() {
+    assert_invalid(TARGET, "listener", "no [[listener]]");
+    assert_invalid(
+        &format!("listener = []\n{TARGET}"),
+        "listener",
+        "no [[listener]]",
+    );
+}
+
+#[test]
+fn listener_names_are_unique_and_non_empty() {
+    let second =
+        "[[listener]]\nname = \"main\"\nlisten = \"127.0.0.1:6433\"\nallow_plaintext = true\n";
+    assert_invalid(
+        &format!("{LISTENER}{second}{TARGET}"),
+        "listener[1].name",
+        "already the name of listener[0]",
+    );
+    let unnamed =
+        "[[listener]]\nname = \"\"\nlisten = \"127.0.0.1:6433\"\nallow_plaintext = true\n";
+    assert_invalid(
+        &format!("{LISTENER}{unnamed}{TARGET}"),
+        "listener[1].name",
+        "empty",
+    );
+}
+
+#[test]
+fn listener_addresses_are_unique() {
+    let same = "[[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:6432\"\nallow_plaintext = true\n";
+    assert_invalid(
+        &format!("{LISTENER}{same}{TARGET}"),
+        "listener[1].listen",
+        "also the address of listener[0]",
+    );
+    let wildcard =
+        "[[listener]]\nname = \"b\"\nlisten = \"0.0.0.0:6432\"\nallow_plaintext = true\n";
+    assert_invalid(
+        &format!("{LISTENER}{wildcard}{TARGET}"),
+        "listener[1].listen",
+        "both take port 6432",
+    );
+    let other_port =
+        "[[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:6433\"\nallow_plaintext = true\n";
+    valid(&format!("{LISTENER}{other_port}{TARGET}"));
+}
+
+#[test]
+fn port_zero_listeners_do_not_clash() {
+    let text = "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:0\"\nallow_plaintext = true\n\
+                [[listener]]\nname = \"b\"\nlisten = \"127.0.0.1:0\"\nallow_plaintext = true\n\
+                [admin]\nlisten = \"127.0.0.1:0\"\n";
+    valid(&format!("{text}{TARGET}"));
+}
+
+#[test]
+fn listener_max_connections_positive() {
+    assert_invalid(
+        &format!("{LISTENER}max_connections = 0\n{TARGET}"),
+        "listener[0].max_connections",
+        "greater than zero",
+    );
+}
+
+#[test]
+fn admin_needs_its_own_address() {
+    assert_invalid(
+        &format!("[admin]\nlisten = \"127.0.0.1:6432\"\n{LISTENER}{TARGET}"),
+        "admin.listen",
+        "listener[0]",
+    );
+    assert_invalid(
+        &format!("[admin]\nlisten = \"0.0.0.0:6432\"\n{LISTENER}{TARGET}"),
+        "admin.listen",
+        "port of its own",
+    );
+    let c = valid(&format!(
+        "[admin]\nlisten = \"127.0.0.1:9187\"\n{LISTENER}{TARGET}"
+    ));
+    assert_eq!(c.admin.unwrap().listen.port(), 9187);
+}
+
+// ---------------------------------------------------------------- tls
+
+#[test]
+fn tls_only_listener_needs_tls_table() {
+    let tls_only = "[[listener]]\nname = \"secure\"\nlisten = \"127.0.0.1:6432\"\n";
+    let message = assert_invalid(&format!("{tls_only}{TARGET}"), "tls", "listener[0]");
+    assert!(message.contains("allow_plaintext"), "{message}");
+    let explicit =
+        "[[listener]]\nname = \"secure\"\nlisten = \"127.0.0.1:6432\"\nallow_plaintext = false\n";
+    assert_invalid(&format!("{explicit}{TARGET}"), "tls", "no [tls] table");
+}
+
+#[test]
+fn tls_files_must_exist() {
+    let tls_only = "[[listener]]\nname = \"secure\"\nlisten = \"127.0.0.1:6432\"\n";
+    let text = format!("[tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n{tls_only}{TARGET}");
+    let (_dir, path) = folder(&text, &["tls/cert.pem", "tls/key.pem"]);
+    Config::load(&path).unwrap();
+    let (_dir, path) = folder(&text, &["tls/key.pem"]);
+    assert_eq!(load_invalid(&path).0, "tls.cert");
+    let (_dir, path) = folder(&text, &["tls/cert.pem"]);
+    assert_eq!(load_invalid(&path).0, "tls.key");
+}
+
+// ---------------------------------------------------------------- targets
+
+#[test]
+fn a_target_is_required() {
+    assert_invalid(LISTENER, "target", "no [[target]]");
+    assert_invalid(
+        &format!("target = []\n{LISTENER}"),
+        "target",
+        "no [[target]]",
+    );
+}
+
+#[test]
+fn target_names_unique() {
+    assert_invalid(
+        &format!("{LISTENER}{TARGET}{TARGET}"),
+        "target \"shop\".name",
+        "target[0]",
+    );
+}
+
+#[test]
+fn target_name_non_empty() {
+    let t = TARGET.replace("name = \"shop\"", "name = \"\"");
+    assert_invalid(&format!("{LISTENER}{TARGET}{t}"), "target[1].name", "empty");
+}
+
+#[test]
+fn target_name_characters() {
+    for bad in ["shop db", "shop/db", "shöp", "shop\\\"x"] {
+        let t = TARGET.replace("name = \"shop\"", &format!("name = \"{bad}\""));
+        let (key, message) = invalid(&format!("{LISTENER}{t}"));
+        assert!(key.ends_with(".name"), "{key}");
+        assert!(message.contains("only letters"), "{message}");
+    }
+    let t = TARGET.replace("name = \"shop\"", "name = \"Shop_1.v2-x\"");
+    valid(&format!("{LISTENER}{t}"));
+}
+
+#[test]
+fn target_name_length() {
+    let ok = "a".repeat(63);
+    let t = TARGET.replace("name = \"shop\"", &format!("name = \"{ok}\""));
+    valid(&format!("{LISTENER}{t}"));
+    let long = "a".repeat(64);
+    let t = TARGET.replace("name = \"shop\"", &format!("name = \"{long}\""));
+    assert_invalid(
+        &format!("{LISTENER}{t}"),
+        &format!("target \"{long}\".name"),
+        "at most 63 bytes",
+    );
+}
+
+#[test]
+fn target_environment_non_empty() {
+    let t = TARGET.replace("environment = \"production\"", "environment = \"  \"");
+    assert_invalid(
+        &format!("{LISTENER}{t}"),
+        "target \"shop\".environment",
+        "empty",
+    );
+}
+
+#[test]
+fn target_host_non_empty() {
+    let t = TARGET.replace("host = \"db.example\"", "host = \"\"");
+    assert_invalid(&format!("{LISTENER}{t}"), "target \"shop\".host", "empty");
+}
+
+#[test]
+fn target_port_non_zero() {
+    assert_invalid(
+        &format!("{LISTENER}{TARGET}port = 0\n"),
+        "target \"shop\".port",
+        "5432",
+    );
+}
+
+#[test]
+fn target_user_and_database_non_empty() {
+    let t = TARGET.replace("user = \"portcullis\"", "user = \"\"");
+    assert_invalid(&format!("{LISTENER}{t}"), "target \"shop\".user", "empty");
+    assert_invalid(
+        &format!("{LISTENER}{TARGET}database = \"\"\n"),
+        "target \"shop\".database",
+        "empty",
+    );
+}
+
+#[test]
+fn password_sources_are_exclusive() {
+    let (_dir, path) = folder(
+        &format!("{LISTENER}{TARGET}password_env = \"PW\"\npassword_file = \"pw\"\n"),
+        &["pw"],
+    );
+    let (key, message) = load_invalid(&path);
+    assert_eq!(key, "target \"shop\".password_file");
+    assert!(message.contains("password_env"), "{message}");
+}
+
+#[test]
+fn password_env_must_be_a_name() {
+    assert_invalid(
+        &format!("{LISTENER}{TARGET}password_env = \"\"\n"),
+        "target \"shop\".password_env",
+        "environment variable",
+    );
+    // Whether the variable is set is checked when the password is read.
+    valid(&format!(
+        "{LISTENER}{TARGET}password_env = \"PORTCULLIS_TEST_SURELY_UNSET\"\n"
+    ));
+}
+
+#[test]
+fn password_file_must_exist() {
+    let text = format!("{LISTENER}{TARGET}password_file = \"secrets/shop\"\n");
+    let (_dir, path) = folder(&text, &["secrets/shop"]);
+    Config::load(&path).unwrap();
+    let (_dir, path) = folder(&text, &[]);
+    let (key, message) = load_invalid(&path);
+    assert_eq!(key, "target \"shop\".password_file");
+    assert!(message.contains("does not exist"), "{message}");
+}
+
+#[test]
+fn verify_full_needs_sslrootcert() {
+    assert_invalid(
+        &format!("{LISTENER}{TARGET}sslmode = \"verify-full\"\n"),
+        "target \"shop\".sslrootcert",
+        "required with sslmode = \"verify-full\"",
+    );
+}
+
+#[test]
+fn sslrootcert_only_with_verify_full() {
+    let (_dir, path) = folder(
+        &format!("{LISTENER}{TARGET}sslmode = \"require\"\nsslrootcert = \"ca.pem\"\n"),
+        &["ca.pem"],
+    );
+    let (key, message) = load_invalid(&path);
+    assert_eq!(key, "target \"shop\".sslrootcert");
+    assert!(message.contains("only used with"), "{message}");
+}
+
+#[test]
+fn sslrootcert_must_exist() {
+    let text =
+        format!("{LISTENER}{TARGET}sslmode = \"verify-full\"\nsslrootcert = \"ca/root.pem\"\n");
+    let (_dir, path) = folder(&text, &["ca/root.pem"]);
+    assert_eq!(
+        Config::load(&path).unwrap().targets[0].sslmode,
+        SslMode::VerifyFull
+    );
+    let (dir, path) = folder(&text, &[]);
+    let (key, message) = load_invalid(&path);
+    assert_eq!(key, "target \"shop\".sslrootcert");
+    assert!(
+        message.contains(&dir.path().join("ca/root.pem").display().to_string()),
+        "{message}"
+    );
+}
+
+#[test]
+fn connect_timeout_positive() {
+    assert_invalid(
+        &format!("{LISTENER}{TARGET}connect_timeout = \"0s\"\n"),
+        "target \"shop\".connect_timeout",
+        "greater than zero",
+    );
+}
+
+// ---------------------------------------------------------------- users
+
+#[test]
+fn user_names_unique() {
+    assert_invalid(
+        &format!(
+            "{LISTENER}{TARGET}{}{}{}",
+            user("alice"),
+            user("bob"),
+            user("alice")
+        ),
+        "user \"alice\".name",
+        "user[0]",
+    );
+}
+
+#[test]
+fn user_name_non_empty() {
+    assert_invalid(
+        &format!("{LISTENER}{TARGET}{}{}", user("alice"), user("")),
+        "user[1].name",
+        "empty",
+    );
+}
+
+#[test]
+fn user_name_length() {
+    valid(&format!("{LISTENER}{TARGET}{}", user(&"u".repeat(63))));
+    let long = "u".repeat(64);
+    assert_invalid(
+        &format!("{LISTENER}{TARGET}{}", user(&long)),
+        &format!("user \"{long}\".name"),
+        "at most 63 bytes",
+    );
+}
+
+#[test]
+fn user_scram_must_parse_and_is_not_echoed() {
+    let weak = SCRAM.replace("$4096:", "$1000:");
+    let text = format!("{LISTENER}{TARGET}[[user]]\nname = \"alice\"\nscram = \"{weak}\"\n");
+    let message = assert_invalid(
+        &text,
+        "user \"alice\".scram",
+        "iteration count must be at least 4096",
+    );
+    assert!(
+        !message.contains("yZkIEu9J2GSAYt7nmBNf5A"),
+        "salt leaked: {message}"
+    );
+    assert!(!message.contains("Cs3eJ7"), "StoredKey leaked: {message}");
+
+    let text = format!("{LISTENER}{TARGET}[[user]]\nname = \"alice\"\nscram = \"secret\"\n");
+    let message = assert_invalid(&text, "user \"alice\".scram", "SCRAM-SHA-256$");
+    assert!(!message.contains("\"secret\""), "{message}");
+}
+
+#[test]
+fn group_names_non_empty() {
+    assert_invalid(
+        &format!(
+            "{LISTENER}{TARGET}{}groups = [\"ops\", \"\"]\n",
+            user("alice")
+        ),
+        "user \"alice\".groups[1]",
+        "empty",
+    );
+}
+
+#[test]
+fn user_max_connections_positive() {
+    assert_invalid(
+        &format!("{LISTENER}{TARGET}{}max_connections = 0\n", user("alice")),
+        "user \"alice\".max_connections",
+        "greater than zero",
+    );
+    let c = valid(&format!(
+        "{LISTENER}{TARGET}{}max_connections = 1\n",
+        user("alice")
+    ));
+    assert_eq!(c.users[0].max_connections, Some(1));
+}
+
+// ---------------------------------------------------------------- syntax
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    let text = "[[listener]]\nname = \"main\"\nlisten = 127.0.0.1:6432\n";
+    // TOML reads `127.0` as a float and stops at the second '.', column 15
+    // (columns count from 1).
+    let (line, column, message) = syntax(text);
+    assert_eq!((line, column), (3, 15), "{message}");
+    let shown = Config::parse(text, Some(Path::new("p.toml")))
+        .unwrap_err()
+        .to_string();
+    assert!(shown.starts_with("p.toml:3:15: "), "{shown}");
+    // An error on the first character of a line is at column 1.
+    let (line, column, _) = syntax("[[listener]]\nname = \"main\"\n= 1\n");
+    assert_eq!((line, column), (3, 1));
+}
+
+#[test]
+fn unknown_key_is_an_error() {
+    let text = format!("{LISTENER}{TARGET}sslmod = \"require\"\n");
+    let (line, _, message) = syntax(&text);
+    assert_eq!(line, 10, "{message}");
+    assert!(message.contains("unknown field `sslmod`"), "{message}");
+    let (line, _, message) = syntax(&format!("[server]\nlog = \"json\"\n{}", minimal()));
+    assert_eq!(line, 2);
+    assert!(message.contains("unknown field `log`"), "{message}");
+}
+
+#[test]
+fn unknown_enum_value_is_an_error() {
+    let (line, _, message) = syntax(&format!("{LISTENER}{TARGET}sslmode = \"verify-ca\"\n"));
+    assert_eq!(line, 10);
+    assert!(message.contains("verify-full"), "{message}");
+}
+
+#[test]
+fn bad_duration() {
+    let (line, _, message) = syntax(&format!("{LISTENER}{TARGET}connect_timeout = \"5 sec\"\n"));
+    assert_eq!(line, 10);
+    assert!(message.contains("unknown unit"), "{message}");
+    let (_, _, message) = syntax(&format!("{LISTENER}{TARGET}connect_timeout = \"5\"\n"));
+    assert!(message.contains("needs a unit"), "{message}");
+    let (_, _, message) = syntax(&format!("{LISTENER}{TARGET}connect_timeout = 5\n"));
+    assert!(message.contains("string"), "{message}");
+}
+
+#[test]
+fn bad_socket_address() {
+    let (line, _, _) = syntax("[[listener]]\nname = \"main\"\nlisten = \"localhost\"\n");
+    assert_eq!(line, 3);
+}

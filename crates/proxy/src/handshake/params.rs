@@ -1,0 +1,287 @@
+//! Which startup parameters a client may send, and what reaches the server.
+//!
+//! The `options` parameter carries server command-line switches. Through it a
+//! client could set any setting at session start (`-c role=admin`,
+//! `-c search_path=evil,public`), so each switch is checked against an
+//! allow-list of harmless settings. Plain startup parameters are passed on
+//! (clients send application_name, DateStyle, TimeZone, extra_float_digits,
+//! client_encoding, search_path, ...) except the ones that change identity.
+
+use crate::error::{sqlstate, Refusal};
+use crate::metrics::ErrorKind;
+
+/// Settings a client may set through `-c` or `--` in `options`. Lowercase.
+pub const OPTIONS_ALLOWED: &[&str] = &[
+    "application_name",
+    "bytea_output",
+    "client_encoding",
+    "client_min_messages",
+    "datestyle",
+    "default_transaction_deferrable",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+    "extra_float_digits",
+    "geqo",
+    "idle_in_transaction_session_timeout",
+    "idle_session_timeout",
+    "intervalstyle",
+    "jit",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
+    "lock_timeout",
+    "statement_timeout",
+    "timezone",
+    "timezone_abbreviations",
+    "work_mem",
+    "xmlbinary",
+    "xmloption",
+];
+
+/// Plain startup parameters that would change who the session acts as.
+const PARAMS_DENIED: &[&str] = &["role", "session_authorization"];
+
+/// Parameters Portcullis consumes itself and never passes on as sent.
+const PARAMS_CONSUMED: &[&str] = &["user", "database", "replication"];
+
+/// The checked startup request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientParams {
+    pub user: String,
+    /// The target the client asked for (the `database` parameter, or the user
+    /// name when absent, as PostgreSQL does).
+    pub target: String,
+    /// Parameters to pass on to the server, in the client's order.
+    pub forward: Vec<(String, String)>,
+    /// `_pq_.` protocol options, none of which Portcullis supports yet.
+    pub protocol_options: Vec<String>,
+}
+
+fn refuse(code: &'static str, message: String, hint: &str) -> Refusal {
+    Refusal::fatal(ErrorKind::Refused, code, message).hint(hint)
+}
+
+/// Checks the parameters of a StartupMessage.
+pub fn check<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<ClientParams, Refusal> {
+    let mut user = None;
+    let mut database = None;
+    let mut forward = Vec::new();
+    let mut protocol_options = Vec::new();
+    for (name, value) in params {
+        let lower = name.to_ascii_lowercase();
+        if name.starts_with(portcullis_wire::startup::PROTOCOL_OPTION_PREFIX) {
+            protocol_options.push(name.to_owned());
+            continue;
+        }
+        match lower.as_str() {
+            "user" => user = Some(value.to_owned()),
+            "database" => database = Some(value.to_owned()),
+            "replication" => {
+                if !is_false(value) {
+                    return Err(refuse(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "replication connections are not supported through Portcullis".into(),
+                        "Connect for replication directly to the database server, or remove the replication parameter.",
+                    ));
+                }
+            }
+            "options" => {
+                check_options(value)?;
+                forward.push((name.to_owned(), value.to_owned()));
+            }
+            _ if PARAMS_DENIED.contains(&lower.as_str()) => {
+                return Err(refuse(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("startup parameter \"{name}\" is not allowed through Portcullis"),
+                    "Portcullis decides which database role a session uses; remove this parameter.",
+                ));
+            }
+            _ => forward.push((name.to_owned(), value.to_owned())),
+        }
+    }
+    debug_assert!(forward.iter().all(|(k, _)| !PARAMS_CONSUMED.contains(&k.as_str())));
+    let user = user.filter(|u| !u.is_empty()).ok_or_else(|| {
+        refuse(
+            sqlstate::INVALID_AUTHORIZATION,
+            "no user name specified in startup packet".into(),
+            "Set the user in the connection string, for example user=alice.",
+        )
+    })?;
+    let target = database.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    Ok(ClientParams {
+        user,
+        target,
+        forward,
+        protocol_options,
+    })
+}
+
+/// PostgreSQL's boolean spellings for "off" (parse_bool), which make
+/// `replication=false` an ordinary connection.
+fn is_false(value: &str) -> bool {
+    matches!(
+        value.to_ascii_lowercase().as_str(),
+        "0" | "f" | "fa" | "fal" | "fals" | "false" | "n" | "no" | "of" | "off"
+    )
+}
+
+/// Splits `options` the way the server does (`pg_split_opts`: whitespace
+/// separates arguments, a backslash makes the next character literal).
+pub fn split_options(options: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut chars = options.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut arg = String::new();
+        while let Some(c) = chars.next() {
+            if c.is_ascii_whitespace() {
+                break;
+            }
+            if c == '\\' {
+                if let Some(n) = chars.next() {
+                    arg.push(n);
+                }
+                continue;
+            }
+            arg.push(c);
+        }
+        args.push(arg);
+    }
+    args
+}
+
+/// Every switch in `options` must be `-c name=value`, `-cname=value` or
+/// `--name=value` with an allowed name.
+pub fn check_options(options: &str) -> Result<(), Refusal> {
+    let args = split_options(options);
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        let setting = if let Some(rest) = arg.strip_prefix("--") {
+            rest.to_owned()
+        } else if arg == "-c" {
+            i += 1;
+            match args.get(i) {
+                Some(next) => next.clone(),
+                None => return Err(bad_option("-c without a setting")),
+            }
+        } else if let Some(rest) = arg.strip_prefix("-c") {
+            rest.to_owned()
+        } else {
+            return Err(bad_option(arg));
+        };
+        let Some((name, _value)) = setting.split_once('=') else {
+            return Err(bad_option(&setting));
+        };
+        // The server folds '-' to '_' in long option names and compares
+        // setting names case-insensitively.
+        let name = name.replace('-', "_").to_ascii_lowercase();
+        if !OPTIONS_ALLOWED.contains(&name.as_str()) {
+            return Err(refuse(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("setting \"{name}\" may not be set through the options startup parameter"),
+                "Portcullis allows only harmless session settings in options (for example -c statement_timeout=5s); set others with SET after connecting.",
+            ));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+fn bad_option(arg: &str) -> Refusal {
+    // The argument is echoed only in a shortened, printable form.
+    let shown: String = arg
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    refuse(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        format!("unsupported switch \"{shown}\" in the options startup parameter"),
+        "Only -c name=value and --name=value settings are accepted in options.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params<'a>(p: &'a [(&'a str, &'a str)]) -> Result<ClientParams, Refusal> {
+        check(p.iter().copied())
+    }
+
+    #[test]
+    fn ordinary_startup_passes() {
+        let p = params(&[
+            ("user", "alice"),
+            ("database", "shop"),
+            ("application_name", "psql"),
+            ("client_encoding", "UTF8"),
+            ("search_path", "app"),
+            ("options", "-c statement_timeout=5s --DateStyle=ISO -cextra_float_digits=3"),
+            ("_pq_.test", "1"),
+        ])
+        .unwrap();
+        assert_eq!(p.user, "alice");
+        assert_eq!(p.target, "shop");
+        assert_eq!(p.protocol_options, vec!["_pq_.test"]);
+        assert_eq!(
+            p.forward.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            vec!["application_name", "client_encoding", "search_path", "options"]
+        );
+    }
+
+    #[test]
+    fn database_defaults_to_user() {
+        assert_eq!(params(&[("user", "bob")]).unwrap().target, "bob");
+        assert!(params(&[("database", "x")]).is_err());
+    }
+
+    #[test]
+    fn smuggling_through_options_is_refused() {
+        for o in [
+            "-c role=postgres",
+            "-crole=postgres",
+            "--role=postgres",
+            "-c search_path=evil",
+            "--search-path=evil",
+            "-c SEARCH_PATH=evil",
+            "-c session_authorization=postgres",
+            "-c statement_timeout=1 -c role=x",
+            "-c\\ role=x",
+            "-c",
+            "-D /tmp",
+            "-c statement_timeout",
+            "-c session_replication_role=replica",
+            "-c standard_conforming_strings=off",
+        ] {
+            let r = params(&[("user", "a"), ("options", o)]);
+            assert!(r.is_err(), "{o} should be refused");
+            assert_eq!(r.unwrap_err().code, "42501");
+        }
+    }
+
+    #[test]
+    fn identity_parameters_are_refused() {
+        for p in ["role", "session_authorization", "ROLE"] {
+            assert!(params(&[("user", "a"), (p, "postgres")]).is_err());
+        }
+        let r = params(&[("user", "a"), ("replication", "database")]).unwrap_err();
+        assert_eq!(r.code, "0A000");
+        assert!(params(&[("user", "a"), ("replication", "false")]).is_ok());
+    }
+
+    #[test]
+    fn split_follows_server_rules() {
+        assert_eq!(
+            split_options("  -c a=b\\ c   --x=y "),
+            vec!["-c", "a=b c", "--x=y"]
+        );
+        assert!(split_options("   ").is_empty());
+    }
+}

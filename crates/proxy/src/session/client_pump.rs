@@ -1,0 +1,229 @@
+//! Client → server.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use portcullis_wire::decode;
+use portcullis_wire::encode;
+use portcullis_wire::framing::{Limits, Next, Splitter};
+use portcullis_wire::tags::frontend as fe;
+use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tracing::warn;
+
+use super::buffer::ReadBuffer;
+use super::function_call;
+use super::pending::Pending;
+use super::{write_all_tracked, End};
+use crate::error::{sqlstate, Refusal};
+use crate::metrics::{ErrorKind, Metrics};
+use crate::stream::{ClientStream, UpstreamStream};
+
+pub(crate) struct ClientPump<'a> {
+    reader: ReadHalf<ClientStream>,
+    writer: WriteHalf<UpstreamStream>,
+    rb: ReadBuffer,
+    splitter: Splitter,
+    idle_timeout: Option<Duration>,
+    pending: &'a Pending,
+    metrics: &'a Metrics,
+    /// Dropping the rest of a refused streamed message.
+    discarding: bool,
+    /// A write to the server was interrupted: its stream position is unknown.
+    in_write: bool,
+    terminated: bool,
+}
+
+/// What to do with one client message.
+enum Action {
+    Forward,
+    /// Send these bytes upstream instead of the message.
+    Replace(BytesMut),
+    Terminate,
+    Refuse(Refusal),
+}
+
+impl<'a> ClientPump<'a> {
+    pub fn new(
+        reader: ReadHalf<ClientStream>,
+        writer: WriteHalf<UpstreamStream>,
+        initial: BytesMut,
+        max_statement: usize,
+        idle_timeout: Option<Duration>,
+        pending: &'a Pending,
+        metrics: &'a Metrics,
+    ) -> Self {
+        ClientPump {
+            reader,
+            writer,
+            rb: ReadBuffer::new(initial),
+            splitter: Splitter::new(Limits::frontend(max_statement)),
+            idle_timeout,
+            pending,
+            metrics,
+            discarding: false,
+            in_write: false,
+            terminated: false,
+        }
+    }
+
+}
+
+/// Judges a message (or the head of a streamed one) by its type and the
+/// bytes available of it.
+fn judge(pending: &Pending, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
+    {
+        match tag {
+            fe::QUERY => {
+                pending.sent_query(Instant::now());
+                metrics.statements(1);
+                Action::Forward
+            }
+            fe::EXECUTE => {
+                metrics.statements(1);
+                Action::Forward
+            }
+            fe::SYNC => {
+                pending.sent_sync(Instant::now());
+                Action::Forward
+            }
+            fe::COPY_DONE | fe::COPY_FAIL => {
+                pending.sent_copy_end();
+                Action::Forward
+            }
+            fe::FUNCTION_CALL => {
+                pending.sent_query(Instant::now());
+                match decode::function_call_oid(decode::body(head)) {
+                    Ok(oid) if function_call::allowed(oid) => Action::Forward,
+                    Ok(oid) => {
+                        warn!(oid, "FunctionCall refused");
+                        metrics.error(ErrorKind::Refused);
+                        let mut b = BytesMut::new();
+                        encode::query(&mut b, function_call::REFUSAL_STATEMENT);
+                        Action::Replace(b)
+                    }
+                    Err(e) => Action::Refuse(Refusal::protocol(&e)),
+                }
+            }
+            fe::TERMINATE => Action::Terminate,
+            fe::PASSWORD => Action::Refuse(Refusal::fatal(
+                ErrorKind::ClientProtocol,
+                sqlstate::PROTOCOL_VIOLATION,
+                "unexpected password message after authentication",
+            )),
+            _ => Action::Forward,
+        }
+    }
+
+}
+
+impl ClientPump<'_> {
+    pub async fn run(&mut self) -> End {
+        loop {
+            // Walk every complete message (or streamed piece) buffered,
+            // forwarding runs of untouched bytes in one write.
+            let mut pos = 0;
+            let mut run_start = 0;
+            let want = loop {
+                let next = match self.splitter.next(&self.rb.buf[pos..]) {
+                    Ok(n) => n,
+                    Err(e) => return End::ClientRefused(Refusal::protocol(&e)),
+                };
+                let (tag, len) = match next {
+                    Next::NeedMore { hint } => break hint,
+                    Next::Whole { tag, len } | Next::StreamHead { tag, len, .. } => (tag, len),
+                    Next::StreamBody { len, last } => {
+                        if self.discarding {
+                            if let Err(e) = self.flush(run_start, pos).await {
+                                return e;
+                            }
+                            run_start = pos + len;
+                            self.discarding = !last;
+                        }
+                        pos += len;
+                        continue;
+                    }
+                };
+                let action = judge(self.pending, self.metrics, tag, &self.rb.buf[pos..pos + len]);
+                match action {
+                    Action::Forward => pos += len,
+                    Action::Replace(replacement) => {
+                        if let Err(e) = self.flush(run_start, pos).await {
+                            return e;
+                        }
+                        if let Err(e) = self.write(&replacement).await {
+                            return e;
+                        }
+                        pos += len;
+                        run_start = pos;
+                        self.discarding = self.splitter.mid_message();
+                    }
+                    Action::Terminate => {
+                        pos += len;
+                        let end = self.flush(run_start, pos).await.err();
+                        self.terminated = true;
+                        return end.unwrap_or(End::Terminated);
+                    }
+                    Action::Refuse(r) => {
+                        let _ = self.flush(run_start, pos).await;
+                        return End::ClientRefused(r);
+                    }
+                }
+            };
+            if let Err(e) = self.flush(run_start, pos).await {
+                return e;
+            }
+            self.rb.buf.advance(pos);
+
+            let read = self.rb.fill(&mut self.reader, want);
+            let n = match self.idle_timeout {
+                None => read.await,
+                Some(t) => match tokio::time::timeout(t, read).await {
+                    Ok(r) => r,
+                    Err(_) if self.pending.idle() && !self.splitter.mid_message() && self.rb.buf.is_empty() => {
+                        return End::IdleTimeout
+                    }
+                    Err(_) => continue,
+                },
+            };
+            match n {
+                Ok(0) | Err(_) => return End::ClientGone,
+                Ok(n) => self.metrics.client_bytes(n as u64),
+            }
+        }
+    }
+
+    async fn flush(&mut self, from: usize, to: usize) -> Result<(), End> {
+        if from >= to {
+            return Ok(());
+        }
+        write_all_tracked(&mut self.writer, &self.rb.buf[from..to], &mut self.in_write)
+            .await
+            .map_err(|e| End::UpstreamLost(format!("write to server: {e}")))?;
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| End::UpstreamLost(format!("write to server: {e}")))
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), End> {
+        write_all_tracked(&mut self.writer, bytes, &mut self.in_write)
+            .await
+            .map_err(|e| End::UpstreamLost(format!("write to server: {e}")))
+    }
+
+    /// Ends the upstream session cleanly when the stream is at a message
+    /// boundary; otherwise just closes it.
+    pub async fn terminate_upstream(&mut self) {
+        if !self.terminated && !self.in_write && !self.splitter.mid_message() {
+            let mut b = BytesMut::new();
+            encode::terminate(&mut b);
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.writer.write_all(&b)).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), shutdown(&mut self.writer)).await;
+    }
+}
+
+async fn shutdown<W: AsyncWrite + Unpin>(w: &mut W) -> std::io::Result<()> {
+    w.flush().await?;
+    w.shutdown().await
+}
