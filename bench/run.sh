@@ -237,7 +237,7 @@ NPROC="$(nproc)"
 DATE="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 GIT_REV="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]; then GIT_REV="$GIT_REV-dirty"; fi
-PG_VERSION="$("$PGBIN/postgres" --version 2>/dev/null | awk '{print $NF}')"
+PG_VERSION="$("$PGBIN/postgres" --version 2>/dev/null | awk '{print $3}')"
 PGB_VERSION="$("$PGBOUNCER" --version 2>/dev/null | awk 'NR == 1 {print $2}')"
 
 log "$DATE; $NPROC CPUs ($CPU_MODEL), $MEM_TOTAL RAM; PostgreSQL $PG_VERSION, pgbouncer $PGB_VERSION"
@@ -413,8 +413,12 @@ EOF
         else
             PSKIP="\`portcullis run\` exited"
         fi
-        echo "bench: SKIPPING Portcullis: $PSKIP; last lines of its log:" >&2
-        tail -n 15 "$WORK/log/portcullis.log" | sed 's/^/    /' >&2 || true
+        if [ -s "$WORK/log/portcullis.log" ]; then
+            echo "bench: last lines of the Portcullis log:" >&2
+            tail -n 15 "$WORK/log/portcullis.log" | sed 's/^/    /' >&2 || true
+        else
+            echo "bench: (the Portcullis log is empty)" >&2
+        fi
         stop_pid "$PORTCULLIS_PID"
         PORTCULLIS_PID=""
     fi

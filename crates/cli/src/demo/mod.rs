@@ -1,0 +1,314 @@
+//! `portcullis demo`: a throwaway PostgreSQL with a seeded shop database,
+//! Portcullis in front of it with two targets and three identities, and
+//! ready-to-paste connection lines. Runs until Ctrl-C and cleans up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use portcullis_config::{Config, ScramVerifier};
+use portcullis_proxy::server::Server;
+use portcullis_testbed::cluster::{ClusterOptions, ClusterTls, PgCluster};
+use portcullis_testbed::tls::TestPki;
+use serde_json::json;
+
+const SEED: &str = include_str!("seed.sql");
+/// The role Portcullis logs in to PostgreSQL as; it owns the demo databases.
+const UPSTREAM_ROLE: &str = "portcullis";
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Keep everything (cluster, certificates, configuration) in this
+    /// directory instead of a temporary one. An existing demo directory is
+    /// reused.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Address the proxy listens on.
+    #[arg(long, default_value = "127.0.0.1:6432", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Print the connection details as one JSON object on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A demo identity.
+struct DemoUser {
+    name: &'static str,
+    kind: &'static str,
+    groups: &'static [&'static str],
+    role: &'static str,
+    password: String,
+}
+
+fn random_password() -> String {
+    use base64::Engine;
+    let bytes: [u8; 12] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn run(args: DemoArgs) -> ExitCode {
+    crate::logging::init(portcullis_config::LogFormat::Human);
+    match demo(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn demo(args: DemoArgs) -> Result<(), String> {
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            d.canonicalize().map_err(|e| format!("{}: {e}", d.display()))?
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("portcullis-demo-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+            temp.path().to_path_buf()
+        }
+    };
+    eprintln!("Starting a throwaway PostgreSQL in {} ...", dir.display());
+    let pki = TestPki::generate(&["localhost", "127.0.0.1"]).map_err(|e| e.to_string())?;
+    let tls_files = pki.write_to(&dir.join("tls")).map_err(|e| e.to_string())?;
+    let cluster = PgCluster::start(ClusterOptions {
+        dir: Some(dir.join("pg")),
+        superuser_password: random_password(),
+        tls: Some(ClusterTls::Pki(pki.clone())),
+        ..ClusterOptions::default()
+    })
+    .map_err(|e| format!("cannot start PostgreSQL: {e}"))?;
+
+    let upstream_password = random_password();
+    seed(&cluster, &upstream_password)?;
+
+    let users = [
+        DemoUser {
+            name: "dana",
+            kind: "human",
+            groups: &["developers"],
+            role: "developer",
+            password: random_password(),
+        },
+        DemoUser {
+            name: "olga",
+            kind: "human",
+            groups: &["dba", "approvers"],
+            role: "DBA, can approve",
+            password: random_password(),
+        },
+        DemoUser {
+            name: "agent-7",
+            kind: "agent",
+            groups: &["agents"],
+            role: "AI agent (service identity)",
+            password: random_password(),
+        },
+    ];
+    let config_path = write_config(&dir, &args.listen, &cluster, &tls_files, &upstream_password, &users)?;
+    let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let server = Server::bind(config).await.map_err(|e| e.to_string())?;
+        let proxy = server
+            .local_addrs()
+            .first()
+            .map(|(_, a)| *a)
+            .ok_or("no listener")?;
+        let admin = server.admin_addr();
+        print_details(&args, &dir, &config_path, proxy, admin, &cluster, &upstream_password, &users, &tls_files.ca_cert);
+        crate::serve(server).await;
+        Ok::<(), String>(())
+    })?;
+    eprintln!("Stopping PostgreSQL and cleaning up ...");
+    drop(cluster);
+    Ok(())
+}
+
+fn seed(cluster: &PgCluster, upstream_password: &str) -> Result<(), String> {
+    let sql = |db: &str, sql: &str| cluster.sql(db, sql).map_err(|e| format!("seeding the demo: {e}"));
+    let exists = sql("postgres", "SELECT 1 FROM pg_database WHERE datname = 'shop'")?;
+    sql(
+        "postgres",
+        &format!(
+            "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{UPSTREAM_ROLE}') THEN CREATE ROLE {UPSTREAM_ROLE} LOGIN; END IF; END$$; \
+             ALTER ROLE {UPSTREAM_ROLE} PASSWORD '{upstream_password}'"
+        ),
+    )?;
+    if exists.trim() == "1" {
+        eprintln!("Reusing the demo databases already in this directory.");
+        return Ok(());
+    }
+    for db in ["shop", "shop_staging"] {
+        sql("postgres", &format!("CREATE DATABASE {db} OWNER {UPSTREAM_ROLE}"))?;
+        sql(db, &format!("SET ROLE {UPSTREAM_ROLE};\n{SEED}"))?;
+    }
+    Ok(())
+}
+
+fn write_config(
+    dir: &Path,
+    listen: &SocketAddr,
+    cluster: &PgCluster,
+    tls: &portcullis_testbed::tls::TlsFiles,
+    upstream_password: &str,
+    users: &[DemoUser],
+) -> Result<PathBuf, String> {
+    let secret = dir.join("upstream-password");
+    write_private(&secret, upstream_password)?;
+    let mut text = format!(
+        r#"# Written by `portcullis demo`. Edit it and send SIGHUP (or POST /reload
+# to the admin listener) to reload without dropping sessions.
+
+[server]
+log_format = "human"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[tls]
+cert = "{cert}"
+key = "{key}"
+
+[[listener]]
+name = "demo"
+listen = "{listen}"
+
+[[target]]
+name = "shop"
+environment = "production"
+host = "127.0.0.1"
+port = {port}
+user = "{UPSTREAM_ROLE}"
+password_file = "{secret}"
+sslmode = "verify-full"
+sslrootcert = "{ca}"
+
+[[target]]
+name = "shop_staging"
+environment = "staging"
+host = "127.0.0.1"
+port = {port}
+user = "{UPSTREAM_ROLE}"
+password_file = "{secret}"
+sslmode = "require"
+"#,
+        cert = tls.server_cert.display(),
+        key = tls.server_key.display(),
+        ca = tls.ca_cert.display(),
+        port = cluster.port(),
+        secret = secret.display(),
+    );
+    for u in users {
+        let groups: Vec<String> = u.groups.iter().map(|g| format!("\"{g}\"")).collect();
+        text.push_str(&format!(
+            "\n[[user]]\nname = \"{}\"\nkind = \"{}\"\ngroups = [{}]\nscram = \"{}\"\n",
+            u.name,
+            u.kind,
+            groups.join(", "),
+            ScramVerifier::generate(u.password.as_bytes())
+        ));
+    }
+    let path = dir.join("portcullis.toml");
+    write_private(&path, &text)?;
+    Ok(path)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn dsn(host: &str, port: u16, db: &str, user: &str, password: &str) -> String {
+    format!("host={host} port={port} dbname={db} user={user} password={password} sslmode=require")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_details(
+    args: &DemoArgs,
+    dir: &Path,
+    config: &Path,
+    proxy: SocketAddr,
+    admin: Option<SocketAddr>,
+    cluster: &PgCluster,
+    upstream_password: &str,
+    users: &[DemoUser],
+    ca: &Path,
+) {
+    let host = proxy.ip().to_string();
+    let direct = dsn(cluster.host(), cluster.port(), "shop", UPSTREAM_ROLE, upstream_password);
+    if args.json {
+        let users: Vec<_> = users
+            .iter()
+            .map(|u| {
+                json!({
+                    "name": u.name,
+                    "kind": u.kind,
+                    "groups": u.groups,
+                    "password": u.password,
+                    "dsn": dsn(&host, proxy.port(), "shop", u.name, &u.password),
+                    "dsn_staging": dsn(&host, proxy.port(), "shop_staging", u.name, &u.password),
+                })
+            })
+            .collect();
+        let out = json!({
+            "proxy": { "host": host, "port": proxy.port() },
+            "admin": admin.map(|a| format!("http://{a}")),
+            "targets": [
+                { "name": "shop", "environment": "production" },
+                { "name": "shop_staging", "environment": "staging" },
+            ],
+            "users": users,
+            "upstream": {
+                "host": cluster.host(),
+                "port": cluster.port(),
+                "user": UPSTREAM_ROLE,
+                "password": upstream_password,
+                "dsn": direct,
+            },
+            "ca_cert": ca,
+            "config": config,
+            "dir": dir,
+            "pid": std::process::id(),
+        });
+        println!("{out}");
+        return;
+    }
+    let mut s = String::new();
+    s.push_str("\nPortcullis demo is running. Press Ctrl-C to stop; everything is cleaned up.\n\n");
+    s.push_str("Targets: shop (production), shop_staging (staging)\n\nConnect through Portcullis:\n");
+    for u in users {
+        s.push_str(&format!("  # {} ({})\n", u.name, u.role));
+        s.push_str(&format!("  psql \"{}\"\n", dsn(&host, proxy.port(), "shop", u.name, &u.password)));
+    }
+    s.push_str(&format!(
+        "  # the same users reach staging with dbname=shop_staging\n\nDirect to PostgreSQL, bypassing Portcullis (for comparison):\n  psql \"{direct}\"\n\n"
+    ));
+    if let Some(a) = admin {
+        s.push_str(&format!("Metrics: http://{a}/metrics   Health: http://{a}/health\n"));
+    }
+    s.push_str(&format!(
+        "Configuration: {} (reload: kill -HUP {})\nCA certificate (for sslmode=verify-full): {}\n",
+        config.display(),
+        std::process::id(),
+        ca.display()
+    ));
+    println!("{s}");
+}
