@@ -240,7 +240,11 @@ if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" 
 PG_VERSION="$("$PGBIN/postgres" --version 2>/dev/null | awk '{print $3}')"
 PGB_VERSION="$("$PGBOUNCER" --version 2>/dev/null | awk 'NR == 1 {print $2}')"
 
+LOADAVG="$(cut -d' ' -f1-3 /proc/loadavg)"
 log "$DATE; $NPROC CPUs ($CPU_MODEL), $MEM_TOTAL RAM; PostgreSQL $PG_VERSION, pgbouncer $PGB_VERSION"
+if awk -v l="${LOADAVG%% *}" 'BEGIN { exit !(l > 0.5) }'; then
+    echo "bench: warning: load average is $LOADAVG before starting; other work on this machine skews the numbers" >&2
+fi
 log "pgbench -S, ${DURATION}s per run, clients: $CLIENTS, scale $SCALE; work dir $WORK"
 
 # ----------------------------------------------------------------- portcullis build
@@ -545,10 +549,20 @@ stream_stat() {
 
 # ----------------------------------------------------------------- 3. RSS, idle connections
 
-RSS_IDLE="" RSS_CONNS="" RSS_N="" RSS_CONNECT_S="" RSS_FDS=""
+RSS_IDLE="" RSS_CONNS="" RSS_N="" RSS_UP="" RSS_CONNECT_S="" RSS_FDS=""
+established_to() { # ESTABLISHED TCP connections with local port $1 (the accepting side)
+    local hex
+    hex="$(printf '%04X' "$1")"
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null \
+        | awk -v p=":$hex" '$4 == "01" && substr($2, length($2) - 4) == p { n++ } END { print n + 0 }'
+}
+upstream_sessions() {
+    psql_admin -At -c "select count(*) from pg_stat_activity where usename = 'bench' and backend_type = 'client backend'" 2>/dev/null || echo 0
+}
 if portcullis_alive; then
     log "RSS: opening $IDLE_CONNS idle connections through Portcullis"
     RSS_IDLE="$(rss_kb "$PORTCULLIS_PID")"
+    UP0="$(upstream_sessions)" # e.g. pgbouncer's idle server connections
     printf '\\sleep %s s\nSELECT 1;\n' "$IDLE_SLEEP" >"$WORK/idle.sql"
     chmod 644 "$WORK/idle.sql"
     "$PGBIN/pgbench" -n -c "$IDLE_CONNS" -j 2 -T $((IDLE_SLEEP + 5)) -f "$WORK/idle.sql" \
@@ -556,13 +570,20 @@ if portcullis_alive; then
     IDLE_PID=$!
     BG_PIDS+=("$IDLE_PID")
     t0=$SECONDS
-    n=0
+    nc=0 nu=0 last_nu=-1 stable=0
     while [ $((SECONDS - t0)) -lt 120 ] && kill -0 "$IDLE_PID" 2>/dev/null; do
-        n="$(psql_admin -At -c "select count(*) from pg_stat_activity where usename = 'bench' and backend_type = 'client backend'" 2>/dev/null || echo 0)"
-        [ "$n" -ge "$IDLE_CONNS" ] && break
+        nc="$(established_to "$P_PORT")"
+        nu=$(($(upstream_sessions) - UP0))
+        if [ "$nc" -ge "$IDLE_CONNS" ]; then
+            [ "$nu" -ge "$IDLE_CONNS" ] && break
+            # upstream sessions opened lazily: accept once the count is stable for 3 s
+            if [ "$nu" -eq "$last_nu" ]; then stable=$((stable + 1)); else stable=0; fi
+            [ "$stable" -ge 6 ] && break
+        fi
+        last_nu=$nu
         sleep 0.5
     done
-    if [ "$n" -ge "$IDLE_CONNS" ]; then
+    if [ "$nc" -ge "$IDLE_CONNS" ]; then
         RSS_CONNECT_S=$((SECONDS - t0))
         sleep 1
         RSS_CONNS=0
@@ -571,13 +592,14 @@ if portcullis_alive; then
             [ "${r:-0}" -gt "$RSS_CONNS" ] && RSS_CONNS=$r
             sleep 1
         done
-        RSS_N=$n
+        RSS_N=$nc
+        RSS_UP=$nu
         RSS_FDS="$(ls "/proc/$PORTCULLIS_PID/fd" 2>/dev/null | wc -l)"
-        log "  $n upstream sessions after ${RSS_CONNECT_S}s; VmRSS $((RSS_CONNS / 1024)) MB; $RSS_FDS fds"
+        log "  $nc client connections, $nu upstream sessions after ${RSS_CONNECT_S}s; VmRSS $((RSS_CONNS / 1024)) MB; $RSS_FDS fds"
     else
-        echo "bench: only $n of $IDLE_CONNS connections came up; last lines of the pgbench log:" >&2
+        echo "bench: only $nc of $IDLE_CONNS client connections came up ($nu upstream); last lines of the pgbench log:" >&2
         tail -n 5 "$WORK/log/pgbench-idle.log" | sed 's/^/    /' >&2
-        RSS_N=$n
+        RSS_N=$nc
     fi
     wait "$IDLE_PID" 2>/dev/null || true
     BG_PIDS=()
@@ -591,7 +613,7 @@ mb() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else 
 {
     echo "## Portcullis benchmark, $DATE"
     echo
-    echo "- Machine: $NPROC CPUs, $CPU_MODEL, $MEM_TOTAL RAM, Linux $(uname -r)"
+    echo "- Machine: $NPROC CPUs, $CPU_MODEL, $MEM_TOTAL RAM, Linux $(uname -r); load average at start $LOADAVG"
     echo "- PostgreSQL $PG_VERSION (fsync=off, shared_buffers=256MB), pgbouncer $PGB_VERSION (session mode, pool 100), Portcullis $GIT_REV"
     echo "- Everything on this one machine over plaintext TCP 127.0.0.1, SCRAM-SHA-256 logins;"
     echo "  pgbench, proxies and PostgreSQL share the $NPROC CPUs, so proxy CPU cost shows up as lower tps."
@@ -639,7 +661,7 @@ mb() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else 
         echo "| just started | $(mb "$RSS_FRESH") |"
         echo "| idle, after the runs above | $(mb "$RSS_IDLE") |"
         if [ -n "$RSS_CONNS" ]; then
-            echo "| $RSS_N idle client connections (each with its upstream session) | $(mb "$RSS_CONNS") |"
+            echo "| $RSS_N idle client connections ($RSS_UP upstream sessions) | $(mb "$RSS_CONNS") |"
             echo
             echo "Per connection: $(awk -v a="$RSS_CONNS" -v b="$RSS_IDLE" -v n="$RSS_N" 'BEGIN { printf "%.1f", (a - b) / n }') KB;"
             echo "all $RSS_N connected after ${RSS_CONNECT_S}s; the proxy held $RSS_FDS file descriptors."

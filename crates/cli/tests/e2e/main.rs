@@ -1,0 +1,16 @@
+//! End-to-end tests: real PostgreSQL (the testbed's shared cluster, one per
+//! test binary), Portcullis in-process or as the real binary, and real
+//! clients (tokio-postgres, psql, pgbench, raw protocol bytes).
+
+mod harness;
+mod raw;
+
+mod auth;
+mod basic;
+mod copy;
+mod lifecycle;
+mod protocol;
+mod startup;
+mod streaming;
+mod tls;
+mod tools;
