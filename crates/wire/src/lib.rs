@@ -11,6 +11,7 @@ pub mod decode;
 pub mod encode;
 mod error;
 pub mod framing;
+pub mod fuzzing;
 pub mod startup;
 pub mod tags;
 

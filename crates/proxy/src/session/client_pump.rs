@@ -7,7 +7,7 @@ use portcullis_wire::decode;
 use portcullis_wire::encode;
 use portcullis_wire::framing::{Limits, Next, Splitter};
 use portcullis_wire::tags::frontend as fe;
-use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
 use super::buffer::ReadBuffer;
@@ -16,11 +16,11 @@ use super::pending::Pending;
 use super::{write_all_tracked, End};
 use crate::error::{sqlstate, Refusal};
 use crate::metrics::{ErrorKind, Metrics};
-use crate::stream::{ClientStream, UpstreamStream};
+use crate::stream::{ClientTls, ReadHalf, UpstreamTls, WriteHalf};
 
 pub(crate) struct ClientPump<'a> {
-    reader: ReadHalf<ClientStream>,
-    writer: WriteHalf<UpstreamStream>,
+    reader: ReadHalf<ClientTls>,
+    writer: WriteHalf<UpstreamTls>,
     rb: ReadBuffer,
     splitter: Splitter,
     idle_timeout: Option<Duration>,
@@ -44,8 +44,8 @@ enum Action {
 
 impl<'a> ClientPump<'a> {
     pub fn new(
-        reader: ReadHalf<ClientStream>,
-        writer: WriteHalf<UpstreamStream>,
+        reader: ReadHalf<ClientTls>,
+        writer: WriteHalf<UpstreamTls>,
         initial: BytesMut,
         max_statement: usize,
         idle_timeout: Option<Duration>,

@@ -60,8 +60,8 @@ pub async fn run(est: Established, opts: SessionOptions, metrics: Arc<Metrics>, 
         user_slot,
         ..
     } = est;
-    let (client_r, client_w) = tokio::io::split(client);
-    let (upstream_r, upstream_w) = tokio::io::split(upstream.stream);
+    let (client_r, client_w) = client.split();
+    let (upstream_r, upstream_w) = upstream.stream.split();
     let pending = pending::Pending::new(upstream.status);
 
     let mut to_server = client_pump::ClientPump::new(

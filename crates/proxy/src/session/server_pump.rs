@@ -6,18 +6,18 @@ use bytes::{Buf, BytesMut};
 use portcullis_wire::decode;
 use portcullis_wire::framing::{Limits, Next, Splitter};
 use portcullis_wire::tags::backend as be;
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
 use super::buffer::ReadBuffer;
 use super::pending::Pending;
 use super::{write_all_tracked, End};
 use crate::metrics::Metrics;
-use crate::stream::{ClientStream, UpstreamStream};
+use crate::stream::{ClientTls, ReadHalf, UpstreamTls, WriteHalf};
 
 pub(crate) struct ServerPump<'a> {
-    reader: ReadHalf<UpstreamStream>,
-    writer: WriteHalf<ClientStream>,
+    reader: ReadHalf<UpstreamTls>,
+    writer: WriteHalf<ClientTls>,
     rb: ReadBuffer,
     splitter: Splitter,
     pending: &'a Pending,
@@ -34,8 +34,8 @@ enum Action {
 
 impl<'a> ServerPump<'a> {
     pub fn new(
-        reader: ReadHalf<UpstreamStream>,
-        writer: WriteHalf<ClientStream>,
+        reader: ReadHalf<UpstreamTls>,
+        writer: WriteHalf<ClientTls>,
         initial: BytesMut,
         pending: &'a Pending,
         metrics: &'a Metrics,
