@@ -82,7 +82,13 @@ impl ServerTls {
     pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
         let certs = load_certs(cert)?;
         let key = load_key(key)?;
-        let end_point = channel_binding::tls_server_end_point(&certs[0]).ok();
+        // libpq (through OpenSSL) cannot derive the binding hash of an
+        // RSA-PSS certificate and would fail SCRAM-SHA-256-PLUS, so PLUS is
+        // only offered where clients can compute the same bytes.
+        let end_point = match channel_binding::signature_hash(&certs[0]) {
+            Ok((channel_binding::SignatureKind::RsaPss, _)) | Err(_) => None,
+            Ok(_) => channel_binding::tls_server_end_point(&certs[0]).ok(),
+        };
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
