@@ -3,9 +3,12 @@
 //! The `options` parameter carries server command-line switches. Through it a
 //! client could set any setting at session start (`-c role=admin`,
 //! `-c search_path=evil,public`), so each switch is checked against an
-//! allow-list of harmless settings. Plain startup parameters are passed on
-//! (clients send application_name, DateStyle, TimeZone, extra_float_digits,
-//! client_encoding, search_path, ...) except the ones that change identity.
+//! allow-list of harmless settings. Plain startup parameters set the same
+//! settings, so they pass the same allow-list, plus `search_path`, which
+//! drivers send openly (JDBC's currentSchema, Npgsql's SearchPath) and which
+//! later policy work tracks. Anything else is refused: the upstream role may
+//! be a superuser, so a parameter such as `session_replication_role` would
+//! otherwise switch off triggers for the whole session.
 
 use crate::error::{sqlstate, Refusal};
 use crate::metrics::ErrorKind;
@@ -38,8 +41,12 @@ pub const OPTIONS_ALLOWED: &[&str] = &[
     "xmloption",
 ];
 
-/// Plain startup parameters that would change who the session acts as.
-const PARAMS_DENIED: &[&str] = &["role", "session_authorization"];
+/// Settings allowed as plain startup parameters beyond [`OPTIONS_ALLOWED`].
+const PARAMS_ALSO_ALLOWED: &[&str] = &["search_path"];
+
+fn param_allowed(lower: &str) -> bool {
+    OPTIONS_ALLOWED.contains(&lower) || PARAMS_ALSO_ALLOWED.contains(&lower)
+}
 
 /// Parameters Portcullis consumes itself and never passes on as sent.
 const PARAMS_CONSUMED: &[&str] = &["user", "database", "replication"];
@@ -89,14 +96,15 @@ pub fn check<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result
                 check_options(value)?;
                 forward.push((name.to_owned(), value.to_owned()));
             }
-            _ if PARAMS_DENIED.contains(&lower.as_str()) => {
+            _ if param_allowed(&lower) => forward.push((name.to_owned(), value.to_owned())),
+            _ => {
+                let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
                 return Err(refuse(
                     sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!("startup parameter \"{name}\" is not allowed through Portcullis"),
-                    "Portcullis decides which database role a session uses; remove this parameter.",
+                    format!("startup parameter \"{shown}\" is not allowed through Portcullis"),
+                    "Portcullis passes on only harmless session settings (application_name, client_encoding, DateStyle, TimeZone, search_path, timeouts, ...) and decides the database role itself; remove this parameter or SET it after connecting.",
                 ));
             }
-            _ => forward.push((name.to_owned(), value.to_owned())),
         }
     }
     debug_assert!(forward.iter().all(|(k, _)| !PARAMS_CONSUMED.contains(&k.as_str())));
@@ -268,7 +276,15 @@ mod tests {
 
     #[test]
     fn identity_parameters_are_refused() {
-        for p in ["role", "session_authorization", "ROLE"] {
+        for p in [
+            "role",
+            "session_authorization",
+            "ROLE",
+            "session_replication_role",
+            "log_min_error_statement",
+            "standard_conforming_strings",
+            "made_up",
+        ] {
             assert!(params(&[("user", "a"), (p, "postgres")]).is_err());
         }
         let r = params(&[("user", "a"), ("replication", "database")]).unwrap_err();
