@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn version_keys_sort_numerically() {
-        let mut keys = vec![
+        let mut keys = [
             version_key("9.6").unwrap(),
             version_key("15").unwrap(),
             version_key("10").unwrap(),

@@ -178,10 +178,15 @@ impl PgCluster {
                 (abs, None)
             }
             None => {
+                reap_stale_temp_dirs();
                 let tmp = tempfile::Builder::new()
-                    .prefix("portcullis-pg-")
+                    .prefix(TEMP_PREFIX)
                     .tempdir()
                     .map_err(|e| TestbedError::io("creating temp dir", e))?;
+                write_file(
+                    &tmp.path().join(OWNER_FILE),
+                    std::process::id().to_string().as_bytes(),
+                )?;
                 (tmp.path().to_owned(), Some(tmp))
             }
         };
@@ -551,6 +556,54 @@ impl Drop for PgCluster {
     }
 }
 
+/// Prefix of temp cluster directories.
+const TEMP_PREFIX: &str = "portcullis-pg-";
+/// File in a temp cluster directory naming the process that owns it.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Deletes temp cluster directories whose owning process is gone — left
+/// behind when a test binary was killed (its server stops by itself, see
+/// `privilege::configure`, but nothing deletes the ~40 MB directory).
+/// A directory is only removed if its owner file names a dead process and
+/// no live postmaster holds it; anything unclear is left alone. Best-effort.
+fn reap_stale_temp_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let dir = entry.path();
+        let pid_in = |file: &Path| -> Option<i32> {
+            let text = fs::read_to_string(file).ok()?;
+            text.lines().next()?.trim().parse().ok()
+        };
+        let Some(owner) = pid_in(&dir.join(OWNER_FILE)) else {
+            continue; // not ours, or still being set up
+        };
+        let server = pid_in(&dir.join("data").join("postmaster.pid"));
+        let server_gone = match server {
+            Some(pid) => process_gone(pid),
+            None => true,
+        };
+        if process_gone(owner) && server_gone {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// Whether no process `pid` exists (EPERM means it exists as another user).
+fn process_gone(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence; no signal is sent.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
 /// Name of our settings file, included from postgresql.conf so that
 /// restarts (a new port) rewrite only our file.
 const INCLUDE_FILE: &str = "portcullis.conf";
@@ -874,6 +927,13 @@ mod tests {
         assert!(a.starts_with("my_test_db_"));
         assert!(unique_db_name("9lives").starts_with("db_9lives"));
         assert!(unique_db_name(&"x".repeat(200)).len() <= 63);
+    }
+
+    #[test]
+    fn process_liveness() {
+        assert!(!process_gone(std::process::id() as i32));
+        assert!(!process_gone(0));
+        assert!(process_gone(i32::MAX - 1));
     }
 
     #[test]

@@ -50,9 +50,10 @@ async fn given_dir_with_cert_files_survives_restart() {
         "{} sslmode=require channel_binding=require",
         cluster.superuser_conn_str("postgres")
     );
-    let (client, _task) = tokio_postgres::connect(&conn, RustlsConnect::from_pki(&pki))
+    let (client, connection) = tokio_postgres::connect(&conn, RustlsConnect::from_pki(&pki))
         .await
         .unwrap();
+    tokio::spawn(connection);
     let one: i32 = client.query_one("SELECT 1", &[]).await.unwrap().get(0);
     assert_eq!(one, 1);
     drop(client);
