@@ -6,7 +6,7 @@
 # 1. scripts/setup.sh             system packages (installs them as root)
 # 2. cargo fmt --all -- --check
 # 3. cargo clippy --workspace --all-targets -- -D warnings   (skipped if clippy is not installed)
-# 4. cargo test --workspace       all crates, unit + integration + doc tests
+# 4. cargo test --workspace --no-fail-fast   all crates: unit, integration, doc tests
 #
 # Every step runs even if an earlier one failed (so one CI log shows all
 # problems), except that a failing setup stops everything. Exits non-zero if
@@ -71,6 +71,6 @@ else
     skipped+=(clippy)
 fi
 
-step test cargo test --workspace "$@"
+step test cargo test --workspace --no-fail-fast "$@"
 
 verdict
