@@ -12,7 +12,7 @@ use tracing::warn;
 
 use super::buffer::ReadBuffer;
 use super::function_call;
-use super::pending::Pending;
+use super::pending::{Entry, Pending, Step};
 use super::{write_all_tracked, End};
 use crate::error::{sqlstate, Refusal};
 use crate::metrics::{ErrorKind, Metrics};
@@ -74,11 +74,28 @@ fn judge(pending: &Pending, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
     {
         match tag {
             fe::QUERY => {
-                pending.sent_query(Instant::now());
+                pending.sent(Entry::Query(Instant::now()));
                 metrics.statements(1);
                 Action::Forward
             }
+            fe::PARSE => {
+                pending.sent(Entry::Step(Step::Parse));
+                Action::Forward
+            }
+            fe::BIND => {
+                pending.sent(Entry::Step(Step::Bind));
+                Action::Forward
+            }
+            fe::DESCRIBE => {
+                pending.sent(Entry::Step(Step::Describe));
+                Action::Forward
+            }
+            fe::CLOSE => {
+                pending.sent(Entry::Step(Step::Close));
+                Action::Forward
+            }
             fe::EXECUTE => {
+                pending.sent(Entry::Step(Step::Execute));
                 metrics.statements(1);
                 Action::Forward
             }
@@ -91,7 +108,7 @@ fn judge(pending: &Pending, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
                 Action::Forward
             }
             fe::FUNCTION_CALL => {
-                pending.sent_query(Instant::now());
+                pending.sent(Entry::Query(Instant::now()));
                 match decode::function_call_oid(decode::body(head)) {
                     Ok(oid) if function_call::allowed(oid) => Action::Forward,
                     Ok(oid) => {
@@ -126,7 +143,12 @@ impl ClientPump<'_> {
             let want = loop {
                 let next = match self.splitter.next(&self.rb.buf[pos..]) {
                     Ok(n) => n,
-                    Err(e) => return End::ClientRefused(Refusal::protocol(&e)),
+                    Err(e) => {
+                        // What came before the bad message still reaches the
+                        // server, as it would without the proxy.
+                        let _ = self.flush(run_start, pos).await;
+                        return End::ClientRefused(Refusal::protocol(&e));
+                    }
                 };
                 let (tag, len) = match next {
                     Next::NeedMore { hint } => break hint,

@@ -39,6 +39,13 @@ pub(crate) enum End {
     ClientRefused(Refusal),
     /// The upstream connection closed or failed.
     UpstreamLost(String),
+    /// The server closed the connection after telling the client why
+    /// (a FATAL ErrorResponse it sent, such as an administrator's
+    /// pg_terminate_backend).
+    UpstreamClosed,
+    /// Every request sent so far has been answered (see
+    /// `ServerPump::run`); not an end by itself.
+    Answered,
     /// The upstream sent something that is not valid protocol.
     UpstreamProtocol(String),
     IdleTimeout,
@@ -77,8 +84,24 @@ pub async fn run(est: Established, opts: SessionOptions, metrics: Arc<Metrics>, 
 
     let end = tokio::select! {
         e = to_server.run() => e,
-        e = to_client.run() => e,
+        e = to_client.run(false) => e,
         _ = phase.wait_for(|p| *p == Phase::Stopping) => End::Shutdown,
+    };
+
+    // PostgreSQL answers the messages that came before a bad one, then
+    // sends its FATAL: let the server's replies through first.
+    let end = match end {
+        End::ClientRefused(r) if to_client.resumable() => {
+            let drained = tokio::select! {
+                e = to_client.run(true) => e,
+                _ = phase.wait_for(|p| *p == Phase::Stopping) => End::Shutdown,
+            };
+            match drained {
+                End::Answered => End::ClientRefused(r),
+                other => other,
+            }
+        }
+        other => other,
     };
 
     let tell_client = |r: Refusal| {
@@ -88,7 +111,8 @@ pub async fn run(est: Established, opts: SessionOptions, metrics: Arc<Metrics>, 
         b
     };
     let (to_client_msg, terminate_upstream) = match &end {
-        End::Terminated | End::ClientGone => (None, true),
+        End::Terminated | End::ClientGone | End::Answered => (None, true),
+        End::UpstreamClosed => (None, false),
         End::ClientRefused(r) => (Some(tell_client(r.clone())), true),
         End::UpstreamLost(why) | End::UpstreamProtocol(why) => {
             warn!(reason = %why, "upstream connection lost");
@@ -139,6 +163,8 @@ fn end_label(end: &End) -> &'static str {
         End::ClientRefused(_) => "client refused",
         End::UpstreamLost(_) => "upstream lost",
         End::UpstreamProtocol(_) => "upstream protocol error",
+        End::UpstreamClosed => "server closed the session",
+        End::Answered => "answered",
         End::IdleTimeout => "idle timeout",
         End::Shutdown => "shutdown",
     }

@@ -1,36 +1,66 @@
-//! Which client requests the server still owes a ReadyForQuery.
+//! What the server still owes the client, message by message.
 //!
-//! A Query, a Sync and a FunctionCall each end in exactly one ReadyForQuery,
-//! with one exception: the server ignores Sync (and Flush) while it is in
-//! COPY FROM STDIN mode, and it enters that mode in the middle of a client's
-//! pipeline, when it executes the COPY. So the client pump records each
-//! request and each end of copy data (CopyDone, CopyFail), and when the
-//! server pump sees CopyInResponse it strikes the Syncs the server will
-//! ignore. The ledger gives statement latency and tells whether the session
-//! is idle; later policy work uses it to answer refused requests in order.
+//! The proxy keeps a model of the server's reply stream so it can tell when a
+//! session is idle, measure statement latency, and (for policy work) answer
+//! a request itself in exactly the place the server would. The model follows
+//! PostgreSQL's own rules (`src/backend/tcop/postgres.c`):
+//!
+//! - Parse, Bind, Describe, Execute and Close each get one reply (an Execute
+//!   may first start a COPY); Sync, Query and FunctionCall end in
+//!   ReadyForQuery; Flush and copy data get none.
+//! - After an error in an extended-protocol message the server discards
+//!   every message up to the next Sync, including a Query.
+//! - While the server is in COPY FROM STDIN mode it ignores Sync and Flush;
+//!   it enters that mode in the middle of a client's pipeline, so Syncs the
+//!   client sent after the COPY's Execute and before its CopyDone/CopyFail
+//!   are struck out when CopyInResponse arrives.
+//! - An error during copy-in ends copy mode on the server's side.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// A client message that the server will answer, or a copy marker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entry {
-    /// A Query or FunctionCall, sent at this time.
-    Query(Instant),
-    /// A Sync, sent at this time.
+pub(crate) enum Entry {
+    /// Parse, Bind, Describe, Execute or Close: one reply each.
+    Step(Step),
+    /// A Sync: answered by ReadyForQuery.
     Sync(Instant),
-    /// The client ended COPY data (CopyDone or CopyFail).
+    /// A Query or FunctionCall: any replies, then ReadyForQuery.
+    Query(Instant),
+    /// The client ended copy data (CopyDone or CopyFail).
     CopyEnd,
+    /// The Execute of a COPY FROM STDIN is in copy mode; its
+    /// CommandComplete or ErrorResponse ends it.
+    CopyIn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Parse,
+    Bind,
+    Describe,
+    Execute,
+    Close,
 }
 
 #[derive(Debug, Default)]
 struct Ledger {
     entries: VecDeque<Entry>,
-    /// The server is in copy-in mode and the client has not ended it yet:
-    /// Syncs sent now will be ignored by the server.
+    /// The server is in copy-in mode and the client has not ended the copy
+    /// yet: Syncs sent now are ignored, the next CopyEnd is consumed.
     copy_in_open: bool,
+    /// The server is discarding messages until the next Sync and none is in
+    /// the ledger yet: messages sent now are discarded too.
+    discarding: bool,
 }
+
+/// Past this many outstanding entries the model stops growing (a client
+/// pipelining without reading); from then on it under-reports latency and
+/// idleness, which only delays idle timeouts.
+const MAX_ENTRIES: usize = 1 << 16;
 
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -38,12 +68,6 @@ pub(crate) struct Pending {
     /// Transaction status from the last ReadyForQuery.
     status: AtomicU8,
 }
-
-/// The ledger never grows without bound, even against a client that
-/// pipelines forever without reading: past this many outstanding requests
-/// the oldest timings are dropped (latency then under-reports; nothing else
-/// depends on them yet).
-const MAX_ENTRIES: usize = 4096;
 
 impl Pending {
     pub fn new(status: u8) -> Self {
@@ -57,105 +81,160 @@ impl Pending {
         self.ledger.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, e: Entry) {
-        let mut l = self.ledger();
-        if l.entries.len() >= MAX_ENTRIES {
-            l.entries.pop_front();
-        }
-        l.entries.push_back(e);
-    }
+    // ---- client side ----
 
-    pub fn sent_query(&self, at: Instant) {
-        self.push(Entry::Query(at));
+    /// Records a client message the server will answer (not Sync, not a
+    /// copy end).
+    pub fn sent(&self, entry: Entry) {
+        let mut l = self.ledger();
+        if l.discarding || l.entries.len() >= MAX_ENTRIES {
+            return;
+        }
+        l.entries.push_back(entry);
     }
 
     pub fn sent_sync(&self, at: Instant) {
-        if self.ledger().copy_in_open {
+        let mut l = self.ledger();
+        if l.copy_in_open {
             return;
         }
-        self.push(Entry::Sync(at));
+        l.discarding = false;
+        if l.entries.len() < MAX_ENTRIES {
+            l.entries.push_back(Entry::Sync(at));
+        }
     }
 
     pub fn sent_copy_end(&self) {
         let mut l = self.ledger();
         if l.copy_in_open {
             l.copy_in_open = false;
-        } else {
-            drop(l);
-            self.push(Entry::CopyEnd);
+        } else if !l.discarding && l.entries.len() < MAX_ENTRIES {
+            l.entries.push_back(Entry::CopyEnd);
         }
     }
 
-    /// The server entered COPY FROM STDIN: Syncs the client sent since the
-    /// request that started it, up to the end of its copy data, are ignored.
-    pub fn copy_in_started(&self) {
+    // ---- server side ----
+
+    /// ParseComplete, BindComplete, CloseComplete.
+    pub fn step_done(&self) {
         let mut l = self.ledger();
-        // Markers before the first request belong to copies already over.
-        while let Some(Entry::CopyEnd) = l.entries.front() {
+        if matches!(l.entries.front(), Some(Entry::Step(_))) {
             l.entries.pop_front();
         }
-        // The first entry is the request that ran the COPY when it is a
-        // Query; in the extended protocol it is the Sync after the Execute,
-        // which the server ignores like any other.
-        let keep_first = matches!(l.entries.front(), Some(Entry::Query(_)));
-        let start = usize::from(keep_first);
-        let end = l
-            .entries
-            .iter()
-            .skip(start)
-            .position(|e| *e == Entry::CopyEnd)
-            .map(|p| p + start);
-        match end {
-            Some(end) => {
-                let mut i = start;
-                let mut end = end;
-                while i < end {
-                    if matches!(l.entries[i], Entry::Sync(_)) {
-                        l.entries.remove(i);
-                        end -= 1;
-                    } else {
-                        i += 1;
-                    }
+    }
+
+    /// RowDescription or NoData: the end of a Describe, or part of a Query.
+    pub fn described(&self) {
+        let mut l = self.ledger();
+        if l.entries.front() == Some(&Entry::Step(Step::Describe)) {
+            l.entries.pop_front();
+        }
+    }
+
+    /// CommandComplete, PortalSuspended or EmptyQueryResponse.
+    pub fn command_done(&self) {
+        let mut l = self.ledger();
+        if matches!(
+            l.entries.front(),
+            Some(Entry::Step(Step::Execute) | Entry::CopyIn)
+        ) {
+            l.entries.pop_front();
+        }
+    }
+
+    /// CopyInResponse: the server is now in COPY FROM STDIN mode.
+    pub fn copy_in_started(&self) {
+        let mut l = self.ledger();
+        // Copy markers before the request that started this COPY belong to
+        // copies that never reached copy mode.
+        while l.entries.front() == Some(&Entry::CopyEnd) {
+            l.entries.pop_front();
+        }
+        let start = match l.entries.front() {
+            Some(Entry::Step(Step::Execute)) => {
+                l.entries[0] = Entry::CopyIn;
+                1
+            }
+            Some(Entry::Query(_)) => 1,
+            _ => 0,
+        };
+        let mut i = start;
+        while i < l.entries.len() {
+            match l.entries[i] {
+                Entry::Sync(_) => {
+                    l.entries.remove(i);
                 }
-                l.entries.remove(end);
+                Entry::CopyEnd => {
+                    l.entries.remove(i);
+                    return;
+                }
+                _ => i += 1,
+            }
+        }
+        l.copy_in_open = true;
+    }
+
+    /// ErrorResponse.
+    pub fn error(&self) {
+        let mut l = self.ledger();
+        // An error ends copy mode; Syncs from now on count again.
+        l.copy_in_open = false;
+        let extended = match l.entries.front() {
+            Some(Entry::CopyIn) => {
+                l.entries.pop_front();
+                true
+            }
+            Some(Entry::Step(_)) => true,
+            _ => false,
+        };
+        if !extended {
+            // Inside a Query, at a Sync, or not tied to any request (a
+            // FATAL): ReadyForQuery or the end of the connection follows.
+            return;
+        }
+        // The server now discards everything up to the next Sync.
+        match l.entries.iter().position(|e| matches!(e, Entry::Sync(_))) {
+            Some(sync) => {
+                l.entries.drain(..sync);
             }
             None => {
-                let mut i = start;
-                while i < l.entries.len() {
-                    if matches!(l.entries[i], Entry::Sync(_)) {
-                        l.entries.remove(i);
-                    } else {
-                        i += 1;
-                    }
-                }
-                l.copy_in_open = true;
+                l.entries.clear();
+                l.discarding = true;
             }
         }
     }
 
-    /// A ReadyForQuery arrived; returns when its request was sent.
+    /// ReadyForQuery; returns when its request was sent.
     pub fn ready(&self, status: u8) -> Option<Instant> {
         self.status.store(status, Ordering::Relaxed);
         let mut l = self.ledger();
-        // A copy that ended without the server ever entering copy mode (it
-        // failed first) leaves a CopyEnd marker that means nothing now.
-        while let Some(Entry::CopyEnd) = l.entries.front() {
-            l.entries.pop_front();
+        l.discarding = false;
+        while let Some(e) = l.entries.pop_front() {
+            if let Entry::Sync(t) | Entry::Query(t) = e {
+                return Some(t);
+            }
         }
-        match l.entries.pop_front() {
-            Some(Entry::Query(t) | Entry::Sync(t)) => Some(t),
-            _ => None,
-        }
+        None
     }
 
     /// No request is waiting for the server and no transaction is open.
     pub fn idle(&self) -> bool {
+        let l = self.ledger();
         self.status.load(Ordering::Relaxed) == portcullis_wire::tags::txn::IDLE
-            && self
-                .ledger()
+            && !l.copy_in_open
+            && l.entries.iter().all(|e| *e == Entry::CopyEnd)
+    }
+
+    /// Every complete request (up to a Sync, a Query or a FunctionCall) has
+    /// been answered. Extended messages without their Sync do not count:
+    /// the server holds their replies until a Sync or Flush.
+    pub fn answered(&self) -> bool {
+        let l = self.ledger();
+        !l.copy_in_open
+            && l
                 .entries
                 .iter()
-                .all(|e| *e == Entry::CopyEnd)
+                .all(|e| matches!(e, Entry::CopyEnd | Entry::Step(_)))
     }
 
     #[cfg(test)]
@@ -172,12 +251,16 @@ impl Pending {
 mod tests {
     use super::*;
 
+    fn now() -> Instant {
+        Instant::now()
+    }
+
     #[test]
     fn simple_queries_pair_with_ready() {
         let p = Pending::new(b'I');
-        let t = Instant::now();
-        p.sent_query(t);
-        p.sent_query(t);
+        let t = now();
+        p.sent(Entry::Query(t));
+        p.sent(Entry::Query(t));
         assert!(!p.idle());
         assert_eq!(p.ready(b'I'), Some(t));
         assert_eq!(p.ready(b'I'), Some(t));
@@ -185,40 +268,117 @@ mod tests {
         assert_eq!(p.ready(b'I'), None);
     }
 
+    fn extended(p: &Pending) {
+        p.sent(Entry::Step(Step::Parse));
+        p.sent(Entry::Step(Step::Bind));
+        p.sent(Entry::Step(Step::Execute));
+    }
+
     #[test]
-    fn extended_copy_in_ignores_syncs_until_copy_done() {
-        // Bind/Execute(COPY)/Sync, then CopyData.../CopyDone/Sync, all
-        // pipelined before the server answers.
+    fn extended_batch() {
         let p = Pending::new(b'I');
-        let t = Instant::now();
-        p.sent_sync(t);
-        p.sent_copy_end();
-        p.sent_sync(t);
-        p.copy_in_started();
-        assert_eq!(p.outstanding(), 1);
+        extended(&p);
+        p.sent_sync(now());
+        p.step_done();
+        p.step_done();
+        p.command_done();
+        assert!(!p.answered());
         assert!(p.ready(b'I').is_some());
         assert!(p.idle());
     }
 
     #[test]
-    fn extended_copy_in_when_server_answers_first() {
+    fn error_discards_until_sync_including_queries() {
         let p = Pending::new(b'I');
-        let t = Instant::now();
-        p.sent_sync(t);
-        p.copy_in_started();
-        p.sent_sync(t); // ignored by the server: still in copy mode
-        p.sent_copy_end();
-        p.sent_sync(t);
+        p.sent(Entry::Step(Step::Parse));
+        p.sent(Entry::Query(now()));
+        p.sent_sync(now());
+        p.error();
         assert_eq!(p.outstanding(), 1);
         p.ready(b'I');
         assert!(p.idle());
     }
 
     #[test]
-    fn simple_copy_in_keeps_its_query() {
+    fn error_before_the_sync_is_sent() {
         let p = Pending::new(b'I');
-        let t = Instant::now();
-        p.sent_query(t);
+        p.sent(Entry::Step(Step::Parse));
+        p.error();
+        // Discarded by the server, so not recorded.
+        p.sent(Entry::Step(Step::Bind));
+        p.sent(Entry::Query(now()));
+        p.sent_sync(now());
+        assert_eq!(p.outstanding(), 1);
+        p.ready(b'I');
+        assert!(p.idle());
+    }
+
+    #[test]
+    fn error_inside_a_query_waits_for_ready() {
+        let p = Pending::new(b'I');
+        p.sent(Entry::Query(now()));
+        p.sent(Entry::Query(now()));
+        p.error();
+        assert_eq!(p.outstanding(), 2);
+    }
+
+    #[test]
+    fn extended_copy_pipelined_whole() {
+        // Parse/Bind/Execute(COPY), CopyData, CopyDone, Sync in one write.
+        let p = Pending::new(b'I');
+        extended(&p);
+        p.sent_copy_end();
+        p.sent_sync(now());
+        p.step_done();
+        p.step_done();
+        p.copy_in_started();
+        p.command_done();
+        assert_eq!(p.outstanding(), 1);
+        p.ready(b'I');
+        assert!(p.idle());
+    }
+
+    #[test]
+    fn extended_copy_with_sync_after_execute() {
+        // tokio-postgres: Bind/Execute/Sync, then data, CopyDone, Sync.
+        let p = Pending::new(b'I');
+        p.sent(Entry::Step(Step::Bind));
+        p.sent(Entry::Step(Step::Execute));
+        p.sent_sync(now());
+        p.step_done();
+        p.copy_in_started();
+        p.sent_sync(now()); // ignored by the server
+        p.sent_copy_end();
+        p.sent_sync(now());
+        p.command_done();
+        assert_eq!(p.outstanding(), 1);
+        p.ready(b'I');
+        assert!(p.idle());
+    }
+
+    #[test]
+    fn two_extended_copies_in_one_batch() {
+        let p = Pending::new(b'I');
+        extended(&p);
+        p.sent_copy_end();
+        extended(&p);
+        p.sent_copy_end();
+        p.sent_sync(now());
+        for _ in 0..2 {
+            p.step_done();
+            p.step_done();
+            p.copy_in_started();
+            p.command_done();
+        }
+        assert_eq!(p.outstanding(), 1);
+        p.ready(b'I');
+        assert!(p.idle());
+    }
+
+    #[test]
+    fn simple_copy_keeps_its_query() {
+        let p = Pending::new(b'I');
+        p.sent(Entry::Query(now()));
         p.copy_in_started();
         p.sent_copy_end();
         assert_eq!(p.outstanding(), 1);
@@ -227,14 +387,27 @@ mod tests {
     }
 
     #[test]
-    fn failed_copy_leaves_no_marker() {
+    fn copy_aborted_by_the_server_without_copy_done() {
         let p = Pending::new(b'I');
-        let t = Instant::now();
-        p.sent_query(t);
-        p.sent_copy_end(); // the client sent CopyDone, but the COPY failed
+        p.sent(Entry::Query(now()));
+        p.copy_in_started();
+        p.error();
+        p.ready(b'I');
+        extended(&p);
+        p.sent_sync(now());
+        assert_eq!(p.outstanding(), 4, "the Sync after the failed copy counts");
+    }
+
+    #[test]
+    fn copy_that_never_started_leaves_no_trace() {
+        let p = Pending::new(b'I');
+        p.sent(Entry::Query(now()));
+        p.sent_copy_end();
+        p.error();
         p.ready(b'I');
         assert!(p.idle());
-        p.sent_query(t);
-        assert_eq!(p.ready(b'I'), Some(t));
+        p.sent(Entry::Query(now()));
+        p.copy_in_started();
+        assert!(!p.answered(), "the stale marker must not end the new copy");
     }
 }

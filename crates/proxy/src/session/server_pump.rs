@@ -24,10 +24,15 @@ pub(crate) struct ServerPump<'a> {
     metrics: &'a Metrics,
     /// A write to the client was interrupted: its stream position is unknown.
     in_write: bool,
+    /// The server sent a FATAL error: it is closing the connection and has
+    /// told the client why.
+    server_fatal: bool,
 }
 
 enum Action {
     Forward,
+    /// Forward; an ErrorResponse, which may be the server's last word.
+    Error,
     /// Never pass this message on.
     Drop,
 }
@@ -48,6 +53,7 @@ impl<'a> ServerPump<'a> {
             pending,
             metrics,
             in_write: false,
+            server_fatal: false,
         }
     }
 }
@@ -66,6 +72,22 @@ fn judge(pending: &Pending, metrics: &Metrics, tag: u8, msg: &[u8]) -> Result<Ac
             pending.copy_in_started();
             Ok(Action::Forward)
         }
+        be::PARSE_COMPLETE | be::BIND_COMPLETE | be::CLOSE_COMPLETE => {
+            pending.step_done();
+            Ok(Action::Forward)
+        }
+        be::ROW_DESCRIPTION | be::NO_DATA => {
+            pending.described();
+            Ok(Action::Forward)
+        }
+        be::COMMAND_COMPLETE | be::PORTAL_SUSPENDED | be::EMPTY_QUERY_RESPONSE => {
+            pending.command_done();
+            Ok(Action::Forward)
+        }
+        be::ERROR_RESPONSE => {
+            pending.error();
+            Ok(Action::Error)
+        }
         // The server's own cancel key must never reach the client, and
         // authentication is over: neither may appear mid-session.
         be::BACKEND_KEY_DATA | be::AUTHENTICATION | be::NEGOTIATE_PROTOCOL_VERSION => {
@@ -77,7 +99,9 @@ fn judge(pending: &Pending, metrics: &Metrics, tag: u8, msg: &[u8]) -> Result<Ac
 }
 
 impl ServerPump<'_> {
-    pub async fn run(&mut self) -> End {
+    /// Relays until the session ends. With `until_answered`, returns
+    /// [`End::Answered`] as soon as every request sent so far is answered.
+    pub async fn run(&mut self, until_answered: bool) -> End {
         loop {
             let mut pos = 0;
             let mut run_start = 0;
@@ -92,6 +116,13 @@ impl ServerPump<'_> {
                     Next::Whole { tag, len } => {
                         match judge(self.pending, self.metrics, tag, &self.rb.buf[pos..pos + len]) {
                             Ok(Action::Forward) => {}
+                            Ok(Action::Error) => {
+                                let body = decode::body(&self.rb.buf[pos..pos + len]);
+                                let severity = decode::report_fields(body).ok().and_then(|f| f.severity);
+                                if matches!(severity, Some("FATAL" | "PANIC")) {
+                                    self.server_fatal = true;
+                                }
+                            }
                             Ok(Action::Drop) => {
                                 if let Err(e) = self.flush(run_start, pos).await {
                                     return e;
@@ -111,7 +142,11 @@ impl ServerPump<'_> {
                 return e;
             }
             self.rb.buf.advance(pos);
+            if until_answered && self.pending.answered() && !self.splitter.mid_message() {
+                return End::Answered;
+            }
             match self.rb.fill(&mut self.reader, want).await {
+                Ok(0) if self.server_fatal => return End::UpstreamClosed,
                 Ok(0) => return End::UpstreamLost("server closed the connection".into()),
                 Err(e) => return End::UpstreamLost(format!("read from server: {e}")),
                 Ok(n) => self.metrics.server_bytes(n as u64),
@@ -131,6 +166,12 @@ impl ServerPump<'_> {
 
     /// Sends a final message to the client if its stream is at a message
     /// boundary (a half-sent row cannot be followed by an error).
+    /// Whether the pump can run again after being interrupted: only if it
+    /// was not cut off in the middle of a write.
+    pub fn resumable(&self) -> bool {
+        !self.in_write
+    }
+
     pub async fn say_last(&mut self, bytes: &[u8]) {
         if self.in_write || self.splitter.mid_message() {
             return;
