@@ -14,7 +14,11 @@ use portcullis_proxy::server::Server;
 use tracing::{error, info, warn};
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "An identity-aware PostgreSQL proxy")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "An identity-aware PostgreSQL proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -92,7 +96,10 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     logging::init(config.server.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -127,7 +134,9 @@ pub(crate) async fn serve(server: Server) {
                 }
             });
         }
-        Err(e) => warn!(error = %e, "cannot install SIGHUP handler; reload only through the admin API"),
+        Err(e) => {
+            warn!(error = %e, "cannot install SIGHUP handler; reload only through the admin API")
+        }
     }
     let stop = async {
         let mut term = signal(SignalKind::terminate()).ok();

@@ -95,7 +95,10 @@ mod tests {
         let guard = reg.register(32, target(7));
         assert_eq!(guard.key.len(), 32);
         assert_eq!(reg.lookup(7, &guard.key).unwrap().key, vec![9, 9, 9, 9]);
-        assert!(reg.lookup(7, &[9, 9, 9, 9]).is_none(), "upstream key must not work");
+        assert!(
+            reg.lookup(7, &[9, 9, 9, 9]).is_none(),
+            "upstream key must not work"
+        );
         assert!(reg.lookup(8, &guard.key).is_none());
         let key = guard.key.clone();
         drop(guard);

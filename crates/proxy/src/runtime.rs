@@ -98,10 +98,11 @@ impl Runtime {
         }
         let mut users = HashMap::new();
         for u in &config.users {
-            let verifier = ScramVerifier::parse(&u.scram).map_err(|error| RuntimeError::Verifier {
-                user: u.name.clone(),
-                error,
-            })?;
+            let verifier =
+                ScramVerifier::parse(&u.scram).map_err(|error| RuntimeError::Verifier {
+                    user: u.name.clone(),
+                    error,
+                })?;
             users.insert(
                 u.name.clone(),
                 Arc::new(UserRuntime {

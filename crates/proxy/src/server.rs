@@ -29,7 +29,10 @@ pub enum ServerError {
         error: std::io::Error,
     },
     #[error("cannot listen on {addr} (admin): {error}")]
-    BindAdmin { addr: SocketAddr, error: std::io::Error },
+    BindAdmin {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -58,7 +61,10 @@ pub struct Shared {
 
 impl Shared {
     pub fn runtime(&self) -> Arc<Runtime> {
-        self.runtime.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.runtime
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -127,21 +133,25 @@ impl Server {
         let runtime = Runtime::build(config)?;
         let mut listeners = Vec::new();
         for l in &runtime.config.listeners {
-            let tcp = TcpListener::bind(l.listen).await.map_err(|error| ServerError::Bind {
-                name: l.name.clone(),
-                addr: l.listen,
-                error,
-            })?;
+            let tcp = TcpListener::bind(l.listen)
+                .await
+                .map_err(|error| ServerError::Bind {
+                    name: l.name.clone(),
+                    addr: l.listen,
+                    error,
+                })?;
             listeners.push((l.clone(), tcp));
         }
-        let admin = match &runtime.config.admin {
-            Some(a) => Some(
-                TcpListener::bind(a.listen)
-                    .await
-                    .map_err(|error| ServerError::BindAdmin { addr: a.listen, error })?,
-            ),
-            None => None,
-        };
+        let admin =
+            match &runtime.config.admin {
+                Some(a) => Some(TcpListener::bind(a.listen).await.map_err(|error| {
+                    ServerError::BindAdmin {
+                        addr: a.listen,
+                        error,
+                    }
+                })?),
+                None => None,
+            };
         let (phase, _) = watch::channel(Phase::Running);
         let shared = Arc::new(Shared {
             runtime: RwLock::new(Arc::new(runtime)),
@@ -239,11 +249,14 @@ impl Server {
                         let _guard = guard;
                         match permit {
                             Some(permit) => {
-                                let span = info_span!("session", listener = %listener.name, peer = %peer);
-                                serve_connection(sock, shared, listener).instrument(span).await;
+                                let span =
+                                    info_span!("session", listener = %listener.name, peer = %peer);
+                                serve_connection(sock, shared, listener)
+                                    .instrument(span)
+                                    .await;
                                 drop(permit);
                             }
-                            None => refuse_over_limit(sock, &shared, &listener).await,
+                            None => refuse_over_limit(sock, shared, listener).await,
                         }
                     });
                 }
@@ -252,10 +265,20 @@ impl Server {
 
         shutdown.await;
         let grace: Duration = shared.runtime().config.server.shutdown_grace.into();
-        info!(sessions = tracker.count(), grace_secs = grace.as_secs_f64(), "shutting down: no new connections");
+        info!(
+            sessions = tracker.count(),
+            grace_secs = grace.as_secs_f64(),
+            "shutting down: no new connections"
+        );
         let _ = shared.phase.send(Phase::Draining);
-        if tokio::time::timeout(grace, tracker.wait_empty()).await.is_err() {
-            info!(sessions = tracker.count(), "grace period over: closing remaining sessions");
+        if tokio::time::timeout(grace, tracker.wait_empty())
+            .await
+            .is_err()
+        {
+            info!(
+                sessions = tracker.count(),
+                "grace period over: closing remaining sessions"
+            );
             let _ = shared.phase.send(Phase::Stopping);
             let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait_empty()).await;
         }
@@ -269,11 +292,16 @@ impl ServerHandle {
     /// otherwise the one in force stays. Live sessions keep the settings
     /// they started with.
     pub fn reload(&self, config: Config) -> Result<(), String> {
-        let result = self.try_reload(config);
+        self.record(self.try_reload(config))
+    }
+
+    fn record(&self, result: Result<(), String>) -> Result<(), String> {
         self.shared.metrics.reloads(result.is_ok());
         match &result {
             Ok(()) => info!("configuration reloaded"),
-            Err(e) => warn!(error = %e, "configuration reload rejected; the previous configuration stays in force"),
+            Err(e) => {
+                warn!(error = %e, "configuration reload rejected; the previous configuration stays in force")
+            }
         }
         result
     }
@@ -281,17 +309,26 @@ impl ServerHandle {
     fn try_reload(&self, config: Config) -> Result<(), String> {
         let current = self.shared.runtime();
         let addrs = |c: &Config| {
-            let mut v: Vec<(String, SocketAddr)> = c.listeners.iter().map(|l| (l.name.clone(), l.listen)).collect();
+            let mut v: Vec<(String, SocketAddr)> = c
+                .listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.listen))
+                .collect();
             v.sort();
             v
         };
         if addrs(&current.config) != addrs(&config)
-            || current.config.admin.as_ref().map(|a| a.listen) != config.admin.as_ref().map(|a| a.listen)
+            || current.config.admin.as_ref().map(|a| a.listen)
+                != config.admin.as_ref().map(|a| a.listen)
         {
             return Err("listener and admin addresses cannot change on reload; restart Portcullis to change them".into());
         }
         let runtime = Runtime::build(config).map_err(|e| e.to_string())?;
-        *self.shared.runtime.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(runtime);
+        *self
+            .shared
+            .runtime
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(runtime);
         Ok(())
     }
 
@@ -304,8 +341,10 @@ impl ServerHandle {
             .source
             .clone()
             .ok_or("the configuration was not loaded from a file")?;
-        let config = Config::load(&path).map_err(|e| e.to_string())?;
-        self.reload(config)?;
+        let result = Config::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|config| self.try_reload(config));
+        self.record(result)?;
         Ok(format!("reloaded {}", path.display()))
     }
 
@@ -318,19 +357,27 @@ impl ServerHandle {
     }
 }
 
-async fn refuse_over_limit(mut sock: TcpStream, shared: &Shared, listener: &Listener) {
+async fn refuse_over_limit(sock: TcpStream, shared: Arc<Shared>, listener: Listener) {
     shared.metrics.error(ErrorKind::Limit);
     warn!(listener = %listener.name, "connection refused: listener at max_connections");
-    // Before the handshake we cannot know whether the client wants TLS; an
-    // unencrypted ErrorResponse is what PostgreSQL itself sends when it is
-    // out of connections, and libpq shows it.
     let r = Refusal::fatal(
         ErrorKind::Limit,
         sqlstate::TOO_MANY_CONNECTIONS,
         "sorry, too many clients already",
     )
     .hint("Portcullis is at its connection limit for this listener; try again later.");
-    let _ = tokio::time::timeout(Duration::from_secs(1), sock.write_all(&r.to_bytes())).await;
+    let ctx = ConnContext {
+        runtime: shared.runtime(),
+        shared,
+        listener,
+    };
+    // Like PostgreSQL, finish the encryption negotiation first so that TLS
+    // clients can read the refusal, and still serve cancel requests.
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        handshake::refuse_after_negotiation(sock, &ctx, r),
+    )
+    .await;
 }
 
 async fn serve_connection(sock: TcpStream, shared: Arc<Shared>, listener: Listener) {
@@ -399,7 +446,9 @@ struct TrackerGuard(Arc<TrackerInner>);
 
 impl SessionTracker {
     fn enter(&self) -> TrackerGuard {
-        self.inner.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         TrackerGuard(self.inner.clone())
     }
 
@@ -420,7 +469,12 @@ impl SessionTracker {
 
 impl Drop for TrackerGuard {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
             self.0.empty.notify_waiters();
         }
     }

@@ -15,12 +15,22 @@ pub fn body(message: &[u8]) -> &[u8] {
 pub enum AuthRequest<'a> {
     Ok,
     Cleartext,
-    Md5 { salt: [u8; 4] },
-    Sasl { mechanisms: Vec<&'a str> },
-    SaslContinue { data: &'a [u8] },
-    SaslFinal { data: &'a [u8] },
+    Md5 {
+        salt: [u8; 4],
+    },
+    Sasl {
+        mechanisms: Vec<&'a str>,
+    },
+    SaslContinue {
+        data: &'a [u8],
+    },
+    SaslFinal {
+        data: &'a [u8],
+    },
     /// Kerberos, SSPI and anything newer: Portcullis does not log in this way.
-    Unsupported { code: i32 },
+    Unsupported {
+        code: i32,
+    },
 }
 
 pub fn auth_request(body: &[u8]) -> Result<AuthRequest<'_>, WireError> {

@@ -227,10 +227,7 @@ mod tests {
                 hint: Some("h"),
             },
         );
-        assert_eq!(
-            &b[..],
-            b"E\0\0\0\x21SERROR\0VERROR\0C42501\0Mno\0Hh\0\0"
-        );
+        assert_eq!(&b[..], b"E\0\0\0\x21SERROR\0VERROR\0C42501\0Mno\0Hh\0\0");
     }
 
     #[test]

@@ -272,10 +272,7 @@ mod tests {
         let mut s = Splitter::new(Limits::frontend(1 << 20));
         let m = msg(b'Q', b"select 1\0");
         assert_eq!(s.next(&m[..3]).unwrap(), Next::NeedMore { hint: 5 });
-        assert_eq!(
-            s.next(&m[..7]).unwrap(),
-            Next::NeedMore { hint: m.len() }
-        );
+        assert_eq!(s.next(&m[..7]).unwrap(), Next::NeedMore { hint: m.len() });
         assert_eq!(
             s.next(&m).unwrap(),
             Next::Whole {
@@ -336,10 +333,7 @@ mod tests {
     fn streamed_kind_below_threshold_waits_for_whole() {
         let mut s = Splitter::new(Limits::backend());
         let m = msg(b'D', &[1u8; 1000]);
-        assert_eq!(
-            s.next(&m[..100]).unwrap(),
-            Next::NeedMore { hint: m.len() }
-        );
+        assert_eq!(s.next(&m[..100]).unwrap(), Next::NeedMore { hint: m.len() });
     }
 
     #[test]

@@ -179,7 +179,11 @@ mod tests {
             ("user".to_string(), "alice".to_string()),
             ("database".to_string(), "shop".to_string()),
         ];
-        encode::startup_message(&mut buf, ProtocolVersion::V3_2, params.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+        encode::startup_message(
+            &mut buf,
+            ProtocolVersion::V3_2,
+            params.iter().map(|(a, b)| (a.as_str(), b.as_str())),
+        );
         assert_eq!(packet_len(&buf).unwrap(), Some(buf.len()));
         let parsed = parse(&buf).unwrap();
         assert_eq!(
@@ -216,7 +220,11 @@ mod tests {
         assert!(parse(&[0, 0, 0, 8, 0, 2, 0, 0]).is_err());
         // Duplicate parameter names.
         let mut buf = BytesMut::new();
-        encode::startup_message(&mut buf, ProtocolVersion::V3_0, [("user", "a"), ("user", "b")]);
+        encode::startup_message(
+            &mut buf,
+            ProtocolVersion::V3_0,
+            [("user", "a"), ("user", "b")],
+        );
         assert!(parse(&buf).is_err());
     }
 }

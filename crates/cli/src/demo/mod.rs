@@ -61,8 +61,10 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     let temp;
     let dir = match &args.dir {
         Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-            d.canonicalize().map_err(|e| format!("{}: {e}", d.display()))?
+            std::fs::create_dir_all(d)
+                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            d.canonicalize()
+                .map_err(|e| format!("{}: {e}", d.display()))?
         }
         None => {
             temp = tempfile::Builder::new()
@@ -109,7 +111,14 @@ fn demo(args: DemoArgs) -> Result<(), String> {
             password: random_password(),
         },
     ];
-    let config_path = write_config(&dir, &args.listen, &cluster, &tls_files, &upstream_password, &users)?;
+    let config_path = write_config(
+        &dir,
+        &args.listen,
+        &cluster,
+        &tls_files,
+        &upstream_password,
+        &users,
+    )?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -124,7 +133,17 @@ fn demo(args: DemoArgs) -> Result<(), String> {
             .map(|(_, a)| *a)
             .ok_or("no listener")?;
         let admin = server.admin_addr();
-        print_details(&args, &dir, &config_path, proxy, admin, &cluster, &upstream_password, &users, &tls_files.ca_cert);
+        print_details(
+            &args,
+            &dir,
+            &config_path,
+            proxy,
+            admin,
+            &cluster,
+            &upstream_password,
+            &users,
+            &tls_files.ca_cert,
+        );
         crate::serve(server).await;
         Ok::<(), String>(())
     })?;
@@ -134,8 +153,15 @@ fn demo(args: DemoArgs) -> Result<(), String> {
 }
 
 fn seed(cluster: &PgCluster, upstream_password: &str) -> Result<(), String> {
-    let sql = |db: &str, sql: &str| cluster.sql(db, sql).map_err(|e| format!("seeding the demo: {e}"));
-    let exists = sql("postgres", "SELECT 1 FROM pg_database WHERE datname = 'shop'")?;
+    let sql = |db: &str, sql: &str| {
+        cluster
+            .sql(db, sql)
+            .map_err(|e| format!("seeding the demo: {e}"))
+    };
+    let exists = sql(
+        "postgres",
+        "SELECT 1 FROM pg_database WHERE datname = 'shop'",
+    )?;
     sql(
         "postgres",
         &format!(
@@ -148,7 +174,10 @@ fn seed(cluster: &PgCluster, upstream_password: &str) -> Result<(), String> {
         return Ok(());
     }
     for db in ["shop", "shop_staging"] {
-        sql("postgres", &format!("CREATE DATABASE {db} OWNER {UPSTREAM_ROLE}"))?;
+        sql(
+            "postgres",
+            &format!("CREATE DATABASE {db} OWNER {UPSTREAM_ROLE}"),
+        )?;
         sql(db, &format!("SET ROLE {UPSTREAM_ROLE};\n{SEED}"))?;
     }
     Ok(())
@@ -223,8 +252,8 @@ sslmode = "require"
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -253,7 +282,13 @@ fn print_details(
     ca: &Path,
 ) {
     let host = proxy.ip().to_string();
-    let direct = dsn(cluster.host(), cluster.port(), "shop", UPSTREAM_ROLE, upstream_password);
+    let direct = dsn(
+        cluster.host(),
+        cluster.port(),
+        "shop",
+        UPSTREAM_ROLE,
+        upstream_password,
+    );
     if args.json {
         let users: Vec<_> = users
             .iter()
@@ -293,16 +328,23 @@ fn print_details(
     }
     let mut s = String::new();
     s.push_str("\nPortcullis demo is running. Press Ctrl-C to stop; everything is cleaned up.\n\n");
-    s.push_str("Targets: shop (production), shop_staging (staging)\n\nConnect through Portcullis:\n");
+    s.push_str(
+        "Targets: shop (production), shop_staging (staging)\n\nConnect through Portcullis:\n",
+    );
     for u in users {
         s.push_str(&format!("  # {} ({})\n", u.name, u.role));
-        s.push_str(&format!("  psql \"{}\"\n", dsn(&host, proxy.port(), "shop", u.name, &u.password)));
+        s.push_str(&format!(
+            "  psql \"{}\"\n",
+            dsn(&host, proxy.port(), "shop", u.name, &u.password)
+        ));
     }
     s.push_str(&format!(
         "  # the same users reach staging with dbname=shop_staging\n\nDirect to PostgreSQL, bypassing Portcullis (for comparison):\n  psql \"{direct}\"\n\n"
     ));
     if let Some(a) = admin {
-        s.push_str(&format!("Metrics: http://{a}/metrics   Health: http://{a}/health\n"));
+        s.push_str(&format!(
+            "Metrics: http://{a}/metrics   Health: http://{a}/health\n"
+        ));
     }
     s.push_str(&format!(
         "Configuration: {} (reload: kill -HUP {})\nCA certificate (for sslmode=verify-full): {}\n",

@@ -17,7 +17,10 @@ async fn simple_and_extended_queries() {
         .collect();
     assert_eq!(rows, vec!["a", "b"]);
     // Extended protocol, named statement, binary results.
-    let stmt = client.prepare("SELECT id, v FROM t WHERE id = $1").await.unwrap();
+    let stmt = client
+        .prepare("SELECT id, v FROM t WHERE id = $1")
+        .await
+        .unwrap();
     let row = client.query_one(&stmt, &[&2i32]).await.unwrap();
     assert_eq!(row.get::<_, i32>(0), 2);
     assert_eq!(row.get::<_, String>(1), "b");
@@ -31,23 +34,40 @@ async fn simple_and_extended_queries() {
     assert_eq!(b.unwrap().get::<_, String>(0), "two");
     assert_eq!(c.unwrap().get::<_, String>(1), "a");
     // Errors keep the session usable.
-    let err = client.simple_query("SELECT * FROM missing").await.unwrap_err();
+    let err = client
+        .simple_query("SELECT * FROM missing")
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("42P01"));
-    assert_eq!(client.query_one("SELECT 3::int", &[]).await.unwrap().get::<_, i32>(0), 3);
+    assert_eq!(
+        client
+            .query_one("SELECT 3::int", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_and_notices() {
     let proxy = Proxy::start().await;
     let mut client = proxy.client().await;
-    client.batch_execute("CREATE TABLE t (id int)").await.unwrap();
+    client
+        .batch_execute("CREATE TABLE t (id int)")
+        .await
+        .unwrap();
     let tx = client.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     tx.rollback().await.unwrap();
     let tx = client.transaction().await.unwrap();
     tx.execute("INSERT INTO t VALUES (2)", &[]).await.unwrap();
     tx.commit().await.unwrap();
-    let n: i64 = client.query_one("SELECT count(*) FROM t", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
     // An error inside a transaction aborts it; ROLLBACK recovers.
     client.batch_execute("BEGIN").await.unwrap();
@@ -77,7 +97,11 @@ async fn notifications_carry_the_real_backend_pid() {
         }
     });
     client.batch_execute("LISTEN chan").await.unwrap();
-    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
     // Notify from another session, and the client is idle meanwhile.
     let other = proxy.client().await;
     other.batch_execute("NOTIFY chan, 'hello'").await.unwrap();
@@ -94,7 +118,10 @@ async fn notifications_carry_the_real_backend_pid() {
         }
     }
     let own = got.iter().find(|(_, p)| p == "self").unwrap();
-    assert_eq!(own.0, pid, "NOTIFY from our own session carries our backend PID");
+    assert_eq!(
+        own.0, pid,
+        "NOTIFY from our own session carries our backend PID"
+    );
     assert!(got.iter().any(|(_, p)| p == "hello"));
     // Notices pass through too.
     client
@@ -132,5 +159,12 @@ async fn cancel_reaches_the_running_query() {
     assert_eq!(sqlstate(&r.unwrap_err()).as_deref(), Some("57014"));
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     // The session survives a cancel.
-    assert_eq!(client.query_one("SELECT 1::int", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        client
+            .query_one("SELECT 1::int", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
 }

@@ -20,7 +20,8 @@ pub const BOB: (&str, &str) = ("bob", "bob-secret");
 pub const LIMITED: (&str, &str) = ("limited", "limited-secret");
 
 fn verifier(password: &str) -> String {
-    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> = OnceLock::new();
+    static CACHE: OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().unwrap();
     c.entry(password.to_owned())
@@ -203,10 +204,15 @@ impl Proxy {
 
     /// Connects as alice over TLS.
     pub async fn client(&self) -> tokio_postgres::Client {
-        self.connect(&self.conn_str(ALICE, "sslmode=require")).await.unwrap()
+        self.connect(&self.conn_str(ALICE, "sslmode=require"))
+            .await
+            .unwrap()
     }
 
-    pub async fn connect(&self, conn_str: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    pub async fn connect(
+        &self,
+        conn_str: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let (client, _task) = portcullis_testbed::connect(conn_str, Some(pki())).await?;
         Ok(client)
     }

@@ -1285,7 +1285,7 @@ async fn notification_arrives_while_idle_with_the_backend_pid() {
         .await
         .unwrap();
     let a = raw.recv().await.expect("notification");
-    assert_eq!(a.tag(), 'A', "{}", show(&[a.clone()]));
+    assert_eq!(a.tag(), 'A', "{}", show(std::slice::from_ref(&a)));
     let pid = i32::from_be_bytes(a.body[0..4].try_into().unwrap());
     let (channel, rest) = cstr(&a.body[4..]);
     let (payload, _) = cstr(rest);

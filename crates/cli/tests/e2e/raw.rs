@@ -28,19 +28,31 @@ impl Msg {
 
     /// SQLSTATE of an ErrorResponse or NoticeResponse.
     pub fn code(&self) -> Option<String> {
-        decode::report_fields(&self.body).ok()?.code.map(str::to_owned)
+        decode::report_fields(&self.body)
+            .ok()?
+            .code
+            .map(str::to_owned)
     }
 
     pub fn message(&self) -> Option<String> {
-        decode::report_fields(&self.body).ok()?.message.map(str::to_owned)
+        decode::report_fields(&self.body)
+            .ok()?
+            .message
+            .map(str::to_owned)
     }
 
     pub fn severity(&self) -> Option<String> {
-        decode::report_fields(&self.body).ok()?.severity.map(str::to_owned)
+        decode::report_fields(&self.body)
+            .ok()?
+            .severity
+            .map(str::to_owned)
     }
 
     pub fn hint(&self) -> Option<String> {
-        decode::report_fields(&self.body).ok()?.hint.map(str::to_owned)
+        decode::report_fields(&self.body)
+            .ok()?
+            .hint
+            .map(str::to_owned)
     }
 
     /// The whole message as it was on the wire.
@@ -108,7 +120,8 @@ impl Raw {
                 b'R' => match decode::auth_request(&m.body).unwrap() {
                     decode::AuthRequest::Ok => break,
                     decode::AuthRequest::Sasl { .. } => {
-                        let s = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                        let s =
+                            ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
                         let mut b = BytesMut::new();
                         encode::sasl_initial_response(&mut b, "SCRAM-SHA-256", s.message());
                         self.send(&b).await;
@@ -156,7 +169,8 @@ impl Raw {
     pub async fn recv(&mut self) -> Option<Msg> {
         loop {
             if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
+                    as usize;
                 if self.buf.len() > len {
                     let m = self.buf.split_to(len + 1);
                     return Some(Msg {
@@ -179,7 +193,10 @@ impl Raw {
     pub async fn until_ready(&mut self) -> Vec<Msg> {
         let mut out = Vec::new();
         loop {
-            let m = self.recv().await.unwrap_or_else(|| panic!("closed; got so far: {}", tags(&out)));
+            let m = self
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("closed; got so far: {}", tags(&out)));
             let done = m.tag == b'Z';
             out.push(m);
             if done {

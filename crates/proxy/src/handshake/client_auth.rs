@@ -26,13 +26,21 @@ enum ReadFail {
 
 /// Reads one message during authentication: a password-type message, or a
 /// Terminate (the client gave up).
-async fn read_auth_message(stream: &mut ClientStream, buf: &mut BytesMut) -> Result<BytesMut, ReadFail> {
+async fn read_auth_message(
+    stream: &mut ClientStream,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, ReadFail> {
     const MAX_AUTH_MESSAGE: usize = 16 << 10;
     let mut splitter = Splitter::new(Limits::frontend(0));
     loop {
         match splitter.next(buf) {
-            Ok(Next::Whole { tag: fe::PASSWORD, len }) if len <= MAX_AUTH_MESSAGE => return Ok(buf.split_to(len)),
-            Ok(Next::Whole { tag: fe::TERMINATE, .. }) => return Err(ReadFail::Gone),
+            Ok(Next::Whole {
+                tag: fe::PASSWORD,
+                len,
+            }) if len <= MAX_AUTH_MESSAGE => return Ok(buf.split_to(len)),
+            Ok(Next::Whole {
+                tag: fe::TERMINATE, ..
+            }) => return Err(ReadFail::Gone),
             Ok(Next::NeedMore { hint }) if hint <= MAX_AUTH_MESSAGE => {
                 buf.reserve(1024);
                 match stream.read_buf(buf).await {
@@ -52,7 +60,10 @@ async fn read_auth_message(stream: &mut ClientStream, buf: &mut BytesMut) -> Res
     }
 }
 
-async fn next_message(stream: ClientStream, buf: &mut BytesMut) -> Result<(ClientStream, BytesMut), Ended> {
+async fn next_message(
+    stream: ClientStream,
+    buf: &mut BytesMut,
+) -> Result<(ClientStream, BytesMut), Ended> {
     let mut stream = stream;
     match read_auth_message(&mut stream, buf).await {
         Ok(m) => Ok((stream, m)),
@@ -65,7 +76,10 @@ fn auth_failed(user: &str) -> Refusal {
     Refusal::fatal(
         ErrorKind::ClientAuth,
         sqlstate::INVALID_PASSWORD,
-        format!("password authentication failed for user \"{}\"", printable(user)),
+        format!(
+            "password authentication failed for user \"{}\"",
+            printable(user)
+        ),
     )
     .hint("Check the user name and password Portcullis knows you by.")
 }

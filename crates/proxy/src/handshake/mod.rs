@@ -93,7 +93,10 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
 
     let (mut client, buf) = client_auth::authenticate(client, buf, &params.user, ctx).await?;
     let user = runtime.users.get(&params.user).cloned().ok_or_else(|| {
-        Ended::Dropped(ErrorKind::Internal, "user vanished after authentication".into())
+        Ended::Dropped(
+            ErrorKind::Internal,
+            "user vanished after authentication".into(),
+        )
     })?;
 
     let mut out = BytesMut::new();
@@ -101,7 +104,10 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
     write(&mut client, &out).await?;
 
     let Some(target) = runtime.targets.get(&params.target).cloned() else {
-        return Err(Ended::Refused(client, unknown_target(&runtime, &params.target)));
+        return Err(Ended::Refused(
+            client,
+            unknown_target(&runtime, &params.target),
+        ));
     };
     let user_slot = match ctx.shared.user_slots.acquire(&user) {
         Some(s) => s,
@@ -153,6 +159,24 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         cancel_guard,
         user_slot,
     })
+}
+
+/// Negotiates encryption, then refuses the connection with `refusal`
+/// (a cancel request is still delivered).
+pub async fn refuse_after_negotiation(tcp: TcpStream, ctx: &ConnContext, refusal: Refusal) {
+    match negotiate::open(tcp, ctx.runtime.server_tls.as_ref()).await {
+        Ok(Opening::Cancel { pid, key }) => handle_cancel(ctx, pid, &key).await,
+        Ok(Opening::Startup { mut stream, .. }) => {
+            let _ = stream.write_all(&refusal.to_bytes()).await;
+            let _ = stream.flush().await;
+            let _ = stream.shutdown().await;
+        }
+        Err(Ended::Refused(mut stream, r)) => {
+            let _ = stream.write_all(&r.to_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+        Err(_) => {}
+    }
 }
 
 async fn write(client: &mut ClientStream, bytes: &[u8]) -> Result<(), Ended> {

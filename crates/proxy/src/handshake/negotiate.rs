@@ -37,7 +37,10 @@ pub enum Opening {
 }
 
 /// Reads one startup-phase packet.
-async fn read_packet<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> Result<Startup, PacketError> {
+async fn read_packet<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Startup, PacketError> {
     loop {
         if let Some(len) = startup::packet_len(buf).map_err(PacketError::Wire)? {
             if buf.len() >= len {
@@ -46,7 +49,12 @@ async fn read_packet<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -
             }
         }
         buf.reserve(startup::MAX_STARTUP_PACKET);
-        if stream.read_buf(buf).await.map_err(|_| PacketError::Closed)? == 0 {
+        if stream
+            .read_buf(buf)
+            .await
+            .map_err(|_| PacketError::Closed)?
+            == 0
+        {
             return Err(PacketError::Closed);
         }
     }
@@ -81,12 +89,16 @@ pub async fn open(mut tcp: TcpStream, tls: Option<&ServerTls>) -> Result<Opening
     }
     if first[0] == TLS_HANDSHAKE_RECORD {
         let Some(tls) = tls else {
-            return Err(dropped("direct TLS attempted but no certificate is configured"));
+            return Err(dropped(
+                "direct TLS attempted but no certificate is configured",
+            ));
         };
         let stream = accept_tls(tcp, tls).await?;
         let alpn_ok = stream.get_ref().1.alpn_protocol() == Some(ALPN_POSTGRESQL);
         if !alpn_ok {
-            return Err(dropped("direct TLS connection without ALPN protocol \"postgresql\""));
+            return Err(dropped(
+                "direct TLS connection without ALPN protocol \"postgresql\"",
+            ));
         }
         return startup_after_tls(ClientStream::Tls(Box::new(stream)), BytesMut::new()).await;
     }
@@ -98,7 +110,10 @@ pub async fn open(mut tcp: TcpStream, tls: Option<&ServerTls>) -> Result<Opening
             Ok(p) => p,
             Err(PacketError::Closed) => return Err(Ended::Quietly),
             Err(PacketError::Wire(e)) => {
-                return Err(Ended::Refused(ClientStream::Plain(tcp), protocol_refusal(e)))
+                return Err(Ended::Refused(
+                    ClientStream::Plain(tcp),
+                    protocol_refusal(e),
+                ))
             }
         };
         match packet {

@@ -69,7 +69,9 @@ fn refuse(code: &'static str, message: String, hint: &str) -> Refusal {
 }
 
 /// Checks the parameters of a StartupMessage.
-pub fn check<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<ClientParams, Refusal> {
+pub fn check<'a>(
+    params: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<ClientParams, Refusal> {
     let mut user = None;
     let mut database = None;
     let mut forward = Vec::new();
@@ -107,7 +109,9 @@ pub fn check<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result
             }
         }
     }
-    debug_assert!(forward.iter().all(|(k, _)| !PARAMS_CONSUMED.contains(&k.as_str())));
+    debug_assert!(forward
+        .iter()
+        .all(|(k, _)| !PARAMS_CONSUMED.contains(&k.as_str())));
     let user = user.filter(|u| !u.is_empty()).ok_or_else(|| {
         refuse(
             sqlstate::INVALID_AUTHORIZATION,
@@ -115,7 +119,9 @@ pub fn check<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result
             "Set the user in the connection string, for example user=alice.",
         )
     })?;
-    let target = database.filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    let target = database
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user.clone());
     Ok(ClientParams {
         user,
         target,
@@ -231,7 +237,10 @@ mod tests {
             ("application_name", "psql"),
             ("client_encoding", "UTF8"),
             ("search_path", "app"),
-            ("options", "-c statement_timeout=5s --DateStyle=ISO -cextra_float_digits=3"),
+            (
+                "options",
+                "-c statement_timeout=5s --DateStyle=ISO -cextra_float_digits=3",
+            ),
             ("_pq_.test", "1"),
         ])
         .unwrap();
@@ -239,8 +248,16 @@ mod tests {
         assert_eq!(p.target, "shop");
         assert_eq!(p.protocol_options, vec!["_pq_.test"]);
         assert_eq!(
-            p.forward.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-            vec!["application_name", "client_encoding", "search_path", "options"]
+            p.forward
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>(),
+            vec![
+                "application_name",
+                "client_encoding",
+                "search_path",
+                "options"
+            ]
         );
     }
 

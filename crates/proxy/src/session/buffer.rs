@@ -23,7 +23,11 @@ impl ReadBuffer {
 
     /// Reads at least one byte; returns 0 at end of stream. `want` is the
     /// total length the caller needs buffered (0 when unknown).
-    pub async fn fill<R: AsyncRead + Unpin>(&mut self, r: &mut R, want: usize) -> std::io::Result<usize> {
+    pub async fn fill<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        want: usize,
+    ) -> std::io::Result<usize> {
         if self.buf.is_empty() && self.buf.capacity() > 4 * MAX_CHUNK {
             // A one-off large message grew the buffer; give the memory back.
             self.buf = BytesMut::with_capacity(START);

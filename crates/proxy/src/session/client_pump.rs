@@ -65,7 +65,6 @@ impl<'a> ClientPump<'a> {
             terminated: false,
         }
     }
-
 }
 
 /// Judges a message (or the head of a streamed one) by its type and the
@@ -130,7 +129,6 @@ fn judge(pending: &Pending, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
             _ => Action::Forward,
         }
     }
-
 }
 
 impl ClientPump<'_> {
@@ -165,7 +163,12 @@ impl ClientPump<'_> {
                         continue;
                     }
                 };
-                let action = judge(self.pending, self.metrics, tag, &self.rb.buf[pos..pos + len]);
+                let action = judge(
+                    self.pending,
+                    self.metrics,
+                    tag,
+                    &self.rb.buf[pos..pos + len],
+                );
                 match action {
                     Action::Forward => pos += len,
                     Action::Replace(replacement) => {
@@ -196,16 +199,37 @@ impl ClientPump<'_> {
             }
             self.rb.buf.advance(pos);
 
-            let read = self.rb.fill(&mut self.reader, want);
             let n = match self.idle_timeout {
-                None => read.await,
-                Some(t) => match tokio::time::timeout(t, read).await {
-                    Ok(r) => r,
-                    Err(_) if self.pending.idle() && !self.splitter.mid_message() && self.rb.buf.is_empty() => {
-                        return End::IdleTimeout
+                None => self.rb.fill(&mut self.reader, want).await,
+                Some(limit) => {
+                    // Idle time counts from the later of the client's last
+                    // bytes and the server's last ReadyForQuery, like
+                    // PostgreSQL's idle_session_timeout.
+                    let partial = !self.rb.buf.is_empty() || self.splitter.mid_message();
+                    let waiting_since = tokio::time::Instant::now();
+                    let pending = self.pending;
+                    let read = self.rb.fill(&mut self.reader, want);
+                    tokio::pin!(read);
+                    let mut deadline = waiting_since + limit;
+                    loop {
+                        tokio::select! {
+                            r = &mut read => break r,
+                            _ = tokio::time::sleep_until(deadline) => {
+                                let since = match pending.idle_since() {
+                                    Some(ready) if !partial => {
+                                        let ready = ready.map(tokio::time::Instant::from_std).unwrap_or(waiting_since);
+                                        ready.max(waiting_since)
+                                    }
+                                    _ => tokio::time::Instant::now(),
+                                };
+                                if since.elapsed() >= limit {
+                                    return End::IdleTimeout;
+                                }
+                                deadline = since + limit;
+                            }
+                        }
                     }
-                    Err(_) => continue,
-                },
+                }
             };
             match n {
                 Ok(0) | Err(_) => return End::ClientGone,

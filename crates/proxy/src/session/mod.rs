@@ -58,7 +58,12 @@ pub struct SessionOptions {
 }
 
 /// Relays until either side ends the session or the proxy shuts down.
-pub async fn run(est: Established, opts: SessionOptions, metrics: Arc<Metrics>, mut phase: watch::Receiver<Phase>) {
+pub async fn run(
+    est: Established,
+    opts: SessionOptions,
+    metrics: Arc<Metrics>,
+    mut phase: watch::Receiver<Phase>,
+) {
     let Established {
         client,
         client_buf,
@@ -80,7 +85,8 @@ pub async fn run(est: Established, opts: SessionOptions, metrics: Arc<Metrics>, 
         &pending,
         &metrics,
     );
-    let mut to_client = server_pump::ServerPump::new(upstream_r, client_w, upstream.leftover, &pending, &metrics);
+    let mut to_client =
+        server_pump::ServerPump::new(upstream_r, client_w, upstream.leftover, &pending, &metrics);
 
     let end = tokio::select! {
         e = to_server.run() => e,
@@ -121,8 +127,12 @@ pub async fn run(est: Established, opts: SessionOptions, metrics: Arc<Metrics>, 
             } else {
                 ErrorKind::Internal
             };
-            let r = Refusal::fatal(kind, sqlstate::CONNECTION_FAILURE, "the connection to the database was lost")
-                .hint("The database closed the connection or became unreachable. Reconnect and retry.");
+            let r = Refusal::fatal(
+                kind,
+                sqlstate::CONNECTION_FAILURE,
+                "the connection to the database was lost",
+            )
+            .hint("The database closed the connection or became unreachable. Reconnect and retry.");
             (Some(tell_client(r)), false)
         }
         End::IdleTimeout => {

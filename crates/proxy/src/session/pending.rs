@@ -55,6 +55,8 @@ struct Ledger {
     /// The server is discarding messages until the next Sync and none is in
     /// the ledger yet: messages sent now are discarded too.
     discarding: bool,
+    /// When the last ReadyForQuery arrived (or the session started).
+    last_ready: Option<Instant>,
 }
 
 /// Past this many outstanding entries the model stops growing (a client
@@ -209,6 +211,7 @@ impl Pending {
         self.status.store(status, Ordering::Relaxed);
         let mut l = self.ledger();
         l.discarding = false;
+        l.last_ready = Some(Instant::now());
         while let Some(e) = l.entries.pop_front() {
             if let Entry::Sync(t) | Entry::Query(t) = e {
                 return Some(t);
@@ -218,11 +221,20 @@ impl Pending {
     }
 
     /// No request is waiting for the server and no transaction is open.
+    #[cfg(test)]
     pub fn idle(&self) -> bool {
+        self.idle_since().is_some()
+    }
+
+    /// When the session last became idle (no request waiting for the
+    /// server, no transaction open), if it is idle now. `None` for "since
+    /// the session started".
+    pub fn idle_since(&self) -> Option<Option<Instant>> {
         let l = self.ledger();
-        self.status.load(Ordering::Relaxed) == portcullis_wire::tags::txn::IDLE
+        let idle = self.status.load(Ordering::Relaxed) == portcullis_wire::tags::txn::IDLE
             && !l.copy_in_open
-            && l.entries.iter().all(|e| *e == Entry::CopyEnd)
+            && l.entries.iter().all(|e| *e == Entry::CopyEnd);
+        idle.then_some(l.last_ready)
     }
 
     /// Every complete request (up to a Sync, a Query or a FunctionCall) has
@@ -231,8 +243,7 @@ impl Pending {
     pub fn answered(&self) -> bool {
         let l = self.ledger();
         !l.copy_in_open
-            && l
-                .entries
+            && l.entries
                 .iter()
                 .all(|e| matches!(e, Entry::CopyEnd | Entry::Step(_)))
     }

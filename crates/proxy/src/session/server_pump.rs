@@ -114,11 +114,17 @@ impl ServerPump<'_> {
                     Next::NeedMore { hint } => break hint,
                     Next::StreamBody { len, .. } | Next::StreamHead { len, .. } => pos += len,
                     Next::Whole { tag, len } => {
-                        match judge(self.pending, self.metrics, tag, &self.rb.buf[pos..pos + len]) {
+                        match judge(
+                            self.pending,
+                            self.metrics,
+                            tag,
+                            &self.rb.buf[pos..pos + len],
+                        ) {
                             Ok(Action::Forward) => {}
                             Ok(Action::Error) => {
                                 let body = decode::body(&self.rb.buf[pos..pos + len]);
-                                let severity = decode::report_fields(body).ok().and_then(|f| f.severity);
+                                let severity =
+                                    decode::report_fields(body).ok().and_then(|f| f.severity);
                                 if matches!(severity, Some("FATAL" | "PANIC")) {
                                     self.server_fatal = true;
                                 }

@@ -72,8 +72,13 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, UpstreamError> {
 }
 
 /// Opens the transport: TCP, then TLS if the target asks for it.
-async fn open(addr: SocketAddr, tls: Option<&UpstreamTls>) -> Result<UpstreamStream, UpstreamError> {
-    let mut tcp = TcpStream::connect(addr).await.map_err(UpstreamError::Connect)?;
+async fn open(
+    addr: SocketAddr,
+    tls: Option<&UpstreamTls>,
+) -> Result<UpstreamStream, UpstreamError> {
+    let mut tcp = TcpStream::connect(addr)
+        .await
+        .map_err(UpstreamError::Connect)?;
     tcp.set_nodelay(true).ok();
     let Some(tls) = tls else {
         return Ok(UpstreamStream::Plain(tcp));
@@ -123,16 +128,19 @@ impl Reader {
             match self.splitter.next(&self.buf)? {
                 Next::Whole { len, .. } => return Ok(self.buf.split_to(len)),
                 Next::NeedMore { hint } => {
-                    self.buf.reserve(hint.saturating_sub(self.buf.len()).max(4096));
+                    self.buf
+                        .reserve(hint.saturating_sub(self.buf.len()).max(4096));
                     if stream.read_buf(&mut self.buf).await? == 0 {
                         return Err(UpstreamError::Closed);
                     }
                 }
                 // Nothing during login is large enough to be streamed.
                 Next::StreamHead { .. } | Next::StreamBody { .. } => {
-                    return Err(UpstreamError::Protocol(portcullis_wire::WireError::Malformed {
-                        what: "oversized message during login",
-                    }))
+                    return Err(UpstreamError::Protocol(
+                        portcullis_wire::WireError::Malformed {
+                            what: "oversized message during login",
+                        },
+                    ))
                 }
             }
         }
@@ -155,15 +163,16 @@ async fn login(
 ) -> Result<Upstream, UpstreamError> {
     let t = &target.config;
     let mut out = BytesMut::with_capacity(256);
-    let forwarded = params
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()));
+    let forwarded = params.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     encode::startup_message(
         &mut out,
         ProtocolVersion::V3_0,
-        [("user", t.user.as_str()), ("database", t.upstream_database())]
-            .into_iter()
-            .chain(forwarded),
+        [
+            ("user", t.user.as_str()),
+            ("database", t.upstream_database()),
+        ]
+        .into_iter()
+        .chain(forwarded),
     );
     stream.write_all(&out).await?;
     out.clear();
@@ -216,9 +225,10 @@ async fn login(
                     UpstreamStream::Plain(_) => None,
                 };
                 let (mechanism, binding) = match end_point {
-                    Some(h) if mechanisms.contains(&sasl::SCRAM_SHA_256_PLUS) => {
-                        (sasl::SCRAM_SHA_256_PLUS, ChannelBinding::tls_server_end_point(h))
-                    }
+                    Some(h) if mechanisms.contains(&sasl::SCRAM_SHA_256_PLUS) => (
+                        sasl::SCRAM_SHA_256_PLUS,
+                        ChannelBinding::tls_server_end_point(h),
+                    ),
                     _ if mechanisms.contains(&sasl::SCRAM_SHA_256) => {
                         let binding = if matches!(stream, UpstreamStream::Tls(_)) {
                             // We can bind but the server did not offer it.
