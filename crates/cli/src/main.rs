@@ -96,10 +96,7 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     logging::init(config.server.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(config.server.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -117,6 +114,23 @@ fn run(path: PathBuf) -> ExitCode {
         serve(server).await;
         ExitCode::SUCCESS
     })
+}
+
+/// The async runtime: one thread per core by default. With one worker the
+/// current-thread scheduler is used, which avoids cross-thread wake-ups.
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    match workers {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
 }
 
 /// Runs a bound server until SIGTERM or SIGINT; SIGHUP reloads the file.

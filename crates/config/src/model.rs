@@ -49,6 +49,8 @@ pub struct Server {
     pub max_statement_bytes: usize,
     /// Log format: human-readable lines or one JSON object per line.
     pub log_format: LogFormat,
+    /// Threads that run sessions; 0 means one per CPU core.
+    pub worker_threads: usize,
 }
 
 impl Default for Server {
@@ -59,6 +61,7 @@ impl Default for Server {
             shutdown_grace: Duration::from_secs(30),
             max_statement_bytes: 64 << 20,
             log_format: LogFormat::Human,
+            worker_threads: 0,
         }
     }
 }
@@ -110,6 +113,8 @@ pub struct Target {
     pub name: String,
     /// production, staging, development or any label.
     pub environment: String,
+    /// Host name or IP address, or a directory holding the server's Unix
+    /// socket (a path starting with `/`, as in libpq).
     pub host: String,
     #[serde(default = "default_pg_port")]
     pub port: u16,

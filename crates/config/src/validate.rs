@@ -307,7 +307,13 @@ impl Validator<'_> {
             if t.host.trim().is_empty() {
                 return Err(self.err(
                     key("host"),
-                    "is empty; give the upstream server's host name or IP address",
+                    "is empty; give the upstream server's host name or IP address, or a Unix socket directory (starting with /)",
+                ));
+            }
+            if t.host.starts_with('/') && t.sslmode != crate::SslMode::Disable {
+                return Err(self.err(
+                    key("sslmode"),
+                    "must be \"disable\" when host is a Unix socket directory; PostgreSQL has no TLS on Unix sockets",
                 ));
             }
             if t.port == 0 {

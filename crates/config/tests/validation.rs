@@ -749,3 +749,14 @@ fn bad_socket_address() {
     let (line, _, _) = syntax("[[listener]]\nname = \"main\"\nlisten = \"localhost\"\n");
     assert_eq!(line, 3);
 }
+
+#[test]
+fn unix_socket_hosts_cannot_use_tls() {
+    let target = TARGET.replace("host = \"db.example\"", "host = \"/var/run/postgresql\"");
+    valid(&format!("{LISTENER}{target}"));
+    assert_invalid(
+        &format!("{LISTENER}{target}sslmode = \"require\"\n"),
+        "target \"shop\".sslmode",
+        "Unix socket",
+    );
+}

@@ -8,15 +8,15 @@
 //! those never leave the proxy.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::tls::UpstreamTls;
+use crate::upstream::UpstreamAddr;
 
 /// Where and how to deliver a cancel for one session.
 #[derive(Clone)]
 pub struct CancelTarget {
-    pub addr: SocketAddr,
+    pub addr: UpstreamAddr,
     pub tls: Option<UpstreamTls>,
     pub pid: i32,
     pub key: Vec<u8>,
@@ -82,7 +82,7 @@ mod tests {
 
     fn target(pid: i32) -> CancelTarget {
         CancelTarget {
-            addr: "127.0.0.1:5432".parse().unwrap(),
+            addr: UpstreamAddr::Tcp("127.0.0.1:5432".parse().unwrap()),
             tls: None,
             pid,
             key: vec![9, 9, 9, 9],

@@ -18,10 +18,12 @@ pub enum ClientStream {
 pub enum UpstreamStream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A Unix-domain socket to a server on the same machine.
+    Unix(tokio::net::UnixStream),
 }
 
 macro_rules! delegate_io {
-    ($ty:ident) => {
+    ($ty:ident $(, $extra:ident)?) => {
         impl AsyncRead for $ty {
             fn poll_read(
                 self: Pin<&mut Self>,
@@ -31,6 +33,7 @@ macro_rules! delegate_io {
                 match self.get_mut() {
                     $ty::Plain(s) => Pin::new(s).poll_read(cx, buf),
                     $ty::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+                    $($ty::$extra(s) => Pin::new(s).poll_read(cx, buf),)?
                 }
             }
         }
@@ -44,6 +47,7 @@ macro_rules! delegate_io {
                 match self.get_mut() {
                     $ty::Plain(s) => Pin::new(s).poll_write(cx, buf),
                     $ty::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+                    $($ty::$extra(s) => Pin::new(s).poll_write(cx, buf),)?
                 }
             }
 
@@ -55,6 +59,7 @@ macro_rules! delegate_io {
                 match self.get_mut() {
                     $ty::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
                     $ty::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+                    $($ty::$extra(s) => Pin::new(s).poll_write_vectored(cx, bufs),)?
                 }
             }
 
@@ -62,6 +67,7 @@ macro_rules! delegate_io {
                 match self {
                     $ty::Plain(s) => s.is_write_vectored(),
                     $ty::Tls(s) => s.is_write_vectored(),
+                    $($ty::$extra(s) => s.is_write_vectored(),)?
                 }
             }
 
@@ -69,6 +75,7 @@ macro_rules! delegate_io {
                 match self.get_mut() {
                     $ty::Plain(s) => Pin::new(s).poll_flush(cx),
                     $ty::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+                    $($ty::$extra(s) => Pin::new(s).poll_flush(cx),)?
                 }
             }
 
@@ -76,6 +83,7 @@ macro_rules! delegate_io {
                 match self.get_mut() {
                     $ty::Plain(s) => Pin::new(s).poll_shutdown(cx),
                     $ty::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+                    $($ty::$extra(s) => Pin::new(s).poll_shutdown(cx),)?
                 }
             }
         }
@@ -83,7 +91,7 @@ macro_rules! delegate_io {
 }
 
 delegate_io!(ClientStream);
-delegate_io!(UpstreamStream);
+delegate_io!(UpstreamStream, Unix);
 
 impl ClientStream {
     pub fn is_tls(&self) -> bool {
@@ -97,12 +105,14 @@ impl ClientStream {
 pub enum ReadHalf<T> {
     Plain(tokio::net::tcp::OwnedReadHalf),
     Tls(tokio::io::ReadHalf<T>),
+    Unix(tokio::net::unix::OwnedReadHalf),
 }
 
 /// The write half of a split stream.
 pub enum WriteHalf<T> {
     Plain(tokio::net::tcp::OwnedWriteHalf),
     Tls(tokio::io::WriteHalf<T>),
+    Unix(tokio::net::unix::OwnedWriteHalf),
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ReadHalf<T> {
@@ -114,6 +124,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for ReadHalf<T> {
         match self.get_mut() {
             ReadHalf::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ReadHalf::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            ReadHalf::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -127,6 +138,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WriteHalf<T> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_write(cx, buf),
             WriteHalf::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            WriteHalf::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -134,6 +146,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WriteHalf<T> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),
             WriteHalf::Tls(s) => Pin::new(s).poll_flush(cx),
+            WriteHalf::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -141,6 +154,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WriteHalf<T> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_shutdown(cx),
             WriteHalf::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            WriteHalf::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -173,6 +187,10 @@ impl UpstreamStream {
             UpstreamStream::Tls(s) => {
                 let (r, w) = tokio::io::split(*s);
                 (ReadHalf::Tls(r), WriteHalf::Tls(w))
+            }
+            UpstreamStream::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ReadHalf::Unix(r), WriteHalf::Unix(w))
             }
         }
     }

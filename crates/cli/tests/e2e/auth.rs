@@ -598,3 +598,47 @@ async fn unknown_users_get_a_plausible_scram_challenge() {
     assert_eq!(salt1, salt2, "the mock salt is stable per user name");
     assert_ne!(salt1, other_salt, "and differs between user names");
 }
+
+/// A target whose host is a Unix socket directory, as in libpq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_over_a_unix_socket() {
+    let c = cluster();
+    let pw = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pw.path(), c.superuser_password()).unwrap();
+    let db = tokio::task::spawn_blocking(|| portcullis_testbed::fresh_database("unix"))
+        .await
+        .unwrap();
+    let proxy = Proxy::with(Setup {
+        extra: format!(
+            "[[target]]\nname = \"local\"\nenvironment = \"development\"\nhost = \"{}\"\nport = {}\ndatabase = \"{db}\"\nuser = \"postgres\"\npassword_file = \"{}\"\n",
+            c.socket_dir().display(),
+            c.port(),
+            pw.path().display()
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let client = proxy
+        .connect(&proxy.conn_str_for("local", ALICE, "sslmode=require"))
+        .await
+        .unwrap();
+    let row = client
+        .query_one("SELECT current_database(), inet_server_addr() IS NULL", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), db);
+    assert!(
+        row.get::<_, bool>(1),
+        "the upstream connection is a Unix socket"
+    );
+    // Cancel requests reach a Unix-socket upstream too.
+    let token = client.cancel_token();
+    let q = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    token
+        .cancel_query(portcullis_testbed::RustlsConnect::from_pki(pki()))
+        .await
+        .unwrap();
+    let err = q.await.unwrap().unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("57014"));
+}

@@ -1,5 +1,6 @@
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -63,19 +64,45 @@ pub struct Upstream {
     pub cancel: CancelTarget,
 }
 
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, UpstreamError> {
+/// Where an upstream server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    Tcp(SocketAddr),
+    /// A Unix-domain socket file (`<dir>/.s.PGSQL.<port>`, as libpq names it).
+    Unix(PathBuf),
+}
+
+/// A host starting with `/` is a socket directory, as in libpq.
+async fn resolve(host: &str, port: u16) -> Result<UpstreamAddr, UpstreamError> {
+    if host.starts_with('/') {
+        return Ok(UpstreamAddr::Unix(
+            Path::new(host).join(format!(".s.PGSQL.{port}")),
+        ));
+    }
     tokio::net::lookup_host((host, port))
         .await
         .map_err(UpstreamError::Resolve)?
         .next()
+        .map(UpstreamAddr::Tcp)
         .ok_or_else(|| UpstreamError::Resolve(io::Error::other("no address")))
 }
 
 /// Opens the transport: TCP, then TLS if the target asks for it.
 async fn open(
-    addr: SocketAddr,
+    addr: &UpstreamAddr,
     tls: Option<&UpstreamTls>,
 ) -> Result<UpstreamStream, UpstreamError> {
+    let addr = match addr {
+        UpstreamAddr::Tcp(a) => a,
+        // PostgreSQL has no TLS on Unix sockets; configuration validation
+        // allows only sslmode=disable for socket directories.
+        UpstreamAddr::Unix(path) => {
+            let s = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(UpstreamError::Connect)?;
+            return Ok(UpstreamStream::Unix(s));
+        }
+    };
     let mut tcp = TcpStream::connect(addr)
         .await
         .map_err(UpstreamError::Connect)?;
@@ -109,7 +136,7 @@ pub async fn connect(
     let timeout: Duration = t.connect_timeout.into();
     tokio::time::timeout(timeout, async {
         let addr = resolve(&t.host, t.port).await?;
-        let stream = open(addr, target.tls.as_ref()).await?;
+        let stream = open(&addr, target.tls.as_ref()).await?;
         login(stream, addr, target, params).await
     })
     .await
@@ -157,7 +184,7 @@ fn server_error(body: &[u8]) -> UpstreamError {
 
 async fn login(
     mut stream: UpstreamStream,
-    addr: SocketAddr,
+    addr: UpstreamAddr,
     target: &TargetRuntime,
     params: &[(String, String)],
 ) -> Result<Upstream, UpstreamError> {
@@ -222,7 +249,7 @@ async fn login(
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .and_then(|c| crate::auth::channel_binding::tls_server_end_point(c).ok()),
-                    UpstreamStream::Plain(_) => None,
+                    UpstreamStream::Plain(_) | UpstreamStream::Unix(_) => None,
                 };
                 let (mechanism, binding) = match end_point {
                     Some(h) if mechanisms.contains(&sasl::SCRAM_SHA_256_PLUS) => (
@@ -328,7 +355,7 @@ async fn login(
 /// the target uses TLS (so the key never crosses the network in the clear).
 pub async fn send_cancel(target: &CancelTarget) -> Result<(), UpstreamError> {
     tokio::time::timeout(Duration::from_secs(5), async {
-        let mut stream = open(target.addr, target.tls.as_ref()).await?;
+        let mut stream = open(&target.addr, target.tls.as_ref()).await?;
         let mut req = BytesMut::new();
         encode::cancel_request(&mut req, target.pid, &target.key);
         stream.write_all(&req).await?;

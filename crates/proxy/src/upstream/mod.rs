@@ -6,4 +6,4 @@
 
 mod login;
 
-pub use login::{connect, send_cancel, Upstream, UpstreamError};
+pub use login::{connect, send_cancel, Upstream, UpstreamAddr, UpstreamError};
