@@ -15,6 +15,8 @@
 #   --portcullis-bin PATH use this binary instead of building one
 #   --no-build            do not run `cargo build --release -p portcullis`
 #   --keep                keep the temp dir (logs, configs) instead of removing it
+#   --upstream tcp|unix   how both proxies reach PostgreSQL: TCP 127.0.0.1 (default)
+#                         or its Unix socket (a proxy on the database host)
 #
 # Measures:
 #   1. pgbench -S (select only) with --protocol simple/extended/prepared at each
@@ -50,6 +52,7 @@ IDLE_SLEEP=15
 PBIN=""
 BUILD=1
 KEEP=0
+UPSTREAM=tcp
 
 die() { echo "bench: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -69,6 +72,7 @@ while [ $# -gt 0 ]; do
         --portcullis-bin) [ -n "${2:-}" ] || die "--portcullis-bin needs a path"; PBIN=$2; BUILD=0; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
+        --upstream) case "${2:-}" in tcp|unix) UPSTREAM=$2 ;; *) die "--upstream needs tcp or unix" ;; esac; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
@@ -319,10 +323,13 @@ can_connect "$PGPORT" || die "cannot connect to PostgreSQL over TCP with SCRAM"
 
 # ----------------------------------------------------------------- pgbouncer
 
+# Both proxies reach PostgreSQL the same way.
+if [ "$UPSTREAM" = unix ]; then UP_HOST="$WORK/sock"; else UP_HOST=127.0.0.1; fi
+
 PGB_DIR="$WORK/pgbouncer"
 cat >"$PGB_DIR/pgbouncer.ini" <<EOF
 [databases]
-bench = host=127.0.0.1 port=$PGPORT dbname=bench
+bench = host=$UP_HOST port=$PGPORT dbname=bench
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -395,7 +402,7 @@ max_connections = 5000
 [[target]]
 name = "bench"
 environment = "development"
-host = "127.0.0.1"
+host = "$UP_HOST"
 port = $PGPORT
 database = "bench"
 user = "bench"
@@ -615,7 +622,8 @@ mb() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else 
     echo
     echo "- Machine: $NPROC CPUs, $CPU_MODEL, $MEM_TOTAL RAM, Linux $(uname -r); load average at start $LOADAVG"
     echo "- PostgreSQL $PG_VERSION (fsync=off, shared_buffers=256MB), pgbouncer $PGB_VERSION (session mode, pool 100), Portcullis $GIT_REV"
-    echo "- Everything on this one machine over plaintext TCP 127.0.0.1, SCRAM-SHA-256 logins;"
+    echo "- Everything on this one machine; clients reach PostgreSQL and the proxies over plaintext TCP 127.0.0.1"
+    echo "  with SCRAM-SHA-256; the proxies reach PostgreSQL over $( [ "$UPSTREAM" = unix ] && echo "its Unix socket" || echo "TCP 127.0.0.1 (SCRAM)" );"
     echo "  pgbench, proxies and PostgreSQL share the $NPROC CPUs, so proxy CPU cost shows up as lower tps."
     echo "- pgbench -S (select only), scale $SCALE, -j 2 (-j 1 at 1 client), ${DURATION}s per run"
     if [ -n "$PSKIP" ]; then
