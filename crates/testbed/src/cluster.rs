@@ -859,7 +859,9 @@ fn tail_lines(path: &Path, n: usize) -> String {
     }
 }
 
-fn clear_libpq_env(cmd: &mut Command) {
+/// Removes every libpq environment variable that could redirect or alter a
+/// client tool (`psql`, `pgbench`), so tests connect exactly where they say.
+pub fn clear_libpq_env(cmd: &mut Command) {
     for var in [
         "PGHOST",
         "PGHOSTADDR",
@@ -873,8 +875,14 @@ fn clear_libpq_env(cmd: &mut Command) {
         "PGOPTIONS",
         "PGSSLMODE",
         "PGREQUIRESSL",
+        "PGSSLROOTCERT",
+        "PGSSLCERT",
+        "PGSSLKEY",
         "PGCHANNELBINDING",
         "PGTARGETSESSIONATTRS",
+        "PGGSSENCMODE",
+        "PGAPPNAME",
+        "PGCONNECT_TIMEOUT",
     ] {
         cmd.env_remove(var);
     }

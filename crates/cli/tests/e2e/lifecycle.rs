@@ -393,16 +393,7 @@ async fn listener_limit_refusal_reaches_clients_that_ask_for_tls() {
     let mut problems = Vec::new();
     for sslmode in ["require", "prefer"] {
         let mut psql = Command::new(cluster().bin("psql"));
-        for v in [
-            "PGSSLMODE",
-            "PGHOST",
-            "PGPORT",
-            "PGUSER",
-            "PGDATABASE",
-            "PGGSSENCMODE",
-        ] {
-            psql.env_remove(v);
-        }
+        portcullis_testbed::cluster::clear_libpq_env(&mut psql);
         psql.env("PGPASSWORD", ALICE.1)
             .args(["-X", "-c", "SELECT 1", "-d"])
             .arg(proxy.conn_str(ALICE, &format!("sslmode={sslmode} connect_timeout=10")));

@@ -64,6 +64,34 @@ impl Msg {
     }
 }
 
+/// Reads the next whole message from `stream`, buffering in `buf`; `None` at
+/// end of stream or on a read error (a reset, or TLS closed without
+/// close_notify). Panics after [`TIMEOUT`] without a message.
+pub async fn read_msg<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Option<Msg> {
+    loop {
+        if buf.len() >= 5 {
+            let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if buf.len() > len {
+                let m = buf.split_to(len + 1);
+                return Some(Msg {
+                    tag: m[0],
+                    body: m[5..].to_vec(),
+                });
+            }
+        }
+        let n = tokio::time::timeout(TIMEOUT, stream.read_buf(buf))
+            .await
+            .expect("timed out waiting for the server")
+            .unwrap_or(0);
+        if n == 0 {
+            return None;
+        }
+    }
+}
+
 pub fn tags(msgs: &[Msg]) -> String {
     msgs.iter().map(Msg::tag).collect()
 }
@@ -167,26 +195,7 @@ impl Raw {
 
     /// The next message, or `None` at end of stream.
     pub async fn recv(&mut self) -> Option<Msg> {
-        loop {
-            if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
-                    as usize;
-                if self.buf.len() > len {
-                    let m = self.buf.split_to(len + 1);
-                    return Some(Msg {
-                        tag: m[0],
-                        body: m[5..].to_vec(),
-                    });
-                }
-            }
-            let n = tokio::time::timeout(TIMEOUT, self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("timed out waiting for the server")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-        }
+        read_msg(&mut self.stream, &mut self.buf).await
     }
 
     /// Messages up to and including the next ReadyForQuery.

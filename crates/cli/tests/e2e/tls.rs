@@ -54,26 +54,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     /// The next message; `None` at end of stream or on a read error (a reset
     /// or a TLS stream closed without close_notify).
     pub async fn recv(&mut self) -> Option<Msg> {
-        loop {
-            if self.buf.len() >= 5 {
-                let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]])
-                    as usize;
-                if self.buf.len() > len {
-                    let m = self.buf.split_to(len + 1);
-                    return Some(Msg {
-                        tag: m[0],
-                        body: m[5..].to_vec(),
-                    });
-                }
-            }
-            let n = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buf))
-                .await
-                .expect("timed out waiting for the proxy")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-        }
+        crate::raw::read_msg(&mut self.stream, &mut self.buf).await
     }
 
     /// Everything up to end of stream.

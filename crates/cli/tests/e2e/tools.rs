@@ -4,35 +4,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// libpq environment variables that could redirect a client.
-const PG_VARS: &[&str] = &[
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGUSER",
-    "PGDATABASE",
-    "PGPASSWORD",
-    "PGPASSFILE",
-    "PGSERVICE",
-    "PGSERVICEFILE",
-    "PGOPTIONS",
-    "PGSSLMODE",
-    "PGREQUIRESSL",
-    "PGSSLROOTCERT",
-    "PGSSLCERT",
-    "PGSSLKEY",
-    "PGCHANNELBINDING",
-    "PGTARGETSESSIONATTRS",
-    "PGGSSENCMODE",
-    "PGAPPNAME",
-    "PGCONNECT_TIMEOUT",
-];
-
 fn tool(name: &str) -> Command {
     let mut cmd = Command::new(cluster().bin(name));
-    for v in PG_VARS {
-        cmd.env_remove(v);
-    }
+    portcullis_testbed::cluster::clear_libpq_env(&mut cmd);
     cmd.env("PGCONNECT_TIMEOUT", "10");
     cmd
 }
