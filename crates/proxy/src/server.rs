@@ -196,7 +196,6 @@ impl Server {
             admin,
         } = self;
         let tracker = SessionTracker::default();
-        let mut phase_rx = shared.phase.subscribe();
 
         if let Some(admin) = admin {
             let handle = ServerHandle {
@@ -270,7 +269,7 @@ impl Server {
             grace_secs = grace.as_secs_f64(),
             "shutting down: no new connections"
         );
-        let _ = shared.phase.send(Phase::Draining);
+        shared.phase.send_replace(Phase::Draining);
         if tokio::time::timeout(grace, tracker.wait_empty())
             .await
             .is_err()
@@ -279,10 +278,9 @@ impl Server {
                 sessions = tracker.count(),
                 "grace period over: closing remaining sessions"
             );
-            let _ = shared.phase.send(Phase::Stopping);
+            shared.phase.send_replace(Phase::Stopping);
             let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait_empty()).await;
         }
-        let _ = phase_rx.borrow_and_update();
         info!("shut down");
     }
 }
