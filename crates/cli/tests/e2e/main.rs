@@ -8,6 +8,7 @@ mod raw;
 mod auth;
 mod basic;
 mod copy;
+mod lexing;
 mod lifecycle;
 mod protocol;
 mod startup;

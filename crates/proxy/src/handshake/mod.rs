@@ -130,6 +130,9 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         }
     };
 
+    if let Some(r) = unsafe_startup_setting(&upstream.startup_messages) {
+        return Err(Ended::Refused(client, r));
+    }
     // The client gets the server's parameters, then a key of ours for the
     // real backend PID.
     let cancel_guard = ctx
@@ -184,6 +187,27 @@ async fn write(client: &mut ClientStream, bytes: &[u8]) -> Result<(), Ended> {
         .write_all(bytes)
         .await
         .map_err(|e| Ended::Dropped(ErrorKind::ClientProtocol, format!("write failed: {e}")))
+}
+
+/// A lexing hazard among the server's startup ParameterStatus messages
+/// (from the client's startup parameters or the role's or database's
+/// defaults).
+fn unsafe_startup_setting(messages: &[u8]) -> Option<Refusal> {
+    let mut splitter = portcullis_wire::Splitter::new(portcullis_wire::Limits::backend());
+    let mut at = 0;
+    while let Ok(portcullis_wire::Next::Whole { tag, len }) = splitter.next(&messages[at..]) {
+        if tag == portcullis_wire::tags::backend::PARAMETER_STATUS {
+            if let Ok((name, value)) = portcullis_wire::decode::parameter_status(
+                portcullis_wire::decode::body(&messages[at..at + len]),
+            ) {
+                if let Some(r) = crate::session::lexing::hazard(name, value) {
+                    return Some(r);
+                }
+            }
+        }
+        at += len;
+    }
+    None
 }
 
 fn unknown_target(runtime: &Runtime, name: &str) -> Refusal {

@@ -10,6 +10,7 @@
 mod buffer;
 mod client_pump;
 mod function_call;
+pub mod lexing;
 mod pending;
 mod server_pump;
 
@@ -48,6 +49,8 @@ pub(crate) enum End {
     Answered,
     /// The upstream sent something that is not valid protocol.
     UpstreamProtocol(String),
+    /// The session switched to a setting Portcullis cannot lex under.
+    Unsafe(Refusal),
     IdleTimeout,
     Shutdown,
 }
@@ -120,6 +123,10 @@ pub async fn run(
         End::Terminated | End::ClientGone | End::Answered => (None, true),
         End::UpstreamClosed => (None, false),
         End::ClientRefused(r) => (Some(tell_client(r.clone())), true),
+        End::Unsafe(r) => {
+            warn!(reason = %r.message, "session closed: unsafe lexing setting");
+            (Some(tell_client(r.clone())), true)
+        }
         End::UpstreamLost(why) | End::UpstreamProtocol(why) => {
             warn!(reason = %why, "upstream connection lost");
             let kind = if matches!(end, End::UpstreamLost(_)) {
@@ -171,6 +178,7 @@ fn end_label(end: &End) -> &'static str {
         End::Terminated => "client terminated",
         End::ClientGone => "client disconnected",
         End::ClientRefused(_) => "client refused",
+        End::Unsafe(_) => "unsafe setting",
         End::UpstreamLost(_) => "upstream lost",
         End::UpstreamProtocol(_) => "upstream protocol error",
         End::UpstreamClosed => "server closed the session",

@@ -84,6 +84,15 @@ fn judge(pending: &Pending, metrics: &Metrics, tag: u8, msg: &[u8]) -> Result<Ac
             pending.command_done();
             Ok(Action::Forward)
         }
+        be::PARAMETER_STATUS => {
+            let (name, value) = decode::parameter_status(decode::body(msg))
+                .map_err(|e| End::UpstreamProtocol(e.to_string()))?;
+            match super::lexing::hazard(name, value) {
+                // Not passed on: the session ends before anything else.
+                Some(r) => Err(End::Unsafe(r)),
+                None => Ok(Action::Forward),
+            }
+        }
         be::ERROR_RESPONSE => {
             pending.error();
             Ok(Action::Error)
