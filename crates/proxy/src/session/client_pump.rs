@@ -70,64 +70,56 @@ impl<'a> ClientPump<'a> {
 /// Judges a message (or the head of a streamed one) by its type and the
 /// bytes available of it.
 fn judge(pending: &Pending, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
-    {
-        match tag {
-            fe::QUERY => {
-                pending.sent(Entry::Query(Instant::now()));
-                metrics.statements(1);
-                Action::Forward
-            }
-            fe::PARSE => {
-                pending.sent(Entry::Step(Step::Parse));
-                Action::Forward
-            }
-            fe::BIND => {
-                pending.sent(Entry::Step(Step::Bind));
-                Action::Forward
-            }
-            fe::DESCRIBE => {
-                pending.sent(Entry::Step(Step::Describe));
-                Action::Forward
-            }
-            fe::CLOSE => {
-                pending.sent(Entry::Step(Step::Close));
-                Action::Forward
-            }
-            fe::EXECUTE => {
-                pending.sent(Entry::Step(Step::Execute));
-                metrics.statements(1);
-                Action::Forward
-            }
-            fe::SYNC => {
-                pending.sent_sync(Instant::now());
-                Action::Forward
-            }
-            fe::COPY_DONE | fe::COPY_FAIL => {
-                pending.sent_copy_end();
-                Action::Forward
-            }
-            fe::FUNCTION_CALL => {
-                pending.sent(Entry::Query(Instant::now()));
-                match decode::function_call_oid(decode::body(head)) {
-                    Ok(oid) if function_call::allowed(oid) => Action::Forward,
-                    Ok(oid) => {
-                        warn!(oid, "FunctionCall refused");
-                        metrics.error(ErrorKind::Refused);
-                        let mut b = BytesMut::new();
-                        encode::query(&mut b, function_call::REFUSAL_STATEMENT);
-                        Action::Replace(b)
-                    }
-                    Err(e) => Action::Refuse(Refusal::protocol(&e)),
-                }
-            }
-            fe::TERMINATE => Action::Terminate,
-            fe::PASSWORD => Action::Refuse(Refusal::fatal(
-                ErrorKind::ClientProtocol,
-                sqlstate::PROTOCOL_VIOLATION,
-                "unexpected password message after authentication",
-            )),
-            _ => Action::Forward,
+    let step = match tag {
+        fe::PARSE => Some(Step::Parse),
+        fe::BIND => Some(Step::Bind),
+        fe::DESCRIBE => Some(Step::Describe),
+        fe::CLOSE => Some(Step::Close),
+        fe::EXECUTE => Some(Step::Execute),
+        _ => None,
+    };
+    if let Some(step) = step {
+        pending.sent(Entry::Step(step));
+        if step == Step::Execute {
+            metrics.statements(1);
         }
+        return Action::Forward;
+    }
+    match tag {
+        fe::QUERY => {
+            pending.sent(Entry::Query(Instant::now()));
+            metrics.statements(1);
+            Action::Forward
+        }
+        fe::SYNC => {
+            pending.sent_sync(Instant::now());
+            Action::Forward
+        }
+        fe::COPY_DONE | fe::COPY_FAIL => {
+            pending.sent_copy_end();
+            Action::Forward
+        }
+        fe::FUNCTION_CALL => {
+            pending.sent(Entry::Query(Instant::now()));
+            match decode::function_call_oid(decode::body(head)) {
+                Ok(oid) if function_call::allowed(oid) => Action::Forward,
+                Ok(oid) => {
+                    warn!(oid, "FunctionCall refused");
+                    metrics.error(ErrorKind::Refused);
+                    let mut b = BytesMut::new();
+                    encode::query(&mut b, function_call::REFUSAL_STATEMENT);
+                    Action::Replace(b)
+                }
+                Err(e) => Action::Refuse(Refusal::protocol(&e)),
+            }
+        }
+        fe::TERMINATE => Action::Terminate,
+        fe::PASSWORD => Action::Refuse(Refusal::fatal(
+            ErrorKind::ClientProtocol,
+            sqlstate::PROTOCOL_VIOLATION,
+            "unexpected password message after authentication",
+        )),
+        _ => Action::Forward,
     }
 }
 
