@@ -1,0 +1,523 @@
+//! From what the analysis found in one statement to what the policy judges.
+//!
+//! The analysis reports actions with names as written; the policy wants one
+//! [`Operation`] per thing done, on schema-qualified resources. This is the
+//! one place that maps between the two, following the action table in the
+//! policy crate's README:
+//!
+//! - every action at any depth counts (data-modifying CTEs, the body of
+//!   EXPLAIN ANALYZE, PREPARE, CREATE RULE...), except bodies that never run
+//!   (plain EXPLAIN, CREATE TABLE AS ... WITH NO DATA);
+//! - reads anywhere in the statement are one `Select` operation on every
+//!   relation read, views and partitions expanded to what they reach;
+//! - writes name their target table (and what it expands to);
+//! - `INSERT ... ON CONFLICT DO UPDATE` is an `Insert` and an `Update`
+//!   limited to the conflicting rows; `CREATE TABLE AS` is a `SchemaChange`
+//!   and an `Insert` into the new table.
+
+use std::collections::BTreeSet;
+
+use portcullis_analysis::resolve::ResolutionBasis;
+use portcullis_analysis::{
+    self as analysis, Access, ActionKind, AlterTableEffect, ColumnName, CopyDirection, Execution,
+    ObjectKind, OnConflict, QualifiedName, RelationUse, Resolver,
+};
+use portcullis_policy::{self as policy, Action, Capability, Operation, ResourceRef};
+
+use crate::catalog::CatalogSnapshot;
+
+/// What the session knows when a statement is judged.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    /// The search_path items (`$user` unexpanded), as SHOW prints them.
+    pub search_path: &'a [String],
+    /// The role the server runs statements as (for `$user`).
+    pub session_user: Option<&'a str>,
+    /// The target's catalog, when loaded.
+    pub catalog: Option<&'a CatalogSnapshot>,
+}
+
+impl<'a> Scope<'a> {
+    fn resolver(&self) -> Resolver<'a> {
+        Resolver {
+            search_path: self.search_path,
+            session_user: self.session_user,
+            catalog: self.catalog.map(|c| c as &dyn analysis::RelationCatalog),
+        }
+    }
+
+    fn function_catalog(&self) -> Option<&'a dyn analysis::FunctionCatalog> {
+        self.catalog.map(|c| c as &dyn analysis::FunctionCatalog)
+    }
+
+    /// Where an unqualified name lands when nothing better is known: the
+    /// first schema of the path a user can name.
+    fn fallback_schema(&self) -> Option<&'a str> {
+        self.search_path
+            .iter()
+            .find(|s| !matches!(s.as_str(), "$user" | "pg_catalog" | "pg_temp"))
+            .map(String::as_str)
+    }
+}
+
+/// Describes one statement for the policy. `into` accumulates, so a
+/// statement and the prepared body it executes can be judged as one.
+pub fn describe_into(
+    into: &mut policy::StatementFacts,
+    facts: &analysis::StatementFacts,
+    scope: &Scope<'_>,
+) {
+    let resolver = scope.resolver();
+    let resolved = resolver.resolve(facts);
+
+    // One Select over everything read, anywhere in the statement.
+    let mut reads: Vec<ResourceRef> = Vec::new();
+    for r in &resolved {
+        if r.access.read {
+            if let Some(res) = table_ref(&r.name, r.basis, scope) {
+                push_unique(&mut reads, res);
+            }
+        }
+    }
+    for c in &facts.columns {
+        if !c.read {
+            continue;
+        }
+        if let (Some(rel), ColumnName::Named(col)) = (&c.relation, &c.column) {
+            for table in resolve_one(rel, reading(), scope) {
+                if let ResourceRef::Table { schema, table } = table {
+                    push_unique(&mut reads, ResourceRef::column(schema, table, col.clone()));
+                }
+            }
+        }
+    }
+    let reads_anything = !reads.is_empty()
+        || facts
+            .actions
+            .iter()
+            .any(|a| a.execution != Execution::Never && matches!(a.kind, ActionKind::Select));
+    if reads_anything {
+        push_operation(into, Operation::new(Action::Select, reads));
+    }
+
+    for action in &facts.actions {
+        if action.execution == Execution::Never {
+            continue;
+        }
+        for op in operations(&action.kind, facts, scope) {
+            push_operation(into, op);
+        }
+    }
+
+    let path = scope.search_path;
+    if facts.is_opaque(path, scope.function_catalog()) {
+        into.opaque = true;
+    }
+    for cap in &facts.capabilities {
+        if cap.execution == Execution::Never {
+            continue;
+        }
+        for c in capabilities(cap) {
+            into.dangerous.insert(c);
+        }
+    }
+    for f in &facts.functions {
+        if f.execution == Execution::Never {
+            continue;
+        }
+        into.functions.insert(function_name(&f.name, f.args, scope));
+    }
+}
+
+/// Describes one statement on its own.
+pub fn describe(
+    facts: &analysis::StatementFacts,
+    scope: &Scope<'_>,
+    statement_count: u32,
+) -> policy::StatementFacts {
+    let mut out = policy::StatementFacts {
+        statement_count,
+        ..Default::default()
+    };
+    describe_into(&mut out, facts, scope);
+    out
+}
+
+fn reading() -> Access {
+    Access {
+        read: true,
+        ..Access::default()
+    }
+}
+
+fn creating() -> Access {
+    Access {
+        create: true,
+        ..Access::default()
+    }
+}
+
+fn push_unique(list: &mut Vec<ResourceRef>, r: ResourceRef) {
+    if !list.contains(&r) {
+        list.push(r);
+    }
+}
+
+/// Adds an operation, merging it with an equal one already there.
+fn push_operation(into: &mut policy::StatementFacts, op: Operation) {
+    if let Some(existing) = into
+        .operations
+        .iter_mut()
+        .find(|o| o.action == op.action && o.has_effective_where == op.has_effective_where)
+    {
+        for r in op.resources {
+            push_unique(&mut existing.resources, r);
+        }
+    } else {
+        into.operations.push(op);
+    }
+}
+
+fn table_ref(
+    name: &QualifiedName,
+    basis: ResolutionBasis,
+    scope: &Scope<'_>,
+) -> Option<ResourceRef> {
+    let schema = match (&name.schema, basis) {
+        (Some(s), _) => s.as_str(),
+        (None, _) => scope.fallback_schema()?,
+    };
+    Some(ResourceRef::table(schema, name.name.clone()))
+}
+
+/// The tables one name reaches with `access`: qualified, views and
+/// children expanded.
+fn resolve_one(name: &QualifiedName, access: Access, scope: &Scope<'_>) -> Vec<ResourceRef> {
+    let facts = analysis::StatementFacts {
+        span: 0..0,
+        class: analysis::StatementClass::Other,
+        actions: Vec::new(),
+        relations: vec![RelationUse {
+            relation: name.clone(),
+            access,
+            include_descendants: true,
+        }],
+        columns: Vec::new(),
+        functions: Vec::new(),
+        operators: Vec::new(),
+        opaque: Vec::new(),
+        capabilities: Vec::new(),
+        settings: Vec::new(),
+    };
+    let mut out = Vec::new();
+    for r in scope.resolver().resolve(&facts) {
+        if let Some(res) = table_ref(&r.name, r.basis, scope) {
+            push_unique(&mut out, res);
+        }
+    }
+    out
+}
+
+/// A dotted name as the analysis writes DROP / rename targets.
+fn split_dotted(name: &str) -> QualifiedName {
+    match name.rsplit_once('.') {
+        Some((schema, object)) => {
+            // `db.schema.table`: the database part is dropped.
+            let schema = schema.rsplit('.').next().unwrap_or(schema);
+            QualifiedName::new(Some(schema), object)
+        }
+        None => QualifiedName::new(None, name),
+    }
+}
+
+/// The resources a DROP / rename / SET SCHEMA names.
+fn object_refs(object: ObjectKind, name: &str, scope: &Scope<'_>) -> Vec<ResourceRef> {
+    if object == ObjectKind::Schema {
+        return vec![ResourceRef::schema(name)];
+    }
+    if object.is_relation() || object == ObjectKind::Column {
+        let alter = Access {
+            alter: true,
+            ..Access::default()
+        };
+        return resolve_one(&split_dotted(name), alter, scope);
+    }
+    Vec::new()
+}
+
+fn written_columns(
+    facts: &analysis::StatementFacts,
+    table: &QualifiedName,
+    targets: &[ResourceRef],
+) -> Vec<ResourceRef> {
+    let mut out = Vec::new();
+    for c in &facts.columns {
+        if !c.written {
+            continue;
+        }
+        let ColumnName::Named(col) = &c.column else {
+            continue;
+        };
+        if c.relation.as_ref().is_some_and(|r| r.name != table.name) {
+            continue;
+        }
+        for t in targets {
+            if let ResourceRef::Table { schema, table } = t {
+                out.push(ResourceRef::column(
+                    schema.clone(),
+                    table.clone(),
+                    col.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn write(
+    action: Action,
+    table: &QualifiedName,
+    facts: &analysis::StatementFacts,
+    scope: &Scope<'_>,
+) -> Operation {
+    let access = Access {
+        write: true,
+        ..Access::default()
+    };
+    let mut resources = resolve_one(table, access, scope);
+    let columns = written_columns(facts, table, &resources);
+    resources.extend(columns);
+    Operation::new(action, resources)
+}
+
+fn operations(
+    kind: &ActionKind,
+    facts: &analysis::StatementFacts,
+    scope: &Scope<'_>,
+) -> Vec<Operation> {
+    let filtered =
+        |op: Operation, filter: analysis::Filter| op.with_effective_where(filter.is_effective());
+    match kind {
+        // Reads were gathered into one Select already.
+        ActionKind::Select => Vec::new(),
+        ActionKind::SelectInto { table } => vec![
+            Operation::new(Action::SchemaChange, resolve_one(table, creating(), scope)),
+            write(Action::Insert, table, facts, scope),
+        ],
+        ActionKind::CreateTableAs {
+            table, with_data, ..
+        } => {
+            let mut ops = vec![Operation::new(
+                Action::SchemaChange,
+                resolve_one(table, creating(), scope),
+            )];
+            if *with_data {
+                ops.push(write(Action::Insert, table, facts, scope));
+            }
+            ops
+        }
+        ActionKind::Insert {
+            table, on_conflict, ..
+        } => {
+            let mut ops = vec![write(Action::Insert, table, facts, scope)];
+            if *on_conflict == Some(OnConflict::DoUpdate) {
+                // Only rows that conflict with the inserted ones change.
+                ops.push(write(Action::Update, table, facts, scope).with_effective_where(true));
+            }
+            ops
+        }
+        ActionKind::Update { table, filter, .. } => {
+            vec![filtered(
+                write(Action::Update, table, facts, scope),
+                *filter,
+            )]
+        }
+        ActionKind::Delete { table, filter, .. } => {
+            vec![filtered(
+                write(Action::Delete, table, facts, scope),
+                *filter,
+            )]
+        }
+        ActionKind::Merge { table, .. } => {
+            let filter = kind.filter().unwrap_or(analysis::Filter::Absent);
+            vec![filtered(write(Action::Merge, table, facts, scope), filter)]
+        }
+        ActionKind::Copy {
+            table, direction, ..
+        } => {
+            let (action, access) = match direction {
+                CopyDirection::To => (Action::CopyOut, reading()),
+                CopyDirection::From => (
+                    Action::CopyIn,
+                    Access {
+                        write: true,
+                        ..Access::default()
+                    },
+                ),
+            };
+            let resources = match table {
+                Some(t) => resolve_one(t, access, scope),
+                // COPY (query) TO: what the query reads.
+                None => facts
+                    .relations
+                    .iter()
+                    .filter(|r| r.access.read)
+                    .flat_map(|r| resolve_one(&r.relation, reading(), scope))
+                    .collect(),
+            };
+            vec![Operation::new(action, resources)]
+        }
+        ActionKind::Explain { .. } => vec![Operation::new(Action::Utility, Vec::new())],
+        ActionKind::Truncate { tables, .. } => {
+            let access = Access {
+                write: true,
+                ..Access::default()
+            };
+            let resources = tables
+                .iter()
+                .flat_map(|t| resolve_one(t, access, scope))
+                .collect();
+            vec![Operation::new(Action::Truncate, resources)]
+        }
+        ActionKind::Drop { object, names, .. } => {
+            let resources = names
+                .iter()
+                .flat_map(|n| object_refs(*object, n, scope))
+                .collect();
+            vec![Operation::new(Action::Drop, resources)]
+        }
+        ActionKind::DropOwned { .. } => vec![Operation::new(Action::Drop, Vec::new())],
+        ActionKind::Rename { object, name, .. } => {
+            vec![Operation::new(
+                Action::Rename,
+                object_refs(*object, name, scope),
+            )]
+        }
+        ActionKind::SetSchema { object, name, .. } => {
+            vec![Operation::new(
+                Action::Rename,
+                object_refs(*object, name, scope),
+            )]
+        }
+        ActionKind::AlterTable {
+            table,
+            command,
+            effect,
+            ..
+        } => {
+            let action = match (*command, effect) {
+                ("AT_DropColumn" | "AT_DropConstraint", _) => Action::Drop,
+                (_, AlterTableEffect::DestroysData | AlterTableEffect::RewritesData) => {
+                    Action::AlterDestructive
+                }
+                _ => Action::SchemaChange,
+            };
+            let alter = Access {
+                alter: true,
+                ..Access::default()
+            };
+            vec![Operation::new(action, resolve_one(table, alter, scope))]
+        }
+        ActionKind::SchemaChange { .. } => {
+            let resources = facts
+                .relations
+                .iter()
+                .filter(|r| r.access.create || r.access.alter)
+                .flat_map(|r| {
+                    resolve_one(
+                        &r.relation,
+                        Access {
+                            create: r.access.create,
+                            alter: r.access.alter,
+                            ..Access::default()
+                        },
+                        scope,
+                    )
+                })
+                .collect();
+            vec![Operation::new(Action::SchemaChange, resources)]
+        }
+        ActionKind::Privileges { .. } => vec![Operation::new(Action::Grant, Vec::new())],
+        ActionKind::Session { statement } if *statement == "VariableShowStmt" => {
+            vec![Operation::new(Action::Utility, Vec::new())]
+        }
+        ActionKind::Session { .. } | ActionKind::Discard { .. } => {
+            vec![Operation::new(Action::Set, Vec::new())]
+        }
+        // PREPARE TRANSACTION is also reported as a capability.
+        ActionKind::Transaction { .. } => vec![Operation::new(Action::Transaction, Vec::new())],
+        ActionKind::Lock { tables } => {
+            let access = Access {
+                lock: true,
+                ..Access::default()
+            };
+            let resources = tables
+                .iter()
+                .flat_map(|t| resolve_one(t, access, scope))
+                .collect();
+            vec![Operation::new(Action::Lock, resources)]
+        }
+        ActionKind::Call { .. } | ActionKind::Do => vec![Operation::new(Action::Call, Vec::new())],
+        ActionKind::Maintenance { .. } => {
+            let resources = facts
+                .relations
+                .iter()
+                .flat_map(|r| resolve_one(&r.relation, r.access, scope))
+                .collect();
+            vec![Operation::new(Action::Maintenance, resources)]
+        }
+        ActionKind::Prepare { .. }
+        | ActionKind::Execute { .. }
+        | ActionKind::Deallocate { .. }
+        | ActionKind::Cursor { .. }
+        | ActionKind::Notification { .. }
+        | ActionKind::Administration { .. }
+        | ActionKind::Other { .. } => vec![Operation::new(Action::Utility, Vec::new())],
+    }
+}
+
+/// The policy's capability names for one the analysis found.
+fn capabilities(cap: &analysis::CapabilityUse) -> Vec<Capability> {
+    use analysis::Capability as A;
+    match cap.capability {
+        A::ServerFiles => vec![Capability::ServerFiles],
+        A::ServerProgram => vec![Capability::ServerProgram],
+        A::ForeignData if cap.detail.to_ascii_lowercase().contains("dblink") => {
+            vec![Capability::Network, Capability::ForeignData]
+        }
+        A::ForeignData => vec![Capability::ForeignData],
+        A::IdentityChange => vec![Capability::IdentityChange],
+        // Going back to the login identity gives no new powers.
+        A::IdentityReset => Vec::new(),
+        A::PermanentSessionChange => vec![Capability::PersistentSetting],
+        A::ServerAdministration => vec![Capability::ServerAdmin],
+        A::SilencedSafeguards => vec![Capability::TriggerBypass],
+    }
+}
+
+/// `schema.name` for the policy's `functions` set: as written when
+/// qualified, else where the catalog (or the built-in table) finds it.
+fn function_name(name: &QualifiedName, nargs: usize, scope: &Scope<'_>) -> String {
+    if let Some(schema) = &name.schema {
+        return format!("{schema}.{}", name.name);
+    }
+    if let Some(catalog) = scope.function_catalog() {
+        if let Some(first) = catalog
+            .candidates(None, &name.name, nargs, scope.search_path)
+            .first()
+        {
+            return format!("{}.{}", first.schema, name.name);
+        }
+    }
+    if analysis::functions::builtin_volatility(&name.name).is_some()
+        && analysis::functions::pg_catalog_searched_first(scope.search_path)
+    {
+        return format!("pg_catalog.{}", name.name);
+    }
+    name.name.clone()
+}
+
+/// Which of the policy's capabilities a set of them contains, for logs.
+pub fn capability_names(set: &BTreeSet<Capability>) -> Vec<&'static str> {
+    set.iter().map(|c| c.as_str()).collect()
+}

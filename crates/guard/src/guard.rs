@@ -1,0 +1,343 @@
+//! One target's guard: analysis, session state and policy joined into a
+//! verdict per message.
+
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use portcullis_analysis::{
+    ActionKind, Analysis, AnalysisError, CacheLimits, Execution, SharedAnalysisCache,
+    StatementClass,
+};
+use portcullis_policy::{
+    self as policy, Decision, Enforcement, PolicyEngine, Principal, Request, RequestContext,
+    TargetRef,
+};
+
+use crate::catalog::CatalogSnapshot;
+use crate::describe::{describe, describe_into, Scope};
+use crate::session::{Prepared, SessionState};
+
+/// SQLSTATEs of the guard's refusals.
+pub mod sqlstate {
+    /// A policy denied the statement (insufficient_privilege).
+    pub const DENIED: &str = "42501";
+    /// The statement does not parse (syntax_error).
+    pub const SYNTAX: &str = "42601";
+    /// Nested beyond what the analysis follows (statement_too_complex).
+    pub const TOO_COMPLEX: &str = "54001";
+    /// A NUL byte in the text (character_not_in_repertoire).
+    pub const NUL: &str = "22021";
+    /// Analysis failed unexpectedly (internal_error).
+    pub const INTERNAL: &str = "XX000";
+}
+
+/// Who sends the statements.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub principal: Principal,
+    /// The client's address; `None` on a Unix socket.
+    pub source: Option<IpAddr>,
+}
+
+/// How a target is guarded.
+#[derive(Debug, Clone)]
+pub struct GuardSettings {
+    pub target: TargetRef,
+    pub enforcement: Enforcement,
+    /// Most rows one DML statement may touch, if limited.
+    pub row_limit: Option<u64>,
+}
+
+/// What the client is told when a message is refused. Only text meant for
+/// the client: the policy's id, message and hint, or the parser's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub sqlstate: &'static str,
+    pub message: String,
+    pub hint: Option<String>,
+    /// The deciding policy, for logs and metrics.
+    pub policy: Option<String>,
+}
+
+/// The decision on one statement of a message, for logs.
+#[derive(Debug, Clone)]
+pub struct StatementVerdict {
+    pub class: StatementClass,
+    pub decision: Decision,
+}
+
+/// The verdict on one message (a Query, a Parse, a Bind).
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    /// The analysis, when the text parsed.
+    pub analysis: Option<Arc<Analysis>>,
+    /// One entry per statement judged.
+    pub statements: Vec<StatementVerdict>,
+    /// Why the message would be refused, if it would.
+    pub refusal: Option<Refusal>,
+    /// Whether the refusal is enforced (false in observe mode: log it and
+    /// let the message through).
+    pub enforced: bool,
+    /// The message changes the schema (objects created, dropped or
+    /// altered): the catalog snapshot is out of date once it ran.
+    pub changes_schema: bool,
+}
+
+impl Judgement {
+    /// Whether the message must not reach the server.
+    pub fn blocks(&self) -> bool {
+        self.enforced && self.refusal.is_some()
+    }
+}
+
+/// A target's guard, shared by all its sessions.
+pub struct Guard {
+    engine: Arc<PolicyEngine>,
+    analyses: Arc<SharedAnalysisCache>,
+    settings: GuardSettings,
+    catalog: RwLock<CatalogSlot>,
+}
+
+#[derive(Default)]
+struct CatalogSlot {
+    generation: u64,
+    snapshot: Option<Arc<CatalogSnapshot>>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An analysis cache to share between guards (statements repeat across
+/// targets too).
+pub fn shared_analysis_cache() -> Arc<SharedAnalysisCache> {
+    Arc::new(SharedAnalysisCache::new(CacheLimits::default()))
+}
+
+impl Guard {
+    pub fn new(
+        engine: Arc<PolicyEngine>,
+        analyses: Arc<SharedAnalysisCache>,
+        settings: GuardSettings,
+    ) -> Guard {
+        Guard {
+            engine,
+            analyses,
+            settings,
+            catalog: RwLock::new(CatalogSlot::default()),
+        }
+    }
+
+    pub fn settings(&self) -> &GuardSettings {
+        &self.settings
+    }
+
+    pub fn engine(&self) -> &PolicyEngine {
+        &self.engine
+    }
+
+    /// Installs a freshly loaded catalog snapshot.
+    pub fn set_catalog(&self, snapshot: CatalogSnapshot) {
+        let mut slot = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+        slot.generation += 1;
+        slot.snapshot = Some(Arc::new(snapshot));
+    }
+
+    /// The current snapshot and its generation.
+    pub fn catalog(&self) -> (u64, Option<Arc<CatalogSnapshot>>) {
+        let slot = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        (slot.generation, slot.snapshot.clone())
+    }
+
+    /// Analyses `sql` (through the cache).
+    pub fn analyze(&self, sql: &str) -> Result<Arc<Analysis>, AnalysisError> {
+        self.analyses.analyze(sql)
+    }
+
+    fn request(&self, who: &Who, statement: policy::StatementFacts) -> Request {
+        let mut context = RequestContext::now(who.source);
+        context.row_limit = self.settings.row_limit;
+        Request {
+            principal: who.principal.clone(),
+            target: self.settings.target.clone(),
+            statement,
+            context,
+        }
+    }
+
+    fn judgement(&self, analysis: Option<Arc<Analysis>>, refusal: Option<Refusal>) -> Judgement {
+        Judgement {
+            analysis,
+            statements: Vec::new(),
+            refusal,
+            enforced: self.settings.enforcement == Enforcement::Enforce,
+            changes_schema: false,
+        }
+    }
+
+    /// Judges a statement string: a simple Query (any number of
+    /// statements) or an extended-protocol Parse. Any statement refused
+    /// refuses the whole string.
+    pub fn judge_text(&self, sql: &str, who: &Who, session: &SessionState) -> Judgement {
+        let analysis = match self.analyses.analyze(sql) {
+            Ok(a) => a,
+            Err(e) => return self.judgement(None, Some(analysis_refusal(&e))),
+        };
+        let (_, catalog) = self.catalog();
+        let scope = Scope {
+            search_path: session.search_path(),
+            session_user: Some(&session.session_user),
+            catalog: catalog.as_deref(),
+        };
+        let count = u32::try_from(analysis.statements.len()).unwrap_or(u32::MAX);
+        let mut j = self.judgement(Some(analysis.clone()), None);
+        for stmt in &analysis.statements {
+            let mut facts = describe(stmt, &scope, count);
+            // EXECUTE runs a prepared body: judge it as part of this
+            // statement.
+            for action in &stmt.actions {
+                if let (ActionKind::Execute { name }, Execution::Now) =
+                    (&action.kind, action.execution)
+                {
+                    if let Err(r) = self.add_prepared(&mut facts, name, session, &scope) {
+                        j.refusal.get_or_insert(r);
+                    }
+                }
+            }
+            j.changes_schema |= changes_schema(stmt);
+            let decision = self.engine.decide(&self.request(who, facts));
+            if j.refusal.is_none() {
+                j.refusal = decision_refusal(&decision);
+            }
+            j.statements.push(StatementVerdict {
+                class: stmt.class,
+                decision,
+            });
+        }
+        j
+    }
+
+    /// Judges running the prepared statement `name` (a Bind): by the texts
+    /// the session prepared under that name, with the session as it is now.
+    pub fn judge_prepared(&self, name: &str, who: &Who, session: &SessionState) -> Judgement {
+        let (_, catalog) = self.catalog();
+        let scope = Scope {
+            search_path: session.search_path(),
+            session_user: Some(&session.session_user),
+            catalog: catalog.as_deref(),
+        };
+        let mut facts = policy::StatementFacts {
+            statement_count: 1,
+            ..Default::default()
+        };
+        let mut j = self.judgement(None, None);
+        if let Err(r) = self.add_prepared(&mut facts, name, session, &scope) {
+            j.refusal = Some(r);
+            return j;
+        }
+        let decision = self.engine.decide(&self.request(who, facts));
+        j.refusal = decision_refusal(&decision);
+        j.statements.push(StatementVerdict {
+            class: StatementClass::Execute,
+            decision,
+        });
+        j
+    }
+
+    fn add_prepared(
+        &self,
+        facts: &mut policy::StatementFacts,
+        name: &str,
+        session: &SessionState,
+        scope: &Scope<'_>,
+    ) -> Result<(), Refusal> {
+        match session.prepared(name) {
+            Some(Prepared::Texts(texts)) => {
+                for t in texts {
+                    if let Some(stmt) = t.analysis.statements.get(t.index) {
+                        describe_into(facts, stmt, scope);
+                    }
+                }
+                Ok(())
+            }
+            Some(Prepared::Untracked) | None => Err(Refusal {
+                sqlstate: sqlstate::DENIED,
+                message: format!(
+                    "prepared statement \"{}\" was not prepared through Portcullis",
+                    shown_name(name)
+                ),
+                hint: Some(
+                    "Prepare statements with PREPARE or the extended protocol in this session; \
+                     Portcullis judges a prepared statement by the text it saw prepared."
+                        .into(),
+                ),
+                policy: None,
+            }),
+        }
+    }
+}
+
+/// A name for an error message: printable, bounded.
+fn shown_name(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+fn changes_schema(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    stmt.actions.iter().any(|a| {
+        a.execution == Execution::Now
+            && matches!(
+                a.kind.class(),
+                StatementClass::Drop
+                    | StatementClass::Rename
+                    | StatementClass::AlterTable
+                    | StatementClass::SchemaChange
+                    | StatementClass::CreateTableAs
+            )
+    })
+}
+
+fn decision_refusal(decision: &Decision) -> Option<Refusal> {
+    Some(Refusal {
+        sqlstate: sqlstate::DENIED,
+        message: decision.client_message()?,
+        hint: decision.client_hint().map(str::to_owned).or_else(|| {
+            Some("Ask an administrator of Portcullis' policies if you need this statement.".into())
+        }),
+        policy: decision.policy().map(str::to_owned),
+    })
+}
+
+fn analysis_refusal(e: &AnalysisError) -> Refusal {
+    let (sqlstate, message, hint) = match e {
+        AnalysisError::Syntax { message } => (
+            sqlstate::SYNTAX,
+            message.clone(),
+            "Portcullis parses every statement with PostgreSQL's grammar and refuses what does not parse.",
+        ),
+        AnalysisError::NulByte => (
+            sqlstate::NUL,
+            "statement contains a NUL byte".to_owned(),
+            "Remove the NUL byte; PostgreSQL cannot receive one either.",
+        ),
+        AnalysisError::TooDeep => (
+            sqlstate::TOO_COMPLEX,
+            "statement is nested too deeply for Portcullis to analyse".to_owned(),
+            "Simplify the statement, for example by splitting long chains of operators or sub-queries.",
+        ),
+        AnalysisError::Internal(_) => (
+            sqlstate::INTERNAL,
+            "Portcullis could not analyse the statement".to_owned(),
+            "This is a Portcullis bug; the statement was refused to be safe. Please report it.",
+        ),
+    };
+    Refusal {
+        sqlstate,
+        message,
+        hint: Some(hint.to_owned()),
+        policy: None,
+    }
+}
