@@ -29,6 +29,9 @@ pub struct Config {
     pub targets: Vec<Target>,
     #[serde(default, rename = "user")]
     pub users: Vec<User>,
+    /// Where the Cedar policies come from.
+    #[serde(default)]
+    pub policy: Policy,
     /// Where the file was loaded from; relative paths inside it resolve
     /// against its folder. Not part of the file.
     #[serde(skip)]
@@ -71,6 +74,28 @@ impl Default for Server {
 pub enum LogFormat {
     Human,
     Json,
+}
+
+/// The `[policy]` table.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// Cedar policy files or directories (read recursively, in name
+    /// order), relative to the configuration file. Empty: the default
+    /// bundle built into Portcullis.
+    pub files: Vec<PathBuf>,
+}
+
+/// Whether a target's policy decisions are enforced.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Refused statements never reach the database.
+    #[default]
+    Enforce,
+    /// Decisions are computed and logged, and every statement runs: for
+    /// rolling out a policy safely.
+    Observe,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +161,13 @@ pub struct Target {
     pub sslrootcert: Option<PathBuf>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Duration,
+    /// `enforce` (default) or `observe`.
+    #[serde(default)]
+    pub enforcement: Enforcement,
+    /// Most rows one INSERT / UPDATE / DELETE / MERGE may touch (cascades
+    /// and triggers included); over it the statement is rolled back.
+    #[serde(default)]
+    pub row_limit: Option<u64>,
 }
 
 fn default_pg_port() -> u16 {

@@ -292,6 +292,12 @@ impl Validator<'_> {
                     format!("contains {c:?}; use only letters A-Z a-z, digits, '_', '.' and '-'"),
                 ));
             }
+            if t.row_limit == Some(0) {
+                return Err(self.err(
+                    key("row_limit"),
+                    "is 0; give the most rows one statement may touch, or leave it out for no limit",
+                ));
+            }
             if let Some(j) = targets[..i].iter().position(|o| o.name == t.name) {
                 return Err(self.err(
                     key("name"),
