@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cancel;
+pub mod catalog;
 pub mod error;
 pub mod handshake;
 pub mod metrics;

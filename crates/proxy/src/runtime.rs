@@ -6,7 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use portcullis_config::{Config, ScramVerifier, SslMode, Target, User};
+use portcullis_guard::{Guard, GuardSettings};
+use portcullis_policy::{Enforcement, PolicyEngine, TargetRef};
 use thiserror::Error;
+
+use crate::catalog::CatalogLoader;
 
 use crate::tls::{ServerTls, TlsError, UpstreamTls};
 
@@ -20,6 +24,8 @@ pub enum RuntimeError {
     Config(#[from] portcullis_config::ConfigError),
     #[error("user {user}: {error}")]
     Verifier { user: String, error: String },
+    #[error("policies: {0}")]
+    Policy(#[from] portcullis_policy::LoadError),
 }
 
 /// A password that never appears in Debug output or logs.
@@ -42,6 +48,9 @@ pub struct TargetRuntime {
     pub config: Target,
     pub password: Option<Secret>,
     pub tls: Option<UpstreamTls>,
+    /// Judges every statement sent to this target.
+    pub guard: Guard,
+    pub catalog: CatalogLoader,
 }
 
 pub struct UserRuntime {
@@ -65,6 +74,8 @@ impl Runtime {
             ),
             None => None,
         };
+        let engine = Arc::new(load_policies(&config)?);
+        let analyses = portcullis_guard::shared_analysis_cache();
         let mut targets = HashMap::new();
         for t in &config.targets {
             let password = t.read_password(config.base_dir())?.map(Secret);
@@ -93,6 +104,22 @@ impl Runtime {
                     config: t.clone(),
                     password,
                     tls,
+                    guard: Guard::new(
+                        engine.clone(),
+                        analyses.clone(),
+                        GuardSettings {
+                            target: TargetRef {
+                                name: t.name.clone(),
+                                environment: t.environment.clone(),
+                            },
+                            enforcement: match t.enforcement {
+                                portcullis_config::Enforcement::Enforce => Enforcement::Enforce,
+                                portcullis_config::Enforcement::Observe => Enforcement::Observe,
+                            },
+                            row_limit: t.row_limit,
+                        },
+                    ),
+                    catalog: CatalogLoader::default(),
                 }),
             );
         }
@@ -119,10 +146,29 @@ impl Runtime {
         })
     }
 
+    /// The policy engine every target shares.
+    pub fn policy_engine(&self) -> Option<&PolicyEngine> {
+        self.targets.values().next().map(|t| t.guard.engine())
+    }
+
     /// Target names, sorted, for messages to authenticated users.
     pub fn target_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.targets.keys().map(String::as_str).collect();
         names.sort_unstable();
         names
     }
+}
+
+/// The configured policy files, or the default bundle when none are named.
+pub fn load_policies(config: &Config) -> Result<PolicyEngine, portcullis_policy::LoadError> {
+    if config.policy.files.is_empty() {
+        return PolicyEngine::default_bundle();
+    }
+    let paths: Vec<std::path::PathBuf> = config
+        .policy
+        .files
+        .iter()
+        .map(|p| config.resolve(p))
+        .collect();
+    PolicyEngine::from_paths(&paths)
 }

@@ -94,6 +94,14 @@ delegate_io!(ClientStream);
 delegate_io!(UpstreamStream, Unix);
 
 impl ClientStream {
+    /// The client's address, if the socket still knows it.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            ClientStream::Plain(s) => s.peer_addr().ok(),
+            ClientStream::Tls(s) => s.get_ref().0.peer_addr().ok(),
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, ClientStream::Tls(_))
     }

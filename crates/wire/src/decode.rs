@@ -122,6 +122,69 @@ pub fn ready_for_query(body: &[u8]) -> Result<u8, WireError> {
     }
 }
 
+/// A Query message's statement text, without its terminating NUL.
+pub fn query(body: &[u8]) -> Result<&[u8], WireError> {
+    match read_cstr(body, 0) {
+        Some((sql, end)) if end == body.len() => Ok(sql),
+        _ => Err(WireError::malformed("query")),
+    }
+}
+
+/// A Parse message's statement name and text (parameter types follow and
+/// are not needed).
+pub fn parse(body: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+    let bad = || WireError::malformed("parse");
+    let (name, at) = read_cstr(body, 0).ok_or_else(bad)?;
+    let (sql, _) = read_cstr(body, at).ok_or_else(bad)?;
+    Ok((name, sql))
+}
+
+/// A Bind message's portal and statement names; `head` may be only the
+/// start of the message body (the names come first).
+pub fn bind_names(head: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+    let bad = || WireError::malformed("bind");
+    let (portal, at) = read_cstr(head, 0).ok_or_else(bad)?;
+    let (statement, _) = read_cstr(head, at).ok_or_else(bad)?;
+    Ok((portal, statement))
+}
+
+/// A Close (or Describe) message: `S` or `P`, and the name.
+pub fn close(body: &[u8]) -> Result<(u8, &[u8]), WireError> {
+    let bad = || WireError::malformed("close");
+    let (&kind, rest) = body.split_first().ok_or_else(bad)?;
+    if kind != b'S' && kind != b'P' {
+        return Err(bad());
+    }
+    match read_cstr(rest, 0) {
+        Some((name, end)) if end == rest.len() => Ok((kind, name)),
+        _ => Err(bad()),
+    }
+}
+
+/// A DataRow's column values (`None` for NULL).
+pub fn data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, WireError> {
+    let bad = || WireError::malformed("data row");
+    let count = crate::framing::read_i16(body, 0).ok_or_else(bad)?;
+    let count = usize::try_from(count).map_err(|_| bad())?;
+    let mut at = 2;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = read_i32(body, at).ok_or_else(bad)?;
+        at += 4;
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let end = at.checked_add(len as usize).ok_or_else(bad)?;
+        out.push(Some(body.get(at..end).ok_or_else(bad)?));
+        at = end;
+    }
+    if at != body.len() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
 /// The function OID of a FunctionCall (the body's first field).
 pub fn function_call_oid(body: &[u8]) -> Result<u32, WireError> {
     read_i32(body, 0)

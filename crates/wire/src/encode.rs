@@ -199,6 +199,27 @@ pub fn query(buf: &mut BytesMut, sql: &str) {
     message(buf, fe::QUERY, |b| cstr(b, sql.as_bytes()));
 }
 
+/// Parse of a statement without parameter types.
+pub fn parse(buf: &mut BytesMut, name: &[u8], sql: &str) {
+    message(buf, fe::PARSE, |b| {
+        cstr(b, name);
+        cstr(b, sql.as_bytes());
+        b.put_i16(0);
+    });
+}
+
+/// Describe of a prepared statement.
+pub fn describe_statement(buf: &mut BytesMut, name: &[u8]) {
+    message(buf, fe::DESCRIBE, |b| {
+        b.put_u8(b'S');
+        cstr(b, name);
+    });
+}
+
+pub fn sync(buf: &mut BytesMut) {
+    message(buf, fe::SYNC, |_| {});
+}
+
 pub fn terminate(buf: &mut BytesMut) {
     message(buf, fe::TERMINATE, |_| {});
 }

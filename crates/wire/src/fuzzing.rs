@@ -26,6 +26,11 @@ pub fn exercise(data: &[u8]) {
     let _ = decode::function_call_oid(data);
     let _ = decode::negotiate_protocol_version(data);
     let _ = decode::report_fields(data);
+    let _ = decode::query(data);
+    let _ = decode::parse(data);
+    let _ = decode::bind_names(data);
+    let _ = decode::close(data);
+    let _ = decode::data_row(data);
 }
 
 /// Feeds `data` to a splitter in reads of `chunk` bytes, consuming exactly

@@ -35,6 +35,8 @@ pub struct Established {
     pub protocol: ProtocolVersion,
     pub cancel_guard: CancelGuard,
     pub user_slot: UserSlot,
+    /// The session's search_path at login, as the server reported it.
+    pub search_path: Option<String>,
 }
 
 /// How a handshake ended without a session.
@@ -122,7 +124,7 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         }
     };
 
-    let upstream = match upstream::connect(&target, &params.forward).await {
+    let mut upstream = match upstream::connect(&target, &params.forward).await {
         Ok(u) => u,
         Err(e) => {
             warn!(target = %target.config.name, error = %e, "upstream login failed");
@@ -133,6 +135,25 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
     if let Some(r) = unsafe_startup_setting(&upstream.startup_messages) {
         return Err(Ended::Refused(client, r));
     }
+    // Statement judging needs the path names resolve through, which
+    // depends on the role's and database's settings as well as the client's.
+    let search_path = match upstream::simple_query(
+        &mut upstream.stream,
+        &mut upstream.leftover,
+        "SHOW search_path",
+    )
+    .await
+    {
+        Ok(sets) => sets
+            .first()
+            .and_then(|rows| rows.first())
+            .and_then(|row| row.first().cloned().flatten()),
+        Err(e) => {
+            warn!(target = %target.config.name, error = %e, "could not read search_path after login");
+            None
+        }
+    };
+    crate::catalog::ensure(&target).await;
     // The client gets the server's parameters, then a key of ours for the
     // real backend PID.
     let cancel_guard = ctx
@@ -161,6 +182,7 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         protocol,
         cancel_guard,
         user_slot,
+        search_path,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use portcullis_wire::decode;
 use portcullis_wire::encode;
 use portcullis_wire::framing::{Limits, Next, Splitter};
@@ -12,6 +12,7 @@ use tracing::warn;
 
 use super::buffer::ReadBuffer;
 use super::function_call;
+use super::guarding::{self, Guarded, Verdict};
 use super::pending::{Entry, Pending, Step};
 use super::{write_all_tracked, End};
 use crate::error::{sqlstate, Refusal};
@@ -25,6 +26,7 @@ pub(crate) struct ClientPump<'a> {
     splitter: Splitter,
     idle_timeout: Option<Duration>,
     pending: &'a Pending,
+    guarded: &'a Guarded,
     metrics: &'a Metrics,
     /// Dropping the rest of a refused streamed message.
     discarding: bool,
@@ -50,6 +52,7 @@ impl<'a> ClientPump<'a> {
         max_statement: usize,
         idle_timeout: Option<Duration>,
         pending: &'a Pending,
+        guarded: &'a Guarded,
         metrics: &'a Metrics,
     ) -> Self {
         ClientPump {
@@ -59,6 +62,7 @@ impl<'a> ClientPump<'a> {
             splitter: Splitter::new(Limits::frontend(max_statement)),
             idle_timeout,
             pending,
+            guarded,
             metrics,
             discarding: false,
             in_write: false,
@@ -69,25 +73,76 @@ impl<'a> ClientPump<'a> {
 
 /// Judges a message (or the head of a streamed one) by its type and the
 /// bytes available of it.
-fn judge(pending: &Pending, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
-    let step = match tag {
-        fe::PARSE => Some(Step::Parse),
-        fe::BIND => Some(Step::Bind),
-        fe::DESCRIBE => Some(Step::Describe),
-        fe::CLOSE => Some(Step::Close),
-        fe::EXECUTE => Some(Step::Execute),
-        _ => None,
-    };
-    if let Some(step) = step {
-        pending.sent(Entry::Step(step));
-        if step == Step::Execute {
-            metrics.statements(1);
-        }
-        return Action::Forward;
-    }
+fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
+    let body = decode::body(head);
     match tag {
         fe::QUERY => {
-            pending.sent(Entry::Query(Instant::now()));
+            metrics.statements(1);
+            let sql = match decode::query(body) {
+                Ok(sql) => sql,
+                Err(e) => return Action::Refuse(Refusal::protocol(&e)),
+            };
+            match guarded.query(sql, pending.status()) {
+                Verdict::Pass => {
+                    pending.sent(Entry::Query(Instant::now()));
+                    Action::Forward
+                }
+                Verdict::Refuse(reply) => {
+                    metrics.error(ErrorKind::Refused);
+                    pending.sent(refused(reply, true));
+                    Action::Replace(guarding::refused_query())
+                }
+            }
+        }
+        fe::PARSE => {
+            let (name, sql) = match decode::parse(body) {
+                Ok(p) => p,
+                Err(e) => return Action::Refuse(Refusal::protocol(&e)),
+            };
+            match guarded.parse(name, sql) {
+                Verdict::Pass => {
+                    pending.sent(Entry::Step(Step::Parse));
+                    Action::Forward
+                }
+                Verdict::Refuse(reply) => {
+                    metrics.error(ErrorKind::Refused);
+                    pending.sent(refused(reply, false));
+                    Action::Replace(guarding::refused_parse(name))
+                }
+            }
+        }
+        fe::BIND => {
+            let (_portal, statement) = match decode::bind_names(body) {
+                Ok(n) => n,
+                Err(e) => return Action::Refuse(Refusal::protocol(&e)),
+            };
+            match guarded.bind(statement, pending.status()) {
+                Verdict::Pass => {
+                    pending.sent(Entry::Step(Step::Bind));
+                    Action::Forward
+                }
+                Verdict::Refuse(reply) => {
+                    metrics.error(ErrorKind::Refused);
+                    pending.sent(refused(reply, false));
+                    Action::Replace(guarding::refused_step())
+                }
+            }
+        }
+        fe::CLOSE => {
+            match decode::close(body) {
+                Ok((b'S', name)) => guarded.close_statement(name),
+                Ok(_) => {}
+                Err(e) => return Action::Refuse(Refusal::protocol(&e)),
+            }
+            pending.sent(Entry::Step(Step::Close));
+            Action::Forward
+        }
+        fe::DESCRIBE => {
+            pending.sent(Entry::Step(Step::Describe));
+            Action::Forward
+        }
+        fe::EXECUTE => {
+            pending.sent(Entry::Step(Step::Execute));
             metrics.statements(1);
             Action::Forward
         }
@@ -99,20 +154,19 @@ fn judge(pending: &Pending, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
             pending.sent_copy_end();
             Action::Forward
         }
-        fe::FUNCTION_CALL => {
-            pending.sent(Entry::Query(Instant::now()));
-            match decode::function_call_oid(decode::body(head)) {
-                Ok(oid) if function_call::allowed(oid) => Action::Forward,
-                Ok(oid) => {
-                    warn!(oid, "FunctionCall refused");
-                    metrics.error(ErrorKind::Refused);
-                    let mut b = BytesMut::new();
-                    encode::query(&mut b, function_call::REFUSAL_STATEMENT);
-                    Action::Replace(b)
-                }
-                Err(e) => Action::Refuse(Refusal::protocol(&e)),
+        fe::FUNCTION_CALL => match decode::function_call_oid(body) {
+            Ok(oid) if function_call::allowed(oid) => {
+                pending.sent(Entry::Query(Instant::now()));
+                Action::Forward
             }
-        }
+            Ok(oid) => {
+                warn!(oid, "FunctionCall refused");
+                metrics.error(ErrorKind::Refused);
+                pending.sent(refused(function_call::refusal(), true));
+                Action::Replace(guarding::refused_query())
+            }
+            Err(e) => Action::Refuse(Refusal::protocol(&e)),
+        },
         fe::TERMINATE => Action::Terminate,
         fe::PASSWORD => Action::Refuse(Refusal::fatal(
             ErrorKind::ClientProtocol,
@@ -120,6 +174,14 @@ fn judge(pending: &Pending, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
             "unexpected password message after authentication",
         )),
         _ => Action::Forward,
+    }
+}
+
+fn refused(reply: Bytes, query: bool) -> Entry {
+    Entry::Refused {
+        reply,
+        query,
+        at: Instant::now(),
     }
 }
 
@@ -157,6 +219,7 @@ impl ClientPump<'_> {
                 };
                 let action = judge(
                     self.pending,
+                    self.guarded,
                     self.metrics,
                     tag,
                     &self.rb.buf[pos..pos + len],

@@ -27,15 +27,25 @@ pub fn allowed(oid: u32) -> bool {
     LARGE_OBJECT_FUNCTIONS.iter().any(|(o, _)| *o == oid)
 }
 
-/// What replaces a refused FunctionCall on its way upstream: a statement
-/// that fails with our message. The server then answers it in protocol
-/// order, with the ErrorResponse and ReadyForQuery it would have sent for a
-/// failed call, and aborts an open transaction exactly as the failed call
-/// would have, so a later COMMIT cannot commit work around the refusal.
-pub const REFUSAL_STATEMENT: &str = "DO $portcullis$BEGIN RAISE EXCEPTION USING \
-ERRCODE = '42501', \
-MESSAGE = 'function call refused by Portcullis: only the large-object functions may be called with the FunctionCall protocol message', \
-HINT = 'Call the function from a SQL statement instead, for example SELECT f(...).'; END$portcullis$";
+/// What the client gets for a refused FunctionCall. Upstream the call is
+/// replaced by a failing statement (see `guarding.rs`), so the server
+/// answers in protocol order and aborts an open transaction exactly as a
+/// failed call would, and a later COMMIT cannot commit work around the
+/// refusal.
+pub fn refusal() -> bytes::Bytes {
+    let mut b = bytes::BytesMut::new();
+    portcullis_wire::encode::error_response(
+        &mut b,
+        &portcullis_wire::encode::Report {
+            severity: portcullis_wire::encode::Severity::Error,
+            code: "42501",
+            message: "function call refused by Portcullis: only the large-object functions may be called with the FunctionCall protocol message",
+            detail: None,
+            hint: Some("Call the function from a SQL statement instead, for example SELECT f(...)."),
+        },
+    );
+    b.freeze()
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@
 mod buffer;
 mod client_pump;
 mod function_call;
+mod guarding;
 pub mod lexing;
 mod pending;
 mod server_pump;
@@ -73,8 +74,18 @@ pub async fn run(
         upstream,
         cancel_guard,
         user_slot,
+        user,
+        target,
+        search_path,
         ..
     } = est;
+    let guarded = guarding::Guarded::new(
+        target,
+        &user,
+        client.peer_addr(),
+        search_path.as_deref(),
+        &upstream.startup_messages,
+    );
     let (client_r, client_w) = client.split();
     let (upstream_r, upstream_w) = upstream.stream.split();
     let pending = pending::Pending::new(upstream.status);
@@ -86,10 +97,17 @@ pub async fn run(
         opts.max_statement_bytes,
         opts.idle_timeout,
         &pending,
+        &guarded,
         &metrics,
     );
-    let mut to_client =
-        server_pump::ServerPump::new(upstream_r, client_w, upstream.leftover, &pending, &metrics);
+    let mut to_client = server_pump::ServerPump::new(
+        upstream_r,
+        client_w,
+        upstream.leftover,
+        &pending,
+        &guarded,
+        &metrics,
+    );
 
     let end = tokio::select! {
         e = to_server.run() => e,

@@ -15,14 +15,22 @@
 //!   client sent after the COPY's Execute and before its CopyDone/CopyFail
 //!   are struck out when CopyInResponse arrives.
 //! - An error during copy-in ends copy mode on the server's side.
+//!
+//! A request the proxy refuses is replaced upstream by one that fails (see
+//! `refusal.rs`), recorded as [`Entry::Refused`]: the server then answers
+//! it where the original's answer belonged, with the same effect on the
+//! transaction and on the rest of the pipeline, and the server pump swaps
+//! the server's ErrorResponse for the proxy's.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 /// A client message that the server will answer, or a copy marker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Entry {
     /// Parse, Bind, Describe, Execute or Close: one reply each.
     Step(Step),
@@ -35,6 +43,22 @@ pub(crate) enum Entry {
     /// The Execute of a COPY FROM STDIN is in copy mode; its
     /// CommandComplete or ErrorResponse ends it.
     CopyIn,
+    /// A refused request, replaced by one that fails: the server's
+    /// ErrorResponse for it is replaced by `reply`. `query` for a Query or
+    /// FunctionCall (ReadyForQuery follows), otherwise an extended-protocol
+    /// message (the server then discards up to Sync).
+    Refused {
+        reply: Bytes,
+        query: bool,
+        at: Instant,
+    },
+}
+
+impl Entry {
+    /// An extended-protocol message answered by one reply (or an error).
+    fn is_step(&self) -> bool {
+        matches!(self, Entry::Step(_) | Entry::Refused { query: false, .. })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +186,7 @@ impl Pending {
         };
         let mut i = start;
         while i < l.entries.len() {
-            match l.entries[i] {
+            match &l.entries[i] {
                 Entry::Sync(_) => {
                     l.entries.remove(i);
                 }
@@ -176,23 +200,36 @@ impl Pending {
         l.copy_in_open = true;
     }
 
-    /// ErrorResponse.
-    pub fn error(&self) {
+    /// ErrorResponse (`fatal` for FATAL and PANIC). Returns what the
+    /// client must see instead, when the error answers a refused request.
+    pub fn error(&self, fatal: bool) -> Option<Bytes> {
         let mut l = self.ledger();
         // An error ends copy mode; Syncs from now on count again.
         l.copy_in_open = false;
+        let mut substitute = None;
         let extended = match l.entries.front() {
             Some(Entry::CopyIn) => {
                 l.entries.pop_front();
                 true
             }
             Some(Entry::Step(_)) => true,
+            Some(Entry::Refused { reply, query, at }) => {
+                let (query, at) = (*query, *at);
+                substitute = Some(reply.clone());
+                if query {
+                    // ReadyForQuery still follows.
+                    l.entries[0] = Entry::Query(at);
+                }
+                !query
+            }
             _ => false,
         };
+        // The server's last words stand as they are.
+        let substitute = substitute.filter(|_| !fatal);
         if !extended {
             // Inside a Query, at a Sync, or not tied to any request (a
             // FATAL): ReadyForQuery or the end of the connection follows.
-            return;
+            return substitute;
         }
         // The server now discards everything up to the next Sync.
         match l.entries.iter().position(|e| matches!(e, Entry::Sync(_))) {
@@ -204,6 +241,12 @@ impl Pending {
                 l.discarding = true;
             }
         }
+        substitute
+    }
+
+    /// Transaction status from the last ReadyForQuery.
+    pub fn status(&self) -> u8 {
+        self.status.load(Ordering::Relaxed)
     }
 
     /// ReadyForQuery; returns when its request was sent.
@@ -213,7 +256,7 @@ impl Pending {
         l.discarding = false;
         l.last_ready = Some(Instant::now());
         while let Some(e) = l.entries.pop_front() {
-            if let Entry::Sync(t) | Entry::Query(t) = e {
+            if let Entry::Sync(t) | Entry::Query(t) | Entry::Refused { at: t, .. } = e {
                 return Some(t);
             }
         }
@@ -245,7 +288,7 @@ impl Pending {
         !l.copy_in_open
             && l.entries
                 .iter()
-                .all(|e| matches!(e, Entry::CopyEnd | Entry::Step(_)))
+                .all(|e| *e == Entry::CopyEnd || e.is_step())
     }
 
     #[cfg(test)]
@@ -304,7 +347,7 @@ mod tests {
         p.sent(Entry::Step(Step::Parse));
         p.sent(Entry::Query(now()));
         p.sent_sync(now());
-        p.error();
+        p.error(false);
         assert_eq!(p.outstanding(), 1);
         p.ready(b'I');
         assert!(p.idle());
@@ -314,7 +357,7 @@ mod tests {
     fn error_before_the_sync_is_sent() {
         let p = Pending::new(b'I');
         p.sent(Entry::Step(Step::Parse));
-        p.error();
+        p.error(false);
         // Discarded by the server, so not recorded.
         p.sent(Entry::Step(Step::Bind));
         p.sent(Entry::Query(now()));
@@ -329,7 +372,7 @@ mod tests {
         let p = Pending::new(b'I');
         p.sent(Entry::Query(now()));
         p.sent(Entry::Query(now()));
-        p.error();
+        p.error(false);
         assert_eq!(p.outstanding(), 2);
     }
 
@@ -402,7 +445,7 @@ mod tests {
         let p = Pending::new(b'I');
         p.sent(Entry::Query(now()));
         p.copy_in_started();
-        p.error();
+        p.error(false);
         p.ready(b'I');
         extended(&p);
         p.sent_sync(now());
@@ -414,11 +457,53 @@ mod tests {
         let p = Pending::new(b'I');
         p.sent(Entry::Query(now()));
         p.sent_copy_end();
-        p.error();
+        p.error(false);
         p.ready(b'I');
         assert!(p.idle());
         p.sent(Entry::Query(now()));
         p.copy_in_started();
         assert!(!p.answered(), "the stale marker must not end the new copy");
+    }
+
+    fn refused(query: bool) -> Entry {
+        Entry::Refused {
+            reply: Bytes::from_static(b"ours"),
+            query,
+            at: now(),
+        }
+    }
+
+    #[test]
+    fn a_refused_query_gets_our_error_then_ready() {
+        let p = Pending::new(b'I');
+        p.sent(refused(true));
+        p.sent(Entry::Query(now()));
+        assert!(!p.answered());
+        assert_eq!(p.error(false).as_deref(), Some(&b"ours"[..]));
+        assert!(p.ready(b'I').is_some());
+        assert_eq!(p.outstanding(), 1, "the next query is still owed");
+        // The next query's own error is the server's.
+        assert_eq!(p.error(false), None);
+    }
+
+    #[test]
+    fn a_refused_parse_discards_the_rest_of_the_pipeline() {
+        let p = Pending::new(b'I');
+        p.sent(refused(false));
+        p.sent(Entry::Step(Step::Bind));
+        p.sent(Entry::Step(Step::Execute));
+        p.sent_sync(now());
+        assert!(!p.answered());
+        assert!(p.error(false).is_some());
+        assert_eq!(p.outstanding(), 1);
+        p.ready(b'I');
+        assert!(p.idle());
+    }
+
+    #[test]
+    fn a_fatal_error_is_never_replaced() {
+        let p = Pending::new(b'I');
+        p.sent(refused(true));
+        assert_eq!(p.error(true), None);
     }
 }

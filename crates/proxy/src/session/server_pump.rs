@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use portcullis_wire::decode;
 use portcullis_wire::framing::{Limits, Next, Splitter};
 use portcullis_wire::tags::backend as be;
@@ -10,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
 use super::buffer::ReadBuffer;
+use super::guarding::Guarded;
 use super::pending::Pending;
 use super::{write_all_tracked, End};
 use crate::metrics::Metrics;
@@ -21,6 +22,7 @@ pub(crate) struct ServerPump<'a> {
     rb: ReadBuffer,
     splitter: Splitter,
     pending: &'a Pending,
+    guarded: &'a Guarded,
     metrics: &'a Metrics,
     /// A write to the client was interrupted: its stream position is unknown.
     in_write: bool,
@@ -33,6 +35,8 @@ enum Action {
     Forward,
     /// Forward; an ErrorResponse, which may be the server's last word.
     Error,
+    /// Send these bytes instead (the proxy's answer to a refused request).
+    Replace(Bytes),
     /// Never pass this message on.
     Drop,
 }
@@ -43,6 +47,7 @@ impl<'a> ServerPump<'a> {
         writer: WriteHalf<ClientTls>,
         initial: BytesMut,
         pending: &'a Pending,
+        guarded: &'a Guarded,
         metrics: &'a Metrics,
     ) -> Self {
         ServerPump {
@@ -51,6 +56,7 @@ impl<'a> ServerPump<'a> {
             rb: ReadBuffer::new(initial),
             splitter: Splitter::new(Limits::backend()),
             pending,
+            guarded,
             metrics,
             in_write: false,
             server_fatal: false,
@@ -58,7 +64,13 @@ impl<'a> ServerPump<'a> {
     }
 }
 
-fn judge(pending: &Pending, metrics: &Metrics, tag: u8, msg: &[u8]) -> Result<Action, End> {
+fn judge(
+    pending: &Pending,
+    guarded: &Guarded,
+    metrics: &Metrics,
+    tag: u8,
+    msg: &[u8],
+) -> Result<Action, End> {
     match tag {
         be::READY_FOR_QUERY => {
             let status = decode::ready_for_query(decode::body(msg))
@@ -66,6 +78,7 @@ fn judge(pending: &Pending, metrics: &Metrics, tag: u8, msg: &[u8]) -> Result<Ac
             if let Some(sent) = pending.ready(status) {
                 metrics.statement_seconds(sent.elapsed().as_secs_f64());
             }
+            guarded.ready(status);
             Ok(Action::Forward)
         }
         be::COPY_IN_RESPONSE => {
@@ -90,12 +103,21 @@ fn judge(pending: &Pending, metrics: &Metrics, tag: u8, msg: &[u8]) -> Result<Ac
             match super::lexing::hazard(name, value) {
                 // Not passed on: the session ends before anything else.
                 Some(r) => Err(End::Unsafe(r)),
-                None => Ok(Action::Forward),
+                None => {
+                    guarded.parameter_status(name, value);
+                    Ok(Action::Forward)
+                }
             }
         }
         be::ERROR_RESPONSE => {
-            pending.error();
-            Ok(Action::Error)
+            let severity = decode::report_fields(decode::body(msg))
+                .ok()
+                .and_then(|f| f.severity);
+            let fatal = matches!(severity, Some("FATAL" | "PANIC"));
+            match pending.error(fatal) {
+                Some(ours) => Ok(Action::Replace(ours)),
+                None => Ok(Action::Error),
+            }
         }
         // The server's own cancel key must never reach the client, and
         // authentication is over: neither may appear mid-session.
@@ -125,6 +147,7 @@ impl ServerPump<'_> {
                     Next::Whole { tag, len } => {
                         match judge(
                             self.pending,
+                            self.guarded,
                             self.metrics,
                             tag,
                             &self.rb.buf[pos..pos + len],
@@ -140,6 +163,15 @@ impl ServerPump<'_> {
                             }
                             Ok(Action::Drop) => {
                                 if let Err(e) = self.flush(run_start, pos).await {
+                                    return e;
+                                }
+                                run_start = pos + len;
+                            }
+                            Ok(Action::Replace(ours)) => {
+                                if let Err(e) = self.flush(run_start, pos).await {
+                                    return e;
+                                }
+                                if let Err(e) = self.write(&ours).await {
                                     return e;
                                 }
                                 run_start = pos + len;
@@ -167,6 +199,12 @@ impl ServerPump<'_> {
                 Ok(n) => self.metrics.server_bytes(n as u64),
             }
         }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), End> {
+        write_all_tracked(&mut self.writer, bytes, &mut self.in_write)
+            .await
+            .map_err(|_| End::ClientGone)
     }
 
     async fn flush(&mut self, from: usize, to: usize) -> Result<(), End> {

@@ -143,14 +143,17 @@ pub async fn connect(
     .map_err(|_| UpstreamError::Timeout)?
 }
 
-struct Reader {
-    buf: BytesMut,
-    splitter: Splitter,
+pub(super) struct Reader {
+    pub(super) buf: BytesMut,
+    pub(super) splitter: Splitter,
 }
 
 impl Reader {
     /// Reads one whole message; returns its bytes (header included).
-    async fn message(&mut self, stream: &mut UpstreamStream) -> Result<BytesMut, UpstreamError> {
+    pub(super) async fn message(
+        &mut self,
+        stream: &mut UpstreamStream,
+    ) -> Result<BytesMut, UpstreamError> {
         loop {
             match self.splitter.next(&self.buf)? {
                 Next::Whole { len, .. } => return Ok(self.buf.split_to(len)),

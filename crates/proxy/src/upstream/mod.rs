@@ -5,5 +5,7 @@
 //! the server's real cancel key.
 
 mod login;
+mod query;
 
 pub use login::{connect, send_cancel, Upstream, UpstreamAddr, UpstreamError};
+pub use query::{simple_query, Row};
