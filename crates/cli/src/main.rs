@@ -3,6 +3,7 @@
 mod demo;
 mod logging;
 mod passwd;
+mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +47,9 @@ enum Command {
     /// Start a throwaway PostgreSQL with a demo shop database and Portcullis
     /// in front of it, and print how to connect.
     Demo(demo::DemoArgs),
+    /// Check, explain, test and write Cedar policies.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Passwd { stdin } => passwd::run(stdin),
         Command::Demo(args) => demo::run(args),
+        Command::Policy(command) => policy::run(command),
     }
 }
 

@@ -154,7 +154,7 @@ fn target(name: &str, db: &str, user: &str, password_file: Option<&Path>, extra:
         .map(|p| format!("password_file = \"{}\"\n", p.display()))
         .unwrap_or_default();
     format!(
-        "[[target]]\nname = \"{name}\"\nenvironment = \"test\"\nhost = \"127.0.0.1\"\nport = {port}\ndatabase = \"{db}\"\nuser = \"{user}\"\n{pw}{extra}\nconnect_timeout = \"3s\"\n\n",
+        "[[target]]\nname = \"{name}\"\nenvironment = \"development\"\nhost = \"127.0.0.1\"\nport = {port}\ndatabase = \"{db}\"\nuser = \"{user}\"\n{pw}{extra}\nconnect_timeout = \"3s\"\n\n",
         port = cluster().port(),
     )
 }
@@ -375,8 +375,8 @@ async fn upstream_unreachable_fails_fast() {
         }
     });
     let extra = format!(
-        "[[target]]\nname = \"gone\"\nenvironment = \"test\"\nhost = \"127.0.0.1\"\nport = {closed_port}\nuser = \"postgres\"\npassword_file = \"pgpass\"\nconnect_timeout = \"2s\"\n\n\
-         [[target]]\nname = \"silent\"\nenvironment = \"test\"\nhost = \"127.0.0.1\"\nport = {silent_port}\nuser = \"postgres\"\npassword_file = \"pgpass\"\nconnect_timeout = \"1s\"\n"
+        "[[target]]\nname = \"gone\"\nenvironment = \"development\"\nhost = \"127.0.0.1\"\nport = {closed_port}\nuser = \"postgres\"\npassword_file = \"pgpass\"\nconnect_timeout = \"2s\"\n\n\
+         [[target]]\nname = \"silent\"\nenvironment = \"development\"\nhost = \"127.0.0.1\"\nport = {silent_port}\nuser = \"postgres\"\npassword_file = \"pgpass\"\nconnect_timeout = \"1s\"\n"
     );
     let proxy = Proxy::with(Setup {
         extra,
@@ -479,7 +479,7 @@ async fn refused_logins_do_not_use_up_the_user_limit() {
     drop(closed);
     let proxy = Proxy::with(Setup {
         extra: format!(
-            "[[target]]\nname = \"gone\"\nenvironment = \"test\"\nhost = \"127.0.0.1\"\nport = {closed_port}\nuser = \"postgres\"\nconnect_timeout = \"2s\"\n"
+            "[[target]]\nname = \"gone\"\nenvironment = \"development\"\nhost = \"127.0.0.1\"\nport = {closed_port}\nuser = \"postgres\"\nconnect_timeout = \"2s\"\n"
         ),
         ..Setup::default()
     })

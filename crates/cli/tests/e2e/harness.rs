@@ -39,6 +39,10 @@ pub struct Setup {
     pub server: String,
     /// Extra keys for the main target.
     pub target_extra: String,
+    /// The main target's environment. Protocol tests use "development",
+    /// where the default policies let ordinary DDL and functions through;
+    /// the policy tests use "production".
+    pub environment: &'static str,
     pub listener_max_connections: usize,
     pub admin: bool,
 }
@@ -50,6 +54,7 @@ impl Default for Setup {
             extra: String::new(),
             server: String::new(),
             target_extra: String::new(),
+            environment: "development",
             listener_max_connections: 100,
             admin: false,
         }
@@ -107,7 +112,7 @@ max_connections = {maxconn}
 
 [[target]]
 name = "app"
-environment = "production"
+environment = "{environment}"
 host = "127.0.0.1"
 port = {port}
 database = "{db}"
@@ -139,6 +144,7 @@ max_connections = 2
         maxconn = setup.listener_max_connections,
         port = c.port(),
         target_extra = setup.target_extra,
+        environment = setup.environment,
         alice = ALICE.0,
         alice_v = verifier(ALICE.1),
         bob = BOB.0,

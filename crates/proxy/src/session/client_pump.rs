@@ -78,9 +78,8 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
     match tag {
         fe::QUERY => {
             metrics.statements(1);
-            let sql = match decode::query(body) {
-                Ok(sql) => sql,
-                Err(e) => return Action::Refuse(Refusal::protocol(&e)),
+            let Ok(sql) = decode::query(body) else {
+                return malformed(pending, true, guarding::refused_query());
             };
             match guarded.query(sql, pending.status()) {
                 Verdict::Pass => {
@@ -95,9 +94,8 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
             }
         }
         fe::PARSE => {
-            let (name, sql) = match decode::parse(body) {
-                Ok(p) => p,
-                Err(e) => return Action::Refuse(Refusal::protocol(&e)),
+            let Ok((name, sql)) = decode::parse(body) else {
+                return malformed(pending, false, guarding::refused_step());
             };
             match guarded.parse(name, sql) {
                 Verdict::Pass => {
@@ -112,9 +110,8 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
             }
         }
         fe::BIND => {
-            let (_portal, statement) = match decode::bind_names(body) {
-                Ok(n) => n,
-                Err(e) => return Action::Refuse(Refusal::protocol(&e)),
+            let Ok((_portal, statement)) = decode::bind_names(body) else {
+                return malformed(pending, false, guarding::refused_step());
             };
             match guarded.bind(statement, pending.status()) {
                 Verdict::Pass => {
@@ -132,7 +129,7 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
             match decode::close(body) {
                 Ok((b'S', name)) => guarded.close_statement(name),
                 Ok(_) => {}
-                Err(e) => return Action::Refuse(Refusal::protocol(&e)),
+                Err(_) => return malformed(pending, false, guarding::refused_step()),
             }
             pending.sent(Entry::Step(Step::Close));
             Action::Forward
@@ -175,6 +172,14 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
         )),
         _ => Action::Forward,
     }
+}
+
+/// A message whose fields do not parse. PostgreSQL answers such a message
+/// with an ERROR (not FATAL) and goes on; so does the proxy, in the
+/// message's place, without letting it reach the server.
+fn malformed(pending: &Pending, query: bool, replacement: BytesMut) -> Action {
+    pending.sent(refused(guarding::invalid_message_format(), query));
+    Action::Replace(replacement)
 }
 
 fn refused(reply: Bytes, query: bool) -> Entry {

@@ -299,3 +299,19 @@ pub fn refused_parse(name: &[u8]) -> BytesMut {
 pub fn refused_step() -> BytesMut {
     refused_parse(REFUSED_NAME)
 }
+
+/// PostgreSQL's answer to a message whose fields do not parse.
+pub fn invalid_message_format() -> Bytes {
+    let mut b = BytesMut::new();
+    encode::error_response(
+        &mut b,
+        &Report {
+            severity: Severity::Error,
+            code: "08P01",
+            message: "invalid message format",
+            detail: None,
+            hint: None,
+        },
+    );
+    b.freeze()
+}
