@@ -81,6 +81,10 @@ pub struct Judgement {
     /// The message changes the schema (objects created, dropped or
     /// altered): the catalog snapshot is out of date once it ran.
     pub changes_schema: bool,
+    /// The target's row limit applies: some statement writes rows (INSERT,
+    /// UPDATE, DELETE, MERGE, CREATE TABLE AS, SELECT INTO; not COPY) and
+    /// the limit is enforced. The proxy must count the rows it touches.
+    pub row_limit: Option<u64>,
 }
 
 impl Judgement {
@@ -158,6 +162,13 @@ impl Guard {
         self.analyses.analyze(sql)
     }
 
+    fn enforced_row_limit(&self) -> Option<u64> {
+        match self.settings.enforcement {
+            Enforcement::Enforce => self.settings.row_limit,
+            Enforcement::Observe => None,
+        }
+    }
+
     fn request(&self, who: &Who, statement: policy::StatementFacts) -> Request {
         let mut context = RequestContext::now(who.source);
         context.row_limit = self.settings.row_limit;
@@ -176,6 +187,7 @@ impl Guard {
             refusal,
             enforced: self.settings.enforcement == Enforcement::Enforce,
             changes_schema: false,
+            row_limit: None,
         }
     }
 
@@ -209,6 +221,9 @@ impl Guard {
                 }
             }
             j.changes_schema |= changes_schema(stmt);
+            if writes_rows(stmt) {
+                j.row_limit = self.enforced_row_limit();
+            }
             let decision = self.engine.decide(&self.request(who, facts));
             if j.refusal.is_none() {
                 j.refusal = decision_refusal(&decision);
@@ -238,6 +253,16 @@ impl Guard {
         if let Err(r) = self.add_prepared(&mut facts, name, session, &scope) {
             j.refusal = Some(r);
             return j;
+        }
+        if let Some(Prepared::Texts(texts)) = session.prepared(name) {
+            if texts.iter().any(|t| {
+                t.analysis
+                    .statements
+                    .get(t.index)
+                    .is_some_and(writes_rows)
+            }) {
+                j.row_limit = self.enforced_row_limit();
+            }
         }
         let decision = self.engine.decide(&self.request(who, facts));
         j.refusal = decision_refusal(&decision);
@@ -297,6 +322,17 @@ fn changes_schema(stmt: &portcullis_analysis::StatementFacts) -> bool {
                     | StatementClass::SchemaChange
                     | StatementClass::CreateTableAs
             )
+    })
+}
+
+/// Whether the statement writes table rows when it runs (deferred bodies,
+/// such as PREPARE's, count: they are judged when executed). COPY FROM is
+/// left out: its rows arrive after the statement starts, in copy mode.
+fn writes_rows(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    stmt.actions.iter().any(|a| {
+        a.execution != Execution::Never
+            && a.kind.modifies_data()
+            && !matches!(a.kind, ActionKind::Copy { .. } | ActionKind::Truncate { .. })
     })
 }
 
