@@ -220,6 +220,43 @@ pub fn sync(buf: &mut BytesMut) {
     message(buf, fe::SYNC, |_| {});
 }
 
+/// Bind of `statement` to `portal` with text parameters and default
+/// (text) result formats.
+pub fn bind(buf: &mut BytesMut, portal: &[u8], statement: &[u8], params: &[&[u8]]) {
+    message(buf, fe::BIND, |b| {
+        cstr(b, portal);
+        cstr(b, statement);
+        b.put_i16(0);
+        b.put_i16(params.len() as i16);
+        for p in params {
+            b.put_i32(p.len() as i32);
+            b.put_slice(p);
+        }
+        b.put_i16(0);
+    });
+}
+
+/// Execute of `portal`, all rows.
+pub fn execute(buf: &mut BytesMut, portal: &[u8]) {
+    message(buf, fe::EXECUTE, |b| {
+        cstr(b, portal);
+        b.put_i32(0);
+    });
+}
+
+/// Close of a statement (`b'S'`) or portal (`b'P'`).
+pub fn close(buf: &mut BytesMut, kind: u8, name: &[u8]) {
+    message(buf, fe::CLOSE, |b| {
+        b.put_u8(kind);
+        cstr(b, name);
+    });
+}
+
+/// A Query message from raw statement bytes (which must hold no NUL).
+pub fn query_bytes(buf: &mut BytesMut, sql: &[u8]) {
+    message(buf, fe::QUERY, |b| cstr(b, sql));
+}
+
 pub fn terminate(buf: &mut BytesMut) {
     message(buf, fe::TERMINATE, |_| {});
 }

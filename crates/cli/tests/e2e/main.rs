@@ -11,6 +11,7 @@ mod copy;
 mod lexing;
 mod lifecycle;
 mod protocol;
+mod row_limit;
 mod startup;
 mod streaming;
 mod tls;

@@ -14,6 +14,7 @@ use super::buffer::ReadBuffer;
 use super::function_call;
 use super::guarding::{self, Guarded, Verdict};
 use super::pending::{Entry, Pending, Step};
+use super::row_limit;
 use super::{write_all_tracked, End};
 use crate::error::{sqlstate, Refusal};
 use crate::metrics::{ErrorKind, Metrics};
@@ -28,12 +29,18 @@ pub(crate) struct ClientPump<'a> {
     pending: &'a Pending,
     guarded: &'a Guarded,
     metrics: &'a Metrics,
+    /// Portals bound to statements that run under the row limit.
+    limited: LimitedPortals,
     /// Dropping the rest of a refused streamed message.
     discarding: bool,
     /// A write to the server was interrupted: its stream position is unknown.
     in_write: bool,
     terminated: bool,
 }
+
+/// Portal name → the row limit its statement runs under, and the error
+/// for going over it.
+type LimitedPortals = std::collections::HashMap<Vec<u8>, (u64, Bytes)>;
 
 /// What to do with one client message.
 enum Action {
@@ -64,6 +71,7 @@ impl<'a> ClientPump<'a> {
             pending,
             guarded,
             metrics,
+            limited: LimitedPortals::new(),
             discarding: false,
             in_write: false,
             terminated: false,
@@ -73,7 +81,14 @@ impl<'a> ClientPump<'a> {
 
 /// Judges a message (or the head of a streamed one) by its type and the
 /// bytes available of it.
-fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
+fn judge(
+    pending: &Pending,
+    guarded: &Guarded,
+    metrics: &Metrics,
+    limited: &mut LimitedPortals,
+    tag: u8,
+    head: &[u8],
+) -> Action {
     let body = decode::body(head);
     match tag {
         fe::QUERY => {
@@ -85,6 +100,14 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
                 Verdict::Pass => {
                     pending.sent(Entry::Query(Instant::now()));
                     Action::Forward
+                }
+                Verdict::Limited { limit, over } => {
+                    let (query, entries) = row_limit::wrap_query(sql, limit, over);
+                    for e in entries {
+                        pending.sent(e);
+                    }
+                    pending.sent(Entry::Query(Instant::now()));
+                    Action::Replace(query)
                 }
                 Verdict::Refuse(reply) => {
                     metrics.error(ErrorKind::Refused);
@@ -98,7 +121,7 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
                 return malformed(pending, false, guarding::refused_step());
             };
             match guarded.parse(name, sql) {
-                Verdict::Pass => {
+                Verdict::Pass | Verdict::Limited { .. } => {
                     pending.sent(Entry::Step(Step::Parse));
                     Action::Forward
                 }
@@ -110,11 +133,17 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
             }
         }
         fe::BIND => {
-            let Ok((_portal, statement)) = decode::bind_names(body) else {
+            let Ok((portal, statement)) = decode::bind_names(body) else {
                 return malformed(pending, false, guarding::refused_step());
             };
+            limited.remove(portal);
             match guarded.bind(statement, pending.status()) {
                 Verdict::Pass => {
+                    pending.sent(Entry::Step(Step::Bind));
+                    Action::Forward
+                }
+                Verdict::Limited { limit, over } => {
+                    limited.insert(portal.to_vec(), (limit, over));
                     pending.sent(Entry::Step(Step::Bind));
                     Action::Forward
                 }
@@ -128,7 +157,9 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
         fe::CLOSE => {
             match decode::close(body) {
                 Ok((b'S', name)) => guarded.close_statement(name),
-                Ok(_) => {}
+                Ok((_, portal)) => {
+                    limited.remove(portal);
+                }
                 Err(_) => return malformed(pending, false, guarding::refused_step()),
             }
             pending.sent(Entry::Step(Step::Close));
@@ -139,9 +170,25 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
             Action::Forward
         }
         fe::EXECUTE => {
-            pending.sent(Entry::Step(Step::Execute));
             metrics.statements(1);
-            Action::Forward
+            let portal = portcullis_wire::framing::read_cstr(body, 0).map(|(p, _)| p);
+            let Some((limit, over)) = portal.and_then(|p| limited.get(p).cloned()) else {
+                pending.sent(Entry::Step(Step::Execute));
+                return Action::Forward;
+            };
+            // Count the rows around it (see row_limit.rs).
+            let (mut out, before) = row_limit::before_execute(limit);
+            let (after_bytes, after) = row_limit::after_execute(over);
+            for e in before {
+                pending.sent(e);
+            }
+            pending.sent(Entry::Step(Step::Execute));
+            for e in after {
+                pending.sent(e);
+            }
+            out.extend_from_slice(head);
+            out.extend_from_slice(&after_bytes);
+            Action::Replace(out)
         }
         fe::SYNC => {
             pending.sent_sync(Instant::now());
@@ -226,6 +273,7 @@ impl ClientPump<'_> {
                     self.pending,
                     self.guarded,
                     self.metrics,
+                    &mut self.limited,
                     tag,
                     &self.rb.buf[pos..pos + len],
                 );

@@ -45,6 +45,12 @@ pub(crate) struct Guarded {
 /// What to do with a judged message.
 pub(crate) enum Verdict {
     Pass,
+    /// Pass, counting the rows it changes against the target's limit
+    /// (see `row_limit.rs`); `over` is what the client gets if it goes over.
+    Limited {
+        limit: u64,
+        over: Bytes,
+    },
     /// Refused: the client gets this ErrorResponse in the message's place.
     Refuse(Bytes),
 }
@@ -137,8 +143,26 @@ impl Guarded {
         };
         let mut state = self.state();
         let j = self.target.guard.judge_text(&sql, &self.who, &state);
-        let verdict = self.conclude(&j, "query");
+        let mut verdict = self.conclude(&j, "query");
         if let (Verdict::Pass, Some(a)) = (&verdict, &j.analysis) {
+            if let Some(limit) = j
+                .row_limit
+                .filter(|_| status != portcullis_wire::tags::txn::FAILED)
+            {
+                if a.statements.len() != 1 {
+                    let r = Refusal {
+                        sqlstate: sqlstate::DENIED,
+                        message: format!(
+                            "target \"{}\" has a row limit: statements that change rows must be sent one per query, not with other statements",
+                            self.target.config.name
+                        ),
+                        hint: Some("Send each INSERT, UPDATE, DELETE or MERGE as a query of its own; Portcullis counts the rows each one changes.".into()),
+                        policy: None,
+                    };
+                    return self.refuse(&r, "query");
+                }
+                verdict = self.limited(limit);
+            }
             state.apply(a, status != portcullis_wire::tags::txn::IDLE);
             if j.changes_schema {
                 self.schema_dirty.store(true, Ordering::Relaxed);
@@ -147,12 +171,19 @@ impl Guarded {
         verdict
     }
 
+    fn limited(&self, limit: u64) -> Verdict {
+        Verdict::Limited {
+            limit,
+            over: super::row_limit::exceeded(limit, &self.target.config.name),
+        }
+    }
+
     /// Judges a Parse of `sql` as statement `name`.
     pub fn parse(&self, name: &[u8], sql: &[u8]) -> Verdict {
-        if name == REFUSED_NAME {
+        if name.starts_with(b"portcullis.") {
             let r = Refusal {
                 sqlstate: sqlstate::DENIED,
-                message: "the statement name \"portcullis.refused\" is reserved".into(),
+                message: "statement names starting with \"portcullis.\" are reserved".into(),
                 hint: Some("Use another name.".into()),
                 policy: None,
             };
@@ -183,8 +214,14 @@ impl Guarded {
         let name = String::from_utf8_lossy(name);
         let mut state = self.state();
         let j = self.target.guard.judge_prepared(&name, &self.who, &state);
-        let verdict = self.conclude(&j, "bind");
+        let mut verdict = self.conclude(&j, "bind");
         if let Verdict::Pass = verdict {
+            if let Some(limit) = j
+                .row_limit
+                .filter(|_| status != portcullis_wire::tags::txn::FAILED)
+            {
+                verdict = self.limited(limit);
+            }
             // The statement will run: follow what it sets up (a SET sent
             // through the extended protocol, say).
             let texts: Vec<_> = match state.prepared(&name) {

@@ -13,6 +13,7 @@ mod function_call;
 mod guarding;
 pub mod lexing;
 mod pending;
+mod row_limit;
 mod server_pump;
 
 use std::sync::Arc;

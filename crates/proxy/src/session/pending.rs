@@ -23,7 +23,7 @@
 //! the server's ErrorResponse for the proxy's.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -52,13 +52,39 @@ pub(crate) enum Entry {
         query: bool,
         at: Instant,
     },
+    /// A message or statement the proxy added (row-limit bookkeeping):
+    /// its replies never reach the client. `step` for an extended-protocol
+    /// message, otherwise a statement inside a Query. If it fails, the
+    /// client gets `on_error` instead of the server's error (or the
+    /// server's error when `None`).
+    Hidden { step: bool, on_error: Option<Bytes> },
+    /// The client's own statement inside a Query the proxy extended with
+    /// hidden statements: its replies pass, and its CommandComplete ends it.
+    QueryPart,
 }
 
 impl Entry {
     /// An extended-protocol message answered by one reply (or an error).
     fn is_step(&self) -> bool {
-        matches!(self, Entry::Step(_) | Entry::Refused { query: false, .. })
+        matches!(
+            self,
+            Entry::Step(_) | Entry::Refused { query: false, .. } | Entry::Hidden { step: true, .. }
+        )
     }
+
+    /// Part of a Query: its error ends the Query (ReadyForQuery follows).
+    fn is_query_part(&self) -> bool {
+        matches!(self, Entry::QueryPart | Entry::Hidden { step: false, .. })
+    }
+}
+
+/// What the server pump does with a reply message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Handle and forward as usual.
+    Client,
+    /// It answers a hidden message: drop it.
+    Hidden,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +109,14 @@ struct Ledger {
     last_ready: Option<Instant>,
 }
 
+/// After an error inside a Query: the statements after the failed one
+/// never run, so their entries go (up to the Query's own entry).
+fn drop_query_parts(entries: &mut VecDeque<Entry>) {
+    while entries.front().is_some_and(Entry::is_query_part) {
+        entries.pop_front();
+    }
+}
+
 /// Past this many outstanding entries the model stops growing (a client
 /// pipelining without reading); from then on it under-reports latency and
 /// idleness, which only delays idle timeouts.
@@ -93,6 +127,9 @@ pub(crate) struct Pending {
     ledger: Mutex<Ledger>,
     /// Transaction status from the last ReadyForQuery.
     status: AtomicU8,
+    /// Hidden entries may be outstanding: replies must be routed (kept
+    /// false otherwise so result rows pass without taking the lock).
+    hidden_active: AtomicBool,
 }
 
 impl Pending {
@@ -100,6 +137,7 @@ impl Pending {
         Pending {
             ledger: Mutex::new(Ledger::default()),
             status: AtomicU8::new(status),
+            hidden_active: AtomicBool::new(false),
         }
     }
 
@@ -113,8 +151,14 @@ impl Pending {
     /// copy end).
     pub fn sent(&self, entry: Entry) {
         let mut l = self.ledger();
-        if l.discarding || l.entries.len() >= MAX_ENTRIES {
+        // Hidden entries are kept past the bound: losing one would let the
+        // client see replies it never asked for.
+        let hidden = matches!(entry, Entry::Hidden { .. } | Entry::QueryPart);
+        if l.discarding || (l.entries.len() >= MAX_ENTRIES && !hidden) {
             return;
+        }
+        if hidden {
+            self.hidden_active.store(true, Ordering::Relaxed);
         }
         l.entries.push_back(entry);
     }
@@ -213,6 +257,21 @@ impl Pending {
                 true
             }
             Some(Entry::Step(_)) => true,
+            Some(Entry::Hidden { step, on_error }) => {
+                let step = *step;
+                substitute = on_error.clone();
+                if step {
+                    true
+                } else {
+                    // The rest of the Query is skipped by the server.
+                    drop_query_parts(&mut l.entries);
+                    false
+                }
+            }
+            Some(Entry::QueryPart) => {
+                drop_query_parts(&mut l.entries);
+                false
+            }
             Some(Entry::Refused { reply, query, at }) => {
                 let (query, at) = (*query, *at);
                 substitute = Some(reply.clone());
@@ -244,6 +303,33 @@ impl Pending {
         substitute
     }
 
+    /// Routes a reply (RowDescription, DataRow, NoData,
+    /// ParameterDescription, or a completion: ParseComplete, BindComplete,
+    /// CloseComplete, CommandComplete, EmptyQueryResponse,
+    /// PortalSuspended). A completion ends the hidden message or client
+    /// statement part it answers.
+    pub fn route(&self, completion: bool) -> Route {
+        if !self.hidden_active.load(Ordering::Relaxed) {
+            return Route::Client;
+        }
+        let mut l = self.ledger();
+        match l.entries.front() {
+            Some(Entry::Hidden { .. }) => {
+                if completion {
+                    l.entries.pop_front();
+                }
+                Route::Hidden
+            }
+            Some(Entry::QueryPart) => {
+                if completion {
+                    l.entries.pop_front();
+                }
+                Route::Client
+            }
+            _ => Route::Client,
+        }
+    }
+
     /// Transaction status from the last ReadyForQuery.
     pub fn status(&self) -> u8 {
         self.status.load(Ordering::Relaxed)
@@ -255,12 +341,21 @@ impl Pending {
         let mut l = self.ledger();
         l.discarding = false;
         l.last_ready = Some(Instant::now());
+        let mut sent = None;
         while let Some(e) = l.entries.pop_front() {
             if let Entry::Sync(t) | Entry::Query(t) | Entry::Refused { at: t, .. } = e {
-                return Some(t);
+                sent = Some(t);
+                break;
             }
         }
-        None
+        if self.hidden_active.load(Ordering::Relaxed) {
+            let still = l
+                .entries
+                .iter()
+                .any(|e| matches!(e, Entry::Hidden { .. } | Entry::QueryPart));
+            self.hidden_active.store(still, Ordering::Relaxed);
+        }
+        sent
     }
 
     /// No request is waiting for the server and no transaction is open.
@@ -505,5 +600,65 @@ mod tests {
         let p = Pending::new(b'I');
         p.sent(refused(true));
         assert_eq!(p.error(true), None);
+    }
+
+    fn hidden(step: bool, on_error: Option<&'static [u8]>) -> Entry {
+        Entry::Hidden {
+            step,
+            on_error: on_error.map(Bytes::from_static),
+        }
+    }
+
+    #[test]
+    fn hidden_statements_around_a_query() {
+        let p = Pending::new(b'I');
+        p.sent(hidden(false, None));
+        p.sent(Entry::QueryPart);
+        p.sent(hidden(false, Some(b"limit")));
+        p.sent(Entry::Query(now()));
+        // The base statement: RowDescription, DataRow, CommandComplete.
+        assert_eq!(p.route(false), Route::Hidden);
+        assert_eq!(p.route(false), Route::Hidden);
+        assert_eq!(p.route(true), Route::Hidden);
+        // The client's statement.
+        assert_eq!(p.route(false), Route::Client);
+        assert_eq!(p.route(true), Route::Client);
+        // The check fails: the client gets the limit error.
+        assert_eq!(p.route(false), Route::Hidden);
+        assert_eq!(p.error(false).as_deref(), Some(&b"limit"[..]));
+        assert!(p.ready(b'I').is_some());
+        assert!(p.idle());
+    }
+
+    #[test]
+    fn a_failing_client_statement_skips_the_check() {
+        let p = Pending::new(b'I');
+        p.sent(hidden(false, None));
+        p.sent(Entry::QueryPart);
+        p.sent(hidden(false, Some(b"limit")));
+        p.sent(Entry::Query(now()));
+        assert_eq!(p.route(true), Route::Hidden);
+        assert_eq!(p.error(false), None, "the server's own error");
+        assert!(p.ready(b'I').is_some());
+        assert!(p.idle());
+    }
+
+    #[test]
+    fn hidden_steps_around_an_execute() {
+        let p = Pending::new(b'I');
+        p.sent(Entry::Step(Step::Bind));
+        p.sent(hidden(true, None));
+        p.sent(Entry::Step(Step::Execute));
+        p.sent(hidden(true, Some(b"limit")));
+        p.sent(hidden(true, None));
+        p.sent_sync(now());
+        p.step_done(); // BindComplete
+        assert_eq!(p.route(true), Route::Hidden);
+        assert_eq!(p.route(true), Route::Client);
+        p.command_done();
+        assert_eq!(p.error(false).as_deref(), Some(&b"limit"[..]));
+        assert_eq!(p.outstanding(), 1, "discarded up to the Sync");
+        p.ready(b'I');
+        assert!(p.idle());
     }
 }

@@ -11,7 +11,7 @@ use tracing::warn;
 
 use super::buffer::ReadBuffer;
 use super::guarding::Guarded;
-use super::pending::Pending;
+use super::pending::{Pending, Route};
 use super::{write_all_tracked, End};
 use crate::metrics::Metrics;
 use crate::stream::{ClientTls, ReadHalf, UpstreamTls, WriteHalf};
@@ -71,6 +71,25 @@ fn judge(
     tag: u8,
     msg: &[u8],
 ) -> Result<Action, End> {
+    let completion = matches!(
+        tag,
+        be::PARSE_COMPLETE
+            | be::BIND_COMPLETE
+            | be::CLOSE_COMPLETE
+            | be::COMMAND_COMPLETE
+            | be::EMPTY_QUERY_RESPONSE
+            | be::PORTAL_SUSPENDED
+    );
+    if completion
+        || matches!(
+            tag,
+            be::DATA_ROW | be::ROW_DESCRIPTION | be::NO_DATA | be::PARAMETER_DESCRIPTION
+        )
+    {
+        if pending.route(completion) == Route::Hidden {
+            return Ok(Action::Drop);
+        }
+    }
     match tag {
         be::READY_FOR_QUERY => {
             let status = decode::ready_for_query(decode::body(msg))

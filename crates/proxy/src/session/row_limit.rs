@@ -1,0 +1,121 @@
+//! Row limits: a statement that writes rows on a target with `row_limit`
+//! runs between two statements of the proxy's, in the same transaction:
+//!
+//! 1. before it, the rows this transaction has touched so far are counted
+//!    (`pg_stat_xact_user_tables`: inserts, updates and deletes on every
+//!    user table, so rows changed by cascades and triggers count too) and
+//!    remembered in a transaction-local setting;
+//! 2. after it, they are counted again; if the difference is over the
+//!    limit, the check fails, which makes the server roll the statement
+//!    back exactly as a failing statement would: the implicit transaction
+//!    of a lone statement is rolled back, an explicit transaction is
+//!    aborted (the client rolls it back as after any error).
+//!
+//! The client sees only its own statement's replies and, over the limit,
+//! an ErrorResponse naming the limit in place of the check's error. In a
+//! simple Query the three statements travel as one Query (so they share
+//! its implicit transaction); in the extended protocol the proxy's
+//! statement is parsed, bound and executed around the client's Execute
+//! under a reserved name and closed again, before the client's Sync.
+
+use bytes::{Bytes, BytesMut};
+use portcullis_wire::encode::{self, Report, Severity};
+
+use super::pending::Entry;
+
+/// The reserved statement and portal name of the proxy's statements.
+pub const NAME: &[u8] = b"portcullis.rowlimit";
+
+/// The counting statement. With `check` false it remembers the count; with
+/// it true it fails when more than `limit` rows were touched since. The
+/// failure is a cast error on a string only built when the limit is
+/// exceeded (a constant would be folded, and fail, at plan time). It runs
+/// under the client's search_path, so every function and operator is
+/// qualified: a client cannot shadow them.
+fn sql(limit: u64, check: &str) -> String {
+    let base = "COALESCE(NULLIF(pg_catalog.current_setting('portcullis.row_base', true), ''), '0')::bigint";
+    format!(
+        "SELECT CASE WHEN {check} THEN \
+           (CASE WHEN t.n OPERATOR(pg_catalog.-) {base} OPERATOR(pg_catalog.>) {limit} \
+            THEN ('portcullis row limit ' OPERATOR(pg_catalog.||) t.n::text)::int END)::text \
+         ELSE pg_catalog.set_config('portcullis.row_base', t.n::text, true) END \
+         FROM (SELECT COALESCE(pg_catalog.sum(n_tup_ins OPERATOR(pg_catalog.+) n_tup_upd OPERATOR(pg_catalog.+) n_tup_del), 0) AS n \
+               FROM pg_catalog.pg_stat_xact_user_tables) t"
+    )
+}
+
+/// What the client sees when its statement went over the limit.
+pub fn exceeded(limit: u64, target: &str) -> Bytes {
+    let message = format!(
+        "statement refused by Portcullis: it changed more than {limit} rows, the row limit of target \"{target}\"; its changes were rolled back"
+    );
+    let mut b = BytesMut::new();
+    encode::error_response(
+        &mut b,
+        &Report {
+            severity: Severity::Error,
+            code: "54000",
+            message: &message,
+            detail: None,
+            hint: Some(
+                "Change fewer rows per statement, for example with a narrower WHERE clause or in batches. Rows changed by cascades and triggers count too.",
+            ),
+        },
+    );
+    b.freeze()
+}
+
+/// A simple Query running `client_sql` (one statement) under the limit,
+/// and the ledger entries for it (in order, the Query's own entry last).
+pub fn wrap_query(client_sql: &[u8], limit: u64, over: Bytes) -> (BytesMut, [Entry; 3]) {
+    let mut text = Vec::with_capacity(client_sql.len() + 800);
+    text.extend_from_slice(sql(limit, "false").as_bytes());
+    text.extend_from_slice(b";\n");
+    text.extend_from_slice(client_sql);
+    // A newline ends a trailing `--` comment of the client's.
+    text.extend_from_slice(b"\n;");
+    text.extend_from_slice(sql(limit, "true").as_bytes());
+    let mut b = BytesMut::new();
+    encode::query_bytes(&mut b, &text);
+    let entries = [
+        Entry::Hidden {
+            step: false,
+            on_error: None,
+        },
+        Entry::QueryPart,
+        Entry::Hidden {
+            step: false,
+            on_error: Some(over),
+        },
+    ];
+    (b, entries)
+}
+
+fn hidden(on_error: Option<Bytes>) -> Entry {
+    Entry::Hidden {
+        step: true,
+        on_error,
+    }
+}
+
+/// The messages to send before a client's Execute, with their entries.
+pub fn before_execute(limit: u64) -> (BytesMut, Vec<Entry>) {
+    let mut b = BytesMut::new();
+    encode::close(&mut b, b'S', NAME);
+    encode::parse(&mut b, NAME, &sql(limit, "$1::bool"));
+    encode::bind(&mut b, NAME, NAME, &[b"f"]);
+    encode::execute(&mut b, NAME);
+    encode::close(&mut b, b'P', NAME);
+    (b, (0..5).map(|_| hidden(None)).collect())
+}
+
+/// The messages to send after a client's Execute, with their entries.
+pub fn after_execute(over: Bytes) -> (BytesMut, Vec<Entry>) {
+    let mut b = BytesMut::new();
+    encode::bind(&mut b, NAME, NAME, &[b"t"]);
+    encode::execute(&mut b, NAME);
+    encode::close(&mut b, b'P', NAME);
+    encode::close(&mut b, b'S', NAME);
+    let entries = vec![hidden(None), hidden(Some(over)), hidden(None), hidden(None)];
+    (b, entries)
+}
