@@ -7,6 +7,7 @@ mod raw;
 
 mod auth;
 mod basic;
+mod catalog;
 mod copy;
 mod lexing;
 mod lifecycle;

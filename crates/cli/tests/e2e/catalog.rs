@@ -1,0 +1,130 @@
+//! Judging with the target's catalog: views, partitions and inheritance
+//! children resolve to the tables they reach, the search_path decides
+//! which table a name means, and the catalog says which user functions
+//! are read-only.
+
+use crate::harness::*;
+
+const FIXTURE: &str = "
+CREATE SCHEMA secret;
+CREATE TABLE secret.base (id int PRIMARY KEY, card text);
+INSERT INTO secret.base VALUES (1, '4111');
+CREATE VIEW public.harmless AS SELECT id FROM secret.base;
+CREATE VIEW public.nested AS SELECT id FROM public.harmless;
+CREATE TABLE public.events (id int, at date) PARTITION BY RANGE (at);
+CREATE TABLE secret.events_2025 PARTITION OF public.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE public.base (id int);
+CREATE FUNCTION public.tidy(text) RETURNS text IMMUTABLE LANGUAGE sql AS $$SELECT lower($1)$$;
+CREATE FUNCTION public.bump() RETURNS int VOLATILE LANGUAGE sql AS $$SELECT 1$$;
+";
+
+/// The default bundle plus a rule keeping everyone away from the secret
+/// schema.
+fn policies(dir: &std::path::Path) {
+    for p in portcullis_policy::default_bundle() {
+        let file = dir.join(std::path::Path::new(&p.name).file_name().unwrap());
+        std::fs::write(file, &p.text).unwrap();
+    }
+    std::fs::write(
+        dir.join("zz-secret.cedar"),
+        r#"
+@id("deny-secret-schema")
+@message("the secret schema is off limits")
+@hint("ask the data owners for an extract")
+forbid(principal, action, resource in Portcullis::Schema::"secret");
+"#,
+    )
+    .unwrap();
+}
+
+async fn proxy(dir: &tempfile::TempDir) -> Proxy {
+    policies(dir.path());
+    let proxy = Proxy::with(Setup {
+        environment: "production",
+        extra: format!("[policy]\nfiles = [\"{}\"]\n", dir.path().display()),
+        ..Setup::default()
+    })
+    .await;
+    proxy.upstream_sql(FIXTURE);
+    proxy
+}
+
+async fn refused_by(client: &tokio_postgres::Client, sql: &str, policy: &str) {
+    let e = client.simple_query(sql).await.unwrap_err();
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+    assert_eq!(db.code().code(), "42501", "{sql}: {db:?}");
+    assert!(db.message().contains(policy), "{sql}: {}", db.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_and_partitions_reach_their_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = proxy(&dir).await;
+    let client = proxy.client().await;
+    refused_by(&client, "SELECT * FROM secret.base", "deny-secret-schema").await;
+    // Through a view, and a view of a view.
+    refused_by(&client, "SELECT * FROM harmless", "deny-secret-schema").await;
+    refused_by(
+        &client,
+        "SELECT count(*) FROM public.nested",
+        "deny-secret-schema",
+    )
+    .await;
+    // A partition in the secret schema behind a public partitioned table.
+    refused_by(
+        &client,
+        "DELETE FROM events WHERE at = '2025-02-01'",
+        "deny-secret-schema",
+    )
+    .await;
+    // ONLY the parent does not reach the partition.
+    client
+        .simple_query("SELECT * FROM ONLY events")
+        .await
+        .unwrap();
+    // An unrelated table of the same name in public.
+    client.simple_query("SELECT * FROM base").await.unwrap();
+    // search_path decides which `base` is meant.
+    client
+        .simple_query("SET search_path = secret, public")
+        .await
+        .unwrap();
+    refused_by(&client, "SELECT * FROM base", "deny-secret-schema").await;
+    client.simple_query("RESET search_path").await.unwrap();
+    client.simple_query("SELECT * FROM base").await.unwrap();
+    // A search_path change that is rolled back is undone.
+    client
+        .simple_query("BEGIN; SET search_path = secret; ROLLBACK")
+        .await
+        .unwrap();
+    client.simple_query("SELECT * FROM base").await.unwrap();
+    // The extended protocol: judged at Parse, and again at Bind under the
+    // path in force then.
+    let stmt = client.prepare("SELECT * FROM base").await.unwrap();
+    client.query(&stmt, &[]).await.unwrap();
+    client
+        .simple_query("SET search_path = secret")
+        .await
+        .unwrap();
+    let e = client.query(&stmt, &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_says_which_user_functions_are_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = proxy(&dir).await;
+    let client = proxy.client().await;
+    // Immutable in pg_proc: everyday SQL.
+    let rows = client.simple_query("SELECT tidy('ABC')").await.unwrap();
+    assert!(rows.len() >= 2);
+    // Volatile user function: opaque, refused in production.
+    refused_by(&client, "SELECT bump()", "deny-opaque-code-in-production").await;
+    // A function the catalog has never seen is opaque too.
+    refused_by(
+        &client,
+        "SELECT no_such_function(1)",
+        "deny-opaque-code-in-production",
+    )
+    .await;
+}
