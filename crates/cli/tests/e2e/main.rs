@@ -11,6 +11,7 @@ mod catalog;
 mod copy;
 mod lexing;
 mod lifecycle;
+mod policy;
 mod protocol;
 mod row_limit;
 mod startup;
