@@ -193,38 +193,52 @@ impl Guard {
 
     /// Judges a statement string: a simple Query (any number of
     /// statements) or an extended-protocol Parse. Any statement refused
-    /// refuses the whole string.
+    /// refuses the whole string. Each statement is judged under every
+    /// search_path it may run under, seeing what the statements before it
+    /// in the same string set up.
     pub fn judge_text(&self, sql: &str, who: &Who, session: &SessionState) -> Judgement {
         let analysis = match self.analyses.analyze(sql) {
             Ok(a) => a,
             Err(e) => return self.judgement(None, Some(analysis_refusal(&e))),
         };
         let (_, catalog) = self.catalog();
-        let scope = Scope {
-            search_path: session.search_path(),
-            session_user: Some(&session.session_user),
-            catalog: catalog.as_deref(),
-        };
         let count = u32::try_from(analysis.statements.len()).unwrap_or(u32::MAX);
         let mut j = self.judgement(Some(analysis.clone()), None);
-        for stmt in &analysis.statements {
-            let mut facts = describe(stmt, &scope, count);
-            // EXECUTE runs a prepared body: judge it as part of this
-            // statement.
-            for action in &stmt.actions {
-                if let (ActionKind::Execute { name }, Execution::Now) =
-                    (&action.kind, action.execution)
-                {
-                    if let Err(r) = self.add_prepared(&mut facts, name, session, &scope) {
-                        j.refusal.get_or_insert(r);
+        let mut paths = session.message_paths();
+        // The session as earlier statements of this string leave it, once
+        // one of them prepares or deallocates something.
+        let mut scratch: Option<SessionState> = None;
+        for (index, stmt) in analysis.statements.iter().enumerate() {
+            let state = scratch.as_ref().unwrap_or(session);
+            let mut worst: Option<Decision> = None;
+            for path in paths.paths() {
+                let scope = Scope {
+                    search_path: path,
+                    session_user: Some(&session.session_user),
+                    catalog: catalog.as_deref(),
+                };
+                let mut facts = describe(stmt, &scope, count);
+                // EXECUTE runs a prepared body: judge it as part of this
+                // statement.
+                for action in &stmt.actions {
+                    if let (ActionKind::Execute { name }, Execution::Now) =
+                        (&action.kind, action.execution)
+                    {
+                        if let Err(r) = self.add_prepared(&mut facts, name, state, &scope) {
+                            j.refusal.get_or_insert(r);
+                        }
                     }
                 }
+                let decision = self.engine.decide(&self.request(who, facts));
+                if worst.as_ref().is_none_or(Decision::is_allow) {
+                    worst = Some(decision);
+                }
             }
+            let decision = worst.unwrap_or(Decision::Allow);
             j.changes_schema |= changes_schema(stmt);
             if writes_rows(stmt) {
                 j.row_limit = self.enforced_row_limit();
             }
-            let decision = self.engine.decide(&self.request(who, facts));
             if j.refusal.is_none() {
                 j.refusal = decision_refusal(&decision);
             }
@@ -232,39 +246,53 @@ impl Guard {
                 class: stmt.class,
                 decision,
             });
+            if index + 1 < analysis.statements.len() {
+                session.follow_in_message(&mut paths, stmt);
+                if prepares(stmt) {
+                    scratch
+                        .get_or_insert_with(|| session.clone())
+                        .follow_prepared(&analysis, index, stmt);
+                }
+            }
         }
         j
     }
 
     /// Judges running the prepared statement `name` (a Bind): by the texts
-    /// the session prepared under that name, with the session as it is now.
+    /// the session prepared under that name, under every search_path the
+    /// session may have now.
     pub fn judge_prepared(&self, name: &str, who: &Who, session: &SessionState) -> Judgement {
         let (_, catalog) = self.catalog();
-        let scope = Scope {
-            search_path: session.search_path(),
-            session_user: Some(&session.session_user),
-            catalog: catalog.as_deref(),
-        };
-        let mut facts = policy::StatementFacts {
-            statement_count: 1,
-            ..Default::default()
-        };
         let mut j = self.judgement(None, None);
-        if let Err(r) = self.add_prepared(&mut facts, name, session, &scope) {
-            j.refusal = Some(r);
-            return j;
+        let mut worst: Option<Decision> = None;
+        for path in session.search_paths() {
+            let scope = Scope {
+                search_path: path,
+                session_user: Some(&session.session_user),
+                catalog: catalog.as_deref(),
+            };
+            let mut facts = policy::StatementFacts {
+                statement_count: 1,
+                ..Default::default()
+            };
+            if let Err(r) = self.add_prepared(&mut facts, name, session, &scope) {
+                j.refusal = Some(r);
+                return j;
+            }
+            let decision = self.engine.decide(&self.request(who, facts));
+            if worst.as_ref().is_none_or(Decision::is_allow) {
+                worst = Some(decision);
+            }
         }
         if let Some(Prepared::Texts(texts)) = session.prepared(name) {
-            if texts.iter().any(|t| {
-                t.analysis
-                    .statements
-                    .get(t.index)
-                    .is_some_and(writes_rows)
-            }) {
+            if texts
+                .iter()
+                .any(|t| t.analysis.statements.get(t.index).is_some_and(writes_rows))
+            {
                 j.row_limit = self.enforced_row_limit();
             }
         }
-        let decision = self.engine.decide(&self.request(who, facts));
+        let decision = worst.unwrap_or(Decision::Allow);
         j.refusal = decision_refusal(&decision);
         j.statements.push(StatementVerdict {
             class: StatementClass::Execute,
@@ -311,6 +339,18 @@ fn shown_name(name: &str) -> String {
     name.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
+fn prepares(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    stmt.actions.iter().any(|a| {
+        a.execution == Execution::Now
+            && matches!(
+                a.kind,
+                ActionKind::Prepare { .. }
+                    | ActionKind::Deallocate { .. }
+                    | ActionKind::Discard { .. }
+            )
+    })
+}
+
 fn changes_schema(stmt: &portcullis_analysis::StatementFacts) -> bool {
     stmt.actions.iter().any(|a| {
         a.execution == Execution::Now
@@ -332,7 +372,10 @@ fn writes_rows(stmt: &portcullis_analysis::StatementFacts) -> bool {
     stmt.actions.iter().any(|a| {
         a.execution != Execution::Never
             && a.kind.modifies_data()
-            && !matches!(a.kind, ActionKind::Copy { .. } | ActionKind::Truncate { .. })
+            && !matches!(
+                a.kind,
+                ActionKind::Copy { .. } | ActionKind::Truncate { .. }
+            )
     })
 }
 

@@ -2,16 +2,29 @@
 //! judged: its search_path and its prepared statements.
 //!
 //! **search_path.** Names resolve through the path in force when the server
-//! runs a statement. The proxy learns it at login (it asks the server) and
-//! then follows every change it lets through, in order: SET / RESET /
-//! set_config, with SET LOCAL lasting to the end of the transaction and
-//! changes inside a transaction undone by ROLLBACK. A change whose value is
-//! only known at run time (`set_config('search_path', $1, false)`) makes
-//! the path unknown; until a later SET makes it known again (or the server
-//! reports it, as PostgreSQL 18 does), every unqualified operator counts as
-//! possibly shadowed, which makes statements opaque: refused in production,
-//! never silently misjudged. ROLLBACK TO SAVEPOINT after a change is the one
-//! case followed approximately: the path stays as last set.
+//! runs a statement, and the proxy judges a statement before the server
+//! has run the ones sent before it, which may fail, roll back or be
+//! discarded. So the proxy keeps the *set of paths that may be in force*,
+//! and a statement must pass under every one of them:
+//!
+//! - at login the set is the path the server reports;
+//! - every change the proxy lets through (SET, RESET, set_config, DISCARD
+//!   ALL, SET LOCAL) adds its path to the set; nothing is removed on the
+//!   strength of a statement merely being sent;
+//! - the set shrinks back to one path only on the server's evidence: when
+//!   every request has been answered, the session is outside a transaction,
+//!   and no error or rollback happened since the last change, that change
+//!   is in force; SET LOCAL paths go when a transaction ends;
+//! - within one Query message the outcome is certain (a statement after a
+//!   failed one never runs), so later statements of the same message are
+//!   judged under the path the earlier ones set, BEGIN ... ROLLBACK
+//!   included.
+//!
+//! A change whose value is only known at run time
+//! (`set_config('search_path', $1, false)`) adds an unknown path, under
+//! which every unqualified operator counts as possibly shadowed: statements
+//! become opaque (refused in production), never silently misjudged. Past
+//! [`MAX_PATHS`] possibilities the set becomes that unknown path.
 //!
 //! **Prepared statements.** SQL PREPARE and protocol Parse share one
 //! namespace on the server, and EXECUTE or Bind can use either. A statement
@@ -29,7 +42,7 @@ use portcullis_analysis::resolve::{
     parse_search_path as parse_search_path_value, search_path_change, SearchPathChange,
 };
 use portcullis_analysis::{
-    ActionKind, Analysis, DiscardTarget, Execution, SettingScope, TransactionKind,
+    ActionKind, Analysis, DiscardTarget, Execution, SettingScope, StatementFacts, TransactionKind,
 };
 
 /// How many distinct texts one prepared-statement name may stand for
@@ -38,6 +51,10 @@ const MAX_CANDIDATES: usize = 8;
 
 /// How many prepared statement names one session may have.
 const MAX_PREPARED: usize = 10_000;
+
+/// How many search_paths may be possible at once before the proxy gives up
+/// knowing (and judges under an unknown path).
+pub const MAX_PATHS: usize = 6;
 
 /// A prepared statement's text, analysed: statement `index` of `analysis`
 /// (a PREPARE statement, whose body is its deferred part, or a protocol
@@ -57,37 +74,121 @@ pub enum Prepared {
     Untracked,
 }
 
-/// The session's search_path as the proxy follows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Path {
-    Known(Vec<String>),
-    Unknown,
-}
-
-/// Per-session state for judging statements.
-#[derive(Debug)]
-pub struct SessionState {
-    /// The role statements run as, for `$user` in the path.
-    pub session_user: String,
-    /// The path at login, for RESET.
-    default_path: Vec<String>,
-    path: Path,
-    /// SET LOCAL, until the transaction ends.
-    local: Option<Path>,
-    /// The path when the current transaction block began, to restore on
-    /// ROLLBACK.
-    at_begin: Option<Path>,
-    prepared: HashMap<String, Prepared>,
-    /// Bumped whenever the path changes, so cached verdicts of prepared
-    /// statements can tell they are stale.
-    generation: u64,
-}
-
 /// Stands for an unknown path: pg_catalog listed after a schema nobody
 /// can name, so unqualified operators count as shadowable and unqualified
 /// functions as unknown.
 fn unknown_path() -> Vec<String> {
     vec!["$unknown".to_owned(), "pg_catalog".to_owned()]
+}
+
+fn add(set: &mut Vec<Vec<String>>, path: Vec<String>) {
+    if !set.contains(&path) {
+        set.push(path);
+    }
+}
+
+/// The search_path within one message, where outcomes are certain.
+#[derive(Debug, Clone)]
+pub struct MessagePaths {
+    /// Session-level paths that may be in force.
+    base: Vec<Vec<String>>,
+    /// SET LOCAL paths that may be in force (empty: none).
+    local: Vec<Vec<String>>,
+    /// `base` when the transaction block began, to restore on ROLLBACK.
+    at_begin: Option<Vec<Vec<String>>>,
+    in_block: bool,
+}
+
+impl MessagePaths {
+    /// Every path a statement at this point may run under.
+    pub fn paths(&self) -> impl Iterator<Item = &[String]> {
+        self.base.iter().chain(self.local.iter()).map(Vec::as_slice)
+    }
+
+    /// Follows one statement's effects (it ran, or the rest of the message
+    /// does not run).
+    fn follow(&mut self, stmt: &StatementFacts, default: &[String]) {
+        for action in &stmt.actions {
+            if action.execution != Execution::Now {
+                continue;
+            }
+            if let ActionKind::Transaction { kind } = &action.kind {
+                match kind {
+                    TransactionKind::Begin if !self.in_block => {
+                        self.at_begin = Some(self.base.clone());
+                        self.in_block = true;
+                    }
+                    TransactionKind::Commit | TransactionKind::Prepare => {
+                        self.in_block = false;
+                        self.at_begin = None;
+                        self.local.clear();
+                    }
+                    TransactionKind::Rollback => {
+                        self.in_block = false;
+                        if let Some(b) = self.at_begin.take() {
+                            self.base = b;
+                        }
+                        self.local.clear();
+                    }
+                    TransactionKind::RollbackTo => {
+                        // Undoes changes since a savepoint this message may
+                        // not show: keep every possibility.
+                        if let Some(b) = &self.at_begin {
+                            for p in b.clone() {
+                                add(&mut self.base, p);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for change in &stmt.settings {
+            if change.execution != Execution::Now {
+                continue;
+            }
+            let Some(effect) = search_path_change(change) else {
+                continue;
+            };
+            let to = match effect {
+                SearchPathChange::To(p) => p,
+                SearchPathChange::Default => default.to_vec(),
+                SearchPathChange::Unknown => unknown_path(),
+            };
+            match change.scope {
+                SettingScope::Transaction => self.local = vec![to],
+                SettingScope::Session => {
+                    self.base = vec![to];
+                    self.local.clear();
+                }
+                SettingScope::Unknown => {
+                    add(&mut self.base, to);
+                }
+            }
+        }
+    }
+}
+
+/// Per-session state for judging statements.
+#[derive(Debug, Clone)]
+pub struct SessionState {
+    /// The role statements run as, for `$user` in the path.
+    pub session_user: String,
+    /// The path at login, for RESET.
+    default_path: Vec<String>,
+    /// Session-level paths that may be in force.
+    base: Vec<Vec<String>>,
+    /// SET LOCAL paths that may be in force until the transaction ends.
+    local: Vec<Vec<String>>,
+    /// The session-level path the last message let through leaves in
+    /// force, if it ran to the end and committed.
+    unconfirmed: Option<Vec<String>>,
+    /// An error or rollback happened since that change.
+    spoiled: bool,
+    /// The possibilities when the open transaction block began (and the
+    /// change then unconfirmed), which its ROLLBACK returns to.
+    block_start: Option<(Vec<Vec<String>>, Option<Vec<String>>)>,
+    prepared: HashMap<String, Prepared>,
 }
 
 impl SessionState {
@@ -96,135 +197,91 @@ impl SessionState {
     pub fn new(session_user: impl Into<String>, search_path: Option<&str>) -> Self {
         let path = search_path
             .and_then(parse_search_path_value)
-            .map_or(Path::Unknown, Path::Known);
-        let default_path = match &path {
-            Path::Known(p) => p.clone(),
-            Path::Unknown => unknown_path(),
-        };
+            .unwrap_or_else(unknown_path);
         SessionState {
             session_user: session_user.into(),
-            default_path,
-            path,
-            local: None,
-            at_begin: None,
+            default_path: path.clone(),
+            base: vec![path],
+            local: Vec::new(),
+            unconfirmed: None,
+            spoiled: false,
+            block_start: None,
             prepared: HashMap::new(),
-            generation: 0,
         }
     }
 
-    /// The search_path to judge the next statement with.
+    /// The paths the next message starts under.
+    pub fn message_paths(&self) -> MessagePaths {
+        MessagePaths {
+            base: self.base.clone(),
+            local: self.local.clone(),
+            at_begin: None,
+            in_block: false,
+        }
+    }
+
+    /// Every search_path the next statement may run under (usually one).
+    pub fn search_paths(&self) -> impl Iterator<Item = &[String]> {
+        self.base.iter().chain(self.local.iter()).map(Vec::as_slice)
+    }
+
+    /// The most recent possible path (for tools that show one).
     pub fn search_path(&self) -> &[String] {
-        static UNKNOWN: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-        match self.local.as_ref().unwrap_or(&self.path) {
-            Path::Known(p) => p,
-            Path::Unknown => UNKNOWN.get_or_init(unknown_path),
-        }
+        self.local
+            .last()
+            .or(self.base.last())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
-    /// Whether the path is known.
-    pub fn search_path_known(&self) -> bool {
-        !matches!(self.local.as_ref().unwrap_or(&self.path), Path::Unknown)
+    /// Whether exactly one path is possible and it is known.
+    pub fn search_path_certain(&self) -> bool {
+        self.base.len() == 1 && self.local.is_empty() && self.base[0] != unknown_path()
     }
 
-    /// Changes whenever the path does.
-    pub fn generation(&self) -> u64 {
-        self.generation
+    /// Follows statement `index` of `analysis` within the message being
+    /// judged.
+    pub fn follow_in_message(&self, paths: &mut MessagePaths, stmt: &StatementFacts) {
+        paths.follow(stmt, &self.default_path);
     }
 
-    fn set_path(&mut self, scope: SettingScope, to: Path) {
-        self.generation += 1;
-        match scope {
-            SettingScope::Transaction => self.local = Some(to),
-            SettingScope::Session => {
-                self.path = to;
-                // A session-level SET also replaces an earlier SET LOCAL.
-                self.local = None;
-            }
-            SettingScope::Unknown => {
-                self.path = Path::Unknown;
-                self.local = None;
-            }
-        }
-    }
-
-    /// The server reported its search_path (PostgreSQL 18 and later send
-    /// ParameterStatus for it): the authoritative value.
-    pub fn reported_search_path(&mut self, value: &str) {
-        let to = parse_search_path_value(value).map_or(Path::Unknown, Path::Known);
-        if self.path != to || self.local.is_some() {
-            self.generation += 1;
-            self.path = to;
-            self.local = None;
-        }
-    }
-
-    /// The server became idle outside any transaction: SET LOCAL is over
-    /// and there is nothing left to roll back.
-    pub fn transaction_ended(&mut self) {
-        if self.local.take().is_some() {
-            self.generation += 1;
-        }
-        self.at_begin = None;
-    }
-
-    /// Follows the effects of statements the proxy lets through, in order.
-    /// `in_transaction` is whether a transaction block was open before
-    /// them.
-    pub fn apply(&mut self, analysis: &Arc<Analysis>, in_transaction: bool) {
-        let mut in_block = in_transaction;
+    /// Folds the effects of a message the proxy let through into the
+    /// session, statement by statement: its paths become possible, its
+    /// prepared statements known.
+    pub fn apply(&mut self, analysis: &Arc<Analysis>, _in_transaction: bool) {
         for (index, stmt) in analysis.statements.iter().enumerate() {
             for action in &stmt.actions {
                 if action.execution != Execution::Now {
                     continue;
                 }
-                match &action.kind {
-                    ActionKind::Transaction { kind } => match kind {
-                        TransactionKind::Begin => {
-                            if !in_block {
-                                self.at_begin = Some(self.path.clone());
-                            }
-                            in_block = true;
+                let ActionKind::Transaction { kind } = &action.kind else {
+                    continue;
+                };
+                match kind {
+                    TransactionKind::Begin => {
+                        if self.block_start.is_none() {
+                            self.block_start = Some((self.base.clone(), self.unconfirmed.clone()));
                         }
-                        TransactionKind::Commit | TransactionKind::Prepare => {
-                            in_block = false;
-                            self.at_begin = None;
-                            if self.local.take().is_some() {
-                                self.generation += 1;
-                            }
-                        }
-                        TransactionKind::Rollback => {
-                            in_block = false;
-                            if let Some(p) = self.at_begin.take() {
-                                if p != self.path {
-                                    self.path = p;
-                                    self.generation += 1;
-                                }
-                            }
-                            if self.local.take().is_some() {
-                                self.generation += 1;
-                            }
-                        }
-                        _ => {}
-                    },
-                    ActionKind::Prepare { name } => {
-                        self.prepare(
-                            name,
-                            PreparedText {
-                                analysis: analysis.clone(),
-                                index,
-                            },
-                        );
                     }
-                    ActionKind::Deallocate { name } => match name {
-                        Some(n) => {
-                            self.prepared.remove(n);
+                    TransactionKind::Commit | TransactionKind::Prepare => {
+                        self.block_start = None;
+                    }
+                    TransactionKind::Rollback => match self.block_start.take() {
+                        // Whatever happened inside, the path is again one of
+                        // those possible when the block began.
+                        Some((base, unconfirmed)) => {
+                            self.base = base;
+                            self.unconfirmed = unconfirmed;
+                            self.local.clear();
                         }
-                        None => self.prepared.clear(),
+                        None => {
+                            self.spoiled = true;
+                            self.unconfirmed = None;
+                        }
                     },
-                    ActionKind::Discard {
-                        target: DiscardTarget::All,
-                    } => {
-                        self.prepared.clear();
+                    TransactionKind::RollbackTo => {
+                        self.spoiled = true;
+                        self.unconfirmed = None;
                     }
                     _ => {}
                 }
@@ -237,13 +294,97 @@ impl SessionState {
                     continue;
                 };
                 let to = match effect {
-                    SearchPathChange::To(p) => Path::Known(p),
-                    SearchPathChange::Default => Path::Known(self.default_path.clone()),
-                    SearchPathChange::Unknown => Path::Unknown,
+                    SearchPathChange::To(p) => p,
+                    SearchPathChange::Default => self.default_path.clone(),
+                    SearchPathChange::Unknown => unknown_path(),
                 };
-                self.set_path(change.scope, to);
+                match change.scope {
+                    SettingScope::Transaction => add(&mut self.local, to),
+                    SettingScope::Session => {
+                        add(&mut self.base, to.clone());
+                        self.unconfirmed = Some(to);
+                        self.spoiled = false;
+                    }
+                    SettingScope::Unknown => {
+                        add(&mut self.base, to);
+                        self.unconfirmed = None;
+                    }
+                }
+            }
+            self.follow_prepared(analysis, index, stmt);
+        }
+        if self.base.len() + self.local.len() > MAX_PATHS {
+            self.base = vec![unknown_path()];
+            self.local.clear();
+            self.unconfirmed = None;
+        }
+    }
+
+    /// Follows PREPARE / DEALLOCATE / DISCARD ALL of one statement.
+    pub fn follow_prepared(
+        &mut self,
+        analysis: &Arc<Analysis>,
+        index: usize,
+        stmt: &StatementFacts,
+    ) {
+        for action in &stmt.actions {
+            if action.execution != Execution::Now {
+                continue;
+            }
+            match &action.kind {
+                ActionKind::Prepare { name } => self.prepare(
+                    name,
+                    PreparedText {
+                        analysis: analysis.clone(),
+                        index,
+                    },
+                ),
+                ActionKind::Deallocate { name } => match name {
+                    Some(n) => {
+                        self.prepared.remove(n);
+                    }
+                    None => self.prepared.clear(),
+                },
+                ActionKind::Discard {
+                    target: DiscardTarget::All,
+                } => self.prepared.clear(),
+                _ => {}
             }
         }
+    }
+
+    /// The server reported an error, or a ROLLBACK (including COMMIT of a
+    /// failed transaction and ROLLBACK TO SAVEPOINT): the last change may
+    /// not be in force.
+    pub fn spoiled(&mut self) {
+        self.spoiled = true;
+    }
+
+    /// A ReadyForQuery: `idle` when outside any transaction, `quiescent`
+    /// when every request sent so far has been answered.
+    pub fn ready(&mut self, idle: bool, quiescent: bool) {
+        if !idle {
+            return;
+        }
+        // The transaction is over, committed or not: SET LOCAL is gone.
+        self.local.clear();
+        self.block_start = None;
+        if !quiescent {
+            return;
+        }
+        if let Some(p) = self.unconfirmed.take() {
+            if !self.spoiled {
+                self.base = vec![p];
+            }
+        }
+        self.spoiled = false;
+    }
+
+    /// The server reported its search_path (PostgreSQL 18 and later send
+    /// ParameterStatus for it): it is possible from now on.
+    pub fn reported_search_path(&mut self, value: &str) {
+        let to = parse_search_path_value(value).unwrap_or_else(unknown_path);
+        add(&mut self.base, to);
     }
 
     /// Records `name` as standing for `text` (SQL PREPARE, or a named
@@ -292,41 +433,100 @@ mod tests {
         Arc::new(portcullis_analysis::analyze(sql).expect("parses"))
     }
 
-    #[test]
-    fn set_reset_and_local() {
-        let mut s = SessionState::new("app", Some("\"$user\", public"));
-        assert_eq!(s.search_path(), ["$user", "public"]);
-        s.apply(&analysis("SET search_path = app, public"), false);
-        assert_eq!(s.search_path(), ["app", "public"]);
-        s.apply(&analysis("BEGIN; SET LOCAL search_path = evil"), false);
-        assert_eq!(s.search_path(), ["evil"]);
-        s.transaction_ended();
-        assert_eq!(s.search_path(), ["app", "public"]);
-        s.apply(&analysis("RESET search_path"), false);
-        assert_eq!(s.search_path(), ["$user", "public"]);
+    fn paths(s: &SessionState) -> Vec<Vec<String>> {
+        s.search_paths().map(<[String]>::to_vec).collect()
+    }
+
+    fn p(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
-    fn rollback_undoes_changes_in_the_block() {
+    fn a_change_is_possible_at_once_and_certain_once_confirmed() {
+        let mut s = SessionState::new("app", Some("\"$user\", public"));
+        assert_eq!(paths(&s), [p(&["$user", "public"])]);
+        s.apply(&analysis("SET search_path = app, public"), false);
+        assert_eq!(paths(&s), [p(&["$user", "public"]), p(&["app", "public"])]);
+        s.ready(true, true);
+        assert_eq!(paths(&s), [p(&["app", "public"])]);
+        assert!(s.search_path_certain());
+    }
+
+    #[test]
+    fn an_error_or_rollback_keeps_every_possibility() {
         let mut s = SessionState::new("app", Some("public"));
-        s.apply(&analysis("BEGIN; SET search_path = other; ROLLBACK"), false);
-        assert_eq!(s.search_path(), ["public"]);
-        s.apply(&analysis("BEGIN; SET search_path = other; COMMIT"), false);
-        assert_eq!(s.search_path(), ["other"]);
+        s.apply(&analysis("SET search_path = evil"), true);
+        s.spoiled();
+        s.ready(true, true);
+        assert_eq!(paths(&s), [p(&["public"]), p(&["evil"])]);
+        // The next clean change settles it.
+        s.apply(&analysis("SET search_path = public"), false);
+        s.ready(true, true);
+        assert_eq!(paths(&s), [p(&["public"])]);
+    }
+
+    #[test]
+    fn nothing_settles_while_requests_are_in_flight() {
+        let mut s = SessionState::new("app", Some("public"));
+        s.apply(&analysis("SET search_path = a"), false);
+        s.ready(true, false);
+        assert_eq!(paths(&s).len(), 2);
+    }
+
+    #[test]
+    fn set_local_lasts_until_the_transaction_ends() {
+        let mut s = SessionState::new("app", Some("public"));
+        s.apply(&analysis("BEGIN; SET LOCAL search_path = evil"), false);
+        assert!(paths(&s).contains(&p(&["evil"])));
+        s.ready(false, true);
+        assert!(paths(&s).contains(&p(&["evil"])));
+        s.ready(true, true);
+        assert_eq!(paths(&s), [p(&["public"])]);
+    }
+
+    #[test]
+    fn within_a_message_later_statements_see_earlier_changes() {
+        let s = SessionState::new("app", Some("public"));
+        let a = analysis(
+            "SET search_path = evil; SELECT 1; BEGIN; SET search_path = x; ROLLBACK; SELECT 2",
+        );
+        let mut m = s.message_paths();
+        let mut seen = Vec::new();
+        for stmt in &a.statements {
+            seen.push(m.paths().map(<[String]>::to_vec).collect::<Vec<_>>());
+            s.follow_in_message(&mut m, stmt);
+        }
+        assert_eq!(seen[1], [p(&["evil"])]);
+        assert_eq!(seen[4], [p(&["x"])]);
+        assert_eq!(
+            seen[5],
+            [p(&["evil"])],
+            "ROLLBACK restores the path at BEGIN"
+        );
     }
 
     #[test]
     fn run_time_values_make_the_path_unknown() {
         let mut s = SessionState::new("app", Some("public"));
-        let g = s.generation();
         s.apply(
             &analysis("SELECT set_config('search_path', current_setting('x'), false)"),
             false,
         );
-        assert!(!s.search_path_known());
-        assert_ne!(s.generation(), g);
+        s.ready(true, true);
+        assert!(!s.search_path_certain());
         s.apply(&analysis("SET search_path = public"), false);
-        assert!(s.search_path_known());
+        s.ready(true, true);
+        assert!(s.search_path_certain());
+    }
+
+    #[test]
+    fn too_many_possibilities_become_unknown() {
+        let mut s = SessionState::new("app", Some("public"));
+        for i in 0..10 {
+            s.apply(&analysis(&format!("SET search_path = s{i}")), true);
+        }
+        assert!(paths(&s).contains(&unknown_path()));
+        assert!(paths(&s).len() <= MAX_PATHS);
     }
 
     #[test]

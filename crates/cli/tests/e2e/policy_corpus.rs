@@ -221,19 +221,6 @@ SELECT setval('invoice_seq', 7);
 REFRESH MATERIALIZED VIEW customer_counts;
 "#;
 
-/// Portcullis judges every statement of a simple Query with the
-/// search_path in force before the message: a SET earlier in the same
-/// message is not applied to the statements after it.
-const SAME_MESSAGE_PATH: &str =
-    "a search_path change is not applied to later statements of the same Query";
-
-/// An EXECUTE is judged by the texts the session prepared before the
-/// message: a PREPARE earlier in the same Query is not known yet, so the
-/// EXECUTE is refused as "not prepared through Portcullis" (a false
-/// positive: the body was judged, and allowed, as part of the PREPARE).
-const SAME_MESSAGE_PREPARE: &str =
-    "an EXECUTE of a name PREPAREd earlier in the same Query is refused as not prepared";
-
 /// Staging and development allow opaque code (DO, CALL, user functions),
 /// and opaque code can use every dangerous capability: the "dangerous
 /// capabilities are refused everywhere" rule holds only for capabilities
@@ -653,14 +640,12 @@ pub const CORPUS: &[Case] = &[
     prod(
         "SET search_path = evil, pg_catalog, public; SELECT * FROM orders WHERE id = 1",
         OPAQUE,
-    )
-    .known_bug(SAME_MESSAGE_PATH),
+    ),
     prod(
         "BEGIN; SET LOCAL search_path = evil, pg_catalog, public; \
          DELETE FROM order_items WHERE order_id = 1; COMMIT",
         OPAQUE,
-    )
-    .known_bug(SAME_MESSAGE_PATH),
+    ),
     prod("SET search_path = shadow, public; TRUNCATE orders", TRUNCATE),
     prod(
         "SELECT set_config('search_path', 'evil, pg_catalog, public', false); \
@@ -693,14 +678,12 @@ pub const CORPUS: &[Case] = &[
     prod("EXECUTE never_prepared", NotPrepared),
     prod("PREPARE pol_same AS SELECT 1; EXECUTE pol_same", Ok)
         .autocommit()
-        .after("DEALLOCATE pol_same")
-        .known_bug(SAME_MESSAGE_PREPARE),
+        .after("DEALLOCATE pol_same"),
     prod(
         "PREPARE pol_same (int) AS DELETE FROM order_items WHERE order_id = $1; \
          EXECUTE pol_same (1); DEALLOCATE pol_same",
         Ok,
-    )
-    .known_bug(SAME_MESSAGE_PREPARE),
+    ),
     prod("EXECUTE never_prepared (1, 2)", NotPrepared),
     prod("EXECUTE pol_gone (1)", NotPrepared)
         .before("PREPARE pol_gone (int) AS SELECT $1; DEALLOCATE pol_gone"),
@@ -997,21 +980,6 @@ const fn path(steps: &'static [Step]) -> PathSequence {
     }
 }
 
-const fn path_bug(steps: &'static [Step], why: &'static str) -> PathSequence {
-    PathSequence {
-        steps,
-        known_bug: Some(why),
-    }
-}
-
-/// Portcullis follows a SET when it lets the message through, whether or
-/// not the server then applies it: PostgreSQL undoes a SET when its
-/// transaction (explicit, or the implicit one of a multi-statement Query or
-/// an extended-protocol batch) aborts, and on ROLLBACK TO SAVEPOINT.
-/// Portcullis keeps the new path, so it judges later statements by a
-/// path the server does not have.
-const FAILED_SET: &str = "a SET search_path that the server undoes (aborted transaction, ROLLBACK TO SAVEPOINT) is still followed";
-
 pub const PATH_SEQUENCES: &[PathSequence] = &[
     path(&[]),
     path(&[EVIL]),
@@ -1051,44 +1019,32 @@ pub const PATH_SEQUENCES: &[PathSequence] = &[
     path(&[Step::Batch(&["SET search_path = evil, pg_catalog, public"])]),
     path(&[EVIL, Step::Batch(&["SET search_path = public", "SELECT 1"])]),
     path(&[EVIL, Step::Query("SET search_path = public; SELECT 1 / 0")]),
-    // The server undoes the SET; Portcullis does not.
-    path_bug(
-        &[
-            EVIL,
-            Step::Batch(&["SET search_path = public", "SELECT 1 / 0"]),
-        ],
-        FAILED_SET,
-    ),
-    path_bug(
-        &[
-            EVIL,
-            Step::Query("BEGIN"),
-            Step::Query("SELECT 1 / 0"),
-            Step::Query("SET search_path = public"),
-            Step::Query("COMMIT"),
-        ],
-        FAILED_SET,
-    ),
+    // The server undoes the SET in the failed batch.
+    path(&[
+        EVIL,
+        Step::Batch(&["SET search_path = public", "SELECT 1 / 0"]),
+    ]),
+    path(&[
+        EVIL,
+        Step::Query("BEGIN"),
+        Step::Query("SELECT 1 / 0"),
+        Step::Query("SET search_path = public"),
+        Step::Query("COMMIT"),
+    ]),
     // A refused statement aborts the transaction like any error.
-    path_bug(
-        &[
-            EVIL,
-            Step::Query("BEGIN"),
-            Step::Query("DROP TABLE orders"),
-            Step::Query("SET search_path = public"),
-            Step::Query("COMMIT"),
-        ],
-        FAILED_SET,
-    ),
-    path_bug(
-        &[
-            EVIL,
-            Step::Query("BEGIN"),
-            Step::Query("SAVEPOINT s"),
-            Step::Query("SET search_path = public"),
-            Step::Query("ROLLBACK TO SAVEPOINT s"),
-            Step::Query("COMMIT"),
-        ],
-        FAILED_SET,
-    ),
+    path(&[
+        EVIL,
+        Step::Query("BEGIN"),
+        Step::Query("DROP TABLE orders"),
+        Step::Query("SET search_path = public"),
+        Step::Query("COMMIT"),
+    ]),
+    path(&[
+        EVIL,
+        Step::Query("BEGIN"),
+        Step::Query("SAVEPOINT s"),
+        Step::Query("SET search_path = public"),
+        Step::Query("ROLLBACK TO SAVEPOINT s"),
+        Step::Query("COMMIT"),
+    ]),
 ];

@@ -106,14 +106,20 @@ impl Guarded {
         }
     }
 
-    /// A ReadyForQuery from the server.
-    pub fn ready(&self, status: u8) {
-        if status == portcullis_wire::tags::txn::IDLE {
-            self.state().transaction_ended();
-            if self.schema_dirty.swap(false, Ordering::Relaxed) {
-                crate::catalog::refresh(&self.target);
-            }
+    /// A ReadyForQuery from the server; `drained` when every request sent
+    /// so far has been answered.
+    pub fn ready(&self, status: u8, drained: bool) {
+        let idle = status == portcullis_wire::tags::txn::IDLE;
+        self.state().ready(idle, drained);
+        if idle && self.schema_dirty.swap(false, Ordering::Relaxed) {
+            crate::catalog::refresh(&self.target);
         }
+    }
+
+    /// An ErrorResponse, or a CommandComplete saying ROLLBACK: changes the
+    /// proxy followed may not have taken effect.
+    pub fn spoiled(&self) {
+        self.state().spoiled();
     }
 
     /// Statement text as the analysis reads it.

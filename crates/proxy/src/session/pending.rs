@@ -358,6 +358,12 @@ impl Pending {
         sent
     }
 
+    /// Every request sent so far has been answered, Syncs and all.
+    pub fn drained(&self) -> bool {
+        let l = self.ledger();
+        !l.copy_in_open && l.entries.iter().all(|e| *e == Entry::CopyEnd)
+    }
+
     /// No request is waiting for the server and no transaction is open.
     #[cfg(test)]
     pub fn idle(&self) -> bool {

@@ -97,7 +97,7 @@ fn judge(
             if let Some(sent) = pending.ready(status) {
                 metrics.statement_seconds(sent.elapsed().as_secs_f64());
             }
-            guarded.ready(status);
+            guarded.ready(status, pending.drained());
             Ok(Action::Forward)
         }
         be::COPY_IN_RESPONSE => {
@@ -113,6 +113,11 @@ fn judge(
             Ok(Action::Forward)
         }
         be::COMMAND_COMPLETE | be::PORTAL_SUSPENDED | be::EMPTY_QUERY_RESPONSE => {
+            // COMMIT of a failed transaction and ROLLBACK TO SAVEPOINT
+            // answer ROLLBACK too.
+            if tag == be::COMMAND_COMPLETE && decode::body(msg).starts_with(b"ROLLBACK") {
+                guarded.spoiled();
+            }
             pending.command_done();
             Ok(Action::Forward)
         }
@@ -133,6 +138,7 @@ fn judge(
                 .ok()
                 .and_then(|f| f.severity);
             let fatal = matches!(severity, Some("FATAL" | "PANIC"));
+            guarded.spoiled();
             match pending.error(fatal) {
                 Some(ours) => Ok(Action::Replace(ours)),
                 None => Ok(Action::Error),
