@@ -57,21 +57,41 @@ pub fn run(args: DemoArgs) -> ExitCode {
     }
 }
 
-fn demo(args: DemoArgs) -> Result<(), String> {
-    let temp;
-    let dir = match &args.dir {
+/// A demo ready to serve: the seeded cluster, the configuration written
+/// for it, and the identities in it.
+struct Demo {
+    dir: PathBuf,
+    config_path: PathBuf,
+    ca_cert: PathBuf,
+    /// Issued the certificates of PostgreSQL and Portcullis.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pki: TestPki,
+    upstream_password: String,
+    users: Vec<DemoUser>,
+    /// Declared before `_temp` so PostgreSQL stops before its directory is
+    /// removed.
+    cluster: PgCluster,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Starts PostgreSQL in `dir` (a temporary directory if `None`), seeds it
+/// and writes a configuration listening on `listen`.
+fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
+    let (dir, temp) = match dir {
         Some(d) => {
             std::fs::create_dir_all(d)
                 .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-            d.canonicalize()
-                .map_err(|e| format!("{}: {e}", d.display()))?
+            let d = d
+                .canonicalize()
+                .map_err(|e| format!("{}: {e}", d.display()))?;
+            (d, None)
         }
         None => {
-            temp = tempfile::Builder::new()
+            let temp = tempfile::Builder::new()
                 .prefix("portcullis-demo-")
                 .tempdir()
                 .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-            temp.path().to_path_buf()
+            (temp.path().to_path_buf(), Some(temp))
         }
     };
     eprintln!("Starting a throwaway PostgreSQL in {} ...", dir.display());
@@ -88,7 +108,7 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     let upstream_password = random_password();
     seed(&cluster, &upstream_password)?;
 
-    let users = [
+    let users = vec![
         DemoUser {
             name: "dana",
             kind: "human",
@@ -113,13 +133,27 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     ];
     let config_path = write_config(
         &dir,
-        &args.listen,
+        listen,
         &cluster,
         &tls_files,
         &upstream_password,
         &users,
     )?;
-    let config = Config::load(&config_path).map_err(|e| e.to_string())?;
+    Ok(Demo {
+        dir,
+        config_path,
+        ca_cert: tls_files.ca_cert,
+        pki,
+        upstream_password,
+        users,
+        cluster,
+        _temp: temp,
+    })
+}
+
+fn demo(args: DemoArgs) -> Result<(), String> {
+    let demo = set_up(args.dir.as_deref(), &args.listen)?;
+    let config = Config::load(&demo.config_path).map_err(|e| e.to_string())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -133,22 +167,12 @@ fn demo(args: DemoArgs) -> Result<(), String> {
             .map(|(_, a)| *a)
             .ok_or("no listener")?;
         let admin = server.admin_addr();
-        print_details(
-            &args,
-            &dir,
-            &config_path,
-            proxy,
-            admin,
-            &cluster,
-            &upstream_password,
-            &users,
-            &tls_files.ca_cert,
-        );
+        print_details(&args, &demo, proxy, admin);
         crate::serve(server).await;
         Ok::<(), String>(())
     })?;
     eprintln!("Stopping PostgreSQL and cleaning up ...");
-    drop(cluster);
+    drop(demo);
     Ok(())
 }
 
@@ -269,18 +293,43 @@ fn dsn(host: &str, port: u16, db: &str, user: &str, password: &str) -> String {
     format!("host={host} port={port} dbname={db} user={user} password={password} sslmode=require")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn print_details(
-    args: &DemoArgs,
-    dir: &Path,
-    config: &Path,
-    proxy: SocketAddr,
-    admin: Option<SocketAddr>,
-    cluster: &PgCluster,
-    upstream_password: &str,
-    users: &[DemoUser],
-    ca: &Path,
-) {
+/// What the printed instructions suggest trying on the production target,
+/// and the default policy that refuses each (`None`: it runs). On the
+/// staging target every one of them runs. The demo's test holds the
+/// proxy to this list.
+const TRY_ON_PRODUCTION: &[(&str, Option<&str>)] = &[
+    (
+        "SELECT id, status, total_cents FROM orders ORDER BY id LIMIT 5",
+        None,
+    ),
+    ("UPDATE orders SET status = 'cancelled' WHERE id = 1", None),
+    (
+        "DELETE FROM api_tokens",
+        Some("deny-unfiltered-write-in-production"),
+    ),
+    ("DROP TABLE api_tokens", Some("deny-drop-in-production")),
+];
+
+/// The statement `policy explain` is shown with.
+const EXPLAIN_EXAMPLE: &str = "DELETE FROM api_tokens";
+
+/// How to run this binary again, for a ready-to-paste command line.
+fn this_binary() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "portcullis".to_owned())
+}
+
+fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<SocketAddr>) {
+    let Demo {
+        dir,
+        config_path: config,
+        ca_cert: ca,
+        cluster,
+        upstream_password,
+        users,
+        ..
+    } = demo;
     let host = proxy.ip().to_string();
     let direct = dsn(
         cluster.host(),
@@ -288,6 +337,12 @@ fn print_details(
         "shop",
         UPSTREAM_ROLE,
         upstream_password,
+    );
+    let explain = format!(
+        "{} policy explain -c {} --target shop --user {} \"{EXPLAIN_EXAMPLE}\"",
+        this_binary(),
+        config.display(),
+        users[0].name
     );
     if args.json {
         let users: Vec<_> = users
@@ -303,6 +358,10 @@ fn print_details(
                 })
             })
             .collect();
+        let examples: Vec<_> = TRY_ON_PRODUCTION
+            .iter()
+            .map(|(sql, policy)| json!({ "sql": sql, "refused_on_production_by": policy }))
+            .collect();
         let out = json!({
             "proxy": { "host": host, "port": proxy.port() },
             "admin": admin.map(|a| format!("http://{a}")),
@@ -311,6 +370,8 @@ fn print_details(
                 { "name": "shop_staging", "environment": "staging" },
             ],
             "users": users,
+            "examples": examples,
+            "explain": explain,
             "upstream": {
                 "host": cluster.host(),
                 "port": cluster.port(),
@@ -341,6 +402,27 @@ fn print_details(
     s.push_str(&format!(
         "  # the same users reach staging with dbname=shop_staging\n\nDirect to PostgreSQL, bypassing Portcullis (for comparison):\n  psql \"{direct}\"\n\n"
     ));
+    s.push_str(
+        "Guardrails: every statement is judged by the default policies. On shop (production):\n",
+    );
+    let width = TRY_ON_PRODUCTION
+        .iter()
+        .map(|(sql, _)| sql.len() + 1)
+        .max()
+        .unwrap_or(0);
+    for (sql, policy) in TRY_ON_PRODUCTION {
+        let verdict = match policy {
+            None => "runs".to_owned(),
+            Some(p) => format!("refused, SQLSTATE 42501, policy {p}"),
+        };
+        s.push_str(&format!("  {:<width$}  -- {verdict}\n", format!("{sql};")));
+    }
+    s.push_str(&format!(
+        "On shop_staging all of them run. Inside a transaction a refusal aborts it, as any\n\
+         PostgreSQL error does. Why a statement is refused, step by step:\n  {explain}\n\
+         Observe mode (log what would be refused, refuse nothing): add enforcement = \"observe\"\n\
+         to the shop [[target]] in the configuration and reload; new sessions use it.\n\n"
+    ));
     if let Some(a) = admin {
         s.push_str(&format!(
             "Metrics: http://{a}/metrics   Health: http://{a}/health\n"
@@ -354,3 +436,6 @@ fn print_details(
     ));
     println!("{s}");
 }
+
+#[cfg(test)]
+mod tests;
