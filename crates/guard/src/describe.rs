@@ -477,7 +477,7 @@ fn operations(
 }
 
 /// The policy's capability names for one the analysis found.
-fn capabilities(cap: &analysis::CapabilityUse) -> Vec<Capability> {
+pub(crate) fn capabilities(cap: &analysis::CapabilityUse) -> Vec<Capability> {
     use analysis::Capability as A;
     match cap.capability {
         A::ServerFiles => vec![Capability::ServerFiles],

@@ -15,6 +15,7 @@ use portcullis_policy::{
 
 use crate::catalog::CatalogSnapshot;
 use crate::describe::{describe, describe_into, Scope};
+use crate::opaque_scan;
 use crate::session::{Prepared, SessionState};
 
 /// SQLSTATEs of the guard's refusals.
@@ -85,6 +86,10 @@ pub struct Judgement {
     /// UPDATE, DELETE, MERGE, CREATE TABLE AS, SELECT INTO; not COPY) and
     /// the limit is enforced. The proxy must count the rows it touches.
     pub row_limit: Option<u64>,
+    /// Some statement runs code the analysis cannot see (a DO block, a
+    /// procedure, a volatile function): it may have changed settings such
+    /// as search_path that the session cannot follow.
+    pub opaque: bool,
 }
 
 impl Judgement {
@@ -188,6 +193,7 @@ impl Guard {
             enforced: self.settings.enforcement == Enforcement::Enforce,
             changes_schema: false,
             row_limit: None,
+            opaque: false,
         }
     }
 
@@ -210,6 +216,9 @@ impl Guard {
         let mut scratch: Option<SessionState> = None;
         for (index, stmt) in analysis.statements.iter().enumerate() {
             let state = scratch.as_ref().unwrap_or(session);
+            // What a DO block or function body does inside (the same under
+            // every search_path).
+            let hidden = opaque_scan::scan(stmt, sql);
             let mut worst: Option<Decision> = None;
             for path in paths.paths() {
                 let scope = Scope {
@@ -218,6 +227,8 @@ impl Guard {
                     catalog: catalog.as_deref(),
                 };
                 let mut facts = describe(stmt, &scope, count);
+                facts.dangerous.extend(hidden.capabilities.iter().copied());
+                j.opaque |= facts.opaque;
                 // EXECUTE runs a prepared body: judge it as part of this
                 // statement.
                 for action in &stmt.actions {
@@ -240,7 +251,7 @@ impl Guard {
                 j.row_limit = self.enforced_row_limit();
             }
             if j.refusal.is_none() {
-                j.refusal = decision_refusal(&decision);
+                j.refusal = decision_refusal(&decision).map(|r| with_note(r, &hidden));
             }
             j.statements.push(StatementVerdict {
                 class: stmt.class,
@@ -279,6 +290,7 @@ impl Guard {
                 j.refusal = Some(r);
                 return j;
             }
+            j.opaque |= facts.opaque;
             let decision = self.engine.decide(&self.request(who, facts));
             if worst.as_ref().is_none_or(Decision::is_allow) {
                 worst = Some(decision);
@@ -388,6 +400,19 @@ fn decision_refusal(decision: &Decision) -> Option<Refusal> {
         }),
         policy: decision.policy().map(str::to_owned),
     })
+}
+
+/// Adds what was found inside the statement's code to the hint, so that a
+/// DO block refused for a capability it hides says which.
+fn with_note(mut refusal: Refusal, hidden: &opaque_scan::HiddenCode) -> Refusal {
+    if let Some(note) = hidden.client_note() {
+        refusal.hint = Some(match refusal.hint.take() {
+            Some(hint) if hint.ends_with('.') => format!("{hint} {note}"),
+            Some(hint) => format!("{hint}. {note}"),
+            None => note,
+        });
+    }
+    refusal
 }
 
 fn analysis_refusal(e: &AnalysisError) -> Refusal {

@@ -11,6 +11,8 @@
 //!   (search_path, prepared statements);
 //! - `catalog`: a snapshot of the target's catalog and the queries that
 //!   load it;
+//! - `opaque_scan`: dangerous capabilities inside DO blocks and function
+//!   bodies, which the analysis reports as opaque code;
 //! - `guard`: the verdict, and what the client is told.
 //!
 //! Nothing here does I/O: the proxy loads catalogs and talks to clients.
@@ -18,6 +20,7 @@
 pub mod catalog;
 pub mod describe;
 mod guard;
+pub mod opaque_scan;
 pub mod session;
 
 pub use catalog::{CatalogError, CatalogSnapshot, CATALOG_QUERIES, CATALOG_RESULT_SETS};

@@ -353,6 +353,18 @@ impl SessionState {
         }
     }
 
+    /// A message with opaque code was let through: it may have changed the
+    /// search_path in ways the analysis cannot see (`SET` inside a DO
+    /// block or a function), so an unknown path becomes possible.
+    pub fn opaque_ran(&mut self) {
+        add(&mut self.base, unknown_path());
+        self.unconfirmed = None;
+        if self.base.len() + self.local.len() > MAX_PATHS {
+            self.base = vec![unknown_path()];
+            self.local.clear();
+        }
+    }
+
     /// The server reported an error, or a ROLLBACK (including COMMIT of a
     /// failed transaction and ROLLBACK TO SAVEPOINT): the last change may
     /// not be in force.

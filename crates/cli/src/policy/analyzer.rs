@@ -15,12 +15,24 @@ pub fn search_path(value: &str) -> Result<Vec<String>, String> {
 
 /// One policy statement per statement of `analysis`, each knowing how many
 /// statements came in the same message.
-pub fn describe_all(analysis: &Analysis, scope: &Scope<'_>) -> Vec<policy::StatementFacts> {
+/// One policy description per statement of `sql` (analysed as
+/// `analysis`), including what the proxy finds inside DO blocks and
+/// function bodies.
+pub fn describe_all(
+    sql: &str,
+    analysis: &Analysis,
+    scope: &Scope<'_>,
+) -> Vec<policy::StatementFacts> {
     let count = u32::try_from(analysis.statements.len()).unwrap_or(u32::MAX);
     analysis
         .statements
         .iter()
-        .map(|s| describe(s, scope, count))
+        .map(|s| {
+            let mut facts = describe(s, scope, count);
+            let hidden = portcullis_guard::opaque_scan::scan(s, sql);
+            facts.dangerous.extend(hidden.capabilities.iter().copied());
+            facts
+        })
         .collect()
 }
 
@@ -66,6 +78,6 @@ impl StatementAnalyzer for SqlAnalyzer {
             session_user: None,
             catalog: None,
         };
-        Ok(describe_all(&analysis, &scope))
+        Ok(describe_all(sql, &analysis, &scope))
     }
 }

@@ -126,7 +126,7 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         Ok(a) => a
             .statements
             .iter()
-            .zip(describe_all(a, &scope))
+            .zip(describe_all(&args.sql, a, &scope))
             .map(|(stmt, facts)| {
                 let explanation = guard.engine().explain(&Request {
                     principal: principal.clone(),

@@ -1128,7 +1128,7 @@ async fn search_path_is_judged_as_the_server_has_it() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "Portcullis bugs marked known_bug in the corpus: dangerous capabilities inside DO blocks run in staging and development"]
+#[ignore = "runs the corpus cases marked known_bug (none at present)"]
 async fn known_bugs_in_the_corpus() {
     let mut failed = Vec::new();
     for env in [Env::Production, Env::Staging, Env::Development] {

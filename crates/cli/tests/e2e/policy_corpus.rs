@@ -221,13 +221,6 @@ SELECT setval('invoice_seq', 7);
 REFRESH MATERIALIZED VIEW customer_counts;
 "#;
 
-/// Staging and development allow opaque code (DO, CALL, user functions),
-/// and opaque code can use every dangerous capability: the "dangerous
-/// capabilities are refused everywhere" rule holds only for capabilities
-/// written in the statement itself.
-const DANGEROUS_IN_OPAQUE: &str =
-    "dangerous capabilities inside a DO block (or any opaque code) run in staging and development";
-
 /// Every case, in the order each group runs them.
 pub const CORPUS: &[Case] = &[
     // ---------------------------------------------------------------
@@ -836,6 +829,34 @@ pub const CORPUS: &[Case] = &[
     staging("ALTER TABLE orders DISABLE TRIGGER ALL", DANGEROUS),
     staging("SELECT pg_read_file('/etc/hostname')", DANGEROUS),
     staging("SELECT 1; SET session_replication_role = replica", DANGEROUS),
+    // Hidden in code Portcullis reads: refused; everyday code: allowed.
+    staging("DO $$ BEGIN SET ROLE \"{role}\"; END $$", DANGEROUS),
+    staging(
+        "DO $$ BEGIN CREATE SERVER evil_server FOREIGN DATA WRAPPER dummy_fdw; END $$",
+        DANGEROUS,
+    ),
+    staging(
+        "CREATE FUNCTION sneaky() RETURNS text LANGUAGE sql AS $$ SELECT pg_read_file('/etc/hostname') $$",
+        DANGEROUS,
+    ),
+    staging(
+        "DO $$ BEGIN EXECUTE 'ALTER TABLE orders DISABLE TRIGGER ALL'; END $$",
+        DANGEROUS,
+    ),
+    staging(
+        "DO $$ BEGIN FOR i IN 1..3 LOOP INSERT INTO delete_log (what) VALUES (i::text); END LOOP; \
+         RAISE NOTICE 'done'; END $$",
+        Ok,
+    ),
+    staging(
+        "DO $$ DECLARE r record; BEGIN FOR r IN SELECT id FROM orders LOOP \
+         RAISE NOTICE 'order %', r.id; END LOOP; END $$",
+        Ok,
+    ),
+    staging(
+        "CREATE FUNCTION plus_one(n int) RETURNS int LANGUAGE sql AS $$ SELECT n + 1 $$",
+        Ok,
+    ),
     // ---------------------------------------------------------------
     // Development: everything but dangerous capabilities.
     // ---------------------------------------------------------------
@@ -896,19 +917,106 @@ pub const CORPUS: &[Case] = &[
         .after("DEALLOCATE pol_del"),
     dev("EXECUTE never_prepared", NotPrepared),
     dev("COPY orders TO '{marker}'", DANGEROUS),
-    // Wrapped in code Portcullis cannot inspect, which development allows.
+    // Inside a DO block or a function body, which development allows:
+    // Portcullis reads the code and finds the capability there.
     dev(
         "DO $$ BEGIN COPY orders TO PROGRAM 'cat > {marker}'; END $$",
         DANGEROUS,
-    )
-    .known_bug(DANGEROUS_IN_OPAQUE),
-    dev("DO $$ BEGIN EXECUTE 'SET ROLE \"{role}\"'; END $$", DANGEROUS)
-        .known_bug(DANGEROUS_IN_OPAQUE),
+    ),
+    dev("DO $$ BEGIN EXECUTE 'SET ROLE \"{role}\"'; END $$", DANGEROUS),
     staging(
         "DO $$ BEGIN PERFORM set_config('session_replication_role', 'replica', false); END $$",
         DANGEROUS,
+    ),
+    dev(
+        "DO $$ BEGIN PERFORM pg_read_file('/etc/hostname'); END $$",
+        DANGEROUS,
+    ),
+    dev(
+        "DO $$ DECLARE s text; BEGIN s := pg_read_file('/etc/hostname'); END $$",
+        DANGEROUS,
+    ),
+    dev(
+        "DO $$ BEGIN IF true THEN EXECUTE 'COPY orders TO ''{marker}'''; END IF; END $$",
+        DANGEROUS,
+    ),
+    dev(
+        "DO $$ BEGIN EXECUTE 'DO $i$ BEGIN EXECUTE ''SET ROLE \"{role}\"''; END $i$'; END $$",
+        DANGEROUS,
+    ),
+    dev(
+        "DO $$ BEGIN ALTER ROLE \"{role}\" SET search_path = evil, pg_catalog; END $$",
+        DANGEROUS,
+    ),
+    dev("DO $$ BEGIN LOAD 'auto_explain'; END $$", DANGEROUS),
+    dev(
+        "DO $$ BEGIN ALTER TABLE orders DISABLE TRIGGER orders_audit; END $$",
+        DANGEROUS,
+    ),
+    dev(
+        "DO $$ BEGIN PERFORM dblink_connect('c', 'dbname={db}'); END $$",
+        DANGEROUS,
     )
-    .known_bug(DANGEROUS_IN_OPAQUE),
+    .dblink(),
+    dev(
+        "INSERT INTO delete_log (what) VALUES ('first'); DO $$ BEGIN SET ROLE \"{role}\"; END $$",
+        DANGEROUS,
+    ),
+    // What Portcullis cannot read counts as every capability.
+    dev(
+        "DO $$ BEGIN EXECUTE format('SET ROLE %I', '{role}'); END $$",
+        DANGEROUS,
+    ),
+    dev(
+        "DO $$ DECLARE q text := 'SELECT 1'; BEGIN EXECUTE q; END $$",
+        DANGEROUS,
+    ),
+    dev("DO LANGUAGE plperl $$ 1; $$", DANGEROUS),
+    dev(
+        "CREATE FUNCTION sneaky() RETURNS void LANGUAGE plpgsql AS $$ \
+         BEGIN COPY orders TO PROGRAM 'cat > {marker}'; END $$",
+        DANGEROUS,
+    ),
+    dev(
+        "CREATE FUNCTION sneaky_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM set_config('session_replication_role', 'replica', false); RETURN NEW; END $$",
+        DANGEROUS,
+    ),
+    dev(
+        "CREATE PROCEDURE sneaky_role() LANGUAGE sql AS $$ SET ROLE \"{role}\" $$",
+        DANGEROUS,
+    ),
+    // Everyday code stays allowed.
+    dev(
+        "DO $$ BEGIN INSERT INTO delete_log (what) VALUES ('from do'); END $$",
+        Ok,
+    ),
+    dev(
+        "DO $$ DECLARE n int; BEGIN SELECT count(*) INTO n FROM orders; \
+         IF n > 0 THEN UPDATE orders SET note = 'x' WHERE id = 1; END IF; END $$",
+        Ok,
+    ),
+    dev(
+        "DO $$ BEGIN EXECUTE 'UPDATE orders SET note = ''y'' WHERE id = 2'; END $$",
+        Ok,
+    ),
+    dev("DO $$ BEGIN RESET ROLE; END $$", Ok),
+    dev(
+        "CREATE FUNCTION touch_note() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN NEW.note := coalesce(NEW.note, TG_OP); RETURN NEW; END $$",
+        Ok,
+    ),
+    dev(
+        "CREATE FUNCTION order_note(p_id orders.id%TYPE) RETURNS text LANGUAGE plpgsql AS $$ \
+         DECLARE o orders%ROWTYPE; BEGIN SELECT * INTO o FROM orders WHERE id = p_id; \
+         o.note := coalesce(o.note, '-'); RETURN o.note; END $$",
+        Ok,
+    ),
+    dev(
+        "CREATE PROCEDURE bump_first() LANGUAGE plpgsql AS $$ \
+         BEGIN UPDATE orders SET total = total + 1 WHERE id = 1; END $$",
+        Ok,
+    ),
     dev("COPY delete_log (what) FROM '/etc/hostname'", DANGEROUS),
     dev("COPY orders TO PROGRAM 'cat > {marker}'", DANGEROUS),
     dev("COPY delete_log (what) FROM PROGRAM 'echo pwned'", DANGEROUS),

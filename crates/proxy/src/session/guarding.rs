@@ -170,6 +170,9 @@ impl Guarded {
                 verdict = self.limited(limit);
             }
             state.apply(a, status != portcullis_wire::tags::txn::IDLE);
+            if j.opaque {
+                state.opaque_ran();
+            }
             if j.changes_schema {
                 self.schema_dirty.store(true, Ordering::Relaxed);
             }
@@ -238,6 +241,9 @@ impl Guarded {
             };
             for a in &texts {
                 state.apply(a, status != portcullis_wire::tags::txn::IDLE);
+            }
+            if j.opaque {
+                state.opaque_ran();
             }
             if j.changes_schema || texts.iter().any(|a| changes_schema(a)) {
                 self.schema_dirty.store(true, Ordering::Relaxed);
