@@ -79,14 +79,26 @@ pub fn describe_into(
             }
         }
     }
+    // Columns name few relations many times: resolve each relation once.
+    let mut tables_of: Vec<(&QualifiedName, Vec<ResourceRef>)> = Vec::new();
     for c in &facts.columns {
         if !c.read {
             continue;
         }
         if let (Some(rel), ColumnName::Named(col)) = (&c.relation, &c.column) {
-            for table in resolve_one(rel, reading(), scope) {
+            let at = match tables_of.iter().position(|(r, _)| *r == rel) {
+                Some(at) => at,
+                None => {
+                    tables_of.push((rel, resolve_one(rel, reading(), scope)));
+                    tables_of.len() - 1
+                }
+            };
+            for table in &tables_of[at].1 {
                 if let ResourceRef::Table { schema, table } = table {
-                    push_unique(&mut reads, ResourceRef::column(schema, table, col.clone()));
+                    push_unique(
+                        &mut reads,
+                        ResourceRef::column(schema.clone(), table.clone(), col.clone()),
+                    );
                 }
             }
         }
