@@ -20,8 +20,9 @@ pub enum AnalysisError {
     /// The text contains a NUL byte, which no PostgreSQL message can carry.
     #[error("statement contains a NUL byte")]
     NulByte,
-    /// The parse tree is nested deeper than the analysis follows (the
-    /// protobuf decoder's recursion limit, or ours in the walk).
+    /// The statement is nested deeper than the analysis follows: the
+    /// parser's stack, the tree reader's or the walk's depth limit (see the
+    /// "Limits" paragraph of the crate documentation).
     #[error("statement is nested too deeply to analyse")]
     TooDeep,
     /// The parser library failed in a way it should not (a panic caught at the

@@ -29,12 +29,25 @@
 //! assert_eq!(analysis.statements[1].class, StatementClass::Select);
 //! ```
 //!
-//! Limits, by design: statements nested deeper than the protobuf decoder
-//! accepts (about 48 chained operators, or 16 nested sub-queries) are
-//! refused as [`AnalysisError::TooDeep`]; bodies of functions, DO blocks and
-//! procedures are opaque (reported, not analysed); user-defined operators,
-//! casts and type input functions are beyond what the tree shows (unknown
-//! operators are reported as opaque, casts are not).
+//! Limits, by design: bodies of functions, DO blocks and procedures are
+//! opaque (reported, not analysed); user-defined operators, casts and type
+//! input functions are beyond what the tree shows (unknown operators are
+//! reported as opaque, casts are not).
+//!
+//! Depth: a statement nested too deeply is refused as
+//! [`AnalysisError::TooDeep`], never a stack overflow. The parse tree may nest
+//! 2,000 JSON objects as libpg_query writes it (`parse::json`) and 1,000
+//! nodes on any path of the walk (`walk`): up to about 995 chained operators
+//! (`a || b || ...`, `1 + 2 + ...`), casts, calls, `ARRAY[`/`ROW(`, `NOT`s,
+//! parenthesised `AND`/`OR` levels or `UNION`s, about 490 nested `CASE`s and
+//! 330 nested scalar sub-queries. Redundant parentheses add no depth; the
+//! grammar's own parser stack stops them at about 10,000. Measured on the
+//! deepest accepted statement of each kind, the analysis needs at most
+//! 0.7 MiB of free stack in a release build and 1.65 MiB unoptimised, so it
+//! fits the 2 MiB stack of a tokio worker thread (the tests run it on one);
+//! a thread with much less stack must not call [`analyze`]. libpg_query
+//! guards its own recursion: it sizes its limit to the calling thread's
+//! remaining stack and refuses beyond it.
 
 pub mod cache;
 pub mod capabilities;

@@ -5,7 +5,7 @@
 //! The generator is a fixed-seed xorshift, so a failure reproduces; set
 //! `ANALYSIS_FUZZ_ITERATIONS` to run longer.
 
-use portcullis_analysis::{analyze, AnalysisCache, AnalysisError, CacheLimits};
+use portcullis_analysis::{analyze, AnalysisCache, AnalysisError, CacheLimits, StatementClass};
 
 struct Rng(u64);
 
@@ -169,23 +169,134 @@ fn spliced_statements_never_panic() {
     }
 }
 
+/// Ways to nest a statement deeply, each `depth` levels deep.
+fn nested(shape: &str, depth: usize) -> String {
+    match shape {
+        "concat" => format!("SELECT {}", vec!["a"; depth].join(" || ")),
+        "plus" => format!("SELECT {}", vec!["1"; depth].join(" + ")),
+        "cast" => format!("SELECT 1{}", "::int".repeat(depth)),
+        "and" => format!(
+            "SELECT 1 WHERE {}true{}",
+            "(x = 1 AND ".repeat(depth),
+            ")".repeat(depth)
+        ),
+        "or_in_delete" => format!(
+            "DELETE FROM t WHERE {}true{}",
+            "(x = 1 OR ".repeat(depth),
+            ")".repeat(depth)
+        ),
+        "not" => format!("SELECT {} true", "NOT ".repeat(depth)),
+        "calls" => format!("SELECT {}1{}", "f(".repeat(depth), ")".repeat(depth)),
+        "arrays" => format!("SELECT {}1{}", "ARRAY[".repeat(depth), "]".repeat(depth)),
+        "rows" => format!("SELECT {}1{}", "ROW(".repeat(depth), ")".repeat(depth)),
+        "union" => vec!["SELECT 1"; depth].join(" UNION "),
+        "case" => format!(
+            "SELECT {}1{}",
+            "CASE WHEN x THEN ".repeat(depth),
+            " END".repeat(depth)
+        ),
+        "subqueries" => format!("SELECT {}1{}", "(SELECT ".repeat(depth), ")".repeat(depth)),
+        "parens" => format!("SELECT {}1{}", "(".repeat(depth), ")".repeat(depth)),
+        _ => unreachable!("no shape {shape}"),
+    }
+}
+
+/// The deepest tree of each shape the analysis accepts (see the "Limits"
+/// paragraph of lib.rs): CASE and sub-queries cost more levels of the
+/// tree per level of SQL.
+const DEEPEST_ACCEPTED: &[(&str, usize)] = &[
+    ("concat", 990),
+    ("plus", 990),
+    ("cast", 990),
+    ("and", 990),
+    ("or_in_delete", 990),
+    ("not", 990),
+    ("calls", 990),
+    ("arrays", 990),
+    ("rows", 990),
+    ("union", 990),
+    ("case", 490),
+    ("subqueries", 330),
+    ("parens", 9990),
+];
+
+/// Runs `f` on a thread with the stack of a tokio worker (2 MiB): a stack
+/// overflow aborts the test process, so passing means it did not happen.
+fn on_a_2_mib_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .expect("thread starts")
+        .join()
+        .expect("no panic")
+}
+
 #[test]
-fn deep_nesting_fails_closed() {
-    for depth in [10, 50, 200, 2000, 20000] {
-        let parens = format!("SELECT {}1{}", "(".repeat(depth), ")".repeat(depth));
-        let subqueries = format!("SELECT {}1{}", "(SELECT ".repeat(depth), ")".repeat(depth));
-        let operators = format!("SELECT {}", vec!["a"; depth].join(" || "));
-        let nots = format!("SELECT {} true", "NOT ".repeat(depth));
-        for sql in [parens, subqueries, operators, nots] {
-            match analyze(&sql) {
-                Ok(_) => {}
-                Err(AnalysisError::TooDeep | AnalysisError::Syntax { .. }) => {}
-                Err(other) => panic!("unexpected error at depth {depth}: {other}"),
+fn long_operator_chains_are_analysed() {
+    on_a_2_mib_stack(|| {
+        for shape in ["concat", "plus"] {
+            let analysis = analyze(&nested(shape, 200)).expect("a 200-term chain is analysed");
+            assert_eq!(analysis.statements[0].class, StatementClass::Select);
+        }
+        let concat = analyze(&nested("concat", 200)).expect("analysed");
+        assert_eq!(
+            concat.statements[0].operators.len(),
+            1,
+            "`||` once, however often used"
+        );
+    });
+}
+
+#[test]
+fn the_deepest_accepted_trees_fit_a_2_mib_stack() {
+    on_a_2_mib_stack(|| {
+        for &(shape, depth) in DEEPEST_ACCEPTED {
+            if let Err(e) = analyze(&nested(shape, depth)) {
+                panic!("{shape} at depth {depth}: {e}");
             }
         }
-    }
-    let deep = format!("SELECT {}", vec!["a"; 100].join(" || "));
-    assert_eq!(analyze(&deep), Err(AnalysisError::TooDeep));
+    });
+}
+
+#[test]
+fn nesting_10000_deep_is_refused_on_a_2_mib_stack() {
+    on_a_2_mib_stack(|| {
+        for &(shape, _) in DEEPEST_ACCEPTED {
+            if shape == "parens" {
+                continue; // redundant parentheses add no depth to the tree
+            }
+            assert_eq!(
+                analyze(&nested(shape, 10_000)),
+                Err(AnalysisError::TooDeep),
+                "{shape}"
+            );
+        }
+    });
+}
+
+#[test]
+fn any_depth_fails_closed() {
+    on_a_2_mib_stack(|| {
+        for &(shape, deepest) in DEEPEST_ACCEPTED {
+            for depth in [
+                1,
+                10,
+                100,
+                deepest,
+                deepest + 20,
+                2 * deepest,
+                3000,
+                20_000,
+                100_000,
+            ] {
+                match analyze(&nested(shape, depth)) {
+                    Ok(_) => assert!(depth <= deepest, "{shape} at {depth} accepted"),
+                    Err(AnalysisError::TooDeep) => assert!(depth > deepest, "{shape} at {depth}"),
+                    Err(other) => panic!("{shape} at depth {depth}: {other}"),
+                }
+            }
+        }
+    });
 }
 
 #[test]

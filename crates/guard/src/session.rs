@@ -169,6 +169,10 @@ impl MessagePaths {
     }
 }
 
+/// The path possibilities when a transaction block began, and the change
+/// then unconfirmed.
+type BlockStart = (Vec<Vec<String>>, Option<Vec<String>>);
+
 /// Per-session state for judging statements.
 #[derive(Debug, Clone)]
 pub struct SessionState {
@@ -187,7 +191,7 @@ pub struct SessionState {
     spoiled: bool,
     /// The possibilities when the open transaction block began (and the
     /// change then unconfirmed), which its ROLLBACK returns to.
-    block_start: Option<(Vec<Vec<String>>, Option<Vec<String>>)>,
+    block_start: Option<BlockStart>,
     prepared: HashMap<String, Prepared>,
 }
 
@@ -258,10 +262,8 @@ impl SessionState {
                     continue;
                 };
                 match kind {
-                    TransactionKind::Begin => {
-                        if self.block_start.is_none() {
-                            self.block_start = Some((self.base.clone(), self.unconfirmed.clone()));
-                        }
+                    TransactionKind::Begin if self.block_start.is_none() => {
+                        self.block_start = Some((self.base.clone(), self.unconfirmed.clone()));
                     }
                     TransactionKind::Commit | TransactionKind::Prepare => {
                         self.block_start = None;

@@ -24,9 +24,11 @@ use crate::facts::*;
 use crate::where_clause;
 use children::{for_each_child, node_name};
 
-/// Deeper than this, the walk gives up (fail closed). The protobuf decoder
-/// already refuses trees nested over 100 messages, so this is a second
-/// line that should never trigger.
+/// Deeper than this, the walk gives up (fail closed). The JSON reader
+/// already bounds the tree at 2,000 nested objects, two per expression
+/// level, so expressions stop there first; a chain of set operations
+/// (`SELECT ... UNION SELECT ...`) costs one object per level and is stopped
+/// here. See the "Limits" paragraph of lib.rs for what fits a 2 MiB stack.
 const MAX_DEPTH: usize = 1000;
 
 /// Analyses one top-level statement.
@@ -518,7 +520,25 @@ impl<'a> Walker<'a> {
                 self.operator(&s.use_op, ctx);
                 self.children(node, ctx);
             }
+            other => {
+                if !self.utility_statement(other, ctx) {
+                    self.children(other, ctx);
+                }
+            }
+        }
+    }
 
+    /// Statements other than queries and DML. They nest a level or two at
+    /// most (CREATE SCHEMA elements, rule actions), never inside
+    /// expressions. Returns false for anything else.
+    ///
+    /// Kept out of [`Walker::dispatch`] on purpose: a frame holding every
+    /// arm's locals would sit on the stack at each level of a deep
+    /// expression, and an unoptimised build does not overlap them (a 600-line
+    /// match made each level of `a || b || ...` cost 10 KiB).
+    #[inline(never)]
+    fn utility_statement(&mut self, node: NodeRef<'a>, ctx: Ctx) -> bool {
+        match node {
             // Prepared statements and cursors.
             NodeRef::PrepareStmt(s) => {
                 self.act(
@@ -1069,14 +1089,12 @@ impl<'a> Walker<'a> {
                 }
             }
 
-            other => {
-                if let Some(class) = classify::generic_statement_class(other) {
-                    self.generic_statement(other, class, ctx);
-                } else {
-                    self.children(other, ctx);
-                }
-            }
+            other => match classify::generic_statement_class(other) {
+                Some(class) => self.generic_statement(other, class, ctx),
+                None => return false,
+            },
         }
+        true
     }
 
     /// A statement without a dedicated handler: one action named after its

@@ -80,15 +80,13 @@ fn judge(
             | be::EMPTY_QUERY_RESPONSE
             | be::PORTAL_SUSPENDED
     );
-    if completion
+    let routed = completion
         || matches!(
             tag,
             be::DATA_ROW | be::ROW_DESCRIPTION | be::NO_DATA | be::PARAMETER_DESCRIPTION
-        )
-    {
-        if pending.route(completion) == Route::Hidden {
-            return Ok(Action::Drop);
-        }
+        );
+    if routed && pending.route(completion) == Route::Hidden {
+        return Ok(Action::Drop);
     }
     match tag {
         be::READY_FOR_QUERY => {
