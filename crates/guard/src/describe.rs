@@ -15,8 +15,6 @@
 //!   limited to the conflicting rows; `CREATE TABLE AS` is a `SchemaChange`
 //!   and an `Insert` into the new table.
 
-use std::collections::BTreeSet;
-
 use portcullis_analysis::resolve::ResolutionBasis;
 use portcullis_analysis::{
     self as analysis, Access, ActionKind, AlterTableEffect, ColumnName, CopyDirection, Execution,
@@ -527,9 +525,4 @@ fn function_name(name: &QualifiedName, nargs: usize, scope: &Scope<'_>) -> Strin
         return format!("pg_catalog.{}", name.name);
     }
     name.name.clone()
-}
-
-/// Which of the policy's capabilities a set of them contains, for logs.
-pub fn capability_names(set: &BTreeSet<Capability>) -> Vec<&'static str> {
-    set.iter().map(|c| c.as_str()).collect()
 }

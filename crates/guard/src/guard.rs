@@ -297,11 +297,14 @@ impl Guard {
             }
         }
         if let Some(Prepared::Texts(texts)) = session.prepared(name) {
-            if texts
+            for stmt in texts
                 .iter()
-                .any(|t| t.analysis.statements.get(t.index).is_some_and(writes_rows))
+                .filter_map(|t| t.analysis.statements.get(t.index))
             {
-                j.row_limit = self.enforced_row_limit();
+                j.changes_schema |= changes_schema(stmt);
+                if writes_rows(stmt) {
+                    j.row_limit = self.enforced_row_limit();
+                }
             }
         }
         let decision = worst.unwrap_or(Decision::Allow);

@@ -252,7 +252,7 @@ impl SessionState {
     /// Folds the effects of a message the proxy let through into the
     /// session, statement by statement: its paths become possible, its
     /// prepared statements known.
-    pub fn apply(&mut self, analysis: &Arc<Analysis>, _in_transaction: bool) {
+    pub fn apply(&mut self, analysis: &Arc<Analysis>) {
         for (index, stmt) in analysis.statements.iter().enumerate() {
             for action in &stmt.actions {
                 if action.execution != Execution::Now {
@@ -459,7 +459,7 @@ mod tests {
     fn a_change_is_possible_at_once_and_certain_once_confirmed() {
         let mut s = SessionState::new("app", Some("\"$user\", public"));
         assert_eq!(paths(&s), [p(&["$user", "public"])]);
-        s.apply(&analysis("SET search_path = app, public"), false);
+        s.apply(&analysis("SET search_path = app, public"));
         assert_eq!(paths(&s), [p(&["$user", "public"]), p(&["app", "public"])]);
         s.ready(true, true);
         assert_eq!(paths(&s), [p(&["app", "public"])]);
@@ -469,12 +469,12 @@ mod tests {
     #[test]
     fn an_error_or_rollback_keeps_every_possibility() {
         let mut s = SessionState::new("app", Some("public"));
-        s.apply(&analysis("SET search_path = evil"), true);
+        s.apply(&analysis("SET search_path = evil"));
         s.spoiled();
         s.ready(true, true);
         assert_eq!(paths(&s), [p(&["public"]), p(&["evil"])]);
         // The next clean change settles it.
-        s.apply(&analysis("SET search_path = public"), false);
+        s.apply(&analysis("SET search_path = public"));
         s.ready(true, true);
         assert_eq!(paths(&s), [p(&["public"])]);
     }
@@ -482,7 +482,7 @@ mod tests {
     #[test]
     fn nothing_settles_while_requests_are_in_flight() {
         let mut s = SessionState::new("app", Some("public"));
-        s.apply(&analysis("SET search_path = a"), false);
+        s.apply(&analysis("SET search_path = a"));
         s.ready(true, false);
         assert_eq!(paths(&s).len(), 2);
     }
@@ -490,7 +490,7 @@ mod tests {
     #[test]
     fn set_local_lasts_until_the_transaction_ends() {
         let mut s = SessionState::new("app", Some("public"));
-        s.apply(&analysis("BEGIN; SET LOCAL search_path = evil"), false);
+        s.apply(&analysis("BEGIN; SET LOCAL search_path = evil"));
         assert!(paths(&s).contains(&p(&["evil"])));
         s.ready(false, true);
         assert!(paths(&s).contains(&p(&["evil"])));
@@ -522,13 +522,12 @@ mod tests {
     #[test]
     fn run_time_values_make_the_path_unknown() {
         let mut s = SessionState::new("app", Some("public"));
-        s.apply(
-            &analysis("SELECT set_config('search_path', current_setting('x'), false)"),
-            false,
-        );
+        s.apply(&analysis(
+            "SELECT set_config('search_path', current_setting('x'), false)",
+        ));
         s.ready(true, true);
         assert!(!s.search_path_certain());
-        s.apply(&analysis("SET search_path = public"), false);
+        s.apply(&analysis("SET search_path = public"));
         s.ready(true, true);
         assert!(s.search_path_certain());
     }
@@ -537,7 +536,7 @@ mod tests {
     fn too_many_possibilities_become_unknown() {
         let mut s = SessionState::new("app", Some("public"));
         for i in 0..10 {
-            s.apply(&analysis(&format!("SET search_path = s{i}")), true);
+            s.apply(&analysis(&format!("SET search_path = s{i}")));
         }
         assert!(paths(&s).contains(&unknown_path()));
         assert!(paths(&s).len() <= MAX_PATHS);
@@ -546,16 +545,16 @@ mod tests {
     #[test]
     fn prepared_names_keep_every_possible_text() {
         let mut s = SessionState::new("app", Some("public"));
-        s.apply(&analysis("PREPARE p AS SELECT 1"), false);
-        s.apply(&analysis("PREPARE p AS DELETE FROM t"), false);
+        s.apply(&analysis("PREPARE p AS SELECT 1"));
+        s.apply(&analysis("PREPARE p AS DELETE FROM t"));
         match s.prepared("p") {
             Some(Prepared::Texts(list)) => assert_eq!(list.len(), 2),
             other => panic!("{other:?}"),
         }
-        s.apply(&analysis("DEALLOCATE p"), false);
+        s.apply(&analysis("DEALLOCATE p"));
         assert!(s.prepared("p").is_none());
-        s.apply(&analysis("PREPARE q AS SELECT 1"), false);
-        s.apply(&analysis("DISCARD ALL"), false);
+        s.apply(&analysis("PREPARE q AS SELECT 1"));
+        s.apply(&analysis("DISCARD ALL"));
         assert!(s.prepared("q").is_none());
     }
 }

@@ -116,7 +116,7 @@ fn prepared_statements_are_judged_by_their_text() {
     assert!(refused(&g, &s, "PREPARE p AS DELETE FROM orders").is_some());
     let j = g.judge_text("PREPARE q AS SELECT * FROM orders", &who(), &s);
     assert!(j.refusal.is_none());
-    s.apply(j.analysis.as_ref().unwrap(), false);
+    s.apply(j.analysis.as_ref().unwrap());
     assert_eq!(refused(&g, &s, "EXECUTE q"), None);
     assert!(refused(&g, &s, "EXECUTE never_prepared").is_some());
     assert!(g
@@ -132,6 +132,6 @@ fn shadowing_pg_catalog_makes_operators_opaque() {
     let mut s = session();
     let j = g.judge_text("SET search_path = evil, pg_catalog", &who(), &s);
     assert!(j.refusal.is_none());
-    s.apply(j.analysis.as_ref().unwrap(), false);
+    s.apply(j.analysis.as_ref().unwrap());
     assert!(refused(&g, &s, "SELECT * FROM orders WHERE id = 1").is_some());
 }

@@ -185,6 +185,24 @@ pub fn data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, WireError> {
     Ok(out)
 }
 
+/// The ParameterStatus messages (name, value) in a run of whole server
+/// messages, such as those a server sends during startup; stops at the
+/// first incomplete or malformed message.
+pub fn parameter_statuses(messages: &[u8]) -> Vec<(&str, &str)> {
+    let mut splitter = crate::framing::Splitter::new(crate::framing::Limits::backend());
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Ok(crate::framing::Next::Whole { tag, len }) = splitter.next(&messages[at..]) {
+        if tag == crate::tags::backend::PARAMETER_STATUS {
+            if let Ok(pair) = parameter_status(body(&messages[at..at + len])) {
+                out.push(pair);
+            }
+        }
+        at += len;
+    }
+    out
+}
+
 /// The function OID of a FunctionCall (the body's first field).
 pub fn function_call_oid(body: &[u8]) -> Result<u32, WireError> {
     read_i32(body, 0)

@@ -215,21 +215,9 @@ async fn write(client: &mut ClientStream, bytes: &[u8]) -> Result<(), Ended> {
 /// (from the client's startup parameters or the role's or database's
 /// defaults).
 fn unsafe_startup_setting(messages: &[u8]) -> Option<Refusal> {
-    let mut splitter = portcullis_wire::Splitter::new(portcullis_wire::Limits::backend());
-    let mut at = 0;
-    while let Ok(portcullis_wire::Next::Whole { tag, len }) = splitter.next(&messages[at..]) {
-        if tag == portcullis_wire::tags::backend::PARAMETER_STATUS {
-            if let Ok((name, value)) = portcullis_wire::decode::parameter_status(
-                portcullis_wire::decode::body(&messages[at..at + len]),
-            ) {
-                if let Some(r) = crate::session::lexing::hazard(name, value) {
-                    return Some(r);
-                }
-            }
-        }
-        at += len;
-    }
-    None
+    portcullis_wire::decode::parameter_statuses(messages)
+        .into_iter()
+        .find_map(|(name, value)| crate::session::lexing::hazard(name, value))
 }
 
 fn unknown_target(runtime: &Runtime, name: &str) -> Refusal {

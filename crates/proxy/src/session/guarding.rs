@@ -84,8 +84,8 @@ impl Guarded {
             utf8: AtomicBool::new(true),
             schema_dirty: AtomicBool::new(false),
         };
-        for (name, value) in parameter_statuses(startup_messages) {
-            g.parameter_status(&name, &value);
+        for (name, value) in portcullis_wire::decode::parameter_statuses(startup_messages) {
+            g.parameter_status(name, value);
         }
         g
     }
@@ -169,7 +169,7 @@ impl Guarded {
                 }
                 verdict = self.limited(limit);
             }
-            state.apply(a, status != portcullis_wire::tags::txn::IDLE);
+            state.apply(a);
             if j.opaque {
                 state.opaque_ran();
             }
@@ -240,12 +240,12 @@ impl Guarded {
                 _ => Vec::new(),
             };
             for a in &texts {
-                state.apply(a, status != portcullis_wire::tags::txn::IDLE);
+                state.apply(a);
             }
             if j.opaque {
                 state.opaque_ran();
             }
-            if j.changes_schema || texts.iter().any(|a| changes_schema(a)) {
+            if j.changes_schema {
                 self.schema_dirty.store(true, Ordering::Relaxed);
             }
         }
@@ -298,36 +298,6 @@ impl Guarded {
         );
         Verdict::Refuse(b.freeze())
     }
-}
-
-fn changes_schema(a: &portcullis_analysis::Analysis) -> bool {
-    use portcullis_analysis::StatementClass as C;
-    a.statements.iter().any(|s| {
-        matches!(
-            s.class,
-            C::Drop | C::Rename | C::AlterTable | C::SchemaChange | C::CreateTableAs
-        )
-    })
-}
-
-/// The ParameterStatus messages in a run of server messages.
-fn parameter_statuses(mut bytes: &[u8]) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    while bytes.len() >= 5 {
-        let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize + 1;
-        if len < 5 || len > bytes.len() {
-            break;
-        }
-        if bytes[0] == portcullis_wire::tags::backend::PARAMETER_STATUS {
-            if let Ok((n, v)) = portcullis_wire::decode::parameter_status(
-                portcullis_wire::decode::body(&bytes[..len]),
-            ) {
-                out.push((n.to_owned(), v.to_owned()));
-            }
-        }
-        bytes = &bytes[len..];
-    }
-    out
 }
 
 /// The replacement for a refused Query or FunctionCall.
