@@ -95,10 +95,7 @@ fn guard(engine: PolicyEngine) -> Guard {
         Arc::new(engine),
         shared_analysis_cache(),
         GuardSettings {
-            target: TargetRef {
-                name: "shop".into(),
-                environment: "production".into(),
-            },
+            target: TargetRef::new("shop", "production"),
             enforcement: Enforcement::Enforce,
             row_limit: None,
         },
@@ -199,20 +196,22 @@ fn bench(c: &mut Criterion) {
     for (name, sql) in [("", STATEMENTS[0].1), ("orm", STATEMENTS[1].1)] {
         let j = g.judge_text(sql, &who, &prepared);
         assert!(j.refusal.is_none());
-        prepared.prepare(
-            name,
-            PreparedText {
-                analysis: j.analysis.expect("parsed"),
-                index: 0,
-            },
-        );
+        let key = prepared.protocol_name(name.as_bytes()).expect("ASCII");
+        let text = PreparedText {
+            analysis: j.analysis.expect("parsed"),
+            index: 0,
+        };
+        let ticket = prepared.parse(key, text).expect("room");
+        prepared.settle(ticket, true);
     }
+    let unnamed = prepared.protocol_name(b"").expect("ASCII");
+    let orm = prepared.protocol_name(b"orm").expect("ASCII");
     let mut group = c.benchmark_group("judge_prepared");
     group.bench_function("pgbench select (unnamed)", |b| {
-        b.iter(|| g.judge_prepared(black_box(""), &who, &prepared))
+        b.iter(|| g.judge_prepared(black_box(&unnamed), &who, &prepared))
     });
     group.bench_function("orm select join (named)", |b| {
-        b.iter(|| g.judge_prepared(black_box("orm"), &who, &prepared))
+        b.iter(|| g.judge_prepared(black_box(&orm), &who, &prepared))
     });
     group.finish();
 

@@ -15,8 +15,10 @@ use portcullis_policy::{
 
 use crate::catalog::CatalogSnapshot;
 use crate::describe::{describe, describe_into, Scope};
+use crate::encoding::{EncodingError, NameKey};
+use crate::lexer;
 use crate::opaque_scan;
-use crate::session::{Prepared, SessionState};
+use crate::session::SessionState;
 
 /// SQLSTATEs of the guard's refusals.
 pub mod sqlstate {
@@ -207,6 +209,9 @@ impl Guard {
             Ok(a) => a,
             Err(e) => return self.judgement(None, Some(analysis_refusal(&e))),
         };
+        if session.lexer_unsettled() && lexer::sensitive(sql.as_bytes()) {
+            return self.judgement(Some(analysis), Some(lexer::unsettled()));
+        }
         let (_, catalog) = self.catalog();
         let count = u32::try_from(analysis.statements.len()).unwrap_or(u32::MAX);
         let mut j = self.judgement(Some(analysis.clone()), None);
@@ -235,7 +240,11 @@ impl Guard {
                     if let (ActionKind::Execute { name }, Execution::Now) =
                         (&action.kind, action.execution)
                     {
-                        if let Err(r) = self.add_prepared(&mut facts, name, state, &scope) {
+                        let added = state
+                            .sql_name(name)
+                            .map_err(|e| encoding_refusal(&e))
+                            .and_then(|key| self.add_prepared(&mut facts, &key, state, &scope));
+                        if let Err(r) = added {
                             j.refusal.get_or_insert(r);
                         }
                     }
@@ -247,8 +256,11 @@ impl Guard {
             }
             let decision = worst.unwrap_or(Decision::Allow);
             j.changes_schema |= changes_schema(stmt);
-            if writes_rows(stmt) {
+            if writes_rows(stmt) || executes_writes(stmt, state) {
                 j.row_limit = self.enforced_row_limit();
+            }
+            if let Some(r) = lexer::check(stmt).or_else(|| portal_refusal(stmt, state)) {
+                j.refusal.get_or_insert(r);
             }
             if j.refusal.is_none() {
                 j.refusal = decision_refusal(&decision).map(|r| with_note(r, &hidden));
@@ -260,7 +272,9 @@ impl Guard {
             if index + 1 < analysis.statements.len() {
                 session.follow_in_message(&mut paths, stmt);
                 if prepares(stmt) {
-                    scratch
+                    // Only to see what later statements may run: a name the
+                    // session cannot follow is refused when it is applied.
+                    let _ = scratch
                         .get_or_insert_with(|| session.clone())
                         .follow_prepared(&analysis, index, stmt);
                 }
@@ -272,7 +286,7 @@ impl Guard {
     /// Judges running the prepared statement `name` (a Bind): by the texts
     /// the session prepared under that name, under every search_path the
     /// session may have now.
-    pub fn judge_prepared(&self, name: &str, who: &Who, session: &SessionState) -> Judgement {
+    pub fn judge_prepared(&self, name: &NameKey, who: &Who, session: &SessionState) -> Judgement {
         let (_, catalog) = self.catalog();
         let mut j = self.judgement(None, None);
         let mut worst: Option<Decision> = None;
@@ -296,15 +310,10 @@ impl Guard {
                 worst = Some(decision);
             }
         }
-        if let Some(Prepared::Texts(texts)) = session.prepared(name) {
-            for stmt in texts
-                .iter()
-                .filter_map(|t| t.analysis.statements.get(t.index))
-            {
-                j.changes_schema |= changes_schema(stmt);
-                if writes_rows(stmt) {
-                    j.row_limit = self.enforced_row_limit();
-                }
+        for stmt in session.prepared(name).filter_map(|t| t.statement()) {
+            j.changes_schema |= changes_schema(stmt);
+            if prepared_writes_rows(stmt) || executes_writes(stmt, session) {
+                j.row_limit = self.enforced_row_limit();
             }
         }
         let decision = worst.unwrap_or(Decision::Allow);
@@ -319,24 +328,23 @@ impl Guard {
     fn add_prepared(
         &self,
         facts: &mut policy::StatementFacts,
-        name: &str,
+        name: &NameKey,
         session: &SessionState,
         scope: &Scope<'_>,
     ) -> Result<(), Refusal> {
-        match session.prepared(name) {
-            Some(Prepared::Texts(texts)) => {
-                for t in texts {
-                    if let Some(stmt) = t.analysis.statements.get(t.index) {
-                        describe_into(facts, stmt, scope);
-                    }
-                }
-                Ok(())
-            }
-            Some(Prepared::Untracked) | None => Err(Refusal {
+        let mut any = false;
+        for stmt in session.prepared(name).filter_map(|t| t.statement()) {
+            describe_into(facts, stmt, scope);
+            any = true;
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(Refusal {
                 sqlstate: sqlstate::DENIED,
                 message: format!(
                     "prepared statement \"{}\" was not prepared through Portcullis",
-                    shown_name(name)
+                    name.shown()
                 ),
                 hint: Some(
                     "Prepare statements with PREPARE or the extended protocol in this session; \
@@ -344,14 +352,74 @@ impl Guard {
                         .into(),
                 ),
                 policy: None,
-            }),
+            })
         }
     }
 }
 
-/// A name for an error message: printable, bounded.
-fn shown_name(name: &str) -> String {
-    name.chars().filter(|c| !c.is_control()).take(64).collect()
+/// The refusal for text or a name the proxy cannot read exactly as the
+/// server will.
+pub fn encoding_refusal(e: &EncodingError) -> Refusal {
+    let (sqlstate, message) = match e {
+        EncodingError::Invalid { encoding } => (
+            "22021",
+            format!("invalid byte sequence for encoding \"{encoding}\""),
+        ),
+        EncodingError::Unsupported { encoding } => (
+            "0A000",
+            format!("Portcullis cannot judge non-ASCII text in encoding \"{encoding}\" exactly"),
+        ),
+        EncodingError::NoEquivalent { encoding } => (
+            "22P05",
+            format!("a character in the statement has no equivalent in encoding \"{encoding}\""),
+        ),
+    };
+    Refusal {
+        sqlstate,
+        message,
+        hint: Some(
+            "Use client_encoding UTF8 (or LATIN1), or keep statements and names in ASCII.".into(),
+        ),
+        policy: None,
+    }
+}
+
+/// Whether `stmt` runs (EXECUTE) a prepared statement that writes rows.
+fn executes_writes(stmt: &portcullis_analysis::StatementFacts, session: &SessionState) -> bool {
+    stmt.actions.iter().any(|a| match (&a.kind, a.execution) {
+        (ActionKind::Execute { name }, Execution::Now) => session.sql_name(name).is_ok_and(|key| {
+            session
+                .prepared(&key)
+                .filter_map(|t| t.statement())
+                .any(prepared_writes_rows)
+        }),
+        _ => false,
+    })
+}
+
+/// SQL FETCH and MOVE run protocol portals too: one bound to a statement
+/// under the row limit must run through Execute, where the rows are
+/// counted.
+fn portal_refusal(
+    stmt: &portcullis_analysis::StatementFacts,
+    session: &SessionState,
+) -> Option<Refusal> {
+    stmt.actions.iter().find_map(|a| match (&a.kind, a.execution) {
+        (ActionKind::Cursor { statement, name }, Execution::Now) if *statement == "FetchStmt" => {
+            let key = session.sql_name(name).ok()?;
+            session.portal_row_limit(&key)?;
+            Some(Refusal {
+                sqlstate: sqlstate::DENIED,
+                message: format!(
+                    "portal \"{}\" runs a statement under the row limit and cannot be run with FETCH or MOVE",
+                    key.shown()
+                ),
+                hint: Some("Run it with the protocol's Execute message, where Portcullis counts the rows it changes.".into()),
+                policy: None,
+            })
+        }
+        _ => None,
+    })
 }
 
 fn prepares(stmt: &portcullis_analysis::StatementFacts) -> bool {
@@ -380,12 +448,21 @@ fn changes_schema(stmt: &portcullis_analysis::StatementFacts) -> bool {
     })
 }
 
-/// Whether the statement writes table rows when it runs (deferred bodies,
-/// such as PREPARE's, count: they are judged when executed). COPY FROM is
+/// Whether the statement writes table rows when it runs. COPY FROM is
 /// left out: its rows arrive after the statement starts, in copy mode.
 fn writes_rows(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    writes(stmt, |e| e == Execution::Now)
+}
+
+/// Whether a prepared text writes rows when it is executed (a PREPARE's
+/// body is deferred until then).
+fn prepared_writes_rows(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    writes(stmt, |e| e != Execution::Never)
+}
+
+fn writes(stmt: &portcullis_analysis::StatementFacts, runs: impl Fn(Execution) -> bool) -> bool {
     stmt.actions.iter().any(|a| {
-        a.execution != Execution::Never
+        runs(a.execution)
             && a.kind.modifies_data()
             && !matches!(
                 a.kind,

@@ -8,7 +8,10 @@
 //! - `describe`: analysis facts → the policy's operations and resources
 //!   (names resolved through the session's search_path and the catalog);
 //! - `session`: what a session set up that later statements depend on
-//!   (search_path, prepared statements);
+//!   (search_path, prepared statements and portals, as the server may hold
+//!   them; changes count on the server's evidence);
+//! - `encoding`: text and names exactly as the server reads them;
+//! - `lexer`: settings that change how text is read, refused;
 //! - `catalog`: a snapshot of the target's catalog and the queries that
 //!   load it;
 //! - `opaque_scan`: dangerous capabilities inside DO blocks and function
@@ -19,14 +22,17 @@
 
 pub mod catalog;
 pub mod describe;
+pub mod encoding;
 mod guard;
+pub mod lexer;
 pub mod opaque_scan;
 pub mod session;
 
 pub use catalog::{CatalogError, CatalogSnapshot, CATALOG_QUERIES, CATALOG_RESULT_SETS};
 pub use describe::{describe, describe_into, Scope};
+pub use encoding::{Encoding, EncodingError, Encodings, NameKey};
 pub use guard::{
-    shared_analysis_cache, sqlstate, Guard, GuardSettings, Judgement, Refusal, StatementVerdict,
-    Who,
+    encoding_refusal, shared_analysis_cache, sqlstate, Guard, GuardSettings, Judgement, Refusal,
+    StatementVerdict, Who,
 };
-pub use session::{Prepared, PreparedText, SessionState};
+pub use session::{Portal, PreparedText, SessionState, Ticket};

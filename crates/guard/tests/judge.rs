@@ -11,10 +11,7 @@ fn guard(environment: &str, enforcement: Enforcement) -> Guard {
         Arc::new(PolicyEngine::default_bundle().expect("default bundle loads")),
         shared_analysis_cache(),
         GuardSettings {
-            target: TargetRef {
-                name: "shop".into(),
-                environment: environment.into(),
-            },
+            target: TargetRef::new("shop", environment),
             enforcement,
             row_limit: None,
         },
@@ -116,14 +113,13 @@ fn prepared_statements_are_judged_by_their_text() {
     assert!(refused(&g, &s, "PREPARE p AS DELETE FROM orders").is_some());
     let j = g.judge_text("PREPARE q AS SELECT * FROM orders", &who(), &s);
     assert!(j.refusal.is_none());
-    s.apply(j.analysis.as_ref().unwrap());
+    s.apply(j.analysis.as_ref().unwrap()).unwrap();
     assert_eq!(refused(&g, &s, "EXECUTE q"), None);
     assert!(refused(&g, &s, "EXECUTE never_prepared").is_some());
-    assert!(g
-        .judge_prepared("never_prepared", &who(), &s)
-        .refusal
-        .is_some());
-    assert!(g.judge_prepared("q", &who(), &s).refusal.is_none());
+    let never = s.sql_name("never_prepared").unwrap();
+    assert!(g.judge_prepared(&never, &who(), &s).refusal.is_some());
+    let q = s.sql_name("q").unwrap();
+    assert!(g.judge_prepared(&q, &who(), &s).refusal.is_none());
 }
 
 #[test]
@@ -132,6 +128,6 @@ fn shadowing_pg_catalog_makes_operators_opaque() {
     let mut s = session();
     let j = g.judge_text("SET search_path = evil, pg_catalog", &who(), &s);
     assert!(j.refusal.is_none());
-    s.apply(j.analysis.as_ref().unwrap());
+    s.apply(j.analysis.as_ref().unwrap()).unwrap();
     assert!(refused(&g, &s, "SELECT * FROM orders WHERE id = 1").is_some());
 }

@@ -1,38 +1,124 @@
 //! Settings under which Portcullis and PostgreSQL would split SQL text
-//! differently end the session (or refuse it at startup).
+//! differently are refused when they are judged, as ordinary errors; what
+//! the judge cannot see (code inside a function or DO block) still ends
+//! the session when the server announces it.
 
 use crate::harness::*;
 use crate::raw::{self, fe};
 
-async fn ends_session_with_0a000(sql: &str) {
-    let proxy = Proxy::start().await;
-    let mut c = raw::login(&proxy, ALICE).await;
+/// Sends `sql` and expects an ordinary ERROR with `code`, the session
+/// usable afterwards.
+async fn refused_as_error(c: &mut raw::Raw, sql: &str, code: &str) {
     c.send(&fe::query(sql)).await;
-    let got = c.until_closed().await;
-    let fatal = got
+    let got = c.until_ready().await;
+    let err = got
         .iter()
-        .find(|m| m.tag == b'E' && m.severity().as_deref() == Some("FATAL"))
-        .unwrap_or_else(|| panic!("{sql}: expected a FATAL, got {}", raw::tags(&got)));
-    assert_eq!(fatal.code().as_deref(), Some("0A000"), "{sql}");
-    assert!(fatal.message().unwrap().contains("Portcullis"), "{sql}");
+        .find(|m| m.tag == b'E')
+        .unwrap_or_else(|| panic!("{sql}: expected an error, got {}", raw::tags(&got)));
+    assert_eq!(err.severity().as_deref(), Some("ERROR"), "{sql}");
+    assert_eq!(err.code().as_deref(), Some(code), "{sql}");
+    assert!(err.hint().is_some(), "{sql}");
     assert!(
         !got.iter().any(|m| m.tag == b'S'),
-        "the ParameterStatus announcing the setting is not passed on"
+        "{sql}: no setting changed: {}",
+        raw::tags(&got)
     );
-    // The proxy itself is fine.
+    c.send(&fe::query("SHOW standard_conforming_strings")).await;
+    let got = c.until_ready().await;
+    assert!(!got.iter().any(|m| m.tag == b'E'), "{}", raw::tags(&got));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lexer_settings_are_refused_in_every_form() {
+    let proxy = Proxy::start().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    for sql in [
+        "SET standard_conforming_strings = off",
+        "SET LOCAL standard_conforming_strings = off",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+        "BEGIN; SELECT set_config('standard_conforming_strings', 'off', true)",
+        "SET client_encoding = 'SJIS'",
+        "SET client_encoding TO 'big5'",
+        "SET client_encoding TO 'Win-950'",
+        "SET NAMES 'gbk'",
+        "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+    ] {
+        refused_as_error(&mut c, sql, if sql.contains("pg_settings") { "42501" } else { "0A000" }).await;
+        c.send(&fe::query("ROLLBACK")).await;
+        c.until_ready().await;
+    }
+}
+
+/// The attack from the issue: a SET and a statement that reads
+/// differently under it, in one write. The SET is refused before the
+/// second statement is judged, so both read it the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_statement_cannot_ride_on_a_lexer_change() {
+    let proxy = Proxy::with(Setup {
+        environment: "production",
+        ..Setup::default()
+    })
+    .await;
+    proxy.upstream_sql("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)");
+    let mut c = raw::login(&proxy, ALICE).await;
+    // In SJIS, 0x95 0x5C is one character: the quote after it would end
+    // the literal for the server.
+    let sjis_attack = b"SELECT '\x95\\' ; DROP TABLE orders; --'";
+    c.send(&fe::concat(&[
+        fe::query("SET standard_conforming_strings = off"),
+        fe::query("SELECT 'a\\' , ' ; DROP TABLE orders; -- '"),
+        fe::query("SET client_encoding = 'SJIS'"),
+        query_bytes(sjis_attack),
+    ]))
+    .await;
+    let mut errors = Vec::new();
+    for _ in 0..4 {
+        for m in c.until_ready().await {
+            if m.tag == b'E' {
+                errors.push(m.code().unwrap_or_default());
+            }
+        }
+    }
+    // The SETs are refused; the text after the first reads the same
+    // either way; the bytes after the second are not UTF-8.
+    assert_eq!(errors, ["0A000", "0A000", "22021"]);
+    assert_eq!(
+        proxy.upstream_sql("SELECT count(*) FROM orders"),
+        "1",
+        "the table survives"
+    );
+}
+
+fn query_bytes(sql: &[u8]) -> Vec<u8> {
+    let mut m = vec![b'Q'];
+    m.extend_from_slice(&(sql.len() as u32 + 5).to_be_bytes());
+    m.extend_from_slice(sql);
+    m.push(0);
+    m
+}
+
+/// Code the judge cannot see may change a lexer setting: text sent behind
+/// it that could read differently is refused until the server has
+/// answered, and the server's announcement still ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_changes_are_caught_by_the_backstop() {
+    let proxy = Proxy::start().await;
+    proxy.upstream_sql("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1)");
+    proxy.upstream_sql(
+        "CREATE FUNCTION lax() RETURNS void LANGUAGE plpgsql AS \
+         $$BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); END$$",
+    );
+    let mut c = raw::login(&proxy, ALICE).await;
+    c.send(&fe::concat(&[
+        fe::query("SELECT lax()"),
+        fe::query("SELECT 'a\\' , ' ; DROP TABLE orders; -- '"),
+    ]))
+    .await;
+    let got = c.until_closed().await;
+    let codes: Vec<_> = got.iter().filter_map(|m| m.code()).collect();
+    assert!(codes.contains(&"0A000".to_owned()), "{}", raw::tags(&got));
+    assert_eq!(proxy.upstream_sql("SELECT count(*) FROM orders"), "1");
     raw::login(&proxy, ALICE).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn standard_conforming_strings_off_ends_the_session() {
-    ends_session_with_0a000("SET standard_conforming_strings = off").await;
-    ends_session_with_0a000("SELECT set_config('standard_conforming_strings', 'off', false)").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsafe_client_encodings_end_the_session() {
-    ends_session_with_0a000("SET client_encoding = 'SJIS'").await;
-    ends_session_with_0a000("SET client_encoding TO 'big5'").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,24 +132,43 @@ async fn safe_settings_pass() {
     let got = c.until_ready().await;
     assert!(got.iter().any(|m| m.tag == b'S'), "{}", raw::tags(&got));
     assert!(!got.iter().any(|m| m.tag == b'E'), "{}", raw::tags(&got));
+    // LATIN1 text is transcoded exactly: é is one byte on the wire.
+    c.send(&query_bytes(b"SELECT '\xe9' AS x")).await;
+    let got = c.until_ready().await;
+    assert!(!got.iter().any(|m| m.tag == b'E'), "{}", raw::tags(&got));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsafe_encoding_at_startup_is_refused() {
+async fn startup_settings_pass_only_with_safe_values() {
     let proxy = Proxy::start().await;
-    let refused = raw::Raw::login(
+    for (name, value) in [
+        ("client_encoding", "SJIS"),
+        ("options", "-c standard_conforming_strings=off"),
+        ("options", "-c client_encoding=Win-950"),
+    ] {
+        let refused = raw::Raw::login(
+            proxy.addr,
+            portcullis_wire::ProtocolVersion::V3_0,
+            &[("user", ALICE.0), ("database", "app"), (name, value)],
+            ALICE.1,
+        )
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{name}={value} accepted"));
+        assert_eq!(refused.code().as_deref(), Some("0A000"));
+        assert!(refused.hint().unwrap().contains("UTF8"));
+    }
+    // The safe value stays allowed (psycopg2's test suite sends it).
+    raw::Raw::login(
         proxy.addr,
         portcullis_wire::ProtocolVersion::V3_0,
         &[
             ("user", ALICE.0),
             ("database", "app"),
-            ("client_encoding", "SJIS"),
+            ("options", "-c standard_conforming_strings=on"),
         ],
         ALICE.1,
     )
     .await
-    .err()
-    .expect("refused");
-    assert_eq!(refused.code().as_deref(), Some("0A000"));
-    assert!(refused.hint().unwrap().contains("UTF8"));
+    .unwrap_or_else(|e| panic!("refused: {:?}", e.message()));
 }

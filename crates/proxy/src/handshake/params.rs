@@ -19,6 +19,8 @@ pub const OPTIONS_ALLOWED: &[&str] = &[
     "bytea_output",
     "client_encoding",
     "client_min_messages",
+    // Only its safe value ("on"): see `lexer_value`.
+    "standard_conforming_strings",
     "datestyle",
     "default_transaction_deferrable",
     "default_transaction_isolation",
@@ -46,6 +48,20 @@ const PARAMS_ALSO_ALLOWED: &[&str] = &["search_path"];
 
 fn param_allowed(lower: &str) -> bool {
     OPTIONS_ALLOWED.contains(&lower) || PARAMS_ALSO_ALLOWED.contains(&lower)
+}
+
+/// client_encoding and standard_conforming_strings decide how the server
+/// reads every later statement: only values the analysis reads the same
+/// way pass (see `portcullis_guard::lexer`).
+fn lexer_value(lower: &str, value: &str) -> Result<(), Refusal> {
+    if portcullis_guard::lexer::safe_startup_setting(lower, value) {
+        return Ok(());
+    }
+    Err(refuse(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        format!("Portcullis does not allow {lower} to be set to this value"),
+        "Keep standard_conforming_strings on, and use UTF8 or another encoding the server supports (not SJIS, BIG5, GBK, GB18030, UHC, JOHAB or SHIFT_JIS_2004).",
+    ))
 }
 
 /// Parameters Portcullis consumes itself and never passes on as sent.
@@ -98,7 +114,10 @@ pub fn check<'a>(
                 check_options(value)?;
                 forward.push((name.to_owned(), value.to_owned()));
             }
-            _ if param_allowed(&lower) => forward.push((name.to_owned(), value.to_owned())),
+            _ if param_allowed(&lower) => {
+                lexer_value(&lower, value)?;
+                forward.push((name.to_owned(), value.to_owned()));
+            }
             _ => {
                 let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
                 return Err(refuse(
@@ -189,7 +208,7 @@ pub fn check_options(options: &str) -> Result<(), Refusal> {
         } else {
             return Err(bad_option(arg));
         };
-        let Some((name, _value)) = setting.split_once('=') else {
+        let Some((name, value)) = setting.split_once('=') else {
             return Err(bad_option(&setting));
         };
         // The server folds '-' to '_' in long option names and compares
@@ -202,6 +221,7 @@ pub fn check_options(options: &str) -> Result<(), Refusal> {
                 "Portcullis allows only harmless session settings in options (for example -c statement_timeout=5s); set others with SET after connecting.",
             ));
         }
+        lexer_value(&name, value)?;
         i += 1;
     }
     Ok(())
@@ -283,12 +303,39 @@ mod tests {
             "-D /tmp",
             "-c statement_timeout",
             "-c session_replication_role=replica",
-            "-c standard_conforming_strings=off",
         ] {
             let r = params(&[("user", "a"), ("options", o)]);
             assert!(r.is_err(), "{o} should be refused");
             assert_eq!(r.unwrap_err().code, "42501");
         }
+    }
+
+    #[test]
+    fn lexer_settings_pass_only_with_safe_values() {
+        for o in [
+            "-c standard_conforming_strings=off",
+            "--standard-conforming-strings=false",
+            "-c client_encoding=SJIS",
+            "-c client_encoding=Win-950",
+        ] {
+            let r = params(&[("user", "a"), ("options", o)]);
+            assert_eq!(r.unwrap_err().code, "0A000", "{o}");
+        }
+        for (k, v) in [
+            ("client_encoding", "sjis"),
+            ("client_encoding", "windows_936"),
+            ("standard_conforming_strings", "off"),
+        ] {
+            assert_eq!(params(&[("user", "a"), (k, v)]).unwrap_err().code, "0A000");
+        }
+        for o in [
+            "-c standard_conforming_strings=on",
+            "-c client_encoding=LATIN1",
+        ] {
+            assert!(params(&[("user", "a"), ("options", o)]).is_ok(), "{o}");
+        }
+        assert!(params(&[("user", "a"), ("client_encoding", "UTF8")]).is_ok());
+        assert!(params(&[("user", "a"), ("standard_conforming_strings", "on")]).is_ok());
     }
 
     #[test]
@@ -299,7 +346,6 @@ mod tests {
             "ROLE",
             "session_replication_role",
             "log_min_error_statement",
-            "standard_conforming_strings",
             "made_up",
         ] {
             assert!(params(&[("user", "a"), (p, "postgres")]).is_err());

@@ -29,18 +29,12 @@ pub(crate) struct ClientPump<'a> {
     pending: &'a Pending,
     guarded: &'a Guarded,
     metrics: &'a Metrics,
-    /// Portals bound to statements that run under the row limit.
-    limited: LimitedPortals,
     /// Dropping the rest of a refused streamed message.
     discarding: bool,
     /// A write to the server was interrupted: its stream position is unknown.
     in_write: bool,
     terminated: bool,
 }
-
-/// Portal name → the row limit its statement runs under, and the error
-/// for going over it.
-type LimitedPortals = std::collections::HashMap<Vec<u8>, (u64, Bytes)>;
 
 /// What to do with one client message.
 enum Action {
@@ -74,7 +68,6 @@ impl<'a> ClientPump<'a> {
             pending,
             guarded,
             metrics,
-            limited: LimitedPortals::new(),
             discarding: false,
             in_write: false,
             terminated: false,
@@ -84,110 +77,104 @@ impl<'a> ClientPump<'a> {
 
 /// Judges a message (or the head of a streamed one) by its type and the
 /// bytes available of it.
-fn judge(
-    pending: &Pending,
-    guarded: &Guarded,
-    metrics: &Metrics,
-    limited: &mut LimitedPortals,
-    tag: u8,
-    head: &[u8],
-) -> Action {
+fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
     let body = decode::body(head);
+    // The server's answers settle the changes each message makes to the
+    // session model; a message the server discards settles at once.
+    let settle = &mut |t, ran| guarded.settle(t, ran);
     match tag {
         fe::QUERY => {
             metrics.statements(1);
             let Ok(sql) = decode::query(body) else {
-                return malformed(pending, true, guarding::refused_query());
+                return malformed(pending, true, guarding::refused_query(), settle);
             };
-            match guarded.query(sql, pending.status()) {
+            let (verdict, tickets) = guarded.query(sql);
+            let entry = Entry::Query {
+                at: Instant::now(),
+                tickets,
+                done: 0,
+            };
+            match verdict {
                 Verdict::Pass => {
-                    pending.sent(Entry::Query(Instant::now()));
+                    pending.sent(entry, settle);
                     Action::Forward
                 }
                 Verdict::Limited { limit, over } => {
                     let (query, entries) = row_limit::wrap_query(sql, limit, over);
                     for e in entries {
-                        pending.sent(e);
+                        pending.sent(e, settle);
                     }
-                    pending.sent(Entry::Query(Instant::now()));
+                    pending.sent(entry, settle);
                     Action::Replace(query)
                 }
                 Verdict::Refuse(reply) => {
                     metrics.error(ErrorKind::Refused);
-                    pending.sent(refused(reply, true));
+                    pending.sent(refused(reply, true), settle);
                     Action::Replace(guarding::refused_query())
                 }
             }
         }
         fe::PARSE => {
             let Ok((name, sql)) = decode::parse(body) else {
-                return malformed(pending, false, guarding::refused_step());
+                return malformed(pending, false, guarding::refused_step(), settle);
             };
             match guarded.parse(name, sql) {
-                Verdict::Pass | Verdict::Limited { .. } => {
-                    pending.sent(Entry::Step(Step::Parse));
+                (Verdict::Pass | Verdict::Limited { .. }, ticket) => {
+                    pending.sent(Entry::Step(Step::Parse, ticket), settle);
                     Action::Forward
                 }
-                Verdict::Refuse(reply) => {
+                (Verdict::Refuse(reply), _) => {
                     metrics.error(ErrorKind::Refused);
-                    pending.sent(refused(reply, false));
+                    pending.sent(refused(reply, false), settle);
                     Action::Replace(guarding::refused_parse(name))
                 }
             }
         }
         fe::BIND => {
             let Ok((portal, statement)) = decode::bind_names(body) else {
-                return malformed(pending, false, guarding::refused_step());
+                return malformed(pending, false, guarding::refused_step(), settle);
             };
-            limited.remove(portal);
-            match guarded.bind(statement, pending.status()) {
-                Verdict::Pass => {
-                    pending.sent(Entry::Step(Step::Bind));
+            match guarded.bind(portal, statement) {
+                (Verdict::Pass | Verdict::Limited { .. }, ticket) => {
+                    pending.sent(Entry::Step(Step::Bind, ticket), settle);
                     Action::Forward
                 }
-                Verdict::Limited { limit, over } => {
-                    limited.insert(portal.to_vec(), (limit, over));
-                    pending.sent(Entry::Step(Step::Bind));
-                    Action::Forward
-                }
-                Verdict::Refuse(reply) => {
+                (Verdict::Refuse(reply), _) => {
                     metrics.error(ErrorKind::Refused);
-                    pending.sent(refused(reply, false));
+                    pending.sent(refused(reply, false), settle);
                     Action::Replace(guarding::refused_step())
                 }
             }
         }
         fe::CLOSE => {
-            match decode::close(body) {
-                Ok((b'S', name)) => guarded.close_statement(name),
-                Ok((_, portal)) => {
-                    limited.remove(portal);
-                }
-                Err(_) => return malformed(pending, false, guarding::refused_step()),
-            }
-            pending.sent(Entry::Step(Step::Close));
+            let ticket = match decode::close(body) {
+                Ok((kind, name)) => guarded.close(kind, name),
+                Err(_) => return malformed(pending, false, guarding::refused_step(), settle),
+            };
+            pending.sent(Entry::Step(Step::Close, ticket), settle);
             Action::Forward
         }
         fe::DESCRIBE => {
-            pending.sent(Entry::Step(Step::Describe));
+            pending.sent(Entry::Step(Step::Describe, None), settle);
             Action::Forward
         }
         fe::EXECUTE => {
             metrics.statements(1);
             let portal = portcullis_wire::framing::read_cstr(body, 0).map(|(p, _)| p);
-            let Some((limit, over)) = portal.and_then(|p| limited.get(p).cloned()) else {
-                pending.sent(Entry::Step(Step::Execute));
+            let (limited, ticket) = portal.map_or((None, None), |p| guarded.execute(p));
+            let Some((limit, over)) = limited else {
+                pending.sent(Entry::Step(Step::Execute, ticket), settle);
                 return Action::Forward;
             };
             // Count the rows around it (see row_limit.rs).
             let (mut out, before) = row_limit::before_execute(limit);
             let (after_bytes, after) = row_limit::after_execute(over);
             for e in before {
-                pending.sent(e);
+                pending.sent(e, settle);
             }
-            pending.sent(Entry::Step(Step::Execute));
+            pending.sent(Entry::Step(Step::Execute, ticket), settle);
             for e in after {
-                pending.sent(e);
+                pending.sent(e, settle);
             }
             out.extend_from_slice(head);
             out.extend_from_slice(&after_bytes);
@@ -203,13 +190,13 @@ fn judge(
         }
         fe::FUNCTION_CALL => match decode::function_call_oid(body) {
             Ok(oid) if function_call::allowed(oid) => {
-                pending.sent(Entry::Query(Instant::now()));
+                pending.sent(Entry::query(Instant::now()), settle);
                 Action::Forward
             }
             Ok(oid) => {
                 warn!(oid, "FunctionCall refused");
                 metrics.error(ErrorKind::Refused);
-                pending.sent(refused(function_call::refusal(), true));
+                pending.sent(refused(function_call::refusal(), true), settle);
                 Action::Replace(guarding::refused_query())
             }
             Err(e) => Action::Refuse(Refusal::protocol(&e)),
@@ -227,8 +214,13 @@ fn judge(
 /// A message whose fields do not parse. PostgreSQL answers such a message
 /// with an ERROR (not FATAL) and goes on; so does the proxy, in the
 /// message's place, without letting it reach the server.
-fn malformed(pending: &Pending, query: bool, replacement: BytesMut) -> Action {
-    pending.sent(refused(guarding::invalid_message_format(), query));
+fn malformed(
+    pending: &Pending,
+    query: bool,
+    replacement: BytesMut,
+    settle: super::pending::Settle<'_>,
+) -> Action {
+    pending.sent(refused(guarding::invalid_message_format(), query), settle);
     Action::Replace(replacement)
 }
 
@@ -276,7 +268,6 @@ impl ClientPump<'_> {
                     self.pending,
                     self.guarded,
                     self.metrics,
-                    &mut self.limited,
                     tag,
                     &self.rb.buf[pos..pos + len],
                 );
@@ -309,6 +300,11 @@ impl ClientPump<'_> {
                 return e;
             }
             self.rb.buf.advance(pos);
+            if self.pending.full() {
+                // Backpressure: the client sends faster than the server
+                // answers; read on once the server has caught up.
+                self.pending.wait_for_room().await;
+            }
 
             let n = match self.idle_timeout {
                 None => self.rb.fill(&mut self.reader, want).await,

@@ -9,12 +9,17 @@
 //! aborts an open transaction (so a later COMMIT cannot commit earlier
 //! work), and in the extended protocol discards everything up to Sync.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
-use portcullis_guard::{sqlstate, Judgement, PreparedText, Refusal, SessionState, Who};
+use portcullis_guard::session::{Overflow, Refused};
+use portcullis_guard::{
+    encoding_refusal, sqlstate, Judgement, NameKey, PreparedText, Refusal, SessionState, Ticket,
+    Who,
+};
 use portcullis_policy::{Principal, PrincipalKind};
 use portcullis_wire::encode::{self, Report, Severity};
 use tracing::{info, warn};
@@ -35,8 +40,6 @@ pub(crate) struct Guarded {
     pub target: Arc<TargetRuntime>,
     who: Who,
     state: Mutex<SessionState>,
-    /// The client encoding is UTF8 (statement bytes must then be UTF-8).
-    utf8: AtomicBool,
     /// A statement that changes the schema was let through: refresh the
     /// catalog once the server is idle.
     schema_dirty: AtomicBool,
@@ -81,7 +84,6 @@ impl Guarded {
             target,
             who,
             state: Mutex::new(state),
-            utf8: AtomicBool::new(true),
             schema_dirty: AtomicBool::new(false),
         };
         for (name, value) in portcullis_wire::decode::parameter_statuses(startup_messages) {
@@ -97,10 +99,9 @@ impl Guarded {
     /// A ParameterStatus from the server.
     pub fn parameter_status(&self, name: &str, value: &str) {
         if name.eq_ignore_ascii_case("client_encoding") {
-            self.utf8.store(
-                value.eq_ignore_ascii_case("UTF8") || value.eq_ignore_ascii_case("UNICODE"),
-                Ordering::Relaxed,
-            );
+            self.state().client_encoding(value);
+        } else if name.eq_ignore_ascii_case("server_encoding") {
+            self.state().server_encoding(value);
         } else if name.eq_ignore_ascii_case("search_path") {
             self.state().reported_search_path(value);
         }
@@ -116,45 +117,29 @@ impl Guarded {
         }
     }
 
-    /// An ErrorResponse, or a CommandComplete saying ROLLBACK: changes the
-    /// proxy followed may not have taken effect.
-    pub fn spoiled(&self) {
-        self.state().spoiled();
+    /// An ErrorResponse from the server.
+    pub fn error(&self) {
+        self.state().error();
     }
 
-    /// Statement text as the analysis reads it.
-    fn text<'a>(&self, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, str>, Refusal> {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.into()),
-            Err(_) if self.utf8.load(Ordering::Relaxed) => Err(Refusal {
-                sqlstate: "22021",
-                message: "invalid byte sequence for encoding \"UTF8\"".into(),
-                hint: Some("Send statements in the session's client_encoding.".into()),
-                policy: None,
-            }),
-            // Every encoding the server accepts from clients here is
-            // ASCII-safe (the others end the session, see lexing.rs): quotes,
-            // backslashes and keywords are single ASCII bytes, so replacing
-            // the other bytes keeps how the text splits into tokens. Only
-            // non-ASCII identifiers lose their exact spelling.
-            Err(_) => Ok(String::from_utf8_lossy(bytes)),
-        }
+    /// The server answered the message `ticket` came with.
+    pub fn settle(&self, ticket: Ticket, ran: bool) {
+        self.state().settle(ticket, ran);
     }
 
-    /// Judges a simple Query; `status` is the transaction status before it.
-    pub fn query(&self, sql: &[u8], status: u8) -> Verdict {
-        let sql = match self.text(sql) {
-            Ok(s) => s,
-            Err(r) => return self.refuse(&r, "query"),
-        };
+    /// Judges a simple Query. Returns the changes its statements make to
+    /// prepared statements, for the ledger.
+    pub fn query(&self, sql: &[u8]) -> (Verdict, Vec<(usize, Ticket)>) {
         let mut state = self.state();
+        let sql = match text(&state, sql) {
+            Ok(s) => s,
+            Err(r) => return (self.refuse(&r, "query"), Vec::new()),
+        };
         let j = self.target.guard.judge_text(&sql, &self.who, &state);
         let mut verdict = self.conclude(&j, "query");
+        let mut tickets = Vec::new();
         if let (Verdict::Pass, Some(a)) = (&verdict, &j.analysis) {
-            if let Some(limit) = j
-                .row_limit
-                .filter(|_| status != portcullis_wire::tags::txn::FAILED)
-            {
+            if let Some(limit) = j.row_limit {
                 if a.statements.len() != 1 {
                     let r = Refusal {
                         sqlstate: sqlstate::DENIED,
@@ -165,11 +150,14 @@ impl Guarded {
                         hint: Some("Send each INSERT, UPDATE, DELETE or MERGE as a query of its own; Portcullis counts the rows each one changes.".into()),
                         policy: None,
                     };
-                    return self.refuse(&r, "query");
+                    return (self.refuse(&r, "query"), Vec::new());
                 }
                 verdict = self.limited(limit);
             }
-            state.apply(a);
+            match state.apply(a) {
+                Ok(t) => tickets = t,
+                Err(e) => return (self.refuse(&unfollowable(&e), "query"), Vec::new()),
+            }
             if j.opaque {
                 state.opaque_ran();
             }
@@ -177,7 +165,7 @@ impl Guarded {
                 self.schema_dirty.store(true, Ordering::Relaxed);
             }
         }
-        verdict
+        (verdict, tickets)
     }
 
     fn limited(&self, limit: u64) -> Verdict {
@@ -188,73 +176,91 @@ impl Guarded {
     }
 
     /// Judges a Parse of `sql` as statement `name`.
-    pub fn parse(&self, name: &[u8], sql: &[u8]) -> Verdict {
-        if name.starts_with(b"portcullis.") {
-            let r = Refusal {
-                sqlstate: sqlstate::DENIED,
-                message: "statement names starting with \"portcullis.\" are reserved".into(),
-                hint: Some("Use another name.".into()),
-                policy: None,
-            };
-            return self.refuse(&r, "parse");
-        }
-        let sql = match self.text(sql) {
-            Ok(s) => s,
-            Err(r) => return self.refuse(&r, "parse"),
-        };
+    pub fn parse(&self, name: &[u8], sql: &[u8]) -> (Verdict, Option<Ticket>) {
         let mut state = self.state();
+        let key = match protocol_name(&state, name) {
+            Ok(k) => k,
+            Err(r) => return (self.refuse(&r, "parse"), None),
+        };
+        let sql = match text(&state, sql) {
+            Ok(s) => s,
+            Err(r) => return (self.refuse(&r, "parse"), None),
+        };
         let j = self.target.guard.judge_text(&sql, &self.who, &state);
         let verdict = self.conclude(&j, "parse");
         if let (Verdict::Pass, Some(a)) = (&verdict, &j.analysis) {
-            state.prepare(
-                &String::from_utf8_lossy(name),
-                PreparedText {
-                    analysis: a.clone(),
-                    index: 0,
-                },
-            );
+            let text = PreparedText {
+                analysis: a.clone(),
+                index: 0,
+            };
+            return match state.parse(key, text) {
+                Ok(t) => (verdict, Some(t)),
+                Err(e) => (self.refuse(&unfollowable(&e), "parse"), None),
+            };
         }
-        verdict
+        (verdict, None)
     }
 
-    /// Judges a Bind of prepared statement `name`; `status` as for
-    /// [`Guarded::query`].
-    pub fn bind(&self, name: &[u8], status: u8) -> Verdict {
-        let name = String::from_utf8_lossy(name);
+    /// Judges a Bind of prepared statement `statement` into `portal`.
+    pub fn bind(&self, portal: &[u8], statement: &[u8]) -> (Verdict, Option<Ticket>) {
         let mut state = self.state();
-        let j = self.target.guard.judge_prepared(&name, &self.who, &state);
+        let keys = protocol_name(&state, portal)
+            .and_then(|p| protocol_name(&state, statement).map(|s| (p, s)));
+        let (portal, statement) = match keys {
+            Ok(k) => k,
+            Err(r) => return (self.refuse(&r, "bind"), None),
+        };
+        let j = self
+            .target
+            .guard
+            .judge_prepared(&statement, &self.who, &state);
         let mut verdict = self.conclude(&j, "bind");
         if let Verdict::Pass = verdict {
-            if let Some(limit) = j
-                .row_limit
-                .filter(|_| status != portcullis_wire::tags::txn::FAILED)
-            {
+            if let Some(limit) = j.row_limit {
                 verdict = self.limited(limit);
-            }
-            // The statement will run: follow what it sets up (a SET sent
-            // through the extended protocol, say).
-            let texts: Vec<_> = match state.prepared(&name) {
-                Some(portcullis_guard::Prepared::Texts(t)) => {
-                    t.iter().map(|t| t.analysis.clone()).collect()
-                }
-                _ => Vec::new(),
-            };
-            for a in &texts {
-                state.apply(a);
-            }
-            if j.opaque {
-                state.opaque_ran();
             }
             if j.changes_schema {
                 self.schema_dirty.store(true, Ordering::Relaxed);
             }
+            // What the statement sets up (a SET, say) counts when the
+            // portal is executed, not now.
+            return match state.bind(portal, &statement, j.row_limit, j.opaque) {
+                Ok(t) => (verdict, Some(t)),
+                Err(e) => (self.refuse(&unfollowable(&e), "bind"), None),
+            };
         }
-        verdict
+        (verdict, None)
     }
 
-    /// A Close of prepared statement `name`.
-    pub fn close_statement(&self, name: &[u8]) {
-        self.state().close(&String::from_utf8_lossy(name));
+    /// An Execute of `portal`: the statement bound to it runs now. Returns
+    /// the row limit it runs under (and the error for going over), if any,
+    /// and the ticket that settles what it changes.
+    pub fn execute(&self, portal: &[u8]) -> (Option<(u64, Bytes)>, Option<Ticket>) {
+        let mut state = self.state();
+        // A name the proxy cannot key was refused at Bind: no portal of
+        // the proxy's can stand behind it.
+        let Ok(key) = state.protocol_name(portal) else {
+            return (None, None);
+        };
+        let (limit, ticket) = state.execute(&key);
+        let limit = limit.map(|l| (l, super::row_limit::exceeded(l, &self.target.config.name)));
+        (limit, ticket)
+    }
+
+    /// A Close of a statement (`kind` b'S') or portal. Returns the change
+    /// it makes once the server confirms it; none when the name cannot be
+    /// keyed exactly (the proxy then forgets nothing).
+    pub fn close(&self, kind: u8, name: &[u8]) -> Option<Ticket> {
+        let mut state = self.state();
+        if state.lexer_unsettled() && !name.is_ascii() {
+            return None;
+        }
+        let key = state.protocol_name(name).ok()?;
+        Some(if kind == b'S' {
+            state.close_statement(key)
+        } else {
+            state.close_portal(key)
+        })
     }
 
     fn conclude(&self, j: &Judgement, message: &'static str) -> Verdict {
@@ -297,6 +303,49 @@ impl Guarded {
             },
         );
         Verdict::Refuse(b.freeze())
+    }
+}
+
+/// Statement text as the server reads it.
+fn text<'a>(state: &SessionState, bytes: &'a [u8]) -> Result<Cow<'a, str>, Refusal> {
+    state
+        .encodings()
+        .text(bytes)
+        .map_err(|e| encoding_refusal(&e))
+}
+
+/// A protocol statement or portal name as the server keys it.
+fn protocol_name(state: &SessionState, name: &[u8]) -> Result<NameKey, Refusal> {
+    if name.starts_with(b"portcullis.") {
+        return Err(Refusal {
+            sqlstate: sqlstate::DENIED,
+            message: "statement and portal names starting with \"portcullis.\" are reserved".into(),
+            hint: Some("Use another name.".into()),
+            policy: None,
+        });
+    }
+    if state.lexer_unsettled() && !name.is_ascii() {
+        return Err(portcullis_guard::lexer::unsettled());
+    }
+    state.protocol_name(name).map_err(|e| encoding_refusal(&e))
+}
+
+/// The refusal for a message the session model cannot follow.
+fn unfollowable(e: &Refused) -> Refusal {
+    match e {
+        Refused::Encoding(e) => encoding_refusal(e),
+        Refused::Overflow(what, name) => Refusal {
+            sqlstate: "54000",
+            message: match what {
+                Overflow::Names => "too many prepared statements or portals in this session for Portcullis to follow".into(),
+                Overflow::Candidates => format!(
+                    "too many definitions of \"{}\" are waiting for the server's answer",
+                    name.shown()
+                ),
+            },
+            hint: Some("Close prepared statements and portals you no longer need, and read the server's replies (Sync) before redefining a name again.".into()),
+            policy: None,
+        },
     }
 }
 

@@ -28,16 +28,29 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
+use portcullis_guard::Ticket;
+use tokio::sync::Notify;
+
+/// Receives the outcome of each change to prepared statements and portals
+/// the ledger carried: `true` when the server ran its message.
+pub(crate) type Settle<'a> = &'a mut dyn FnMut(Ticket, bool);
 
 /// A client message that the server will answer, or a copy marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Entry {
-    /// Parse, Bind, Describe, Execute or Close: one reply each.
-    Step(Step),
+    /// Parse, Bind, Describe, Execute or Close: one reply each; with the
+    /// change it makes to prepared statements or portals, if any.
+    Step(Step, Option<Ticket>),
     /// A Sync: answered by ReadyForQuery.
     Sync(Instant),
-    /// A Query or FunctionCall: any replies, then ReadyForQuery.
-    Query(Instant),
+    /// A Query or FunctionCall: any replies, then ReadyForQuery. `tickets`
+    /// are the changes its statements make (by statement index), `done`
+    /// how many statements have completed.
+    Query {
+        at: Instant,
+        tickets: Vec<(usize, Ticket)>,
+        done: usize,
+    },
     /// The client ended copy data (CopyDone or CopyFail).
     CopyEnd,
     /// The Execute of a COPY FROM STDIN is in copy mode; its
@@ -68,13 +81,39 @@ impl Entry {
     fn is_step(&self) -> bool {
         matches!(
             self,
-            Entry::Step(_) | Entry::Refused { query: false, .. } | Entry::Hidden { step: true, .. }
+            Entry::Step(..)
+                | Entry::Refused { query: false, .. }
+                | Entry::Hidden { step: true, .. }
         )
     }
 
     /// Part of a Query: its error ends the Query (ReadyForQuery follows).
     fn is_query_part(&self) -> bool {
         matches!(self, Entry::QueryPart | Entry::Hidden { step: false, .. })
+    }
+
+    /// A Query's entry without changes to follow.
+    pub fn query(at: Instant) -> Entry {
+        Entry::Query {
+            at,
+            tickets: Vec::new(),
+            done: 0,
+        }
+    }
+
+    /// The server never ran this message (or the rest of this Query).
+    fn skipped(self, settle: Settle<'_>) {
+        match self {
+            Entry::Step(_, Some(t)) => settle(t, false),
+            Entry::Query { tickets, done, .. } => {
+                for (i, t) in tickets {
+                    if i >= done {
+                        settle(t, false);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -117,10 +156,11 @@ fn drop_query_parts(entries: &mut VecDeque<Entry>) {
     }
 }
 
-/// Past this many outstanding entries the model stops growing (a client
-/// pipelining without reading); from then on it under-reports latency and
-/// idleness, which only delays idle timeouts.
-const MAX_ENTRIES: usize = 1 << 16;
+/// Past this many outstanding entries the client pump stops reading from
+/// the client until the server has answered some (a client pipelining
+/// without reading): the model never drops an entry, so every reply stays
+/// tied to its request.
+pub(crate) const MAX_ENTRIES: usize = 1 << 16;
 
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -130,6 +170,8 @@ pub(crate) struct Pending {
     /// Hidden entries may be outstanding: replies must be routed (kept
     /// false otherwise so result rows pass without taking the lock).
     hidden_active: AtomicBool,
+    /// The ledger shrank below its bound (see [`MAX_ENTRIES`]).
+    room: Notify,
 }
 
 impl Pending {
@@ -138,6 +180,30 @@ impl Pending {
             ledger: Mutex::new(Ledger::default()),
             status: AtomicU8::new(status),
             hidden_active: AtomicBool::new(false),
+            room: Notify::new(),
+        }
+    }
+
+    /// Whether the client pump must wait for the server before reading
+    /// more from the client.
+    pub fn full(&self) -> bool {
+        self.ledger().entries.len() >= MAX_ENTRIES
+    }
+
+    /// Waits until the ledger has room again.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.room.notified();
+            if !self.full() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn made_room(&self, l: &Ledger) {
+        if l.entries.len() < MAX_ENTRIES {
+            self.room.notify_waiters();
         }
     }
 
@@ -149,12 +215,12 @@ impl Pending {
 
     /// Records a client message the server will answer (not Sync, not a
     /// copy end).
-    pub fn sent(&self, entry: Entry) {
+    pub fn sent(&self, entry: Entry, settle: Settle<'_>) {
         let mut l = self.ledger();
-        // Hidden entries are kept past the bound: losing one would let the
-        // client see replies it never asked for.
         let hidden = matches!(entry, Entry::Hidden { .. } | Entry::QueryPart);
-        if l.discarding || (l.entries.len() >= MAX_ENTRIES && !hidden) {
+        if l.discarding {
+            // The server discards it: its changes never happen.
+            entry.skipped(settle);
             return;
         }
         if hidden {
@@ -169,16 +235,14 @@ impl Pending {
             return;
         }
         l.discarding = false;
-        if l.entries.len() < MAX_ENTRIES {
-            l.entries.push_back(Entry::Sync(at));
-        }
+        l.entries.push_back(Entry::Sync(at));
     }
 
     pub fn sent_copy_end(&self) {
         let mut l = self.ledger();
         if l.copy_in_open {
             l.copy_in_open = false;
-        } else if !l.discarding && l.entries.len() < MAX_ENTRIES {
+        } else if !l.discarding {
             l.entries.push_back(Entry::CopyEnd);
         }
     }
@@ -186,29 +250,45 @@ impl Pending {
     // ---- server side ----
 
     /// ParseComplete, BindComplete, CloseComplete.
-    pub fn step_done(&self) {
+    pub fn step_done(&self, settle: Settle<'_>) {
         let mut l = self.ledger();
-        if matches!(l.entries.front(), Some(Entry::Step(_))) {
-            l.entries.pop_front();
+        if matches!(l.entries.front(), Some(Entry::Step(..))) {
+            if let Some(Entry::Step(_, Some(t))) = l.entries.pop_front() {
+                settle(t, true);
+            }
+            self.made_room(&l);
         }
     }
 
     /// RowDescription or NoData: the end of a Describe, or part of a Query.
     pub fn described(&self) {
         let mut l = self.ledger();
-        if l.entries.front() == Some(&Entry::Step(Step::Describe)) {
+        if matches!(l.entries.front(), Some(Entry::Step(Step::Describe, _))) {
             l.entries.pop_front();
+            self.made_room(&l);
         }
     }
 
     /// CommandComplete, PortalSuspended or EmptyQueryResponse.
-    pub fn command_done(&self) {
+    pub fn command_done(&self, settle: Settle<'_>) {
         let mut l = self.ledger();
-        if matches!(
-            l.entries.front(),
-            Some(Entry::Step(Step::Execute) | Entry::CopyIn)
-        ) {
-            l.entries.pop_front();
+        match l.entries.front_mut() {
+            Some(Entry::Step(Step::Execute, _) | Entry::CopyIn) => {
+                if let Some(Entry::Step(_, Some(t))) = l.entries.pop_front() {
+                    settle(t, true);
+                }
+                self.made_room(&l);
+            }
+            Some(Entry::Query { tickets, done, .. }) => {
+                // One statement of the Query ran to completion.
+                let index = *done;
+                *done += 1;
+                if let Some(pos) = tickets.iter().position(|(i, _)| *i == index) {
+                    let (_, t) = tickets.swap_remove(pos);
+                    settle(t, true);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -221,11 +301,11 @@ impl Pending {
             l.entries.pop_front();
         }
         let start = match l.entries.front() {
-            Some(Entry::Step(Step::Execute)) => {
+            Some(Entry::Step(Step::Execute, _)) => {
                 l.entries[0] = Entry::CopyIn;
                 1
             }
-            Some(Entry::Query(_)) => 1,
+            Some(Entry::Query { .. }) => 1,
             _ => 0,
         };
         let mut i = start;
@@ -246,7 +326,7 @@ impl Pending {
 
     /// ErrorResponse (`fatal` for FATAL and PANIC). Returns what the
     /// client must see instead, when the error answers a refused request.
-    pub fn error(&self, fatal: bool) -> Option<Bytes> {
+    pub fn error(&self, fatal: bool, settle: Settle<'_>) -> Option<Bytes> {
         let mut l = self.ledger();
         // An error ends copy mode; Syncs from now on count again.
         l.copy_in_open = false;
@@ -256,7 +336,7 @@ impl Pending {
                 l.entries.pop_front();
                 true
             }
-            Some(Entry::Step(_)) => true,
+            Some(Entry::Step(..)) => true,
             Some(Entry::Hidden { step, on_error }) => {
                 let step = *step;
                 substitute = on_error.clone();
@@ -277,7 +357,7 @@ impl Pending {
                 substitute = Some(reply.clone());
                 if query {
                     // ReadyForQuery still follows.
-                    l.entries[0] = Entry::Query(at);
+                    l.entries[0] = Entry::query(at);
                 }
                 !query
             }
@@ -291,15 +371,16 @@ impl Pending {
             return substitute;
         }
         // The server now discards everything up to the next Sync.
-        match l.entries.iter().position(|e| matches!(e, Entry::Sync(_))) {
-            Some(sync) => {
-                l.entries.drain(..sync);
-            }
-            None => {
-                l.entries.clear();
-                l.discarding = true;
-            }
+        let end = l
+            .entries
+            .iter()
+            .position(|e| matches!(e, Entry::Sync(_)))
+            .unwrap_or(l.entries.len());
+        l.discarding = end == l.entries.len();
+        for e in l.entries.drain(..end) {
+            e.skipped(settle);
         }
+        self.made_room(&l);
         substitute
     }
 
@@ -330,24 +411,22 @@ impl Pending {
         }
     }
 
-    /// Transaction status from the last ReadyForQuery.
-    pub fn status(&self) -> u8 {
-        self.status.load(Ordering::Relaxed)
-    }
-
     /// ReadyForQuery; returns when its request was sent.
-    pub fn ready(&self, status: u8) -> Option<Instant> {
+    pub fn ready(&self, status: u8, settle: Settle<'_>) -> Option<Instant> {
         self.status.store(status, Ordering::Relaxed);
         let mut l = self.ledger();
         l.discarding = false;
         l.last_ready = Some(Instant::now());
         let mut sent = None;
         while let Some(e) = l.entries.pop_front() {
-            if let Entry::Sync(t) | Entry::Query(t) | Entry::Refused { at: t, .. } = e {
+            if let Entry::Sync(t) | Entry::Query { at: t, .. } | Entry::Refused { at: t, .. } = e {
                 sent = Some(t);
+                e.skipped(settle);
                 break;
             }
+            e.skipped(settle);
         }
+        self.made_room(&l);
         if self.hidden_active.load(Ordering::Relaxed) {
             let still = l
                 .entries
@@ -406,6 +485,8 @@ impl Pending {
 mod tests {
     use super::*;
 
+    fn no(_: Ticket, _: bool) {}
+
     fn now() -> Instant {
         Instant::now()
     }
@@ -414,19 +495,19 @@ mod tests {
     fn simple_queries_pair_with_ready() {
         let p = Pending::new(b'I');
         let t = now();
-        p.sent(Entry::Query(t));
-        p.sent(Entry::Query(t));
+        p.sent(Entry::query(t), &mut no);
+        p.sent(Entry::query(t), &mut no);
         assert!(!p.idle());
-        assert_eq!(p.ready(b'I'), Some(t));
-        assert_eq!(p.ready(b'I'), Some(t));
+        assert_eq!(p.ready(b'I', &mut no), Some(t));
+        assert_eq!(p.ready(b'I', &mut no), Some(t));
         assert!(p.idle());
-        assert_eq!(p.ready(b'I'), None);
+        assert_eq!(p.ready(b'I', &mut no), None);
     }
 
     fn extended(p: &Pending) {
-        p.sent(Entry::Step(Step::Parse));
-        p.sent(Entry::Step(Step::Bind));
-        p.sent(Entry::Step(Step::Execute));
+        p.sent(Entry::Step(Step::Parse, None), &mut no);
+        p.sent(Entry::Step(Step::Bind, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None), &mut no);
     }
 
     #[test]
@@ -434,46 +515,46 @@ mod tests {
         let p = Pending::new(b'I');
         extended(&p);
         p.sent_sync(now());
-        p.step_done();
-        p.step_done();
-        p.command_done();
+        p.step_done(&mut no);
+        p.step_done(&mut no);
+        p.command_done(&mut no);
         assert!(!p.answered());
-        assert!(p.ready(b'I').is_some());
+        assert!(p.ready(b'I', &mut no).is_some());
         assert!(p.idle());
     }
 
     #[test]
     fn error_discards_until_sync_including_queries() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Step(Step::Parse));
-        p.sent(Entry::Query(now()));
+        p.sent(Entry::Step(Step::Parse, None), &mut no);
+        p.sent(Entry::query(now()), &mut no);
         p.sent_sync(now());
-        p.error(false);
+        p.error(false, &mut no);
         assert_eq!(p.outstanding(), 1);
-        p.ready(b'I');
+        p.ready(b'I', &mut no);
         assert!(p.idle());
     }
 
     #[test]
     fn error_before_the_sync_is_sent() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Step(Step::Parse));
-        p.error(false);
+        p.sent(Entry::Step(Step::Parse, None), &mut no);
+        p.error(false, &mut no);
         // Discarded by the server, so not recorded.
-        p.sent(Entry::Step(Step::Bind));
-        p.sent(Entry::Query(now()));
+        p.sent(Entry::Step(Step::Bind, None), &mut no);
+        p.sent(Entry::query(now()), &mut no);
         p.sent_sync(now());
         assert_eq!(p.outstanding(), 1);
-        p.ready(b'I');
+        p.ready(b'I', &mut no);
         assert!(p.idle());
     }
 
     #[test]
     fn error_inside_a_query_waits_for_ready() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Query(now()));
-        p.sent(Entry::Query(now()));
-        p.error(false);
+        p.sent(Entry::query(now()), &mut no);
+        p.sent(Entry::query(now()), &mut no);
+        p.error(false, &mut no);
         assert_eq!(p.outstanding(), 2);
     }
 
@@ -484,12 +565,12 @@ mod tests {
         extended(&p);
         p.sent_copy_end();
         p.sent_sync(now());
-        p.step_done();
-        p.step_done();
+        p.step_done(&mut no);
+        p.step_done(&mut no);
         p.copy_in_started();
-        p.command_done();
+        p.command_done(&mut no);
         assert_eq!(p.outstanding(), 1);
-        p.ready(b'I');
+        p.ready(b'I', &mut no);
         assert!(p.idle());
     }
 
@@ -497,17 +578,17 @@ mod tests {
     fn extended_copy_with_sync_after_execute() {
         // tokio-postgres: Bind/Execute/Sync, then data, CopyDone, Sync.
         let p = Pending::new(b'I');
-        p.sent(Entry::Step(Step::Bind));
-        p.sent(Entry::Step(Step::Execute));
+        p.sent(Entry::Step(Step::Bind, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None), &mut no);
         p.sent_sync(now());
-        p.step_done();
+        p.step_done(&mut no);
         p.copy_in_started();
         p.sent_sync(now()); // ignored by the server
         p.sent_copy_end();
         p.sent_sync(now());
-        p.command_done();
+        p.command_done(&mut no);
         assert_eq!(p.outstanding(), 1);
-        p.ready(b'I');
+        p.ready(b'I', &mut no);
         assert!(p.idle());
     }
 
@@ -520,34 +601,34 @@ mod tests {
         p.sent_copy_end();
         p.sent_sync(now());
         for _ in 0..2 {
-            p.step_done();
-            p.step_done();
+            p.step_done(&mut no);
+            p.step_done(&mut no);
             p.copy_in_started();
-            p.command_done();
+            p.command_done(&mut no);
         }
         assert_eq!(p.outstanding(), 1);
-        p.ready(b'I');
+        p.ready(b'I', &mut no);
         assert!(p.idle());
     }
 
     #[test]
     fn simple_copy_keeps_its_query() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Query(now()));
+        p.sent(Entry::query(now()), &mut no);
         p.copy_in_started();
         p.sent_copy_end();
         assert_eq!(p.outstanding(), 1);
-        p.ready(b'I');
+        p.ready(b'I', &mut no);
         assert!(p.idle());
     }
 
     #[test]
     fn copy_aborted_by_the_server_without_copy_done() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Query(now()));
+        p.sent(Entry::query(now()), &mut no);
         p.copy_in_started();
-        p.error(false);
-        p.ready(b'I');
+        p.error(false, &mut no);
+        p.ready(b'I', &mut no);
         extended(&p);
         p.sent_sync(now());
         assert_eq!(p.outstanding(), 4, "the Sync after the failed copy counts");
@@ -556,12 +637,12 @@ mod tests {
     #[test]
     fn copy_that_never_started_leaves_no_trace() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Query(now()));
+        p.sent(Entry::query(now()), &mut no);
         p.sent_copy_end();
-        p.error(false);
-        p.ready(b'I');
+        p.error(false, &mut no);
+        p.ready(b'I', &mut no);
         assert!(p.idle());
-        p.sent(Entry::Query(now()));
+        p.sent(Entry::query(now()), &mut no);
         p.copy_in_started();
         assert!(!p.answered(), "the stale marker must not end the new copy");
     }
@@ -577,35 +658,35 @@ mod tests {
     #[test]
     fn a_refused_query_gets_our_error_then_ready() {
         let p = Pending::new(b'I');
-        p.sent(refused(true));
-        p.sent(Entry::Query(now()));
+        p.sent(refused(true), &mut no);
+        p.sent(Entry::query(now()), &mut no);
         assert!(!p.answered());
-        assert_eq!(p.error(false).as_deref(), Some(&b"ours"[..]));
-        assert!(p.ready(b'I').is_some());
+        assert_eq!(p.error(false, &mut no).as_deref(), Some(&b"ours"[..]));
+        assert!(p.ready(b'I', &mut no).is_some());
         assert_eq!(p.outstanding(), 1, "the next query is still owed");
         // The next query's own error is the server's.
-        assert_eq!(p.error(false), None);
+        assert_eq!(p.error(false, &mut no), None);
     }
 
     #[test]
     fn a_refused_parse_discards_the_rest_of_the_pipeline() {
         let p = Pending::new(b'I');
-        p.sent(refused(false));
-        p.sent(Entry::Step(Step::Bind));
-        p.sent(Entry::Step(Step::Execute));
+        p.sent(refused(false), &mut no);
+        p.sent(Entry::Step(Step::Bind, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None), &mut no);
         p.sent_sync(now());
         assert!(!p.answered());
-        assert!(p.error(false).is_some());
+        assert!(p.error(false, &mut no).is_some());
         assert_eq!(p.outstanding(), 1);
-        p.ready(b'I');
+        p.ready(b'I', &mut no);
         assert!(p.idle());
     }
 
     #[test]
     fn a_fatal_error_is_never_replaced() {
         let p = Pending::new(b'I');
-        p.sent(refused(true));
-        assert_eq!(p.error(true), None);
+        p.sent(refused(true), &mut no);
+        assert_eq!(p.error(true, &mut no), None);
     }
 
     fn hidden(step: bool, on_error: Option<&'static [u8]>) -> Entry {
@@ -618,10 +699,10 @@ mod tests {
     #[test]
     fn hidden_statements_around_a_query() {
         let p = Pending::new(b'I');
-        p.sent(hidden(false, None));
-        p.sent(Entry::QueryPart);
-        p.sent(hidden(false, Some(b"limit")));
-        p.sent(Entry::Query(now()));
+        p.sent(hidden(false, None), &mut no);
+        p.sent(Entry::QueryPart, &mut no);
+        p.sent(hidden(false, Some(b"limit")), &mut no);
+        p.sent(Entry::query(now()), &mut no);
         // The base statement: RowDescription, DataRow, CommandComplete.
         assert_eq!(p.route(false), Route::Hidden);
         assert_eq!(p.route(false), Route::Hidden);
@@ -631,40 +712,40 @@ mod tests {
         assert_eq!(p.route(true), Route::Client);
         // The check fails: the client gets the limit error.
         assert_eq!(p.route(false), Route::Hidden);
-        assert_eq!(p.error(false).as_deref(), Some(&b"limit"[..]));
-        assert!(p.ready(b'I').is_some());
+        assert_eq!(p.error(false, &mut no).as_deref(), Some(&b"limit"[..]));
+        assert!(p.ready(b'I', &mut no).is_some());
         assert!(p.idle());
     }
 
     #[test]
     fn a_failing_client_statement_skips_the_check() {
         let p = Pending::new(b'I');
-        p.sent(hidden(false, None));
-        p.sent(Entry::QueryPart);
-        p.sent(hidden(false, Some(b"limit")));
-        p.sent(Entry::Query(now()));
+        p.sent(hidden(false, None), &mut no);
+        p.sent(Entry::QueryPart, &mut no);
+        p.sent(hidden(false, Some(b"limit")), &mut no);
+        p.sent(Entry::query(now()), &mut no);
         assert_eq!(p.route(true), Route::Hidden);
-        assert_eq!(p.error(false), None, "the server's own error");
-        assert!(p.ready(b'I').is_some());
+        assert_eq!(p.error(false, &mut no), None, "the server's own error");
+        assert!(p.ready(b'I', &mut no).is_some());
         assert!(p.idle());
     }
 
     #[test]
     fn hidden_steps_around_an_execute() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Step(Step::Bind));
-        p.sent(hidden(true, None));
-        p.sent(Entry::Step(Step::Execute));
-        p.sent(hidden(true, Some(b"limit")));
-        p.sent(hidden(true, None));
+        p.sent(Entry::Step(Step::Bind, None), &mut no);
+        p.sent(hidden(true, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(hidden(true, Some(b"limit")), &mut no);
+        p.sent(hidden(true, None), &mut no);
         p.sent_sync(now());
-        p.step_done(); // BindComplete
+        p.step_done(&mut no); // BindComplete
         assert_eq!(p.route(true), Route::Hidden);
         assert_eq!(p.route(true), Route::Client);
-        p.command_done();
-        assert_eq!(p.error(false).as_deref(), Some(&b"limit"[..]));
+        p.command_done(&mut no);
+        assert_eq!(p.error(false, &mut no).as_deref(), Some(&b"limit"[..]));
         assert_eq!(p.outstanding(), 1, "discarded up to the Sync");
-        p.ready(b'I');
+        p.ready(b'I', &mut no);
         assert!(p.idle());
     }
 }

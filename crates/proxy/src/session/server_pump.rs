@@ -88,11 +88,12 @@ fn judge(
     if routed && pending.route(completion) == Route::Hidden {
         return Ok(Action::Drop);
     }
+    let settle = &mut |t, ran| guarded.settle(t, ran);
     match tag {
         be::READY_FOR_QUERY => {
             let status = decode::ready_for_query(decode::body(msg))
                 .map_err(|e| End::UpstreamProtocol(e.to_string()))?;
-            if let Some(sent) = pending.ready(status) {
+            if let Some(sent) = pending.ready(status, settle) {
                 metrics.statement_seconds(sent.elapsed().as_secs_f64());
             }
             guarded.ready(status, pending.drained());
@@ -103,7 +104,7 @@ fn judge(
             Ok(Action::Forward)
         }
         be::PARSE_COMPLETE | be::BIND_COMPLETE | be::CLOSE_COMPLETE => {
-            pending.step_done();
+            pending.step_done(settle);
             Ok(Action::Forward)
         }
         be::ROW_DESCRIPTION | be::NO_DATA => {
@@ -111,12 +112,7 @@ fn judge(
             Ok(Action::Forward)
         }
         be::COMMAND_COMPLETE | be::PORTAL_SUSPENDED | be::EMPTY_QUERY_RESPONSE => {
-            // COMMIT of a failed transaction and ROLLBACK TO SAVEPOINT
-            // answer ROLLBACK too.
-            if tag == be::COMMAND_COMPLETE && decode::body(msg).starts_with(b"ROLLBACK") {
-                guarded.spoiled();
-            }
-            pending.command_done();
+            pending.command_done(settle);
             Ok(Action::Forward)
         }
         be::PARAMETER_STATUS => {
@@ -136,8 +132,8 @@ fn judge(
                 .ok()
                 .and_then(|f| f.severity);
             let fatal = matches!(severity, Some("FATAL" | "PANIC"));
-            guarded.spoiled();
-            match pending.error(fatal) {
+            guarded.error();
+            match pending.error(fatal, settle) {
                 Some(ours) => Ok(Action::Replace(ours)),
                 None => Ok(Action::Error),
             }

@@ -1,0 +1,226 @@
+//! Settings that decide how the server reads statement text, and the
+//! proxy's own settings: neither may be changed by a client.
+//!
+//! The analysis reads SQL text as PostgreSQL does with
+//! `standard_conforming_strings = on` in a client encoding where every
+//! quote and backslash byte is that character. Two settings break that:
+//! `standard_conforming_strings = off` makes a backslash escape a quote in
+//! an ordinary literal, and in the client-only encodings (SJIS, BIG5, GBK,
+//! ...) a quote or backslash byte can be the second half of a character.
+//! Either way one text splits into different statements for the proxy and
+//! for the server (the CVE-2006-2313 family). The server announces such a
+//! change with ParameterStatus only at the end of the request that made
+//! it, and not at all for `SET LOCAL` or `set_config(..., true)` until then,
+//! while the client may have pipelined more text behind it. So a change is
+//! refused when it is judged, in every form the analysis reports (SET, SET
+//! LOCAL, SET NAMES, set_config anywhere, RESET to a value other than the
+//! login one is impossible for these); `ALTER ROLE/DATABASE ... SET` is a
+//! refused capability of its own. Setting the safe value stays allowed.
+//!
+//! Writes to `pg_settings` go through that view's rule to `set_config`
+//! with a name taken from the rows: any setting at all, so they are refused
+//! too.
+//!
+//! Settings named `portcullis.*` hold the proxy's bookkeeping (the row
+//! limit's counts): a client that could write them could rewrite the check.
+
+use portcullis_analysis::{ActionKind, Execution, SettingTarget, SettingValue, StatementFacts};
+
+use crate::encoding;
+use crate::guard::{sqlstate, Refusal};
+
+/// The first reason `stmt` may not be let through, if any.
+pub fn check(stmt: &StatementFacts) -> Option<Refusal> {
+    for change in &stmt.settings {
+        if change.execution == Execution::Never {
+            continue;
+        }
+        let SettingTarget::Named(name) = &change.target else {
+            continue;
+        };
+        if name.starts_with("portcullis.") {
+            return Some(Refusal {
+                sqlstate: sqlstate::DENIED,
+                message: "settings named portcullis.* are reserved for Portcullis".into(),
+                hint: Some("Use another prefix for custom settings.".into()),
+                policy: None,
+            });
+        }
+        match name.as_str() {
+            "standard_conforming_strings" if !safe_conforming_strings(&change.value) => {
+                return Some(unsupported(
+                    "Portcullis does not allow changing standard_conforming_strings".into(),
+                    "With it off, backslashes change where string literals end; keep it on and use E'...' literals for escapes.",
+                ));
+            }
+            "client_encoding" if !safe_client_encoding(&change.value) => {
+                return Some(unsupported(
+                    format!(
+                        "Portcullis does not allow client_encoding {}",
+                        shown_value(&change.value)
+                    ),
+                    "In the client-only encodings (SJIS, BIG5, GBK, GB18030, UHC, JOHAB, SHIFT_JIS_2004) a quote or backslash byte can hide inside a character; use UTF8 or another server encoding.",
+                ));
+            }
+            _ => {}
+        }
+    }
+    for action in &stmt.actions {
+        if action.execution == Execution::Never {
+            continue;
+        }
+        let table = match &action.kind {
+            ActionKind::Update { table, .. }
+            | ActionKind::Delete { table, .. }
+            | ActionKind::Insert { table, .. }
+            | ActionKind::Merge { table, .. } => table,
+            _ => continue,
+        };
+        if table.name == "pg_settings" && table.schema.as_deref().is_none_or(|s| s == "pg_catalog")
+        {
+            return Some(Refusal {
+                sqlstate: sqlstate::DENIED,
+                message: "Portcullis does not allow changing settings through pg_settings".into(),
+                hint: Some("Use SET or set_config() with a constant setting name, which Portcullis can judge.".into()),
+                policy: None,
+            });
+        }
+    }
+    None
+}
+
+/// Whether statement text may read differently while a change of the
+/// client encoding or of string syntax may be taking effect: only text
+/// with a backslash or a non-ASCII byte can.
+pub fn sensitive(text: &[u8]) -> bool {
+    text.iter().any(|&b| b == b'\\' || b >= 0x80)
+}
+
+/// The refusal for sensitive text sent while the lexer is unsettled.
+pub fn unsettled() -> Refusal {
+    Refusal {
+        sqlstate: "55000",
+        message: "statement refused by Portcullis: it was sent before the server confirmed an earlier statement that may change how text is read".into(),
+        hint: Some("Wait for the replies to the earlier statements (after Sync) before sending text with backslashes or non-ASCII characters.".into()),
+        policy: None,
+    }
+}
+
+/// Whether a setting given as text at session start (a startup parameter
+/// or `options -c name=value`) keeps text readable by the analysis.
+/// `name` in lower case.
+pub fn safe_startup_setting(name: &str, value: &str) -> bool {
+    let value = SettingValue::Values(vec![value.to_owned()]);
+    match name {
+        "standard_conforming_strings" => safe_conforming_strings(&value),
+        "client_encoding" => safe_client_encoding(&value),
+        _ => true,
+    }
+}
+
+fn one_value(value: &SettingValue) -> Option<&str> {
+    match value {
+        SettingValue::Values(v) if v.len() == 1 => Some(&v[0]),
+        _ => None,
+    }
+}
+
+fn safe_conforming_strings(value: &SettingValue) -> bool {
+    // RESET returns to the login value, which was on (the session would
+    // have ended otherwise).
+    *value == SettingValue::Default
+        || one_value(value).is_some_and(|v| {
+            ["on", "true", "yes", "1"]
+                .iter()
+                .any(|ok| v.trim().eq_ignore_ascii_case(ok))
+        })
+}
+
+fn safe_client_encoding(value: &SettingValue) -> bool {
+    *value == SettingValue::Default
+        || one_value(value).is_some_and(|v| {
+            v.eq_ignore_ascii_case("default")
+                || encoding::canonical(v).is_some_and(|c| !encoding::CLIENT_ONLY.contains(&c))
+        })
+}
+
+fn shown_value(value: &SettingValue) -> String {
+    one_value(value)
+        .unwrap_or("(computed)")
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(32)
+        .collect()
+}
+
+fn unsupported(message: String, hint: &str) -> Refusal {
+    Refusal {
+        sqlstate: "0A000",
+        message,
+        hint: Some(hint.into()),
+        policy: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(sql: &str) -> bool {
+        let a = portcullis_analysis::analyze(sql).expect("parses");
+        a.statements.iter().any(|s| check(s).is_some())
+    }
+
+    #[test]
+    fn lexer_settings_are_refused_in_every_form() {
+        for sql in [
+            "SET standard_conforming_strings = off",
+            "SET LOCAL standard_conforming_strings TO 'off'",
+            "SET SESSION standard_conforming_strings = false",
+            "SELECT set_config('standard_conforming_strings', 'off', false)",
+            "SELECT 1 WHERE set_config('standard_conforming_strings', 'off', true) IS NULL",
+            "SET client_encoding = 'SJIS'",
+            "SET client_encoding TO 'Win-950'",
+            "SET NAMES 'gbk'",
+            "SELECT set_config('client_encoding', 'mskanji', true)",
+            "SET client_encoding = 'no_such_encoding'",
+            "SET standard_conforming_strings = $$off$$",
+            "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+            "UPDATE pg_catalog.pg_settings SET setting = 'x' WHERE name = 'search_path'",
+            "WITH u AS (UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path' RETURNING 1) SELECT * FROM u",
+            "SELECT set_config('portcullis.row_base', '100000', true)",
+            "SET portcullis.row_base = 0",
+            "RESET portcullis.row_base",
+            "PREPARE p AS SELECT set_config('standard_conforming_strings', 'off', false)",
+        ] {
+            assert!(refused(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn the_safe_values_stay_allowed() {
+        for sql in [
+            "SET standard_conforming_strings = on",
+            "SET standard_conforming_strings TO true",
+            "RESET standard_conforming_strings",
+            "SET client_encoding = 'UTF8'",
+            "SET client_encoding = 'latin1'",
+            "SET NAMES 'EUC_JP'",
+            "RESET client_encoding",
+            "SET client_encoding TO DEFAULT",
+            "RESET ALL",
+            "SELECT * FROM pg_settings WHERE name = 'search_path'",
+            "SELECT set_config('myapp.user', 'x', false)",
+            "EXPLAIN UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'",
+        ] {
+            assert!(!refused(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn sensitive_text() {
+        assert!(!sensitive(b"SELECT 'a' FROM t"));
+        assert!(sensitive(b"SELECT 'a\\'"));
+        assert!(sensitive("SELECT 'é'".as_bytes()));
+    }
+}
