@@ -43,7 +43,16 @@ async fn lexer_settings_are_refused_in_every_form() {
         "SET NAMES 'gbk'",
         "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
     ] {
-        refused_as_error(&mut c, sql, if sql.contains("pg_settings") { "42501" } else { "0A000" }).await;
+        refused_as_error(
+            &mut c,
+            sql,
+            if sql.contains("pg_settings") {
+                "42501"
+            } else {
+                "0A000"
+            },
+        )
+        .await;
         c.send(&fe::query("ROLLBACK")).await;
         c.until_ready().await;
     }

@@ -14,6 +14,7 @@ mod lifecycle;
 mod policy;
 mod protocol;
 mod row_limit;
+mod soundness;
 mod startup;
 mod streaming;
 mod tls;

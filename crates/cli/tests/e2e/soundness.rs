@@ -1,0 +1,309 @@
+//! The judge's model of the session against the server's (issue 7): each
+//! attack that once changed rows past the row limit or ran code the proxy
+//! refused, with raw protocol bytes where it needs them, asserting the
+//! database state afterwards.
+
+use crate::harness::*;
+use crate::raw::{self, fe, Msg};
+
+/// A production target with a row limit of 5, a table of 10 rows, and a
+/// schema whose `lower(text)` shadows pg_catalog's and leaves a trace.
+async fn production() -> Proxy {
+    let proxy = Proxy::with(Setup {
+        environment: "production",
+        target_extra: "row_limit = 5".into(),
+        ..Setup::default()
+    })
+    .await;
+    proxy.upstream_sql(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, 10) g;
+         CREATE TABLE hits (n int);
+         CREATE SCHEMA shadow;
+         CREATE FUNCTION shadow.lower(text) RETURNS text LANGUAGE sql VOLATILE
+           AS $$ INSERT INTO public.hits VALUES (1) RETURNING 'shadowed' $$;
+         GRANT ALL ON SCHEMA shadow TO PUBLIC;",
+    );
+    proxy
+}
+
+fn rows(proxy: &Proxy) -> String {
+    proxy.upstream_sql("SELECT count(*) FROM t")
+}
+
+fn hits(proxy: &Proxy) -> String {
+    proxy.upstream_sql("SELECT count(*) FROM hits")
+}
+
+/// Every reply up to the `n`th ReadyForQuery.
+async fn replies(c: &mut raw::Raw, n: usize) -> Vec<Msg> {
+    let mut all = Vec::new();
+    for _ in 0..n {
+        all.extend(c.until_ready().await);
+    }
+    all
+}
+
+fn codes(msgs: &[Msg]) -> Vec<String> {
+    msgs.iter()
+        .filter(|m| m.tag == b'E')
+        .filter_map(Msg::code)
+        .collect()
+}
+
+const DELETE_ALL: &str = "DELETE FROM t WHERE id > 0";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_statement_and_portal_names_are_one_name_to_the_server() {
+    let proxy = production().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    let a1 = format!("{}1", "A".repeat(63));
+    let a2 = format!("{}2", "A".repeat(63));
+    // The second Parse fails (42P05): the server keys both by 63 bytes.
+    c.send(&fe::concat(&[
+        fe::parse(&a1, DELETE_ALL, &[]),
+        fe::sync(),
+        fe::parse(&a2, "SELECT 1", &[]),
+        fe::sync(),
+        fe::bind("", &a2, &[]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]))
+    .await;
+    let got = replies(&mut c, 3).await;
+    assert_eq!(codes(&got), ["42P05", "54000"], "{}", raw::tags(&got));
+    assert_eq!(rows(&proxy), "10");
+
+    // Portals: bound under 64 bytes, executed under 63.
+    let p64 = "P".repeat(64);
+    let p63 = "P".repeat(63);
+    c.send(&fe::concat(&[
+        fe::query("BEGIN"),
+        fe::bind(&p64, &a1, &[]),
+        fe::execute(&p63, 0),
+        fe::sync(),
+        fe::query("COMMIT"),
+    ]))
+    .await;
+    let got = replies(&mut c, 3).await;
+    assert_eq!(codes(&got), ["54000"], "{}", raw::tags(&got));
+    assert_eq!(rows(&proxy), "10");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latin1_names_are_transcoded_not_merged() {
+    let proxy = production().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    c.send(&fe::query("SET client_encoding = 'LATIN1'")).await;
+    c.until_ready().await;
+    let parse = |name: &[u8], sql: &str| {
+        let mut body = name.to_vec();
+        body.push(0);
+        body.extend_from_slice(sql.as_bytes());
+        body.extend_from_slice(&[0, 0, 0]);
+        let mut m = vec![b'P'];
+        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        m.extend_from_slice(&body);
+        m
+    };
+    let close = |name: &[u8]| {
+        let mut m = vec![b'C'];
+        m.extend_from_slice(&(name.len() as u32 + 6).to_be_bytes());
+        m.push(b'S');
+        m.extend_from_slice(name);
+        m.push(0);
+        m
+    };
+    let bind = |name: &[u8]| {
+        let mut body = vec![0];
+        body.extend_from_slice(name);
+        body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+        let mut m = vec![b'B'];
+        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        m.extend_from_slice(&body);
+        m
+    };
+    c.send(&fe::concat(&[
+        parse(b"s\xff", DELETE_ALL),
+        parse(b"s\xfe", "SELECT 1"),
+        close(b"s\xfe"),
+        fe::sync(),
+        bind(b"s\xff"),
+        fe::execute("", 0),
+        fe::sync(),
+    ]))
+    .await;
+    let got = replies(&mut c, 2).await;
+    // Closing one name leaves the other as it is: the DELETE is judged
+    // (and counted) as the DELETE it is.
+    assert_eq!(codes(&got), ["54000"], "{}", raw::tags(&got));
+    assert_eq!(rows(&proxy), "10");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_the_server_skipped_forgets_nothing() {
+    let proxy = production().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    c.send(&fe::concat(&[
+        fe::parse("s1", DELETE_ALL, &[]),
+        fe::sync(),
+        // The Execute fails, so the server skips the Close.
+        fe::execute("no_such_portal", 0),
+        fe::close(b'S', "s1"),
+        fe::sync(),
+        // s1 still holds the DELETE: this Parse fails (42P05).
+        fe::parse("s1", "SELECT 1", &[]),
+        fe::sync(),
+        fe::bind("", "s1", &[]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]))
+    .await;
+    let got = replies(&mut c, 4).await;
+    assert_eq!(
+        codes(&got),
+        ["34000", "42P05", "54000"],
+        "{}",
+        raw::tags(&got)
+    );
+    assert_eq!(rows(&proxy), "10");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deallocate_that_never_ran_forgets_nothing() {
+    let proxy = production().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    c.send(&fe::concat(&[
+        fe::query(&format!("PREPARE s2 AS {DELETE_ALL}")),
+        fe::query("SELECT 1/0; DEALLOCATE s2"),
+        fe::query("PREPARE s2 AS SELECT 1"),
+        fe::query("EXECUTE s2"),
+    ]))
+    .await;
+    let got = replies(&mut c, 4).await;
+    assert_eq!(
+        codes(&got),
+        ["22012", "42P05", "54000"],
+        "{}",
+        raw::tags(&got)
+    );
+    assert_eq!(rows(&proxy), "10");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_restores_only_what_the_server_restores() {
+    let proxy = production().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    // The BEGIN never runs; the SET stays; the ROLLBACK has no block.
+    c.send(&fe::concat(&[
+        fe::query("SELECT 1/0; BEGIN"),
+        fe::query("SET search_path = shadow, pg_catalog"),
+        fe::query("ROLLBACK"),
+        fe::query("SELECT lower('X')"),
+    ]))
+    .await;
+    let got = replies(&mut c, 4).await;
+    assert_eq!(codes(&got), ["22012", "42501"], "{}", raw::tags(&got));
+    assert_eq!(hits(&proxy), "0", "the shadowing function never ran");
+    c.send(&fe::query("SHOW search_path")).await;
+    c.until_ready().await;
+    // Once the server has answered, the proxy knows the path for certain:
+    // an explicit block that really ran is rolled back as the server does.
+    c.send(&fe::query("SET search_path = public")).await;
+    c.until_ready().await;
+    for sql in ["BEGIN", "SET search_path = shadow, pg_catalog", "ROLLBACK"] {
+        c.send(&fe::query(sql)).await;
+        c.until_ready().await;
+    }
+    c.send(&fe::query("SELECT lower('X')")).await;
+    let got = c.until_ready().await;
+    assert!(codes(&got).is_empty(), "{}", raw::tags(&got));
+    assert_eq!(hits(&proxy), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_without_execute_changes_no_path() {
+    let proxy = production().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    c.send(&fe::query("SET search_path = shadow, pg_catalog"))
+        .await;
+    c.until_ready().await;
+    c.send(&fe::concat(&[
+        fe::parse("", "SET search_path = public", &[]),
+        fe::bind("", "", &[]),
+        fe::sync(),
+        fe::query("SELECT lower('X')"),
+    ]))
+    .await;
+    let got = replies(&mut c, 2).await;
+    assert_eq!(codes(&got), ["42501"], "{}", raw::tags(&got));
+    assert_eq!(hits(&proxy), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_settings_cannot_change_the_path_behind_the_judge() {
+    let proxy = production().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    c.send(&fe::concat(&[
+        fe::query(
+            "UPDATE pg_settings SET setting = 'shadow, pg_catalog' WHERE name = 'search_path'",
+        ),
+        fe::query("SELECT lower('X')"),
+    ]))
+    .await;
+    let got = replies(&mut c, 2).await;
+    assert_eq!(codes(&got), ["42501"], "{}", raw::tags(&got));
+    assert_eq!(hits(&proxy), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_row_limit_holds_on_every_route() {
+    let proxy = production().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    // After a failed transaction, ROLLBACK and a DELETE in one Query.
+    c.send(&fe::concat(&[
+        fe::query("BEGIN; SELECT 1/0;"),
+        fe::query(&format!("ROLLBACK; {DELETE_ALL}")),
+        fe::query("ROLLBACK"),
+    ]))
+    .await;
+    let got = replies(&mut c, 3).await;
+    assert_eq!(codes(&got), ["22012", "42501"], "{}", raw::tags(&got));
+    assert_eq!(rows(&proxy), "10");
+
+    // EXECUTE of a prepared UPDATE whose parameter widens the WHERE.
+    c.send(&fe::concat(&[
+        fe::query("PREPARE q(int) AS UPDATE t SET v = 1 WHERE id = $1 OR $1 IS NULL"),
+        fe::query("EXECUTE q(NULL)"),
+    ]))
+    .await;
+    let got = replies(&mut c, 2).await;
+    assert_eq!(codes(&got), ["54000"], "{}", raw::tags(&got));
+    assert_eq!(proxy.upstream_sql("SELECT sum(v) FROM t"), "0");
+
+    // The bookkeeping cannot be rewritten.
+    c.send(&fe::query(&format!(
+        "WITH d AS ({DELETE_ALL} RETURNING 1) \
+         SELECT pg_catalog.set_config('portcullis.row_base', '1000000', true) FROM d"
+    )))
+    .await;
+    let got = c.until_ready().await;
+    assert_eq!(codes(&got), ["42501"], "{}", raw::tags(&got));
+    assert_eq!(rows(&proxy), "10");
+
+    // A protocol portal bound to a DELETE, run by SQL MOVE / FETCH.
+    for run in ["MOVE ALL IN p1", "FETCH ALL FROM p1"] {
+        c.send(&fe::concat(&[
+            fe::query("BEGIN"),
+            fe::parse("", &format!("{DELETE_ALL} RETURNING id"), &[]),
+            fe::bind("p1", "", &[]),
+            fe::sync(),
+            fe::query(run),
+            fe::query("COMMIT"),
+        ]))
+        .await;
+        let got = replies(&mut c, 4).await;
+        assert_eq!(codes(&got), ["42501"], "{run}: {}", raw::tags(&got));
+        assert_eq!(rows(&proxy), "10", "{run}");
+    }
+}
