@@ -127,6 +127,9 @@ const SESSION: &str = "SELECT current_user, session_user, \
 fn setup(env: Env) -> Setup {
     Setup {
         environment: env.label(),
+        // The corpus is about policies; row limits (on by default in
+        // production) have tests of their own (row_limit.rs, soundness.rs).
+        target_extra: "row_limit = \"off\"".into(),
         ..Setup::default()
     }
 }

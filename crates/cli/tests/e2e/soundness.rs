@@ -307,3 +307,35 @@ async fn the_row_limit_holds_on_every_route() {
         assert_eq!(rows(&proxy), "10", "{run}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_object_writes_through_function_call_follow_policy() {
+    let proxy = production().await;
+    let lo: u32 = proxy
+        .upstream_sql("SELECT lo_from_bytea(0, 'secret')")
+        .parse()
+        .expect("an oid");
+    let mut c = raw::login(&proxy, ALICE).await;
+    // lo_unlink (964) and lo_truncate (1004, through an open descriptor)
+    // are writes: refused in production, as SELECT lo_unlink(...) is.
+    c.send(&fe::function_call(964, &[&lo.to_be_bytes()])).await;
+    let got = c.until_ready().await;
+    assert_eq!(codes(&got), ["42501"], "{}", raw::tags(&got));
+    // Reads pass: lo_open (952) read-only, then loread (954).
+    c.send(&fe::query("BEGIN")).await;
+    c.until_ready().await;
+    c.send(&fe::function_call(
+        952,
+        &[&lo.to_be_bytes(), &0x40000i32.to_be_bytes()],
+    ))
+    .await;
+    let got = c.until_ready().await;
+    assert!(codes(&got).is_empty(), "{}", raw::tags(&got));
+    c.send(&fe::query("COMMIT")).await;
+    c.until_ready().await;
+    assert_eq!(
+        proxy.upstream_sql(&format!("SELECT count(*) FROM pg_largeobject_metadata WHERE oid = {lo}")),
+        "1",
+        "the large object survives"
+    );
+}

@@ -76,6 +76,21 @@ pub struct PreparedText {
     pub index: usize,
 }
 
+impl names::Same for PreparedText {
+    fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.analysis, &other.analysis) && self.index == other.index
+    }
+}
+
+impl names::Same for Portal {
+    fn same(&self, other: &Self) -> bool {
+        self.row_limit == other.row_limit
+            && self.opaque == other.opaque
+            && self.texts.len() == other.texts.len()
+            && self.texts.iter().zip(&other.texts).all(|(a, b)| a.same(b))
+    }
+}
+
 impl PreparedText {
     pub fn statement(&self) -> Option<&StatementFacts> {
         self.analysis.statements.get(self.index)

@@ -51,11 +51,29 @@ enum Change {
     ClosePortal(NameKey),
 }
 
-/// What one name may stand for: definitions with the sequence number of
-/// the message that made them, oldest first.
+/// Whether two definitions are the same for judging (so a client that
+/// pipelines the same definition many times adds one candidate).
+pub trait Same {
+    fn same(&self, other: &Self) -> bool;
+}
+
+impl Same for &str {
+    fn same(&self, other: &Self) -> bool {
+        self == other
+    }
+}
+
+impl Same for () {
+    fn same(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// What one name may stand for: distinct definitions, each with the
+/// sequence numbers of the messages that made it, oldest first.
 #[derive(Debug, Clone)]
 struct Slot<T> {
-    candidates: Vec<(u64, T)>,
+    candidates: Vec<(Vec<u64>, T)>,
 }
 
 /// One namespace (statements or portals) of one session.
@@ -75,7 +93,7 @@ pub enum Overflow {
     Candidates,
 }
 
-impl<T> Names<T> {
+impl<T: Same> Names<T> {
     pub(super) fn new(max_names: usize, max_candidates: usize) -> Self {
         Names {
             slots: HashMap::new(),
@@ -104,28 +122,31 @@ impl<T> Names<T> {
         let slot = self.slots.entry(key).or_insert_with(|| Slot {
             candidates: Vec::new(),
         });
+        if let Some((seqs, _)) = slot.candidates.iter_mut().find(|(_, v)| v.same(&value)) {
+            seqs.push(seq);
+            return Ok(());
+        }
         if slot.candidates.len() >= self.max_candidates {
             return Err(Overflow::Candidates);
         }
-        slot.candidates.push((seq, value));
+        slot.candidates.push((vec![seq], value));
         Ok(())
     }
 
     /// Message `seq` left `key` standing for nothing older than itself:
     /// a definition or a close succeeded.
     fn drop_older(&mut self, key: &NameKey, seq: u64) {
-        if let Some(slot) = self.slots.get_mut(key) {
-            slot.candidates.retain(|(s, _)| *s >= seq);
-            if slot.candidates.is_empty() {
-                self.slots.remove(key);
-            }
-        }
+        self.drop_where(key, |s| s < seq);
     }
 
     /// Definition `seq` of `key` failed or never ran.
     fn drop_exact(&mut self, key: &NameKey, seq: u64) {
+        self.drop_where(key, |s| s == seq);
+    }
+
+    fn drop_where(&mut self, key: &NameKey, gone: impl Fn(u64) -> bool) {
         if let Some(slot) = self.slots.get_mut(key) {
-            slot.candidates.retain(|(s, _)| *s != seq);
+            retain(slot, &gone);
             if slot.candidates.is_empty() {
                 self.slots.remove(key);
             }
@@ -135,7 +156,7 @@ impl<T> Names<T> {
     /// Everything defined before `seq` is gone.
     pub(super) fn drop_all_older(&mut self, seq: u64) {
         self.slots.retain(|_, slot| {
-            slot.candidates.retain(|(s, _)| *s >= seq);
+            retain(slot, &|s| s < seq);
             !slot.candidates.is_empty()
         });
     }
@@ -146,6 +167,13 @@ impl<T> Names<T> {
     }
 }
 
+fn retain<T>(slot: &mut Slot<T>, gone: &dyn Fn(u64) -> bool) {
+    for (seqs, _) in slot.candidates.iter_mut() {
+        seqs.retain(|s| !gone(*s));
+    }
+    slot.candidates.retain(|(seqs, _)| !seqs.is_empty());
+}
+
 /// Prepared statements and portals together, with the sequence numbers.
 #[derive(Debug, Clone)]
 pub(super) struct Registry<S, P> {
@@ -154,7 +182,7 @@ pub(super) struct Registry<S, P> {
     pub(super) portals: Names<P>,
 }
 
-impl<S, P> Registry<S, P> {
+impl<S: Same, P: Same> Registry<S, P> {
     pub(super) fn new(
         max_statements: usize,
         max_portals: usize,

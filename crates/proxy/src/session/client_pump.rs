@@ -190,8 +190,21 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
         }
         fe::FUNCTION_CALL => match decode::function_call_oid(body) {
             Ok(oid) if function_call::allowed(oid) => {
-                pending.sent(Entry::query(Instant::now()), settle);
-                Action::Forward
+                let verdict = match function_call::judged_as(oid) {
+                    Some(sql) => guarded.function_call(sql),
+                    None => Verdict::Pass,
+                };
+                match verdict {
+                    Verdict::Pass | Verdict::Limited { .. } => {
+                        pending.sent(Entry::query(Instant::now()), settle);
+                        Action::Forward
+                    }
+                    Verdict::Refuse(reply) => {
+                        metrics.error(ErrorKind::Refused);
+                        pending.sent(refused(reply, true), settle);
+                        Action::Replace(guarding::refused_query())
+                    }
+                }
             }
             Ok(oid) => {
                 warn!(oid, "FunctionCall refused");

@@ -232,6 +232,14 @@ impl Guarded {
         (verdict, None)
     }
 
+    /// Judges a FunctionCall that changes a large object, as the SQL call
+    /// `sql` it stands for.
+    pub fn function_call(&self, sql: &str) -> Verdict {
+        let state = self.state();
+        let j = self.target.guard.judge_text(sql, &self.who, &state);
+        self.conclude(&j, "function call")
+    }
+
     /// An Execute of `portal`: the statement bound to it runs now. Returns
     /// the row limit it runs under (and the error for going over), if any,
     /// and the ticket that settles what it changes.
