@@ -537,6 +537,31 @@ pub enum ActionKind {
         /// PostgreSQL's node name.
         statement: &'static str,
     },
+    /// CREATE, ALTER or DROP DATABASE, in any form: the database named.
+    /// Reported in addition to the statement's own action (DROP DATABASE
+    /// is also a [`ActionKind::Drop`], ALTER DATABASE ... RENAME a
+    /// [`ActionKind::Rename`]...), so that a statement reaching another
+    /// database on the same server can be told from one on the session's
+    /// own. See `crate::database`.
+    Database {
+        /// What is done to it.
+        operation: DatabaseOperation,
+        /// The database, as PostgreSQL reads the name (folded, unquoted).
+        name: String,
+    },
+}
+
+/// What a database statement does to the database it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseOperation {
+    /// CREATE DATABASE.
+    Create,
+    /// ALTER DATABASE: options, RENAME TO, OWNER TO, SET / RESET, REFRESH
+    /// COLLATION VERSION.
+    Alter,
+    /// DROP DATABASE.
+    Drop,
 }
 
 impl ActionKind {
@@ -572,6 +597,12 @@ impl ActionKind {
             ActionKind::Notification { .. } => StatementClass::Notification,
             ActionKind::Administration { .. } => StatementClass::Administration,
             ActionKind::Other { .. } => StatementClass::Other,
+            ActionKind::Database { operation, .. } => match operation {
+                DatabaseOperation::Create | DatabaseOperation::Alter => {
+                    StatementClass::SchemaChange
+                }
+                DatabaseOperation::Drop => StatementClass::Drop,
+            },
         }
     }
 
@@ -971,7 +1002,8 @@ pub enum Capability {
     /// ALTER DATABASE ... SET.
     PermanentSessionChange,
     /// Server administration: ALTER SYSTEM, LOAD, CHECKPOINT, PREPARE
-    /// TRANSACTION, COMMIT / ROLLBACK PREPARED, CREATE TABLESPACE, and
+    /// TRANSACTION, COMMIT / ROLLBACK PREPARED, CREATE TABLESPACE, DROP
+    /// DATABASE ... WITH (FORCE) (it ends other sessions), and
     /// administration functions (pg_terminate_backend, pg_reload_conf...).
     ServerAdministration,
     /// Triggers, rules or row-level security stop applying: ALTER TABLE ...

@@ -52,6 +52,7 @@
 pub mod cache;
 pub mod capabilities;
 mod classify;
+mod database;
 mod error;
 pub mod facts;
 pub mod functions;
@@ -78,10 +79,9 @@ pub fn analyze(sql: &str) -> Result<Analysis, AnalysisError> {
         let Some(stmt) = raw.stmt.as_deref().and_then(|n| n.node.as_ref()) else {
             return Err(AnalysisError::Internal("a statement without a parse tree"));
         };
-        statements.push(walk::analyze_statement(
-            stmt.to_ref(),
-            span(raw, sql.len()),
-        )?);
+        let mut facts = walk::analyze_statement(stmt.to_ref(), span(raw, sql.len()))?;
+        database::add_database_facts(stmt, &mut facts);
+        statements.push(facts);
     }
     Ok(Analysis { statements })
 }

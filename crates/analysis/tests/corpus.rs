@@ -224,6 +224,10 @@ fn tags(sql: &str) -> Vec<String> {
                     }
                 }
                 ActionKind::Call { procedure } => t.push(format!("call={procedure}")),
+                ActionKind::Database { operation, name } => t.push(format!(
+                    "database={}:{name}",
+                    snake(&format!("{operation:?}"))
+                )),
             }
         }
         if !s.unfiltered_modifications().is_empty() {

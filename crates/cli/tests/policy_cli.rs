@@ -99,7 +99,7 @@ fn check_accepts_the_default_bundle() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         r.stdout
-            .contains("the built-in default bundle: ok, 9 policies"),
+            .contains("the built-in default bundle: ok, 10 policies"),
         "{r:?}"
     );
     for id in [
@@ -154,7 +154,7 @@ fn check_reads_the_configurations_policy_files_relative_to_it() {
     assert_eq!(init.code, 0, "{init:?}");
     let r = portcullis(&["policy", "check", "-c", text(&config)]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("ok, 9 policies"), "{r:?}");
+    assert!(r.stdout.contains("ok, 10 policies"), "{r:?}");
     assert!(r.stdout.contains("production.cedar"), "{r:?}");
 }
 
@@ -437,6 +437,7 @@ fn init_writes_a_bundle_that_check_accepts_and_does_not_overwrite_it() {
     for name in [
         "base.cedar",
         "everywhere.cedar",
+        "other-databases.cedar",
         "production.cedar",
         "portcullis.cedarschema",
     ] {
@@ -451,7 +452,7 @@ fn init_writes_a_bundle_that_check_accepts_and_does_not_overwrite_it() {
 
     let check = portcullis(&["policy", "check", text(&target)]);
     assert_eq!(check.code, 0, "{check:?}");
-    assert!(check.stdout.contains("ok, 9 policies"), "{check:?}");
+    assert!(check.stdout.contains("ok, 10 policies"), "{check:?}");
 
     // Edits survive a second init; --force restores the defaults.
     let base = target.join("base.cedar");

@@ -7,10 +7,14 @@
 mod duration;
 mod error;
 mod model;
+mod row_limit;
 mod validate;
 mod verifier;
 
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use model::*;
+pub use row_limit::{
+    is_production, RowLimit, DEFAULT_PRODUCTION_ROW_LIMIT, NON_PRODUCTION_ENVIRONMENTS,
+};
 pub use verifier::{ScramVerifier, MIN_ITERATIONS, SALT_LEN};

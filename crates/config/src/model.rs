@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{ConfigError, Duration};
+use crate::{ConfigError, Duration, RowLimit};
 
 /// A validated configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -165,9 +165,11 @@ pub struct Target {
     #[serde(default)]
     pub enforcement: Enforcement,
     /// Most rows one INSERT / UPDATE / DELETE / MERGE may touch (cascades
-    /// and triggers included); over it the statement is rolled back.
+    /// and triggers included); over it the statement is rolled back. As
+    /// written: left out (`None`), a number, or `"off"`. What is in force
+    /// is [`Target::effective_row_limit`].
     #[serde(default)]
-    pub row_limit: Option<u64>,
+    pub row_limit: Option<RowLimit>,
 }
 
 fn default_pg_port() -> u16 {
@@ -181,6 +183,14 @@ fn default_connect_timeout() -> Duration {
 impl Target {
     pub fn upstream_database(&self) -> &str {
         self.database.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The row limit in force: `row_limit` when given (`"off"`: none), and
+    /// when it is left out, [`crate::DEFAULT_PRODUCTION_ROW_LIMIT`] for a
+    /// production target (see [`crate::is_production`]) and none for
+    /// staging and development.
+    pub fn effective_row_limit(&self) -> Option<u64> {
+        RowLimit::effective(self.row_limit, &self.environment)
     }
 }
 

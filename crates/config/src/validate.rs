@@ -292,10 +292,14 @@ impl Validator<'_> {
                     format!("contains {c:?}; use only letters A-Z a-z, digits, '_', '.' and '-'"),
                 ));
             }
-            if t.row_limit == Some(0) {
+            if t.row_limit == Some(crate::RowLimit::Rows(0)) {
                 return Err(self.err(
                     key("row_limit"),
-                    "is 0; give the most rows one statement may touch, or leave it out for no limit",
+                    format!(
+                        "is 0; give the most rows one statement may touch, or \"off\" for no limit \
+                         (left out, production targets get {} and others none)",
+                        crate::DEFAULT_PRODUCTION_ROW_LIMIT
+                    ),
                 ));
             }
             if let Some(j) = targets[..i].iter().position(|o| o.name == t.name) {

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use portcullis_config::{Config, ConfigError, IdentityKind, LogFormat, SslMode};
+use portcullis_config::{
+    Config, ConfigError, IdentityKind, LogFormat, RowLimit, SslMode, DEFAULT_PRODUCTION_ROW_LIMIT,
+};
 
 /// PostgreSQL 15's verifier for the password "secret".
 const SCRAM: &str = "SCRAM-SHA-256$4096:yZkIEu9J2GSAYt7nmBNf5A==$Cs3eJ7zVsxA+QQhpyS+WIv8EoZTK74HBaYfnBaxJAzA=:5WXWGKmNyRpxJg0l3yun274icMHKc0oBiqwE8o+MZiU=";
@@ -139,6 +141,8 @@ fn example_is_valid_and_complete() {
     assert_eq!(c.targets.len(), 3);
     let shop = c.target("shop").unwrap();
     assert_eq!(shop.upstream_database(), "shop_prod");
+    assert_eq!(shop.row_limit, Some(RowLimit::Rows(5000)));
+    assert_eq!(shop.effective_row_limit(), Some(5000));
     assert_eq!(shop.sslmode, SslMode::VerifyFull);
     assert_eq!(
         shop.read_password(c.base_dir()).unwrap().as_deref(),
@@ -148,11 +152,14 @@ fn example_is_valid_and_complete() {
     assert_eq!(staging.sslmode, SslMode::Require);
     assert_eq!(staging.port, 5432);
     assert_eq!(staging.connect_timeout.0.as_secs(), 2);
+    assert_eq!(staging.effective_row_limit(), None);
     let scratch = c.target("scratch").unwrap();
     assert_eq!(scratch.upstream_database(), "scratch");
     assert_eq!(scratch.sslmode, SslMode::Disable);
     assert_eq!(scratch.connect_timeout.0.as_secs(), 5);
     assert_eq!(scratch.read_password(c.base_dir()).unwrap(), None);
+    assert_eq!(scratch.row_limit, Some(RowLimit::Off));
+    assert_eq!(scratch.effective_row_limit(), None);
 
     assert_eq!(c.users.len(), 3);
     let alice = c.user("alice").unwrap();
@@ -458,6 +465,57 @@ fn a_target_is_required() {
         "target",
         "no [[target]]",
     );
+}
+
+#[test]
+fn production_targets_get_a_row_limit_unless_it_is_switched_off() {
+    let limit =
+        |extra: &str| valid(&format!("{LISTENER}{TARGET}{extra}")).targets[0].effective_row_limit();
+    // Left out: production is limited.
+    assert_eq!(limit(""), Some(DEFAULT_PRODUCTION_ROW_LIMIT));
+    assert_eq!(DEFAULT_PRODUCTION_ROW_LIMIT, 1000);
+    // Raised, lowered, or turned off only by saying so.
+    assert_eq!(limit("row_limit = 250000\n"), Some(250_000));
+    assert_eq!(limit("row_limit = 10\n"), Some(10));
+    assert_eq!(limit("row_limit = \"off\"\n"), None);
+
+    // Every label but exactly staging and development is production, as
+    // for the default policies.
+    let env = |environment: &str, extra: &str| {
+        let target = TARGET.replace("\"production\"", &format!("{environment:?}"));
+        valid(&format!("{LISTENER}{target}{extra}")).targets[0].effective_row_limit()
+    };
+    for production in ["prod", "live", "Staging", "produciton"] {
+        assert_eq!(env(production, ""), Some(1000), "{production}");
+    }
+    for other in ["staging", "development"] {
+        assert_eq!(env(other, ""), None, "{other}");
+        assert_eq!(env(other, "row_limit = 5\n"), Some(5), "{other}");
+        assert_eq!(env(other, "row_limit = \"off\"\n"), None, "{other}");
+    }
+}
+
+#[test]
+fn row_limit_is_a_positive_number_or_off() {
+    let message = assert_invalid(
+        &format!("{LISTENER}{TARGET}row_limit = 0\n"),
+        "target \"shop\".row_limit",
+        "is 0",
+    );
+    assert!(message.contains("\"off\""), "{message}");
+    for (value, says) in [
+        ("-5", "row_limit is -5"),
+        ("\"none\"", "row_limit is \"none\""),
+        ("\"OFF\"", "row_limit is \"OFF\""),
+        ("\"1000\"", "without quotes"),
+        ("false", "\"off\""),
+        ("1.5", "\"off\""),
+    ] {
+        let (line, _, message) = syntax(&format!("{LISTENER}{TARGET}row_limit = {value}\n"));
+        assert_eq!(line, 10, "{value}: {message}");
+        assert!(message.contains(says), "{value}: {message}");
+        assert!(message.contains("greater than zero"), "{value}: {message}");
+    }
 }
 
 #[test]

@@ -17,8 +17,8 @@
 
 use portcullis_analysis::resolve::ResolutionBasis;
 use portcullis_analysis::{
-    self as analysis, Access, ActionKind, AlterTableEffect, ColumnName, CopyDirection, Execution,
-    ObjectKind, OnConflict, QualifiedName, RelationUse, Resolver,
+    self as analysis, Access, ActionKind, AlterTableEffect, ColumnName, CopyDirection,
+    DatabaseOperation, Execution, ObjectKind, OnConflict, QualifiedName, RelationUse, Resolver,
 };
 use portcullis_policy::{self as policy, Action, Capability, Operation, ResourceRef};
 
@@ -483,6 +483,24 @@ fn operations(
         | ActionKind::Notification { .. }
         | ActionKind::Administration { .. }
         | ActionKind::Other { .. } => vec![Operation::new(Action::Utility, Vec::new())],
+        // On top of the statement's own class (its own action): which
+        // database it reaches. Whether that is the target's own, the policy
+        // engine decides from the target (`context.other_database`); a
+        // statement without a name (never from the grammar) counts as
+        // reaching another.
+        ActionKind::Database { operation, name } => {
+            let action = match operation {
+                DatabaseOperation::Create => Action::CreateDatabase,
+                DatabaseOperation::Alter => Action::AlterDatabase,
+                DatabaseOperation::Drop => Action::DropDatabase,
+            };
+            let resources = if name.is_empty() {
+                Vec::new()
+            } else {
+                vec![ResourceRef::database(name.clone())]
+            };
+            vec![Operation::new(action, resources)]
+        }
     }
 }
 
@@ -525,4 +543,146 @@ fn function_name(name: &QualifiedName, nargs: usize, scope: &Scope<'_>) -> Strin
         return format!("pg_catalog.{}", name.name);
     }
     name.name.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_policy::{
+        Decision, PolicyEngine, Principal, PrincipalKind, Request, RequestContext, TargetRef,
+    };
+
+    use super::*;
+
+    fn described(sql: &str) -> policy::StatementFacts {
+        let analysis = analysis::analyze(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let path = ["public".to_owned()];
+        let scope = Scope {
+            search_path: &path,
+            session_user: Some("app"),
+            catalog: None,
+        };
+        describe(&analysis.statements[0], &scope, 1)
+    }
+
+    fn decide(target: &TargetRef, sql: &str) -> Decision {
+        PolicyEngine::default_bundle().unwrap().decide(&Request {
+            principal: Principal {
+                name: "dana".into(),
+                kind: PrincipalKind::Human,
+                groups: Vec::new(),
+            },
+            target: target.clone(),
+            statement: described(sql),
+            context: RequestContext::now(None),
+        })
+    }
+
+    fn policy(d: &Decision) -> Option<&str> {
+        match d {
+            Decision::Deny(d) => Some(&d.policy),
+            Decision::RequiresApproval(a) => Some(&a.policy),
+            Decision::Allow => None,
+        }
+    }
+
+    #[test]
+    fn database_statements_are_their_class_and_a_database_action() {
+        for (sql, class, action, database) in [
+            (
+                "DROP DATABASE shop",
+                Action::Drop,
+                Action::DropDatabase,
+                "shop",
+            ),
+            (
+                "ALTER DATABASE shop RENAME TO x",
+                Action::Rename,
+                Action::AlterDatabase,
+                "shop",
+            ),
+            (
+                "ALTER DATABASE \"Shop\" OWNER TO x",
+                Action::Grant,
+                Action::AlterDatabase,
+                "Shop",
+            ),
+            (
+                "ALTER DATABASE shop ALLOW_CONNECTIONS false",
+                Action::SchemaChange,
+                Action::AlterDatabase,
+                "shop",
+            ),
+            (
+                "CREATE DATABASE copy TEMPLATE shop",
+                Action::SchemaChange,
+                Action::CreateDatabase,
+                "copy",
+            ),
+        ] {
+            let facts = described(sql);
+            let actions: Vec<Action> = facts.operations.iter().map(|o| o.action).collect();
+            assert_eq!(actions, [class, action], "{sql}");
+            assert_eq!(
+                facts.operations[1].resources,
+                [ResourceRef::database(database)],
+                "{sql}"
+            );
+        }
+        let force = described("DROP DATABASE shop WITH (FORCE)");
+        assert!(force.dangerous.contains(&Capability::ServerAdmin));
+    }
+
+    #[test]
+    fn a_staging_target_cannot_reach_production() {
+        let staging = TargetRef::new("shop_staging", "staging");
+        for sql in [
+            "DROP DATABASE shop",
+            "DROP DATABASE IF EXISTS shop",
+            "ALTER DATABASE shop RENAME TO gone",
+            "ALTER DATABASE shop OWNER TO intruder",
+            "ALTER DATABASE shop WITH ALLOW_CONNECTIONS false",
+            "ALTER DATABASE shop REFRESH COLLATION VERSION",
+            "CREATE DATABASE stolen TEMPLATE shop",
+        ] {
+            assert_eq!(
+                policy(&decide(&staging, sql)),
+                Some("deny-other-database"),
+                "{sql}"
+            );
+        }
+        // FORCE is refused for ending other sessions, whichever database.
+        for sql in [
+            "DROP DATABASE shop WITH (FORCE)",
+            "DROP DATABASE shop_staging WITH (FORCE)",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+            "SELECT pg_cancel_backend(42)",
+        ] {
+            assert_eq!(
+                policy(&decide(&staging, sql)),
+                Some("deny-dangerous-capabilities"),
+                "{sql}"
+            );
+        }
+        // The target's own database: the ordinary rules (staging allows it;
+        // the server refuses to drop the database a session is on).
+        for sql in [
+            "DROP DATABASE shop_staging",
+            "ALTER DATABASE shop_staging CONNECTION LIMIT 20",
+        ] {
+            assert_eq!(policy(&decide(&staging, sql)), None, "{sql}");
+        }
+        // In production the ordinary rules are strict.
+        let production = TargetRef::new("shop", "production");
+        assert_eq!(
+            policy(&decide(
+                &production,
+                "ALTER DATABASE shop CONNECTION LIMIT 20"
+            )),
+            Some("approve-schema-change-in-production")
+        );
+        assert_eq!(
+            policy(&decide(&production, "DROP DATABASE shop_staging")),
+            Some("deny-drop-in-production")
+        );
+    }
 }

@@ -33,6 +33,9 @@
 //! statement is refused by `deny-dangerous-capabilities`, with a hint that
 //! says why; send the statements themselves, or EXECUTE constant strings.
 //!
+//! A database statement in the code (ALTER DATABASE ...: it may name
+//! another target's database) counts as `server_admin`.
+//!
 //! **What this does not cover.** Code the proxy never sees: calls to
 //! functions and procedures that already exist (`PERFORM f()`, `CALL p()`,
 //! triggers firing, a trigger created on an existing function) run bodies
@@ -327,6 +330,17 @@ impl Scanner {
                 if cap.execution != Execution::Never {
                     self.found.extend(capabilities(cap));
                 }
+            }
+            // ALTER DATABASE inside code may name any database on the server
+            // (CREATE and DROP DATABASE cannot run there). The policies only
+            // learn the code's capabilities, not which database it names, so
+            // it counts as the server administration it may be: refused
+            // everywhere, like changing another target from outside.
+            if stmt.actions.iter().any(|a| {
+                a.execution != Execution::Never
+                    && matches!(a.kind, analysis::ActionKind::Database { .. })
+            }) {
+                self.found.insert(Capability::ServerAdmin);
             }
             if has_hidden_code(stmt) {
                 match text.get(stmt.span.clone()) {

@@ -56,10 +56,7 @@ fn guard(environment: &str) -> Guard {
         Arc::new(PolicyEngine::default_bundle().expect("default bundle loads")),
         shared_analysis_cache(),
         GuardSettings {
-            target: TargetRef {
-                name: "shop".into(),
-                environment: environment.into(),
-            },
+            target: TargetRef::new("shop", environment),
             enforcement: Enforcement::Enforce,
             row_limit: None,
         },
@@ -152,9 +149,11 @@ fn persistent_settings_and_administration_inside_do() {
         "DO $$ BEGIN ALTER ROLE app SET search_path = evil, pg_catalog; END $$",
         &[PersistentSetting],
     );
+    // A database statement inside code may reach another target's
+    // database: server administration too.
     finds(
         "DO $$ BEGIN ALTER DATABASE shop SET work_mem = '1MB'; END $$",
-        &[PersistentSetting],
+        &[PersistentSetting, ServerAdmin],
     );
     finds(
         "DO $$ BEGIN ALTER SYSTEM SET work_mem = '1MB'; END $$",
@@ -169,6 +168,27 @@ fn persistent_settings_and_administration_inside_do() {
         "DO $$ BEGIN PERFORM pg_terminate_backend(42); END $$",
         &[ServerAdmin],
     );
+}
+
+#[test]
+fn database_statements_inside_code_are_administration() {
+    for sql in [
+        "DO $$ BEGIN ALTER DATABASE shop RENAME TO gone; END $$",
+        "DO $$ BEGIN ALTER DATABASE shop WITH ALLOW_CONNECTIONS false; END $$",
+        "DO $$ BEGIN EXECUTE 'ALTER DATABASE shop OWNER TO intruder'; END $$",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'ALTER DATABASE shop CONNECTION LIMIT 0'",
+    ] {
+        finds(sql, &[ServerAdmin]);
+        // Refused in staging and development too, where DO is allowed.
+        for environment in ["staging", "development"] {
+            let r = refusal(environment, sql).unwrap_or_else(|| panic!("{sql} passed"));
+            assert_eq!(
+                r.policy.as_deref(),
+                Some("deny-dangerous-capabilities"),
+                "{sql}"
+            );
+        }
+    }
 }
 
 #[test]

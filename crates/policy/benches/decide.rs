@@ -17,10 +17,7 @@ fn request(environment: &str, operations: Vec<Operation>) -> Request {
             kind: PrincipalKind::Human,
             groups: vec!["developers".into(), "analysts".into()],
         },
-        target: TargetRef {
-            name: "shop".into(),
-            environment: environment.into(),
-        },
+        target: TargetRef::new("shop", environment),
         statement: StatementFacts {
             operations,
             functions: ["pg_catalog.now".to_owned()].into(),

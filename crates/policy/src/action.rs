@@ -33,8 +33,8 @@ pub enum Action {
     /// TRUNCATE (one resource per table, cascades included).
     Truncate,
     /// Every DROP form: DROP TABLE/VIEW/SCHEMA/TYPE/FUNCTION/... (CASCADE or
-    /// not), DROP DATABASE, DROP OWNED, DROP ROLE, and ALTER TABLE ...
-    /// DROP COLUMN / DROP CONSTRAINT.
+    /// not), DROP DATABASE (which is also a [`Action::DropDatabase`]), DROP
+    /// OWNED, DROP ROLE, and ALTER TABLE ... DROP COLUMN / DROP CONSTRAINT.
     Drop,
     /// Every rename: ALTER ... RENAME TO, RENAME COLUMN, RENAME CONSTRAINT,
     /// ALTER TYPE ... RENAME VALUE, ALTER ... SET SCHEMA.
@@ -64,11 +64,23 @@ pub enum Action {
     /// EXPLAIN without ANALYZE, PREPARE/EXECUTE/DEALLOCATE (their bodies are
     /// judged as statements of their own), FETCH/MOVE/CLOSE, LISTEN/NOTIFY.
     Utility,
+    /// CREATE DATABASE, on the database created. Also a
+    /// [`Action::SchemaChange`], as before database actions existed, so
+    /// policies written about classes keep covering it.
+    CreateDatabase,
+    /// Every ALTER DATABASE form: options (CONNECTION LIMIT,
+    /// ALLOW_CONNECTIONS, IS_TEMPLATE, TABLESPACE), RENAME TO, OWNER TO,
+    /// SET / RESET, REFRESH COLLATION VERSION; on the database altered. Also
+    /// the class it had before ([`Action::Rename`], [`Action::Grant`] for
+    /// OWNER TO, [`Action::SchemaChange`]).
+    AlterDatabase,
+    /// DROP DATABASE, on the database dropped. Also a [`Action::Drop`].
+    DropDatabase,
 }
 
 impl Action {
     /// Every action, in the order of the schema.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 22] = [
         Action::Select,
         Action::CopyOut,
         Action::Insert,
@@ -88,6 +100,9 @@ impl Action {
         Action::Set,
         Action::Transaction,
         Action::Utility,
+        Action::CreateDatabase,
+        Action::AlterDatabase,
+        Action::DropDatabase,
     ];
 
     /// The action's id in Cedar: `Portcullis::Action::"<name>"`.
@@ -112,7 +127,19 @@ impl Action {
             Action::Set => "Set",
             Action::Transaction => "Transaction",
             Action::Utility => "Utility",
+            Action::CreateDatabase => "CreateDatabase",
+            Action::AlterDatabase => "AlterDatabase",
+            Action::DropDatabase => "DropDatabase",
         }
+    }
+
+    /// Whether the action is on a whole database (its resource is a
+    /// [`crate::ResourceRef::Database`]).
+    pub const fn is_database(self) -> bool {
+        matches!(
+            self,
+            Action::CreateDatabase | Action::AlterDatabase | Action::DropDatabase
+        )
     }
 
     /// Position in [`Action::ALL`], for per-action tables.
@@ -175,6 +202,7 @@ mod tests {
         }
         assert_eq!("alter_destructive".parse(), Ok(Action::AlterDestructive));
         assert_eq!("copy-in".parse(), Ok(Action::CopyIn));
+        assert_eq!("drop_database".parse(), Ok(Action::DropDatabase));
         assert!("explode".parse::<Action>().is_err());
     }
 }

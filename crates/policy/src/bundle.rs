@@ -20,11 +20,15 @@ pub struct PolicySource {
 /// [`read_policy_files`] gives a copy of the `policies/` directory, so a
 /// copied bundle names the same policy as the built-in one when several
 /// deny a statement.
-const DEFAULT_BUNDLE: [(&str, &str); 3] = [
+const DEFAULT_BUNDLE: [(&str, &str); 4] = [
     ("base.cedar", include_str!("../policies/base.cedar")),
     (
         "everywhere.cedar",
         include_str!("../policies/everywhere.cedar"),
+    ),
+    (
+        "other-databases.cedar",
+        include_str!("../policies/other-databases.cedar"),
     ),
     (
         "production.cedar",

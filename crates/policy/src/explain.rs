@@ -112,6 +112,7 @@ fn facts(req: &Request) -> Vec<Fact> {
             "target",
             format!("Portcullis::Target::{}", quote(&req.target.name)),
         ),
+        ("target database", quote(&req.target.database)),
         ("context.environment", quote(&req.target.environment)),
         ("context.opaque", req.statement.opaque.to_string()),
         (
@@ -148,6 +149,10 @@ fn facts(req: &Request) -> Vec<Fact> {
         ),
         ("context.approved", req.context.approved.to_string()),
         (
+            "context.other_database",
+            req.statement.names_other_database(&req.target).to_string(),
+        ),
+        (
             "context.row_limit",
             req.context
                 .row_limit
@@ -163,7 +168,7 @@ fn facts(req: &Request) -> Vec<Fact> {
                 op.action,
                 op.resources
                     .iter()
-                    .map(|r| r.cedar_id())
+                    .map(|r| r.to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
                 op.has_effective_where

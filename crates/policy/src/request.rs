@@ -74,13 +74,46 @@ pub struct TargetRef {
     /// The configuration's environment label: production, staging,
     /// development or any label.
     pub environment: String,
+    /// The database on the upstream server (the configuration's `database`,
+    /// by default the target's name). A statement that names any other
+    /// database (CREATE, ALTER, DROP DATABASE) reaches beyond the target:
+    /// see `context.other_database`.
+    pub database: String,
 }
 
-/// An object below the target that an operation touches, schema-qualified
-/// as the server resolved it. Column references imply their table, table
-/// references their schema: the engine adds the ancestors itself.
+impl TargetRef {
+    /// A target whose upstream database has the target's own name, as when
+    /// the configuration does not say `database`.
+    pub fn new(name: impl Into<String>, environment: impl Into<String>) -> Self {
+        let name = name.into();
+        TargetRef {
+            database: name.clone(),
+            environment: environment.into(),
+            name,
+        }
+    }
+
+    /// Whether `database` (as the server will read it) is this target's own
+    /// upstream database. Names are compared exactly, as PostgreSQL stores
+    /// them; a name the server would shorten to 63 bytes is never the
+    /// target's own (the target's own name is at most 63 bytes), so it
+    /// counts as another database, which errs towards refusing.
+    pub fn is_own_database(&self, database: &str) -> bool {
+        self.database == database
+    }
+}
+
+/// An object an operation touches: below the target, schema-qualified as
+/// the server resolved it; or a whole database on the target's server.
+/// Column references imply their table, table references their schema: the
+/// engine adds the ancestors itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceRef {
+    /// A database on the target's server, named by CREATE, ALTER or DROP
+    /// DATABASE: the target's own or another one. Not below the target.
+    Database {
+        name: String,
+    },
     Schema {
         schema: String,
     },
@@ -96,6 +129,10 @@ pub enum ResourceRef {
 }
 
 impl ResourceRef {
+    pub fn database(name: impl Into<String>) -> Self {
+        ResourceRef::Database { name: name.into() }
+    }
+
     pub fn schema(schema: impl Into<String>) -> Self {
         ResourceRef::Schema {
             schema: schema.into(),
@@ -124,7 +161,7 @@ impl ResourceRef {
     /// The parent object, if any (a column's table, a table's schema).
     pub fn parent(&self) -> Option<ResourceRef> {
         match self {
-            ResourceRef::Schema { .. } => None,
+            ResourceRef::Database { .. } | ResourceRef::Schema { .. } => None,
             ResourceRef::Table { schema, .. } => Some(ResourceRef::schema(schema.clone())),
             ResourceRef::Column { schema, table, .. } => {
                 Some(ResourceRef::table(schema.clone(), table.clone()))
@@ -138,6 +175,7 @@ impl ResourceRef {
     pub fn cedar_id(&self) -> String {
         let mut out = String::new();
         match self {
+            ResourceRef::Database { name } => push_ident(&mut out, name),
             ResourceRef::Schema { schema } => push_ident(&mut out, schema),
             ResourceRef::Table { schema, table } => {
                 push_ident(&mut out, schema);
@@ -161,15 +199,20 @@ impl ResourceRef {
 }
 
 impl fmt::Display for ResourceRef {
+    /// The Cedar id, with `database ` in front of a database's so it cannot
+    /// be taken for a schema: the spelling [`ResourceRef::from_str`] reads.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let ResourceRef::Database { .. } = self {
+            f.write_str("database ")?;
+        }
         f.write_str(&self.cedar_id())
     }
 }
 
-/// A resource name that is not `schema`, `schema.table` or
-/// `schema.table.column`.
+/// A resource name that is not `schema`, `schema.table`,
+/// `schema.table.column` or `database name`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{input:?} is not a resource name ({reason}); write schema, schema.table or schema.table.column, quoting identifiers as in SQL")]
+#[error("{input:?} is not a resource name ({reason}); write schema, schema.table, schema.table.column or database name, quoting identifiers as in SQL")]
 pub struct BadResourceName {
     pub input: String,
     pub reason: &'static str,
@@ -180,12 +223,27 @@ impl FromStr for ResourceRef {
 
     /// Parses the SQL spelling: unquoted identifiers fold to lower case as
     /// PostgreSQL folds them, `"Quoted"` ones keep their case and may hold
-    /// dots and doubled quotes.
+    /// dots and doubled quotes. `database name` (the keyword in any case,
+    /// then one identifier) is a database.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |reason| BadResourceName {
             input: s.to_owned(),
             reason,
         };
+        let keyword = "database ";
+        if s.len() > keyword.len()
+            && s.is_char_boundary(keyword.len())
+            && s[..keyword.len()].eq_ignore_ascii_case(keyword)
+        {
+            return match s[keyword.len()..].trim_start().parse::<ResourceRef>() {
+                Ok(ResourceRef::Schema { schema }) => Ok(ResourceRef::Database { name: schema }),
+                Ok(_) => Err(bad("a database name is one identifier")),
+                Err(e) => Err(BadResourceName {
+                    input: s.to_owned(),
+                    reason: e.reason,
+                }),
+            };
+        }
         let mut parts = Vec::new();
         let mut chars = s.chars().peekable();
         loop {
@@ -303,6 +361,30 @@ pub struct StatementFacts {
     /// Statements in the message this one arrived in (1 for a single
     /// statement or an extended-protocol Parse).
     pub statement_count: u32,
+}
+
+impl StatementFacts {
+    /// Whether the statement reaches a database other than the target's own
+    /// upstream database: a database operation (CREATE, ALTER, DROP
+    /// DATABASE) that names another database, or that names none (fails
+    /// closed: the name is what makes it the target's own). Policies see it
+    /// as `context.other_database`.
+    pub fn names_other_database(&self, target: &TargetRef) -> bool {
+        self.operations.iter().any(|op| {
+            let mut databases = op
+                .resources
+                .iter()
+                .filter_map(|r| match r {
+                    ResourceRef::Database { name } => Some(name),
+                    _ => None,
+                })
+                .peekable();
+            if databases.peek().is_none() {
+                return op.action.is_database();
+            }
+            databases.any(|name| !target.is_own_database(name))
+        })
+    }
 }
 
 /// Session and approval state around the statement.
@@ -525,7 +607,31 @@ mod tests {
             "Public.Orders".parse::<ResourceRef>(),
             Ok(ResourceRef::table("public", "orders"))
         );
-        for bad in ["", "a..b", "a.b.c.d", "\"open", "\"a\"b", "a b"] {
+        for r in [
+            ResourceRef::database("shop"),
+            ResourceRef::database("Shop Prod"),
+        ] {
+            assert_eq!(r.to_string().parse::<ResourceRef>(), Ok(r.clone()));
+        }
+        assert_eq!(
+            "DATABASE Shop".parse::<ResourceRef>(),
+            Ok(ResourceRef::database("shop"))
+        );
+        // A schema called "database" is still a schema.
+        assert_eq!(
+            "database".parse::<ResourceRef>(),
+            Ok(ResourceRef::schema("database"))
+        );
+        for bad in [
+            "",
+            "a..b",
+            "a.b.c.d",
+            "\"open",
+            "\"a\"b",
+            "a b",
+            "database a.b",
+            "database ",
+        ] {
             assert!(bad.parse::<ResourceRef>().is_err(), "{bad:?} parsed");
         }
     }

@@ -27,6 +27,7 @@ pub(crate) struct Vocabulary {
     pub schema_type: EntityTypeName,
     pub table: EntityTypeName,
     pub column: EntityTypeName,
+    pub database: EntityTypeName,
     /// Indexed by [`Action::index`].
     pub actions: Vec<EntityUid>,
     /// Each action's entity with all its groups as parents (`Drop in
@@ -85,6 +86,7 @@ impl Vocabulary {
             schema_type: ty("Schema")?,
             table: ty("Table")?,
             column: ty("Column")?,
+            database: ty("Database")?,
             actions,
             action_entities,
             action_ancestors,

@@ -251,6 +251,8 @@ struct PrincipalSpec {
 struct TargetSpec {
     name: Option<String>,
     environment: Option<String>,
+    /// The upstream database; the target's name when left out.
+    database: Option<String>,
 }
 
 /// Cedar context attribute names.
@@ -335,19 +337,27 @@ fn run_case(
             .or_else(|| defaults.principal.groups.clone())
             .unwrap_or_default(),
     };
+    let name = case
+        .target
+        .name
+        .clone()
+        .or_else(|| defaults.target.name.clone())
+        .unwrap_or_else(|| "test".into());
     let target = TargetRef {
-        name: case
-            .target
-            .name
-            .clone()
-            .or_else(|| defaults.target.name.clone())
-            .unwrap_or_else(|| "test".into()),
         environment: case
             .environment
             .clone()
             .or_else(|| case.target.environment.clone())
             .or_else(|| defaults.target.environment.clone())
             .unwrap_or_else(|| "production".into()),
+        // As in the configuration: the target's name unless said otherwise.
+        database: case
+            .target
+            .database
+            .clone()
+            .or_else(|| defaults.target.database.clone())
+            .unwrap_or_else(|| name.clone()),
+        name,
     };
     let ctx = merge_context(&defaults.context, &case.context);
     let context = request_context(&ctx)?;

@@ -224,6 +224,9 @@ fn shared_context(req: &Request, needs: &PolicyNeeds) -> Vec<(String, Restricted
             RestrictedExpression::new_ip(ip.to_canonical().to_string())
         });
     }
+    add("other_database", &|| {
+        RestrictedExpression::new_bool(s.names_other_database(&req.target))
+    });
     if let Some(limit) = c.row_limit {
         add("row_limit", &|| {
             RestrictedExpression::new_long(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -237,11 +240,15 @@ fn object_entity(
     object: &ResourceRef,
     target: &EntityUid,
 ) -> Result<Entity, String> {
-    let parent = match object.parent() {
-        Some(p) => object_uid(vocab, &p),
-        None => target.clone(),
+    let parents = match (object, object.parent()) {
+        // Another database is not inside this target, and the target's
+        // own is the target itself, not a part of it.
+        (ResourceRef::Database { .. }, _) => HashSet::new(),
+        (_, Some(p)) => HashSet::from([object_uid(vocab, &p)]),
+        (_, None) => HashSet::from([target.clone()]),
     };
     let attrs = match object {
+        ResourceRef::Database { name } => attrs([("name", string(name))]),
         ResourceRef::Schema { schema } => attrs([("name", string(schema))]),
         ResourceRef::Table { schema, table } => {
             attrs([("schema", string(schema)), ("name", string(table))])
@@ -256,11 +263,12 @@ fn object_entity(
             ("name", string(column)),
         ]),
     };
-    entity(object_uid(vocab, object), attrs, HashSet::from([parent]))
+    entity(object_uid(vocab, object), attrs, parents)
 }
 
 pub(crate) fn object_uid(vocab: &Vocabulary, r: &ResourceRef) -> EntityUid {
     let ty = match r {
+        ResourceRef::Database { .. } => &vocab.database,
         ResourceRef::Schema { .. } => &vocab.schema_type,
         ResourceRef::Table { .. } => &vocab.table,
         ResourceRef::Column { .. } => &vocab.column,
@@ -310,6 +318,7 @@ mod tests {
                 target: TargetRef {
                     name: "shop".into(),
                     environment: "production".into(),
+                    database: "shop_prod".into(),
                 },
                 statement: crate::request::StatementFacts {
                     operations: vec![
@@ -324,6 +333,10 @@ mod tests {
                         Operation::new(Action::Drop, vec![ResourceRef::schema("Old Stuff")])
                             .with_effective_where(true),
                         Operation::new(Action::Transaction, vec![]),
+                        Operation::new(
+                            Action::DropDatabase,
+                            vec![ResourceRef::database("shop_prod")],
+                        ),
                     ],
                     opaque: true,
                     dangerous: [Capability::Network, Capability::ServerFiles].into(),
@@ -339,12 +352,12 @@ mod tests {
             };
             let t = Translated::new(&vocab, &req, &PolicyNeeds::everything()).unwrap();
             let stored: Vec<Entity> = t.entities.clone().into_iter().collect();
-            // principal, 2 groups, target, 3 actions, schema public,
-            // table, column, schema "Old Stuff".
-            assert_eq!(stored.len(), 11);
+            // principal, 2 groups, target, 4 actions, schema public,
+            // table, column, schema "Old Stuff", database.
+            assert_eq!(stored.len(), 13);
             Entities::from_entities(stored, Some(&vocab.schema)).unwrap();
             // The duplicate table reference is asked about once.
-            assert_eq!(t.calls.len(), 4);
+            assert_eq!(t.calls.len(), 5);
             for call in &t.calls {
                 let context = t.context(call.has_effective_where, true).unwrap();
                 cedar_policy::Request::new(

@@ -45,10 +45,7 @@ fn request(action: Action, resources: Vec<ResourceRef>) -> Request {
             kind: PrincipalKind::Human,
             groups: vec!["developers".into()],
         },
-        target: TargetRef {
-            name: "shop".into(),
-            environment: "production".into(),
-        },
+        target: TargetRef::new("shop", "production"),
         statement: StatementFacts {
             operations: vec![Operation::new(action, resources)],
             statement_count: 1,
@@ -552,4 +549,177 @@ fn the_engine_can_be_shared_between_sessions() {
     fn shareable<T: Send + Sync + 'static>() {}
     shareable::<PolicyEngine>();
     shareable::<Decision>();
+}
+
+// ---- databases ----------------------------------------------------------
+
+/// DROP DATABASE `name` through `target`, as the guard describes it: a Drop
+/// and a DropDatabase on the database.
+fn drop_database(target: TargetRef, name: &str) -> Request {
+    let mut r = request(Action::Drop, vec![]);
+    r.target = target;
+    r.statement.operations.push(Operation::new(
+        Action::DropDatabase,
+        vec![ResourceRef::database(name)],
+    ));
+    r
+}
+
+#[test]
+fn database_statements_know_whether_they_reach_another_database() {
+    let e = PolicyEngine::default_bundle().unwrap();
+    let staging = TargetRef::new("shop_staging", "staging");
+    let d = e.decide(&drop_database(staging.clone(), "shop"));
+    assert_eq!(denied_by(&d), "deny-other-database");
+    let Decision::Deny(denial) = &d else {
+        unreachable!()
+    };
+    assert!(denial.message.contains("other than this target's own"));
+    assert!(denial.hint.is_some());
+    // Its own database: judged by the other rules (staging allows DROP; the
+    // server itself refuses to drop the database it is connected to).
+    assert!(e.decide(&drop_database(staging, "shop_staging")).is_allow());
+
+    // Own means the upstream database, not the target's name.
+    let renamed = TargetRef {
+        database: "shop_prod".into(),
+        ..TargetRef::new("shop", "development")
+    };
+    assert!(e
+        .decide(&drop_database(renamed.clone(), "shop_prod"))
+        .is_allow());
+    assert_eq!(
+        denied_by(&e.decide(&drop_database(renamed.clone(), "shop"))),
+        "deny-other-database"
+    );
+    // Names are compared as stored: another spelling is another database.
+    assert_eq!(
+        denied_by(&e.decide(&drop_database(renamed, "Shop_prod"))),
+        "deny-other-database"
+    );
+
+    // The cache keeps targets that differ only by database apart.
+    let a = TargetRef {
+        database: "a".into(),
+        ..TargetRef::new("t", "staging")
+    };
+    let b = TargetRef {
+        database: "b".into(),
+        ..a.clone()
+    };
+    for _ in 0..2 {
+        assert!(e.decide(&drop_database(a.clone(), "a")).is_allow());
+        assert!(!e.decide(&drop_database(b.clone(), "a")).is_allow());
+    }
+}
+
+#[test]
+fn explain_shows_the_database_and_whether_it_is_another() {
+    let e = PolicyEngine::default_bundle().unwrap();
+    let x = e.explain(&drop_database(
+        TargetRef::new("shop_staging", "staging"),
+        "shop",
+    ));
+    let text = x.to_string();
+    for needle in [
+        "decision: deny deny-other-database",
+        "target database: \"shop_staging\"",
+        "context.other_database: true",
+        "operation: #2 DropDatabase on [database shop]",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+    let plain = e.explain(&request(Action::Select, vec![]));
+    assert!(plain.to_string().contains("context.other_database: false"));
+}
+
+#[test]
+fn policies_can_name_databases() {
+    let e = engine(&[
+        BASE,
+        r#"@id("keep-billing") @message("the billing database is off limits")
+           forbid(principal, action, resource is Portcullis::Database)
+           when { resource.name == "billing" };"#,
+    ]);
+    let staging = TargetRef::new("shop_staging", "staging");
+    assert_eq!(
+        denied_by(&e.decide(&drop_database(staging.clone(), "billing"))),
+        "keep-billing"
+    );
+    assert!(e.decide(&drop_database(staging.clone(), "shop")).is_allow());
+    // A database is not inside the target.
+    let e = engine(&[
+        BASE,
+        r#"@id("not-in-shop") @message("m")
+           forbid(principal, action, resource in Portcullis::Target::"shop_staging");"#,
+    ]);
+    let mut r = drop_database(staging, "shop");
+    r.statement.operations.remove(0);
+    assert!(e.decide(&r).is_allow());
+}
+
+/// The replacement for `other-databases.cedar` that the README suggests
+/// for a development server whose test suites create their databases.
+const TEST_DATABASES: &str = r#"
+@id("deny-other-database-except-test-databases")
+@message("statements that create, alter or drop a database other than this target's own are not allowed, except test_* databases on development targets")
+@hint("name test databases test_something")
+forbid(
+  principal,
+  action in [
+    Portcullis::Action::"CreateDatabase",
+    Portcullis::Action::"AlterDatabase",
+    Portcullis::Action::"DropDatabase"
+  ],
+  resource
+)
+when { context.other_database }
+unless {
+  context.environment == "development" &&
+  resource is Portcullis::Database &&
+  resource.name like "test_*"
+};
+"#;
+
+#[test]
+fn a_development_server_can_allow_test_databases() {
+    let mut sources: Vec<PolicySource> = portcullis_policy::default_bundle()
+        .into_iter()
+        .filter(|s| !s.name.ends_with("other-databases.cedar"))
+        .collect();
+    assert_eq!(sources.len(), 3);
+    sources.push(PolicySource {
+        name: "test-databases.cedar".into(),
+        text: TEST_DATABASES.into(),
+    });
+    let e = PolicyEngine::from_sources(sources).unwrap();
+    let dev = TargetRef::new("ci", "development");
+    let create = |target: &TargetRef, name: &str| {
+        let mut r = request(Action::SchemaChange, vec![]);
+        r.target = target.clone();
+        r.statement.operations.push(Operation::new(
+            Action::CreateDatabase,
+            vec![ResourceRef::database(name)],
+        ));
+        r
+    };
+    assert!(e.decide(&create(&dev, "test_run_42")).is_allow());
+    assert!(e
+        .decide(&drop_database(dev.clone(), "test_run_42"))
+        .is_allow());
+    for other in ["shop", "prod_test_x"] {
+        assert_eq!(
+            denied_by(&e.decide(&drop_database(dev.clone(), other))),
+            "deny-other-database-except-test-databases"
+        );
+    }
+    // Only in development; and FORCE (ending other sessions) stays refused.
+    let staging = TargetRef::new("shop_staging", "staging");
+    assert!(!e.decide(&create(&staging, "test_run_42")).is_allow());
+    let mut force = drop_database(dev, "test_run_42");
+    force
+        .statement
+        .dangerous
+        .insert(portcullis_policy::Capability::ServerAdmin);
+    assert_eq!(denied_by(&e.decide(&force)), "deny-dangerous-capabilities");
 }

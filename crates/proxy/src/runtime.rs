@@ -111,12 +111,13 @@ impl Runtime {
                             target: TargetRef {
                                 name: t.name.clone(),
                                 environment: t.environment.clone(),
+                                database: t.upstream_database().to_owned(),
                             },
                             enforcement: match t.enforcement {
                                 portcullis_config::Enforcement::Enforce => Enforcement::Enforce,
                                 portcullis_config::Enforcement::Observe => Enforcement::Observe,
                             },
-                            row_limit: t.row_limit,
+                            row_limit: t.effective_row_limit(),
                         },
                     ),
                     catalog: CatalogLoader::default(),

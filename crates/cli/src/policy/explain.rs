@@ -174,10 +174,10 @@ fn setting(args: &ExplainArgs) -> Result<Setting, String> {
                 kind: PrincipalKind::Human,
                 groups: Vec::new(),
             },
-            target: TargetRef {
-                name: args.target.clone(),
-                environment: args.environment.clone().unwrap_or_default(),
-            },
+            target: TargetRef::new(
+                args.target.clone(),
+                args.environment.clone().unwrap_or_default(),
+            ),
             enforcement: Enforcement::Enforce,
             row_limit: None,
             session_user: None,
@@ -216,12 +216,13 @@ fn setting(args: &ExplainArgs) -> Result<Setting, String> {
         target: TargetRef {
             name: target.name.clone(),
             environment: target.environment.clone(),
+            database: target.upstream_database().to_owned(),
         },
         enforcement: match target.enforcement {
             portcullis_config::Enforcement::Enforce => Enforcement::Enforce,
             portcullis_config::Enforcement::Observe => Enforcement::Observe,
         },
-        row_limit: target.row_limit,
+        row_limit: target.effective_row_limit(),
         session_user: Some(target.user.clone()),
         loaded,
     })
