@@ -255,7 +255,8 @@ pub const CORPUS: &[Case] = &[
     prod("DROP OWNED BY \"{role}\"", DROP),
     prod("DROP OWNED BY \"{role}\" CASCADE", DROP),
     prod("DROP DATABASE \"{db}_decoy\"", DROP),
-    prod("DROP DATABASE IF EXISTS \"{db}_decoy\" WITH (FORCE)", DROP),
+    // Ends other sessions: an administration capability, refused first.
+    prod("DROP DATABASE IF EXISTS \"{db}_decoy\" WITH (FORCE)", DANGEROUS),
     prod("DROP ROLE \"{role}\"", DROP),
     prod("DROP USER IF EXISTS \"{role}\"", DROP),
     prod("DROP AGGREGATE IF EXISTS total_agg (int)", DROP),
@@ -869,7 +870,12 @@ pub const CORPUS: &[Case] = &[
     dev("DROP INDEX orders_status_idx", Ok),
     dev("DROP SEQUENCE invoice_seq", Ok),
     dev("DROP OWNED BY \"{role}\"", Ok),
-    dev("DROP DATABASE IF EXISTS \"{db}_never_created\"", Ok).autocommit(),
+    // Another target's database is out of reach in every environment.
+    dev(
+        "DROP DATABASE IF EXISTS \"{db}_never_created\"",
+        Denied("deny-other-database"),
+    )
+    .autocommit(),
     dev("DROP ROLE IF EXISTS \"{role}_never_created\"", Ok),
     dev("TRUNCATE order_items, delete_log", Ok),
     dev("TRUNCATE customers CASCADE", Ok),
