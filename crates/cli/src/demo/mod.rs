@@ -13,8 +13,14 @@ use portcullis_testbed::tls::TestPki;
 use serde_json::json;
 
 const SEED: &str = include_str!("seed.sql");
-/// The role Portcullis logs in to PostgreSQL as; it owns the demo databases.
+/// The role Portcullis logs in to PostgreSQL as for the production target;
+/// it owns the `shop` database and nothing else.
 const UPSTREAM_ROLE: &str = "portcullis";
+/// The role for the staging target, owning only `shop_staging`. Two roles,
+/// so that a session through staging cannot own, and so cannot drop,
+/// rename or alter, production's objects even if a statement got past the
+/// policies: the server's privileges are the second wall.
+const STAGING_ROLE: &str = "portcullis_staging";
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -67,6 +73,8 @@ struct Demo {
     #[cfg_attr(not(test), allow(dead_code))]
     pki: TestPki,
     upstream_password: String,
+    /// The password of [`STAGING_ROLE`].
+    staging_password: String,
     users: Vec<DemoUser>,
     /// Declared before `_temp` so PostgreSQL stops before its directory is
     /// removed.
@@ -106,7 +114,8 @@ fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
     .map_err(|e| format!("cannot start PostgreSQL: {e}"))?;
 
     let upstream_password = random_password();
-    seed(&cluster, &upstream_password)?;
+    let staging_password = random_password();
+    seed(&cluster, &upstream_password, &staging_password)?;
 
     let users = vec![
         DemoUser {
@@ -137,6 +146,7 @@ fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
         &cluster,
         &tls_files,
         &upstream_password,
+        &staging_password,
         &users,
     )?;
     Ok(Demo {
@@ -145,6 +155,7 @@ fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
         ca_cert: tls_files.ca_cert,
         pki,
         upstream_password,
+        staging_password,
         users,
         cluster,
         _temp: temp,
@@ -176,7 +187,15 @@ fn demo(args: DemoArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn seed(cluster: &PgCluster, upstream_password: &str) -> Result<(), String> {
+/// Each demo database with the role that owns it (and that its target logs
+/// in as).
+const DATABASES: [(&str, &str); 2] = [("shop", UPSTREAM_ROLE), ("shop_staging", STAGING_ROLE)];
+
+fn seed(
+    cluster: &PgCluster,
+    upstream_password: &str,
+    staging_password: &str,
+) -> Result<(), String> {
     let sql = |db: &str, sql: &str| {
         cluster
             .sql(db, sql)
@@ -186,24 +205,63 @@ fn seed(cluster: &PgCluster, upstream_password: &str) -> Result<(), String> {
         "postgres",
         "SELECT 1 FROM pg_database WHERE datname = 'shop'",
     )?;
+    for (role, password) in [
+        (UPSTREAM_ROLE, upstream_password),
+        (STAGING_ROLE, staging_password),
+    ] {
+        sql(
+            "postgres",
+            &format!(
+                "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role} LOGIN; END IF; END$$; \
+                 ALTER ROLE {role} PASSWORD '{password}'"
+            ),
+        )?;
+    }
+    if exists.trim() == "1" {
+        eprintln!("Reusing the demo databases already in this directory.");
+        return separate_staging_owner(cluster);
+    }
+    for (db, owner) in DATABASES {
+        // Only the owner may connect: each target's role reaches its own
+        // database and no other.
+        sql("postgres", &format!("CREATE DATABASE {db} OWNER {owner}"))?;
+        sql(
+            "postgres",
+            &format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+        )?;
+        sql(db, &format!("SET ROLE {owner};\n{SEED}"))?;
+    }
+    Ok(())
+}
+
+/// A demo directory from before the targets had roles of their own has
+/// `shop_staging` owned by the production role: hand it to the staging
+/// role (REASSIGN also moves `shop` itself, a shared object, so it is
+/// given back).
+fn separate_staging_owner(cluster: &PgCluster) -> Result<(), String> {
+    let sql = |db: &str, sql: &str| {
+        cluster
+            .sql(db, sql)
+            .map_err(|e| format!("updating the demo databases: {e}"))
+    };
+    let owner = sql(
+        "postgres",
+        "SELECT datdba::regrole FROM pg_database WHERE datname = 'shop_staging'",
+    )?;
+    if owner.trim() == STAGING_ROLE {
+        return Ok(());
+    }
+    sql(
+        "shop_staging",
+        &format!("REASSIGN OWNED BY {UPSTREAM_ROLE} TO {STAGING_ROLE}"),
+    )?;
     sql(
         "postgres",
         &format!(
-            "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{UPSTREAM_ROLE}') THEN CREATE ROLE {UPSTREAM_ROLE} LOGIN; END IF; END$$; \
-             ALTER ROLE {UPSTREAM_ROLE} PASSWORD '{upstream_password}'"
+            "ALTER DATABASE shop OWNER TO {UPSTREAM_ROLE}; \
+             REVOKE ALL ON DATABASE shop FROM PUBLIC; REVOKE ALL ON DATABASE shop_staging FROM PUBLIC"
         ),
     )?;
-    if exists.trim() == "1" {
-        eprintln!("Reusing the demo databases already in this directory.");
-        return Ok(());
-    }
-    for db in ["shop", "shop_staging"] {
-        sql(
-            "postgres",
-            &format!("CREATE DATABASE {db} OWNER {UPSTREAM_ROLE}"),
-        )?;
-        sql(db, &format!("SET ROLE {UPSTREAM_ROLE};\n{SEED}"))?;
-    }
     Ok(())
 }
 
@@ -213,10 +271,13 @@ fn write_config(
     cluster: &PgCluster,
     tls: &portcullis_testbed::tls::TlsFiles,
     upstream_password: &str,
+    staging_password: &str,
     users: &[DemoUser],
 ) -> Result<PathBuf, String> {
     let secret = dir.join("upstream-password");
     write_private(&secret, upstream_password)?;
+    let staging_secret = dir.join("upstream-password-staging");
+    write_private(&staging_secret, staging_password)?;
     let mut text = format!(
         r#"# Written by `portcullis demo`. Edit it and send SIGHUP (or POST /reload
 # to the admin listener) to reload without dropping sessions.
@@ -235,6 +296,9 @@ key = "{key}"
 name = "demo"
 listen = "{listen}"
 
+# Production: no row_limit here, so the default applies: at most {limit}
+# rows per data-changing statement. Raise it with row_limit = N, or turn it
+# off with row_limit = "off".
 [[target]]
 name = "shop"
 environment = "production"
@@ -245,13 +309,14 @@ password_file = "{secret}"
 sslmode = "verify-full"
 sslrootcert = "{ca}"
 
+# Staging logs in as a role of its own, which owns only shop_staging.
 [[target]]
 name = "shop_staging"
 environment = "staging"
 host = "127.0.0.1"
 port = {port}
-user = "{UPSTREAM_ROLE}"
-password_file = "{secret}"
+user = "{STAGING_ROLE}"
+password_file = "{staging_secret}"
 sslmode = "require"
 "#,
         cert = tls.server_cert.display(),
@@ -259,6 +324,8 @@ sslmode = "require"
         ca = tls.ca_cert.display(),
         port = cluster.port(),
         secret = secret.display(),
+        staging_secret = staging_secret.display(),
+        limit = portcullis_config::DEFAULT_PRODUCTION_ROW_LIMIT,
     );
     for u in users {
         let groups: Vec<String> = u.groups.iter().map(|g| format!("\"{g}\"")).collect();
@@ -293,21 +360,54 @@ fn dsn(host: &str, port: u16, db: &str, user: &str, password: &str) -> String {
     format!("host={host} port={port} dbname={db} user={user} password={password} sslmode=require")
 }
 
+/// What happens to a statement the instructions suggest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Runs,
+    /// Refused by this default policy (SQLSTATE 42501).
+    Policy(&'static str),
+    /// Runs, changes more rows than the target's row limit, and is rolled
+    /// back (SQLSTATE 54000).
+    OverRowLimit,
+}
+
 /// What the printed instructions suggest trying on the production target,
-/// and the default policy that refuses each (`None`: it runs). On the
-/// staging target every one of them runs. The demo's test holds the
-/// proxy to this list.
-const TRY_ON_PRODUCTION: &[(&str, Option<&str>)] = &[
+/// and what happens to each there. On the staging target every one of them
+/// runs. The demo's test holds the proxy to this list.
+const TRY_ON_PRODUCTION: &[(&str, Verdict)] = &[
     (
         "SELECT id, status, total_cents FROM orders ORDER BY id LIMIT 5",
-        None,
+        Verdict::Runs,
     ),
-    ("UPDATE orders SET status = 'cancelled' WHERE id = 1", None),
+    (
+        "UPDATE orders SET status = 'cancelled' WHERE id = 1",
+        Verdict::Runs,
+    ),
+    // Cancelling old orders, but the status filter was forgotten: the WHERE
+    // limits nothing in practice (every order is older than an hour), which
+    // no static rule can know. The row limit can.
+    (
+        "UPDATE orders SET status = 'cancelled' WHERE created_at < now() - interval '1 hour'",
+        Verdict::OverRowLimit,
+    ),
     (
         "DELETE FROM api_tokens",
-        Some("deny-unfiltered-write-in-production"),
+        Verdict::Policy("deny-unfiltered-write-in-production"),
     ),
-    ("DROP TABLE api_tokens", Some("deny-drop-in-production")),
+    (
+        "DROP TABLE api_tokens",
+        Verdict::Policy("deny-drop-in-production"),
+    ),
+];
+
+/// What the instructions suggest trying on the staging target: it cannot
+/// reach production's database, with or without FORCE.
+const TRY_ON_STAGING: &[(&str, &str)] = &[
+    ("DROP DATABASE shop", "deny-other-database"),
+    (
+        "DROP DATABASE shop WITH (FORCE)",
+        "deny-dangerous-capabilities",
+    ),
 ];
 
 /// The statement `policy explain` is shown with.
@@ -327,6 +427,7 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
         ca_cert: ca,
         cluster,
         upstream_password,
+        staging_password,
         users,
         ..
     } = demo;
@@ -360,17 +461,41 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
             .collect();
         let examples: Vec<_> = TRY_ON_PRODUCTION
             .iter()
-            .map(|(sql, policy)| json!({ "sql": sql, "refused_on_production_by": policy }))
+            .map(|(sql, verdict)| {
+                let (by, sqlstate) = match verdict {
+                    Verdict::Runs => (None, None),
+                    Verdict::Policy(p) => (Some(*p), Some("42501")),
+                    Verdict::OverRowLimit => (Some("row_limit"), Some("54000")),
+                };
+                json!({ "sql": sql, "refused_on_production_by": by, "sqlstate": sqlstate })
+            })
+            .collect();
+        let staging_examples: Vec<_> = TRY_ON_STAGING
+            .iter()
+            .map(|(sql, policy)| {
+                json!({ "sql": sql, "refused_on_staging_by": policy, "sqlstate": "42501" })
+            })
             .collect();
         let out = json!({
             "proxy": { "host": host, "port": proxy.port() },
             "admin": admin.map(|a| format!("http://{a}")),
             "targets": [
-                { "name": "shop", "environment": "production" },
-                { "name": "shop_staging", "environment": "staging" },
+                {
+                    "name": "shop",
+                    "environment": "production",
+                    "upstream_user": UPSTREAM_ROLE,
+                    "row_limit": portcullis_config::DEFAULT_PRODUCTION_ROW_LIMIT,
+                },
+                {
+                    "name": "shop_staging",
+                    "environment": "staging",
+                    "upstream_user": STAGING_ROLE,
+                    "row_limit": null,
+                },
             ],
             "users": users,
             "examples": examples,
+            "staging_examples": staging_examples,
             "explain": explain,
             "upstream": {
                 "host": cluster.host(),
@@ -378,6 +503,19 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
                 "user": UPSTREAM_ROLE,
                 "password": upstream_password,
                 "dsn": direct,
+            },
+            "upstream_staging": {
+                "host": cluster.host(),
+                "port": cluster.port(),
+                "user": STAGING_ROLE,
+                "password": staging_password,
+                "dsn": dsn(
+                    cluster.host(),
+                    cluster.port(),
+                    "shop_staging",
+                    STAGING_ROLE,
+                    staging_password,
+                ),
             },
             "ca_cert": ca,
             "config": config,
@@ -405,21 +543,27 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
     s.push_str(
         "Guardrails: every statement is judged by the default policies. On shop (production):\n",
     );
-    let width = TRY_ON_PRODUCTION
-        .iter()
-        .map(|(sql, _)| sql.len() + 1)
-        .max()
-        .unwrap_or(0);
-    for (sql, policy) in TRY_ON_PRODUCTION {
-        let verdict = match policy {
-            None => "runs".to_owned(),
-            Some(p) => format!("refused, SQLSTATE 42501, policy {p}"),
+    let limit = portcullis_config::DEFAULT_PRODUCTION_ROW_LIMIT;
+    for (sql, verdict) in TRY_ON_PRODUCTION {
+        let verdict = match verdict {
+            Verdict::Runs => "runs".to_owned(),
+            Verdict::Policy(p) => format!("refused, SQLSTATE 42501, policy {p}"),
+            Verdict::OverRowLimit => format!(
+                "refused, SQLSTATE 54000: changes more than {limit} rows, production's default row limit"
+            ),
         };
-        s.push_str(&format!("  {:<width$}  -- {verdict}\n", format!("{sql};")));
+        s.push_str(&format!("  {sql};\n      -- {verdict}\n"));
+    }
+    s.push_str("On shop_staging they all run. But staging cannot reach production's database:\n");
+    for (sql, policy) in TRY_ON_STAGING {
+        s.push_str(&format!(
+            "  {sql};\n      -- on shop_staging: refused, SQLSTATE 42501, policy {policy}\n"
+        ));
     }
     s.push_str(&format!(
-        "On shop_staging all of them run. Inside a transaction a refusal aborts it, as any\n\
-         PostgreSQL error does. Why a statement is refused, step by step:\n  {explain}\n\
+        "and its upstream role ({STAGING_ROLE}) owns nothing in production anyway.\n\
+         Inside a transaction a refusal aborts it, as any PostgreSQL error does.\n\
+         Why a statement is refused, step by step:\n  {explain}\n\
          Observe mode (log what would be refused, refuse nothing): add enforcement = \"observe\"\n\
          to the shop [[target]] in the configuration and reload; new sessions use it.\n\n"
     ));

@@ -92,11 +92,13 @@ SELECT 'SKU-' || lpad(i::text, 4, '0'),
        (500 + i * 731 % 20000)
 FROM generate_series(1, 40) AS i;
 
+-- 1500 orders: more than the 1000 rows production's default row limit lets
+-- one statement change, so the demo can show an oversized UPDATE refused.
 INSERT INTO orders (customer_id, status, created_at)
 SELECT 1 + (i * 17) % 200,
        (ARRAY['pending','paid','shipped','cancelled'])[1 + i % 4],
        now() - (i || ' hours')::interval
-FROM generate_series(1, 1000) AS i;
+FROM generate_series(1, 1500) AS i;
 
 INSERT INTO order_items (order_id, product_id, quantity, price_cents)
 SELECT o.id, p.id, 1 + (o.id + p.id) % 3, p.price_cents

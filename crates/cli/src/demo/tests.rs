@@ -19,6 +19,30 @@ async fn connect(demo: &Demo, proxy: SocketAddr, db: &str, user: &DemoUser) -> C
     client
 }
 
+/// The orders' ids and statuses, to tell whether a statement changed them.
+async fn orders_fingerprint(client: &Client) -> (i64, String) {
+    let row = client
+        .query_one(
+            "SELECT count(*), md5(string_agg(id || ':' || status, ',' ORDER BY id)) FROM orders",
+            &[],
+        )
+        .await
+        .expect("orders is readable");
+    (row.get(0), row.get(1))
+}
+
+/// Asks PostgreSQL directly, not through Portcullis.
+fn database_exists(demo: &Demo, name: &str) -> bool {
+    let out = demo
+        .cluster
+        .sql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+        )
+        .expect("pg_database is readable");
+    out.trim() == "1"
+}
+
 async fn count_tokens(client: &Client) -> i64 {
     client
         .query_one("SELECT count(*) FROM api_tokens", &[])
@@ -48,16 +72,33 @@ fn production_refuses_what_the_instructions_say_and_staging_runs_it() {
             let shop = connect(&demo, proxy, "shop", user).await;
             let tokens = count_tokens(&shop).await;
             assert!(tokens > 0, "the seed has API tokens");
-            for (sql, policy) in TRY_ON_PRODUCTION {
+            for (sql, verdict) in TRY_ON_PRODUCTION {
+                let orders = orders_fingerprint(&shop).await;
                 let result = shop.batch_execute(sql).await;
-                match policy {
-                    None => result.unwrap_or_else(|e| panic!("{sql} as {}: {e}", user.name)),
-                    Some(policy) => {
+                match verdict {
+                    Verdict::Runs => {
+                        result.unwrap_or_else(|e| panic!("{sql} as {}: {e}", user.name))
+                    }
+                    Verdict::Policy(policy) => {
                         let e = result.expect_err(sql);
                         let db = e.as_db_error().expect("an ErrorResponse");
                         assert_eq!(db.code(), &SqlState::INSUFFICIENT_PRIVILEGE, "{sql}");
                         assert!(db.message().contains(policy), "{sql}: {}", db.message());
                         assert!(db.hint().is_some(), "{sql}: a hint");
+                    }
+                    Verdict::OverRowLimit => {
+                        let e = result.expect_err(sql);
+                        let db = e.as_db_error().expect("an ErrorResponse");
+                        assert_eq!(db.code(), &SqlState::PROGRAM_LIMIT_EXCEEDED, "{sql}");
+                        let limit = portcullis_config::DEFAULT_PRODUCTION_ROW_LIMIT;
+                        assert!(
+                            db.message().contains(&format!("more than {limit} rows")),
+                            "{sql}: {}",
+                            db.message()
+                        );
+                        // Rolled back: not one order changed.
+                        assert_eq!(orders_fingerprint(&shop).await, orders, "{sql}");
+                        assert!(orders.0 > limit as i64, "the seed has enough orders");
                     }
                 }
             }
@@ -65,8 +106,10 @@ fn production_refuses_what_the_instructions_say_and_staging_runs_it() {
             assert_eq!(count_tokens(&shop).await, tokens);
 
             // A refusal inside a transaction aborts it, so COMMIT cannot
-            // commit what came before.
-            shop.batch_execute("BEGIN; DELETE FROM api_tokens WHERE id > 0")
+            // commit what came before. (Each data-changing statement goes
+            // alone: production has a row limit, which counts per query.)
+            shop.batch_execute("BEGIN").await.expect("BEGIN");
+            shop.batch_execute("DELETE FROM api_tokens WHERE id > 0")
                 .await
                 .expect("a filtered DELETE runs");
             let e = shop
@@ -85,8 +128,37 @@ fn production_refuses_what_the_instructions_say_and_staging_runs_it() {
             assert_eq!(count_tokens(&shop).await, tokens);
         }
 
-        // Staging runs all of them (the DELETE before the DROP, as listed).
+        // Staging cannot reach production's database, and logs in as a
+        // role that owns nothing there.
         let staging = connect(&demo, proxy, "shop_staging", &demo.users[0]).await;
+        for (sql, policy) in TRY_ON_STAGING {
+            let e = staging.batch_execute(sql).await.expect_err(sql);
+            let db = e.as_db_error().expect("an ErrorResponse");
+            assert_eq!(db.code(), &SqlState::INSUFFICIENT_PRIVILEGE, "{sql}");
+            assert!(db.message().contains(policy), "{sql}: {}", db.message());
+            assert!(database_exists(&demo, "shop"), "{sql} dropped shop");
+        }
+        let role: String = staging
+            .query_one("SELECT current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(role, STAGING_ROLE);
+        let owners = demo
+            .cluster
+            .sql(
+                "postgres",
+                "SELECT string_agg(datname || '=' || datdba::regrole::text, ',' ORDER BY datname) \
+                 FROM pg_database WHERE datname LIKE 'shop%'",
+            )
+            .unwrap();
+        assert_eq!(
+            owners.trim(),
+            format!("shop={UPSTREAM_ROLE},shop_staging={STAGING_ROLE}")
+        );
+
+        // Staging runs everything tried on production (the DELETE before
+        // the DROP, as listed; no row limit there).
         for (sql, _) in TRY_ON_PRODUCTION {
             staging
                 .batch_execute(sql)
@@ -109,7 +181,7 @@ fn the_explain_example_is_refused_by_the_policy_named() {
     // The instructions' `policy explain` line shows a refused statement.
     let refused: Vec<_> = TRY_ON_PRODUCTION
         .iter()
-        .filter(|(_, p)| p.is_some())
+        .filter(|(_, v)| matches!(v, Verdict::Policy(_)))
         .map(|(sql, _)| *sql)
         .collect();
     assert!(refused.contains(&EXPLAIN_EXAMPLE));
