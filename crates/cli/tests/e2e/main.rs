@@ -9,6 +9,8 @@ mod auth;
 mod basic;
 mod catalog;
 mod copy;
+mod databases;
+mod default_row_limit;
 mod lexing;
 mod lifecycle;
 mod policy;
