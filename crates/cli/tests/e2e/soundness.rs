@@ -334,7 +334,9 @@ async fn large_object_writes_through_function_call_follow_policy() {
     c.send(&fe::query("COMMIT")).await;
     c.until_ready().await;
     assert_eq!(
-        proxy.upstream_sql(&format!("SELECT count(*) FROM pg_largeobject_metadata WHERE oid = {lo}")),
+        proxy.upstream_sql(&format!(
+            "SELECT count(*) FROM pg_largeobject_metadata WHERE oid = {lo}"
+        )),
         "1",
         "the large object survives"
     );
