@@ -11,6 +11,10 @@
 //! adds it, after the walk, as an [`ActionKind::Database`] action of its
 //! own, and reports `WITH (FORCE)` as the server administration it is.
 //!
+//! GRANT / REVOKE, COMMENT and SECURITY LABEL ON DATABASE change a database
+//! too (`REVOKE CONNECT ON DATABASE shop FROM PUBLIC` locks production's
+//! clients out), so they count as altering each database they name.
+//!
 //! Only a statement's top node is looked at, because that is the only place
 //! these statements can be: none of them can be nested inside another SQL
 //! statement, and CREATE and DROP DATABASE refuse to run inside a
@@ -29,16 +33,15 @@ use crate::facts::{
 /// statement whose top node is `stmt`; other statements are left as they
 /// are.
 pub(crate) fn add_database_facts(stmt: &NodeEnum, facts: &mut StatementFacts) {
-    let Some((operation, name)) = database_statement(stmt) else {
-        return;
-    };
-    facts.actions.push(Action {
-        kind: ActionKind::Database {
-            operation,
-            name: name.to_owned(),
-        },
-        execution: Execution::Now,
-    });
+    for (operation, name) in database_statement(stmt) {
+        facts.actions.push(Action {
+            kind: ActionKind::Database {
+                operation,
+                name: name.to_owned(),
+            },
+            execution: Execution::Now,
+        });
+    }
     if let NodeEnum::DropdbStmt(s) = stmt {
         if s.options.iter().any(is_force) {
             // FORCE terminates every other session on the database before
@@ -52,30 +55,45 @@ pub(crate) fn add_database_facts(stmt: &NodeEnum, facts: &mut StatementFacts) {
     }
 }
 
-/// What a top node does to which database, if it is a database statement.
-fn database_statement(stmt: &NodeEnum) -> Option<(DatabaseOperation, &str)> {
+/// What a top node does to which databases; empty for other statements.
+fn database_statement(stmt: &NodeEnum) -> Vec<(DatabaseOperation, &str)> {
     use DatabaseOperation::{Alter, Create, Drop};
-    Some(match stmt {
-        NodeEnum::CreatedbStmt(s) => (Create, s.dbname.as_str()),
-        NodeEnum::DropdbStmt(s) => (Drop, s.dbname.as_str()),
-        NodeEnum::AlterDatabaseStmt(s) => (Alter, s.dbname.as_str()),
-        NodeEnum::AlterDatabaseSetStmt(s) => (Alter, s.dbname.as_str()),
-        NodeEnum::AlterDatabaseRefreshCollStmt(s) => (Alter, s.dbname.as_str()),
+    let database = ObjectType::ObjectDatabase as i32;
+    match stmt {
+        NodeEnum::CreatedbStmt(s) => vec![(Create, s.dbname.as_str())],
+        NodeEnum::DropdbStmt(s) => vec![(Drop, s.dbname.as_str())],
+        NodeEnum::AlterDatabaseStmt(s) => vec![(Alter, s.dbname.as_str())],
+        NodeEnum::AlterDatabaseSetStmt(s) => vec![(Alter, s.dbname.as_str())],
+        NodeEnum::AlterDatabaseRefreshCollStmt(s) => vec![(Alter, s.dbname.as_str())],
         // ALTER DATABASE name RENAME TO: the name is in `subname`.
-        NodeEnum::RenameStmt(s) if s.rename_type == ObjectType::ObjectDatabase as i32 => {
-            (Alter, s.subname.as_str())
+        NodeEnum::RenameStmt(s) if s.rename_type == database => vec![(Alter, s.subname.as_str())],
+        // The others name the database in a String node.
+        NodeEnum::AlterOwnerStmt(s) if s.object_type == database => {
+            vec![(Alter, string_node(s.object.as_deref()))]
         }
-        // ALTER DATABASE name OWNER TO: the name is a String node.
-        NodeEnum::AlterOwnerStmt(s) if s.object_type == ObjectType::ObjectDatabase as i32 => {
-            match s.object.as_deref().and_then(|n| n.node.as_ref()) {
-                Some(NodeEnum::String(name)) => (Alter, name.sval.as_str()),
-                // Not what the grammar produces; name nothing rather than
-                // guess (the policy then treats it as another database).
-                _ => (Alter, ""),
-            }
+        NodeEnum::CommentStmt(s) if s.objtype == database => {
+            vec![(Alter, string_node(s.object.as_deref()))]
         }
-        _ => return None,
-    })
+        NodeEnum::SecLabelStmt(s) if s.objtype == database => {
+            vec![(Alter, string_node(s.object.as_deref()))]
+        }
+        NodeEnum::GrantStmt(s) if s.objtype == database => s
+            .objects
+            .iter()
+            .map(|o| (Alter, string_node(Some(o))))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The text of a String node. Anything else is not what the grammar
+/// produces for a database name: name nothing rather than guess (the
+/// policy then treats the statement as reaching another database).
+fn string_node(node: Option<&pb::Node>) -> &str {
+    match node.and_then(|n| n.node.as_ref()) {
+        Some(NodeEnum::String(s)) => &s.sval,
+        _ => "",
+    }
 }
 
 /// `FORCE` in DROP DATABASE's option list. PostgreSQL accepts no other
@@ -88,21 +106,32 @@ fn is_force(option: &pb::Node) -> bool {
 mod tests {
     use crate::facts::{ActionKind, Capability, DatabaseOperation, Execution};
 
-    /// The database action of `sql`, if any, and whether FORCE was found.
-    fn database(sql: &str) -> (Option<(DatabaseOperation, String)>, bool) {
+    /// The database actions of `sql`, and whether FORCE was found.
+    fn databases(sql: &str) -> (Vec<(DatabaseOperation, String)>, bool) {
         let analysis = crate::analyze(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         let stmt = &analysis.statements[0];
-        let action = stmt.actions.iter().find_map(|a| match &a.kind {
-            ActionKind::Database { operation, name } => {
-                assert_eq!(a.execution, Execution::Now);
-                Some((*operation, name.clone()))
-            }
-            _ => None,
-        });
+        let actions = stmt
+            .actions
+            .iter()
+            .filter_map(|a| match &a.kind {
+                ActionKind::Database { operation, name } => {
+                    assert_eq!(a.execution, Execution::Now);
+                    Some((*operation, name.clone()))
+                }
+                _ => None,
+            })
+            .collect();
         let force = stmt.capabilities.iter().any(|c| {
             c.capability == Capability::ServerAdministration && c.detail.contains("FORCE")
         });
-        (action, force)
+        (actions, force)
+    }
+
+    /// The one database action of `sql`, if any, and whether FORCE was found.
+    fn database(sql: &str) -> (Option<(DatabaseOperation, String)>, bool) {
+        let (mut actions, force) = databases(sql);
+        assert!(actions.len() <= 1, "{sql}: {actions:?}");
+        (actions.pop(), force)
     }
 
     #[test]
@@ -142,6 +171,9 @@ mod tests {
                 Alter,
                 "shop",
             ),
+            ("REVOKE CONNECT ON DATABASE shop FROM PUBLIC", Alter, "shop"),
+            ("COMMENT ON DATABASE shop IS 'gone'", Alter, "shop"),
+            ("SECURITY LABEL ON DATABASE shop IS 'x'", Alter, "shop"),
         ] {
             assert_eq!(
                 database(sql),
@@ -149,6 +181,20 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    #[test]
+    fn a_grant_names_every_database() {
+        use DatabaseOperation::Alter;
+        assert_eq!(
+            databases("GRANT CREATE, CONNECT ON DATABASE shop, \"Shop_Staging\" TO app").0,
+            [
+                (Alter, "shop".to_owned()),
+                (Alter, "Shop_Staging".to_owned())
+            ]
+        );
+        assert_eq!(databases("GRANT SELECT ON shop TO app").0, []);
+        assert_eq!(databases("GRANT USAGE ON SCHEMA shop TO app").0, []);
     }
 
     #[test]
@@ -187,6 +233,8 @@ mod tests {
             "ALTER ROLE shop RENAME TO x",
             "DROP SCHEMA shop",
             "COMMENT ON TABLE shop IS 'x'",
+            "COMMENT ON SCHEMA shop IS 'x'",
+            "REVOKE ALL ON ALL TABLES IN SCHEMA shop FROM PUBLIC",
             "SELECT 'DROP DATABASE shop WITH (FORCE)'",
         ] {
             assert_eq!(database(sql), (None, false), "{sql}");

@@ -537,7 +537,8 @@ pub enum ActionKind {
         /// PostgreSQL's node name.
         statement: &'static str,
     },
-    /// CREATE, ALTER or DROP DATABASE, in any form: the database named.
+    /// CREATE, ALTER or DROP DATABASE, in any form, and GRANT / REVOKE,
+    /// COMMENT and SECURITY LABEL ON DATABASE: one per database named.
     /// Reported in addition to the statement's own action (DROP DATABASE
     /// is also a [`ActionKind::Drop`], ALTER DATABASE ... RENAME a
     /// [`ActionKind::Rename`]...), so that a statement reaching another
@@ -558,7 +559,8 @@ pub enum DatabaseOperation {
     /// CREATE DATABASE.
     Create,
     /// ALTER DATABASE: options, RENAME TO, OWNER TO, SET / RESET, REFRESH
-    /// COLLATION VERSION.
+    /// COLLATION VERSION; and GRANT / REVOKE, COMMENT, SECURITY LABEL ON
+    /// DATABASE.
     Alter,
     /// DROP DATABASE.
     Drop,

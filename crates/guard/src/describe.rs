@@ -643,6 +643,9 @@ mod tests {
             "ALTER DATABASE shop WITH ALLOW_CONNECTIONS false",
             "ALTER DATABASE shop REFRESH COLLATION VERSION",
             "CREATE DATABASE stolen TEMPLATE shop",
+            "REVOKE CONNECT ON DATABASE shop FROM PUBLIC",
+            "GRANT ALL ON DATABASE shop_staging, shop TO intruder",
+            "COMMENT ON DATABASE shop IS 'gone'",
         ] {
             assert_eq!(
                 policy(&decide(&staging, sql)),
@@ -668,6 +671,7 @@ mod tests {
         for sql in [
             "DROP DATABASE shop_staging",
             "ALTER DATABASE shop_staging CONNECTION LIMIT 20",
+            "GRANT CONNECT ON DATABASE shop_staging TO app",
         ] {
             assert_eq!(policy(&decide(&staging, sql)), None, "{sql}");
         }

@@ -70,9 +70,10 @@ pub enum Action {
     CreateDatabase,
     /// Every ALTER DATABASE form: options (CONNECTION LIMIT,
     /// ALLOW_CONNECTIONS, IS_TEMPLATE, TABLESPACE), RENAME TO, OWNER TO,
-    /// SET / RESET, REFRESH COLLATION VERSION; on the database altered. Also
-    /// the class it had before ([`Action::Rename`], [`Action::Grant`] for
-    /// OWNER TO, [`Action::SchemaChange`]).
+    /// SET / RESET, REFRESH COLLATION VERSION; and GRANT / REVOKE, COMMENT
+    /// and SECURITY LABEL ON DATABASE. On each database altered. Also the
+    /// class it had before ([`Action::Rename`], [`Action::Grant`] for OWNER
+    /// TO and GRANT / REVOKE, [`Action::SchemaChange`]).
     AlterDatabase,
     /// DROP DATABASE, on the database dropped. Also a [`Action::Drop`].
     DropDatabase,

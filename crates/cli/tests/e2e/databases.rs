@@ -33,15 +33,16 @@ async fn two_targets() -> (Proxy, String) {
 }
 
 /// The production database as the server has it: name, owner, whether it
-/// takes connections, its connection limit and template flag; `None` once
-/// it is gone.
+/// takes connections, its connection limit, template flag, privileges and
+/// comment; `None` once it is gone.
 fn catalog_row(db: &str) -> Option<String> {
     let row = cluster()
         .sql(
             "postgres",
             &format!(
-                "SELECT format('%s owner=%s allowconn=%s limit=%s template=%s', datname, \
-                 datdba::regrole, datallowconn, datconnlimit, datistemplate) \
+                "SELECT format('%s owner=%s allowconn=%s limit=%s template=%s acl=%s comment=%s', \
+                 datname, datdba::regrole, datallowconn, datconnlimit, datistemplate, datacl, \
+                 shobj_description(oid, 'pg_database')) \
                  FROM pg_database WHERE datname = '{db}'"
             ),
         )
@@ -113,6 +114,16 @@ async fn a_staging_target_cannot_drop_rename_or_take_over_production() {
         ),
         (
             format!("CREATE DATABASE stolen TEMPLATE \"{prod}\""),
+            "deny-other-database",
+        ),
+        // Privileges on a database change it too: this would lock
+        // production's clients out.
+        (
+            format!("REVOKE CONNECT ON DATABASE \"{prod}\" FROM PUBLIC"),
+            "deny-other-database",
+        ),
+        (
+            format!("COMMENT ON DATABASE \"{prod}\" IS 'gone'"),
             "deny-other-database",
         ),
         // Inside code the name cannot be judged: server administration.
