@@ -179,7 +179,12 @@ fn setting(args: &ExplainArgs) -> Result<Setting, String> {
                 args.environment.clone().unwrap_or_default(),
             ),
             enforcement: Enforcement::Enforce,
-            row_limit: None,
+            // As a target configured without `row_limit`: production's
+            // default limit, none elsewhere.
+            row_limit: portcullis_config::RowLimit::effective(
+                None,
+                args.environment.as_deref().unwrap_or_default(),
+            ),
             session_user: None,
             loaded,
         });
