@@ -203,7 +203,22 @@ impl FunctionCatalog for CatalogSnapshot {
                     self.overloads("pg_catalog", name, nargs, &mut out);
                 }
                 for s in search_path.iter().filter(|s| *s != "pg_temp") {
-                    self.overloads(s, name, nargs, &mut out);
+                    if self.schemas.contains(s.as_str()) || s == "$user" {
+                        self.overloads(s, name, nargs, &mut out);
+                    } else {
+                        // A schema the snapshot does not know may have been
+                        // created since it was taken, with anything in it:
+                        // a same-named function there counts as one that
+                        // writes, until the snapshot is refreshed. (`$user`
+                        // names the login role's schema, which usually does
+                        // not exist; one created outside Portcullis is
+                        // seen at the next refresh.)
+                        out.push(CatalogFunction {
+                            schema: s.clone(),
+                            volatility: Volatility::Volatile,
+                            extension: None,
+                        });
+                    }
                 }
             }
         }
@@ -301,6 +316,24 @@ mod tests {
         assert_eq!(c.candidates(None, "fmt", 1, &path).len(), 1, "a default");
         assert_eq!(c.candidates(None, "lower", 1, &path).len(), 1);
         assert!(c.candidates(Some("app"), "add_item", 2, &path).is_empty());
+    }
+
+    #[test]
+    fn a_schema_the_snapshot_does_not_know_may_hold_anything() {
+        let c = sample();
+        let path = vec!["shadow".to_string(), "pg_catalog".to_string()];
+        let found = c.candidates(None, "lower", 1, &path);
+        assert!(
+            found
+                .iter()
+                .any(|f| f.schema == "shadow" && f.volatility == Volatility::Volatile),
+            "{found:?}"
+        );
+        let known = vec!["public".to_string()];
+        assert!(c
+            .candidates(None, "lower", 1, &known)
+            .iter()
+            .all(|f| f.schema != "public"));
     }
 
     #[test]

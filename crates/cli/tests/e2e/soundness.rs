@@ -341,3 +341,27 @@ async fn large_object_writes_through_function_call_follow_policy() {
         "the large object survives"
     );
 }
+
+/// A schema created after the catalog snapshot was taken may hold a
+/// function that shadows a built-in: until the snapshot knows the schema,
+/// an unqualified call counts as one that writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_the_snapshot_does_not_know_is_opaque() {
+    let proxy = production().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    // Made outside Portcullis, after the target's snapshot was loaded.
+    proxy.upstream_sql(
+        "CREATE SCHEMA late;
+         CREATE FUNCTION late.lower(text) RETURNS text LANGUAGE sql VOLATILE
+           AS $$ INSERT INTO public.hits VALUES (2) RETURNING 'late' $$;
+         GRANT ALL ON SCHEMA late TO PUBLIC;",
+    );
+    c.send(&fe::concat(&[
+        fe::query("SET search_path = late, pg_catalog"),
+        fe::query("SELECT lower('X')"),
+    ]))
+    .await;
+    let got = replies(&mut c, 2).await;
+    assert_eq!(codes(&got), ["42501"], "{}", raw::tags(&got));
+    assert_eq!(hits(&proxy), "0", "the shadowing function never ran");
+}
