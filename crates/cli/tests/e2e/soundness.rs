@@ -280,6 +280,42 @@ async fn the_row_limit_holds_on_every_route() {
     let got = replies(&mut c, 2).await;
     assert_eq!(codes(&got), ["54000"], "{}", raw::tags(&got));
     assert_eq!(proxy.upstream_sql("SELECT sum(v) FROM t"), "0");
+    // Over the limit the client sees only the error: no "UPDATE 10".
+    assert!(
+        !got.iter()
+            .any(|m| m.tag == b'C' && m.body.starts_with(b"UPDATE")),
+        "{}",
+        raw::tags(&got)
+    );
+
+    // The same through the extended protocol, with RETURNING rows.
+    c.send(&fe::concat(&[
+        fe::parse("", "UPDATE t SET v = 2 WHERE id > 0 RETURNING id", &[]),
+        fe::bind("", "", &[]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]))
+    .await;
+    let got = c.until_ready().await;
+    assert_eq!(codes(&got), ["54000"], "{}", raw::tags(&got));
+    assert!(!got.iter().any(|m| m.tag == b'C'), "{}", raw::tags(&got));
+    assert_eq!(proxy.upstream_sql("SELECT sum(v) FROM t"), "0");
+    // Under the limit the completion arrives as PostgreSQL sends it.
+    c.send(&fe::concat(&[
+        fe::parse("", "UPDATE t SET v = 0 WHERE id <= 2 RETURNING id", &[]),
+        fe::bind("", "", &[]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]))
+    .await;
+    let got = c.until_ready().await;
+    assert!(codes(&got).is_empty(), "{}", raw::tags(&got));
+    assert!(
+        got.iter()
+            .any(|m| m.tag == b'C' && m.body.starts_with(b"UPDATE 2")),
+        "{}",
+        raw::tags(&got)
+    );
 
     // The bookkeeping cannot be rewritten.
     c.send(&fe::query(&format!(

@@ -118,12 +118,20 @@ impl Entry {
 }
 
 /// What the server pump does with a reply message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
     /// Handle and forward as usual.
     Client,
     /// It answers a hidden message: drop it.
     Hidden,
+    /// The completion of a client statement under the row limit: handle
+    /// it, but hold it back until the check after it has passed (over the
+    /// limit the client sees only the error, and libpq-based clients
+    /// discard the rows before it).
+    Hold,
+    /// The check passed: send the held completion in this hidden reply's
+    /// place.
+    Release(Bytes),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +154,28 @@ struct Ledger {
     discarding: bool,
     /// When the last ReadyForQuery arrived (or the session started).
     last_ready: Option<Instant>,
+    /// A held completion (see [`Route::Hold`]).
+    held: Option<Bytes>,
+}
+
+impl Ledger {
+    /// Whether the hidden entries right after the front one include a
+    /// row-limit check.
+    fn check_follows(&self) -> bool {
+        self.entries
+            .iter()
+            .skip(1)
+            .take_while(|e| matches!(e, Entry::Hidden { .. }))
+            .any(|e| {
+                matches!(
+                    e,
+                    Entry::Hidden {
+                        on_error: Some(_),
+                        ..
+                    }
+                )
+            })
+    }
 }
 
 /// After an error inside a Query: the statements after the failed one
@@ -328,6 +358,8 @@ impl Pending {
     /// client must see instead, when the error answers a refused request.
     pub fn error(&self, fatal: bool, settle: Settle<'_>) -> Option<Bytes> {
         let mut l = self.ledger();
+        // A held completion belongs to a statement the error rolls back.
+        l.held = None;
         // An error ends copy mode; Syncs from now on count again.
         l.copy_in_open = false;
         let mut substitute = None;
@@ -389,23 +421,34 @@ impl Pending {
     /// CloseComplete, CommandComplete, EmptyQueryResponse,
     /// PortalSuspended). A completion ends the hidden message or client
     /// statement part it answers.
-    pub fn route(&self, completion: bool) -> Route {
+    pub fn route(&self, completion: bool, msg: &[u8]) -> Route {
         if !self.hidden_active.load(Ordering::Relaxed) {
             return Route::Client;
         }
         let mut l = self.ledger();
         match l.entries.front() {
-            Some(Entry::Hidden { .. }) => {
-                if completion {
-                    l.entries.pop_front();
+            Some(Entry::Hidden { on_error, .. }) => {
+                if !completion {
+                    return Route::Hidden;
                 }
-                Route::Hidden
+                let check = on_error.is_some();
+                l.entries.pop_front();
+                match if check { l.held.take() } else { None } {
+                    Some(held) => Route::Release(held),
+                    None => Route::Hidden,
+                }
             }
-            Some(Entry::QueryPart) => {
-                if completion {
+            Some(Entry::QueryPart | Entry::Step(Step::Execute, _)) if completion => {
+                let hold = l.check_follows();
+                if matches!(l.entries.front(), Some(Entry::QueryPart)) {
                     l.entries.pop_front();
                 }
-                Route::Client
+                if hold {
+                    l.held = Some(Bytes::copy_from_slice(msg));
+                    Route::Hold
+                } else {
+                    Route::Client
+                }
             }
             _ => Route::Client,
         }
@@ -416,6 +459,7 @@ impl Pending {
         self.status.store(status, Ordering::Relaxed);
         let mut l = self.ledger();
         l.discarding = false;
+        l.held = None;
         l.last_ready = Some(Instant::now());
         let mut sent = None;
         while let Some(e) = l.entries.pop_front() {
@@ -704,14 +748,15 @@ mod tests {
         p.sent(hidden(false, Some(b"limit")), &mut no);
         p.sent(Entry::query(now()), &mut no);
         // The base statement: RowDescription, DataRow, CommandComplete.
-        assert_eq!(p.route(false), Route::Hidden);
-        assert_eq!(p.route(false), Route::Hidden);
-        assert_eq!(p.route(true), Route::Hidden);
-        // The client's statement.
-        assert_eq!(p.route(false), Route::Client);
-        assert_eq!(p.route(true), Route::Client);
-        // The check fails: the client gets the limit error.
-        assert_eq!(p.route(false), Route::Hidden);
+        assert_eq!(p.route(false, b""), Route::Hidden);
+        assert_eq!(p.route(false, b""), Route::Hidden);
+        assert_eq!(p.route(true, b""), Route::Hidden);
+        // The client's statement: its completion is held.
+        assert_eq!(p.route(false, b""), Route::Client);
+        assert_eq!(p.route(true, b"UPDATE 9"), Route::Hold);
+        // The check fails: the client gets the limit error, not the
+        // completion.
+        assert_eq!(p.route(false, b""), Route::Hidden);
         assert_eq!(p.error(false, &mut no).as_deref(), Some(&b"limit"[..]));
         assert!(p.ready(b'I', &mut no).is_some());
         assert!(p.idle());
@@ -724,7 +769,7 @@ mod tests {
         p.sent(Entry::QueryPart, &mut no);
         p.sent(hidden(false, Some(b"limit")), &mut no);
         p.sent(Entry::query(now()), &mut no);
-        assert_eq!(p.route(true), Route::Hidden);
+        assert_eq!(p.route(true, b""), Route::Hidden);
         assert_eq!(p.error(false, &mut no), None, "the server's own error");
         assert!(p.ready(b'I', &mut no).is_some());
         assert!(p.idle());
@@ -740,12 +785,47 @@ mod tests {
         p.sent(hidden(true, None), &mut no);
         p.sent_sync(now());
         p.step_done(&mut no); // BindComplete
-        assert_eq!(p.route(true), Route::Hidden);
-        assert_eq!(p.route(true), Route::Client);
+        assert_eq!(p.route(true, b""), Route::Hidden);
+        assert_eq!(p.route(true, b"DELETE 9"), Route::Hold);
         p.command_done(&mut no);
         assert_eq!(p.error(false, &mut no).as_deref(), Some(&b"limit"[..]));
         assert_eq!(p.outstanding(), 1, "discarded up to the Sync");
         p.ready(b'I', &mut no);
+        assert!(p.idle());
+    }
+
+    #[test]
+    fn an_extended_completion_waits_for_the_check_not_the_bind_before_it() {
+        let p = Pending::new(b'I');
+        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(hidden(true, None), &mut no); // Bind of the check
+        p.sent(hidden(true, Some(b"limit")), &mut no); // its Execute
+        p.sent_sync(now());
+        assert_eq!(p.route(true, b"UPDATE 2"), Route::Hold);
+        p.command_done(&mut no);
+        assert_eq!(p.route(true, b""), Route::Hidden, "BindComplete");
+        assert_eq!(p.route(false, b""), Route::Hidden, "DataRow");
+        assert_eq!(
+            p.route(true, b""),
+            Route::Release(Bytes::from_static(b"UPDATE 2"))
+        );
+    }
+
+    #[test]
+    fn a_held_completion_is_released_when_the_check_passes() {
+        let p = Pending::new(b'I');
+        p.sent(hidden(false, None), &mut no);
+        p.sent(Entry::QueryPart, &mut no);
+        p.sent(hidden(false, Some(b"limit")), &mut no);
+        p.sent(Entry::query(now()), &mut no);
+        assert_eq!(p.route(true, b""), Route::Hidden);
+        assert_eq!(p.route(true, b"UPDATE 3"), Route::Hold);
+        assert_eq!(p.route(false, b""), Route::Hidden);
+        assert_eq!(
+            p.route(true, b""),
+            Route::Release(Bytes::from_static(b"UPDATE 3"))
+        );
+        assert!(p.ready(b'I', &mut no).is_some());
         assert!(p.idle());
     }
 }

@@ -85,7 +85,18 @@ fn judge(
             tag,
             be::DATA_ROW | be::ROW_DESCRIPTION | be::NO_DATA | be::PARAMETER_DESCRIPTION
         );
-    if routed && pending.route(completion) == Route::Hidden {
+    let mut hold = false;
+    if routed {
+        match pending.route(completion, msg) {
+            Route::Client => {}
+            Route::Hidden => return Ok(Action::Drop),
+            Route::Release(held) => return Ok(Action::Replace(held)),
+            Route::Hold => hold = true,
+        }
+    }
+    if hold {
+        // Followed in the ledger like any completion, sent later.
+        pending.command_done(&mut |t, ran| guarded.settle(t, ran));
         return Ok(Action::Drop);
     }
     let settle = &mut |t, ran| guarded.settle(t, ran);
