@@ -310,11 +310,27 @@ impl Guard {
                 worst = Some(decision);
             }
         }
+        let mut copy_in = false;
         for stmt in session.prepared(name).filter_map(|t| t.statement()) {
             j.changes_schema |= changes_schema(stmt);
             if prepared_writes_rows(stmt) || executes_writes(stmt, session) {
                 j.row_limit = self.enforced_row_limit();
             }
+            copy_in |= copies_in(stmt);
+        }
+        if copy_in && j.row_limit.is_some() {
+            // The counting statements would have to follow the Execute
+            // while the server is in copy mode, which ends the session.
+            j.refusal = Some(Refusal {
+                sqlstate: sqlstate::DENIED,
+                message: format!(
+                    "COPY FROM on a target with a row limit must be sent as a simple query, not through the extended protocol (target \"{}\")",
+                    self.settings.target.name
+                ),
+                hint: Some("Send COPY ... FROM STDIN as a plain query (psql's \\copy, JDBC's CopyManager and psycopg do); Portcullis counts the rows it adds.".into()),
+                policy: None,
+            });
+            return j;
         }
         let decision = worst.unwrap_or(Decision::Allow);
         j.refusal = decision_refusal(&decision);
@@ -464,10 +480,20 @@ fn writes(stmt: &portcullis_analysis::StatementFacts, runs: impl Fn(Execution) -
     stmt.actions.iter().any(|a| {
         runs(a.execution)
             && a.kind.modifies_data()
-            && !matches!(
-                a.kind,
-                ActionKind::Copy { .. } | ActionKind::Truncate { .. }
-            )
+            && !matches!(a.kind, ActionKind::Truncate { .. })
+    })
+}
+
+/// Whether the statement is a COPY FROM (its rows arrive in copy mode).
+fn copies_in(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    stmt.actions.iter().any(|a| {
+        matches!(
+            a.kind,
+            ActionKind::Copy {
+                direction: portcullis_analysis::CopyDirection::From,
+                ..
+            }
+        )
     })
 }
 

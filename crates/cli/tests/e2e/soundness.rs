@@ -401,3 +401,56 @@ async fn a_schema_the_snapshot_does_not_know_is_opaque() {
     assert_eq!(codes(&got), ["42501"], "{}", raw::tags(&got));
     assert_eq!(hits(&proxy), "0", "the shadowing function never ran");
 }
+
+/// COPY FROM counts like any other write: sent as a simple query it runs
+/// between the counting statements; through the extended protocol (where
+/// the counting would have to happen in copy mode) it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_is_row_limited() {
+    let proxy = production().await;
+    let mut c = raw::login(&proxy, ALICE).await;
+    for (rows, expect) in [(12, Some("54000")), (3, None)] {
+        c.send(&fe::query("COPY t (id, v) FROM STDIN")).await;
+        loop {
+            let m = c.recv().await.expect("a reply");
+            assert_ne!(m.tag, b'E', "{:?}", m.message());
+            if m.tag == b'G' {
+                break;
+            }
+        }
+        let data: String = (0..rows).map(|i| format!("{}\t0\n", 100 + i)).collect();
+        c.send(&fe::concat(&[
+            fe::copy_data(data.as_bytes()),
+            fe::copy_done(),
+        ]))
+        .await;
+        let got = c.until_ready().await;
+        match expect {
+            Some(code) => {
+                assert_eq!(codes(&got), [code], "{}", raw::tags(&got));
+                assert!(!got.iter().any(|m| m.tag == b'C'), "{}", raw::tags(&got));
+            }
+            None => {
+                assert!(codes(&got).is_empty(), "{}", raw::tags(&got));
+                assert!(
+                    got.iter()
+                        .any(|m| m.tag == b'C' && m.body.starts_with(b"COPY 3")),
+                    "{}",
+                    raw::tags(&got)
+                );
+            }
+        }
+    }
+    assert_eq!(rows(&proxy), "13", "only the 3-row copy landed");
+
+    c.send(&fe::concat(&[
+        fe::parse("", "COPY t (id, v) FROM STDIN", &[]),
+        fe::bind("", "", &[]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]))
+    .await;
+    let got = c.until_ready().await;
+    assert_eq!(codes(&got), ["42501"], "{}", raw::tags(&got));
+    assert_eq!(rows(&proxy), "13");
+}
