@@ -270,7 +270,10 @@ impl Guard {
                 decision,
             });
             if index + 1 < analysis.statements.len() {
-                session.follow_in_message(&mut paths, stmt);
+                scratch
+                    .as_ref()
+                    .unwrap_or(session)
+                    .follow_in_message(&mut paths, stmt);
                 if prepares(stmt) {
                     // Only to see what later statements may run: a name the
                     // session cannot follow is refused when it is applied.

@@ -143,8 +143,8 @@ impl MessagePaths {
 
     /// Follows one statement's effects (it ran, or the rest of the message
     /// does not run).
-    fn follow(&mut self, stmt: &StatementFacts, default: &Path) {
-        for effect in paths::effects(stmt, default) {
+    fn follow(&mut self, effects: Vec<PathEffect>) {
+        for effect in effects {
             match effect {
                 PathEffect::Set(p) => {
                     add(&mut self.seen, p.clone());
@@ -277,7 +277,7 @@ impl SessionState {
     /// Follows statement `index` of `analysis` within the message being
     /// judged.
     pub fn follow_in_message(&self, paths: &mut MessagePaths, stmt: &StatementFacts) {
-        paths.follow(stmt, &self.default_path);
+        paths.follow(self.statement_effects(stmt));
     }
 
     /// A Query the proxy let through: each statement's changes (search_path,
@@ -301,7 +301,19 @@ impl SessionState {
         names: Option<names::Ticket>,
     ) -> Option<Ticket> {
         self.note_lexer(stmt);
-        let effects = paths::effects(stmt, &self.default_path);
+        // EXECUTE runs a prepared statement, which may be a SET prepared
+        // through the protocol.
+        let effects = self.statement_effects(stmt);
+        for action in &stmt.actions {
+            if let ActionKind::Execute { name } = &action.kind {
+                if let Ok(key) = self.sql_name(name) {
+                    let texts: Vec<PreparedText> = self.prepared(&key).cloned().collect();
+                    for t in texts.iter().filter_map(PreparedText::statement) {
+                        self.note_lexer(t);
+                    }
+                }
+            }
+        }
         if effects.is_empty() && names.is_none() {
             return None;
         }
@@ -486,15 +498,53 @@ impl SessionState {
         if opaque {
             self.opaque_ran();
         }
-        let mut all: Vec<Vec<PathEffect>> = Vec::new();
+        let effects = self.effects_of(&texts);
+        if effects.is_empty() {
+            return (limit, None);
+        }
+        let seq = self.names.mark();
+        self.paths.sent(seq, effects);
+        (limit, Some(Ticket { seq, names: None }))
+    }
+
+    /// What running one of `texts` (which one, only the server knows) does
+    /// to the path.
+    fn effects_of(&mut self, texts: &[PreparedText]) -> Vec<PathEffect> {
         for stmt in texts.iter().filter_map(PreparedText::statement) {
             self.note_lexer(stmt);
-            let e = paths::effects(stmt, &self.default_path);
+        }
+        texts_effects(texts, &self.default_path)
+    }
+
+    /// Every path effect of `stmt`, the prepared statements it EXECUTEs
+    /// included.
+    fn statement_effects(&self, stmt: &StatementFacts) -> Vec<PathEffect> {
+        let mut effects = paths::effects(stmt, &self.default_path);
+        for action in &stmt.actions {
+            if let (ActionKind::Execute { name }, Execution::Now) = (&action.kind, action.execution)
+            {
+                if let Ok(key) = self.sql_name(name) {
+                    let texts: Vec<PreparedText> = self.prepared(&key).cloned().collect();
+                    effects.extend(texts_effects(&texts, &self.default_path));
+                }
+            }
+        }
+        effects
+    }
+}
+
+/// What running one of `texts` does to the path: its effects when there is
+/// one, otherwise every path any of them sets may be in force.
+fn texts_effects(texts: &[PreparedText], default: &Path) -> Vec<PathEffect> {
+    {
+        let mut all: Vec<Vec<PathEffect>> = Vec::new();
+        for stmt in texts.iter().filter_map(PreparedText::statement) {
+            let e = paths::effects(stmt, default);
             if !all.contains(&e) {
                 all.push(e);
             }
         }
-        let effects = match all.len() {
+        match all.len() {
             0 => Vec::new(),
             1 => all.pop().unwrap_or_default(),
             // One of several statements runs: none is certain.
@@ -508,15 +558,11 @@ impl SessionState {
                     _ => PathEffect::Uncertain,
                 })
                 .collect(),
-        };
-        if effects.is_empty() {
-            return (limit, None);
         }
-        let seq = self.names.mark();
-        self.paths.sent(seq, effects);
-        (limit, Some(Ticket { seq, names: None }))
     }
+}
 
+impl SessionState {
     /// The row limit a portal named `key` may run under (for SQL FETCH and
     /// MOVE, which run protocol portals too).
     pub fn portal_row_limit(&self, key: &NameKey) -> Option<u64> {
