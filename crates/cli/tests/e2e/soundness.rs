@@ -730,3 +730,44 @@ async fn random_sequences_never_outrun_the_model() {
         "too few sequences are attacks ({harmful_direct} of {sequences}): the generator tests nothing"
     );
 }
+
+/// The oversized changes the issue found wiping tables on a production
+/// target: every one is stopped, by policy or by the row limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_changes_are_stopped_on_every_route() {
+    let proxy = production().await;
+    let client = proxy.client().await;
+    for (sql, code) in [
+        ("DELETE FROM t USING t AS u WHERE t.id = u.id", "54000"),
+        ("DELETE FROM t WHERE id IN (SELECT id FROM t)", "54000"),
+        (
+            "MERGE INTO t USING t AS s ON t.id = s.id WHEN MATCHED THEN DELETE",
+            "54000",
+        ),
+        (
+            "INSERT INTO t SELECT id, 1 FROM t ON CONFLICT (id) DO UPDATE SET v = 9",
+            "54000",
+        ),
+        (
+            "WITH d AS (DELETE FROM t WHERE id > 0 RETURNING 1) SELECT count(*) FROM d",
+            "54000",
+        ),
+        ("EXPLAIN ANALYZE DELETE FROM t WHERE id > 0", "54000"),
+        ("UPDATE t SET v = 1 WHERE id > 0 RETURNING id", "54000"),
+    ] {
+        for extended in [false, true] {
+            let e = if extended {
+                client.execute(sql, &[]).await.map(|_| ())
+            } else {
+                client.simple_query(sql).await.map(|_| ())
+            }
+            .expect_err(sql);
+            assert_eq!(sqlstate(&e).as_deref(), Some(code), "{sql}: {e}");
+            assert_eq!(
+                proxy.upstream_sql("SELECT count(*) || '/' || sum(v) FROM t"),
+                "10/0",
+                "{sql}"
+            );
+        }
+    }
+}
