@@ -751,6 +751,27 @@ mod tests {
     }
 
     #[test]
+    fn thousands_of_changes_in_one_query_stay_cheap_and_bounded() {
+        let mut s = SessionState::new("app", Some("public"));
+        let sql: String = (0..5000)
+            .map(|i| format!("SET search_path = s{i}; ROLLBACK TO SAVEPOINT x; "))
+            .collect();
+        let a = analysis(&sql);
+        let started = std::time::Instant::now();
+        let mut m = s.message_paths();
+        for stmt in &a.statements {
+            s.follow_in_message(&mut m, stmt);
+        }
+        let tickets = s.apply(&a).unwrap();
+        for (_, t) in tickets {
+            s.settle(t, true);
+        }
+        s.ready(true, true);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(paths(&s).len() <= MAX_PATHS);
+    }
+
+    #[test]
     fn prepared_names_change_on_the_servers_word() {
         let mut s = SessionState::new("app", Some("public"));
         let key = |s: &SessionState, n: &str| s.sql_name(n).unwrap();

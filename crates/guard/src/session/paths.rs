@@ -17,6 +17,8 @@
 //! every path a pending statement sets, and, while a ROLLBACK, COMMIT or
 //! ROLLBACK TO is pending, the paths it could return to.
 
+use std::collections::{HashMap, VecDeque};
+
 use portcullis_analysis::resolve::{search_path_change, SearchPathChange};
 use portcullis_analysis::{ActionKind, Execution, SettingScope, StatementFacts, TransactionKind};
 
@@ -33,10 +35,18 @@ pub fn unknown_path() -> Path {
     vec!["$unknown".to_owned(), "pg_catalog".to_owned()]
 }
 
+/// Adds `path` to a set of possibilities; past [`MAX_PATHS`] the set
+/// becomes the unknown path (which keeps every later operation on it
+/// cheap, whatever a client sends).
 pub(super) fn add(set: &mut Vec<Path>, path: Path) {
-    if !set.contains(&path) {
-        set.push(path);
+    if set.contains(&path) {
+        return;
     }
+    if set.len() >= MAX_PATHS {
+        *set = vec![unknown_path()];
+        return;
+    }
+    set.push(path);
 }
 
 pub(super) fn union(set: &mut Vec<Path>, more: &[Path]) {
@@ -120,8 +130,14 @@ pub(super) struct Paths {
     /// The paths when the current implicit transaction began (what an
     /// error outside a block returns to).
     txn_start: Vec<Path>,
-    /// Statements sent and not yet answered, by message sequence number.
-    pending: Vec<(u64, Vec<PathEffect>)>,
+    /// Statements sent and not yet answered, by message sequence number
+    /// (oldest first: the server answers in order).
+    pending: VecDeque<(u64, Vec<PathEffect>)>,
+    /// How many pending statements set each path (what `possible` adds).
+    pending_paths: HashMap<Path, usize>,
+    /// How many pending statements may return to an earlier path
+    /// (ROLLBACK, COMMIT, ROLLBACK TO).
+    pending_returns: usize,
     /// An error since the last ReadyForQuery.
     failed_since_ready: bool,
     /// Every path that may be in force for the next statement.
@@ -139,7 +155,9 @@ impl Paths {
             block_start: one.clone(),
             block_seen: one.clone(),
             txn_start: one.clone(),
-            pending: Vec::new(),
+            pending: VecDeque::new(),
+            pending_paths: HashMap::new(),
+            pending_returns: 0,
             failed_since_ready: false,
             possible: one,
         }
@@ -152,28 +170,48 @@ impl Paths {
     fn recompute(&mut self) {
         let mut p = self.current.clone();
         union(&mut p, &self.local);
-        for (_, effects) in &self.pending {
-            for e in effects {
-                match e {
-                    PathEffect::Set(x) | PathEffect::SetLocal(x) | PathEffect::Maybe(x) => {
-                        add(&mut p, x.clone())
+        if self.pending_paths.len() > MAX_PATHS {
+            p = vec![unknown_path()];
+        } else {
+            for x in self.pending_paths.keys() {
+                add(&mut p, x.clone());
+            }
+        }
+        if self.pending_returns > 0 {
+            union(&mut p, &self.block_start);
+            union(&mut p, &self.block_seen);
+            union(&mut p, &self.txn_start);
+        }
+        self.possible = p;
+    }
+
+    /// Counts (`up`) or uncounts the possibilities a pending statement adds.
+    fn count(&mut self, effects: &[PathEffect], up: bool) {
+        for e in effects {
+            match e {
+                PathEffect::Set(x) | PathEffect::SetLocal(x) | PathEffect::Maybe(x) => {
+                    if up {
+                        *self.pending_paths.entry(x.clone()).or_default() += 1;
+                    } else if let Some(n) = self.pending_paths.get_mut(x) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.pending_paths.remove(x);
+                        }
                     }
-                    PathEffect::Begin => {}
-                    PathEffect::Commit
-                    | PathEffect::Rollback
-                    | PathEffect::RollbackTo
-                    | PathEffect::Uncertain => {
-                        union(&mut p, &self.block_start);
-                        union(&mut p, &self.block_seen);
-                        union(&mut p, &self.txn_start);
+                }
+                PathEffect::Begin => {}
+                PathEffect::Commit
+                | PathEffect::Rollback
+                | PathEffect::RollbackTo
+                | PathEffect::Uncertain => {
+                    if up {
+                        self.pending_returns += 1;
+                    } else {
+                        self.pending_returns = self.pending_returns.saturating_sub(1);
                     }
                 }
             }
         }
-        if p.len() > MAX_PATHS {
-            p = vec![unknown_path()];
-        }
-        self.possible = p;
     }
 
     /// A statement with `effects` was sent as message `seq`.
@@ -181,16 +219,43 @@ impl Paths {
         if effects.is_empty() {
             return;
         }
-        self.pending.push((seq, effects));
-        self.recompute();
+        self.count(&effects, true);
+        // Only adds possibilities: no need to look at the rest.
+        for e in &effects {
+            match e {
+                PathEffect::Set(x) | PathEffect::SetLocal(x) | PathEffect::Maybe(x) => {
+                    add(&mut self.possible, x.clone())
+                }
+                PathEffect::Begin => {}
+                _ => {
+                    let more = [
+                        self.block_start.clone(),
+                        self.block_seen.clone(),
+                        self.txn_start.clone(),
+                    ];
+                    for m in more {
+                        union(&mut self.possible, &m);
+                    }
+                }
+            }
+        }
+        self.pending.push_back((seq, effects));
     }
 
     /// The server answered statement `seq`: replays its effects if it ran.
     pub(super) fn settle(&mut self, seq: u64, ran: bool) {
-        let Some(i) = self.pending.iter().position(|(s, _)| *s == seq) else {
+        // Answers come in order: the front is almost always the one.
+        let i = match self.pending.front() {
+            Some((s, _)) if *s == seq => 0,
+            _ => match self.pending.iter().position(|(s, _)| *s == seq) {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        let Some((_, effects)) = self.pending.remove(i) else {
             return;
         };
-        let (_, effects) = self.pending.remove(i);
+        self.count(&effects, false);
         if ran {
             for e in effects {
                 self.replay(e);
@@ -314,6 +379,8 @@ impl Paths {
         if drained {
             // Statements whose answer was never tied to them (a COPY):
             // whatever they set may be in force.
+            self.pending_paths.clear();
+            self.pending_returns = 0;
             for (_, effects) in std::mem::take(&mut self.pending) {
                 for e in effects {
                     match e {
