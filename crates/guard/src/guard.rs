@@ -92,6 +92,11 @@ pub struct Judgement {
     /// procedure, a volatile function): it may have changed settings such
     /// as search_path that the session cannot follow.
     pub opaque: bool,
+    /// Some statement may run SQL the analysis cannot see (a DO block, a
+    /// procedure, a function outside pg_catalog, dynamic SQL, a user
+    /// operator), which could change a setting unseen. Built-in volatile
+    /// functions (`nextval`, `random`) make a statement opaque but not this.
+    pub hidden_code: bool,
 }
 
 impl Judgement {
@@ -196,6 +201,7 @@ impl Guard {
             changes_schema: false,
             row_limit: None,
             opaque: false,
+            hidden_code: false,
         }
     }
 
@@ -234,6 +240,7 @@ impl Guard {
                 let mut facts = describe(stmt, &scope, count);
                 facts.dangerous.extend(hidden.capabilities.iter().copied());
                 j.opaque |= facts.opaque;
+                j.hidden_code |= facts.opaque && runs_hidden_code(stmt, path, catalog.as_deref());
                 // EXECUTE runs a prepared body: judge it as part of this
                 // statement.
                 for action in &stmt.actions {
@@ -308,6 +315,11 @@ impl Guard {
                 return j;
             }
             j.opaque |= facts.opaque;
+            j.hidden_code |= facts.opaque
+                && session
+                    .prepared(name)
+                    .filter_map(|t| t.statement())
+                    .any(|stmt| runs_hidden_code(stmt, path, catalog.as_deref()));
             let decision = self.engine.decide(&self.request(who, facts));
             if worst.as_ref().is_none_or(Decision::is_allow) {
                 worst = Some(decision);
@@ -401,6 +413,35 @@ pub fn encoding_refusal(e: &EncodingError) -> Refusal {
         ),
         policy: None,
     }
+}
+
+/// Whether `stmt` may run SQL the analysis cannot see: code bodies,
+/// procedures, dynamic SQL, operators that may not be pg_catalog's, or a
+/// function that may resolve outside pg_catalog. (`set_config` by name is
+/// followed by the analysis itself.)
+fn runs_hidden_code(
+    stmt: &portcullis_analysis::StatementFacts,
+    path: &[String],
+    catalog: Option<&CatalogSnapshot>,
+) -> bool {
+    use portcullis_analysis::functions::{assess, Basis};
+    use portcullis_analysis::{FunctionCatalog, FunctionSafety};
+    if !stmt.opaque.is_empty() || !stmt.shadowable_operators(path).is_empty() {
+        return true;
+    }
+    let functions = catalog.map(|c| c as &dyn FunctionCatalog);
+    stmt.opaque_calls(path, functions)
+        .iter()
+        .any(|f| match catalog {
+            Some(c) => {
+                let found = c.candidates(f.name.schema.as_deref(), &f.name.name, f.args, path);
+                found.is_empty() || found.iter().any(|c| c.schema != "pg_catalog")
+            }
+            None => !matches!(
+                assess(f, path, None),
+                FunctionSafety::NotReadOnly(Basis::BuiltinTable)
+            ),
+        })
 }
 
 /// Whether `stmt` runs (EXECUTE) a prepared statement that writes rows.

@@ -77,7 +77,7 @@ async fn a_pipelined_statement_cannot_ride_on_a_lexer_change() {
         fe::query("SET standard_conforming_strings = off"),
         fe::query("SELECT 'a\\' , ' ; DROP TABLE orders; -- '"),
         fe::query("SET client_encoding = 'SJIS'"),
-        query_bytes(sjis_attack),
+        fe::query(sjis_attack),
     ]))
     .await;
     let mut errors = Vec::new();
@@ -96,14 +96,6 @@ async fn a_pipelined_statement_cannot_ride_on_a_lexer_change() {
         "1",
         "the table survives"
     );
-}
-
-fn query_bytes(sql: &[u8]) -> Vec<u8> {
-    let mut m = vec![b'Q'];
-    m.extend_from_slice(&(sql.len() as u32 + 5).to_be_bytes());
-    m.extend_from_slice(sql);
-    m.push(0);
-    m
 }
 
 /// Code the judge cannot see may change a lexer setting: text sent behind
@@ -142,7 +134,7 @@ async fn safe_settings_pass() {
     assert!(got.iter().any(|m| m.tag == b'S'), "{}", raw::tags(&got));
     assert!(!got.iter().any(|m| m.tag == b'E'), "{}", raw::tags(&got));
     // LATIN1 text is transcoded exactly: é is one byte on the wire.
-    c.send(&query_bytes(b"SELECT '\xe9' AS x")).await;
+    c.send(&fe::query(b"SELECT '\xe9' AS x")).await;
     let got = c.until_ready().await;
     assert!(!got.iter().any(|m| m.tag == b'E'), "{}", raw::tags(&got));
 }

@@ -998,7 +998,7 @@ async fn messages_before_a_malformed_one_are_answered_first() {
     })
     .await;
     proxy.upstream_sql("CREATE TABLE t (a int)");
-    let huge = fe::query(&format!("SELECT '{}'", "x".repeat(4000)));
+    let huge = fe::query(format!("SELECT '{}'", "x".repeat(4000)));
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("unknown type", b"@\0\0\0\x04".to_vec()),
         ("length below four", b"Q\0\0\0\x02".to_vec()),
@@ -1007,7 +1007,7 @@ async fn messages_before_a_malformed_one_are_answered_first() {
     ];
     let mut failures = Vec::new();
     for (i, (name, bad)) in cases.into_iter().enumerate() {
-        let insert = fe::query(&format!("INSERT INTO t VALUES ({i})"));
+        let insert = fe::query(format!("INSERT INTO t VALUES ({i})"));
         let mut raw = login(&proxy, ALICE).await;
         raw.send(&fe::concat(&[insert, bad])).await;
         let msgs = until_closed(&mut raw).await;

@@ -238,16 +238,18 @@ pub mod fe {
         b.to_vec()
     }
 
-    fn cstr(b: &mut BytesMut, s: &str) {
-        b.put_slice(s.as_bytes());
+    /// Strings go as bytes, so a test can send text in any client
+    /// encoding (`b"s\xff"`) as well as `&str`.
+    fn cstr(b: &mut BytesMut, s: impl AsRef<[u8]>) {
+        b.put_slice(s.as_ref());
         b.put_u8(0);
     }
 
-    pub fn query(sql: &str) -> Vec<u8> {
+    pub fn query(sql: impl AsRef<[u8]>) -> Vec<u8> {
         msg(b'Q', |b| cstr(b, sql))
     }
 
-    pub fn parse(name: &str, sql: &str, types: &[u32]) -> Vec<u8> {
+    pub fn parse(name: impl AsRef<[u8]>, sql: impl AsRef<[u8]>, types: &[u32]) -> Vec<u8> {
         msg(b'P', |b| {
             cstr(b, name);
             cstr(b, sql);
@@ -259,7 +261,11 @@ pub mod fe {
     }
 
     /// Bind with text parameters (None = NULL) and text results.
-    pub fn bind(portal: &str, statement: &str, params: &[Option<&[u8]>]) -> Vec<u8> {
+    pub fn bind(
+        portal: impl AsRef<[u8]>,
+        statement: impl AsRef<[u8]>,
+        params: &[Option<&[u8]>],
+    ) -> Vec<u8> {
         msg(b'B', |b| {
             cstr(b, portal);
             cstr(b, statement);
@@ -292,7 +298,7 @@ pub mod fe {
         })
     }
 
-    pub fn close(kind: u8, name: &str) -> Vec<u8> {
+    pub fn close(kind: u8, name: impl AsRef<[u8]>) -> Vec<u8> {
         msg(b'C', |b| {
             b.put_u8(kind);
             cstr(b, name);

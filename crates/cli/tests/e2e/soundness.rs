@@ -98,39 +98,12 @@ async fn latin1_names_are_transcoded_not_merged() {
     let mut c = raw::login(&proxy, ALICE).await;
     c.send(&fe::query("SET client_encoding = 'LATIN1'")).await;
     c.until_ready().await;
-    let parse = |name: &[u8], sql: &str| {
-        let mut body = name.to_vec();
-        body.push(0);
-        body.extend_from_slice(sql.as_bytes());
-        body.extend_from_slice(&[0, 0, 0]);
-        let mut m = vec![b'P'];
-        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-        m.extend_from_slice(&body);
-        m
-    };
-    let close = |name: &[u8]| {
-        let mut m = vec![b'C'];
-        m.extend_from_slice(&(name.len() as u32 + 6).to_be_bytes());
-        m.push(b'S');
-        m.extend_from_slice(name);
-        m.push(0);
-        m
-    };
-    let bind = |name: &[u8]| {
-        let mut body = vec![0];
-        body.extend_from_slice(name);
-        body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
-        let mut m = vec![b'B'];
-        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-        m.extend_from_slice(&body);
-        m
-    };
     c.send(&fe::concat(&[
-        parse(b"s\xff", DELETE_ALL),
-        parse(b"s\xfe", "SELECT 1"),
-        close(b"s\xfe"),
+        fe::parse(b"s\xff", DELETE_ALL, &[]),
+        fe::parse(b"s\xfe", "SELECT 1", &[]),
+        fe::close(b'S', b"s\xfe"),
         fe::sync(),
-        bind(b"s\xff"),
+        fe::bind("", b"s\xff", &[]),
         fe::execute("", 0),
         fe::sync(),
     ]))
@@ -176,7 +149,7 @@ async fn a_deallocate_that_never_ran_forgets_nothing() {
     let proxy = production().await;
     let mut c = raw::login(&proxy, ALICE).await;
     c.send(&fe::concat(&[
-        fe::query(&format!("PREPARE s2 AS {DELETE_ALL}")),
+        fe::query(format!("PREPARE s2 AS {DELETE_ALL}")),
         fe::query("SELECT 1/0; DEALLOCATE s2"),
         fe::query("PREPARE s2 AS SELECT 1"),
         fe::query("EXECUTE s2"),
@@ -265,7 +238,7 @@ async fn the_row_limit_holds_on_every_route() {
     // After a failed transaction, ROLLBACK and a DELETE in one Query.
     c.send(&fe::concat(&[
         fe::query("BEGIN; SELECT 1/0;"),
-        fe::query(&format!("ROLLBACK; {DELETE_ALL}")),
+        fe::query(format!("ROLLBACK; {DELETE_ALL}")),
         fe::query("ROLLBACK"),
     ]))
     .await;
@@ -320,7 +293,7 @@ async fn the_row_limit_holds_on_every_route() {
     );
 
     // The bookkeeping cannot be rewritten.
-    c.send(&fe::query(&format!(
+    c.send(&fe::query(format!(
         "WITH d AS ({DELETE_ALL} RETURNING 1) \
          SELECT pg_catalog.set_config('portcullis.row_base', '1000000', true) FROM d"
     )))
@@ -333,7 +306,7 @@ async fn the_row_limit_holds_on_every_route() {
     for run in ["MOVE ALL IN p1", "FETCH ALL FROM p1"] {
         c.send(&fe::concat(&[
             fe::query("BEGIN"),
-            fe::parse("", &format!("{DELETE_ALL} RETURNING id"), &[]),
+            fe::parse("", format!("{DELETE_ALL} RETURNING id"), &[]),
             fe::bind("p1", "", &[]),
             fe::sync(),
             fe::query(run),
@@ -588,7 +561,7 @@ fn random_pipeline(seed: u64) -> (Vec<u8>, Vec<String>) {
                 msgs.push(fe::execute(p, 0));
             }
             4 => {
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     let n = *rng.pick(&statements);
                     shown.push(format!("Close(S, {n:.8})"));
                     msgs.push(fe::close(b'S', n));

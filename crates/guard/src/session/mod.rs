@@ -86,6 +86,7 @@ impl names::Same for Portal {
     fn same(&self, other: &Self) -> bool {
         self.row_limit == other.row_limit
             && self.opaque == other.opaque
+            && self.hidden_code == other.hidden_code
             && self.texts.len() == other.texts.len()
             && self.texts.iter().zip(&other.texts).all(|(a, b)| a.same(b))
     }
@@ -106,6 +107,8 @@ pub struct Portal {
     pub row_limit: Option<u64>,
     /// Runs code the analysis cannot see.
     pub opaque: bool,
+    /// ... which may run SQL of its own (see `Judgement::hidden_code`).
+    pub hidden_code: bool,
 }
 
 /// A message's changes to the session model, settled by the server's
@@ -138,7 +141,7 @@ pub struct MessagePaths {
 impl MessagePaths {
     /// Every path a statement at this point may run under.
     pub fn paths(&self) -> impl Iterator<Item = &[String]> {
-        self.base.iter().chain(self.local.iter()).map(Vec::as_slice)
+        self.base.iter().chain(self.local.iter()).map(|p| &p[..])
     }
 
     /// Follows one statement's effects (it ran, or the rest of the message
@@ -198,7 +201,7 @@ impl SessionState {
     pub fn new(session_user: impl Into<String>, search_path: Option<&str>) -> Self {
         let path = search_path
             .and_then(parse_search_path_value)
-            .unwrap_or_else(unknown_path);
+            .map_or_else(unknown_path, Path::from);
         SessionState {
             session_user: session_user.into(),
             default_path: path.clone(),
@@ -257,16 +260,12 @@ impl SessionState {
 
     /// Every search_path the next statement may run under (usually one).
     pub fn search_paths(&self) -> impl Iterator<Item = &[String]> {
-        self.paths.possible().iter().map(Vec::as_slice)
+        self.paths.possible().iter().map(|p| &p[..])
     }
 
     /// The most recent possible path (for tools that show one).
     pub fn search_path(&self) -> &[String] {
-        self.paths
-            .possible()
-            .last()
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.paths.possible().last().map(|p| &p[..]).unwrap_or(&[])
     }
 
     /// Whether exactly one path is possible and it is known.
@@ -380,11 +379,12 @@ impl SessionState {
 
     /// A message with opaque code was let through: it may have changed the
     /// search_path in ways the analysis cannot see (`SET` inside a DO
-    /// block or a function), so an unknown path becomes possible; and
-    /// settings that change how text is read, until the server answers.
-    pub fn opaque_ran(&mut self) {
+    /// block or a function), so an unknown path becomes possible; with
+    /// `hidden_code`, settings that change how text is read may have
+    /// changed too, until the server answers.
+    pub fn opaque_ran(&mut self, hidden_code: bool) {
         self.paths.opaque();
-        self.lexer_unsettled = true;
+        self.lexer_unsettled |= hidden_code;
     }
 
     /// The server reported an error.
@@ -409,7 +409,7 @@ impl SessionState {
     /// The server reported its search_path (PostgreSQL 18 and later send
     /// ParameterStatus for it): it is possible from now on.
     pub fn reported_search_path(&mut self, value: &str) {
-        let to = parse_search_path_value(value).unwrap_or_else(unknown_path);
+        let to = parse_search_path_value(value).map_or_else(unknown_path, Path::from);
         self.paths.reported(to);
     }
 
@@ -454,12 +454,14 @@ impl SessionState {
         statement: &NameKey,
         row_limit: Option<u64>,
         opaque: bool,
+        hidden_code: bool,
     ) -> Result<Ticket, Refused> {
         let texts = self.prepared(statement).cloned().collect();
         let value = Portal {
             texts,
             row_limit,
             opaque,
+            hidden_code,
         };
         let names = self
             .names
@@ -487,16 +489,18 @@ impl SessionState {
     pub fn execute(&mut self, key: &NameKey) -> (Option<u64>, Option<Ticket>) {
         let mut limit: Option<u64> = None;
         let mut opaque = false;
+        let mut hidden_code = false;
         let mut texts: Vec<PreparedText> = Vec::new();
         for portal in self.names.portals.get(key) {
             if let Some(l) = portal.row_limit {
                 limit = Some(limit.map_or(l, |m| m.min(l)));
             }
             opaque |= portal.opaque;
+            hidden_code |= portal.hidden_code;
             texts.extend(portal.texts.iter().cloned());
         }
         if opaque {
-            self.opaque_ran();
+            self.opaque_ran(hidden_code);
         }
         let effects = self.effects_of(&texts);
         if effects.is_empty() {
@@ -606,6 +610,10 @@ mod tests {
 
     fn p(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn unknown() -> Vec<String> {
+        unknown_path().to_vec()
     }
 
     /// Sends `sql` as one Query; the server completes its first `ok`
@@ -746,7 +754,7 @@ mod tests {
             s.apply(&analysis(&format!("SET search_path = s{i}")))
                 .unwrap();
         }
-        assert!(paths(&s).contains(&unknown_path()));
+        assert!(paths(&s).contains(&unknown()));
         assert!(paths(&s).len() <= MAX_PATHS);
     }
 
@@ -828,11 +836,15 @@ mod tests {
             )
             .unwrap();
         s.settle(t, true);
-        let t = s.bind(NameKey::unnamed(), &key, None, false).unwrap();
+        let t = s
+            .bind(NameKey::unnamed(), &key, None, false, false)
+            .unwrap();
         s.settle(t, true);
         s.ready(true, true);
         assert_eq!(paths(&s), [p(&["public"])]);
-        let t = s.bind(NameKey::unnamed(), &key, None, false).unwrap();
+        let t = s
+            .bind(NameKey::unnamed(), &key, None, false, false)
+            .unwrap();
         s.settle(t, true);
         let (_, t) = s.execute(&NameKey::unnamed());
         assert!(paths(&s).contains(&p(&["evil"])));
@@ -844,7 +856,9 @@ mod tests {
     #[test]
     fn encoding_changes_and_opaque_code_unsettle_the_lexer_until_answered() {
         let mut s = SessionState::new("app", Some("public"));
-        s.opaque_ran();
+        s.opaque_ran(false);
+        assert!(!s.lexer_unsettled(), "a built-in volatile function");
+        s.opaque_ran(true);
         assert!(s.lexer_unsettled());
         s.ready(false, false);
         assert!(s.lexer_unsettled());

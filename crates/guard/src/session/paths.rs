@@ -22,7 +22,10 @@ use std::collections::{HashMap, VecDeque};
 use portcullis_analysis::resolve::{search_path_change, SearchPathChange};
 use portcullis_analysis::{ActionKind, Execution, SettingScope, StatementFacts, TransactionKind};
 
-pub type Path = Vec<String>;
+/// One search_path: its items as SHOW prints them. Shared, since the same
+/// few paths are copied between the confirmed state, the pending
+/// statements and every message judged.
+pub type Path = std::sync::Arc<[String]>;
 
 /// How many search_paths may be possible at once before the proxy gives up
 /// knowing (and judges under an unknown path).
@@ -32,7 +35,7 @@ pub const MAX_PATHS: usize = 6;
 /// can name, so unqualified operators count as shadowable and unqualified
 /// functions as unknown.
 pub fn unknown_path() -> Path {
-    vec!["$unknown".to_owned(), "pg_catalog".to_owned()]
+    vec!["$unknown".to_owned(), "pg_catalog".to_owned()].into()
 }
 
 /// Adds `path` to a set of possibilities; past [`MAX_PATHS`] the set
@@ -99,7 +102,7 @@ pub fn effects(stmt: &StatementFacts, default: &Path) -> Vec<PathEffect> {
             continue;
         };
         let to = match effect {
-            SearchPathChange::To(p) => p,
+            SearchPathChange::To(p) => p.into(),
             SearchPathChange::Default => default.clone(),
             SearchPathChange::Unknown => unknown_path(),
         };
@@ -412,7 +415,11 @@ mod tests {
     use super::*;
 
     fn p(items: &[&str]) -> Path {
-        items.iter().map(|s| s.to_string()).collect()
+        items
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .into()
     }
 
     fn sorted(mut v: Vec<Path>) -> Vec<Path> {

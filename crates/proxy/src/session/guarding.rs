@@ -159,7 +159,7 @@ impl Guarded {
                 Err(e) => return (self.refuse(&unfollowable(&e), "query"), Vec::new()),
             }
             if j.opaque {
-                state.opaque_ran();
+                state.opaque_ran(j.hidden_code);
             }
             if j.changes_schema {
                 self.schema_dirty.store(true, Ordering::Relaxed);
@@ -224,7 +224,7 @@ impl Guarded {
             }
             // What the statement sets up (a SET, say) counts when the
             // portal is executed, not now.
-            return match state.bind(portal, &statement, j.row_limit, j.opaque) {
+            return match state.bind(portal, &statement, j.row_limit, j.opaque, j.hidden_code) {
                 Ok(t) => (verdict, Some(t)),
                 Err(e) => (self.refuse(&unfollowable(&e), "bind"), None),
             };

@@ -1,31 +1,20 @@
-//! Settings that would make Portcullis and PostgreSQL split SQL text
-//! differently.
+//! The backstop for settings that would make Portcullis and PostgreSQL
+//! split SQL text differently.
 //!
 //! Statement analysis (and anything that judges SQL text) must lex exactly as
 //! the server does. Two settings change how the server reads string
 //! literals: `standard_conforming_strings = off` makes backslashes escape
-//! quotes in ordinary literals, and the client-only encodings below allow a
-//! backslash or quote byte (0x5C, 0x27 and others in 0x40–0x7E) as the second
-//! byte of a multibyte character, so a byte that looks like a quote to one
-//! reader is half a character to the other (the CVE-2006-2313 family). The
-//! server announces both settings with ParameterStatus whenever they change,
-//! so checking every ParameterStatus catches them however they were set:
-//! startup, SET, set_config(), a function's SET clause or ALTER ROLE.
+//! quotes in ordinary literals, and the client-only encodings
+//! (`portcullis_guard::encoding::CLIENT_ONLY`) allow a backslash or quote
+//! byte as the second byte of a multibyte character, so a byte that looks
+//! like a quote to one reader is half a character to the other (the
+//! CVE-2006-2313 family). Every change the judge can see is refused when it
+//! is judged (`portcullis_guard::lexer`); this catches the rest (code inside
+//! a function or DO block) when the server announces it with
+//! ParameterStatus, and ends the session.
 
 use crate::error::{sqlstate, Refusal};
 use crate::metrics::ErrorKind;
-
-/// PostgreSQL's client-only encodings (`src/common/encnames.c`,
-/// `PG_ENCODING_IS_CLIENT_ONLY`), by the canonical names ParameterStatus uses.
-const UNSAFE_CLIENT_ENCODINGS: &[&str] = &[
-    "BIG5",
-    "GB18030",
-    "GBK",
-    "JOHAB",
-    "SHIFT_JIS_2004",
-    "SJIS",
-    "UHC",
-];
 
 /// Whether a ParameterStatus announces a setting Portcullis cannot lex under.
 pub fn hazard(name: &str, value: &str) -> Option<Refusal> {
@@ -41,9 +30,7 @@ pub fn hazard(name: &str, value: &str) -> Option<Refusal> {
         );
     }
     if name.eq_ignore_ascii_case("client_encoding")
-        && UNSAFE_CLIENT_ENCODINGS
-            .iter()
-            .any(|e| e.eq_ignore_ascii_case(value))
+        && portcullis_guard::encoding::is_client_only(value)
     {
         let shown: String = value
             .chars()
