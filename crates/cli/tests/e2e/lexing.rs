@@ -173,3 +173,21 @@ async fn startup_settings_pass_only_with_safe_values() {
     .await
     .unwrap_or_else(|e| panic!("refused: {:?}", e.message()));
 }
+
+/// Built-in volatile functions cannot change settings: text sent behind
+/// them is read at once, backslashes and non-ASCII included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_functions_do_not_hold_up_the_pipeline() {
+    let proxy = Proxy::start().await;
+    proxy.upstream_sql("CREATE SEQUENCE s");
+    let mut c = raw::login(&proxy, ALICE).await;
+    c.send(&fe::concat(&[
+        fe::query("SELECT nextval('s'), random()"),
+        fe::query("SELECT 'café', E'a\\\\b'"),
+    ]))
+    .await;
+    for _ in 0..2 {
+        let got = c.until_ready().await;
+        assert!(!got.iter().any(|m| m.tag == b'E'), "{}", raw::tags(&got));
+    }
+}
