@@ -119,6 +119,15 @@ pub struct Ticket {
     names: Option<names::Ticket>,
 }
 
+impl From<names::Ticket> for Ticket {
+    fn from(names: names::Ticket) -> Ticket {
+        Ticket {
+            seq: names.seq(),
+            names: Some(names),
+        }
+    }
+}
+
 /// The search_path within one message. Statements of one Query run in
 /// order and stop at the first error, so a SET is certain for the
 /// statements after it. Transaction control is not: a ROLLBACK returns to
@@ -417,23 +426,15 @@ impl SessionState {
 
     /// A protocol Parse of `key` as `text` is sent.
     pub fn parse(&mut self, key: NameKey, text: PreparedText) -> Result<Ticket, Refused> {
-        let names = self
-            .names
+        self.names
             .define_statement(key.clone(), text)
-            .map_err(|o| Refused::Overflow(o, key))?;
-        Ok(Ticket {
-            seq: names.seq(),
-            names: Some(names),
-        })
+            .map(Ticket::from)
+            .map_err(|o| Refused::Overflow(o, key))
     }
 
     /// A protocol Close of statement `key` is sent.
     pub fn close_statement(&mut self, key: NameKey) -> Ticket {
-        let names = self.names.close_statement(key);
-        Ticket {
-            seq: names.seq(),
-            names: Some(names),
-        }
+        self.names.close_statement(key).into()
     }
 
     /// Every text `key` may stand for; empty if the proxy never saw it
@@ -463,23 +464,15 @@ impl SessionState {
             opaque,
             hidden_code,
         };
-        let names = self
-            .names
+        self.names
             .bind_portal(portal.clone(), value)
-            .map_err(|o| Refused::Overflow(o, portal))?;
-        Ok(Ticket {
-            seq: names.seq(),
-            names: Some(names),
-        })
+            .map(Ticket::from)
+            .map_err(|o| Refused::Overflow(o, portal))
     }
 
     /// A protocol Close of portal `key` is sent.
     pub fn close_portal(&mut self, key: NameKey) -> Ticket {
-        let names = self.names.close_portal(key);
-        Ticket {
-            seq: names.seq(),
-            names: Some(names),
-        }
+        self.names.close_portal(key).into()
     }
 
     /// An Execute of portal `key` is sent: the statement bound to it runs
