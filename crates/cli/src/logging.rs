@@ -1,4 +1,5 @@
-//! Log output. Filter with PORTCULLIS_LOG (default `info`), e.g.
+//! Log output. Filter with PORTCULLIS_LOG, or the conventional RUST_LOG
+//! when PORTCULLIS_LOG is not set (default `info`), e.g.
 //! `PORTCULLIS_LOG=portcullis_proxy=debug`. Logs never carry passwords or
 //! statement text: the proxy logs identities, targets, codes and reasons.
 
@@ -6,8 +7,9 @@ use portcullis_config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_env("PORTCULLIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .or_else(|_| EnvFilter::try_from_env("RUST_LOG"))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -25,18 +25,35 @@ struct Cli {
     command: Command,
 }
 
+/// The configuration file, as `--config FILE` (`-c FILE`) or as the one
+/// positional argument: both commands that read it accept both forms.
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Path to the TOML configuration.
+    #[arg(short, long = "config", value_name = "FILE", conflicts_with = "file")]
+    config: Option<PathBuf>,
+    /// Path to the TOML configuration (same as --config).
+    #[arg(value_name = "FILE", required_unless_present = "config")]
+    file: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(self) -> PathBuf {
+        self.config.or(self.file).unwrap_or_default()
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy with a configuration file.
     Run {
-        /// Path to the TOML configuration.
-        #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Validate a configuration file (syntax, values, certificates, secrets).
     CheckConfig {
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Print a SCRAM-SHA-256 verifier for a password, for a [[user]] entry.
     Passwd {
@@ -55,8 +72,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => run(config),
-        Command::CheckConfig { file } => check_config(&file),
+        Command::Run { config } => run(config.path()),
+        Command::CheckConfig { config } => check_config(&config.path()),
         Command::Passwd { stdin } => passwd::run(stdin),
         Command::Demo(args) => demo::run(args),
         Command::Policy(command) => policy::run(command),

@@ -38,7 +38,7 @@ pub struct CatalogLoader {
 async fn load(target: &TargetRuntime) -> Result<CatalogSnapshot, String> {
     let mut up = upstream::connect(target, &[])
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("could not connect for the catalog queries: {e}"))?;
     let result = tokio::time::timeout(
         Duration::from(target.config.connect_timeout).max(Duration::from_secs(10)),
         upstream::simple_query(&mut up.stream, &mut up.leftover, CATALOG_QUERIES),
@@ -49,8 +49,8 @@ async fn load(target: &TargetRuntime) -> Result<CatalogSnapshot, String> {
     let _ = up.stream.write_all(&bye).await;
     let sets = result
         .map_err(|_| "catalog queries timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    CatalogSnapshot::from_rows(&sets).map_err(|e| e.to_string())
+        .map_err(|e| format!("catalog queries failed: {e}"))?;
+    CatalogSnapshot::from_rows(&sets).map_err(|e| format!("catalog results unreadable: {e}"))
 }
 
 async fn load_into(target: &TargetRuntime) {

@@ -709,6 +709,36 @@ async fn upstream_backend_killed_while_idle_forwards_the_servers_fatal() {
     );
 }
 
+/// The server's FATAL is the last word even while the client keeps writing
+/// (the proxy's write upstream fails before it has read the FATAL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_backend_killed_while_the_client_writes_ends_with_the_servers_fatal() {
+    let proxy = Proxy::start().await;
+    let mut raw = raw::login(&proxy, ALICE).await;
+    raw.send(&fe::query("SELECT pg_backend_pid()")).await;
+    let msgs = raw.until_ready().await;
+    let pid: i32 = first_value(&msgs).unwrap().parse().unwrap();
+    terminate_backend(&proxy.db, pid).await;
+    // Keep writing: the first writes still succeed, later ones reach a
+    // closed socket.
+    let batch = fe::concat(&vec![fe::query("SELECT 1"); 64]);
+    for _ in 0..50 {
+        if raw.try_send(&batch).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let all = raw.until_closed().await;
+    let errors: Vec<_> = all.iter().filter(|m| m.tag() == 'E').collect();
+    assert_eq!(errors.len(), 1, "{}", describe(&all));
+    assert_eq!(
+        errors[0].code().as_deref(),
+        Some("57P01"),
+        "{}",
+        describe(&all)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Reload
 // ---------------------------------------------------------------------------
@@ -1162,6 +1192,14 @@ fn check_config_accepts_good_and_names_the_key_in_bad_files() {
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert!(out.contains("ok"), "{out}");
     assert!(out.contains(&path.display().to_string()), "{out}");
+    // The same file given the way `run` takes it.
+    for flag in ["--config", "-c"] {
+        let (code, out, err) = run_cli(
+            &["check-config".as_ref(), flag.as_ref(), path.as_os_str()],
+            None,
+        );
+        assert_eq!(code, 0, "{flag}: stdout: {out}\nstderr: {err}");
+    }
 
     // An unknown key (a typo).
     std::fs::write(

@@ -193,6 +193,11 @@ impl Raw {
         self.stream.write_all(bytes).await.unwrap();
     }
 
+    /// Like [`Raw::send`], for a peer that may have closed.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
     /// The next message, or `None` at end of stream.
     pub async fn recv(&mut self) -> Option<Msg> {
         read_msg(&mut self.stream, &mut self.buf).await

@@ -787,3 +787,26 @@ async fn oversized_changes_are_stopped_on_every_route() {
         }
     }
 }
+
+/// libpq sends a search_path only through `options`: it is allowed, and
+/// the session judges by the path the server ended up with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_in_options_is_followed() {
+    let proxy = production().await;
+    let mut c = raw::Raw::login(
+        proxy.addr,
+        portcullis_wire::ProtocolVersion::V3_0,
+        &[
+            ("user", ALICE.0),
+            ("database", "app"),
+            ("options", "-c search_path=shadow,pg_catalog"),
+        ],
+        ALICE.1,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("refused: {:?}", e.message()));
+    c.send(&fe::query("SELECT lower('X')")).await;
+    let got = c.until_ready().await;
+    assert_eq!(codes(&got), ["42501"], "{}", raw::tags(&got));
+    assert_eq!(hits(&proxy), "0");
+}

@@ -215,12 +215,10 @@ async fn dangerous_options_are_refused() {
     let proxy = Proxy::start().await;
     for options in [
         "-c role=postgres",
-        "-c search_path=evil",
-        "--search-path=x",
         "-c session_authorization=x",
         "-crole=postgres",
         "-c statement_timeout=1 -c role=postgres",
-        "-c SEARCH_PATH=evil",
+        "-c session_replication_role=replica",
     ] {
         let e = login_with(&proxy, ProtocolVersion::V3_0, &[("options", options)])
             .await

@@ -1,14 +1,15 @@
 //! Which startup parameters a client may send, and what reaches the server.
 //!
 //! The `options` parameter carries server command-line switches. Through it a
-//! client could set any setting at session start (`-c role=admin`,
-//! `-c search_path=evil,public`), so each switch is checked against an
-//! allow-list of harmless settings. Plain startup parameters set the same
-//! settings, so they pass the same allow-list, plus `search_path`, which
-//! drivers send openly (JDBC's currentSchema, Npgsql's SearchPath) and which
-//! later policy work tracks. Anything else is refused: the upstream role may
-//! be a superuser, so a parameter such as `session_replication_role` would
-//! otherwise switch off triggers for the whole session.
+//! client could set any setting at session start (`-c role=admin`), so each
+//! switch is checked against an allow-list of harmless settings. Plain
+//! startup parameters set the same settings and pass the same allow-list.
+//! `search_path` is on it: drivers send it openly (JDBC's currentSchema,
+//! Npgsql's SearchPath, libpq only through `options`), and the session
+//! reads the path the server ended up with (`SHOW search_path`) before its
+//! first statement is judged. Anything else is refused: the upstream role
+//! may be a superuser, so a parameter such as `session_replication_role`
+//! would otherwise switch off triggers for the whole session.
 
 use crate::error::{sqlstate, Refusal};
 use crate::metrics::ErrorKind;
@@ -35,6 +36,7 @@ pub const OPTIONS_ALLOWED: &[&str] = &[
     "lc_numeric",
     "lc_time",
     "lock_timeout",
+    "search_path",
     "statement_timeout",
     "timezone",
     "timezone_abbreviations",
@@ -43,11 +45,8 @@ pub const OPTIONS_ALLOWED: &[&str] = &[
     "xmloption",
 ];
 
-/// Settings allowed as plain startup parameters beyond [`OPTIONS_ALLOWED`].
-const PARAMS_ALSO_ALLOWED: &[&str] = &["search_path"];
-
 fn param_allowed(lower: &str) -> bool {
-    OPTIONS_ALLOWED.contains(&lower) || PARAMS_ALSO_ALLOWED.contains(&lower)
+    OPTIONS_ALLOWED.contains(&lower)
 }
 
 /// client_encoding and standard_conforming_strings decide how the server
@@ -293,9 +292,6 @@ mod tests {
             "-c role=postgres",
             "-crole=postgres",
             "--role=postgres",
-            "-c search_path=evil",
-            "--search-path=evil",
-            "-c SEARCH_PATH=evil",
             "-c session_authorization=postgres",
             "-c statement_timeout=1 -c role=x",
             "-c\\ role=x",
@@ -307,6 +303,17 @@ mod tests {
             let r = params(&[("user", "a"), ("options", o)]);
             assert!(r.is_err(), "{o} should be refused");
             assert_eq!(r.unwrap_err().code, "42501");
+        }
+    }
+
+    #[test]
+    fn search_path_may_come_in_options() {
+        for o in [
+            "-c search_path=public",
+            "--search-path=app,public",
+            "-c SEARCH_PATH=app",
+        ] {
+            assert!(params(&[("user", "a"), ("options", o)]).is_ok(), "{o}");
         }
     }
 

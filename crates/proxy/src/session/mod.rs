@@ -129,6 +129,16 @@ pub async fn run(
                 other => other,
             }
         }
+        // The client pump failed to write upstream: the server may have
+        // ended the session with a FATAL still on its way. Relay what it
+        // sent; its FATAL is then the last word, not ours.
+        End::UpstreamLost(why) if to_client.resumable() => {
+            let drained = tokio::time::timeout(Duration::from_secs(1), to_client.run(false)).await;
+            match drained {
+                Ok(End::UpstreamClosed) => End::UpstreamClosed,
+                _ => End::UpstreamLost(why),
+            }
+        }
         other => other,
     };
 

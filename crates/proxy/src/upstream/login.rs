@@ -48,6 +48,10 @@ pub enum UpstreamError {
     /// shown to the client as is).
     #[error("server refused login: {code} {message}")]
     Server { code: String, message: String },
+    /// An ErrorResponse to a query of the proxy's own (the catalog
+    /// queries, SHOW search_path) on a connection that did log in.
+    #[error("the server answered a query of Portcullis with an error: {code} {message}")]
+    Query { code: String, message: String },
 }
 
 /// A logged-in upstream connection, ready for queries.

@@ -51,7 +51,7 @@ pub async fn simple_query(
             }
             be::ERROR_RESPONSE => {
                 let f = decode::report_fields(body)?;
-                failure.get_or_insert(UpstreamError::Server {
+                failure.get_or_insert(UpstreamError::Query {
                     code: f.code.unwrap_or("XX000").to_owned(),
                     message: f.message.unwrap_or("").to_owned(),
                 });
