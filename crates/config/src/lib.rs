@@ -17,4 +17,4 @@ pub use model::*;
 pub use row_limit::{
     is_production, RowLimit, DEFAULT_PRODUCTION_ROW_LIMIT, NON_PRODUCTION_ENVIRONMENTS,
 };
-pub use verifier::{ScramVerifier, MIN_ITERATIONS, SALT_LEN};
+pub use verifier::{prepare_password, ScramVerifier, MIN_ITERATIONS, SALT_LEN};

@@ -43,14 +43,13 @@ impl ScramVerifier {
     /// ServerKey      = HMAC(SaltedPassword, "Server Key")
     /// ```
     ///
-    /// The password is used as the bytes given: SASLprep normalisation is
-    /// out of scope, so a password with non-ASCII characters may yield a
-    /// different verifier than PostgreSQL's for the same text (ASCII
-    /// passwords agree).
+    /// The password is normalised with SASLprep first, as PostgreSQL and
+    /// every client do (see [`prepare_password`]).
     ///
     /// Runs `iterations` rounds of HMAC: slow on purpose (see
     /// [`ScramVerifier::generate`]).
     pub fn from_password(password: &[u8], salt: &[u8], iterations: u32) -> Self {
+        let password = &*prepare_password(password);
         let salted = hi(password, salt, iterations);
         let client_key = hmac_sha256(&salted, b"Client Key");
         let stored_key: [u8; 32] = Sha256::digest(client_key).into();
@@ -68,8 +67,7 @@ impl ScramVerifier {
     ///
     /// This runs PBKDF2 and is deliberately slow (milliseconds of CPU, more
     /// in debug builds): never call it on an async worker thread; use
-    /// `tokio::task::spawn_blocking` or a plain thread. Same caveat as
-    /// [`ScramVerifier::from_password`] about SASLprep.
+    /// `tokio::task::spawn_blocking` or a plain thread.
     pub fn generate(password: &[u8]) -> Self {
         let salt: [u8; SALT_LEN] = rand::random();
         Self::from_password(password, &salt, MIN_ITERATIONS)
@@ -170,6 +168,20 @@ impl std::fmt::Display for ScramVerifier {
     }
 }
 
+/// A password as SCRAM uses it: SASLprep (RFC 4013) applied when the
+/// password is UTF-8 and SASLprep accepts it, the bytes as given otherwise.
+/// That is PostgreSQL's rule (`pg_saslprep` in `src/common/saslprep.c`,
+/// used by `pg_be_scram_build_secret` and libpq), so a verifier made here
+/// matches what clients compute: `cha\u{ff6f}s` is normalised to
+/// `cha\u{30c3}s` by both sides.
+pub fn prepare_password(password: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    match std::str::from_utf8(password).map(stringprep::saslprep) {
+        Ok(Ok(Cow::Owned(prepared))) => Cow::Owned(prepared.into_bytes()),
+        _ => Cow::Borrowed(password),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +238,20 @@ mod tests {
         assert_eq!(ScramVerifier::parse(&a.to_string()).unwrap(), a);
         assert!(a.matches_password(b"secret"));
         assert!(!a.matches_password(b"secret "));
+    }
+
+    #[test]
+    fn passwords_are_prepared_as_postgresql_prepares_them() {
+        assert_eq!(
+            &*prepare_password("cha\u{ff6f}s".as_bytes()),
+            "cha\u{30c3}s".as_bytes()
+        );
+        assert_eq!(&*prepare_password(b"plain"), b"plain");
+        // Prohibited by SASLprep, or not UTF-8: used as given.
+        assert_eq!(&*prepare_password(b"bell\x07"), b"bell\x07");
+        assert_eq!(&*prepare_password(b"\xff\xfe"), b"\xff\xfe");
+        let v = ScramVerifier::generate("cha\u{ff6f}s".as_bytes());
+        assert!(v.matches_password("cha\u{30c3}s".as_bytes()));
     }
 
     #[test]

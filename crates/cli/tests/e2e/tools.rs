@@ -287,3 +287,68 @@ async fn pgbench_in_every_query_mode() {
         .unwrap();
     assert!(history > 0);
 }
+
+/// `portcullis passwd` applies SASLprep as PostgreSQL and libpq do: a
+/// verifier for `cha\u{ff6f}s` equals PostgreSQL's own, and psql logs in
+/// with that password through the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_ascii_passwords_are_normalised_like_postgresql() {
+    const PASSWORD: &str = "cha\u{ff6f}s";
+    // PostgreSQL's verifier for the password, recomputed here from its salt.
+    let db = portcullis_testbed::fresh_database("saslprep");
+    let role = format!("{db}_kana");
+    cluster()
+        .sql(
+            &db,
+            &format!("SET password_encryption = 'scram-sha-256'; CREATE ROLE {role} PASSWORD '{PASSWORD}'"),
+        )
+        .unwrap();
+    let theirs = cluster()
+        .sql(
+            &db,
+            &format!("SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'"),
+        )
+        .unwrap();
+    let theirs = portcullis_config::ScramVerifier::parse(&theirs).unwrap();
+    assert!(theirs.matches_password(PASSWORD.as_bytes()));
+
+    // A verifier from `portcullis passwd --stdin`, used through the proxy.
+    let out = tokio::task::spawn_blocking(|| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["passwd", "--stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let verifier = out.trim().to_owned();
+    assert!(verifier.starts_with("SCRAM-SHA-256$"), "{out}");
+    let proxy = Proxy::with(Setup {
+        extra: format!("[[user]]\nname = \"kana\"\nscram = \"{verifier}\"\n"),
+        ..Setup::default()
+    })
+    .await;
+    let mut cmd = tool("psql");
+    cmd.env("PGPASSWORD", PASSWORD)
+        .arg("-X")
+        .args(["-A", "-t", "-c", "SELECT 1"])
+        .arg("-d")
+        .arg(format!(
+            "host=127.0.0.1 port={} dbname=app user=kana",
+            proxy.addr.port()
+        ));
+    let r = run(cmd).await;
+    assert!(r.ok, "psql with a non-ASCII password: {r:?}");
+    assert_eq!(r.stdout.trim(), "1");
+}
