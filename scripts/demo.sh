@@ -5,9 +5,10 @@
 #
 #   scripts/demo.sh [--dir DIR] [--listen ADDR] [--json]
 #
-# Ctrl-C stops it and removes everything it started.
+# Ctrl-C stops it and removes everything it started. Setup and build output
+# goes to stderr, so that with --json standard output is one JSON object.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/setup.sh
-cargo build --release --quiet -p portcullis
+scripts/setup.sh >&2
+cargo build --release --quiet -p portcullis >&2
 exec target/release/portcullis demo "$@"

@@ -82,6 +82,45 @@ struct Demo {
     _temp: Option<tempfile::TempDir>,
 }
 
+/// Run as root, the demo's PostgreSQL runs as the `postgres` user, which
+/// must be able to pass through `dir` (mktemp -d makes it 0700): the
+/// directory itself gets the traverse bit for others (not read: its files
+/// stay private, the secrets in it are 0600); a directory above it that
+/// stops postgres is an error saying what to do.
+fn reachable_by_postgres(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o001)).map_err(
+            |e| {
+                format!(
+                    "cannot make {} traversable for postgres: {e}",
+                    dir.display()
+                )
+            },
+        )?;
+    }
+    for ancestor in dir.ancestors().skip(1) {
+        let mode = std::fs::metadata(ancestor)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0o755);
+        if mode & 0o001 == 0 {
+            return Err(format!(
+                "the demo's PostgreSQL runs as the postgres user, which cannot reach {}: {} is not traversable by others; choose a directory under /tmp, or run `chmod o+x {}`",
+                dir.display(),
+                ancestor.display(),
+                ancestor.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Starts PostgreSQL in `dir` (a temporary directory if `None`), seeds it
 /// and writes a configuration listening on `listen`.
 fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
@@ -102,6 +141,7 @@ fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
             (temp.path().to_path_buf(), Some(temp))
         }
     };
+    reachable_by_postgres(&dir)?;
     eprintln!("Starting a throwaway PostgreSQL in {} ...", dir.display());
     let pki = TestPki::generate(&["localhost", "127.0.0.1"]).map_err(|e| e.to_string())?;
     let tls_files = pki.write_to(&dir.join("tls")).map_err(|e| e.to_string())?;

@@ -186,3 +186,14 @@ fn the_explain_example_is_refused_by_the_policy_named() {
         .collect();
     assert!(refused.contains(&EXPLAIN_EXAMPLE));
 }
+
+/// `--dir` given a directory made by `mktemp -d` (mode 0700): run as root,
+/// PostgreSQL (as the postgres user) can still reach it.
+#[test]
+fn a_private_directory_works_as_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let demo = set_up(Some(dir.path()), &"127.0.0.1:0".parse().unwrap());
+    assert!(demo.is_ok(), "{:?}", demo.err());
+}
