@@ -10,7 +10,7 @@ use portcullis_config::{
 /// PostgreSQL 15's verifier for the password "secret".
 const SCRAM: &str = "SCRAM-SHA-256$4096:yZkIEu9J2GSAYt7nmBNf5A==$Cs3eJ7zVsxA+QQhpyS+WIv8EoZTK74HBaYfnBaxJAzA=:5WXWGKmNyRpxJg0l3yun274icMHKc0oBiqwE8o+MZiU=";
 
-const EXAMPLE: &str = include_str!("../examples/portcullis.toml");
+const EXAMPLE: &str = include_str!("../../../docs/examples/portcullis.toml");
 
 /// Tables with only their required keys, so a test can append a key to
 /// any of them without repeating it.
