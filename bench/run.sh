@@ -20,12 +20,18 @@
 #
 # Measures:
 #   1. pgbench -S (select only) with --protocol simple/extended/prepared at each
+#      client count, and an ORM-shaped script (a join with ORDER BY/LIMIT, an
+#      UPDATE by id, an INSERT ... RETURNING, a SELECT by email; literals that
+#      change every time, simple protocol) at each client count;
 #      client count (-j 2), tps for direct / Portcullis / pgbouncer and ratios;
 #      proxy CPU (utime+stime from /proc/PID/stat) per transaction.
 #   2. A 1,000,000-row result streamed to psql (COPY TO STDOUT, and a plain
 #      SELECT with FETCH_COUNT=0), median of N runs, MB/s (1 MB = 10^6 bytes of
 #      psql output).
-#   3. Portcullis RSS when idle and with N idle client connections.
+#   3. A DDL-heavy script in the style of PostgreSQL's regression suite
+#      (CREATE/ALTER/INSERT/SELECT/DROP in a row, one statement per query, as
+#      psql -f sends them), wall time per target, median of N runs.
+#   4. Portcullis RSS when idle and with N idle client connections.
 #
 # Creates a throwaway cluster (initdb as `postgres` when run as root), a bench
 # role with a random password, pgbouncer and Portcullis configs in a temp dir;
@@ -318,6 +324,27 @@ log "pgbench -i -s $SCALE"
 t0=$SECONDS
 "$PGBIN/pgbench" -i -s "$SCALE" -q -h "$WORK/sock" -p "$PGPORT" -U bench bench >"$WORK/log/pgbench-init.log" 2>&1 \
     || { tail -n 20 "$WORK/log/pgbench-init.log" >&2; die "pgbench -i failed"; }
+# The ORM-shaped workload: users and their orders, and a script whose
+# literals change every time (so no two texts repeat).
+"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/sock" -p "$PGPORT" -U bench bench >"$WORK/log/orm-init.log" 2>&1 <<'SQL' \
+    || { tail -n 20 "$WORK/log/orm-init.log" >&2; die "ORM schema failed"; }
+CREATE TABLE orm_users (id serial PRIMARY KEY, email text UNIQUE NOT NULL, name text NOT NULL);
+CREATE TABLE orm_orders (id bigserial PRIMARY KEY, user_id int NOT NULL REFERENCES orm_users,
+  total numeric(12,2) NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO orm_users (email, name) SELECT 'user' || g || '@example.com', 'User ' || g FROM generate_series(1, 10000) g;
+INSERT INTO orm_orders (user_id, total, status) SELECT 1 + g % 10000, g % 500, 'paid' FROM generate_series(1, 50000) g;
+CREATE INDEX ON orm_orders (user_id, created_at);
+VACUUM ANALYZE;
+SQL
+cat >"$WORK/orm.sql" <<'SQL'
+\set uid random(1, 10000)
+\set oid random(1, 50000)
+\set amt random(1, 1000)
+SELECT o.id, o.total, o.status, u.email FROM orm_orders o JOIN orm_users u ON u.id = o.user_id WHERE o.user_id = :uid ORDER BY o.created_at DESC LIMIT 10;
+UPDATE orm_orders SET status = 'seen' WHERE id = :oid;
+INSERT INTO orm_orders (user_id, total, status) VALUES (:uid, :amt, 'new') RETURNING id, created_at;
+SELECT id, name FROM orm_users WHERE email = 'user:uid@example.com';
+SQL
 log "  done in $((SECONDS - t0))s"
 can_connect "$PGPORT" || die "cannot connect to PostgreSQL over TCP with SCRAM"
 
@@ -442,11 +469,13 @@ fi
 
 declare -A TPS CPU_US
 R_TPS="" R_TX=""
-run_pgbench() { # run_pgbench PORT PROTO CLIENTS -> R_TPS, R_TX
-    local port=$1 proto=$2 clients=$3 out
+run_pgbench() { # run_pgbench PORT PROTO CLIENTS [SCRIPT] -> R_TPS, R_TX (-S without SCRIPT)
+    local port=$1 proto=$2 clients=$3 script=${4:-} out
     local jobs=$((clients < 2 ? clients : 2))
+    local workload=(-S)
+    [ -n "$script" ] && workload=(-f "$script")
     R_TPS="" R_TX=""
-    if ! out="$("$PGBIN/pgbench" -n -S -M "$proto" -c "$clients" -j "$jobs" -T "$DURATION" \
+    if ! out="$("$PGBIN/pgbench" -n "${workload[@]}" -M "$proto" -c "$clients" -j "$jobs" -T "$DURATION" \
         -h 127.0.0.1 -p "$port" -U bench bench 2>&1)"; then
         echo "$out" | tail -n 5 | sed 's/^/    /' >&2
         return 1
@@ -456,10 +485,13 @@ run_pgbench() { # run_pgbench PORT PROTO CLIENTS -> R_TPS, R_TX
     [ -n "$R_TPS" ] && [ -n "$R_TX" ]
 }
 # measure TARGET PORT PROTO CLIENTS [PID]: one cell; with PID also CPU us/tx of that process.
+# PROTO "orm" runs the ORM script in the simple protocol.
 measure() {
     local target=$1 port=$2 proto=$3 clients=$4 pid=${5:-} key="$3,$4,$1" c0=0 c1=0
+    local mode=$proto script=""
+    [ "$proto" = orm ] && { mode=simple; script="$WORK/orm.sql"; }
     [ -n "$pid" ] && c0="$(cpu_ticks "$pid")"
-    if run_pgbench "$port" "$proto" "$clients"; then
+    if run_pgbench "$port" "$mode" "$clients" "$script"; then
         TPS[$key]="$(printf '%.0f' "$R_TPS")"
         if [ -n "$pid" ]; then
             c1="$(cpu_ticks "$pid")"
@@ -477,9 +509,9 @@ run_pgbench "$PGPORT" simple 2 >/dev/null || die "pgbench against PostgreSQL fai
 portcullis_alive && { run_pgbench "$P_PORT" simple 2 >/dev/null || true; }
 run_pgbench "$PGB_PORT" simple 2 >/dev/null || true
 
-log "pgbench -S matrix"
+log "pgbench -S matrix and the ORM script"
 BENCH_T0=$SECONDS
-for proto in simple extended prepared; do
+for proto in simple extended prepared orm; do
     for c in $CLIENTS; do
         measure direct "$PGPORT" "$proto" "$c"
         if portcullis_alive; then
@@ -553,6 +585,56 @@ stream_stat() {
             printf "%.1f %.1f %.0f %s\n", b / 1e6 / (med / 1e9), b / 1e6 / (v[1] / 1e9), med / 1e6, cpums
         }'
 }
+
+# ----------------------------------------------------------------- 2b. DDL-heavy
+
+# 100 rounds of a small migration: every statement changes the schema or
+# uses what the one before created, as test suites and migrations do.
+DDL_ROUNDS=100
+{
+    echo "SET client_min_messages = warning;"
+    for i in $(seq "$DDL_ROUNDS"); do
+        echo "CREATE TABLE ddl_$i (id int PRIMARY KEY, v text);"
+        echo "ALTER TABLE ddl_$i ADD COLUMN w int DEFAULT $i;"
+        echo "CREATE INDEX ddl_${i}_v ON ddl_$i (v);"
+        echo "INSERT INTO ddl_$i (id, v) VALUES ($i, 'x$i');"
+        echo "CREATE VIEW ddl_${i}_view AS SELECT id, v, w FROM ddl_$i;"
+        echo "SELECT count(*) FROM ddl_${i}_view WHERE w = $i;"
+        echo "DROP VIEW ddl_${i}_view;"
+        echo "DROP TABLE ddl_$i;"
+    done
+} >"$WORK/ddl.sql"
+DDL_STATEMENTS=$((DDL_ROUNDS * 8 + 1))
+declare -A D_TIMES
+ddl_once() { # ddl_once PORT -> nanoseconds
+    local port=$1 t0 t1
+    t0="$(date +%s%N)"
+    "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U bench -d bench \
+        -f "$WORK/ddl.sql" >/dev/null 2>>"$WORK/log/ddl.log" || return 1
+    t1="$(date +%s%N)"
+    echo $((t1 - t0))
+}
+log "DDL-heavy script ($DDL_STATEMENTS statements), $REPS repetitions per target"
+for t in $stream_targets; do D_TIMES[$t]=""; done
+for rep in $(seq "$REPS"); do
+    for t in $stream_targets; do
+        [ "$t" = portcullis ] && ! portcullis_alive && continue
+        if r="$(ddl_once "$(port_of "$t")")"; then
+            D_TIMES[$t]+="$r "
+        else
+            echo "    DDL script via $t failed (see $WORK/log/ddl.log)" >&2
+        fi
+    done
+done
+ddl_median_ms() { # ddl_median_ms TARGET -> median ms or "-"
+    local times="${D_TIMES[$1]:-}" n
+    n="$(wc -w <<<"$times")"
+    [ "$n" -eq 0 ] && { echo "-"; return; }
+    printf '%s\n' $times | sort -n | awk -v n="$n" '{ v[NR] = $1 } END { m = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2; printf "%.0f\n", m / 1e6 }'
+}
+for t in $stream_targets; do
+    printf '  ddl    %-10s median %s ms\n' "$t" "$(ddl_median_ms "$t")"
+done
 
 # ----------------------------------------------------------------- 3. RSS, idle connections
 
@@ -630,11 +712,11 @@ mb() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else 
         echo "- **Portcullis skipped: $PSKIP**"
     fi
     echo
-    echo "### pgbench -S, tps"
+    echo "### pgbench -S and the ORM script, tps"
     echo
     echo "| protocol | clients | direct | Portcullis | pgbouncer | Portcullis/direct | Portcullis/pgbouncer | Portcullis CPU µs/tx | pgbouncer CPU µs/tx |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for proto in simple extended prepared; do
+    for proto in simple extended prepared orm; do
         for c in $CLIENTS; do
             d="${TPS[$proto,$c,direct]:--}"
             p="${TPS[$proto,$c,portcullis]:--}"
@@ -644,6 +726,7 @@ mb() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else 
     done
     echo
     echo "CPU µs/tx: the proxy process's utime+stime (/proc/PID/stat) over the run divided by transactions."
+    echo "orm: the ORM-shaped script (4 statements per transaction: a join with ORDER BY/LIMIT, an UPDATE by id, an INSERT ... RETURNING, a SELECT by email; literals change every time), simple protocol."
     echo
     echo "### 1,000,000-row result streamed to psql (median of $REPS)"
     echo
@@ -658,6 +741,15 @@ mb() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else 
         out_mb="$(awk -v b="${S_BYTES[$mode,direct]:-}" 'BEGIN { if (b != "") printf "%.1f", b / 1e6; else printf "-" }')"
         echo "| $mode | $out_mb | $dm | $pm | $bm | $(fmt_ratio "$pm" "$dm") | $(fmt_ratio "$pm" "$bm") | $dms | $pms | $pcpu | $bcpu |"
     done
+    echo
+    echo "### DDL-heavy script (median of $REPS)"
+    echo
+    echo "$DDL_STATEMENTS statements ($DDL_ROUNDS rounds of CREATE TABLE, ALTER TABLE ADD COLUMN, CREATE INDEX, INSERT, CREATE VIEW, SELECT, DROP VIEW, DROP TABLE) sent by \`psql -f\`, one per query."
+    echo
+    echo "| direct ms | Portcullis ms | pgbouncer ms | Portcullis/direct | pgbouncer/direct |"
+    echo "|---:|---:|---:|---:|---:|"
+    dd="$(ddl_median_ms direct)"; dp="$(ddl_median_ms portcullis)"; db="$(ddl_median_ms pgbouncer)"
+    echo "| $dd | $dp | $db | $(fmt_ratio "$dp" "$dd") | $(fmt_ratio "$db" "$dd") |"
     echo
     echo "### Portcullis memory (VmRSS)"
     echo
