@@ -130,28 +130,39 @@ impl Encodings {
             return Ok(NameKey::cut(bytes));
         }
         let text = self.text(bytes)?;
-        self.sql_name(&text)
+        Ok(NameKey::cut(&self.server_bytes(&text)?))
     }
 
     /// The server's key for a name the analysis read from SQL (already cut
     /// on a character boundary, as a UTF-8 server cuts it).
     pub fn sql_name(&self, name: &str) -> Result<NameKey, EncodingError> {
-        if name.is_ascii() {
-            return Ok(NameKey::cut(name.as_bytes()));
+        if !name.is_ascii() && self.server == Encoding::Latin1 && name.len() > NAME_BYTES - 4 {
+            // The analysis cut a long name where a UTF-8 server would; a
+            // LATIN1 server cuts it later (one byte a character), so a
+            // name that may have been cut cannot be keyed exactly.
+            return Err(EncodingError::Unsupported {
+                encoding: "LATIN1".into(),
+            });
+        }
+        Ok(NameKey::cut(&self.server_bytes(name)?))
+    }
+
+    /// `text` in the server encoding.
+    fn server_bytes<'a>(&self, text: &'a str) -> Result<Cow<'a, [u8]>, EncodingError> {
+        if text.is_ascii() {
+            return Ok(Cow::Borrowed(text.as_bytes()));
         }
         match &self.server {
-            Encoding::Utf8 | Encoding::SqlAscii => Ok(NameKey::cut(name.as_bytes())),
-            Encoding::Latin1 => {
-                let mut out = Vec::with_capacity(name.len());
-                for c in name.chars() {
-                    let b =
-                        u8::try_from(u32::from(c)).map_err(|_| EncodingError::NoEquivalent {
-                            encoding: "LATIN1".into(),
-                        })?;
-                    out.push(b);
-                }
-                Ok(NameKey::cut(&out))
-            }
+            Encoding::Utf8 | Encoding::SqlAscii => Ok(Cow::Borrowed(text.as_bytes())),
+            Encoding::Latin1 => text
+                .chars()
+                .map(|c| {
+                    u8::try_from(u32::from(c)).map_err(|_| EncodingError::NoEquivalent {
+                        encoding: "LATIN1".into(),
+                    })
+                })
+                .collect::<Result<Vec<u8>, _>>()
+                .map(Cow::Owned),
             Encoding::Other(name) => Err(EncodingError::Unsupported {
                 encoding: name.clone(),
             }),
@@ -370,6 +381,45 @@ mod tests {
         let mut b = b"A".repeat(62);
         b.extend_from_slice(b"\xe92");
         assert_eq!(l.protocol_name(&a).unwrap(), l.protocol_name(&b).unwrap());
+    }
+
+    /// Any bytes, under any pair of encodings: an answer, never a panic,
+    /// and keys never longer than the server's.
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let encodings = [
+            Encoding::Utf8,
+            Encoding::SqlAscii,
+            Encoding::Latin1,
+            Encoding::Other("EUC_JP".into()),
+        ];
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 80) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            for client in &encodings {
+                for server in &encodings {
+                    let e = Encodings {
+                        client: client.clone(),
+                        server: server.clone(),
+                    };
+                    if let Ok(k) = e.protocol_name(&bytes) {
+                        assert!(k.as_bytes().len() <= NAME_BYTES);
+                    }
+                    if let Ok(text) = e.text(&bytes) {
+                        if let Ok(k) = e.sql_name(&text) {
+                            assert!(k.as_bytes().len() <= NAME_BYTES);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
