@@ -134,7 +134,8 @@ fn default_listener_connections() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
-    /// The database name clients ask for to reach this target.
+    /// The database name clients ask for to reach this target; `"*"` for
+    /// the target that serves every other name (see [`Target::is_wildcard`]).
     pub name: String,
     /// production, staging, development or any label.
     pub environment: String,
@@ -181,6 +182,23 @@ fn default_connect_timeout() -> Duration {
 }
 
 impl Target {
+    /// The target named `"*"`: it serves every database name that no other
+    /// target has, each as the upstream database of that name on its server,
+    /// with its environment, policies and limits (like pgbouncer's `*`
+    /// entry). Test suites and tools that create databases need it.
+    pub fn is_wildcard(&self) -> bool {
+        self.name == "*"
+    }
+
+    /// The target serving database `name` through this wildcard target.
+    pub fn for_database(&self, name: &str) -> Target {
+        Target {
+            name: name.to_owned(),
+            database: Some(name.to_owned()),
+            ..self.clone()
+        }
+    }
+
     pub fn upstream_database(&self) -> &str {
         self.database.as_deref().unwrap_or(&self.name)
     }
@@ -291,8 +309,21 @@ impl Config {
         }
     }
 
-    pub fn target(&self, name: &str) -> Option<&Target> {
-        self.targets.iter().find(|t| t.name == name)
+    /// The target serving database `name`: the one of that name, or the
+    /// `"*"` target's for that database.
+    pub fn target(&self, name: &str) -> Option<std::borrow::Cow<'_, Target>> {
+        use std::borrow::Cow;
+        if let Some(t) = self
+            .targets
+            .iter()
+            .find(|t| t.name == name && !t.is_wildcard())
+        {
+            return Some(Cow::Borrowed(t));
+        }
+        self.targets
+            .iter()
+            .find(|t| t.is_wildcard())
+            .map(|w| Cow::Owned(w.for_database(name)))
     }
 
     pub fn user(&self, name: &str) -> Option<&User> {

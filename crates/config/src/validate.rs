@@ -282,10 +282,17 @@ impl Validator<'_> {
                     ),
                 ));
             }
+            if t.is_wildcard() && t.database.is_some() {
+                return Err(self.err(
+                    key("database"),
+                    "cannot be set on the \"*\" target: it serves every database name clients ask for (each one as the upstream database)",
+                ));
+            }
             if let Some(c) = t
                 .name
                 .chars()
                 .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+                .filter(|_| !t.is_wildcard())
             {
                 return Err(self.err(
                     key("name"),

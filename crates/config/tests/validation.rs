@@ -822,3 +822,21 @@ fn unix_socket_hosts_cannot_use_tls() {
         "Unix socket",
     );
 }
+
+#[test]
+fn the_wildcard_target_serves_names_not_one_database() {
+    let ok = EXAMPLE.to_owned()
+        + "\n[[target]]\nname = \"*\"\nenvironment = \"development\"\nhost = \"db\"\nuser = \"u\"\n";
+    let (dir, path) = folder(&ok, EXAMPLE_FILES);
+    std::fs::write(dir.path().join("secrets/shop.password"), "hunter2\n").unwrap();
+    let config = Config::load(&path).map_err(|e| e.to_string());
+    let config = config.unwrap_or_else(|e| panic!("{e}"));
+    let served = config.target("made_by_a_test_suite").expect("served by *");
+    assert_eq!(served.upstream_database(), "made_by_a_test_suite");
+    assert_eq!(served.environment, "development");
+
+    let bad = ok.replace("\nname = \"*\"", "\nname = \"*\"\ndatabase = \"x\"");
+    std::fs::write(&path, &bad).unwrap();
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert!(err.contains("database"), "{err}");
+}

@@ -3,8 +3,9 @@
 //! reload either applies completely or not at all.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use portcullis_analysis::SharedAnalysisCache;
 use portcullis_config::{Config, ScramVerifier, SslMode, Target, User};
 use portcullis_guard::{Guard, GuardSettings};
 use portcullis_policy::{Enforcement, PolicyEngine, TargetRef};
@@ -53,6 +54,40 @@ pub struct TargetRuntime {
     pub catalog: CatalogLoader,
 }
 
+impl TargetRuntime {
+    fn new(
+        config: Target,
+        password: Option<Secret>,
+        tls: Option<UpstreamTls>,
+        engine: &Arc<PolicyEngine>,
+        analyses: &Arc<SharedAnalysisCache>,
+    ) -> TargetRuntime {
+        let guard = Guard::new(
+            engine.clone(),
+            analyses.clone(),
+            GuardSettings {
+                target: TargetRef {
+                    name: config.name.clone(),
+                    environment: config.environment.clone(),
+                    database: config.upstream_database().to_owned(),
+                },
+                enforcement: match config.enforcement {
+                    portcullis_config::Enforcement::Enforce => Enforcement::Enforce,
+                    portcullis_config::Enforcement::Observe => Enforcement::Observe,
+                },
+                row_limit: config.effective_row_limit(),
+            },
+        );
+        TargetRuntime {
+            config,
+            password,
+            tls,
+            guard,
+            catalog: CatalogLoader::default(),
+        }
+    }
+}
+
 pub struct UserRuntime {
     pub config: User,
     pub verifier: ScramVerifier,
@@ -61,8 +96,26 @@ pub struct UserRuntime {
 pub struct Runtime {
     pub config: Config,
     pub server_tls: Option<ServerTls>,
+    /// The targets with a name of their own.
     pub targets: HashMap<String, Arc<TargetRuntime>>,
+    /// The `"*"` target, if configured: it serves every other name.
+    wildcard: Option<Wildcard>,
     pub users: HashMap<String, Arc<UserRuntime>>,
+    engine: Arc<PolicyEngine>,
+}
+
+/// How many databases one wildcard target keeps (each has its own catalog
+/// snapshot); past it one no session uses is dropped to make room, and a
+/// new name is refused only while all of them are in use.
+const MAX_WILDCARD_DATABASES: usize = 1_000;
+
+/// The `"*"` target and the databases it has served so far.
+struct Wildcard {
+    config: Target,
+    password: Option<Secret>,
+    tls: Option<UpstreamTls>,
+    analyses: Arc<SharedAnalysisCache>,
+    served: Mutex<HashMap<String, Arc<TargetRuntime>>>,
 }
 
 impl Runtime {
@@ -77,6 +130,7 @@ impl Runtime {
         let engine = Arc::new(load_policies(&config)?);
         let analyses = portcullis_guard::shared_analysis_cache();
         let mut targets = HashMap::new();
+        let mut wildcard = None;
         for t in &config.targets {
             let password = t.read_password(config.base_dir())?.map(Secret);
             let tls = match t.sslmode {
@@ -98,30 +152,25 @@ impl Runtime {
                 target: t.name.clone(),
                 error,
             })?;
-            targets.insert(
-                t.name.clone(),
-                Arc::new(TargetRuntime {
+            if t.is_wildcard() {
+                wildcard = Some(Wildcard {
                     config: t.clone(),
                     password,
                     tls,
-                    guard: Guard::new(
-                        engine.clone(),
-                        analyses.clone(),
-                        GuardSettings {
-                            target: TargetRef {
-                                name: t.name.clone(),
-                                environment: t.environment.clone(),
-                                database: t.upstream_database().to_owned(),
-                            },
-                            enforcement: match t.enforcement {
-                                portcullis_config::Enforcement::Enforce => Enforcement::Enforce,
-                                portcullis_config::Enforcement::Observe => Enforcement::Observe,
-                            },
-                            row_limit: t.effective_row_limit(),
-                        },
-                    ),
-                    catalog: CatalogLoader::default(),
-                }),
+                    analyses: analyses.clone(),
+                    served: Mutex::new(HashMap::new()),
+                });
+                continue;
+            }
+            targets.insert(
+                t.name.clone(),
+                Arc::new(TargetRuntime::new(
+                    t.clone(),
+                    password,
+                    tls,
+                    &engine,
+                    &analyses,
+                )),
             );
         }
         let mut users = HashMap::new();
@@ -143,13 +192,49 @@ impl Runtime {
             config,
             server_tls,
             targets,
+            wildcard,
             users,
+            engine,
         })
     }
 
     /// The policy engine every target shares.
     pub fn policy_engine(&self) -> Option<&PolicyEngine> {
-        self.targets.values().next().map(|t| t.guard.engine())
+        Some(&self.engine)
+    }
+
+    /// The target serving database `name`: the one of that name, or else
+    /// the `"*"` target's for that database (made on first use).
+    pub fn target(&self, name: &str) -> Option<Arc<TargetRuntime>> {
+        if let Some(t) = self.targets.get(name) {
+            return Some(t.clone());
+        }
+        let w = self.wildcard.as_ref()?;
+        let mut served = w.served.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = served.get(name) {
+            return Some(t.clone());
+        }
+        if name.is_empty() {
+            return None;
+        }
+        if served.len() >= MAX_WILDCARD_DATABASES {
+            // Make room from a database no session uses now (a name asked
+            // for once, or that does not exist): its catalog snapshot goes.
+            let idle = served
+                .iter()
+                .find(|(_, t)| Arc::strong_count(t) == 1)
+                .map(|(k, _)| k.clone())?;
+            served.remove(&idle);
+        }
+        let t = Arc::new(TargetRuntime::new(
+            w.config.for_database(name),
+            w.password.clone(),
+            w.tls.clone(),
+            &self.engine,
+            &w.analyses,
+        ));
+        served.insert(name.to_owned(), t.clone());
+        Some(t)
     }
 
     /// Target names, sorted, for messages to authenticated users.

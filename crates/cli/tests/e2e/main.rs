@@ -21,3 +21,4 @@ mod startup;
 mod streaming;
 mod tls;
 mod tools;
+mod wildcard;

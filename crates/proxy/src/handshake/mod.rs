@@ -105,7 +105,7 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
     encode::authentication_ok(&mut out);
     write(&mut client, &out).await?;
 
-    let Some(target) = runtime.targets.get(&params.target).cloned() else {
+    let Some(target) = runtime.target(&params.target) else {
         return Err(Ended::Refused(
             client,
             unknown_target(&runtime, &params.target),
