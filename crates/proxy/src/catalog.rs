@@ -7,8 +7,13 @@
 //! starts and the snapshot is older than [`MAX_AGE`] (to notice migrations
 //! run outside Portcullis). Until a refresh lands, objects created since
 //! the last one are judged conservatively (see `portcullis_guard::catalog`).
+//!
+//! Refreshes after schema changes are coalesced per target: a load starts
+//! once no further change was reported for [`QUIET`] (at most [`SETTLE`]
+//! after the first), so a migration or test suite running hundreds of DDL
+//! statements in a row costs a few loads, not one per statement.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +28,12 @@ use crate::upstream;
 /// A snapshot older than this is refreshed when a session starts.
 pub const MAX_AGE: Duration = Duration::from_secs(60);
 
+/// A refresh waits until schema changes have paused this long...
+pub const QUIET: Duration = Duration::from_millis(100);
+
+/// ... but no longer than this after it was first asked for.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
 /// Coordinates loads for one target.
 #[derive(Debug, Default)]
 pub struct CatalogLoader {
@@ -32,6 +43,8 @@ pub struct CatalogLoader {
     in_flight: AtomicBool,
     /// A refresh was asked for since the running one started.
     dirty: AtomicBool,
+    /// Background loads started (for tests and metrics).
+    loads: AtomicU64,
     loaded_at: Mutex<Option<Instant>>,
 }
 
@@ -100,6 +113,13 @@ pub async fn ensure(target: &Arc<TargetRuntime>) {
     }
 }
 
+impl CatalogLoader {
+    /// How many background loads this target has started.
+    pub fn background_loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
+}
+
 /// Refreshes the snapshot in the background; requests made while one runs
 /// are folded into one more run.
 pub fn refresh(target: &Arc<TargetRuntime>) {
@@ -111,7 +131,17 @@ pub fn refresh(target: &Arc<TargetRuntime>) {
     let target = target.clone();
     tokio::spawn(async move {
         loop {
+            // Let a burst of schema changes finish first.
+            let asked = Instant::now();
+            loop {
+                target.catalog.dirty.store(false, Ordering::SeqCst);
+                tokio::time::sleep(QUIET).await;
+                if !target.catalog.dirty.load(Ordering::SeqCst) || asked.elapsed() >= SETTLE {
+                    break;
+                }
+            }
             target.catalog.dirty.store(false, Ordering::SeqCst);
+            target.catalog.loads.fetch_add(1, Ordering::Relaxed);
             load_into(&target).await;
             if !target.catalog.dirty.load(Ordering::SeqCst) {
                 target.catalog.in_flight.store(false, Ordering::SeqCst);

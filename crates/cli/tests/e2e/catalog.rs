@@ -128,3 +128,40 @@ async fn the_catalog_says_which_user_functions_are_read_only() {
     )
     .await;
 }
+
+/// A storm of schema changes (a migration, a test suite) costs a bounded
+/// number of catalog loads, and the snapshot still catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_ddl_costs_a_few_catalog_loads() {
+    let proxy = Proxy::start().await;
+    let client = proxy.client().await;
+    let runtime = proxy.handle.runtime();
+    let target = runtime.targets.get("app").expect("target app").clone();
+    let before = target.catalog.background_loads();
+    for i in 0..150 {
+        client
+            .simple_query(&format!(
+                "CREATE TABLE storm_{i} (id int); ALTER TABLE storm_{i} ADD COLUMN v int"
+            ))
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let knows_last = |t: &portcullis_proxy::runtime::TargetRuntime| {
+        use portcullis_analysis::RelationCatalog;
+        t.guard.catalog().1.is_some_and(|c| {
+            c.find_relation("storm_149", &["public".to_owned()])
+                .is_some()
+        })
+    };
+    while !knows_last(&target) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let loads = target.catalog.background_loads() - before;
+    eprintln!("{loads} catalog loads for 150 schema changes");
+    assert!(
+        (1..=20).contains(&loads),
+        "{loads} loads for 150 schema changes"
+    );
+    assert!(knows_last(&target), "the snapshot caught up");
+}
