@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod cancel;
 pub mod catalog;
+pub mod context;
 pub mod error;
 pub mod handshake;
 pub mod metrics;

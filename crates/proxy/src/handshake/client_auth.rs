@@ -12,9 +12,9 @@ use tracing::info;
 
 use super::Ended;
 use crate::auth::scram::{self, Binding, ScramError, ScramServer};
+use crate::context::ConnContext;
 use crate::error::{sqlstate, Refusal};
 use crate::metrics::ErrorKind;
-use crate::server::ConnContext;
 use crate::stream::ClientStream;
 
 /// Why reading an authentication message stopped.

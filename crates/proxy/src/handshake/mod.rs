@@ -15,10 +15,10 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::cancel::CancelGuard;
+use crate::context::{ConnContext, UserSlot};
 use crate::error::{sqlstate, Refusal};
 use crate::metrics::ErrorKind;
 use crate::runtime::{Runtime, TargetRuntime, UserRuntime};
-use crate::server::{ConnContext, UserSlot};
 use crate::stream::ClientStream;
 use crate::upstream::{self, Upstream, UpstreamError};
 

@@ -24,10 +24,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::context::Phase;
 use crate::error::{sqlstate, Refusal};
 use crate::handshake::Established;
 use crate::metrics::{ErrorKind, Metrics};
-use crate::server::Phase;
 
 pub use function_call::LARGE_OBJECT_FUNCTIONS;
 

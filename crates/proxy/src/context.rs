@@ -1,0 +1,92 @@
+//! What every connection shares, and what one connection's handshake and
+//! session need from the server: the proxy's phase, the runtime in force,
+//! cancel keys, metrics and per-user session slots. The server creates
+//! them; handshake and session use them; none of the three imports another
+//! for them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use portcullis_config::Listener;
+use tokio::sync::watch;
+
+use crate::cancel::CancelRegistry;
+use crate::metrics::Metrics;
+use crate::runtime::{Runtime, UserRuntime};
+
+/// Where the whole proxy stands on its way down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// No new connections; sessions finish on their own.
+    Draining,
+    /// The grace period is over: sessions are told and closed.
+    Stopping,
+}
+
+/// State every connection shares.
+pub struct Shared {
+    pub(crate) runtime: RwLock<Arc<Runtime>>,
+    pub cancel: Arc<CancelRegistry>,
+    pub metrics: Arc<Metrics>,
+    /// Seeds the fake SCRAM exchange for unknown users, so their replies
+    /// look like a real user's and stay the same across attempts.
+    pub mock_secret: [u8; 32],
+    pub user_slots: UserSlots,
+    pub(crate) phase: watch::Sender<Phase>,
+}
+
+impl Shared {
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What a connection's handshake needs.
+pub struct ConnContext {
+    pub shared: Arc<Shared>,
+    pub runtime: Arc<Runtime>,
+    pub listener: Listener,
+}
+
+/// Counts sessions per user for `max_connections`.
+#[derive(Default)]
+pub struct UserSlots {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// Holds one of a user's session slots until dropped.
+pub struct UserSlot {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    user: String,
+}
+
+impl UserSlots {
+    pub fn acquire(&self, user: &UserRuntime) -> Option<UserSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(user.config.name.clone()).or_insert(0);
+        if user.config.max_connections.is_some_and(|max| *n >= max) {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot {
+            counts: self.counts.clone(),
+            user: user.config.name.clone(),
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
