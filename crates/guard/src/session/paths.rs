@@ -181,9 +181,7 @@ impl Paths {
             }
         }
         if self.pending_returns > 0 {
-            union(&mut p, &self.block_start);
-            union(&mut p, &self.block_seen);
-            union(&mut p, &self.txn_start);
+            self.widen(&mut p, &PathEffect::Uncertain);
         }
         self.possible = p;
     }
@@ -217,6 +215,25 @@ impl Paths {
         }
     }
 
+    /// Adds to `set` every path `e` may leave in force when it is not known
+    /// whether (or after what) it ran.
+    fn widen(&self, set: &mut Vec<Path>, e: &PathEffect) {
+        match e {
+            PathEffect::Set(x) | PathEffect::SetLocal(x) | PathEffect::Maybe(x) => {
+                add(set, x.clone())
+            }
+            PathEffect::Begin => {}
+            PathEffect::Commit
+            | PathEffect::Rollback
+            | PathEffect::RollbackTo
+            | PathEffect::Uncertain => {
+                union(set, &self.block_start);
+                union(set, &self.block_seen);
+                union(set, &self.txn_start);
+            }
+        }
+    }
+
     /// A statement with `effects` was sent as message `seq`.
     pub(super) fn sent(&mut self, seq: u64, effects: Vec<PathEffect>) {
         if effects.is_empty() {
@@ -224,24 +241,11 @@ impl Paths {
         }
         self.count(&effects, true);
         // Only adds possibilities: no need to look at the rest.
+        let mut possible = std::mem::take(&mut self.possible);
         for e in &effects {
-            match e {
-                PathEffect::Set(x) | PathEffect::SetLocal(x) | PathEffect::Maybe(x) => {
-                    add(&mut self.possible, x.clone())
-                }
-                PathEffect::Begin => {}
-                _ => {
-                    let more = [
-                        self.block_start.clone(),
-                        self.block_seen.clone(),
-                        self.txn_start.clone(),
-                    ];
-                    for m in more {
-                        union(&mut self.possible, &m);
-                    }
-                }
-            }
+            self.widen(&mut possible, e);
         }
+        self.possible = possible;
         self.pending.push_back((seq, effects));
     }
 
@@ -313,18 +317,10 @@ impl Paths {
                 self.block_failed = false;
             }
             PathEffect::Uncertain => {
-                let more = [
-                    self.block_start.clone(),
-                    self.block_seen.clone(),
-                    self.txn_start.clone(),
-                ];
-                for m in more {
-                    union(&mut self.current, &m);
-                }
+                let mut current = std::mem::take(&mut self.current);
+                self.widen(&mut current, &PathEffect::Uncertain);
+                self.current = current;
             }
-        }
-        if self.current.len() > MAX_PATHS {
-            self.current = vec![unknown_path()];
         }
     }
 
@@ -347,9 +343,6 @@ impl Paths {
     /// path.
     pub(super) fn opaque(&mut self) {
         add(&mut self.current, unknown_path());
-        if self.current.len() > MAX_PATHS {
-            self.current = vec![unknown_path()];
-        }
         self.recompute();
     }
 
@@ -384,24 +377,13 @@ impl Paths {
             // whatever they set may be in force.
             self.pending_paths.clear();
             self.pending_returns = 0;
+            let mut current = std::mem::take(&mut self.current);
             for (_, effects) in std::mem::take(&mut self.pending) {
-                for e in effects {
-                    match e {
-                        PathEffect::Set(p) | PathEffect::SetLocal(p) | PathEffect::Maybe(p) => {
-                            add(&mut self.current, p)
-                        }
-                        _ => {
-                            let more = [self.block_start.clone(), self.block_seen.clone()];
-                            for m in more {
-                                union(&mut self.current, &m);
-                            }
-                        }
-                    }
+                for e in &effects {
+                    self.widen(&mut current, e);
                 }
             }
-            if self.current.len() > MAX_PATHS {
-                self.current = vec![unknown_path()];
-            }
+            self.current = current;
             if idle {
                 self.txn_start = self.current.clone();
             }

@@ -214,11 +214,10 @@ impl Guarded {
             .target
             .guard
             .judge_prepared(&statement, &self.who, &state);
-        let mut verdict = self.conclude(&j, "bind");
+        let verdict = self.conclude(&j, "bind");
         if let Verdict::Pass = verdict {
-            if let Some(limit) = j.row_limit {
-                verdict = self.limited(limit);
-            }
+            // The row limit travels with the portal: its Execute is counted
+            // (see `execute`).
             if j.changes_schema {
                 self.schema_dirty.store(true, Ordering::Relaxed);
             }
