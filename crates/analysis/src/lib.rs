@@ -56,8 +56,10 @@ mod database;
 mod error;
 pub mod facts;
 pub mod functions;
+mod literal;
 mod parse;
 pub mod resolve;
+pub mod shape;
 mod walk;
 pub mod where_clause;
 
@@ -73,17 +75,41 @@ pub use resolve::{RelationCatalog, Resolver};
 /// order. Fails if any statement fails to parse or analyse; the proxy must
 /// then refuse the whole string (no part of it may run).
 pub fn analyze(sql: &str) -> Result<Analysis, AnalysisError> {
-    let tree = parse::parse(sql)?;
-    let mut statements = Vec::with_capacity(tree.stmts.len());
-    for raw in &tree.stmts {
-        let Some(stmt) = raw.stmt.as_deref().and_then(|n| n.node.as_ref()) else {
-            return Err(AnalysisError::Internal("a statement without a parse tree"));
-        };
-        let mut facts = walk::analyze_statement(stmt.to_ref(), span(raw, sql.len()))?;
-        database::add_database_facts(stmt, &mut facts);
-        statements.push(facts);
-    }
-    Ok(Analysis { statements })
+    analyze_traced(sql).map(|t| t.analysis)
+}
+
+/// An analysis with what the shape cache needs to decide whether it may
+/// stand for other texts of the same shape.
+pub(crate) struct Traced {
+    pub analysis: Analysis,
+    /// See [`parse::Parsed::a_const_locations`].
+    pub a_const_locations: Vec<usize>,
+    /// Whether the analysis read the value of any constant.
+    pub values_read: bool,
+}
+
+pub(crate) fn analyze_traced(sql: &str) -> Result<Traced, AnalysisError> {
+    let parsed = parse::parse_traced(sql)?;
+    let tree = &parsed.tree;
+    let (statements, values_read) = literal::tracking(|| {
+        let mut statements = Vec::with_capacity(tree.stmts.len());
+        for raw in &tree.stmts {
+            let Some(stmt) = raw.stmt.as_deref().and_then(|n| n.node.as_ref()) else {
+                return Err(AnalysisError::Internal("a statement without a parse tree"));
+            };
+            let mut facts = walk::analyze_statement(stmt.to_ref(), span(raw, sql.len()))?;
+            database::add_database_facts(stmt, &mut facts);
+            statements.push(facts);
+        }
+        Ok(statements)
+    });
+    Ok(Traced {
+        analysis: Analysis {
+            statements: statements?,
+        },
+        a_const_locations: parsed.a_const_locations,
+        values_read,
+    })
 }
 
 /// The statement's byte range; a length of 0 means "to the end".

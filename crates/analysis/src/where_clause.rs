@@ -40,10 +40,11 @@
 //! because the two sides are identical), and anything behind a function.
 
 use pg_query::protobuf::node::Node as NodeEnum;
-use pg_query::protobuf::{a_const, AExprKind, BoolExprType, BoolTestType, Node, NullTestType};
+use pg_query::protobuf::{AExprKind, BoolExprType, BoolTestType, Node, NullTestType};
 use pg_query::NodeRef;
 
 use crate::facts::Filter;
+use crate::literal::{self, ConstValue};
 use crate::walk::children::for_each_child;
 
 /// Judges a WHERE clause. `range_names` are the names the statement's own
@@ -222,6 +223,9 @@ fn a_expr_truth(e: &pg_query::protobuf::AExpr) -> Truth {
             if same_expr(left, right) {
                 return Truth::True;
             }
+            if !(is_constant(left) && is_constant(right)) {
+                return Truth::Unknown;
+            }
             match (constant(left), constant(right)) {
                 (Some(a), Some(b)) => Truth::from_bool(values_equal(&a, &b).unwrap_or(a == b)),
                 _ => Truth::Unknown,
@@ -242,6 +246,9 @@ fn a_expr_truth(e: &pg_query::protobuf::AExpr) -> Truth {
             }
         }
         Ok(AExprKind::AexprIn) => {
+            if !is_constant(left) {
+                return Truth::Unknown;
+            }
             let (Some(needle), NodeEnum::List(list)) = (constant(left), right) else {
                 return Truth::Unknown;
             };
@@ -293,6 +300,11 @@ fn compare(op: &str, left: &NodeEnum, right: &NodeEnum) -> Truth {
             "<>" | "<" | ">" => Truth::False,
             _ => Truth::Unknown,
         };
+    }
+    // Values are read only when both sides are constants: `id = 5` does
+    // not depend on the 5 (see crate::literal).
+    if !(is_constant(left) && is_constant(right)) {
+        return Truth::Unknown;
     }
     let (Some(a), Some(b)) = (constant(left), constant(right)) else {
         return Truth::Unknown;
@@ -347,6 +359,15 @@ fn number(v: &Value<'_>) -> Option<f64> {
     }
 }
 
+/// Whether `expr` is a literal, possibly cast, without reading its value.
+fn is_constant(expr: &NodeEnum) -> bool {
+    match expr {
+        NodeEnum::AConst(_) => true,
+        NodeEnum::TypeCast(cast) => boxed(&cast.arg).is_some_and(is_constant),
+        _ => false,
+    }
+}
+
 /// A literal, possibly cast (`'t'::boolean`, `1::int`, `'x'::text`).
 fn constant(expr: &NodeEnum) -> Option<Value<'_>> {
     match expr {
@@ -354,12 +375,12 @@ fn constant(expr: &NodeEnum) -> Option<Value<'_>> {
             if c.isnull {
                 return Some(Value::Null);
             }
-            match c.val.as_ref()? {
-                a_const::Val::Ival(i) => Some(Value::Number(f64::from(i.ival))),
-                a_const::Val::Fval(f) => f.fval.parse().ok().map(Value::Number),
-                a_const::Val::Boolval(b) => Some(Value::Bool(b.boolval)),
-                a_const::Val::Sval(s) => Some(Value::Text(&s.sval)),
-                a_const::Val::Bsval(_) => None,
+            match literal::value(c)? {
+                ConstValue::Ival(i) => Some(Value::Number(f64::from(i.ival))),
+                ConstValue::Fval(f) => f.fval.parse().ok().map(Value::Number),
+                ConstValue::Boolval(b) => Some(Value::Bool(b.boolval)),
+                ConstValue::Sval(s) => Some(Value::Text(&s.sval)),
+                ConstValue::Bsval(_) => None,
             }
         }
         NodeEnum::TypeCast(cast) => {
@@ -418,7 +439,9 @@ fn same_expr(a: &NodeEnum, b: &NodeEnum) -> bool {
                         _ => false,
                     })
         }
-        (NodeEnum::AConst(x), NodeEnum::AConst(y)) => x.isnull == y.isnull && x.val == y.val,
+        (NodeEnum::AConst(x), NodeEnum::AConst(y)) => {
+            x.isnull == y.isnull && (x.isnull || literal::value(x) == literal::value(y))
+        }
         (NodeEnum::ParamRef(x), NodeEnum::ParamRef(y)) => x.number == y.number,
         (NodeEnum::TypeCast(x), NodeEnum::TypeCast(y)) => {
             let names =

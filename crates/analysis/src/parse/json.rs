@@ -37,23 +37,30 @@ pub(crate) struct Reader<'a> {
     text: &'a str,
     pos: usize,
     depth: usize,
+    /// Where each `A_Const` starts in the statement text (see
+    /// [`super::Parsed::a_const_locations`]).
+    a_const_locations: Vec<usize>,
 }
 
-/// Reads a whole parse result; trailing bytes are an error.
-pub(crate) fn parse_result(json: &[u8]) -> Result<pb::ParseResult, DecodeError> {
+/// Reads a whole parse result; trailing bytes are an error. Also returns
+/// the sorted locations of every `A_Const` in it.
+pub(crate) fn parse_result(json: &[u8]) -> Result<(pb::ParseResult, Vec<usize>), DecodeError> {
     // Validated once here, so strings below are sliced, not re-checked.
     let text = std::str::from_utf8(json).map_err(|_| DecodeError::Unexpected)?;
     let mut reader = Reader {
         text,
         pos: 0,
         depth: 0,
+        a_const_locations: Vec::new(),
     };
     let mut result = pb::ParseResult::default();
     super::json_nodes::fill_parse_result(&mut reader, &mut result)?;
     if reader.pos != json.len() {
         return Err(DecodeError::Unexpected);
     }
-    Ok(result)
+    let mut locations = reader.a_const_locations;
+    locations.sort_unstable();
+    Ok((result, locations))
 }
 
 impl<'a> Reader<'a> {
@@ -390,6 +397,9 @@ pub(super) fn fill_a_const(r: &mut Reader<'_>, m: &mut pb::AConst) -> Result<(),
             _ => return Err(DecodeError::Unexpected),
         }
     }
+    if let Ok(at) = usize::try_from(m.location) {
+        r.a_const_locations.push(at);
+    }
     Ok(())
 }
 
@@ -412,6 +422,7 @@ mod tests {
             text,
             pos: 0,
             depth: 0,
+            a_const_locations: Vec::new(),
         }
     }
 
@@ -459,20 +470,20 @@ mod tests {
     #[test]
     fn unknown_keys_and_trailing_bytes_are_refused() {
         assert_eq!(
-            parse_result(br#"{"version":1,"surprise":2}"#),
+            parse_result(br#"{"version":1,"surprise":2}"#).map(|r| r.0),
             Err(DecodeError::Unexpected)
         );
         assert_eq!(
-            parse_result(br#"{"version":1}x"#),
+            parse_result(br#"{"version":1}x"#).map(|r| r.0),
             Err(DecodeError::Unexpected)
         );
         assert_eq!(
-            parse_result(b"{\"stmts\":[{\"stmt\":{\"String\":{\"sval\":\"\xff\"}}}]}"),
+            parse_result(b"{\"stmts\":[{\"stmt\":{\"String\":{\"sval\":\"\xff\"}}}]}").map(|r| r.0),
             Err(DecodeError::Unexpected),
             "not UTF-8"
         );
         assert_eq!(
-            parse_result(br#"{"stmts":[{"stmt":{"NoSuchNode":{}}}]}"#),
+            parse_result(br#"{"stmts":[{"stmt":{"NoSuchNode":{}}}]}"#).map(|r| r.0),
             Err(DecodeError::Unexpected)
         );
     }
@@ -484,6 +495,9 @@ mod tests {
             "{\"List\":{\"items\":[".repeat(MAX_OBJECT_DEPTH),
             "]}}".repeat(MAX_OBJECT_DEPTH)
         );
-        assert_eq!(parse_result(deep.as_bytes()), Err(DecodeError::TooDeep));
+        assert_eq!(
+            parse_result(deep.as_bytes()).map(|r| r.0),
+            Err(DecodeError::TooDeep)
+        );
     }
 }

@@ -59,7 +59,21 @@ extern "C" {
 ///
 /// `DISABLE_ESCAPE_STRING_WARNING` keeps the parser from producing
 /// warnings, which it would otherwise collect from its stderr.
+#[cfg(test)]
 pub(crate) fn parse(sql: &str) -> Result<ParseResult, AnalysisError> {
+    parse_traced(sql).map(|p| p.tree)
+}
+
+/// A parse tree with what the shape cache needs to know of it.
+pub(crate) struct Parsed {
+    pub tree: ParseResult,
+    /// Byte offsets in the text where each `A_Const` node's token starts
+    /// (for a negated number, its minus sign), sorted.
+    pub a_const_locations: Vec<usize>,
+}
+
+/// [`parse`], also reporting where the tree's constants came from.
+pub(crate) fn parse_traced(sql: &str) -> Result<Parsed, AnalysisError> {
     let input = CString::new(sql).map_err(|_| AnalysisError::NulByte)?;
     let options = ParserOptions::DISABLE_ESCAPE_STRING_WARNING.bits();
     // SAFETY: `input` is a NUL-terminated string that outlives the call.
@@ -75,12 +89,17 @@ pub(crate) fn parse(sql: &str) -> Result<ParseResult, AnalysisError> {
             // string, valid until the free below.
             unsafe { CStr::from_ptr(result.parse_tree) }.to_bytes()
         };
-        json::parse_result(tree).map_err(|e| match e {
-            DecodeError::TooDeep => AnalysisError::TooDeep,
-            DecodeError::Unexpected => {
-                AnalysisError::Internal("the parse tree could not be decoded")
-            }
-        })
+        json::parse_result(tree)
+            .map(|(tree, a_const_locations)| Parsed {
+                tree,
+                a_const_locations,
+            })
+            .map_err(|e| match e {
+                DecodeError::TooDeep => AnalysisError::TooDeep,
+                DecodeError::Unexpected => {
+                    AnalysisError::Internal("the parse tree could not be decoded")
+                }
+            })
     } else {
         // SAFETY: a non-null error points to a PgQueryError whose message is
         // a NUL-terminated string (or null), valid until the free below.

@@ -21,6 +21,7 @@ use crate::capabilities;
 use crate::classify;
 use crate::error::AnalysisError;
 use crate::facts::*;
+use crate::literal::{self, ConstValue};
 use crate::where_clause;
 use children::{for_each_child, node_name};
 
@@ -265,14 +266,12 @@ fn def_bool(arg: Option<&Node>) -> bool {
 /// The string a constant (possibly cast) carries: `'x'`, `'x'::text`.
 fn const_text(node: &Node) -> Option<String> {
     match &node.node {
-        Some(NodeEnum::AConst(c)) if !c.isnull => match c.val.as_ref()? {
-            pb::a_const::Val::Sval(s) => Some(s.sval.clone()),
-            pb::a_const::Val::Ival(i) => Some(i.ival.to_string()),
-            pb::a_const::Val::Fval(f) => Some(f.fval.clone()),
-            pb::a_const::Val::Boolval(b) => {
-                Some(if b.boolval { "true" } else { "false" }.to_owned())
-            }
-            pb::a_const::Val::Bsval(_) => None,
+        Some(NodeEnum::AConst(c)) if !c.isnull => match literal::value(c)? {
+            ConstValue::Sval(s) => Some(s.sval.clone()),
+            ConstValue::Ival(i) => Some(i.ival.to_string()),
+            ConstValue::Fval(f) => Some(f.fval.clone()),
+            ConstValue::Boolval(b) => Some(if b.boolval { "true" } else { "false" }.to_owned()),
+            ConstValue::Bsval(_) => None,
         },
         Some(NodeEnum::TypeCast(t)) => t.arg.as_deref().and_then(const_text),
         _ => None,
