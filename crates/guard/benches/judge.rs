@@ -143,33 +143,43 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     // Unique texts; built outside the timed part, a fresh batch per sample.
-    let mut group = c.benchmark_group("judge_text cold");
-    let mut n = 0u64;
-    let mut unique = |template: &str| {
-        n += 1;
-        template.replace("$1", &(1_000_000 + n).to_string())
-    };
-    for (name, template) in [
-        ("pgbench select", STATEMENTS[0].1),
-        ("orm select join", STATEMENTS[1].1),
-        ("update by id", STATEMENTS[3].1),
+    // "New literals" changes only the literal (a shape-cache hit after the
+    // first); "cold" also puts a unique comment in front, so that every
+    // text is a new shape and is parsed in full.
+    for (group_name, new_shape) in [
+        ("judge_text new literals", false),
+        ("judge_text cold", true),
     ] {
-        group.bench_function(name, |b| {
-            b.iter_batched(
-                || unique(template),
-                |sql| g.judge_text(&sql, &who, &s),
-                criterion::BatchSize::SmallInput,
-            )
-        });
+        let mut group = c.benchmark_group(group_name);
+        let mut n = 0u64;
+        let mut unique = |template: &str| {
+            n += 1;
+            let sql = template.replace("$1", &(1_000_000 + n).to_string());
+            if new_shape {
+                format!("/* {n} */ {sql}")
+            } else {
+                sql
+            }
+        };
+        for (name, template) in [
+            ("pgbench select", STATEMENTS[0].1),
+            ("orm select join", STATEMENTS[1].1),
+            ("update by id", STATEMENTS[3].1),
+            (
+                "3 statements",
+                "BEGIN; UPDATE orders SET status = 'paid' WHERE id = $1; COMMIT",
+            ),
+        ] {
+            group.bench_function(name, |b| {
+                b.iter_batched(
+                    || unique(template),
+                    |sql| g.judge_text(&sql, &who, &s),
+                    criterion::BatchSize::SmallInput,
+                )
+            });
+        }
+        group.finish();
     }
-    group.bench_function("3 statements", |b| {
-        b.iter_batched(
-            || unique("BEGIN; UPDATE orders SET status = 'paid' WHERE id = $1; COMMIT"),
-            |sql| g.judge_text(&sql, &who, &s),
-            criterion::BatchSize::SmallInput,
-        )
-    });
-    group.finish();
 
     let uncached = guard(
         PolicyEngine::default_bundle()
@@ -177,6 +187,11 @@ fn bench(c: &mut Criterion) {
             .with_cache_capacity(0),
     );
     let mut group = c.benchmark_group("judge_text cold, no decision cache");
+    let mut n = 0u64;
+    let mut unique = |template: &str| {
+        n += 1;
+        format!("/* {n} */ {}", template.replace("$1", &(1_000_000 + n).to_string()))
+    };
     for (name, template) in [
         ("pgbench select", STATEMENTS[0].1),
         ("orm select join", STATEMENTS[1].1),
