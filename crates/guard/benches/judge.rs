@@ -21,8 +21,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis_guard::catalog::Row;
 use portcullis_guard::{
-    describe, shared_analysis_cache, CatalogSnapshot, Guard, GuardSettings, PreparedText, Scope,
-    SessionState, Who,
+    describe, shared_analysis_cache, CatalogSnapshot, CatalogView, Guard, GuardSettings,
+    PreparedText, Scope, SessionState, Who,
 };
 use portcullis_policy::{
     Enforcement, PolicyEngine, Principal, PrincipalKind, Request, RequestContext, TargetRef,
@@ -100,7 +100,7 @@ fn guard(engine: PolicyEngine) -> Guard {
             row_limit: None,
         },
     );
-    g.set_catalog(catalog());
+    g.set_catalog(catalog(), 0);
     g
 }
 
@@ -190,7 +190,10 @@ fn bench(c: &mut Criterion) {
     let mut n = 0u64;
     let mut unique = |template: &str| {
         n += 1;
-        format!("/* {n} */ {}", template.replace("$1", &(1_000_000 + n).to_string()))
+        format!(
+            "/* {n} */ {}",
+            template.replace("$1", &(1_000_000 + n).to_string())
+        )
     };
     for (name, template) in [
         ("pgbench select", STATEMENTS[0].1),
@@ -233,10 +236,14 @@ fn bench(c: &mut Criterion) {
     // The steps of a hot judge_text, for the smallest statement and the
     // ORM join.
     let (_, snapshot) = g.catalog();
+    let view = snapshot.as_deref().map(|snapshot| CatalogView {
+        snapshot,
+        functions_unseen: false,
+    });
     let scope = Scope {
         search_path: s.search_path(),
         session_user: Some(&s.session_user),
-        catalog: snapshot.as_deref(),
+        catalog: view.as_ref(),
     };
     let mut group = c.benchmark_group("parts");
     group.bench_function("catalog snapshot (read lock, Arc clone)", |b| {

@@ -252,6 +252,79 @@ impl RelationCatalog for CatalogSnapshot {
     }
 }
 
+/// A snapshot as one session may rely on it.
+///
+/// The snapshot lags behind schema changes: the loader cannot see a
+/// change until its transaction commits, and a refresh waits for a burst
+/// of changes to pause. A session's next statement must still be judged as
+/// if the snapshot had its own changes. Relations the session created are
+/// unknown to the snapshot and resolved by the search_path, which is what
+/// judging them would do anyway; but a function the session created,
+/// replaced or altered (`CREATE OR REPLACE ... VOLATILE`, a same-named
+/// function in an earlier schema, `ALTER FUNCTION ... VOLATILE`, a DO block
+/// doing any of that) may now be anything. Until a snapshot taken after
+/// the change arrives, such a session sees every function outside
+/// pg_catalog as one that may write: what a current snapshot could say at
+/// worst.
+#[derive(Debug, Clone, Copy)]
+pub struct CatalogView<'a> {
+    pub snapshot: &'a CatalogSnapshot,
+    /// The session may have changed functions the snapshot describes.
+    pub functions_unseen: bool,
+}
+
+impl FunctionCatalog for CatalogView<'_> {
+    fn candidates(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+        nargs: usize,
+        search_path: &[String],
+    ) -> Vec<CatalogFunction> {
+        let mut out = self.snapshot.candidates(schema, name, nargs, search_path);
+        if self.functions_unseen {
+            let unseen = |schema: &str| CatalogFunction {
+                schema: schema.to_owned(),
+                volatility: Volatility::Volatile,
+                extension: None,
+            };
+            match schema {
+                Some("pg_catalog") => {}
+                Some(s) => out.push(unseen(s)),
+                None => out.extend(
+                    search_path
+                        .iter()
+                        .filter(|s| !matches!(s.as_str(), "pg_catalog" | "pg_temp"))
+                        .map(|s| unseen(s)),
+                ),
+            }
+        }
+        out
+    }
+}
+
+impl RelationCatalog for CatalogView<'_> {
+    fn find_relation(&self, name: &str, search_path: &[String]) -> Option<String> {
+        self.snapshot.find_relation(name, search_path)
+    }
+
+    fn schema_exists(&self, schema: &str) -> bool {
+        self.snapshot.schema_exists(schema)
+    }
+
+    fn relation_kind(&self, relation: &QualifiedName) -> Option<RelationKind> {
+        self.snapshot.relation_kind(relation)
+    }
+
+    fn view_relations(&self, view: &QualifiedName) -> Vec<QualifiedName> {
+        self.snapshot.view_relations(view)
+    }
+
+    fn child_relations(&self, table: &QualifiedName) -> Vec<QualifiedName> {
+        self.snapshot.child_relations(table)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use portcullis_analysis::{
 };
 use portcullis_policy::{self as policy, Action, Capability, Operation, ResourceRef};
 
-use crate::catalog::CatalogSnapshot;
+use crate::catalog::CatalogView;
 
 /// What the session knows when a statement is judged.
 #[derive(Clone, Copy)]
@@ -31,8 +31,8 @@ pub struct Scope<'a> {
     pub search_path: &'a [String],
     /// The role the server runs statements as (for `$user`).
     pub session_user: Option<&'a str>,
-    /// The target's catalog, when loaded.
-    pub catalog: Option<&'a CatalogSnapshot>,
+    /// The target's catalog, when loaded, as this session may rely on it.
+    pub catalog: Option<&'a CatalogView<'a>>,
 }
 
 impl<'a> Scope<'a> {

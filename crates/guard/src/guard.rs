@@ -2,6 +2,7 @@
 //! verdict per message.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use portcullis_analysis::{
@@ -13,10 +14,11 @@ use portcullis_policy::{
     TargetRef,
 };
 
-use crate::catalog::CatalogSnapshot;
+use crate::catalog::{CatalogSnapshot, CatalogView};
 use crate::describe::{describe, describe_into, Scope};
 use crate::encoding::{EncodingError, NameKey};
 use crate::lexer;
+use crate::memo;
 use crate::opaque_scan;
 use crate::session::SessionState;
 
@@ -97,6 +99,11 @@ pub struct Judgement {
     /// operator), which could change a setting unseen. Built-in volatile
     /// functions (`nextval`, `random`) make a statement opaque but not this.
     pub hidden_code: bool,
+    /// Some statement may create, replace or alter functions (or schemas
+    /// holding them), or runs hidden code that may: until the catalog
+    /// snapshot shows the change, the session judges function calls as if
+    /// it had made them write (see [`CatalogView`]).
+    pub may_change_functions: bool,
 }
 
 impl Judgement {
@@ -112,12 +119,18 @@ pub struct Guard {
     analyses: Arc<SharedAnalysisCache>,
     settings: GuardSettings,
     catalog: RwLock<CatalogSlot>,
+    /// Schema changes sessions have numbered once committed (see
+    /// [`Guard::number_schema_change`]).
+    schema_changes: AtomicU64,
 }
 
 #[derive(Default)]
 struct CatalogSlot {
     generation: u64,
     snapshot: Option<Arc<CatalogSnapshot>>,
+    /// Every schema change numbered up to this was committed before the
+    /// snapshot's load began, so the snapshot shows it.
+    covers: u64,
 }
 
 impl std::fmt::Debug for Guard {
@@ -145,6 +158,7 @@ impl Guard {
             analyses,
             settings,
             catalog: RwLock::new(CatalogSlot::default()),
+            schema_changes: AtomicU64::new(0),
         }
     }
 
@@ -156,17 +170,37 @@ impl Guard {
         &self.engine
     }
 
-    /// Installs a freshly loaded catalog snapshot.
-    pub fn set_catalog(&self, snapshot: CatalogSnapshot) {
+    /// Installs a freshly loaded catalog snapshot, whose load began when
+    /// [`Guard::schema_changes`] said `covers`.
+    pub fn set_catalog(&self, snapshot: CatalogSnapshot, covers: u64) {
         let mut slot = self.catalog.write().unwrap_or_else(|e| e.into_inner());
         slot.generation += 1;
         slot.snapshot = Some(Arc::new(snapshot));
+        slot.covers = slot.covers.max(covers);
     }
 
     /// The current snapshot and its generation.
     pub fn catalog(&self) -> (u64, Option<Arc<CatalogSnapshot>>) {
         let slot = self.catalog.read().unwrap_or_else(|e| e.into_inner());
         (slot.generation, slot.snapshot.clone())
+    }
+
+    fn catalog_slot(&self) -> (u64, Option<Arc<CatalogSnapshot>>, u64) {
+        let slot = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        (slot.generation, slot.snapshot.clone(), slot.covers)
+    }
+
+    /// How many schema changes sessions have numbered: read it just before
+    /// a catalog load begins, and pass it to [`Guard::set_catalog`].
+    pub fn schema_changes(&self) -> u64 {
+        self.schema_changes.load(Ordering::SeqCst)
+    }
+
+    /// Numbers a session's schema change once it is committed (its
+    /// session is idle again): a snapshot whose load begins after this
+    /// shows it.
+    pub fn number_schema_change(&self) -> u64 {
+        self.schema_changes.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// Analyses `sql` (through the cache).
@@ -202,6 +236,7 @@ impl Guard {
             row_limit: None,
             opaque: false,
             hidden_code: false,
+            may_change_functions: false,
         }
     }
 
@@ -218,7 +253,20 @@ impl Guard {
         if session.lexer_unsettled() && lexer::sensitive(sql.as_bytes()) {
             return self.judgement(Some(analysis), Some(lexer::unsettled()));
         }
-        let (_, catalog) = self.catalog();
+        let (generation, catalog, covers) = self.catalog_slot();
+        let mut functions_unseen = session.functions_unseen(covers);
+        let memo_key = (!session.lexer_unsettled()
+            && !self.engine.reads_time()
+            && memo::memorable(analysis.statements.iter()))
+        .then(|| memo::Key {
+            subject: memo::Subject::Text(analysis.clone()),
+            paths: session.possible_paths().to_vec(),
+            generation,
+            own_changes_unseen: functions_unseen,
+        });
+        if let Some(hit) = memo_key.as_ref().and_then(|k| session.memo().get(k)) {
+            return hit;
+        }
         let count = u32::try_from(analysis.statements.len()).unwrap_or(u32::MAX);
         let mut j = self.judgement(Some(analysis.clone()), None);
         let mut paths = session.message_paths();
@@ -230,17 +278,22 @@ impl Guard {
             // What a DO block or function body does inside (the same under
             // every search_path).
             let hidden = opaque_scan::scan(stmt, sql);
+            let view = catalog.as_deref().map(|snapshot| CatalogView {
+                snapshot,
+                functions_unseen,
+            });
             let mut worst: Option<Decision> = None;
+            let mut stmt_hidden_code = false;
             for path in paths.paths() {
                 let scope = Scope {
                     search_path: path,
                     session_user: Some(&session.session_user),
-                    catalog: catalog.as_deref(),
+                    catalog: view.as_ref(),
                 };
                 let mut facts = describe(stmt, &scope, count);
                 facts.dangerous.extend(hidden.capabilities.iter().copied());
                 j.opaque |= facts.opaque;
-                j.hidden_code |= facts.opaque && runs_hidden_code(stmt, path, catalog.as_deref());
+                stmt_hidden_code |= facts.opaque && runs_hidden_code(stmt, path, view.as_ref());
                 // EXECUTE runs a prepared body: judge it as part of this
                 // statement.
                 for action in &stmt.actions {
@@ -263,6 +316,11 @@ impl Guard {
             }
             let decision = worst.unwrap_or(Decision::Allow);
             j.changes_schema |= changes_schema(stmt);
+            j.hidden_code |= stmt_hidden_code;
+            // Later statements of the string run after this one's changes.
+            let changes_functions = may_change_functions(stmt) || stmt_hidden_code;
+            j.may_change_functions |= changes_functions;
+            functions_unseen |= changes_functions;
             if writes_rows(stmt) || executes_writes(stmt, state) {
                 j.row_limit = self.enforced_row_limit();
             }
@@ -290,6 +348,9 @@ impl Guard {
                 }
             }
         }
+        if let Some(key) = memo_key {
+            session.memo().put(key, j.clone());
+        }
         j
     }
 
@@ -297,14 +358,52 @@ impl Guard {
     /// the session prepared under that name, under every search_path the
     /// session may have now.
     pub fn judge_prepared(&self, name: &NameKey, who: &Who, session: &SessionState) -> Judgement {
-        let (_, catalog) = self.catalog();
+        let (generation, catalog, covers) = self.catalog_slot();
+        let functions_unseen = session.functions_unseen(covers);
+        let memo_key = (!self.engine.reads_time()
+            && memo::memorable(session.prepared(name).filter_map(|t| t.statement())))
+        .then(|| memo::Key {
+            subject: memo::Subject::Prepared(
+                name.clone(),
+                session
+                    .prepared(name)
+                    .map(|t| (t.analysis.clone(), t.index))
+                    .collect(),
+            ),
+            paths: session.possible_paths().to_vec(),
+            generation,
+            own_changes_unseen: functions_unseen,
+        });
+        if let Some(hit) = memo_key.as_ref().and_then(|k| session.memo().get(k)) {
+            return hit;
+        }
+        let j =
+            self.judge_prepared_afresh(name, who, session, catalog.as_deref(), functions_unseen);
+        if let Some(key) = memo_key {
+            session.memo().put(key, j.clone());
+        }
+        j
+    }
+
+    fn judge_prepared_afresh(
+        &self,
+        name: &NameKey,
+        who: &Who,
+        session: &SessionState,
+        catalog: Option<&CatalogSnapshot>,
+        functions_unseen: bool,
+    ) -> Judgement {
+        let view = catalog.map(|snapshot| CatalogView {
+            snapshot,
+            functions_unseen,
+        });
         let mut j = self.judgement(None, None);
         let mut worst: Option<Decision> = None;
         for path in session.search_paths() {
             let scope = Scope {
                 search_path: path,
                 session_user: Some(&session.session_user),
-                catalog: catalog.as_deref(),
+                catalog: view.as_ref(),
             };
             let mut facts = policy::StatementFacts {
                 statement_count: 1,
@@ -319,7 +418,7 @@ impl Guard {
                 && session
                     .prepared(name)
                     .filter_map(|t| t.statement())
-                    .any(|stmt| runs_hidden_code(stmt, path, catalog.as_deref()));
+                    .any(|stmt| runs_hidden_code(stmt, path, view.as_ref()));
             let decision = self.engine.decide(&self.request(who, facts));
             if worst.as_ref().is_none_or(Decision::is_allow) {
                 worst = Some(decision);
@@ -328,6 +427,7 @@ impl Guard {
         let mut copy_in = false;
         for stmt in session.prepared(name).filter_map(|t| t.statement()) {
             j.changes_schema |= changes_schema(stmt);
+            j.may_change_functions |= may_change_functions(stmt) || j.hidden_code;
             if prepared_writes_rows(stmt) || executes_writes(stmt, session) {
                 j.row_limit = self.enforced_row_limit();
             }
@@ -422,7 +522,7 @@ pub fn encoding_refusal(e: &EncodingError) -> Refusal {
 fn runs_hidden_code(
     stmt: &portcullis_analysis::StatementFacts,
     path: &[String],
-    catalog: Option<&CatalogSnapshot>,
+    catalog: Option<&CatalogView<'_>>,
 ) -> bool {
     use portcullis_analysis::functions::{assess, Basis};
     use portcullis_analysis::{FunctionCatalog, FunctionSafety};
@@ -491,6 +591,58 @@ fn prepares(stmt: &portcullis_analysis::StatementFacts) -> bool {
                     | ActionKind::Deallocate { .. }
                     | ActionKind::Discard { .. }
             )
+    })
+}
+
+/// Whether `stmt` may create, replace, alter, move or drop functions (or
+/// what resolves them: schemas, extensions, languages, casts, operators,
+/// types). Changes to tables, indexes, views, sequences, triggers, rules
+/// and policies do not; anything not known to be one of those may.
+fn may_change_functions(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    use portcullis_analysis::ObjectKind as K;
+    const RELATIONS_ONLY: &[&str] = &[
+        "CreateStmt",
+        "IndexStmt",
+        "ViewStmt",
+        "RuleStmt",
+        "CreateTrigStmt",
+        "CreatePolicyStmt",
+        "AlterPolicyStmt",
+        "CreateSeqStmt",
+        "AlterSeqStmt",
+        "CreateStatsStmt",
+        "AlterStatsStmt",
+        "RefreshMatViewStmt",
+        "CommentStmt",
+        "ReplicaIdentityStmt",
+    ];
+    let relation_like = |k: &K| {
+        matches!(
+            k,
+            K::Table
+                | K::View
+                | K::MaterializedView
+                | K::Index
+                | K::Sequence
+                | K::ForeignTable
+                | K::Column
+                | K::TableConstraint
+                | K::Trigger
+                | K::Rule
+                | K::Policy
+                | K::StatisticsObject
+        )
+    };
+    stmt.actions.iter().any(|a| {
+        a.execution == Execution::Now
+            && match &a.kind {
+                ActionKind::SchemaChange { statement } => !RELATIONS_ONLY.contains(statement),
+                ActionKind::Drop { object, .. }
+                | ActionKind::Rename { object, .. }
+                | ActionKind::SetSchema { object, .. } => !relation_like(object),
+                ActionKind::DropOwned { .. } => true,
+                _ => false,
+            }
     })
 }
 

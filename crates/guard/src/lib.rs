@@ -25,10 +25,13 @@ pub mod describe;
 pub mod encoding;
 mod guard;
 pub mod lexer;
+mod memo;
 pub mod opaque_scan;
 pub mod session;
 
-pub use catalog::{CatalogError, CatalogSnapshot, CATALOG_QUERIES, CATALOG_RESULT_SETS};
+pub use catalog::{
+    CatalogError, CatalogSnapshot, CatalogView, CATALOG_QUERIES, CATALOG_RESULT_SETS,
+};
 pub use describe::{describe, describe_into, Scope};
 pub use encoding::{Encoding, EncodingError, Encodings, NameKey};
 pub use guard::{

@@ -131,3 +131,219 @@ fn shadowing_pg_catalog_makes_operators_opaque() {
     s.apply(j.analysis.as_ref().unwrap()).unwrap();
     assert!(refused(&g, &s, "SELECT * FROM orders WHERE id = 1").is_some());
 }
+
+// ---- the shape cache, the memo and the session's own schema changes ----
+
+/// Pairs of texts of one shape (they differ only in literals) whose
+/// verdicts differ, or must stay the same; judged one after the other by
+/// one guard (shared analysis cache, one session's memo), each must get
+/// what a fresh guard gives it alone.
+#[test]
+fn texts_of_one_shape_get_their_own_verdicts() {
+    let cases: &[&[&str]] = &[
+        &[
+            "UPDATE orders SET total = 0 WHERE id = 1 OR 1 = 2",
+            "UPDATE orders SET total = 0 WHERE id = 1 OR 1 = 1",
+            "UPDATE orders SET total = 0 WHERE id = 2 OR 1 = 3",
+        ],
+        &[
+            "UPDATE orders SET total = 0 WHERE 'a' = 'b'",
+            "UPDATE orders SET total = 0 WHERE 'a' = 'a'",
+        ],
+        &[
+            "DELETE FROM orders WHERE note LIKE 'a%'",
+            "DELETE FROM orders WHERE note LIKE '%'",
+        ],
+        &[
+            "DELETE FROM orders WHERE 7 IN (1, 2)",
+            "DELETE FROM orders WHERE 7 IN (1, 7)",
+        ],
+        &[
+            "SELECT set_config('application_name', 'x', false)",
+            "SELECT set_config('role', 'x', false)",
+            "SELECT set_config('search_path', 'x', false)",
+            "SELECT set_config('standard_conforming_strings', 'off', false)",
+        ],
+        &[
+            "SET application_name = 'a'",
+            "SET standard_conforming_strings = 'off'",
+        ],
+        // Object names in string literals: the verdict does not depend on
+        // which relation a regclass literal names, for any of them.
+        &[
+            "SELECT nextval('orders_id_seq')",
+            "SELECT nextval('audit_id_seq')",
+        ],
+        &[
+            "SELECT pg_relation_size('orders')",
+            "SELECT pg_relation_size('pg_authid')",
+        ],
+        &["SELECT 'orders'::regclass", "SELECT 'pg_authid'::regclass"],
+        &[
+            "SELECT * FROM orders WHERE id = 1",
+            "SELECT * FROM orders WHERE id = 123456789",
+        ],
+    ];
+    for environment in ["production", "development"] {
+        let g = guard(environment, Enforcement::Enforce);
+        let s = session();
+        for pair in cases {
+            for round in 0..2 {
+                for sql in pair.iter() {
+                    let alone = refused(&guard(environment, Enforcement::Enforce), &session(), sql);
+                    assert_eq!(
+                        refused(&g, &s, sql),
+                        alone,
+                        "{environment}, round {round}: {sql}"
+                    );
+                }
+            }
+        }
+    }
+    // And the ones that must differ do.
+    let g = guard("production", Enforcement::Enforce);
+    let s = session();
+    assert!(refused(&g, &s, "UPDATE orders SET total = 0 WHERE id = 1 OR 1 = 2").is_none());
+    assert!(refused(&g, &s, "UPDATE orders SET total = 0 WHERE id = 1 OR 1 = 1").is_some());
+    let g = guard("development", Enforcement::Enforce);
+    assert!(refused(&g, &s, "SELECT set_config('application_name', 'x', false)").is_none());
+    assert!(refused(&g, &s, "SELECT set_config('role', 'x', false)").is_some());
+}
+
+fn shop_catalog() -> portcullis_guard::CatalogSnapshot {
+    use portcullis_guard::catalog::Row;
+    let row = |cols: &[&str]| -> Row {
+        cols.iter()
+            .map(|c| (*c != "NULL").then(|| c.to_string()))
+            .collect()
+    };
+    portcullis_guard::CatalogSnapshot::from_rows(&[
+        vec![row(&["public"]), row(&["pg_catalog"])],
+        vec![row(&["public", "orders", "r"])],
+        vec![],
+        vec![],
+        vec![
+            row(&["public", "order_label", "1", "0", "false", "s", "NULL"]),
+            row(&["pg_catalog", "lower", "1", "0", "false", "i", "NULL"]),
+        ],
+    ])
+    .expect("catalog")
+}
+
+/// A session that may have changed functions judges calls to functions
+/// outside pg_catalog as if they could write, until a snapshot that shows
+/// its change is installed; other sessions and built-ins are unaffected.
+#[test]
+fn a_sessions_own_function_changes_count_before_the_catalog_shows_them() {
+    let g = guard("production", Enforcement::Enforce);
+    g.set_catalog(shop_catalog(), 0);
+    let call = "SELECT order_label(id) FROM orders WHERE id = 1";
+    // Written with its schema: an unqualified built-in could be shadowed
+    // by a function the session created in a schema on its path.
+    let builtin = "SELECT pg_catalog.lower(note) FROM orders WHERE id = 1";
+    let shadowable = "SELECT lower(note) FROM orders WHERE id = 1";
+    let mut s = session();
+    let other = session();
+    assert_eq!(
+        refused(&g, &s, call),
+        None,
+        "a stable function, per the snapshot"
+    );
+
+    // Say the session ran CREATE OR REPLACE FUNCTION order_label ... VOLATILE.
+    s.functions_may_change();
+    assert!(
+        refused(&g, &s, call).is_some(),
+        "uncommitted: the snapshot cannot show it"
+    );
+    assert_eq!(
+        refused(&g, &s, builtin),
+        None,
+        "pg_catalog functions are not in question"
+    );
+    assert!(
+        refused(&g, &s, shadowable).is_some(),
+        "an unqualified name may now resolve elsewhere"
+    );
+    assert_eq!(
+        refused(&g, &other, call),
+        None,
+        "other sessions are not affected"
+    );
+
+    assert!(s.changes_ended());
+    let n = g.number_schema_change();
+    s.changes_numbered(n);
+    assert!(
+        refused(&g, &s, call).is_some(),
+        "committed, but the snapshot predates it"
+    );
+    g.set_catalog(shop_catalog(), n - 1);
+    assert!(
+        refused(&g, &s, call).is_some(),
+        "a load that began before the commit"
+    );
+    g.set_catalog(shop_catalog(), g.schema_changes());
+    assert_eq!(refused(&g, &s, call), None, "a load that began after it");
+}
+
+/// Within one string, a statement that may change functions counts for
+/// the statements after it.
+#[test]
+fn a_function_change_counts_for_the_rest_of_its_string() {
+    let g = guard("development", Enforcement::Enforce);
+    g.set_catalog(shop_catalog(), 0);
+    let s = session();
+    let j = g.judge_text("SELECT order_label(1)", &who(), &s);
+    assert!(!j.opaque && !j.may_change_functions);
+    let j = g.judge_text(
+        "CREATE OR REPLACE FUNCTION order_label(int) RETURNS text LANGUAGE sql VOLATILE \
+         AS 'DELETE FROM orders RETURNING ''x'''; SELECT order_label(1)",
+        &who(),
+        &s,
+    );
+    assert!(j.may_change_functions);
+    assert!(
+        j.opaque,
+        "the call after the CREATE is judged as one that may write"
+    );
+    let j = g.judge_text("CREATE TABLE t (a int); SELECT order_label(1)", &who(), &s);
+    assert!(!j.may_change_functions, "tables do not change functions");
+}
+
+/// The memo answers only for the same inputs: after the session's search
+/// path or the catalog changes, the statement is judged again.
+#[test]
+fn remembered_judgements_follow_the_session() {
+    let g = guard("production", Enforcement::Enforce);
+    g.set_catalog(shop_catalog(), 0);
+    let mut s = session();
+    let call = "SELECT order_label(id) FROM orders WHERE id = 1";
+    for _ in 0..3 {
+        assert_eq!(refused(&g, &s, call), None);
+    }
+    s.functions_may_change();
+    assert!(refused(&g, &s, call).is_some());
+    let n = g.number_schema_change();
+    s.changes_numbered(n);
+    g.set_catalog(shop_catalog(), n);
+    assert_eq!(refused(&g, &s, call), None);
+    // The snapshot now says the function writes.
+    let volatile = {
+        use portcullis_guard::catalog::Row;
+        let row = |cols: &[&str]| -> Row { cols.iter().map(|c| Some(c.to_string())).collect() };
+        portcullis_guard::CatalogSnapshot::from_rows(&[
+            vec![row(&["public"]), row(&["pg_catalog"])],
+            vec![row(&["public", "orders", "r"])],
+            vec![],
+            vec![],
+            vec![row(&["public", "order_label", "1", "0", "false", "v", "x"])],
+        ])
+        .expect("catalog")
+    };
+    g.set_catalog(volatile, n);
+    assert!(
+        refused(&g, &s, call).is_some(),
+        "a new snapshot is a new judgement"
+    );
+}

@@ -213,6 +213,13 @@ impl PolicyEngine {
         &self.warnings
     }
 
+    /// Whether some policy reads the time of day: then the same statement
+    /// may be decided differently from one minute to the next, and a
+    /// decision must not be remembered across requests.
+    pub fn reads_time(&self) -> bool {
+        self.needs.reads("time")
+    }
+
     /// The decision for one statement.
     pub fn decide(&self, req: &Request) -> Decision {
         if let Some(d) = self.cache.get(req) {

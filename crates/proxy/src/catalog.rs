@@ -68,6 +68,9 @@ async fn load(target: &TargetRuntime) -> Result<CatalogSnapshot, String> {
 
 async fn load_into(target: &TargetRuntime) {
     let started = Instant::now();
+    // Read before the load begins: every change numbered so far was
+    // committed before it, so the snapshot shows it.
+    let covers = target.guard.schema_changes();
     match load(target).await {
         Ok(snapshot) => {
             debug!(
@@ -77,7 +80,7 @@ async fn load_into(target: &TargetRuntime) {
                 ms = started.elapsed().as_millis() as u64,
                 "catalog loaded"
             );
-            target.guard.set_catalog(snapshot);
+            target.guard.set_catalog(snapshot, covers);
             *target
                 .catalog
                 .loaded_at

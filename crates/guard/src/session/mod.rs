@@ -202,6 +202,19 @@ pub struct SessionState {
     /// the server has not answered everything since.
     lexer_unsettled: bool,
     names: names::Registry<PreparedText, Portal>,
+    unseen: UnseenChanges,
+    memo: crate::memo::Memo,
+}
+
+/// The session's own changes to functions that the target's catalog
+/// snapshot may not show yet (see `crate::catalog::CatalogView`).
+#[derive(Debug, Clone, Copy, Default)]
+struct UnseenChanges {
+    /// A message that may change functions was let through, and its
+    /// transaction has not been seen to end: no load can see it yet.
+    uncommitted: bool,
+    /// The number the guard gave the latest committed change (0: none).
+    committed: u64,
 }
 
 impl SessionState {
@@ -218,7 +231,47 @@ impl SessionState {
             encodings: Encodings::default(),
             lexer_unsettled: false,
             names: names::Registry::new(MAX_PREPARED, MAX_PORTALS, MAX_CANDIDATES),
+            unseen: UnseenChanges::default(),
+            memo: crate::memo::Memo::default(),
         }
+    }
+
+    // ---- the session's own schema changes ----
+
+    /// A message that may change functions (see
+    /// `Judgement::may_change_functions`) was let through.
+    pub fn functions_may_change(&mut self) {
+        self.unseen.uncommitted = true;
+    }
+
+    /// The server is idle: a change let through earlier is committed (or
+    /// rolled back). Returns whether one waits for a number
+    /// ([`SessionState::changes_numbered`]).
+    pub fn changes_ended(&self) -> bool {
+        self.unseen.uncommitted
+    }
+
+    /// The guard numbered the session's committed changes `n`.
+    pub fn changes_numbered(&mut self, n: u64) {
+        self.unseen = UnseenChanges {
+            uncommitted: false,
+            committed: n,
+        };
+    }
+
+    /// Whether functions may differ from a snapshot that shows every change
+    /// numbered up to `covers`.
+    pub fn functions_unseen(&self, covers: u64) -> bool {
+        self.unseen.uncommitted || self.unseen.committed > covers
+    }
+
+    pub(crate) fn memo(&self) -> &crate::memo::Memo {
+        &self.memo
+    }
+
+    /// Every search_path the session may be under now.
+    pub(crate) fn possible_paths(&self) -> &[paths::Path] {
+        self.paths.possible()
     }
 
     // ---- encodings and names ----

@@ -111,7 +111,16 @@ impl Guarded {
     /// so far has been answered.
     pub fn ready(&self, status: u8, drained: bool) {
         let idle = status == portcullis_wire::tags::txn::IDLE;
-        self.state().ready(idle, drained);
+        let mut state = self.state();
+        state.ready(idle, drained);
+        if idle && state.changes_ended() {
+            // Committed (or rolled back): a catalog load that begins from
+            // now on sees it. Until one lands, the session judges as if
+            // its functions could be anything (guard::catalog::CatalogView).
+            let n = self.target.guard.number_schema_change();
+            state.changes_numbered(n);
+        }
+        drop(state);
         if idle && self.schema_dirty.swap(false, Ordering::Relaxed) {
             crate::catalog::refresh(&self.target);
         }
@@ -163,6 +172,9 @@ impl Guarded {
             }
             if j.changes_schema {
                 self.schema_dirty.store(true, Ordering::Relaxed);
+            }
+            if j.may_change_functions {
+                state.functions_may_change();
             }
         }
         (verdict, tickets)
@@ -220,6 +232,9 @@ impl Guarded {
             // (see `execute`).
             if j.changes_schema {
                 self.schema_dirty.store(true, Ordering::Relaxed);
+            }
+            if j.may_change_functions {
+                state.functions_may_change();
             }
             // What the statement sets up (a SET, say) counts when the
             // portal is executed, not now.

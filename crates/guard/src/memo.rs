@@ -1,0 +1,146 @@
+//! A per-session memo of judgements, for messages that repeat.
+//!
+//! Drivers send the same Bind (and ORMs the same Parse text) over and over;
+//! judging one again from its facts costs a few microseconds of name
+//! resolution and a policy lookup, while the answer is the same as long as
+//! nothing it was computed from changed. The memo keeps the last few
+//! judgements with everything they were computed from, and answers only
+//! when all of it is the same again:
+//!
+//! - the analyses judged (the very `Arc`s: an analysis is immutable, and
+//!   the memo holds a clone, so an address cannot be reused for another
+//!   one while the entry lives);
+//! - every search_path the session may be under (again the very `Arc`s);
+//! - the catalog snapshot's generation;
+//! - whether the session's own schema changes are not yet in the snapshot.
+//!
+//! Everything else a judgement reads is fixed for the session (who, the
+//! target's settings and policies) or excluded: messages whose verdict
+//! depends on prepared statement or portal names (EXECUTE, FETCH, PREPARE,
+//! DEALLOCATE, DISCARD), on code bodies read from the text (DO, CREATE
+//! FUNCTION), or on the text's bytes (while the lexer is unsettled) are
+//! never remembered, and nothing is remembered when a policy reads the time
+//! of day.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use portcullis_analysis::{ActionKind, Analysis, StatementFacts};
+
+use crate::encoding::NameKey;
+use crate::guard::Judgement;
+use crate::opaque_scan;
+use crate::session::paths::Path;
+
+/// Entries kept per session: enough for the handful of statements an
+/// application cycles through, small enough to scan linearly.
+const CAPACITY: usize = 8;
+
+/// What was judged.
+#[derive(Debug, Clone)]
+pub(crate) enum Subject {
+    /// A statement string (Query or Parse), by its analysis.
+    Text(Arc<Analysis>),
+    /// A Bind of this prepared statement, prepared from these texts.
+    Prepared(NameKey, Vec<(Arc<Analysis>, usize)>),
+}
+
+impl Subject {
+    fn same(&self, other: &Subject) -> bool {
+        match (self, other) {
+            (Subject::Text(a), Subject::Text(b)) => Arc::ptr_eq(a, b),
+            (Subject::Prepared(n, a), Subject::Prepared(m, b)) => {
+                n == m
+                    && a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((x, i), (y, j))| Arc::ptr_eq(x, y) && i == j)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Everything a judgement was computed from, beyond what is fixed for the
+/// session.
+#[derive(Debug, Clone)]
+pub(crate) struct Key {
+    pub subject: Subject,
+    pub paths: Vec<Path>,
+    pub generation: u64,
+    pub own_changes_unseen: bool,
+}
+
+impl Key {
+    fn same(&self, other: &Key) -> bool {
+        self.generation == other.generation
+            && self.own_changes_unseen == other.own_changes_unseen
+            && self.paths.len() == other.paths.len()
+            && self
+                .paths
+                .iter()
+                .zip(&other.paths)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+            && self.subject.same(&other.subject)
+    }
+}
+
+/// Whether a judgement of these statements may be remembered: it must not
+/// depend on session names or on the text beyond its analysis.
+pub(crate) fn memorable<'a>(mut statements: impl Iterator<Item = &'a StatementFacts>) -> bool {
+    statements.all(|s| {
+        !opaque_scan::has_hidden_code(s)
+            && s.actions.iter().all(|a| {
+                !matches!(
+                    a.kind,
+                    ActionKind::Execute { .. }
+                        | ActionKind::Cursor { .. }
+                        | ActionKind::Prepare { .. }
+                        | ActionKind::Deallocate { .. }
+                        | ActionKind::Discard { .. }
+                )
+            })
+    })
+}
+
+/// The memo; lives in the session state.
+#[derive(Default)]
+pub(crate) struct Memo {
+    /// Most recently used first.
+    entries: RefCell<Vec<(Key, Judgement)>>,
+}
+
+impl Memo {
+    /// The judgement remembered under `key`, if any.
+    pub fn get(&self, key: &Key) -> Option<Judgement> {
+        let mut entries = self.entries.borrow_mut();
+        let at = entries.iter().position(|(k, _)| k.same(key))?;
+        if at > 0 {
+            let hit = entries.remove(at);
+            entries.insert(0, hit);
+        }
+        entries.first().map(|(_, j)| j.clone())
+    }
+
+    /// Remembers `judgement` under `key`, forgetting the least recently
+    /// used entry when full.
+    pub fn put(&self, key: Key, judgement: Judgement) {
+        let mut entries = self.entries.borrow_mut();
+        entries.truncate(CAPACITY - 1);
+        entries.insert(0, (key, judgement));
+    }
+}
+
+/// A cloned session (scratch state while judging a multi-statement string)
+/// starts with an empty memo: it is thrown away after the message.
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Memo::default()
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Memo({} entries)", self.entries.borrow().len())
+    }
+}
