@@ -165,3 +165,112 @@ async fn a_storm_of_ddl_costs_a_few_catalog_loads() {
     );
     assert!(knows_last(&target), "the snapshot caught up");
 }
+
+/// Development, plus a rule refusing reads that run code Portcullis cannot
+/// inspect: creating functions is allowed, calling a volatile one is not.
+async fn development_denying_opaque_reads(dir: &tempfile::TempDir) -> Proxy {
+    for p in portcullis_policy::default_bundle() {
+        let file = dir
+            .path()
+            .join(std::path::Path::new(&p.name).file_name().unwrap());
+        std::fs::write(file, &p.text).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("zz-opaque-reads.cedar"),
+        r#"
+@id("deny-opaque-reads")
+@message("reads that run code Portcullis cannot inspect are not allowed here")
+@hint("call read-only functions only")
+forbid(principal, action == Portcullis::Action::"Select", resource)
+when { context.opaque };
+"#,
+    )
+    .unwrap();
+    let proxy = Proxy::with(Setup {
+        environment: "development",
+        extra: format!("[policy]\nfiles = [\"{}\"]\n", dir.path().display()),
+        ..Setup::default()
+    })
+    .await;
+    proxy.upstream_sql(
+        "CREATE FUNCTION public.label(int) RETURNS text STABLE LANGUAGE sql AS $$SELECT 'l' || $1$$;
+         CREATE TABLE public.audit (n int);",
+    );
+    proxy
+}
+
+const MAKE_VOLATILE: &str = "CREATE OR REPLACE FUNCTION public.label(int) RETURNS text VOLATILE \
+     LANGUAGE sql AS $$INSERT INTO public.audit VALUES ($1) RETURNING 'w'$$";
+
+/// A session's own schema change is seen by its very next statement, before
+/// any catalog refresh: the function it just made volatile (and writing)
+/// is judged as such, outside and inside a transaction and within one
+/// string. Other sessions see it once the refreshed snapshot lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_own_ddl_is_seen_by_its_next_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = development_denying_opaque_reads(&dir).await;
+    let client = proxy.client().await;
+    let other = proxy.client().await;
+    client.simple_query("SELECT label(1)").await.unwrap();
+    other.simple_query("SELECT label(1)").await.unwrap();
+
+    // Within one string: the call after the replacement is refused, so
+    // nothing of the string runs.
+    refused_by(
+        &client,
+        &format!("{MAKE_VOLATILE}; SELECT label(2)"),
+        "deny-opaque-reads",
+    )
+    .await;
+    let volatility =
+        || proxy.upstream_sql("SELECT provolatile FROM pg_proc WHERE proname = 'label'");
+    assert_eq!(volatility().trim(), "s", "the replacement did not run");
+
+    // Inside a transaction: no catalog load can see the change yet.
+    client.simple_query("BEGIN").await.unwrap();
+    client.simple_query(MAKE_VOLATILE).await.unwrap();
+    refused_by(&client, "SELECT label(3)", "deny-opaque-reads").await;
+    // The refusal failed the transaction, so COMMIT rolls it back.
+    let _ = client.simple_query("COMMIT").await;
+    assert_eq!(volatility().trim(), "s");
+
+    // Committed, and judged at once (no waiting for the refresh).
+    client.simple_query(MAKE_VOLATILE).await.unwrap();
+    assert_eq!(volatility().trim(), "v");
+    refused_by(&client, "SELECT label(4)", "deny-opaque-reads").await;
+    let e = client
+        .query("SELECT label($1)", &[&5i32])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&e).as_deref(),
+        Some("42501"),
+        "extended protocol: {e}"
+    );
+    assert_eq!(
+        proxy
+            .upstream_sql("SELECT count(*) FROM public.audit")
+            .trim(),
+        "0"
+    );
+
+    // Other sessions follow once the refresh lands.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match other.simple_query("SELECT label(6)").await {
+            Err(e) => {
+                assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e}");
+                break;
+            }
+            Ok(_) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the snapshot never caught up"
+                );
+                proxy.upstream_sql("TRUNCATE public.audit");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -16,6 +16,7 @@ mod lifecycle;
 mod policy;
 mod protocol;
 mod row_limit;
+mod shapes;
 mod soundness;
 mod startup;
 mod streaming;
