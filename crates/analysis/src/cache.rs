@@ -329,6 +329,27 @@ impl<V: Clone> Lru<V> {
     }
 }
 
+/// An analysis from the cache, with the one whose facts it shares.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The analysis of the text asked about.
+    pub analysis: Arc<Analysis>,
+    /// For a shape hit, the analysis of the text that made the template:
+    /// the same facts, only statement spans may differ. Otherwise the
+    /// analysis itself. Texts with one origin are judged alike wherever a
+    /// judgement does not read the text or the spans.
+    pub origin: Arc<Analysis>,
+}
+
+impl Found {
+    fn itself(analysis: Arc<Analysis>) -> Found {
+        Found {
+            origin: analysis.clone(),
+            analysis,
+        }
+    }
+}
+
 /// An [`AnalysisCache`] behind a mutex, shared by every session of a
 /// process (statements repeat across sessions, not only within one). The
 /// lock is held only for lookups and insertions, never while scanning or
@@ -350,18 +371,27 @@ impl SharedAnalysisCache {
 
     /// The analysis of `sql`, from the cache or computed (and kept).
     pub fn analyze(&self, sql: &str) -> CachedAnalysis {
+        self.analyze_found(sql).map(|f| f.analysis)
+    }
+
+    /// [`SharedAnalysisCache::analyze`], also telling which analysis this
+    /// one shares its facts with.
+    pub fn analyze_found(&self, sql: &str) -> Result<Found, AnalysisError> {
         if let Some(hit) = self.lock().get(sql) {
-            return hit;
+            return hit.map(Found::itself);
         }
         let shape = shape_within(self.limits, sql);
         if let Some(shape) = shape.as_ref() {
             let template = self.lock().template(shape);
             if let Some(template) = template {
-                return Ok(template.instantiate(shape));
+                return Ok(Found {
+                    analysis: template.instantiate(shape),
+                    origin: template.analysis().clone(),
+                });
             }
         }
         let computed = Computed::new(sql, shape);
-        self.lock().keep(sql, computed)
+        self.lock().keep(sql, computed).map(Found::itself)
     }
 
     /// Number of entries.

@@ -65,7 +65,7 @@ pub mod where_clause;
 
 use pg_query::protobuf::RawStmt;
 
-pub use cache::{AnalysisCache, CacheLimits, CachedAnalysis, SharedAnalysisCache};
+pub use cache::{AnalysisCache, CacheLimits, CachedAnalysis, Found, SharedAnalysisCache};
 pub use error::AnalysisError;
 pub use facts::*;
 pub use functions::{FunctionCatalog, FunctionSafety, Volatility};

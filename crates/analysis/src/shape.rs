@@ -305,6 +305,11 @@ impl Template {
         })
     }
 
+    /// The analysis every text of the shape shares, spans aside.
+    pub fn analysis(&self) -> &Arc<Analysis> {
+        &self.analysis
+    }
+
     /// The analysis for another text of the same shape: this one, with
     /// statement spans moved by the difference in constant lengths.
     pub fn instantiate(&self, shape: &Shape) -> Arc<Analysis> {

@@ -246,8 +246,8 @@ impl Guard {
     /// search_path it may run under, seeing what the statements before it
     /// in the same string set up.
     pub fn judge_text(&self, sql: &str, who: &Who, session: &SessionState) -> Judgement {
-        let analysis = match self.analyses.analyze(sql) {
-            Ok(a) => a,
+        let (analysis, origin) = match self.analyses.analyze_found(sql) {
+            Ok(found) => (found.analysis, found.origin),
             Err(e) => return self.judgement(None, Some(analysis_refusal(&e))),
         };
         if session.lexer_unsettled() && lexer::sensitive(sql.as_bytes()) {
@@ -259,12 +259,15 @@ impl Guard {
             && !self.engine.reads_time()
             && memo::memorable(analysis.statements.iter()))
         .then(|| memo::Key {
-            subject: memo::Subject::Text(analysis.clone()),
+            // Texts of one shape share their judgement: a memorable one
+            // reads neither the text nor statement spans.
+            subject: memo::Subject::Text(origin),
             paths: session.possible_paths().to_vec(),
             generation,
             own_changes_unseen: functions_unseen,
         });
-        if let Some(hit) = memo_key.as_ref().and_then(|k| session.memo().get(k)) {
+        if let Some(mut hit) = memo_key.as_ref().and_then(|k| session.memo().get(k)) {
+            hit.analysis = Some(analysis);
             return hit;
         }
         let count = u32::try_from(analysis.statements.len()).unwrap_or(u32::MAX);
