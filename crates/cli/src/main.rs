@@ -138,11 +138,14 @@ fn run(path: PathBuf) -> ExitCode {
     })
 }
 
-/// The async runtime. With one worker the current-thread scheduler is
-/// used, which avoids cross-thread wake-ups.
+/// The async runtime: one thread per core by default. With one worker the
+/// current-thread scheduler is used, which avoids cross-thread wake-ups.
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    match automatic_workers(workers) {
+    match workers {
         1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
         n => tokio::runtime::Builder::new_multi_thread()
@@ -150,19 +153,6 @@ fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
             .enable_all()
             .build(),
     }
-}
-
-/// `worker_threads = 0`: half the CPU cores, at least one. Relaying costs
-/// a proxy little CPU of its own; most of it is the kernel's, waking the
-/// threads on either side. Where the proxy shares a host with the database
-/// or the clients, a worker per core spends more per message on wake-ups
-/// between its own threads than it gains (docs/BENCHMARKS.md: 2.5 µs more
-/// CPU per transaction with two workers than one, on 2 cores).
-fn automatic_workers(configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
-    }
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// Runs a bound server until SIGTERM or SIGINT; SIGHUP reloads the file.
