@@ -12,9 +12,12 @@ pub mod encode;
 mod error;
 pub mod framing;
 pub mod fuzzing;
+pub mod refusal;
+pub mod sqlstate;
 pub mod startup;
 pub mod tags;
 
 pub use error::WireError;
 pub use framing::{Limits, Next, Splitter};
+pub use refusal::Refusal;
 pub use startup::{ProtocolVersion, Startup, StartupParams};
