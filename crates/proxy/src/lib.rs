@@ -10,7 +10,6 @@ pub mod auth;
 pub mod cancel;
 pub mod catalog;
 pub mod context;
-pub mod error;
 pub mod handshake;
 pub mod metrics;
 pub mod runtime;

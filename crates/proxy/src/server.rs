@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use portcullis_config::{Config, Listener};
+use portcullis_wire::{sqlstate, Refusal};
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -14,7 +15,6 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::cancel::CancelRegistry;
 pub use crate::context::{ConnContext, Phase, Shared, UserSlot, UserSlots};
-use crate::error::{sqlstate, Refusal};
 use crate::handshake::{self, Ended};
 use crate::metrics::{ErrorKind, Metrics};
 use crate::runtime::{Runtime, RuntimeError};
@@ -282,7 +282,6 @@ async fn refuse_over_limit(sock: TcpStream, shared: Arc<Shared>, listener: Liste
     shared.metrics.error(ErrorKind::Limit);
     warn!(listener = %listener.name, "connection refused: listener at max_connections");
     let r = Refusal::fatal(
-        ErrorKind::Limit,
         sqlstate::TOO_MANY_CONNECTIONS,
         "sorry, too many clients already",
     )
@@ -332,9 +331,9 @@ async fn serve_connection(sock: TcpStream, shared: Arc<Shared>, listener: Listen
             info!(reason = %why, "connection dropped during handshake");
             return;
         }
-        Ok(Err(Ended::Refused(mut stream, refusal))) => {
-            metrics.error(refusal.kind);
-            info!(code = refusal.code, reason = %refusal.message, "connection refused");
+        Ok(Err(Ended::Refused(mut stream, kind, refusal))) => {
+            metrics.error(kind);
+            info!(code = refusal.sqlstate, reason = %refusal.message, "connection refused");
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
                 stream.write_all(&refusal.to_bytes()).await?;
                 stream.flush().await?;

@@ -7,13 +7,13 @@ use portcullis_wire::decode;
 use portcullis_wire::encode;
 use portcullis_wire::framing::{Limits, Next, Splitter};
 use portcullis_wire::tags::frontend as fe;
+use portcullis_wire::{sqlstate, Refusal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
 
 use super::Ended;
 use crate::auth::scram::{self, Binding, ScramError, ScramServer};
 use crate::context::ConnContext;
-use crate::error::{sqlstate, Refusal};
 use crate::metrics::ErrorKind;
 use crate::stream::ClientStream;
 
@@ -51,7 +51,6 @@ async fn read_auth_message(
             Err(e) => return Err(ReadFail::Refused(Refusal::protocol(&e))),
             Ok(_) => {
                 return Err(ReadFail::Refused(Refusal::fatal(
-                    ErrorKind::ClientProtocol,
                     sqlstate::PROTOCOL_VIOLATION,
                     "expected a SASL response message during authentication",
                 )))
@@ -68,13 +67,12 @@ async fn next_message(
     match read_auth_message(&mut stream, buf).await {
         Ok(m) => Ok((stream, m)),
         Err(ReadFail::Gone) => Err(Ended::Quietly),
-        Err(ReadFail::Refused(r)) => Err(Ended::Refused(stream, r)),
+        Err(ReadFail::Refused(r)) => Err(Ended::Refused(stream, ErrorKind::ClientProtocol, r)),
     }
 }
 
 fn auth_failed(user: &str) -> Refusal {
     Refusal::fatal(
-        ErrorKind::ClientAuth,
         sqlstate::INVALID_PASSWORD,
         format!(
             "password authentication failed for user \"{}\"",
@@ -88,7 +86,6 @@ fn scram_refusal(user: &str, e: &ScramError) -> Refusal {
     match e {
         ScramError::InvalidProof => auth_failed(user),
         other => Refusal::fatal(
-            ErrorKind::ClientAuth,
             sqlstate::PROTOCOL_VIOLATION,
             format!("SCRAM authentication failed: {other}"),
         ),
@@ -123,11 +120,23 @@ pub async fn authenticate(
     stream = s;
     let initial = match decode::sasl_initial_response(decode::body(&msg)) {
         Ok(i) => i,
-        Err(e) => return Err(Ended::Refused(stream, Refusal::protocol(&e))),
+        Err(e) => {
+            return Err(Ended::Refused(
+                stream,
+                ErrorKind::ClientProtocol,
+                Refusal::protocol(&e),
+            ))
+        }
     };
     let server_first = match server.client_first(initial.mechanism, initial.data.unwrap_or(&[])) {
         Ok(m) => m,
-        Err(e) => return Err(Ended::Refused(stream, scram_refusal(user, &e))),
+        Err(e) => {
+            return Err(Ended::Refused(
+                stream,
+                ErrorKind::ClientAuth,
+                scram_refusal(user, &e),
+            ))
+        }
     };
     out.clear();
     encode::authentication_sasl_continue(&mut out, &server_first);
@@ -139,7 +148,11 @@ pub async fn authenticate(
         Ok(m) => m,
         Err(e) => {
             info!(user = %printable(user), known, reason = %e, "client authentication failed");
-            return Err(Ended::Refused(stream, scram_refusal(user, &e)));
+            return Err(Ended::Refused(
+                stream,
+                ErrorKind::ClientAuth,
+                scram_refusal(user, &e),
+            ));
         }
     };
     out.clear();

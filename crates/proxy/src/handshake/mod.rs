@@ -9,14 +9,13 @@ pub mod params;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use portcullis_wire::{encode, ProtocolVersion};
+use portcullis_wire::{encode, sqlstate, ProtocolVersion, Refusal};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::cancel::CancelGuard;
 use crate::context::{ConnContext, UserSlot};
-use crate::error::{sqlstate, Refusal};
 use crate::metrics::ErrorKind;
 use crate::runtime::{Runtime, TargetRuntime, UserRuntime};
 use crate::stream::ClientStream;
@@ -43,8 +42,9 @@ pub struct Established {
 pub enum Ended {
     /// A cancel request was handled, or the client went away.
     Quietly,
-    /// The client must be told why; the stream is where to tell it.
-    Refused(ClientStream, Refusal),
+    /// The client must be told why; the stream is where to tell it, the
+    /// kind how metrics count it.
+    Refused(ClientStream, ErrorKind, Refusal),
     /// Too late or too broken to say anything.
     Dropped(ErrorKind, String),
 }
@@ -68,16 +68,15 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
 
     let params = match params::check(params.iter()) {
         Ok(p) => p,
-        Err(r) => return Err(Ended::Refused(client, r)),
+        Err(r) => return Err(Ended::Refused(client, ErrorKind::Refused, r)),
     };
     if !client.is_tls() && !ctx.listener.allow_plaintext {
         let r = Refusal::fatal(
-            ErrorKind::Tls,
             sqlstate::INVALID_AUTHORIZATION,
             "Portcullis requires TLS on this listener",
         )
         .hint("Connect with sslmode=require or stronger.");
-        return Err(Ended::Refused(client, r));
+        return Err(Ended::Refused(client, ErrorKind::Tls, r));
     }
 
     // Answer newer minor versions and unknown protocol options the way
@@ -108,6 +107,7 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
     let Some(target) = runtime.target(&params.target) else {
         return Err(Ended::Refused(
             client,
+            ErrorKind::Refused,
             unknown_target(&runtime, &params.target),
         ));
     };
@@ -115,12 +115,11 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         Some(s) => s,
         None => {
             let r = Refusal::fatal(
-                ErrorKind::Limit,
                 sqlstate::TOO_MANY_CONNECTIONS,
                 format!("too many connections for user \"{}\"", user.config.name),
             )
             .hint("Close idle sessions or ask an administrator to raise max_connections for this user.");
-            return Err(Ended::Refused(client, r));
+            return Err(Ended::Refused(client, ErrorKind::Limit, r));
         }
     };
 
@@ -128,12 +127,13 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         Ok(u) => u,
         Err(e) => {
             warn!(target = %target.config.name, error = %e, "upstream login failed");
-            return Err(Ended::Refused(client, upstream_refusal(&target, &e)));
+            let (kind, r) = upstream_refusal(&target, &e);
+            return Err(Ended::Refused(client, kind, r));
         }
     };
 
     if let Some(r) = unsafe_startup_setting(&upstream.startup_messages) {
-        return Err(Ended::Refused(client, r));
+        return Err(Ended::Refused(client, ErrorKind::Refused, r));
     }
     // Statement judging needs the path names resolve through, which
     // depends on the role's and database's settings as well as the client's.
@@ -196,7 +196,7 @@ pub async fn refuse_after_negotiation(tcp: TcpStream, ctx: &ConnContext, refusal
             let _ = stream.flush().await;
             let _ = stream.shutdown().await;
         }
-        Err(Ended::Refused(mut stream, r)) => {
+        Err(Ended::Refused(mut stream, _, r)) => {
             let _ = stream.write_all(&r.to_bytes()).await;
             let _ = stream.shutdown().await;
         }
@@ -223,7 +223,6 @@ fn unsafe_startup_setting(messages: &[u8]) -> Option<Refusal> {
 fn unknown_target(runtime: &Runtime, name: &str) -> Refusal {
     let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
     Refusal::fatal(
-        ErrorKind::Refused,
         sqlstate::INVALID_CATALOG_NAME,
         format!("database \"{shown}\" is not a target served by Portcullis"),
     )
@@ -233,32 +232,40 @@ fn unknown_target(runtime: &Runtime, name: &str) -> Refusal {
     ))
 }
 
-fn upstream_refusal(target: &TargetRuntime, e: &UpstreamError) -> Refusal {
+/// What the client is told when the upstream login failed, and how
+/// metrics count it (the login's own error stays in the log).
+fn upstream_refusal(target: &TargetRuntime, e: &UpstreamError) -> (ErrorKind, Refusal) {
     let name = &target.config.name;
     match e {
-        UpstreamError::Server { code, .. } if code == sqlstate::TOO_MANY_CONNECTIONS => Refusal::fatal(
+        UpstreamError::Server { code, .. } if code == sqlstate::TOO_MANY_CONNECTIONS => (
             ErrorKind::UpstreamConnect,
-            sqlstate::TOO_MANY_CONNECTIONS,
-            format!("the database for target \"{name}\" has too many connections"),
-        )
-        .hint("Try again later."),
-        UpstreamError::Server { code, .. } if code == sqlstate::CANNOT_CONNECT_NOW => Refusal::fatal(
+            Refusal::fatal(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                format!("the database for target \"{name}\" has too many connections"),
+            )
+            .hint("Try again later."),
+        ),
+        UpstreamError::Server { code, .. } if code == sqlstate::CANNOT_CONNECT_NOW => (
             ErrorKind::UpstreamConnect,
-            sqlstate::CANNOT_CONNECT_NOW,
-            format!("the database for target \"{name}\" is starting up or shutting down"),
-        )
-        .hint("Try again later."),
-        _ => Refusal::fatal(
+            Refusal::fatal(
+                sqlstate::CANNOT_CONNECT_NOW,
+                format!("the database for target \"{name}\" is starting up or shutting down"),
+            )
+            .hint("Try again later."),
+        ),
+        _ => (
             match e {
                 UpstreamError::Server { .. } | UpstreamError::Scram(_) | UpstreamError::NoPassword => {
                     ErrorKind::UpstreamAuth
                 }
                 _ => ErrorKind::UpstreamConnect,
             },
-            sqlstate::CONNECTION_FAILURE,
-            format!("could not connect to the database for target \"{name}\""),
-        )
-        .hint("The database is unreachable or refused Portcullis; the cause is in the Portcullis log. Try again later or contact your administrator."),
+            Refusal::fatal(
+                sqlstate::CONNECTION_FAILURE,
+                format!("could not connect to the database for target \"{name}\""),
+            )
+            .hint("The database is unreachable or refused Portcullis; the cause is in the Portcullis log. Try again later or contact your administrator."),
+        ),
     }
 }
 

@@ -8,13 +8,12 @@
 
 use bytes::BytesMut;
 use portcullis_wire::startup::{self, Startup};
-use portcullis_wire::{ProtocolVersion, StartupParams};
+use portcullis_wire::{sqlstate, ProtocolVersion, Refusal, StartupParams};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::Ended;
-use crate::error::{sqlstate, Refusal};
 use crate::metrics::ErrorKind;
 use crate::stream::ClientStream;
 use crate::tls::{ServerTls, ALPN_POSTGRESQL};
@@ -67,12 +66,10 @@ enum PacketError {
 
 fn protocol_refusal(e: portcullis_wire::WireError) -> Refusal {
     match e {
-        portcullis_wire::WireError::UnsupportedProtocol { .. } => Refusal::fatal(
-            ErrorKind::ClientProtocol,
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            format!("{e}"),
-        )
-        .hint("Portcullis speaks protocol 3.0 and 3.2; upgrade the client library."),
+        portcullis_wire::WireError::UnsupportedProtocol { .. } => {
+            Refusal::fatal(sqlstate::FEATURE_NOT_SUPPORTED, format!("{e}"))
+                .hint("Portcullis speaks protocol 3.0 and 3.2; upgrade the client library.")
+        }
         e => Refusal::protocol(&e),
     }
 }
@@ -112,6 +109,7 @@ pub async fn open(mut tcp: TcpStream, tls: Option<&ServerTls>) -> Result<Opening
             Err(PacketError::Wire(e)) => {
                 return Err(Ended::Refused(
                     ClientStream::Plain(tcp),
+                    ErrorKind::ClientProtocol,
                     protocol_refusal(e),
                 ))
             }
@@ -172,13 +170,16 @@ async fn startup_after_tls(mut stream: ClientStream, mut buf: BytesMut) -> Resul
         Ok(Startup::Cancel { pid, key }) => Ok(Opening::Cancel { pid, key }),
         Ok(Startup::SslRequest | Startup::GssEncRequest) => {
             let r = Refusal::fatal(
-                ErrorKind::ClientProtocol,
                 sqlstate::PROTOCOL_VIOLATION,
                 "encryption requested again inside TLS",
             );
-            Err(Ended::Refused(stream, r))
+            Err(Ended::Refused(stream, ErrorKind::ClientProtocol, r))
         }
         Err(PacketError::Closed) => Err(Ended::Quietly),
-        Err(PacketError::Wire(e)) => Err(Ended::Refused(stream, protocol_refusal(e))),
+        Err(PacketError::Wire(e)) => Err(Ended::Refused(
+            stream,
+            ErrorKind::ClientProtocol,
+            protocol_refusal(e),
+        )),
     }
 }

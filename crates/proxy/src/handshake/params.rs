@@ -11,8 +11,7 @@
 //! may be a superuser, so a parameter such as `session_replication_role`
 //! would otherwise switch off triggers for the whole session.
 
-use crate::error::{sqlstate, Refusal};
-use crate::metrics::ErrorKind;
+use portcullis_wire::{sqlstate, Refusal};
 
 /// Settings a client may set through `-c` or `--` in `options`. Lowercase.
 pub const OPTIONS_ALLOWED: &[&str] = &[
@@ -80,7 +79,7 @@ pub struct ClientParams {
 }
 
 fn refuse(code: &'static str, message: String, hint: &str) -> Refusal {
-    Refusal::fatal(ErrorKind::Refused, code, message).hint(hint)
+    Refusal::fatal(code, message).hint(hint)
 }
 
 /// Checks the parameters of a StartupMessage.
@@ -302,7 +301,7 @@ mod tests {
         ] {
             let r = params(&[("user", "a"), ("options", o)]);
             assert!(r.is_err(), "{o} should be refused");
-            assert_eq!(r.unwrap_err().code, "42501");
+            assert_eq!(r.unwrap_err().sqlstate, "42501");
         }
     }
 
@@ -326,14 +325,17 @@ mod tests {
             "-c client_encoding=Win-950",
         ] {
             let r = params(&[("user", "a"), ("options", o)]);
-            assert_eq!(r.unwrap_err().code, "0A000", "{o}");
+            assert_eq!(r.unwrap_err().sqlstate, "0A000", "{o}");
         }
         for (k, v) in [
             ("client_encoding", "sjis"),
             ("client_encoding", "windows_936"),
             ("standard_conforming_strings", "off"),
         ] {
-            assert_eq!(params(&[("user", "a"), (k, v)]).unwrap_err().code, "0A000");
+            assert_eq!(
+                params(&[("user", "a"), (k, v)]).unwrap_err().sqlstate,
+                "0A000"
+            );
         }
         for o in [
             "-c standard_conforming_strings=on",
@@ -358,7 +360,7 @@ mod tests {
             assert!(params(&[("user", "a"), (p, "postgres")]).is_err());
         }
         let r = params(&[("user", "a"), ("replication", "database")]).unwrap_err();
-        assert_eq!(r.code, "0A000");
+        assert_eq!(r.sqlstate, "0A000");
         assert!(params(&[("user", "a"), ("replication", "false")]).is_ok());
     }
 

@@ -7,6 +7,7 @@ use portcullis_wire::decode;
 use portcullis_wire::encode;
 use portcullis_wire::framing::{Limits, Next, Splitter};
 use portcullis_wire::tags::frontend as fe;
+use portcullis_wire::{sqlstate, Refusal};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
@@ -16,7 +17,6 @@ use super::guarding::{self, Guarded, Verdict};
 use super::pending::{Entry, Pending, Step};
 use super::row_limit;
 use super::{write_all_tracked, End};
-use crate::error::{sqlstate, Refusal};
 use crate::metrics::{ErrorKind, Metrics};
 use crate::stream::{ClientTls, ReadHalf, UpstreamTls, WriteHalf};
 
@@ -216,7 +216,6 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
         },
         fe::TERMINATE => Action::Terminate,
         fe::PASSWORD => Action::Refuse(Refusal::fatal(
-            ErrorKind::ClientProtocol,
             sqlstate::PROTOCOL_VIOLATION,
             "unexpected password message after authentication",
         )),

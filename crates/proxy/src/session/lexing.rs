@@ -13,8 +13,7 @@
 //! a function or DO block) when the server announces it with
 //! ParameterStatus, and ends the session.
 
-use crate::error::{sqlstate, Refusal};
-use crate::metrics::ErrorKind;
+use portcullis_wire::{sqlstate, Refusal};
 
 /// Whether a ParameterStatus announces a setting Portcullis cannot lex under.
 pub fn hazard(name: &str, value: &str) -> Option<Refusal> {
@@ -22,7 +21,6 @@ pub fn hazard(name: &str, value: &str) -> Option<Refusal> {
     {
         return Some(
             Refusal::fatal(
-                ErrorKind::Refused,
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 "Portcullis does not allow standard_conforming_strings = off",
             )
@@ -39,7 +37,6 @@ pub fn hazard(name: &str, value: &str) -> Option<Refusal> {
             .collect();
         return Some(
             Refusal::fatal(
-                ErrorKind::Refused,
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 format!("Portcullis does not allow client_encoding {shown}"),
             )

@@ -19,13 +19,12 @@ mod server_pump;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use portcullis_wire::{sqlstate, Refusal};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::context::Phase;
-use crate::error::{sqlstate, Refusal};
 use crate::handshake::Established;
 use crate::metrics::{ErrorKind, Metrics};
 
@@ -38,7 +37,8 @@ pub(crate) enum End {
     Terminated,
     /// The client closed its connection.
     ClientGone,
-    /// The client broke the protocol or a limit: tell it and close.
+    /// The client broke the protocol or a limit: tell it and close
+    /// (counted as a client protocol error).
     ClientRefused(Refusal),
     /// The upstream connection closed or failed.
     UpstreamLost(String),
@@ -51,7 +51,8 @@ pub(crate) enum End {
     Answered,
     /// The upstream sent something that is not valid protocol.
     UpstreamProtocol(String),
-    /// The session switched to a setting Portcullis cannot lex under.
+    /// The session switched to a setting Portcullis cannot lex under
+    /// (counted as refused).
     Unsafe(Refusal),
     IdleTimeout,
     Shutdown,
@@ -142,19 +143,17 @@ pub async fn run(
         other => other,
     };
 
-    let tell_client = |r: Refusal| {
-        let mut b = BytesMut::new();
-        r.encode(&mut b);
-        metrics.error(r.kind);
-        b
+    let tell_client = |kind: ErrorKind, r: &Refusal| {
+        metrics.error(kind);
+        r.to_bytes()
     };
     let (to_client_msg, terminate_upstream) = match &end {
         End::Terminated | End::ClientGone | End::Answered => (None, true),
         End::UpstreamClosed => (None, false),
-        End::ClientRefused(r) => (Some(tell_client(r.clone())), true),
+        End::ClientRefused(r) => (Some(tell_client(ErrorKind::ClientProtocol, r)), true),
         End::Unsafe(r) => {
             warn!(reason = %r.message, "session closed: unsafe lexing setting");
-            (Some(tell_client(r.clone())), true)
+            (Some(tell_client(ErrorKind::Refused, r)), true)
         }
         End::UpstreamLost(why) | End::UpstreamProtocol(why) => {
             warn!(reason = %why, "upstream connection lost");
@@ -164,30 +163,27 @@ pub async fn run(
                 ErrorKind::Internal
             };
             let r = Refusal::fatal(
-                kind,
                 sqlstate::CONNECTION_FAILURE,
                 "the connection to the database was lost",
             )
             .hint("The database closed the connection or became unreachable. Reconnect and retry.");
-            (Some(tell_client(r)), false)
+            (Some(tell_client(kind, &r)), false)
         }
         End::IdleTimeout => {
             let r = Refusal::fatal(
-                ErrorKind::Timeout,
                 sqlstate::IDLE_SESSION_TIMEOUT,
                 "terminating connection due to idle-session timeout",
             )
             .hint("Portcullis closes sessions that stay idle longer than its idle_timeout.");
-            (Some(tell_client(r)), true)
+            (Some(tell_client(ErrorKind::Timeout, &r)), true)
         }
         End::Shutdown => {
             let r = Refusal::fatal(
-                ErrorKind::Refused,
                 sqlstate::ADMIN_SHUTDOWN,
                 "terminating connection because Portcullis is shutting down",
             )
             .hint("Reconnect in a moment.");
-            (Some(tell_client(r)), true)
+            (Some(tell_client(ErrorKind::Refused, &r)), true)
         }
     };
     if let Some(msg) = to_client_msg {
