@@ -13,6 +13,7 @@ use portcullis_policy::{
     self as policy, Decision, Enforcement, PolicyEngine, Principal, Request, RequestContext,
     TargetRef,
 };
+use portcullis_wire::{sqlstate, Refusal};
 
 use crate::catalog::{CatalogSnapshot, CatalogView};
 use crate::describe::{describe, describe_into, Scope};
@@ -21,20 +22,6 @@ use crate::lexer;
 use crate::memo;
 use crate::opaque_scan;
 use crate::session::SessionState;
-
-/// SQLSTATEs of the guard's refusals.
-pub mod sqlstate {
-    /// A policy denied the statement (insufficient_privilege).
-    pub const DENIED: &str = "42501";
-    /// The statement does not parse (syntax_error).
-    pub const SYNTAX: &str = "42601";
-    /// Nested beyond what the analysis follows (statement_too_complex).
-    pub const TOO_COMPLEX: &str = "54001";
-    /// A NUL byte in the text (character_not_in_repertoire).
-    pub const NUL: &str = "22021";
-    /// Analysis failed unexpectedly (internal_error).
-    pub const INTERNAL: &str = "XX000";
-}
 
 /// Who sends the statements.
 #[derive(Debug, Clone)]
@@ -53,17 +40,6 @@ pub struct GuardSettings {
     pub row_limit: Option<u64>,
 }
 
-/// What the client is told when a message is refused. Only text meant for
-/// the client: the policy's id, message and hint, or the parser's message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub sqlstate: &'static str,
-    pub message: String,
-    pub hint: Option<String>,
-    /// The deciding policy, for logs and metrics.
-    pub policy: Option<String>,
-}
-
 /// The decision on one statement of a message, for logs.
 #[derive(Debug, Clone)]
 pub struct StatementVerdict {
@@ -78,8 +54,14 @@ pub struct Judgement {
     pub analysis: Option<Arc<Analysis>>,
     /// One entry per statement judged.
     pub statements: Vec<StatementVerdict>,
-    /// Why the message would be refused, if it would.
+    /// Why the message would be refused, if it would. Only text meant for
+    /// the client: the policy's id, message and hint, or the parser's
+    /// message.
     pub refusal: Option<Refusal>,
+    /// The policy whose decision is the refusal, as a field of its own for
+    /// logs and `policy explain`; `None` when Portcullis itself refused (a
+    /// parse error, a name it cannot follow).
+    pub refused_by: Option<String>,
     /// Whether the refusal is enforced (false in observe mode: log it and
     /// let the message through).
     pub enforced: bool,
@@ -231,6 +213,7 @@ impl Guard {
             analysis,
             statements: Vec::new(),
             refusal,
+            refused_by: None,
             enforced: self.settings.enforcement == Enforcement::Enforce,
             changes_schema: false,
             row_limit: None,
@@ -332,6 +315,7 @@ impl Guard {
             }
             if j.refusal.is_none() {
                 j.refusal = decision_refusal(&decision).map(|r| with_note(r, &hidden));
+                j.refused_by = decision.policy().map(str::to_owned);
             }
             j.statements.push(StatementVerdict {
                 class: stmt.class,
@@ -439,19 +423,19 @@ impl Guard {
         if copy_in && j.row_limit.is_some() {
             // The counting statements would have to follow the Execute
             // while the server is in copy mode, which ends the session.
-            j.refusal = Some(Refusal {
-                sqlstate: sqlstate::DENIED,
-                message: format!(
+            j.refusal = Some(Refusal::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
                     "COPY FROM on a target with a row limit must be sent as a simple query, not through the extended protocol (target \"{}\")",
                     self.settings.target.name
                 ),
-                hint: Some("Send COPY ... FROM STDIN as a plain query (psql's \\copy, JDBC's CopyManager and psycopg do); Portcullis counts the rows it adds.".into()),
-                policy: None,
-            });
+            )
+            .hint("Send COPY ... FROM STDIN as a plain query (psql's \\copy, JDBC's CopyManager and psycopg do); Portcullis counts the rows it adds."));
             return j;
         }
         let decision = worst.unwrap_or(Decision::Allow);
         j.refusal = decision_refusal(&decision);
+        j.refused_by = decision.policy().map(str::to_owned);
         j.statements.push(StatementVerdict {
             class: StatementClass::Execute,
             decision,
@@ -474,19 +458,17 @@ impl Guard {
         if any {
             Ok(())
         } else {
-            Err(Refusal {
-                sqlstate: sqlstate::DENIED,
-                message: format!(
+            Err(Refusal::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
                     "prepared statement \"{}\" was not prepared through Portcullis",
                     name.shown()
                 ),
-                hint: Some(
-                    "Prepare statements with PREPARE or the extended protocol in this session; \
-                     Portcullis judges a prepared statement by the text it saw prepared."
-                        .into(),
-                ),
-                policy: None,
-            })
+            )
+            .hint(
+                "Prepare statements with PREPARE or the extended protocol in this session; \
+                 Portcullis judges a prepared statement by the text it saw prepared.",
+            ))
         }
     }
 }
@@ -494,28 +476,22 @@ impl Guard {
 /// The refusal for text or a name the proxy cannot read exactly as the
 /// server will.
 pub fn encoding_refusal(e: &EncodingError) -> Refusal {
-    let (sqlstate, message) = match e {
+    let (code, message) = match e {
         EncodingError::Invalid { encoding } => (
-            "22021",
+            sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
             format!("invalid byte sequence for encoding \"{encoding}\""),
         ),
         EncodingError::Unsupported { encoding } => (
-            "0A000",
+            sqlstate::FEATURE_NOT_SUPPORTED,
             format!("Portcullis cannot judge non-ASCII text in encoding \"{encoding}\" exactly"),
         ),
         EncodingError::NoEquivalent { encoding } => (
-            "22P05",
+            sqlstate::UNTRANSLATABLE_CHARACTER,
             format!("a character in the statement has no equivalent in encoding \"{encoding}\""),
         ),
     };
-    Refusal {
-        sqlstate,
-        message,
-        hint: Some(
-            "Use client_encoding UTF8 (or LATIN1), or keep statements and names in ASCII.".into(),
-        ),
-        policy: None,
-    }
+    Refusal::error(code, message)
+        .hint("Use client_encoding UTF8 (or LATIN1), or keep statements and names in ASCII.")
 }
 
 /// Whether `stmt` may run SQL the analysis cannot see: code bodies,
@@ -571,15 +547,14 @@ fn portal_refusal(
         (ActionKind::Cursor { statement, name }, Execution::Now) if *statement == "FetchStmt" => {
             let key = session.sql_name(name).ok()?;
             session.portal_row_limit(&key)?;
-            Some(Refusal {
-                sqlstate: sqlstate::DENIED,
-                message: format!(
+            Some(Refusal::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
                     "portal \"{}\" runs a statement under the row limit and cannot be run with FETCH or MOVE",
                     key.shown()
                 ),
-                hint: Some("Run it with the protocol's Execute message, where Portcullis counts the rows it changes.".into()),
-                policy: None,
-            })
+            )
+            .hint("Run it with the protocol's Execute message, where Portcullis counts the rows it changes."))
         }
         _ => None,
     })
@@ -697,14 +672,11 @@ fn copies_in(stmt: &portcullis_analysis::StatementFacts) -> bool {
 }
 
 fn decision_refusal(decision: &Decision) -> Option<Refusal> {
-    Some(Refusal {
-        sqlstate: sqlstate::DENIED,
-        message: decision.client_message()?,
-        hint: decision.client_hint().map(str::to_owned).or_else(|| {
-            Some("Ask an administrator of Portcullis' policies if you need this statement.".into())
-        }),
-        policy: decision.policy().map(str::to_owned),
-    })
+    let hint = decision
+        .client_hint()
+        .unwrap_or("Ask an administrator of Portcullis' policies if you need this statement.");
+    let message = decision.client_message()?;
+    Some(Refusal::error(sqlstate::INSUFFICIENT_PRIVILEGE, message).hint(hint))
 }
 
 /// Adds what was found inside the statement's code to the hint, so that a
@@ -721,32 +693,27 @@ fn with_note(mut refusal: Refusal, hidden: &opaque_scan::HiddenCode) -> Refusal 
 }
 
 fn analysis_refusal(e: &AnalysisError) -> Refusal {
-    let (sqlstate, message, hint) = match e {
+    let (code, message, hint) = match e {
         AnalysisError::Syntax { message } => (
-            sqlstate::SYNTAX,
+            sqlstate::SYNTAX_ERROR,
             message.clone(),
             "Portcullis parses every statement with PostgreSQL's grammar and refuses what does not parse.",
         ),
         AnalysisError::NulByte => (
-            sqlstate::NUL,
+            sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
             "statement contains a NUL byte".to_owned(),
             "Remove the NUL byte; PostgreSQL cannot receive one either.",
         ),
         AnalysisError::TooDeep => (
-            sqlstate::TOO_COMPLEX,
+            sqlstate::STATEMENT_TOO_COMPLEX,
             "statement is nested too deeply for Portcullis to analyse".to_owned(),
             "Simplify the statement, for example by splitting long chains of operators or sub-queries.",
         ),
         AnalysisError::Internal(_) => (
-            sqlstate::INTERNAL,
+            sqlstate::INTERNAL_ERROR,
             "Portcullis could not analyse the statement".to_owned(),
             "This is a Portcullis bug; the statement was refused to be safe. Please report it.",
         ),
     };
-    Refusal {
-        sqlstate,
-        message,
-        hint: Some(hint.to_owned()),
-        policy: None,
-    }
+    Refusal::error(code, message).hint(hint)
 }

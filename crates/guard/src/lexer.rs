@@ -25,9 +25,9 @@
 //! limit's counts): a client that could write them could rewrite the check.
 
 use portcullis_analysis::{ActionKind, Execution, SettingTarget, SettingValue, StatementFacts};
+use portcullis_wire::{sqlstate, Refusal};
 
 use crate::encoding;
-use crate::guard::{sqlstate, Refusal};
 
 /// The first reason `stmt` may not be let through, if any.
 pub fn check(stmt: &StatementFacts) -> Option<Refusal> {
@@ -39,12 +39,13 @@ pub fn check(stmt: &StatementFacts) -> Option<Refusal> {
             continue;
         };
         if name.starts_with("portcullis.") {
-            return Some(Refusal {
-                sqlstate: sqlstate::DENIED,
-                message: "settings named portcullis.* are reserved for Portcullis".into(),
-                hint: Some("Use another prefix for custom settings.".into()),
-                policy: None,
-            });
+            return Some(
+                Refusal::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "settings named portcullis.* are reserved for Portcullis",
+                )
+                .hint("Use another prefix for custom settings."),
+            );
         }
         match name.as_str() {
             "standard_conforming_strings" if !safe_conforming_strings(&change.value) => {
@@ -78,12 +79,13 @@ pub fn check(stmt: &StatementFacts) -> Option<Refusal> {
         };
         if table.name == "pg_settings" && table.schema.as_deref().is_none_or(|s| s == "pg_catalog")
         {
-            return Some(Refusal {
-                sqlstate: sqlstate::DENIED,
-                message: "Portcullis does not allow changing settings through pg_settings".into(),
-                hint: Some("Use SET or set_config() with a constant setting name, which Portcullis can judge.".into()),
-                policy: None,
-            });
+            return Some(
+                Refusal::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "Portcullis does not allow changing settings through pg_settings",
+                )
+                .hint("Use SET or set_config() with a constant setting name, which Portcullis can judge."),
+            );
         }
     }
     None
@@ -98,12 +100,11 @@ pub fn sensitive(text: &[u8]) -> bool {
 
 /// The refusal for sensitive text sent while the lexer is unsettled.
 pub fn unsettled() -> Refusal {
-    Refusal {
-        sqlstate: "55000",
-        message: "statement refused by Portcullis: it was sent before the server confirmed an earlier statement that may change how text is read".into(),
-        hint: Some("Wait for the replies to the earlier statements (after Sync) before sending text with backslashes or non-ASCII characters.".into()),
-        policy: None,
-    }
+    Refusal::error(
+        sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "statement refused by Portcullis: it was sent before the server confirmed an earlier statement that may change how text is read",
+    )
+    .hint("Wait for the replies to the earlier statements (after Sync) before sending text with backslashes or non-ASCII characters.")
 }
 
 /// Whether a setting given as text at session start (a startup parameter
@@ -154,12 +155,7 @@ fn shown_value(value: &SettingValue) -> String {
 }
 
 fn unsupported(message: String, hint: &str) -> Refusal {
-    Refusal {
-        sqlstate: "0A000",
-        message,
-        hint: Some(hint.into()),
-        policy: None,
-    }
+    Refusal::error(sqlstate::FEATURE_NOT_SUPPORTED, message).hint(hint)
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@
 //!   load it;
 //! - `opaque_scan`: dangerous capabilities inside DO blocks and function
 //!   bodies, which the analysis reports as opaque code;
-//! - `guard`: the verdict, and what the client is told.
+//! - `guard`: the verdict, and what the client is told (a
+//!   `portcullis_wire::Refusal`, the one client-facing error type).
 //!
 //! Nothing here does I/O: the proxy loads catalogs and talks to clients.
 
@@ -35,7 +36,6 @@ pub use catalog::{
 pub use describe::{describe, describe_into, Scope};
 pub use encoding::{Encoding, EncodingError, Encodings, NameKey};
 pub use guard::{
-    encoding_refusal, shared_analysis_cache, sqlstate, Guard, GuardSettings, Judgement, Refusal,
-    StatementVerdict, Who,
+    encoding_refusal, shared_analysis_cache, Guard, GuardSettings, Judgement, StatementVerdict, Who,
 };
 pub use session::{Portal, PreparedText, SessionState, Ticket};

@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use portcullis_guard::opaque_scan::{scan, Blind, HiddenCode, MAX_BODY_BYTES, MAX_SNIPPETS};
-use portcullis_guard::{shared_analysis_cache, Guard, GuardSettings, Refusal, SessionState, Who};
+use portcullis_guard::{shared_analysis_cache, Guard, GuardSettings, Judgement, SessionState, Who};
 use portcullis_policy::{
     Capability, Enforcement, PolicyEngine, Principal, PrincipalKind, TargetRef,
 };
+use portcullis_wire::Refusal;
 
 use Capability::*;
 
@@ -63,7 +64,7 @@ fn guard(environment: &str) -> Guard {
     )
 }
 
-fn refusal(environment: &str, sql: &str) -> Option<Refusal> {
+fn judge(environment: &str, sql: &str) -> Judgement {
     let who = Who {
         principal: Principal {
             name: "dana".into(),
@@ -73,7 +74,18 @@ fn refusal(environment: &str, sql: &str) -> Option<Refusal> {
         source: None,
     };
     let session = SessionState::new("app", Some("\"$user\", public"));
-    guard(environment).judge_text(sql, &who, &session).refusal
+    guard(environment).judge_text(sql, &who, &session)
+}
+
+fn refusal(environment: &str, sql: &str) -> Option<Refusal> {
+    judge(environment, sql).refusal
+}
+
+/// The policy that refused `sql`.
+fn refused_by(environment: &str, sql: &str) -> Option<String> {
+    let j = judge(environment, sql);
+    assert!(j.refusal.is_some(), "{sql} passed");
+    j.refused_by
 }
 
 // ---------------------------------------------------------------------
@@ -181,9 +193,8 @@ fn database_statements_inside_code_are_administration() {
         finds(sql, &[ServerAdmin]);
         // Refused in staging and development too, where DO is allowed.
         for environment in ["staging", "development"] {
-            let r = refusal(environment, sql).unwrap_or_else(|| panic!("{sql} passed"));
             assert_eq!(
-                r.policy.as_deref(),
+                refused_by(environment, sql).as_deref(),
                 Some("deny-dangerous-capabilities"),
                 "{sql}"
             );
@@ -503,13 +514,13 @@ fn statements_without_code_are_not_scanned() {
 #[test]
 fn development_refuses_hidden_capabilities_and_says_why() {
     for environment in ["development", "staging"] {
-        let r = refusal(
-            environment,
-            "DO $$ BEGIN COPY orders TO PROGRAM 'cat > /tmp/x'; END $$",
-        )
-        .expect("refused");
+        let sql = "DO $$ BEGIN COPY orders TO PROGRAM 'cat > /tmp/x'; END $$";
+        let r = refusal(environment, sql).expect("refused");
         assert_eq!(r.sqlstate, "42501");
-        assert_eq!(r.policy.as_deref(), Some("deny-dangerous-capabilities"));
+        assert_eq!(
+            refused_by(environment, sql).as_deref(),
+            Some("deny-dangerous-capabilities")
+        );
         assert!(
             r.message
                 .starts_with("statement denied by policy \"deny-dangerous-capabilities\": "),
@@ -534,12 +545,11 @@ fn development_refuses_hidden_capabilities_and_says_why() {
     assert!(hint.contains("EXECUTE of a computed string"), "{hint}");
     assert!(hint.contains("EXECUTE only string constants"), "{hint}");
 
-    let r = refusal(
+    let policy = refused_by(
         "staging",
         "CREATE FUNCTION f() RETURNS int LANGUAGE plperlu AS $$ `id` $$",
-    )
-    .expect("refused");
-    assert_eq!(r.policy.as_deref(), Some("deny-dangerous-capabilities"));
+    );
+    assert_eq!(policy.as_deref(), Some("deny-dangerous-capabilities"));
 
     // Several statements: the one with hidden code is refused, and so the
     // whole message.
@@ -566,12 +576,20 @@ fn development_allows_everyday_code() {
 fn production_still_names_the_first_policy() {
     // Dangerous inside opaque code: the dangerous-capability rule, loaded
     // first, is the one named.
-    let r = refusal("production", "DO $$ BEGIN SET ROLE admin; END $$").expect("refused");
-    assert_eq!(r.policy.as_deref(), Some("deny-dangerous-capabilities"));
+    let policy = refused_by("production", "DO $$ BEGIN SET ROLE admin; END $$");
+    assert_eq!(policy.as_deref(), Some("deny-dangerous-capabilities"));
     // Harmless opaque code: the production opaque-code rule, no note.
-    let r = refusal("production", "DO $$ BEGIN PERFORM 1; END $$").expect("refused");
-    assert_eq!(r.policy.as_deref(), Some("deny-opaque-code-in-production"));
-    assert!(!r.hint.unwrap().contains("inside the"));
+    let j = judge("production", "DO $$ BEGIN PERFORM 1; END $$");
+    assert_eq!(
+        j.refused_by.as_deref(),
+        Some("deny-opaque-code-in-production")
+    );
+    assert!(!j
+        .refusal
+        .expect("refused")
+        .hint
+        .unwrap()
+        .contains("inside the"));
 }
 
 // ---------------------------------------------------------------------

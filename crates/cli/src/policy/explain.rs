@@ -433,7 +433,7 @@ impl Report<'_> {
                 "sqlstate": r.sqlstate,
                 "message": r.message,
                 "hint": r.hint,
-                "policy": r.policy,
+                "policy": self.judgement.refused_by,
             }),
         };
         json!({

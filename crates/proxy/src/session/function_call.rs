@@ -7,6 +7,8 @@
 //! [`judged_as`]), so production refuses it as it refuses `SELECT
 //! lo_unlink(...)`.
 
+use portcullis_wire::{sqlstate, Refusal};
+
 /// OIDs of the built-in large-object functions (`src/include/catalog/pg_proc.dat`).
 /// Built-in OIDs below 10000 are fixed across installations, so an OID names
 /// the same function on every server. Server-side `lo_import`/`lo_export`
@@ -51,18 +53,12 @@ pub fn judged_as(oid: u32) -> Option<&'static str> {
 /// failed call would, and a later COMMIT cannot commit work around the
 /// refusal.
 pub fn refusal() -> bytes::Bytes {
-    let mut b = bytes::BytesMut::new();
-    portcullis_wire::encode::error_response(
-        &mut b,
-        &portcullis_wire::encode::Report {
-            severity: portcullis_wire::encode::Severity::Error,
-            code: "42501",
-            message: "function call refused by Portcullis: only the large-object functions may be called with the FunctionCall protocol message",
-            detail: None,
-            hint: Some("Call the function from a SQL statement instead, for example SELECT f(...)."),
-        },
-    );
-    b.freeze()
+    Refusal::error(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        "function call refused by Portcullis: only the large-object functions may be called with the FunctionCall protocol message",
+    )
+    .hint("Call the function from a SQL statement instead, for example SELECT f(...).")
+    .to_bytes()
 }
 
 #[cfg(test)]

@@ -17,11 +17,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::{Bytes, BytesMut};
 use portcullis_guard::session::{Overflow, Refused};
 use portcullis_guard::{
-    encoding_refusal, sqlstate, Judgement, NameKey, PreparedText, Refusal, SessionState, Ticket,
-    Who,
+    encoding_refusal, Judgement, NameKey, PreparedText, SessionState, Ticket, Who,
 };
 use portcullis_policy::{Principal, PrincipalKind};
-use portcullis_wire::encode::{self, Report, Severity};
+use portcullis_wire::{encode, sqlstate, Refusal};
 use tracing::{info, warn};
 
 use crate::runtime::{TargetRuntime, UserRuntime};
@@ -150,15 +149,14 @@ impl Guarded {
         if let (Verdict::Pass, Some(a)) = (&verdict, &j.analysis) {
             if let Some(limit) = j.row_limit {
                 if a.statements.len() != 1 {
-                    let r = Refusal {
-                        sqlstate: sqlstate::DENIED,
-                        message: format!(
+                    let r = Refusal::error(
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        format!(
                             "target \"{}\" has a row limit: statements that change rows must be sent one per query, not with other statements",
                             self.target.config.name
                         ),
-                        hint: Some("Send each INSERT, UPDATE, DELETE or MERGE as a query of its own; Portcullis counts the rows each one changes.".into()),
-                        policy: None,
-                    };
+                    )
+                    .hint("Send each INSERT, UPDATE, DELETE or MERGE as a query of its own; Portcullis counts the rows each one changes.");
                     return (self.refuse(&r, "query"), Vec::new());
                 }
                 verdict = self.limited(limit);
@@ -294,37 +292,33 @@ impl Guarded {
             warn!(
                 user = %self.who.principal.name,
                 target = %self.target.config.name,
-                policy = r.policy.as_deref().unwrap_or("-"),
+                policy = j.refused_by.as_deref().unwrap_or("-"),
                 class,
                 message,
                 "observe mode: statement would be refused"
             );
             return Verdict::Pass;
         }
-        self.refuse(r, message)
+        self.refuse_by(r, j.refused_by.as_deref(), message)
     }
 
+    /// Refuses with a refusal of Portcullis' own.
     fn refuse(&self, r: &Refusal, message: &'static str) -> Verdict {
+        self.refuse_by(r, None, message)
+    }
+
+    /// Refuses with `r`; `policy` is the policy that decided it, if one did
+    /// (logged, never sent).
+    fn refuse_by(&self, r: &Refusal, policy: Option<&str>, message: &'static str) -> Verdict {
         info!(
             user = %self.who.principal.name,
             target = %self.target.config.name,
-            policy = r.policy.as_deref().unwrap_or("-"),
+            policy = policy.unwrap_or("-"),
             sqlstate = r.sqlstate,
             message,
             "statement refused"
         );
-        let mut b = BytesMut::new();
-        encode::error_response(
-            &mut b,
-            &Report {
-                severity: Severity::Error,
-                code: r.sqlstate,
-                message: &r.message,
-                detail: None,
-                hint: r.hint.as_deref(),
-            },
-        );
-        Verdict::Refuse(b.freeze())
+        Verdict::Refuse(r.to_bytes())
     }
 }
 
@@ -339,12 +333,11 @@ fn text<'a>(state: &SessionState, bytes: &'a [u8]) -> Result<Cow<'a, str>, Refus
 /// A protocol statement or portal name as the server keys it.
 fn protocol_name(state: &SessionState, name: &[u8]) -> Result<NameKey, Refusal> {
     if name.starts_with(b"portcullis.") {
-        return Err(Refusal {
-            sqlstate: sqlstate::DENIED,
-            message: "statement and portal names starting with \"portcullis.\" are reserved".into(),
-            hint: Some("Use another name.".into()),
-            policy: None,
-        });
+        return Err(Refusal::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            "statement and portal names starting with \"portcullis.\" are reserved",
+        )
+        .hint("Use another name."));
     }
     if state.lexer_unsettled() && !name.is_ascii() {
         return Err(portcullis_guard::lexer::unsettled());
@@ -356,18 +349,17 @@ fn protocol_name(state: &SessionState, name: &[u8]) -> Result<NameKey, Refusal> 
 fn unfollowable(e: &Refused) -> Refusal {
     match e {
         Refused::Encoding(e) => encoding_refusal(e),
-        Refused::Overflow(what, name) => Refusal {
-            sqlstate: "54000",
-            message: match what {
+        Refused::Overflow(what, name) => Refusal::error(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            match what {
                 Overflow::Names => "too many prepared statements or portals in this session for Portcullis to follow".into(),
                 Overflow::Candidates => format!(
                     "too many definitions of \"{}\" are waiting for the server's answer",
                     name.shown()
                 ),
             },
-            hint: Some("Close prepared statements and portals you no longer need, and read the server's replies (Sync) before redefining a name again.".into()),
-            policy: None,
-        },
+        )
+        .hint("Close prepared statements and portals you no longer need, and read the server's replies (Sync) before redefining a name again."),
     }
 }
 
@@ -392,16 +384,5 @@ pub fn refused_step() -> BytesMut {
 
 /// PostgreSQL's answer to a message whose fields do not parse.
 pub fn invalid_message_format() -> Bytes {
-    let mut b = BytesMut::new();
-    encode::error_response(
-        &mut b,
-        &Report {
-            severity: Severity::Error,
-            code: "08P01",
-            message: "invalid message format",
-            detail: None,
-            hint: None,
-        },
-    );
-    b.freeze()
+    Refusal::error(sqlstate::PROTOCOL_VIOLATION, "invalid message format").to_bytes()
 }

@@ -19,7 +19,7 @@
 //! under a reserved name and closed again, before the client's Sync.
 
 use bytes::{Bytes, BytesMut};
-use portcullis_wire::encode::{self, Report, Severity};
+use portcullis_wire::{encode, sqlstate, Refusal};
 
 use super::pending::Entry;
 
@@ -49,20 +49,9 @@ pub fn exceeded(limit: u64, target: &str) -> Bytes {
     let message = format!(
         "statement refused by Portcullis: it changed more than {limit} rows, the row limit of target \"{target}\"; its changes were rolled back"
     );
-    let mut b = BytesMut::new();
-    encode::error_response(
-        &mut b,
-        &Report {
-            severity: Severity::Error,
-            code: "54000",
-            message: &message,
-            detail: None,
-            hint: Some(
-                "Change fewer rows per statement, for example with a narrower WHERE clause or in batches. Rows changed by cascades and triggers count too.",
-            ),
-        },
-    );
-    b.freeze()
+    Refusal::error(sqlstate::PROGRAM_LIMIT_EXCEEDED, message)
+        .hint("Change fewer rows per statement, for example with a narrower WHERE clause or in batches. Rows changed by cascades and triggers count too.")
+        .to_bytes()
 }
 
 /// A simple Query running `client_sql` (one statement) under the limit,
