@@ -266,22 +266,15 @@ pub fn report_fields(body: &[u8]) -> Result<ReportFields<'_>, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::{self, Report, Severity};
+    use crate::encode;
+    use crate::{sqlstate, Refusal};
     use bytes::BytesMut;
 
     #[test]
     fn report_round_trip() {
-        let mut b = BytesMut::new();
-        encode::error_response(
-            &mut b,
-            &Report {
-                severity: Severity::Fatal,
-                code: "08006",
-                message: "m",
-                detail: Some("d"),
-                hint: None,
-            },
-        );
+        let b = Refusal::fatal(sqlstate::CONNECTION_FAILURE, "m")
+            .detail("d")
+            .to_bytes();
         let f = report_fields(body(&b)).unwrap();
         assert_eq!(f.severity, Some("FATAL"));
         assert_eq!(f.code, Some("08006"));

@@ -3,6 +3,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+use crate::refusal::Refusal;
 use crate::startup::{ProtocolVersion, CANCEL_REQUEST_CODE, SSL_REQUEST_CODE};
 use crate::tags::{auth, backend as be, frontend as fe};
 
@@ -33,63 +34,28 @@ fn cstr(buf: &mut BytesMut, s: &[u8]) {
     buf.put_u8(0);
 }
 
-/// Severity of an error or notice we originate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Error,
-    Fatal,
-    Notice,
-    Warning,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "ERROR",
-            Severity::Fatal => "FATAL",
-            Severity::Notice => "NOTICE",
-            Severity::Warning => "WARNING",
+/// The ErrorResponse for `r`. Only [`Refusal::encode`] calls this, so every
+/// ErrorResponse Portcullis makes is a [`Refusal`].
+pub(crate) fn error_response(buf: &mut BytesMut, r: &Refusal) {
+    message(buf, be::ERROR_RESPONSE, |b| {
+        b.put_u8(b'S');
+        cstr(b, r.severity.as_str().as_bytes());
+        b.put_u8(b'V');
+        cstr(b, r.severity.as_str().as_bytes());
+        b.put_u8(b'C');
+        cstr(b, r.sqlstate.as_bytes());
+        b.put_u8(b'M');
+        cstr(b, r.message.as_bytes());
+        if let Some(d) = &r.detail {
+            b.put_u8(b'D');
+            cstr(b, d.as_bytes());
         }
-    }
-}
-
-/// The fields of an ErrorResponse or NoticeResponse we originate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report<'a> {
-    pub severity: Severity,
-    /// Five-character SQLSTATE.
-    pub code: &'a str,
-    pub message: &'a str,
-    pub detail: Option<&'a str>,
-    pub hint: Option<&'a str>,
-}
-
-fn report_fields(buf: &mut BytesMut, r: &Report<'_>) {
-    buf.put_u8(b'S');
-    cstr(buf, r.severity.as_str().as_bytes());
-    buf.put_u8(b'V');
-    cstr(buf, r.severity.as_str().as_bytes());
-    buf.put_u8(b'C');
-    cstr(buf, r.code.as_bytes());
-    buf.put_u8(b'M');
-    cstr(buf, r.message.as_bytes());
-    if let Some(d) = r.detail {
-        buf.put_u8(b'D');
-        cstr(buf, d.as_bytes());
-    }
-    if let Some(h) = r.hint {
-        buf.put_u8(b'H');
-        cstr(buf, h.as_bytes());
-    }
-    buf.put_u8(0);
-}
-
-pub fn error_response(buf: &mut BytesMut, r: &Report<'_>) {
-    message(buf, be::ERROR_RESPONSE, |b| report_fields(b, r));
-}
-
-pub fn notice_response(buf: &mut BytesMut, r: &Report<'_>) {
-    message(buf, be::NOTICE_RESPONSE, |b| report_fields(b, r));
+        if let Some(h) = &r.hint {
+            b.put_u8(b'H');
+            cstr(b, h.as_bytes());
+        }
+        b.put_u8(0);
+    });
 }
 
 pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
@@ -270,22 +236,6 @@ mod tests {
         let mut b = BytesMut::new();
         ready_for_query(&mut b, b'I');
         assert_eq!(&b[..], b"Z\0\0\0\x05I");
-    }
-
-    #[test]
-    fn error_response_bytes() {
-        let mut b = BytesMut::new();
-        error_response(
-            &mut b,
-            &Report {
-                severity: Severity::Error,
-                code: "42501",
-                message: "no",
-                detail: None,
-                hint: Some("h"),
-            },
-        );
-        assert_eq!(&b[..], b"E\0\0\0\x21SERROR\0VERROR\0C42501\0Mno\0Hh\0\0");
     }
 
     #[test]

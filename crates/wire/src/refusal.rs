@@ -95,20 +95,7 @@ impl Refusal {
 
     /// Appends the ErrorResponse to `buf`.
     pub fn encode(&self, buf: &mut BytesMut) {
-        let severity = match self.severity {
-            Severity::Error => encode::Severity::Error,
-            Severity::Fatal => encode::Severity::Fatal,
-        };
-        encode::error_response(
-            buf,
-            &encode::Report {
-                severity,
-                code: self.sqlstate,
-                message: &self.message,
-                detail: self.detail.as_deref(),
-                hint: self.hint.as_deref(),
-            },
-        );
+        encode::error_response(buf, self);
     }
 
     /// The ErrorResponse on its own.
