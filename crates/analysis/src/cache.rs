@@ -511,6 +511,27 @@ mod tests {
     }
 
     #[test]
+    fn each_span_layout_of_a_shape_is_made_once() {
+        let mut cache = AnalysisCache::new(limits(8));
+        let _ = cache
+            .analyze("SELECT a FROM t WHERE id = 1; SELECT 2")
+            .expect("parses");
+        let b = cache
+            .analyze("SELECT a FROM t WHERE id = 10; SELECT 2")
+            .expect("parses");
+        let c = cache
+            .analyze("SELECT a FROM t WHERE id = 99; SELECT 3")
+            .expect("parses");
+        assert!(Arc::ptr_eq(&b, &c), "the same lengths: one analysis");
+        assert_eq!(c.statements[1].span, 31..39);
+        let d = cache
+            .analyze("SELECT a FROM t WHERE id = 100; SELECT 3")
+            .expect("parses");
+        assert!(!Arc::ptr_eq(&c, &d));
+        assert_eq!(d.statements[1].span, 32..40);
+    }
+
+    #[test]
     fn literal_dependent_analyses_are_kept_by_text_only() {
         let mut cache = AnalysisCache::new(limits(8));
         for (sql, filter) in [

@@ -31,7 +31,7 @@
 //!   literal-dependent and is never reused for another text.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::facts::Analysis;
 
@@ -270,7 +270,15 @@ fn fits_int4(digits: &[u8]) -> bool {
 pub struct Template {
     analysis: Arc<Analysis>,
     constants: Box<[Range<usize>]>,
+    /// Analyses made for other span layouts, most recently used first: the
+    /// texts of a shape come in a few lengths (ids and emails of a few
+    /// sizes), and copying the facts for every text would cost more than
+    /// the parse it saves.
+    instances: Mutex<Vec<Arc<Analysis>>>,
 }
+
+/// Span layouts kept per template.
+const INSTANCES: usize = 16;
 
 impl Template {
     /// A template from the analysis of the text `shape` was taken from, if
@@ -302,6 +310,7 @@ impl Template {
         (every_constant_is_a_node && boundaries_outside_constants).then(|| Template {
             analysis,
             constants: shape.constants.clone().into_boxed_slice(),
+            instances: Mutex::new(Vec::new()),
         })
     }
 
@@ -332,11 +341,30 @@ impl Template {
             }
             to
         };
-        let mut analysis = Analysis::clone(&self.analysis);
-        for s in &mut analysis.statements {
-            s.span = moved(s.span.start)..moved(s.span.end);
+        let spans: Vec<Range<usize>> = self
+            .analysis
+            .statements
+            .iter()
+            .map(|s| moved(s.span.start)..moved(s.span.end))
+            .collect();
+        let same_spans = |a: &Analysis| a.statements.iter().zip(&spans).all(|(s, r)| s.span == *r);
+        let mut instances = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = instances.iter().position(|a| same_spans(a)) {
+            let hit = instances.remove(at);
+            instances.insert(0, hit.clone());
+            return hit;
         }
-        Arc::new(analysis)
+        let mut analysis = Analysis::clone(&self.analysis);
+        for (s, span) in analysis.statements.iter_mut().zip(spans) {
+            s.span = span;
+        }
+        let analysis = Arc::new(analysis);
+        instances.truncate(INSTANCES - 1);
+        instances.insert(0, analysis.clone());
+        analysis
     }
 }
 

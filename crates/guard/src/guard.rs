@@ -238,20 +238,22 @@ impl Guard {
         }
         let (generation, catalog, covers) = self.catalog_slot();
         let mut functions_unseen = session.functions_unseen(covers);
-        let memo_key = (!session.lexer_unsettled()
+        let unseen_at_start = functions_unseen;
+        // Texts of one shape share their judgement: a memorable one reads
+        // neither the text nor statement spans.
+        let memorable = !session.lexer_unsettled()
             && !self.engine.reads_time()
-            && memo::memorable(analysis.statements.iter()))
-        .then(|| memo::Key {
-            // Texts of one shape share their judgement: a memorable one
-            // reads neither the text nor statement spans.
-            subject: memo::Subject::Text(origin),
-            paths: session.possible_paths().to_vec(),
-            generation,
-            own_changes_unseen: functions_unseen,
-        });
-        if let Some(mut hit) = memo_key.as_ref().and_then(|k| session.memo().get(k)) {
-            hit.analysis = Some(analysis);
-            return hit;
+            && memo::memorable(analysis.statements.iter());
+        if memorable {
+            let paths = session.possible_paths();
+            let probe = memo::Probe::Text(&origin);
+            if let Some(mut hit) = session
+                .memo()
+                .get(probe, paths, generation, functions_unseen)
+            {
+                hit.analysis = Some(analysis);
+                return hit;
+            }
         }
         let count = u32::try_from(analysis.statements.len()).unwrap_or(u32::MAX);
         let mut j = self.judgement(Some(analysis.clone()), None);
@@ -335,7 +337,13 @@ impl Guard {
                 }
             }
         }
-        if let Some(key) = memo_key {
+        if memorable {
+            let key = memo::Key {
+                subject: memo::Subject::Text(origin),
+                paths: session.possible_paths().to_vec(),
+                generation,
+                own_changes_unseen: unseen_at_start,
+            };
             session.memo().put(key, j.clone());
         }
         j
@@ -347,26 +355,33 @@ impl Guard {
     pub fn judge_prepared(&self, name: &NameKey, who: &Who, session: &SessionState) -> Judgement {
         let (generation, catalog, covers) = self.catalog_slot();
         let functions_unseen = session.functions_unseen(covers);
-        let memo_key = (!self.engine.reads_time()
-            && memo::memorable(session.prepared(name).filter_map(|t| t.statement())))
-        .then(|| memo::Key {
-            subject: memo::Subject::Prepared(
-                name.clone(),
-                session
-                    .prepared(name)
-                    .map(|t| (t.analysis.clone(), t.index))
-                    .collect(),
-            ),
-            paths: session.possible_paths().to_vec(),
-            generation,
-            own_changes_unseen: functions_unseen,
-        });
-        if let Some(hit) = memo_key.as_ref().and_then(|k| session.memo().get(k)) {
-            return hit;
+        let memorable = !self.engine.reads_time()
+            && memo::memorable(session.prepared(name).filter_map(|t| t.statement()));
+        let paths = session.possible_paths();
+        let probe = memo::Probe::Prepared(name, session);
+        if memorable {
+            if let Some(hit) = session
+                .memo()
+                .get(probe, paths, generation, functions_unseen)
+            {
+                return hit;
+            }
         }
         let j =
             self.judge_prepared_afresh(name, who, session, catalog.as_deref(), functions_unseen);
-        if let Some(key) = memo_key {
+        if memorable {
+            let key = memo::Key {
+                subject: memo::Subject::Prepared(
+                    name.clone(),
+                    session
+                        .prepared(name)
+                        .map(|t| (t.analysis.clone(), t.index))
+                        .collect(),
+                ),
+                paths: paths.to_vec(),
+                generation,
+                own_changes_unseen: functions_unseen,
+            };
             session.memo().put(key, j.clone());
         }
         j

@@ -31,6 +31,7 @@ use crate::encoding::NameKey;
 use crate::guard::Judgement;
 use crate::opaque_scan;
 use crate::session::paths::Path;
+use crate::session::SessionState;
 
 /// Entries kept per session: enough for the handful of statements an
 /// application cycles through, small enough to scan linearly.
@@ -45,16 +46,27 @@ pub(crate) enum Subject {
     Prepared(NameKey, Vec<(Arc<Analysis>, usize)>),
 }
 
+/// What is being judged now, borrowed: a lookup builds no key.
+#[derive(Clone, Copy)]
+pub(crate) enum Probe<'a> {
+    Text(&'a Arc<Analysis>),
+    /// The name, and the session whose texts it stands for.
+    Prepared(&'a NameKey, &'a SessionState),
+}
+
 impl Subject {
-    fn same(&self, other: &Subject) -> bool {
-        match (self, other) {
-            (Subject::Text(a), Subject::Text(b)) => Arc::ptr_eq(a, b),
-            (Subject::Prepared(n, a), Subject::Prepared(m, b)) => {
-                n == m
-                    && a.len() == b.len()
-                    && a.iter()
-                        .zip(b)
-                        .all(|((x, i), (y, j))| Arc::ptr_eq(x, y) && i == j)
+    fn matches(&self, probe: Probe<'_>) -> bool {
+        match (self, probe) {
+            (Subject::Text(a), Probe::Text(b)) => Arc::ptr_eq(a, b),
+            (Subject::Prepared(n, kept), Probe::Prepared(m, session)) => {
+                if n != m {
+                    return false;
+                }
+                let mut now = session.prepared(m);
+                kept.iter().all(|(x, i)| {
+                    now.next()
+                        .is_some_and(|t| Arc::ptr_eq(x, &t.analysis) && *i == t.index)
+                }) && now.next().is_none()
             }
             _ => false,
         }
@@ -72,16 +84,12 @@ pub(crate) struct Key {
 }
 
 impl Key {
-    fn same(&self, other: &Key) -> bool {
-        self.generation == other.generation
-            && self.own_changes_unseen == other.own_changes_unseen
-            && self.paths.len() == other.paths.len()
-            && self
-                .paths
-                .iter()
-                .zip(&other.paths)
-                .all(|(a, b)| Arc::ptr_eq(a, b))
-            && self.subject.same(&other.subject)
+    fn matches(&self, probe: Probe<'_>, paths: &[Path], generation: u64, unseen: bool) -> bool {
+        self.generation == generation
+            && self.own_changes_unseen == unseen
+            && self.paths.len() == paths.len()
+            && self.paths.iter().zip(paths).all(|(a, b)| Arc::ptr_eq(a, b))
+            && self.subject.matches(probe)
     }
 }
 
@@ -111,10 +119,18 @@ pub(crate) struct Memo {
 }
 
 impl Memo {
-    /// The judgement remembered under `key`, if any.
-    pub fn get(&self, key: &Key) -> Option<Judgement> {
+    /// The judgement remembered for `probe` under these inputs, if any.
+    pub fn get(
+        &self,
+        probe: Probe<'_>,
+        paths: &[Path],
+        generation: u64,
+        own_changes_unseen: bool,
+    ) -> Option<Judgement> {
         let mut entries = self.entries.borrow_mut();
-        let at = entries.iter().position(|(k, _)| k.same(key))?;
+        let at = entries
+            .iter()
+            .position(|(k, _)| k.matches(probe, paths, generation, own_changes_unseen))?;
         if at > 0 {
             let hit = entries.remove(at);
             entries.insert(0, hit);
