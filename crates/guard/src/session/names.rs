@@ -79,6 +79,10 @@ struct Slot<T> {
 /// One namespace (statements or portals) of one session.
 #[derive(Debug, Clone)]
 pub(super) struct Names<T> {
+    /// The unnamed statement or portal, kept apart: most drivers use it for
+    /// every statement, several times per message, and a hash and a probe
+    /// per use were a measurable part of the extended protocol's cost.
+    unnamed: Option<Slot<T>>,
     slots: HashMap<NameKey, Slot<T>>,
     max_names: usize,
     max_candidates: usize,
@@ -96,32 +100,45 @@ pub enum Overflow {
 impl<T: Same> Names<T> {
     pub(super) fn new(max_names: usize, max_candidates: usize) -> Self {
         Names {
+            unnamed: None,
             slots: HashMap::new(),
             max_names,
             max_candidates,
         }
     }
 
+    fn slot(&self, key: &NameKey) -> Option<&Slot<T>> {
+        if key.is_unnamed() {
+            self.unnamed.as_ref()
+        } else {
+            self.slots.get(key)
+        }
+    }
+
     /// Every definition `key` may stand for (empty: none).
     pub(super) fn get(&self, key: &NameKey) -> impl Iterator<Item = &T> {
-        self.slots
-            .get(key)
+        self.slot(key)
             .into_iter()
             .flat_map(|s| s.candidates.iter().map(|(_, t)| t))
     }
 
     pub(super) fn contains(&self, key: &NameKey) -> bool {
-        self.slots.contains_key(key)
+        self.slot(key).is_some()
     }
 
     /// A definition sent as message `seq`.
     pub(super) fn define(&mut self, seq: u64, key: NameKey, value: T) -> Result<(), Overflow> {
-        if !self.slots.contains_key(&key) && self.slots.len() >= self.max_names {
-            return Err(Overflow::Names);
-        }
-        let slot = self.slots.entry(key).or_insert_with(|| Slot {
+        let new = || Slot {
             candidates: Vec::new(),
-        });
+        };
+        let slot = if key.is_unnamed() {
+            self.unnamed.get_or_insert_with(new)
+        } else {
+            if !self.slots.contains_key(&key) && self.slots.len() >= self.max_names {
+                return Err(Overflow::Names);
+            }
+            self.slots.entry(key).or_insert_with(new)
+        };
         if let Some((seqs, _)) = slot.candidates.iter_mut().find(|(_, v)| v.same(&value)) {
             seqs.push(seq);
             return Ok(());
@@ -145,7 +162,14 @@ impl<T: Same> Names<T> {
     }
 
     fn drop_where(&mut self, key: &NameKey, gone: impl Fn(u64) -> bool) {
-        if let Some(slot) = self.slots.get_mut(key) {
+        if key.is_unnamed() {
+            if let Some(slot) = self.unnamed.as_mut() {
+                retain(slot, &gone);
+                if slot.candidates.is_empty() {
+                    self.unnamed = None;
+                }
+            }
+        } else if let Some(slot) = self.slots.get_mut(key) {
             retain(slot, &gone);
             if slot.candidates.is_empty() {
                 self.slots.remove(key);
@@ -155,6 +179,12 @@ impl<T: Same> Names<T> {
 
     /// Everything defined before `seq` is gone.
     pub(super) fn drop_all_older(&mut self, seq: u64) {
+        if let Some(slot) = self.unnamed.as_mut() {
+            retain(slot, &|s| s < seq);
+            if slot.candidates.is_empty() {
+                self.unnamed = None;
+            }
+        }
         self.slots.retain(|_, slot| {
             retain(slot, &|s| s < seq);
             !slot.candidates.is_empty()
@@ -163,7 +193,7 @@ impl<T: Same> Names<T> {
 
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.slots.len()
+        self.slots.len() + usize::from(self.unnamed.is_some())
     }
 }
 
@@ -271,6 +301,27 @@ mod tests {
 
     fn texts(r: &Registry<&'static str, ()>, k: &str) -> Vec<&'static str> {
         r.statements.get(&key(k)).copied().collect()
+    }
+
+    /// The unnamed statement is kept apart from the map, under the same
+    /// rules.
+    #[test]
+    fn the_unnamed_statement_follows_the_same_rules() {
+        let mut r: Registry<&str, ()> = Registry::new(1, 10, 8);
+        let named = r.define_statement(key("s1"), "SELECT").unwrap();
+        r.settle(named, true);
+        // The bound on names does not count the unnamed one.
+        let first = r.define_statement(key(""), "DELETE").unwrap();
+        let second = r.define_statement(key(""), "UPDATE").unwrap();
+        assert_eq!(texts(&r, ""), ["DELETE", "UPDATE"]);
+        r.settle(first, true);
+        assert_eq!(texts(&r, ""), ["DELETE", "UPDATE"]);
+        r.settle(second, false);
+        assert_eq!(texts(&r, ""), ["DELETE"]);
+        let close_all = r.close_all_statements();
+        r.settle(close_all, true);
+        assert!(texts(&r, "").is_empty() && texts(&r, "s1").is_empty());
+        assert_eq!(r.statements.len(), 0);
     }
 
     #[test]
