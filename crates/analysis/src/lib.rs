@@ -56,6 +56,7 @@ mod database;
 mod error;
 pub mod facts;
 pub mod functions;
+pub mod fuzzing;
 mod literal;
 mod parse;
 pub mod resolve;
