@@ -271,7 +271,7 @@ fn a_sessions_own_function_changes_count_before_the_catalog_shows_them() {
         "other sessions are not affected"
     );
 
-    assert!(s.changes_ended());
+    assert!(s.unnumbered_changes());
     let n = g.number_schema_change();
     s.changes_numbered(n);
     assert!(

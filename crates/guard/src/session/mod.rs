@@ -244,10 +244,12 @@ impl SessionState {
         self.unseen.uncommitted = true;
     }
 
-    /// The server is idle: a change let through earlier is committed (or
-    /// rolled back). Returns whether one waits for a number
-    /// ([`SessionState::changes_numbered`]).
-    pub fn changes_ended(&self) -> bool {
+    /// Whether a change let through has not been numbered yet. Number it
+    /// ([`SessionState::changes_numbered`]) once the server is idle and has
+    /// answered every message sent: only then has it run and committed (or
+    /// rolled back). An idle answer to an earlier message of a pipeline
+    /// does not count: the change may not have run yet.
+    pub fn unnumbered_changes(&self) -> bool {
         self.unseen.uncommitted
     }
 

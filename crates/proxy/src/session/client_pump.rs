@@ -78,6 +78,9 @@ impl<'a> ClientPump<'a> {
 /// Judges a message (or the head of a streamed one) by its type and the
 /// bytes available of it.
 fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
+    // Judged and entered in the ledger as one step, as far as the server
+    // pump's "every request answered" is concerned.
+    let _gate = guarded.gate();
     let body = decode::body(head);
     // The server's answers settle the changes each message makes to the
     // session model; a message the server discards settles at once.

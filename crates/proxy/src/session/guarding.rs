@@ -42,6 +42,11 @@ pub(crate) struct Guarded {
     /// A statement that changes the schema was let through: refresh the
     /// catalog once the server is idle.
     schema_dirty: AtomicBool,
+    /// Held by the client pump from judging a message until its ledger
+    /// entry is in place, and by the server pump while it reads "every
+    /// request answered" at a ReadyForQuery: otherwise a change judged but
+    /// not yet in the ledger could look answered (see [`Guarded::ready`]).
+    gate: Mutex<()>,
 }
 
 /// What to do with a judged message.
@@ -84,11 +89,17 @@ impl Guarded {
             who,
             state: Mutex::new(state),
             schema_dirty: AtomicBool::new(false),
+            gate: Mutex::new(()),
         };
         for (name, value) in portcullis_wire::decode::parameter_statuses(startup_messages) {
             g.parameter_status(name, value);
         }
         g
+    }
+
+    /// See the `gate` field.
+    pub fn gate(&self) -> MutexGuard<'_, ()> {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn state(&self) -> MutexGuard<'_, SessionState> {
@@ -107,15 +118,17 @@ impl Guarded {
     }
 
     /// A ReadyForQuery from the server; `drained` when every request sent
-    /// so far has been answered.
+    /// so far has been answered (read while holding [`Guarded::gate`], so
+    /// that every message judged so far is among those requests).
     pub fn ready(&self, status: u8, drained: bool) {
         let idle = status == portcullis_wire::tags::txn::IDLE;
         let mut state = self.state();
         state.ready(idle, drained);
-        if idle && state.changes_ended() {
-            // Committed (or rolled back): a catalog load that begins from
-            // now on sees it. Until one lands, the session judges as if
-            // its functions could be anything (guard::catalog::CatalogView).
+        if idle && drained && state.unnumbered_changes() {
+            // Run and committed (or rolled back): a catalog load that
+            // begins from now on sees it. Until one lands, the session
+            // judges as if its functions could be anything
+            // (guard::catalog::CatalogView).
             let n = self.target.guard.number_schema_change();
             state.changes_numbered(n);
         }

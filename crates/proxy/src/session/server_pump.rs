@@ -107,6 +107,7 @@ fn judge(
             if let Some(sent) = pending.ready(status, settle) {
                 metrics.statement_seconds(sent.elapsed().as_secs_f64());
             }
+            let _gate = guarded.gate();
             guarded.ready(status, pending.drained());
             Ok(Action::Forward)
         }
