@@ -274,3 +274,28 @@ async fn a_sessions_own_ddl_is_seen_by_its_next_statement() {
         }
     }
 }
+
+/// Several queries in one write: the call after the replacement is judged
+/// before the server has run either, and is refused all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_call_after_its_own_ddl_is_judged_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = development_denying_opaque_reads(&dir).await;
+    let client = proxy.client().await;
+    client.simple_query("SELECT label(1)").await.unwrap();
+    let (first, replace, call) = tokio::join!(
+        client.simple_query("SELECT 1"),
+        client.simple_query(MAKE_VOLATILE),
+        client.simple_query("SELECT label(2)"),
+    );
+    first.unwrap();
+    replace.unwrap();
+    let e = call.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e}");
+    assert_eq!(
+        proxy
+            .upstream_sql("SELECT count(*) FROM public.audit")
+            .trim(),
+        "0"
+    );
+}
