@@ -84,7 +84,7 @@ pub fn shape_of(sql: &str) -> Option<Shape> {
                 if i > 0 && b.get(i - 1).copied().is_some_and(attaches) {
                     return None;
                 }
-                let end = string_end(b, i)?;
+                let end = quoted_end(b, i, b'\'')?;
                 if b.get(end).copied().is_some_and(is_ident_char) {
                     return None;
                 }
@@ -102,7 +102,7 @@ pub fn shape_of(sql: &str) -> Option<Shape> {
                 if i > 0 && b.get(i - 1).copied().is_some_and(attaches) {
                     return None;
                 }
-                i = quoted_identifier_end(b, i)?;
+                i = quoted_end(b, i, b'"')?;
             }
             b'-' if next == Some(b'-') => {
                 i = b[i..]
@@ -162,27 +162,18 @@ fn attaches(c: u8) -> bool {
     is_ident_char(c) || matches!(c, b'&' | b'\'' | b'"')
 }
 
-/// The end of the plain string starting at `start` (one past its closing
-/// quote); `''` is a quote inside it. A backslash gives up: it means
-/// something else where `standard_conforming_strings` is off.
-fn string_end(b: &[u8], start: usize) -> Option<usize> {
+/// The end of the quoted token starting at `start` (one past its closing
+/// `quote`); a doubled quote stands for one inside it. In a string
+/// (`'`), a backslash gives up: it means something else where
+/// `standard_conforming_strings` is off; in a quoted identifier (`"`) it is
+/// an ordinary character.
+fn quoted_end(b: &[u8], start: usize, quote: u8) -> Option<usize> {
     let mut i = start + 1;
     loop {
-        match b.get(i)? {
-            b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
-            b'\'' => return Some(i + 1),
-            b'\\' | 0 => return None,
-            _ => i += 1,
-        }
-    }
-}
-
-fn quoted_identifier_end(b: &[u8], start: usize) -> Option<usize> {
-    let mut i = start + 1;
-    loop {
-        match b.get(i)? {
-            b'"' if b.get(i + 1) == Some(&b'"') => i += 2,
-            b'"' => return Some(i + 1),
+        match *b.get(i)? {
+            c if c == quote && b.get(i + 1) == Some(&quote) => i += 2,
+            c if c == quote => return Some(i + 1),
+            b'\\' if quote == b'\'' => return None,
             0 => return None,
             _ => i += 1,
         }

@@ -210,7 +210,8 @@ fn texts_of_one_shape_get_their_own_verdicts() {
     assert!(refused(&g, &s, "SELECT set_config('role', 'x', false)").is_some());
 }
 
-fn shop_catalog() -> portcullis_guard::CatalogSnapshot {
+/// The shop's catalog, with `order_label` of this `provolatile`.
+fn shop_catalog_with(label_volatility: &str) -> portcullis_guard::CatalogSnapshot {
     use portcullis_guard::catalog::Row;
     let row = |cols: &[&str]| -> Row {
         cols.iter()
@@ -223,11 +224,23 @@ fn shop_catalog() -> portcullis_guard::CatalogSnapshot {
         vec![],
         vec![],
         vec![
-            row(&["public", "order_label", "1", "0", "false", "s", "NULL"]),
+            row(&[
+                "public",
+                "order_label",
+                "1",
+                "0",
+                "false",
+                label_volatility,
+                "NULL",
+            ]),
             row(&["pg_catalog", "lower", "1", "0", "false", "i", "NULL"]),
         ],
     ])
     .expect("catalog")
+}
+
+fn shop_catalog() -> portcullis_guard::CatalogSnapshot {
+    shop_catalog_with("s")
 }
 
 /// A session that may have changed functions judges calls to functions
@@ -329,19 +342,7 @@ fn remembered_judgements_follow_the_session() {
     g.set_catalog(shop_catalog(), n);
     assert_eq!(refused(&g, &s, call), None);
     // The snapshot now says the function writes.
-    let volatile = {
-        use portcullis_guard::catalog::Row;
-        let row = |cols: &[&str]| -> Row { cols.iter().map(|c| Some(c.to_string())).collect() };
-        portcullis_guard::CatalogSnapshot::from_rows(&[
-            vec![row(&["public"]), row(&["pg_catalog"])],
-            vec![row(&["public", "orders", "r"])],
-            vec![],
-            vec![],
-            vec![row(&["public", "order_label", "1", "0", "false", "v", "x"])],
-        ])
-        .expect("catalog")
-    };
-    g.set_catalog(volatile, n);
+    g.set_catalog(shop_catalog_with("v"), n);
     assert!(
         refused(&g, &s, call).is_some(),
         "a new snapshot is a new judgement"
