@@ -76,6 +76,19 @@ pub fn shape_of(sql: &str) -> Option<Shape> {
     let mut copied = 0; // bytes of `sql` already accounted for in `key`
     let mut i = 0;
     while let Some(&c) = b.get(i) {
+        // Most bytes are spaces, punctuation and identifiers: step over
+        // them without the full match.
+        match CLASS[usize::from(c)] {
+            Class::Plain => {
+                i += 1;
+                continue;
+            }
+            Class::IdentStart => {
+                i += 1 + b[i + 1..].iter().take_while(|&&x| is_ident_char(x)).count();
+                continue;
+            }
+            Class::Attention => {}
+        }
         let next = b.get(i + 1).copied();
         match c {
             b'\'' => {
@@ -126,9 +139,6 @@ pub fn shape_of(sql: &str) -> Option<Shape> {
                 }
                 i += 1 + digits;
             }
-            b'A'..=b'Z' | b'a'..=b'z' | b'_' => {
-                i += b[i..].iter().take_while(|&&x| is_ident_char(x)).count();
-            }
             0 | 0x80..=0xff => return None,
             _ => i += 1,
         }
@@ -154,8 +164,50 @@ fn push_constant(
 
 /// PostgreSQL's `ident_cont`, ASCII part (non-ASCII gives no shape).
 fn is_ident_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
+    IDENT_CONT[usize::from(c)]
 }
+
+/// What the scan does with a byte (see [`shape_of`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Space or punctuation that starts no token of interest: step over.
+    Plain,
+    /// A letter or underscore: an identifier or keyword to skip.
+    IdentStart,
+    /// Quotes, comment starts, digits, `.`, `$`, NUL and non-ASCII.
+    Attention,
+}
+
+static CLASS: [Class; 256] = {
+    let mut t = [Class::Plain; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_alphabetic() || b == b'_' {
+            Class::IdentStart
+        } else if b.is_ascii_digit()
+            || b >= 0x80
+            || matches!(b, 0 | b'\'' | b'"' | b'-' | b'/' | b'.' | b'$')
+        {
+            Class::Attention
+        } else {
+            Class::Plain
+        };
+        c += 1;
+    }
+    t
+};
+
+static IDENT_CONT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+        c += 1;
+    }
+    t
+};
 
 /// Whether a quote right after `c` would not start a plain token.
 fn attaches(c: u8) -> bool {

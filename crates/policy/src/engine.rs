@@ -50,6 +50,8 @@ pub struct PolicyEngine {
     warnings: Vec<Problem>,
     authorizer: Authorizer,
     needs: PolicyNeeds,
+    /// `needs.reads("time")`, asked for every statement judged.
+    reads_time: bool,
     cache: DecisionCache,
 }
 
@@ -186,6 +188,7 @@ impl PolicyEngine {
             .collect();
         Ok(PolicyEngine {
             cache: DecisionCache::new(DEFAULT_CACHE_CAPACITY, &needs),
+            reads_time: needs.reads("time"),
             needs,
             vocab,
             by_action,
@@ -217,7 +220,7 @@ impl PolicyEngine {
     /// may be decided differently from one minute to the next, and a
     /// decision must not be remembered across requests.
     pub fn reads_time(&self) -> bool {
-        self.needs.reads("time")
+        self.reads_time
     }
 
     /// The decision for one statement.

@@ -11,7 +11,7 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tracing::{error, info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, warn, Instrument, Span};
 
 use crate::cancel::CancelRegistry;
 pub use crate::context::{ConnContext, Phase, Shared, UserSlot, UserSlots};
@@ -171,11 +171,17 @@ impl Server {
                         let _guard = guard;
                         match permit {
                             Some(permit) => {
-                                let span =
-                                    info_span!("session", listener = %listener.name, peer = %peer);
-                                serve_connection(sock, shared, listener)
-                                    .instrument(span)
-                                    .await;
+                                // One span per connection: entered on every
+                                // poll, so the login fills in who it is
+                                // rather than adding a second span.
+                                let span = info_span!(
+                                    "session",
+                                    listener = %listener.name,
+                                    peer = %peer,
+                                    user = tracing::field::Empty,
+                                    target = tracing::field::Empty,
+                                );
+                                serve_connection(sock, shared, listener, span).await;
                                 drop(permit);
                             }
                             None => refuse_over_limit(sock, shared, listener).await,
@@ -300,7 +306,44 @@ async fn refuse_over_limit(sock: TcpStream, shared: Arc<Shared>, listener: Liste
     .await;
 }
 
-async fn serve_connection(sock: TcpStream, shared: Arc<Shared>, listener: Listener) {
+/// Serves one connection; `span` is its span. The handshake runs inside
+/// the span. The relay does not: a span is entered on every poll, and a
+/// session is polled for every message, so the session's few events name
+/// the span as their parent instead.
+async fn serve_connection(sock: TcpStream, shared: Arc<Shared>, listener: Listener, span: Span) {
+    let Some(Establishment { est, opts, _conn }) = establish(sock, &shared, listener)
+        .instrument(span.clone())
+        .await
+    else {
+        return;
+    };
+    span.record("user", tracing::field::display(&est.user.config.name));
+    span.record("target", tracing::field::display(&est.target.config.name));
+    session::run(
+        est,
+        opts,
+        shared.metrics.clone(),
+        shared.phase.subscribe(),
+        span,
+    )
+    .await;
+}
+
+/// A logged-in connection, ready to relay.
+struct Establishment {
+    est: handshake::Established,
+    opts: SessionOptions,
+    /// Counts the connection as open until the session ends.
+    _conn: crate::metrics::ConnectionGuard,
+}
+
+/// The handshake: an established session, or `None` once the connection
+/// has been dealt with.
+async fn establish(
+    sock: TcpStream,
+    shared: &Arc<Shared>,
+    listener: Listener,
+) -> Option<Establishment> {
     let runtime = shared.runtime();
     let started = Instant::now();
     let handshake_timeout: Duration = runtime.config.server.handshake_timeout.into();
@@ -311,7 +354,7 @@ async fn serve_connection(sock: TcpStream, shared: Arc<Shared>, listener: Listen
         max_statement_bytes: runtime.config.server.max_statement_bytes,
     };
     let metrics = shared.metrics.clone();
-    let _conn = metrics.connection(&listener.name);
+    let conn = metrics.connection(&listener.name);
     let ctx = ConnContext {
         shared: shared.clone(),
         runtime,
@@ -322,14 +365,14 @@ async fn serve_connection(sock: TcpStream, shared: Arc<Shared>, listener: Listen
         Err(_) => {
             metrics.error(ErrorKind::Timeout);
             info!("handshake timed out");
-            return;
+            return None;
         }
         Ok(Ok(est)) => est,
-        Ok(Err(Ended::Quietly)) => return,
+        Ok(Err(Ended::Quietly)) => return None,
         Ok(Err(Ended::Dropped(kind, why))) => {
             metrics.error(kind);
             info!(reason = %why, "connection dropped during handshake");
-            return;
+            return None;
         }
         Ok(Err(Ended::Refused(mut stream, kind, refusal))) => {
             metrics.error(kind);
@@ -340,14 +383,15 @@ async fn serve_connection(sock: TcpStream, shared: Arc<Shared>, listener: Listen
                 stream.shutdown().await
             })
             .await;
-            return;
+            return None;
         }
     };
     metrics.handshake_seconds(started.elapsed().as_secs_f64());
-    let span = info_span!("relay", user = %est.user.config.name, target = %est.target.config.name);
-    session::run(est, opts, metrics.clone(), shared.phase.subscribe())
-        .instrument(span)
-        .await;
+    Some(Establishment {
+        est,
+        opts,
+        _conn: conn,
+    })
 }
 
 /// Counts live connection tasks so shutdown can wait for them.

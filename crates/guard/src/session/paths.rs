@@ -171,7 +171,9 @@ impl Paths {
     }
 
     fn recompute(&mut self) {
-        let mut p = self.current.clone();
+        // Reuses the allocation: this runs at every ReadyForQuery.
+        let mut p = std::mem::take(&mut self.possible);
+        p.clone_from(&self.current);
         union(&mut p, &self.local);
         if self.pending_paths.len() > MAX_PATHS {
             p = vec![unknown_path()];
@@ -328,7 +330,7 @@ impl Paths {
         self.in_block = false;
         self.block_failed = false;
         self.local.clear();
-        self.txn_start = self.current.clone();
+        self.txn_start.clone_from(&self.current);
     }
 
     /// An ErrorResponse from the server.
@@ -359,7 +361,7 @@ impl Paths {
         if idle {
             if self.failed_since_ready {
                 // The implicit transaction that failed is rolled back.
-                self.current = self.txn_start.clone();
+                self.current.clone_from(&self.txn_start);
             }
             self.end_transaction();
         } else if !self.in_block {
@@ -377,15 +379,17 @@ impl Paths {
             // whatever they set may be in force.
             self.pending_paths.clear();
             self.pending_returns = 0;
-            let mut current = std::mem::take(&mut self.current);
-            for (_, effects) in std::mem::take(&mut self.pending) {
-                for e in &effects {
-                    self.widen(&mut current, e);
+            if !self.pending.is_empty() {
+                let mut current = std::mem::take(&mut self.current);
+                for (_, effects) in std::mem::take(&mut self.pending) {
+                    for e in &effects {
+                        self.widen(&mut current, e);
+                    }
                 }
+                self.current = current;
             }
-            self.current = current;
             if idle {
-                self.txn_start = self.current.clone();
+                self.txn_start.clone_from(&self.current);
             }
         }
         self.recompute();

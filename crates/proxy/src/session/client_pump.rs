@@ -210,7 +210,7 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
                 }
             }
             Ok(oid) => {
-                warn!(oid, "FunctionCall refused");
+                warn!(parent: &guarded.span, oid, "FunctionCall refused");
                 metrics.error(ErrorKind::Refused);
                 pending.sent(refused(function_call::refusal(), true), settle);
                 Action::Replace(guarding::refused_query())

@@ -37,6 +37,9 @@ pub const REFUSED_NAME: &[u8] = b"portcullis.refused";
 /// The guard's view of one session, shared by both pumps.
 pub(crate) struct Guarded {
     pub target: Arc<TargetRuntime>,
+    /// The connection's span: the parent of the session's events (the
+    /// relay is not run inside it, see `server::serve_connection`).
+    pub span: tracing::Span,
     who: Who,
     state: Mutex<SessionState>,
     /// A statement that changes the schema was let through: refresh the
@@ -69,6 +72,7 @@ impl Guarded {
         peer: Option<SocketAddr>,
         search_path: Option<&str>,
         startup_messages: &[u8],
+        span: tracing::Span,
     ) -> Guarded {
         let kind = match user.config.kind {
             portcullis_config::IdentityKind::Human => PrincipalKind::Human,
@@ -86,6 +90,7 @@ impl Guarded {
         let state = SessionState::new(target.config.user.clone(), search_path);
         let g = Guarded {
             target,
+            span,
             who,
             state: Mutex::new(state),
             schema_dirty: AtomicBool::new(false),
@@ -303,6 +308,7 @@ impl Guarded {
         let class = j.statements.last().map(|s| s.class.as_str()).unwrap_or("-");
         if !j.enforced {
             warn!(
+                parent: &self.span,
                 user = %self.who.principal.name,
                 target = %self.target.config.name,
                 policy = j.refused_by.as_deref().unwrap_or("-"),
@@ -324,6 +330,7 @@ impl Guarded {
     /// (logged, never sent).
     fn refuse_by(&self, r: &Refusal, policy: Option<&str>, message: &'static str) -> Verdict {
         info!(
+            parent: &self.span,
             user = %self.who.principal.name,
             target = %self.target.config.name,
             policy = policy.unwrap_or("-"),

@@ -15,6 +15,7 @@ pub mod lexing;
 mod pending;
 mod row_limit;
 mod server_pump;
+mod woken;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,7 @@ pub async fn run(
     opts: SessionOptions,
     metrics: Arc<Metrics>,
     mut phase: watch::Receiver<Phase>,
+    span: tracing::Span,
 ) {
     let Established {
         client,
@@ -87,6 +89,7 @@ pub async fn run(
         client.peer_addr(),
         search_path.as_deref(),
         &upstream.startup_messages,
+        span,
     );
     let (client_r, client_w) = client.split();
     let (upstream_r, upstream_w) = upstream.stream.split();
@@ -111,10 +114,16 @@ pub async fn run(
         &metrics,
     );
 
-    let end = tokio::select! {
-        e = to_server.run() => e,
-        e = to_client.run(false) => e,
-        _ = phase.wait_for(|p| *p == Phase::Stopping) => End::Shutdown,
+    let end = {
+        // Each branch is polled only when its own waker fired (see woken.rs).
+        let to_server = std::pin::pin!(to_server.run());
+        let to_client = std::pin::pin!(to_client.run(false));
+        let stopping = std::pin::pin!(phase.wait_for(|p| *p == Phase::Stopping));
+        tokio::select! {
+            e = woken::Woken::new(to_server) => e,
+            e = woken::Woken::new(to_client) => e,
+            _ = woken::Woken::new(stopping) => End::Shutdown,
+        }
     };
 
     // PostgreSQL answers the messages that came before a bad one, then
@@ -152,11 +161,11 @@ pub async fn run(
         End::UpstreamClosed => (None, false),
         End::ClientRefused(r) => (Some(tell_client(ErrorKind::ClientProtocol, r)), true),
         End::Unsafe(r) => {
-            warn!(reason = %r.message, "session closed: unsafe lexing setting");
+            warn!(parent: &guarded.span, reason = %r.message, "session closed: unsafe lexing setting");
             (Some(tell_client(ErrorKind::Refused, r)), true)
         }
         End::UpstreamLost(why) | End::UpstreamProtocol(why) => {
-            warn!(reason = %why, "upstream connection lost");
+            warn!(parent: &guarded.span, reason = %why, "upstream connection lost");
             let kind = if matches!(end, End::UpstreamLost(_)) {
                 ErrorKind::UpstreamLost
             } else {
@@ -193,7 +202,7 @@ pub async fn run(
         to_server.terminate_upstream().await;
     }
     let _ = to_client.shutdown().await;
-    info!(reason = ?end_label(&end), "session ended");
+    info!(parent: &guarded.span, reason = ?end_label(&end), "session ended");
     drop(cancel_guard);
     drop(user_slot);
 }

@@ -134,6 +134,15 @@ pub(crate) enum Route {
     Release(Bytes),
 }
 
+/// What a ReadyForQuery settled (see [`Pending::ready`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ready {
+    /// How long the request it answers took, if one was outstanding.
+    pub took: Option<std::time::Duration>,
+    /// Every request sent so far has been answered.
+    pub drained: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     Parse,
@@ -156,9 +165,16 @@ struct Ledger {
     last_ready: Option<Instant>,
     /// A held completion (see [`Route::Hold`]).
     held: Option<Bytes>,
+    /// The client pump waits for room (see [`Pending::wait_for_room`]).
+    waiting: bool,
 }
 
 impl Ledger {
+    /// Every request sent so far has been answered, Syncs and all.
+    fn drained(&self) -> bool {
+        !self.copy_in_open && self.entries.iter().all(|e| *e == Entry::CopyEnd)
+    }
+
     /// Whether the hidden entries right after the front one include a
     /// row-limit check.
     fn check_follows(&self) -> bool {
@@ -224,15 +240,22 @@ impl Pending {
     pub async fn wait_for_room(&self) {
         loop {
             let notified = self.room.notified();
-            if !self.full() {
-                return;
+            {
+                let mut l = self.ledger();
+                if l.entries.len() < MAX_ENTRIES {
+                    return;
+                }
+                l.waiting = true;
             }
             notified.await;
         }
     }
 
-    fn made_room(&self, l: &Ledger) {
-        if l.entries.len() < MAX_ENTRIES {
+    /// Wakes the client pump if it waits for room and there is some now
+    /// (a notification nobody waits for would cost a lock per reply).
+    fn made_room(&self, l: &mut Ledger) {
+        if l.waiting && l.entries.len() < MAX_ENTRIES {
+            l.waiting = false;
             self.room.notify_waiters();
         }
     }
@@ -286,7 +309,7 @@ impl Pending {
             if let Some(Entry::Step(_, Some(t))) = l.entries.pop_front() {
                 settle(t, true);
             }
-            self.made_room(&l);
+            self.made_room(&mut l);
         }
     }
 
@@ -295,7 +318,7 @@ impl Pending {
         let mut l = self.ledger();
         if matches!(l.entries.front(), Some(Entry::Step(Step::Describe, _))) {
             l.entries.pop_front();
-            self.made_room(&l);
+            self.made_room(&mut l);
         }
     }
 
@@ -307,7 +330,7 @@ impl Pending {
                 if let Some(Entry::Step(_, Some(t))) = l.entries.pop_front() {
                     settle(t, true);
                 }
-                self.made_room(&l);
+                self.made_room(&mut l);
             }
             Some(Entry::Query { tickets, done, .. }) => {
                 // One statement of the Query ran to completion.
@@ -412,7 +435,7 @@ impl Pending {
         for e in l.entries.drain(..end) {
             e.skipped(settle);
         }
-        self.made_room(&l);
+        self.made_room(&mut l);
         substitute
     }
 
@@ -454,23 +477,25 @@ impl Pending {
         }
     }
 
-    /// ReadyForQuery; returns when its request was sent.
-    pub fn ready(&self, status: u8, settle: Settle<'_>) -> Option<Instant> {
+    /// ReadyForQuery. Returns how long its request took, and whether every
+    /// request sent so far has now been answered (see [`Pending::drained`]).
+    pub fn ready(&self, status: u8, settle: Settle<'_>) -> Ready {
         self.status.store(status, Ordering::Relaxed);
+        let now = Instant::now();
         let mut l = self.ledger();
         l.discarding = false;
         l.held = None;
-        l.last_ready = Some(Instant::now());
-        let mut sent = None;
+        l.last_ready = Some(now);
+        let mut took = None;
         while let Some(e) = l.entries.pop_front() {
             if let Entry::Sync(t) | Entry::Query { at: t, .. } | Entry::Refused { at: t, .. } = e {
-                sent = Some(t);
+                took = Some(now.saturating_duration_since(t));
                 e.skipped(settle);
                 break;
             }
             e.skipped(settle);
         }
-        self.made_room(&l);
+        self.made_room(&mut l);
         if self.hidden_active.load(Ordering::Relaxed) {
             let still = l
                 .entries
@@ -478,13 +503,10 @@ impl Pending {
                 .any(|e| matches!(e, Entry::Hidden { .. } | Entry::QueryPart));
             self.hidden_active.store(still, Ordering::Relaxed);
         }
-        sent
-    }
-
-    /// Every request sent so far has been answered, Syncs and all.
-    pub fn drained(&self) -> bool {
-        let l = self.ledger();
-        !l.copy_in_open && l.entries.iter().all(|e| *e == Entry::CopyEnd)
+        Ready {
+            took,
+            drained: l.drained(),
+        }
     }
 
     /// No request is waiting for the server and no transaction is open.
@@ -542,10 +564,10 @@ mod tests {
         p.sent(Entry::query(t), &mut no);
         p.sent(Entry::query(t), &mut no);
         assert!(!p.idle());
-        assert_eq!(p.ready(b'I', &mut no), Some(t));
-        assert_eq!(p.ready(b'I', &mut no), Some(t));
+        assert!(p.ready(b'I', &mut no).took.is_some());
+        assert!(p.ready(b'I', &mut no).took.is_some());
         assert!(p.idle());
-        assert_eq!(p.ready(b'I', &mut no), None);
+        assert!(p.ready(b'I', &mut no).took.is_none());
     }
 
     fn extended(p: &Pending) {
@@ -563,7 +585,7 @@ mod tests {
         p.step_done(&mut no);
         p.command_done(&mut no);
         assert!(!p.answered());
-        assert!(p.ready(b'I', &mut no).is_some());
+        assert!(p.ready(b'I', &mut no).took.is_some());
         assert!(p.idle());
     }
 
@@ -706,7 +728,7 @@ mod tests {
         p.sent(Entry::query(now()), &mut no);
         assert!(!p.answered());
         assert_eq!(p.error(false, &mut no).as_deref(), Some(&b"ours"[..]));
-        assert!(p.ready(b'I', &mut no).is_some());
+        assert!(p.ready(b'I', &mut no).took.is_some());
         assert_eq!(p.outstanding(), 1, "the next query is still owed");
         // The next query's own error is the server's.
         assert_eq!(p.error(false, &mut no), None);
@@ -758,7 +780,7 @@ mod tests {
         // completion.
         assert_eq!(p.route(false, b""), Route::Hidden);
         assert_eq!(p.error(false, &mut no).as_deref(), Some(&b"limit"[..]));
-        assert!(p.ready(b'I', &mut no).is_some());
+        assert!(p.ready(b'I', &mut no).took.is_some());
         assert!(p.idle());
     }
 
@@ -771,7 +793,7 @@ mod tests {
         p.sent(Entry::query(now()), &mut no);
         assert_eq!(p.route(true, b""), Route::Hidden);
         assert_eq!(p.error(false, &mut no), None, "the server's own error");
-        assert!(p.ready(b'I', &mut no).is_some());
+        assert!(p.ready(b'I', &mut no).took.is_some());
         assert!(p.idle());
     }
 
@@ -825,7 +847,7 @@ mod tests {
             p.route(true, b""),
             Route::Release(Bytes::from_static(b"UPDATE 3"))
         );
-        assert!(p.ready(b'I', &mut no).is_some());
+        assert!(p.ready(b'I', &mut no).took.is_some());
         assert!(p.idle());
     }
 }

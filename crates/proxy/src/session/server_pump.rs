@@ -104,11 +104,14 @@ fn judge(
         be::READY_FOR_QUERY => {
             let status = decode::ready_for_query(decode::body(msg))
                 .map_err(|e| End::UpstreamProtocol(e.to_string()))?;
-            if let Some(sent) = pending.ready(status, settle) {
-                metrics.statement_seconds(sent.elapsed().as_secs_f64());
-            }
+            // Under the gate, so that "drained" covers every message
+            // judged so far (see `Guarded::gate`).
             let _gate = guarded.gate();
-            guarded.ready(status, pending.drained());
+            let ready = pending.ready(status, settle);
+            if let Some(took) = ready.took {
+                metrics.statement_seconds(took.as_secs_f64());
+            }
+            guarded.ready(status, ready.drained);
             Ok(Action::Forward)
         }
         be::COPY_IN_RESPONSE => {
@@ -153,7 +156,7 @@ fn judge(
         // The server's own cancel key must never reach the client, and
         // authentication is over: neither may appear mid-session.
         be::BACKEND_KEY_DATA | be::AUTHENTICATION | be::NEGOTIATE_PROTOCOL_VERSION => {
-            warn!(tag = %(tag as char), "unexpected message from server dropped");
+            warn!(parent: &guarded.span, tag = %(tag as char), "unexpected message from server dropped");
             Ok(Action::Drop)
         }
         _ => Ok(Action::Forward),
