@@ -118,7 +118,7 @@ fn run(path: PathBuf) -> ExitCode {
         }
     };
     logging::init(config.server.log_format);
-    let rt = match runtime(config.server.worker_threads) {
+    let rt = match control_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -138,21 +138,13 @@ fn run(path: PathBuf) -> ExitCode {
     })
 }
 
-/// The async runtime: one thread per core by default. With one worker the
-/// current-thread scheduler is used, which avoids cross-thread wake-ups.
-fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    match workers {
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        0 => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-    }
+/// The runtime for listeners, the admin API and signals. Sessions run on
+/// threads of their own (`[server] worker_threads`, see the proxy's
+/// workers module), so one thread is enough here.
+fn control_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// Runs a bound server until SIGTERM or SIGINT; SIGHUP reloads the file.

@@ -52,7 +52,8 @@ pub struct Server {
     pub max_statement_bytes: usize,
     /// Log format: human-readable lines or one JSON object per line.
     pub log_format: LogFormat,
-    /// Threads that run sessions; 0 means one per CPU core.
+    /// Threads that run sessions, each session on one of them from login
+    /// to end; 0 means one per CPU core.
     pub worker_threads: usize,
 }
 

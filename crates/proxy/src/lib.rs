@@ -18,3 +18,4 @@ pub mod session;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
+mod workers;

@@ -19,6 +19,7 @@ use crate::handshake::{self, Ended};
 use crate::metrics::{ErrorKind, Metrics};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::session::{self, SessionOptions};
+use crate::workers::Workers;
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -33,6 +34,8 @@ pub enum ServerError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+    #[error("cannot start the session threads: {0}")]
+    Workers(std::io::Error),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -42,6 +45,9 @@ pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<(Listener, TcpListener)>,
     admin: Option<TcpListener>,
+    /// The threads sessions run on (see workers.rs); listeners, the admin
+    /// API and signals run on the runtime that calls [`Server::run`].
+    workers: Arc<Workers>,
 }
 
 /// Controls a running server from elsewhere (signals, tests, the admin API).
@@ -75,6 +81,8 @@ impl Server {
                 })?),
                 None => None,
             };
+        let workers =
+            Workers::start(runtime.config.server.worker_threads).map_err(ServerError::Workers)?;
         let (phase, _) = watch::channel(Phase::Running);
         let shared = Arc::new(Shared {
             runtime: RwLock::new(Arc::new(runtime)),
@@ -88,6 +96,7 @@ impl Server {
             shared,
             listeners,
             admin,
+            workers: Arc::new(workers),
         })
     }
 
@@ -117,7 +126,9 @@ impl Server {
             shared,
             listeners,
             admin,
+            workers,
         } = self;
+        info!(threads = workers.len(), "session threads started");
         let tracker = SessionTracker::default();
 
         if let Some(admin) = admin {
@@ -142,6 +153,7 @@ impl Server {
 
         for (listener, tcp) in listeners {
             let shared = shared.clone();
+            let workers = workers.clone();
             let tracker = tracker.clone();
             let mut rx = shared.phase.subscribe();
             let limit = Arc::new(Semaphore::new(listener.max_connections));
@@ -167,8 +179,24 @@ impl Server {
                     let shared = shared.clone();
                     let listener = listener.clone();
                     let guard = tracker.enter();
-                    tokio::spawn(async move {
+                    // The socket moves to the session's thread: out of this
+                    // runtime's reactor here, into that one's there.
+                    let sock = match sock.into_std() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            warn!(error = %e, "cannot hand a connection to a session thread");
+                            continue;
+                        }
+                    };
+                    workers.spawn(async move {
                         let _guard = guard;
+                        let sock = match TcpStream::from_std(sock) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                warn!(error = %e, "cannot register a connection");
+                                return;
+                            }
+                        };
                         match permit {
                             Some(permit) => {
                                 // One span per connection: entered on every
