@@ -71,7 +71,8 @@ impl Kind {
 /// does not follow (see the module documentation).
 pub fn shape_of(sql: &str) -> Option<Shape> {
     let b = sql.as_bytes();
-    let mut key = String::with_capacity(sql.len());
+    // A one-digit constant becomes two bytes: leave room for a few.
+    let mut key = String::with_capacity(sql.len() + 16);
     let mut constants = Vec::new();
     let mut copied = 0; // bytes of `sql` already accounted for in `key`
     let mut i = 0;

@@ -94,18 +94,17 @@ impl Encodings {
     /// Client bytes as the text the server reads (in Unicode, for the
     /// analysis).
     pub fn text<'a>(&self, bytes: &'a [u8]) -> Result<Cow<'a, str>, EncodingError> {
-        if bytes.is_ascii() {
-            // ASCII reads the same in every encoding accepted here.
-            return Ok(Cow::Borrowed(
-                std::str::from_utf8(bytes).unwrap_or_default(),
-            ));
-        }
         match &self.client {
+            // One pass: ASCII is valid UTF-8.
             Encoding::Utf8 | Encoding::SqlAscii => std::str::from_utf8(bytes)
                 .map(Cow::Borrowed)
                 .map_err(|_| EncodingError::Invalid {
                     encoding: "UTF8".into(),
                 }),
+            // ASCII reads the same in every encoding accepted here.
+            _ if bytes.is_ascii() => Ok(Cow::Borrowed(
+                std::str::from_utf8(bytes).unwrap_or_default(),
+            )),
             Encoding::Latin1 => Ok(Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect())),
             Encoding::Other(name) => Err(EncodingError::Unsupported {
                 encoding: name.clone(),

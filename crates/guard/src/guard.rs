@@ -52,8 +52,9 @@ pub struct StatementVerdict {
 pub struct Judgement {
     /// The analysis, when the text parsed.
     pub analysis: Option<Arc<Analysis>>,
-    /// One entry per statement judged.
-    pub statements: Vec<StatementVerdict>,
+    /// One entry per statement judged (shared: a remembered judgement is
+    /// handed out for every text of its shape).
+    pub statements: Arc<[StatementVerdict]>,
     /// Why the message would be refused, if it would. Only text meant for
     /// the client: the policy's id, message and hint, or the parser's
     /// message.
@@ -211,7 +212,7 @@ impl Guard {
     fn judgement(&self, analysis: Option<Arc<Analysis>>, refusal: Option<Refusal>) -> Judgement {
         Judgement {
             analysis,
-            statements: Vec::new(),
+            statements: Arc::new([]),
             refusal,
             refused_by: None,
             enforced: self.settings.enforcement == Enforcement::Enforce,
@@ -261,6 +262,7 @@ impl Guard {
         // The session as earlier statements of this string leave it, once
         // one of them prepares or deallocates something.
         let mut scratch: Option<SessionState> = None;
+        let mut verdicts = Vec::with_capacity(analysis.statements.len());
         for (index, stmt) in analysis.statements.iter().enumerate() {
             let state = scratch.as_ref().unwrap_or(session);
             // What a DO block or function body does inside (the same under
@@ -319,7 +321,7 @@ impl Guard {
                 j.refusal = decision_refusal(&decision).map(|r| with_note(r, &hidden));
                 j.refused_by = decision.policy().map(str::to_owned);
             }
-            j.statements.push(StatementVerdict {
+            verdicts.push(StatementVerdict {
                 class: stmt.class,
                 decision,
             });
@@ -337,6 +339,7 @@ impl Guard {
                 }
             }
         }
+        j.statements = verdicts.into();
         if memorable {
             let key = memo::Key {
                 subject: memo::Subject::Text(origin),
@@ -451,10 +454,10 @@ impl Guard {
         let decision = worst.unwrap_or(Decision::Allow);
         j.refusal = decision_refusal(&decision);
         j.refused_by = decision.policy().map(str::to_owned);
-        j.statements.push(StatementVerdict {
+        j.statements = Arc::new([StatementVerdict {
             class: StatementClass::Execute,
             decision,
-        });
+        }]);
         j
     }
 

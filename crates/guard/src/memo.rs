@@ -114,8 +114,10 @@ pub(crate) fn memorable<'a>(mut statements: impl Iterator<Item = &'a StatementFa
 /// The memo; lives in the session state.
 #[derive(Default)]
 pub(crate) struct Memo {
-    /// Most recently used first.
-    entries: RefCell<Vec<(Key, Judgement)>>,
+    /// Each with when it was last used (a tick of `clock`): entries never
+    /// move, so a hit copies nothing but the judgement's handles.
+    entries: RefCell<Vec<(Key, Judgement, u64)>>,
+    clock: std::cell::Cell<u64>,
 }
 
 impl Memo {
@@ -128,22 +130,29 @@ impl Memo {
         own_changes_unseen: bool,
     ) -> Option<Judgement> {
         let mut entries = self.entries.borrow_mut();
-        let at = entries
-            .iter()
-            .position(|(k, _)| k.matches(probe, paths, generation, own_changes_unseen))?;
-        if at > 0 {
-            let hit = entries.remove(at);
-            entries.insert(0, hit);
-        }
-        entries.first().map(|(_, j)| j.clone())
+        let (_, judgement, used) = entries
+            .iter_mut()
+            .find(|(k, _, _)| k.matches(probe, paths, generation, own_changes_unseen))?;
+        *used = self.tick();
+        Some(judgement.clone())
+    }
+
+    fn tick(&self) -> u64 {
+        let t = self.clock.get() + 1;
+        self.clock.set(t);
+        t
     }
 
     /// Remembers `judgement` under `key`, forgetting the least recently
     /// used entry when full.
     pub fn put(&self, key: Key, judgement: Judgement) {
+        let used = self.tick();
         let mut entries = self.entries.borrow_mut();
-        entries.truncate(CAPACITY - 1);
-        entries.insert(0, (key, judgement));
+        if entries.len() < CAPACITY {
+            entries.push((key, judgement, used));
+        } else if let Some(oldest) = entries.iter_mut().min_by_key(|(_, _, used)| *used) {
+            *oldest = (key, judgement, used);
+        }
     }
 }
 
@@ -158,5 +167,70 @@ impl Clone for Memo {
 impl std::fmt::Debug for Memo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Memo({} entries)", self.entries.borrow().len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judgement() -> Judgement {
+        Judgement {
+            analysis: None,
+            statements: Arc::new([]),
+            refusal: None,
+            refused_by: None,
+            enforced: true,
+            changes_schema: false,
+            row_limit: None,
+            opaque: false,
+            hidden_code: false,
+            may_change_functions: false,
+        }
+    }
+
+    fn text(sql: &str) -> Arc<Analysis> {
+        Arc::new(portcullis_analysis::analyze(sql).expect("parses"))
+    }
+
+    fn key(a: &Arc<Analysis>) -> Key {
+        Key {
+            subject: Subject::Text(a.clone()),
+            paths: Vec::new(),
+            generation: 1,
+            own_changes_unseen: false,
+        }
+    }
+
+    #[test]
+    fn the_least_recently_used_entry_goes_first() {
+        let memo = Memo::default();
+        let texts: Vec<_> = (0..=CAPACITY)
+            .map(|i| text(&format!("SELECT {i}")))
+            .collect();
+        for t in &texts[..CAPACITY] {
+            memo.put(key(t), judgement());
+        }
+        // The first one is used again: the second is now the oldest.
+        assert!(memo.get(Probe::Text(&texts[0]), &[], 1, false).is_some());
+        memo.put(key(&texts[CAPACITY]), judgement());
+        assert!(memo.get(Probe::Text(&texts[0]), &[], 1, false).is_some());
+        assert!(memo.get(Probe::Text(&texts[1]), &[], 1, false).is_none());
+        for t in &texts[2..] {
+            assert!(memo.get(Probe::Text(t), &[], 1, false).is_some());
+        }
+    }
+
+    #[test]
+    fn a_changed_input_misses() {
+        let memo = Memo::default();
+        let t = text("SELECT 1");
+        memo.put(key(&t), judgement());
+        assert!(memo.get(Probe::Text(&t), &[], 2, false).is_none());
+        assert!(memo.get(Probe::Text(&t), &[], 1, true).is_none());
+        assert!(memo
+            .get(Probe::Text(&text("SELECT 1")), &[], 1, false)
+            .is_none());
+        assert!(memo.get(Probe::Text(&t), &[], 1, false).is_some());
     }
 }
