@@ -538,18 +538,33 @@ impl SessionState {
         let mut limit: Option<u64> = None;
         let mut opaque = false;
         let mut hidden_code = false;
-        let mut texts: Vec<PreparedText> = Vec::new();
+        let mut settles = false;
         for portal in self.names.portals.get(key) {
             if let Some(l) = portal.row_limit {
                 limit = Some(limit.map_or(l, |m| m.min(l)));
             }
             opaque |= portal.opaque;
             hidden_code |= portal.hidden_code;
-            texts.extend(portal.texts.iter().cloned());
+            settles |= portal
+                .texts
+                .iter()
+                .filter_map(PreparedText::statement)
+                .any(touches_session);
         }
         if opaque {
             self.opaque_ran(hidden_code);
         }
+        if !settles {
+            // No text behind the portal sets anything or ends a
+            // transaction: nothing to follow (the usual Execute).
+            return (limit, None);
+        }
+        let texts: Vec<PreparedText> = self
+            .names
+            .portals
+            .get(key)
+            .flat_map(|p| p.texts.iter().cloned())
+            .collect();
         let effects = self.effects_of(&texts);
         if effects.is_empty() {
             return (limit, None);
@@ -583,6 +598,18 @@ impl SessionState {
         }
         effects
     }
+}
+
+/// Whether running `stmt` may change what the session model follows: a
+/// setting (search_path, client_encoding, ...) or the transaction. A
+/// statement for which this is false has no path effects and leaves the
+/// lexer settled.
+fn touches_session(stmt: &StatementFacts) -> bool {
+    !stmt.settings.is_empty()
+        || stmt
+            .actions
+            .iter()
+            .any(|a| matches!(a.kind, ActionKind::Transaction { .. }))
 }
 
 /// What running one of `texts` does to the path: its effects when there is
