@@ -150,6 +150,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WriteHalf<T> {
         }
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            WriteHalf::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            WriteHalf::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            WriteHalf::Plain(s) => s.is_write_vectored(),
+            WriteHalf::Tls(s) => s.is_write_vectored(),
+            WriteHalf::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WriteHalf::Plain(s) => Pin::new(s).poll_flush(cx),

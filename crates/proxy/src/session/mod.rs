@@ -12,6 +12,7 @@ mod client_pump;
 mod function_call;
 mod guarding;
 pub mod lexing;
+mod outbox;
 mod pending;
 mod row_limit;
 mod server_pump;

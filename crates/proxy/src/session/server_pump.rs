@@ -11,8 +11,9 @@ use tracing::warn;
 
 use super::buffer::ReadBuffer;
 use super::guarding::Guarded;
+use super::outbox::Outbox;
 use super::pending::{Pending, Route};
-use super::{write_all_tracked, End};
+use super::End;
 use crate::metrics::Metrics;
 use crate::stream::{ClientTls, ReadHalf, UpstreamTls, WriteHalf};
 
@@ -29,6 +30,8 @@ pub(crate) struct ServerPump<'a> {
     /// The server sent a FATAL error: it is closing the connection and has
     /// told the client why.
     server_fatal: bool,
+    /// What this walk of the read buffer sends on.
+    outbox: Outbox,
 }
 
 enum Action {
@@ -60,6 +63,7 @@ impl<'a> ServerPump<'a> {
             metrics,
             in_write: false,
             server_fatal: false,
+            outbox: Outbox::default(),
         }
     }
 }
@@ -196,22 +200,17 @@ impl ServerPump<'_> {
                                 }
                             }
                             Ok(Action::Drop) => {
-                                if let Err(e) = self.flush(run_start, pos).await {
-                                    return e;
-                                }
+                                self.outbox.run(run_start..pos);
                                 run_start = pos + len;
                             }
                             Ok(Action::Replace(ours)) => {
-                                if let Err(e) = self.flush(run_start, pos).await {
-                                    return e;
-                                }
-                                if let Err(e) = self.write(&ours).await {
-                                    return e;
-                                }
+                                self.outbox.run(run_start..pos);
+                                self.outbox.own(ours);
                                 run_start = pos + len;
                             }
                             Err(e) => {
-                                let _ = self.flush(run_start, pos).await;
+                                self.outbox.run(run_start..pos);
+                                let _ = self.send().await;
                                 return e;
                             }
                         }
@@ -219,7 +218,8 @@ impl ServerPump<'_> {
                     }
                 }
             };
-            if let Err(e) = self.flush(run_start, pos).await {
+            self.outbox.run(run_start..pos);
+            if let Err(e) = self.send().await {
                 return e;
             }
             self.rb.buf.advance(pos);
@@ -235,20 +235,12 @@ impl ServerPump<'_> {
         }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), End> {
-        write_all_tracked(&mut self.writer, bytes, &mut self.in_write)
+    /// Writes what the walk of the read buffer collected, in one go.
+    async fn send(&mut self) -> Result<(), End> {
+        self.outbox
+            .send(&mut self.writer, &self.rb.buf, &mut self.in_write)
             .await
             .map_err(|_| End::ClientGone)
-    }
-
-    async fn flush(&mut self, from: usize, to: usize) -> Result<(), End> {
-        if from >= to {
-            return Ok(());
-        }
-        write_all_tracked(&mut self.writer, &self.rb.buf[from..to], &mut self.in_write)
-            .await
-            .map_err(|_| End::ClientGone)?;
-        self.writer.flush().await.map_err(|_| End::ClientGone)
     }
 
     /// Sends a final message to the client if its stream is at a message
