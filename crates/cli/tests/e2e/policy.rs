@@ -569,6 +569,36 @@ fn assert_denied(m: &Msg, policy: &str) {
     );
 }
 
+/// Several refused Queries pipelined in one write, between allowed ones:
+/// each refusal is answered in its own place among the answers passed on,
+/// however the server's answers are split into reads, and nothing refused
+/// runs. (Replies merged into one read with replacements are pinned down
+/// by the extended-protocol and row-limit tests, where the server sends a
+/// whole batch at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_pipelined_between_allowed_queries_arrive_in_place() {
+    let fx = Fixture::start(production()).await;
+    let mut raw = raw::login(&fx.proxy, ALICE).await;
+    let before = fx.fingerprint().await;
+    raw.send(&fe::concat(&[
+        fe::query("SELECT 1"),
+        fe::query("DROP TABLE orders"),
+        fe::query("SELECT 2"),
+        fe::query("TRUNCATE orders"),
+        fe::query("SELECT 3"),
+    ]))
+    .await;
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.extend(raw.until_ready().await);
+    }
+    assert_tags(&got, "TDCZEZTDCZEZTDCZ");
+    assert_denied(&got[4], "deny-drop-in-production");
+    assert_denied(&got[10], "deny-truncate-in-production");
+    assert_eq!(first_column(&got), ["1", "2", "3"], "{}", show(&got));
+    fx.assert_unchanged(&before, "nothing refused ran").await;
+}
+
 /// A refused statement in a pipelined batch is answered in its place, and
 /// the rest of the batch is discarded up to Sync, exactly as PostgreSQL
 /// does after an error; the batch's implicit transaction rolls back.
