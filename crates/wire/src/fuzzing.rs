@@ -4,7 +4,7 @@
 //! checked on every `cargo test` too, not only by whoever runs the fuzzer.
 
 use crate::framing::{Limits, Next, Splitter};
-use crate::{decode, startup};
+use crate::{bind_formats, decode, startup};
 
 /// Decodes `data` every way the proxy would. Panics only on a bug.
 pub fn exercise(data: &[u8]) {
@@ -31,6 +31,23 @@ pub fn exercise(data: &[u8]) {
     let _ = decode::bind_names(data);
     let _ = decode::close(data);
     let _ = decode::data_row(data);
+    bind_in_pieces(data, usize::from(control).max(1));
+}
+
+/// Reads `data` as a Bind body whole and in pieces of `chunk` bytes: both
+/// readings must agree.
+fn bind_in_pieces(data: &[u8], chunk: usize) {
+    let whole = bind_formats::result_formats(data);
+    let mut r = bind_formats::BindFormats::new();
+    let mut fed = Ok(());
+    for piece in data.chunks(chunk) {
+        fed = r.feed(piece);
+        if fed.is_err() {
+            break;
+        }
+    }
+    let pieces = fed.and_then(|()| r.finish());
+    assert_eq!(whole.ok(), pieces.ok(), "a Bind read whole and in pieces");
 }
 
 /// Feeds `data` to a splitter in reads of `chunk` bytes, consuming exactly

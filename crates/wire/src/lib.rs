@@ -7,6 +7,7 @@
 //!
 //! Protocol reference: <https://www.postgresql.org/docs/current/protocol-message-formats.html>
 
+pub mod bind_formats;
 pub mod decode;
 pub mod encode;
 mod error;
