@@ -11,6 +11,10 @@
 #   --clients "1 8 32"    client counts for the pgbench matrix
 #   --scale N             pgbench scale factor (default 10)
 #   --reps N              repetitions of each 1M-row streaming run (default 5)
+#   --rounds N            run the pgbench matrix N times, the three targets in
+#                         turn within each round, and report each cell's median
+#                         tps and CPU (default 1; this VM's runs move by 10-20 %,
+#                         so use 3 or more to compare figures a few % apart)
 #   --idle-conns N        idle connections for the RSS test (default 1000)
 #   --portcullis-bin PATH use this binary instead of building one
 #   --no-build            do not run `cargo build --release -p portcullis`
@@ -53,6 +57,7 @@ CLIENTS_SET=0
 SCALE=10
 REPS=5
 REPS_SET=0
+ROUNDS=1
 IDLE_CONNS=1000
 IDLE_SLEEP=15
 PBIN=""
@@ -74,6 +79,7 @@ while [ $# -gt 0 ]; do
         --clients) [ -n "${2:-}" ] || die "--clients needs a list"; CLIENTS=$2; CLIENTS_SET=1; shift 2 ;;
         --scale) is_uint "${2:-}" || die "--scale needs a positive integer"; SCALE=$2; shift 2 ;;
         --reps) is_uint "${2:-}" || die "--reps needs a positive integer"; REPS=$2; REPS_SET=1; shift 2 ;;
+        --rounds) is_uint "${2:-}" || die "--rounds needs a positive integer"; ROUNDS=$2; shift 2 ;;
         --idle-conns) is_uint "${2:-}" || die "--idle-conns needs a positive integer"; IDLE_CONNS=$2; shift 2 ;;
         --portcullis-bin) [ -n "${2:-}" ] || die "--portcullis-bin needs a path"; PBIN=$2; BUILD=0; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -467,7 +473,7 @@ fi
 
 # ----------------------------------------------------------------- 1. pgbench matrix
 
-declare -A TPS CPU_US
+declare -A TPS CPU_US TPS_R CPU_R
 R_TPS="" R_TX=""
 run_pgbench() { # run_pgbench PORT PROTO CLIENTS [SCRIPT] -> R_TPS, R_TX (-S without SCRIPT)
     local port=$1 proto=$2 clients=$3 script=${4:-} out
@@ -491,17 +497,25 @@ measure() {
     local mode=$proto script=""
     [ "$proto" = orm ] && { mode=simple; script="$WORK/orm.sql"; }
     [ -n "$pid" ] && c0="$(cpu_ticks "$pid")"
+    local tps="fail" cpu=""
     if run_pgbench "$port" "$mode" "$clients" "$script"; then
-        TPS[$key]="$(printf '%.0f' "$R_TPS")"
+        tps="$(printf '%.0f' "$R_TPS")"
         if [ -n "$pid" ]; then
             c1="$(cpu_ticks "$pid")"
-            CPU_US[$key]="$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$R_TX" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
+            cpu="$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$R_TX" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
         fi
-    else
-        TPS[$key]="fail"
     fi
-    printf '  %-9s c=%-3s %-10s tps=%-8s%s\n' "$proto" "$clients" "$target" "${TPS[$key]}" \
-        "${CPU_US[$key]:+  proxy CPU ${CPU_US[$key]} us/tx}"
+    TPS_R[$key]="${TPS_R[$key]:-} $tps"
+    [ -n "$cpu" ] && CPU_R[$key]="${CPU_R[$key]:-} $cpu"
+    printf '  %-9s c=%-3s %-10s tps=%-8s%s\n' "$proto" "$clients" "$target" "$tps" \
+        "${cpu:+  proxy CPU $cpu us/tx}"
+}
+# median "V1 V2 ..." FORMAT -> the median (mean of the middle two for an even
+# count), or "fail" if any run failed
+median() {
+    case " $1 " in *" fail "*) echo fail; return ;; esac
+    tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g |
+        awk -v f="$2" '{ a[NR] = $1 } END { if (NR == 0) exit; m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf f, m }'
 }
 
 log "warm-up"
@@ -513,12 +527,19 @@ log "pgbench -S matrix and the ORM script"
 BENCH_T0=$SECONDS
 for proto in simple extended prepared orm; do
     for c in $CLIENTS; do
-        measure direct "$PGPORT" "$proto" "$c"
-        if portcullis_alive; then
-            measure portcullis "$P_PORT" "$proto" "$c" "$PORTCULLIS_PID"
-            kill -0 "$PORTCULLIS_PID" 2>/dev/null || portcullis_died
-        fi
-        measure pgbouncer "$PGB_PORT" "$proto" "$c" "$PGB_PID"
+        for _ in $(seq "$ROUNDS"); do
+            measure direct "$PGPORT" "$proto" "$c"
+            if portcullis_alive; then
+                measure portcullis "$P_PORT" "$proto" "$c" "$PORTCULLIS_PID"
+                kill -0 "$PORTCULLIS_PID" 2>/dev/null || portcullis_died
+            fi
+            measure pgbouncer "$PGB_PORT" "$proto" "$c" "$PGB_PID"
+        done
+        for target in direct portcullis pgbouncer; do
+            key="$proto,$c,$target"
+            [ -n "${TPS_R[$key]:-}" ] && TPS[$key]="$(median "${TPS_R[$key]}" '%.0f')"
+            [ -n "${CPU_R[$key]:-}" ] && CPU_US[$key]="$(median "${CPU_R[$key]}" '%.1f')"
+        done
     done
 done
 log "  matrix done in $((SECONDS - BENCH_T0))s"
@@ -707,7 +728,7 @@ mb() { awk -v k="$1" 'BEGIN { if (k ~ /^[0-9]+$/) printf "%.1f", k / 1024; else 
     echo "- Everything on this one machine; clients reach PostgreSQL and the proxies over plaintext TCP 127.0.0.1"
     echo "  with SCRAM-SHA-256; the proxies reach PostgreSQL over $( [ "$UPSTREAM" = unix ] && echo "its Unix socket" || echo "TCP 127.0.0.1 (SCRAM)" );"
     echo "  pgbench, proxies and PostgreSQL share the $NPROC CPUs, so proxy CPU cost shows up as lower tps."
-    echo "- pgbench -S (select only), scale $SCALE, -j 2 (-j 1 at 1 client), ${DURATION}s per run"
+    echo "- pgbench -S (select only), scale $SCALE, -j 2 (-j 1 at 1 client), ${DURATION}s per run$( [ "$ROUNDS" -gt 1 ] && echo ", median of $ROUNDS rounds (the three targets in turn within each round)" )"
     if [ -n "$PSKIP" ]; then
         echo "- **Portcullis skipped: $PSKIP**"
     fi
