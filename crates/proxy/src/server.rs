@@ -199,9 +199,8 @@ impl Server {
                         };
                         match permit {
                             Some(permit) => {
-                                // One span per connection: entered on every
-                                // poll, so the login fills in who it is
-                                // rather than adding a second span.
+                                // One span per connection; the login fills
+                                // in who it is (see serve_connection).
                                 let span = info_span!(
                                     "session",
                                     listener = %listener.name,

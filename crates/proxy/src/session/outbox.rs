@@ -79,17 +79,10 @@ impl Outbox {
     ) -> io::Result<()> {
         *in_write = true;
         match self.pieces.as_slice() {
-            [one] => w.write_all(self.slice(one, buf)).await?,
+            [one] => w.write_all(one.bytes(buf)).await?,
             pieces => {
-                let mut slices: Vec<IoSlice<'_>> = pieces
-                    .iter()
-                    .map(|p| {
-                        IoSlice::new(match p {
-                            Piece::Run(r) => &buf[r.clone()],
-                            Piece::Own(b) => b,
-                        })
-                    })
-                    .collect();
+                let mut slices: Vec<IoSlice<'_>> =
+                    pieces.iter().map(|p| IoSlice::new(p.bytes(buf))).collect();
                 write_all_vectored(w, &mut slices).await?;
             }
         }
@@ -97,9 +90,12 @@ impl Outbox {
         *in_write = false;
         Ok(())
     }
+}
 
-    fn slice<'a>(&'a self, piece: &'a Piece, buf: &'a [u8]) -> &'a [u8] {
-        match piece {
+impl Piece {
+    /// The piece's bytes; runs point into `buf`, the read buffer.
+    fn bytes<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+        match self {
             Piece::Run(r) => &buf[r.clone()],
             Piece::Own(b) => b,
         }
