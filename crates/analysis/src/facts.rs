@@ -12,6 +12,7 @@ use std::ops::Range;
 use serde::Serialize;
 
 use crate::functions::{FunctionCatalog, FunctionSafety};
+use crate::lineage::Output;
 
 /// The analysis of one statement string: every statement it contains, in
 /// order. A simple Query message may carry several; an extended-protocol
@@ -77,6 +78,11 @@ pub struct StatementFacts {
     /// Run-time settings changed by SET / RESET / set_config / DISCARD ALL,
     /// for the proxy to track (search_path) or refuse (lexing settings).
     pub settings: Vec<SettingChange>,
+    /// The result set the statement returns, column by column, with the
+    /// source columns each value is computed from (see [`crate::lineage`]).
+    /// `None` when the statement returns no rows (DML without RETURNING,
+    /// DDL, SET, SELECT INTO...).
+    pub output: Option<Output>,
 }
 
 impl StatementFacts {

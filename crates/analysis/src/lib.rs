@@ -57,6 +57,7 @@ mod error;
 pub mod facts;
 pub mod functions;
 pub mod fuzzing;
+pub mod lineage;
 mod literal;
 mod parse;
 pub mod resolve;
@@ -70,6 +71,7 @@ pub use cache::{AnalysisCache, CacheLimits, CachedAnalysis, Found, SharedAnalysi
 pub use error::AnalysisError;
 pub use facts::*;
 pub use functions::{FunctionCatalog, FunctionSafety, Volatility};
+pub use lineage::{Lineage, Output, OutputItem, Source};
 pub use resolve::{RelationCatalog, Resolver};
 
 /// Analyses a statement string: one [`StatementFacts`] per statement, in
@@ -99,6 +101,9 @@ pub(crate) fn analyze_traced(sql: &str) -> Result<Traced, AnalysisError> {
                 return Err(AnalysisError::Internal("a statement without a parse tree"));
             };
             let mut facts = walk::analyze_statement(stmt.to_ref(), span(raw, sql.len()))?;
+            // After the walk, which refuses trees too deep to visit: the
+            // lineage pass recurses over the same tree.
+            facts.output = lineage::output(stmt.to_ref());
             database::add_database_facts(stmt, &mut facts);
             statements.push(facts);
         }

@@ -218,6 +218,7 @@ fn resolve_one(name: &QualifiedName, access: Access, scope: &Scope<'_>) -> Vec<R
         opaque: Vec::new(),
         capabilities: Vec::new(),
         settings: Vec::new(),
+        output: None,
     };
     let mut out = Vec::new();
     for r in scope.resolver().resolve(&facts) {

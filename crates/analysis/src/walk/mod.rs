@@ -49,6 +49,7 @@ pub(crate) fn analyze_statement(
             opaque: Vec::new(),
             capabilities: Vec::new(),
             settings: Vec::new(),
+            output: None,
         },
         scopes: Vec::new(),
         ctes: Vec::new(),
@@ -175,22 +176,22 @@ struct Walker<'a> {
     too_deep: bool,
 }
 
-fn node_of(n: &Node) -> Option<NodeRef<'_>> {
+pub(crate) fn node_of(n: &Node) -> Option<NodeRef<'_>> {
     n.node.as_ref().map(NodeEnum::to_ref)
 }
 
-fn boxed_node(n: &Option<Box<Node>>) -> Option<NodeRef<'_>> {
+pub(crate) fn boxed_node(n: &Option<Box<Node>>) -> Option<NodeRef<'_>> {
     n.as_deref().and_then(node_of)
 }
 
-fn string_of(n: &Node) -> Option<&str> {
+pub(crate) fn string_of(n: &Node) -> Option<&str> {
     match &n.node {
         Some(NodeEnum::String(s)) => Some(&s.sval),
         _ => None,
     }
 }
 
-fn strings(nodes: &[Node]) -> impl Iterator<Item = &str> {
+pub(crate) fn strings(nodes: &[Node]) -> impl Iterator<Item = &str> {
     nodes.iter().filter_map(string_of)
 }
 
@@ -199,7 +200,7 @@ fn non_empty(s: &str) -> Option<&str> {
 }
 
 /// A RangeVar as a name: schema as written, `pg_temp` for TEMP objects.
-fn range_var_name(rv: &pb::RangeVar) -> QualifiedName {
+pub(crate) fn range_var_name(rv: &pb::RangeVar) -> QualifiedName {
     let schema = match non_empty(&rv.schemaname) {
         Some(s) => Some(s.to_owned()),
         None if rv.relpersistence == "t" => Some("pg_temp".to_owned()),
@@ -213,7 +214,7 @@ fn range_var_name(rv: &pb::RangeVar) -> QualifiedName {
 
 /// A dotted name list (`["s", "t"]`) as a qualified name (last part is the
 /// name, the one before it the schema).
-fn qualified(parts: &[&str]) -> QualifiedName {
+pub(crate) fn qualified(parts: &[&str]) -> QualifiedName {
     match parts {
         [] => QualifiedName::new(None, ""),
         [name] => QualifiedName::new(None, name),
