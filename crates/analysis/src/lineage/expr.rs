@@ -14,7 +14,7 @@ use super::{columns, Lineage};
 use crate::capabilities;
 use crate::functions::builtin_volatility;
 use crate::walk::children::for_each_child;
-use crate::walk::{boxed_node, node_of, qualified, strings};
+use crate::walk::{boxed_node, node_of, qualified, string_of, strings};
 
 impl<'a> Lineager<'a> {
     /// The sources of the value of `node`.
@@ -27,6 +27,7 @@ impl<'a> Lineager<'a> {
             NodeRef::FuncCall(f) => self.call(f),
             NodeRef::AExpr(e) if !is_between(e) && !builtin_operator(&e.name) => Lineage::Unknown,
             NodeRef::SubLink(s) => self.sub_link(s),
+            NodeRef::AIndirection(i) => self.indirection(i),
             // Reached only through nodes without a rule (JSON_ARRAY(SELECT
             // ...)): everything the query returns.
             NodeRef::SelectStmt(s) => columns::whole(&self.select(s)),
@@ -99,6 +100,20 @@ impl<'a> Lineager<'a> {
             }
         }
         lineage
+    }
+
+    /// `(c).email`, `(c).address.city`: a field of a whole row is that
+    /// column. Subscripts (`(a)[i]`) and anything else: every part.
+    fn indirection(&mut self, i: &'a pb::AIndirection) -> Lineage {
+        if let Some(NodeRef::ColumnRef(c)) = boxed_node(&i.arg) {
+            let (mut parts, star) = column_ref_parts(c);
+            let field = i.indirection.first().and_then(string_of);
+            if let (false, Some(field)) = (star, field) {
+                parts.push(field);
+                return self.scopes.qualified(&parts);
+            }
+        }
+        self.children(NodeRef::AIndirection(i))
     }
 
     fn sub_link(&mut self, s: &'a pb::SubLink) -> Lineage {

@@ -169,7 +169,7 @@ impl<'a> Lineager<'a> {
         } else {
             self.scopes.levels.push(Level::new(&s.window_clause));
             for item in s.from_clause.iter().filter_map(node_of) {
-                let root = self.from_item(item);
+                let root = self.add_from_item(item);
                 if let Some(level) = self.scopes.levels.last_mut() {
                     level.roots.push(root);
                 }
@@ -301,7 +301,7 @@ impl<'a> Lineager<'a> {
 
     /// One FROM item: adds what it names to the innermost level and returns
     /// its entry for `*`.
-    fn from_item(&mut self, node: NodeRef<'a>) -> Root {
+    fn add_from_item(&mut self, node: NodeRef<'a>) -> Root {
         match node {
             NodeRef::RangeVar(rv) => {
                 let alias = rv.alias.as_ref();
@@ -352,7 +352,7 @@ impl<'a> Lineager<'a> {
             }
             NodeRef::JoinExpr(j) => self.join(j),
             NodeRef::RangeTableSample(r) => match boxed_node(&r.relation) {
-                Some(rel) => self.from_item(rel),
+                Some(rel) => self.add_from_item(rel),
                 None => self.derived(None, "", vec![Col::Any(Lineage::Unknown)]),
             },
             // XMLTABLE, JSON_TABLE: every column may come from any of their
@@ -405,11 +405,11 @@ impl<'a> Lineager<'a> {
 
     fn join(&mut self, j: &'a pb::JoinExpr) -> Root {
         let left = match boxed_node(&j.larg) {
-            Some(l) => self.from_item(l),
+            Some(l) => self.add_from_item(l),
             None => self.derived(None, "", vec![Col::Any(Lineage::Unknown)]),
         };
         let right = match boxed_node(&j.rarg) {
-            Some(r) => self.from_item(r),
+            Some(r) => self.add_from_item(r),
             None => self.derived(None, "", vec![Col::Any(Lineage::Unknown)]),
         };
         let using: Vec<String> = strings(&j.using_clause).map(str::to_owned).collect();
@@ -552,7 +552,7 @@ impl<'a> Lineager<'a> {
             level.roots.push(root);
         }
         for item in from.iter().filter_map(node_of) {
-            let root = self.from_item(item);
+            let root = self.add_from_item(item);
             if let Some(level) = self.scopes.levels.last_mut() {
                 level.roots.push(root);
             }

@@ -479,3 +479,59 @@ fn whole_row_of_a_derived_row_is_its_columns() {
     // A renamed relation column cannot be told apart from the others.
     check("SELECT a FROM customers AS c(a)", &[from(&["customers.*"])]);
 }
+
+#[test]
+fn fields_of_whole_rows() {
+    check(
+        "SELECT (c).email, (c.address).city, (arr)[id] FROM customers c",
+        &[
+            from(&["customers.email"]),
+            from(&["customers.address"]),
+            from(&["customers.arr", "customers.id"]),
+        ],
+    );
+}
+
+#[test]
+fn too_deep_is_unknown() {
+    let deep = format!("SELECT {} FROM t", vec!["a"; MAX_DEPTH + 10].join(" || "));
+    check(&deep, &[UNKNOWN]);
+    let shallow = format!("SELECT {} FROM t", vec!["a"; 100].join(" || "));
+    check(&shallow, &[from(&["t.a"])]);
+}
+
+/// The shape cache hands one analysis to every text that differs only in
+/// its constants: lineage must not depend on them.
+#[test]
+fn lineage_is_the_same_for_every_constant() {
+    let a = output("SELECT substr(ssn, 1, 3), 'x' || email, generate_series FROM customers, generate_series(1, 3) LIMIT 5");
+    let b = output("SELECT substr(ssn, 7, 9), 'yy' || email, generate_series FROM customers, generate_series(5, 6) LIMIT 1");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn serialises() {
+    let json = serde_json::to_value(output("SELECT upper(email), * FROM customers c"))
+        .expect("serialises");
+    assert_eq!(
+        json,
+        serde_json::json!({"kind": "columns", "items": [
+            {"column": {"from": [{"column": {"relation": {"schema": null, "name": "customers"}, "column": "email"}}]}},
+            {"all_columns_of": {"relation": {"schema": null, "name": "customers"}, "except": []}},
+        ]})
+    );
+}
+
+/// The shape fuzzer compares whole analyses, output included: check that
+/// statements with lineage do leave templates it can compare.
+#[test]
+fn the_shape_fuzzer_compares_lineage() {
+    for seed in [
+        "SELECT substr(c.ssn, 1, 4) || 'x', row_to_json(c) FROM customers c WHERE id = 5",
+        "WITH RECURSIVE r(n, e) AS (SELECT 1, 'a' UNION ALL SELECT n + 2, e || 'b' FROM r WHERE n < 5) SELECT n, e, 'c' FROM r UNION SELECT 3, 'd', 'e'",
+    ] {
+        let mut data = seed.as_bytes().to_vec();
+        data.extend(b"\x0042\xffzz\xff7\xff8\xff'q\xff9");
+        assert!(crate::fuzzing::exercise(&data), "{seed}");
+    }
+}
