@@ -39,7 +39,7 @@
 //!   a built-in that runs SQL given as text (`query_to_xml`), an operator
 //!   that is not built in, a reference to a FROM item that cannot be found,
 //!   a function in FROM that is not a built-in, expressions nested deeper
-//!   than [`MAX_DEPTH`]. The built-in table is trusted as the rest of the
+//!   than [`MAX_DEPTH`] or past [`MAX_WORK`]. The built-in table is trusted as the rest of the
 //!   crate trusts it: when pg_catalog is searched first. A consumer must
 //!   treat the whole output as unknown when [`StatementFacts::is_opaque`]
 //!   is true for the session's search_path.
@@ -85,6 +85,11 @@ use crate::facts::QualifiedName;
 /// deeper than its own limit; this one is lower so that the pass needs
 /// little stack.
 pub const MAX_DEPTH: usize = 256;
+
+/// Beyond this many nodes visited for one statement, the rest is
+/// [`Lineage::Unknown`]. Far above any real statement; it bounds what nested
+/// recursive CTEs (each re-evaluated until a fixpoint) could cost.
+pub const MAX_WORK: usize = 200_000;
 
 /// The result set a statement returns, column by column, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -177,11 +182,20 @@ impl Lineage {
 
     /// Adds every source of `other`; [`Lineage::Unknown`] absorbs.
     pub(crate) fn union(&mut self, other: &Lineage) {
-        match other {
-            Lineage::Unknown => *self = Lineage::Unknown,
-            Lineage::From(sources) => {
-                for s in sources {
-                    self.add(s.clone());
+        match (&mut *self, other) {
+            (Lineage::Unknown, _) => {}
+            (_, Lineage::Unknown) => *self = Lineage::Unknown,
+            (Lineage::From(mine), Lineage::From(theirs)) => {
+                if theirs.len() <= 4 {
+                    for s in theirs {
+                        self.add(s.clone());
+                    }
+                } else {
+                    // Sorting once beats shifting on every insertion (a
+                    // whole row of a wide sub-query).
+                    mine.extend(theirs.iter().cloned());
+                    mine.sort_unstable();
+                    mine.dedup();
                 }
             }
         }

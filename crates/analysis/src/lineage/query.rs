@@ -4,11 +4,12 @@
 
 use pg_query::protobuf::{self as pb, node::Node as NodeEnum, Node};
 use pg_query::NodeRef;
+use std::rc::Rc;
 
 use super::columns::{self, Col, Columns};
 use super::expr::{column_ref_parts, is_builtin_function};
 use super::scope::{Join, Leaf, Level, Merge, Root, Row, Scopes};
-use super::{Lineage, Output, OutputItem, Source, MAX_DEPTH};
+use super::{Lineage, Output, OutputItem, Source, MAX_DEPTH, MAX_WORK};
 use crate::walk::{boxed_node, node_of, range_var_name, string_of, strings};
 
 /// A recursive WITH is re-evaluated until its CTEs' columns stop growing;
@@ -26,8 +27,10 @@ const SCALAR_SET_FUNCTIONS: &[&str] = &["generate_series", "generate_subscripts"
 pub(super) struct Lineager<'a> {
     pub scopes: Scopes<'a>,
     /// CTEs visible here, innermost last.
-    ctes: Vec<(&'a str, Columns)>,
+    ctes: Vec<(&'a str, Rc<Columns>)>,
     depth: usize,
+    /// Nodes visited so far, against [`MAX_WORK`].
+    work: usize,
 }
 
 /// The output of a top-level statement; `None` when it returns no rows.
@@ -36,6 +39,7 @@ pub(super) fn statement_output(stmt: NodeRef<'_>) -> Option<Output> {
         scopes: Scopes::default(),
         ctes: Vec::new(),
         depth: 0,
+        work: 0,
     };
     match stmt {
         NodeRef::SelectStmt(s) => {
@@ -90,10 +94,11 @@ fn has_into(s: &pb::SelectStmt) -> bool {
 
 impl<'a> Lineager<'a> {
     pub(super) fn enter(&mut self) -> bool {
-        if self.depth >= MAX_DEPTH {
+        if self.depth >= MAX_DEPTH || self.work >= MAX_WORK {
             return false;
         }
         self.depth += 1;
+        self.work += 1;
         true
     }
 
@@ -251,7 +256,7 @@ impl<'a> Lineager<'a> {
             for cte in ctes {
                 // Later CTEs of the same WITH may refer to earlier ones.
                 let cols = self.cte_body(cte);
-                self.ctes.push((&cte.ctename, cols));
+                self.ctes.push((&cte.ctename, Rc::new(cols)));
             }
             return;
         }
@@ -260,15 +265,15 @@ impl<'a> Lineager<'a> {
         let first = self.ctes.len();
         for cte in &ctes {
             self.ctes
-                .push((&cte.ctename, vec![Col::Any(Lineage::NONE)]));
+                .push((&cte.ctename, Rc::new(vec![Col::Any(Lineage::NONE)])));
         }
         for _ in 0..MAX_FIXPOINT_ROUNDS {
             let mut changed = false;
             for (i, cte) in ctes.iter().enumerate() {
                 let cols = self.cte_body(cte);
                 if let Some(slot) = self.ctes.get_mut(first + i) {
-                    if slot.1 != cols {
-                        slot.1 = cols;
+                    if *slot.1 != cols {
+                        slot.1 = Rc::new(cols);
                         changed = true;
                     }
                 }
@@ -278,7 +283,7 @@ impl<'a> Lineager<'a> {
             }
         }
         for slot in self.ctes.iter_mut().skip(first) {
-            slot.1 = vec![Col::Any(Lineage::Unknown)];
+            slot.1 = Rc::new(vec![Col::Any(Lineage::Unknown)]);
         }
     }
 
@@ -291,12 +296,12 @@ impl<'a> Lineager<'a> {
         columns::rename(cols, &aliases)
     }
 
-    fn cte(&self, name: &str) -> Option<&Columns> {
+    fn cte(&self, name: &str) -> Option<Rc<Columns>> {
         self.ctes
             .iter()
             .rev()
             .find(|(n, _)| *n == name)
-            .map(|(_, cols)| cols)
+            .map(|(_, cols)| Rc::clone(cols))
     }
 
     /// One FROM item: adds what it names to the innermost level and returns
@@ -314,7 +319,8 @@ impl<'a> Lineager<'a> {
                     .then(|| self.cte(&rv.relname))
                     .flatten();
                 let row = match cte {
-                    Some(cols) => Row::Derived(columns::rename(cols.clone(), &aliases)),
+                    Some(cols) if aliases.is_empty() => Row::Derived(cols),
+                    Some(cols) => Row::Derived(Rc::new(columns::rename(cols.to_vec(), &aliases))),
                     None => Row::Relation {
                         relation: range_var_name(rv),
                         aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
@@ -384,7 +390,7 @@ impl<'a> Lineager<'a> {
         self.leaf(Leaf {
             name: alias.map_or(name, |a| a.aliasname.as_str()),
             schema: None,
-            row: Row::Derived(columns::rename(cols, &aliases)),
+            row: Row::Derived(Rc::new(columns::rename(cols, &aliases))),
             qualified_only: false,
         })
     }
@@ -434,7 +440,7 @@ impl<'a> Lineager<'a> {
             level.push_leaf(Leaf {
                 name: &alias.aliasname,
                 schema: None,
-                row: Row::Derived(merged),
+                row: Row::Derived(Rc::new(merged)),
                 qualified_only: true,
             });
         }
@@ -445,7 +451,7 @@ impl<'a> Lineager<'a> {
             level.push_leaf(Leaf {
                 name: &alias.aliasname,
                 schema: None,
-                row: Row::Derived(cols),
+                row: Row::Derived(Rc::new(cols)),
                 qualified_only: true,
             });
         }

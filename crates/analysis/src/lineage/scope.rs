@@ -4,6 +4,8 @@
 //! walk does not need: the columns of every derived row and the shape of
 //! joins, which `*` and `USING` depend on.
 
+use std::rc::Rc;
+
 use pg_query::protobuf::Node;
 
 use super::columns::{self, Col, Columns};
@@ -21,7 +23,7 @@ pub(super) enum Row {
         aliases: Vec<String>,
     },
     /// A sub-query, CTE, function, VALUES or aliased join.
-    Derived(Columns),
+    Derived(Rc<Columns>),
 }
 
 impl Row {
@@ -42,7 +44,7 @@ impl Row {
                 except: Vec::new(),
                 renamed: !aliases.is_empty(),
             }],
-            Row::Derived(cols) => cols.clone(),
+            Row::Derived(cols) => cols.to_vec(),
         }
     }
 
