@@ -900,6 +900,11 @@ impl Access {
 /// unattributed (`relation: None`) when there are several. References to
 /// columns of sub-queries, CTEs and set-returning functions are not
 /// recorded: the relations behind them are recorded where they are read.
+/// `*` and `t.*` are [`ColumnName::All`] of each relation they cover; a
+/// whole-row reference written as a bare name (`row_to_json(c)`,
+/// `SELECT c FROM customers c`) is recorded as a column named `c`, not as
+/// `All`. For what a result set's values are computed from, see
+/// [`StatementFacts::output`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ColumnUse {
     /// The relation the column belongs to, when determinable.
