@@ -93,9 +93,11 @@ impl ColumnMasker {
                 }
                 let strategy = if class.is_none() { Strategy::Redact } else { strategy };
                 match kind {
+                    // A whole array is nulled, not each element.
+                    _ if strategy == Strategy::Nullify => Action::Constant(None),
                     Kind::Scalar(s) if is_constant(s, strategy) => {
                         let mut bytes = Vec::new();
-                        Action::Constant(match scalar_constant(s, format, strategy, &mut bytes) {
+                        Action::Constant(match scalar::write_redacted(s, format, &mut bytes) {
                             Wrote::Null => None,
                             Wrote::Value => Some(bytes.into_boxed_slice()),
                         })
@@ -106,6 +108,10 @@ impl ColumnMasker {
             other => other,
         };
         Ok(ColumnMasker { kind, format, action })
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
     }
 
     pub(crate) fn is_pass(&self) -> bool {
@@ -171,13 +177,6 @@ fn is_constant(s: Scalar, strategy: Strategy) -> bool {
     }
 }
 
-fn scalar_constant(s: Scalar, format: Format, strategy: Strategy, out: &mut Vec<u8>) -> Wrote {
-    if strategy == Strategy::Nullify {
-        return Wrote::Null;
-    }
-    scalar::write_redacted(s, format, out)
-}
-
 /// Masks one non-NULL value: the door for a single value outside a plan
 /// (notices, tests). `class` None means the value is derived from a
 /// protected column and gets its type's constant. `key` is the HMAC key
@@ -207,3 +206,7 @@ impl ColumnMasker {
         self.format
     }
 }
+
+#[cfg(test)]
+#[path = "value_tests.rs"]
+mod tests;
