@@ -373,3 +373,129 @@ fn binary_header_len(data: &[u8]) -> Result<usize, MaskError> {
     }
     Ok(len)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Class, ColumnSpec, ColumnType, Detectors, MaskSettings, Masker, Rule, Strategy};
+
+    fn plan(format: Format, rules: &[Rule]) -> Plan {
+        let columns: Vec<_> =
+            rules.iter().map(|&rule| ColumnSpec { ty: ColumnType { oid: 25, typmod: -1 }, format, rule }).collect();
+        Masker::new(MaskSettings::default(), Detectors::new()).plan(&columns).unwrap()
+    }
+
+    const SECRET: Rule = Rule::Mask { class: Class::Secret, strategy: Strategy::Partial };
+    const NULLIFY: Rule = Rule::Mask { class: Class::Secret, strategy: Strategy::Nullify };
+
+    fn payload(out: &[u8]) -> &[u8] {
+        assert_eq!(out[0], b'd');
+        assert_eq!(i32::from_be_bytes(out[1..5].try_into().unwrap()) as usize, out.len() - 1);
+        &out[5..]
+    }
+
+    #[test]
+    fn text_rows_keep_their_neighbours_escaped() {
+        let p = plan(Format::Text, &[Rule::Pass, SECRET, Rule::Pass, NULLIFY]);
+        let row = b"a\\tb\\\\\tx\\ty\\nz\tc\\nd\\\\\tsecret\n";
+        let mut out = Vec::new();
+        assert_eq!(p.copy_row(&CopyFormat::text(), row, &mut out), Ok(Rewrite::Rewritten));
+        // The masked value x<TAB>y<LF>z keeps its tab and newline, escaped.
+        assert_eq!(payload(&out), b"a\\tb\\\\\t*\\t*\\n*\tc\\nd\\\\\t\\N\n");
+    }
+
+    #[test]
+    fn text_nulls_and_other_delimiters() {
+        let p = plan(Format::Text, &[SECRET, SECRET]);
+        let format = CopyFormat { delimiter: b'|', null: b"NIL".to_vec(), ..CopyFormat::text() };
+        let mut out = Vec::new();
+        assert_eq!(p.copy_row(&format, b"NIL|a\\|b\n", &mut out), Ok(Rewrite::Rewritten));
+        assert_eq!(payload(&out), b"NIL|*\\|*\n");
+        out.clear();
+        assert_eq!(p.copy_row(&format, b"NIL|NIL\n", &mut out), Ok(Rewrite::Unchanged));
+        assert!(p.copy_row(&format, b"a|b|c\n", &mut out).is_err());
+        assert!(p.copy_row(&format, b"a\n", &mut out).is_err());
+        assert!(p.copy_row(&format, b"a|b", &mut out).is_err());
+        // Octal and hex escapes are read.
+        out.clear();
+        p.copy_row(&format, b"\\101|\\x41\n", &mut out).unwrap();
+        assert_eq!(payload(&out), b"*|*\n");
+    }
+
+    #[test]
+    fn csv_quoting() {
+        let p = plan(Format::Text, &[Rule::Pass, SECRET, SECRET, SECRET]);
+        let row = b"\"a,\"\"b\",\"x,y\",\"\",\n";
+        let mut out = Vec::new();
+        assert_eq!(p.copy_row(&CopyFormat::csv(), row, &mut out), Ok(Rewrite::Rewritten));
+        // "x,y" keeps its comma so stays quoted; "" is an empty string, and
+        // the unquoted empty field is NULL.
+        assert_eq!(payload(&out), b"\"a,\"\"b\",\"*,*\",\"\",\n");
+        // A masked value with a quote is escaped by doubling.
+        out.clear();
+        p.copy_row(&CopyFormat::csv(), b"p,\"say \"\"hi\"\"\",\"multi\nline\",z\n", &mut out).unwrap();
+        assert_eq!(payload(&out), b"p,\"*** \"\"**\"\"\",\"*****\n****\",*\n");
+        // Another escape character.
+        let format = CopyFormat { escape: b'\\', ..CopyFormat::csv() };
+        out.clear();
+        p.copy_row(&format, b"p,\"a\\\"b\",c,d\n", &mut out).unwrap();
+        assert_eq!(payload(&out), b"p,\"*\\\"*\",*,*\n");
+        assert!(p.copy_row(&CopyFormat::csv(), b"p,\"open,c,d\n", &mut out).is_err());
+    }
+
+    fn tuple(values: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut b = (values.len() as i16).to_be_bytes().to_vec();
+        for v in values {
+            match v {
+                Some(v) => {
+                    b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    b.extend_from_slice(v);
+                }
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn binary_header_rows_and_trailer() {
+        let p = plan(Format::Binary, &[Rule::Pass, SECRET]);
+        let mut header = BINARY_SIGNATURE.to_vec();
+        header.extend_from_slice(&0u32.to_be_bytes());
+        header.extend_from_slice(&3u32.to_be_bytes());
+        header.extend_from_slice(b"ext");
+        let mut rows = CopyRows::new(CopyFormat::binary());
+        let mut out = Vec::new();
+        let first = [header.clone(), tuple(&[Some(b"k"), Some(b"ab")])].concat();
+        assert_eq!(rows.copy_data(&p, &first, &mut out), Ok(Rewrite::Rewritten));
+        assert_eq!(payload(&out), [header.clone(), tuple(&[Some(b"k"), Some(b"**")])].concat());
+        out.clear();
+        assert_eq!(rows.copy_data(&p, &tuple(&[Some(b"k"), None]), &mut out), Ok(Rewrite::Unchanged));
+        assert_eq!(rows.copy_data(&p, &tuple(&[Some(b"k")]), &mut out), Err(MaskError::ColumnCount { expected: 2, got: 1 }));
+        assert_eq!(rows.copy_data(&p, &(-1i16).to_be_bytes(), &mut out), Ok(Rewrite::Unchanged));
+        assert!(rows.copy_data(&p, &tuple(&[Some(b"k"), None]), &mut out).is_err());
+        assert!(out.is_empty());
+
+        // Header and trailer alone; a bad signature; OIDs.
+        let mut rows = CopyRows::new(CopyFormat::binary());
+        let only = [header.clone(), (-1i16).to_be_bytes().to_vec()].concat();
+        assert_eq!(rows.copy_data(&p, &only, &mut out), Ok(Rewrite::Unchanged));
+        assert!(CopyRows::new(CopyFormat::binary()).copy_data(&p, b"PGCOPY\n", &mut out).is_err());
+        let mut oids = header.clone();
+        oids[11..15].copy_from_slice(&(1u32 << 16).to_be_bytes());
+        assert!(CopyRows::new(CopyFormat::binary()).copy_data(&p, &oids, &mut out).is_err());
+        // A text plan cannot read binary rows.
+        let text_plan = plan(Format::Text, &[Rule::Pass, SECRET]);
+        assert!(CopyRows::new(CopyFormat::binary()).copy_data(&text_plan, &first, &mut out).is_err());
+    }
+
+    #[test]
+    fn header_lines_pass() {
+        let p = plan(Format::Text, &[SECRET]);
+        let mut rows = CopyRows::new(CopyFormat { header: true, ..CopyFormat::csv() });
+        let mut out = Vec::new();
+        assert_eq!(rows.copy_data(&p, b"email\n", &mut out), Ok(Rewrite::Unchanged));
+        assert_eq!(rows.copy_data(&p, b"bob\n", &mut out), Ok(Rewrite::Rewritten));
+        assert_eq!(payload(&out), b"***\n");
+    }
+}

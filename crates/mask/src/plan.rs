@@ -255,3 +255,7 @@ pub(crate) fn wrap_message(
     out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
     Ok(Rewrite::Rewritten)
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
