@@ -6,7 +6,29 @@
 
 pub mod class;
 pub mod column;
+pub mod copy;
 pub mod detect;
+pub mod error;
+pub mod fuzzing;
+pub mod plan;
+pub mod strategy;
+pub mod value;
+
+mod array;
+mod datetime;
+mod inet;
+mod keyed;
+mod kind;
+mod numeric;
+mod scalar;
+mod textmask;
+mod validate;
 
 pub use class::Class;
 pub use column::{ColumnType, Format};
+pub use copy::{CopyFormat, CopyKind, CopyRows};
+pub use detect::{Detectors, Hit};
+pub use error::{MaskError, Unmaskable};
+pub use plan::{ColumnSpec, MaskSettings, Masker, Plan, Rewrite, Rule};
+pub use strategy::Strategy;
+pub use value::{mask_value, Masked};
