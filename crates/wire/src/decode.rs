@@ -161,6 +161,51 @@ pub fn close(body: &[u8]) -> Result<(u8, &[u8]), WireError> {
     }
 }
 
+/// One column of a RowDescription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
+    pub name: &'a [u8],
+    /// The table the column is a plain reference to (0 when computed).
+    pub table_oid: u32,
+    /// Its attribute number in that table (0 when computed).
+    pub attnum: i16,
+    pub type_oid: u32,
+    pub type_len: i16,
+    pub typmod: i32,
+    /// 0 text, 1 binary (always 0 in a prepared statement's description).
+    pub format: i16,
+}
+
+/// A RowDescription's columns.
+pub fn row_description(body: &[u8]) -> Result<Vec<Field<'_>>, WireError> {
+    let bad = || WireError::malformed("row description");
+    let count = crate::framing::read_i16(body, 0).ok_or_else(bad)?;
+    let count = usize::try_from(count).map_err(|_| bad())?;
+    let mut at = 2;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (name, end) = read_cstr(body, at).ok_or_else(bad)?;
+        let fixed = body.get(end..end + 18).ok_or_else(bad)?;
+        let u32_at =
+            |i: usize| u32::from_be_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
+        let i16_at = |i: usize| i16::from_be_bytes([fixed[i], fixed[i + 1]]);
+        out.push(Field {
+            name,
+            table_oid: u32_at(0),
+            attnum: i16_at(4),
+            type_oid: u32_at(6),
+            type_len: i16_at(10),
+            typmod: u32_at(12) as i32,
+            format: i16_at(16),
+        });
+        at = end + 18;
+    }
+    if at != body.len() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
 /// A DataRow's column values (`None` for NULL).
 pub fn data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, WireError> {
     let bad = || WireError::malformed("data row");

@@ -182,6 +182,14 @@ pub fn describe_statement(buf: &mut BytesMut, name: &[u8]) {
     });
 }
 
+/// Describe of a portal.
+pub fn describe_portal(buf: &mut BytesMut, name: &[u8]) {
+    message(buf, fe::DESCRIBE, |b| {
+        b.put_u8(b'P');
+        cstr(b, name);
+    });
+}
+
 pub fn sync(buf: &mut BytesMut) {
     message(buf, fe::SYNC, |_| {});
 }

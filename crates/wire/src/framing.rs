@@ -166,6 +166,13 @@ impl Splitter {
         &self.limits
     }
 
+    /// Changes the size above which streamable messages come in pieces,
+    /// from the next message on (masking needs whole rows while a result
+    /// set is masked; see `Limits::stream_threshold`).
+    pub fn set_stream_threshold(&mut self, bytes: usize) {
+        self.limits.stream_threshold = bytes;
+    }
+
     /// True while a streamed message is only partly passed on.
     pub fn mid_message(&self) -> bool {
         self.remaining > 0
