@@ -194,6 +194,18 @@ impl<'a> Resolver<'a> {
         out
     }
 
+    /// The relation a name read in a query reaches, schema-qualified
+    /// (`None` when it resolves nowhere).
+    pub fn qualify_read(&self, written: &QualifiedName) -> Option<QualifiedName> {
+        let path = self.effective_relation_path();
+        let read = Access {
+            read: true,
+            ..Access::default()
+        };
+        let (name, basis) = self.qualify(written, read, &path);
+        (basis != ResolutionBasis::Unresolved && name.schema.is_some()).then_some(name)
+    }
+
     fn qualify(
         &self,
         written: &QualifiedName,

@@ -6,6 +6,7 @@
 
 mod duration;
 mod error;
+mod masking;
 mod model;
 mod row_limit;
 mod validate;
@@ -13,6 +14,7 @@ mod verifier;
 
 pub use duration::Duration;
 pub use error::ConfigError;
+pub use masking::{ColumnRule, Masking};
 pub use model::*;
 pub use row_limit::{
     is_production, RowLimit, DEFAULT_PRODUCTION_ROW_LIMIT, NON_PRODUCTION_ENVIRONMENTS,

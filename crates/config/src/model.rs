@@ -32,6 +32,9 @@ pub struct Config {
     /// Where the Cedar policies come from.
     #[serde(default)]
     pub policy: Policy,
+    /// Dynamic masking of sensitive values in results.
+    #[serde(default)]
+    pub masking: crate::Masking,
     /// Where the file was loaded from; relative paths inside it resolve
     /// against its folder. Not part of the file.
     #[serde(skip)]

@@ -30,6 +30,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     v.tls()?;
     v.targets()?;
     v.users()?;
+    v.masking()?;
     Ok(())
 }
 
@@ -70,6 +71,81 @@ fn fmt_duration(d: Duration) -> String {
 }
 
 impl Validator<'_> {
+    /// The `[masking]` table: names the mask crate knows, columns written
+    /// `schema.table.column`, targets that exist, a key source that does.
+    fn masking(&self) -> Result<(), ConfigError> {
+        let m = &self.config.masking;
+        if m.max_row_bytes < 1024 {
+            return Err(self.err(
+                "masking.max_row_bytes",
+                format!("is {}; give at least 1024 (bytes)", m.max_row_bytes),
+            ));
+        }
+        if m.key_env.is_some() && m.key_file.is_some() {
+            return Err(self.err(
+                "masking.key_env",
+                "and masking.key_file are both set; give the key one way",
+            ));
+        }
+        if let Some(path) = &m.key_file {
+            self.file("masking.key_file", path, "masking key file")?;
+        }
+        for (i, c) in m.columns.iter().enumerate() {
+            let key = |k: &str| format!("masking.column[{i}].{k}");
+            if c.parts().is_none() {
+                return Err(self.err(
+                    key("column"),
+                    format!(
+                        "is {:?}; write it as schema.table.column, for example \"public.customers.email\"",
+                        c.column
+                    ),
+                ));
+            }
+            if c.class != "none" && portcullis_mask::Class::from_name(&c.class).is_none() {
+                let names: Vec<&str> = portcullis_mask::Class::ALL
+                    .iter()
+                    .map(|k| k.name())
+                    .collect();
+                return Err(self.err(
+                    key("class"),
+                    format!(
+                        "is {:?}; use one of {} or \"none\"",
+                        c.class,
+                        names.join(", ")
+                    ),
+                ));
+            }
+            if let Some(s) = &c.strategy {
+                if portcullis_mask::Strategy::from_name(s).is_none() {
+                    return Err(self.err(
+                        key("strategy"),
+                        format!("is {s:?}; use redact, partial, keyed, nullify or generalise"),
+                    ));
+                }
+                if c.class == "none" {
+                    return Err(self.err(
+                        key("strategy"),
+                        "is set for a column classified \"none\", which is not masked",
+                    ));
+                }
+            }
+            if let Some(t) = &c.target {
+                let known = self
+                    .config
+                    .targets
+                    .iter()
+                    .any(|x| x.name == *t || x.is_wildcard());
+                if !known {
+                    return Err(self.err(
+                        key("target"),
+                        format!("names {t:?}, which is not a configured target"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::invalid(self.origin, key, message)
     }

@@ -840,3 +840,50 @@ fn the_wildcard_target_serves_names_not_one_database() {
     let err = Config::load(&path).unwrap_err().to_string();
     assert!(err.contains("database"), "{err}");
 }
+
+#[test]
+fn masking_is_on_by_default_and_its_table_is_checked() {
+    let c = valid(&minimal());
+    assert!(c.masking.enabled);
+    assert!(!c.masking.strict);
+    let c = valid(&format!(
+        "{}[masking]\nstrict = true\n[[masking.column]]\ncolumn = \"public.customers.nickname\"\nclass = \"person_name\"\nstrategy = \"keyed\"\n[[masking.column]]\ntarget = \"shop\"\ncolumn = \"public.customers.email\"\nclass = \"none\"\n",
+        minimal()
+    ));
+    assert_eq!(c.masking.columns.len(), 2);
+    assert_eq!(
+        c.masking.columns[0].parts(),
+        Some(("public", "customers", "nickname"))
+    );
+    let bad = |extra: &str| format!("{}[masking]\n{extra}", minimal());
+    assert_invalid(
+        &bad("[[masking.column]]\ncolumn = \"customers.email\"\nclass = \"email\"\n"),
+        "masking.column[0].column",
+        "schema.table.column",
+    );
+    assert_invalid(
+        &bad("[[masking.column]]\ncolumn = \"public.customers.email\"\nclass = \"mail\"\n"),
+        "masking.column[0].class",
+        "person_name",
+    );
+    assert_invalid(
+        &bad("[[masking.column]]\ncolumn = \"public.customers.email\"\nclass = \"email\"\nstrategy = \"hide\"\n"),
+        "masking.column[0].strategy",
+        "redact, partial",
+    );
+    assert_invalid(
+        &bad("[[masking.column]]\ntarget = \"nope\"\ncolumn = \"public.customers.email\"\nclass = \"email\"\n"),
+        "masking.column[0].target",
+        "not a configured target",
+    );
+    assert_invalid(
+        &bad("max_row_bytes = 10\n"),
+        "masking.max_row_bytes",
+        "1024",
+    );
+    assert_invalid(
+        &bad("key_env = \"K\"\nkey_file = \"k\"\n"),
+        "masking.key_env",
+        "one way",
+    );
+}

@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use portcullis_analysis::functions::CatalogFunction;
 use portcullis_analysis::resolve::RelationKind;
 use portcullis_analysis::{FunctionCatalog, QualifiedName, RelationCatalog, Volatility};
+use portcullis_mask::{Class, Strategy};
 
 /// The statements whose results build a snapshot, in this order, each
 /// returning text columns. Sent as one simple Query; every result set maps
@@ -36,10 +37,17 @@ SELECT n.nspname, p.proname, p.pronargs::text, p.pronargdefaults::text, (p.prova
 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
 LEFT JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e' \
 LEFT JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
-WHERE p.prokind IN ('f','w','a')";
+WHERE p.prokind IN ('f','w','a');
+SELECT c.oid::text, n.nspname, c.relname, a.attnum::text, a.attname, a.atttypid::text, a.atttypmod::text, \
+pg_catalog.col_description(c.oid, a.attnum::int) FROM pg_catalog.pg_attribute a \
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','p','v','m','f') \
+AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%' \
+ORDER BY c.oid, a.attnum";
 
 /// How many result sets [`CATALOG_QUERIES`] produces.
-pub const CATALOG_RESULT_SETS: usize = 5;
+pub const CATALOG_RESULT_SETS: usize = 6;
 
 /// One row of a catalog query: text columns, `None` for NULL.
 pub type Row = Vec<Option<String>>;
@@ -50,6 +58,27 @@ pub type Row = Vec<Option<String>>;
 pub struct CatalogError {
     pub query: &'static str,
     pub problem: String,
+}
+
+/// What a column holds and how to mask it, from its relation, name and
+/// comment (see [`CatalogSnapshot::classify`]).
+pub type Classifier<'a> =
+    dyn Fn(&QualifiedName, &str, Option<&str>) -> Option<(Class, Option<Strategy>)> + 'a;
+
+/// One column of a table, view or foreign table, as the catalog holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogColumn {
+    pub relation: QualifiedName,
+    pub name: String,
+    pub attnum: i16,
+    pub type_oid: u32,
+    pub typmod: i32,
+    pub comment: Option<String>,
+    /// What it holds, once classified (see [`CatalogSnapshot::classify`]).
+    pub class: Option<Class>,
+    /// How the configuration wants it masked (its class's default when
+    /// `None`).
+    pub strategy: Option<Strategy>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +99,14 @@ pub struct CatalogSnapshot {
     view_reads: HashMap<QualifiedName, Vec<QualifiedName>>,
     /// (schema, name) → overloads.
     functions: HashMap<(String, String), Vec<Function>>,
+    /// (relation OID, attribute number) → column.
+    columns: HashMap<(u32, i16), CatalogColumn>,
+    /// Relation → its OID and its columns' attribute numbers, in order.
+    relation_columns: HashMap<QualifiedName, (u32, Vec<i16>)>,
+    /// Relation OID → name (relations with columns).
+    by_oid: HashMap<u32, QualifiedName>,
+    /// Some column is classified.
+    any_classified: bool,
 }
 
 fn text<'r>(row: &'r Row, i: usize, query: &'static str) -> Result<&'r str, CatalogError> {
@@ -88,6 +125,17 @@ fn number(row: &Row, i: usize, query: &'static str) -> Result<usize, CatalogErro
     })
 }
 
+fn parse<T: std::str::FromStr>(
+    row: &Row,
+    i: usize,
+    query: &'static str,
+) -> Result<T, CatalogError> {
+    text(row, i, query)?.parse().map_err(|_| CatalogError {
+        query,
+        problem: format!("column {} is not a number", i + 1),
+    })
+}
+
 fn qualified(row: &Row, at: usize, query: &'static str) -> Result<QualifiedName, CatalogError> {
     Ok(QualifiedName::new(
         Some(text(row, at, query)?),
@@ -98,7 +146,7 @@ fn qualified(row: &Row, at: usize, query: &'static str) -> Result<QualifiedName,
 impl CatalogSnapshot {
     /// Builds a snapshot from the result sets of [`CATALOG_QUERIES`].
     pub fn from_rows(result_sets: &[Vec<Row>]) -> Result<CatalogSnapshot, CatalogError> {
-        let [schemas, relations, inherits, views, functions] = result_sets else {
+        let [schemas, relations, inherits, views, functions, columns] = result_sets else {
             return Err(CatalogError {
                 query: "all",
                 problem: format!(
@@ -160,7 +208,133 @@ impl CatalogSnapshot {
             };
             snap.functions.entry((schema, name)).or_default().push(f);
         }
+        for row in columns {
+            let oid: u32 = parse(row, 0, "columns")?;
+            let relation = qualified(row, 1, "columns")?;
+            let attnum: i16 = parse(row, 3, "columns")?;
+            let column = CatalogColumn {
+                relation: relation.clone(),
+                name: text(row, 4, "columns")?.to_owned(),
+                attnum,
+                type_oid: parse(row, 5, "columns")?,
+                typmod: parse(row, 6, "columns")?,
+                comment: row.get(7).cloned().flatten(),
+                class: None,
+                strategy: None,
+            };
+            snap.by_oid.entry(oid).or_insert_with(|| relation.clone());
+            let entry = snap
+                .relation_columns
+                .entry(relation)
+                .or_insert_with(|| (oid, Vec::new()));
+            entry.1.push(attnum);
+            snap.columns.insert((oid, attnum), column);
+        }
         Ok(snap)
+    }
+
+    /// Classifies every column: `classify` answers from a column's own
+    /// name and comment (with the configuration's overrides). A partition
+    /// or child table's column holds what its parent's same-named column
+    /// holds. Views are classified through what they read: a view over a
+    /// relation with a classified column has its columns treated as
+    /// derived from it unless their own classification says more (see
+    /// [`CatalogSnapshot::view_may_expose`]).
+    pub fn classify(&mut self, classify: &Classifier<'_>) {
+        for c in self.columns.values_mut() {
+            let found = classify(&c.relation, &c.name, c.comment.as_deref());
+            c.class = found.map(|(k, _)| k);
+            c.strategy = found.and_then(|(_, s)| s);
+        }
+        // Parents' classes flow down to descendants (any depth).
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (parent, kids) in &self.children {
+                let Some((poid, pcols)) = self.relation_columns.get(parent) else {
+                    continue;
+                };
+                let inherited: Vec<(String, Class)> = pcols
+                    .iter()
+                    .filter_map(|a| self.columns.get(&(*poid, *a)))
+                    .filter_map(|c| c.class.map(|k| (c.name.clone(), k)))
+                    .collect();
+                for kid in kids {
+                    let Some((koid, kcols)) = self.relation_columns.get(kid) else {
+                        continue;
+                    };
+                    for a in kcols {
+                        if let Some(col) = self.columns.get_mut(&(*koid, *a)) {
+                            if col.class.is_none() {
+                                if let Some((_, k)) = inherited.iter().find(|(n, _)| *n == col.name)
+                                {
+                                    col.class = Some(*k);
+                                    changed = true;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.any_classified = self.columns.values().any(|c| c.class.is_some());
+    }
+
+    /// The column with this relation OID and attribute number, if known.
+    pub fn column(&self, relation_oid: u32, attnum: i16) -> Option<&CatalogColumn> {
+        self.columns.get(&(relation_oid, attnum))
+    }
+
+    /// A relation's columns, in order.
+    pub fn columns_of(&self, relation: &QualifiedName) -> impl Iterator<Item = &CatalogColumn> {
+        let found = self.relation_columns.get(relation);
+        found.into_iter().flat_map(move |(oid, cols)| {
+            cols.iter()
+                .filter_map(move |a| self.columns.get(&(*oid, *a)))
+        })
+    }
+
+    /// Whether some column anywhere is classified (when none is, only
+    /// content scanning can find anything).
+    pub fn any_classified(&self) -> bool {
+        self.any_classified
+    }
+
+    /// Whether `relation` (a table, or a view through everything it reads)
+    /// has a classified column.
+    pub fn may_expose(&self, relation: &QualifiedName) -> bool {
+        let mut seen = HashSet::new();
+        self.may_expose_inner(relation, &mut seen)
+    }
+
+    fn may_expose_inner(
+        &self,
+        relation: &QualifiedName,
+        seen: &mut HashSet<QualifiedName>,
+    ) -> bool {
+        if !seen.insert(relation.clone()) {
+            return false;
+        }
+        if self.columns_of(relation).any(|c| c.class.is_some()) {
+            return true;
+        }
+        let reads = self.view_reads.get(relation).into_iter().flatten();
+        let kids = self.children.get(relation).into_iter().flatten();
+        let next: Vec<QualifiedName> = reads.chain(kids).cloned().collect();
+        next.iter().any(|r| self.may_expose_inner(r, seen))
+    }
+
+    /// Whether `relation` is a view or materialized view.
+    pub fn is_view(&self, relation: &QualifiedName) -> bool {
+        matches!(
+            self.relations.get(relation),
+            Some(RelationKind::View | RelationKind::MaterializedView)
+        )
+    }
+
+    /// The relation with this OID.
+    pub fn relation_of_oid(&self, oid: u32) -> Option<&QualifiedName> {
+        self.by_oid.get(&oid)
     }
 
     /// Number of relations known.
@@ -351,6 +525,52 @@ mod tests {
                 row(&["public", "fmt", "2", "1", "false", "i", "NULL"]),
                 row(&["pg_catalog", "lower", "1", "0", "false", "i", "NULL"]),
             ],
+            vec![
+                row(&["16400", "public", "orders", "1", "id", "23", "-1", "NULL"]),
+                row(&[
+                    "16400", "public", "orders", "2", "email", "25", "-1", "NULL",
+                ]),
+                row(&[
+                    "16410",
+                    "public",
+                    "orders_2025",
+                    "1",
+                    "id",
+                    "23",
+                    "-1",
+                    "NULL",
+                ]),
+                row(&[
+                    "16410",
+                    "public",
+                    "orders_2025",
+                    "2",
+                    "email",
+                    "25",
+                    "-1",
+                    "NULL",
+                ]),
+                row(&[
+                    "16420",
+                    "public",
+                    "order_totals",
+                    "1",
+                    "total",
+                    "1700",
+                    "-1",
+                    "NULL",
+                ]),
+                row(&[
+                    "16430",
+                    "app",
+                    "orders",
+                    "1",
+                    "note",
+                    "1043",
+                    "104",
+                    "holds a phone number",
+                ]),
+            ],
         ])
         .expect("valid rows")
     }
@@ -410,6 +630,44 @@ mod tests {
     }
 
     #[test]
+    fn classes_flow_to_partitions_and_views_expose_what_they_read() {
+        let mut c = sample();
+        c.classify(&|rel, name, comment| {
+            if rel.name == "orders" && name == "email" && rel.schema.as_deref() == Some("public") {
+                Some((Class::Email, None))
+            } else if comment.is_some_and(|t| t.contains("phone")) {
+                Some((Class::Phone, Some(Strategy::Keyed)))
+            } else {
+                None
+            }
+        });
+        assert_eq!(c.column(16400, 2).and_then(|c| c.class), Some(Class::Email));
+        assert_eq!(c.column(16400, 1).and_then(|c| c.class), None);
+        assert_eq!(
+            c.column(16410, 2).and_then(|c| c.class),
+            Some(Class::Email),
+            "a partition holds what its parent holds"
+        );
+        assert_eq!(c.column(16430, 1).and_then(|c| c.class), Some(Class::Phone));
+        assert_eq!(
+            c.column(16430, 1).and_then(|c| c.strategy),
+            Some(Strategy::Keyed)
+        );
+        assert_eq!(c.column(16430, 1).map(|c| c.typmod), Some(104));
+        assert!(c.may_expose(&QualifiedName::new(Some("public"), "order_totals")));
+        assert!(c.any_classified());
+        let names: Vec<&str> = c
+            .columns_of(&QualifiedName::new(Some("public"), "orders"))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["id", "email"]);
+        assert_eq!(
+            c.relation_of_oid(16420),
+            Some(&QualifiedName::new(Some("public"), "order_totals"))
+        );
+    }
+
+    #[test]
     fn malformed_results_are_errors() {
         assert!(CatalogSnapshot::from_rows(&[]).is_err());
         let bad = CatalogSnapshot::from_rows(&[
@@ -418,6 +676,7 @@ mod tests {
             vec![],
             vec![],
             vec![row(&["public", "f", "x", "0", "false", "v", "NULL"])],
+            vec![],
         ]);
         assert!(bad.is_err());
     }

@@ -314,7 +314,10 @@ impl Guard {
             if writes_rows(stmt) || executes_writes(stmt, state) {
                 j.row_limit = self.enforced_row_limit();
             }
-            if let Some(r) = lexer::check(stmt).or_else(|| portal_refusal(stmt, state)) {
+            if let Some(r) = lexer::check(stmt)
+                .or_else(|| portal_refusal(stmt, state))
+                .or_else(|| self.copy_refusal(stmt, who, state))
+            {
                 j.refusal.get_or_insert(r);
             }
             if j.refusal.is_none() {

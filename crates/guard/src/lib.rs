@@ -26,6 +26,7 @@ pub mod describe;
 pub mod encoding;
 mod guard;
 pub mod lexer;
+pub mod masking;
 mod memo;
 pub mod opaque_scan;
 pub mod session;
@@ -38,4 +39,5 @@ pub use encoding::{Encoding, EncodingError, Encodings, NameKey};
 pub use guard::{
     encoding_refusal, shared_analysis_cache, Guard, GuardSettings, Judgement, StatementVerdict, Who,
 };
+pub use masking::{Exposure, OutputColumn};
 pub use session::{Portal, PreparedText, SessionState, Ticket};

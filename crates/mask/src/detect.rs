@@ -14,7 +14,7 @@ pub struct Hit {
 }
 
 /// The detector set. Build once (it compiles its automata) and share.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Detectors {}
 
 impl Detectors {

@@ -32,3 +32,4 @@ pub use error::{MaskError, Unmaskable};
 pub use plan::{ColumnSpec, MaskSettings, Masker, Plan, Rewrite, Rule};
 pub use strategy::Strategy;
 pub use value::{mask_value, Masked};
+pub mod dictionary;

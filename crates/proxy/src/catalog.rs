@@ -63,7 +63,12 @@ async fn load(target: &TargetRuntime) -> Result<CatalogSnapshot, String> {
     let sets = result
         .map_err(|_| "catalog queries timed out".to_owned())?
         .map_err(|e| format!("catalog queries failed: {e}"))?;
-    CatalogSnapshot::from_rows(&sets).map_err(|e| format!("catalog results unreadable: {e}"))
+    let mut snapshot = CatalogSnapshot::from_rows(&sets)
+        .map_err(|e| format!("catalog results unreadable: {e}"))?;
+    if let Some(m) = &target.masking {
+        snapshot.classify(&|relation, column, comment| m.classify(relation, column, comment));
+    }
+    Ok(snapshot)
 }
 
 async fn load_into(target: &TargetRuntime) {

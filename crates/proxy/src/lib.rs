@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod context;
 pub mod handshake;
+pub mod masking;
 pub mod metrics;
 pub mod runtime;
 pub mod server;

@@ -12,6 +12,8 @@ use portcullis_policy::{Enforcement, PolicyEngine, TargetRef};
 use thiserror::Error;
 
 use crate::catalog::CatalogLoader;
+use crate::masking::TargetMasking;
+use portcullis_mask::detect::Detectors;
 
 use crate::tls::{ServerTls, TlsError, UpstreamTls};
 
@@ -27,6 +29,8 @@ pub enum RuntimeError {
     Verifier { user: String, error: String },
     #[error("policies: {0}")]
     Policy(#[from] portcullis_policy::LoadError),
+    #[error("masking key: {0}")]
+    MaskingKey(String),
 }
 
 /// A password that never appears in Debug output or logs.
@@ -52,6 +56,8 @@ pub struct TargetRuntime {
     /// Judges every statement sent to this target.
     pub guard: Guard,
     pub catalog: CatalogLoader,
+    /// Masking of results; `None` when off.
+    pub masking: Option<Arc<TargetMasking>>,
 }
 
 impl TargetRuntime {
@@ -61,6 +67,7 @@ impl TargetRuntime {
         tls: Option<UpstreamTls>,
         engine: &Arc<PolicyEngine>,
         analyses: &Arc<SharedAnalysisCache>,
+        masking: Option<Arc<TargetMasking>>,
     ) -> TargetRuntime {
         let guard = Guard::new(
             engine.clone(),
@@ -84,6 +91,7 @@ impl TargetRuntime {
             tls,
             guard,
             catalog: CatalogLoader::default(),
+            masking,
         }
     }
 }
@@ -102,6 +110,49 @@ pub struct Runtime {
     wildcard: Option<Wildcard>,
     pub users: HashMap<String, Arc<UserRuntime>>,
     engine: Arc<PolicyEngine>,
+    shared: SharedMasking,
+}
+
+/// What every target's masking shares: the detectors (compiled once) and
+/// the key of the `keyed` strategy.
+struct SharedMasking {
+    detectors: Arc<Detectors>,
+    key: Option<Vec<u8>>,
+}
+
+impl SharedMasking {
+    fn load(config: &Config) -> Result<SharedMasking, RuntimeError> {
+        let m = &config.masking;
+        let bad = |why: String| RuntimeError::MaskingKey(why);
+        let key = match (&m.key_env, &m.key_file) {
+            (Some(var), _) => Some(
+                std::env::var(var)
+                    .map_err(|_| bad(format!("environment variable {var} is not set")))?
+                    .into_bytes(),
+            ),
+            (None, Some(path)) => Some(
+                std::fs::read(config.resolve(path))
+                    .map_err(|e| bad(format!("{}: {e}", path.display())))?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(k) = &key {
+            if k.len() < 32 {
+                return Err(bad(format!(
+                    "the masking key has {} bytes; it needs at least 32",
+                    k.len()
+                )));
+            }
+        }
+        Ok(SharedMasking {
+            detectors: Arc::new(Detectors::new()),
+            key,
+        })
+    }
+
+    fn masking_for(&self, config: &Config, target: &Target) -> Option<Arc<TargetMasking>> {
+        TargetMasking::build(config, target, &self.detectors, self.key.as_deref()).map(Arc::new)
+    }
 }
 
 /// How many databases one wildcard target keeps (each has its own catalog
@@ -128,6 +179,7 @@ impl Runtime {
             None => None,
         };
         let engine = Arc::new(load_policies(&config)?);
+        let shared = SharedMasking::load(&config)?;
         let analyses = portcullis_guard::shared_analysis_cache();
         let mut targets = HashMap::new();
         let mut wildcard = None;
@@ -170,6 +222,7 @@ impl Runtime {
                     tls,
                     &engine,
                     &analyses,
+                    shared.masking_for(&config, t),
                 )),
             );
         }
@@ -195,6 +248,7 @@ impl Runtime {
             wildcard,
             users,
             engine,
+            shared,
         })
     }
 
@@ -232,6 +286,7 @@ impl Runtime {
             w.tls.clone(),
             &self.engine,
             &w.analyses,
+            self.shared.masking_for(&self.config, &w.config),
         ));
         served.insert(name.to_owned(), t.clone());
         Some(t)

@@ -1,7 +1,9 @@
 -- The demo shop: realistic shapes, fake people. Every value that looks like
--- PII or a secret is made up: names from a fixed list, test card numbers
--- published by card networks, example IBANs, SSNs in the never-issued 9xx
--- area, tokens derived from row ids.
+-- PII or a secret is made up, but shaped so that real detectors accept it
+-- (masking must hide what a scanner would find): names from a fixed list,
+-- Luhn-valid test card numbers published by card networks, mod-97-valid
+-- example IBANs, SSNs in the issued ranges, GitHub tokens with a correct
+-- checksum, tokens derived from row ids.
 CREATE TABLE customers (
     id            bigserial PRIMARY KEY,
     full_name     text NOT NULL,
@@ -66,7 +68,7 @@ INSERT INTO customers (full_name, email, phone, ssn, date_of_birth, address, cre
 SELECT f.name || ' ' || l.name,
        lower(f.name || '.' || l.name || i) || '@example.com',
        '+1-555-' || lpad((100 + i % 900)::text, 3, '0') || '-' || lpad((i * 37 % 10000)::text, 4, '0'),
-       (900 + i % 100)::text || '-' || lpad((i % 99 + 1)::text, 2, '0') || '-' || lpad((i * 7919 % 10000)::text, 4, '0'),
+       (100 + i * 7 % 565)::text || '-' || lpad((i % 99 + 1)::text, 2, '0') || '-' || lpad((1 + i * 7919 % 9999)::text, 4, '0'),
        date '1960-01-01' + (i * 97 % 15000),
        (i * 13 % 9000 + 100)::text || ' ' || s.name || ' Street, Springfield',
        now() - (i || ' days')::interval
@@ -85,6 +87,13 @@ FROM customers c;
 INSERT INTO api_tokens (customer_id, label, token)
 SELECT c.id, 'integration', 'sk_live_' || encode(sha256(('portcullis-demo-' || c.id)::bytea), 'hex')
 FROM customers c WHERE c.id % 3 = 0;
+
+INSERT INTO api_tokens (customer_id, label, token)
+SELECT c.id, 'github',
+       (ARRAY['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','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',
+              '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','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',
+              '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','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'])[1 + c.id % 6]
+FROM customers c WHERE c.id % 10 = 1;
 
 INSERT INTO products (sku, name, price_cents)
 SELECT 'SKU-' || lpad(i::text, 4, '0'),

@@ -13,6 +13,7 @@ mod databases;
 mod default_row_limit;
 mod lexing;
 mod lifecycle;
+mod masking;
 mod policy;
 mod protocol;
 mod row_limit;

@@ -525,6 +525,16 @@ impl SessionState {
             .map_err(|o| Refused::Overflow(o, portal))
     }
 
+    /// Every text portal `key` may run (empty when the proxy never saw it
+    /// bound, such as a cursor DECLAREd in SQL).
+    pub fn portal_texts(&self, key: &NameKey) -> Vec<PreparedText> {
+        self.names
+            .portals
+            .get(key)
+            .flat_map(|p| p.texts.iter().cloned())
+            .collect()
+    }
+
     /// A protocol Close of portal `key` is sent.
     pub fn close_portal(&mut self, key: NameKey) -> Ticket {
         self.names.close_portal(key).into()

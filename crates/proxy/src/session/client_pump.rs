@@ -14,7 +14,7 @@ use tracing::warn;
 use super::buffer::ReadBuffer;
 use super::function_call;
 use super::guarding::{self, Guarded, Verdict};
-use super::pending::{Entry, Pending, Step};
+use super::pending::{Entry, Pending, Rows, Step};
 use super::row_limit;
 use super::{write_all_tracked, End};
 use crate::metrics::{ErrorKind, Metrics};
@@ -34,6 +34,19 @@ pub(crate) struct ClientPump<'a> {
     /// A write to the server was interrupted: its stream position is unknown.
     in_write: bool,
     terminated: bool,
+    /// See [`LastDescribe`].
+    last_describe: LastDescribe,
+}
+
+/// The portal the client's previous message described, if it was a
+/// Describe of a portal. An Execute right after it gets its columns from
+/// that reply; any other Execute, when the session masks, is preceded by a
+/// Describe of the proxy's own (drivers that cache descriptions execute
+/// without one), so every result set has a RowDescription to plan from.
+#[derive(Default)]
+struct LastDescribe {
+    portal: Vec<u8>,
+    valid: bool,
 }
 
 /// What to do with one client message.
@@ -71,16 +84,29 @@ impl<'a> ClientPump<'a> {
             discarding: false,
             in_write: false,
             terminated: false,
+            last_describe: LastDescribe::default(),
         }
     }
 }
 
 /// Judges a message (or the head of a streamed one) by its type and the
 /// bytes available of it.
-fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head: &[u8]) -> Action {
+fn judge(
+    pending: &Pending,
+    guarded: &Guarded,
+    metrics: &Metrics,
+    last_describe: &mut LastDescribe,
+    tag: u8,
+    head: &[u8],
+) -> Action {
     // Judged and entered in the ledger as one step, as far as the server
     // pump's "every request answered" is concerned.
     let _gate = guarded.gate();
+    let described_before = last_describe.valid;
+    // Flush changes nothing between a Describe and its Execute.
+    if tag != fe::FLUSH {
+        last_describe.valid = false;
+    }
     let body = decode::body(head);
     // The server's answers settle the changes each message makes to the
     // session model; a message the server discards settles at once.
@@ -91,11 +117,12 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
             let Ok(sql) = decode::query(body) else {
                 return malformed(pending, true, guarding::refused_query(), settle);
             };
-            let (verdict, tickets) = guarded.query(sql);
+            let (verdict, tickets, analysis) = guarded.query(sql);
             let entry = Entry::Query {
                 at: Instant::now(),
                 tickets,
                 done: 0,
+                analysis,
             };
             match verdict {
                 Verdict::Pass => {
@@ -158,25 +185,63 @@ fn judge(pending: &Pending, guarded: &Guarded, metrics: &Metrics, tag: u8, head:
             Action::Forward
         }
         fe::DESCRIBE => {
-            pending.sent(Entry::Step(Step::Describe, None), settle);
+            let rows = match decode::close(body) {
+                Ok((b'P', portal)) if guarded.masks() => {
+                    last_describe.portal.clear();
+                    last_describe.portal.extend_from_slice(portal);
+                    last_describe.valid = true;
+                    Some(Rows::Portal(portal.to_vec()))
+                }
+                // A malformed Describe gets the server's own error.
+                _ => None,
+            };
+            pending.sent(
+                Entry::Describe {
+                    rows,
+                    hidden: false,
+                },
+                settle,
+            );
             Action::Forward
         }
         fe::EXECUTE => {
             metrics.statements(1);
             let portal = portcullis_wire::framing::read_cstr(body, 0).map(|(p, _)| p);
             let (limited, ticket) = portal.map_or((None, None), |p| guarded.execute(p));
-            let Some((limit, over)) = limited else {
+            // The proxy's Describe, when the client did not just describe
+            // this portal (a malformed Execute needs none: the server
+            // refuses it).
+            let describe = match portal {
+                Some(p) if guarded.masks() && !(described_before && last_describe.portal == p) => {
+                    Some(p)
+                }
+                _ => None,
+            };
+            if limited.is_none() && describe.is_none() {
                 pending.sent(Entry::Step(Step::Execute, ticket), settle);
                 return Action::Forward;
-            };
-            // Count the rows around it (see row_limit.rs).
-            let (mut out, before) = row_limit::before_execute(limit);
-            let (after_bytes, after) = row_limit::after_execute(over);
-            for e in before {
-                pending.sent(e, settle);
+            }
+            let mut out = BytesMut::new();
+            let mut after_bytes = BytesMut::new();
+            let mut after = None;
+            if let Some((limit, over)) = limited {
+                // Count the rows around it (see row_limit.rs).
+                let (before_bytes, before) = row_limit::before_execute(limit);
+                out = before_bytes;
+                for e in before {
+                    pending.sent(e, settle);
+                }
+                let (bytes, entries) = row_limit::after_execute(over);
+                after_bytes = bytes;
+                after = Some(entries);
+            }
+            if let Some(p) = describe {
+                encode::describe_portal(&mut out, p);
+                let rows = Some(Rows::Portal(p.to_vec()));
+                pending.sent(Entry::Describe { rows, hidden: true }, settle);
             }
             pending.sent(Entry::Step(Step::Execute, ticket), settle);
-            for e in after {
+            for e in after.into_iter().flatten() {
                 pending.sent(e, settle);
             }
             out.extend_from_slice(head);
@@ -283,6 +348,7 @@ impl ClientPump<'_> {
                     self.pending,
                     self.guarded,
                     self.metrics,
+                    &mut self.last_describe,
                     tag,
                     &self.rb.buf[pos..pos + len],
                 );

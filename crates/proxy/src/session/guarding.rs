@@ -15,14 +15,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
+use portcullis_analysis::{Analysis, StatementFacts};
 use portcullis_guard::session::{Overflow, Refused};
 use portcullis_guard::{
-    encoding_refusal, Judgement, NameKey, PreparedText, SessionState, Ticket, Who,
+    encoding_refusal, Exposure, Judgement, NameKey, OutputColumn, PreparedText, SessionState,
+    Ticket, Who,
 };
 use portcullis_policy::{Principal, PrincipalKind};
 use portcullis_wire::{encode, sqlstate, Refusal};
 use tracing::{info, warn};
 
+use crate::masking::TargetMasking;
 use crate::runtime::{TargetRuntime, UserRuntime};
 
 /// What a refused statement is replaced with upstream: a syntax error
@@ -153,13 +156,51 @@ impl Guarded {
         self.state().settle(ticket, ran);
     }
 
+    /// Whether this session masks results.
+    pub fn masks(&self) -> bool {
+        self.target.masking.is_some()
+    }
+
+    /// The target's masking, when on.
+    pub fn masking(&self) -> Option<&TargetMasking> {
+        self.target.masking.as_deref()
+    }
+
+    /// The largest row a masked result may have.
+    pub fn max_masked_row(&self) -> usize {
+        self.masking().map_or(usize::MAX, |m| m.max_row_bytes)
+    }
+
+    /// What each column of a result set is for this session (see
+    /// `portcullis_guard::masking`).
+    pub fn exposures(
+        &self,
+        columns: &[OutputColumn],
+        statements: &[&StatementFacts],
+        out: &mut Vec<Exposure>,
+    ) {
+        let state = self.state();
+        self.target
+            .guard
+            .exposures(columns, statements, &self.who, &state, out);
+    }
+
+    /// The texts portal `name` may run.
+    pub fn portal_texts(&self, name: &[u8]) -> Vec<PreparedText> {
+        let state = self.state();
+        match state.protocol_name(name) {
+            Ok(key) => state.portal_texts(&key),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// Judges a simple Query. Returns the changes its statements make to
-    /// prepared statements, for the ledger.
-    pub fn query(&self, sql: &[u8]) -> (Verdict, Vec<(usize, Ticket)>) {
+    /// prepared statements, for the ledger, and its analysis.
+    pub fn query(&self, sql: &[u8]) -> (Verdict, Vec<(usize, Ticket)>, Option<Arc<Analysis>>) {
         let mut state = self.state();
         let sql = match text(&state, sql) {
             Ok(s) => s,
-            Err(r) => return (self.refuse(&r, "query"), Vec::new()),
+            Err(r) => return (self.refuse(&r, "query"), Vec::new(), None),
         };
         let j = self.target.guard.judge_text(&sql, &self.who, &state);
         let mut verdict = self.conclude(&j, "query");
@@ -175,13 +216,13 @@ impl Guarded {
                         ),
                     )
                     .hint("Send each INSERT, UPDATE, DELETE or MERGE as a query of its own; Portcullis counts the rows each one changes.");
-                    return (self.refuse(&r, "query"), Vec::new());
+                    return (self.refuse(&r, "query"), Vec::new(), None);
                 }
                 verdict = self.limited(limit);
             }
             match state.apply(a) {
                 Ok(t) => tickets = t,
-                Err(e) => return (self.refuse(&unfollowable(&e), "query"), Vec::new()),
+                Err(e) => return (self.refuse(&unfollowable(&e), "query"), Vec::new(), None),
             }
             if j.opaque {
                 state.opaque_ran(j.hidden_code);
@@ -193,7 +234,7 @@ impl Guarded {
                 state.functions_may_change();
             }
         }
-        (verdict, tickets)
+        (verdict, tickets, j.analysis.clone())
     }
 
     fn limited(&self, limit: u64) -> Verdict {

@@ -12,6 +12,7 @@ mod client_pump;
 mod function_call;
 mod guarding;
 pub mod lexing;
+mod masking;
 mod outbox;
 mod pending;
 mod row_limit;
@@ -56,6 +57,10 @@ pub(crate) enum End {
     /// The session switched to a setting Portcullis cannot lex under
     /// (counted as refused).
     Unsafe(Refusal),
+    /// A result could not be masked (a row over the size limit, a value
+    /// the plan cannot rewrite, a row no description announced): the
+    /// session ends rather than let it pass.
+    Unmaskable(Refusal),
     IdleTimeout,
     Shutdown,
 }
@@ -165,6 +170,10 @@ pub async fn run(
             warn!(parent: &guarded.span, reason = %r.message, "session closed: unsafe lexing setting");
             (Some(tell_client(ErrorKind::Refused, r)), true)
         }
+        End::Unmaskable(r) => {
+            warn!(parent: &guarded.span, reason = %r.message, "session closed: result could not be masked");
+            (Some(tell_client(ErrorKind::Refused, r)), true)
+        }
         End::UpstreamLost(why) | End::UpstreamProtocol(why) => {
             warn!(parent: &guarded.span, reason = %why, "upstream connection lost");
             let kind = if matches!(end, End::UpstreamLost(_)) {
@@ -214,6 +223,7 @@ fn end_label(end: &End) -> &'static str {
         End::ClientGone => "client disconnected",
         End::ClientRefused(_) => "client refused",
         End::Unsafe(_) => "unsafe setting",
+        End::Unmaskable(_) => "unmaskable result",
         End::UpstreamLost(_) => "upstream lost",
         End::UpstreamProtocol(_) => "upstream protocol error",
         End::UpstreamClosed => "server closed the session",

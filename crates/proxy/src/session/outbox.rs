@@ -14,18 +14,26 @@ use std::ops::Range;
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+/// The own buffer keeps its allocation between walks up to this size.
+const MAX_KEPT: usize = 1 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     /// Bytes of the read buffer, forwarded as they came.
     Run(Range<usize>),
     /// Bytes of the proxy's own.
     Own(Bytes),
+    /// Bytes the proxy wrote into the outbox's own buffer (masked rows):
+    /// one buffer for the whole walk, no allocation per message.
+    Written(Range<usize>),
 }
 
 /// Pieces for the client, in order; reused from walk to walk.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     pieces: Vec<Piece>,
+    /// What [`Piece::Written`] points into.
+    written: Vec<u8>,
 }
 
 impl Outbox {
@@ -51,6 +59,32 @@ impl Outbox {
         }
     }
 
+    /// The buffer messages of the proxy's own are written into; each
+    /// becomes a piece with [`Outbox::own_written`].
+    pub fn own_buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.written
+    }
+
+    /// How much of [`Outbox::own_buffer`] is written.
+    pub fn own_len(&self) -> usize {
+        self.written.len()
+    }
+
+    /// Sends what was written into the own buffer since `from` next.
+    pub fn own_written(&mut self, from: usize) {
+        let range = from..self.written.len();
+        if range.is_empty() {
+            return;
+        }
+        if let Some(Piece::Written(last)) = self.pieces.last_mut() {
+            if last.end == range.start {
+                last.end = range.end;
+                return;
+            }
+        }
+        self.pieces.push(Piece::Written(range));
+    }
+
     /// Writes every piece to `w` in order (`buf` is the read buffer the
     /// runs point into) and empties the outbox. `in_write` is true while a
     /// write is under way, so that a cut-short write can be told from a
@@ -68,6 +102,10 @@ impl Outbox {
         // Sent or not, these pieces are done with: after a failed write
         // the stream's position is unknown and nothing more is sent.
         self.pieces.clear();
+        self.written.clear();
+        if self.written.capacity() > MAX_KEPT {
+            self.written = Vec::new();
+        }
         sent
     }
 
@@ -78,11 +116,14 @@ impl Outbox {
         in_write: &mut bool,
     ) -> io::Result<()> {
         *in_write = true;
+        let own = &self.written[..];
         match self.pieces.as_slice() {
-            [one] => w.write_all(one.bytes(buf)).await?,
+            [one] => w.write_all(one.bytes(buf, own)).await?,
             pieces => {
-                let mut slices: Vec<IoSlice<'_>> =
-                    pieces.iter().map(|p| IoSlice::new(p.bytes(buf))).collect();
+                let mut slices: Vec<IoSlice<'_>> = pieces
+                    .iter()
+                    .map(|p| IoSlice::new(p.bytes(buf, own)))
+                    .collect();
                 write_all_vectored(w, &mut slices).await?;
             }
         }
@@ -93,11 +134,13 @@ impl Outbox {
 }
 
 impl Piece {
-    /// The piece's bytes; runs point into `buf`, the read buffer.
-    fn bytes<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+    /// The piece's bytes; runs point into `buf`, the read buffer, and
+    /// written pieces into `own`, the outbox's buffer.
+    fn bytes<'a>(&'a self, buf: &'a [u8], own: &'a [u8]) -> &'a [u8] {
         match self {
             Piece::Run(r) => &buf[r.clone()],
             Piece::Own(b) => b,
+            Piece::Written(r) => &own[r.clone()],
         }
     }
 }
@@ -183,6 +226,13 @@ mod tests {
             outbox.run(12..14);
             outbox.own(Bytes::new());
             outbox.own(Bytes::from_static(b"Z"));
+            let from = outbox.own_len();
+            outbox.own_buffer().extend_from_slice(b"W1");
+            outbox.own_written(from);
+            let from = outbox.own_len();
+            outbox.own_buffer().extend_from_slice(b"W2");
+            outbox.own_written(from);
+            outbox.run(14..16);
             let mut w = Trickle {
                 out: Vec::new(),
                 max,
@@ -190,7 +240,7 @@ mod tests {
             };
             let mut in_write = false;
             outbox.send(&mut w, buf, &mut in_write).await.unwrap();
-            assert_eq!(w.out, b"aaaaXYccccddZ", "max {max}");
+            assert_eq!(w.out, b"aaaaXYccccddZW1W2dd", "max {max}");
             assert!(!in_write);
             assert!(outbox.pieces.is_empty());
             if max == 64 {

@@ -24,10 +24,11 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use portcullis_analysis::Analysis;
 use portcullis_guard::Ticket;
 use tokio::sync::Notify;
 
@@ -35,21 +36,73 @@ use tokio::sync::Notify;
 /// the ledger carried: `true` when the server ran its message.
 pub(crate) type Settle<'a> = &'a mut dyn FnMut(Ticket, bool);
 
+/// The statement whose rows a RowDescription describes: what a masking
+/// plan is made for.
+#[derive(Debug, Clone)]
+pub(crate) enum Rows {
+    /// Statement `index` of a Query (`None`: the text did not parse, so no
+    /// rows can come).
+    Statement(Option<Arc<Analysis>>, usize),
+    /// The portal of this name as the server describes it (its texts are
+    /// looked up only when a column needs them: the portal cannot be
+    /// rebound before the server has described it).
+    Portal(Vec<u8>),
+}
+
+impl PartialEq for Rows {
+    fn eq(&self, other: &Rows) -> bool {
+        match (self, other) {
+            (Rows::Statement(a, i), Rows::Statement(b, j)) => {
+                i == j
+                    && match (a, b) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            }
+            (Rows::Portal(a), Rows::Portal(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Rows {}
+
+/// What a RowDescription or NoData answers (see [`Pending::described`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Described {
+    /// The rows of `rows` follow (a Query's statement), or will follow
+    /// when the portal just described runs. `hidden`: the proxy asked, so
+    /// the client must not see the reply.
+    Rows { rows: Rows, hidden: bool },
+    /// A prepared statement's description: no rows follow it.
+    Statement,
+    /// Nothing asked for it (not in a correct reply stream).
+    Unasked,
+}
+
 /// A client message that the server will answer, or a copy marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Entry {
-    /// Parse, Bind, Describe, Execute or Close: one reply each; with the
-    /// change it makes to prepared statements or portals, if any.
+    /// Parse, Bind, Execute or Close: one reply each; with the change it
+    /// makes to prepared statements or portals, if any.
     Step(Step, Option<Ticket>),
+    /// A Describe of a portal (`rows`: what it runs) or, with `rows`
+    /// `None`, of a prepared statement. `hidden` when the proxy sent it (to
+    /// learn an Execute's columns, see `client_pump`): its reply never
+    /// reaches the client.
+    Describe { rows: Option<Rows>, hidden: bool },
     /// A Sync: answered by ReadyForQuery.
     Sync(Instant),
     /// A Query or FunctionCall: any replies, then ReadyForQuery. `tickets`
     /// are the changes its statements make (by statement index), `done`
-    /// how many statements have completed.
+    /// how many statements have completed; `analysis` its text's, for the
+    /// rows each statement returns.
     Query {
         at: Instant,
         tickets: Vec<(usize, Ticket)>,
         done: usize,
+        analysis: Option<Arc<Analysis>>,
     },
     /// The client ended copy data (CopyDone or CopyFail).
     CopyEnd,
@@ -82,6 +135,7 @@ impl Entry {
         matches!(
             self,
             Entry::Step(..)
+                | Entry::Describe { .. }
                 | Entry::Refused { query: false, .. }
                 | Entry::Hidden { step: true, .. }
         )
@@ -98,6 +152,7 @@ impl Entry {
             at,
             tickets: Vec::new(),
             done: 0,
+            analysis: None,
         }
     }
 
@@ -147,7 +202,6 @@ pub(crate) struct Ready {
 pub(crate) enum Step {
     Parse,
     Bind,
-    Describe,
     Execute,
     Close,
 }
@@ -314,11 +368,43 @@ impl Pending {
     }
 
     /// RowDescription or NoData: the end of a Describe, or part of a Query.
-    pub fn described(&self) {
+    /// Says whose rows it describes.
+    pub fn described(&self) -> Described {
         let mut l = self.ledger();
-        if matches!(l.entries.front(), Some(Entry::Step(Step::Describe, _))) {
+        // Copy markers of copies that never reached copy mode are not
+        // requests.
+        while l.entries.front() == Some(&Entry::CopyEnd) {
             l.entries.pop_front();
-            self.made_room(&mut l);
+        }
+        match l.entries.front() {
+            Some(Entry::Describe { .. }) => {
+                let Some(Entry::Describe { rows, hidden }) = l.entries.pop_front() else {
+                    unreachable!("matched above")
+                };
+                self.made_room(&mut l);
+                match rows {
+                    Some(rows) => Described::Rows { rows, hidden },
+                    None => Described::Statement,
+                }
+            }
+            Some(Entry::Query { analysis, done, .. }) => Described::Rows {
+                rows: Rows::Statement(analysis.clone(), *done),
+                hidden: false,
+            },
+            // A statement the proxy wrapped with row-limit statements of
+            // its own: its Query holds only it.
+            Some(Entry::QueryPart) => l
+                .entries
+                .iter()
+                .find_map(|e| match e {
+                    Entry::Query { analysis, .. } => Some(Described::Rows {
+                        rows: Rows::Statement(analysis.clone(), 0),
+                        hidden: false,
+                    }),
+                    _ => None,
+                })
+                .unwrap_or(Described::Unasked),
+            _ => Described::Unasked,
         }
     }
 
@@ -391,7 +477,7 @@ impl Pending {
                 l.entries.pop_front();
                 true
             }
-            Some(Entry::Step(..)) => true,
+            Some(Entry::Step(..) | Entry::Describe { .. }) => true,
             Some(Entry::Hidden { step, on_error }) => {
                 let step = *step;
                 substitute = on_error.clone();
@@ -848,6 +934,75 @@ mod tests {
             Route::Release(Bytes::from_static(b"UPDATE 3"))
         );
         assert!(p.ready(b'I', &mut no).took.is_some());
+        assert!(p.idle());
+    }
+
+    #[test]
+    fn descriptions_name_whose_rows_follow() {
+        let p = Pending::new(b'I');
+        p.sent(
+            Entry::Describe {
+                rows: None,
+                hidden: false,
+            },
+            &mut no,
+        );
+        p.sent(
+            Entry::Describe {
+                rows: Some(Rows::Portal(b"p".to_vec())),
+                hidden: true,
+            },
+            &mut no,
+        );
+        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent_sync(now());
+        assert_eq!(p.described(), Described::Statement);
+        assert_eq!(
+            p.described(),
+            Described::Rows {
+                rows: Rows::Portal(b"p".to_vec()),
+                hidden: true
+            }
+        );
+        p.command_done(&mut no);
+        p.ready(b'I', &mut no);
+        // A Query's statements, by index, past a stray copy marker.
+        p.sent_copy_end();
+        p.sent(Entry::query(now()), &mut no);
+        assert_eq!(
+            p.described(),
+            Described::Rows {
+                rows: Rows::Statement(None, 0),
+                hidden: false
+            }
+        );
+        p.command_done(&mut no);
+        assert_eq!(
+            p.described(),
+            Described::Rows {
+                rows: Rows::Statement(None, 1),
+                hidden: false
+            }
+        );
+        assert!(p.ready(b'I', &mut no).drained);
+    }
+
+    #[test]
+    fn a_failed_hidden_describe_discards_its_execute() {
+        let p = Pending::new(b'I');
+        p.sent(
+            Entry::Describe {
+                rows: Some(Rows::Portal(Vec::new())),
+                hidden: true,
+            },
+            &mut no,
+        );
+        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(Entry::query(now()), &mut no);
+        p.sent_sync(now());
+        assert_eq!(p.error(false, &mut no), None);
+        assert_eq!(p.outstanding(), 1, "only the Sync is answered");
+        p.ready(b'I', &mut no);
         assert!(p.idle());
     }
 }

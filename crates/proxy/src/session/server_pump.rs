@@ -11,8 +11,9 @@ use tracing::warn;
 
 use super::buffer::ReadBuffer;
 use super::guarding::Guarded;
+use super::masking::{self, RowAction, RowMasking};
 use super::outbox::Outbox;
-use super::pending::{Pending, Route};
+use super::pending::{Described, Pending, Route};
 use super::End;
 use crate::metrics::Metrics;
 use crate::stream::{ClientTls, ReadHalf, UpstreamTls, WriteHalf};
@@ -32,10 +33,14 @@ pub(crate) struct ServerPump<'a> {
     server_fatal: bool,
     /// What this walk of the read buffer sends on.
     outbox: Outbox,
+    /// The masking plan of the result set under way.
+    rows: RowMasking,
 }
 
 enum Action {
     Forward,
+    /// The message was rewritten into the outbox's own bytes.
+    Rewritten,
     /// Forward; an ErrorResponse, which may be the server's last word.
     Error,
     /// Send these bytes instead (the proxy's answer to a refused request).
@@ -64,14 +69,19 @@ impl<'a> ServerPump<'a> {
             in_write: false,
             server_fatal: false,
             outbox: Outbox::default(),
+            rows: RowMasking::new(),
         }
     }
 }
 
+// One argument per piece of pump state the step reads or changes.
+#[allow(clippy::too_many_arguments)]
 fn judge(
     pending: &Pending,
     guarded: &Guarded,
     metrics: &Metrics,
+    rows: &mut RowMasking,
+    own: &mut Vec<u8>,
     tag: u8,
     msg: &[u8],
 ) -> Result<Action, End> {
@@ -101,7 +111,18 @@ fn judge(
     if hold {
         // Followed in the ledger like any completion, sent later.
         pending.command_done(&mut |t, ran| guarded.settle(t, ran));
+        rows.ended();
         return Ok(Action::Drop);
+    }
+    if tag == be::DATA_ROW {
+        // The plain path: one branch per row when nothing is masked.
+        if !guarded.masks() {
+            return Ok(Action::Forward);
+        }
+        return match rows.row(msg, own)? {
+            RowAction::Forward => Ok(Action::Forward),
+            RowAction::Masked => Ok(Action::Rewritten),
+        };
     }
     let settle = &mut |t, ran| guarded.settle(t, ran);
     match tag {
@@ -111,6 +132,7 @@ fn judge(
             // Under the gate, so that "drained" covers every message
             // judged so far (see `Guarded::gate`).
             let _gate = guarded.gate();
+            rows.ended();
             let ready = pending.ready(status, settle);
             if let Some(took) = ready.took {
                 metrics.statement_seconds(took.as_secs_f64());
@@ -126,11 +148,29 @@ fn judge(
             pending.step_done(settle);
             Ok(Action::Forward)
         }
-        be::ROW_DESCRIPTION | be::NO_DATA => {
-            pending.described();
-            Ok(Action::Forward)
-        }
+        be::ROW_DESCRIPTION | be::NO_DATA => match pending.described() {
+            Described::Rows {
+                rows: source,
+                hidden,
+            } => {
+                if !guarded.masks() {
+                    // Only the proxy's own Describe (sent while masking
+                    // was on) is hidden.
+                } else if tag == be::ROW_DESCRIPTION {
+                    rows.described(guarded, msg, &source)?;
+                } else {
+                    rows.ended();
+                }
+                Ok(if hidden {
+                    Action::Drop
+                } else {
+                    Action::Forward
+                })
+            }
+            Described::Statement | Described::Unasked => Ok(Action::Forward),
+        },
         be::COMMAND_COMPLETE | be::PORTAL_SUSPENDED | be::EMPTY_QUERY_RESPONSE => {
+            rows.ended();
             pending.command_done(settle);
             Ok(Action::Forward)
         }
@@ -142,20 +182,31 @@ fn judge(
                 Some(r) => Err(End::Unsafe(r)),
                 None => {
                     guarded.parameter_status(name, value);
+                    if guarded.masks() && masking::scan_parameter_status(guarded, name, value, own)
+                    {
+                        return Ok(Action::Rewritten);
+                    }
                     Ok(Action::Forward)
                 }
             }
         }
         be::ERROR_RESPONSE => {
-            let severity = decode::report_fields(decode::body(msg))
-                .ok()
-                .and_then(|f| f.severity);
-            let fatal = matches!(severity, Some("FATAL" | "PANIC"));
+            let fatal = is_fatal(msg);
             guarded.error();
+            rows.ended();
             match pending.error(fatal, settle) {
                 Some(ours) => Ok(Action::Replace(ours)),
+                // A failed cast or a duplicate key can quote a value.
+                None if guarded.masks() && masking::scan_report(guarded, msg, own) => {
+                    Ok(Action::Rewritten)
+                }
                 None => Ok(Action::Error),
             }
+        }
+        be::NOTICE_RESPONSE | be::NOTIFICATION_RESPONSE
+            if guarded.masks() && masking::scan_report(guarded, msg, own) =>
+        {
+            Ok(Action::Rewritten)
         }
         // The server's own cancel key must never reach the client, and
         // authentication is over: neither may appear mid-session.
@@ -165,6 +216,14 @@ fn judge(
         }
         _ => Ok(Action::Forward),
     }
+}
+
+/// Whether an ErrorResponse is the server's last word.
+fn is_fatal(msg: &[u8]) -> bool {
+    let severity = decode::report_fields(decode::body(msg))
+        .ok()
+        .and_then(|f| f.severity);
+    matches!(severity, Some("FATAL" | "PANIC"))
 }
 
 impl ServerPump<'_> {
@@ -181,23 +240,46 @@ impl ServerPump<'_> {
                 };
                 match next {
                     Next::NeedMore { hint } => break hint,
+                    Next::StreamHead { tag, .. }
+                        if self.rows.needs_whole_rows() && tag == be::DATA_ROW =>
+                    {
+                        // Over the limit of a masked row: never forwarded.
+                        self.outbox.run(run_start..pos);
+                        let _ = self.send().await;
+                        self.splitter = Splitter::new(Limits::backend());
+                        return masking::too_large(self.guarded.max_masked_row());
+                    }
                     Next::StreamBody { len, .. } | Next::StreamHead { len, .. } => pos += len,
                     Next::Whole { tag, len } => {
-                        match judge(
+                        let own_from = self.outbox.own_len();
+                        let judged = judge(
                             self.pending,
                             self.guarded,
                             self.metrics,
+                            &mut self.rows,
+                            self.outbox.own_buffer(),
                             tag,
                             &self.rb.buf[pos..pos + len],
-                        ) {
+                        );
+                        // Masked rows must arrive whole, up to the limit.
+                        self.splitter
+                            .set_stream_threshold(if self.rows.needs_whole_rows() {
+                                self.guarded.max_masked_row()
+                            } else {
+                                Limits::backend().stream_threshold
+                            });
+                        match judged {
                             Ok(Action::Forward) => {}
-                            Ok(Action::Error) => {
-                                let body = decode::body(&self.rb.buf[pos..pos + len]);
-                                let severity =
-                                    decode::report_fields(body).ok().and_then(|f| f.severity);
-                                if matches!(severity, Some("FATAL" | "PANIC")) {
-                                    self.server_fatal = true;
+                            Ok(Action::Rewritten) => {
+                                if tag == be::ERROR_RESPONSE {
+                                    self.server_fatal |= is_fatal(&self.rb.buf[pos..pos + len]);
                                 }
+                                self.outbox.run(run_start..pos);
+                                self.outbox.own_written(own_from);
+                                run_start = pos + len;
+                            }
+                            Ok(Action::Error) => {
+                                self.server_fatal |= is_fatal(&self.rb.buf[pos..pos + len]);
                             }
                             Ok(Action::Drop) => {
                                 self.outbox.run(run_start..pos);

@@ -1,0 +1,315 @@
+//! Dynamic masking, end to end: values of classified columns never reach
+//! the client, whatever route the statement takes; everything else is
+//! sent as it is.
+
+use portcullis_wire::ProtocolVersion;
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::harness::*;
+use crate::raw::{fe, Raw};
+
+/// Values that real detectors accept: a valid-range SSN, Luhn-valid
+/// cards, mod-97-valid IBANs, a GitHub token with its checksum.
+pub const SEEDED: &[&str] = &[
+    "Alice Smithson",
+    "alice.smithson@example.com",
+    "+44 20 7946 0958",
+    "536-22-8174",
+    "4539148803436467",
+    "GB82WEST12345698765432",
+    "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",
+    "Bob Okonkwo",
+    "bob.okonkwo@example.org",
+    "+1 415 555 0199",
+    "078-05-1120",
+    "5375123456789011",
+    "DE89370400440532013000",
+];
+
+pub const SETUP: &str = "
+CREATE TABLE customers (
+    id int PRIMARY KEY,
+    full_name text NOT NULL,
+    email text NOT NULL,
+    phone varchar(20),
+    ssn char(11),
+    card_number text,
+    iban text,
+    birth_date date,
+    api_token text,
+    note text,
+    balance numeric(10,2)
+);
+INSERT INTO customers VALUES
+ (1, 'Alice Smithson', 'alice.smithson@example.com', '+44 20 7946 0958', '536-22-8174',
+  '4539148803436467', 'GB82WEST12345698765432', '1984-03-09',
+  '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', 'prefers mornings', 120.50),
+ (2, 'Bob Okonkwo', 'bob.okonkwo@example.org', '+1 415 555 0199', '078-05-1120',
+  '5375123456789011', 'DE89370400440532013000', '1990-11-30', NULL, 'vip', 99.00);
+CREATE TABLE plain_notes (id int, body text);
+";
+
+/// Every form of a seeded value a leak could take.
+pub fn forms(value: &str) -> Vec<String> {
+    let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+    let mut out = vec![
+        value.to_owned(),
+        value.to_lowercase(),
+        value.chars().rev().collect(),
+        value.bytes().map(|b| format!("{b:02x}")).collect(),
+        base64(value.as_bytes()),
+    ];
+    if digits.len() >= 7 {
+        out.push(digits);
+    }
+    out
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Panics if any form of any seeded value is in `received`.
+pub fn assert_no_leak(what: &str, received: &[u8]) {
+    let text = String::from_utf8_lossy(received).to_lowercase();
+    let digits_only: String = text.chars().filter(char::is_ascii_digit).collect();
+    for v in SEEDED {
+        for f in forms(v) {
+            let f = f.to_lowercase();
+            let is_digits = f.chars().all(|c| c.is_ascii_digit());
+            let hay = if is_digits { &digits_only } else { &text };
+            assert!(!hay.contains(&f), "{what}: leaked {v:?} as {f:?}");
+        }
+    }
+}
+
+async fn proxy_with(extra: &str) -> Proxy {
+    let proxy = Proxy::with(Setup {
+        extra: extra.into(),
+        ..Setup::default()
+    })
+    .await;
+    proxy.upstream_sql(SETUP);
+    proxy
+}
+
+async fn raw(proxy: &Proxy) -> Raw {
+    Raw::login(
+        proxy.addr,
+        ProtocolVersion::V3_0,
+        &[("user", ALICE.0), ("database", "app")],
+        ALICE.1,
+    )
+    .await
+    .expect("login")
+}
+
+/// Every byte the client receives for `messages`, up to ReadyForQuery.
+async fn received(raw: &mut Raw, messages: &[u8]) -> Vec<u8> {
+    raw.send(messages).await;
+    raw.until_ready()
+        .await
+        .iter()
+        .flat_map(|m| m.bytes())
+        .collect()
+}
+
+fn simple_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classified_columns_are_masked_and_the_rest_passes() {
+    let proxy = proxy_with("").await;
+    let client = proxy.client().await;
+    let rows = simple_rows(
+        &client
+            .simple_query("SELECT * FROM customers ORDER BY id")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(rows.len(), 2);
+    let all: String = format!("{rows:?}");
+    assert_no_leak("simple SELECT *", all.as_bytes());
+    // Columns nothing classifies arrive as stored.
+    assert_eq!(rows[0][0].as_deref(), Some("1"));
+    assert_eq!(rows[0][9].as_deref(), Some("prefers mornings"));
+    assert_eq!(rows[0][10].as_deref(), Some("120.50"));
+    assert_eq!(rows[1][8], None, "NULL stays NULL");
+
+    // The extended protocol, as tokio-postgres sends it: Describe of the
+    // statement, then Bind/Execute without describing the portal.
+    for _ in 0..2 {
+        let rows = client
+            .query(
+                "SELECT id, email, full_name, note FROM customers ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap();
+        let email: String = rows[0].get(1);
+        let name: String = rows[0].get(2);
+        let note: String = rows[0].get(3);
+        assert_no_leak("extended", format!("{email} {name}").as_bytes());
+        assert_ne!(email, "alice.smithson@example.com");
+        assert_eq!(note, "prefers mornings");
+        assert_eq!(rows[0].get::<_, i32>(0), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_route_carries_a_seeded_value() {
+    let proxy = proxy_with("").await;
+    let mut raw = raw(&proxy).await;
+    let queries = [
+        "SELECT * FROM customers",
+        "SELECT email AS contact, ssn AS x, card_number AS y FROM customers",
+        "SELECT c.email, c.iban FROM customers c",
+        "SELECT reverse(email), upper(full_name), lower(iban) FROM customers",
+        "SELECT email || '', ssn::text, card_number::numeric FROM customers",
+        "SELECT string_agg(email, ',') FROM customers",
+        "SELECT json_agg(c) FROM customers c",
+        "SELECT row_to_json(c) FROM customers c",
+        "SELECT c FROM customers c",
+        "SELECT ARRAY[email, phone] FROM customers",
+        "SELECT jsonb_build_object('e', email) FROM customers",
+        "SELECT xmlelement(name x, email) FROM customers",
+        "SELECT e FROM (SELECT email AS e FROM customers) s",
+        "WITH x AS (SELECT ssn FROM customers) SELECT * FROM x",
+        "SELECT email FROM customers UNION ALL SELECT 'x'",
+        "SELECT (SELECT max(card_number) FROM customers)",
+        "SELECT encode(convert_to(email, 'UTF8'), 'hex') FROM customers",
+        "SELECT encode(convert_to(email, 'UTF8'), 'base64') FROM customers",
+        "SELECT substr(ssn, 1, 3), substr(ssn, 4) FROM customers",
+        "SELECT * FROM customers; SELECT email FROM customers",
+    ];
+    for q in queries {
+        let got = received(&mut raw, &fe::query(q)).await;
+        assert_no_leak(q, &got);
+    }
+    // Extended protocol without a Describe, twice (a driver that cached
+    // the description), and with a binary result format.
+    for q in queries.iter().take(15) {
+        let mut m = fe::parse("", q, &[]);
+        m.extend(fe::bind("", "", &[]));
+        m.extend(fe::execute("", 0));
+        m.extend(fe::execute("", 0));
+        m.extend(fe::sync());
+        let got = received(&mut raw, &m).await;
+        assert_no_leak(q, &got);
+    }
+    // A portal fetched a row at a time.
+    let mut m = fe::parse("s1", "SELECT email FROM customers", &[]);
+    m.extend(fe::bind("p1", "s1", &[]));
+    m.extend(fe::execute("p1", 1));
+    m.extend(fe::flush());
+    m.extend(fe::execute("p1", 1));
+    m.extend(fe::sync());
+    let got = received(&mut raw, &m).await;
+    assert_no_leak("fetch one at a time", &got);
+    // SQL PREPARE / EXECUTE and cursors.
+    for q in [
+        "PREPARE q AS SELECT reverse(email) FROM customers; EXECUTE q",
+        "BEGIN; DECLARE c CURSOR FOR SELECT upper(email) FROM customers; FETCH ALL c; COMMIT",
+        "BEGIN; DECLARE d CURSOR FOR SELECT ssn FROM customers; FETCH ALL d; COMMIT",
+    ] {
+        let got = received(&mut raw, &fe::query(q)).await;
+        assert_no_leak(q, &got);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_that_copy_masked_columns_away_are_refused() {
+    let proxy = proxy_with("").await;
+    let client = proxy.client().await;
+    for sql in [
+        "CREATE TABLE stolen AS SELECT * FROM customers",
+        "SELECT email INTO stolen FROM customers",
+        "CREATE MATERIALIZED VIEW stolen AS SELECT ssn FROM customers",
+        "CREATE VIEW stolen AS SELECT email FROM customers",
+        "INSERT INTO plain_notes SELECT id, email FROM customers",
+        "WITH x AS (SELECT email FROM customers) INSERT INTO plain_notes SELECT 1, email FROM x",
+        "UPDATE plain_notes SET body = c.email FROM customers c WHERE c.id = plain_notes.id",
+        "COPY customers TO STDOUT",
+        "COPY (SELECT email FROM customers) TO STDOUT WITH (FORMAT csv)",
+    ] {
+        let e = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
+        let e = client.execute(sql, &[]).await.expect_err(sql);
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
+    }
+    assert_eq!(
+        proxy.upstream_sql("SELECT count(*) FROM pg_class WHERE relname = 'stolen'"),
+        "0"
+    );
+    assert_eq!(proxy.upstream_sql("SELECT count(*) FROM plain_notes"), "0");
+    // Changing a protected table in place is not copying it away.
+    client
+        .execute(
+            "UPDATE customers SET note = 'called' WHERE email LIKE '%example.org'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy.upstream_sql("SELECT note FROM customers WHERE id = 2"),
+        "called"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_are_masked_whole_or_the_session_ends() {
+    let proxy = proxy_with("[masking]\nmax_row_bytes = 1000000\n").await;
+    let big = format!("{}alice.smithson@example.com", "x".repeat(300_000));
+    proxy.upstream_sql(&format!(
+        "INSERT INTO customers (id, full_name, email) VALUES (3, 'n', '{big}')"
+    ));
+    let client = proxy.client().await;
+    let rows = client
+        .query("SELECT email FROM customers WHERE id = 3", &[])
+        .await
+        .unwrap();
+    let got: String = rows[0].get(0);
+    assert_no_leak("300 KB value", got.as_bytes());
+    // Over the limit: nothing of it reaches the client.
+    let huge = "y".repeat(1_200_000);
+    proxy.upstream_sql(&format!(
+        "UPDATE customers SET email = '{huge}' WHERE id = 3"
+    ));
+    let mut raw = raw(&proxy).await;
+    raw.send(&fe::query("SELECT email FROM customers WHERE id = 3"))
+        .await;
+    let msgs = raw.until_closed().await;
+    let bytes: Vec<u8> = msgs.iter().flat_map(|m| m.bytes()).collect();
+    assert!(!String::from_utf8_lossy(&bytes).contains(&huge[..1000]));
+    let err = msgs.iter().find(|m| m.tag() == 'E').expect("an error");
+    assert_eq!(err.code().as_deref(), Some("54000"));
+    // Rows nobody masks stream as before, however large.
+    proxy.upstream_sql("INSERT INTO plain_notes SELECT 1, repeat('z', 2000000)");
+    let client = proxy.client().await;
+    let rows = client
+        .query("SELECT body FROM plain_notes", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(0).len(), 2_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masking_can_be_switched_off() {
+    let proxy = proxy_with("[masking]\nenabled = false\n").await;
+    let client = proxy.client().await;
+    let rows = client
+        .query("SELECT email FROM customers WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "alice.smithson@example.com");
+}

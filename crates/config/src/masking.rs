@@ -1,0 +1,72 @@
+//! The `[masking]` table: dynamic masking of sensitive values in results.
+//!
+//! Masking is on with no configuration: columns are classified from their
+//! names and comments, and values nothing vouches for are scanned. This
+//! table only adjusts that.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Masking {
+    /// Masking on every target (default true). Turning it off sends every
+    /// value as the database holds it.
+    pub enabled: bool,
+    /// Refuse statements whose computed columns may hold a protected value
+    /// (instead of masking them whole), and statements whose columns
+    /// nothing vouches for (instead of scanning them).
+    pub strict: bool,
+    /// Largest row (DataRow or CopyData) masked whole; a larger one in a
+    /// masked result set ends the session, never passes. Bytes.
+    pub max_row_bytes: usize,
+    /// The key of the `keyed` strategy (HMAC-SHA256), from this
+    /// environment variable or file (at least 32 bytes). Without one,
+    /// `keyed` columns are redacted instead.
+    pub key_env: Option<String>,
+    pub key_file: Option<PathBuf>,
+    /// Classifications added, changed or removed per column.
+    #[serde(rename = "column")]
+    pub columns: Vec<ColumnRule>,
+}
+
+impl Default for Masking {
+    fn default() -> Self {
+        Masking {
+            enabled: true,
+            strict: false,
+            max_row_bytes: 64 << 20,
+            key_env: None,
+            key_file: None,
+            columns: Vec::new(),
+        }
+    }
+}
+
+/// `[[masking.column]]`: one column's classification.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRule {
+    /// The target it applies to; every target when left out.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// `schema.table.column`, as PostgreSQL stores the names (lower case
+    /// unless created quoted).
+    pub column: String,
+    /// A class name (`email`, `phone`, ...) or `none` (not sensitive).
+    pub class: String,
+    /// How to mask it: `redact`, `partial`, `keyed`, `nullify` or
+    /// `generalise`; the class's default when left out.
+    #[serde(default)]
+    pub strategy: Option<String>,
+}
+
+impl ColumnRule {
+    /// The column's schema, table and column names.
+    pub fn parts(&self) -> Option<(&str, &str, &str)> {
+        let mut it = self.column.splitn(3, '.');
+        let (s, t, c) = (it.next()?, it.next()?, it.next()?);
+        (!s.is_empty() && !t.is_empty() && !c.is_empty() && !c.contains('.')).then_some((s, t, c))
+    }
+}

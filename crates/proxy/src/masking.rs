@@ -1,0 +1,130 @@
+//! A target's masking, as the configuration sets it up: the mask crate's
+//! plan builder, the content detectors, the strategies and the column
+//! classifications the configuration adds or removes.
+
+use std::sync::Arc;
+
+use portcullis_analysis::QualifiedName;
+use portcullis_config::{Config, Masking, Target};
+use portcullis_mask::{Class, Detectors, MaskSettings, Masker, Strategy};
+
+/// Masking for one target (absent when masking is off).
+pub struct TargetMasking {
+    pub masker: Masker,
+    detectors: Arc<Detectors>,
+    /// A key for the `keyed` strategy is configured (without one, keyed
+    /// columns are redacted).
+    keyed: bool,
+    pub max_row_bytes: usize,
+    pub strict: bool,
+    /// The configuration's classifications for this target: (schema,
+    /// table, column) → class (`None`: not sensitive) and strategy.
+    columns: Vec<ColumnOverride>,
+}
+
+struct ColumnOverride {
+    schema: String,
+    table: String,
+    column: String,
+    class: Option<Class>,
+    strategy: Option<Strategy>,
+}
+
+impl TargetMasking {
+    /// Masking for `target` as `config` sets it, or `None` when off.
+    pub fn build(
+        config: &Config,
+        target: &Target,
+        detectors: &Arc<Detectors>,
+        key: Option<&[u8]>,
+    ) -> Option<TargetMasking> {
+        let m: &Masking = &config.masking;
+        if !m.enabled {
+            return None;
+        }
+        let columns = m
+            .columns
+            .iter()
+            .filter(|c| c.target.as_deref().is_none_or(|t| t == target.name))
+            .filter_map(|c| {
+                let (schema, table, column) = c.parts()?;
+                Some(ColumnOverride {
+                    schema: schema.to_owned(),
+                    table: table.to_owned(),
+                    column: column.to_owned(),
+                    class: Class::from_name(&c.class),
+                    strategy: c.strategy.as_deref().and_then(Strategy::from_name),
+                })
+            })
+            .collect();
+        let masker = Masker::new(
+            MaskSettings {
+                key: key.map(<[u8]>::to_vec),
+                max_value_bytes: m.max_row_bytes,
+                text_oids: Vec::new(),
+            },
+            (**detectors).clone(),
+        );
+        Some(TargetMasking {
+            masker,
+            detectors: detectors.clone(),
+            keyed: key.is_some(),
+            max_row_bytes: m.max_row_bytes,
+            strict: m.strict,
+            columns,
+        })
+    }
+
+    /// A catalog column's classification: the configuration's when it
+    /// names the column, otherwise the built-in dictionary's from its
+    /// name and comment.
+    pub fn classify(
+        &self,
+        relation: &QualifiedName,
+        column: &str,
+        comment: Option<&str>,
+    ) -> Option<(Class, Option<Strategy>)> {
+        let schema = relation.schema.as_deref().unwrap_or("");
+        if let Some(o) = self
+            .columns
+            .iter()
+            .find(|o| o.schema == schema && o.table == relation.name && o.column == column)
+        {
+            return o.class.map(|k| (k, o.strategy));
+        }
+        portcullis_mask::dictionary::classify_column(column, comment).map(|k| (k, None))
+    }
+
+    /// How values of `class` are masked, `chosen` being the
+    /// configuration's choice for the column, if any. `keyed` needs a key:
+    /// without one the column is redacted.
+    pub fn strategy(&self, class: Class, chosen: Option<Strategy>) -> Strategy {
+        match chosen.unwrap_or_else(|| Strategy::default_for(class)) {
+            Strategy::Keyed if !self.keyed => Strategy::Redact,
+            s => s,
+        }
+    }
+
+    /// `text` with anything the detectors find masked, or `None` when
+    /// they find nothing.
+    pub fn scan(&self, text: &[u8]) -> Option<Vec<u8>> {
+        let hits = self.detectors.find(text, None);
+        if hits.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(text.len());
+        let mut at = 0;
+        for h in hits {
+            if h.start < at || h.end > text.len() {
+                continue;
+            }
+            out.extend_from_slice(&text[at..h.start]);
+            out.extend_from_slice(b"[masked ");
+            out.extend_from_slice(h.class.name().as_bytes());
+            out.push(b']');
+            at = h.end;
+        }
+        out.extend_from_slice(&text[at..]);
+        Some(out)
+    }
+}

@@ -1,0 +1,313 @@
+//! The proxy's one call into masking: a plan per result set, applied to
+//! each row on its way to the client.
+//!
+//! Every result set is described before its rows arrive: a Query's
+//! statements send RowDescription themselves, and an Execute is preceded
+//! by the client's Describe of its portal or one of the proxy's own (see
+//! `client_pump`). The description names each column's table and
+//! attribute (so no alias hides a column) and its format; the guard says
+//! what each column is for this session (`portcullis_guard::masking`) and
+//! the mask crate turns that into a plan. A result set whose plan masks
+//! nothing takes the plain path: its rows are forwarded as they came, with
+//! no lock, copy or allocation per row. A row that arrives with no
+//! description before it is never forwarded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use portcullis_analysis::StatementFacts;
+use portcullis_guard::{Exposure, OutputColumn, PreparedText};
+use portcullis_mask::{ColumnSpec, ColumnType, Format, Plan, Rewrite, Rule};
+use portcullis_wire::{decode, sqlstate, Refusal};
+
+use super::guarding::Guarded;
+use super::pending::Rows;
+use super::End;
+
+/// How the rows of the current result set go out.
+#[derive(Debug, Clone)]
+enum Current {
+    /// No result set is described: a row now is a protocol surprise.
+    Undescribed,
+    /// Nothing in them is masked.
+    Pass,
+    Mask(Arc<Plan>),
+}
+
+/// What to do with one DataRow.
+pub(crate) enum RowAction {
+    Forward,
+    /// The masked row was appended to the scratch buffer.
+    Masked,
+}
+
+/// Plans remembered per session, by RowDescription bytes, while the
+/// target's catalog stays the same. Only plans that depend on nothing but
+/// the description are kept (no computed column).
+const MAX_PLANS: usize = 256;
+
+pub(crate) struct RowMasking {
+    current: Current,
+    plans: HashMap<Box<[u8]>, Arc<Plan>>,
+    generation: u64,
+    columns: Vec<OutputColumn>,
+    exposures: Vec<Exposure>,
+    specs: Vec<ColumnSpec>,
+}
+
+impl RowMasking {
+    pub fn new() -> RowMasking {
+        RowMasking {
+            current: Current::Undescribed,
+            plans: HashMap::new(),
+            generation: u64::MAX,
+            columns: Vec::new(),
+            exposures: Vec::new(),
+            specs: Vec::new(),
+        }
+    }
+
+    /// A RowDescription `msg` for `rows`: plans the rows that follow it.
+    pub fn described(&mut self, guarded: &Guarded, msg: &[u8], rows: &Rows) -> Result<(), End> {
+        let Some(masking) = guarded.masking() else {
+            self.current = Current::Pass;
+            return Ok(());
+        };
+        let generation = guarded.target.guard.catalog().0;
+        if generation != self.generation {
+            self.plans.clear();
+            self.generation = generation;
+        }
+        if let Some(plan) = self.plans.get(msg) {
+            self.current = current(plan);
+            return Ok(());
+        }
+        let fields = decode::row_description(decode::body(msg))
+            .map_err(|e| End::UpstreamProtocol(e.to_string()))?;
+        self.columns.clear();
+        self.columns.extend(fields.iter().map(|f| OutputColumn {
+            table_oid: f.table_oid,
+            attnum: f.attnum,
+        }));
+        let computed = self.columns.iter().any(|c| c.table_oid == 0);
+        let texts = if computed {
+            texts(guarded, rows)
+        } else {
+            Vec::new()
+        };
+        let facts: Vec<&StatementFacts> =
+            texts.iter().filter_map(PreparedText::statement).collect();
+        guarded.exposures(&self.columns, &facts, &mut self.exposures);
+        self.specs.clear();
+        for (f, e) in fields.iter().zip(&self.exposures) {
+            let format = Format::from_code(f.format).ok_or_else(|| {
+                End::UpstreamProtocol(format!("format code {} in a row description", f.format))
+            })?;
+            let rule = match *e {
+                Exposure::Clear => Rule::Pass,
+                Exposure::Protected(class, strategy) => Rule::Mask {
+                    class,
+                    strategy: masking.strategy(class, strategy),
+                },
+                Exposure::Derived => Rule::Derived,
+                Exposure::Unvouched => Rule::Scan { context: None },
+            };
+            self.specs.push(ColumnSpec {
+                ty: ColumnType {
+                    oid: f.type_oid,
+                    typmod: f.typmod,
+                },
+                format,
+                rule,
+            });
+        }
+        let plan = Arc::new(
+            masking
+                .masker
+                .plan(&self.specs)
+                .map_err(|e| unmaskable(&e.to_string()))?,
+        );
+        if !computed {
+            if self.plans.len() >= MAX_PLANS {
+                self.plans.clear();
+            }
+            self.plans.insert(msg.into(), plan.clone());
+        }
+        self.current = current(&plan);
+        Ok(())
+    }
+
+    /// NoData, or the end of a result set (its completion, an error, a
+    /// ReadyForQuery): no rows may follow.
+    pub fn ended(&mut self) {
+        self.current = Current::Undescribed;
+    }
+
+    /// Whether the current result set's rows must arrive whole (they are
+    /// rewritten).
+    pub fn needs_whole_rows(&self) -> bool {
+        matches!(self.current, Current::Mask(_))
+    }
+
+    /// One DataRow `msg`: forwarded, or masked into `scratch`.
+    pub fn row(&self, msg: &[u8], scratch: &mut Vec<u8>) -> Result<RowAction, End> {
+        match &self.current {
+            Current::Pass => Ok(RowAction::Forward),
+            Current::Mask(plan) => match plan.data_row(decode::body(msg), scratch) {
+                Ok(Rewrite::Unchanged) => Ok(RowAction::Forward),
+                Ok(Rewrite::Rewritten) => Ok(RowAction::Masked),
+                Err(e) => Err(unmaskable(&e.to_string())),
+            },
+            Current::Undescribed => Err(unmaskable("a row arrived that no description announced")),
+        }
+    }
+}
+
+/// The session's end when a result cannot be masked. `why` says what
+/// about the result (never a value).
+pub(crate) fn unmaskable(why: &str) -> End {
+    End::Unmaskable(
+        Refusal::fatal(
+            sqlstate::INTERNAL_ERROR,
+            format!("Portcullis could not mask a result ({why}), so the session ends"),
+        )
+        .hint("Nothing of the result was sent. Select fewer or smaller columns, or ask an administrator about the masking settings."),
+    )
+}
+
+/// A row over `max_row_bytes` in a masked result set.
+pub(crate) fn too_large(max: usize) -> End {
+    End::Unmaskable(
+        Refusal::fatal(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            format!("a row of a masked result is larger than the masking limit of {max} bytes, so the session ends"),
+        )
+        .hint("Select fewer or smaller columns (for example with substring or length), or raise [masking] max_row_bytes."),
+    )
+}
+
+fn current(plan: &Arc<Plan>) -> Current {
+    if plan.masks_nothing() {
+        Current::Pass
+    } else {
+        Current::Mask(plan.clone())
+    }
+}
+
+/// The statements the rows may come from.
+fn texts(guarded: &Guarded, rows: &Rows) -> Vec<PreparedText> {
+    match rows {
+        Rows::Statement(Some(a), i) => vec![PreparedText {
+            analysis: a.clone(),
+            index: *i,
+        }],
+        Rows::Statement(None, _) => Vec::new(),
+        Rows::Portal(name) => guarded.portal_texts(name),
+    }
+}
+
+/// Fields of an ErrorResponse or NoticeResponse that carry text a value
+/// can appear in (message, detail, hint, context, the query, names of
+/// objects and columns); severity, code, position and source location
+/// cannot.
+fn report_field_may_quote(ty: u8) -> bool {
+    !matches!(ty, b'S' | b'V' | b'C' | b'P' | b'p' | b'F' | b'L' | b'R')
+}
+
+/// An ErrorResponse, NoticeResponse or NotificationResponse `msg`:
+/// when content scanning finds something sensitive in its text, the
+/// message with it masked is written to `own` and true returned.
+pub(crate) fn scan_report(guarded: &Guarded, msg: &[u8], own: &mut Vec<u8>) -> bool {
+    let Some(masking) = guarded.masking() else {
+        return false;
+    };
+    let body = decode::body(msg);
+    let mut pieces: Vec<(&[u8], bool)> = Vec::new();
+    let mut prefix: &[u8] = &[];
+    if msg.first() == Some(&portcullis_wire::tags::backend::NOTIFICATION_RESPONSE) {
+        // Process ID, then channel and payload.
+        let Some(rest) = body.get(4..) else {
+            return false;
+        };
+        prefix = &body[..4];
+        let mut at = 0;
+        while let Some((s, next)) = portcullis_wire::framing::read_cstr(rest, at) {
+            pieces.push((s, true));
+            at = next;
+        }
+    } else {
+        let mut at = 0;
+        while let Some(&ty) = body.get(at) {
+            if ty == 0 {
+                break;
+            }
+            let Some((s, next)) = portcullis_wire::framing::read_cstr(body, at + 1) else {
+                return false;
+            };
+            pieces.push((&body[at..at + 1], false));
+            pieces.push((s, report_field_may_quote(ty)));
+            at = next;
+        }
+    }
+    let mut changed = false;
+    let mut out_body: Vec<u8> = Vec::with_capacity(body.len());
+    out_body.extend_from_slice(prefix);
+    let is_report = prefix.is_empty();
+    for (i, (text, scan)) in pieces.iter().enumerate() {
+        // In a report, even pieces are field type bytes.
+        if is_report && i % 2 == 0 {
+            out_body.extend_from_slice(text);
+            continue;
+        }
+        if !scan {
+            out_body.extend_from_slice(text);
+            out_body.push(0);
+            continue;
+        }
+        match masking.scan(text) {
+            Some(masked) => {
+                changed = true;
+                out_body.extend_from_slice(&masked);
+            }
+            None => out_body.extend_from_slice(text),
+        }
+        out_body.push(0);
+    }
+    if !changed {
+        return false;
+    }
+    if is_report {
+        out_body.push(0);
+    }
+    write_message(own, msg[0], &out_body);
+    true
+}
+
+/// A ParameterStatus: its value is text the server reports to the client
+/// (application_name, say), scanned like any other.
+pub(crate) fn scan_parameter_status(
+    guarded: &Guarded,
+    name: &str,
+    value: &str,
+    own: &mut Vec<u8>,
+) -> bool {
+    let Some(masking) = guarded.masking() else {
+        return false;
+    };
+    let Some(masked) = masking.scan(value.as_bytes()) else {
+        return false;
+    };
+    let mut body = Vec::with_capacity(name.len() + masked.len() + 2);
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    body.extend_from_slice(&masked);
+    body.push(0);
+    write_message(own, portcullis_wire::tags::backend::PARAMETER_STATUS, &body);
+    true
+}
+
+fn write_message(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+}
