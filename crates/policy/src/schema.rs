@@ -134,5 +134,8 @@ mod tests {
                 "{g} missing from {groups:?}"
             );
         }
+        // Unmask is in no group, so `action in <group>` never reaches it.
+        let actions = v.schema.action_entities().unwrap();
+        assert_eq!(actions.ancestors(&v.unmask).unwrap().count(), 0);
     }
 }

@@ -453,4 +453,44 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn unmask_requests_conform_to_the_schema() {
+        let vocab = Vocabulary::load().unwrap();
+        let context = RequestContext {
+            time: TimeOfDay::from_unix_seconds(1_700_000_000),
+            source_address: Some("10.0.0.1".parse().unwrap()),
+            approved: true,
+            row_limit: Some(10),
+        };
+        for kind in [PrincipalKind::Human, PrincipalKind::Agent] {
+            let principal = Principal {
+                name: "alice".into(),
+                kind,
+                groups: vec!["dba".into()],
+            };
+            let (request, entities) = unmask_request(
+                &vocab,
+                &principal,
+                &TargetRef::new("shop", "staging"),
+                &context,
+                &ResourceRef::column("Sales", "q1", "email"),
+                "email",
+                &PolicyNeeds::everything(),
+            )
+            .unwrap();
+            // principal, group, unmask action, target, schema, table, column.
+            let stored: Vec<Entity> = entities.into_iter().collect();
+            assert_eq!(stored.len(), 7);
+            Entities::from_entities(stored, Some(&vocab.schema)).unwrap();
+            cedar_policy::Request::new(
+                request.principal().unwrap().clone(),
+                request.action().unwrap().clone(),
+                request.resource().unwrap().clone(),
+                request.context().unwrap().clone(),
+                Some(&vocab.schema),
+            )
+            .unwrap();
+        }
+    }
 }
