@@ -27,8 +27,8 @@ use std::sync::Mutex;
 
 use crate::decision::Decision;
 use crate::needs::PolicyNeeds;
-use crate::request::{Principal, RequestContext, ResourceRef, TargetRef, TimeOfDay};
 use crate::request::Request;
+use crate::request::{Principal, RequestContext, ResourceRef, TargetRef, TimeOfDay};
 
 const SHARDS: usize = 8;
 

@@ -183,6 +183,28 @@ impl PolicyEngine {
                 help: None,
             });
         }
+        // Statements carry no classification (""), so a rule about one that
+        // cannot apply to Unmask never sees a real class: say so rather
+        // than let it silently never match.
+        for p in policies.policies() {
+            if reads_classification(p) && !counts_for_unmask(p, &vocab) {
+                let info = &infos[by_id[p.id()]];
+                warnings.push(Problem {
+                    file: info.file.clone(),
+                    line: Some(info.line),
+                    column: None,
+                    policy: Some(info.id.clone()),
+                    message: "reads resource.classification, which is \"\" when statements \
+                              are judged; classifications are only set for Unmask"
+                        .into(),
+                    help: Some(
+                        "name Portcullis::Action::\"Unmask\" in the action scope to decide \
+                         who sees the column unmasked"
+                            .into(),
+                    ),
+                });
+            }
+        }
 
         let subset = |keep: &dyn Fn(&Policy) -> bool| {
             let mut set = PolicySet::new();
@@ -768,6 +790,16 @@ fn counts_for_unmask(policy: &Policy, vocab: &Vocabulary) -> bool {
         ActionConstraint::Eq(x) => x == vocab.unmask,
         ActionConstraint::In(xs) => xs.contains(&vocab.unmask),
     }
+}
+
+/// Whether a policy reads `resource.classification` (or asks `resource has
+/// classification`), found in Cedar's JSON form as `needs.rs` finds reads.
+fn reads_classification(policy: &Policy) -> bool {
+    policy.to_json().is_ok_and(|json| {
+        serde_json::to_string(&json["conditions"]).is_ok_and(|conditions| {
+            conditions.contains(r#"{"left":{"Var":"resource"},"attr":"classification"}"#)
+        })
+    })
 }
 
 /// Whether a policy's action scope can match `action`.
