@@ -5,6 +5,11 @@
 //! The statement analysis reports each operation a statement performs; the
 //! proxy maps each to one of these. The mapping is documented on each
 //! variant and in the crate README.
+//!
+//! Unmasking a classified column is a Cedar action too, but not a statement
+//! class: it is asked about result columns, never about statements, so it
+//! has no [`Action`] variant (statement tooling that lists or parses
+//! actions never offers it) and is named by [`UNMASK_ACTION`] alone.
 
 use std::fmt;
 use std::str::FromStr;
@@ -79,8 +84,13 @@ pub enum Action {
     DropDatabase,
 }
 
+/// The Cedar id of the unmask action, `Portcullis::Action::"Unmask"`:
+/// may a principal see a classified column unmasked? See
+/// [`crate::PolicyEngine::may_unmask`].
+pub const UNMASK_ACTION: &str = "Unmask";
+
 impl Action {
-    /// Every action, in the order of the schema.
+    /// Every statement action, in the order of the schema.
     pub const ALL: [Action; 22] = [
         Action::Select,
         Action::CopyOut,

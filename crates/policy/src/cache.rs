@@ -15,15 +15,20 @@
 //! Bounded by entry count; a full shard is emptied rather than tracked in
 //! LRU order, which keeps a hit to one lock and one lookup. The hasher is
 //! keyed per cache (RandomState) because keys hold client-chosen names.
+//!
+//! Unmask answers have a cache of their own, [`UnmaskCache`], keyed the same
+//! way: the question minus the facts no unmask policy reads.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use crate::decision::Decision;
 use crate::needs::PolicyNeeds;
 use crate::request::Request;
+use crate::request::{Principal, RequestContext, ResourceRef, TargetRef, TimeOfDay};
 
 const SHARDS: usize = 8;
 
@@ -167,5 +172,74 @@ impl DecisionCache {
             && (!k.source_address || ca.source_address == cb.source_address)
             && (!k.approved || ca.approved == cb.approved)
             && (!k.row_limit || ca.row_limit == cb.row_limit)
+    }
+}
+
+/// Unmask answers, per (principal, target, column, classification) and the
+/// context facts the unmask policies read. Asked at most once per column of
+/// a result set, so one lock is enough; bounded like [`DecisionCache`].
+pub(crate) struct UnmaskCache {
+    entries: Mutex<HashMap<UnmaskKey, bool>>,
+    capacity: usize,
+    reads_time: bool,
+    reads_source_address: bool,
+    reads_row_limit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct UnmaskKey {
+    principal: Principal,
+    target: TargetRef,
+    column: ResourceRef,
+    classification: String,
+    /// `None` when no unmask policy reads the fact.
+    time: Option<TimeOfDay>,
+    source_address: Option<Option<IpAddr>>,
+    row_limit: Option<Option<u64>>,
+}
+
+impl UnmaskCache {
+    /// `capacity` 0 disables the cache; `needs` are the unmask policies'.
+    pub fn new(capacity: usize, needs: &PolicyNeeds) -> Self {
+        UnmaskCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+            reads_time: needs.reads("time"),
+            reads_source_address: needs.reads("source_address"),
+            reads_row_limit: needs.reads("row_limit"),
+        }
+    }
+
+    /// The key for a question, or `None` when the cache is disabled.
+    pub fn key(
+        &self,
+        principal: &Principal,
+        target: &TargetRef,
+        context: &RequestContext,
+        column: &ResourceRef,
+        classification: &str,
+    ) -> Option<UnmaskKey> {
+        (self.capacity > 0).then(|| UnmaskKey {
+            principal: principal.clone(),
+            target: target.clone(),
+            column: column.clone(),
+            classification: classification.to_owned(),
+            time: self.reads_time.then_some(context.time),
+            source_address: self.reads_source_address.then_some(context.source_address),
+            row_limit: self.reads_row_limit.then_some(context.row_limit),
+        })
+    }
+
+    pub fn get(&self, key: &UnmaskKey) -> Option<bool> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(key).copied()
+    }
+
+    pub fn insert(&self, key: UnmaskKey, may_unmask: bool) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= self.capacity {
+            entries.clear();
+        }
+        entries.insert(key, may_unmask);
     }
 }

@@ -12,6 +12,10 @@
 //! - `@approvers("group")` makes a forbid an approval rule; it is only
 //!   allowed on a forbid that ends in `unless { context.approved }`, so an
 //!   approved statement is no longer caught by it.
+//!
+//! Unmasking ([`PolicyEngine::may_unmask`]) is decided by its own slice of
+//! the policies: the permits whose action scope names the Unmask action and
+//! every forbid that can match it. See [`counts_for_unmask`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,14 +29,14 @@ use miette::Diagnostic;
 
 use crate::action::Action;
 use crate::bundle::{default_bundle, read_policy_files, PolicySource};
-use crate::cache::DecisionCache;
+use crate::cache::{DecisionCache, UnmaskCache};
 use crate::decision::{Approval, Decision, Denial, DenyCause, INVALID_REQUEST_ID, NO_PERMIT_ID};
 use crate::error::{line_column, LoadError, Problem};
 use crate::explain::{Evaluation, Explanation};
 use crate::needs::PolicyNeeds;
-use crate::request::Request;
+use crate::request::{Principal, Request, RequestContext, ResourceRef, TargetRef};
 use crate::schema::Vocabulary;
-use crate::translate::{Call, Translated};
+use crate::translate::{unmask_request, Call, Translated};
 
 /// Loaded, validated policies, ready to judge statements. Immutable and
 /// `Send + Sync`: share one behind an `Arc` and swap it whole on reload.
@@ -53,6 +57,13 @@ pub struct PolicyEngine {
     /// `needs.reads("time")`, asked for every statement judged.
     reads_time: bool,
     cache: DecisionCache,
+    /// The policies that decide unmasking ([`counts_for_unmask`]), what
+    /// they read, and whether any of them is a permit (if none is, nobody
+    /// may unmask and Cedar need not be asked).
+    unmask: PolicySet,
+    unmask_needs: PolicyNeeds,
+    unmask_permitted: bool,
+    unmask_cache: UnmaskCache,
 }
 
 /// Decisions cached per engine unless [`PolicyEngine::with_cache_capacity`]
@@ -172,24 +183,60 @@ impl PolicyEngine {
                 help: None,
             });
         }
+        // Statements carry no classification (""), so a rule about one that
+        // cannot apply to Unmask never sees a real class: say so rather
+        // than let it silently never match.
+        for p in policies.policies() {
+            if reads_classification(p) && !counts_for_unmask(p, &vocab) {
+                let info = &infos[by_id[p.id()]];
+                warnings.push(Problem {
+                    file: info.file.clone(),
+                    line: Some(info.line),
+                    column: None,
+                    policy: Some(info.id.clone()),
+                    message: "reads resource.classification, which is \"\" when statements \
+                              are judged; classifications are only set for Unmask"
+                        .into(),
+                    help: Some(
+                        "name Portcullis::Action::\"Unmask\" in the action scope to decide \
+                         who sees the column unmasked"
+                            .into(),
+                    ),
+                });
+            }
+        }
 
-        let needs = PolicyNeeds::of(&policies);
-        let by_action = Action::ALL
+        let subset = |keep: &dyn Fn(&Policy) -> bool| {
+            let mut set = PolicySet::new();
+            for p in policies.policies().filter(|p| keep(p)) {
+                set.add(p.clone()).expect("ids are unique in the full set");
+            }
+            set
+        };
+        let by_action: Vec<PolicySet> = Action::ALL
             .iter()
-            .map(|&action| {
-                let mut set = PolicySet::new();
-                for p in policies.policies() {
-                    if admits(&p.action_constraint(), &vocab, action) {
-                        set.add(p.clone()).expect("ids are unique in the full set");
-                    }
-                }
-                set
-            })
+            .map(|&action| subset(&|p| admits(&p.action_constraint(), &vocab, action)))
             .collect();
+        // What statements need is read from the policies that can judge
+        // statements: a policy about unmasking alone that mentions
+        // `resource` must not make every statement cost one Cedar
+        // evaluation per object.
+        let needs = PolicyNeeds::of(&subset(&|p| {
+            Action::ALL
+                .iter()
+                .any(|&a| admits(&p.action_constraint(), &vocab, a))
+        }));
+        let unmask = subset(&|p| counts_for_unmask(p, &vocab));
+        let unmask_needs = PolicyNeeds::of(&unmask);
+        let unmask_permitted = unmask.policies().any(|p| p.effect() == Effect::Permit);
         Ok(PolicyEngine {
             cache: DecisionCache::new(DEFAULT_CACHE_CAPACITY, &needs),
             reads_time: needs.reads("time"),
             needs,
+            unmask_cache: UnmaskCache::new(DEFAULT_CACHE_CAPACITY, &unmask_needs),
+            unmask_permitted,
+            unmask,
+            unmask_needs,
             vocab,
             by_action,
             infos,
@@ -200,8 +247,10 @@ impl PolicyEngine {
     }
 
     /// Replaces the decision cache with one of `entries` (0: no cache).
+    /// Unmask answers get a cache of the same size.
     pub fn with_cache_capacity(mut self, entries: usize) -> Self {
         self.cache = DecisionCache::new(entries, &self.needs);
+        self.unmask_cache = UnmaskCache::new(entries, &self.unmask_needs);
         self
     }
 
@@ -221,6 +270,85 @@ impl PolicyEngine {
     /// decision must not be remembered across requests.
     pub fn reads_time(&self) -> bool {
         self.reads_time
+    }
+
+    /// Whether some policy deciding unmasking reads the time of day: then
+    /// an answer of [`PolicyEngine::may_unmask`] holds for the minute it
+    /// was given in, and a masking plan must not be remembered across
+    /// result sets.
+    pub fn unmask_reads_time(&self) -> bool {
+        self.unmask_needs.reads("time")
+    }
+
+    /// May `principal` see the values of `column`, classified
+    /// `classification` (a masking class name: `"email"`,
+    /// `"password_hash"`...), unmasked, on `target`? This is the Cedar
+    /// request `Portcullis::Action::"Unmask"` on the `Column` with that
+    /// `classification`, in `context` (its time, client address and row
+    /// limit; `approved` is ignored: unmasking has no approval workflow).
+    ///
+    /// No by default: only a permit whose action scope names Unmask can
+    /// allow it, so the base `permit(principal, action, resource)` of the
+    /// default bundle does not, and any forbid that matches (blanket ones
+    /// included) blocks it. A forbid that fails to evaluate blocks it too.
+    /// `column` must be a [`ResourceRef::Column`]; anything else is never
+    /// unmasked. Answers are cached per engine.
+    pub fn may_unmask(
+        &self,
+        principal: &Principal,
+        target: &TargetRef,
+        context: &RequestContext,
+        column: &ResourceRef,
+        classification: &str,
+    ) -> bool {
+        if !self.unmask_permitted || !matches!(column, ResourceRef::Column { .. }) {
+            return false;
+        }
+        let key = self
+            .unmask_cache
+            .key(principal, target, context, column, classification);
+        if let Some(answer) = key.as_ref().and_then(|k| self.unmask_cache.get(k)) {
+            return answer;
+        }
+        let answer = self.judge_unmask(principal, target, context, column, classification);
+        if let Some(key) = key {
+            self.unmask_cache.insert(key, answer);
+        }
+        answer
+    }
+
+    fn judge_unmask(
+        &self,
+        principal: &Principal,
+        target: &TargetRef,
+        context: &RequestContext,
+        column: &ResourceRef,
+        classification: &str,
+    ) -> bool {
+        let Ok((request, entities)) = unmask_request(
+            &self.vocab,
+            principal,
+            target,
+            context,
+            column,
+            classification,
+            &self.unmask_needs,
+        ) else {
+            return false;
+        };
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.unmask, &entities);
+        // Cedar skips a policy that fails to evaluate: for a forbid that
+        // could unmask what it was written to keep masked, so fail closed.
+        let errored_forbid = self
+            .ordered(response.diagnostics().errors().map(|e| {
+                let AuthorizationError::PolicyEvaluationError(e) = e;
+                e.policy_id()
+            }))
+            .into_iter()
+            .any(|i| i.effect == PolicyEffect::Forbid);
+        !errored_forbid && response.decision() == cedar_policy::Decision::Allow
     }
 
     /// The decision for one statement.
@@ -644,6 +772,34 @@ fn dedup(problems: impl Iterator<Item = Problem>) -> Vec<Problem> {
         }
     }
     out
+}
+
+/// Whether a policy takes part in unmask decisions. A permit must name the
+/// Unmask action in its scope (`action == Portcullis::Action::"Unmask"`,
+/// `action in [..., Portcullis::Action::"Unmask"]`): a permit with an
+/// unconstrained action scope is written for statements, and the default
+/// bundle's `permit(principal, action, resource)` must not reveal every
+/// column to everyone. A forbid counts whenever its scope can match Unmask,
+/// unconstrained ones included, so a blanket forbid (`forbid(principal is
+/// Portcullis::Agent, action, resource)`) keeps masked data masked too.
+/// Unmask is in no action group, so `action in Portcullis::Action::"Read"`
+/// never matches it.
+fn counts_for_unmask(policy: &Policy, vocab: &Vocabulary) -> bool {
+    match policy.action_constraint() {
+        ActionConstraint::Any => policy.effect() == Effect::Forbid,
+        ActionConstraint::Eq(x) => x == vocab.unmask,
+        ActionConstraint::In(xs) => xs.contains(&vocab.unmask),
+    }
+}
+
+/// Whether a policy reads `resource.classification` (or asks `resource has
+/// classification`), found in Cedar's JSON form as `needs.rs` finds reads.
+fn reads_classification(policy: &Policy) -> bool {
+    policy.to_json().is_ok_and(|json| {
+        serde_json::to_string(&json["conditions"]).is_ok_and(|conditions| {
+            conditions.contains(r#"{"left":{"Var":"resource"},"attr":"classification"}"#)
+        })
+    })
 }
 
 /// Whether a policy's action scope can match `action`.

@@ -4,12 +4,15 @@
 //! describes the statement as a [`Request`] (who, which target, what the
 //! statement analysis found, when and from where), and
 //! [`PolicyEngine::decide`] answers [`Decision::Allow`], [`Decision::Deny`]
-//! or [`Decision::RequiresApproval`]. This crate does no network or
+//! or [`Decision::RequiresApproval`]. Masking asks
+//! [`PolicyEngine::may_unmask`] whether a principal may see a classified
+//! column unmasked (by default nobody may). This crate does no network or
 //! database I/O; it reads policy files and nothing else.
 //!
 //! - `schema`: the Cedar schema (entity types, actions, context), also in
 //!   `policies/portcullis.cedarschema`;
-//! - `action`: statement classes, one Cedar action each;
+//! - `action`: statement classes, one Cedar action each, and the unmask
+//!   action;
 //! - `request`: the proxy-facing input types;
 //! - `translate`: Request → Cedar entities and requests;
 //! - `bundle`: the built-in default bundle and reading policy files;
@@ -36,7 +39,7 @@ mod schema;
 mod test_file;
 mod translate;
 
-pub use action::{Action, UnknownAction};
+pub use action::{Action, UnknownAction, UNMASK_ACTION};
 pub use bundle::{default_bundle, read_policy_files, PolicySource};
 pub use decision::{
     Approval, Decision, Denial, DenyCause, Enforcement, INVALID_REQUEST_ID, NO_PERMIT_ID,

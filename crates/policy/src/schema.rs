@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid, Schema};
 
-use crate::action::Action;
+use crate::action::{Action, UNMASK_ACTION};
 use crate::error::LoadError;
 
 /// The schema policies are validated against.
@@ -39,6 +39,9 @@ pub(crate) struct Vocabulary {
     pub action_entities: Vec<Entity>,
     /// Each action's groups, transitively; indexed like `actions`.
     pub action_ancestors: Vec<HashSet<EntityUid>>,
+    /// [`UNMASK_ACTION`], and its entity (in no group).
+    pub unmask: EntityUid,
+    pub unmask_entity: Entity,
 }
 
 impl Vocabulary {
@@ -49,16 +52,21 @@ impl Vocabulary {
             EntityTypeName::from_str(&format!("Portcullis::{name}")).map_err(|e| bad(&e))
         };
         let action_type = ty("Action")?;
+        let action_uid =
+            |name: &str| EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(name));
         let actions = Action::ALL
             .iter()
-            .map(|a| {
-                EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(a.cedar_name()))
-            })
+            .map(|a| action_uid(a.cedar_name()))
             .collect::<Vec<_>>();
+        let unmask = action_uid(UNMASK_ACTION);
         // Every action Portcullis can send must exist in the schema, or
         // every request for it would be rejected.
         let declared: Vec<&EntityUid> = schema.actions().collect();
-        if let Some(missing) = actions.iter().find(|a| !declared.contains(a)) {
+        if let Some(missing) = actions
+            .iter()
+            .chain([&unmask])
+            .find(|a| !declared.contains(a))
+        {
             return Err(LoadError::Schema(format!(
                 "action {missing} is not declared"
             )));
@@ -90,6 +98,8 @@ impl Vocabulary {
             actions,
             action_entities,
             action_ancestors,
+            unmask_entity: Entity::new_no_attrs(unmask.clone(), HashSet::new()),
+            unmask,
             schema,
         })
     }
@@ -124,5 +134,8 @@ mod tests {
                 "{g} missing from {groups:?}"
             );
         }
+        // Unmask is in no group, so `action in <group>` never reaches it.
+        let actions = v.schema.action_entities().unwrap();
+        assert_eq!(actions.ancestors(&v.unmask).unwrap().count(), 0);
     }
 }

@@ -28,7 +28,9 @@ use cedar_policy::{Context, Entities, Entity, EntityUid, RestrictedExpression};
 
 use crate::action::Action;
 use crate::needs::PolicyNeeds;
-use crate::request::{PrincipalKind, Request, ResourceRef};
+use crate::request::{
+    Principal, PrincipalKind, Request, RequestContext, ResourceRef, StatementFacts, TargetRef,
+};
 use crate::schema::Vocabulary;
 
 /// The Cedar side of one statement.
@@ -56,11 +58,7 @@ impl Translated {
     /// Builds only what [`PolicyNeeds`] says the policies can read.
     pub fn new(vocab: &Vocabulary, req: &Request, needs: &PolicyNeeds) -> Result<Self, String> {
         let per_object = needs.resource;
-        let principal_type = match req.principal.kind {
-            PrincipalKind::Human => &vocab.user,
-            PrincipalKind::Agent | PrincipalKind::Service => &vocab.agent,
-        };
-        let principal = vocab.uid(principal_type, &req.principal.name);
+        let principal = principal_uid(vocab, &req.principal);
         let target = vocab.uid(&vocab.target, &req.target.name);
 
         let utility = [crate::request::Operation::new(Action::Utility, Vec::new())];
@@ -74,29 +72,10 @@ impl Translated {
         // work per statement, so only those a policy can look at are built.
         let mut entities = Vec::new();
         if needs.principal {
-            let groups: BTreeSet<&str> = req.principal.groups.iter().map(String::as_str).collect();
-            let group_uids: HashSet<EntityUid> =
-                groups.iter().map(|g| vocab.uid(&vocab.group, g)).collect();
-            entities.extend(
-                group_uids
-                    .iter()
-                    .map(|g| Entity::new_no_attrs(g.clone(), HashSet::new())),
-            );
-            let mut principal_attrs = attrs([("name", string(&req.principal.name))]);
-            if principal_type == &vocab.agent {
-                principal_attrs.insert("kind".into(), string(req.principal.kind.as_str()));
-            }
-            entities.push(entity(principal.clone(), principal_attrs, group_uids)?);
+            push_principal(&mut entities, vocab, &req.principal, &principal)?;
         }
         if per_object {
-            entities.push(entity(
-                target.clone(),
-                attrs([
-                    ("name", string(&req.target.name)),
-                    ("environment", string(&req.target.environment)),
-                ]),
-                HashSet::new(),
-            )?);
+            entities.push(target_entity(&req.target, &target)?);
         }
         let actions: BTreeSet<Action> = operations.iter().map(|op| op.action).collect();
         entities.extend(actions.iter().map(|a| vocab.action_entity(*a).clone()));
@@ -116,7 +95,9 @@ impl Translated {
                 }
             }
             for object in &objects {
-                entities.push(object_entity(vocab, object, &target)?);
+                // Statements are judged before masking knows what their
+                // columns hold.
+                entities.push(object_entity(vocab, object, "", &target)?);
             }
         }
         let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
@@ -155,7 +136,7 @@ impl Translated {
             entities,
             principal,
             calls,
-            shared_context: shared_context(req, needs),
+            shared_context: shared_context(&req.target, &req.statement, &req.context, needs),
             reads_has_effective_where: needs.reads("has_effective_where"),
             reads_approved: needs.reads("approved"),
         })
@@ -179,20 +160,76 @@ impl Translated {
     }
 }
 
+/// The Cedar side of one unmask question: may the principal see this
+/// column, classified `classification`, unmasked? One request, about the
+/// column itself, in the context of no statement (see the schema): the
+/// statement facts are those of an empty statement and `approved` is
+/// false, since unmasking has no approval workflow. As for statements, the
+/// principal's and the column's entities and the context attributes are
+/// only built when some policy deciding unmasking reads them.
+pub(crate) fn unmask_request(
+    vocab: &Vocabulary,
+    principal: &Principal,
+    target: &TargetRef,
+    context: &RequestContext,
+    column: &ResourceRef,
+    classification: &str,
+    needs: &PolicyNeeds,
+) -> Result<(cedar_policy::Request, Entities), String> {
+    let principal_uid = principal_uid(vocab, principal);
+    let target_uid = vocab.uid(&vocab.target, &target.name);
+    let mut entities = vec![vocab.unmask_entity.clone()];
+    if needs.principal {
+        push_principal(&mut entities, vocab, principal, &principal_uid)?;
+    }
+    if needs.resource {
+        entities.push(target_entity(target, &target_uid)?);
+        let mut next = Some(column.clone());
+        while let Some(object) = next {
+            entities.push(object_entity(vocab, &object, classification, &target_uid)?);
+            next = object.parent();
+        }
+    }
+    let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+
+    let no_statement = StatementFacts::default();
+    let mut pairs = shared_context(target, &no_statement, context, needs);
+    for flag in ["has_effective_where", "approved"] {
+        if needs.reads(flag) {
+            pairs.push((flag.to_owned(), RestrictedExpression::new_bool(false)));
+        }
+    }
+    let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
+    let request = cedar_policy::Request::new(
+        principal_uid,
+        vocab.unmask.clone(),
+        object_uid(vocab, column),
+        context,
+        // As for statements: built from the schema's names; the tests
+        // prove it conforms.
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((request, entities))
+}
+
 /// The context attributes shared by a statement's calls, leaving out those
 /// no policy reads: they cannot change a decision, and building them is not
 /// free (an `ip(...)` value costs about 4 µs).
-fn shared_context(req: &Request, needs: &PolicyNeeds) -> Vec<(String, RestrictedExpression)> {
-    let s = &req.statement;
-    let c = &req.context;
+fn shared_context(
+    target: &TargetRef,
+    s: &StatementFacts,
+    c: &RequestContext,
+    needs: &PolicyNeeds,
+) -> Vec<(String, RestrictedExpression)> {
     let mut pairs = Vec::new();
     let mut add = |name: &str, value: &dyn Fn() -> RestrictedExpression| {
         if needs.reads(name) {
             pairs.push((name.to_owned(), value()));
         }
     };
-    add("environment", &|| string(&req.target.environment));
-    add("target", &|| string(&req.target.name));
+    add("environment", &|| string(&target.environment));
+    add("target", &|| string(&target.name));
     add("opaque", &|| RestrictedExpression::new_bool(s.opaque));
     add("dangerous", &|| {
         RestrictedExpression::new_set(s.dangerous.iter().map(|d| string(d.as_str())))
@@ -225,7 +262,7 @@ fn shared_context(req: &Request, needs: &PolicyNeeds) -> Vec<(String, Restricted
         });
     }
     add("other_database", &|| {
-        RestrictedExpression::new_bool(s.names_other_database(&req.target))
+        RestrictedExpression::new_bool(s.names_other_database(target))
     });
     if let Some(limit) = c.row_limit {
         add("row_limit", &|| {
@@ -235,9 +272,11 @@ fn shared_context(req: &Request, needs: &PolicyNeeds) -> Vec<(String, Restricted
     pairs
 }
 
+/// `classification` is a column's (ignored for other objects).
 fn object_entity(
     vocab: &Vocabulary,
     object: &ResourceRef,
+    classification: &str,
     target: &EntityUid,
 ) -> Result<Entity, String> {
     let parents = match (object, object.parent()) {
@@ -261,9 +300,52 @@ fn object_entity(
             ("schema", string(schema)),
             ("table", string(table)),
             ("name", string(column)),
+            ("classification", string(classification)),
         ]),
     };
     entity(object_uid(vocab, object), attrs, parents)
+}
+
+fn principal_uid(vocab: &Vocabulary, principal: &Principal) -> EntityUid {
+    let ty = match principal.kind {
+        PrincipalKind::Human => &vocab.user,
+        PrincipalKind::Agent | PrincipalKind::Service => &vocab.agent,
+    };
+    vocab.uid(ty, &principal.name)
+}
+
+/// The principal's entity and its groups'.
+fn push_principal(
+    entities: &mut Vec<Entity>,
+    vocab: &Vocabulary,
+    principal: &Principal,
+    uid: &EntityUid,
+) -> Result<(), String> {
+    let groups: BTreeSet<&str> = principal.groups.iter().map(String::as_str).collect();
+    let group_uids: HashSet<EntityUid> =
+        groups.iter().map(|g| vocab.uid(&vocab.group, g)).collect();
+    entities.extend(
+        group_uids
+            .iter()
+            .map(|g| Entity::new_no_attrs(g.clone(), HashSet::new())),
+    );
+    let mut principal_attrs = attrs([("name", string(&principal.name))]);
+    if principal.kind != PrincipalKind::Human {
+        principal_attrs.insert("kind".into(), string(principal.kind.as_str()));
+    }
+    entities.push(entity(uid.clone(), principal_attrs, group_uids)?);
+    Ok(())
+}
+
+fn target_entity(target: &TargetRef, uid: &EntityUid) -> Result<Entity, String> {
+    entity(
+        uid.clone(),
+        attrs([
+            ("name", string(&target.name)),
+            ("environment", string(&target.environment)),
+        ]),
+        HashSet::new(),
+    )
 }
 
 pub(crate) fn object_uid(vocab: &Vocabulary, r: &ResourceRef) -> EntityUid {
@@ -369,6 +451,46 @@ mod tests {
                 )
                 .unwrap();
             }
+        }
+    }
+
+    #[test]
+    fn unmask_requests_conform_to_the_schema() {
+        let vocab = Vocabulary::load().unwrap();
+        let context = RequestContext {
+            time: TimeOfDay::from_unix_seconds(1_700_000_000),
+            source_address: Some("10.0.0.1".parse().unwrap()),
+            approved: true,
+            row_limit: Some(10),
+        };
+        for kind in [PrincipalKind::Human, PrincipalKind::Agent] {
+            let principal = Principal {
+                name: "alice".into(),
+                kind,
+                groups: vec!["dba".into()],
+            };
+            let (request, entities) = unmask_request(
+                &vocab,
+                &principal,
+                &TargetRef::new("shop", "staging"),
+                &context,
+                &ResourceRef::column("Sales", "q1", "email"),
+                "email",
+                &PolicyNeeds::everything(),
+            )
+            .unwrap();
+            // principal, group, unmask action, target, schema, table, column.
+            let stored: Vec<Entity> = entities.into_iter().collect();
+            assert_eq!(stored.len(), 7);
+            Entities::from_entities(stored, Some(&vocab.schema)).unwrap();
+            cedar_policy::Request::new(
+                request.principal().unwrap().clone(),
+                request.action().unwrap().clone(),
+                request.resource().unwrap().clone(),
+                request.context().unwrap().clone(),
+                Some(&vocab.schema),
+            )
+            .unwrap();
         }
     }
 }
