@@ -14,10 +14,6 @@ pub struct Masking {
     /// Masking on every target (default true). Turning it off sends every
     /// value as the database holds it.
     pub enabled: bool,
-    /// Refuse statements whose computed columns may hold a protected value
-    /// (instead of masking them whole), and statements whose columns
-    /// nothing vouches for (instead of scanning them).
-    pub strict: bool,
     /// Largest row (DataRow or CopyData) masked whole; a larger one in a
     /// masked result set ends the session, never passes. Bytes.
     pub max_row_bytes: usize,
@@ -35,7 +31,6 @@ impl Default for Masking {
     fn default() -> Self {
         Masking {
             enabled: true,
-            strict: false,
             max_row_bytes: 64 << 20,
             key_env: None,
             key_file: None,

@@ -845,9 +845,8 @@ fn the_wildcard_target_serves_names_not_one_database() {
 fn masking_is_on_by_default_and_its_table_is_checked() {
     let c = valid(&minimal());
     assert!(c.masking.enabled);
-    assert!(!c.masking.strict);
     let c = valid(&format!(
-        "{}[masking]\nstrict = true\n[[masking.column]]\ncolumn = \"public.customers.nickname\"\nclass = \"person_name\"\nstrategy = \"keyed\"\n[[masking.column]]\ntarget = \"shop\"\ncolumn = \"public.customers.email\"\nclass = \"none\"\n",
+        "{}[masking]\nmax_row_bytes = 2048\n[[masking.column]]\ncolumn = \"public.customers.nickname\"\nclass = \"person_name\"\nstrategy = \"keyed\"\n[[masking.column]]\ntarget = \"shop\"\ncolumn = \"public.customers.email\"\nclass = \"none\"\n",
         minimal()
     ));
     assert_eq!(c.masking.columns.len(), 2);

@@ -9,6 +9,7 @@ use portcullis_analysis::{
     StatementClass, StatementFacts,
 };
 use portcullis_mask::{Class, Strategy};
+use portcullis_policy::{RequestContext, ResourceRef};
 use portcullis_wire::{sqlstate, Refusal};
 
 use portcullis_analysis::RelationCatalog;
@@ -180,9 +181,19 @@ impl Guard {
         column: &str,
         class: Class,
     ) -> bool {
-        // Until policies can grant it, nobody does.
-        let _ = (who, relation, column, class);
-        false
+        let mut context = RequestContext::now(who.source);
+        context.row_limit = self.settings().row_limit;
+        self.engine().may_unmask(
+            &who.principal,
+            &self.settings().target,
+            &context,
+            &ResourceRef::column(
+                relation.schema.as_deref().unwrap_or_default(),
+                relation.name.as_str(),
+                column,
+            ),
+            class.name(),
+        )
     }
 
     /// Whether any of `statements` may read a column `who` may not see:

@@ -16,7 +16,6 @@ pub struct TargetMasking {
     /// columns are redacted).
     keyed: bool,
     pub max_row_bytes: usize,
-    pub strict: bool,
     /// The configuration's classifications for this target: (schema,
     /// table, column) → class (`None`: not sensitive) and strategy.
     columns: Vec<ColumnOverride>,
@@ -70,7 +69,6 @@ impl TargetMasking {
             detectors: detectors.clone(),
             keyed: key.is_some(),
             max_row_bytes: m.max_row_bytes,
-            strict: m.strict,
             columns,
         })
     }

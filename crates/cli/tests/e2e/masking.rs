@@ -267,6 +267,23 @@ async fn statements_that_copy_masked_columns_away_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_and_notifications_do_not_carry_values() {
+    let proxy = proxy_with("").await;
+    let mut raw = raw(&proxy).await;
+    for q in [
+        "SELECT email::int FROM customers",
+        "SELECT ssn::int FROM customers",
+        "SELECT card_number::date FROM customers",
+        "INSERT INTO customers (id, full_name, email) VALUES (1, 'x', 'alice.smithson@example.com')",
+        "DO $$ BEGIN RAISE NOTICE 'card %', '4539148803436467'; END $$",
+        "LISTEN ch; NOTIFY ch, 'iban GB82WEST12345698765432 ssn 536-22-8174'",
+    ] {
+        let got = received(&mut raw, &fe::query(q)).await;
+        assert_no_leak(q, &got);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_values_are_masked_whole_or_the_session_ends() {
     let proxy = proxy_with("[masking]\nmax_row_bytes = 1000000\n").await;
     let big = format!("{}alice.smithson@example.com", "x".repeat(300_000));
@@ -312,4 +329,42 @@ async fn masking_can_be_switched_off() {
         .await
         .unwrap();
     assert_eq!(rows[0].get::<_, String>(0), "alice.smithson@example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_decides_who_sees_values_unmasked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policies.cedar"),
+        r#"
+@id("allow-statements")
+permit(principal, action, resource);
+
+@id("agents-see-emails")
+permit(principal in Portcullis::Group::"agents", action == Portcullis::Action::"Unmask", resource)
+when { resource.classification == "email" && context.environment == "development" };
+"#,
+    )
+    .unwrap();
+    let proxy = proxy_with(&format!(
+        "[policy]\nfiles = [\"{}\"]\n",
+        dir.path().display()
+    ))
+    .await;
+    let sql = "SELECT email, ssn FROM customers WHERE id = 1";
+    // Bob is in "agents": emails unmasked, SSNs still masked.
+    let bob = proxy.connect(&proxy.conn_str(BOB, "")).await.unwrap();
+    let rows = bob.query(sql, &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "alice.smithson@example.com");
+    assert_ne!(rows[0].get::<_, String>(1), "536-22-8174");
+    // A computed value of his own email column is his to see as well.
+    let rows = bob
+        .query("SELECT upper(email) FROM customers WHERE id = 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "ALICE.SMITHSON@EXAMPLE.COM");
+    // Alice is not.
+    let alice = proxy.client().await;
+    let rows = alice.query(sql, &[]).await.unwrap();
+    assert_ne!(rows[0].get::<_, String>(0), "alice.smithson@example.com");
 }

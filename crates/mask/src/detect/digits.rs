@@ -98,8 +98,8 @@ pub fn find(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
             break;
         }
         i = num.end.max(i + 1);
-        let bounded_right = num.end == n
-            || !(text[num.end].is_ascii_alphanumeric() || text[num.end] == b'_');
+        let bounded_right =
+            num.end == n || !(text[num.end].is_ascii_alphanumeric() || text[num.end] == b'_');
         if too_long || !bounded_left || !bounded_right {
             continue;
         }

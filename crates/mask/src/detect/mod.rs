@@ -116,7 +116,10 @@ pub fn exercise(detectors: &Detectors, data: &[u8]) {
         let hits = detectors.find(data, context);
         let mut at = 0;
         for h in &hits {
-            assert!(h.start >= at && h.start < h.end && h.end <= data.len(), "{hits:?}");
+            assert!(
+                h.start >= at && h.start < h.end && h.end <= data.len(),
+                "{hits:?}"
+            );
             at = h.end;
         }
     }

@@ -25,24 +25,56 @@ fn github_token(body30: &str) -> String {
 #[test]
 fn what_is_found() {
     let cases: &[(&str, &str, Class)] = &[
-        ("mail alice.smithson@example.com now", "alice.smithson@example.com", Class::Email),
-        ("<bob+tag@mail.example.co.uk>.", "bob+tag@mail.example.co.uk", Class::Email),
+        (
+            "mail alice.smithson@example.com now",
+            "alice.smithson@example.com",
+            Class::Email,
+        ),
+        (
+            "<bob+tag@mail.example.co.uk>.",
+            "bob+tag@mail.example.co.uk",
+            Class::Email,
+        ),
         ("card 4539148803436467 ok", "4539148803436467", Class::Card),
-        ("card 4539 1488 0343 6467", "4539 1488 0343 6467", Class::Card),
+        (
+            "card 4539 1488 0343 6467",
+            "4539 1488 0343 6467",
+            Class::Card,
+        ),
         ("amex 3782-822463-10005", "3782-822463-10005", Class::Card),
         ("mc 5555555555554444", "5555555555554444", Class::Card),
         ("ssn 536-22-8174.", "536-22-8174", Class::NationalId),
-        ("call +44 20 7946 0958 today", "+44 20 7946 0958", Class::Phone),
+        (
+            "call +44 20 7946 0958 today",
+            "+44 20 7946 0958",
+            Class::Phone,
+        ),
         ("call +1 (415) 555-0199", "+1 (415) 555-0199", Class::Phone),
-        ("iban GB82WEST12345698765432", "GB82WEST12345698765432", Class::Iban),
-        ("iban DE89 3704 0044 0532 0130 00 x", "DE89 3704 0044 0532 0130 00", Class::Iban),
-        ("key AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE", Class::ApiKey),
+        (
+            "iban GB82WEST12345698765432",
+            "GB82WEST12345698765432",
+            Class::Iban,
+        ),
+        (
+            "iban DE89 3704 0044 0532 0130 00 x",
+            "DE89 3704 0044 0532 0130 00",
+            Class::Iban,
+        ),
+        (
+            "key AKIAIOSFODNN7EXAMPLE",
+            "AKIAIOSFODNN7EXAMPLE",
+            Class::ApiKey,
+        ),
         (
             "stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc",
             "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
             Class::ApiKey,
         ),
-        ("x AIzaSyA-1234567890abcdefghijklmnopqrstu y", "AIzaSyA-1234567890abcdefghijklmnopqrstu", Class::ApiKey),
+        (
+            "x AIzaSyA-1234567890abcdefghijklmnopqrstu y",
+            "AIzaSyA-1234567890abcdefghijklmnopqrstu",
+            Class::ApiKey,
+        ),
         (
             "postgres://app:s3cr3t-pw@db.internal:5432/shop",
             "s3cr3t-pw",
@@ -94,7 +126,10 @@ fn private_keys_are_found_whole() {
     assert_eq!(classes(&text), vec![(pem.to_owned(), Class::Secret)]);
     let ssh = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA\n-----END OPENSSH PRIVATE KEY-----";
     assert_eq!(one(ssh), Some(Class::Secret));
-    assert_eq!(one("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"), None);
+    assert_eq!(
+        one("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"),
+        None
+    );
 }
 
 #[test]

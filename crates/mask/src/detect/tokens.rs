@@ -49,7 +49,9 @@ impl Set {
             Set::Upper => b.is_ascii_uppercase() || b.is_ascii_digit(),
             Set::Alnum => b.is_ascii_alphanumeric(),
             Set::Url => b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'),
-            Set::Crypt => b.is_ascii_alphanumeric() || matches!(b, b'$' | b'=' | b',' | b'+' | b'/' | b'.'),
+            Set::Crypt => {
+                b.is_ascii_alphanumeric() || matches!(b, b'$' | b'=' | b',' | b'+' | b'/' | b'.')
+            }
             Set::Hex => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
         }
     }
@@ -68,47 +70,252 @@ const fn run(set: Set, min: usize, max: usize) -> Body {
 }
 
 const RULES: &[Rule] = &[
-    Rule { prefix: "AKIA", class: Class::ApiKey, body: run(Set::Upper, 16, 16), bounded: true },
-    Rule { prefix: "ASIA", class: Class::ApiKey, body: run(Set::Upper, 16, 16), bounded: true },
-    Rule { prefix: "ghp_", class: Class::Token, body: Body::GitHub, bounded: true },
-    Rule { prefix: "gho_", class: Class::Token, body: Body::GitHub, bounded: true },
-    Rule { prefix: "ghu_", class: Class::Token, body: Body::GitHub, bounded: true },
-    Rule { prefix: "ghs_", class: Class::Token, body: Body::GitHub, bounded: true },
-    Rule { prefix: "ghr_", class: Class::Token, body: Body::GitHub, bounded: true },
-    Rule { prefix: "github_pat_", class: Class::Token, body: run(Set::Url, 40, 255), bounded: true },
-    Rule { prefix: "glpat-", class: Class::Token, body: run(Set::Url, 20, 255), bounded: true },
-    Rule { prefix: "xoxb-", class: Class::Token, body: run(Set::Url, 10, 255), bounded: true },
-    Rule { prefix: "xoxp-", class: Class::Token, body: run(Set::Url, 10, 255), bounded: true },
-    Rule { prefix: "xoxa-", class: Class::Token, body: run(Set::Url, 10, 255), bounded: true },
-    Rule { prefix: "xoxr-", class: Class::Token, body: run(Set::Url, 10, 255), bounded: true },
-    Rule { prefix: "xoxs-", class: Class::Token, body: run(Set::Url, 10, 255), bounded: true },
-    Rule { prefix: "xapp-", class: Class::Token, body: run(Set::Url, 10, 255), bounded: true },
-    Rule { prefix: "sk_live_", class: Class::ApiKey, body: run(Set::Alnum, 16, 255), bounded: true },
-    Rule { prefix: "rk_live_", class: Class::ApiKey, body: run(Set::Alnum, 16, 255), bounded: true },
-    Rule { prefix: "sk_test_", class: Class::ApiKey, body: run(Set::Alnum, 16, 255), bounded: true },
-    Rule { prefix: "whsec_", class: Class::Secret, body: run(Set::Alnum, 16, 255), bounded: true },
-    Rule { prefix: "sk-proj-", class: Class::ApiKey, body: run(Set::Url, 20, 255), bounded: true },
-    Rule { prefix: "sk-svcacct-", class: Class::ApiKey, body: run(Set::Url, 20, 255), bounded: true },
-    Rule { prefix: "sk-admin-", class: Class::ApiKey, body: run(Set::Url, 20, 255), bounded: true },
-    Rule { prefix: "sk-ant-", class: Class::ApiKey, body: run(Set::Url, 20, 255), bounded: true },
-    Rule { prefix: "sk-", class: Class::ApiKey, body: Body::OpenAiLegacy, bounded: true },
-    Rule { prefix: "AIza", class: Class::ApiKey, body: run(Set::Url, 35, 35), bounded: true },
-    Rule { prefix: "npm_", class: Class::Token, body: run(Set::Alnum, 36, 36), bounded: true },
-    Rule { prefix: "pypi-AgEI", class: Class::Token, body: run(Set::Url, 50, 512), bounded: true },
-    Rule { prefix: "SG.", class: Class::ApiKey, body: Body::SendGrid, bounded: true },
-    Rule { prefix: "shpat_", class: Class::Token, body: run(Set::Hex, 32, 32), bounded: true },
-    Rule { prefix: "shpss_", class: Class::Secret, body: run(Set::Hex, 32, 32), bounded: true },
-    Rule { prefix: "shpca_", class: Class::Token, body: run(Set::Hex, 32, 32), bounded: true },
-    Rule { prefix: "eyJ", class: Class::Token, body: Body::Jwt, bounded: true },
-    Rule { prefix: "-----BEGIN ", class: Class::Secret, body: Body::PrivateKey, bounded: false },
-    Rule { prefix: "$2a$", class: Class::PasswordHash, body: run(Set::Crypt, 56, 56), bounded: false },
-    Rule { prefix: "$2b$", class: Class::PasswordHash, body: run(Set::Crypt, 56, 56), bounded: false },
-    Rule { prefix: "$2y$", class: Class::PasswordHash, body: run(Set::Crypt, 56, 56), bounded: false },
-    Rule { prefix: "$argon2", class: Class::PasswordHash, body: run(Set::Crypt, 30, 512), bounded: false },
-    Rule { prefix: "$5$", class: Class::PasswordHash, body: run(Set::Crypt, 40, 512), bounded: false },
-    Rule { prefix: "$6$", class: Class::PasswordHash, body: run(Set::Crypt, 80, 512), bounded: false },
-    Rule { prefix: "SCRAM-SHA-256$", class: Class::PasswordHash, body: run(Set::Crypt, 60, 512), bounded: true },
-    Rule { prefix: "://", class: Class::Secret, body: Body::UrlPassword, bounded: false },
+    Rule {
+        prefix: "AKIA",
+        class: Class::ApiKey,
+        body: run(Set::Upper, 16, 16),
+        bounded: true,
+    },
+    Rule {
+        prefix: "ASIA",
+        class: Class::ApiKey,
+        body: run(Set::Upper, 16, 16),
+        bounded: true,
+    },
+    Rule {
+        prefix: "ghp_",
+        class: Class::Token,
+        body: Body::GitHub,
+        bounded: true,
+    },
+    Rule {
+        prefix: "gho_",
+        class: Class::Token,
+        body: Body::GitHub,
+        bounded: true,
+    },
+    Rule {
+        prefix: "ghu_",
+        class: Class::Token,
+        body: Body::GitHub,
+        bounded: true,
+    },
+    Rule {
+        prefix: "ghs_",
+        class: Class::Token,
+        body: Body::GitHub,
+        bounded: true,
+    },
+    Rule {
+        prefix: "ghr_",
+        class: Class::Token,
+        body: Body::GitHub,
+        bounded: true,
+    },
+    Rule {
+        prefix: "github_pat_",
+        class: Class::Token,
+        body: run(Set::Url, 40, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "glpat-",
+        class: Class::Token,
+        body: run(Set::Url, 20, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "xoxb-",
+        class: Class::Token,
+        body: run(Set::Url, 10, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "xoxp-",
+        class: Class::Token,
+        body: run(Set::Url, 10, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "xoxa-",
+        class: Class::Token,
+        body: run(Set::Url, 10, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "xoxr-",
+        class: Class::Token,
+        body: run(Set::Url, 10, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "xoxs-",
+        class: Class::Token,
+        body: run(Set::Url, 10, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "xapp-",
+        class: Class::Token,
+        body: run(Set::Url, 10, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "sk_live_",
+        class: Class::ApiKey,
+        body: run(Set::Alnum, 16, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "rk_live_",
+        class: Class::ApiKey,
+        body: run(Set::Alnum, 16, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "sk_test_",
+        class: Class::ApiKey,
+        body: run(Set::Alnum, 16, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "whsec_",
+        class: Class::Secret,
+        body: run(Set::Alnum, 16, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "sk-proj-",
+        class: Class::ApiKey,
+        body: run(Set::Url, 20, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "sk-svcacct-",
+        class: Class::ApiKey,
+        body: run(Set::Url, 20, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "sk-admin-",
+        class: Class::ApiKey,
+        body: run(Set::Url, 20, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "sk-ant-",
+        class: Class::ApiKey,
+        body: run(Set::Url, 20, 255),
+        bounded: true,
+    },
+    Rule {
+        prefix: "sk-",
+        class: Class::ApiKey,
+        body: Body::OpenAiLegacy,
+        bounded: true,
+    },
+    Rule {
+        prefix: "AIza",
+        class: Class::ApiKey,
+        body: run(Set::Url, 35, 35),
+        bounded: true,
+    },
+    Rule {
+        prefix: "npm_",
+        class: Class::Token,
+        body: run(Set::Alnum, 36, 36),
+        bounded: true,
+    },
+    Rule {
+        prefix: "pypi-AgEI",
+        class: Class::Token,
+        body: run(Set::Url, 50, 512),
+        bounded: true,
+    },
+    Rule {
+        prefix: "SG.",
+        class: Class::ApiKey,
+        body: Body::SendGrid,
+        bounded: true,
+    },
+    Rule {
+        prefix: "shpat_",
+        class: Class::Token,
+        body: run(Set::Hex, 32, 32),
+        bounded: true,
+    },
+    Rule {
+        prefix: "shpss_",
+        class: Class::Secret,
+        body: run(Set::Hex, 32, 32),
+        bounded: true,
+    },
+    Rule {
+        prefix: "shpca_",
+        class: Class::Token,
+        body: run(Set::Hex, 32, 32),
+        bounded: true,
+    },
+    Rule {
+        prefix: "eyJ",
+        class: Class::Token,
+        body: Body::Jwt,
+        bounded: true,
+    },
+    Rule {
+        prefix: "-----BEGIN ",
+        class: Class::Secret,
+        body: Body::PrivateKey,
+        bounded: false,
+    },
+    Rule {
+        prefix: "$2a$",
+        class: Class::PasswordHash,
+        body: run(Set::Crypt, 56, 56),
+        bounded: false,
+    },
+    Rule {
+        prefix: "$2b$",
+        class: Class::PasswordHash,
+        body: run(Set::Crypt, 56, 56),
+        bounded: false,
+    },
+    Rule {
+        prefix: "$2y$",
+        class: Class::PasswordHash,
+        body: run(Set::Crypt, 56, 56),
+        bounded: false,
+    },
+    Rule {
+        prefix: "$argon2",
+        class: Class::PasswordHash,
+        body: run(Set::Crypt, 30, 512),
+        bounded: false,
+    },
+    Rule {
+        prefix: "$5$",
+        class: Class::PasswordHash,
+        body: run(Set::Crypt, 40, 512),
+        bounded: false,
+    },
+    Rule {
+        prefix: "$6$",
+        class: Class::PasswordHash,
+        body: run(Set::Crypt, 80, 512),
+        bounded: false,
+    },
+    Rule {
+        prefix: "SCRAM-SHA-256$",
+        class: Class::PasswordHash,
+        body: run(Set::Crypt, 60, 512),
+        bounded: true,
+    },
+    Rule {
+        prefix: "://",
+        class: Class::Secret,
+        body: Body::UrlPassword,
+        bounded: false,
+    },
 ];
 
 /// The prefix automaton.
@@ -241,7 +448,10 @@ fn private_key(text: &[u8], p: usize, q: usize) -> Option<(usize, usize)> {
 fn url_password(text: &[u8], p: usize) -> Option<(usize, usize)> {
     // A scheme before it.
     let mut s = p;
-    while s > 0 && p - s < 32 && (text[s - 1].is_ascii_alphanumeric() || matches!(text[s - 1], b'+' | b'.' | b'-')) {
+    while s > 0
+        && p - s < 32
+        && (text[s - 1].is_ascii_alphanumeric() || matches!(text[s - 1], b'+' | b'.' | b'-'))
+    {
         s -= 1;
     }
     if s == p {

@@ -127,7 +127,10 @@ impl RowMasking {
                 .plan(&self.specs)
                 .map_err(|e| unmaskable(&e.to_string()))?,
         );
-        if !computed {
+        // A plan stands for later result sets only when nothing in it
+        // can change meanwhile: no computed column (its lineage depends on
+        // the statement), no unmask decision that depends on the time.
+        if !computed && !guarded.target.guard.engine().unmask_reads_time() {
             if self.plans.len() >= MAX_PLANS {
                 self.plans.clear();
             }
