@@ -377,10 +377,44 @@ sslmode = "require"
             ScramVerifier::generate(u.password.as_bytes())
         ));
     }
+    write_policies(&dir.join("policies"))?;
+    text.push_str(
+        "\n# The default policies, and one of the demo's own: the DBAs may see\n\
+         # classified columns unmasked on staging (masking is on with no\n\
+         # configuration; see docs/MASKING.md).\n[policy]\nfiles = [\"policies\"]\n",
+    );
     let path = dir.join("portcullis.toml");
     write_private(&path, &text)?;
     Ok(path)
 }
+
+/// Who may see classified columns unmasked in the demo.
+pub(crate) const DEMO_UNMASK_POLICY: &str = r#"// The demo's own policy: DBAs see classified columns unmasked on staging,
+// password hashes excepted. Everyone else, and everyone on production,
+// sees them masked (nothing grants Unmask otherwise).
+@id("dba-unmasks-on-staging")
+permit(principal in Portcullis::Group::"dba", action == Portcullis::Action::"Unmask", resource)
+when { context.environment == "staging" && resource.classification != "password_hash" };
+"#;
+
+/// The default bundle, and the demo's unmask policy beside it.
+fn write_policies(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for source in portcullis_policy::default_bundle() {
+        // Names are paths below the bundle's folder (`default/base.cedar`).
+        let path = dir.join(&source.name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        write_private(&path, &source.text)?;
+    }
+    write_private(&dir.join("zz-demo-unmask.cedar"), DEMO_UNMASK_POLICY)
+}
+
+/// What the printed instructions show of masking: a query of classified
+/// columns, masked for everyone on production.
+const TRY_MASKING: &str = "SELECT full_name, email, phone, ssn FROM customers ORDER BY id LIMIT 3";
 
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write;
@@ -606,6 +640,11 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
          Why a statement is refused, step by step:\n  {explain}\n\
          Observe mode (log what would be refused, refuse nothing): add enforcement = \"observe\"\n\
          to the shop [[target]] in the configuration and reload; new sessions use it.\n\n"
+    ));
+    s.push_str(&format!(
+        "Masking, with no configuration: classified columns come back masked, whatever the query:\n  \
+         {TRY_MASKING};\n      -- masked for every user on shop; olga (DBA) sees it unmasked on shop_staging\n  \
+         SELECT upper(email), row_to_json(c) FROM customers c LIMIT 1;\n      -- computed from masked columns: masked whole\n\n"
     ));
     if let Some(a) = admin {
         s.push_str(&format!(

@@ -157,6 +157,34 @@ fn production_refuses_what_the_instructions_say_and_staging_runs_it() {
             format!("shop={UPSTREAM_ROLE},shop_staging={STAGING_ROLE}")
         );
 
+        // Masking: on production every user sees classified columns
+        // masked; on staging the DBA (olga) sees them as stored.
+        let stored = demo
+            .cluster
+            .sql("shop", "SELECT email FROM customers ORDER BY id LIMIT 1")
+            .unwrap();
+        let stored = stored.trim().to_owned();
+        assert!(stored.contains('@'), "{stored}");
+        for user in &demo.users {
+            for db in ["shop", "shop_staging"] {
+                let client = connect(&demo, proxy, db, user).await;
+                let rows = client
+                    .query(&format!("{} ", super::TRY_MASKING), &[])
+                    .await
+                    .unwrap_or_else(|e| panic!("{db} as {}: {e}", user.name));
+                assert_eq!(rows.len(), 3);
+                let email: String = rows[0].get(1);
+                let unmasked = db == "shop_staging" && user.groups.contains(&"dba");
+                if unmasked {
+                    assert_eq!(email, stored, "{db} as {}", user.name);
+                } else {
+                    assert_ne!(email, stored, "{db} as {}", user.name);
+                    let ssn: String = rows[0].get(3);
+                    assert!(!ssn.chars().take(3).any(|c| c.is_ascii_digit()), "{ssn}");
+                }
+            }
+        }
+
         // Staging runs everything tried on production (the DELETE before
         // the DROP, as listed; no row limit there).
         for (sql, _) in TRY_ON_PRODUCTION {
