@@ -110,9 +110,6 @@ impl ColumnMasker {
         Ok(ColumnMasker { kind, format, action })
     }
 
-    pub(crate) fn kind(&self) -> Kind {
-        self.kind
-    }
 
     pub(crate) fn is_pass(&self) -> bool {
         self.action == Action::Pass
