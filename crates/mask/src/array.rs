@@ -56,7 +56,10 @@ where
     if v.first() == Some(&b'[') {
         let eq = v.iter().position(|&b| b == b'=')?;
         let bounds = &v[..eq];
-        if !bounds.iter().all(|&b| b.is_ascii_digit() || b"[]:-".contains(&b)) {
+        if !bounds
+            .iter()
+            .all(|&b| b.is_ascii_digit() || b"[]:-".contains(&b))
+        {
             return None;
         }
         out.extend_from_slice(&v[..=eq]);
@@ -163,7 +166,12 @@ fn read_element(v: &[u8], mut pos: usize, element: &mut Vec<u8>) -> Option<(usiz
 pub(crate) fn write_element(e: &[u8], out: &mut Vec<u8>) {
     let needs_quotes = e.is_empty()
         || e.eq_ignore_ascii_case(b"NULL")
-        || e.iter().any(|b| matches!(b, b'"' | b'\\' | b'{' | b'}' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c));
+        || e.iter().any(|b| {
+            matches!(
+                b,
+                b'"' | b'\\' | b'{' | b'}' | b',' | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c
+            )
+        });
     if !needs_quotes {
         out.extend_from_slice(e);
         return;
@@ -200,7 +208,10 @@ where
 {
     let ndim = read_i32(v, 0)?;
     let flags = read_i32(v, 4)?;
-    if !(0..=MAX_DIMS).contains(&ndim) || !(flags == 0 || flags == 1) || read_i32(v, 8)? as u32 != elem_oid {
+    if !(0..=MAX_DIMS).contains(&ndim)
+        || !(flags == 0 || flags == 1)
+        || read_i32(v, 8)? as u32 != elem_oid
+    {
         return None;
     }
     let header = 12 + 8 * ndim as usize;
@@ -273,7 +284,18 @@ mod tests {
         assert_eq!(text("{}"), "{}");
         // An escaped NULL is a string.
         assert_eq!(text("{\\NULL}"), "{****}");
-        for bad in ["", "{", "{a", "{a,}", "{,a}", "{a}}", "a", "{\"a}", "{a{b}}", "{{{{{{{1}}}}}}}"] {
+        for bad in [
+            "",
+            "{",
+            "{a",
+            "{a,}",
+            "{,a}",
+            "{a}}",
+            "a",
+            "{\"a}",
+            "{a{b}}",
+            "{{{{{{{1}}}}}}}",
+        ] {
             assert_eq!(text(bad), "{}", "{bad}");
         }
     }

@@ -45,16 +45,37 @@ pub struct CopyFormat {
 impl CopyFormat {
     /// PostgreSQL's defaults for `FORMAT text`.
     pub fn text() -> CopyFormat {
-        CopyFormat { kind: CopyKind::Text, delimiter: b'\t', null: b"\\N".to_vec(), quote: b'"', escape: b'"', header: false }
+        CopyFormat {
+            kind: CopyKind::Text,
+            delimiter: b'\t',
+            null: b"\\N".to_vec(),
+            quote: b'"',
+            escape: b'"',
+            header: false,
+        }
     }
 
     /// PostgreSQL's defaults for `FORMAT csv`.
     pub fn csv() -> CopyFormat {
-        CopyFormat { kind: CopyKind::Csv, delimiter: b',', null: Vec::new(), quote: b'"', escape: b'"', header: false }
+        CopyFormat {
+            kind: CopyKind::Csv,
+            delimiter: b',',
+            null: Vec::new(),
+            quote: b'"',
+            escape: b'"',
+            header: false,
+        }
     }
 
     pub fn binary() -> CopyFormat {
-        CopyFormat { kind: CopyKind::Binary, delimiter: 0, null: Vec::new(), quote: 0, escape: 0, header: false }
+        CopyFormat {
+            kind: CopyKind::Binary,
+            delimiter: 0,
+            null: Vec::new(),
+            quote: 0,
+            escape: 0,
+            header: false,
+        }
     }
 
     fn value_format(&self) -> Format {
@@ -71,18 +92,36 @@ impl Plan {
     /// line with its `\n`, or one binary tuple). Appends a whole CopyData
     /// message to `out` when something changed. Headers and the binary
     /// trailer are [`CopyRows`]' business.
-    pub fn copy_row(&self, format: &CopyFormat, data: &[u8], out: &mut Vec<u8>) -> Result<Rewrite, MaskError> {
-        if self.columns.iter().any(|c| c.format() != format.value_format()) {
-            return Err(MaskError::Copy("the plan's formats do not match the COPY format"));
+    pub fn copy_row(
+        &self,
+        format: &CopyFormat,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Rewrite, MaskError> {
+        if self
+            .columns
+            .iter()
+            .any(|c| c.format() != format.value_format())
+        {
+            return Err(MaskError::Copy(
+                "the plan's formats do not match the COPY format",
+            ));
         }
         wrap_message(COPY_DATA, out, |out| self.copy_fields(format, data, out))
     }
 
-    fn copy_fields(&self, format: &CopyFormat, data: &[u8], out: &mut Vec<u8>) -> Result<bool, MaskError> {
+    fn copy_fields(
+        &self,
+        format: &CopyFormat,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, MaskError> {
         match format.kind {
             CopyKind::Binary => self.rewrite_fields(data, out),
             CopyKind::Text | CopyKind::Csv => {
-                let line = data.strip_suffix(b"\n").ok_or(MaskError::Copy("row does not end in a newline"))?;
+                let line = data
+                    .strip_suffix(b"\n")
+                    .ok_or(MaskError::Copy("row does not end in a newline"))?;
                 let changed = self.copy_line(format, line, out)?;
                 out.push(b'\n');
                 Ok(changed)
@@ -90,7 +129,12 @@ impl Plan {
         }
     }
 
-    fn copy_line(&self, format: &CopyFormat, line: &[u8], out: &mut Vec<u8>) -> Result<bool, MaskError> {
+    fn copy_line(
+        &self,
+        format: &CopyFormat,
+        line: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, MaskError> {
         let csv = format.kind == CopyKind::Csv;
         let ctx = self.ctx();
         let mut value = Vec::new();
@@ -100,12 +144,19 @@ impl Plan {
         for (i, column) in self.columns.iter().enumerate() {
             if i > 0 {
                 if line.get(pos) != Some(&format.delimiter) {
-                    return Err(MaskError::ColumnCount { expected: self.columns.len(), got: i });
+                    return Err(MaskError::ColumnCount {
+                        expected: self.columns.len(),
+                        got: i,
+                    });
                 }
                 out.push(format.delimiter);
                 pos += 1;
             }
-            let end = if csv { csv_field_end(format, line, pos)? } else { text_field_end(format, line, pos) };
+            let end = if csv {
+                csv_field_end(format, line, pos)?
+            } else {
+                text_field_end(format, line, pos)
+            };
             let raw = &line[pos..end];
             pos = end;
             if column.is_pass() {
@@ -133,7 +184,10 @@ impl Plan {
             changed |= out[field_at..] != *raw;
         }
         if pos != line.len() {
-            return Err(MaskError::ColumnCount { expected: self.columns.len(), got: self.columns.len() + 1 });
+            return Err(MaskError::ColumnCount {
+                expected: self.columns.len(),
+                got: self.columns.len() + 1,
+            });
         }
         Ok(changed)
     }
@@ -227,7 +281,12 @@ fn csv_field_end(format: &CopyFormat, line: &[u8], mut pos: usize) -> Result<usi
     while pos < line.len() {
         let b = line[pos];
         if quoted {
-            if b == format.escape && format.escape != format.quote && line.get(pos + 1).is_some_and(|&n| n == format.quote || n == format.escape) {
+            if b == format.escape
+                && format.escape != format.quote
+                && line
+                    .get(pos + 1)
+                    .is_some_and(|&n| n == format.quote || n == format.escape)
+            {
                 pos += 2;
                 continue;
             }
@@ -257,7 +316,12 @@ fn csv_decode(format: &CopyFormat, raw: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
-        if quoted && b == format.escape && raw.get(i + 1).is_some_and(|&n| n == format.quote || n == format.escape) {
+        if quoted
+            && b == format.escape
+            && raw
+                .get(i + 1)
+                .is_some_and(|&n| n == format.quote || n == format.escape)
+        {
             // Covers `""` when escape == quote: the pair is one quote.
             out.push(raw[i + 1]);
             i += 2;
@@ -277,7 +341,13 @@ fn csv_decode(format: &CopyFormat, raw: &[u8], out: &mut Vec<u8>) {
 pub(crate) fn csv_encode(format: &CopyFormat, v: &[u8], out: &mut Vec<u8>) {
     let needs_quotes = v == format.null.as_slice()
         || v.starts_with(b"\\.")
-        || v.iter().any(|&b| b == format.delimiter || b == format.quote || b == format.escape || b == b'\n' || b == b'\r');
+        || v.iter().any(|&b| {
+            b == format.delimiter
+                || b == format.quote
+                || b == format.escape
+                || b == b'\n'
+                || b == b'\r'
+        });
     if !needs_quotes {
         out.extend_from_slice(v);
         return;
@@ -311,13 +381,22 @@ pub struct CopyRows {
 
 impl CopyRows {
     pub fn new(format: CopyFormat) -> CopyRows {
-        let stage = if format.kind == CopyKind::Binary || format.header { Stage::Start } else { Stage::Rows };
+        let stage = if format.kind == CopyKind::Binary || format.header {
+            Stage::Start
+        } else {
+            Stage::Rows
+        };
         CopyRows { format, stage }
     }
 
     /// Rewrites one CopyData payload; appends a whole CopyData message to
     /// `out` when it changed.
-    pub fn copy_data(&mut self, plan: &Plan, data: &[u8], out: &mut Vec<u8>) -> Result<Rewrite, MaskError> {
+    pub fn copy_data(
+        &mut self,
+        plan: &Plan,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Rewrite, MaskError> {
         match (self.stage, self.format.kind) {
             (Stage::Ended, _) => Err(MaskError::Copy("data after the binary trailer")),
             (Stage::Start, CopyKind::Text | CopyKind::Csv) => {
@@ -337,19 +416,28 @@ impl CopyRows {
                     self.binary_tuple(plan, rest, out)
                 })
             }
-            (Stage::Rows, CopyKind::Binary) => wrap_message(COPY_DATA, out, |out| self.binary_tuple(plan, data, out)),
+            (Stage::Rows, CopyKind::Binary) => {
+                wrap_message(COPY_DATA, out, |out| self.binary_tuple(plan, data, out))
+            }
             (Stage::Rows, _) => plan.copy_row(&self.format, data, out),
         }
     }
 
-    fn binary_tuple(&mut self, plan: &Plan, data: &[u8], out: &mut Vec<u8>) -> Result<bool, MaskError> {
+    fn binary_tuple(
+        &mut self,
+        plan: &Plan,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, MaskError> {
         if data == (-1i16).to_be_bytes() {
             self.stage = Stage::Ended;
             out.extend_from_slice(data);
             return Ok(false);
         }
         if plan.columns.iter().any(|c| c.format() != Format::Binary) {
-            return Err(MaskError::Copy("the plan's formats do not match the COPY format"));
+            return Err(MaskError::Copy(
+                "the plan's formats do not match the COPY format",
+            ));
         }
         plan.rewrite_fields(data, out)
     }
@@ -361,7 +449,10 @@ fn binary_header_len(data: &[u8]) -> Result<usize, MaskError> {
     if !data.starts_with(BINARY_SIGNATURE) {
         return Err(bad);
     }
-    let word = |at: usize| data.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let word = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
     let flags = word(11).ok_or(bad.clone())?;
     if flags & FLAG_OIDS != 0 {
         return Err(MaskError::Copy("binary COPY with OIDs"));
@@ -380,17 +471,37 @@ mod tests {
     use crate::{Class, ColumnSpec, ColumnType, Detectors, MaskSettings, Masker, Rule, Strategy};
 
     fn plan(format: Format, rules: &[Rule]) -> Plan {
-        let columns: Vec<_> =
-            rules.iter().map(|&rule| ColumnSpec { ty: ColumnType { oid: 25, typmod: -1 }, format, rule }).collect();
-        Masker::new(MaskSettings::default(), Detectors::new()).plan(&columns).unwrap()
+        let columns: Vec<_> = rules
+            .iter()
+            .map(|&rule| ColumnSpec {
+                ty: ColumnType {
+                    oid: 25,
+                    typmod: -1,
+                },
+                format,
+                rule,
+            })
+            .collect();
+        Masker::new(MaskSettings::default(), Detectors::new())
+            .plan(&columns)
+            .unwrap()
     }
 
-    const SECRET: Rule = Rule::Mask { class: Class::Secret, strategy: Strategy::Partial };
-    const NULLIFY: Rule = Rule::Mask { class: Class::Secret, strategy: Strategy::Nullify };
+    const SECRET: Rule = Rule::Mask {
+        class: Class::Secret,
+        strategy: Strategy::Partial,
+    };
+    const NULLIFY: Rule = Rule::Mask {
+        class: Class::Secret,
+        strategy: Strategy::Nullify,
+    };
 
     fn payload(out: &[u8]) -> &[u8] {
         assert_eq!(out[0], b'd');
-        assert_eq!(i32::from_be_bytes(out[1..5].try_into().unwrap()) as usize, out.len() - 1);
+        assert_eq!(
+            i32::from_be_bytes(out[1..5].try_into().unwrap()) as usize,
+            out.len() - 1
+        );
         &out[5..]
     }
 
@@ -399,7 +510,10 @@ mod tests {
         let p = plan(Format::Text, &[Rule::Pass, SECRET, Rule::Pass, NULLIFY]);
         let row = b"a\\tb\\\\\tx\\ty\\nz\tc\\nd\\\\\tsecret\n";
         let mut out = Vec::new();
-        assert_eq!(p.copy_row(&CopyFormat::text(), row, &mut out), Ok(Rewrite::Rewritten));
+        assert_eq!(
+            p.copy_row(&CopyFormat::text(), row, &mut out),
+            Ok(Rewrite::Rewritten)
+        );
         // The masked value x<TAB>y<LF>z keeps its tab and newline, escaped.
         assert_eq!(payload(&out), b"a\\tb\\\\\t*\\t*\\n*\tc\\nd\\\\\t\\N\n");
     }
@@ -407,12 +521,22 @@ mod tests {
     #[test]
     fn text_nulls_and_other_delimiters() {
         let p = plan(Format::Text, &[SECRET, SECRET]);
-        let format = CopyFormat { delimiter: b'|', null: b"NIL".to_vec(), ..CopyFormat::text() };
+        let format = CopyFormat {
+            delimiter: b'|',
+            null: b"NIL".to_vec(),
+            ..CopyFormat::text()
+        };
         let mut out = Vec::new();
-        assert_eq!(p.copy_row(&format, b"NIL|a\\|b\n", &mut out), Ok(Rewrite::Rewritten));
+        assert_eq!(
+            p.copy_row(&format, b"NIL|a\\|b\n", &mut out),
+            Ok(Rewrite::Rewritten)
+        );
         assert_eq!(payload(&out), b"NIL|*\\|*\n");
         out.clear();
-        assert_eq!(p.copy_row(&format, b"NIL|NIL\n", &mut out), Ok(Rewrite::Unchanged));
+        assert_eq!(
+            p.copy_row(&format, b"NIL|NIL\n", &mut out),
+            Ok(Rewrite::Unchanged)
+        );
         assert!(p.copy_row(&format, b"a|b|c\n", &mut out).is_err());
         assert!(p.copy_row(&format, b"a\n", &mut out).is_err());
         assert!(p.copy_row(&format, b"a|b", &mut out).is_err());
@@ -427,20 +551,34 @@ mod tests {
         let p = plan(Format::Text, &[Rule::Pass, SECRET, SECRET, SECRET]);
         let row = b"\"a,\"\"b\",\"x,y\",\"\",\n";
         let mut out = Vec::new();
-        assert_eq!(p.copy_row(&CopyFormat::csv(), row, &mut out), Ok(Rewrite::Rewritten));
+        assert_eq!(
+            p.copy_row(&CopyFormat::csv(), row, &mut out),
+            Ok(Rewrite::Rewritten)
+        );
         // "x,y" keeps its comma so stays quoted; "" is an empty string, and
         // the unquoted empty field is NULL.
         assert_eq!(payload(&out), b"\"a,\"\"b\",\"*,*\",\"\",\n");
         // A masked value with a quote is escaped by doubling.
         out.clear();
-        p.copy_row(&CopyFormat::csv(), b"p,\"say \"\"hi\"\"\",\"multi\nline\",z\n", &mut out).unwrap();
+        p.copy_row(
+            &CopyFormat::csv(),
+            b"p,\"say \"\"hi\"\"\",\"multi\nline\",z\n",
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(payload(&out), b"p,\"*** \"\"**\"\"\",\"*****\n****\",*\n");
         // Another escape character.
-        let format = CopyFormat { escape: b'\\', ..CopyFormat::csv() };
+        let format = CopyFormat {
+            escape: b'\\',
+            ..CopyFormat::csv()
+        };
         out.clear();
-        p.copy_row(&format, b"p,\"a\\\"b\",c,d\n", &mut out).unwrap();
+        p.copy_row(&format, b"p,\"a\\\"b\",c,d\n", &mut out)
+            .unwrap();
         assert_eq!(payload(&out), b"p,\"*\\\"*\",*,*\n");
-        assert!(p.copy_row(&CopyFormat::csv(), b"p,\"open,c,d\n", &mut out).is_err());
+        assert!(p
+            .copy_row(&CopyFormat::csv(), b"p,\"open,c,d\n", &mut out)
+            .is_err());
     }
 
     fn tuple(values: &[Option<&[u8]>]) -> Vec<u8> {
@@ -468,34 +606,66 @@ mod tests {
         let mut out = Vec::new();
         let first = [header.clone(), tuple(&[Some(b"k"), Some(b"ab")])].concat();
         assert_eq!(rows.copy_data(&p, &first, &mut out), Ok(Rewrite::Rewritten));
-        assert_eq!(payload(&out), [header.clone(), tuple(&[Some(b"k"), Some(b"**")])].concat());
+        assert_eq!(
+            payload(&out),
+            [header.clone(), tuple(&[Some(b"k"), Some(b"**")])].concat()
+        );
         out.clear();
-        assert_eq!(rows.copy_data(&p, &tuple(&[Some(b"k"), None]), &mut out), Ok(Rewrite::Unchanged));
-        assert_eq!(rows.copy_data(&p, &tuple(&[Some(b"k")]), &mut out), Err(MaskError::ColumnCount { expected: 2, got: 1 }));
-        assert_eq!(rows.copy_data(&p, &(-1i16).to_be_bytes(), &mut out), Ok(Rewrite::Unchanged));
-        assert!(rows.copy_data(&p, &tuple(&[Some(b"k"), None]), &mut out).is_err());
+        assert_eq!(
+            rows.copy_data(&p, &tuple(&[Some(b"k"), None]), &mut out),
+            Ok(Rewrite::Unchanged)
+        );
+        assert_eq!(
+            rows.copy_data(&p, &tuple(&[Some(b"k")]), &mut out),
+            Err(MaskError::ColumnCount {
+                expected: 2,
+                got: 1
+            })
+        );
+        assert_eq!(
+            rows.copy_data(&p, &(-1i16).to_be_bytes(), &mut out),
+            Ok(Rewrite::Unchanged)
+        );
+        assert!(rows
+            .copy_data(&p, &tuple(&[Some(b"k"), None]), &mut out)
+            .is_err());
         assert!(out.is_empty());
 
         // Header and trailer alone; a bad signature; OIDs.
         let mut rows = CopyRows::new(CopyFormat::binary());
         let only = [header.clone(), (-1i16).to_be_bytes().to_vec()].concat();
         assert_eq!(rows.copy_data(&p, &only, &mut out), Ok(Rewrite::Unchanged));
-        assert!(CopyRows::new(CopyFormat::binary()).copy_data(&p, b"PGCOPY\n", &mut out).is_err());
+        assert!(CopyRows::new(CopyFormat::binary())
+            .copy_data(&p, b"PGCOPY\n", &mut out)
+            .is_err());
         let mut oids = header.clone();
         oids[11..15].copy_from_slice(&(1u32 << 16).to_be_bytes());
-        assert!(CopyRows::new(CopyFormat::binary()).copy_data(&p, &oids, &mut out).is_err());
+        assert!(CopyRows::new(CopyFormat::binary())
+            .copy_data(&p, &oids, &mut out)
+            .is_err());
         // A text plan cannot read binary rows.
         let text_plan = plan(Format::Text, &[Rule::Pass, SECRET]);
-        assert!(CopyRows::new(CopyFormat::binary()).copy_data(&text_plan, &first, &mut out).is_err());
+        assert!(CopyRows::new(CopyFormat::binary())
+            .copy_data(&text_plan, &first, &mut out)
+            .is_err());
     }
 
     #[test]
     fn header_lines_pass() {
         let p = plan(Format::Text, &[SECRET]);
-        let mut rows = CopyRows::new(CopyFormat { header: true, ..CopyFormat::csv() });
+        let mut rows = CopyRows::new(CopyFormat {
+            header: true,
+            ..CopyFormat::csv()
+        });
         let mut out = Vec::new();
-        assert_eq!(rows.copy_data(&p, b"email\n", &mut out), Ok(Rewrite::Unchanged));
-        assert_eq!(rows.copy_data(&p, b"bob\n", &mut out), Ok(Rewrite::Rewritten));
+        assert_eq!(
+            rows.copy_data(&p, b"email\n", &mut out),
+            Ok(Rewrite::Unchanged)
+        );
+        assert_eq!(
+            rows.copy_data(&p, b"bob\n", &mut out),
+            Ok(Rewrite::Rewritten)
+        );
         assert_eq!(payload(&out), b"***\n");
     }
 }

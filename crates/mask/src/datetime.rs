@@ -32,7 +32,15 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { era * 400 + yoe + 1 } else { era * 400 + yoe }, m, d)
+    (
+        if m <= 2 {
+            era * 400 + yoe + 1
+        } else {
+            era * 400 + yoe
+        },
+        m,
+        d,
+    )
 }
 
 /// Binary `date` → the first day of its year. Infinities stay.
@@ -76,7 +84,13 @@ fn write_ymd(year: i64, m: u32, d: u32, out: &mut Vec<u8>) {
 /// Appends `HH:MM:SS` for seconds since midnight.
 pub fn write_time(secs: i64, out: &mut Vec<u8>) {
     use std::io::Write;
-    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let _ = write!(
+        out,
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
 }
 
 /// The year of an ISO text date or timestamp (`2024-05-03`,
@@ -94,7 +108,11 @@ pub fn iso_year(text: &[u8]) -> Option<(&[u8], bool)> {
     if month_day[0] != b'-' || month_day[3] != b'-' {
         return None;
     }
-    if !month_day[1..3].iter().chain(&month_day[4..6]).all(u8::is_ascii_digit) {
+    if !month_day[1..3]
+        .iter()
+        .chain(&month_day[4..6])
+        .all(u8::is_ascii_digit)
+    {
         return None;
     }
     Some((&text[..digits], text.ends_with(b" BC")))
@@ -127,7 +145,8 @@ pub fn text_hour(text: &[u8]) -> Option<u32> {
     }
     let two = |i: usize| -> Option<u32> {
         let (a, b) = (text[i], text[i + 1]);
-        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| u32::from(a - b'0') * 10 + u32::from(b - b'0'))
+        (a.is_ascii_digit() && b.is_ascii_digit())
+            .then(|| u32::from(a - b'0') * 10 + u32::from(b - b'0'))
     };
     let hour = two(0)?;
     (hour <= 24 && two(3)? < 60 && two(6)? < 61).then_some(hour)
@@ -151,7 +170,10 @@ mod tests {
     fn years() {
         // 2024-05-03 is day 8889 after 2000-01-01; 2024-01-01 is 8766.
         assert_eq!(date_to_year(8889), 8766);
-        assert_eq!(date_to_year(-1), days_from_civil(1999, 1, 1) as i32 - PG_EPOCH_DAYS as i32);
+        assert_eq!(
+            date_to_year(-1),
+            days_from_civil(1999, 1, 1) as i32 - PG_EPOCH_DAYS as i32
+        );
         assert_eq!(date_to_year(i32::MAX), i32::MAX);
         let ts = 8889 * USECS_PER_DAY + 12 * USECS_PER_HOUR + 17;
         assert_eq!(timestamp_to_year(ts), 8766 * USECS_PER_DAY);
@@ -164,7 +186,12 @@ mod tests {
     #[test]
     fn text_forms() {
         let mut out = Vec::new();
-        assert!(write_text_year(b"2024-05-03 10:11:12.5+02", true, true, &mut out));
+        assert!(write_text_year(
+            b"2024-05-03 10:11:12.5+02",
+            true,
+            true,
+            &mut out
+        ));
         assert_eq!(out, b"2024-01-01 00:00:00+00");
         out.clear();
         assert!(write_text_year(b"0044-03-15 BC", false, false, &mut out));

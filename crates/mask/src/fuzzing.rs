@@ -9,8 +9,8 @@ use crate::copy::{csv_encode, text_encode};
 use crate::kind::{oid, Kind, Scalar};
 use crate::validate;
 use crate::{
-    mask_value, Class, ColumnSpec, ColumnType, CopyFormat, CopyRows, Detectors, Format, MaskSettings, Masked, Masker,
-    Plan, Rewrite, Rule, Strategy,
+    mask_value, Class, ColumnSpec, ColumnType, CopyFormat, CopyRows, Detectors, Format,
+    MaskSettings, Masked, Masker, Plan, Rewrite, Rule, Strategy,
 };
 
 /// An OID the fuzzer's settings declare text-like (as citext would be).
@@ -74,14 +74,27 @@ fn spec(r: &mut Reader<'_>) -> ColumnSpec {
         2 => ((i32::from(r.byte() % 20) + 1) << 16 | i32::from(r.byte()) & 0x7ff) + 4,
         _ => i32::from_be_bytes([r.byte(), r.byte(), r.byte(), r.byte()]),
     };
-    let format = if r.byte() & 1 == 0 { Format::Text } else { Format::Binary };
+    let format = if r.byte() & 1 == 0 {
+        Format::Text
+    } else {
+        Format::Binary
+    };
     let rule = match r.byte() % 5 {
         0 => Rule::Pass,
         1 => Rule::Derived,
-        2 => Rule::Scan { context: (r.byte() & 1 == 0).then(|| r.pick(&Class::ALL)) },
-        _ => Rule::Mask { class: r.pick(&Class::ALL), strategy: r.pick(&Strategy::ALL) },
+        2 => Rule::Scan {
+            context: (r.byte() & 1 == 0).then(|| r.pick(&Class::ALL)),
+        },
+        _ => Rule::Mask {
+            class: r.pick(&Class::ALL),
+            strategy: r.pick(&Strategy::ALL),
+        },
     };
-    ColumnSpec { ty: ColumnType { oid, typmod }, format, rule }
+    ColumnSpec {
+        ty: ColumnType { oid, typmod },
+        format,
+        rule,
+    }
 }
 
 /// Runs `data` through a plan built from its first bytes. Panics only on
@@ -93,13 +106,28 @@ pub fn exercise(data: &[u8]) {
     let max_value_bytes = 8 + usize::from(r.byte()) * 4;
     let specs: Vec<ColumnSpec> = (0..count).map(|_| spec(&mut r)).collect();
     let key = with_key.then(|| b"fuzz key".to_vec());
-    let settings = MaskSettings { key: key.clone(), max_value_bytes, text_oids: vec![TEXT_LIKE] };
+    let settings = MaskSettings {
+        key: key.clone(),
+        max_value_bytes,
+        text_oids: vec![TEXT_LIKE],
+    };
     let masker = Masker::new(settings, Detectors::new());
-    let keyed = specs.iter().any(|s| matches!(s.rule, Rule::Mask { strategy: Strategy::Keyed, .. }));
+    let keyed = specs.iter().any(|s| {
+        matches!(
+            s.rule,
+            Rule::Mask {
+                strategy: Strategy::Keyed,
+                ..
+            }
+        )
+    });
     let plan = match masker.plan(&specs) {
         Ok(plan) => plan,
         Err(_) => {
-            assert!(keyed && !with_key, "only keyed masking without a key is refused");
+            assert!(
+                keyed && !with_key,
+                "only keyed masking without a key is refused"
+            );
             return;
         }
     };
@@ -114,12 +142,24 @@ pub fn exercise(data: &[u8]) {
     // The same values one by one through the single-value door.
     for (spec, v) in specs.iter().zip(&values) {
         if let (Rule::Mask { class, strategy }, Some(v)) = (spec.rule, v) {
-            if let Ok(m) = mask_value(spec.ty, spec.format, Some(class), strategy, key.as_deref(), v) {
+            if let Ok(m) = mask_value(
+                spec.ty,
+                spec.format,
+                Some(class),
+                strategy,
+                key.as_deref(),
+                v,
+            ) {
                 let kind = Kind::of(spec.ty, &[TEXT_LIKE]);
                 match m {
-                    Masked::Null => assert!(strategy == Strategy::Nullify || is_unknown(kind) || spec.ty.oid == TEXT_LIKE),
+                    Masked::Null => assert!(
+                        strategy == Strategy::Nullify
+                            || is_unknown(kind)
+                            || spec.ty.oid == TEXT_LIKE
+                    ),
                     Masked::Value(m) => {
-                        let _ = validate::check(kind, spec.format, &m).map_err(|e| panic!("{spec:?}: {e}"));
+                        let _ = validate::check(kind, spec.format, &m)
+                            .map_err(|e| panic!("{spec:?}: {e}"));
                     }
                 }
             }
@@ -217,7 +257,10 @@ fn check_value(spec: &ColumnSpec, kind: Kind, before: Option<&[u8]>, after: Opti
     };
     match spec.rule {
         Rule::Pass => assert_eq!(after, Some(b), "passed columns are untouched"),
-        Rule::Mask { strategy: Strategy::Nullify, .. } => assert_eq!(after, None, "Nullify"),
+        Rule::Mask {
+            strategy: Strategy::Nullify,
+            ..
+        } => assert_eq!(after, None, "Nullify"),
         Rule::Mask { .. } | Rule::Derived => match after {
             None => assert!(is_unknown(kind), "only unknown types are nulled: {spec:?}"),
             Some(a) => {
@@ -232,7 +275,10 @@ fn check_value(spec: &ColumnSpec, kind: Kind, before: Option<&[u8]>, after: Opti
         Rule::Scan { .. } => {
             if let Some(a) = after {
                 if validate::check(kind, spec.format, b).is_ok() {
-                    assert!(validate::check(kind, spec.format, a).is_ok(), "{spec:?}: {a:?} from {b:?}");
+                    assert!(
+                        validate::check(kind, spec.format, a).is_ok(),
+                        "{spec:?}: {a:?} from {b:?}"
+                    );
                 }
             }
         }
@@ -243,9 +289,25 @@ fn check_value(spec: &ColumnSpec, kind: Kind, before: Option<&[u8]>, after: Opti
 /// rules; the output must read back as a row of as many fields.
 fn check_copy(masker: &Masker, specs: &[ColumnSpec], values: &[Option<Vec<u8>>], raw: &[u8]) {
     for format in [CopyFormat::text(), CopyFormat::csv(), CopyFormat::binary()] {
-        let value_format = if format.kind == crate::CopyKind::Binary { Format::Binary } else { Format::Text };
-        let specs: Vec<ColumnSpec> = specs.iter().map(|s| ColumnSpec { format: value_format, ..*s }).collect();
-        let pass: Vec<ColumnSpec> = specs.iter().map(|s| ColumnSpec { rule: Rule::Pass, ..*s }).collect();
+        let value_format = if format.kind == crate::CopyKind::Binary {
+            Format::Binary
+        } else {
+            Format::Text
+        };
+        let specs: Vec<ColumnSpec> = specs
+            .iter()
+            .map(|s| ColumnSpec {
+                format: value_format,
+                ..*s
+            })
+            .collect();
+        let pass: Vec<ColumnSpec> = specs
+            .iter()
+            .map(|s| ColumnSpec {
+                rule: Rule::Pass,
+                ..*s
+            })
+            .collect();
         let (Ok(plan), Ok(reader)) = (masker.plan(&specs), masker.plan(&pass)) else {
             continue;
         };
@@ -259,7 +321,9 @@ fn check_copy(masker: &Masker, specs: &[ColumnSpec], values: &[Option<Vec<u8>>],
                     }
                     match v {
                         None => row.extend_from_slice(&format.null),
-                        Some(v) if format.kind == crate::CopyKind::Csv => csv_encode(&format, v, &mut row),
+                        Some(v) if format.kind == crate::CopyKind::Csv => {
+                            csv_encode(&format, v, &mut row)
+                        }
                         Some(v) => text_encode(format.delimiter, v, &mut row),
                     }
                 }
@@ -267,11 +331,19 @@ fn check_copy(masker: &Masker, specs: &[ColumnSpec], values: &[Option<Vec<u8>>],
             }
         }
         let mut out = Vec::new();
-        let rewrite = plan.copy_row(&format, &row, &mut out).expect("a well-formed COPY row is accepted");
+        let rewrite = plan
+            .copy_row(&format, &row, &mut out)
+            .expect("a well-formed COPY row is accepted");
         if rewrite == Rewrite::Rewritten {
             let payload = &out[5..];
-            assert_eq!(i32::from_be_bytes(out[1..5].try_into().unwrap()) as usize, out.len() - 1);
-            assert!(reader.copy_row(&format, payload, &mut Vec::new()).is_ok(), "the rewritten row reads back");
+            assert_eq!(
+                i32::from_be_bytes(out[1..5].try_into().unwrap()) as usize,
+                out.len() - 1
+            );
+            assert!(
+                reader.copy_row(&format, payload, &mut Vec::new()).is_ok(),
+                "the rewritten row reads back"
+            );
         }
         // Arbitrary bytes as a row, and as a whole binary COPY.
         let _ = plan.copy_row(&format, raw, &mut Vec::new());

@@ -42,7 +42,11 @@ impl Net {
             let keep = (u32::from(bits)).saturating_sub(i as u32 * 8).min(8);
             *b &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
         }
-        Net { v6: self.v6, bits, addr }
+        Net {
+            v6: self.v6,
+            bits,
+            addr,
+        }
     }
 
     pub fn read_binary(b: &[u8]) -> Option<Net> {
@@ -54,7 +58,11 @@ impl Net {
             (PGSQL_AF_INET6, 16) => true,
             _ => return None,
         };
-        let net = Net { v6, bits: *bits, addr: [0; 16] };
+        let net = Net {
+            v6,
+            bits: *bits,
+            addr: [0; 16],
+        };
         if addr.len() != net.len() || *bits > net.max_bits() {
             return None;
         }
@@ -64,7 +72,11 @@ impl Net {
     }
 
     pub fn write_binary(self, cidr: bool, out: &mut Vec<u8>) {
-        let family = if self.v6 { PGSQL_AF_INET6 } else { PGSQL_AF_INET };
+        let family = if self.v6 {
+            PGSQL_AF_INET6
+        } else {
+            PGSQL_AF_INET
+        };
         out.extend_from_slice(&[family, self.bits, u8::from(cidr), self.len() as u8]);
         out.extend_from_slice(&self.addr[..self.len()]);
     }
@@ -78,9 +90,17 @@ impl Net {
         let net = if let Ok(v4) = addr.parse::<Ipv4Addr>() {
             let mut full = [0; 16];
             full[..4].copy_from_slice(&v4.octets());
-            Net { v6: false, bits: 32, addr: full }
+            Net {
+                v6: false,
+                bits: 32,
+                addr: full,
+            }
         } else {
-            Net { v6: true, bits: 128, addr: addr.parse::<Ipv6Addr>().ok()?.octets() }
+            Net {
+                v6: true,
+                bits: 128,
+                addr: addr.parse::<Ipv6Addr>().ok()?.octets(),
+            }
         };
         let bits = bits.unwrap_or(net.bits);
         (bits <= net.max_bits()).then_some(Net { bits, ..net })

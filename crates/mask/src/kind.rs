@@ -113,13 +113,22 @@ pub(crate) enum Scalar {
 pub(crate) enum Kind {
     Scalar(Scalar),
     /// An array; its typmod applies to each element.
-    Array { elem: Scalar, elem_oid: u32 },
+    Array {
+        elem: Scalar,
+        elem_oid: u32,
+    },
 }
 
 impl Kind {
     pub fn of(ty: ColumnType, text_oids: &[u32]) -> Kind {
         if let Some(&(_, elem_oid)) = oid::ARRAYS.iter().find(|(a, _)| *a == ty.oid) {
-            let elem = Scalar::of(ColumnType { oid: elem_oid, typmod: ty.typmod }, text_oids);
+            let elem = Scalar::of(
+                ColumnType {
+                    oid: elem_oid,
+                    typmod: ty.typmod,
+                },
+                text_oids,
+            );
             return Kind::Array { elem, elem_oid };
         }
         Kind::Scalar(Scalar::of(ty, text_oids))
@@ -128,7 +137,11 @@ impl Kind {
 
 impl Scalar {
     pub fn of(ty: ColumnType, text_oids: &[u32]) -> Scalar {
-        let unlimited = TextLimit { max_chars: None, pad: false, max_bytes: None };
+        let unlimited = TextLimit {
+            max_chars: None,
+            pad: false,
+            max_bytes: None,
+        };
         // A length PostgreSQL would not accept cannot come from a real
         // server: read as no limit rather than padding to it.
         let chars = usize::try_from(ty.typmod.saturating_sub(VARHDRSZ))
@@ -136,9 +149,19 @@ impl Scalar {
             .filter(|&n| ty.typmod >= VARHDRSZ && n <= MAX_CHAR_LENGTH);
         match ty.oid {
             oid::TEXT | oid::UNKNOWN => Scalar::Text(unlimited),
-            oid::VARCHAR => Scalar::Text(TextLimit { max_chars: chars, ..unlimited }),
-            oid::BPCHAR => Scalar::Text(TextLimit { max_chars: chars, pad: chars.is_some(), max_bytes: None }),
-            oid::NAME => Scalar::Text(TextLimit { max_bytes: Some(NAME_MAX_BYTES), ..unlimited }),
+            oid::VARCHAR => Scalar::Text(TextLimit {
+                max_chars: chars,
+                ..unlimited
+            }),
+            oid::BPCHAR => Scalar::Text(TextLimit {
+                max_chars: chars,
+                pad: chars.is_some(),
+                max_bytes: None,
+            }),
+            oid::NAME => Scalar::Text(TextLimit {
+                max_bytes: Some(NAME_MAX_BYTES),
+                ..unlimited
+            }),
             oid::INT2 => Scalar::Int2,
             oid::INT4 => Scalar::Int4,
             oid::INT8 => Scalar::Int8,
@@ -191,27 +214,45 @@ mod tests {
     fn limits_from_typmods() {
         assert_eq!(
             Scalar::of(ty(oid::VARCHAR, 8), &[]),
-            Scalar::Text(TextLimit { max_chars: Some(4), pad: false, max_bytes: None })
+            Scalar::Text(TextLimit {
+                max_chars: Some(4),
+                pad: false,
+                max_bytes: None
+            })
         );
         assert_eq!(
             Scalar::of(ty(oid::BPCHAR, 10), &[]),
-            Scalar::Text(TextLimit { max_chars: Some(6), pad: true, max_bytes: None })
+            Scalar::Text(TextLimit {
+                max_chars: Some(6),
+                pad: true,
+                max_bytes: None
+            })
         );
         assert_eq!(
             Scalar::of(ty(oid::NUMERIC, ((10 << 16) | 2) + 4), &[]),
-            Scalar::Numeric(Some(NumericMod { precision: 10, scale: 2 }))
+            Scalar::Numeric(Some(NumericMod {
+                precision: 10,
+                scale: 2
+            }))
         );
         // numeric(5, -2): scale stored as 11-bit two's complement.
         assert_eq!(
             Scalar::of(ty(oid::NUMERIC, ((5 << 16) | (0x7fe)) + 4), &[]),
-            Scalar::Numeric(Some(NumericMod { precision: 5, scale: -2 }))
+            Scalar::Numeric(Some(NumericMod {
+                precision: 5,
+                scale: -2
+            }))
         );
         assert_eq!(Scalar::of(ty(99999, -1), &[]), Scalar::Unknown);
         assert!(Scalar::of(ty(99999, -1), &[99999]).is_text());
         assert_eq!(
             Kind::of(ty(1015, 7), &[]),
             Kind::Array {
-                elem: Scalar::Text(TextLimit { max_chars: Some(3), pad: false, max_bytes: None }),
+                elem: Scalar::Text(TextLimit {
+                    max_chars: Some(3),
+                    pad: false,
+                    max_bytes: None
+                }),
                 elem_oid: oid::VARCHAR
             }
         );

@@ -19,7 +19,11 @@ const NBASE: u16 = 10_000;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decimal<'a> {
     Special(&'a [u8]),
-    Finite { negative: bool, int: &'a [u8], frac: &'a [u8] },
+    Finite {
+        negative: bool,
+        int: &'a [u8],
+        frac: &'a [u8],
+    },
 }
 
 /// Reads numeric text; None when it is not numeric's output form.
@@ -42,13 +46,18 @@ pub fn parse_text(text: &[u8]) -> Option<Decimal<'_>> {
         return None;
     }
     let lead = int.iter().take_while(|&&b| b == b'0').count();
-    Some(Decimal::Finite { negative, int: &int[lead..], frac })
+    Some(Decimal::Finite {
+        negative,
+        int: &int[lead..],
+        frac,
+    })
 }
 
 /// Binary numeric → text appended to `out`. None (nothing appended that
 /// matters: the caller truncates) when the binary is not a valid numeric.
 pub fn binary_to_text(bin: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    let field = |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*bin.get(i)?, *bin.get(i + 1)?])) };
+    let field =
+        |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*bin.get(i)?, *bin.get(i + 1)?])) };
     let ndigits = usize::from(field(0)?);
     let weight = i32::from(field(2)? as i16);
     let sign = field(4)?;
@@ -56,14 +65,20 @@ pub fn binary_to_text(bin: &[u8], out: &mut Vec<u8>) -> Option<()> {
     if bin.len() != 8 + 2 * ndigits || dscale > DSCALE_MAX {
         return None;
     }
-    match sign {
-        NUMERIC_NAN => return Some(out.extend_from_slice(b"NaN")),
-        NUMERIC_PINF => return Some(out.extend_from_slice(b"Infinity")),
-        NUMERIC_NINF => return Some(out.extend_from_slice(b"-Infinity")),
-        NUMERIC_POS | NUMERIC_NEG => {}
+    let special: &[u8] = match sign {
+        NUMERIC_NAN => b"NaN",
+        NUMERIC_PINF => b"Infinity",
+        NUMERIC_NINF => b"-Infinity",
+        NUMERIC_POS | NUMERIC_NEG => b"",
         _ => return None,
+    };
+    if !special.is_empty() {
+        out.extend_from_slice(special);
+        return Some(());
     }
-    let digits: Vec<u16> = (0..ndigits).map(|i| field(8 + 2 * i)).collect::<Option<_>>()?;
+    let digits: Vec<u16> = (0..ndigits)
+        .map(|i| field(8 + 2 * i))
+        .collect::<Option<_>>()?;
     if digits.iter().any(|&d| d >= NBASE) {
         return None;
     }
@@ -137,7 +152,11 @@ pub fn text_to_binary(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
             push_header(0, 0, sign, 0, out);
             return Some(());
         }
-        Decimal::Finite { negative, int, frac } => (negative, int, frac),
+        Decimal::Finite {
+            negative,
+            int,
+            frac,
+        } => (negative, int, frac),
     };
     // Base-10000 groups aligned on the decimal point.
     let int_groups = int.len().div_ceil(4);
@@ -152,7 +171,11 @@ pub fn text_to_binary(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
             acc = 0;
         }
     }
-    for (i, &b) in frac.iter().chain(std::iter::repeat_n(&b'0', frac_groups * 4 - frac.len())).enumerate() {
+    for (i, &b) in frac
+        .iter()
+        .chain(std::iter::repeat_n(&b'0', frac_groups * 4 - frac.len()))
+        .enumerate()
+    {
         acc = acc * 10 + u16::from(b - b'0');
         if i % 4 == 3 {
             groups.push(acc);
@@ -172,7 +195,13 @@ pub fn text_to_binary(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
     }
     let weight = i16::try_from(weight).ok()?;
     let ndigits = u16::try_from(groups.len()).ok()?;
-    push_header(ndigits, weight, if negative { NUMERIC_NEG } else { NUMERIC_POS }, dscale, out);
+    push_header(
+        ndigits,
+        weight,
+        if negative { NUMERIC_NEG } else { NUMERIC_POS },
+        dscale,
+        out,
+    );
     for g in groups {
         out.extend_from_slice(&g.to_be_bytes());
     }
@@ -192,7 +221,11 @@ fn push_header(ndigits: u16, weight: i16, sign: u16, dscale: u16, out: &mut Vec<
 pub fn write_magnitude(d: &Decimal<'_>, out: &mut Vec<u8>) {
     match *d {
         Decimal::Special(s) => out.extend_from_slice(s),
-        Decimal::Finite { negative, int, frac } => {
+        Decimal::Finite {
+            negative,
+            int,
+            frac,
+        } => {
             let first_frac = frac.iter().position(|&b| b != b'0');
             if int.is_empty() && first_frac.is_none() {
                 out.push(b'0');
@@ -227,7 +260,20 @@ mod tests {
 
     #[test]
     fn binary_text_round_trips() {
-        for t in ["0", "1", "-1", "12345.678", "0.0001", "10000", "99999999", "0.00", "-0.5", "NaN", "Infinity", "-Infinity"] {
+        for t in [
+            "0",
+            "1",
+            "-1",
+            "12345.678",
+            "0.0001",
+            "10000",
+            "99999999",
+            "0.00",
+            "-0.5",
+            "NaN",
+            "Infinity",
+            "-Infinity",
+        ] {
             assert_eq!(round_trip(t), t);
         }
         // Leading zeros go, as in PostgreSQL's output.

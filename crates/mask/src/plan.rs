@@ -55,7 +55,11 @@ pub struct MaskSettings {
 
 impl Default for MaskSettings {
     fn default() -> MaskSettings {
-        MaskSettings { key: None, max_value_bytes: 1 << 20, text_oids: Vec::new() }
+        MaskSettings {
+            key: None,
+            max_value_bytes: 1 << 20,
+            text_oids: Vec::new(),
+        }
     }
 }
 
@@ -85,7 +89,9 @@ pub struct Masker {
 
 impl std::fmt::Debug for Masker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Masker").field("keyed", &self.shared.keyer.is_some()).finish_non_exhaustive()
+        f.debug_struct("Masker")
+            .field("keyed", &self.shared.keyer.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -97,7 +103,9 @@ impl Masker {
             text_oids: settings.text_oids,
             detectors,
         };
-        Masker { shared: Arc::new(shared) }
+        Masker {
+            shared: Arc::new(shared),
+        }
     }
 
     /// The plan for one result set. Refused when a column cannot be masked
@@ -109,15 +117,25 @@ impl Masker {
             .map(|c| {
                 let action = match c.rule {
                     Rule::Pass => Action::Pass,
-                    Rule::Mask { class, strategy } => Action::Mask { class: Some(class), strategy },
-                    Rule::Derived => Action::Mask { class: None, strategy: Strategy::Redact },
+                    Rule::Mask { class, strategy } => Action::Mask {
+                        class: Some(class),
+                        strategy,
+                    },
+                    Rule::Derived => Action::Mask {
+                        class: None,
+                        strategy: Strategy::Redact,
+                    },
                     Rule::Scan { context } => Action::Scan { context },
                 };
                 ColumnMasker::new(c.ty, c.format, action, &self.shared.text_oids, has_key)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let masks_nothing = columns.iter().all(ColumnMasker::is_pass);
-        Ok(Plan { columns, masks_nothing, shared: Arc::clone(&self.shared) })
+        Ok(Plan {
+            columns,
+            masks_nothing,
+            shared: Arc::clone(&self.shared),
+        })
     }
 }
 
@@ -140,7 +158,9 @@ pub struct Plan {
 
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plan").field("columns", &self.columns).finish_non_exhaustive()
+        f.debug_struct("Plan")
+            .field("columns", &self.columns)
+            .finish_non_exhaustive()
     }
 }
 
@@ -181,7 +201,10 @@ impl Plan {
         let count = body.get(..2).ok_or(MaskError::Malformed)?;
         let got = i16::from_be_bytes([count[0], count[1]]);
         if usize::try_from(got).ok() != Some(self.columns.len()) {
-            return Err(MaskError::ColumnCount { expected: self.columns.len(), got: got.max(0) as usize });
+            return Err(MaskError::ColumnCount {
+                expected: self.columns.len(),
+                got: got.max(0) as usize,
+            });
         }
         out.extend_from_slice(count);
         let ctx = self.ctx();

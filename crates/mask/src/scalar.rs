@@ -46,7 +46,9 @@ pub(crate) fn write_redacted(s: Scalar, format: Format, out: &mut Vec<u8>) -> Wr
             out.extend_from_slice(REDACTED);
             textmask::fit(limit, out, start);
         }
-        Scalar::Int2 | Scalar::Int4 | Scalar::Int8 | Scalar::Float4 | Scalar::Float8 if text => out.push(b'0'),
+        Scalar::Int2 | Scalar::Int4 | Scalar::Int8 | Scalar::Float4 | Scalar::Float8 if text => {
+            out.push(b'0')
+        }
         Scalar::Int2 => out.extend_from_slice(&0i16.to_be_bytes()),
         Scalar::Int4 | Scalar::Float4 => out.extend_from_slice(&[0; 4]),
         Scalar::Int8 | Scalar::Float8 => out.extend_from_slice(&[0; 8]),
@@ -58,7 +60,9 @@ pub(crate) fn write_redacted(s: Scalar, format: Format, out: &mut Vec<u8>) -> Wr
         Scalar::Date => out.extend_from_slice(&(-(PG_EPOCH_DAYS as i32)).to_be_bytes()),
         Scalar::Timestamp if text => out.extend_from_slice(b"1970-01-01 00:00:00"),
         Scalar::TimestampTz if text => out.extend_from_slice(b"1970-01-01 00:00:00+00"),
-        Scalar::Timestamp | Scalar::TimestampTz => out.extend_from_slice(&(-PG_EPOCH_DAYS * USECS_PER_DAY).to_be_bytes()),
+        Scalar::Timestamp | Scalar::TimestampTz => {
+            out.extend_from_slice(&(-PG_EPOCH_DAYS * USECS_PER_DAY).to_be_bytes())
+        }
         Scalar::Time if text => out.extend_from_slice(b"00:00:00"),
         Scalar::Time => out.extend_from_slice(&0i64.to_be_bytes()),
         Scalar::Uuid if text => out.extend_from_slice(UUID_TEXT_ZERO),
@@ -71,7 +75,11 @@ pub(crate) fn write_redacted(s: Scalar, format: Format, out: &mut Vec<u8>) -> Wr
             out.extend_from_slice(b"\"****\"");
         }
         Scalar::Inet | Scalar::Cidr => {
-            let zero = Net { v6: false, bits: 32, addr: [0; 16] };
+            let zero = Net {
+                v6: false,
+                bits: 32,
+                addr: [0; 16],
+            };
             write_net(zero, s, format, out);
         }
         Scalar::Bytea if text => out.extend_from_slice(b"\\x"),
@@ -163,7 +171,9 @@ fn read_net(format: Format, v: &[u8]) -> Option<Net> {
 fn read_f64(s: Scalar, format: Format, v: &[u8]) -> Option<f64> {
     match (format, s, v.len()) {
         (Format::Text, _, _) => std::str::from_utf8(v).ok()?.parse().ok(),
-        (Format::Binary, Scalar::Float4, 4) => Some(f64::from(f32::from_be_bytes(v.try_into().ok()?))),
+        (Format::Binary, Scalar::Float4, 4) => {
+            Some(f64::from(f32::from_be_bytes(v.try_into().ok()?)))
+        }
         (Format::Binary, Scalar::Float8, 8) => Some(f64::from_be_bytes(v.try_into().ok()?)),
         _ => None,
     }
@@ -172,7 +182,11 @@ fn read_f64(s: Scalar, format: Format, v: &[u8]) -> Option<f64> {
 /// A float: text as Rust writes finite ones (PostgreSQL and every driver
 /// read it) and as PostgreSQL writes the others, binary IEEE big-endian.
 fn write_float(s: Scalar, format: Format, x: f64, out: &mut Vec<u8>) {
-    let x = if s == Scalar::Float4 { f64::from(x as f32) } else { x };
+    let x = if s == Scalar::Float4 {
+        f64::from(x as f32)
+    } else {
+        x
+    };
     match (format, s) {
         (Format::Text, _) if x.is_nan() => out.extend_from_slice(b"NaN"),
         (Format::Text, _) if x.is_infinite() => {
@@ -195,7 +209,12 @@ fn write_float(s: Scalar, format: Format, x: f64, out: &mut Vec<u8>) {
 /// decimal form (int4 meets int8, text format meets binary), uuids their
 /// lowercase text. Other types hash their wire bytes, so their tokens are
 /// stable within one format.
-fn keyed_input<'v>(s: Scalar, format: Format, v: &'v [u8], scratch: &'v mut Vec<u8>) -> Option<&'v [u8]> {
+fn keyed_input<'v>(
+    s: Scalar,
+    format: Format,
+    v: &'v [u8],
+    scratch: &'v mut Vec<u8>,
+) -> Option<&'v [u8]> {
     match s {
         Scalar::Text(limit) if limit.pad => {
             let end = v.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
@@ -219,7 +238,10 @@ fn keyed_input<'v>(s: Scalar, format: Format, v: &'v [u8], scratch: &'v mut Vec<
 }
 
 fn write_uuid_text(b: &[u8; 16], out: &mut Vec<u8>) {
-    for (i, chunk) in [&b[0..4], &b[4..6], &b[6..8], &b[8..10], &b[10..16]].into_iter().enumerate() {
+    for (i, chunk) in [&b[0..4], &b[4..6], &b[6..8], &b[8..10], &b[10..16]]
+        .into_iter()
+        .enumerate()
+    {
         if i > 0 {
             out.push(b'-');
         }
@@ -260,7 +282,8 @@ fn write_keyed(s: Scalar, format: Format, keyer: &Keyer, v: &[u8], out: &mut Vec
             }
         }
         Scalar::Timestamp | Scalar::TimestampTz => {
-            let secs = datetime::days_from_civil(1900, 1, 1) * 86_400 + (n % (KEYED_DAYS * 86_400)) as i64;
+            let secs =
+                datetime::days_from_civil(1900, 1, 1) * 86_400 + (n % (KEYED_DAYS * 86_400)) as i64;
             if text {
                 datetime::write_date(secs.div_euclid(86_400), out);
                 out.push(b' ');
@@ -309,10 +332,18 @@ fn write_keyed(s: Scalar, format: Format, keyer: &Keyer, v: &[u8], out: &mut Vec
             let net = if orig.v6 {
                 addr[0] = 0xfd;
                 addr[1..].copy_from_slice(&d[8..23]);
-                Net { v6: true, bits: 128, addr }
+                Net {
+                    v6: true,
+                    bits: 128,
+                    addr,
+                }
             } else {
                 addr[..4].copy_from_slice(&[10, d[8], d[9], d[10]]);
-                Net { v6: false, bits: 32, addr }
+                Net {
+                    v6: false,
+                    bits: 32,
+                    addr,
+                }
             };
             write_net(net, s, format, out);
         }
@@ -329,7 +360,9 @@ fn write_keyed(s: Scalar, format: Format, keyer: &Keyer, v: &[u8], out: &mut Vec
 /// A keyed numeric: a number of at most `precision` digits placed at the
 /// column's scale, so it fits numeric(p, s).
 fn write_keyed_numeric(m: Option<NumericMod>, format: Format, n: u64, out: &mut Vec<u8>) -> bool {
-    let (digits, scale) = m.map_or((KEYED_NUMERIC_DIGITS, 0), |m| (m.precision.min(KEYED_NUMERIC_DIGITS), m.scale));
+    let (digits, scale) = m.map_or((KEYED_NUMERIC_DIGITS, 0), |m| {
+        (m.precision.min(KEYED_NUMERIC_DIGITS), m.scale)
+    });
     let value = n % 10u64.pow(digits);
     let mut text = format!("{value}").into_bytes();
     if scale > 0 {
@@ -438,7 +471,9 @@ fn write_generalised(s: Scalar, format: Format, v: &[u8], out: &mut Vec<u8>) -> 
         },
         Scalar::Timestamp | Scalar::TimestampTz => match <[u8; 8]>::try_from(v) {
             Ok(b) => {
-                out.extend_from_slice(&datetime::timestamp_to_year(i64::from_be_bytes(b)).to_be_bytes());
+                out.extend_from_slice(
+                    &datetime::timestamp_to_year(i64::from_be_bytes(b)).to_be_bytes(),
+                );
                 true
             }
             Err(_) => false,
@@ -595,15 +630,34 @@ mod tests {
     fn hits_are_sanitised() {
         let mut out = Vec::new();
         let hits = [
-            Hit { start: 3, end: 99, class: Class::Secret },
-            Hit { start: 0, end: 2, class: Class::Secret },
+            Hit {
+                start: 3,
+                end: 99,
+                class: Class::Secret,
+            },
+            Hit {
+                start: 0,
+                end: 2,
+                class: Class::Secret,
+            },
         ];
         replace_hits(b"ab cd", &hits, &mut out);
         assert_eq!(out, b"ab **");
         out.clear();
         // A hit starting inside "é" covers all of it; one right after an
         // escaping backslash takes the backslash along.
-        let hits = [Hit { start: 1, end: 2, class: Class::Secret }, Hit { start: 3, end: 4, class: Class::Secret }];
+        let hits = [
+            Hit {
+                start: 1,
+                end: 2,
+                class: Class::Secret,
+            },
+            Hit {
+                start: 3,
+                end: 4,
+                class: Class::Secret,
+            },
+        ];
         replace_hits("é\\nx".as_bytes(), &hits, &mut out);
         assert_eq!(out, b"***x");
     }

@@ -97,7 +97,10 @@ mod tests {
     fn defaults() {
         assert_eq!(Strategy::default_for(Class::Email), Strategy::Partial);
         assert_eq!(Strategy::default_for(Class::Card), Strategy::Partial);
-        assert_eq!(Strategy::default_for(Class::DateOfBirth), Strategy::Generalise);
+        assert_eq!(
+            Strategy::default_for(Class::DateOfBirth),
+            Strategy::Generalise
+        );
         assert_eq!(Strategy::default_for(Class::PersonName), Strategy::Redact);
         assert_eq!(Strategy::default_for(Class::ApiKey), Strategy::Redact);
     }

@@ -21,7 +21,13 @@ const TAIL: usize = 4;
 fn keeps_tail(class: Class) -> bool {
     matches!(
         class,
-        Class::Phone | Class::NationalId | Class::Card | Class::Iban | Class::BankAccount | Class::ApiKey | Class::Token
+        Class::Phone
+            | Class::NationalId
+            | Class::Card
+            | Class::Iban
+            | Class::BankAccount
+            | Class::ApiKey
+            | Class::Token
     )
 }
 
@@ -55,7 +61,11 @@ pub fn write_shape(class: Class, value: &[u8], out: &mut Vec<u8>) {
     if class == Class::Email {
         if let Some(at) = value.iter().rposition(|&b| b == b'@') {
             let local = &value[..at];
-            let first = if local.is_empty() { 0 } else { char_len(local, 0) };
+            let first = if local.is_empty() {
+                0
+            } else {
+                char_len(local, 0)
+            };
             if first < local.len() && local[0] != b'\\' {
                 out.extend_from_slice(&local[..first]);
                 star(&local[first..], usize::MAX, out);
@@ -67,7 +77,11 @@ pub fn write_shape(class: Class, value: &[u8], out: &mut Vec<u8>) {
         }
     }
     let alnum = value.iter().filter(|b| b.is_ascii_alphanumeric()).count();
-    let keep_from = if keeps_tail(class) && alnum >= MIN_ALNUM_FOR_TAIL { alnum - TAIL } else { usize::MAX };
+    let keep_from = if keeps_tail(class) && alnum >= MIN_ALNUM_FOR_TAIL {
+        alnum - TAIL
+    } else {
+        usize::MAX
+    };
     star(value, keep_from, out);
 }
 
@@ -162,7 +176,9 @@ pub fn read_bytea_hex(text: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    hex.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+    hex.chunks_exact(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .collect()
 }
 
 #[cfg(test)]
@@ -177,23 +193,42 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert_eq!(shape(Class::Card, b"4111 1111 1111 1234"), b"**** **** **** 1234");
-        assert_eq!(shape(Class::Phone, b"+1 (555) 010-9999"), b"+* (***) ***-9999");
+        assert_eq!(
+            shape(Class::Card, b"4111 1111 1111 1234"),
+            b"**** **** **** 1234"
+        );
+        assert_eq!(
+            shape(Class::Phone, b"+1 (555) 010-9999"),
+            b"+* (***) ***-9999"
+        );
         // Too short to spare a tail.
         assert_eq!(shape(Class::Phone, b"555-12"), b"***-**");
-        assert_eq!(shape(Class::PersonName, b"Zo\xc3\xab O'Neil"), b"*** *'****");
-        assert_eq!(shape(Class::Email, b"alice@example.com"), b"a****@example.com");
+        assert_eq!(
+            shape(Class::PersonName, b"Zo\xc3\xab O'Neil"),
+            b"*** *'****"
+        );
+        assert_eq!(
+            shape(Class::Email, b"alice@example.com"),
+            b"a****@example.com"
+        );
         assert_eq!(shape(Class::Email, b"a@example.com"), b"*@example.com");
         assert_eq!(shape(Class::Email, b"no-at-sign"), b"**-**-****");
         // Escapes are starred whole; escaped quotes and backslashes stay.
-        assert_eq!(shape(Class::Secret, br#"ab\u00e9\"\\n"#), br#"********\"\\*"#);
+        assert_eq!(
+            shape(Class::Secret, br#"ab\u00e9\"\\n"#),
+            br#"********\"\\*"#
+        );
         // Invalid UTF-8 becomes stars, one per byte.
         assert_eq!(shape(Class::Secret, b"a\xff\xc3"), b"***");
     }
 
     #[test]
     fn fitting() {
-        let limit = |max_chars, pad| TextLimit { max_chars, pad, max_bytes: None };
+        let limit = |max_chars, pad| TextLimit {
+            max_chars,
+            pad,
+            max_bytes: None,
+        };
         let mut out = b"xx".to_vec();
         out.extend_from_slice("héllo".as_bytes());
         fit(limit(Some(2), false), &mut out, 2);
@@ -202,7 +237,15 @@ mod tests {
         fit(limit(Some(6), true), &mut out, 0);
         assert_eq!(out, b"ab    ");
         let mut out = "ééé".as_bytes().to_vec();
-        fit(TextLimit { max_chars: None, pad: false, max_bytes: Some(5) }, &mut out, 0);
+        fit(
+            TextLimit {
+                max_chars: None,
+                pad: false,
+                max_bytes: Some(5),
+            },
+            &mut out,
+            0,
+        );
         assert_eq!(out, "éé".as_bytes());
     }
 

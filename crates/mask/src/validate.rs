@@ -56,7 +56,14 @@ fn check_scalar(s: Scalar, format: Format, v: &[u8]) -> Result<(), &'static str>
                 chars += 1;
             }
             if let Some(max) = limit.max_chars {
-                ok(if limit.pad { chars == max } else { chars <= max }, "text length")?;
+                ok(
+                    if limit.pad {
+                        chars == max
+                    } else {
+                        chars <= max
+                    },
+                    "text length",
+                )?;
             }
             ok(limit.max_bytes.is_none_or(|m| v.len() <= m), "name length")
         }
@@ -71,27 +78,48 @@ fn check_scalar(s: Scalar, format: Format, v: &[u8]) -> Result<(), &'static str>
         }
         Scalar::Int2 => ok(v.len() == 2, "int2 length"),
         Scalar::Numeric(_) if text => ok(numeric::parse_text(v).is_some(), "numeric text"),
-        Scalar::Numeric(_) => ok(numeric::binary_to_text(v, &mut Vec::new()).is_some(), "numeric binary"),
+        Scalar::Numeric(_) => ok(
+            numeric::binary_to_text(v, &mut Vec::new()).is_some(),
+            "numeric binary",
+        ),
         Scalar::Float4 | Scalar::Float8 if text => ok(
             matches!(v, b"NaN" | b"Infinity" | b"-Infinity")
-                || std::str::from_utf8(v).ok().and_then(|t| t.parse::<f64>().ok()).is_some_and(f64::is_finite),
+                || std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .is_some_and(f64::is_finite),
             "float text",
         ),
         Scalar::Int4 | Scalar::Float4 => ok(v.len() == 4, "4-byte length"),
-        Scalar::Timestamp | Scalar::TimestampTz if text => ok(is_infinity(v) || iso_timestamp(v), "timestamp text"),
-        Scalar::Int8 | Scalar::Float8 | Scalar::Timestamp | Scalar::TimestampTz => ok(v.len() == 8, "8-byte length"),
+        Scalar::Timestamp | Scalar::TimestampTz if text => {
+            ok(is_infinity(v) || iso_timestamp(v), "timestamp text")
+        }
+        Scalar::Int8 | Scalar::Float8 | Scalar::Timestamp | Scalar::TimestampTz => {
+            ok(v.len() == 8, "8-byte length")
+        }
         Scalar::Bool if text => ok(v == b"t" || v == b"f", "bool text"),
         Scalar::Bool => ok(v == [0] || v == [1], "bool binary"),
-        Scalar::Date if text => ok(is_infinity(v) || iso_date_len(v).is_some_and(|n| rest_is_bc(&v[n..])), "date text"),
+        Scalar::Date if text => ok(
+            is_infinity(v) || iso_date_len(v).is_some_and(|n| rest_is_bc(&v[n..])),
+            "date text",
+        ),
         Scalar::Date => ok(v.len() == 4, "date length"),
         Scalar::Time if text => ok(datetime::text_hour(v).is_some(), "time text"),
         Scalar::Time => ok(
-            <[u8; 8]>::try_from(v).is_ok_and(|b| (0..=24 * datetime::USECS_PER_HOUR).contains(&i64::from_be_bytes(b))),
+            <[u8; 8]>::try_from(v).is_ok_and(|b| {
+                (0..=24 * datetime::USECS_PER_HOUR).contains(&i64::from_be_bytes(b))
+            }),
             "time binary",
         ),
         Scalar::Uuid if text => ok(
             v.len() == 36
-                && v.iter().enumerate().all(|(i, b)| if [8, 13, 18, 23].contains(&i) { *b == b'-' } else { b.is_ascii_hexdigit() }),
+                && v.iter().enumerate().all(|(i, b)| {
+                    if [8, 13, 18, 23].contains(&i) {
+                        *b == b'-'
+                    } else {
+                        b.is_ascii_hexdigit()
+                    }
+                }),
             "uuid text",
         ),
         Scalar::Uuid => ok(v.len() == 16, "uuid length"),
@@ -99,7 +127,11 @@ fn check_scalar(s: Scalar, format: Format, v: &[u8]) -> Result<(), &'static str>
         Scalar::Jsonb if text => ok(is_json(v), "json"),
         Scalar::Jsonb => ok(v.first() == Some(&1) && is_json(&v[1..]), "jsonb binary"),
         Scalar::Inet | Scalar::Cidr => {
-            let net = if text { Net::read_text(v) } else { Net::read_binary(v) };
+            let net = if text {
+                Net::read_text(v)
+            } else {
+                Net::read_binary(v)
+            };
             let net = net.ok_or("inet")?;
             if s == Scalar::Cidr {
                 ok(net.generalise(net.bits, net.bits) == net, "cidr host bits")?;
@@ -146,7 +178,10 @@ fn iso_timestamp(v: &[u8]) -> bool {
         tail = &frac[d..];
     }
     if let Some(zone) = tail.strip_prefix(b"+").or_else(|| tail.strip_prefix(b"-")) {
-        let d = zone.iter().take_while(|b| b.is_ascii_digit() || **b == b':').count();
+        let d = zone
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b':')
+            .count();
         tail = &zone[d..];
     }
     rest_is_bc(tail)
@@ -156,10 +191,12 @@ fn iso_timestamp(v: &[u8]) -> bool {
 pub(crate) fn is_json(v: &[u8]) -> bool {
     let mut p = Json { v, pos: 0 };
     p.ws();
-    p.value(0) && {
-        p.ws();
-        p.pos == v.len()
-    } && std::str::from_utf8(v).is_ok()
+    p.value(0)
+        && {
+            p.ws();
+            p.pos == v.len()
+        }
+        && std::str::from_utf8(v).is_ok()
 }
 
 struct Json<'a> {
@@ -249,7 +286,12 @@ impl Json<'_> {
                 b'"' => return true,
                 b'\\' => match self.peek() {
                     Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
-                    Some(b'u') if self.v.get(self.pos + 1..self.pos + 5).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => {
+                    Some(b'u')
+                        if self
+                            .v
+                            .get(self.pos + 1..self.pos + 5)
+                            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                    {
                         self.pos += 5
                     }
                     _ => return false,
@@ -263,7 +305,10 @@ impl Json<'_> {
 
     fn number(&mut self) -> bool {
         let digits = |p: &mut Self| {
-            let n = p.v[p.pos..].iter().take_while(|b| b.is_ascii_digit()).count();
+            let n = p.v[p.pos..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
             p.pos += n;
             n
         };
@@ -293,10 +338,23 @@ mod tests {
 
     #[test]
     fn json() {
-        for good in [r#"{"a": [1, -2.5e3, true, null, "x\u00e9\n"]}"#, r#""****""#, "0", " [ ] "] {
+        for good in [
+            r#"{"a": [1, -2.5e3, true, null, "x\u00e9\n"]}"#,
+            r#""****""#,
+            "0",
+            " [ ] ",
+        ] {
             assert!(is_json(good.as_bytes()), "{good}");
         }
-        for bad in [r#"{"a" 1}"#, r#""\*""#, "01", "[1,]", "", "\"a", &"[".repeat(1000)] {
+        for bad in [
+            r#"{"a" 1}"#,
+            r#""\*""#,
+            "01",
+            "[1,]",
+            "",
+            "\"a",
+            &"[".repeat(1000),
+        ] {
             assert!(!is_json(bad.as_bytes()), "{bad}");
         }
     }

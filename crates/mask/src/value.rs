@@ -54,8 +54,13 @@ pub(crate) enum Action {
     /// a non-array column cost one copy per value.
     Constant(Option<Box<[u8]>>),
     /// `class` None: derived from a protected column.
-    Mask { class: Option<Class>, strategy: Strategy },
-    Scan { context: Option<Class> },
+    Mask {
+        class: Option<Class>,
+        strategy: Strategy,
+    },
+    Scan {
+        context: Option<Class>,
+    },
 }
 
 /// What one column's values need, resolved once per result set.
@@ -89,9 +94,15 @@ impl ColumnMasker {
         let action = match action {
             Action::Mask { class, strategy } => {
                 if class.is_some() && strategy == Strategy::Keyed && !has_key {
-                    return Err(Unmaskable { reason: "keyed masking is configured but no masking key is set" });
+                    return Err(Unmaskable {
+                        reason: "keyed masking is configured but no masking key is set",
+                    });
                 }
-                let strategy = if class.is_none() { Strategy::Redact } else { strategy };
+                let strategy = if class.is_none() {
+                    Strategy::Redact
+                } else {
+                    strategy
+                };
                 match kind {
                     // A whole array is nulled, not each element.
                     _ if strategy == Strategy::Nullify => Action::Constant(None),
@@ -107,9 +118,12 @@ impl ColumnMasker {
             }
             other => other,
         };
-        Ok(ColumnMasker { kind, format, action })
+        Ok(ColumnMasker {
+            kind,
+            format,
+            action,
+        })
     }
-
 
     pub(crate) fn is_pass(&self) -> bool {
         self.action == Action::Pass
@@ -143,10 +157,13 @@ impl ColumnMasker {
         let one = |s: Scalar, v: &[u8], out: &mut Vec<u8>| -> Wrote {
             match self.action {
                 Action::Mask { class: None, .. } => scalar::write_redacted(s, format, out),
-                Action::Mask { class: Some(class), strategy } => {
-                    scalar::write_masked(s, format, class, strategy, ctx.keyer, v, out)
+                Action::Mask {
+                    class: Some(class),
+                    strategy,
+                } => scalar::write_masked(s, format, class, strategy, ctx.keyer, v, out),
+                Action::Scan { context } => {
+                    scalar::write_scanned(s, format, ctx.detectors, context, v, out)
                 }
-                Action::Scan { context } => scalar::write_scanned(s, format, ctx.detectors, context, v, out),
                 Action::Pass | Action::Constant(_) => unreachable!("handled above"),
             }
         };
@@ -170,7 +187,15 @@ fn is_constant(s: Scalar, strategy: Strategy) -> bool {
         Strategy::Redact | Strategy::Nullify => true,
         Strategy::Partial => !s.is_text(),
         Strategy::Keyed => matches!(s, Scalar::Bool | Scalar::Unknown),
-        Strategy::Generalise => matches!(s, Scalar::Bool | Scalar::Uuid | Scalar::Json | Scalar::Jsonb | Scalar::Bytea | Scalar::Unknown),
+        Strategy::Generalise => matches!(
+            s,
+            Scalar::Bool
+                | Scalar::Uuid
+                | Scalar::Json
+                | Scalar::Jsonb
+                | Scalar::Bytea
+                | Scalar::Unknown
+        ),
     }
 }
 
@@ -187,10 +212,20 @@ pub fn mask_value(
     key: Option<&[u8]>,
     value: &[u8],
 ) -> Result<Masked, Unmaskable> {
-    let column = ColumnMasker::new(ty, format, Action::Mask { class, strategy }, &[], key.is_some())?;
+    let column = ColumnMasker::new(
+        ty,
+        format,
+        Action::Mask { class, strategy },
+        &[],
+        key.is_some(),
+    )?;
     let keyer = key.map(Keyer::new);
     let detectors = Detectors::new();
-    let ctx = Ctx { keyer: keyer.as_ref(), detectors: &detectors, max_value_bytes: usize::MAX };
+    let ctx = Ctx {
+        keyer: keyer.as_ref(),
+        detectors: &detectors,
+        max_value_bytes: usize::MAX,
+    };
     let mut out = Vec::new();
     Ok(match column.write(value, &ctx, &mut out) {
         Wrote::Null => Masked::Null,
