@@ -255,7 +255,7 @@ fn text_decode(raw: &[u8], out: &mut Vec<u8>) {
 }
 
 /// `CopyAttributeOutText`'s escaping.
-fn text_encode(delimiter: u8, v: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn text_encode(delimiter: u8, v: &[u8], out: &mut Vec<u8>) {
     for &b in v {
         let escaped = match b {
             0x08 => Some(b'b'),
@@ -338,7 +338,7 @@ fn csv_decode(format: &CopyFormat, raw: &[u8], out: &mut Vec<u8>) {
 
 /// A csv field, quoted when PostgreSQL would quote it (and for `\.`, which
 /// a reader could take for the end-of-data marker).
-fn csv_encode(format: &CopyFormat, v: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn csv_encode(format: &CopyFormat, v: &[u8], out: &mut Vec<u8>) {
     let needs_quotes = v == format.null.as_slice()
         || v.starts_with(b"\\.")
         || v.iter().any(|&b| {

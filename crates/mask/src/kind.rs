@@ -62,6 +62,8 @@ pub(crate) mod oid {
 
 /// `NAMEDATALEN - 1`: the most bytes a `name` holds.
 const NAME_MAX_BYTES: usize = 63;
+/// `MaxAttrSize`: the longest varchar(n) / char(n) PostgreSQL accepts.
+const MAX_CHAR_LENGTH: usize = 10 * 1024 * 1024;
 /// `VARHDRSZ`: typmods of length-limited types count it in.
 const VARHDRSZ: i32 = 4;
 
@@ -140,9 +142,11 @@ impl Scalar {
             pad: false,
             max_bytes: None,
         };
+        // A length PostgreSQL would not accept cannot come from a real
+        // server: read as no limit rather than padding to it.
         let chars = usize::try_from(ty.typmod.saturating_sub(VARHDRSZ))
             .ok()
-            .filter(|_| ty.typmod >= VARHDRSZ);
+            .filter(|&n| ty.typmod >= VARHDRSZ && n <= MAX_CHAR_LENGTH);
         match ty.oid {
             oid::TEXT | oid::UNKNOWN => Scalar::Text(unlimited),
             oid::VARCHAR => Scalar::Text(TextLimit {

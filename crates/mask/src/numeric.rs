@@ -65,12 +65,16 @@ pub fn binary_to_text(bin: &[u8], out: &mut Vec<u8>) -> Option<()> {
     if bin.len() != 8 + 2 * ndigits || dscale > DSCALE_MAX {
         return None;
     }
-    match sign {
-        NUMERIC_NAN => return Some(out.extend_from_slice(b"NaN")),
-        NUMERIC_PINF => return Some(out.extend_from_slice(b"Infinity")),
-        NUMERIC_NINF => return Some(out.extend_from_slice(b"-Infinity")),
-        NUMERIC_POS | NUMERIC_NEG => {}
+    let special: &[u8] = match sign {
+        NUMERIC_NAN => b"NaN",
+        NUMERIC_PINF => b"Infinity",
+        NUMERIC_NINF => b"-Infinity",
+        NUMERIC_POS | NUMERIC_NEG => b"",
         _ => return None,
+    };
+    if !special.is_empty() {
+        out.extend_from_slice(special);
+        return Some(());
     }
     let digits: Vec<u16> = (0..ndigits)
         .map(|i| field(8 + 2 * i))

@@ -214,3 +214,72 @@ fn oversized_values_get_the_constant_unread() {
     );
     assert_eq!(out, message(b'D', &body(&[Some(b"****")])));
 }
+
+/// Rows per second through a plan with three masked columns of five (a
+/// rough number; run with `cargo test --release -p portcullis-mask --
+/// --ignored --nocapture throughput`).
+#[test]
+#[ignore]
+fn throughput() {
+    let m = masker(Some(b"k"));
+    let plan = m
+        .plan(&[
+            col(INT4, -1, Format::Binary, Rule::Pass),
+            col(TEXT, -1, Format::Text, EMAIL),
+            col(
+                TEXT,
+                -1,
+                Format::Text,
+                Rule::Mask {
+                    class: Class::Card,
+                    strategy: Strategy::Partial,
+                },
+            ),
+            col(
+                TEXT,
+                -1,
+                Format::Text,
+                Rule::Mask {
+                    class: Class::PersonName,
+                    strategy: Strategy::Redact,
+                },
+            ),
+            col(TEXT, -1, Format::Text, Rule::Pass),
+        ])
+        .unwrap();
+    let rows: Vec<Vec<u8>> = (0..1000)
+        .map(|i: i32| {
+            let email = format!("user{i}@example.com");
+            let card = format!("4111 1111 1111 {i:04}");
+            body(&[
+                Some(&i.to_be_bytes()),
+                Some(email.as_bytes()),
+                Some(card.as_bytes()),
+                Some(b"Jane Q. Public"),
+                Some(b"some other text in the row"),
+            ])
+        })
+        .collect();
+    let mut out = Vec::with_capacity(1 << 20);
+    let n = 1_000_000;
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        if out.len() > 1 << 19 {
+            out.clear();
+        }
+        plan.data_row(&rows[i % rows.len()], &mut out).unwrap();
+    }
+    let masked = start.elapsed();
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        if out.len() > 1 << 19 {
+            out.clear();
+        }
+        out.extend_from_slice(&rows[i % rows.len()]);
+    }
+    let copied = start.elapsed();
+    eprintln!(
+        "{n} rows: masked in {masked:?} ({:.0} rows/s), plain copy {copied:?}",
+        n as f64 / masked.as_secs_f64()
+    );
+}

@@ -134,7 +134,16 @@ fn write_int(s: Scalar, format: Format, n: i64, out: &mut Vec<u8>) {
 
 fn read_int(s: Scalar, format: Format, v: &[u8]) -> Option<i64> {
     match format {
-        Format::Text => std::str::from_utf8(v).ok()?.parse().ok(),
+        Format::Text => {
+            let n: i64 = std::str::from_utf8(v).ok()?.parse().ok()?;
+            // Out of the type's range is not a value of it.
+            let fits = match s {
+                Scalar::Int2 => i16::try_from(n).is_ok(),
+                Scalar::Int4 => i32::try_from(n).is_ok(),
+                _ => true,
+            };
+            fits.then_some(n)
+        }
         Format::Binary => match (s, v.len()) {
             (Scalar::Int2, 2) => Some(i64::from(i16::from_be_bytes([v[0], v[1]]))),
             (Scalar::Int4, 4) => Some(i64::from(i32::from_be_bytes(v.try_into().ok()?))),
@@ -170,10 +179,19 @@ fn read_f64(s: Scalar, format: Format, v: &[u8]) -> Option<f64> {
     }
 }
 
-/// A finite float: text as Rust writes it (PostgreSQL and every driver
-/// read it), binary IEEE big-endian.
+/// A float: text as Rust writes finite ones (PostgreSQL and every driver
+/// read it) and as PostgreSQL writes the others, binary IEEE big-endian.
 fn write_float(s: Scalar, format: Format, x: f64, out: &mut Vec<u8>) {
+    let x = if s == Scalar::Float4 {
+        f64::from(x as f32)
+    } else {
+        x
+    };
     match (format, s) {
+        (Format::Text, _) if x.is_nan() => out.extend_from_slice(b"NaN"),
+        (Format::Text, _) if x.is_infinite() => {
+            out.extend_from_slice(if x > 0.0 { b"Infinity" } else { b"-Infinity" })
+        }
         (Format::Text, Scalar::Float4) => {
             let _ = write!(out, "{}", x as f32);
         }
@@ -430,13 +448,9 @@ fn write_generalised(s: Scalar, format: Format, v: &[u8], out: &mut Vec<u8>) -> 
                 })
         }
         Scalar::Float4 | Scalar::Float8 => match read_f64(s, format, v) {
-            Some(x) if x.is_finite() => {
+            // NaN and the infinities say nothing and stay.
+            Some(x) => {
                 write_float(s, format, float_magnitude(x), out);
-                true
-            }
-            // NaN and the infinities say nothing: keep them as they are.
-            Some(_) => {
-                out.extend_from_slice(v);
                 true
             }
             None => false,

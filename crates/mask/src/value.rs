@@ -125,10 +125,6 @@ impl ColumnMasker {
         })
     }
 
-    pub(crate) fn kind(&self) -> Kind {
-        self.kind
-    }
-
     pub(crate) fn is_pass(&self) -> bool {
         self.action == Action::Pass
     }
