@@ -192,7 +192,7 @@ fn hits_are_ordered_and_disjoint_on_any_input() {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            let b = if seed % 5 == 0 {
+            let b = if seed.is_multiple_of(5) {
                 (seed >> 8) as u8
             } else {
                 alphabet[(seed >> 8) as usize % alphabet.len()]
