@@ -14,6 +14,7 @@ mod default_row_limit;
 mod lexing;
 mod lifecycle;
 mod masking;
+mod masking_corpus;
 mod policy;
 mod protocol;
 mod row_limit;
