@@ -86,6 +86,7 @@ fn catalog() -> CatalogSnapshot {
             row(&["pg_catalog", "count", "1", "0", "false", "i", "NULL"]),
             row(&["pg_catalog", "nextval", "1", "0", "false", "v", "NULL"]),
         ],
+        vec![],
     ])
     .expect("valid catalog rows")
 }
