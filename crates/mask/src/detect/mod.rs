@@ -1,0 +1,233 @@
+//! Content detectors: what in a value looks sensitive, whatever its column.
+//!
+//! Two kinds of detector live here. The *strong* ones fire anywhere because
+//! their shape carries its own proof: a checksum (cards: Luhn; IBAN: mod 97;
+//! GitHub tokens: CRC32), a registry (email TLDs, IBAN lengths, card issuer
+//! ranges, SSN ranges), a decodable structure (a JWT header naming its
+//! `alg`) or a vendor prefix. The *weak* ones fire only when the column's
+//! catalog classification (`context`) says what to expect, because without
+//! it a nine-digit number or a name is just a number or a word
+//! ([`context`] lists them).
+//!
+//! # How a value is scanned
+//!
+//! No detector runs over every byte. Three linear passes find anchors, and
+//! validators run only at an anchor:
+//!
+//! - `memchr3` for `@` (emails, URL passwords), `$` (password hashes) and
+//!   `+` (international phone numbers);
+//! - a word-at-a-time search for ASCII digits; each digit run's start is
+//!   tried as a card, a delimited SSN or (after two capitals) an IBAN;
+//! - an Aho-Corasick automaton (SIMD prefiltered) for the literal prefixes:
+//!   `eyJ` (JWT), `-----BEGIN ` (PEM), `md5` and the vendor token prefixes.
+//!
+//! Every validator reads a bounded number of bytes or skips past what it
+//! reads, so the whole scan is linear in the value's length.
+
+mod card;
+mod context;
+mod email;
+mod hash;
+mod iban;
+mod jwt;
+mod pem;
+mod phone;
+mod scan;
+mod ssn;
+mod tld;
+mod token;
+mod url;
+
+use aho_corasick::{AhoCorasick, Input, MatchKind};
+
+use crate::Class;
+
+pub use token::github_token;
+
+/// One finding: `text[start..end]` looks like `class`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    pub start: usize,
+    pub end: usize,
+    pub class: Class,
+}
+
+/// What an Aho-Corasick pattern stands for.
+#[derive(Debug, Clone, Copy)]
+enum Anchor {
+    Jwt,
+    Pem,
+    Md5,
+    /// An index into `token::PREFIXES`.
+    Token(usize),
+}
+
+/// The detector set. Build once (it compiles its automaton) and share.
+#[derive(Debug)]
+pub struct Detectors {
+    prefixes: AhoCorasick,
+    anchors: Vec<Anchor>,
+}
+
+impl Default for Detectors {
+    fn default() -> Detectors {
+        Detectors::new()
+    }
+}
+
+impl Detectors {
+    pub fn new() -> Detectors {
+        let mut literals = vec!["eyJ", "-----BEGIN ", "md5"];
+        let mut anchors = vec![Anchor::Jwt, Anchor::Pem, Anchor::Md5];
+        for (i, prefix) in token::PREFIXES.iter().enumerate() {
+            literals.push(prefix.literal);
+            anchors.push(Anchor::Token(i));
+        }
+        let prefixes = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&literals)
+            .expect("the prefix literals form a valid automaton");
+        Detectors { prefixes, anchors }
+    }
+
+    /// Every sensitive span in `text`, in order, not overlapping.
+    /// `context` is the column's classification when the catalog has one
+    /// (weak detectors fire only then). Where spans overlap the one that
+    /// starts first wins, and of those the longest.
+    pub fn find(&self, text: &[u8], context: Option<Class>) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        punctuation(text, context, &mut hits);
+        digits(text, context, &mut hits);
+        self.literal_prefixes(text, &mut hits);
+        if let Some(class) = context {
+            context::find(text, class, &mut hits);
+        }
+        settle(hits)
+    }
+
+    fn literal_prefixes(&self, text: &[u8], hits: &mut Vec<Hit>) {
+        let mut from = 0;
+        while let Some(m) = self.prefixes.find(Input::new(text).range(from..)) {
+            let start = m.start();
+            let found = match self.anchors[m.pattern().as_usize()] {
+                Anchor::Jwt => jwt::at(text, start).map(|end| (start, end, Class::Token)),
+                Anchor::Pem => pem::at(text, start).map(|end| (start, end, Class::Secret)),
+                Anchor::Md5 => {
+                    hash::md5_verifier(text, start).map(|end| (start, end, Class::PasswordHash))
+                }
+                Anchor::Token(i) => token::at(text, start, i),
+            };
+            from = match found {
+                Some((start, end, class)) => {
+                    hits.push(Hit { start, end, class });
+                    end.max(start + 1)
+                }
+                None => start + 1,
+            };
+            if from >= text.len() {
+                break;
+            }
+        }
+    }
+}
+
+/// `@`, `$` and `+`: emails and URL passwords, password hashes, phones.
+fn punctuation(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
+    let mut from = 0;
+    while let Some(offset) = memchr::memchr3(b'@', b'$', b'+', &text[from..]) {
+        let i = from + offset;
+        let found = match text[i] {
+            b'@' => url::password_at(text, i)
+                .map(|(s, e)| (s, e, Class::Password))
+                .or_else(|| {
+                    email::at(text, i, context == Some(Class::Email))
+                        .map(|(s, e)| (s, e, Class::Email))
+                }),
+            b'$' => hash::at_dollar(text, i).map(|(s, e)| (s, e, Class::PasswordHash)),
+            _ => phone::international(text, i).map(|e| (i, e, Class::Phone)),
+        };
+        from = match found {
+            Some((start, end, class)) => {
+                hits.push(Hit { start, end, class });
+                end.max(i + 1)
+            }
+            None => i + 1,
+        };
+    }
+}
+
+/// Digit runs: cards, IBANs, delimited SSNs, and with a national-id
+/// context nine bare digits.
+fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
+    let mut from = 0;
+    while let Some(start) = scan::find_digit(text, from) {
+        let run_end = scan::digits_end(text, start);
+        let found = if scan::before(text, start).is_some_and(|b| b.is_ascii_uppercase()) {
+            iban::at(text, start).map(|(s, e)| (s, e, Class::Iban))
+        } else {
+            card::at(text, start, context == Some(Class::Card))
+                .map(|e| (start, e, Class::Card))
+                .or_else(|| ssn::delimited(text, start).map(|e| (start, e, Class::NationalId)))
+                .or_else(|| {
+                    (context == Some(Class::NationalId))
+                        .then(|| ssn::bare(text, start, run_end))
+                        .flatten()
+                        .map(|e| (start, e, Class::NationalId))
+                })
+        };
+        from = match found {
+            Some((start, end, class)) => {
+                hits.push(Hit { start, end, class });
+                end.max(run_end)
+            }
+            None => run_end,
+        };
+    }
+}
+
+/// Sorts hits and drops each one that overlaps a hit kept before it.
+fn settle(mut hits: Vec<Hit>) -> Vec<Hit> {
+    if hits.len() < 2 {
+        return hits;
+    }
+    hits.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+    let mut kept_end = 0;
+    hits.retain(|h| {
+        let keep = h.start >= kept_end;
+        if keep {
+            kept_end = h.end;
+        }
+        keep
+    });
+    hits
+}
+
+/// A fuzzing entry point: runs every detector, with and without each
+/// context, over `data` and checks what [`Detectors::find`] promises (hits
+/// within bounds, non-empty, in order, not overlapping). Panics otherwise.
+pub fn exercise_detectors(data: &[u8]) {
+    let detectors = Detectors::new();
+    for context in std::iter::once(None).chain(Class::ALL.into_iter().map(Some)) {
+        check_hits(data, &detectors.find(data, context));
+    }
+}
+
+fn check_hits(text: &[u8], hits: &[Hit]) {
+    let mut last_end = 0;
+    for hit in hits {
+        assert!(hit.start < hit.end, "empty hit {hit:?}");
+        assert!(
+            hit.end <= text.len(),
+            "hit {hit:?} past the end ({})",
+            text.len()
+        );
+        assert!(
+            hit.start >= last_end,
+            "hit {hit:?} overlaps or precedes the one before"
+        );
+        last_end = hit.end;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+//! The detector set as a whole: anchors, context, ordering and overlap.
+
+use super::*;
+
+fn spans(text: &str, context: Option<Class>) -> Vec<(&str, Class)> {
+    Detectors::new()
+        .find(text.as_bytes(), context)
+        .iter()
+        .map(|h| (&text[h.start..h.end], h.class))
+        .collect()
+}
+
+#[test]
+fn a_value_with_many_findings() {
+    let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+    let text = format!(
+        "user jane@example.com paid with 4111 1111 1111 1111 from GB82 WEST 1234 5698 7654 32; ssn 123-45-6789, \
+         call +44 20 7946 0958; token {jwt}; db postgres://app:s3cret@db/x; key AKIAIOSFODNN7EXAMPLE"
+    );
+    assert_eq!(
+        spans(&text, None),
+        [
+            ("jane@example.com", Class::Email),
+            ("4111 1111 1111 1111", Class::Card),
+            ("GB82 WEST 1234 5698 7654 32", Class::Iban),
+            ("123-45-6789", Class::NationalId),
+            ("+44 20 7946 0958", Class::Phone),
+            (jwt, Class::Token),
+            ("s3cret", Class::Password),
+            ("AKIAIOSFODNN7EXAMPLE", Class::ApiKey),
+        ]
+    );
+}
+
+#[test]
+fn nothing_in_ordinary_text() {
+    for text in [
+        "The quick brown fox jumps over the lazy dog.",
+        "2024-01-15T10:23:45.123456Z INFO request id=550e8400-e29b-41d4-a716-446655440000 took 12.5ms",
+        r#"{"id": 123456789, "version": "1.2.3", "price": 4111.11, "ratio": 0.4111111111111111}"#,
+        "order 4111111111111112 shipped; ref 1234567812345670",
+        "ssn 000-12-3456 666-12-3456 900-12-3456",
+        "root@localhost a@b.notatld logo@2x.png",
+        "order number 5551234567 and 020 7946 0958",
+        "eyJmb28iOiJiYXIifQ.eyJzdWIiOiJ4In0.c2ln",
+        "GB83 WEST 1234 5698 7654 32",
+        "123456789",
+        "pip install foo==1.2.3; cost $5 each; 3+4=7",
+    ] {
+        assert_eq!(spans(text, None), [], "{text}");
+    }
+}
+
+#[test]
+fn context_enables_weak_detectors() {
+    assert_eq!(
+        spans("123456789", Some(Class::NationalId)),
+        [("123456789", Class::NationalId)]
+    );
+    assert_eq!(
+        spans("(555) 123-4567", Some(Class::Phone)),
+        [("(555) 123-4567", Class::Phone)]
+    );
+    assert_eq!(
+        spans("root@localhost", Some(Class::Email)),
+        [("root@localhost", Class::Email)]
+    );
+    assert_eq!(
+        spans("1234567812345670", Some(Class::Card)),
+        [("1234567812345670", Class::Card)]
+    );
+    assert_eq!(
+        spans("Jane Doe", Some(Class::PersonName)),
+        [("Jane Doe", Class::PersonName)]
+    );
+    // The whole value wins over what a strong detector finds inside it.
+    assert_eq!(
+        spans(" contact jane@example.com ", Some(Class::Secret)),
+        [("contact jane@example.com", Class::Secret)]
+    );
+    // A context of another class does not enable the weak detector.
+    assert_eq!(
+        spans("123456789", Some(Class::Phone)),
+        [("123456789", Class::Phone)]
+    );
+    assert_eq!(spans("123456789", Some(Class::Email)), []);
+}
+
+#[test]
+fn private_key_block_is_one_hit() {
+    let text = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ eyJhbGciOiJub25lIn0.e30.\n-----END OPENSSH PRIVATE KEY-----";
+    assert_eq!(spans(text, None), [(text, Class::Secret)]);
+}
+
+#[test]
+fn invalid_utf8_is_fine() {
+    let mut text = b"\xff\xfe jane@example.com \xc3".to_vec();
+    text.extend_from_slice(b"4111111111111111\x80");
+    let hits = Detectors::new().find(&text, None);
+    assert_eq!(hits.len(), 2);
+    assert_eq!(&text[hits[1].start..hits[1].end], b"4111111111111111");
+}
+
+/// Random bytes, biased towards the anchors, never break the promises of
+/// `find`.
+#[test]
+fn random_bytes_keep_the_promises() {
+    const ALPHABET: &[u8] = b"0123456789@$+.-_ :/ABCDEGKSaeimoxyzJ\n\xff";
+    let detectors = Detectors::new();
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..4000 {
+        let len = (next() % 200) as usize;
+        let text: Vec<u8> = (0..len)
+            .map(|_| {
+                let r = next();
+                if round % 2 == 0 {
+                    r as u8
+                } else {
+                    ALPHABET[(r % ALPHABET.len() as u64) as usize]
+                }
+            })
+            .collect();
+        for context in std::iter::once(None).chain(Class::ALL.into_iter().map(Some)) {
+            check_hits(&text, &detectors.find(&text, context));
+        }
+    }
+    exercise_detectors(b"4111 1111 1111 1111 jane@example.com");
+}
