@@ -7,6 +7,7 @@
 pub mod class;
 pub mod column;
 pub mod detect;
+pub mod dictionary;
 
 pub use class::Class;
 pub use column::{ColumnType, Format};
