@@ -53,13 +53,13 @@ pub struct Hit {
 }
 
 /// What an Aho-Corasick pattern stands for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Anchor {
     Jwt,
     Pem,
     Md5,
-    /// An index into `token::PREFIXES`.
-    Token(usize),
+    /// Indexes into `token::PREFIXES` of the prefixes starting with it.
+    Tokens(Vec<usize>),
 }
 
 /// The detector set. Build once (it compiles its automaton) and share.
@@ -80,13 +80,23 @@ impl Detectors {
         let mut literals = vec!["eyJ", "-----BEGIN ", "md5"];
         let mut anchors = vec![Anchor::Jwt, Anchor::Pem, Anchor::Md5];
         for (i, prefix) in token::PREFIXES.iter().enumerate() {
-            literals.push(prefix.literal);
-            anchors.push(Anchor::Token(i));
+            let anchor = token::anchor(prefix.literal);
+            match literals.iter().position(|&l| l == anchor) {
+                Some(k) => match &mut anchors[k] {
+                    Anchor::Tokens(indexes) => indexes.push(i),
+                    _ => unreachable!("token anchors are not the JWT, PEM or MD5 ones"),
+                },
+                None => {
+                    literals.push(anchor);
+                    anchors.push(Anchor::Tokens(vec![i]));
+                }
+            }
         }
         let prefixes = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
             .build(&literals)
             .expect("the prefix literals form a valid automaton");
+        debug_assert!(literals.len() <= 32, "more literals than slim Teddy takes");
         Detectors { prefixes, anchors }
     }
 
@@ -109,13 +119,16 @@ impl Detectors {
         let mut from = 0;
         while let Some(m) = self.prefixes.find(Input::new(text).range(from..)) {
             let start = m.start();
-            let found = match self.anchors[m.pattern().as_usize()] {
+            let found = match &self.anchors[m.pattern().as_usize()] {
                 Anchor::Jwt => jwt::at(text, start).map(|end| (start, end, Class::Token)),
                 Anchor::Pem => pem::at(text, start).map(|end| (start, end, Class::Secret)),
                 Anchor::Md5 => {
                     hash::md5_verifier(text, start).map(|end| (start, end, Class::PasswordHash))
                 }
-                Anchor::Token(i) => token::at(text, start, i),
+                Anchor::Tokens(indexes) => indexes
+                    .iter()
+                    .filter(|&&i| text[start..].starts_with(token::PREFIXES[i].literal.as_bytes()))
+                    .find_map(|&i| token::at(text, start, i)),
             };
             from = match found {
                 Some((start, end, class)) => {
@@ -157,32 +170,66 @@ fn punctuation(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
 }
 
 /// Digit runs: cards, IBANs, delimited SSNs, and with a national-id
-/// context nine bare digits.
+/// context nine bare digits. Digits are found 64 bytes at a time as a
+/// bitmap; only a run whose length and neighbours fit one of those shapes
+/// reaches a validator, which keeps timestamps, ids and prices cheap.
 fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
-    let mut from = 0;
-    while let Some(start) = scan::find_digit(text, from) {
-        let run_end = scan::digits_end(text, start);
-        let found = if scan::before(text, start).is_some_and(|b| b.is_ascii_uppercase()) {
-            iban::at(text, start).map(|(s, e)| (s, e, Class::Iban))
-        } else {
-            card::at(text, start, context == Some(Class::Card))
-                .map(|e| (start, e, Class::Card))
-                .or_else(|| ssn::delimited(text, start).map(|e| (start, e, Class::NationalId)))
-                .or_else(|| {
-                    (context == Some(Class::NationalId))
-                        .then(|| ssn::bare(text, start, run_end))
-                        .flatten()
-                        .map(|e| (start, e, Class::NationalId))
-                })
-        };
-        from = match found {
-            Some((start, end, class)) => {
-                hits.push(Hit { start, end, class });
-                end.max(run_end)
+    let mut resume = 0;
+    let mut previous_is_digit = false;
+    for block in (0..text.len()).step_by(64) {
+        let bits = scan::digit_bits(text, block);
+        let mut starts = bits & !((bits << 1) | u64::from(previous_is_digit));
+        previous_is_digit = bits >> 63 == 1;
+        while starts != 0 {
+            let start = block + starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            if start < resume {
+                continue;
             }
-            None => run_end,
-        };
+            let run_end = scan::digits_end(text, start);
+            if let Some(hit) = digit_run(text, start, run_end, context) {
+                resume = hit.end;
+                hits.push(hit);
+            }
+        }
     }
+}
+
+/// The shapes a digit run can start, cheapest tests first.
+fn digit_run(text: &[u8], start: usize, run_end: usize, context: Option<Class>) -> Option<Hit> {
+    let hit = |(start, end), class| Hit { start, end, class };
+    let len = run_end - start;
+    if start >= 2 && text[start - 1].is_ascii_uppercase() {
+        return text[start - 2]
+            .is_ascii_uppercase()
+            .then(|| iban::at(text, start))
+            .flatten()
+            .map(|span| hit(span, Class::Iban));
+    }
+    let next = scan::at(text, run_end);
+    let separated = matches!(next, Some(b' ' | b'-'));
+    // A card is 12+ digits at once or a four-digit group, a separator and
+    // at least four more digits.
+    let card_shaped = len >= 12
+        || (len == 4
+            && separated
+            && text
+                .get(run_end + 1..run_end + 5)
+                .is_some_and(|g| g.iter().all(u8::is_ascii_digit)));
+    if card_shaped {
+        if let Some(end) = card::at(text, start, context == Some(Class::Card)) {
+            return Some(hit((start, end), Class::Card));
+        }
+    }
+    if len == 3 && separated {
+        if let Some(end) = ssn::delimited(text, start) {
+            return Some(hit((start, end), Class::NationalId));
+        }
+    }
+    if len == 9 && context == Some(Class::NationalId) {
+        return ssn::bare(text, start, run_end).map(|end| hit((start, end), Class::NationalId));
+    }
+    None
 }
 
 /// Sorts hits and drops each one that overlaps a hit kept before it.

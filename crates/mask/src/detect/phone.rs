@@ -7,13 +7,13 @@ use super::scan::{before, is_alnum, number_ends};
 
 const MAX_DIGITS: usize = 15;
 
-/// Reads a phone number's digits from `from`: groups of digits joined by at
-/// most two of ` -.()` (`) `, ` (`). Returns (end, digit count); `None`
-/// when there are too many digits to be a phone number.
-fn digits(text: &[u8], from: usize) -> Option<(usize, usize)> {
+/// Reads a phone number from `from`: groups of digits joined by one of
+/// ` -.()` or by a parenthesis and one of those (`) `, ` (`). Returns the
+/// longest reading with `min..=15` digits that ends the number cleanly.
+fn read(text: &[u8], from: usize, min: usize) -> Option<usize> {
     let mut i = from;
     let mut count = 0;
-    let mut end = from;
+    let mut best = None;
     loop {
         let run = text[i..].iter().take_while(|b| b.is_ascii_digit()).count();
         if run == 0 {
@@ -21,21 +21,32 @@ fn digits(text: &[u8], from: usize) -> Option<(usize, usize)> {
         }
         count += run;
         if count > MAX_DIGITS {
-            return None;
+            break;
         }
         i += run;
-        end = i;
+        if count >= min && number_ends(text, i) {
+            best = Some(i);
+        }
         let gap = text[i..]
             .iter()
             .take(3)
             .take_while(|&&b| matches!(b, b' ' | b'-' | b'.' | b'(' | b')'))
             .count();
-        if gap == 0 || gap > 2 || !text.get(i + gap).is_some_and(u8::is_ascii_digit) {
+        let paren = text[i..i + gap].iter().any(|&b| b == b'(' || b == b')');
+        if gap == 0
+            || gap > 2
+            || (gap == 2 && !paren)
+            || !text.get(i + gap).is_some_and(u8::is_ascii_digit)
+        {
             break;
         }
         i += gap;
     }
-    Some((end, count))
+    // More digits than E.164 allows is not a phone number at all.
+    if count > MAX_DIGITS {
+        return None;
+    }
+    best
 }
 
 /// An international number whose `+` is at `plus`: its end.
@@ -47,8 +58,7 @@ pub(super) fn international(text: &[u8], plus: usize) -> Option<usize> {
     if !text.get(plus + 1).is_some_and(|b| matches!(b, b'1'..=b'9')) {
         return None;
     }
-    let (end, count) = digits(text, plus + 1)?;
-    ((8..=MAX_DIGITS).contains(&count) && number_ends(text, end)).then_some(end)
+    read(text, plus + 1, 8)
 }
 
 /// A national-format number starting at `start` (a digit, or the `(` of an
@@ -62,8 +72,7 @@ pub(super) fn national(text: &[u8], start: usize) -> Option<usize> {
     } else {
         start
     };
-    let (end, count) = digits(text, from)?;
-    ((7..=MAX_DIGITS).contains(&count) && number_ends(text, end)).then_some(end)
+    read(text, from, 7)
 }
 
 #[cfg(test)]
@@ -84,6 +93,7 @@ mod tests {
             ("+44 (0)20 7946 0958", "+44 (0)20 7946 0958"),
             ("tel:+4915112345678", "+4915112345678"),
             ("+33.1.23.45.67.89", "+33.1.23.45.67.89"),
+            ("+44 20 7946 0958  12.5ms", "+44 20 7946 0958"),
         ] {
             assert_eq!(intl(text), Some(phone), "{text}");
         }

@@ -91,6 +91,30 @@ pub(super) fn find_digit(text: &[u8], from: usize) -> Option<usize> {
         .map(|p| i + p)
 }
 
+/// One bit per byte of `text[from..from + 64]` (fewer at the end): set
+/// where the byte is an ASCII digit. Exact for every byte: the `< 10` test
+/// runs on the low seven bits, where adding `0x76` cannot carry into the
+/// next byte.
+pub(super) fn digit_bits(text: &[u8], from: usize) -> u64 {
+    let block = &text[from..text.len().min(from + 64)];
+    let mut bits = 0u64;
+    let mut words = block.chunks_exact(8);
+    for (k, word) in words.by_ref().enumerate() {
+        let w =
+            u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ (LOW_BITS * u64::from(b'0'));
+        let not_below_ten = ((w & !HIGH_BITS) + LOW_BITS * (0x80 - 10)) | w;
+        let below_ten = !not_below_ten & HIGH_BITS;
+        // Gather the eight high bits into one byte.
+        let packed = ((below_ten >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
+        bits |= packed << (8 * k);
+    }
+    let done = block.len() - words.remainder().len();
+    for (j, b) in words.remainder().iter().enumerate() {
+        bits |= u64::from(b.is_ascii_digit()) << (done + j);
+    }
+    bits
+}
+
 /// The end of the run of digits starting at `from`.
 pub(super) fn digits_end(text: &[u8], from: usize) -> usize {
     from + run_len(text, from, usize::MAX, |b| b.is_ascii_digit())
@@ -125,6 +149,22 @@ mod tests {
                         .map(|p| from + p);
                     assert_eq!(find_digit(&text, from), expected, "{text:?} from {from}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn digit_bits_are_exact() {
+        let text: Vec<u8> = (0..=255u8)
+            .chain(b"0123456789/:".iter().copied())
+            .cycle()
+            .take(1000)
+            .collect();
+        for from in 0..text.len() {
+            let bits = digit_bits(&text, from);
+            for j in 0..64 {
+                let expected = text.get(from + j).is_some_and(u8::is_ascii_digit);
+                assert_eq!(bits >> j & 1 == 1, expected, "byte {}", from + j);
             }
         }
     }
