@@ -38,7 +38,7 @@ mod tld;
 mod token;
 mod url;
 
-use aho_corasick::{AhoCorasick, Input, MatchKind};
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use crate::Class;
 
@@ -116,9 +116,12 @@ impl Detectors {
     }
 
     fn literal_prefixes(&self, text: &[u8], hits: &mut Vec<Hit>) {
-        let mut from = 0;
-        while let Some(m) = self.prefixes.find(Input::new(text).range(from..)) {
+        let mut resume = 0;
+        for m in self.prefixes.find_iter(text) {
             let start = m.start();
+            if start < resume {
+                continue;
+            }
             let found = match &self.anchors[m.pattern().as_usize()] {
                 Anchor::Jwt => jwt::at(text, start).map(|end| (start, end, Class::Token)),
                 Anchor::Pem => pem::at(text, start).map(|end| (start, end, Class::Secret)),
@@ -130,15 +133,9 @@ impl Detectors {
                     .filter(|&&i| text[start..].starts_with(token::PREFIXES[i].literal.as_bytes()))
                     .find_map(|&i| token::at(text, start, i)),
             };
-            from = match found {
-                Some((start, end, class)) => {
-                    hits.push(Hit { start, end, class });
-                    end.max(start + 1)
-                }
-                None => start + 1,
-            };
-            if from >= text.len() {
-                break;
+            if let Some((start, end, class)) = found {
+                hits.push(Hit { start, end, class });
+                resume = end;
             }
         }
     }
@@ -170,28 +167,57 @@ fn punctuation(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
 }
 
 /// Digit runs: cards, IBANs, delimited SSNs, and with a national-id
-/// context nine bare digits. Digits are found 64 bytes at a time as a
-/// bitmap; only a run whose length and neighbours fit one of those shapes
-/// reaches a validator, which keeps timestamps, ids and prices cheap.
+/// context nine bare digits. Digits (and capitals, for IBANs) are found 64
+/// bytes at a time as bitmaps, and run lengths come from shifting them:
+/// only a run whose length fits one of those shapes reaches a validator,
+/// which keeps timestamps, ids and prices cheap.
 fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
+    let digit_bits = |from| scan::range_bits(text, from, b'0', b'9');
     let mut resume = 0;
-    let mut previous_is_digit = false;
+    let mut carry_digit = 0u64;
+    let mut carry_upper = 0u64;
+    let mut current = digit_bits(0);
     for block in (0..text.len()).step_by(64) {
-        let bits = scan::digit_bits(text, block);
-        let mut starts = bits & !((bits << 1) | u64::from(previous_is_digit));
-        previous_is_digit = bits >> 63 == 1;
-        while starts != 0 {
-            let start = block + starts.trailing_zeros() as usize;
-            starts &= starts - 1;
-            if start < resume {
-                continue;
+        let next = if block + 64 < text.len() {
+            digit_bits(block + 64)
+        } else {
+            0
+        };
+        let upper = scan::range_bits(text, block, b'A', b'Z');
+        let starts = current & !((current << 1) | carry_digit);
+        if starts != 0 {
+            // at_least[k]: a run of at least k + 1 digits starts here.
+            let window = u128::from(next) << 64 | u128::from(current);
+            let mut at_least = [0u64; 13];
+            let mut acc = window;
+            for (k, slot) in at_least.iter_mut().enumerate() {
+                acc &= window >> k;
+                *slot = acc as u64;
             }
-            let run_end = scan::digits_end(text, start);
-            if let Some(hit) = digit_run(text, start, run_end, context) {
-                resume = hit.end;
-                hits.push(hit);
+            let exactly = |n: usize| at_least[n - 1] & !at_least[n];
+            let after_capitals =
+                (upper << 1 | carry_upper >> 63) & (upper << 2 | carry_upper >> 62);
+            let mut candidates =
+                starts & (at_least[11] | exactly(3) | exactly(4) | (after_capitals & at_least[1]));
+            if context == Some(Class::NationalId) {
+                candidates |= starts & exactly(9);
+            }
+            while candidates != 0 {
+                let start = block + candidates.trailing_zeros() as usize;
+                candidates &= candidates - 1;
+                if start < resume {
+                    continue;
+                }
+                let run_end = scan::digits_end(text, start);
+                if let Some(hit) = digit_run(text, start, run_end, context) {
+                    resume = hit.end;
+                    hits.push(hit);
+                }
             }
         }
+        carry_digit = current >> 63;
+        carry_upper = upper;
+        current = next;
     }
 }
 

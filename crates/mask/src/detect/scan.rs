@@ -92,25 +92,26 @@ pub(super) fn find_digit(text: &[u8], from: usize) -> Option<usize> {
 }
 
 /// One bit per byte of `text[from..from + 64]` (fewer at the end): set
-/// where the byte is an ASCII digit. Exact for every byte: the `< 10` test
-/// runs on the low seven bits, where adding `0x76` cannot carry into the
-/// next byte.
-pub(super) fn digit_bits(text: &[u8], from: usize) -> u64 {
-    let block = &text[from..text.len().min(from + 64)];
+/// where the byte is in `lo..=hi` (ASCII). Exact for every byte: the
+/// comparisons run on the low seven bits, where adding at most 0x7f cannot
+/// carry into the next byte, and bytes with the high bit set are cleared.
+pub(super) fn range_bits(text: &[u8], from: usize, lo: u8, hi: u8) -> u64 {
+    let block = &text[from.min(text.len())..text.len().min(from + 64)];
     let mut bits = 0u64;
     let mut words = block.chunks_exact(8);
     for (k, word) in words.by_ref().enumerate() {
-        let w =
-            u64::from_le_bytes(word.try_into().expect("8 bytes")) ^ (LOW_BITS * u64::from(b'0'));
-        let not_below_ten = ((w & !HIGH_BITS) + LOW_BITS * (0x80 - 10)) | w;
-        let below_ten = !not_below_ten & HIGH_BITS;
+        let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        let low7 = w & !HIGH_BITS;
+        let at_least_lo = low7 + LOW_BITS * u64::from(0x80 - lo);
+        let above_hi = low7 + LOW_BITS * u64::from(0x7f - hi);
+        let inside = at_least_lo & !above_hi & !w & HIGH_BITS;
         // Gather the eight high bits into one byte.
-        let packed = ((below_ten >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
+        let packed = ((inside >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
         bits |= packed << (8 * k);
     }
     let done = block.len() - words.remainder().len();
-    for (j, b) in words.remainder().iter().enumerate() {
-        bits |= u64::from(b.is_ascii_digit()) << (done + j);
+    for (j, &b) in words.remainder().iter().enumerate() {
+        bits |= u64::from((lo..=hi).contains(&b)) << (done + j);
     }
     bits
 }
@@ -154,17 +155,29 @@ mod tests {
     }
 
     #[test]
-    fn digit_bits_are_exact() {
+    fn range_bits_are_exact() {
         let text: Vec<u8> = (0..=255u8)
-            .chain(b"0123456789/:".iter().copied())
+            .chain(b"0123456789/:AZ@[".iter().copied())
             .cycle()
             .take(1000)
             .collect();
         for from in 0..text.len() {
-            let bits = digit_bits(&text, from);
+            let digits = range_bits(&text, from, b'0', b'9');
+            let upper = range_bits(&text, from, b'A', b'Z');
             for j in 0..64 {
-                let expected = text.get(from + j).is_some_and(u8::is_ascii_digit);
-                assert_eq!(bits >> j & 1 == 1, expected, "byte {}", from + j);
+                let byte = text.get(from + j);
+                assert_eq!(
+                    digits >> j & 1 == 1,
+                    byte.is_some_and(u8::is_ascii_digit),
+                    "byte {}",
+                    from + j
+                );
+                assert_eq!(
+                    upper >> j & 1 == 1,
+                    byte.is_some_and(u8::is_ascii_uppercase),
+                    "byte {}",
+                    from + j
+                );
             }
         }
     }
