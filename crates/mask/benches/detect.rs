@@ -90,9 +90,9 @@ fn prose(rng: &mut Rng, out: &mut String) {
 
 fn log_line(rng: &mut Rng, out: &mut String) {
     use std::fmt::Write;
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "2024-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z INFO {} {} id={:08x}-{:04x}-4{:03x}-a{:03x}-{:012x} peer=10.{}.{}.{}:{} took {}.{}ms rows={}\n",
+        "2024-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z INFO {} {} id={:08x}-{:04x}-4{:03x}-a{:03x}-{:012x} peer=10.{}.{}.{}:{} took {}.{}ms rows={}",
         1 + rng.below(12),
         1 + rng.below(28),
         rng.below(24),

@@ -175,7 +175,6 @@ fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
     let digit_bits = |from| scan::range_bits(text, from, b'0', b'9');
     let mut resume = 0;
     let mut carry_digit = 0u64;
-    let mut carry_upper = 0u64;
     let mut current = digit_bits(0);
     for block in (0..text.len()).step_by(64) {
         let next = if block + 64 < text.len() {
@@ -183,7 +182,6 @@ fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
         } else {
             0
         };
-        let upper = scan::range_bits(text, block, b'A', b'Z');
         let starts = current & !((current << 1) | carry_digit);
         if starts != 0 {
             // at_least[k]: a run of at least k + 1 digits starts here.
@@ -195,8 +193,13 @@ fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
                 *slot = acc as u64;
             }
             let exactly = |n: usize| at_least[n - 1] & !at_least[n];
-            let after_capitals =
-                (upper << 1 | carry_upper >> 63) & (upper << 2 | carry_upper >> 62);
+            // Capitals only matter where a run starts; the two bytes before the
+            // block stand in for the previous block's bitmap.
+            let upper = scan::range_bits(text, block, b'A', b'Z');
+            let upper_before =
+                |back: usize| u64::from(block >= back && text[block - back].is_ascii_uppercase());
+            let after_capitals = (upper << 1 | upper_before(1))
+                & (upper << 2 | upper_before(2) | upper_before(1) << 1);
             let mut candidates =
                 starts & (at_least[11] | exactly(3) | exactly(4) | (after_capitals & at_least[1]));
             if context == Some(Class::NationalId) {
@@ -216,7 +219,6 @@ fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
             }
         }
         carry_digit = current >> 63;
-        carry_upper = upper;
         current = next;
     }
 }
