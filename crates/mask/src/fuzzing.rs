@@ -100,6 +100,8 @@ fn spec(r: &mut Reader<'_>) -> ColumnSpec {
 /// Runs `data` through a plan built from its first bytes. Panics only on
 /// a bug.
 pub fn exercise(data: &[u8]) {
+    // The detectors on the raw input: in order, in bounds, disjoint.
+    crate::detect::exercise_detectors(data);
     let mut r = Reader { data };
     let count = 1 + usize::from(r.byte() % 5);
     let with_key = r.byte() & 1 == 0;

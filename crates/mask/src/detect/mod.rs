@@ -1,27 +1,48 @@
 //! Content detectors: what in a value looks sensitive, whatever its column.
 //!
-//! High-precision detectors always run: a candidate is found by a cheap
-//! anchor (an `@`, a run of digits, a known token prefix, `eyJ`,
-//! `-----BEGIN`, `://`, `$2`) and kept only if a validator accepts it
-//! (Luhn for cards, mod-97 for IBANs, a real top-level domain for emails,
-//! the issued ranges for SSNs, a decodable header for JWTs, the checksum
-//! of GitHub tokens). Weak detectors (bare nine-digit numbers, national
-//! phone formats, names, addresses) fire only when the column's class is
-//! known and says so: then the whole value counts.
+//! Two kinds of detector live here. The *strong* ones fire anywhere because
+//! their shape carries its own proof: a checksum (cards: Luhn; IBAN: mod 97;
+//! GitHub tokens: CRC32), a registry (email TLDs, IBAN lengths, card issuer
+//! ranges, SSN ranges), a decodable structure (a JWT header naming its
+//! `alg`) or a vendor prefix. The *weak* ones fire only when the column's
+//! catalog classification (`context`) says what to expect, because without
+//! it a nine-digit number or a name is just a number or a word
+//! ([`context`] lists them).
 //!
-//! Every detector walks the text once from left to right and looks a
-//! bounded distance around each anchor, so the cost is linear in the size
-//! of the value, whatever it holds.
+//! # How a value is scanned
+//!
+//! No detector runs over every byte. Three linear passes find anchors, and
+//! validators run only at an anchor:
+//!
+//! - `memchr3` for `@` (emails, URL passwords), `$` (password hashes) and
+//!   `+` (international phone numbers);
+//! - a word-at-a-time search for ASCII digits; each digit run's start is
+//!   tried as a card, a delimited SSN or (after two capitals) an IBAN;
+//! - an Aho-Corasick automaton (SIMD prefiltered) for the literal prefixes:
+//!   `eyJ` (JWT), `-----BEGIN ` (PEM), `md5` and the vendor token prefixes.
+//!
+//! Every validator reads a bounded number of bytes or skips past what it
+//! reads, so the whole scan is linear in the value's length.
 
-mod digits;
+mod card;
+mod context;
 mod email;
-mod tokens;
-mod validate;
+mod hash;
+mod iban;
+mod jwt;
+mod pem;
+mod phone;
+mod scan;
+mod ssn;
+mod tld;
+mod token;
+mod url;
 
-#[cfg(test)]
-mod tests;
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use crate::Class;
+
+pub use token::github_token;
 
 /// One finding: `text[start..end]` looks like `class`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,96 +52,258 @@ pub struct Hit {
     pub class: Class,
 }
 
-/// The detector set. Build once (it compiles its prefix automaton) and
-/// share; clones share the automaton.
+/// What an Aho-Corasick pattern stands for.
+#[derive(Debug, Clone)]
+enum Anchor {
+    Jwt,
+    Pem,
+    Md5,
+    /// Indexes into `token::PREFIXES` of the prefixes starting with it.
+    Tokens(Vec<usize>),
+}
+
+/// The detector set. Build once (it compiles its automaton) and share;
+/// clones share the automaton.
 #[derive(Debug, Clone)]
 pub struct Detectors {
-    tokens: tokens::Prefixes,
+    prefixes: AhoCorasick,
+    anchors: Vec<Anchor>,
 }
 
 impl Default for Detectors {
-    fn default() -> Self {
+    fn default() -> Detectors {
         Detectors::new()
     }
 }
 
 impl Detectors {
     pub fn new() -> Detectors {
-        Detectors {
-            tokens: tokens::Prefixes::new(),
+        let mut literals = vec!["eyJ", "-----BEGIN ", "md5"];
+        let mut anchors = vec![Anchor::Jwt, Anchor::Pem, Anchor::Md5];
+        for (i, prefix) in token::PREFIXES.iter().enumerate() {
+            let anchor = token::anchor(prefix.literal);
+            match literals.iter().position(|&l| l == anchor) {
+                Some(k) => match &mut anchors[k] {
+                    Anchor::Tokens(indexes) => indexes.push(i),
+                    _ => unreachable!("token anchors are not the JWT, PEM or MD5 ones"),
+                },
+                None => {
+                    literals.push(anchor);
+                    anchors.push(Anchor::Tokens(vec![i]));
+                }
+            }
         }
+        let prefixes = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&literals)
+            .expect("the prefix literals form a valid automaton");
+        debug_assert!(literals.len() <= 32, "more literals than slim Teddy takes");
+        Detectors { prefixes, anchors }
     }
 
     /// Every sensitive span in `text`, in order, not overlapping.
     /// `context` is the column's classification when the catalog has one
-    /// (weak detectors fire only then).
+    /// (weak detectors fire only then). Where spans overlap the one that
+    /// starts first wins, and of those the longest.
     pub fn find(&self, text: &[u8], context: Option<Class>) -> Vec<Hit> {
         let mut hits = Vec::new();
-        if let Some(class) = context.filter(|c| whole_value_class(*c)) {
-            if text.iter().any(|b| !b.is_ascii_whitespace()) {
-                hits.push(Hit {
-                    start: 0,
-                    end: text.len(),
-                    class,
-                });
-                return hits;
+        punctuation(text, context, &mut hits);
+        digits(text, context, &mut hits);
+        self.literal_prefixes(text, &mut hits);
+        if let Some(class) = context {
+            context::find(text, class, &mut hits);
+        }
+        settle(hits)
+    }
+
+    fn literal_prefixes(&self, text: &[u8], hits: &mut Vec<Hit>) {
+        let mut resume = 0;
+        for m in self.prefixes.find_iter(text) {
+            let start = m.start();
+            if start < resume {
+                continue;
+            }
+            let found = match &self.anchors[m.pattern().as_usize()] {
+                Anchor::Jwt => jwt::at(text, start).map(|end| (start, end, Class::Token)),
+                Anchor::Pem => pem::at(text, start).map(|end| (start, end, Class::Secret)),
+                Anchor::Md5 => {
+                    hash::md5_verifier(text, start).map(|end| (start, end, Class::PasswordHash))
+                }
+                Anchor::Tokens(indexes) => indexes
+                    .iter()
+                    .filter(|&&i| text[start..].starts_with(token::PREFIXES[i].literal.as_bytes()))
+                    .find_map(|&i| token::at(text, start, i)),
+            };
+            if let Some((start, end, class)) = found {
+                hits.push(Hit { start, end, class });
+                resume = end;
             }
         }
-        self.tokens.find(text, &mut hits);
-        email::find(text, &mut hits);
-        digits::find(text, context, &mut hits);
-        tokens::find_iban(text, &mut hits);
-        normalize(hits)
-    }
-
-    /// Whether anything in `text` looks sensitive.
-    pub fn any(&self, text: &[u8], context: Option<Class>) -> bool {
-        !self.find(text, context).is_empty()
     }
 }
 
-/// Classes with no reliable shape: with the column saying so, the whole
-/// value is the finding.
-fn whole_value_class(c: Class) -> bool {
-    matches!(
-        c,
-        Class::PersonName
-            | Class::Address
-            | Class::DateOfBirth
-            | Class::Password
-            | Class::PasswordHash
-            | Class::Token
-            | Class::ApiKey
-            | Class::Secret
-    )
+/// `@`, `$` and `+`: emails and URL passwords, password hashes, phones.
+fn punctuation(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
+    let mut from = 0;
+    while let Some(offset) = memchr::memchr3(b'@', b'$', b'+', &text[from..]) {
+        let i = from + offset;
+        let found = match text[i] {
+            b'@' => url::password_at(text, i)
+                .map(|(s, e)| (s, e, Class::Password))
+                .or_else(|| {
+                    email::at(text, i, context == Some(Class::Email))
+                        .map(|(s, e)| (s, e, Class::Email))
+                }),
+            b'$' => hash::at_dollar(text, i).map(|(s, e)| (s, e, Class::PasswordHash)),
+            _ => phone::international(text, i).map(|e| (i, e, Class::Phone)),
+        };
+        from = match found {
+            Some((start, end, class)) => {
+                hits.push(Hit { start, end, class });
+                end.max(i + 1)
+            }
+            None => i + 1,
+        };
+    }
 }
 
-/// Sorted by start, overlaps merged (the earlier, longer finding wins the
-/// class).
-fn normalize(mut hits: Vec<Hit>) -> Vec<Hit> {
-    hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
-    let mut out: Vec<Hit> = Vec::with_capacity(hits.len());
-    for h in hits {
-        match out.last_mut() {
-            Some(last) if h.start < last.end => last.end = last.end.max(h.end),
-            _ => out.push(h),
+/// Digit runs: cards, IBANs, delimited SSNs, and with a national-id
+/// context nine bare digits. Digits (and capitals, for IBANs) are found 64
+/// bytes at a time as bitmaps, and run lengths come from shifting them:
+/// only a run whose length fits one of those shapes reaches a validator,
+/// which keeps timestamps, ids and prices cheap.
+fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
+    let digit_bits = |from| scan::range_bits(text, from, b'0', b'9');
+    let mut resume = 0;
+    let mut carry_digit = 0u64;
+    let mut current = digit_bits(0);
+    for block in (0..text.len()).step_by(64) {
+        let next = if block + 64 < text.len() {
+            digit_bits(block + 64)
+        } else {
+            0
+        };
+        let starts = current & !((current << 1) | carry_digit);
+        if starts != 0 {
+            // at_least[k]: a run of at least k + 1 digits starts here.
+            let window = u128::from(next) << 64 | u128::from(current);
+            let mut at_least = [0u64; 13];
+            let mut acc = window;
+            for (k, slot) in at_least.iter_mut().enumerate() {
+                acc &= window >> k;
+                *slot = acc as u64;
+            }
+            let exactly = |n: usize| at_least[n - 1] & !at_least[n];
+            // Capitals only matter where a run starts; the two bytes before the
+            // block stand in for the previous block's bitmap.
+            let upper = scan::range_bits(text, block, b'A', b'Z');
+            let upper_before =
+                |back: usize| u64::from(block >= back && text[block - back].is_ascii_uppercase());
+            let after_capitals = (upper << 1 | upper_before(1))
+                & (upper << 2 | upper_before(2) | upper_before(1) << 1);
+            let mut candidates =
+                starts & (at_least[11] | exactly(3) | exactly(4) | (after_capitals & at_least[1]));
+            if context == Some(Class::NationalId) {
+                candidates |= starts & exactly(9);
+            }
+            while candidates != 0 {
+                let start = block + candidates.trailing_zeros() as usize;
+                candidates &= candidates - 1;
+                if start < resume {
+                    continue;
+                }
+                let run_end = scan::digits_end(text, start);
+                if let Some(hit) = digit_run(text, start, run_end, context) {
+                    resume = hit.end;
+                    hits.push(hit);
+                }
+            }
+        }
+        carry_digit = current >> 63;
+        current = next;
+    }
+}
+
+/// The shapes a digit run can start, cheapest tests first.
+fn digit_run(text: &[u8], start: usize, run_end: usize, context: Option<Class>) -> Option<Hit> {
+    let hit = |(start, end), class| Hit { start, end, class };
+    let len = run_end - start;
+    if start >= 2 && text[start - 1].is_ascii_uppercase() {
+        return text[start - 2]
+            .is_ascii_uppercase()
+            .then(|| iban::at(text, start))
+            .flatten()
+            .map(|span| hit(span, Class::Iban));
+    }
+    let next = scan::at(text, run_end);
+    let separated = matches!(next, Some(b' ' | b'-'));
+    // A card is 12+ digits at once or a four-digit group, a separator and
+    // at least four more digits.
+    let card_shaped = len >= 12
+        || (len == 4
+            && separated
+            && text
+                .get(run_end + 1..run_end + 5)
+                .is_some_and(|g| g.iter().all(u8::is_ascii_digit)));
+    if card_shaped {
+        if let Some(end) = card::at(text, start, context == Some(Class::Card)) {
+            return Some(hit((start, end), Class::Card));
         }
     }
-    out
-}
-
-/// For fuzzing: `find` never panics, and its hits are in order, within
-/// bounds and disjoint.
-pub fn exercise(detectors: &Detectors, data: &[u8]) {
-    for context in [None, Some(Class::NationalId), Some(Class::Phone)] {
-        let hits = detectors.find(data, context);
-        let mut at = 0;
-        for h in &hits {
-            assert!(
-                h.start >= at && h.start < h.end && h.end <= data.len(),
-                "{hits:?}"
-            );
-            at = h.end;
+    if len == 3 && separated {
+        if let Some(end) = ssn::delimited(text, start) {
+            return Some(hit((start, end), Class::NationalId));
         }
     }
+    if len == 9 && context == Some(Class::NationalId) {
+        return ssn::bare(text, start, run_end).map(|end| hit((start, end), Class::NationalId));
+    }
+    None
 }
+
+/// Sorts hits and drops each one that overlaps a hit kept before it.
+fn settle(mut hits: Vec<Hit>) -> Vec<Hit> {
+    if hits.len() < 2 {
+        return hits;
+    }
+    hits.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+    let mut kept_end = 0;
+    hits.retain(|h| {
+        let keep = h.start >= kept_end;
+        if keep {
+            kept_end = h.end;
+        }
+        keep
+    });
+    hits
+}
+
+/// A fuzzing entry point: runs every detector, with and without each
+/// context, over `data` and checks what [`Detectors::find`] promises (hits
+/// within bounds, non-empty, in order, not overlapping). Panics otherwise.
+pub fn exercise_detectors(data: &[u8]) {
+    let detectors = Detectors::new();
+    for context in std::iter::once(None).chain(Class::ALL.into_iter().map(Some)) {
+        check_hits(data, &detectors.find(data, context));
+    }
+}
+
+fn check_hits(text: &[u8], hits: &[Hit]) {
+    let mut last_end = 0;
+    for hit in hits {
+        assert!(hit.start < hit.end, "empty hit {hit:?}");
+        assert!(
+            hit.end <= text.len(),
+            "hit {hit:?} past the end ({})",
+            text.len()
+        );
+        assert!(
+            hit.start >= last_end,
+            "hit {hit:?} overlaps or precedes the one before"
+        );
+        last_end = hit.end;
+    }
+}
+
+#[cfg(test)]
+mod tests;
