@@ -168,6 +168,15 @@ impl Guard {
         (slot.generation, slot.snapshot.clone())
     }
 
+    /// The current snapshot's generation (cheaper than [`Guard::catalog`]
+    /// for a caller that only checks whether the snapshot changed).
+    pub fn catalog_generation(&self) -> u64 {
+        self.catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation
+    }
+
     fn catalog_slot(&self) -> (u64, Option<Arc<CatalogSnapshot>>, u64) {
         let slot = self.catalog.read().unwrap_or_else(|e| e.into_inner());
         (slot.generation, slot.snapshot.clone(), slot.covers)

@@ -48,6 +48,9 @@ const MAX_PLANS: usize = 256;
 
 pub(crate) struct RowMasking {
     current: Current,
+    /// The last description planned and its plan: a session repeating
+    /// one statement compares bytes instead of hashing them.
+    last: Option<(Box<[u8]>, Arc<Plan>)>,
     plans: HashMap<Box<[u8]>, Arc<Plan>>,
     generation: u64,
     columns: Vec<OutputColumn>,
@@ -59,6 +62,7 @@ impl RowMasking {
     pub fn new() -> RowMasking {
         RowMasking {
             current: Current::Undescribed,
+            last: None,
             plans: HashMap::new(),
             generation: u64::MAX,
             columns: Vec::new(),
@@ -73,13 +77,21 @@ impl RowMasking {
             self.current = Current::Pass;
             return Ok(());
         };
-        let generation = guarded.target.guard.catalog().0;
+        let generation = guarded.target.guard.catalog_generation();
         if generation != self.generation {
             self.plans.clear();
+            self.last = None;
             self.generation = generation;
+        }
+        if let Some((bytes, plan)) = &self.last {
+            if **bytes == *msg {
+                self.current = current(plan);
+                return Ok(());
+            }
         }
         if let Some(plan) = self.plans.get(msg) {
             self.current = current(plan);
+            self.last = Some((msg.into(), plan.clone()));
             return Ok(());
         }
         let fields = decode::row_description(decode::body(msg))
@@ -135,6 +147,7 @@ impl RowMasking {
                 self.plans.clear();
             }
             self.plans.insert(msg.into(), plan.clone());
+            self.last = Some((msg.into(), plan.clone()));
         }
         self.current = current(&plan);
         Ok(())

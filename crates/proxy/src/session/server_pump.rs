@@ -35,6 +35,8 @@ pub(crate) struct ServerPump<'a> {
     outbox: Outbox,
     /// The masking plan of the result set under way.
     rows: RowMasking,
+    /// The splitter keeps rows whole (see `RowMasking::needs_whole_rows`).
+    whole_rows: bool,
 }
 
 enum Action {
@@ -70,6 +72,7 @@ impl<'a> ServerPump<'a> {
             server_fatal: false,
             outbox: Outbox::default(),
             rows: RowMasking::new(),
+            whole_rows: false,
         }
     }
 }
