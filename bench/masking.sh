@@ -3,6 +3,7 @@
 #
 #   bench/masking.sh [--no-build] [--portcullis-bin PATH] [--rows N] [--reps N]
 #                    [--duration S] [--clients N] [--rounds N] [--keep]
+#                    [--protocols "simple extended prepared"]
 #
 # Measures, against one throwaway PostgreSQL cluster:
 #   1. A result of N rows (default 1,000,000) streamed to psql (FETCH_COUNT=0),
@@ -14,12 +15,13 @@
 #   2. pgbench -S (simple, extended, prepared) with --clients clients for
 #      --duration seconds, through Portcullis with masking on (the default)
 #      and with [masking] enabled = false; the two run in turn within each
-#      of --rounds rounds and the medians are reported with their ratio.
+#      of --rounds rounds (which goes first alternates from round to round)
+#      and the medians are reported with their ratio.
 # Environment: PGBIN (PostgreSQL bin dir), BENCH_TMPDIR (default /tmp).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD=1 PBIN="" ROWS=1000000 REPS=5 DURATION=10 CLIENTS=8 ROUNDS=3 KEEP=0
+BUILD=1 PBIN="" ROWS=1000000 REPS=5 DURATION=10 CLIENTS=8 ROUNDS=3 KEEP=0 PROTOCOLS="simple extended prepared"
 die() { echo "bench/masking: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
         --duration) DURATION=${2:?}; shift 2 ;;
         --clients) CLIENTS=${2:?}; shift 2 ;;
         --rounds) ROUNDS=${2:?}; shift 2 ;;
+        --protocols) PROTOCOLS=${2:?}; shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) die "unknown argument $1" ;;
@@ -141,6 +144,7 @@ EOF
     die "Portcullis ($1) did not start"
 }
 start_portcullis on "$ON_PORT" ""
+ON_PID="${PIDS[-1]}"
 start_portcullis off "$OFF_PORT" "[masking]
 enabled = false"
 
@@ -154,7 +158,13 @@ stream() { # stream PORT SQL -> "bytes ns"
     t1="$(date +%s%N)"
     echo "$bytes $((t1 - t0))"
 }
-declare -A MBPS
+cpu_ms() { # utime+stime of PID in ms
+    local s; s="$(cat "/proc/$1/stat")"; s="${s##*) }"
+    # shellcheck disable=SC2086
+    set -- $s
+    echo $(( (${12} + ${13}) * 1000 / $(getconf CLK_TCK) ))
+}
+declare -A MBPS CPUMS
 for kind in masked plain; do
     case $kind in
         masked) SQL="SELECT id, email, phone, ssn FROM people" ;;
@@ -163,12 +173,14 @@ for kind in masked plain; do
     for target in direct portcullis; do
         p=$PGPORT; [ $target = portcullis ] && p=$ON_PORT
         rates=""
+        c0="$(cpu_ms "$ON_PID")"
         for _ in $(seq "$REPS"); do
             read -r bytes ns < <(stream "$p" "$SQL")
             rates+="$(awk -v b="$bytes" -v n="$ns" 'BEGIN {printf "%.1f ", b / (n / 1e9) / 1e6}')"
         done
+        CPUMS[$kind,$target]=$(( ($(cpu_ms "$ON_PID") - c0) / REPS ))
         MBPS[$kind,$target]="$(echo "$rates" | median)"
-        log "$kind via $target: MB/s $rates(median ${MBPS[$kind,$target]})"
+        log "$kind via $target: MB/s $rates(median ${MBPS[$kind,$target]}); Portcullis CPU ${CPUMS[$kind,$target]} ms per run"
     done
 done
 # The masked run really masked, the plain one sent what is stored.
@@ -177,10 +189,11 @@ sample_on="$("$PGBIN/psql" -X -At -h 127.0.0.1 -p "$ON_PORT" -U bench -d bench -
 
 # ------------------------------------------------------------- 2. pgbench -S
 declare -A TPS
-for proto in simple extended prepared; do
+for proto in $PROTOCOLS; do
     for t in on off; do TPS[$proto,$t]=""; done
-    for _ in $(seq "$ROUNDS"); do
-        for t in on off; do
+    for round in $(seq "$ROUNDS"); do
+        order="on off"; [ $((round % 2)) = 0 ] && order="off on"
+        for t in $order; do
             p=$ON_PORT; [ $t = off ] && p=$OFF_PORT
             tps="$("$PGBIN/pgbench" -n -S -M "$proto" -c "$CLIENTS" -j 2 -T "$DURATION" \
                 -h 127.0.0.1 -p "$p" -U bench bench 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}')"
@@ -194,14 +207,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 echo
 echo "## Masking ($(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$REPO" rev-parse --short HEAD), $(nproc) CPUs)"
 echo
-echo "| $ROWS-row result to psql | direct MB/s | Portcullis MB/s | ratio |"
-echo "|---|---|---|---|"
-echo "| 3 masked columns (email, phone, ssn) | ${MBPS[masked,direct]} | ${MBPS[masked,portcullis]} | $(ratio "${MBPS[masked,portcullis]}" "${MBPS[masked,direct]}") |"
-echo "| nothing sensitive | ${MBPS[plain,direct]} | ${MBPS[plain,portcullis]} | $(ratio "${MBPS[plain,portcullis]}" "${MBPS[plain,direct]}") |"
+echo "| $ROWS-row result to psql | direct MB/s | Portcullis MB/s | ratio | Portcullis CPU per result |"
+echo "|---|---|---|---|---|"
+echo "| 3 masked columns (email, phone, ssn) | ${MBPS[masked,direct]} | ${MBPS[masked,portcullis]} | $(ratio "${MBPS[masked,portcullis]}" "${MBPS[masked,direct]}") | ${CPUMS[masked,portcullis]} ms |"
+echo "| nothing sensitive | ${MBPS[plain,direct]} | ${MBPS[plain,portcullis]} | $(ratio "${MBPS[plain,portcullis]}" "${MBPS[plain,direct]}") | ${CPUMS[plain,portcullis]} ms |"
 echo
 echo "| pgbench -S, $CLIENTS clients, ${DURATION}s, median of $ROUNDS | masking on tps | masking off tps | on/off |"
 echo "|---|---|---|---|"
-for proto in simple extended prepared; do
+for proto in $PROTOCOLS; do
     on="$(echo "${TPS[$proto,on]}" | median)"
     off="$(echo "${TPS[$proto,off]}" | median)"
     echo "| $proto | $on | $off | $(ratio "$on" "$off") |"

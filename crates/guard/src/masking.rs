@@ -272,11 +272,6 @@ impl Guard {
         who: &Who,
         session: &SessionState,
     ) -> Option<Refusal> {
-        let (_, catalog) = self.catalog();
-        let catalog = catalog?;
-        if !catalog.any_classified() {
-            return None;
-        }
         // Where it copies to; `None` inside for "out of the database".
         let mut into: Vec<Option<&QualifiedName>> = Vec::new();
         for a in &stmt.actions {
@@ -300,6 +295,11 @@ impl Guard {
             }
         }
         if into.is_empty() {
+            return None;
+        }
+        let (_, catalog) = self.catalog();
+        let catalog = catalog?;
+        if !catalog.any_classified() {
             return None;
         }
         let view = CatalogView {

@@ -265,12 +265,15 @@ impl ServerPump<'_> {
                             &self.rb.buf[pos..pos + len],
                         );
                         // Masked rows must arrive whole, up to the limit.
-                        self.splitter
-                            .set_stream_threshold(if self.rows.needs_whole_rows() {
+                        let whole = self.rows.needs_whole_rows();
+                        if whole != self.whole_rows {
+                            self.whole_rows = whole;
+                            self.splitter.set_stream_threshold(if whole {
                                 self.guarded.max_masked_row()
                             } else {
                                 Limits::backend().stream_threshold
                             });
+                        }
                         match judged {
                             Ok(Action::Forward) => {}
                             Ok(Action::Rewritten) => {
