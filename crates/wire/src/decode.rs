@@ -316,6 +316,44 @@ mod tests {
     use bytes::BytesMut;
 
     #[test]
+    fn row_descriptions_name_table_column_type_and_format() {
+        let mut b = Vec::new();
+        b.extend_from_slice(&2i16.to_be_bytes());
+        for (name, table, attnum, ty, typmod, format) in [
+            ("email", 16400u32, 2i16, 25u32, -1i32, 0i16),
+            ("n", 0, 0, 1700, 655366, 1),
+        ] {
+            b.extend_from_slice(name.as_bytes());
+            b.push(0);
+            b.extend_from_slice(&table.to_be_bytes());
+            b.extend_from_slice(&attnum.to_be_bytes());
+            b.extend_from_slice(&ty.to_be_bytes());
+            b.extend_from_slice(&(-1i16).to_be_bytes());
+            b.extend_from_slice(&typmod.to_be_bytes());
+            b.extend_from_slice(&format.to_be_bytes());
+        }
+        let f = row_description(&b).unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(
+            (f[0].name, f[0].table_oid, f[0].attnum),
+            (&b"email"[..], 16400, 2)
+        );
+        assert_eq!((f[0].type_oid, f[0].typmod, f[0].format), (25, -1, 0));
+        assert_eq!(
+            (f[1].table_oid, f[1].type_oid, f[1].typmod, f[1].format),
+            (0, 1700, 655366, 1)
+        );
+        assert!(row_description(&b[..b.len() - 1]).is_err(), "truncated");
+        let mut extra = b.clone();
+        extra.push(0);
+        assert!(row_description(&extra).is_err(), "trailing bytes");
+        assert!(
+            row_description(&(-1i16).to_be_bytes()).is_err(),
+            "negative count"
+        );
+    }
+
+    #[test]
     fn report_round_trip() {
         let b = Refusal::fatal(sqlstate::CONNECTION_FAILURE, "m")
             .detail("d")

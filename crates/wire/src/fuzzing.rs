@@ -31,6 +31,10 @@ pub fn exercise(data: &[u8]) {
     let _ = decode::bind_names(data);
     let _ = decode::close(data);
     let _ = decode::data_row(data);
+    if let Ok(fields) = decode::row_description(data) {
+        // Every field came from the body, whole.
+        assert!(fields.len() * 19 <= data.len());
+    }
     bind_in_pieces(data, usize::from(control).max(1));
 }
 
