@@ -88,6 +88,31 @@ pub fn write_shape(class: Class, value: &[u8], out: &mut Vec<u8>) {
 /// Stars `value` as [`write_shape`] says, keeping letters and digits from
 /// the `keep_from`th one on.
 fn star(value: &[u8], keep_from: usize, out: &mut Vec<u8>) {
+    // The common case, plain ASCII without escapes: copy, then star in
+    // place (a tight loop the compiler vectorises when nothing is kept).
+    if value.is_ascii() && memchr::memchr(b'\\', value).is_none() {
+        let start = out.len();
+        out.extend_from_slice(value);
+        let written = &mut out[start..];
+        if keep_from == usize::MAX {
+            for b in written.iter_mut() {
+                if b.is_ascii_alphanumeric() {
+                    *b = b'*';
+                }
+            }
+        } else {
+            let mut seen = 0;
+            for b in written.iter_mut() {
+                if b.is_ascii_alphanumeric() {
+                    if seen < keep_from {
+                        *b = b'*';
+                    }
+                    seen += 1;
+                }
+            }
+        }
+        return;
+    }
     let mut seen = 0;
     let mut i = 0;
     while i < value.len() {

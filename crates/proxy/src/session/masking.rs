@@ -46,11 +46,17 @@ pub(crate) enum RowAction {
 /// the description are kept (no computed column).
 const MAX_PLANS: usize = 256;
 
+/// How many descriptions are compared byte for byte before the hash map.
+const RECENT: usize = 8;
+
 pub(crate) struct RowMasking {
     current: Current,
-    /// The last description planned and its plan: a session repeating
-    /// one statement compares bytes instead of hashing them.
-    last: Option<(Box<[u8]>, Arc<Plan>)>,
+    /// The last few descriptions planned and their plans: a session
+    /// cycling through a handful of statements compares bytes instead of
+    /// hashing them.
+    recent: Vec<(Box<[u8]>, Arc<Plan>)>,
+    /// Where the next description goes in `recent`.
+    next_recent: usize,
     plans: HashMap<Box<[u8]>, Arc<Plan>>,
     generation: u64,
     columns: Vec<OutputColumn>,
@@ -62,7 +68,8 @@ impl RowMasking {
     pub fn new() -> RowMasking {
         RowMasking {
             current: Current::Undescribed,
-            last: None,
+            recent: Vec::new(),
+            next_recent: 0,
             plans: HashMap::new(),
             generation: u64::MAX,
             columns: Vec::new(),
@@ -80,18 +87,16 @@ impl RowMasking {
         let generation = guarded.target.guard.catalog_generation();
         if generation != self.generation {
             self.plans.clear();
-            self.last = None;
+            self.recent.clear();
             self.generation = generation;
         }
-        if let Some((bytes, plan)) = &self.last {
-            if **bytes == *msg {
-                self.current = current(plan);
-                return Ok(());
-            }
-        }
-        if let Some(plan) = self.plans.get(msg) {
+        if let Some((_, plan)) = self.recent.iter().find(|(b, _)| **b == *msg) {
             self.current = current(plan);
-            self.last = Some((msg.into(), plan.clone()));
+            return Ok(());
+        }
+        if let Some(plan) = self.plans.get(msg).cloned() {
+            self.current = current(&plan);
+            self.remember(msg, plan);
             return Ok(());
         }
         let fields = decode::row_description(decode::body(msg))
@@ -147,10 +152,20 @@ impl RowMasking {
                 self.plans.clear();
             }
             self.plans.insert(msg.into(), plan.clone());
-            self.last = Some((msg.into(), plan.clone()));
+            self.remember(msg, plan.clone());
         }
         self.current = current(&plan);
         Ok(())
+    }
+
+    /// Keeps `msg`'s plan among the recent ones.
+    fn remember(&mut self, msg: &[u8], plan: Arc<Plan>) {
+        if self.recent.len() < RECENT {
+            self.recent.push((msg.into(), plan));
+        } else {
+            self.recent[self.next_recent] = (msg.into(), plan);
+            self.next_recent = (self.next_recent + 1) % RECENT;
+        }
     }
 
     /// NoData, or the end of a result set (its completion, an error, a
