@@ -87,6 +87,7 @@ fn catalog() -> CatalogSnapshot {
             row(&["pg_catalog", "nextval", "1", "0", "false", "v", "NULL"]),
         ],
         vec![],
+        vec![],
     ])
     .expect("valid catalog rows")
 }

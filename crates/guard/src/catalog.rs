@@ -44,10 +44,13 @@ JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n 
 WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','p','v','m','f') \
 AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
 AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%' \
-ORDER BY c.oid, a.attnum";
+ORDER BY c.oid, a.attnum;
+SELECT n.nspname, c.relname, pg_catalog.pg_get_viewdef(c.oid) FROM pg_catalog.pg_class c \
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v','m') \
+AND n.nspname NOT IN ('pg_catalog', 'information_schema')";
 
 /// How many result sets [`CATALOG_QUERIES`] produces.
-pub const CATALOG_RESULT_SETS: usize = 6;
+pub const CATALOG_RESULT_SETS: usize = 7;
 
 /// One row of a catalog query: text columns, `None` for NULL.
 pub type Row = Vec<Option<String>>;
@@ -79,6 +82,12 @@ pub struct CatalogColumn {
     /// How the configuration wants it masked (its class's default when
     /// `None`).
     pub strategy: Option<Strategy>,
+    /// For a view's column: the classified columns its value is computed
+    /// from, by the view's definition (see [`CatalogSnapshot::classify`]).
+    pub derived_from: Vec<(QualifiedName, String, Class)>,
+    /// For a view's column: its definition could not be traced, and the
+    /// view reads a classified column.
+    pub untraced: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +116,8 @@ pub struct CatalogSnapshot {
     by_oid: HashMap<u32, QualifiedName>,
     /// Some column is classified.
     any_classified: bool,
+    /// A view's definition as the server prints it.
+    view_definitions: HashMap<QualifiedName, String>,
 }
 
 fn text<'r>(row: &'r Row, i: usize, query: &'static str) -> Result<&'r str, CatalogError> {
@@ -146,7 +157,8 @@ fn qualified(row: &Row, at: usize, query: &'static str) -> Result<QualifiedName,
 impl CatalogSnapshot {
     /// Builds a snapshot from the result sets of [`CATALOG_QUERIES`].
     pub fn from_rows(result_sets: &[Vec<Row>]) -> Result<CatalogSnapshot, CatalogError> {
-        let [schemas, relations, inherits, views, functions, columns] = result_sets else {
+        let [schemas, relations, inherits, views, functions, columns, definitions] = result_sets
+        else {
             return Err(CatalogError {
                 query: "all",
                 problem: format!(
@@ -221,6 +233,8 @@ impl CatalogSnapshot {
                 comment: row.get(7).cloned().flatten(),
                 class: None,
                 strategy: None,
+                derived_from: Vec::new(),
+                untraced: false,
             };
             snap.by_oid.entry(oid).or_insert_with(|| relation.clone());
             let entry = snap
@@ -229,6 +243,12 @@ impl CatalogSnapshot {
                 .or_insert_with(|| (oid, Vec::new()));
             entry.1.push(attnum);
             snap.columns.insert((oid, attnum), column);
+        }
+        for row in definitions {
+            let view = qualified(row, 0, "view definitions")?;
+            if let Some(text) = row.get(2).cloned().flatten() {
+                snap.view_definitions.insert(view, text);
+            }
         }
         Ok(snap)
     }
@@ -278,6 +298,130 @@ impl CatalogSnapshot {
             }
         }
         self.any_classified = self.columns.values().any(|c| c.class.is_some());
+        self.trace_views();
+    }
+
+    /// Each view column's classified sources, from the view's definition
+    /// by output-column lineage (views over views in any order: a view's
+    /// columns count through what they were traced to). A definition that
+    /// does not parse or cannot be lined up with the view's columns marks
+    /// every column untraced when the view may expose a classified column.
+    fn trace_views(&mut self) {
+        let views: Vec<QualifiedName> = self.view_definitions.keys().cloned().collect();
+        // Enough rounds for views over views; each round only adds.
+        for _ in 0..4 {
+            let mut changed = false;
+            for view in &views {
+                changed |= self.trace_view(view);
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    fn trace_view(&mut self, view: &QualifiedName) -> bool {
+        let Some((oid, attnums)) = self.relation_columns.get(view).cloned() else {
+            return false;
+        };
+        let traced = self.view_definitions.get(view).and_then(|text| {
+            let analysis = portcullis_analysis::analyze(text).ok()?;
+            let stmt = analysis.statements.first()?;
+            let items = stmt.output.as_ref()?.items()?;
+            // pg_get_viewdef qualifies what the loader's search_path
+            // ("$user", public) would not find.
+            let path = ["public".to_owned()];
+            let mut out: Vec<Vec<(QualifiedName, String)>> = Vec::new();
+            for item in items {
+                match item {
+                    portcullis_analysis::OutputItem::Column(
+                        portcullis_analysis::Lineage::From(sources),
+                    ) => {
+                        let mut cols = Vec::new();
+                        for s in sources {
+                            let (relation, column) = match s {
+                                portcullis_analysis::Source::Column { relation, column } => {
+                                    (relation, Some(column.clone()))
+                                }
+                                portcullis_analysis::Source::WholeRow { relation } => {
+                                    (relation, None)
+                                }
+                            };
+                            let rel = self.qualify_on(relation, &path)?;
+                            match column {
+                                Some(c) => cols.push((rel, c)),
+                                None => cols.extend(
+                                    self.columns_of(&rel).map(|c| (rel.clone(), c.name.clone())),
+                                ),
+                            }
+                        }
+                        out.push(cols);
+                    }
+                    portcullis_analysis::OutputItem::Column(
+                        portcullis_analysis::Lineage::Unknown,
+                    ) => return None,
+                    portcullis_analysis::OutputItem::AllColumnsOf { relation, except } => {
+                        let rel = self.qualify_on(relation, &path)?;
+                        for c in self.columns_of(&rel) {
+                            if !except.contains(&c.name) {
+                                out.push(vec![(rel.clone(), c.name.clone())]);
+                            }
+                        }
+                    }
+                }
+            }
+            (out.len() == attnums.len()).then_some(out)
+        });
+        let mut changed = false;
+        match traced {
+            Some(per_column) => {
+                for (attnum, sources) in attnums.iter().zip(per_column) {
+                    let mut found: Vec<(QualifiedName, String, Class)> = Vec::new();
+                    let mut untraced = false;
+                    for (rel, name) in sources {
+                        if let Some(c) = self.columns_of(&rel).find(|c| c.name == name) {
+                            if let Some(k) = c.class {
+                                found.push((rel.clone(), name.clone(), k));
+                            }
+                            found.extend(c.derived_from.iter().cloned());
+                            untraced |= c.untraced;
+                        }
+                    }
+                    if let Some(col) = self.columns.get_mut(&(oid, *attnum)) {
+                        found.retain(|f| !col.derived_from.contains(f));
+                        if !found.is_empty() || (untraced && !col.untraced) {
+                            col.derived_from.extend(found);
+                            col.untraced |= untraced;
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            None => {
+                let exposes = self.may_expose(view);
+                for attnum in &attnums {
+                    if let Some(col) = self.columns.get_mut(&(oid, *attnum)) {
+                        if exposes && !col.untraced {
+                            col.untraced = true;
+                            changed = true;
+                        }
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// `relation` as a name on `path` reaches it in this snapshot.
+    fn qualify_on(&self, relation: &QualifiedName, path: &[String]) -> Option<QualifiedName> {
+        if relation.schema.is_some() {
+            return self
+                .relations
+                .contains_key(relation)
+                .then(|| relation.clone());
+        }
+        let schema = self.find_relation(&relation.name, path)?;
+        Some(QualifiedName::new(Some(&schema), &relation.name))
     }
 
     /// The column with this relation OID and attribute number, if known.
@@ -516,10 +660,14 @@ mod tests {
                 row(&["public", "orders", "p"]),
                 row(&["public", "orders_2025", "r"]),
                 row(&["public", "order_totals", "v"]),
+                row(&["public", "contacts", "v"]),
                 row(&["app", "orders", "r"]),
             ],
             vec![row(&["public", "orders_2025", "public", "orders"])],
-            vec![row(&["public", "order_totals", "public", "orders"])],
+            vec![
+                row(&["public", "order_totals", "public", "orders"]),
+                row(&["public", "contacts", "public", "orders"]),
+            ],
             vec![
                 row(&["public", "add_item", "2", "0", "false", "v", "NULL"]),
                 row(&["public", "fmt", "2", "1", "false", "i", "NULL"]),
@@ -569,6 +717,25 @@ mod tests {
                     "1043",
                     "104",
                     "holds a phone number",
+                ]),
+                row(&["16440", "public", "contacts", "1", "id", "23", "-1", "NULL"]),
+                row(&[
+                    "16440", "public", "contacts", "2", "reach", "25", "-1", "NULL",
+                ]),
+                row(&[
+                    "16440", "public", "contacts", "3", "shout", "25", "-1", "NULL",
+                ]),
+            ],
+            vec![
+                row(&[
+                    "public",
+                    "order_totals",
+                    " SELECT count(id) AS total FROM orders;",
+                ]),
+                row(&[
+                    "public",
+                    "contacts",
+                    " SELECT id, email AS reach, upper(email) AS shout FROM orders;",
                 ]),
             ],
         ])
@@ -655,6 +822,29 @@ mod tests {
         );
         assert_eq!(c.column(16430, 1).map(|c| c.typmod), Some(104));
         assert!(c.may_expose(&QualifiedName::new(Some("public"), "order_totals")));
+        // View columns are traced through the view's definition.
+        let email = (
+            QualifiedName::new(Some("public"), "orders"),
+            "email".to_owned(),
+            Class::Email,
+        );
+        assert_eq!(
+            c.column(16440, 1).map(|c| c.derived_from.clone()),
+            Some(vec![])
+        );
+        assert_eq!(
+            c.column(16440, 2).map(|c| c.derived_from.clone()),
+            Some(vec![email.clone()])
+        );
+        assert_eq!(
+            c.column(16440, 3).map(|c| c.derived_from.clone()),
+            Some(vec![email])
+        );
+        assert_eq!(
+            c.column(16420, 1).map(|c| c.derived_from.clone()),
+            Some(vec![])
+        );
+        assert!(c.columns.values().all(|c| !c.untraced));
         assert!(c.any_classified());
         let names: Vec<&str> = c
             .columns_of(&QualifiedName::new(Some("public"), "orders"))
@@ -676,6 +866,7 @@ mod tests {
             vec![],
             vec![],
             vec![row(&["public", "f", "x", "0", "false", "v", "NULL"])],
+            vec![],
             vec![],
         ]);
         assert!(bad.is_err());

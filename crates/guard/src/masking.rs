@@ -473,9 +473,13 @@ fn plain(catalog: &CatalogSnapshot, c: &OutputColumn, who: &Who, guard: &Guard) 
     match col.class {
         Some(class) if guard.may_unmask(who, &col.relation, &col.name, class) => Exposure::Clear,
         Some(class) => Exposure::Protected(class, col.strategy),
-        // A view's column may carry a protected base column under any
-        // name.
-        None if catalog.is_view(&col.relation) && catalog.may_expose(&col.relation) => {
+        // A view's column carries what its definition computes it from.
+        None if col.untraced => Exposure::Derived,
+        None if col
+            .derived_from
+            .iter()
+            .any(|(rel, name, class)| !guard.may_unmask(who, rel, name, *class)) =>
+        {
             Exposure::Derived
         }
         None => Exposure::Clear,

@@ -236,6 +236,7 @@ fn shop_catalog_with(label_volatility: &str) -> portcullis_guard::CatalogSnapsho
             row(&["pg_catalog", "lower", "1", "0", "false", "i", "NULL"]),
         ],
         vec![],
+        vec![],
     ])
     .expect("catalog")
 }

@@ -368,3 +368,32 @@ when { resource.classification == "email" && context.environment == "development
     let rows = alice.query(sql, &[]).await.unwrap();
     assert_ne!(rows[0].get::<_, String>(0), "alice.smithson@example.com");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn view_columns_are_masked_by_what_they_are_computed_from() {
+    let proxy = proxy_with("").await;
+    proxy.upstream_sql(
+        "CREATE VIEW contacts AS SELECT id, email AS reach, upper(full_name) AS who, note FROM customers;
+         CREATE VIEW contacts_again AS SELECT reach, id FROM contacts;",
+    );
+    let client = proxy.client().await;
+    let rows = client
+        .query(
+            "SELECT id, reach, who, note FROM contacts WHERE id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 1, "id is no one's secret");
+    assert_eq!(rows[0].get::<_, String>(3), "prefers mornings");
+    let reach: String = rows[0].get(1);
+    let who: String = rows[0].get(2);
+    assert_no_leak("a view", format!("{reach} {who}").as_bytes());
+    let rows = client
+        .query("SELECT * FROM contacts_again WHERE id = 1", &[])
+        .await
+        .unwrap();
+    let reach: String = rows[0].get(0);
+    assert_no_leak("a view over a view", reach.as_bytes());
+    assert_eq!(rows[0].get::<_, i32>(1), 1);
+}
