@@ -14,7 +14,7 @@ use portcullis_wire::{sqlstate, Refusal};
 
 use portcullis_analysis::RelationCatalog;
 
-use crate::catalog::{CatalogSnapshot, CatalogView};
+use crate::catalog::{CatalogColumn, CatalogSnapshot, CatalogView};
 use crate::guard::{Guard, Who};
 use crate::session::SessionState;
 
@@ -148,28 +148,32 @@ impl Guard {
                 Exposure::Unvouched
             };
         };
-        let protected = |c: &crate::catalog::CatalogColumn| {
-            c.class
-                .is_some_and(|k| !self.may_unmask(who, &c.relation, &c.name, k))
+        let masked = match source {
+            // Lineage names every FROM item that may hold an unqualified
+            // column; the catalog knows which do.
+            Source::Column { column, .. } => catalog
+                .columns_of(&relation)
+                .any(|c| c.name == *column && self.masks(c, who)),
+            Source::WholeRow { .. } => catalog.columns_of(&relation).any(|c| self.masks(c, who)),
         };
-        let view_exposes = catalog.is_view(&relation) && catalog.may_expose(&relation);
-        match source {
-            Source::Column { column, .. } => {
-                match catalog.columns_of(&relation).find(|c| c.name == *column) {
-                    Some(c) if protected(c) || view_exposes => Exposure::Derived,
-                    // Lineage names every FROM item that may hold an
-                    // unqualified column; the catalog knows which do.
-                    _ => Exposure::Clear,
-                }
-            }
-            Source::WholeRow { .. } => {
-                if view_exposes || catalog.columns_of(&relation).any(protected) {
-                    Exposure::Derived
-                } else {
-                    Exposure::Clear
-                }
-            }
+        if masked {
+            Exposure::Derived
+        } else {
+            Exposure::Clear
         }
+    }
+
+    /// Whether `col`'s values are hidden from `who`: it is classified and
+    /// `who` may not unmask it, or (a view's column) it is computed from
+    /// such a column, or its view could not be traced.
+    fn masks(&self, col: &CatalogColumn, who: &Who) -> bool {
+        col.class
+            .is_some_and(|k| !self.may_unmask(who, &col.relation, &col.name, k))
+            || col.untraced
+            || col
+                .derived_from
+                .iter()
+                .any(|(rel, name, class)| !self.may_unmask(who, rel, name, *class))
     }
 
     /// Whether `who` may see values of `class` in `relation.column` as
@@ -234,12 +238,7 @@ impl Guard {
                 if stmt.is_opaque(path, Some(&view)) {
                     return true;
                 }
-                let resolver = Resolver {
-                    search_path: path,
-                    session_user: Some(&session.session_user),
-                    catalog: Some(&view),
-                };
-                for r in resolver.resolve(stmt) {
+                for r in resolver(&view, path, session).resolve(stmt) {
                     if !r.access.read {
                         continue;
                     }
@@ -307,12 +306,7 @@ impl Guard {
             functions_unseen: false,
         };
         for path in session.search_paths() {
-            let resolver = Resolver {
-                search_path: path,
-                session_user: Some(&session.session_user),
-                catalog: Some(&view),
-            };
-            let resolved = resolver.resolve(stmt);
+            let resolved = resolver(&view, path, session).resolve(stmt);
             // The written tables, qualified as the server will.
             let targets: Vec<&QualifiedName> = resolved
                 .iter()
@@ -355,17 +349,16 @@ impl Guard {
         relation: &QualifiedName,
         who: &Who,
     ) -> Option<String> {
-        let found = catalog.columns_of(relation).find(|c| {
-            c.class
-                .is_some_and(|k| !self.may_unmask(who, &c.relation, &c.name, k))
-        });
-        if let Some(c) = found {
-            return Some(format!(
-                "column \"{}\" of \"{}\" (masked: {})",
-                c.name,
-                c.relation.name,
-                c.class.map_or("", Class::name)
-            ));
+        if let Some(c) = catalog.columns_of(relation).find(|c| self.masks(c, who)) {
+            return Some(match c.class {
+                Some(k) => format!(
+                    "column \"{}\" of \"{}\" (masked: {})",
+                    c.name,
+                    c.relation.name,
+                    k.name()
+                ),
+                None => format!("column \"{}\" of \"{}\" (masked)", c.name, c.relation.name),
+            });
         }
         // A view or parent: what it reaches was resolved separately, but
         // one the snapshot cannot see through counts as masked.
@@ -373,6 +366,20 @@ impl Guard {
             && catalog.may_expose(relation)
             && catalog.columns_of(relation).next().is_none())
         .then(|| format!("columns of \"{}\"", relation.name))
+    }
+}
+
+/// A resolver of names on `path` through the snapshot, as `session`
+/// sees them.
+fn resolver<'a>(
+    view: &'a CatalogView<'a>,
+    path: &'a [String],
+    session: &'a SessionState,
+) -> Resolver<'a> {
+    Resolver {
+        search_path: path,
+        session_user: Some(&session.session_user),
+        catalog: Some(view),
     }
 }
 
@@ -403,12 +410,7 @@ fn qualify(
         snapshot: catalog,
         functions_unseen: false,
     };
-    let facts_like = Resolver {
-        search_path: path,
-        session_user: Some(&session.session_user),
-        catalog: Some(&view),
-    };
-    let q = facts_like.qualify_read(relation)?;
+    let q = resolver(&view, path, session).qualify_read(relation)?;
     catalog.relation_kind(&q).map(|_| q)
 }
 
@@ -454,12 +456,10 @@ fn plain(catalog: &CatalogSnapshot, c: &OutputColumn, who: &Who, guard: &Guard) 
         let Some(relation) = catalog.relation_of_oid(c.table_oid) else {
             return Exposure::Unvouched;
         };
-        let exposes = (catalog.is_view(relation) && catalog.may_expose(relation))
-            || catalog.columns_of(relation).any(|col| {
-                col.class
-                    .is_some_and(|k| !guard.may_unmask(who, &col.relation, &col.name, k))
-            });
-        return if exposes {
+        return if catalog
+            .columns_of(relation)
+            .any(|col| guard.masks(col, who))
+        {
             Exposure::Derived
         } else {
             Exposure::Clear
@@ -471,17 +471,9 @@ fn plain(catalog: &CatalogSnapshot, c: &OutputColumn, who: &Who, guard: &Guard) 
         return Exposure::Unvouched;
     };
     match col.class {
-        Some(class) if guard.may_unmask(who, &col.relation, &col.name, class) => Exposure::Clear,
+        _ if !guard.masks(col, who) => Exposure::Clear,
         Some(class) => Exposure::Protected(class, col.strategy),
-        // A view's column carries what its definition computes it from.
-        None if col.untraced => Exposure::Derived,
-        None if col
-            .derived_from
-            .iter()
-            .any(|(rel, name, class)| !guard.may_unmask(who, rel, name, *class)) =>
-        {
-            Exposure::Derived
-        }
-        None => Exposure::Clear,
+        // A view's column, computed from a masked one.
+        None => Exposure::Derived,
     }
 }

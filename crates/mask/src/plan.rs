@@ -137,6 +137,19 @@ impl Masker {
             shared: Arc::clone(&self.shared),
         })
     }
+
+    /// Free text (an error's message, a notification's payload, a
+    /// setting's value) with whatever the detectors find masked by its
+    /// class's shape, or `None` when they find nothing.
+    pub fn scan_text(&self, text: &[u8]) -> Option<Vec<u8>> {
+        let hits = self.shared.detectors.find(text, None);
+        if hits.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(text.len());
+        crate::scalar::replace_hits(text, &hits, &mut out);
+        Some(out)
+    }
 }
 
 /// Whether a row had to be rewritten.

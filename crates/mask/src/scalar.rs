@@ -584,7 +584,7 @@ pub(crate) fn write_scanned(
 /// Copies `v` with each hit replaced by its class's shape mask. Hits come
 /// from a detector and are not trusted: they are clamped to the value,
 /// widened to whole characters and whole escapes, and overlaps skipped.
-fn replace_hits(v: &[u8], hits: &[Hit], out: &mut Vec<u8>) {
+pub(crate) fn replace_hits(v: &[u8], hits: &[Hit], out: &mut Vec<u8>) {
     let mut at = 0;
     for hit in hits {
         let mut start = hit.start.min(v.len());

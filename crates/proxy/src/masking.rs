@@ -2,8 +2,6 @@
 //! plan builder, the content detectors, the strategies and the column
 //! classifications the configuration adds or removes.
 
-use std::sync::Arc;
-
 use portcullis_analysis::QualifiedName;
 use portcullis_config::{Config, Masking, Target};
 use portcullis_mask::{Class, Detectors, MaskSettings, Masker, Strategy};
@@ -11,7 +9,6 @@ use portcullis_mask::{Class, Detectors, MaskSettings, Masker, Strategy};
 /// Masking for one target (absent when masking is off).
 pub struct TargetMasking {
     pub masker: Masker,
-    detectors: Arc<Detectors>,
     /// A key for the `keyed` strategy is configured (without one, keyed
     /// columns are redacted).
     keyed: bool,
@@ -34,7 +31,7 @@ impl TargetMasking {
     pub fn build(
         config: &Config,
         target: &Target,
-        detectors: &Arc<Detectors>,
+        detectors: &Detectors,
         key: Option<&[u8]>,
     ) -> Option<TargetMasking> {
         let m: &Masking = &config.masking;
@@ -62,11 +59,10 @@ impl TargetMasking {
                 max_value_bytes: m.max_row_bytes,
                 text_oids: Vec::new(),
             },
-            (**detectors).clone(),
+            detectors.clone(),
         );
         Some(TargetMasking {
             masker,
-            detectors: detectors.clone(),
             keyed: key.is_some(),
             max_row_bytes: m.max_row_bytes,
             columns,
@@ -101,28 +97,5 @@ impl TargetMasking {
             Strategy::Keyed if !self.keyed => Strategy::Redact,
             s => s,
         }
-    }
-
-    /// `text` with anything the detectors find masked, or `None` when
-    /// they find nothing.
-    pub fn scan(&self, text: &[u8]) -> Option<Vec<u8>> {
-        let hits = self.detectors.find(text, None);
-        if hits.is_empty() {
-            return None;
-        }
-        let mut out = Vec::with_capacity(text.len());
-        let mut at = 0;
-        for h in hits {
-            if h.start < at || h.end > text.len() {
-                continue;
-            }
-            out.extend_from_slice(&text[at..h.start]);
-            out.extend_from_slice(b"[masked ");
-            out.extend_from_slice(h.class.name().as_bytes());
-            out.push(b']');
-            at = h.end;
-        }
-        out.extend_from_slice(&text[at..]);
-        Some(out)
     }
 }

@@ -116,7 +116,7 @@ pub struct Runtime {
 /// What every target's masking shares: the detectors (compiled once) and
 /// the key of the `keyed` strategy.
 struct SharedMasking {
-    detectors: Arc<Detectors>,
+    detectors: Detectors,
     key: Option<Vec<u8>>,
 }
 
@@ -145,7 +145,7 @@ impl SharedMasking {
             }
         }
         Ok(SharedMasking {
-            detectors: Arc::new(Detectors::new()),
+            detectors: Detectors::new(),
             key,
         })
     }

@@ -94,7 +94,7 @@ async fn proxy_with(extra: &str) -> Proxy {
     proxy
 }
 
-async fn raw(proxy: &Proxy) -> Raw {
+pub async fn raw(proxy: &Proxy) -> Raw {
     Raw::login(
         proxy.addr,
         ProtocolVersion::V3_0,
@@ -106,7 +106,7 @@ async fn raw(proxy: &Proxy) -> Raw {
 }
 
 /// Every byte the client receives for `messages`, up to ReadyForQuery.
-async fn received(raw: &mut Raw, messages: &[u8]) -> Vec<u8> {
+pub async fn received(raw: &mut Raw, messages: &[u8]) -> Vec<u8> {
     raw.send(messages).await;
     raw.until_ready()
         .await

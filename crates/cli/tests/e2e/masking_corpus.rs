@@ -5,12 +5,11 @@
 //! in text and in binary format, as PostgreSQL itself reads it.
 
 use bytes::{BufMut, BytesMut};
-use portcullis_wire::ProtocolVersion;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 
 use crate::harness::*;
-use crate::masking::{assert_no_leak, SETUP};
-use crate::raw::{fe, Raw};
+use crate::masking::{assert_no_leak, raw, received, SETUP};
+use crate::raw::fe;
 
 /// Views and functions over the seeded table, made before the first
 /// session so the catalog knows them.
@@ -152,26 +151,6 @@ const SCRIPTS: &[&str] = &[
     "SELECT set_config('application_name', '078-05-1120', false)",
 ];
 
-async fn session(proxy: &Proxy) -> Raw {
-    Raw::login(
-        proxy.addr,
-        ProtocolVersion::V3_0,
-        &[("user", ALICE.0), ("database", "app")],
-        ALICE.1,
-    )
-    .await
-    .expect("login")
-}
-
-async fn received(raw: &mut Raw, messages: &[u8]) -> Vec<u8> {
-    raw.send(messages).await;
-    raw.until_ready()
-        .await
-        .iter()
-        .flat_map(|m| m.bytes())
-        .collect()
-}
-
 /// Bind with every result column in `format` (0 text, 1 binary).
 fn bind_all(format: i16) -> Vec<u8> {
     let mut b = BytesMut::new();
@@ -196,7 +175,7 @@ async fn no_query_of_the_corpus_leaks_a_seeded_value() {
     let proxy = Proxy::with(Setup::default()).await;
     proxy.upstream_sql(SETUP);
     proxy.upstream_sql(MORE);
-    let mut raw = session(&proxy).await;
+    let mut raw = raw(&proxy).await;
     for q in CORPUS.iter().chain(SCRIPTS) {
         let got = received(&mut raw, &fe::query(q)).await;
         assert_no_leak(q, &got);

@@ -295,7 +295,7 @@ pub(crate) fn scan_report(guarded: &Guarded, msg: &[u8], own: &mut Vec<u8>) -> b
             out_body.push(0);
             continue;
         }
-        match masking.scan(text) {
+        match masking.masker.scan_text(text) {
             Some(masked) => {
                 changed = true;
                 out_body.extend_from_slice(&masked);
@@ -325,7 +325,7 @@ pub(crate) fn scan_parameter_status(
     let Some(masking) = guarded.masking() else {
         return false;
     };
-    let Some(masked) = masking.scan(value.as_bytes()) else {
+    let Some(masked) = masking.masker.scan_text(value.as_bytes()) else {
         return false;
     };
     let mut body = Vec::with_capacity(name.len() + masked.len() + 2);
