@@ -65,6 +65,8 @@ const CORPUS: &[&str] = &[
     "SELECT left(api_token, 20), right(api_token, 20) FROM customers",
     "SELECT overlay(card_number placing 'x' from 1 for 1) FROM customers",
     "SELECT string_to_array(ssn, '-') FROM customers",
+    "SELECT regexp_split_to_table(email, '@') FROM customers",
+    "SELECT unnest(string_to_array(card_number, '5')) FROM customers",
     "SELECT quote_literal(email) FROM customers",
     // Aggregates and windows.
     "SELECT string_agg(email, ',') FROM customers",
