@@ -83,6 +83,10 @@ pub struct StatementFacts {
     /// `None` when the statement returns no rows (DML without RETURNING,
     /// DDL, SET, SELECT INTO...).
     pub output: Option<Output>,
+    /// The options of a `COPY ... TO STDOUT`, which decide how its rows
+    /// are laid out on the wire (for masking them); `None` for any other
+    /// statement.
+    pub copy_out: Option<CopyOptions>,
 }
 
 impl StatementFacts {
@@ -757,6 +761,26 @@ pub enum CopyDirection {
     To,
     /// COPY ... FROM: writes the table.
     From,
+}
+
+/// The options of a `COPY ... TO STDOUT` that shape its output, as
+/// written (PostgreSQL validates them; the defaults are its own). Option
+/// values are never `A_Const` nodes, so a text with COPY options is never
+/// analysed by shape and these are always the text's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct CopyOptions {
+    /// `FORMAT` (`text`, `csv` or `binary`, as the server compares them).
+    pub format: Option<String>,
+    pub delimiter: Option<String>,
+    pub null: Option<String>,
+    pub quote: Option<String>,
+    pub escape: Option<String>,
+    /// `HEADER`: `true`, `false` or (COPY FROM only) `match`.
+    pub header: Option<String>,
+    pub encoding: Option<String>,
+    /// An option this model does not follow, or a value it cannot read:
+    /// the output's layout is not known.
+    pub unknown: bool,
 }
 
 /// Where COPY data goes or comes from.

@@ -38,9 +38,12 @@ FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespa
 LEFT JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e' \
 LEFT JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
 WHERE p.prokind IN ('f','w','a');
-SELECT c.oid::text, n.nspname, c.relname, a.attnum::text, a.attname, a.atttypid::text, a.atttypmod::text, \
-pg_catalog.col_description(c.oid, a.attnum::int) FROM pg_catalog.pg_attribute a \
+SELECT c.oid::text, n.nspname, c.relname, a.attnum::text, a.attname, \
+(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END)::text, \
+(CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END)::text, \
+pg_catalog.col_description(c.oid, a.attnum::int), (a.attgenerated <> '')::text FROM pg_catalog.pg_attribute a \
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
 WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r','p','v','m','f') \
 AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
 AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%' \
@@ -74,9 +77,14 @@ pub struct CatalogColumn {
     pub relation: QualifiedName,
     pub name: String,
     pub attnum: i16,
+    /// The type, a domain's base type in its place (one level, as
+    /// RowDescription reports a domain column's type).
     pub type_oid: u32,
     pub typmod: i32,
     pub comment: Option<String>,
+    /// A generated column: computed from the others, and left out of
+    /// `COPY table TO` when no column list is given.
+    pub generated: bool,
     /// What it holds, once classified (see [`CatalogSnapshot::classify`]).
     pub class: Option<Class>,
     /// How the configuration wants it masked (its class's default when
@@ -231,6 +239,7 @@ impl CatalogSnapshot {
                 type_oid: parse(row, 5, "columns")?,
                 typmod: parse(row, 6, "columns")?,
                 comment: row.get(7).cloned().flatten(),
+                generated: row.get(8).cloned().flatten().as_deref() == Some("true"),
                 class: None,
                 strategy: None,
                 derived_from: Vec::new(),
@@ -474,6 +483,11 @@ impl CatalogSnapshot {
             self.relations.get(relation),
             Some(RelationKind::View | RelationKind::MaterializedView)
         )
+    }
+
+    /// The OID of a relation with columns.
+    pub fn relation_oid(&self, relation: &QualifiedName) -> Option<u32> {
+        self.relation_columns.get(relation).map(|(oid, _)| *oid)
     }
 
     /// The relation with this OID.

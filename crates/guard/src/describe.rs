@@ -219,6 +219,7 @@ fn resolve_one(name: &QualifiedName, access: Access, scope: &Scope<'_>) -> Vec<R
         capabilities: Vec::new(),
         settings: Vec::new(),
         output: None,
+        copy_out: None,
     };
     let mut out = Vec::new();
     for r in scope.resolver().resolve(&facts) {

@@ -324,6 +324,13 @@ pub fn is_client_only(name: &str) -> bool {
     canonical(name).is_some_and(|c| CLIENT_ONLY.contains(&c))
 }
 
+/// Whether `name` is an encoding the server knows in which every ASCII
+/// byte is that character (never part of a multibyte one), so delimiters,
+/// quotes and backslashes can be found byte by byte.
+pub fn is_ascii_safe(name: &str) -> bool {
+    canonical(name).is_some_and(|c| !CLIENT_ONLY.contains(&c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

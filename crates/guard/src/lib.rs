@@ -22,6 +22,7 @@
 //! Nothing here does I/O: the proxy loads catalogs and talks to clients.
 
 pub mod catalog;
+pub mod copy_out;
 pub mod describe;
 pub mod encoding;
 mod guard;
@@ -34,6 +35,7 @@ pub mod session;
 pub use catalog::{
     CatalogError, CatalogSnapshot, CatalogView, CATALOG_QUERIES, CATALOG_RESULT_SETS,
 };
+pub use copy_out::{copy_format, CopyColumn};
 pub use describe::{describe, describe_into, Scope};
 pub use encoding::{Encoding, EncodingError, Encodings, NameKey};
 pub use guard::{

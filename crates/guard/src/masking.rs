@@ -5,8 +5,8 @@
 //! of. How a protected value is hidden is the mask crate's business.
 
 use portcullis_analysis::{
-    ActionKind, CopyDirection, Execution, Lineage, OutputItem, QualifiedName, Resolver, Source,
-    StatementClass, StatementFacts,
+    ActionKind, CopyDirection, CopyEndpoint, Execution, Lineage, OutputItem, QualifiedName,
+    Resolver, Source, StatementClass, StatementFacts,
 };
 use portcullis_mask::{Class, Strategy};
 use portcullis_policy::{RequestContext, ResourceRef};
@@ -15,6 +15,7 @@ use portcullis_wire::{sqlstate, Refusal};
 use portcullis_analysis::RelationCatalog;
 
 use crate::catalog::{CatalogColumn, CatalogSnapshot, CatalogView};
+use crate::copy_out::copy_format;
 use crate::guard::{Guard, Who};
 use crate::session::SessionState;
 
@@ -78,7 +79,7 @@ impl Guard {
     /// statements' lineage (used for the computed columns). Where lineage
     /// cannot say, a position is derived from a protected column when the
     /// statement may read one, and unvouched otherwise.
-    fn computed_exposures(
+    pub(crate) fn computed_exposures(
         &self,
         catalog: &CatalogSnapshot,
         width: usize,
@@ -262,8 +263,8 @@ impl Guard {
     /// `who` somewhere masking cannot follow them: a new table (CREATE
     /// TABLE AS, SELECT INTO, a materialized view), a view, another table
     /// (INSERT / UPDATE / MERGE reading them from elsewhere), or out
-    /// through COPY (a file, a program, or the client: COPY output is not
-    /// masked, so it is refused). Relations are judged whole: one masked
+    /// through COPY (a file, a program, or the client when the layout of
+    /// its output cannot be followed to mask it). Relations are judged whole: one masked
     /// column in what the statement reads is enough.
     pub(crate) fn copy_refusal(
         &self,
@@ -281,6 +282,13 @@ impl Guard {
                 ActionKind::Insert { table, .. }
                 | ActionKind::Update { table, .. }
                 | ActionKind::Merge { table, .. } => into.push(Some(table)),
+                // COPY TO STDOUT is masked like a result set, if its
+                // layout can be followed.
+                ActionKind::Copy {
+                    direction: CopyDirection::To,
+                    endpoint: CopyEndpoint::Client,
+                    ..
+                } if stmt.copy_out.as_ref().and_then(copy_format).is_some() => {}
                 ActionKind::Copy {
                     direction: CopyDirection::To,
                     ..
@@ -384,7 +392,7 @@ fn resolver<'a>(
 }
 
 /// The more exposed of two exposures (for a value that may be either).
-fn worse(a: Exposure, b: Exposure) -> Exposure {
+pub(crate) fn worse(a: Exposure, b: Exposure) -> Exposure {
     fn rank(e: Exposure) -> u8 {
         match e {
             Exposure::Clear => 0,
@@ -400,7 +408,7 @@ fn worse(a: Exposure, b: Exposure) -> Exposure {
 }
 
 /// `relation` as the server resolves it on `path`, if the snapshot has it.
-fn qualify(
+pub(crate) fn qualify(
     catalog: &CatalogSnapshot,
     relation: &QualifiedName,
     path: &[String],
@@ -445,7 +453,12 @@ fn expand(
 }
 
 /// A plain column reference.
-fn plain(catalog: &CatalogSnapshot, c: &OutputColumn, who: &Who, guard: &Guard) -> Exposure {
+pub(crate) fn plain(
+    catalog: &CatalogSnapshot,
+    c: &OutputColumn,
+    who: &Who,
+    guard: &Guard,
+) -> Exposure {
     if c.attnum < 0 {
         // A system column (ctid, xmin, tableoid): never user data.
         return Exposure::Clear;

@@ -206,6 +206,26 @@ pub fn row_description(body: &[u8]) -> Result<Vec<Field<'_>>, WireError> {
     Ok(out)
 }
 
+/// A CopyOutResponse or CopyInResponse: the overall format (0 text, 1
+/// binary) and each column's format code.
+pub fn copy_response(body: &[u8]) -> Result<(u8, Vec<i16>), WireError> {
+    let bad = || WireError::malformed("copy response");
+    let (&overall, rest) = body.split_first().ok_or_else(bad)?;
+    let count = crate::framing::read_i16(rest, 0).ok_or_else(bad)?;
+    let count = usize::try_from(count).map_err(|_| bad())?;
+    let codes = rest.get(2..).ok_or_else(bad)?;
+    if codes.len() != count * 2 || overall > 1 {
+        return Err(bad());
+    }
+    Ok((
+        overall,
+        codes
+            .chunks_exact(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]))
+            .collect(),
+    ))
+}
+
 /// A DataRow's column values (`None` for NULL).
 pub fn data_row(body: &[u8]) -> Result<Vec<Option<&[u8]>>, WireError> {
     let bad = || WireError::malformed("data row");
@@ -314,6 +334,19 @@ mod tests {
     use crate::encode;
     use crate::{sqlstate, Refusal};
     use bytes::BytesMut;
+
+    #[test]
+    fn copy_responses_give_formats() {
+        assert_eq!(
+            copy_response(&[0, 0, 2, 0, 0, 0, 0]).unwrap(),
+            (0, vec![0, 0])
+        );
+        assert_eq!(copy_response(&[1, 0, 1, 0, 1]).unwrap(), (1, vec![1]));
+        assert!(copy_response(&[0, 0, 2, 0, 0]).is_err(), "truncated");
+        assert!(copy_response(&[2, 0, 0]).is_err(), "bad overall format");
+        assert!(copy_response(&[0, 0xff, 0xff]).is_err(), "negative count");
+        assert!(copy_response(&[]).is_err());
+    }
 
     #[test]
     fn row_descriptions_name_table_column_type_and_format() {

@@ -31,6 +31,9 @@ pub fn exercise(data: &[u8]) {
     let _ = decode::bind_names(data);
     let _ = decode::close(data);
     let _ = decode::data_row(data);
+    if let Ok((_, codes)) = decode::copy_response(data) {
+        assert_eq!(codes.len() * 2 + 3, data.len());
+    }
     if let Ok(fields) = decode::row_description(data) {
         // Every field came from the body, whole.
         assert!(fields.len() * 19 <= data.len());

@@ -50,6 +50,7 @@ pub(crate) fn analyze_statement(
             capabilities: Vec::new(),
             settings: Vec::new(),
             output: None,
+            copy_out: None,
         },
         scopes: Vec::new(),
         ctes: Vec::new(),
@@ -262,6 +263,75 @@ fn def_bool(arg: Option<&Node>) -> bool {
         ),
         Some(_) => true,
     }
+}
+
+/// A COPY statement's output options, read as `ProcessCopyOptions` in
+/// PostgreSQL's `copy.c` reads them (`defGetString`, which also takes
+/// numbers and keywords).
+fn copy_options(options: &[Node]) -> CopyOptions {
+    let mut out = CopyOptions::default();
+    for o in options {
+        let Some(NodeEnum::DefElem(d)) = &o.node else {
+            out.unknown = true;
+            continue;
+        };
+        let value = match d.arg.as_deref().and_then(|a| a.node.as_ref()) {
+            None => None,
+            Some(NodeEnum::String(s)) => Some(s.sval.clone()),
+            Some(NodeEnum::Integer(i)) => Some(i.ival.to_string()),
+            Some(NodeEnum::Float(f)) => Some(f.fval.clone()),
+            Some(NodeEnum::Boolean(b)) => Some(if b.boolval { "true" } else { "false" }.to_owned()),
+            // Lists and `*`: only FORCE_QUOTE and its kin take them.
+            Some(_) => None,
+        };
+        let slot = match d.defname.as_str() {
+            "format" => &mut out.format,
+            "delimiter" => &mut out.delimiter,
+            "null" => &mut out.null,
+            "quote" => &mut out.quote,
+            "escape" => &mut out.escape,
+            "encoding" => &mut out.encoding,
+            "header" => {
+                // `defGetCopyHeaderChoice`: no value, 0 or 1, or one of
+                // these words in any case; anything else is an error there.
+                let choice = match (d.arg.as_deref(), value.map(|v| v.to_ascii_lowercase())) {
+                    (None, _) => Some("true"),
+                    (Some(_), Some(v)) => match v.as_str() {
+                        "true" | "on" | "1" => Some("true"),
+                        "false" | "off" | "0" => Some("false"),
+                        "match" => Some("match"),
+                        _ => None,
+                    },
+                    (Some(_), None) => None,
+                };
+                match choice {
+                    Some(c) => out.header = Some(c.to_owned()),
+                    None => out.unknown = true,
+                }
+                continue;
+            }
+            // Quoting choices only (the quoted and unquoted forms read
+            // back the same), or COPY FROM options the server refuses here.
+            "force_quote"
+            | "force_not_null"
+            | "force_null"
+            | "freeze"
+            | "default"
+            | "on_error"
+            | "log_verbosity"
+            | "reject_limit"
+            | "convert_selectively" => continue,
+            _ => {
+                out.unknown = true;
+                continue;
+            }
+        };
+        match value {
+            Some(v) => *slot = Some(v),
+            None => out.unknown = true,
+        }
+    }
+    out
 }
 
 /// The string a constant (possibly cast) carries: `'x'`, `'x'::text`.
@@ -1639,6 +1709,9 @@ impl<'a> Walker<'a> {
                 self.capability(Capability::ServerFiles, format!("COPY file {f}"), ctx)
             }
             CopyEndpoint::Client => {}
+        }
+        if direction == CopyDirection::To && endpoint == CopyEndpoint::Client {
+            self.facts.copy_out = Some(copy_options(&s.options));
         }
         let target = s.relation.as_ref().map(|rv| {
             let access = if s.is_from { WRITE } else { READ };

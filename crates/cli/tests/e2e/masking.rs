@@ -239,8 +239,8 @@ async fn statements_that_copy_masked_columns_away_are_refused() {
         "INSERT INTO plain_notes SELECT id, email FROM customers",
         "WITH x AS (SELECT email FROM customers) INSERT INTO plain_notes SELECT 1, email FROM x",
         "UPDATE plain_notes SET body = c.email FROM customers c WHERE c.id = plain_notes.id",
-        "COPY customers TO STDOUT",
-        "COPY (SELECT email FROM customers) TO STDOUT WITH (FORMAT csv)",
+        // COPY output whose layout the proxy cannot follow.
+        "COPY customers TO STDOUT (ENCODING 'SJIS')",
     ] {
         let e = client.simple_query(sql).await.expect_err(sql);
         assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
@@ -263,6 +263,132 @@ async fn statements_that_copy_masked_columns_away_are_refused() {
     assert_eq!(
         proxy.upstream_sql("SELECT note FROM customers WHERE id = 2"),
         "called"
+    );
+}
+
+/// Everything a COPY TO STDOUT sends, through the extended protocol.
+async fn copy_out(client: &tokio_postgres::Client, sql: &str) -> Vec<u8> {
+    use futures_util::StreamExt;
+    let stream = client.copy_out(sql).await.expect(sql);
+    futures_util::pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.expect(sql));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_stdout_is_masked_in_every_format() {
+    let proxy = proxy_with("").await;
+    proxy.upstream_sql("CREATE TABLE customers_back (LIKE customers)");
+    let client = proxy.client().await;
+    let mut raw = raw(&proxy).await;
+    for options in [
+        "",
+        "(FORMAT csv)",
+        "WITH CSV HEADER",
+        "(FORMAT csv, HEADER, DELIMITER ';', NULL 'NIL', QUOTE '''', FORCE_QUOTE *)",
+        "(FORMAT text, DELIMITER '|', NULL '', HEADER true)",
+        "(FORMAT binary)",
+        "WITH BINARY",
+    ] {
+        let sql = format!("COPY customers TO STDOUT {options}");
+        let data = copy_out(&client, &sql).await;
+        assert_no_leak(&sql, &data);
+        // Unclassified values pass as they are.
+        let text = String::from_utf8_lossy(&data);
+        assert!(text.contains("prefers mornings"), "{sql}: {text}");
+        // The simple protocol.
+        let got = received(&mut raw, &fe::query(&sql)).await;
+        assert_no_leak(&sql, &got);
+        // Every masked value is one its column's type accepts: PostgreSQL
+        // reads the output back in the same format.
+        proxy.upstream_sql("TRUNCATE customers_back");
+        let sink = client
+            .copy_in::<_, bytes::Bytes>(&format!(
+                "COPY customers_back FROM STDIN {}",
+                options.replace(", FORCE_QUOTE *", "")
+            ))
+            .await
+            .unwrap();
+        futures_util::pin_mut!(sink);
+        use futures_util::SinkExt;
+        sink.send(bytes::Bytes::from(data)).await.unwrap();
+        assert_eq!(sink.as_mut().finish().await.unwrap(), 2, "{sql}");
+        assert_eq!(
+            proxy.upstream_sql(
+                "SELECT count(*) FROM customers_back b JOIN customers c USING (id) \
+                 WHERE b.note IS NOT DISTINCT FROM c.note AND b.balance = c.balance \
+                 AND b.email <> c.email AND b.ssn <> c.ssn AND b.card_number <> c.card_number"
+            ),
+            "2",
+            "{sql}"
+        );
+    }
+    // Column lists, queries and several statements in one Query.
+    for sql in [
+        "COPY customers (id, email, note) TO STDOUT",
+        "COPY customers (ssn, card_number, iban) TO STDOUT (FORMAT binary)",
+        "COPY (SELECT id, email, upper(note) FROM customers) TO STDOUT (FORMAT csv)",
+        "COPY (SELECT * FROM customers) TO STDOUT (FORMAT binary)",
+        "COPY (SELECT reverse(email), ssn || '' FROM customers) TO STDOUT",
+        "COPY (SELECT c FROM customers c) TO STDOUT (FORMAT csv)",
+        "COPY (UPDATE customers SET note = note WHERE id = 1 RETURNING email, note) TO STDOUT",
+    ] {
+        let data = copy_out(&client, sql).await;
+        assert_no_leak(sql, &data);
+        let got = received(&mut raw, &fe::query(sql)).await;
+        assert_no_leak(sql, &got);
+    }
+    let text = String::from_utf8_lossy(
+        &copy_out(&client, "COPY customers (id, email, note) TO STDOUT").await,
+    )
+    .into_owned();
+    assert!(
+        text.contains("1\t") && text.contains("\tprefers mornings\n"),
+        "{text}"
+    );
+    let script = "SELECT 1; COPY customers TO STDOUT (FORMAT csv); SELECT email FROM customers; COPY customers (ssn) TO STDOUT";
+    let got = received(&mut raw, &fe::query(script)).await;
+    assert_no_leak(script, &got);
+    // A table with nothing classified is copied as it is, in any encoding.
+    proxy.upstream_sql("INSERT INTO plain_notes VALUES (7, 'nothing to hide')");
+    let data = copy_out(&client, "COPY plain_notes TO STDOUT (ENCODING 'LATIN1')").await;
+    assert_eq!(data, b"7\tnothing to hide\n");
+}
+
+/// A CopyDone outside copy mode is ignored by the server. It must not
+/// shift the proxy's count of a later Query's statements (the row masking
+/// and the prepared statements of statement n would go by statement n-1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_copy_done_does_not_shift_later_statements() {
+    let proxy = proxy_with("").await;
+    let mut raw = raw(&proxy).await;
+    for q in [
+        "SET application_name = 'x'; SELECT upper(full_name), lower(email) FROM customers",
+        "SELECT 1; COPY (SELECT upper(full_name) FROM customers) TO STDOUT",
+    ] {
+        let m = fe::concat(&[fe::copy_done(), fe::query(q)]);
+        let got = received(&mut raw, &m).await;
+        assert_no_leak(q, &got);
+        assert!(
+            !String::from_utf8_lossy(&got).contains("ALICE SMITHSON"),
+            "{q}"
+        );
+    }
+    // The prepared statement the second statement makes is known.
+    let m = fe::concat(&[
+        fe::copy_fail("none"),
+        fe::query("SET application_name = 'y'; PREPARE p AS SELECT 42"),
+    ]);
+    received(&mut raw, &m).await;
+    raw.send(&fe::query("EXECUTE p")).await;
+    let got = raw.until_ready().await;
+    assert!(
+        crate::raw::tags(&got).contains('D'),
+        "{}",
+        crate::raw::tags(&got)
     );
 }
 

@@ -18,8 +18,8 @@ use bytes::{Bytes, BytesMut};
 use portcullis_analysis::{Analysis, StatementFacts};
 use portcullis_guard::session::{Overflow, Refused};
 use portcullis_guard::{
-    encoding_refusal, Exposure, Judgement, NameKey, OutputColumn, PreparedText, SessionState,
-    Ticket, Who,
+    encoding_refusal, CopyColumn, Exposure, Judgement, NameKey, OutputColumn, PreparedText,
+    SessionState, Ticket, Who,
 };
 use portcullis_policy::{Principal, PrincipalKind};
 use portcullis_wire::{encode, sqlstate, Refusal};
@@ -183,6 +183,20 @@ impl Guarded {
         self.target
             .guard
             .exposures(columns, statements, &self.who, &state, out);
+    }
+
+    /// The columns a COPY TO STDOUT of `stmt` sends (see
+    /// `portcullis_guard::copy_out`).
+    pub fn copy_out_columns(
+        &self,
+        stmt: Option<&StatementFacts>,
+        width: usize,
+        out: &mut Vec<CopyColumn>,
+    ) {
+        let state = self.state();
+        self.target
+            .guard
+            .copy_out_columns(stmt, width, &self.who, &state, out);
     }
 
     /// The texts portal `name` may run.

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use portcullis_analysis::StatementFacts;
-use portcullis_guard::{Exposure, OutputColumn, PreparedText};
-use portcullis_mask::{ColumnSpec, ColumnType, Format, Plan, Rewrite, Rule};
+use portcullis_guard::{CopyColumn, Exposure, OutputColumn, PreparedText};
+use portcullis_mask::{ColumnSpec, ColumnType, CopyKind, CopyRows, Format, Plan, Rewrite, Rule};
 use portcullis_wire::{decode, sqlstate, Refusal};
 
 use super::guarding::Guarded;
@@ -32,6 +32,8 @@ enum Current {
     /// Nothing in them is masked.
     Pass,
     Mask(Arc<Plan>),
+    /// A COPY TO STDOUT's rows, masked (each CopyData one row).
+    Copy(Arc<Plan>, CopyRows),
 }
 
 /// What to do with one DataRow.
@@ -62,6 +64,10 @@ pub(crate) struct RowMasking {
     columns: Vec<OutputColumn>,
     exposures: Vec<Exposure>,
     specs: Vec<ColumnSpec>,
+    copy_columns: Vec<CopyColumn>,
+    /// The portal last described as returning no rows (NoData): a COPY
+    /// its Execute starts sends the rows of that portal's statement.
+    no_rows: Option<Rows>,
 }
 
 impl RowMasking {
@@ -75,11 +81,14 @@ impl RowMasking {
             columns: Vec::new(),
             exposures: Vec::new(),
             specs: Vec::new(),
+            copy_columns: Vec::new(),
+            no_rows: None,
         }
     }
 
     /// A RowDescription `msg` for `rows`: plans the rows that follow it.
     pub fn described(&mut self, guarded: &Guarded, msg: &[u8], rows: &Rows) -> Result<(), End> {
+        self.no_rows = None;
         let Some(masking) = guarded.masking() else {
             self.current = Current::Pass;
             return Ok(());
@@ -117,25 +126,13 @@ impl RowMasking {
         guarded.exposures(&self.columns, &facts, &mut self.exposures);
         self.specs.clear();
         for (f, e) in fields.iter().zip(&self.exposures) {
-            let format = Format::from_code(f.format).ok_or_else(|| {
-                End::UpstreamProtocol(format!("format code {} in a row description", f.format))
-            })?;
-            let rule = match *e {
-                Exposure::Clear => Rule::Pass,
-                Exposure::Protected(class, strategy) => Rule::Mask {
-                    class,
-                    strategy: masking.strategy(class, strategy),
-                },
-                Exposure::Derived => Rule::Derived,
-                Exposure::Unvouched => Rule::Scan { context: None },
-            };
             self.specs.push(ColumnSpec {
                 ty: ColumnType {
                     oid: f.type_oid,
                     typmod: f.typmod,
                 },
-                format,
-                rule,
+                format: format_of(f.format)?,
+                rule: rule(masking, *e),
             });
         }
         let plan = Arc::new(
@@ -172,12 +169,90 @@ impl RowMasking {
     /// ReadyForQuery): no rows may follow.
     pub fn ended(&mut self) {
         self.current = Current::Undescribed;
+        self.no_rows = None;
+    }
+
+    /// NoData answering a Describe of `rows`: no result set, but its
+    /// Execute may start a COPY.
+    pub fn no_rows(&mut self, rows: Rows) {
+        self.current = Current::Undescribed;
+        self.no_rows = Some(rows);
+    }
+
+    /// A CopyOutResponse `msg`; `rows` names the Query statement that
+    /// started it (for an Execute, the portal described just before).
+    /// Plans the CopyData that follow.
+    pub fn copy_out(
+        &mut self,
+        guarded: &Guarded,
+        msg: &[u8],
+        rows: Option<Rows>,
+    ) -> Result<(), End> {
+        let rows = rows.or_else(|| self.no_rows.take());
+        self.no_rows = None;
+        let Some(masking) = guarded.masking() else {
+            self.current = Current::Pass;
+            return Ok(());
+        };
+        let (overall, codes) = decode::copy_response(decode::body(msg))
+            .map_err(|e| End::UpstreamProtocol(e.to_string()))?;
+        let texts = rows.as_ref().map(|r| texts(guarded, r)).unwrap_or_default();
+        // A portal bound to one text: otherwise which COPY runs is not known.
+        let stmt = match texts.as_slice() {
+            [one] => one.statement(),
+            _ => None,
+        };
+        guarded.copy_out_columns(stmt, codes.len(), &mut self.copy_columns);
+        self.specs.clear();
+        for (&code, c) in codes.iter().zip(&self.copy_columns) {
+            if i16::from(overall) != code {
+                return Err(End::UpstreamProtocol(
+                    "a COPY response with mixed formats".into(),
+                ));
+            }
+            self.specs.push(ColumnSpec {
+                ty: c.ty,
+                format: format_of(code)?,
+                rule: rule(masking, c.exposure),
+            });
+        }
+        let plan = masking
+            .masker
+            .plan(&self.specs)
+            .map_err(|e| unmaskable(&e.to_string()))?;
+        if plan.masks_nothing() {
+            self.current = Current::Pass;
+            return Ok(());
+        }
+        let format = stmt
+            .and_then(|s| s.copy_out.as_ref())
+            .and_then(portcullis_guard::copy_format)
+            .filter(|f| (f.kind == CopyKind::Binary) == (overall == 1))
+            .ok_or_else(|| unmaskable("the layout of this COPY's output is not known"))?;
+        self.current = Current::Copy(Arc::new(plan), CopyRows::new(format));
+        Ok(())
     }
 
     /// Whether the current result set's rows must arrive whole (they are
     /// rewritten).
     pub fn needs_whole_rows(&self) -> bool {
-        matches!(self.current, Current::Mask(_))
+        matches!(self.current, Current::Mask(_) | Current::Copy(..))
+    }
+
+    /// One CopyData `msg` from the server: forwarded, or masked into
+    /// `scratch`.
+    pub fn copy_data(&mut self, msg: &[u8], scratch: &mut Vec<u8>) -> Result<RowAction, End> {
+        match &mut self.current {
+            Current::Pass => Ok(RowAction::Forward),
+            Current::Copy(plan, copy) => match copy.copy_data(plan, decode::body(msg), scratch) {
+                Ok(Rewrite::Unchanged) => Ok(RowAction::Forward),
+                Ok(Rewrite::Rewritten) => Ok(RowAction::Masked),
+                Err(e) => Err(unmaskable(&e.to_string())),
+            },
+            Current::Mask(_) | Current::Undescribed => Err(unmaskable(
+                "copy data arrived that no COPY response announced",
+            )),
+        }
     }
 
     /// One DataRow `msg`: forwarded, or masked into `scratch`.
@@ -189,7 +264,9 @@ impl RowMasking {
                 Ok(Rewrite::Rewritten) => Ok(RowAction::Masked),
                 Err(e) => Err(unmaskable(&e.to_string())),
             },
-            Current::Undescribed => Err(unmaskable("a row arrived that no description announced")),
+            Current::Undescribed | Current::Copy(..) => {
+                Err(unmaskable("a row arrived that no description announced"))
+            }
         }
     }
 }
@@ -215,6 +292,25 @@ pub(crate) fn too_large(max: usize) -> End {
         )
         .hint("Select fewer or smaller columns (for example with substring or length), or raise [masking] max_row_bytes."),
     )
+}
+
+/// A column's format code as the mask crate takes it.
+fn format_of(code: i16) -> Result<Format, End> {
+    Format::from_code(code)
+        .ok_or_else(|| End::UpstreamProtocol(format!("format code {code} in a result")))
+}
+
+/// What the mask crate does with a column of this exposure.
+fn rule(masking: &crate::masking::TargetMasking, exposure: Exposure) -> Rule {
+    match exposure {
+        Exposure::Clear => Rule::Pass,
+        Exposure::Protected(class, strategy) => Rule::Mask {
+            class,
+            strategy: masking.strategy(class, strategy),
+        },
+        Exposure::Derived => Rule::Derived,
+        Exposure::Unvouched => Rule::Scan { context: None },
+    }
 }
 
 fn current(plan: &Arc<Plan>) -> Current {

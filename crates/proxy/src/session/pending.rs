@@ -224,6 +224,17 @@ struct Ledger {
 }
 
 impl Ledger {
+    /// Drops copy markers at the front: a reply arriving now answers a
+    /// request after them, so they belong to copies that never reached
+    /// copy mode (the server ignores copy messages outside it). Every
+    /// reply handler starts here, or a stray CopyDone would shift every
+    /// later reply onto the wrong request.
+    fn drop_stale_copy_ends(&mut self) {
+        while self.entries.front() == Some(&Entry::CopyEnd) {
+            self.entries.pop_front();
+        }
+    }
+
     /// Every request sent so far has been answered, Syncs and all.
     fn drained(&self) -> bool {
         !self.copy_in_open && self.entries.iter().all(|e| *e == Entry::CopyEnd)
@@ -245,6 +256,21 @@ impl Ledger {
                     }
                 )
             })
+    }
+}
+
+/// The statement of the Query at the front of the ledger whose replies
+/// arrive now.
+fn query_rows(l: &Ledger) -> Option<Rows> {
+    match l.entries.front() {
+        Some(Entry::Query { analysis, done, .. }) => Some(Rows::Statement(analysis.clone(), *done)),
+        // A statement the proxy wrapped with row-limit statements of its
+        // own: its Query holds only it.
+        Some(Entry::QueryPart) => l.entries.iter().find_map(|e| match e {
+            Entry::Query { analysis, .. } => Some(Rows::Statement(analysis.clone(), 0)),
+            _ => None,
+        }),
+        _ => None,
     }
 }
 
@@ -359,6 +385,7 @@ impl Pending {
     /// ParseComplete, BindComplete, CloseComplete.
     pub fn step_done(&self, settle: Settle<'_>) {
         let mut l = self.ledger();
+        l.drop_stale_copy_ends();
         if matches!(l.entries.front(), Some(Entry::Step(..))) {
             if let Some(Entry::Step(_, Some(t))) = l.entries.pop_front() {
                 settle(t, true);
@@ -373,9 +400,7 @@ impl Pending {
         let mut l = self.ledger();
         // Copy markers of copies that never reached copy mode are not
         // requests.
-        while l.entries.front() == Some(&Entry::CopyEnd) {
-            l.entries.pop_front();
-        }
+        l.drop_stale_copy_ends();
         match l.entries.front() {
             Some(Entry::Describe { .. }) => {
                 let Some(Entry::Describe { rows, hidden }) = l.entries.pop_front() else {
@@ -387,30 +412,29 @@ impl Pending {
                     None => Described::Statement,
                 }
             }
-            Some(Entry::Query { analysis, done, .. }) => Described::Rows {
-                rows: Rows::Statement(analysis.clone(), *done),
-                hidden: false,
+            _ => match query_rows(&l) {
+                Some(rows) => Described::Rows {
+                    rows,
+                    hidden: false,
+                },
+                None => Described::Unasked,
             },
-            // A statement the proxy wrapped with row-limit statements of
-            // its own: its Query holds only it.
-            Some(Entry::QueryPart) => l
-                .entries
-                .iter()
-                .find_map(|e| match e {
-                    Entry::Query { analysis, .. } => Some(Described::Rows {
-                        rows: Rows::Statement(analysis.clone(), 0),
-                        hidden: false,
-                    }),
-                    _ => None,
-                })
-                .unwrap_or(Described::Unasked),
-            _ => Described::Unasked,
         }
+    }
+
+    /// CopyOutResponse: whose rows the COPY sends, when a Query's
+    /// statement started it. `None` for an Execute: its portal was
+    /// described (NoData) right before, see `client_pump`.
+    pub fn copy_out_rows(&self) -> Option<Rows> {
+        let mut l = self.ledger();
+        l.drop_stale_copy_ends();
+        query_rows(&l)
     }
 
     /// CommandComplete, PortalSuspended or EmptyQueryResponse.
     pub fn command_done(&self, settle: Settle<'_>) {
         let mut l = self.ledger();
+        l.drop_stale_copy_ends();
         match l.entries.front_mut() {
             Some(Entry::Step(Step::Execute, _) | Entry::CopyIn) => {
                 if let Some(Entry::Step(_, Some(t))) = l.entries.pop_front() {
@@ -436,9 +460,7 @@ impl Pending {
         let mut l = self.ledger();
         // Copy markers before the request that started this COPY belong to
         // copies that never reached copy mode.
-        while l.entries.front() == Some(&Entry::CopyEnd) {
-            l.entries.pop_front();
-        }
+        l.drop_stale_copy_ends();
         let start = match l.entries.front() {
             Some(Entry::Step(Step::Execute, _)) => {
                 l.entries[0] = Entry::CopyIn;
@@ -467,6 +489,7 @@ impl Pending {
     /// client must see instead, when the error answers a refused request.
     pub fn error(&self, fatal: bool, settle: Settle<'_>) -> Option<Bytes> {
         let mut l = self.ledger();
+        l.drop_stale_copy_ends();
         // A held completion belongs to a statement the error rolls back.
         l.held = None;
         // An error ends copy mode; Syncs from now on count again.
@@ -535,6 +558,7 @@ impl Pending {
             return Route::Client;
         }
         let mut l = self.ledger();
+        l.drop_stale_copy_ends();
         match l.entries.front() {
             Some(Entry::Hidden { on_error, .. }) => {
                 if !completion {
@@ -984,6 +1008,22 @@ mod tests {
                 hidden: false
             }
         );
+        assert!(p.ready(b'I', &mut no).drained);
+    }
+
+    #[test]
+    fn a_copy_out_names_its_query_statement_but_not_an_execute() {
+        let p = Pending::new(b'I');
+        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent_sync(now());
+        // The portal was described just before: the ledger cannot say.
+        assert_eq!(p.copy_out_rows(), None);
+        p.command_done(&mut no);
+        p.ready(b'I', &mut no);
+        p.sent_copy_end();
+        p.sent(Entry::query(now()), &mut no);
+        p.command_done(&mut no);
+        assert_eq!(p.copy_out_rows(), Some(Rows::Statement(None, 1)));
         assert!(p.ready(b'I', &mut no).drained);
     }
 

@@ -117,12 +117,17 @@ fn judge(
         rows.ended();
         return Ok(Action::Drop);
     }
-    if tag == be::DATA_ROW {
+    if tag == be::DATA_ROW || tag == be::COPY_DATA {
         // The plain path: one branch per row when nothing is masked.
         if !guarded.masks() {
             return Ok(Action::Forward);
         }
-        return match rows.row(msg, own)? {
+        let action = if tag == be::DATA_ROW {
+            rows.row(msg, own)?
+        } else {
+            rows.copy_data(msg, own)?
+        };
+        return match action {
             RowAction::Forward => Ok(Action::Forward),
             RowAction::Masked => Ok(Action::Rewritten),
         };
@@ -147,6 +152,12 @@ fn judge(
             pending.copy_in_started();
             Ok(Action::Forward)
         }
+        be::COPY_OUT_RESPONSE => {
+            if guarded.masks() {
+                rows.copy_out(guarded, msg, pending.copy_out_rows())?;
+            }
+            Ok(Action::Forward)
+        }
         be::PARSE_COMPLETE | be::BIND_COMPLETE | be::CLOSE_COMPLETE => {
             pending.step_done(settle);
             Ok(Action::Forward)
@@ -162,7 +173,7 @@ fn judge(
                 } else if tag == be::ROW_DESCRIPTION {
                     rows.described(guarded, msg, &source)?;
                 } else {
-                    rows.ended();
+                    rows.no_rows(source);
                 }
                 Ok(if hidden {
                     Action::Drop
@@ -244,7 +255,8 @@ impl ServerPump<'_> {
                 match next {
                     Next::NeedMore { hint } => break hint,
                     Next::StreamHead { tag, .. }
-                        if self.rows.needs_whole_rows() && tag == be::DATA_ROW =>
+                        if self.rows.needs_whole_rows()
+                            && (tag == be::DATA_ROW || tag == be::COPY_DATA) =>
                     {
                         // Over the limit of a masked row: never forwarded.
                         self.outbox.run(run_start..pos);
