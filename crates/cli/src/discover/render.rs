@@ -240,8 +240,8 @@ fn from(basis: Basis) -> &'static str {
 fn judged(class: Option<portcullis_mask::Class>, content: Option<&Evidence>) -> String {
     match content {
         None => String::new(),
-        Some(e) if Some(e.class) == class => format!("; the values agree ({})", evidence(e)),
-        Some(e) => format!("; CHECK IT: the values say {}", evidence(e)),
+        Some(e) if Some(e.class) == class => format!("; the values agree: {}", evidence(e)),
+        Some(e) => format!("; CHECK IT, the values say: {}", evidence(e)),
     }
 }
 
@@ -376,7 +376,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "#   public.t.contact: email, by the configuration; CHECK IT: the values say card"
+                "#   public.t.contact: email, by the configuration; CHECK IT, the values say: card"
             ),
             "{text}"
         );
