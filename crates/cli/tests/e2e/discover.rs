@@ -10,6 +10,7 @@ use tokio_postgres::SimpleQueryMessage;
 
 use crate::harness::*;
 use crate::masking::forms;
+use portcullis_testbed::{test_role_password, TLS_ONLY_USER};
 
 const EMAILS: [&str; 3] = [
     "alice.smithson@example.com",
@@ -76,11 +77,15 @@ CREATE MATERIALIZED VIEW contacts AS SELECT id, notes AS reach FROM accounts;
 }
 
 fn discover(config: &Path, args: &[&str]) -> Output {
+    discover_target(config, "app", args)
+}
+
+fn discover_target(config: &Path, target: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("discover")
         .arg("--config")
         .arg(config)
-        .args(["--target", "app"])
+        .args(["--target", target])
         .args(args)
         .output()
         .expect("spawn portcullis discover")
@@ -291,4 +296,64 @@ async fn discover_proposes_classes_from_content_and_the_proxy_masks_by_them() {
         "masked columns",
         &format!("{:?}", after.iter().map(|r| &r[..4]).collect::<Vec<_>>()),
     );
+}
+
+/// A role that may read part of the database: what it may not read is
+/// listed by SQLSTATE (the server's message is never shown), the rest is
+/// sampled. The role logs in with SCRAM over TLS, as the target says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_lists_what_the_role_may_not_read_and_samples_the_rest() {
+    let db = tokio::task::spawn_blocking(|| portcullis_testbed::fresh_database("e2e"))
+        .await
+        .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let pw = secrets.path().join("limited.pw");
+    std::fs::write(&pw, test_role_password(TLS_ONLY_USER)).unwrap();
+    let extra = format!(
+        "[[target]]\nname = \"limited\"\nenvironment = \"development\"\nhost = \"127.0.0.1\"\n\
+         port = {port}\ndatabase = \"{db}\"\nuser = \"{TLS_ONLY_USER}\"\npassword_file = \"{pw}\"\n\
+         sslmode = \"require\"\n",
+        port = cluster().port(),
+        pw = pw.display(),
+    );
+    let proxy = Proxy::with_db(
+        Setup {
+            extra,
+            ..Setup::default()
+        },
+        db,
+    )
+    .await;
+    proxy.upstream_sql(&format!(
+        "CREATE TABLE hidden (id int, notes text);
+         INSERT INTO hidden VALUES (1, '{e0}');
+         CREATE TABLE partly (id int, notes text, other text);
+         INSERT INTO partly VALUES (1, '{e0}', '{e1}'), (2, '{e1}', '{e2}');
+         GRANT SELECT (id, notes) ON partly TO {TLS_ONLY_USER};",
+        e0 = EMAILS[0],
+        e1 = EMAILS[1],
+        e2 = EMAILS[2],
+    ));
+    let config = proxy.config_path.clone();
+    let run = tokio::task::spawn_blocking(move || discover_target(&config, "limited", &[]))
+        .await
+        .unwrap();
+    let stderr = text(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let file = text(&run.stdout);
+    assert!(
+        file.contains("[[column]]\ntarget = \"limited\"\ncolumn = \"public.partly.notes\"\nclass = \"email\"\n"),
+        "{file}"
+    );
+    assert_eq!(file.matches("[[column]]\n").count(), 1, "{file}");
+    assert!(
+        file.contains("# Not sampled:\n#   public.hidden: permission denied (SQLSTATE 42501)\n#   public.partly.other: permission denied (SQLSTATE 42501)\n"),
+        "{file}"
+    );
+    assert!(
+        stderr.contains("2 relation(s) or column(s) could not be sampled"),
+        "{stderr}"
+    );
+    assert_no_seeded_value("the discovered file", &file);
+    assert_no_seeded_value("discover's messages", &stderr);
 }
