@@ -1,6 +1,7 @@
 //! The `portcullis` command.
 
 mod demo;
+mod discover;
 mod logging;
 mod passwd;
 mod policy;
@@ -64,6 +65,10 @@ enum Command {
     /// Start a throwaway PostgreSQL with a demo shop database and Portcullis
     /// in front of it, and print how to connect.
     Demo(demo::DemoArgs),
+    /// Sample a target's rows and propose column classifications from their
+    /// content, as a file of [[column]] entries to review and include
+    /// ([masking] include).
+    Discover(discover::DiscoverArgs),
     /// Check, explain, test and write Cedar policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config.path()),
         Command::Passwd { stdin } => passwd::run(stdin),
         Command::Demo(args) => demo::run(args),
+        Command::Discover(args) => discover::run(args),
         Command::Policy(command) => policy::run(command),
     }
 }

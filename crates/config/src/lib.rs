@@ -6,6 +6,7 @@
 
 mod duration;
 mod error;
+mod include;
 mod masking;
 mod model;
 mod row_limit;

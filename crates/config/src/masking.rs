@@ -22,9 +22,14 @@ pub struct Masking {
     /// `keyed` columns are redacted instead.
     pub key_env: Option<String>,
     pub key_file: Option<PathBuf>,
-    /// Classifications added, changed or removed per column.
+    /// Classifications added, changed or removed per column: those of
+    /// this table first, then those of the `include` files in order.
     #[serde(rename = "column")]
     pub columns: Vec<ColumnRule>,
+    /// Files of `[[column]]` entries (as `portcullis discover` writes
+    /// them), relative to the configuration file's folder. Read and
+    /// merged into `columns` at load, so a reload re-reads them.
+    pub include: Vec<PathBuf>,
 }
 
 impl Default for Masking {
@@ -35,6 +40,7 @@ impl Default for Masking {
             key_env: None,
             key_file: None,
             columns: Vec::new(),
+            include: Vec::new(),
         }
     }
 }

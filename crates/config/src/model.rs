@@ -291,12 +291,18 @@ impl Config {
     }
 
     /// Parses and validates configuration text. `origin` is used in errors
-    /// and to resolve relative paths.
+    /// and to resolve relative paths. Files named by `[masking] include`
+    /// are read, validated and merged into `masking.columns`.
     pub fn parse(text: &str, origin: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config: Config =
             toml::from_str(text).map_err(|e| ConfigError::syntax(origin, text, e))?;
         config.source = origin.map(Path::to_path_buf);
         crate::validate::validate(&config)?;
+        let included = crate::include::read(&config)?;
+        crate::validate::included(&config, &included)?;
+        for file in included {
+            config.masking.columns.extend(file.columns);
+        }
         Ok(config)
     }
 

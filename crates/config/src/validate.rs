@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::{Config, ConfigError, Duration, ScramVerifier, SslMode};
+use crate::include::Included;
+use crate::{ColumnRule, Config, ConfigError, Duration, ScramVerifier, SslMode};
 
 /// PostgreSQL identifiers (database and role names) are at most
 /// NAMEDATALEN - 1 = 63 bytes; longer names are truncated by the server.
@@ -31,6 +32,21 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     v.targets()?;
     v.users()?;
     v.masking()?;
+    Ok(())
+}
+
+/// Validates the entries of the files `[masking] include` names, read but
+/// not yet merged, so that an error names the file and the entry in it.
+pub(crate) fn included(config: &Config, included: &[Included]) -> Result<(), ConfigError> {
+    let v = Validator {
+        config,
+        origin: config.source.as_deref(),
+    };
+    for file in included {
+        for (i, rule) in file.columns.iter().enumerate() {
+            v.column_rule(Some(&file.path), &format!("column[{i}]"), rule)?;
+        }
+    }
     Ok(())
 }
 
@@ -90,57 +106,71 @@ impl Validator<'_> {
         if let Some(path) = &m.key_file {
             self.file("masking.key_file", path, "masking key file")?;
         }
-        for (i, c) in m.columns.iter().enumerate() {
-            let key = |k: &str| format!("masking.column[{i}].{k}");
-            if c.parts().is_none() {
-                return Err(self.err(
-                    key("column"),
-                    format!(
-                        "is {:?}; write it as schema.table.column, for example \"public.customers.email\"",
-                        c.column
-                    ),
+        for (i, rule) in m.columns.iter().enumerate() {
+            self.column_rule(self.origin, &format!("masking.column[{i}]"), rule)?;
+        }
+        Ok(())
+    }
+
+    /// One column classification, written in the configuration (`origin`
+    /// is the configuration file) or in an included file (`origin` is that
+    /// file); `at` names the entry in it.
+    fn column_rule(
+        &self,
+        origin: Option<&Path>,
+        at: &str,
+        c: &ColumnRule,
+    ) -> Result<(), ConfigError> {
+        let err =
+            |k: &str, message: String| ConfigError::invalid(origin, format!("{at}.{k}"), message);
+        if c.parts().is_none() {
+            return Err(err(
+                "column",
+                format!(
+                    "is {:?}; write it as schema.table.column, for example \"public.customers.email\"",
+                    c.column
+                ),
+            ));
+        }
+        if c.class != "none" && portcullis_mask::Class::from_name(&c.class).is_none() {
+            let names: Vec<&str> = portcullis_mask::Class::ALL
+                .iter()
+                .map(|k| k.name())
+                .collect();
+            return Err(err(
+                "class",
+                format!(
+                    "is {:?}; use one of {} or \"none\"",
+                    c.class,
+                    names.join(", ")
+                ),
+            ));
+        }
+        if let Some(s) = &c.strategy {
+            if portcullis_mask::Strategy::from_name(s).is_none() {
+                return Err(err(
+                    "strategy",
+                    format!("is {s:?}; use redact, partial, keyed, nullify or generalise"),
                 ));
             }
-            if c.class != "none" && portcullis_mask::Class::from_name(&c.class).is_none() {
-                let names: Vec<&str> = portcullis_mask::Class::ALL
-                    .iter()
-                    .map(|k| k.name())
-                    .collect();
-                return Err(self.err(
-                    key("class"),
-                    format!(
-                        "is {:?}; use one of {} or \"none\"",
-                        c.class,
-                        names.join(", ")
-                    ),
+            if c.class == "none" {
+                return Err(err(
+                    "strategy",
+                    "is set for a column classified \"none\", which is not masked".to_owned(),
                 ));
             }
-            if let Some(s) = &c.strategy {
-                if portcullis_mask::Strategy::from_name(s).is_none() {
-                    return Err(self.err(
-                        key("strategy"),
-                        format!("is {s:?}; use redact, partial, keyed, nullify or generalise"),
-                    ));
-                }
-                if c.class == "none" {
-                    return Err(self.err(
-                        key("strategy"),
-                        "is set for a column classified \"none\", which is not masked",
-                    ));
-                }
-            }
-            if let Some(t) = &c.target {
-                let known = self
-                    .config
-                    .targets
-                    .iter()
-                    .any(|x| x.name == *t || x.is_wildcard());
-                if !known {
-                    return Err(self.err(
-                        key("target"),
-                        format!("names {t:?}, which is not a configured target"),
-                    ));
-                }
+        }
+        if let Some(t) = &c.target {
+            let known = self
+                .config
+                .targets
+                .iter()
+                .any(|x| x.name == *t || x.is_wildcard());
+            if !known {
+                return Err(err(
+                    "target",
+                    format!("names {t:?}, which is not a configured target"),
+                ));
             }
         }
         Ok(())

@@ -84,7 +84,13 @@ fn folder(text: &str, files: &[&str]) -> (tempfile::TempDir, PathBuf) {
     for f in files {
         let path = dir.path().join(f);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, "contents\n").unwrap();
+        // A .toml file is a [masking] include: an empty one is valid.
+        let contents = if f.ends_with(".toml") {
+            ""
+        } else {
+            "contents\n"
+        };
+        std::fs::write(&path, contents).unwrap();
     }
     let config = dir.path().join("portcullis.toml");
     std::fs::write(&config, text).unwrap();
@@ -112,6 +118,7 @@ const EXAMPLE_FILES: &[&str] = &[
     "certs/server.key",
     "certs/upstream-ca.pem",
     "secrets/shop.password",
+    "masking/discovered.toml",
 ];
 
 // ---------------------------------------------------------------- example
@@ -120,9 +127,25 @@ const EXAMPLE_FILES: &[&str] = &[
 fn example_is_valid_and_complete() {
     let (dir, path) = folder(EXAMPLE, EXAMPLE_FILES);
     std::fs::write(dir.path().join("secrets/shop.password"), "hunter2\n").unwrap();
+    std::fs::write(
+        dir.path().join("masking/discovered.toml"),
+        "[[column]]\ntarget = \"shop\"\ncolumn = \"public.orders.notes\"\nclass = \"email\"\n",
+    )
+    .unwrap();
     let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
 
     assert_eq!(c.source.as_deref(), Some(path.as_path()));
+    // The example's own column first, then the included one.
+    let columns: Vec<&str> = c
+        .masking
+        .columns
+        .iter()
+        .map(|r| r.column.as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        ["public.customers.nickname", "public.orders.notes"]
+    );
     assert_eq!(c.base_dir(), Some(dir.path()));
     assert_eq!(c.server.handshake_timeout.0.as_secs(), 15);
     assert_eq!(c.server.idle_timeout.0.as_secs(), 30 * 60);
@@ -207,6 +230,13 @@ fn example_documents_every_key() {
         "kind =",
         "groups =",
         "max_connections =",
+        "[masking]",
+        "max_row_bytes =",
+        "key_env =",
+        "key_file =",
+        "include =",
+        "[[masking.column]]",
+        "strategy =",
     ];
     for k in keys {
         assert!(EXAMPLE.contains(k), "example does not show {k}");
@@ -224,6 +254,7 @@ fn example_missing_files_are_named() {
         ("certs/server.key", "tls.key"),
         ("certs/upstream-ca.pem", "target \"shop\".sslrootcert"),
         ("secrets/shop.password", "target \"shop\".password_file"),
+        ("masking/discovered.toml", "masking.include[0]"),
     ] {
         let files: Vec<&str> = EXAMPLE_FILES
             .iter()
@@ -884,5 +915,112 @@ fn masking_is_on_by_default_and_its_table_is_checked() {
         &bad("key_env = \"K\"\nkey_file = \"k\"\n"),
         "masking.key_env",
         "one way",
+    );
+}
+
+/// `[masking] include`: files of `[[column]]` entries, merged after the
+/// configuration's own, validated like them, their errors naming the file.
+#[test]
+fn masking_include_files_are_merged_and_checked_in_their_own_name() {
+    let text = format!(
+        "{}[masking]\ninclude = [\"masking/found.toml\"]\n[[masking.column]]\ncolumn = \"public.t.a\"\nclass = \"none\"\n",
+        minimal()
+    );
+    let (dir, path) = folder(&text, &["masking/found.toml"]);
+    let included = dir.path().join("masking/found.toml");
+    let write = |body: &str| std::fs::write(&included, body).unwrap();
+
+    write("# proposed\n[[column]]\ntarget = \"shop\"\ncolumn = \"public.t.b\"\nclass = \"card\"\n\n[[column]]\ncolumn = \"public.t.a\"\nclass = \"email\"\nstrategy = \"redact\"\n");
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<(&str, &str, Option<&str>)> = c
+        .masking
+        .columns
+        .iter()
+        .map(|r| (r.column.as_str(), r.class.as_str(), r.target.as_deref()))
+        .collect();
+    // The configuration's own entry comes first, so it wins over the
+    // included one for public.t.a.
+    assert_eq!(
+        got,
+        [
+            ("public.t.a", "none", None),
+            ("public.t.b", "card", Some("shop")),
+            ("public.t.a", "email", None),
+        ]
+    );
+
+    // An empty file is valid: nothing was found.
+    write("# nothing found\n");
+    assert_eq!(Config::load(&path).unwrap().masking.columns.len(), 1);
+
+    // Errors in an included file name it, and the entry in it.
+    let in_file = |body: &str| -> (String, String, String) {
+        write(body);
+        match Config::load(&path) {
+            Err(ConfigError::Invalid {
+                origin,
+                key,
+                message,
+            }) => (origin, key, message),
+            Err(other) => panic!("expected a validation error, got {other}"),
+            Ok(_) => panic!("expected a validation error for\n{body}"),
+        }
+    };
+    let shown = included.display().to_string();
+    let ok = "[[column]]\ncolumn = \"public.t.b\"\nclass = \"card\"\n";
+    for (body, key, wanted) in [
+        (
+            "[[column]]\ncolumn = \"t.b\"\nclass = \"card\"\n",
+            "column[0].column",
+            "schema.table.column",
+        ),
+        (
+            &format!("{ok}[[column]]\ncolumn = \"public.t.c\"\nclass = \"cc\"\n"),
+            "column[1].class",
+            "person_name",
+        ),
+        (
+            "[[column]]\ncolumn = \"public.t.b\"\nclass = \"card\"\nstrategy = \"hide\"\n",
+            "column[0].strategy",
+            "redact, partial",
+        ),
+        (
+            "[[column]]\ntarget = \"nope\"\ncolumn = \"public.t.b\"\nclass = \"card\"\n",
+            "column[0].target",
+            "not a configured target",
+        ),
+    ] {
+        let (origin, got, message) = in_file(body);
+        assert_eq!(origin, shown, "{message}");
+        assert_eq!(got, key, "{message}");
+        assert!(message.contains(wanted), "{key}: {message}");
+    }
+
+    // Syntax errors and unknown keys are located in the included file; an
+    // included file cannot include another.
+    for body in [
+        "[[column]\n",
+        "[[column]]\ncolumn = \"public.t.b\"\nclass = \"card\"\nshare = 0.9\n",
+        "[masking]\ninclude = [\"other.toml\"]\n",
+    ] {
+        write(body);
+        match Config::load(&path) {
+            Err(ConfigError::Syntax { origin, .. }) => assert_eq!(origin, shown, "{body}"),
+            other => panic!("expected a syntax error for {body:?}, got {other:?}"),
+        }
+    }
+
+    // A missing file is named by the configuration's key, with its full path.
+    std::fs::remove_file(&included).unwrap();
+    let (key, message) = load_invalid(&path);
+    assert_eq!(key, "masking.include[0]");
+    assert!(message.contains(&shown), "{message}");
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(message.contains("portcullis discover"), "{message}");
+
+    assert_invalid(
+        &format!("{}[masking]\ninclude = [\"\"]\n", minimal()),
+        "masking.include[0]",
+        "is empty",
     );
 }

@@ -48,6 +48,13 @@ pub fn classify_column(name: &str, comment: Option<&str>) -> Option<Class> {
     }
 }
 
+/// Whether a comment says outright that the column is not sensitive
+/// (`pii:none`, `not sensitive`, ...): a person decided, and a proposal
+/// from the column's content should not overrule them.
+pub fn declared_not_sensitive(comment: &str) -> bool {
+    explicit_tag(&comment.to_ascii_lowercase()) == Some(None)
+}
+
 /// What a name says.
 enum Reading {
     Class(Class),
@@ -798,5 +805,25 @@ mod tests {
         assert_eq!(words("cardLast4"), ["card", "last"]);
         assert_eq!(words("e-mail"), ["e", "mail"]);
         assert_eq!(words("  "), Vec::<String>::new());
+    }
+}
+
+#[cfg(test)]
+mod declared_tests {
+    use super::*;
+
+    #[test]
+    fn comments_that_say_not_sensitive() {
+        for c in [
+            "pii:none",
+            "PII: none",
+            "Not sensitive: test data",
+            "sensitive=no",
+        ] {
+            assert!(declared_not_sensitive(c), "{c}");
+        }
+        for c in ["pii:email", "customer contact", "", "sensitive"] {
+            assert!(!declared_not_sensitive(c), "{c}");
+        }
     }
 }

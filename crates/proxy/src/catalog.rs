@@ -48,7 +48,10 @@ pub struct CatalogLoader {
     loaded_at: Mutex<Option<Instant>>,
 }
 
-async fn load(target: &TargetRuntime) -> Result<CatalogSnapshot, String> {
+/// Takes a snapshot of `target`'s catalog over a connection of its own,
+/// classified with the target's masking (unclassified when masking is
+/// off). `portcullis discover` reads the catalog this way too.
+pub async fn load(target: &TargetRuntime) -> Result<CatalogSnapshot, String> {
     let mut up = upstream::connect(target, &[])
         .await
         .map_err(|e| format!("could not connect for the catalog queries: {e}"))?;

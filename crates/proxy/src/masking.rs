@@ -78,15 +78,28 @@ impl TargetMasking {
         column: &str,
         comment: Option<&str>,
     ) -> Option<(Class, Option<Strategy>)> {
-        let schema = relation.schema.as_deref().unwrap_or("");
-        if let Some(o) = self
-            .columns
-            .iter()
-            .find(|o| o.schema == schema && o.table == relation.name && o.column == column)
-        {
+        if let Some(o) = self.configured(relation, column) {
             return o.class.map(|k| (k, o.strategy));
         }
         portcullis_mask::dictionary::classify_column(column, comment).map(|k| (k, None))
+    }
+
+    /// The class the configuration gives a column, if it names it
+    /// (`Some(None)`: not sensitive). The first rule naming it wins: the
+    /// configuration's own, then the included files' in order.
+    pub fn configured_class(
+        &self,
+        relation: &QualifiedName,
+        column: &str,
+    ) -> Option<Option<Class>> {
+        self.configured(relation, column).map(|o| o.class)
+    }
+
+    fn configured(&self, relation: &QualifiedName, column: &str) -> Option<&ColumnOverride> {
+        let schema = relation.schema.as_deref().unwrap_or("");
+        self.columns
+            .iter()
+            .find(|o| o.schema == schema && o.table == relation.name && o.column == column)
     }
 
     /// How values of `class` are masked, `chosen` being the

@@ -11,6 +11,7 @@ mod catalog;
 mod copy;
 mod databases;
 mod default_row_limit;
+mod discover;
 mod lexing;
 mod lifecycle;
 mod masking;
