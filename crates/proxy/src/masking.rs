@@ -28,9 +28,12 @@ struct ColumnOverride {
 
 impl TargetMasking {
     /// Masking for `target` as `config` sets it, or `None` when off.
+    /// Column rules for `target` or, for a database a wildcard target
+    /// serves, for that target (`wildcard`) apply.
     pub fn build(
         config: &Config,
         target: &Target,
+        wildcard: Option<&str>,
         detectors: &Detectors,
         key: Option<&[u8]>,
     ) -> Option<TargetMasking> {
@@ -41,7 +44,11 @@ impl TargetMasking {
         let columns = m
             .columns
             .iter()
-            .filter(|c| c.target.as_deref().is_none_or(|t| t == target.name))
+            .filter(|c| {
+                c.target
+                    .as_deref()
+                    .is_none_or(|t| t == target.name || Some(t) == wildcard)
+            })
             .filter_map(|c| {
                 let (schema, table, column) = c.parts()?;
                 Some(ColumnOverride {

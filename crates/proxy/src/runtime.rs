@@ -150,8 +150,21 @@ impl SharedMasking {
         })
     }
 
-    fn masking_for(&self, config: &Config, target: &Target) -> Option<Arc<TargetMasking>> {
-        TargetMasking::build(config, target, &self.detectors, self.key.as_deref()).map(Arc::new)
+    /// `wildcard`: the name of the `"*"` target `target` is served by.
+    fn masking_for(
+        &self,
+        config: &Config,
+        target: &Target,
+        wildcard: Option<&str>,
+    ) -> Option<Arc<TargetMasking>> {
+        TargetMasking::build(
+            config,
+            target,
+            wildcard,
+            &self.detectors,
+            self.key.as_deref(),
+        )
+        .map(Arc::new)
     }
 }
 
@@ -222,7 +235,7 @@ impl Runtime {
                     tls,
                     &engine,
                     &analyses,
-                    shared.masking_for(&config, t),
+                    shared.masking_for(&config, t, None),
                 )),
             );
         }
@@ -280,13 +293,19 @@ impl Runtime {
                 .map(|(k, _)| k.clone())?;
             served.remove(&idle);
         }
+        let target = w.config.for_database(name);
+        // Column rules name the database (as `portcullis discover` writes
+        // them) or the wildcard target itself.
+        let masking = self
+            .shared
+            .masking_for(&self.config, &target, Some(&w.config.name));
         let t = Arc::new(TargetRuntime::new(
-            w.config.for_database(name),
+            target,
             w.password.clone(),
             w.tls.clone(),
             &self.engine,
             &w.analyses,
-            self.shared.masking_for(&self.config, &w.config),
+            masking,
         ));
         served.insert(name.to_owned(), t.clone());
         Some(t)

@@ -78,3 +78,29 @@ async fn without_a_wildcard_unknown_databases_are_refused() {
     let e = login_to(&proxy, &other).await.err().expect("refused");
     assert_eq!(e.code().as_deref(), Some("3D000"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_rules_may_name_a_database_the_wildcard_serves() {
+    let other = portcullis_testbed::fresh_database("wildmask");
+    cluster()
+        .sql(
+            &other,
+            "CREATE TABLE t (id int, c1 text, c2 text); INSERT INTO t VALUES (7, 'opaque', 'plain')",
+        )
+        .unwrap();
+    let mut setup = wildcard("staging");
+    // As `portcullis discover` writes them: by database; and by the
+    // wildcard target itself.
+    setup.extra.push_str(&format!(
+        "[[masking.column]]\ntarget = \"{other}\"\ncolumn = \"public.t.c1\"\nclass = \"secret\"\n\
+         [[masking.column]]\ntarget = \"*\"\ncolumn = \"public.t.id\"\nclass = \"secret\"\n"
+    ));
+    let proxy = Proxy::with(setup).await;
+    let mut c = login_to(&proxy, &other).await.expect("served");
+    c.send(&fe::query("SELECT id, c1, c2 FROM t")).await;
+    let got = c.until_ready().await;
+    let row = got.iter().find(|m| m.tag == b'D').expect("a row");
+    let text = String::from_utf8_lossy(&row.body).into_owned();
+    assert!(!text.contains("opaque") && !text.contains('7'), "{text:?}");
+    assert!(text.contains("plain"), "{text:?}");
+}
