@@ -22,6 +22,11 @@ pub struct Masking {
     /// `keyed` columns are redacted instead.
     pub key_env: Option<String>,
     pub key_file: Option<PathBuf>,
+    /// Text columns (text, character types, JSON, XML, bytea, arrays of
+    /// them, types created in the database) that nothing classifies are
+    /// scanned by the content detectors (default true). False trusts the
+    /// classification and scans only values the catalog does not know.
+    pub scan_unclassified: bool,
     /// Classifications added, changed or removed per column: those of
     /// this table first, then those of the `include` files in order.
     #[serde(rename = "column")]
@@ -39,6 +44,7 @@ impl Default for Masking {
             max_row_bytes: 64 << 20,
             key_env: None,
             key_file: None,
+            scan_unclassified: true,
             columns: Vec::new(),
             include: Vec::new(),
         }

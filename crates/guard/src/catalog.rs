@@ -66,10 +66,24 @@ pub struct CatalogError {
     pub problem: String,
 }
 
-/// What a column holds and how to mask it, from its relation, name and
-/// comment (see [`CatalogSnapshot::classify`]).
-pub type Classifier<'a> =
-    dyn Fn(&QualifiedName, &str, Option<&str>) -> Option<(Class, Option<Strategy>)> + 'a;
+/// What a column holds and how to mask it, from its relation, name,
+/// comment and type OID (see [`CatalogSnapshot::classify`]).
+pub type Classifier<'a> = dyn Fn(&QualifiedName, &str, Option<&str>, u32) -> Classification + 'a;
+
+/// What a column holds, as far as its name, comment, type and the
+/// configuration say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classification {
+    /// Sensitive values of this class, masked as the strategy says (the
+    /// class's default when `None`).
+    Sensitive(Class, Option<Strategy>),
+    /// Nothing sensitive: a person said so (the configuration, a
+    /// `pii:none` comment), or its type cannot hold free text.
+    Clear,
+    /// Free text nothing vouches for: its values are scanned by the
+    /// content detectors.
+    Scan,
+}
 
 /// One column of a table, view or foreign table, as the catalog holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +101,9 @@ pub struct CatalogColumn {
     pub generated: bool,
     /// What it holds, once classified (see [`CatalogSnapshot::classify`]).
     pub class: Option<Class>,
+    /// Unclassified free text: its values are scanned (see
+    /// [`Classification::Scan`]).
+    pub scan: bool,
     /// How the configuration wants it masked (its class's default when
     /// `None`).
     pub strategy: Option<Strategy>,
@@ -241,6 +258,7 @@ impl CatalogSnapshot {
                 comment: row.get(7).cloned().flatten(),
                 generated: row.get(8).cloned().flatten().as_deref() == Some("true"),
                 class: None,
+                scan: false,
                 strategy: None,
                 derived_from: Vec::new(),
                 untraced: false,
@@ -271,9 +289,12 @@ impl CatalogSnapshot {
     /// [`CatalogSnapshot::view_may_expose`]).
     pub fn classify(&mut self, classify: &Classifier<'_>) {
         for c in self.columns.values_mut() {
-            let found = classify(&c.relation, &c.name, c.comment.as_deref());
-            c.class = found.map(|(k, _)| k);
-            c.strategy = found.and_then(|(_, s)| s);
+            let found = classify(&c.relation, &c.name, c.comment.as_deref(), c.type_oid);
+            (c.class, c.strategy, c.scan) = match found {
+                Classification::Sensitive(k, s) => (Some(k), s, false),
+                Classification::Clear => (None, None, false),
+                Classification::Scan => (None, None, true),
+            };
         }
         // Parents' classes flow down to descendants (any depth).
         let mut changed = true;
@@ -813,13 +834,13 @@ mod tests {
     #[test]
     fn classes_flow_to_partitions_and_views_expose_what_they_read() {
         let mut c = sample();
-        c.classify(&|rel, name, comment| {
+        c.classify(&|rel, name, comment, _| {
             if rel.name == "orders" && name == "email" && rel.schema.as_deref() == Some("public") {
-                Some((Class::Email, None))
+                Classification::Sensitive(Class::Email, None)
             } else if comment.is_some_and(|t| t.contains("phone")) {
-                Some((Class::Phone, Some(Strategy::Keyed)))
+                Classification::Sensitive(Class::Phone, Some(Strategy::Keyed))
             } else {
-                None
+                Classification::Clear
             }
         });
         assert_eq!(c.column(16400, 2).and_then(|c| c.class), Some(Class::Email));

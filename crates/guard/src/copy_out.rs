@@ -102,13 +102,19 @@ impl Guard {
         match (stmt, table) {
             (Some(stmt), Some(table)) => {
                 for path in session.search_paths() {
+                    let exposure = match qualify(&catalog, table, path, session) {
+                        // A table the snapshot does not know (created
+                        // since, or temporary), as a plain column of one.
+                        None => Exposure::Unvouched,
+                        // Not as the snapshot has it: changed since.
+                        Some(_) => Exposure::Derived,
+                    };
                     let columns = self.table_columns(&catalog, stmt, table, path, session, who);
                     let columns = match columns {
                         Some(c) if c.len() == width => c,
-                        // Not as the snapshot has the table: changed since.
                         _ => vec![
                             CopyColumn {
-                                exposure: Exposure::Derived,
+                                exposure,
                                 ty: UNKNOWN_TYPE,
                             };
                             width

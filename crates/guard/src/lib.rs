@@ -33,7 +33,8 @@ pub mod opaque_scan;
 pub mod session;
 
 pub use catalog::{
-    CatalogError, CatalogSnapshot, CatalogView, CATALOG_QUERIES, CATALOG_RESULT_SETS,
+    CatalogError, CatalogSnapshot, CatalogView, Classification, CATALOG_QUERIES,
+    CATALOG_RESULT_SETS,
 };
 pub use copy_out::{copy_format, CopyColumn};
 pub use describe::{describe, describe_into, Scope};

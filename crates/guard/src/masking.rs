@@ -149,19 +149,24 @@ impl Guard {
                 Exposure::Unvouched
             };
         };
-        let masked = match source {
-            // Lineage names every FROM item that may hold an unqualified
-            // column; the catalog knows which do.
-            Source::Column { column, .. } => catalog
-                .columns_of(&relation)
-                .any(|c| c.name == *column && self.masks(c, who)),
-            Source::WholeRow { .. } => catalog.columns_of(&relation).any(|c| self.masks(c, who)),
-        };
-        if masked {
-            Exposure::Derived
-        } else {
-            Exposure::Clear
-        }
+        // Lineage names every FROM item that may hold an unqualified
+        // column; the catalog knows which do.
+        let columns = catalog.columns_of(&relation).filter(|c| match source {
+            Source::Column { column, .. } => c.name == *column,
+            Source::WholeRow { .. } => true,
+        });
+        columns.fold(Exposure::Clear, |e, c| {
+            worse(
+                e,
+                if self.masks(c, who) {
+                    Exposure::Derived
+                } else if c.scan {
+                    Exposure::Unvouched
+                } else {
+                    Exposure::Clear
+                },
+            )
+        })
     }
 
     /// Whether `col`'s values are hidden from `who`: it is classified and
@@ -474,6 +479,8 @@ pub(crate) fn plain(
             .any(|col| guard.masks(col, who))
         {
             Exposure::Derived
+        } else if catalog.columns_of(relation).any(|col| col.scan) {
+            Exposure::Unvouched
         } else {
             Exposure::Clear
         };
@@ -484,6 +491,7 @@ pub(crate) fn plain(
         return Exposure::Unvouched;
     };
     match col.class {
+        _ if !guard.masks(col, who) && col.scan => Exposure::Unvouched,
         _ if !guard.masks(col, who) => Exposure::Clear,
         Some(class) => Exposure::Protected(class, col.strategy),
         // A view's column, computed from a masked one.

@@ -27,3 +27,13 @@ pub struct ColumnType {
     /// char(n) it is n + 4.
     pub typmod: i32,
 }
+
+impl ColumnType {
+    /// Whether its values can hold free text someone wrote (text,
+    /// character types, JSON, XML, arrays of them, types created in the
+    /// database), where an email or a token may hide in a column no
+    /// rule classifies.
+    pub fn may_hold_free_text(&self) -> bool {
+        crate::kind::may_hold_free_text(self.oid)
+    }
+}

@@ -135,6 +135,36 @@ impl Kind {
     }
 }
 
+/// The first OID of objects a database creates (`FirstNormalObjectId`):
+/// types from here on are extensions' and users' (citext, enums,
+/// composites, domains over domains), whose values may be text.
+const FIRST_NORMAL_OID: u32 = 16384;
+
+/// Whether values of type `oid` can hold free text someone wrote (text,
+/// character types, JSON, XML, arrays of them, and types created in the
+/// database), as opposed to numbers, dates, booleans, UUIDs and addresses,
+/// which cannot carry an email or a token. Bytea is left out: files and
+/// images, whose bytes the text detectors would read as noise.
+pub(crate) fn may_hold_free_text(oid: u32) -> bool {
+    const XML: u32 = 142;
+    let elem = oid::ARRAYS
+        .iter()
+        .find(|(a, _)| *a == oid)
+        .map_or(oid, |(_, e)| *e);
+    matches!(
+        elem,
+        oid::TEXT
+            | oid::VARCHAR
+            | oid::BPCHAR
+            | oid::NAME
+            | oid::UNKNOWN
+            | oid::JSON
+            | oid::JSONB
+            | XML
+    ) || oid == 143
+        || elem >= FIRST_NORMAL_OID
+}
+
 impl Scalar {
     pub fn of(ty: ColumnType, text_oids: &[u32]) -> Scalar {
         let unlimited = TextLimit {
@@ -208,6 +238,20 @@ mod tests {
 
     fn ty(oid: u32, typmod: i32) -> ColumnType {
         ColumnType { oid, typmod }
+    }
+
+    #[test]
+    fn free_text_types() {
+        for oid in [
+            25, 1043, 1042, 114, 3802, 142, 1009, 1015, 3807, 143, 16385, 99999,
+        ] {
+            assert!(may_hold_free_text(oid), "{oid}");
+        }
+        for oid in [
+            17, 1001, 16, 20, 23, 1700, 701, 1082, 1184, 2950, 869, 1007, 1000,
+        ] {
+            assert!(!may_hold_free_text(oid), "{oid}");
+        }
     }
 
     #[test]

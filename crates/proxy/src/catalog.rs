@@ -69,7 +69,8 @@ pub async fn load(target: &TargetRuntime) -> Result<CatalogSnapshot, String> {
     let mut snapshot = CatalogSnapshot::from_rows(&sets)
         .map_err(|e| format!("catalog results unreadable: {e}"))?;
     if let Some(m) = &target.masking {
-        snapshot.classify(&|relation, column, comment| m.classify(relation, column, comment));
+        snapshot
+            .classify(&|relation, column, comment, ty| m.classify(relation, column, comment, ty));
     }
     Ok(snapshot)
 }

@@ -4,7 +4,8 @@
 
 use portcullis_analysis::QualifiedName;
 use portcullis_config::{Config, Masking, Target};
-use portcullis_mask::{Class, Detectors, MaskSettings, Masker, Strategy};
+use portcullis_guard::Classification;
+use portcullis_mask::{Class, ColumnType, Detectors, MaskSettings, Masker, Strategy};
 
 /// Masking for one target (absent when masking is off).
 pub struct TargetMasking {
@@ -13,6 +14,8 @@ pub struct TargetMasking {
     /// columns are redacted).
     keyed: bool,
     pub max_row_bytes: usize,
+    /// Unclassified free-text columns are scanned.
+    scan_unclassified: bool,
     /// The configuration's classifications for this target: (schema,
     /// table, column) → class (`None`: not sensitive) and strategy.
     columns: Vec<ColumnOverride>,
@@ -72,23 +75,43 @@ impl TargetMasking {
             masker,
             keyed: key.is_some(),
             max_row_bytes: m.max_row_bytes,
+            scan_unclassified: m.scan_unclassified,
             columns,
         })
     }
 
     /// A catalog column's classification: the configuration's when it
     /// names the column, otherwise the built-in dictionary's from its
-    /// name and comment.
+    /// name and comment. A column of a type that can hold free text which
+    /// nothing classifies is scanned (unless `scan_unclassified` is off or
+    /// its comment declares it not sensitive).
     pub fn classify(
         &self,
         relation: &QualifiedName,
         column: &str,
         comment: Option<&str>,
-    ) -> Option<(Class, Option<Strategy>)> {
+        type_oid: u32,
+    ) -> Classification {
         if let Some(o) = self.configured(relation, column) {
-            return o.class.map(|k| (k, o.strategy));
+            return match o.class {
+                Some(k) => Classification::Sensitive(k, o.strategy),
+                None => Classification::Clear,
+            };
         }
-        portcullis_mask::dictionary::classify_column(column, comment).map(|k| (k, None))
+        if let Some(k) = portcullis_mask::dictionary::classify_column(column, comment) {
+            return Classification::Sensitive(k, None);
+        }
+        let declared = comment.is_some_and(portcullis_mask::dictionary::declared_not_sensitive);
+        let free_text = ColumnType {
+            oid: type_oid,
+            typmod: -1,
+        }
+        .may_hold_free_text();
+        if self.scan_unclassified && free_text && !declared {
+            Classification::Scan
+        } else {
+            Classification::Clear
+        }
     }
 
     /// The class the configuration gives a column, if it names it
