@@ -18,8 +18,9 @@
 //!   `+` (international phone numbers);
 //! - a word-at-a-time search for ASCII digits; each digit run's start is
 //!   tried as a card, a delimited SSN or (after two capitals) an IBAN;
-//! - an Aho-Corasick automaton (SIMD prefiltered) for the literal prefixes:
-//!   `eyJ` (JWT), `-----BEGIN ` (PEM), `md5` and the vendor token prefixes.
+//! - two Aho-Corasick automata (SIMD prefiltered) for the literal prefixes:
+//!   `eyJ` (JWT), `-----BEGIN ` (PEM), `md5` and the vendor token prefixes,
+//!   the three-byte ones apart from the longer ones (see [`Detectors::new`]).
 //!
 //! Every validator reads a bounded number of bytes or skips past what it
 //! reads, so the whole scan is linear in the value's length.
@@ -38,7 +39,7 @@ mod tld;
 mod token;
 mod url;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, Input, MatchKind};
 
 use crate::Class;
 
@@ -53,21 +54,57 @@ pub struct Hit {
 }
 
 /// What an Aho-Corasick pattern stands for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 enum Anchor {
     Jwt,
     Pem,
     Md5,
-    /// Indexes into `token::PREFIXES` of the prefixes starting with it.
-    Tokens(Vec<usize>),
+    /// An index into `token::PREFIXES`.
+    Token(usize),
 }
 
-/// The detector set. Build once (it compiles its automaton) and share;
-/// clones share the automaton.
+/// One automaton and what each of its patterns stands for.
+#[derive(Debug, Clone)]
+struct Literals {
+    automaton: AhoCorasick,
+    anchors: Vec<Anchor>,
+}
+
+impl Literals {
+    fn new(literals: Vec<(&'static str, Anchor)>) -> Literals {
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(literals.iter().map(|(literal, _)| literal))
+            .expect("the prefix literals form a valid automaton");
+        let anchors = literals.into_iter().map(|(_, anchor)| anchor).collect();
+        Literals { automaton, anchors }
+    }
+}
+
+/// Every literal prefix and what it stands for.
+fn literals() -> impl Iterator<Item = (&'static str, Anchor)> {
+    [
+        ("eyJ", Anchor::Jwt),
+        ("-----BEGIN ", Anchor::Pem),
+        ("md5", Anchor::Md5),
+    ]
+    .into_iter()
+    .chain(
+        token::PREFIXES
+            .iter()
+            .enumerate()
+            .map(|(i, prefix)| (prefix.literal, Anchor::Token(i))),
+    )
+}
+
+/// The detector set. Build once (it compiles its automata) and share;
+/// clones share the automata.
 #[derive(Debug, Clone)]
 pub struct Detectors {
-    prefixes: AhoCorasick,
-    anchors: Vec<Anchor>,
+    /// The literals of four bytes or more.
+    long: Literals,
+    /// The three-byte ones (`eyJ`, `md5`, `sk-`, `SG.`, `hf_`).
+    short: Literals,
 }
 
 impl Default for Detectors {
@@ -78,27 +115,19 @@ impl Default for Detectors {
 
 impl Detectors {
     pub fn new() -> Detectors {
-        let mut literals = vec!["eyJ", "-----BEGIN ", "md5"];
-        let mut anchors = vec![Anchor::Jwt, Anchor::Pem, Anchor::Md5];
-        for (i, prefix) in token::PREFIXES.iter().enumerate() {
-            let anchor = token::anchor(prefix.literal);
-            match literals.iter().position(|&l| l == anchor) {
-                Some(k) => match &mut anchors[k] {
-                    Anchor::Tokens(indexes) => indexes.push(i),
-                    _ => unreachable!("token anchors are not the JWT, PEM or MD5 ones"),
-                },
-                None => {
-                    literals.push(anchor);
-                    anchors.push(Anchor::Tokens(vec![i]));
-                }
-            }
+        // Two automata, because Teddy (the automaton's SIMD prefilter)
+        // fingerprints as many leading bytes as its shortest literal has, up
+        // to four. With the three-byte literals among the others, common
+        // text (`task_id`, `risk-based`, `md5sum`) matches a fingerprint
+        // every few dozen bytes; apart, the long literals are rare and the
+        // five short ones spread over five of Teddy's eight buckets.
+        let (long, short): (Vec<_>, Vec<_>) =
+            literals().partition(|(literal, _)| literal.len() >= 4);
+        debug_assert!(long.len() <= 64, "more literals than fat Teddy takes");
+        Detectors {
+            long: Literals::new(long),
+            short: Literals::new(short),
         }
-        let prefixes = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(&literals)
-            .expect("the prefix literals form a valid automaton");
-        debug_assert!(literals.len() <= 32, "more literals than slim Teddy takes");
-        Detectors { prefixes, anchors }
     }
 
     /// Every sensitive span in `text`, in order, not overlapping.
@@ -109,37 +138,42 @@ impl Detectors {
         let mut hits = Vec::new();
         punctuation(text, context, &mut hits);
         digits(text, context, &mut hits);
-        self.literal_prefixes(text, &mut hits);
+        literal_prefixes(&self.long, text, &mut hits);
+        literal_prefixes(&self.short, text, &mut hits);
         if let Some(class) = context {
             context::find(text, class, &mut hits);
         }
         settle(hits)
     }
+}
 
-    fn literal_prefixes(&self, text: &[u8], hits: &mut Vec<Hit>) {
-        let mut resume = 0;
-        for m in self.prefixes.find_iter(text) {
-            let start = m.start();
-            if start < resume {
-                continue;
+/// The hits that start at one of `literals`. After a literal that is not
+/// the start of a hit the search goes on from its second byte, so that a
+/// literal ending where another starts (`xoxb-` and `-----BEGIN `) does
+/// not hide it.
+fn literal_prefixes(literals: &Literals, text: &[u8], hits: &mut Vec<Hit>) {
+    let mut from = 0;
+    while let Some(m) = literals.automaton.find(Input::new(text).range(from..)) {
+        let anchor = literals.anchors[m.pattern().as_usize()];
+        from = match literal_hit(text, m.start(), anchor) {
+            Some(hit) => {
+                hits.push(hit);
+                hit.end.max(m.start() + 1)
             }
-            let found = match &self.anchors[m.pattern().as_usize()] {
-                Anchor::Jwt => jwt::at(text, start).map(|end| (start, end, Class::Token)),
-                Anchor::Pem => pem::at(text, start).map(|end| (start, end, Class::Secret)),
-                Anchor::Md5 => {
-                    hash::md5_verifier(text, start).map(|end| (start, end, Class::PasswordHash))
-                }
-                Anchor::Tokens(indexes) => indexes
-                    .iter()
-                    .filter(|&&i| text[start..].starts_with(token::PREFIXES[i].literal.as_bytes()))
-                    .find_map(|&i| token::at(text, start, i)),
-            };
-            if let Some((start, end, class)) = found {
-                hits.push(Hit { start, end, class });
-                resume = end;
-            }
-        }
+            None => m.start() + 1,
+        };
     }
+}
+
+/// The hit that starts at a literal standing for `anchor`, if any.
+fn literal_hit(text: &[u8], start: usize, anchor: Anchor) -> Option<Hit> {
+    let (start, end, class) = match anchor {
+        Anchor::Jwt => jwt::at(text, start).map(|end| (start, end, Class::Token)),
+        Anchor::Pem => pem::at(text, start).map(|end| (start, end, Class::Secret)),
+        Anchor::Md5 => hash::md5_verifier(text, start).map(|end| (start, end, Class::PasswordHash)),
+        Anchor::Token(i) => token::at(text, start, i),
+    }?;
+    Some(Hit { start, end, class })
 }
 
 /// `@`, `$` and `+`: emails and URL passwords, password hashes, phones.
