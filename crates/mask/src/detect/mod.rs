@@ -202,12 +202,13 @@ fn punctuation(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
 }
 
 /// Digit runs: cards, IBANs, delimited SSNs, and with a national-id
-/// context nine bare digits. Digits (and capitals, for IBANs) are found 64
-/// bytes at a time as bitmaps, and run lengths come from shifting them:
-/// only a run whose length fits one of those shapes reaches a validator,
-/// which keeps timestamps, ids and prices cheap.
+/// context nine bare digits. Digits are found 64 bytes at a time as
+/// bitmaps, and run lengths come from shifting them: only a run whose
+/// length fits one of those shapes reaches a validator, which keeps
+/// timestamps, ids and prices cheap.
 fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
     let digit_bits = |from| scan::range_bits(text, from, b'0', b'9');
+    let bare_ids = context == Some(Class::NationalId);
     let mut resume = 0;
     let mut carry_digit = 0u64;
     let mut current = digit_bits(0);
@@ -218,42 +219,55 @@ fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
             0
         };
         let starts = current & !((current << 1) | carry_digit);
-        if starts != 0 {
-            // at_least[k]: a run of at least k + 1 digits starts here.
-            let window = u128::from(next) << 64 | u128::from(current);
-            let mut at_least = [0u64; 13];
-            let mut acc = window;
-            for (k, slot) in at_least.iter_mut().enumerate() {
-                acc &= window >> k;
-                *slot = acc as u64;
-            }
-            let exactly = |n: usize| at_least[n - 1] & !at_least[n];
-            // Capitals only matter where a run starts; the two bytes before the
-            // block stand in for the previous block's bitmap.
+        carry_digit = current >> 63;
+        if starts == 0 {
+            current = next;
+            continue;
+        }
+        // `min_n`: a run of at least n digits starts at this bit. A run
+        // from the block's last bytes continues into `next`, where the
+        // longest shape asked about (12) still fits.
+        let window = u128::from(next) << 64 | u128::from(current);
+        let min_2 = window & window >> 1;
+        let min_3 = min_2 & window >> 2;
+        let min_4 = min_2 & min_2 >> 2;
+        let min_5 = min_4 & window >> 4;
+        let min_8 = min_4 & min_4 >> 4;
+        let min_12 = min_8 & min_4 >> 8;
+        let mut candidates = starts & (min_12 | min_3 & !min_5) as u64;
+        if bare_ids {
+            let exactly_9 = min_8 & window >> 8 & !(min_8 & min_2 >> 8);
+            candidates |= starts & exactly_9 as u64;
+        }
+        // An IBAN's check digits (a run of at least two) follow two
+        // capitals.
+        let pairs = starts & min_2 as u64 & !candidates;
+        if pairs != 0 {
             let upper = scan::range_bits(text, block, b'A', b'Z');
             let upper_before =
                 |back: usize| u64::from(block >= back && text[block - back].is_ascii_uppercase());
             let after_capitals = (upper << 1 | upper_before(1))
                 & (upper << 2 | upper_before(2) | upper_before(1) << 1);
-            let mut candidates =
-                starts & (at_least[11] | exactly(3) | exactly(4) | (after_capitals & at_least[1]));
-            if context == Some(Class::NationalId) {
-                candidates |= starts & exactly(9);
+            candidates |= pairs & after_capitals;
+        }
+        while candidates != 0 {
+            let bit = candidates.trailing_zeros();
+            candidates &= candidates - 1;
+            let start = block + bit as usize;
+            if start < resume {
+                continue;
             }
-            while candidates != 0 {
-                let start = block + candidates.trailing_zeros() as usize;
-                candidates &= candidates - 1;
-                if start < resume {
-                    continue;
-                }
-                let run_end = scan::digits_end(text, start);
-                if let Some(hit) = digit_run(text, start, run_end, context) {
-                    resume = hit.end;
-                    hits.push(hit);
-                }
+            let run = (!(window >> bit)).trailing_zeros() as usize;
+            let run_end = if run < 128 - bit as usize {
+                start + run
+            } else {
+                scan::digits_end(text, block + 128)
+            };
+            if let Some(hit) = digit_run(text, start, run_end, context) {
+                resume = hit.end;
+                hits.push(hit);
             }
         }
-        carry_digit = current >> 63;
         current = next;
     }
 }
