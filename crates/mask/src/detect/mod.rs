@@ -18,8 +18,9 @@
 //!   `+` (international phone numbers);
 //! - a word-at-a-time search for ASCII digits; each digit run's start is
 //!   tried as a card, a delimited SSN or (after two capitals) an IBAN;
-//! - an Aho-Corasick automaton (SIMD prefiltered) for the literal prefixes:
-//!   `eyJ` (JWT), `-----BEGIN ` (PEM), `md5` and the vendor token prefixes.
+//! - two Aho-Corasick automata (SIMD prefiltered) for the literal prefixes:
+//!   `eyJ` (JWT), `-----BEGIN ` (PEM), `md5` and the vendor token prefixes,
+//!   the three-byte ones apart from the longer ones (see [`Detectors::new`]).
 //!
 //! Every validator reads a bounded number of bytes or skips past what it
 //! reads, so the whole scan is linear in the value's length.
@@ -38,7 +39,7 @@ mod tld;
 mod token;
 mod url;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, Input, MatchKind};
 
 use crate::Class;
 
@@ -53,21 +54,57 @@ pub struct Hit {
 }
 
 /// What an Aho-Corasick pattern stands for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 enum Anchor {
     Jwt,
     Pem,
     Md5,
-    /// Indexes into `token::PREFIXES` of the prefixes starting with it.
-    Tokens(Vec<usize>),
+    /// An index into `token::PREFIXES`.
+    Token(usize),
 }
 
-/// The detector set. Build once (it compiles its automaton) and share;
-/// clones share the automaton.
+/// One automaton and what each of its patterns stands for.
+#[derive(Debug, Clone)]
+struct Literals {
+    automaton: AhoCorasick,
+    anchors: Vec<Anchor>,
+}
+
+impl Literals {
+    fn new(literals: Vec<(&'static str, Anchor)>) -> Literals {
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(literals.iter().map(|(literal, _)| literal))
+            .expect("the prefix literals form a valid automaton");
+        let anchors = literals.into_iter().map(|(_, anchor)| anchor).collect();
+        Literals { automaton, anchors }
+    }
+}
+
+/// Every literal prefix and what it stands for.
+fn literals() -> impl Iterator<Item = (&'static str, Anchor)> {
+    [
+        ("eyJ", Anchor::Jwt),
+        ("-----BEGIN ", Anchor::Pem),
+        ("md5", Anchor::Md5),
+    ]
+    .into_iter()
+    .chain(
+        token::PREFIXES
+            .iter()
+            .enumerate()
+            .map(|(i, prefix)| (prefix.literal, Anchor::Token(i))),
+    )
+}
+
+/// The detector set. Build once (it compiles its automata) and share;
+/// clones share the automata.
 #[derive(Debug, Clone)]
 pub struct Detectors {
-    prefixes: AhoCorasick,
-    anchors: Vec<Anchor>,
+    /// The literals of four bytes or more.
+    long: Literals,
+    /// The three-byte ones (`eyJ`, `md5`, `sk-`, `SG.`, `hf_`).
+    short: Literals,
 }
 
 impl Default for Detectors {
@@ -78,27 +115,19 @@ impl Default for Detectors {
 
 impl Detectors {
     pub fn new() -> Detectors {
-        let mut literals = vec!["eyJ", "-----BEGIN ", "md5"];
-        let mut anchors = vec![Anchor::Jwt, Anchor::Pem, Anchor::Md5];
-        for (i, prefix) in token::PREFIXES.iter().enumerate() {
-            let anchor = token::anchor(prefix.literal);
-            match literals.iter().position(|&l| l == anchor) {
-                Some(k) => match &mut anchors[k] {
-                    Anchor::Tokens(indexes) => indexes.push(i),
-                    _ => unreachable!("token anchors are not the JWT, PEM or MD5 ones"),
-                },
-                None => {
-                    literals.push(anchor);
-                    anchors.push(Anchor::Tokens(vec![i]));
-                }
-            }
+        // Two automata, because Teddy (the automaton's SIMD prefilter)
+        // fingerprints as many leading bytes as its shortest literal has, up
+        // to four. With the three-byte literals among the others, common
+        // text (`task_id`, `risk-based`, `md5sum`) matches a fingerprint
+        // every few dozen bytes; apart, the long literals are rare and the
+        // five short ones spread over five of Teddy's eight buckets.
+        let (long, short): (Vec<_>, Vec<_>) =
+            literals().partition(|(literal, _)| literal.len() >= 4);
+        debug_assert!(long.len() <= 64, "more literals than fat Teddy takes");
+        Detectors {
+            long: Literals::new(long),
+            short: Literals::new(short),
         }
-        let prefixes = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(&literals)
-            .expect("the prefix literals form a valid automaton");
-        debug_assert!(literals.len() <= 32, "more literals than slim Teddy takes");
-        Detectors { prefixes, anchors }
     }
 
     /// Every sensitive span in `text`, in order, not overlapping.
@@ -109,37 +138,42 @@ impl Detectors {
         let mut hits = Vec::new();
         punctuation(text, context, &mut hits);
         digits(text, context, &mut hits);
-        self.literal_prefixes(text, &mut hits);
+        literal_prefixes(&self.long, text, &mut hits);
+        literal_prefixes(&self.short, text, &mut hits);
         if let Some(class) = context {
             context::find(text, class, &mut hits);
         }
         settle(hits)
     }
+}
 
-    fn literal_prefixes(&self, text: &[u8], hits: &mut Vec<Hit>) {
-        let mut resume = 0;
-        for m in self.prefixes.find_iter(text) {
-            let start = m.start();
-            if start < resume {
-                continue;
+/// The hits that start at one of `literals`. After a literal that is not
+/// the start of a hit the search goes on from its second byte, so that a
+/// literal ending where another starts (`xoxb-` and `-----BEGIN `) does
+/// not hide it.
+fn literal_prefixes(literals: &Literals, text: &[u8], hits: &mut Vec<Hit>) {
+    let mut from = 0;
+    while let Some(m) = literals.automaton.find(Input::new(text).range(from..)) {
+        let anchor = literals.anchors[m.pattern().as_usize()];
+        from = match literal_hit(text, m.start(), anchor) {
+            Some(hit) => {
+                hits.push(hit);
+                hit.end.max(m.start() + 1)
             }
-            let found = match &self.anchors[m.pattern().as_usize()] {
-                Anchor::Jwt => jwt::at(text, start).map(|end| (start, end, Class::Token)),
-                Anchor::Pem => pem::at(text, start).map(|end| (start, end, Class::Secret)),
-                Anchor::Md5 => {
-                    hash::md5_verifier(text, start).map(|end| (start, end, Class::PasswordHash))
-                }
-                Anchor::Tokens(indexes) => indexes
-                    .iter()
-                    .filter(|&&i| text[start..].starts_with(token::PREFIXES[i].literal.as_bytes()))
-                    .find_map(|&i| token::at(text, start, i)),
-            };
-            if let Some((start, end, class)) = found {
-                hits.push(Hit { start, end, class });
-                resume = end;
-            }
-        }
+            None => m.start() + 1,
+        };
     }
+}
+
+/// The hit that starts at a literal standing for `anchor`, if any.
+fn literal_hit(text: &[u8], start: usize, anchor: Anchor) -> Option<Hit> {
+    let (start, end, class) = match anchor {
+        Anchor::Jwt => jwt::at(text, start).map(|end| (start, end, Class::Token)),
+        Anchor::Pem => pem::at(text, start).map(|end| (start, end, Class::Secret)),
+        Anchor::Md5 => hash::md5_verifier(text, start).map(|end| (start, end, Class::PasswordHash)),
+        Anchor::Token(i) => token::at(text, start, i),
+    }?;
+    Some(Hit { start, end, class })
 }
 
 /// `@`, `$` and `+`: emails and URL passwords, password hashes, phones.
@@ -168,12 +202,13 @@ fn punctuation(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
 }
 
 /// Digit runs: cards, IBANs, delimited SSNs, and with a national-id
-/// context nine bare digits. Digits (and capitals, for IBANs) are found 64
-/// bytes at a time as bitmaps, and run lengths come from shifting them:
-/// only a run whose length fits one of those shapes reaches a validator,
-/// which keeps timestamps, ids and prices cheap.
+/// context nine bare digits. Digits are found 64 bytes at a time as
+/// bitmaps, and run lengths come from shifting them: only a run whose
+/// length fits one of those shapes reaches a validator, which keeps
+/// timestamps, ids and prices cheap.
 fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
     let digit_bits = |from| scan::range_bits(text, from, b'0', b'9');
+    let bare_ids = context == Some(Class::NationalId);
     let mut resume = 0;
     let mut carry_digit = 0u64;
     let mut current = digit_bits(0);
@@ -184,42 +219,55 @@ fn digits(text: &[u8], context: Option<Class>, hits: &mut Vec<Hit>) {
             0
         };
         let starts = current & !((current << 1) | carry_digit);
-        if starts != 0 {
-            // at_least[k]: a run of at least k + 1 digits starts here.
-            let window = u128::from(next) << 64 | u128::from(current);
-            let mut at_least = [0u64; 13];
-            let mut acc = window;
-            for (k, slot) in at_least.iter_mut().enumerate() {
-                acc &= window >> k;
-                *slot = acc as u64;
-            }
-            let exactly = |n: usize| at_least[n - 1] & !at_least[n];
-            // Capitals only matter where a run starts; the two bytes before the
-            // block stand in for the previous block's bitmap.
+        carry_digit = current >> 63;
+        if starts == 0 {
+            current = next;
+            continue;
+        }
+        // `min_n`: a run of at least n digits starts at this bit. A run
+        // from the block's last bytes continues into `next`, where the
+        // longest shape asked about (12) still fits.
+        let window = u128::from(next) << 64 | u128::from(current);
+        let min_2 = window & window >> 1;
+        let min_3 = min_2 & window >> 2;
+        let min_4 = min_2 & min_2 >> 2;
+        let min_5 = min_4 & window >> 4;
+        let min_8 = min_4 & min_4 >> 4;
+        let min_12 = min_8 & min_4 >> 8;
+        let mut candidates = starts & (min_12 | min_3 & !min_5) as u64;
+        if bare_ids {
+            let exactly_9 = min_8 & window >> 8 & !(min_8 & min_2 >> 8);
+            candidates |= starts & exactly_9 as u64;
+        }
+        // An IBAN's check digits (a run of at least two) follow two
+        // capitals.
+        let pairs = starts & min_2 as u64 & !candidates;
+        if pairs != 0 {
             let upper = scan::range_bits(text, block, b'A', b'Z');
             let upper_before =
                 |back: usize| u64::from(block >= back && text[block - back].is_ascii_uppercase());
             let after_capitals = (upper << 1 | upper_before(1))
                 & (upper << 2 | upper_before(2) | upper_before(1) << 1);
-            let mut candidates =
-                starts & (at_least[11] | exactly(3) | exactly(4) | (after_capitals & at_least[1]));
-            if context == Some(Class::NationalId) {
-                candidates |= starts & exactly(9);
+            candidates |= pairs & after_capitals;
+        }
+        while candidates != 0 {
+            let bit = candidates.trailing_zeros();
+            candidates &= candidates - 1;
+            let start = block + bit as usize;
+            if start < resume {
+                continue;
             }
-            while candidates != 0 {
-                let start = block + candidates.trailing_zeros() as usize;
-                candidates &= candidates - 1;
-                if start < resume {
-                    continue;
-                }
-                let run_end = scan::digits_end(text, start);
-                if let Some(hit) = digit_run(text, start, run_end, context) {
-                    resume = hit.end;
-                    hits.push(hit);
-                }
+            let run = (!(window >> bit)).trailing_zeros() as usize;
+            let run_end = if run < 128 - bit as usize {
+                start + run
+            } else {
+                scan::digits_end(text, block + 128)
+            };
+            if let Some(hit) = digit_run(text, start, run_end, context) {
+                resume = hit.end;
+                hits.push(hit);
             }
         }
-        carry_digit = current >> 63;
         current = next;
     }
 }

@@ -132,3 +132,167 @@ fn random_bytes_keep_the_promises() {
     }
     exercise_detectors(b"4111 1111 1111 1111 jane@example.com");
 }
+
+/// [`Detectors::find`] written as plainly as it can be: every digit run and
+/// every occurrence of every literal is tried. The bitmaps, the two
+/// automata and the skipping must change nothing.
+fn plain_find(text: &[u8], context: Option<Class>) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    punctuation(text, context, &mut hits);
+    let (mut from, mut resume) = (0, 0);
+    while let Some(start) = scan::find_digit(text, from) {
+        let end = scan::digits_end(text, start);
+        if start >= resume {
+            if let Some(hit) = digit_run(text, start, end, context) {
+                resume = hit.end;
+                hits.push(hit);
+            }
+        }
+        from = end;
+    }
+    for start in 0..text.len() {
+        for (literal, anchor) in literals() {
+            if text[start..].starts_with(literal.as_bytes()) {
+                hits.extend(literal_hit(text, start, anchor));
+            }
+        }
+    }
+    if let Some(class) = context {
+        context::find(text, class, &mut hits);
+    }
+    settle(hits)
+}
+
+fn agrees_with_plain_find(detectors: &Detectors, text: &[u8]) {
+    for context in [None, Some(Class::NationalId), Some(Class::Card)] {
+        assert_eq!(
+            detectors.find(text, context),
+            plain_find(text, context),
+            "{:?} in {context:?}",
+            String::from_utf8_lossy(text)
+        );
+    }
+}
+
+/// Pieces of findings and near-misses, glued at random and cut at random
+/// lengths, so that runs and literals straddle the 64-byte blocks of the
+/// digit pass and each other.
+#[test]
+fn fast_passes_agree_with_plain_ones() {
+    let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+    let github = token::github_token("ghp_", b"PortcullisFixtureToken0123456x");
+    let pieces = [
+        "4111 1111 1111 1111",
+        "4111111111111111",
+        "1234",
+        "123",
+        "123-45-6789",
+        "123 45 6789",
+        "123456789",
+        "GB82 WEST 1234 5698 7654 32",
+        "GB82WEST12345698765432",
+        "DE",
+        "GB8",
+        "2024-01-15T10:23:45.123Z",
+        "0.4111111111111111",
+        "10.0.0.1:5432",
+        " ",
+        "-",
+        ".",
+        "_",
+        "é",
+        "日本",
+        "\u{1F600}",
+        "x",
+        "ID",
+        "jane@example.com",
+        "+44 20 7946 0958",
+        jwt,
+        "eyJ",
+        "md5",
+        "md5a3556571e93b0d20722ba62be61e8c2d",
+        "sk-",
+        "sk-proj-abcdefghijklmnopqrstuvwxyz",
+        "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        "task_id",
+        "risk-based",
+        "md5sum",
+        "xoxb-",
+        "xoxb-1234567890-abcdefghij",
+        "-----BEGIN ",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----",
+        "AKIAIOSFODNN7EXAMPLE",
+        "SG.",
+        "hf_",
+        &github,
+        "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",
+        "0123456789012345678901234567890123456789012345678901234567890123456789",
+    ];
+    let detectors = Detectors::new();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed as usize
+    };
+    for _ in 0..3000 {
+        let mut text = String::new();
+        for _ in 0..next() % 12 {
+            text.push_str(pieces[next() % pieces.len()]);
+        }
+        let text = text.as_bytes();
+        agrees_with_plain_find(&detectors, text);
+        // Cut anywhere, even inside a multibyte character.
+        agrees_with_plain_find(&detectors, &text[next() % (text.len() + 1)..]);
+        agrees_with_plain_find(&detectors, &text[..next() % (text.len() + 1)]);
+    }
+}
+
+/// Every finding at every offset around a 64-byte block boundary, at the
+/// start and at the end of the value, after multibyte text.
+#[test]
+fn findings_straddling_block_boundaries() {
+    let detectors = Detectors::new();
+    for (finding, class) in [
+        ("4111 1111 1111 1111", Class::Card),
+        ("4111111111111111", Class::Card),
+        ("123-45-6789", Class::NationalId),
+        ("GB82 WEST 1234 5698 7654 32", Class::Iban),
+        ("md5a3556571e93b0d20722ba62be61e8c2d", Class::PasswordHash),
+        ("sk-proj-abcdefghijklmnopqrstuvwxyz", Class::ApiKey),
+        ("xoxb-1234567890-abcdefghij", Class::Token),
+        ("AKIAIOSFODNN7EXAMPLE", Class::ApiKey),
+    ] {
+        for pad in 0..140 {
+            // `é` is two bytes: odd pads put the finding at odd offsets.
+            let before = "é".repeat(pad / 2) + &"x ".repeat(pad % 2);
+            for after in ["", " ", " é", " 日本語のテキスト"] {
+                let text = format!("{before}{finding}{after}");
+                let start = before.len();
+                assert_eq!(
+                    detectors.find(text.as_bytes(), None),
+                    [Hit {
+                        start,
+                        end: start + finding.len(),
+                        class
+                    }],
+                    "{text:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failed_literal_does_not_hide_the_next_one() {
+    let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----";
+    for glue in ["sk", "xoxb", "glpat"] {
+        let text = format!("{glue}{pem}");
+        assert_eq!(
+            spans(&text, None),
+            [(&text[glue.len()..], Class::Secret)],
+            "{text}"
+        );
+    }
+}

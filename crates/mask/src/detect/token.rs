@@ -70,7 +70,7 @@ const fn p(literal: &'static str, body: Body, class: Class) -> Prefix {
 use Alphabet::*;
 use Body::*;
 
-/// Every prefix, in the order the automaton reports them.
+/// Every prefix.
 pub(super) const PREFIXES: &[Prefix] = &[
     p("AKIA", Exactly(16, Upper), Class::ApiKey),
     p("ASIA", Exactly(16, Upper), Class::ApiKey),
@@ -110,17 +110,6 @@ pub(super) const PREFIXES: &[Prefix] = &[
     p("hf_", Exactly(34, Letters), Class::Token),
     p("dop_v1_", Exactly(64, Hex), Class::Token),
 ];
-
-/// The literal the automaton searches for a prefix. Prefixes of one family
-/// share a short anchor (`xox`, `sk_`, `shp`) so that there are at most 32
-/// literals, which keeps the automaton's prefilter on its fastest SIMD
-/// variant (slim Teddy).
-pub(super) fn anchor(literal: &'static str) -> &'static str {
-    ["xox", "sk_", "rk_", "shp"]
-        .into_iter()
-        .find(|a| literal.starts_with(a))
-        .unwrap_or(literal)
-}
 
 /// A token whose prefix (`PREFIXES[index]`) starts at `start`: its
 /// (start, end, class).
