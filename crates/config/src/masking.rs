@@ -22,6 +22,15 @@ pub struct Masking {
     /// `keyed` columns are redacted instead.
     pub key_env: Option<String>,
     pub key_file: Option<PathBuf>,
+    /// Refuse, before it runs, a statement that would return a value
+    /// computed from a protected column (or columns that cannot be traced
+    /// while it may read one), instead of masking such values whole.
+    /// Default false. Principals who may unmask the column are exempt.
+    pub strict: bool,
+    /// What to do with a statement that chooses, groups or orders rows by
+    /// a protected column (WHERE, JOIN, GROUP BY, ORDER BY...), which lets
+    /// a caller infer values it cannot see. Default `flag`.
+    pub inference: Inference,
     /// Classifications added, changed or removed per column.
     #[serde(rename = "column")]
     pub columns: Vec<ColumnRule>,
@@ -34,9 +43,23 @@ impl Default for Masking {
             max_row_bytes: 64 << 20,
             key_env: None,
             key_file: None,
+            strict: false,
+            inference: Inference::Flag,
             columns: Vec::new(),
         }
     }
+}
+
+/// `[masking] inference`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Inference {
+    /// Let the statement run, and record the columns (a log event, a
+    /// metric, the audit).
+    #[default]
+    Flag,
+    /// Refuse the statement with SQLSTATE 42501.
+    Refuse,
 }
 
 /// `[[masking.column]]`: one column's classification.

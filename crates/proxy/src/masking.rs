@@ -3,7 +3,8 @@
 //! classifications the configuration adds or removes.
 
 use portcullis_analysis::QualifiedName;
-use portcullis_config::{Config, Masking, Target};
+use portcullis_config::{Config, Inference, Masking, Target};
+use portcullis_guard::{InferenceRule, MaskingRules};
 use portcullis_mask::{Class, Detectors, MaskSettings, Masker, Strategy};
 
 /// Masking for one target (absent when masking is off).
@@ -13,6 +14,9 @@ pub struct TargetMasking {
     /// columns are redacted).
     keyed: bool,
     pub max_row_bytes: usize,
+    /// Strict masking and inference, for the guard (judged before a
+    /// statement runs).
+    pub rules: MaskingRules,
     /// The configuration's classifications for this target: (schema,
     /// table, column) → class (`None`: not sensitive) and strategy.
     columns: Vec<ColumnOverride>,
@@ -65,6 +69,13 @@ impl TargetMasking {
             masker,
             keyed: key.is_some(),
             max_row_bytes: m.max_row_bytes,
+            rules: MaskingRules {
+                strict: m.strict,
+                inference: match m.inference {
+                    Inference::Flag => InferenceRule::Flag,
+                    Inference::Refuse => InferenceRule::Refuse,
+                },
+            },
             columns,
         })
     }
