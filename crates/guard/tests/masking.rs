@@ -148,6 +148,7 @@ fn strict_lets_plain_columns_and_clear_values_through() {
         "SELECT reach, id FROM contacts",
         "SELECT upper(region), count(*) FROM customers GROUP BY region",
         "SELECT lower(note) FROM orders",
+        "SELECT id, now(), random() FROM customers",
         "UPDATE customers SET region = 'x' WHERE id = 1 RETURNING email",
         "SELECT 1",
     ] {
