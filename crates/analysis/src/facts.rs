@@ -12,7 +12,7 @@ use std::ops::Range;
 use serde::Serialize;
 
 use crate::functions::{FunctionCatalog, FunctionSafety};
-use crate::lineage::Output;
+use crate::lineage::{Lineage, Output};
 
 /// The analysis of one statement string: every statement it contains, in
 /// order. A simple Query message may carry several; an extended-protocol
@@ -87,6 +87,20 @@ pub struct StatementFacts {
     /// are laid out on the wire (for masking them); `None` for any other
     /// statement.
     pub copy_out: Option<CopyOptions>,
+    /// For PREPARE: the result set its body returns when executed (as
+    /// [`StatementFacts::output`]), so EXECUTE can be judged by it.
+    pub prepared_output: Option<Output>,
+    /// The columns the statement uses to choose, group or order rows, at
+    /// any depth: WHERE, JOIN ON / USING (NATURAL: every column of both
+    /// sides), GROUP BY, HAVING, ORDER BY, DISTINCT ON, LIMIT, window
+    /// PARTITION BY / ORDER BY, what EXISTS sub-queries choose by, the
+    /// WHERE of UPDATE / DELETE, MERGE's ON and WHEN conditions, in CTEs,
+    /// sub-queries and the bodies of PREPARE, EXPLAIN, DECLARE, CREATE
+    /// TABLE AS and CREATE VIEW. A caller who may not see a column's values
+    /// can still test guesses against them there (`WHERE ssn LIKE '1%'`):
+    /// inference. Resolved as output lineage is (see [`crate::lineage`]);
+    /// whether a source is computed means nothing here.
+    pub row_choice: Lineage,
 }
 
 impl StatementFacts {

@@ -103,7 +103,10 @@ pub(crate) fn analyze_traced(sql: &str) -> Result<Traced, AnalysisError> {
             let mut facts = walk::analyze_statement(stmt.to_ref(), span(raw, sql.len()))?;
             // After the walk, which refuses trees too deep to visit: the
             // lineage pass recurses over the same tree.
-            facts.output = lineage::output(stmt.to_ref());
+            let found = lineage::analyse(stmt.to_ref());
+            facts.output = found.output;
+            facts.prepared_output = found.prepared_output;
+            facts.row_choice = found.row_choice;
             database::add_database_facts(stmt, &mut facts);
             statements.push(facts);
         }

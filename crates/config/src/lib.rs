@@ -15,7 +15,7 @@ mod verifier;
 
 pub use duration::Duration;
 pub use error::ConfigError;
-pub use masking::{ColumnRule, Masking};
+pub use masking::{ColumnRule, Inference, Masking};
 pub use model::*;
 pub use row_limit::{
     is_production, RowLimit, DEFAULT_PRODUCTION_ROW_LIMIT, NON_PRODUCTION_ENVIRONMENTS,

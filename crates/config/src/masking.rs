@@ -22,11 +22,20 @@ pub struct Masking {
     /// `keyed` columns are redacted instead.
     pub key_env: Option<String>,
     pub key_file: Option<PathBuf>,
-    /// Text columns (text, character types, JSON, XML, bytea, arrays of
-    /// them, types created in the database) that nothing classifies are
+    /// Text columns (text, character types, JSON, XML, arrays of them,
+    /// types created in the database) that nothing classifies are
     /// scanned by the content detectors (default true). False trusts the
     /// classification and scans only values the catalog does not know.
     pub scan_unclassified: bool,
+    /// Refuse, before it runs, a statement that would return a value
+    /// computed from a protected column (or columns that cannot be traced
+    /// while it may read one), instead of masking such values whole.
+    /// Default false. Principals who may unmask the column are exempt.
+    pub strict: bool,
+    /// What to do with a statement that chooses, groups or orders rows by
+    /// a protected column (WHERE, JOIN, GROUP BY, ORDER BY...), which lets
+    /// a caller infer values it cannot see. Default `flag`.
+    pub inference: Inference,
     /// Classifications added, changed or removed per column: those of
     /// this table first, then those of the `include` files in order.
     #[serde(rename = "column")]
@@ -45,10 +54,24 @@ impl Default for Masking {
             key_env: None,
             key_file: None,
             scan_unclassified: true,
+            strict: false,
+            inference: Inference::Flag,
             columns: Vec::new(),
             include: Vec::new(),
         }
     }
+}
+
+/// `[masking] inference`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Inference {
+    /// Let the statement run, and record the columns (a log event, a
+    /// metric, the audit).
+    #[default]
+    Flag,
+    /// Refuse the statement with SQLSTATE 42501.
+    Refuse,
 }
 
 /// `[[masking.column]]`: one column's classification.

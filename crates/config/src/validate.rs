@@ -106,6 +106,19 @@ impl Validator<'_> {
         if let Some(path) = &m.key_file {
             self.file("masking.key_file", path, "masking key file")?;
         }
+        // Refusals that come from masking would silently not happen: say so.
+        if !m.enabled && m.strict {
+            return Err(self.err(
+                "masking.strict",
+                "is true while masking.enabled is false; strict masking needs masking on",
+            ));
+        }
+        if !m.enabled && m.inference == crate::Inference::Refuse {
+            return Err(self.err(
+                "masking.inference",
+                "is \"refuse\" while masking.enabled is false; refusing inference needs masking on",
+            ));
+        }
         for (i, rule) in m.columns.iter().enumerate() {
             self.column_rule(self.origin, &format!("masking.column[{i}]"), rule)?;
         }

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use portcullis_config::{
-    Config, ConfigError, IdentityKind, LogFormat, RowLimit, SslMode, DEFAULT_PRODUCTION_ROW_LIMIT,
+    Config, ConfigError, IdentityKind, Inference, LogFormat, RowLimit, SslMode,
+    DEFAULT_PRODUCTION_ROW_LIMIT,
 };
 
 /// PostgreSQL 15's verifier for the password "secret".
@@ -1023,4 +1024,30 @@ fn masking_include_files_are_merged_and_checked_in_their_own_name() {
         "masking.include[0]",
         "is empty",
     );
+}
+
+#[test]
+fn strict_masking_and_inference_are_read_and_need_masking_on() {
+    let c = valid(&minimal());
+    assert!(!c.masking.strict);
+    assert_eq!(c.masking.inference, Inference::Flag);
+    let c = valid(&format!(
+        "{}[masking]\nstrict = true\ninference = \"refuse\"\n",
+        minimal()
+    ));
+    assert!(c.masking.strict);
+    assert_eq!(c.masking.inference, Inference::Refuse);
+    let bad = |extra: &str| format!("{}[masking]\n{extra}", minimal());
+    assert_invalid(
+        &bad("enabled = false\nstrict = true\n"),
+        "masking.strict",
+        "masking on",
+    );
+    assert_invalid(
+        &bad("enabled = false\ninference = \"refuse\"\n"),
+        "masking.inference",
+        "masking on",
+    );
+    valid(&bad("enabled = false\ninference = \"flag\"\n"));
+    assert!(Config::parse(&bad("inference = \"warn\"\n"), None).is_err());
 }

@@ -100,6 +100,7 @@ fn guard(engine: PolicyEngine) -> Guard {
             target: TargetRef::new("shop", "production"),
             enforcement: Enforcement::Enforce,
             row_limit: None,
+            masking: Default::default(),
         },
     );
     g.set_catalog(catalog(), 0);

@@ -143,6 +143,25 @@ pub struct CatalogSnapshot {
     any_classified: bool,
     /// A view's definition as the server prints it.
     view_definitions: HashMap<QualifiedName, String>,
+    /// What each view's definition chooses rows by (once classified).
+    view_row_choice: HashMap<QualifiedName, ViewRowChoice>,
+}
+
+/// The search_path view definitions are read with: pg_get_viewdef
+/// qualifies what the loader's search_path ("$user", public) would not
+/// find.
+fn view_path() -> [String; 1] {
+    ["public".to_owned()]
+}
+
+/// What a view's definition chooses rows by (see
+/// [`CatalogSnapshot::view_row_choice`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewRowChoice {
+    /// Classified columns, as (relation, column, class).
+    pub columns: Vec<(QualifiedName, String, Class)>,
+    /// Something it chooses by could not be traced.
+    pub untraced: bool,
 }
 
 fn text<'r>(row: &'r Row, i: usize, query: &'static str) -> Result<&'r str, CatalogError> {
@@ -333,16 +352,29 @@ impl CatalogSnapshot {
 
     /// Each view column's classified sources, from the view's definition
     /// by output-column lineage (views over views in any order: a view's
-    /// columns count through what they were traced to). A definition that
-    /// does not parse or cannot be lined up with the view's columns marks
-    /// every column untraced when the view may expose a classified column.
+    /// columns count through what they were traced to). A column that
+    /// passes one classified column through unchanged (`email AS reach`)
+    /// takes that column's class and strategy; a computed one is derived
+    /// from its sources. A definition that does not parse or cannot be
+    /// lined up with the view's columns marks every column untraced when
+    /// the view may expose a classified column. The classified columns the
+    /// definition chooses rows by are kept per view (see
+    /// [`CatalogSnapshot::view_row_choice`]).
     fn trace_views(&mut self) {
-        let views: Vec<QualifiedName> = self.view_definitions.keys().cloned().collect();
-        // Enough rounds for views over views; each round only adds.
-        for _ in 0..4 {
+        let mut views: Vec<(QualifiedName, Option<portcullis_analysis::Analysis>)> = self
+            .view_definitions
+            .iter()
+            .map(|(v, text)| (v.clone(), portcullis_analysis::analyze(text).ok()))
+            .collect();
+        views.sort_by(|a, b| a.0.cmp(&b.0));
+        // Each round only adds, so this ends; one more round than there
+        // are views covers any order of views over views.
+        for _ in 0..=views.len() {
             let mut changed = false;
-            for view in &views {
-                changed |= self.trace_view(view);
+            for (view, analysis) in &views {
+                let stmt = analysis.as_ref().and_then(|a| a.statements.first());
+                changed |= self.trace_view(view, stmt);
+                changed |= self.trace_view_row_choice(view, stmt);
             }
             if !changed {
                 break;
@@ -350,51 +382,31 @@ impl CatalogSnapshot {
         }
     }
 
-    fn trace_view(&mut self, view: &QualifiedName) -> bool {
+    fn trace_view(
+        &mut self,
+        view: &QualifiedName,
+        stmt: Option<&portcullis_analysis::StatementFacts>,
+    ) -> bool {
+        use portcullis_analysis::{Lineage, OutputItem};
         let Some((oid, attnums)) = self.relation_columns.get(view).cloned() else {
             return false;
         };
-        let traced = self.view_definitions.get(view).and_then(|text| {
-            let analysis = portcullis_analysis::analyze(text).ok()?;
-            let stmt = analysis.statements.first()?;
+        // Per view column: its source columns, and whether it passes one of
+        // them through unchanged.
+        let traced = stmt.and_then(|stmt| {
             let items = stmt.output.as_ref()?.items()?;
-            // pg_get_viewdef qualifies what the loader's search_path
-            // ("$user", public) would not find.
-            let path = ["public".to_owned()];
-            let mut out: Vec<Vec<(QualifiedName, String)>> = Vec::new();
+            let mut out: Vec<(Vec<(QualifiedName, String)>, bool)> = Vec::new();
             for item in items {
                 match item {
-                    portcullis_analysis::OutputItem::Column(
-                        portcullis_analysis::Lineage::From(sources),
-                    ) => {
-                        let mut cols = Vec::new();
-                        for s in sources {
-                            let (relation, column) = match s {
-                                portcullis_analysis::Source::Column { relation, column } => {
-                                    (relation, Some(column.clone()))
-                                }
-                                portcullis_analysis::Source::WholeRow { relation } => {
-                                    (relation, None)
-                                }
-                            };
-                            let rel = self.qualify_on(relation, &path)?;
-                            match column {
-                                Some(c) => cols.push((rel, c)),
-                                None => cols.extend(
-                                    self.columns_of(&rel).map(|c| (rel.clone(), c.name.clone())),
-                                ),
-                            }
-                        }
-                        out.push(cols);
+                    OutputItem::Column(lineage @ Lineage::From { sources, .. }) => {
+                        out.push((self.source_columns(sources)?, lineage.passes_through()));
                     }
-                    portcullis_analysis::OutputItem::Column(
-                        portcullis_analysis::Lineage::Unknown,
-                    ) => return None,
-                    portcullis_analysis::OutputItem::AllColumnsOf { relation, except } => {
-                        let rel = self.qualify_on(relation, &path)?;
+                    OutputItem::Column(Lineage::Unknown) => return None,
+                    OutputItem::AllColumnsOf { relation, except } => {
+                        let rel = self.qualify_on(relation, &view_path())?;
                         for c in self.columns_of(&rel) {
                             if !except.contains(&c.name) {
-                                out.push(vec![(rel.clone(), c.name.clone())]);
+                                out.push((vec![(rel.clone(), c.name.clone())], true));
                             }
                         }
                     }
@@ -405,24 +417,35 @@ impl CatalogSnapshot {
         let mut changed = false;
         match traced {
             Some(per_column) => {
-                for (attnum, sources) in attnums.iter().zip(per_column) {
-                    let mut found: Vec<(QualifiedName, String, Class)> = Vec::new();
-                    let mut untraced = false;
-                    for (rel, name) in sources {
-                        if let Some(c) = self.columns_of(&rel).find(|c| c.name == name) {
-                            if let Some(k) = c.class {
-                                found.push((rel.clone(), name.clone(), k));
-                            }
-                            found.extend(c.derived_from.iter().cloned());
-                            untraced |= c.untraced;
-                        }
-                    }
+                for (attnum, (sources, passes)) in attnums.iter().zip(per_column) {
+                    let (found, untraced) = self.classified_sources(&sources);
+                    // The one class (and strategy) every classified source
+                    // passed through has.
+                    let passed = if passes {
+                        let mut classes = sources.iter().filter_map(|(rel, name)| {
+                            self.columns_of(rel)
+                                .find(|c| c.name == *name)
+                                .and_then(|c| c.class.map(|k| (k, c.strategy)))
+                        });
+                        let first = classes.next();
+                        first.filter(|f| classes.all(|c| c == *f))
+                    } else {
+                        None
+                    };
                     if let Some(col) = self.columns.get_mut(&(oid, *attnum)) {
+                        let mut found = found;
                         found.retain(|f| !col.derived_from.contains(f));
                         if !found.is_empty() || (untraced && !col.untraced) {
                             col.derived_from.extend(found);
                             col.untraced |= untraced;
                             changed = true;
+                        }
+                        if let Some((class, strategy)) = passed {
+                            if col.class != Some(class) || col.strategy != strategy {
+                                col.class = Some(class);
+                                col.strategy = strategy;
+                                changed = true;
+                            }
                         }
                     }
                 }
@@ -440,6 +463,80 @@ impl CatalogSnapshot {
             }
         }
         changed
+    }
+
+    /// The classified columns a view's definition chooses rows by.
+    fn trace_view_row_choice(
+        &mut self,
+        view: &QualifiedName,
+        stmt: Option<&portcullis_analysis::StatementFacts>,
+    ) -> bool {
+        let sources = stmt.and_then(|s| s.row_choice.sources());
+        let (found, untraced) = match sources.and_then(|s| self.source_columns(s)) {
+            Some(columns) => self.classified_sources(&columns),
+            None => (Vec::new(), self.may_expose(view)),
+        };
+        let entry = self.view_row_choice.entry(view.clone()).or_default();
+        let before = (entry.columns.len(), entry.untraced);
+        for f in found {
+            if !entry.columns.contains(&f) {
+                entry.columns.push(f);
+            }
+        }
+        entry.untraced |= untraced;
+        before != (entry.columns.len(), entry.untraced)
+    }
+
+    /// The columns lineage sources of a view's definition name, qualified
+    /// (a whole row: every column); `None` when a relation is not known.
+    fn source_columns(
+        &self,
+        sources: &[portcullis_analysis::Source],
+    ) -> Option<Vec<(QualifiedName, String)>> {
+        let mut cols = Vec::new();
+        for s in sources {
+            let (relation, column) = match s {
+                portcullis_analysis::Source::Column { relation, column } => {
+                    (relation, Some(column))
+                }
+                portcullis_analysis::Source::WholeRow { relation } => (relation, None),
+            };
+            let rel = self.qualify_on(relation, &view_path())?;
+            match column {
+                Some(c) => cols.push((rel, c.clone())),
+                None => cols.extend(self.columns_of(&rel).map(|c| (rel.clone(), c.name.clone()))),
+            }
+        }
+        Some(cols)
+    }
+
+    /// The classified columns behind `columns` (through views), and
+    /// whether one of them is an untraced view's.
+    fn classified_sources(
+        &self,
+        columns: &[(QualifiedName, String)],
+    ) -> (Vec<(QualifiedName, String, Class)>, bool) {
+        let mut found: Vec<(QualifiedName, String, Class)> = Vec::new();
+        let mut untraced = false;
+        for (rel, name) in columns {
+            if let Some(c) = self.columns_of(rel).find(|c| c.name == *name) {
+                if let Some(k) = c.class {
+                    found.push((rel.clone(), name.clone(), k));
+                }
+                found.extend(c.derived_from.iter().cloned());
+                untraced |= c.untraced;
+            }
+        }
+        (found, untraced)
+    }
+
+    /// The classified columns `view`'s definition chooses, groups or
+    /// orders rows by (through the views it reads), and whether what it
+    /// chooses by could not be traced while it may expose a classified
+    /// column. Selecting from the view lets a caller learn something of
+    /// those columns' values, whatever it selects.
+    pub fn view_row_choice(&self, view: &QualifiedName) -> Option<&ViewRowChoice> {
+        self.view_row_choice.get(view)
     }
 
     /// `relation` as a name on `path` reaches it in this snapshot.
@@ -874,6 +971,14 @@ mod tests {
         assert_eq!(
             c.column(16440, 3).map(|c| c.derived_from.clone()),
             Some(vec![email])
+        );
+        // `email AS reach` passes email through: it is an email; `upper(email)`
+        // is computed from one.
+        assert_eq!(c.column(16440, 2).and_then(|c| c.class), Some(Class::Email));
+        assert_eq!(c.column(16440, 3).and_then(|c| c.class), None);
+        assert_eq!(
+            c.view_row_choice(&QualifiedName::new(Some("public"), "contacts")),
+            Some(&ViewRowChoice::default())
         );
         assert_eq!(
             c.column(16420, 1).map(|c| c.derived_from.clone()),

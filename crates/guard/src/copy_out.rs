@@ -15,7 +15,7 @@ use portcullis_mask::{ColumnType, CopyFormat, CopyKind};
 use crate::catalog::CatalogSnapshot;
 use crate::encoding;
 use crate::guard::{Guard, Who};
-use crate::masking::{plain, qualify, worse, Exposure, OutputColumn};
+use crate::masking::{expand, plain, qualify, worse, Exposure, OutputColumn};
 use crate::session::SessionState;
 
 /// One column of a COPY's output.
@@ -126,10 +126,16 @@ impl Guard {
             _ => {
                 let statements: Vec<&StatementFacts> = stmt.into_iter().collect();
                 let exposures = self.computed_exposures(&catalog, width, &statements, who, session);
-                out.extend(exposures.into_iter().map(|exposure| CopyColumn {
-                    exposure,
-                    ty: UNKNOWN_TYPE,
-                }));
+                let types = stmt.map_or_else(
+                    || vec![UNKNOWN_TYPE; width],
+                    |s| passed_types(&catalog, s, width, session),
+                );
+                out.extend(
+                    exposures
+                        .into_iter()
+                        .zip(types)
+                        .map(|(exposure, ty)| CopyColumn { exposure, ty }),
+                );
             }
         }
     }
@@ -172,7 +178,7 @@ impl Guard {
                         .filter(|c| !c.generated)
                         .map(column),
                 ),
-                OutputItem::Column(portcullis_analysis::Lineage::From(sources)) => {
+                OutputItem::Column(portcullis_analysis::Lineage::From { sources, .. }) => {
                     let [Source::Column { column: name, .. }] = sources.as_slice() else {
                         return None;
                     };
@@ -185,6 +191,61 @@ impl Guard {
         }
         Some(out)
     }
+}
+
+/// The type of each output column of a COPY's query that passes one
+/// catalog column through unchanged (under every search_path that may be
+/// in force); unknown for the others. COPY reports no types, and a masked
+/// value must be one its column's type accepts.
+fn passed_types(
+    catalog: &CatalogSnapshot,
+    stmt: &StatementFacts,
+    width: usize,
+    session: &SessionState,
+) -> Vec<ColumnType> {
+    let mut out: Option<Vec<ColumnType>> = None;
+    for path in session.search_paths() {
+        let lineage = stmt
+            .output
+            .as_ref()
+            .and_then(|o| expand(catalog, o, path, session))
+            .filter(|l| l.len() == width);
+        let types: Vec<ColumnType> = match lineage {
+            None => vec![UNKNOWN_TYPE; width],
+            Some(lineage) => lineage
+                .iter()
+                .map(|l| match l.sources() {
+                    Some([Source::Column { relation, column }]) if l.passes_through() => {
+                        qualify(catalog, relation, path, session)
+                            .and_then(|r| {
+                                let mut named =
+                                    catalog.columns_of(&r).filter(|c| c.name == *column);
+                                match (named.next(), named.next()) {
+                                    (Some(c), None) => Some(ColumnType {
+                                        oid: c.type_oid,
+                                        typmod: c.typmod,
+                                    }),
+                                    _ => None,
+                                }
+                            })
+                            .unwrap_or(UNKNOWN_TYPE)
+                    }
+                    _ => UNKNOWN_TYPE,
+                })
+                .collect(),
+        };
+        match &mut out {
+            None => out = Some(types),
+            Some(o) => {
+                for (a, b) in o.iter_mut().zip(types) {
+                    if *a != b {
+                        *a = UNKNOWN_TYPE;
+                    }
+                }
+            }
+        }
+    }
+    out.unwrap_or_else(|| vec![UNKNOWN_TYPE; width])
 }
 
 /// Folds one reading of the columns into `out`: the more exposed

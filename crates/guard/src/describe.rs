@@ -220,6 +220,8 @@ fn resolve_one(name: &QualifiedName, access: Access, scope: &Scope<'_>) -> Vec<R
         settings: Vec::new(),
         output: None,
         copy_out: None,
+        prepared_output: None,
+        row_choice: analysis::Lineage::NONE,
     };
     let mut out = Vec::new();
     for r in scope.resolver().resolve(&facts) {

@@ -19,6 +19,7 @@ use crate::catalog::{CatalogSnapshot, CatalogView};
 use crate::describe::{describe, describe_into, Scope};
 use crate::encoding::{EncodingError, NameKey};
 use crate::lexer;
+use crate::masking::{Inferred, MaskingRules};
 use crate::memo;
 use crate::opaque_scan;
 use crate::session::SessionState;
@@ -38,6 +39,8 @@ pub struct GuardSettings {
     pub enforcement: Enforcement,
     /// Most rows one DML statement may touch, if limited.
     pub row_limit: Option<u64>,
+    /// Strict masking and inference (see [`MaskingRules`]).
+    pub masking: MaskingRules,
 }
 
 /// The decision on one statement of a message, for logs.
@@ -87,6 +90,12 @@ pub struct Judgement {
     /// snapshot shows the change, the session judges function calls as if
     /// it had made them write (see [`CatalogView`]).
     pub may_change_functions: bool,
+    /// The protected columns the message's statements choose, group or
+    /// order rows by, masked for this principal: what a caller may infer
+    /// about values it cannot see. Recorded whether or not that refuses
+    /// the message (`[masking] inference`), for logs, metrics and the
+    /// audit. Names only.
+    pub inferred: Vec<Inferred>,
 }
 
 impl Judgement {
@@ -230,6 +239,7 @@ impl Guard {
             opaque: false,
             hidden_code: false,
             may_change_functions: false,
+            inferred: Vec::new(),
         }
     }
 
@@ -323,9 +333,11 @@ impl Guard {
             if writes_rows(stmt) || executes_writes(stmt, state) {
                 j.row_limit = self.enforced_row_limit();
             }
+            let masking = self.masking_refusal(stmt, who, state, &mut j.inferred);
             if let Some(r) = lexer::check(stmt)
                 .or_else(|| portal_refusal(stmt, state))
                 .or_else(|| self.copy_refusal(stmt, who, state))
+                .or(masking)
             {
                 j.refusal.get_or_insert(r);
             }
@@ -464,8 +476,19 @@ impl Guard {
             return j;
         }
         let decision = worst.unwrap_or(Decision::Allow);
-        j.refusal = decision_refusal(&decision);
-        j.refused_by = decision.policy().map(str::to_owned);
+        // Judged when parsed too; again, since the catalog or the
+        // session's search_path may have changed since.
+        let mut masking = None;
+        for stmt in session.prepared(name).filter_map(|t| t.statement()) {
+            let r = self.masking_refusal(stmt, who, session, &mut j.inferred);
+            masking = masking.or(r);
+        }
+        if masking.is_some() {
+            j.refusal = masking;
+        } else {
+            j.refusal = decision_refusal(&decision);
+            j.refused_by = decision.policy().map(str::to_owned);
+        }
         j.statements = Arc::new([StatementVerdict {
             class: StatementClass::Execute,
             decision,

@@ -42,5 +42,5 @@ pub use encoding::{Encoding, EncodingError, Encodings, NameKey};
 pub use guard::{
     encoding_refusal, shared_analysis_cache, Guard, GuardSettings, Judgement, StatementVerdict, Who,
 };
-pub use masking::{Exposure, OutputColumn};
+pub use masking::{Exposure, InferenceRule, Inferred, MaskingRules, OutputColumn};
 pub use session::{Portal, PreparedText, SessionState, Ticket};

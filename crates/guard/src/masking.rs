@@ -5,7 +5,7 @@
 //! of. How a protected value is hidden is the mask crate's business.
 
 use portcullis_analysis::{
-    ActionKind, CopyDirection, CopyEndpoint, Execution, Lineage, OutputItem, QualifiedName,
+    ActionKind, CopyDirection, CopyEndpoint, Execution, Lineage, Output, OutputItem, QualifiedName,
     Resolver, Source, StatementClass, StatementFacts,
 };
 use portcullis_mask::{Class, Strategy};
@@ -40,6 +40,66 @@ pub enum Exposure {
     /// Nothing vouches for it (a table the snapshot does not know, a value
     /// computed from columns nobody classified): its content is scanned.
     Unvouched,
+}
+
+/// How masking treats values it can only hide whole, and rows chosen by
+/// protected columns (`[masking] strict` and `inference`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaskingRules {
+    /// Refuse, before it runs, a statement that returns a value computed
+    /// from a protected column, or one whose columns cannot be traced
+    /// while it may read one (instead of masking such values whole).
+    pub strict: bool,
+    pub inference: InferenceRule,
+}
+
+/// What to do with a statement that chooses, groups or orders rows by a
+/// protected column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InferenceRule {
+    /// Let it run, and record the columns on the judgement
+    /// ([`crate::Judgement::inferred`]).
+    #[default]
+    Flag,
+    /// Refuse it before it runs.
+    Refuse,
+}
+
+/// A protected column whose values a statement's caller may learn
+/// something of without seeing them, because the statement chooses,
+/// groups or orders rows by it (`WHERE ssn LIKE '1%'`). For the audit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Inferred {
+    /// A classified column masked for the caller (through a view: the
+    /// columns it shows).
+    Column {
+        relation: QualifiedName,
+        column: String,
+        class: Class,
+    },
+    /// Rows are chosen by something whose columns cannot be told (an
+    /// unknown function, a view that could not be traced), and the
+    /// statement may read a column masked for the caller.
+    Untraced,
+}
+
+impl std::fmt::Display for Inferred {
+    /// Names only, for logs: never a value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inferred::Column {
+                relation,
+                column,
+                class,
+            } => {
+                if let Some(schema) = &relation.schema {
+                    write!(f, "{schema}.")?;
+                }
+                write!(f, "{}.{} ({})", relation.name, column, class.name())
+            }
+            Inferred::Untraced => f.write_str("(untraced)"),
+        }
+    }
 }
 
 impl Guard {
@@ -105,7 +165,10 @@ impl Guard {
                 let lineage = if stmt.is_opaque(path, Some(&view)) {
                     None
                 } else {
-                    expand(catalog, stmt, path, session, width)
+                    stmt.output
+                        .as_ref()
+                        .and_then(|o| expand(catalog, o, path, session))
+                        .filter(|l| l.len() == width)
                 };
                 let Some(lineage) = lineage else {
                     for e in out.iter_mut() {
@@ -114,13 +177,7 @@ impl Guard {
                     continue;
                 };
                 for (e, l) in out.iter_mut().zip(&lineage) {
-                    let found = match l {
-                        Lineage::Unknown => fallback,
-                        Lineage::From(sources) => sources
-                            .iter()
-                            .map(|s| self.source_exposure(catalog, s, path, session, who))
-                            .fold(Exposure::Clear, worse),
-                    };
+                    let found = self.lineage_exposure(catalog, l, fallback, path, session, who);
                     *e = worse(*e, found);
                 }
             }
@@ -128,7 +185,60 @@ impl Guard {
         out
     }
 
-    /// What one lineage source exposes.
+    /// What a value with this lineage exposes: a column passed through
+    /// unchanged is what its column is; a computed value is derived from
+    /// its sources; `fallback` where lineage cannot say.
+    fn lineage_exposure(
+        &self,
+        catalog: &CatalogSnapshot,
+        lineage: &Lineage,
+        fallback: Exposure,
+        path: &[String],
+        session: &SessionState,
+        who: &Who,
+    ) -> Exposure {
+        let Some(sources) = lineage.sources() else {
+            return fallback;
+        };
+        if lineage.passes_through() {
+            return sources
+                .iter()
+                .map(|s| self.passed_exposure(catalog, s, path, session, who))
+                .fold(Exposure::Clear, worse);
+        }
+        sources
+            .iter()
+            .map(|s| self.source_exposure(catalog, s, path, session, who))
+            .fold(Exposure::Clear, worse)
+    }
+
+    /// What a column passed through unchanged exposes: as a plain column
+    /// of a result set (see [`plain`]).
+    fn passed_exposure(
+        &self,
+        catalog: &CatalogSnapshot,
+        source: &Source,
+        path: &[String],
+        session: &SessionState,
+        who: &Who,
+    ) -> Exposure {
+        let Source::Column { relation, column } = source else {
+            return self.source_exposure(catalog, source, path, session, who);
+        };
+        let Some(relation) = qualify(catalog, relation, path, session) else {
+            // Not in the snapshot: as its rows would be, scanned.
+            return Exposure::Unvouched;
+        };
+        // Lineage names every FROM item that may hold an unqualified
+        // column; the catalog knows which do.
+        catalog
+            .columns_of(&relation)
+            .filter(|c| c.name == *column)
+            .map(|c| column_exposure(c, who, self))
+            .fold(Exposure::Clear, worse)
+    }
+
+    /// What one lineage source of a computed value exposes.
     fn source_exposure(
         &self,
         catalog: &CatalogSnapshot,
@@ -264,6 +374,197 @@ impl Guard {
 }
 
 impl Guard {
+    /// The masking checks made when a statement is judged, before it runs
+    /// (so no row of a refused statement is ever computed): under
+    /// `strict`, a result column computed from a protected column, or
+    /// columns that cannot be traced while the statement may read one,
+    /// refuse it; a protected column it chooses, groups or orders rows by
+    /// is added to `inferred`, and refuses it under `inference =
+    /// "refuse"`. `stmt` is judged by what it runs: EXECUTE by the
+    /// statements prepared under its name, PREPARE by its body.
+    pub(crate) fn masking_refusal(
+        &self,
+        stmt: &StatementFacts,
+        who: &Who,
+        session: &SessionState,
+        inferred: &mut Vec<Inferred>,
+    ) -> Option<Refusal> {
+        let (_, catalog) = self.catalog();
+        let catalog = catalog?;
+        if !catalog.any_classified() {
+            return None;
+        }
+        let mut runs: Vec<&StatementFacts> = Vec::new();
+        if stmt.class != StatementClass::Execute {
+            runs.push(stmt);
+        }
+        // EXECUTE (also under EXPLAIN ANALYZE) runs what was prepared.
+        runs.extend(prepared_bodies(stmt, session));
+        let rules = self.settings().masking;
+        let mut refusal = None;
+        for facts in &runs {
+            let before = inferred.len();
+            self.inferred_columns(&catalog, facts, who, session, inferred);
+            if rules.inference == InferenceRule::Refuse && inferred.len() > before {
+                refusal.get_or_insert_with(|| {
+                    Refusal::error(
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        "statement refused by Portcullis: it chooses, groups or orders rows by a column masked for you",
+                    )
+                    .hint("Filtering, joining, grouping or sorting on a masked column reveals its values. Leave masked columns out of WHERE, JOIN, GROUP BY, HAVING and ORDER BY, or ask for the unmask permission.")
+                });
+            }
+            if rules.strict && refusal.is_none() {
+                refusal = self.strict_refusal(&catalog, facts, who, session);
+            }
+        }
+        inferred.sort_by_key(|i| i.to_string());
+        inferred.dedup();
+        refusal
+    }
+
+    /// Under strict masking: the refusal for a statement whose result has
+    /// a column that would be masked whole.
+    fn strict_refusal(
+        &self,
+        catalog: &CatalogSnapshot,
+        stmt: &StatementFacts,
+        who: &Who,
+        session: &SessionState,
+    ) -> Option<Refusal> {
+        let output = stmt.output.as_ref().or(stmt.prepared_output.as_ref())?;
+        let fallback = if self.may_read_protected(catalog, &[stmt], session) {
+            Exposure::Derived
+        } else {
+            Exposure::Unvouched
+        };
+        let view = CatalogView {
+            snapshot: catalog,
+            functions_unseen: false,
+        };
+        for path in session.search_paths() {
+            let Some(columns) = expand(catalog, output, path, session) else {
+                if fallback == Exposure::Derived {
+                    return Some(strict(
+                        "strict masking: the columns of this statement cannot be traced to the columns they come from, and it may read a protected column".to_owned(),
+                    ));
+                }
+                continue;
+            };
+            // Code the analysis cannot see may stand behind any computed
+            // value; a column passed through is its column still.
+            let opaque = stmt.is_opaque(path, Some(&view));
+            for (i, lineage) in columns.iter().enumerate() {
+                let exposure = if opaque && !lineage.passes_through() {
+                    fallback
+                } else {
+                    self.lineage_exposure(catalog, lineage, fallback, path, session, who)
+                };
+                if exposure == Exposure::Derived {
+                    return Some(strict(format!(
+                        "strict masking: column {} of this statement is computed from a protected column",
+                        i + 1
+                    )));
+                }
+            }
+        }
+        None
+    }
+
+    /// The protected columns `stmt` chooses, groups or orders rows by,
+    /// directly or through the views it reads.
+    fn inferred_columns(
+        &self,
+        catalog: &CatalogSnapshot,
+        stmt: &StatementFacts,
+        who: &Who,
+        session: &SessionState,
+        out: &mut Vec<Inferred>,
+    ) {
+        let view = CatalogView {
+            snapshot: catalog,
+            functions_unseen: false,
+        };
+        let untraced = |guard: &Self, out: &mut Vec<Inferred>| {
+            if guard.may_read_protected(catalog, &[stmt], session) {
+                out.push(Inferred::Untraced);
+            }
+        };
+        for path in session.search_paths() {
+            match stmt.row_choice.sources() {
+                None => untraced(self, out),
+                Some(sources) => {
+                    for source in sources {
+                        let (relation, column) = match source {
+                            Source::Column { relation, column } => (relation, Some(column)),
+                            Source::WholeRow { relation } => (relation, None),
+                        };
+                        // A relation the snapshot does not know holds no
+                        // classified column yet.
+                        let Some(relation) = qualify(catalog, relation, path, session) else {
+                            continue;
+                        };
+                        for c in catalog.columns_of(&relation) {
+                            if column.is_none_or(|name| *name == c.name) {
+                                self.masked_bases(c, who, out);
+                            }
+                        }
+                    }
+                }
+            }
+            // A view's own WHERE chooses the rows of whatever reads it.
+            for r in resolver(&view, path, session).resolve(stmt) {
+                if !r.access.read {
+                    continue;
+                }
+                let Some(choice) = catalog.view_row_choice(&r.name) else {
+                    continue;
+                };
+                for (relation, column, class) in &choice.columns {
+                    if !self.may_unmask(who, relation, column, *class) {
+                        out.push(Inferred::Column {
+                            relation: relation.clone(),
+                            column: column.clone(),
+                            class: *class,
+                        });
+                    }
+                }
+                if choice.untraced {
+                    out.push(Inferred::Untraced);
+                }
+            }
+        }
+    }
+
+    /// The columns masked for `who` behind catalog column `c`: itself, or
+    /// for a view's column the classified columns it shows.
+    fn masked_bases(&self, c: &CatalogColumn, who: &Who, out: &mut Vec<Inferred>) {
+        if c.untraced {
+            out.push(Inferred::Untraced);
+        }
+        if c.derived_from.is_empty() {
+            if let Some(class) = c.class {
+                if !self.may_unmask(who, &c.relation, &c.name, class) {
+                    out.push(Inferred::Column {
+                        relation: c.relation.clone(),
+                        column: c.name.clone(),
+                        class,
+                    });
+                }
+            }
+            return;
+        }
+        for (relation, column, class) in &c.derived_from {
+            if !self.may_unmask(who, relation, column, *class) {
+                out.push(Inferred::Column {
+                    relation: relation.clone(),
+                    column: column.clone(),
+                    class: *class,
+                });
+            }
+        }
+    }
+
     /// The refusal for a statement that would copy columns masked for
     /// `who` somewhere masking cannot follow them: a new table (CREATE
     /// TABLE AS, SELECT INTO, a materialized view), a view, another table
@@ -397,18 +698,14 @@ fn resolver<'a>(
 }
 
 /// The more exposed of two exposures (for a value that may be either).
+/// Two protected columns masked alike stay so; masked differently, the
+/// value is hidden whole.
 pub(crate) fn worse(a: Exposure, b: Exposure) -> Exposure {
-    fn rank(e: Exposure) -> u8 {
-        match e {
-            Exposure::Clear => 0,
-            Exposure::Unvouched => 1,
-            Exposure::Protected(..) | Exposure::Derived => 2,
-        }
-    }
-    if rank(b) > rank(a) {
-        b
-    } else {
-        a
+    match (a, b) {
+        (Exposure::Clear, x) | (x, Exposure::Clear) => x,
+        (Exposure::Unvouched, x) | (x, Exposure::Unvouched) => x,
+        (Exposure::Protected(k, s), Exposure::Protected(l, t)) if k == l && s == t => a,
+        _ => Exposure::Derived,
     }
 }
 
@@ -427,17 +724,16 @@ pub(crate) fn qualify(
     catalog.relation_kind(&q).map(|_| q)
 }
 
-/// The statement's output, one lineage per column, `*` expanded with the
-/// catalog; `None` when it cannot be lined up with `width` columns.
-fn expand(
+/// A statement's output, one lineage per column, `*` expanded with the
+/// catalog; `None` when that cannot be done.
+pub(crate) fn expand(
     catalog: &CatalogSnapshot,
-    stmt: &StatementFacts,
+    output: &Output,
     path: &[String],
     session: &SessionState,
-    width: usize,
 ) -> Option<Vec<Lineage>> {
-    let items = stmt.output.as_ref()?.items()?;
-    let mut out = Vec::with_capacity(width);
+    let items = output.items()?;
+    let mut out = Vec::with_capacity(items.len());
     for item in items {
         match item {
             OutputItem::Column(l) => out.push(l.clone()),
@@ -445,16 +741,19 @@ fn expand(
                 let q = qualify(catalog, relation, path, session)?;
                 for c in catalog.columns_of(&q) {
                     if !except.contains(&c.name) {
-                        out.push(Lineage::From(vec![Source::Column {
-                            relation: q.clone(),
-                            column: c.name.clone(),
-                        }]));
+                        out.push(Lineage::From {
+                            sources: vec![Source::Column {
+                                relation: q.clone(),
+                                column: c.name.clone(),
+                            }],
+                            computed: false,
+                        });
                     }
                 }
             }
         }
     }
-    (out.len() == width).then_some(out)
+    Some(out)
 }
 
 /// A plain column reference.
@@ -490,11 +789,45 @@ pub(crate) fn plain(
         // or a system catalog).
         return Exposure::Unvouched;
     };
+    column_exposure(col, who, guard)
+}
+
+/// What a catalog column's values expose as they are.
+fn column_exposure(col: &CatalogColumn, who: &Who, guard: &Guard) -> Exposure {
     match col.class {
         _ if !guard.masks(col, who) && col.scan => Exposure::Unvouched,
         _ if !guard.masks(col, who) => Exposure::Clear,
+        // A classified column, or a view's column passing one through.
         Some(class) => Exposure::Protected(class, col.strategy),
         // A view's column, computed from a masked one.
         None => Exposure::Derived,
     }
+}
+
+/// The statements an EXECUTE runs: those prepared under its name (their
+/// bodies, for SQL PREPARE).
+fn prepared_bodies<'a>(
+    stmt: &StatementFacts,
+    session: &'a SessionState,
+) -> impl Iterator<Item = &'a StatementFacts> {
+    let keys: Vec<_> = stmt
+        .actions
+        .iter()
+        .filter_map(|a| match (&a.kind, a.execution) {
+            (ActionKind::Execute { name }, Execution::Now) => session.sql_name(name).ok(),
+            _ => None,
+        })
+        .collect();
+    keys.into_iter().flat_map(move |key| {
+        session
+            .prepared(&key)
+            .filter_map(|t| t.statement())
+            .collect::<Vec<_>>()
+    })
+}
+
+fn strict(message: String) -> Refusal {
+    Refusal::error(sqlstate::INSUFFICIENT_PRIVILEGE, message).hint(
+        "Strict masking refuses values computed from columns masked for you instead of hiding them whole. Select such columns plainly (they are returned masked), or ask for the unmask permission.",
+    )
 }

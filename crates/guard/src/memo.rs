@@ -186,6 +186,7 @@ mod tests {
             opaque: false,
             hidden_code: false,
             may_change_functions: false,
+            inferred: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ fn guard(environment: &str, enforcement: Enforcement) -> Guard {
             target: TargetRef::new("shop", environment),
             enforcement,
             row_limit: None,
+            masking: Default::default(),
         },
     )
 }

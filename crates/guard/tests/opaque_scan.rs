@@ -60,6 +60,7 @@ fn guard(environment: &str) -> Guard {
             target: TargetRef::new("shop", environment),
             enforcement: Enforcement::Enforce,
             row_limit: None,
+            masking: Default::default(),
         },
     )
 }

@@ -3,8 +3,8 @@
 //! classifications the configuration adds or removes.
 
 use portcullis_analysis::QualifiedName;
-use portcullis_config::{Config, Masking, Target};
-use portcullis_guard::Classification;
+use portcullis_config::{Config, Inference, Masking, Target};
+use portcullis_guard::{Classification, InferenceRule, MaskingRules};
 use portcullis_mask::{Class, ColumnType, Detectors, MaskSettings, Masker, Strategy};
 
 /// Masking for one target (absent when masking is off).
@@ -16,6 +16,9 @@ pub struct TargetMasking {
     pub max_row_bytes: usize,
     /// Unclassified free-text columns are scanned.
     scan_unclassified: bool,
+    /// Strict masking and inference, for the guard (judged before a
+    /// statement runs).
+    pub rules: MaskingRules,
     /// The configuration's classifications for this target: (schema,
     /// table, column) → class (`None`: not sensitive) and strategy.
     columns: Vec<ColumnOverride>,
@@ -76,6 +79,13 @@ impl TargetMasking {
             keyed: key.is_some(),
             max_row_bytes: m.max_row_bytes,
             scan_unclassified: m.scan_unclassified,
+            rules: MaskingRules {
+                strict: m.strict,
+                inference: match m.inference {
+                    Inference::Flag => InferenceRule::Flag,
+                    Inference::Refuse => InferenceRule::Refuse,
+                },
+            },
             columns,
         })
     }

@@ -117,6 +117,7 @@ pub struct Metrics {
     client_bytes: Counter,
     server_bytes: Counter,
     statements: Counter,
+    inference: Counter,
     handshake_seconds: AtomicHistogram,
     statement_seconds: AtomicHistogram,
     errors: [Counter; ErrorKind::ALL.len()],
@@ -169,6 +170,13 @@ impl Metrics {
             statements.clone(),
         );
 
+        let inference = Counter::default();
+        registry.register(
+            "masking_inference",
+            "Messages judged that choose, group or order rows by a column masked for their caller ([masking] inference), refused or not",
+            inference.clone(),
+        );
+
         let handshake_seconds = AtomicHistogram::new(HANDSHAKE_BUCKETS);
         registry.register_with_unit(
             "handshake_duration",
@@ -215,6 +223,7 @@ impl Metrics {
             client_bytes,
             server_bytes,
             statements,
+            inference,
             handshake_seconds,
             statement_seconds,
             errors,
@@ -265,6 +274,12 @@ impl Metrics {
     #[inline]
     pub fn statements(&self, n: u64) {
         self.statements.inc_by(n);
+    }
+
+    /// A message chooses rows by a column masked for its caller.
+    #[inline]
+    pub fn inference(&self) {
+        self.inference.inc();
     }
 
     #[inline]
@@ -507,6 +522,7 @@ mod tests {
         m.server_bytes(4096);
         m.statements(3);
         m.statements(1);
+        m.inference();
         m.error(ErrorKind::ClientAuth);
         m.error(ErrorKind::ClientAuth);
         m.error(ErrorKind::Tls);
@@ -564,6 +580,7 @@ mod tests {
             "4096"
         );
         assert_eq!(value(&text, "portcullis_statements_total"), "4");
+        assert_eq!(value(&text, "portcullis_masking_inference_total"), "1");
         assert_eq!(
             value(&text, r#"portcullis_errors_total{kind="client_auth"}"#),
             "2"

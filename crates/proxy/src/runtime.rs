@@ -83,6 +83,7 @@ impl TargetRuntime {
                     portcullis_config::Enforcement::Observe => Enforcement::Observe,
                 },
                 row_limit: config.effective_row_limit(),
+                masking: masking.as_ref().map(|m| m.rules).unwrap_or_default(),
             },
         );
         TargetRuntime {

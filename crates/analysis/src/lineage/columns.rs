@@ -55,7 +55,8 @@ impl Col {
     }
 }
 
-/// Everything the row's values may come from (a whole-row reference).
+/// Everything the row's values may come from (a whole-row reference: a
+/// value computed from all of them).
 pub(super) fn whole(cols: &[Col]) -> Lineage {
     let mut all = Lineage::NONE;
     for c in cols {
@@ -64,7 +65,7 @@ pub(super) fn whole(cols: &[Col]) -> Lineage {
             break;
         }
     }
-    all
+    all.computed()
 }
 
 /// What a column name may refer to in a derived row.

@@ -23,11 +23,13 @@ impl<'a> Lineager<'a> {
             return Lineage::Unknown;
         }
         let lineage = match node {
+            // A column (or a field of a whole row) is its value unchanged;
+            // anything else computes one.
             NodeRef::ColumnRef(c) => self.column_ref(c),
-            NodeRef::FuncCall(f) => self.call(f),
-            NodeRef::AExpr(e) if !is_between(e) && !builtin_operator(&e.name) => Lineage::Unknown,
-            NodeRef::SubLink(s) => self.sub_link(s),
             NodeRef::AIndirection(i) => self.indirection(i),
+            NodeRef::FuncCall(f) => self.call(f).computed(),
+            NodeRef::AExpr(e) if !is_between(e) && !builtin_operator(&e.name) => Lineage::Unknown,
+            NodeRef::SubLink(s) => self.sub_link(s).computed(),
             // Reached only through nodes without a rule (JSON_ARRAY(SELECT
             // ...)): everything the query returns.
             NodeRef::SelectStmt(s) => columns::whole(&self.select(s)),
@@ -35,7 +37,7 @@ impl<'a> Lineager<'a> {
             | NodeRef::UpdateStmt(_)
             | NodeRef::DeleteStmt(_)
             | NodeRef::MergeStmt(_) => Lineage::Unknown,
-            other => self.children(other),
+            other => self.children(other).computed(),
         };
         self.leave();
         lineage
@@ -89,7 +91,10 @@ impl<'a> Lineager<'a> {
             lineage.union(&l);
         }
         if let Some(over) = &f.over {
+            // A window's partitions and order are computed over, and group
+            // and order rows too.
             let l = self.children(NodeRef::WindowDef(over));
+            self.choose(&l);
             lineage.union(&l);
             if !over.name.is_empty() || !over.refname.is_empty() {
                 // `OVER w`, `OVER (w ...)`: a named window of this level's
@@ -113,14 +118,18 @@ impl<'a> Lineager<'a> {
                 return self.scopes.qualified(&parts);
             }
         }
-        self.children(NodeRef::AIndirection(i))
+        self.children(NodeRef::AIndirection(i)).computed()
     }
 
     fn sub_link(&mut self, s: &'a pb::SubLink) -> Lineage {
         let kind = pb::SubLinkType::try_from(s.sub_link_type);
         if matches!(kind, Ok(pb::SubLinkType::ExistsSublink)) {
             // One bit about the sub-query's rows: not a value of a column
-            // (see the module documentation).
+            // (see the module documentation), but what its rows are chosen
+            // by counts as choosing the outer rows.
+            if let Some(NodeRef::SelectStmt(q)) = boxed_node(&s.subselect) {
+                self.select(q);
+            }
             return Lineage::NONE;
         }
         if !builtin_operator(&s.oper_name) {

@@ -11,9 +11,26 @@
 //! Everything comes from the parse tree alone, in one pass after the walk,
 //! so names stay as written: a relation is the name in the FROM item (an
 //! alias resolved to it), not yet schema-qualified, and views are relations
-//! like any other (the catalog layer expands them). Nothing here reads a
-//! constant's value, so an analysis reused for texts of the same shape (see
-//! [`crate::shape`]) carries the right lineage for all of them.
+//! like any other (the catalog layer expands them). The only constant read
+//! is an output position in ORDER BY / GROUP BY / DISTINCT ON (through
+//! [`crate::literal`], so an analysis that read one stands for its own text
+//! only, never for other texts of its shape: see [`crate::shape`]).
+//!
+//! # Passed through or computed
+//!
+//! A plain column reference passes its column's value through unchanged,
+//! also through sub-queries, CTEs, set operations and `USING` columns:
+//! masking can give it that column's class and strategy. Any expression,
+//! a scalar sub-query, a function in FROM and a whole-row reference
+//! computes a value ([`Lineage::From`]'s `computed`), which masking hides
+//! whole, or refuses under strict masking.
+//!
+//! # Row choice
+//!
+//! The same pass collects the columns a statement chooses, groups or
+//! orders rows by ([`crate::StatementFacts::row_choice`]), the clauses
+//! that are not sources below: inference, which masking may flag or
+//! refuse.
 //!
 //! # What counts as a source
 //!
@@ -26,8 +43,8 @@
 //! to their own sources. Clauses of the query that choose rows without
 //! computing values (WHERE, JOIN ... ON, GROUP BY, HAVING, ORDER BY, LIMIT,
 //! DISTINCT ON) are not sources, and neither is the sub-query of `EXISTS`:
-//! what they reveal (`count(*) ... WHERE ssn LIKE '1%'`) is inference, out
-//! of this module's scope.
+//! what they reveal (`count(*) ... WHERE ssn LIKE '1%'`) is inference,
+//! collected apart as row choice.
 //!
 //! # Conservative rules
 //!
@@ -137,8 +154,16 @@ pub enum OutputItem {
 #[serde(rename_all = "snake_case")]
 pub enum Lineage {
     /// Computed from exactly these sources (none for constants, `now()`,
-    /// `count(*)`). Sorted, without duplicates.
-    From(Vec<Source>),
+    /// `count(*)`), sorted and without duplicates.
+    From {
+        sources: Vec<Source>,
+        /// The value is computed from them (any expression, a whole row)
+        /// rather than one of them passed through unchanged (a plain
+        /// column reference, also through sub-queries, CTEs, set
+        /// operations and `USING` columns). Masking gives a passed-through
+        /// value its column's class; a computed one is masked whole.
+        computed: bool,
+    },
     /// Cannot be established: treat as possibly derived from anything.
     Unknown,
 }
@@ -166,29 +191,81 @@ pub enum Source {
 
 impl Lineage {
     /// No sources.
-    pub(crate) const NONE: Lineage = Lineage::From(Vec::new());
+    pub const NONE: Lineage = Lineage::From {
+        sources: Vec::new(),
+        computed: false,
+    };
 
+    /// One source: passed through when it is a column, computed from a
+    /// whole row.
     pub(crate) fn of(source: Source) -> Lineage {
-        Lineage::From(vec![source])
+        let computed = matches!(source, Source::WholeRow { .. });
+        Lineage::From {
+            sources: vec![source],
+            computed,
+        }
     }
 
+    /// The sources, or `None` for [`Lineage::Unknown`].
+    pub fn sources(&self) -> Option<&[Source]> {
+        match self {
+            Lineage::From { sources, .. } => Some(sources),
+            Lineage::Unknown => None,
+        }
+    }
+
+    /// Whether the value is one of its source columns, unchanged: known
+    /// sources, not computed, none of them a whole row.
+    pub fn passes_through(&self) -> bool {
+        match self {
+            Lineage::From { sources, computed } => {
+                !computed && sources.iter().all(|s| matches!(s, Source::Column { .. }))
+            }
+            Lineage::Unknown => false,
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn add(&mut self, source: Source) {
-        if let Lineage::From(sources) = self {
+        if let Lineage::From { sources, computed } = self {
+            *computed |= matches!(source, Source::WholeRow { .. });
             if let Err(at) = sources.binary_search(&source) {
                 sources.insert(at, source);
             }
         }
     }
 
-    /// Adds every source of `other`; [`Lineage::Unknown`] absorbs.
+    /// Marks the value as computed from its sources (an expression over
+    /// them).
+    pub(crate) fn computed(mut self) -> Lineage {
+        if let Lineage::From { computed, .. } = &mut self {
+            *computed = true;
+        }
+        self
+    }
+
+    /// Adds every source of `other` (the value may be either's: computed
+    /// when either is); [`Lineage::Unknown`] absorbs.
     pub(crate) fn union(&mut self, other: &Lineage) {
         match (&mut *self, other) {
             (Lineage::Unknown, _) => {}
             (_, Lineage::Unknown) => *self = Lineage::Unknown,
-            (Lineage::From(mine), Lineage::From(theirs)) => {
+            (
+                Lineage::From {
+                    sources: mine,
+                    computed,
+                },
+                Lineage::From {
+                    sources: theirs,
+                    computed: theirs_computed,
+                },
+            ) => {
+                *computed |= *theirs_computed;
                 if theirs.len() <= 4 {
                     for s in theirs {
-                        self.add(s.clone());
+                        if let Err(at) = mine.binary_search(s) {
+                            mine.insert(at, s.clone());
+                        }
                     }
                 } else {
                     // Sorting once beats shifting on every insertion (a
@@ -207,7 +284,17 @@ impl Lineage {
     }
 }
 
-/// The output of one top-level statement; `None` when it returns no rows.
-pub(crate) fn output(stmt: NodeRef<'_>) -> Option<Output> {
-    query::statement_output(stmt)
+/// What the pass finds in one top-level statement.
+pub(crate) struct Found {
+    /// The result set it returns; `None` when it returns no rows.
+    pub output: Option<Output>,
+    /// For PREPARE: the result set its body returns when executed.
+    pub prepared_output: Option<Output>,
+    /// The columns it chooses, groups or orders rows by (see
+    /// [`crate::StatementFacts::row_choice`]).
+    pub row_choice: Lineage,
+}
+
+pub(crate) fn analyse(stmt: NodeRef<'_>) -> Found {
+    query::statement(stmt)
 }

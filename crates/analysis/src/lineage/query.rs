@@ -9,7 +9,8 @@ use std::rc::Rc;
 use super::columns::{self, Col, Columns};
 use super::expr::{column_ref_parts, is_builtin_function};
 use super::scope::{Join, Leaf, Level, Merge, Root, Row, Scopes};
-use super::{Lineage, Output, OutputItem, Source, MAX_DEPTH, MAX_WORK};
+use super::{Found, Lineage, Output, OutputItem, Source, MAX_DEPTH, MAX_WORK};
+use crate::literal::{self, ConstValue};
 use crate::walk::{boxed_node, node_of, range_var_name, string_of, strings};
 
 /// A recursive WITH is re-evaluated until its CTEs' columns stop growing;
@@ -31,45 +32,59 @@ pub(super) struct Lineager<'a> {
     depth: usize,
     /// Nodes visited so far, against [`MAX_WORK`].
     work: usize,
+    /// The columns rows are chosen, grouped or ordered by, at any level
+    /// (see [`Found::row_choice`]).
+    row_choice: Lineage,
 }
 
-/// The output of a top-level statement; `None` when it returns no rows.
-pub(super) fn statement_output(stmt: NodeRef<'_>) -> Option<Output> {
+/// What the pass finds in a top-level statement.
+pub(super) fn statement(stmt: NodeRef<'_>) -> Found {
     let mut l = Lineager {
         scopes: Scopes::default(),
         ctes: Vec::new(),
         depth: 0,
         work: 0,
+        row_choice: Lineage::NONE,
     };
-    match stmt {
+    let mut prepared_output = None;
+    let output = match stmt {
         NodeRef::SelectStmt(s) => {
-            if has_into(s) {
-                return None; // SELECT INTO creates a table and returns no rows
-            }
-            Some(columns::to_output(l.select(s)))
+            let cols = l.select(s);
+            // SELECT INTO creates a table and returns no rows.
+            (!has_into(s)).then(|| columns::to_output(cols))
         }
         NodeRef::InsertStmt(s) => {
-            s.returning_clause.as_ref()?;
-            Some(columns::to_output(l.query(stmt)))
+            let cols = l.query(stmt);
+            s.returning_clause
+                .as_ref()
+                .map(|_| columns::to_output(cols))
         }
         NodeRef::UpdateStmt(s) => {
-            s.returning_clause.as_ref()?;
-            Some(columns::to_output(l.query(stmt)))
+            let cols = l.query(stmt);
+            s.returning_clause
+                .as_ref()
+                .map(|_| columns::to_output(cols))
         }
         NodeRef::DeleteStmt(s) => {
-            s.returning_clause.as_ref()?;
-            Some(columns::to_output(l.query(stmt)))
+            let cols = l.query(stmt);
+            s.returning_clause
+                .as_ref()
+                .map(|_| columns::to_output(cols))
         }
         NodeRef::MergeStmt(s) => {
-            s.returning_clause.as_ref()?;
-            Some(columns::to_output(l.query(stmt)))
+            let cols = l.query(stmt);
+            s.returning_clause
+                .as_ref()
+                .map(|_| columns::to_output(cols))
         }
-        // Plan text; FETCH and EXECUTE return what a cursor or prepared
-        // statement defined elsewhere returns; CALL, a procedure's OUT
-        // arguments.
-        NodeRef::ExplainStmt(_) | NodeRef::ExecuteStmt(_) | NodeRef::CallStmt(_) => {
+        // Plan text (EXPLAIN ANALYZE runs its query); FETCH and EXECUTE
+        // return what a cursor or prepared statement defined elsewhere
+        // returns; CALL, a procedure's OUT arguments.
+        NodeRef::ExplainStmt(e) => {
+            l.body(boxed_node(&e.query));
             Some(Output::Unknown)
         }
+        NodeRef::ExecuteStmt(_) | NodeRef::CallStmt(_) => Some(Output::Unknown),
         NodeRef::FetchStmt(f) => (!f.ismove).then_some(Output::Unknown),
         NodeRef::VariableShowStmt(s) => {
             // SHOW ALL: name, setting, description.
@@ -84,7 +99,28 @@ pub(super) fn statement_output(stmt: NodeRef<'_>) -> Option<Output> {
             ]))
         }
         NodeRef::CopyStmt(c) => l.copy_out(c),
+        NodeRef::PrepareStmt(p) => {
+            prepared_output = l.body(boxed_node(&p.query));
+            None
+        }
+        NodeRef::DeclareCursorStmt(d) => {
+            l.body(boxed_node(&d.query));
+            None
+        }
+        NodeRef::CreateTableAsStmt(c) => {
+            l.body(boxed_node(&c.query));
+            None
+        }
+        NodeRef::ViewStmt(v) => {
+            l.body(boxed_node(&v.query));
+            None
+        }
         _ => None,
+    };
+    Found {
+        output,
+        prepared_output,
+        row_choice: l.row_choice,
     }
 }
 
@@ -113,33 +149,57 @@ impl<'a> Lineager<'a> {
         }
         let cols = match node {
             NodeRef::SelectStmt(s) => self.select(s),
-            NodeRef::InsertStmt(s) => self.modification(
-                s.with_clause.as_ref(),
-                s.relation.as_ref(),
-                &[],
-                s.returning_clause.as_ref(),
-            ),
-            NodeRef::UpdateStmt(s) => self.modification(
-                s.with_clause.as_ref(),
-                s.relation.as_ref(),
-                &s.from_clause,
-                s.returning_clause.as_ref(),
-            ),
-            NodeRef::DeleteStmt(s) => self.modification(
-                s.with_clause.as_ref(),
-                s.relation.as_ref(),
-                &s.using_clause,
-                s.returning_clause.as_ref(),
-            ),
-            NodeRef::MergeStmt(s) => self.modification(
-                s.with_clause.as_ref(),
-                s.relation.as_ref(),
-                s.source_relation
-                    .as_deref()
-                    .map(std::slice::from_ref)
-                    .unwrap_or_default(),
-                s.returning_clause.as_ref(),
-            ),
+            NodeRef::InsertStmt(s) => {
+                let conflict = s.on_conflict_clause.as_deref();
+                self.modification(Modification {
+                    with: s.with_clause.as_ref(),
+                    target: s.relation.as_ref(),
+                    from: &[],
+                    source: boxed_node(&s.select_stmt),
+                    chooses: conflict
+                        .and_then(|c| boxed_node(&c.where_clause))
+                        .into_iter()
+                        .collect(),
+                    returning: s.returning_clause.as_ref(),
+                })
+            }
+            NodeRef::UpdateStmt(s) => self.modification(Modification {
+                with: s.with_clause.as_ref(),
+                target: s.relation.as_ref(),
+                from: &s.from_clause,
+                source: None,
+                chooses: boxed_node(&s.where_clause).into_iter().collect(),
+                returning: s.returning_clause.as_ref(),
+            }),
+            NodeRef::DeleteStmt(s) => self.modification(Modification {
+                with: s.with_clause.as_ref(),
+                target: s.relation.as_ref(),
+                from: &s.using_clause,
+                source: None,
+                chooses: boxed_node(&s.where_clause).into_iter().collect(),
+                returning: s.returning_clause.as_ref(),
+            }),
+            NodeRef::MergeStmt(s) => {
+                let when = s.merge_when_clauses.iter().filter_map(|w| match &w.node {
+                    Some(NodeEnum::MergeWhenClause(w)) => boxed_node(&w.condition),
+                    _ => None,
+                });
+                self.modification(Modification {
+                    with: s.with_clause.as_ref(),
+                    target: s.relation.as_ref(),
+                    from: s
+                        .source_relation
+                        .as_deref()
+                        .map(std::slice::from_ref)
+                        .unwrap_or_default(),
+                    source: None,
+                    chooses: boxed_node(&s.join_condition)
+                        .into_iter()
+                        .chain(when)
+                        .collect(),
+                    returning: s.returning_clause.as_ref(),
+                })
+            }
             _ => vec![Col::Any(Lineage::Unknown)],
         };
         self.leave();
@@ -168,7 +228,15 @@ impl<'a> Lineager<'a> {
                 Some(r) => self.select(r),
                 None => vec![Col::Any(Lineage::Unknown)],
             };
-            columns::union(left, right)
+            let cols = columns::union(left, right);
+            // ORDER BY and LIMIT of the whole set operation, over its
+            // output columns only.
+            self.scopes.levels.push(Level::default());
+            self.choose_by_output(&s.sort_clause, &cols);
+            self.choose_node(boxed_node(&s.limit_count));
+            self.choose_node(boxed_node(&s.limit_offset));
+            self.scopes.levels.pop();
+            cols
         } else if !s.values_lists.is_empty() {
             self.values(&s.values_lists)
         } else {
@@ -180,6 +248,7 @@ impl<'a> Lineager<'a> {
                 }
             }
             let cols = self.targets(&s.target_list);
+            self.choose_rows(s, &cols);
             self.scopes.levels.pop();
             cols
         };
@@ -364,11 +433,11 @@ impl<'a> Lineager<'a> {
             // XMLTABLE, JSON_TABLE: every column may come from any of their
             // expressions.
             NodeRef::RangeTableFunc(r) => {
-                let lineage = self.children(node);
+                let lineage = self.children(node).computed();
                 self.derived(r.alias.as_ref(), "", vec![Col::Any(lineage)])
             }
             NodeRef::JsonTable(t) => {
-                let lineage = self.children(node);
+                let lineage = self.children(node).computed();
                 self.derived(t.alias.as_ref(), "", vec![Col::Any(lineage)])
             }
             _ => self.derived(None, "", vec![Col::Any(Lineage::Unknown)]),
@@ -427,6 +496,22 @@ impl<'a> Lineager<'a> {
             Merge::Using(using.clone())
         };
         let root = Root::Join(Box::new(Join { left, right, merge }));
+        // What the join matches rows on chooses them: ON, the USING
+        // columns of both sides, and for NATURAL every column of both
+        // (which are common is the catalog's knowledge).
+        self.choose_node(boxed_node(&j.quals));
+        for name in &using {
+            let l = self.scopes.unqualified(name);
+            self.choose(&l);
+        }
+        if j.is_natural {
+            let l = self
+                .scopes
+                .levels
+                .last()
+                .map_or(Lineage::Unknown, |level| level.whole(&root));
+            self.choose(&l);
+        }
         let Some(level) = self.scopes.levels.last_mut() else {
             return root;
         };
@@ -472,7 +557,7 @@ impl<'a> Lineager<'a> {
                 Some(NodeRef::FuncCall(fc)) => {
                     let parts: Vec<&str> = strings(&fc.funcname).collect();
                     if is_builtin_function(&parts) {
-                        self.exprs(&fc.args)
+                        self.exprs(&fc.args).computed()
                     } else {
                         Lineage::Unknown
                     }
@@ -519,24 +604,20 @@ impl<'a> Lineager<'a> {
         cols
     }
 
-    /// The RETURNING list of INSERT / UPDATE / DELETE / MERGE: over the
-    /// target, and the FROM / USING / source items.
-    fn modification(
-        &mut self,
-        with: Option<&'a pb::WithClause>,
-        target: Option<&'a pb::RangeVar>,
-        from: &'a [Node],
-        returning: Option<&'a pb::ReturningClause>,
-    ) -> Columns {
-        let Some(returning) = returning else {
-            return Vec::new(); // returns no rows
-        };
-        let Some(target) = target else {
+    /// An INSERT / UPDATE / DELETE / MERGE: what it chooses rows by, and
+    /// its RETURNING list, over the target and the FROM / USING / source
+    /// items.
+    fn modification(&mut self, m: Modification<'a>) -> Columns {
+        let Some(target) = m.target else {
             return vec![Col::Any(Lineage::Unknown)];
         };
         let ctes = self.ctes.len();
-        if let Some(w) = with {
+        if let Some(w) = m.with {
             self.with_clause(w);
+        }
+        if let Some(source) = m.source {
+            // INSERT's query sees the CTEs but not the target.
+            self.query(source);
         }
         self.scopes.levels.push(Level::default());
         let relation = range_var_name(target);
@@ -557,19 +638,22 @@ impl<'a> Lineager<'a> {
         if let Some(level) = self.scopes.levels.last_mut() {
             level.roots.push(root);
         }
-        for item in from.iter().filter_map(node_of) {
+        for item in m.from.iter().filter_map(node_of) {
             let root = self.add_from_item(item);
             if let Some(level) = self.scopes.levels.last_mut() {
                 level.roots.push(root);
             }
         }
         // OLD and NEW (and PG 18's `RETURNING WITH (OLD AS o, NEW AS n)`)
-        // are the target's rows before and after.
-        let renamed = returning.options.iter().filter_map(|o| match &o.node {
-            Some(NodeEnum::ReturningOption(o)) => Some(o.value.as_str()),
-            _ => None,
+        // are the target's rows before and after; `excluded` (ON
+        // CONFLICT) is a row of it.
+        let renamed = m.returning.into_iter().flat_map(|r| {
+            r.options.iter().filter_map(|o| match &o.node {
+                Some(NodeEnum::ReturningOption(o)) => Some(o.value.as_str()),
+                _ => None,
+            })
         });
-        for name in ["old", "new"].into_iter().chain(renamed) {
+        for name in ["old", "new", "excluded"].into_iter().chain(renamed) {
             self.leaf(Leaf {
                 name,
                 schema: None,
@@ -580,10 +664,112 @@ impl<'a> Lineager<'a> {
                 qualified_only: true,
             });
         }
-        let cols = self.targets(&returning.exprs);
+        for node in m.chooses {
+            self.choose_node(Some(node));
+        }
+        let cols = match m.returning {
+            Some(r) => self.targets(&r.exprs),
+            None => Vec::new(), // returns no rows
+        };
         self.scopes.levels.pop();
         self.ctes.truncate(ctes);
         cols
+    }
+
+    /// The body of PREPARE, EXPLAIN, DECLARE CURSOR, CREATE TABLE AS or
+    /// CREATE VIEW: what it chooses rows by, and what it returns when run.
+    fn body(&mut self, query: Option<NodeRef<'a>>) -> Option<Output> {
+        let query = query?;
+        let cols = self.query(query);
+        let returns = match query {
+            NodeRef::SelectStmt(s) => !has_into(s),
+            NodeRef::InsertStmt(s) => s.returning_clause.is_some(),
+            NodeRef::UpdateStmt(s) => s.returning_clause.is_some(),
+            NodeRef::DeleteStmt(s) => s.returning_clause.is_some(),
+            NodeRef::MergeStmt(s) => s.returning_clause.is_some(),
+            _ => return Some(Output::Unknown),
+        };
+        returns.then(|| columns::to_output(cols))
+    }
+
+    /// Counts what `lineage` reads as choosing rows.
+    pub(super) fn choose(&mut self, lineage: &Lineage) {
+        self.row_choice.union(lineage);
+    }
+
+    /// Counts the columns of an expression that chooses rows (a WHERE, an
+    /// ON, a LIMIT).
+    fn choose_node(&mut self, node: Option<NodeRef<'a>>) {
+        if let Some(node) = node {
+            let l = self.expr(node);
+            self.choose(&l);
+        }
+    }
+
+    /// The clauses of one SELECT level that choose, group or order its
+    /// rows, `cols` being its output columns.
+    fn choose_rows(&mut self, s: &'a pb::SelectStmt, cols: &Columns) {
+        self.choose_node(boxed_node(&s.where_clause));
+        self.choose_node(boxed_node(&s.having_clause));
+        self.choose_by_output(&s.group_clause, cols);
+        self.choose_by_output(&s.sort_clause, cols);
+        // DISTINCT ON (...); a plain DISTINCT is one empty item.
+        self.choose_by_output(&s.distinct_clause, cols);
+        for w in s.window_clause.iter().filter_map(node_of) {
+            let l = self.children(w);
+            self.choose(&l);
+        }
+        self.choose_node(boxed_node(&s.limit_count));
+        self.choose_node(boxed_node(&s.limit_offset));
+    }
+
+    /// ORDER BY, GROUP BY and DISTINCT ON items, which may name an output
+    /// column by position (`ORDER BY 2`) or by its name (`ORDER BY e`
+    /// for `email AS e`) as well as compute over the input columns.
+    fn choose_by_output(&mut self, items: &'a [Node], cols: &Columns) {
+        for item in items.iter().filter_map(node_of) {
+            let l = self.by_output(item, cols);
+            self.choose(&l);
+        }
+    }
+
+    fn by_output(&mut self, node: NodeRef<'a>, cols: &Columns) -> Lineage {
+        match node {
+            NodeRef::SortBy(s) => match boxed_node(&s.node) {
+                Some(inner) => self.by_output(inner, cols),
+                None => Lineage::NONE,
+            },
+            NodeRef::GroupingSet(g) => {
+                let mut all = Lineage::NONE;
+                for item in g.content.iter().filter_map(node_of) {
+                    let l = self.by_output(item, cols);
+                    all.union(&l);
+                }
+                all
+            }
+            NodeRef::AConst(c) => output_position(c, cols),
+            NodeRef::ColumnRef(c) => {
+                let (parts, star) = column_ref_parts(c);
+                let named = match (parts.as_slice(), star) {
+                    ([name], false) => columns::lookup(cols, name),
+                    _ => None,
+                };
+                let input = self.expr(node);
+                match named {
+                    // An output column by that name: PostgreSQL takes it
+                    // (ORDER BY) or the input column (GROUP BY); both count.
+                    Some(found) => {
+                        let mut l = found.lineage;
+                        if !(found.definite && input.is_unknown()) {
+                            l.union(&input);
+                        }
+                        l
+                    }
+                    None => input,
+                }
+            }
+            other => self.expr(other),
+        }
     }
 
     /// COPY ... TO STDOUT sends rows to the client: the query's columns,
@@ -649,4 +835,39 @@ fn figure_name(node: NodeRef<'_>) -> Option<String> {
         NodeRef::TypeCast(t) => boxed_node(&t.arg).and_then(figure_name),
         _ => None,
     }
+}
+
+/// An INSERT / UPDATE / DELETE / MERGE, as [`Lineager::modification`]
+/// needs it.
+struct Modification<'a> {
+    with: Option<&'a pb::WithClause>,
+    target: Option<&'a pb::RangeVar>,
+    /// FROM (UPDATE), USING (DELETE), the source (MERGE).
+    from: &'a [Node],
+    /// INSERT's query.
+    source: Option<NodeRef<'a>>,
+    /// What chooses the rows changed: WHERE, MERGE's ON and WHEN
+    /// conditions, ON CONFLICT's WHERE.
+    chooses: Vec<NodeRef<'a>>,
+    returning: Option<&'a pb::ReturningClause>,
+}
+
+/// The output column an integer in ORDER BY / GROUP BY / DISTINCT ON
+/// stands for (reading the constant: the analysis then stands for this
+/// text only). Past a `*` of unknown width, any of them.
+fn output_position(c: &pb::AConst, cols: &Columns) -> Lineage {
+    let Some(ConstValue::Ival(i)) = literal::value(c) else {
+        return Lineage::NONE; // a string or NULL: a constant sort key
+    };
+    let Some(index) = usize::try_from(i.ival).ok().and_then(|p| p.checked_sub(1)) else {
+        return Lineage::NONE; // the server refuses it
+    };
+    for (at, col) in cols.iter().enumerate() {
+        match col {
+            Col::One { lineage, .. } if at == index => return lineage.clone(),
+            Col::One { .. } => {}
+            Col::AllOf { .. } | Col::Any(_) => return columns::whole(cols),
+        }
+    }
+    Lineage::NONE
 }

@@ -39,12 +39,22 @@ fn src(spec: &str) -> Source {
     }
 }
 
+/// A value computed from these sources.
 fn from(specs: &[&str]) -> OutputItem {
+    OutputItem::Column(sources(specs).computed())
+}
+
+/// One of these columns, passed through unchanged.
+fn plain(specs: &[&str]) -> OutputItem {
+    OutputItem::Column(sources(specs))
+}
+
+fn sources(specs: &[&str]) -> Lineage {
     let mut lineage = Lineage::NONE;
     for s in specs {
         lineage.add(src(s));
     }
-    OutputItem::Column(lineage)
+    lineage
 }
 
 fn all_of(relation: &str, except: &[&str]) -> OutputItem {
@@ -63,17 +73,20 @@ fn check(sql: &str, expected: &[OutputItem]) {
 
 #[test]
 fn plain_qualified_and_aliased_columns() {
-    check("SELECT email FROM customers", &[from(&["customers.email"])]);
+    check(
+        "SELECT email FROM customers",
+        &[plain(&["customers.email"])],
+    );
     check(
         "SELECT customers.email, public.customers.id FROM public.customers",
         &[
-            from(&["public.customers.email"]),
-            from(&["public.customers.id"]),
+            plain(&["public.customers.email"]),
+            plain(&["public.customers.id"]),
         ],
     );
     check(
         "SELECT c.email AS e FROM customers c",
-        &[from(&["customers.email"])],
+        &[plain(&["customers.email"])],
     );
 }
 
@@ -136,7 +149,7 @@ fn builtin_calls_carry_their_arguments() {
 fn unknown_functions_and_operators_are_unknown() {
     check(
         "SELECT my_func(email), public.lower(email), query_to_xml('select 1', true, true, ''), email OPERATOR(app.===) ssn, id FROM customers",
-        &[UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, from(&["customers.id"])],
+        &[UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, plain(&["customers.id"])],
     );
 }
 
@@ -252,15 +265,15 @@ fn correlated_subqueries_use_their_own_items_first() {
 fn ctes_and_subqueries_are_followed() {
     check(
         "SELECT e FROM (SELECT email e FROM customers) s",
-        &[from(&["customers.email"])],
+        &[plain(&["customers.email"])],
     );
     check(
         "SELECT * FROM (SELECT reverse(email) AS e, id FROM customers) s",
-        &[from(&["customers.email"]), from(&["customers.id"])],
+        &[from(&["customers.email"]), plain(&["customers.id"])],
     );
     check(
         "SELECT s.b, upper(s.a) FROM (SELECT email, ssn FROM customers) AS s(a, b)",
-        &[from(&["customers.ssn"]), from(&["customers.email"])],
+        &[plain(&["customers.ssn"]), from(&["customers.email"])],
     );
     check(
         "WITH x(a) AS (SELECT ssn || '' FROM customers), y AS (SELECT a AS b FROM x) SELECT b, x.a FROM y, x",
@@ -268,12 +281,12 @@ fn ctes_and_subqueries_are_followed() {
     );
     check(
         "WITH x AS (SELECT * FROM customers) SELECT email, * FROM x",
-        &[from(&["customers.email"]), all_of("customers", &[])],
+        &[plain(&["customers.email"]), all_of("customers", &[])],
     );
     // A CTE name qualified with a schema is a table.
     check(
         "WITH customers AS (SELECT 1 AS email) SELECT email FROM public.customers",
-        &[from(&["public.customers.email"])],
+        &[plain(&["public.customers.email"])],
     );
 }
 
@@ -300,7 +313,7 @@ fn lateral_and_functions_in_from() {
     );
     check(
         "SELECT * FROM generate_series(1, 3) WITH ORDINALITY",
-        &[from(&[]), from(&[])],
+        &[from(&[]), plain(&[])],
     );
     check("SELECT f.a FROM my_func() f", &[UNKNOWN]);
     assert_eq!(output("SELECT * FROM my_func() f"), Some(Output::Unknown));
@@ -327,15 +340,15 @@ fn joins_and_stars() {
     check(
         "SELECT *, id FROM customers JOIN orders USING (id)",
         &[
-            from(&["customers.id", "orders.id"]),
+            plain(&["customers.id", "orders.id"]),
             all_of("customers", &["id"]),
             all_of("orders", &["id"]),
-            from(&["customers.id", "orders.id"]),
+            plain(&["customers.id", "orders.id"]),
         ],
     );
     check(
         "SELECT o.*, c.email FROM customers c LEFT JOIN orders o ON true",
-        &[all_of("orders", &[]), from(&["customers.email"])],
+        &[all_of("orders", &[]), plain(&["customers.email"])],
     );
     assert_eq!(
         output("SELECT * FROM customers NATURAL JOIN orders"),
@@ -344,22 +357,22 @@ fn joins_and_stars() {
     check(
         "SELECT * FROM (SELECT id, email FROM customers) a NATURAL JOIN (SELECT id, total FROM orders) b",
         &[
-            from(&["customers.id", "orders.id"]),
-            from(&["customers.email"]),
-            from(&["orders.total"]),
+            plain(&["customers.id", "orders.id"]),
+            plain(&["customers.email"]),
+            plain(&["orders.total"]),
         ],
     );
     check(
         "SELECT j.email, x.id FROM (customers JOIN orders USING (id) AS x) AS j",
         &[
-            from(&["customers.email", "orders.email"]),
-            from(&["customers.id", "orders.id"]),
+            plain(&["customers.email", "orders.email"]),
+            plain(&["customers.id", "orders.id"]),
         ],
     );
     // An unqualified name in a join may belong to either side.
     check(
         "SELECT email FROM customers, orders",
-        &[from(&["customers.email", "orders.email"])],
+        &[plain(&["customers.email", "orders.email"])],
     );
 }
 
@@ -388,7 +401,7 @@ fn set_operations_and_values() {
 fn clauses_that_choose_rows_do_not_change_lineage() {
     check(
         "SELECT DISTINCT ON (region) email FROM customers WHERE ssn = '1' GROUP BY region, email HAVING count(*) > 1 ORDER BY region, ssn LIMIT 5",
-        &[from(&["customers.email"])],
+        &[plain(&["customers.email"])],
     );
 }
 
@@ -406,7 +419,7 @@ fn returning_lists() {
     check(
         "INSERT INTO customers AS c (email) VALUES ('x') RETURNING id, upper(c.email), *",
         &[
-            from(&["customers.id"]),
+            plain(&["customers.id"]),
             from(&["customers.email"]),
             all_of("customers", &[]),
         ],
@@ -414,9 +427,9 @@ fn returning_lists() {
     check(
         "UPDATE customers SET email = o.note FROM orders o WHERE o.cid = customers.id RETURNING old.email, new.email, o.total, *",
         &[
-            from(&["customers.email"]),
-            from(&["customers.email"]),
-            from(&["orders.total"]),
+            plain(&["customers.email"]),
+            plain(&["customers.email"]),
+            plain(&["orders.total"]),
             all_of("customers", &[]),
             all_of("orders", &[]),
         ],
@@ -427,7 +440,7 @@ fn returning_lists() {
     );
     check(
         "MERGE INTO customers t USING staff s ON t.id = s.id WHEN MATCHED THEN UPDATE SET email = s.email RETURNING merge_action(), s.ssn",
-        &[from(&[]), from(&["staff.ssn"])],
+        &[from(&[]), plain(&["staff.ssn"])],
     );
     check(
         "WITH d AS (DELETE FROM customers RETURNING email) SELECT upper(email) FROM d",
@@ -458,15 +471,15 @@ fn statements_without_or_with_unknown_results() {
     ] {
         assert_eq!(output(sql), Some(Output::Unknown), "{sql}");
     }
-    check("SHOW search_path", &[from(&[])]);
-    check("SHOW ALL", &[from(&[]), from(&[]), from(&[])]);
+    check("SHOW search_path", &[plain(&[])]);
+    check("SHOW ALL", &[plain(&[]), plain(&[]), plain(&[])]);
     check(
         "COPY (SELECT upper(email) FROM customers) TO STDOUT",
         &[from(&["customers.email"])],
     );
     check(
         "COPY customers (email) TO STDOUT",
-        &[from(&["customers.email"])],
+        &[plain(&["customers.email"])],
     );
 }
 
@@ -485,8 +498,8 @@ fn fields_of_whole_rows() {
     check(
         "SELECT (c).email, (c.address).city, (arr)[id] FROM customers c",
         &[
-            from(&["customers.email"]),
-            from(&["customers.address"]),
+            plain(&["customers.email"]),
+            plain(&["customers.address"]),
             from(&["customers.arr", "customers.id"]),
         ],
     );
@@ -516,7 +529,7 @@ fn serialises() {
     assert_eq!(
         json,
         serde_json::json!({"kind": "columns", "items": [
-            {"column": {"from": [{"column": {"relation": {"schema": null, "name": "customers"}, "column": "email"}}]}},
+            {"column": {"from": {"sources": [{"column": {"relation": {"schema": null, "name": "customers"}, "column": "email"}}], "computed": true}}},
             {"all_columns_of": {"relation": {"schema": null, "name": "customers"}, "except": []}},
         ]})
     );
@@ -550,7 +563,7 @@ fn nested_recursive_ctes_stay_cheap() {
     let items = columns(&inner);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     // Sound either way: the real sources, or unknown.
-    if let [OutputItem::Column(Lineage::From(sources))] = items.as_slice() {
+    if let [OutputItem::Column(Lineage::From { sources, .. })] = items.as_slice() {
         assert!(sources.contains(&src("customers.email")));
         assert!(sources.contains(&src("customers.ssn")));
     } else {
@@ -568,5 +581,178 @@ fn wide_whole_rows_stay_cheap() {
     let started = std::time::Instant::now();
     let items = columns(&sql);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    assert!(matches!(&items[0], OutputItem::Column(Lineage::From(s)) if s.len() == 5000));
+    assert!(
+        matches!(&items[0], OutputItem::Column(Lineage::From { sources: s, .. }) if s.len() == 5000)
+    );
+}
+
+#[test]
+fn plain_references_pass_through_and_expressions_compute() {
+    check(
+        "SELECT email FROM customers UNION SELECT ssn FROM staff",
+        &[plain(&["customers.email", "staff.ssn"])],
+    );
+    check(
+        "SELECT email FROM customers UNION SELECT upper(ssn) FROM staff",
+        &[from(&["customers.email", "staff.ssn"])],
+    );
+    check(
+        "WITH x AS (SELECT email AS e FROM customers) SELECT e, e || '' FROM x",
+        &[plain(&["customers.email"]), from(&["customers.email"])],
+    );
+    // Whole rows are computed, even of a derived row of plain columns.
+    check(
+        "SELECT c, s FROM customers c, (SELECT email FROM customers) s",
+        &[
+            from(&["customers.*", "customers.c"]),
+            from(&["customers.email", "customers.s"]),
+        ],
+    );
+    check(
+        "SELECT u FROM customers c, unnest(c.cards) u",
+        &[from(&["customers.cards", "customers.u"])],
+    );
+    assert!(!matches!(
+        columns("SELECT reverse(email) FROM customers").as_slice(),
+        [OutputItem::Column(l)] if l.passes_through()
+    ));
+    assert!(matches!(
+        columns("SELECT c.email FROM customers c").as_slice(),
+        [OutputItem::Column(l)] if l.passes_through()
+    ));
+}
+
+fn row_choice(sql: &str) -> Lineage {
+    let analysis = analyze(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let stmt = analysis.statements.into_iter().next().expect("a statement");
+    stmt.row_choice
+}
+
+#[track_caller]
+fn chooses(sql: &str, specs: &[&str]) {
+    let found = row_choice(sql);
+    let mut got: Vec<Source> = found.sources().expect("known").to_vec();
+    got.sort();
+    let mut expected: Vec<Source> = specs.iter().map(|s| src(s)).collect();
+    expected.sort();
+    assert_eq!(got, expected, "{sql}");
+}
+
+#[test]
+fn row_choice_takes_every_clause_that_chooses_rows() {
+    chooses(
+        "SELECT id FROM customers WHERE ssn LIKE '1%'",
+        &["customers.ssn"],
+    );
+    chooses("SELECT id FROM customers", &[]);
+    chooses(
+        "SELECT c.id FROM customers c JOIN orders o ON o.email = c.email",
+        &["customers.email", "orders.email"],
+    );
+    chooses(
+        "SELECT id FROM customers JOIN orders USING (email)",
+        &["customers.email", "orders.email"],
+    );
+    chooses(
+        "SELECT region, count(*) FROM customers GROUP BY region HAVING max(ssn) > '5'",
+        &["customers.region", "customers.ssn"],
+    );
+    chooses(
+        "SELECT DISTINCT ON (email) id FROM customers ORDER BY email, id LIMIT 3",
+        &["customers.email", "customers.id"],
+    );
+    chooses(
+        "SELECT id, row_number() OVER (PARTITION BY region ORDER BY ssn) FROM customers",
+        &["customers.region", "customers.ssn"],
+    );
+    chooses(
+        "SELECT id FROM orders o WHERE EXISTS (SELECT 1 FROM customers c WHERE c.id = o.cid AND c.ssn = '1')",
+        &["customers.id", "customers.ssn", "orders.cid"],
+    );
+    chooses(
+        "SELECT id FROM orders WHERE cid IN (SELECT c.id FROM customers c WHERE c.email LIKE 'a%')",
+        &["customers.email", "customers.id", "orders.cid"],
+    );
+}
+
+#[test]
+fn row_choice_follows_ctes_subqueries_and_outputs() {
+    chooses(
+        "WITH x AS (SELECT id FROM customers WHERE ssn LIKE '1%') SELECT id FROM x",
+        &["customers.ssn"],
+    );
+    chooses(
+        "SELECT id FROM (SELECT id, ssn AS s FROM customers) t WHERE s = '1'",
+        &["customers.ssn"],
+    );
+    // By output position and output name.
+    chooses(
+        "SELECT id, email FROM customers ORDER BY 2",
+        &["customers.email"],
+    );
+    chooses(
+        "SELECT email AS e FROM customers ORDER BY e",
+        &["customers.email", "customers.e"],
+    );
+    chooses(
+        "SELECT email FROM customers UNION SELECT ssn FROM staff ORDER BY 1",
+        &["customers.email", "staff.ssn"],
+    );
+    chooses(
+        "SELECT (SELECT count(*) FROM customers WHERE ssn LIKE '1%')",
+        &["customers.ssn"],
+    );
+}
+
+#[test]
+fn row_choice_of_modifications_and_bodies() {
+    chooses(
+        "UPDATE customers SET vip = true WHERE ssn = '1'",
+        &["customers.ssn"],
+    );
+    chooses(
+        "DELETE FROM customers c USING orders o WHERE o.cid = c.id AND c.email = 'x'",
+        &["customers.email", "customers.id", "orders.cid"],
+    );
+    chooses(
+        "INSERT INTO log (id) SELECT id FROM customers WHERE ssn = '1'",
+        &["customers.ssn"],
+    );
+    chooses(
+        "MERGE INTO customers t USING staff s ON t.ssn = s.ssn WHEN MATCHED AND s.email = 'x' THEN DELETE",
+        &["customers.ssn", "staff.email", "staff.ssn"],
+    );
+    chooses(
+        "PREPARE p AS SELECT id FROM customers WHERE ssn = $1",
+        &["customers.ssn"],
+    );
+    chooses(
+        "EXPLAIN ANALYZE SELECT id FROM customers WHERE ssn = '1'",
+        &["customers.ssn"],
+    );
+    chooses(
+        "DECLARE c CURSOR FOR SELECT id FROM customers ORDER BY ssn",
+        &["customers.ssn"],
+    );
+    assert_eq!(
+        row_choice("SELECT id FROM customers WHERE my_func(ssn)"),
+        Lineage::Unknown
+    );
+}
+
+#[test]
+fn prepare_carries_its_body_output() {
+    let analysis =
+        analyze("PREPARE p AS SELECT reverse(email), id FROM customers").expect("parses");
+    let stmt = &analysis.statements[0];
+    assert_eq!(stmt.output, None);
+    assert_eq!(
+        stmt.prepared_output,
+        Some(Output::Columns(vec![
+            from(&["customers.email"]),
+            plain(&["customers.id"])
+        ]))
+    );
+    let analysis = analyze("PREPARE q AS UPDATE customers SET vip = true").expect("parses");
+    assert_eq!(analysis.statements[0].prepared_output, None);
 }

@@ -21,6 +21,7 @@ use crate::capabilities;
 use crate::classify;
 use crate::error::AnalysisError;
 use crate::facts::*;
+use crate::lineage::Lineage;
 use crate::literal::{self, ConstValue};
 use crate::where_clause;
 use children::{for_each_child, node_name};
@@ -51,6 +52,8 @@ pub(crate) fn analyze_statement(
             settings: Vec::new(),
             output: None,
             copy_out: None,
+            prepared_output: None,
+            row_choice: Lineage::NONE,
         },
         scopes: Vec::new(),
         ctes: Vec::new(),

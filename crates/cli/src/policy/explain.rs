@@ -100,6 +100,7 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
             target: target.clone(),
             enforcement,
             row_limit,
+            masking: Default::default(),
         },
     );
     let session = SessionState::new(

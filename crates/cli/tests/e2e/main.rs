@@ -16,6 +16,7 @@ mod lexing;
 mod lifecycle;
 mod masking;
 mod masking_corpus;
+mod masking_strict;
 mod policy;
 mod protocol;
 mod row_limit;

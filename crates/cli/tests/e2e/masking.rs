@@ -84,7 +84,7 @@ pub fn assert_no_leak(what: &str, received: &[u8]) {
     }
 }
 
-async fn proxy_with(extra: &str) -> Proxy {
+pub async fn proxy_with(extra: &str) -> Proxy {
     let proxy = Proxy::with(Setup {
         extra: extra.into(),
         ..Setup::default()

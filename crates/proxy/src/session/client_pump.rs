@@ -118,6 +118,7 @@ fn judge(
                 return malformed(pending, true, guarding::refused_query(), settle);
             };
             let (verdict, tickets, analysis) = guarded.query(sql);
+            count_inferred(guarded, metrics);
             let entry = Entry::Query {
                 at: Instant::now(),
                 tickets,
@@ -148,7 +149,9 @@ fn judge(
             let Ok((name, sql)) = decode::parse(body) else {
                 return malformed(pending, false, guarding::refused_step(), settle);
             };
-            match guarded.parse(name, sql) {
+            let judged = guarded.parse(name, sql);
+            count_inferred(guarded, metrics);
+            match judged {
                 (Verdict::Pass | Verdict::Limited { .. }, ticket) => {
                     pending.sent(Entry::Step(Step::Parse, ticket), settle);
                     Action::Forward
@@ -164,7 +167,9 @@ fn judge(
             let Ok((portal, statement)) = decode::bind_names(body) else {
                 return malformed(pending, false, guarding::refused_step(), settle);
             };
-            match guarded.bind(portal, statement) {
+            let judged = guarded.bind(portal, statement);
+            count_inferred(guarded, metrics);
+            match judged {
                 (Verdict::Pass | Verdict::Limited { .. }, ticket) => {
                     pending.sent(Entry::Step(Step::Bind, ticket), settle);
                     Action::Forward
@@ -460,4 +465,11 @@ impl ClientPump<'_> {
 async fn shutdown<W: AsyncWrite + Unpin>(w: &mut W) -> std::io::Result<()> {
     w.flush().await?;
     w.shutdown().await
+}
+
+/// Counts a message that chooses rows by a column masked for its caller.
+fn count_inferred(guarded: &Guarded, metrics: &Metrics) {
+    if guarded.take_inferred() {
+        metrics.inference();
+    }
 }

@@ -53,6 +53,9 @@ pub(crate) struct Guarded {
     /// request answered" at a ReadyForQuery: otherwise a change judged but
     /// not yet in the ledger could look answered (see [`Guarded::ready`]).
     gate: Mutex<()>,
+    /// The last message judged chooses rows by a column masked for this
+    /// session (see [`Guarded::take_inferred`]).
+    inferred: AtomicBool,
 }
 
 /// What to do with a judged message.
@@ -98,11 +101,18 @@ impl Guarded {
             state: Mutex::new(state),
             schema_dirty: AtomicBool::new(false),
             gate: Mutex::new(()),
+            inferred: AtomicBool::new(false),
         };
         for (name, value) in portcullis_wire::decode::parameter_statuses(startup_messages) {
             g.parameter_status(name, value);
         }
         g
+    }
+
+    /// Whether the message just judged chose rows by a column masked for
+    /// this session (for the metric), clearing it.
+    pub fn take_inferred(&self) -> bool {
+        self.inferred.swap(false, Ordering::Relaxed)
     }
 
     /// See the `gate` field.
@@ -357,6 +367,19 @@ impl Guarded {
     }
 
     fn conclude(&self, j: &Judgement, message: &'static str) -> Verdict {
+        if !j.inferred.is_empty() {
+            self.inferred.store(true, Ordering::Relaxed);
+            let columns: Vec<String> = j.inferred.iter().map(ToString::to_string).collect();
+            info!(
+                parent: &self.span,
+                user = %self.who.principal.name,
+                target = %self.target.config.name,
+                columns = %columns.join(", "),
+                refused = j.refusal.is_some(),
+                message,
+                "masking: statement chooses rows by columns masked for its caller"
+            );
+        }
         let Some(r) = &j.refusal else {
             return Verdict::Pass;
         };
