@@ -162,14 +162,22 @@ pub(super) fn at(text: &[u8], start: usize, index: usize) -> Option<(usize, usiz
     Some((start, end, prefix.class))
 }
 
+/// How far into an `sk-` token its kind is decided: the labels, or the
+/// legacy marker (20 characters in, in real keys).
+const SK_HEAD: usize = 64;
+
 fn sk_dash(text: &[u8], body: usize) -> Option<usize> {
-    let len = run_len(text, body, usize::MAX, is_token_byte);
-    let token = &text[body..body + len];
+    // Decided from the head alone: a failed candidate must not cost a scan
+    // of the whole run, or a value of `sk-` repeated costs quadratic time
+    // (each occurrence is a candidate). Only a hit reads to the run's end,
+    // and the search resumes after it.
+    let head = run_len(text, body, SK_HEAD, is_token_byte);
+    let token = &text[body..body + head];
     let labelled = [&b"ant-"[..], b"proj-", b"svcacct-", b"admin-"]
         .iter()
         .any(|l| token.starts_with(l) && token.len() >= l.len() + 20);
-    let legacy = len >= 40 && memchr::memmem::find(token, b"T3BlbkFJ").is_some();
-    (labelled || legacy).then_some(body + len)
+    let legacy = head >= 40 && memchr::memmem::find(token, b"T3BlbkFJ").is_some();
+    (labelled || legacy).then(|| body + run_len(text, body, usize::MAX, is_token_byte))
 }
 
 fn aws_secret(text: &[u8], label_end: usize) -> Option<(usize, usize)> {
