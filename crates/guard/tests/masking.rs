@@ -8,8 +8,8 @@ use std::sync::Arc;
 use portcullis_analysis::QualifiedName;
 use portcullis_guard::catalog::Row;
 use portcullis_guard::{
-    shared_analysis_cache, CatalogSnapshot, Exposure, Guard, GuardSettings, InferenceRule,
-    Inferred, MaskingRules, OutputColumn, SessionState, Who,
+    shared_analysis_cache, CatalogSnapshot, Classification, Exposure, Guard, GuardSettings,
+    InferenceRule, Inferred, MaskingRules, OutputColumn, SessionState, Who,
 };
 use portcullis_mask::Class;
 use portcullis_policy::{Enforcement, PolicyEngine, Principal, PrincipalKind, TargetRef};
@@ -68,10 +68,10 @@ fn catalog() -> CatalogSnapshot {
         ],
     ])
     .expect("catalog");
-    c.classify(&|_, name, _| match name {
-        "email" => Some((Class::Email, None)),
-        "ssn" => Some((Class::NationalId, None)),
-        _ => None,
+    c.classify(&|_, name, _, _| match name {
+        "email" => Classification::Sensitive(Class::Email, None),
+        "ssn" => Classification::Sensitive(Class::NationalId, None),
+        _ => Classification::Clear,
     });
     c
 }
