@@ -10,7 +10,8 @@
 #      median of --reps runs, MB/s of psql output:
 #        masked:  id + three classified columns (email, phone, ssn), masked
 #                 by Portcullis with its defaults;
-#        plain:   id + two columns nothing classifies (no row is rewritten);
+#        plain:   id + two text columns nothing classifies (scanned by the
+#                 content detectors; no row is rewritten);
 #      direct and through Portcullis, and the ratio.
 #   2. pgbench -S (simple, extended, prepared) with --clients clients for
 #      --duration seconds, through Portcullis with masking on (the default)

@@ -97,6 +97,13 @@ fn literals() -> impl Iterator<Item = (&'static str, Anchor)> {
     )
 }
 
+/// The shortest finding without a column context: an email, `a@b.co`.
+const MIN_FINDING: usize = 6;
+
+/// The shortest finding other than an email: a phone, `+` and eight
+/// digits.
+const MIN_FINDING_WITHOUT_AT: usize = 9;
+
 /// The detector set. Build once (it compiles its automata) and share;
 /// clones share the automata.
 #[derive(Debug, Clone)]
@@ -135,6 +142,16 @@ impl Detectors {
     /// (weak detectors fire only then). Where spans overlap the one that
     /// starts first wins, and of those the longest.
     pub fn find(&self, text: &[u8], context: Option<Class>) -> Vec<Hit> {
+        // Short values (a status, a code, a first name) are the common case
+        // in scanned columns: without a context nothing shorter than an
+        // email (`a@b.co`) is a finding, and below nine bytes (E.164's
+        // shortest phone) only an email can be.
+        if context.is_none()
+            && (text.len() < MIN_FINDING
+                || (text.len() < MIN_FINDING_WITHOUT_AT && memchr::memchr(b'@', text).is_none()))
+        {
+            return Vec::new();
+        }
         let mut hits = Vec::new();
         punctuation(text, context, &mut hits);
         digits(text, context, &mut hits);
