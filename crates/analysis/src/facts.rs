@@ -12,7 +12,7 @@ use std::ops::Range;
 use serde::Serialize;
 
 use crate::functions::{FunctionCatalog, FunctionSafety};
-use crate::lineage::{Lineage, Output};
+use crate::lineage::{Assignment, Lineage, Output};
 
 /// The analysis of one statement string: every statement it contains, in
 /// order. A simple Query message may carry several; an extended-protocol
@@ -101,6 +101,15 @@ pub struct StatementFacts {
     /// inference. Resolved as output lineage is (see [`crate::lineage`]);
     /// whether a source is computed means nothing here.
     pub row_choice: Lineage,
+    /// The values the statement writes into columns, at any depth
+    /// (data-modifying CTEs, the bodies of PREPARE and EXPLAIN): per
+    /// written relation, which columns receive values computed from what
+    /// (see [`crate::lineage`], *Written values*). Each INSERT, UPDATE,
+    /// MERGE, CREATE TABLE AS and SELECT INTO the lineage pass reaches
+    /// has at least one entry for its relation; one it does not reach
+    /// (a rule's actions, past the depth or work limits) has none, and a
+    /// consumer must then treat its values as unknown.
+    pub writes: Vec<Assignment>,
 }
 
 impl StatementFacts {

@@ -71,7 +71,7 @@ pub use cache::{AnalysisCache, CacheLimits, CachedAnalysis, Found, SharedAnalysi
 pub use error::AnalysisError;
 pub use facts::*;
 pub use functions::{FunctionCatalog, FunctionSafety, Volatility};
-pub use lineage::{Lineage, Output, OutputItem, Source};
+pub use lineage::{AssignedColumns, Assignment, Lineage, Output, OutputItem, Source};
 pub use resolve::{RelationCatalog, Resolver};
 
 /// Analyses a statement string: one [`StatementFacts`] per statement, in
@@ -107,6 +107,7 @@ pub(crate) fn analyze_traced(sql: &str) -> Result<Traced, AnalysisError> {
             facts.output = found.output;
             facts.prepared_output = found.prepared_output;
             facts.row_choice = found.row_choice;
+            facts.writes = found.writes;
             database::add_database_facts(stmt, &mut facts);
             statements.push(facts);
         }

@@ -222,6 +222,7 @@ fn resolve_one(name: &QualifiedName, access: Access, scope: &Scope<'_>) -> Vec<R
         copy_out: None,
         prepared_output: None,
         row_choice: analysis::Lineage::NONE,
+        writes: Vec::new(),
     };
     let mut out = Vec::new();
     for r in scope.resolver().resolve(&facts) {

@@ -5,8 +5,8 @@
 //! of. How a protected value is hidden is the mask crate's business.
 
 use portcullis_analysis::{
-    ActionKind, CopyDirection, CopyEndpoint, Execution, Lineage, Output, OutputItem, QualifiedName,
-    Resolver, Source, StatementClass, StatementFacts,
+    ActionKind, AssignedColumns, Assignment, CopyDirection, CopyEndpoint, Execution, Lineage,
+    Output, OutputItem, QualifiedName, Resolver, Source, StatementClass, StatementFacts,
 };
 use portcullis_mask::{Class, Strategy};
 use portcullis_policy::{RequestContext, ResourceRef};
@@ -566,28 +566,31 @@ impl Guard {
     }
 
     /// The refusal for a statement that would copy columns masked for
-    /// `who` somewhere masking cannot follow them: a new table (CREATE
-    /// TABLE AS, SELECT INTO, a materialized view), a view, another table
-    /// (INSERT / UPDATE / MERGE reading them from elsewhere), or out
-    /// through COPY (a file, a program, or the client when the layout of
-    /// its output cannot be followed to mask it). Relations are judged whole: one masked
-    /// column in what the statement reads is enough.
+    /// `who` somewhere masking cannot follow them.
+    ///
+    /// Written values are judged column by column ([`Guard::write_refusal`]):
+    /// INSERT, UPDATE, MERGE, CREATE TABLE AS, SELECT INTO, materialized
+    /// views. What leaves the database or hides behind a definition
+    /// masking does not trace (COPY to a file or a program, COPY TO
+    /// STDOUT whose layout cannot be followed, views, function bodies),
+    /// and a write the lineage pass did not reach (a rule's actions), are
+    /// judged by the relations the statement reads: one masked column in
+    /// them is enough.
     pub(crate) fn copy_refusal(
         &self,
         stmt: &StatementFacts,
         who: &Who,
         session: &SessionState,
     ) -> Option<Refusal> {
-        // Where it copies to; `None` inside for "out of the database".
-        let mut into: Vec<Option<&QualifiedName>> = Vec::new();
+        let mut out_of_reach = false;
+        let mut written: Vec<&QualifiedName> = Vec::new();
         for a in &stmt.actions {
             match &a.kind {
-                ActionKind::SelectInto { table } | ActionKind::CreateTableAs { table, .. } => {
-                    into.push(Some(table))
-                }
-                ActionKind::Insert { table, .. }
+                ActionKind::SelectInto { table }
+                | ActionKind::CreateTableAs { table, .. }
+                | ActionKind::Insert { table, .. }
                 | ActionKind::Update { table, .. }
-                | ActionKind::Merge { table, .. } => into.push(Some(table)),
+                | ActionKind::Merge { table, .. } => written.push(table),
                 // COPY TO STDOUT is masked like a result set, if its
                 // layout can be followed.
                 ActionKind::Copy {
@@ -598,16 +601,16 @@ impl Guard {
                 ActionKind::Copy {
                     direction: CopyDirection::To,
                     ..
-                } => into.push(None),
+                } => out_of_reach = true,
                 ActionKind::SchemaChange { statement }
                     if matches!(*statement, "ViewStmt" | "CreateFunctionStmt") =>
                 {
-                    into.push(None)
+                    out_of_reach = true
                 }
                 _ => {}
             }
         }
-        if into.is_empty() {
+        if !out_of_reach && written.is_empty() && stmt.writes.is_empty() {
             return None;
         }
         let (_, catalog) = self.catalog();
@@ -615,44 +618,171 @@ impl Guard {
         if !catalog.any_classified() {
             return None;
         }
+        let untraced = written
+            .iter()
+            .any(|t| !stmt.writes.iter().any(|w| w.relation == **t));
+        if out_of_reach || untraced {
+            if let Some(r) = self.read_refusal(&catalog, stmt, who, session) {
+                return Some(r);
+            }
+        }
+        self.write_refusal(&catalog, stmt, who, session)
+    }
+
+    /// Relation by relation: a column masked for `who` in anything
+    /// `stmt` reads.
+    fn read_refusal(
+        &self,
+        catalog: &CatalogSnapshot,
+        stmt: &StatementFacts,
+        who: &Who,
+        session: &SessionState,
+    ) -> Option<Refusal> {
         let view = CatalogView {
-            snapshot: &catalog,
+            snapshot: catalog,
             functions_unseen: false,
         };
         for path in session.search_paths() {
-            let resolved = resolver(&view, path, session).resolve(stmt);
-            // The written tables, qualified as the server will.
-            let targets: Vec<&QualifiedName> = resolved
-                .iter()
-                .filter(|r| r.access.write)
-                .map(|r| &r.name)
-                .collect();
-            for r in &resolved {
+            for r in resolver(&view, path, session).resolve(stmt) {
                 if !r.access.read || r.name.schema.is_none() {
                     continue;
                 }
-                // Reading a table to change it in place copies nothing
-                // elsewhere.
-                let in_place = !into.contains(&None)
-                    && targets.contains(&&r.name)
-                    && r.reached_through.is_none();
-                if in_place {
-                    continue;
-                }
-                if let Some(column) = self.masked_column(&catalog, &r.name, who) {
-                    let m = format!(
-                        "statement refused by Portcullis: it would copy {} out of reach of masking",
-                        column
-                    );
-                    return Some(
-                        Refusal::error(sqlstate::INSUFFICIENT_PRIVILEGE, m).hint(
-                            "Columns masked for you can be read only through queries, which return them masked. Leave such columns out, or ask for the unmask permission.",
-                        ),
-                    );
+                if let Some(column) = self.masked_column(catalog, &r.name, who) {
+                    return Some(copy_refused(format!(
+                        "statement refused by Portcullis: it would copy {column} out of reach of masking"
+                    )));
                 }
             }
         }
         None
+    }
+
+    /// Column by column: a value derived from a column masked for `who`
+    /// written into a column that does not mask it as well (not of the
+    /// same class, or not masked for `who`, or a relation the statement
+    /// creates). A value whose sources cannot be traced counts when the
+    /// statement may read a masked column. The rows chosen (WHERE) are
+    /// not what is written: that is inference, judged apart.
+    fn write_refusal(
+        &self,
+        catalog: &CatalogSnapshot,
+        stmt: &StatementFacts,
+        who: &Who,
+        session: &SessionState,
+    ) -> Option<Refusal> {
+        let view = CatalogView {
+            snapshot: catalog,
+            functions_unseen: false,
+        };
+        let mut reads_protected: Option<bool> = None;
+        for path in session.search_paths() {
+            // Code the analysis cannot see may stand behind any computed
+            // value; a column passed through is its column still.
+            let opaque = stmt.is_opaque(path, Some(&view));
+            for w in &stmt.writes {
+                for (target, value) in written_pairs(catalog, w, path, session) {
+                    let value = if opaque && !value.passes_through() {
+                        Lineage::Unknown
+                    } else {
+                        value
+                    };
+                    let into = || describe_target(w, target);
+                    let Some(sources) = value.sources() else {
+                        let reads = *reads_protected.get_or_insert_with(|| {
+                            self.may_read_protected(catalog, &[stmt], session)
+                        });
+                        if reads {
+                            return Some(copy_refused(format!(
+                                "statement refused by Portcullis: it would write values it cannot trace into {} while it may read columns masked for you",
+                                into()
+                            )));
+                        }
+                        continue;
+                    };
+                    for source in sources {
+                        for base in self.masked_sources(catalog, source, path, session, who) {
+                            let protected = match &base {
+                                Inferred::Column { class, .. } => {
+                                    target.is_some_and(|t| self.protects(catalog, t, *class, who))
+                                }
+                                Inferred::Untraced => false,
+                            };
+                            if !protected {
+                                let what = match &base {
+                                    Inferred::Column {
+                                        relation,
+                                        column,
+                                        class,
+                                    } => format!(
+                                        "column \"{column}\" of \"{}\" (masked: {})",
+                                        relation.name,
+                                        class.name()
+                                    ),
+                                    Inferred::Untraced => "columns masked for you".to_owned(),
+                                };
+                                return Some(copy_refused(format!(
+                                    "statement refused by Portcullis: it would copy {what} into {}, out of reach of masking",
+                                    into()
+                                )));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The columns masked for `who` that a lineage source stands for (a
+    /// view's column: the classified columns it shows); a relation the
+    /// snapshot does not know counts as untraced.
+    fn masked_sources(
+        &self,
+        catalog: &CatalogSnapshot,
+        source: &Source,
+        path: &[String],
+        session: &SessionState,
+        who: &Who,
+    ) -> Vec<Inferred> {
+        let (relation, column) = match source {
+            Source::Column { relation, column } => (relation, Some(column)),
+            Source::WholeRow { relation } => (relation, None),
+        };
+        let mut out = Vec::new();
+        let Some(relation) = qualify(catalog, relation, path, session) else {
+            // Created since the snapshot: it may be a view over anything.
+            out.push(Inferred::Untraced);
+            return out;
+        };
+        for c in catalog.columns_of(&relation) {
+            if column.is_none_or(|name| *name == c.name) && self.masks(c, who) {
+                self.masked_bases(c, who, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Whether target column `c` masks values of `class` for `who` as
+    /// their source column does: classified so and masked for `who`.
+    /// Written through a view, a value lands in the column the view shows,
+    /// which must be so.
+    fn protects(
+        &self,
+        catalog: &CatalogSnapshot,
+        c: &CatalogColumn,
+        class: Class,
+        who: &Who,
+    ) -> bool {
+        if c.untraced {
+            return false;
+        }
+        if catalog.is_view(&c.relation) {
+            return !c.derived_from.is_empty()
+                && c.derived_from
+                    .iter()
+                    .all(|(r, n, k)| *k == class && !self.may_unmask(who, r, n, *k));
+        }
+        c.class == Some(class) && !self.may_unmask(who, &c.relation, &c.name, class)
     }
 
     /// A column of `relation` (or of what it reads or holds, for views
@@ -694,6 +824,78 @@ fn resolver<'a>(
         search_path: path,
         session_user: Some(&session.session_user),
         catalog: Some(view),
+    }
+}
+
+/// The refusal of a statement that would copy masked values away.
+fn copy_refused(message: String) -> Refusal {
+    Refusal::error(sqlstate::INSUFFICIENT_PRIVILEGE, message).hint(
+        "Columns masked for you can be read only through queries, which return them masked. Leave such columns out, or ask for the unmask permission.",
+    )
+}
+
+/// Each value `w` writes, with the catalog column it lands in (`None`:
+/// one masking does not know, such as a column of a relation the
+/// statement creates). Where values cannot be matched to columns (a
+/// width that does not agree, values that cannot be told apart), every
+/// column may receive any of them.
+fn written_pairs<'c>(
+    catalog: &'c CatalogSnapshot,
+    w: &Assignment,
+    path: &[String],
+    session: &SessionState,
+) -> Vec<(Option<&'c CatalogColumn>, Lineage)> {
+    let relation = match w.columns {
+        AssignedColumns::Created => None,
+        _ => qualify(catalog, &w.relation, path, session),
+    };
+    let table: Vec<&CatalogColumn> = relation
+        .as_ref()
+        .map(|r| catalog.columns_of(r).collect())
+        .unwrap_or_default();
+    let by_name = |n: &String| table.iter().copied().find(|c| c.name == *n);
+    let targets: Vec<Option<&CatalogColumn>> = match &w.columns {
+        AssignedColumns::Named(names) => names.iter().map(by_name).collect(),
+        AssignedColumns::InOrder => table.iter().copied().map(Some).collect(),
+        AssignedColumns::Created => Vec::new(),
+    };
+    let values = expand(catalog, &w.values, path, session);
+    let matched = match (&values, &w.columns) {
+        (Some(v), AssignedColumns::Named(_)) => v.len() == targets.len(),
+        // Columns left out of an INSERT without a list get defaults.
+        (Some(v), AssignedColumns::InOrder) => relation.is_some() && v.len() <= targets.len(),
+        (Some(_), AssignedColumns::Created) => true,
+        (None, _) => false,
+    };
+    match values {
+        Some(values) if matched => values
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| (targets.get(i).copied().flatten(), l))
+            .collect(),
+        values => {
+            let values = values.unwrap_or_else(|| vec![Lineage::Unknown]);
+            let mut targets = targets;
+            if targets.is_empty()
+                || relation.is_none()
+                || !matches!(w.columns, AssignedColumns::Named(_))
+            {
+                // Somewhere masking may not know.
+                targets.push(None);
+            }
+            targets
+                .iter()
+                .flat_map(|t| values.iter().map(move |l| (*t, l.clone())))
+                .collect()
+        }
+    }
+}
+
+/// Where a written value lands, named for a message.
+fn describe_target(w: &Assignment, target: Option<&CatalogColumn>) -> String {
+    match target {
+        Some(c) => format!("column \"{}\" of \"{}\"", c.name, c.relation.name),
+        None => format!("\"{}\"", w.relation.name),
     }
 }
 

@@ -147,6 +147,19 @@ impl<'a> Lineager<'a> {
     }
 }
 
+/// Whether `node` stands for several columns where a list of values is
+/// expanded (`x.*` or `(x).*` in a target list, VALUES or `ROW(...)`).
+pub(super) fn expands_row(node: NodeRef<'_>) -> bool {
+    match node {
+        NodeRef::ColumnRef(c) => column_ref_parts(c).1,
+        NodeRef::AIndirection(i) => matches!(
+            i.indirection.last().and_then(|n| n.node.as_ref()),
+            Some(pb::node::Node::AStar(_))
+        ),
+        _ => false,
+    }
+}
+
 /// The name parts of a column reference, and whether it ends in `*`.
 pub(super) fn column_ref_parts(c: &pb::ColumnRef) -> (Vec<&str>, bool) {
     let mut parts = Vec::with_capacity(c.fields.len());

@@ -46,6 +46,25 @@
 //! what they reveal (`count(*) ... WHERE ssn LIKE '1%'`) is inference,
 //! collected apart as row choice.
 //!
+//! # Written values
+//!
+//! The same pass says where each value a statement writes comes from
+//! ([`crate::StatementFacts::writes`]): the columns of INSERT (a column
+//! list, or the relation's columns in order) and its VALUES rows or query,
+//! UPDATE's SET (also `SET (a, b) = (SELECT ...)` and `= ROW(...)`), ON
+//! CONFLICT DO UPDATE's SET (`EXCLUDED.x` is the row proposed for
+//! insertion: the value inserted into `x`, or any of them when that
+//! cannot be told), MERGE's UPDATE SET and INSERT, the output columns of
+//! CREATE TABLE AS, SELECT INTO and CREATE MATERIALIZED VIEW (into a new
+//! relation), and ALTER TABLE ... ALTER COLUMN ... TYPE ... USING, at any
+//! depth (data-modifying CTEs, the bodies of PREPARE and EXPLAIN). A
+//! value's sources are those of an output column; what chooses the rows
+//! written (WHERE, ON CONFLICT's WHERE, MERGE's ON) is row choice, not a
+//! source. DEFAULT is no source: a column default, like a trigger or a
+//! generated column, is the table's own definition, not the statement's.
+//! Masking uses it to refuse values of masked columns written where they
+//! would not be masked (`UPDATE customers SET note = ssn`).
+//!
 //! # Conservative rules
 //!
 //! Over-approximating is safe (a value is masked that need not be);
@@ -91,6 +110,9 @@ mod query;
 mod scope;
 #[cfg(test)]
 mod tests;
+mod writes;
+#[cfg(test)]
+mod writes_tests;
 
 use pg_query::NodeRef;
 use serde::Serialize;
@@ -284,6 +306,36 @@ impl Lineage {
     }
 }
 
+/// Values a statement writes into columns of one relation (see the
+/// module documentation, *Written values*).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    /// The relation written, as written (not yet schema-qualified).
+    pub relation: QualifiedName,
+    /// Which of its columns receive `values`, in order.
+    pub columns: AssignedColumns,
+    /// The values written, one per column (a `*` in an INSERT's query
+    /// stands for as many as its relation has); [`Output::Unknown`] when
+    /// they cannot be told apart: any column may receive any of them.
+    pub values: Output,
+}
+
+/// The columns an [`Assignment`] writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "names", rename_all = "snake_case")]
+pub enum AssignedColumns {
+    /// These columns, in order: an INSERT's column list, SET targets (a
+    /// field or element of a column, `SET a[1] = x`, writes the column).
+    /// Empty for `INSERT ... DEFAULT VALUES`.
+    Named(Vec<String>),
+    /// The relation's columns in the catalog's order (INSERT without a
+    /// column list).
+    InOrder,
+    /// A relation the statement creates (CREATE TABLE AS, SELECT INTO,
+    /// CREATE MATERIALIZED VIEW): no column of it is classified yet.
+    Created,
+}
+
 /// What the pass finds in one top-level statement.
 pub(crate) struct Found {
     /// The result set it returns; `None` when it returns no rows.
@@ -293,6 +345,8 @@ pub(crate) struct Found {
     /// The columns it chooses, groups or orders rows by (see
     /// [`crate::StatementFacts::row_choice`]).
     pub row_choice: Lineage,
+    /// The values it writes (see [`crate::StatementFacts::writes`]).
+    pub writes: Vec<Assignment>,
 }
 
 pub(crate) fn analyse(stmt: NodeRef<'_>) -> Found {

@@ -7,9 +7,10 @@ use pg_query::NodeRef;
 use std::rc::Rc;
 
 use super::columns::{self, Col, Columns};
-use super::expr::{column_ref_parts, is_builtin_function};
+use super::expr::{column_ref_parts, expands_row, is_builtin_function};
 use super::scope::{Join, Leaf, Level, Merge, Root, Row, Scopes};
-use super::{Found, Lineage, Output, OutputItem, Source, MAX_DEPTH, MAX_WORK};
+use super::writes::Assigns;
+use super::{Assignment, Found, Lineage, Output, OutputItem, Source, MAX_DEPTH, MAX_WORK};
 use crate::literal::{self, ConstValue};
 use crate::walk::{boxed_node, node_of, range_var_name, string_of, strings};
 
@@ -35,6 +36,8 @@ pub(super) struct Lineager<'a> {
     /// The columns rows are chosen, grouped or ordered by, at any level
     /// (see [`Found::row_choice`]).
     row_choice: Lineage,
+    /// The values written, at any level (see [`Found::writes`]).
+    pub(super) writes: Vec<Assignment>,
 }
 
 /// What the pass finds in a top-level statement.
@@ -45,13 +48,20 @@ pub(super) fn statement(stmt: NodeRef<'_>) -> Found {
         depth: 0,
         work: 0,
         row_choice: Lineage::NONE,
+        writes: Vec::new(),
     };
     let mut prepared_output = None;
     let output = match stmt {
         NodeRef::SelectStmt(s) => {
             let cols = l.select(s);
             // SELECT INTO creates a table and returns no rows.
-            (!has_into(s)).then(|| columns::to_output(cols))
+            match into_of(s) {
+                Some(into) => {
+                    l.created(into.rel.as_ref(), cols);
+                    None
+                }
+                None => Some(columns::to_output(cols)),
+            }
         }
         NodeRef::InsertStmt(s) => {
             let cols = l.query(stmt);
@@ -108,7 +118,15 @@ pub(super) fn statement(stmt: NodeRef<'_>) -> Found {
             None
         }
         NodeRef::CreateTableAsStmt(c) => {
-            l.body(boxed_node(&c.query));
+            let cols = match boxed_node(&c.query) {
+                Some(q) => l.query(q),
+                None => vec![Col::Any(Lineage::Unknown)],
+            };
+            l.created(c.into.as_ref().and_then(|i| i.rel.as_ref()), cols);
+            None
+        }
+        NodeRef::AlterTableStmt(a) => {
+            l.alter_table(a);
             None
         }
         NodeRef::ViewStmt(v) => {
@@ -121,11 +139,19 @@ pub(super) fn statement(stmt: NodeRef<'_>) -> Found {
         output,
         prepared_output,
         row_choice: l.row_choice,
+        writes: l.writes,
     }
 }
 
 fn has_into(s: &pb::SelectStmt) -> bool {
-    s.into_clause.is_some() || s.larg.as_deref().is_some_and(has_into)
+    into_of(s).is_some()
+}
+
+/// The INTO of a SELECT (in the first branch of a set operation).
+fn into_of(s: &pb::SelectStmt) -> Option<&pb::IntoClause> {
+    s.into_clause
+        .as_deref()
+        .or_else(|| s.larg.as_deref().and_then(into_of))
 }
 
 impl<'a> Lineager<'a> {
@@ -143,7 +169,7 @@ impl<'a> Lineager<'a> {
     }
 
     /// The columns any query-like node returns (a CTE's body, a sub-query).
-    fn query(&mut self, node: NodeRef<'a>) -> Columns {
+    pub(super) fn query(&mut self, node: NodeRef<'a>) -> Columns {
         if !self.enter() {
             return vec![Col::Any(Lineage::Unknown)];
         }
@@ -161,6 +187,7 @@ impl<'a> Lineager<'a> {
                         .into_iter()
                         .collect(),
                     returning: s.returning_clause.as_ref(),
+                    assigns: Assigns::insert(s),
                 })
             }
             NodeRef::UpdateStmt(s) => self.modification(Modification {
@@ -170,6 +197,7 @@ impl<'a> Lineager<'a> {
                 source: None,
                 chooses: boxed_node(&s.where_clause).into_iter().collect(),
                 returning: s.returning_clause.as_ref(),
+                assigns: Assigns::Update(&s.target_list),
             }),
             NodeRef::DeleteStmt(s) => self.modification(Modification {
                 with: s.with_clause.as_ref(),
@@ -178,6 +206,7 @@ impl<'a> Lineager<'a> {
                 source: None,
                 chooses: boxed_node(&s.where_clause).into_iter().collect(),
                 returning: s.returning_clause.as_ref(),
+                assigns: Assigns::Nothing,
             }),
             NodeRef::MergeStmt(s) => {
                 let when = s.merge_when_clauses.iter().filter_map(|w| match &w.node {
@@ -198,6 +227,7 @@ impl<'a> Lineager<'a> {
                         .chain(when)
                         .collect(),
                     returning: s.returning_clause.as_ref(),
+                    assigns: Assigns::Merge(&s.merge_when_clauses),
                 })
             }
             _ => vec![Col::Any(Lineage::Unknown)],
@@ -261,17 +291,28 @@ impl<'a> Lineager<'a> {
     /// of its rows.
     fn values(&mut self, rows: &'a [Node]) -> Columns {
         let mut cols: Vec<Lineage> = Vec::new();
+        // `x.*` in a VALUES row stands for as many columns as x has: the
+        // positions after it are the catalog's knowledge.
+        let mut expanded = false;
         for row in rows {
             let Some(NodeEnum::List(items)) = &row.node else {
                 continue;
             };
             for (i, item) in items.items.iter().filter_map(node_of).enumerate() {
+                expanded |= expands_row(item);
                 let l = self.expr(item);
                 match cols.get_mut(i) {
                     Some(c) => c.union(&l),
                     None => cols.push(l),
                 }
             }
+        }
+        if expanded {
+            let mut all = Lineage::NONE;
+            for c in &cols {
+                all.union(c);
+            }
+            return vec![Col::Any(all.computed())];
         }
         cols.into_iter()
             .enumerate()
@@ -289,6 +330,14 @@ impl<'a> Lineager<'a> {
             let Some(val) = boxed_node(&rt.val) else {
                 continue;
             };
+            if let NodeRef::AIndirection(_) = val {
+                if expands_row(val) {
+                    // `(x).*`: as many columns as x's type has.
+                    let lineage = self.expr(val);
+                    cols.push(Col::Any(lineage));
+                    continue;
+                }
+            }
             if let NodeRef::ColumnRef(c) = val {
                 let (parts, star) = column_ref_parts(c);
                 if star {
@@ -336,6 +385,7 @@ impl<'a> Lineager<'a> {
             self.ctes
                 .push((&cte.ctename, Rc::new(vec![Col::Any(Lineage::NONE)])));
         }
+        let writes = self.writes.len();
         for _ in 0..MAX_FIXPOINT_ROUNDS {
             let mut changed = false;
             for (i, cte) in ctes.iter().enumerate() {
@@ -353,6 +403,10 @@ impl<'a> Lineager<'a> {
         }
         for slot in self.ctes.iter_mut().skip(first) {
             slot.1 = Rc::new(vec![Col::Any(Lineage::Unknown)]);
+        }
+        // Written from columns that were still growing.
+        for w in self.writes.iter_mut().skip(writes) {
+            w.values = Output::Unknown;
         }
     }
 
@@ -444,7 +498,7 @@ impl<'a> Lineager<'a> {
         }
     }
 
-    fn leaf(&mut self, leaf: Leaf<'a>) -> Root {
+    pub(super) fn leaf(&mut self, leaf: Leaf<'a>) -> Root {
         match self.scopes.levels.last_mut() {
             Some(level) => level.push_leaf(leaf),
             None => Root::Leaf(usize::MAX),
@@ -615,10 +669,8 @@ impl<'a> Lineager<'a> {
         if let Some(w) = m.with {
             self.with_clause(w);
         }
-        if let Some(source) = m.source {
-            // INSERT's query sees the CTEs but not the target.
-            self.query(source);
-        }
+        // INSERT's query sees the CTEs but not the target.
+        let source = m.source.map(|q| self.query(q));
         self.scopes.levels.push(Level::default());
         let relation = range_var_name(target);
         let alias = target.alias.as_ref();
@@ -653,20 +705,26 @@ impl<'a> Lineager<'a> {
                 _ => None,
             })
         });
+        let excluded = Self::excluded_row(&relation, &m.assigns, source.as_ref());
         for name in ["old", "new", "excluded"].into_iter().chain(renamed) {
-            self.leaf(Leaf {
-                name,
-                schema: None,
-                row: Row::Relation {
+            let row = match &excluded {
+                Some(row) if name == "excluded" => row.clone(),
+                _ => Row::Relation {
                     relation: relation.clone(),
                     aliases: Vec::new(),
                 },
+            };
+            self.leaf(Leaf {
+                name,
+                schema: None,
+                row,
                 qualified_only: true,
             });
         }
         for node in m.chooses {
             self.choose_node(Some(node));
         }
+        self.assign(&relation, &m.assigns, source);
         let cols = match m.returning {
             Some(r) => self.targets(&r.exprs),
             None => Vec::new(), // returns no rows
@@ -850,6 +908,8 @@ struct Modification<'a> {
     /// conditions, ON CONFLICT's WHERE.
     chooses: Vec<NodeRef<'a>>,
     returning: Option<&'a pb::ReturningClause>,
+    /// What it writes.
+    assigns: Assigns<'a>,
 }
 
 /// The output column an integer in ORDER BY / GROUP BY / DISTINCT ON

@@ -54,6 +54,7 @@ pub(crate) fn analyze_statement(
             copy_out: None,
             prepared_output: None,
             row_choice: Lineage::NONE,
+            writes: Vec::new(),
         },
         scopes: Vec::new(),
         ctes: Vec::new(),

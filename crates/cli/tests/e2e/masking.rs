@@ -252,7 +252,7 @@ async fn statements_that_copy_masked_columns_away_are_refused() {
         "0"
     );
     assert_eq!(proxy.upstream_sql("SELECT count(*) FROM plain_notes"), "0");
-    // Changing a protected table in place is not copying it away.
+    // WHERE chooses rows: what is written is no one's secret.
     client
         .execute(
             "UPDATE customers SET note = 'called' WHERE email LIKE '%example.org'",
@@ -264,6 +264,143 @@ async fn statements_that_copy_masked_columns_away_are_refused() {
         proxy.upstream_sql("SELECT note FROM customers WHERE id = 2"),
         "called"
     );
+}
+
+/// A second copy of customers, for statements that read one and write
+/// the other.
+const CUSTOMERS_2: &str = "CREATE TABLE customers_2 (LIKE customers INCLUDING ALL);
+INSERT INTO customers_2 SELECT * FROM customers;";
+
+/// The notes and emails of customers, as stored.
+fn stored(proxy: &Proxy) -> String {
+    proxy.upstream_sql(
+        "SELECT string_agg(id || ':' || coalesce(note, '-') || ':' || email, ',' ORDER BY id) FROM customers",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_values_written_where_they_would_not_be_masked_are_refused() {
+    let proxy = proxy_with("").await;
+    proxy.upstream_sql(CUSTOMERS_2);
+    let client = proxy.client().await;
+    let before = stored(&proxy);
+    for sql in [
+        // note is not classified: a plain SELECT note would return them.
+        "UPDATE customers SET note = ssn WHERE id = 1",
+        "UPDATE customers SET note = ssn WHERE id = 1 RETURNING note",
+        "UPDATE customers SET note = upper(full_name) WHERE id = 1",
+        "UPDATE customers SET email = ssn WHERE id = 1",
+        "UPDATE customers SET (note, balance) = (SELECT s.full_name, 1 FROM customers_2 s WHERE s.id = customers.id) WHERE id = 1",
+        "INSERT INTO customers (id, full_name, email, note) SELECT id + 100, full_name, email, ssn FROM customers",
+        "INSERT INTO customers (id, full_name, email) SELECT id, full_name, email FROM customers_2 \
+         ON CONFLICT (id) DO UPDATE SET note = EXCLUDED.full_name",
+        "MERGE INTO customers c USING customers_2 s ON c.id = s.id WHEN MATCHED THEN UPDATE SET note = s.ssn",
+        "WITH u AS (UPDATE customers SET note = phone WHERE id = 1 RETURNING id) SELECT count(*) FROM u",
+        "ALTER TABLE customers ALTER COLUMN note TYPE text USING ssn",
+    ] {
+        let e = client.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
+        assert_no_leak(sql, e.to_string().as_bytes());
+        let e = client.execute(sql, &[]).await.expect_err(sql);
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e}");
+    }
+    assert_eq!(stored(&proxy), before, "nothing changed");
+    let e = client
+        .simple_query("UPDATE customers SET note = ssn WHERE id = 1")
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().expect("an ErrorResponse");
+    assert!(
+        db.message().contains("\"ssn\"") && db.message().contains("national_id"),
+        "{}",
+        db.message()
+    );
+    assert!(db.hint().is_some());
+
+    // What is written from columns nobody protects, or into the column
+    // it came from, runs: by either protocol.
+    client
+        .simple_query("INSERT INTO plain_notes SELECT id, 'x' FROM customers")
+        .await
+        .unwrap();
+    client
+        .execute("INSERT INTO plain_notes SELECT id, 'y' FROM customers", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy.upstream_sql("SELECT string_agg(id || body, ',' ORDER BY body, id) FROM plain_notes"),
+        "1x,2x,1y,2y"
+    );
+    client
+        .simple_query("CREATE TABLE ids AS SELECT id FROM customers")
+        .await
+        .unwrap();
+    client
+        .execute(
+            "CREATE TABLE ids_again AS SELECT id, note FROM customers",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        proxy.upstream_sql("SELECT (SELECT count(*) FROM ids) + (SELECT count(*) FROM ids_again)"),
+        "4"
+    );
+    client
+        .simple_query("UPDATE customers SET email = lower(email) WHERE id = 1")
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE customers SET note = 'called' WHERE ssn LIKE '078%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stored(&proxy),
+        "1:prefers mornings:alice.smithson@example.com,2:called:bob.okonkwo@example.org"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_may_unmask_a_column_may_write_its_values_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policies.cedar"),
+        r#"
+@id("allow-statements")
+permit(principal, action, resource);
+
+@id("agents-see-ssns")
+permit(principal in Portcullis::Group::"agents", action == Portcullis::Action::"Unmask", resource)
+when { resource.classification == "national_id" && context.environment == "development" };
+"#,
+    )
+    .unwrap();
+    let proxy = proxy_with(&format!(
+        "[policy]\nfiles = [\"{}\"]\n",
+        dir.path().display()
+    ))
+    .await;
+    let sql = "UPDATE customers SET note = ssn WHERE id = 2";
+    // Alice may not see SSNs: refused.
+    let alice = proxy.client().await;
+    let e = alice.execute(sql, &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e}");
+    // Bob may: his to copy.
+    let bob = proxy.connect(&proxy.conn_str(BOB, "")).await.unwrap();
+    bob.execute(sql, &[]).await.unwrap();
+    assert_eq!(
+        proxy.upstream_sql("SELECT note FROM customers WHERE id = 2"),
+        "078-05-1120"
+    );
+    // Not emails, though.
+    let e = bob
+        .simple_query("UPDATE customers SET note = email WHERE id = 2")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e}");
 }
 
 /// Everything a COPY TO STDOUT sends, through the extended protocol.
