@@ -8,8 +8,8 @@ use std::sync::Arc;
 use portcullis_analysis::QualifiedName;
 use portcullis_guard::catalog::{Classification, Row};
 use portcullis_guard::{
-    shared_analysis_cache, CatalogSnapshot, Classification, Exposure, Guard, GuardSettings,
-    InferenceRule, Inferred, MaskingRules, OutputColumn, SessionState, Who,
+    shared_analysis_cache, CatalogSnapshot, Exposure, Guard, GuardSettings, InferenceRule,
+    Inferred, MaskingRules, OutputColumn, SessionState, Who,
 };
 use portcullis_mask::Class;
 use portcullis_policy::{Enforcement, PolicyEngine, Principal, PrincipalKind, TargetRef};
