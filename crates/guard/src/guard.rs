@@ -333,17 +333,22 @@ impl Guard {
             if writes_rows(stmt) || executes_writes(stmt, state) {
                 j.row_limit = self.enforced_row_limit();
             }
+            // Always judged: the columns it infers from are recorded even
+            // when something else refuses the statement.
             let masking = self.masking_refusal(stmt, who, state, &mut j.inferred);
-            if let Some(r) = lexer::check(stmt)
-                .or_else(|| portal_refusal(stmt, state))
-                .or_else(|| self.copy_refusal(stmt, who, state))
-                .or(masking)
-            {
-                j.refusal.get_or_insert(r);
-            }
+            // The first refusal of the message wins; within a statement,
+            // what Portcullis cannot follow, then the policy's decision,
+            // then masking's (a statement the policy denies or holds for
+            // approval is reported as such).
             if j.refusal.is_none() {
-                j.refusal = decision_refusal(&decision).map(|r| with_note(r, &hidden));
-                j.refused_by = decision.policy().map(str::to_owned);
+                if let Some(r) = lexer::check(stmt).or_else(|| portal_refusal(stmt, state)) {
+                    j.refusal = Some(r);
+                } else if let Some(r) = decision_refusal(&decision) {
+                    j.refusal = Some(with_note(r, &hidden));
+                    j.refused_by = decision.policy().map(str::to_owned);
+                } else {
+                    j.refusal = self.copy_refusal(stmt, who, state).or(masking);
+                }
             }
             verdicts.push(StatementVerdict {
                 class: stmt.class,
@@ -483,11 +488,11 @@ impl Guard {
             let r = self.masking_refusal(stmt, who, session, &mut j.inferred);
             masking = masking.or(r);
         }
-        if masking.is_some() {
+        // The policy's decision first, as in `judge_text`.
+        j.refusal = decision_refusal(&decision);
+        j.refused_by = decision.policy().map(str::to_owned);
+        if j.refusal.is_none() {
             j.refusal = masking;
-        } else {
-            j.refusal = decision_refusal(&decision);
-            j.refused_by = decision.policy().map(str::to_owned);
         }
         j.statements = Arc::new([StatementVerdict {
             class: StatementClass::Execute,
