@@ -104,6 +104,11 @@ const MIN_FINDING: usize = 6;
 /// digits.
 const MIN_FINDING_WITHOUT_AT: usize = 9;
 
+/// The shortest finding a literal anchors: a JWT whose header is
+/// `{"alg"}` with a one-character payload and no signature,
+/// `eyJhbGcifQ.x.` (tokens need at least 15 bytes, `xoxb-` and ten).
+const MIN_LITERAL_FINDING: usize = 13;
+
 /// The detector set. Build once (it compiles its automata) and share;
 /// clones share the automata.
 #[derive(Debug, Clone)]
@@ -155,8 +160,12 @@ impl Detectors {
         let mut hits = Vec::new();
         punctuation(text, context, &mut hits);
         digits(text, context, &mut hits);
-        literal_prefixes(&self.long, text, &mut hits);
-        literal_prefixes(&self.short, text, &mut hits);
+        // The automata cost more to start than a short value costs to
+        // scan, and no literal-anchored finding is that short.
+        if text.len() >= MIN_LITERAL_FINDING {
+            literal_prefixes(&self.long, text, &mut hits);
+            literal_prefixes(&self.short, text, &mut hits);
+        }
         if let Some(class) = context {
             context::find(text, class, &mut hits);
         }

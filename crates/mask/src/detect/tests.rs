@@ -296,3 +296,36 @@ fn a_failed_literal_does_not_hide_the_next_one() {
         );
     }
 }
+
+#[test]
+fn no_literal_anchored_finding_is_shorter_than_the_skip() {
+    use token::Body;
+    for p in token::PREFIXES {
+        let body = match p.body {
+            Body::Exactly(n, _) | Body::AtLeast(n, _) => n,
+            Body::GitHubClassic => 36,
+            Body::GitHubFineGrained => 82,
+            Body::SendGrid => 66,
+            Body::SkDash => 24,
+            Body::AwsSecret => 40,
+        };
+        assert!(
+            p.literal.len() + body >= MIN_LITERAL_FINDING,
+            "{}",
+            p.literal
+        );
+    }
+    // The shortest JWT the detector accepts is exactly that long.
+    let jwt = b"eyJhbGcifQ.x.";
+    assert_eq!(jwt.len(), MIN_LITERAL_FINDING);
+    assert_eq!(Detectors::new().find(jwt, None).len(), 1);
+    // Values too short for any finding are not searched, and lose nothing.
+    let d = Detectors::new();
+    for short in ["a@b.co", "+14155550", "x@y.io z"] {
+        assert_eq!(
+            d.find(short.as_bytes(), None),
+            plain_find(short.as_bytes(), None),
+            "{short}"
+        );
+    }
+}
