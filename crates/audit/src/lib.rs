@@ -6,6 +6,7 @@ mod error;
 mod hex;
 pub mod params;
 pub mod record;
+pub mod verify;
 
 pub use error::AuditError;
 pub use record::Record;
