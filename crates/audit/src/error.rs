@@ -1,0 +1,31 @@
+//! The crate's errors. None of them carries record content: a message may
+//! end up in a log line or in front of a client, and records hold
+//! identities and statement shapes.
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The writer's queue is full: the store is behind. Fail closed.
+    #[error("audit queue is full")]
+    QueueFull,
+    /// The writer has stopped, or its last commit failed and it is retrying.
+    #[error("audit store is unavailable")]
+    StoreDown,
+    /// A durable submit was not committed in time. The record may still be
+    /// committed later; the caller must treat the statement as unrecorded.
+    #[error("audit record not committed within {0:?}")]
+    Timeout(Duration),
+    #[error("invalid {field}: {why}")]
+    InvalidField { field: &'static str, why: &'static str },
+    #[error("record cannot be encoded canonically: {0}")]
+    Canonical(#[from] crate::canonical::CanonicalError),
+    #[error("audit store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("audit store {what}: {why}")]
+    Corrupt { what: &'static str, why: String },
+    #[error("signing key: {0}")]
+    Key(String),
+    #[error("reading {path}: {source}")]
+    Io { path: String, #[source] source: std::io::Error },
+}

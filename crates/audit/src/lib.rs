@@ -1,0 +1,41 @@
+//! Portcullis' audit trail: who connected, what they ran, what data they
+//! touched and what was decided, in a tamper-evident log an auditor can
+//! verify and search.
+//!
+//! The crate knows nothing of the proxy. Its door:
+//!
+//! - [`AuditLog::open`] a store, then [`AuditLog::submit`] records (never
+//!   blocks; `QueueFull`/`StoreDown` tell the caller to fail closed) or
+//!   [`AuditLog::submit_durable`] / [`AuditLog::submit_with_receipt`] to
+//!   wait, with a timeout, until the record is committed (`strict` mode);
+//! - [`verify::verify`] a store (or any [`verify::LogSource`]) and read the
+//!   [`verify::Report`];
+//! - [`search::search`] a store with a [`search::Filter`].
+//!
+//! Inside, by concern: [`record`] (what a record can say), [`params`]
+//! (what may stand for a bind value), [`canonical`] (the exact bytes that
+//! are hashed), [`chain`] (seq, prev hash, genesis), [`checkpoint`]
+//! (Ed25519-signed heads), [`verify`], [`store`] (SQLite), [`search`] and
+//! [`log`] (the queue and the writer thread). `docs/AUDIT.md` describes the
+//! format for users and auditors.
+
+pub mod canonical;
+pub mod chain;
+pub mod checkpoint;
+mod error;
+mod hex;
+pub mod log;
+pub mod params;
+pub mod record;
+pub mod search;
+pub mod store;
+pub mod verify;
+
+pub use chain::{Hash, Head, LogId};
+pub use checkpoint::{Checkpoint, CheckpointPolicy, PublicKey, SigningKey};
+pub use error::AuditError;
+pub use log::{Accepted, AuditConfig, AuditLog, Committed, Receipt};
+pub use record::Record;
+pub use search::{search, Filter, Found};
+pub use store::sqlite::{SqliteStore, Synchronous};
+pub use verify::{verify, Finding, Report};

@@ -1,0 +1,337 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Tables (all prefixed `audit_`, so the same file can hold the
+//! control-plane tables that keys and approvals need later):
+//!
+//! - `audit_meta(key, value)`: `format`, `log_id`, the recorded head
+//!   (`head_size`, `head_hash`, rewritten with every batch) and, for
+//!   convenience only, `public_key` (an auditor must get the key they trust
+//!   from elsewhere).
+//! - `audit_records`: one row per record. `seq` (the rowid) is the
+//!   record's position; `envelope` holds the exact canonical bytes that were
+//!   hashed and `hash` their hash; the other columns are copies for search
+//!   and are not trusted by verification.
+//! - `audit_touched(object, col, seq, access)`: the relations and columns
+//!   each statement read (access bit 1) or wrote (bit 2); `col = ''` is the
+//!   relation itself.
+//! - `audit_checkpoints(size, ts, head, key_id, signature)`.
+//!
+//! Every search index is on one column: SQLite appends the rowid to each
+//! index entry, so `subject = ? AND seq BETWEEN ? AND ? ORDER BY seq DESC`
+//! is a single index range, and a time range becomes a seq range because
+//! `ts` never decreases along the chain (see [`crate::log`]).
+//!
+//! Rotation (not built yet) fits this layout: a segment is a file holding
+//! the seqs `a..=b` of one log. It closes with a checkpoint at size `b`;
+//! the next segment records `segment_start = b + 1` and the head hash at
+//! `b` in its meta table and copies that checkpoint, so each segment
+//! verifies on its own (starting from the anchor instead of genesis) and a
+//! sequence of segments verifies as one chain.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use super::{BatchStore, StoredItem};
+use crate::chain::{Hash, Head, LogId, FORMAT_VERSION};
+use crate::checkpoint::{Checkpoint, PublicKey};
+use crate::verify::{LogSource, StoredRecord};
+use crate::AuditError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_records (
+    seq INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT,
+    target TEXT,
+    environment TEXT,
+    session_id TEXT,
+    decision TEXT,
+    fingerprint TEXT,
+    sqlstate TEXT,
+    refers_to INTEGER,
+    hash BLOB NOT NULL,
+    envelope BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_records_ts ON audit_records(ts);
+CREATE INDEX IF NOT EXISTS audit_records_subject ON audit_records(subject) WHERE subject IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_target ON audit_records(target) WHERE target IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records(session_id) WHERE session_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_decision ON audit_records(decision) WHERE decision IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_fingerprint ON audit_records(fingerprint) WHERE fingerprint IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_sqlstate ON audit_records(sqlstate) WHERE sqlstate IS NOT NULL;
+CREATE INDEX IF NOT EXISTS audit_records_refers ON audit_records(refers_to) WHERE refers_to IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit_touched (
+    object TEXT NOT NULL,
+    col TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    access INTEGER NOT NULL,
+    PRIMARY KEY (object, col, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    size INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+";
+
+/// How hard a commit presses data to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// WAL with `synchronous=NORMAL`: a committed batch survives the proxy
+    /// being killed (the WAL is in the OS's hands); an OS crash or power
+    /// loss can lose the last batches.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced; survives power loss.
+    Full,
+}
+
+pub struct SqliteStore {
+    conn: Connection,
+    log: LogId,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("log", &self.log).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) a store for writing.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<Self, AuditError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match synchronous {
+                Synchronous::Normal => "NORMAL",
+                Synchronous::Full => "FULL",
+            },
+        )?;
+        // The writer touches the tail of every index with each batch; a page
+        // cache that holds those tails spares reading them back from the OS
+        // (SQLite's default is 2 MB).
+        conn.pragma_update(None, "cache_size", -65_536)?;
+        conn.execute_batch(SCHEMA)?;
+        let format: Option<String> = meta(&conn, "format")?;
+        match format {
+            None => {
+                let log = LogId::random();
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                let init = (|| -> Result<(), AuditError> {
+                    // Another process may have initialised it meanwhile.
+                    if meta(&conn, "format")?.is_none() {
+                        set_meta(&conn, "format", &FORMAT_VERSION.to_string())?;
+                        set_meta(&conn, "log_id", log.as_str())?;
+                    }
+                    Ok(())
+                })();
+                conn.execute_batch(if init.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+                init?;
+            }
+            Some(f) if f == FORMAT_VERSION.to_string() => {}
+            Some(_) => {
+                return Err(AuditError::Corrupt { what: "format", why: "written by an unknown version".into() })
+            }
+        }
+        Self::with_conn(conn)
+    }
+
+    /// Opens an existing store without writing to it (search, verify).
+    pub fn open_read_only(path: &Path) -> Result<Self, AuditError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Self::with_conn(conn)
+    }
+
+    fn with_conn(conn: Connection) -> Result<Self, AuditError> {
+        let log = meta(&conn, "log_id")?
+            .map(LogId::new)
+            .ok_or(AuditError::Corrupt { what: "meta", why: "no log id".into() })?;
+        Ok(SqliteStore { conn, log })
+    }
+
+    pub fn log(&self) -> &LogId {
+        &self.log
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Publishes the checkpoint key's public half in the store, for
+    /// convenience; verification should use a key obtained elsewhere.
+    pub fn set_public_key(&self, key: &PublicKey) -> Result<(), AuditError> {
+        set_meta(&self.conn, "public_key", &key.to_base64())
+    }
+
+    pub fn public_key(&self) -> Result<Option<PublicKey>, AuditError> {
+        meta(&self.conn, "public_key")?.map(|k| PublicKey::parse(&k)).transpose()
+    }
+
+    /// One record's envelope by seq.
+    pub fn envelope(&self, seq: u64) -> Result<Option<Vec<u8>>, AuditError> {
+        Ok(self
+            .conn
+            .query_row("SELECT envelope FROM audit_records WHERE seq = ?1", [seq as i64], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn last_row(&self) -> Result<Option<(u64, Hash)>, AuditError> {
+        let row: Option<(i64, Vec<u8>)> = self
+            .conn
+            .query_row("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        row.map(|(seq, hash)| Ok((seq as u64, blob_hash(hash)?))).transpose()
+    }
+}
+
+impl BatchStore for SqliteStore {
+    /// The recorded head, or the last row if it is further on (it never is
+    /// unless the meta table was edited). When rows after the recorded head
+    /// were deleted, the chain continues from the recorded head, so the
+    /// deletion shows as a gap rather than being papered over.
+    fn head(&self) -> Result<Head, AuditError> {
+        let recorded = recorded_head(&self.conn, &self.log)?;
+        let last = self.last_row()?;
+        Ok(match (recorded, last) {
+            (Some(h), Some((seq, _))) if h.size >= seq => h,
+            (_, Some((seq, hash))) => Head { log: self.log.clone(), size: seq, hash },
+            (Some(h), None) => h,
+            (None, None) => Head::empty(self.log.clone()),
+        })
+    }
+
+    fn commit(&mut self, batch: &[StoredItem], checkpoint: Option<&Checkpoint>, head: &Head) -> Result<(), AuditError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO audit_records (seq, ts, kind, subject, target, environment, session_id, \
+                 decision, fingerprint, sqlstate, refers_to, hash, envelope) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?;
+            let mut touch =
+                tx.prepare_cached("INSERT OR IGNORE INTO audit_touched (object, col, seq, access) VALUES (?1, ?2, ?3, ?4)")?;
+            for item in batch {
+                let ix = &item.index;
+                let seq = item.sealed.seq as i64;
+                insert.execute(params![
+                    seq,
+                    item.sealed.ts_micros,
+                    ix.kind,
+                    ix.subject,
+                    ix.target,
+                    ix.environment,
+                    ix.session_id,
+                    ix.decision,
+                    ix.fingerprint,
+                    ix.sqlstate,
+                    ix.refers_to.map(|r| r as i64),
+                    &item.sealed.hash.0[..],
+                    &item.sealed.envelope,
+                ])?;
+                for (object, col, access) in &ix.touched {
+                    touch.execute(params![object, col, seq, access])?;
+                }
+            }
+            if let Some(cp) = checkpoint {
+                tx.execute(
+                    "INSERT OR REPLACE INTO audit_checkpoints (size, ts, head, key_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![cp.size as i64, cp.ts, cp.head.to_hex(), cp.key_id, cp.signature],
+                )?;
+            }
+            set_meta(&tx, "head_size", &head.size.to_string())?;
+            set_meta(&tx, "head_hash", &head.hash.to_hex())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+impl LogSource for SqliteStore {
+    fn log_id(&self) -> Result<LogId, AuditError> {
+        Ok(self.log.clone())
+    }
+
+    fn scan(&self, each: &mut dyn FnMut(StoredRecord)) -> Result<(), AuditError> {
+        let mut stmt = self.conn.prepare("SELECT seq, hash, envelope FROM audit_records ORDER BY seq")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            each(stored(row.get(0)?, row.get(1)?, row.get(2)?));
+        }
+        Ok(())
+    }
+
+    fn record_at(&self, position: u64) -> Result<Option<StoredRecord>, AuditError> {
+        Ok(self
+            .conn
+            .query_row("SELECT seq, hash, envelope FROM audit_records WHERE seq = ?1", [position as i64], |r| {
+                Ok(stored(r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?)
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, AuditError> {
+        let mut stmt = self.conn.prepare("SELECT size, ts, head, key_id, signature FROM audit_checkpoints ORDER BY size")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (size, ts, head, key_id, signature) = row?;
+            // An unreadable head hash can only match nothing: all zeros.
+            let head = Hash::try_from(head).unwrap_or(Hash([0; 32]));
+            out.push(Checkpoint { log: self.log.clone(), size: size as u64, head, ts, key_id, signature });
+        }
+        Ok(out)
+    }
+
+    fn recorded_head(&self) -> Result<Option<Head>, AuditError> {
+        recorded_head(&self.conn, &self.log)
+    }
+}
+
+/// A hash column that is not 32 bytes is kept as all zeros, which no
+/// envelope hashes to: verification then reports the record as edited.
+fn stored(seq: i64, hash: Vec<u8>, envelope: Vec<u8>) -> StoredRecord {
+    StoredRecord { position: seq as u64, hash: Some(blob_hash(hash).unwrap_or(Hash([0; 32]))), envelope }
+}
+
+fn blob_hash(b: Vec<u8>) -> Result<Hash, AuditError> {
+    <[u8; 32]>::try_from(b)
+        .map(Hash)
+        .map_err(|_| AuditError::Corrupt { what: "hash column", why: "not 32 bytes".into() })
+}
+
+fn recorded_head(conn: &Connection, log: &LogId) -> Result<Option<Head>, AuditError> {
+    let (Some(size), Some(hash)) = (meta(conn, "head_size")?, meta(conn, "head_hash")?) else {
+        return Ok(None);
+    };
+    let size = size.parse::<u64>().map_err(|_| AuditError::Corrupt { what: "head_size", why: "not a number".into() })?;
+    let hash = Hash::try_from(hash).map_err(|why| AuditError::Corrupt { what: "head_hash", why })?;
+    Ok(Some(Head { log: log.clone(), size, hash }))
+}
+
+fn meta(conn: &Connection, key: &str) -> Result<Option<String>, AuditError> {
+    Ok(conn.query_row("SELECT value FROM audit_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+}
+
+fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), AuditError> {
+    conn.prepare_cached("INSERT INTO audit_meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")?
+        .execute([key, value])?;
+    Ok(())
+}
