@@ -10,8 +10,8 @@ use portcullis_analysis::{
     StatementClass,
 };
 use portcullis_policy::{
-    self as policy, Decision, Enforcement, PolicyEngine, Principal, Request, RequestContext,
-    TargetRef,
+    self as policy, Decided, Decision, Enforcement, PolicyEngine, Principal, Request,
+    RequestContext, TargetRef,
 };
 use portcullis_wire::{sqlstate, Refusal};
 
@@ -48,6 +48,11 @@ pub struct GuardSettings {
 pub struct StatementVerdict {
     pub class: StatementClass,
     pub decision: Decision,
+    /// The policies that made the decision (see [`policy::Decided`]).
+    pub policies: Arc<[String]>,
+    /// What the policy saw: the operations, objects and columns, resolved
+    /// under the search_path that decided (for the audit trail).
+    pub facts: Arc<policy::StatementFacts>,
 }
 
 /// The verdict on one message (a Query, a Parse, a Bind).
@@ -291,7 +296,7 @@ impl Guard {
                 snapshot,
                 functions_unseen,
             });
-            let mut worst: Option<Decision> = None;
+            let mut worst: Option<(Decided, policy::StatementFacts)> = None;
             let mut stmt_hidden_code = false;
             for path in paths.paths() {
                 let scope = Scope {
@@ -318,12 +323,14 @@ impl Guard {
                         }
                     }
                 }
-                let decision = self.engine.decide(&self.request(who, facts));
-                if worst.as_ref().is_none_or(Decision::is_allow) {
-                    worst = Some(decision);
+                let request = self.request(who, facts);
+                let decided = self.engine.decided(&request);
+                if worst.as_ref().is_none_or(|(w, _)| w.decision.is_allow()) {
+                    worst = Some((decided, request.statement));
                 }
             }
-            let decision = worst.unwrap_or(Decision::Allow);
+            let (decided, facts) = worst.unwrap_or_else(allowed_by_default);
+            let decision = decided.decision;
             j.changes_schema |= changes_schema(stmt);
             j.hidden_code |= stmt_hidden_code;
             // Later statements of the string run after this one's changes.
@@ -353,6 +360,8 @@ impl Guard {
             verdicts.push(StatementVerdict {
                 class: stmt.class,
                 decision,
+                policies: decided.policies,
+                facts: Arc::new(facts),
             });
             if index + 1 < analysis.statements.len() {
                 scratch
@@ -432,7 +441,7 @@ impl Guard {
             functions_unseen,
         });
         let mut j = self.judgement(None, None);
-        let mut worst: Option<Decision> = None;
+        let mut worst: Option<(Decided, policy::StatementFacts)> = None;
         for path in session.search_paths() {
             let scope = Scope {
                 search_path: path,
@@ -453,9 +462,10 @@ impl Guard {
                     .prepared(name)
                     .filter_map(|t| t.statement())
                     .any(|stmt| runs_hidden_code(stmt, path, view.as_ref()));
-            let decision = self.engine.decide(&self.request(who, facts));
-            if worst.as_ref().is_none_or(Decision::is_allow) {
-                worst = Some(decision);
+            let request = self.request(who, facts);
+            let decided = self.engine.decided(&request);
+            if worst.as_ref().is_none_or(|(w, _)| w.decision.is_allow()) {
+                worst = Some((decided, request.statement));
             }
         }
         let mut copy_in = false;
@@ -480,7 +490,8 @@ impl Guard {
             .hint("Send COPY ... FROM STDIN as a plain query (psql's \\copy, JDBC's CopyManager and psycopg do); Portcullis counts the rows it adds."));
             return j;
         }
-        let decision = worst.unwrap_or(Decision::Allow);
+        let (decided, facts) = worst.unwrap_or_else(allowed_by_default);
+        let decision = decided.decision;
         // Judged when parsed too; again, since the catalog or the
         // session's search_path may have changed since.
         let mut masking = None;
@@ -497,6 +508,8 @@ impl Guard {
         j.statements = Arc::new([StatementVerdict {
             class: StatementClass::Execute,
             decision,
+            policies: decided.policies,
+            facts: Arc::new(facts),
         }]);
         j
     }
@@ -556,6 +569,18 @@ pub fn encoding_refusal(e: &EncodingError) -> Refusal {
 /// procedures, dynamic SQL, operators that may not be pg_catalog's, or a
 /// function that may resolve outside pg_catalog. (`set_config` by name is
 /// followed by the analysis itself.)
+/// No search_path was tried (none is possible): nothing decided, nothing
+/// seen.
+fn allowed_by_default() -> (Decided, policy::StatementFacts) {
+    (
+        Decided {
+            decision: Decision::Allow,
+            policies: Arc::from([]),
+        },
+        policy::StatementFacts::default(),
+    )
+}
+
 fn runs_hidden_code(
     stmt: &portcullis_analysis::StatementFacts,
     path: &[String],

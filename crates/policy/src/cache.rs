@@ -25,7 +25,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::decision::Decision;
+use crate::decision::Decided;
 use crate::needs::PolicyNeeds;
 use crate::request::Request;
 use crate::request::{Principal, RequestContext, ResourceRef, TargetRef, TimeOfDay};
@@ -33,7 +33,7 @@ use crate::request::{Principal, RequestContext, ResourceRef, TargetRef, TimeOfDa
 const SHARDS: usize = 8;
 
 /// Entries by key hash; a bucket holds the rare keys whose hashes collide.
-type Shard = Mutex<HashMap<u64, Vec<(Request, Decision)>>>;
+type Shard = Mutex<HashMap<u64, Vec<(Request, Decided)>>>;
 
 pub(crate) struct DecisionCache {
     hasher: RandomState,
@@ -79,7 +79,7 @@ impl DecisionCache {
         }
     }
 
-    pub fn get(&self, req: &Request) -> Option<Decision> {
+    pub fn get(&self, req: &Request) -> Option<Decided> {
         let (hash, shard) = self.locate(req)?;
         let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
         shard
@@ -89,7 +89,7 @@ impl DecisionCache {
             .map(|(_, d)| d.clone())
     }
 
-    pub fn insert(&self, req: &Request, decision: &Decision) {
+    pub fn insert(&self, req: &Request, decision: &Decided) {
         let Some((hash, shard)) = self.locate(req) else {
             return;
         };

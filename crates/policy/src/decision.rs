@@ -21,6 +21,16 @@ pub const NO_PERMIT_ID: &str = "default-deny";
 /// Reserved like [`NO_PERMIT_ID`].
 pub const INVALID_REQUEST_ID: &str = "invalid-request";
 
+/// A decision and the policies that made it: for a refusal the deciding
+/// policy, for an allowed statement every permit that matched. For the
+/// audit trail and logs; nothing here reaches a client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Decided {
+    pub decision: Decision,
+    /// Policy ids, in load order.
+    pub policies: std::sync::Arc<[String]>,
+}
+
 /// The answer for one statement.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Decision {

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{
     ActionConstraint, AuthorizationError, Authorizer, Context, Effect, Policy, PolicyId, PolicySet,
@@ -30,7 +31,9 @@ use miette::Diagnostic;
 use crate::action::Action;
 use crate::bundle::{default_bundle, read_policy_files, PolicySource};
 use crate::cache::{DecisionCache, UnmaskCache};
-use crate::decision::{Approval, Decision, Denial, DenyCause, INVALID_REQUEST_ID, NO_PERMIT_ID};
+use crate::decision::{
+    Approval, Decided, Decision, Denial, DenyCause, INVALID_REQUEST_ID, NO_PERMIT_ID,
+};
 use crate::error::{line_column, LoadError, Problem};
 use crate::explain::{Evaluation, Explanation};
 use crate::needs::PolicyNeeds;
@@ -64,6 +67,23 @@ pub struct PolicyEngine {
     unmask_needs: PolicyNeeds,
     unmask_permitted: bool,
     unmask_cache: UnmaskCache,
+    /// See [`PolicyEngine::bundle_hash`].
+    bundle_hash: String,
+}
+
+/// SHA-256 over each source's name and text, length-prefixed so that no
+/// two bundles share an encoding; hex.
+fn bundle_digest(sources: &[PolicySource]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"portcullis-policy-bundle/v1\0");
+    for s in sources {
+        for part in [s.name.as_bytes(), s.text.as_bytes()] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Decisions cached per engine unless [`PolicyEngine::with_cache_capacity`]
@@ -229,7 +249,9 @@ impl PolicyEngine {
         let unmask = subset(&|p| counts_for_unmask(p, &vocab));
         let unmask_needs = PolicyNeeds::of(&unmask);
         let unmask_permitted = unmask.policies().any(|p| p.effect() == Effect::Permit);
+        let bundle_hash = bundle_digest(&sources);
         Ok(PolicyEngine {
+            bundle_hash,
             cache: DecisionCache::new(DEFAULT_CACHE_CAPACITY, &needs),
             reads_time: needs.reads("time"),
             needs,
@@ -353,23 +375,55 @@ impl PolicyEngine {
 
     /// The decision for one statement.
     pub fn decide(&self, req: &Request) -> Decision {
+        self.decided(req).decision
+    }
+
+    /// The decision for one statement with the policies that made it.
+    pub fn decided(&self, req: &Request) -> Decided {
         if let Some(d) = self.cache.get(req) {
             return d;
         }
-        let d = self.judge(req, None);
+        let mut permits = Vec::new();
+        let decision = self.judge(req, None, Some(&mut permits));
+        let policies: Arc<[String]> = match decision.policy() {
+            Some(p) => Arc::from([p.to_owned()]),
+            None => {
+                permits.sort_unstable();
+                permits.dedup();
+                permits
+                    .into_iter()
+                    .map(|i| self.infos[i].id.clone())
+                    .collect()
+            }
+        };
+        let d = Decided { decision, policies };
         self.cache.insert(req, &d);
         d
+    }
+
+    /// A digest of the policies in force (their ids, effects and source
+    /// text, in load order): what the audit trail records so that a
+    /// decision can be tied to the exact bundle that made it.
+    pub fn bundle_hash(&self) -> &str {
+        &self.bundle_hash
     }
 
     /// The decision with the Cedar requests made, the policies that decided
     /// each, and the facts they saw; for `portcullis policy explain`.
     pub fn explain(&self, req: &Request) -> Explanation {
         let mut evaluations = Vec::new();
-        let decision = self.judge(req, Some(&mut evaluations));
+        let decision = self.judge(req, Some(&mut evaluations), None);
         Explanation::new(req, decision, evaluations)
     }
 
-    fn judge(&self, req: &Request, mut trace: Option<&mut Vec<Evaluation>>) -> Decision {
+    /// `permits`, when given, collects the indexes (in `infos`) of the
+    /// permits that allowed each request.
+    fn judge(
+        &self,
+        req: &Request,
+        mut trace: Option<&mut Vec<Evaluation>>,
+        mut permits: Option<&mut Vec<usize>>,
+    ) -> Decision {
         let translated = match Translated::new(&self.vocab, req, &self.needs) {
             Ok(t) => t,
             Err(_) => return invalid_request(req),
@@ -391,6 +445,14 @@ impl PolicyEngine {
                 Err(_) => return invalid_request(req),
             };
             let decision = self.classify(&translated, call, &response, req.context.approved);
+            if let (Decision::Allow, Some(permits)) = (&decision, permits.as_deref_mut()) {
+                permits.extend(
+                    response
+                        .diagnostics()
+                        .reason()
+                        .filter_map(|id| self.by_id.get(id).copied()),
+                );
+            }
             if let Some(trace) = trace.as_deref_mut() {
                 trace.push(Evaluation::new(
                     call,

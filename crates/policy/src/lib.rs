@@ -42,7 +42,7 @@ mod translate;
 pub use action::{Action, UnknownAction, UNMASK_ACTION};
 pub use bundle::{default_bundle, read_policy_files, PolicySource};
 pub use decision::{
-    Approval, Decision, Denial, DenyCause, Enforcement, INVALID_REQUEST_ID, NO_PERMIT_ID,
+    Approval, Decided, Decision, Denial, DenyCause, Enforcement, INVALID_REQUEST_ID, NO_PERMIT_ID,
 };
 pub use engine::{PolicyEffect, PolicyEngine, PolicyInfo, DEFAULT_CACHE_CAPACITY};
 pub use error::{LoadError, Problem};
