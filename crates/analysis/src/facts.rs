@@ -23,12 +23,24 @@ pub struct Analysis {
     /// whitespace, comments and semicolons (the server answers
     /// EmptyQueryResponse).
     pub statements: Vec<StatementFacts>,
+    /// Each statement's text as the audit trail keeps it, computed on
+    /// first use (see [`Analysis::audit_texts`]).
+    #[serde(skip)]
+    pub audit: crate::audit_text::AuditTexts,
 }
 
 impl Analysis {
     /// Number of statements in the string.
     pub fn statement_count(&self) -> usize {
         self.statements.len()
+    }
+
+    /// Each statement's audit text (literals as placeholders, comments
+    /// dropped), computed from `sql` (the text analysed, or any text of
+    /// its shape) the first time it is asked for.
+    pub fn audit_texts(&self, sql: &str) -> std::sync::Arc<[crate::audit_text::AuditText]> {
+        self.audit
+            .get_or_compute(sql, self.statements.iter().map(|s| s.span.clone()))
     }
 }
 

@@ -49,6 +49,7 @@
 //! guards its own recursion: it sizes its limit to the calling thread's
 //! remaining stack and refuses beyond it.
 
+pub mod audit_text;
 pub mod cache;
 pub mod capabilities;
 mod classify;
@@ -116,6 +117,7 @@ pub(crate) fn analyze_traced(sql: &str) -> Result<Traced, AnalysisError> {
     Ok(Traced {
         analysis: Analysis {
             statements: statements?,
+            audit: Default::default(),
         },
         a_const_locations: parsed.a_const_locations,
         values_read,
