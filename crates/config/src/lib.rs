@@ -4,6 +4,7 @@
 //! [`Config::load`] reads and validates a file; [`Config::parse`] does the same
 //! for text. Errors name the file, the key and what is wrong with it.
 
+mod audit;
 mod duration;
 mod error;
 mod include;
@@ -13,6 +14,7 @@ mod row_limit;
 mod validate;
 mod verifier;
 
+pub use audit::{Audit, AuditFailure, AuditMode, ParamsMode, Synchronous};
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use masking::{ColumnRule, Inference, Masking};

@@ -35,6 +35,9 @@ pub struct Config {
     /// Dynamic masking of sensitive values in results.
     #[serde(default)]
     pub masking: crate::Masking,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: crate::Audit,
     /// Where the file was loaded from; relative paths inside it resolve
     /// against its folder. Not part of the file.
     #[serde(skip)]
@@ -175,6 +178,13 @@ pub struct Target {
     /// is [`Target::effective_row_limit`].
     #[serde(default)]
     pub row_limit: Option<RowLimit>,
+    /// `strict`, `queued` or `off`; left out: strict in production, queued
+    /// elsewhere (see [`Target::audit_mode`]).
+    #[serde(default)]
+    pub audit: Option<crate::AuditMode>,
+    /// `closed` (default) or `open`.
+    #[serde(default)]
+    pub audit_failure: crate::AuditFailure,
 }
 
 fn default_pg_port() -> u16 {
@@ -213,6 +223,12 @@ impl Target {
     /// staging and development.
     pub fn effective_row_limit(&self) -> Option<u64> {
         RowLimit::effective(self.row_limit, &self.environment)
+    }
+
+    /// The audit mode in force: `audit` when given, otherwise strict in
+    /// production and queued elsewhere.
+    pub fn audit_mode(&self) -> crate::AuditMode {
+        crate::AuditMode::effective(self.audit, &self.environment)
     }
 }
 

@@ -32,6 +32,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     v.targets()?;
     v.users()?;
     v.masking()?;
+    v.audit()?;
     Ok(())
 }
 
@@ -87,6 +88,55 @@ fn fmt_duration(d: Duration) -> String {
 }
 
 impl Validator<'_> {
+    /// The `[audit]` table: sizes that make sense, one source per key, key
+    /// files that exist.
+    fn audit(&self) -> Result<(), ConfigError> {
+        let a = &self.config.audit;
+        if !a.enabled {
+            return Ok(());
+        }
+        if a.path.as_os_str().is_empty() {
+            return Err(self.err("audit.path", "is empty; give a file for the audit store"));
+        }
+        if a.queue_capacity < 16 {
+            return Err(self.err(
+                "audit.queue_capacity",
+                format!("is {}; give at least 16", a.queue_capacity),
+            ));
+        }
+        if a.checkpoint_records == 0 || a.checkpoint_interval.is_zero() {
+            return Err(self.err(
+                "audit.checkpoint_records",
+                "and audit.checkpoint_interval must both be above zero",
+            ));
+        }
+        if a.commit_timeout.is_zero() {
+            return Err(self.err("audit.commit_timeout", "must be above zero"));
+        }
+        if let Some(path) = &a.signing_key_file {
+            self.file("audit.signing_key_file", path, "audit signing key file")?;
+        }
+        if a.params_key_env.is_some() && a.params_key_file.is_some() {
+            return Err(self.err(
+                "audit.params_key_env",
+                "and audit.params_key_file are both set; give the key one way",
+            ));
+        }
+        if let Some(path) = &a.params_key_file {
+            self.file("audit.params_key_file", path, "audit parameter key file")?;
+        }
+        if a.params == crate::ParamsMode::KeyedHash
+            && a.params_key_env.is_none()
+            && a.params_key_file.is_none()
+        {
+            return Err(self.err(
+                "audit.params",
+                "is \"keyed_hash\" but no key is given; set audit.params_key_env or audit.params_key_file",
+            ));
+        }
+        Ok(())
+    }
+
     /// The `[masking]` table: names the mask crate knows, columns written
     /// `schema.table.column`, targets that exist, a key source that does.
     fn masking(&self) -> Result<(), ConfigError> {

@@ -1,0 +1,179 @@
+//! The `[audit]` table and each target's audit mode.
+//!
+//! The audit trail is on with no configuration: a SQLite file beside the
+//! configuration file, `strict` on production targets and `queued`
+//! elsewhere, failing closed everywhere. This table only adjusts that.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::duration::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// Keep an audit trail (default true).
+    pub enabled: bool,
+    /// The SQLite store, relative to the configuration file's folder.
+    pub path: PathBuf,
+    /// The Ed25519 key that signs checkpoints: a PKCS#8 file (PEM or DER)
+    /// or a file of 32 raw bytes. Left out, Portcullis creates one beside
+    /// the store on first start (`<path>.key`, readable by its owner only)
+    /// and says so in its log: keep a copy of its public key elsewhere.
+    pub signing_key_file: Option<PathBuf>,
+    /// A signed checkpoint after this many records, or `checkpoint_interval`,
+    /// whichever comes first.
+    pub checkpoint_records: u64,
+    pub checkpoint_interval: Duration,
+    /// `normal` (a committed batch survives Portcullis being killed) or
+    /// `full` (every commit is fsynced: survives power loss, slower).
+    pub synchronous: Synchronous,
+    /// Records waiting to be written before new statements are refused.
+    pub queue_capacity: usize,
+    /// How long a statement on a `strict` target waits for its record to
+    /// be committed before it is refused.
+    pub commit_timeout: Duration,
+    /// What statement records keep of bind parameter values: `off`
+    /// (nothing, the default), `keyed_hash` (an HMAC-SHA256 under
+    /// `params_key_env`/`params_key_file`, so the key holder can test a
+    /// value) or `masked` (the value as masking would show it).
+    pub params: ParamsMode,
+    pub params_key_env: Option<String>,
+    pub params_key_file: Option<PathBuf>,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            enabled: true,
+            path: PathBuf::from("portcullis-audit.db"),
+            signing_key_file: None,
+            checkpoint_records: 10_000,
+            checkpoint_interval: Duration::from_secs(30),
+            synchronous: Synchronous::Normal,
+            queue_capacity: 65_536,
+            commit_timeout: Duration::from_secs(2),
+            params: ParamsMode::Off,
+            params_key_env: None,
+            params_key_file: None,
+        }
+    }
+}
+
+impl crate::Config {
+    /// The audit store's path, resolved against the configuration's folder.
+    pub fn audit_store_path(&self) -> PathBuf {
+        self.resolve(&self.audit.path)
+    }
+
+    /// Where the checkpoint signing key is read from (or created).
+    pub fn audit_signing_key_path(&self) -> PathBuf {
+        match &self.audit.signing_key_file {
+            Some(p) => self.resolve(p),
+            None => {
+                let mut p = self.audit_store_path().into_os_string();
+                p.push(".key");
+                PathBuf::from(p)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    #[default]
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamsMode {
+    #[default]
+    Off,
+    KeyedHash,
+    Masked,
+}
+
+/// A target's `audit` key.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditMode {
+    /// A statement is forwarded only once its record is committed.
+    Strict,
+    /// Records are queued and the statement runs at once; a crash can
+    /// lose the batch being written.
+    Queued,
+    /// No audit records for this target.
+    Off,
+}
+
+impl AuditMode {
+    /// The mode in force for a target in `environment` whose file says
+    /// `written`: strict in production, queued elsewhere.
+    pub fn effective(written: Option<AuditMode>, environment: &str) -> AuditMode {
+        written.unwrap_or(if crate::is_production(environment) {
+            AuditMode::Strict
+        } else {
+            AuditMode::Queued
+        })
+    }
+}
+
+/// A target's `audit_failure` key: what happens to a statement whose
+/// record cannot be written (queue full, store down, commit too slow).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditFailure {
+    /// Refuse it (SQLSTATE 53000); the session stays usable.
+    #[default]
+    Closed,
+    /// Let it run unrecorded, logging a warning: for development.
+    Open,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn production_is_strict_unless_told() {
+        assert_eq!(AuditMode::effective(None, "production"), AuditMode::Strict);
+        assert_eq!(AuditMode::effective(None, "prod"), AuditMode::Strict);
+        assert_eq!(AuditMode::effective(None, "staging"), AuditMode::Queued);
+        assert_eq!(
+            AuditMode::effective(Some(AuditMode::Queued), "production"),
+            AuditMode::Queued
+        );
+    }
+
+    #[test]
+    fn paths_resolve_beside_the_configuration() {
+        let mut c = crate::Config::parse(MINIMAL, None).unwrap();
+        c.source = Some(PathBuf::from("/etc/portcullis/portcullis.toml"));
+        assert_eq!(
+            c.audit_store_path(),
+            Path::new("/etc/portcullis/portcullis-audit.db")
+        );
+        assert_eq!(
+            c.audit_signing_key_path(),
+            Path::new("/etc/portcullis/portcullis-audit.db.key")
+        );
+    }
+
+    const MINIMAL: &str = r#"
+[[listener]]
+name = "l"
+listen = "127.0.0.1:6432"
+allow_plaintext = true
+
+[[target]]
+name = "app"
+environment = "production"
+host = "127.0.0.1"
+user = "app"
+"#;
+}
