@@ -10,8 +10,16 @@ use portcullis_audit::{canonical, Record};
 
 fn statement() -> Record {
     Record::from(StatementRecord {
-        identity: Identity { kind: IdentityKind::Human, subject: "alice".into(), groups: vec!["analysts".into()], on_behalf_of: None },
-        source: Source { address: Some("10.1.2.3:51544".parse().unwrap()), tls: None },
+        identity: Identity {
+            kind: IdentityKind::Human,
+            subject: "alice".into(),
+            groups: vec!["analysts".into()],
+            on_behalf_of: None,
+        },
+        source: Source {
+            address: Some("10.1.2.3:51544".parse().unwrap()),
+            tls: None,
+        },
         destination: Destination {
             target: "prod".into(),
             environment: Some("production".into()),
@@ -21,11 +29,21 @@ fn statement() -> Record {
         statement_id: 1,
         protocol: Protocol::Extended,
         statement_name: None,
-        text: NormalisedText::from_normalised("SELECT id, email, ssn FROM public.customers WHERE id = $1"),
+        text: NormalisedText::from_normalised(
+            "SELECT id, email, ssn FROM public.customers WHERE id = $1",
+        ),
         fingerprint: "0123456789abcdef".into(),
-        reads: vec![Touched { object: "public.customers".into(), columns: vec!["id".into(), "email".into(), "ssn".into()] }],
+        reads: vec![Touched {
+            object: "public.customers".into(),
+            columns: vec!["id".into(), "email".into(), "ssn".into()],
+        }],
         writes: vec![],
-        decision: Decision { effect: Effect::Allowed, policies: vec!["p1".into()], bundle_hash: "b3".into(), reason: None },
+        decision: Decision {
+            effect: Effect::Allowed,
+            policies: vec!["p1".into()],
+            bundle_hash: "b3".into(),
+            reason: None,
+        },
         masked_columns: vec![],
         params: BindParams::Off,
     })
@@ -33,7 +51,9 @@ fn statement() -> Record {
 
 fn bench(c: &mut Criterion) {
     let record = statement();
-    c.bench_function("encode statement", |b| b.iter(|| canonical::encode(&record).unwrap()));
+    c.bench_function("encode statement", |b| {
+        b.iter(|| canonical::encode(&record).unwrap())
+    });
     c.bench_function("index fields", |b| b.iter(|| IndexFields::of(&record)));
     let bytes = canonical::encode(&record).unwrap();
     let mut chain = Chain::resume(Head::empty(LogId::new("bench")));

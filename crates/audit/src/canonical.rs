@@ -179,19 +179,31 @@ mod tests {
 
     #[test]
     fn keys_sorted_no_whitespace() {
-        assert_eq!(canon(json!({"b": 1, "a": [true, null], "A": "x"})), r#"{"A":"x","a":[true,null],"b":1}"#);
+        assert_eq!(
+            canon(json!({"b": 1, "a": [true, null], "A": "x"})),
+            r#"{"A":"x","a":[true,null],"b":1}"#
+        );
     }
 
     #[test]
     fn string_escapes() {
-        assert_eq!(canon(json!("a\"b\\c\n\u{1}\u{7f}é/")), "\"a\\\"b\\\\c\\n\\u0001\u{7f}é/\"");
+        assert_eq!(
+            canon(json!("a\"b\\c\n\u{1}\u{7f}é/")),
+            "\"a\\\"b\\\\c\\n\\u0001\u{7f}é/\""
+        );
     }
 
     #[test]
     fn integers_plain_floats_refused() {
-        assert_eq!(canon(json!([0, -5, u64::MAX])), format!("[0,-5,{}]", u64::MAX));
+        assert_eq!(
+            canon(json!([0, -5, u64::MAX])),
+            format!("[0,-5,{}]", u64::MAX)
+        );
         let mut out = Vec::new();
-        assert!(matches!(write_value(&json!(1.5), &mut out), Err(CanonicalError::Float)));
+        assert!(matches!(
+            write_value(&json!(1.5), &mut out),
+            Err(CanonicalError::Float)
+        ));
     }
 
     #[test]
@@ -200,7 +212,13 @@ mod tests {
         let mut record_bytes = Vec::new();
         write_value(&record, &mut record_bytes).unwrap();
         let prev = [7u8; 32];
-        let fields = EnvelopeFields { log: "log-\u{1}", prev: &prev, seq: 42, ts_micros: -3, version: 1 };
+        let fields = EnvelopeFields {
+            log: "log-\u{1}",
+            prev: &prev,
+            seq: 42,
+            ts_micros: -3,
+            version: 1,
+        };
         let spliced = entry(&fields, &record_bytes);
         let whole = json!({
             "v": 1, "ts": -3, "seq": 42, "record": record,

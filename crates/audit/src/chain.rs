@@ -64,7 +64,9 @@ impl std::fmt::Display for Hash {
 impl TryFrom<String> for Hash {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        hex::decode::<32>(&s).map(Hash).ok_or_else(|| "a hash is 64 hex digits".to_owned())
+        hex::decode::<32>(&s)
+            .map(Hash)
+            .ok_or_else(|| "a hash is 64 hex digits".to_owned())
     }
 }
 
@@ -175,7 +177,12 @@ impl Chain {
         let hash = entry_hash(&envelope);
         self.head.size = seq;
         self.head.hash = hash;
-        Sealed { seq, ts_micros, hash, envelope }
+        Sealed {
+            seq,
+            ts_micros,
+            hash,
+            envelope,
+        }
     }
 }
 
@@ -253,9 +260,25 @@ mod tests {
     fn envelope_is_deterministic_and_field_sensitive() {
         let log = LogId::new("l");
         let base = Chain::resume(Head::empty(log.clone())).append(5, b"{}");
-        assert_eq!(base, Chain::resume(Head::empty(log.clone())).append(5, b"{}"));
-        assert_ne!(base.hash, Chain::resume(Head::empty(log.clone())).append(6, b"{}").hash);
-        assert_ne!(base.hash, Chain::resume(Head::empty(LogId::new("m"))).append(5, b"{}").hash);
-        assert_ne!(base.hash, Chain::resume(Head::empty(log)).append(5, b"[]").hash);
+        assert_eq!(
+            base,
+            Chain::resume(Head::empty(log.clone())).append(5, b"{}")
+        );
+        assert_ne!(
+            base.hash,
+            Chain::resume(Head::empty(log.clone()))
+                .append(6, b"{}")
+                .hash
+        );
+        assert_ne!(
+            base.hash,
+            Chain::resume(Head::empty(LogId::new("m")))
+                .append(5, b"{}")
+                .hash
+        );
+        assert_ne!(
+            base.hash,
+            Chain::resume(Head::empty(log)).append(5, b"[]").hash
+        );
     }
 }

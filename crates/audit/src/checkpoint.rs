@@ -34,7 +34,9 @@ pub const CHECKPOINT_TAG: &[u8] = b"portcullis-audit/v1/checkpoint\0";
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the public key
 /// file `openssl pkey -pubin` reads is this followed by the 32 key bytes.
-const SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -59,7 +61,13 @@ struct Statement<'a> {
 fn statement(log: &LogId, size: u64, head: &Hash, ts: i64) -> Vec<u8> {
     let mut out = CHECKPOINT_TAG.to_vec();
     // The statement has no floats, so encoding cannot fail.
-    let body = canonical::encode(&Statement { head, log, size, ts }).unwrap_or_default();
+    let body = canonical::encode(&Statement {
+        head,
+        log,
+        size,
+        ts,
+    })
+    .unwrap_or_default();
     out.extend_from_slice(&body);
     out
 }
@@ -73,7 +81,10 @@ pub struct CheckpointPolicy {
 
 impl Default for CheckpointPolicy {
     fn default() -> Self {
-        CheckpointPolicy { every_records: 10_000, every: Duration::from_secs(30) }
+        CheckpointPolicy {
+            every_records: 10_000,
+            every: Duration::from_secs(30),
+        }
     }
 }
 
@@ -93,7 +104,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("key_id", &self.key_id).finish()
+        f.debug_struct("SigningKey")
+            .field("key_id", &self.key_id)
+            .finish()
     }
 }
 
@@ -121,8 +134,10 @@ impl SigningKey {
     /// Reads a key file: PEM or DER PKCS#8, or a seed (32 bytes, or 64 hex
     /// digits with optional surrounding whitespace).
     pub fn from_file(path: &Path) -> Result<Self, AuditError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| AuditError::Io { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| AuditError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_key_bytes(&bytes)
     }
 
@@ -159,7 +174,9 @@ impl SigningKey {
 
     /// Signs the chain's head as of `ts`.
     pub fn checkpoint(&self, head: &Head, ts: i64) -> Checkpoint {
-        let sig = self.pair.sign(&statement(&head.log, head.size, &head.hash, ts));
+        let sig = self
+            .pair
+            .sign(&statement(&head.log, head.size, &head.hash, ts));
         Checkpoint {
             log: head.log.clone(),
             size: head.size,
@@ -206,8 +223,9 @@ impl PublicKey {
                 .decode(text)
                 .map_err(|_| AuditError::Key("public key is not PEM, hex or base64".into()))?
         };
-        let raw: [u8; 32] =
-            raw.try_into().map_err(|_| AuditError::Key("an Ed25519 public key is 32 bytes".into()))?;
+        let raw: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| AuditError::Key("an Ed25519 public key is 32 bytes".into()))?;
         Ok(PublicKey(raw))
     }
 
@@ -231,7 +249,9 @@ fn pem_body(text: &str, label: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let inner = text.strip_prefix(&begin)?.trim_end().strip_suffix(&end)?;
     let joined: String = inner.split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD.decode(joined).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(joined)
+        .ok()
 }
 
 #[cfg(test)]
@@ -253,11 +273,26 @@ mod tests {
         assert_eq!(cp.key_id, key.public_key().key_id());
 
         for tampered in [
-            Checkpoint { size: 2, ..cp.clone() },
-            Checkpoint { ts: 78, ..cp.clone() },
-            Checkpoint { log: LogId::new("other"), ..cp.clone() },
-            Checkpoint { head: Hash([0; 32]), ..cp.clone() },
-            Checkpoint { signature: "!!".into(), ..cp.clone() },
+            Checkpoint {
+                size: 2,
+                ..cp.clone()
+            },
+            Checkpoint {
+                ts: 78,
+                ..cp.clone()
+            },
+            Checkpoint {
+                log: LogId::new("other"),
+                ..cp.clone()
+            },
+            Checkpoint {
+                head: Hash([0; 32]),
+                ..cp.clone()
+            },
+            Checkpoint {
+                signature: "!!".into(),
+                ..cp.clone()
+            },
         ] {
             assert!(!key.public_key().verify(&tampered), "{tampered:?}");
         }
@@ -278,7 +313,8 @@ mod tests {
 
         let seed = [3u8; 32];
         let k3 = SigningKey::from_key_bytes(&seed).unwrap();
-        let k4 = SigningKey::from_key_bytes(format!("{}\n", hex::encode(&seed)).as_bytes()).unwrap();
+        let k4 =
+            SigningKey::from_key_bytes(format!("{}\n", hex::encode(&seed)).as_bytes()).unwrap();
         assert_eq!(k3.public_key(), k4.public_key());
 
         let pk = k1.public_key();
@@ -289,7 +325,10 @@ mod tests {
 
     #[test]
     fn policy_due() {
-        let p = CheckpointPolicy { every_records: 3, every: Duration::from_secs(5) };
+        let p = CheckpointPolicy {
+            every_records: 3,
+            every: Duration::from_secs(5),
+        };
         assert!(!p.due(0, Duration::from_secs(60)));
         assert!(!p.due(2, Duration::from_secs(1)));
         assert!(p.due(3, Duration::ZERO));

@@ -17,7 +17,10 @@ pub enum AuditError {
     #[error("audit record not committed within {0:?}")]
     Timeout(Duration),
     #[error("invalid {field}: {why}")]
-    InvalidField { field: &'static str, why: &'static str },
+    InvalidField {
+        field: &'static str,
+        why: &'static str,
+    },
     #[error("record cannot be encoded canonically: {0}")]
     Canonical(#[from] crate::canonical::CanonicalError),
     #[error("audit store: {0}")]
@@ -27,5 +30,9 @@ pub enum AuditError {
     #[error("signing key: {0}")]
     Key(String),
     #[error("reading {path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -131,12 +131,20 @@ impl AuditLog {
     }
 
     /// Starts a writer over any batch store.
-    pub fn start<S: BatchStore + 'static>(store: S, config: AuditConfig) -> Result<Self, AuditError> {
+    pub fn start<S: BatchStore + 'static>(
+        store: S,
+        config: AuditConfig,
+    ) -> Result<Self, AuditError> {
         let head = store.head()?;
         let log = head.log.clone();
         let (sender, receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
-        let shared = Arc::new(Shared { healthy: AtomicBool::new(true) });
-        let order = Order { next_seq: head.size + 1, last_ts: 0 };
+        let shared = Arc::new(Shared {
+            healthy: AtomicBool::new(true),
+        });
+        let order = Order {
+            next_seq: head.size + 1,
+            last_ts: 0,
+        };
         let public_key = config.signing_key.as_ref().map(SigningKey::public_key);
         let writer = Writer {
             store,
@@ -152,7 +160,10 @@ impl AuditLog {
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || writer.run())
-            .map_err(|source| AuditError::Io { path: "audit writer thread".into(), source })?;
+            .map_err(|source| AuditError::Io {
+                path: "audit writer thread".into(),
+                source,
+            })?;
         Ok(AuditLog {
             sender: Mutex::new(Some(sender)),
             order: Mutex::new(order),
@@ -193,7 +204,11 @@ impl AuditLog {
     }
 
     /// Queues a record and blocks until it is committed or `timeout` passes.
-    pub fn submit_durable(&self, record: &Record, timeout: Duration) -> Result<Committed, AuditError> {
+    pub fn submit_durable(
+        &self,
+        record: &Record,
+        timeout: Duration,
+    ) -> Result<Committed, AuditError> {
         let (_, receipt) = self.submit_with_receipt(record)?;
         receipt.wait(timeout)
     }
@@ -207,11 +222,22 @@ impl AuditLog {
         let bytes = canonical::encode(record)?;
         let index = IndexFields::of(record);
         let now = now_micros();
-        let sender = self.sender.lock().map_err(|_| AuditError::StoreDown)?.clone().ok_or(AuditError::StoreDown)?;
+        let sender = self
+            .sender
+            .lock()
+            .map_err(|_| AuditError::StoreDown)?
+            .clone()
+            .ok_or(AuditError::StoreDown)?;
         let mut order = self.order.lock().map_err(|_| AuditError::StoreDown)?;
         let seq = order.next_seq;
         let ts_micros = now.max(order.last_ts);
-        let submission = Submission { seq, ts_micros, record: bytes, index, promise };
+        let submission = Submission {
+            seq,
+            ts_micros,
+            record: bytes,
+            index,
+            promise,
+        };
         match sender.try_send(submission) {
             Ok(()) => {
                 order.next_seq += 1;
@@ -248,7 +274,10 @@ impl Drop for AuditLog {
 }
 
 fn now_micros() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------- receipts
@@ -332,7 +361,12 @@ impl Receipt {
             if left.is_zero() {
                 return Err(AuditError::Timeout(timeout));
             }
-            st = self.slot.ready.wait_timeout(st, left).map_err(|_| AuditError::StoreDown)?.0;
+            st = self
+                .slot
+                .ready
+                .wait_timeout(st, left)
+                .map_err(|_| AuditError::StoreDown)?
+                .0;
         }
     }
 }
@@ -389,7 +423,10 @@ impl<S: BatchStore> Writer<S> {
                     None
                 }
             };
-            let mut pending = Pending { items: Vec::new(), promises: Vec::new() };
+            let mut pending = Pending {
+                items: Vec::new(),
+                promises: Vec::new(),
+            };
             if let Some(first) = first {
                 self.seal(first, &mut pending);
                 while pending.items.len() < self.max_batch {
@@ -408,7 +445,10 @@ impl<S: BatchStore> Writer<S> {
     /// checkpoint falls due, if one is owed.
     fn idle_wait(&self) -> Duration {
         if self.key.is_some() && self.since_checkpoint > 0 {
-            self.policy.every.saturating_sub(self.last_checkpoint.elapsed()).max(Duration::from_millis(1))
+            self.policy
+                .every
+                .saturating_sub(self.last_checkpoint.elapsed())
+                .max(Duration::from_millis(1))
         } else {
             Duration::from_secs(3600)
         }
@@ -420,7 +460,10 @@ impl<S: BatchStore> Writer<S> {
         if let Some(p) = s.promise {
             pending.promises.push((pending.items.len(), p));
         }
-        pending.items.push(StoredItem { sealed, index: s.index });
+        pending.items.push(StoredItem {
+            sealed,
+            index: s.index,
+        });
     }
 
     /// Commits the batch (and a checkpoint when one is due), retrying with
@@ -433,11 +476,18 @@ impl<S: BatchStore> Writer<S> {
             return;
         }
         let head: Head = self.chain.head().clone();
-        let checkpoint = if due { self.key.as_ref().map(|k| k.checkpoint(&head, now_micros())) } else { None };
+        let checkpoint = if due {
+            self.key.as_ref().map(|k| k.checkpoint(&head, now_micros()))
+        } else {
+            None
+        };
         let mut backoff = Duration::from_millis(10);
         let mut attempts = 0;
         loop {
-            match self.store.commit(&pending.items, checkpoint.as_ref(), &head) {
+            match self
+                .store
+                .commit(&pending.items, checkpoint.as_ref(), &head)
+            {
                 Ok(()) => break,
                 Err(_) => {
                     self.shared.healthy.store(false, Ordering::Relaxed);
@@ -461,7 +511,10 @@ impl<S: BatchStore> Writer<S> {
         }
         for (i, promise) in pending.promises {
             let s = &pending.items[i].sealed;
-            promise.keep(Committed { seq: s.seq, hash: s.hash });
+            promise.keep(Committed {
+                seq: s.seq,
+                hash: s.hash,
+            });
         }
     }
 }

@@ -32,7 +32,10 @@ impl ParamDigest {
 impl TryFrom<String> for ParamDigest {
     type Error = AuditError;
     fn try_from(s: String) -> Result<Self, AuditError> {
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             Ok(ParamDigest(s))
         } else {
             Err(AuditError::InvalidField {
@@ -77,7 +80,9 @@ pub struct ParamHasher {
 impl std::fmt::Debug for ParamHasher {
     // Never print the key.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ParamHasher").field("key_id", &self.key_id).finish()
+        f.debug_struct("ParamHasher")
+            .field("key_id", &self.key_id)
+            .finish()
     }
 }
 
@@ -91,9 +96,11 @@ impl ParamHasher {
                 why: "the parameter hashing key must be at least 16 bytes",
             });
         }
-        let mac = <HmacSha256 as KeyInit>::new_from_slice(key).map_err(|_| {
-            AuditError::InvalidField { field: "param_hash_key", why: "unusable HMAC key" }
-        })?;
+        let mac =
+            <HmacSha256 as KeyInit>::new_from_slice(key).map_err(|_| AuditError::InvalidField {
+                field: "param_hash_key",
+                why: "unusable HMAC key",
+            })?;
         let mut id = Sha256::new();
         id.update(KEY_ID_TAG);
         id.update(key);
@@ -115,7 +122,10 @@ impl ParamHasher {
     pub fn hash_all<'a>(&self, values: impl IntoIterator<Item = Option<&'a [u8]>>) -> BindParams {
         BindParams::KeyedHash {
             key_id: self.key_id.clone(),
-            values: values.into_iter().map(|v| v.map(|v| self.digest(v))).collect(),
+            values: values
+                .into_iter()
+                .map(|v| v.map(|v| self.digest(v)))
+                .collect(),
         }
     }
 }

@@ -209,6 +209,8 @@ pub enum FailureReason {
     ShuttingDown,
     /// The audit store refused the record of the attempt (fail closed).
     AuditUnavailable,
+    /// The client did not finish the handshake in time.
+    TimedOut,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +222,11 @@ pub enum EndReason {
     IdleTimeout,
     ProtocolViolation,
     Shutdown,
+    /// Portcullis closed it: a setting it cannot follow, a result it
+    /// cannot mask.
+    Refused,
+    /// The connection to the database was lost.
+    UpstreamLost,
 }
 
 // ---------------------------------------------------------------- statements
@@ -483,7 +490,9 @@ pub enum ReloadKind {
 pub enum ReloadResult {
     Applied,
     /// The old configuration stays in force.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

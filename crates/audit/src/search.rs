@@ -76,13 +76,19 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
     // Driving the query from the touched table when it is filtered lets
     // SQLite walk (object, column, seq) backwards and stop at the limit.
     let (from, seq_col) = if touched {
-        ("audit_touched t JOIN audit_records r ON r.seq = t.seq", "t.seq")
+        (
+            "audit_touched t JOIN audit_records r ON r.seq = t.seq",
+            "t.seq",
+        )
     } else {
         ("audit_records r", "r.seq")
     };
     if touched {
         if let Some(o) = &filter.object {
-            conds.push(format!("t.object = {}", arg(Value::Text(o.clone()), &mut args)));
+            conds.push(format!(
+                "t.object = {}",
+                arg(Value::Text(o.clone()), &mut args)
+            ));
         }
         let col = filter.column.clone().unwrap_or_default();
         conds.push(format!("t.col = {}", arg(Value::Text(col), &mut args)));
@@ -96,8 +102,11 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
     }
 
     if !filter.kinds.is_empty() {
-        let list: Vec<String> =
-            filter.kinds.iter().map(|k| arg(Value::Text(k.as_str().to_owned()), &mut args)).collect();
+        let list: Vec<String> = filter
+            .kinds
+            .iter()
+            .map(|k| arg(Value::Text(k.as_str().to_owned()), &mut args))
+            .collect();
         conds.push(format!("r.kind IN ({})", list.join(", ")));
     }
     for (col, value) in [
@@ -108,11 +117,17 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
         ("r.fingerprint", &filter.fingerprint),
     ] {
         if let Some(v) = value {
-            conds.push(format!("{col} = {}", arg(Value::Text(v.clone()), &mut args)));
+            conds.push(format!(
+                "{col} = {}",
+                arg(Value::Text(v.clone()), &mut args)
+            ));
         }
     }
     if let Some(d) = filter.decision {
-        conds.push(format!("r.decision = {}", arg(Value::Text(d.as_str().to_owned()), &mut args)));
+        conds.push(format!(
+            "r.decision = {}",
+            arg(Value::Text(d.as_str().to_owned()), &mut args)
+        ));
     }
     if let Some(s) = &filter.sqlstate {
         conds.push(format!(
@@ -121,27 +136,43 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
         ));
     }
     if let Some(t) = &filter.text {
-        conds.push(format!("instr(r.envelope, {}) > 0", arg(Value::Blob(t.as_bytes().to_vec()), &mut args)));
+        conds.push(format!(
+            "instr(r.envelope, {}) > 0",
+            arg(Value::Blob(t.as_bytes().to_vec()), &mut args)
+        ));
     }
 
     // Time range → seq range (exact, since ts is monotone in seq), plus the
     // ts condition itself, which costs nothing once the range is narrowed.
     if let Some(since) = filter.since {
         let lo: Option<i64> = first_seq(conn, "ts >= ?1 ORDER BY ts ASC, seq ASC", since)?;
-        conds.push(format!("{seq_col} >= {}", arg(Value::Integer(lo.unwrap_or(i64::MAX)), &mut args)));
+        conds.push(format!(
+            "{seq_col} >= {}",
+            arg(Value::Integer(lo.unwrap_or(i64::MAX)), &mut args)
+        ));
         conds.push(format!("r.ts >= {}", arg(Value::Integer(since), &mut args)));
     }
     if let Some(until) = filter.until {
         let hi: Option<i64> = first_seq(conn, "ts < ?1 ORDER BY ts DESC, seq DESC", until)?;
-        conds.push(format!("{seq_col} <= {}", arg(Value::Integer(hi.unwrap_or(0)), &mut args)));
+        conds.push(format!(
+            "{seq_col} <= {}",
+            arg(Value::Integer(hi.unwrap_or(0)), &mut args)
+        ));
         conds.push(format!("r.ts < {}", arg(Value::Integer(until), &mut args)));
     }
     if let Some(b) = filter.before_seq {
-        conds.push(format!("{seq_col} < {}", arg(Value::Integer(b as i64), &mut args)));
+        conds.push(format!(
+            "{seq_col} < {}",
+            arg(Value::Integer(b as i64), &mut args)
+        ));
     }
 
     let limit = if filter.limit == 0 { 100 } else { filter.limit };
-    let where_clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    let where_clause = if conds.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conds.join(" AND "))
+    };
     let sql = format!(
         "SELECT r.seq, r.ts, r.envelope FROM {from} {where_clause} ORDER BY {seq_col} DESC LIMIT {}",
         arg(Value::Integer(limit as i64), &mut args)
@@ -149,7 +180,11 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
 
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
@@ -180,7 +215,11 @@ fn arg(v: Value, args: &mut Vec<Value>) -> String {
 fn first_seq(conn: &rusqlite::Connection, tail: &str, ts: i64) -> Result<Option<i64>, AuditError> {
     use rusqlite::OptionalExtension;
     Ok(conn
-        .query_row(&format!("SELECT seq FROM audit_records WHERE {tail} LIMIT 1"), [ts], |r| r.get(0))
+        .query_row(
+            &format!("SELECT seq FROM audit_records WHERE {tail} LIMIT 1"),
+            [ts],
+            |r| r.get(0),
+        )
         .optional()?)
 }
 
@@ -190,5 +229,9 @@ fn found(seq: i64, ts: i64, envelope: &[u8]) -> Result<Found, AuditError> {
         what: "record",
         why: format!("seq {seq} unreadable at column {}", e.column()),
     })?;
-    Ok(Found { seq: seq as u64, ts_micros: ts, record: entry.record })
+    Ok(Found {
+        seq: seq as u64,
+        ts_micros: ts,
+        record: entry.record,
+    })
 }

@@ -67,21 +67,59 @@ pub trait LogSource {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
-    Malformed { position: u64 },
-    ForeignLog { position: u64 },
-    Edited { seq: u64, position: u64 },
-    Rewritten { seq: u64 },
+    Malformed {
+        position: u64,
+    },
+    ForeignLog {
+        position: u64,
+    },
+    Edited {
+        seq: u64,
+        position: u64,
+    },
+    Rewritten {
+        seq: u64,
+    },
     /// Record 1 does not chain to this log's genesis hash.
     BadGenesis,
-    Missing { first: u64, last: u64 },
-    Inserted { first_position: u64, last_position: u64, first_seq: u64, last_seq: u64 },
-    Misplaced { first_position: u64, last_position: u64, first_seq: u64, last_seq: u64 },
-    Truncated { vouched: u64, present: u64, by: Evidence },
-    CheckpointMismatch { size: u64, since: u64 },
-    HeadMismatch { size: u64 },
-    BadSignature { size: u64 },
-    UnknownKey { size: u64, key_id: String },
-    CheckpointForeignLog { size: u64 },
+    Missing {
+        first: u64,
+        last: u64,
+    },
+    Inserted {
+        first_position: u64,
+        last_position: u64,
+        first_seq: u64,
+        last_seq: u64,
+    },
+    Misplaced {
+        first_position: u64,
+        last_position: u64,
+        first_seq: u64,
+        last_seq: u64,
+    },
+    Truncated {
+        vouched: u64,
+        present: u64,
+        by: Evidence,
+    },
+    CheckpointMismatch {
+        size: u64,
+        since: u64,
+    },
+    HeadMismatch {
+        size: u64,
+    },
+    BadSignature {
+        size: u64,
+    },
+    UnknownKey {
+        size: u64,
+        key_id: String,
+    },
+    CheckpointForeignLog {
+        size: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,19 +235,26 @@ pub fn verify(source: &dyn LogSource, key: Option<&PublicKey>) -> Result<Report,
         let header = match EnvelopeHeader::parse(&rec.envelope) {
             Ok(h) => h,
             Err(_) => {
-                findings.push(Finding::Malformed { position: rec.position });
+                findings.push(Finding::Malformed {
+                    position: rec.position,
+                });
                 runs.extend(current.take());
                 return;
             }
         };
         if header.log != log {
-            findings.push(Finding::ForeignLog { position: rec.position });
+            findings.push(Finding::ForeignLog {
+                position: rec.position,
+            });
             runs.extend(current.take());
             return;
         }
         let hashes = hashes_of(&rec);
         if hashes[0] != hashes[1] {
-            findings.push(Finding::Edited { seq: header.seq, position: rec.position });
+            findings.push(Finding::Edited {
+                seq: header.seq,
+                position: rec.position,
+            });
         }
         if let Some(run) = current.as_mut() {
             let follows = header.seq == run.last_seq + 1
@@ -247,7 +292,10 @@ pub fn verify(source: &dyn LogSource, key: Option<&PublicKey>) -> Result<Report,
         }
         if let Some(key) = key {
             if cp.key_id != key.key_id() {
-                findings.push(Finding::UnknownKey { size: cp.size, key_id: cp.key_id.clone() });
+                findings.push(Finding::UnknownKey {
+                    size: cp.size,
+                    key_id: cp.key_id.clone(),
+                });
                 continue;
             }
             if !key.verify(cp) {
@@ -261,7 +309,10 @@ pub fn verify(source: &dyn LogSource, key: Option<&PublicKey>) -> Result<Report,
                 present: last_seq,
                 by: Evidence::Checkpoint,
             }),
-            Compared::Differs => findings.push(Finding::CheckpointMismatch { size: cp.size, since }),
+            Compared::Differs => findings.push(Finding::CheckpointMismatch {
+                size: cp.size,
+                since,
+            }),
             Compared::Gap => {}
             Compared::Matches => {
                 since = cp.size;
@@ -356,7 +407,10 @@ fn link_runs(log: &LogId, runs: &[Run], findings: &mut Vec<Finding>) -> u64 {
     let mut tip = [start, start];
     for run in runs {
         if run.first_seq > covered + 1 {
-            findings.push(Finding::Missing { first: covered + 1, last: run.first_seq - 1 });
+            findings.push(Finding::Missing {
+                first: covered + 1,
+                last: run.first_seq - 1,
+            });
         } else if !tip.contains(&run.first_prev) {
             findings.push(if covered == 0 {
                 Finding::BadGenesis
@@ -412,7 +466,11 @@ fn compare_at(
             None => return Ok(Compared::Gap),
         }
     };
-    Ok(if hashes.contains(expected) { Compared::Matches } else { Compared::Differs })
+    Ok(if hashes.contains(expected) {
+        Compared::Matches
+    } else {
+        Compared::Differs
+    })
 }
 
 /// A log held in memory: for tests and for exported bundles.
@@ -439,7 +497,11 @@ impl LogSource for MemoryLog {
     }
 
     fn record_at(&self, position: u64) -> Result<Option<StoredRecord>, AuditError> {
-        Ok(self.records.iter().find(|r| r.position == position).cloned())
+        Ok(self
+            .records
+            .iter()
+            .find(|r| r.position == position)
+            .cloned())
     }
 
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, AuditError> {
@@ -467,13 +529,25 @@ mod tests {
         for i in 1..=n {
             let body = format!(r#"{{"i":{i}}}"#);
             let s = chain.append(i as i64, body.as_bytes());
-            records.push(StoredRecord { position: s.seq, hash: Some(s.hash), envelope: s.envelope });
+            records.push(StoredRecord {
+                position: s.seq,
+                hash: Some(s.hash),
+                envelope: s.envelope,
+            });
             if i % every == 0 {
                 checkpoints.push(key.checkpoint(chain.head(), i as i64));
             }
         }
         let head = Some(chain.head().clone());
-        (MemoryLog { log, records, checkpoints, head }, key)
+        (
+            MemoryLog {
+                log,
+                records,
+                checkpoints,
+                head,
+            },
+            key,
+        )
     }
 
     fn run(log: &MemoryLog, key: &SigningKey) -> Report {
@@ -482,7 +556,11 @@ mod tests {
 
     /// Rebuilds the chain from `from` on, as an attacker without the key can.
     fn rechain(log: &mut MemoryLog, from: usize) {
-        let mut prev = if from == 0 { genesis(&log.log) } else { log.records[from - 1].hash.unwrap() };
+        let mut prev = if from == 0 {
+            genesis(&log.log)
+        } else {
+            log.records[from - 1].hash.unwrap()
+        };
         for r in &mut log.records[from..] {
             let mut v: serde_json::Value = serde_json::from_slice(&r.envelope).unwrap();
             v["prev"] = serde_json::Value::String(prev.to_hex());
@@ -498,9 +576,14 @@ mod tests {
         let (log, key) = build(20, 5);
         let r = run(&log, &key);
         assert!(r.is_clean(), "{:?}", r.findings);
-        assert_eq!((r.records, r.last_seq, r.checkpoints, r.vouched_through), (20, 20, 4, 20));
+        assert_eq!(
+            (r.records, r.last_seq, r.checkpoints, r.vouched_through),
+            (20, 20, 4, 20)
+        );
         let unchecked = verify(&log, None).unwrap();
-        assert!(unchecked.is_clean() && !unchecked.signatures_checked && unchecked.vouched_through == 0);
+        assert!(
+            unchecked.is_clean() && !unchecked.signatures_checked && unchecked.vouched_through == 0
+        );
     }
 
     #[test]
@@ -514,7 +597,13 @@ mod tests {
         let (mut log, key) = build(20, 5);
         let env = String::from_utf8(log.records[6].envelope.clone()).unwrap();
         log.records[6].envelope = env.replace(r#""i":7"#, r#""i":70"#).into_bytes();
-        assert_eq!(run(&log, &key).findings, vec![Finding::Edited { seq: 7, position: 7 }]);
+        assert_eq!(
+            run(&log, &key).findings,
+            vec![Finding::Edited {
+                seq: 7,
+                position: 7
+            }]
+        );
     }
 
     #[test]
@@ -523,7 +612,10 @@ mod tests {
         let env = String::from_utf8(log.records[6].envelope.clone()).unwrap();
         log.records[6].envelope = env.replace(r#""i":7"#, r#""i":70"#).into_bytes();
         log.records[6].hash = Some(entry_hash(&log.records[6].envelope));
-        assert_eq!(run(&log, &key).findings, vec![Finding::Rewritten { seq: 7 }]);
+        assert_eq!(
+            run(&log, &key).findings,
+            vec![Finding::Rewritten { seq: 7 }]
+        );
     }
 
     #[test]
@@ -533,7 +625,10 @@ mod tests {
         log.records[6].envelope = env.replace(r#""i":7"#, r#""i":70"#).into_bytes();
         rechain(&mut log, 6);
         let f = run(&log, &key).findings;
-        assert!(f.contains(&Finding::CheckpointMismatch { size: 10, since: 5 }), "{f:?}");
+        assert!(
+            f.contains(&Finding::CheckpointMismatch { size: 10, since: 5 }),
+            "{f:?}"
+        );
         assert!(f.contains(&Finding::HeadMismatch { size: 20 }), "{f:?}");
     }
 
@@ -541,14 +636,23 @@ mod tests {
     fn deleted_record() {
         let (mut log, key) = build(20, 5);
         log.records.remove(11);
-        assert_eq!(run(&log, &key).findings, vec![Finding::Missing { first: 12, last: 12 }]);
+        assert_eq!(
+            run(&log, &key).findings,
+            vec![Finding::Missing {
+                first: 12,
+                last: 12
+            }]
+        );
     }
 
     #[test]
     fn deleted_first_record() {
         let (mut log, key) = build(20, 5);
         log.records.remove(0);
-        assert_eq!(run(&log, &key).findings, vec![Finding::Missing { first: 1, last: 1 }]);
+        assert_eq!(
+            run(&log, &key).findings,
+            vec![Finding::Missing { first: 1, last: 1 }]
+        );
     }
 
     #[test]
@@ -563,8 +667,18 @@ mod tests {
             assert_eq!(
                 f,
                 vec![
-                    Finding::Misplaced { first_position: sb, last_position: sb, first_seq: sa, last_seq: sa },
-                    Finding::Misplaced { first_position: sa, last_position: sa, first_seq: sb, last_seq: sb },
+                    Finding::Misplaced {
+                        first_position: sb,
+                        last_position: sb,
+                        first_seq: sa,
+                        last_seq: sa
+                    },
+                    Finding::Misplaced {
+                        first_position: sa,
+                        last_position: sa,
+                        first_seq: sb,
+                        last_seq: sb
+                    },
                 ],
                 "swap {sa} {sb}"
             );
@@ -581,16 +695,36 @@ mod tests {
         }
         let prev = log.records[6].hash.unwrap();
         let forged = crate::canonical::entry(
-            &crate::canonical::EnvelopeFields { log: "mem", prev: &prev.0, seq: 8, ts_micros: 8, version: 1 },
+            &crate::canonical::EnvelopeFields {
+                log: "mem",
+                prev: &prev.0,
+                seq: 8,
+                ts_micros: 8,
+                version: 1,
+            },
             br#"{"i":"forged"}"#,
         );
-        log.records.push(StoredRecord { position: 8, hash: Some(entry_hash(&forged)), envelope: forged });
+        log.records.push(StoredRecord {
+            position: 8,
+            hash: Some(entry_hash(&forged)),
+            envelope: forged,
+        });
         let f = run(&log, &key).findings;
         assert_eq!(
             f,
             vec![
-                Finding::Inserted { first_position: 8, last_position: 8, first_seq: 8, last_seq: 8 },
-                Finding::Misplaced { first_position: 9, last_position: 21, first_seq: 8, last_seq: 20 },
+                Finding::Inserted {
+                    first_position: 8,
+                    last_position: 8,
+                    first_seq: 8,
+                    last_seq: 8
+                },
+                Finding::Misplaced {
+                    first_position: 9,
+                    last_position: 21,
+                    first_seq: 8,
+                    last_seq: 20
+                },
             ]
         );
     }
@@ -603,8 +737,16 @@ mod tests {
         assert_eq!(
             f,
             vec![
-                Finding::Truncated { vouched: 20, present: 17, by: Evidence::Checkpoint },
-                Finding::Truncated { vouched: 20, present: 17, by: Evidence::RecordedHead },
+                Finding::Truncated {
+                    vouched: 20,
+                    present: 17,
+                    by: Evidence::Checkpoint
+                },
+                Finding::Truncated {
+                    vouched: 20,
+                    present: 17,
+                    by: Evidence::RecordedHead
+                },
             ]
         );
     }
@@ -615,7 +757,11 @@ mod tests {
         log.records.truncate(21);
         assert_eq!(
             run(&log, &key).findings,
-            vec![Finding::Truncated { vouched: 23, present: 21, by: Evidence::RecordedHead }]
+            vec![Finding::Truncated {
+                vouched: 23,
+                present: 21,
+                by: Evidence::RecordedHead
+            }]
         );
     }
 
@@ -624,13 +770,23 @@ mod tests {
         let (mut log, key) = build(20, 5);
         log.checkpoints[1].size = 11;
         let other = SigningKey::from_seed(&[2; 32]).unwrap();
-        log.checkpoints[2] = other.checkpoint(&Head { log: log.log.clone(), size: 15, hash: log.records[14].hash.unwrap() }, 1);
+        log.checkpoints[2] = other.checkpoint(
+            &Head {
+                log: log.log.clone(),
+                size: 15,
+                hash: log.records[14].hash.unwrap(),
+            },
+            1,
+        );
         let f = run(&log, &key).findings;
         assert_eq!(
             f,
             vec![
                 Finding::BadSignature { size: 11 },
-                Finding::UnknownKey { size: 15, key_id: other.key_id().to_owned() },
+                Finding::UnknownKey {
+                    size: 15,
+                    key_id: other.key_id().to_owned()
+                },
             ]
         );
     }

@@ -12,24 +12,47 @@ use portcullis_audit::canonical::encode;
 use portcullis_audit::record::*;
 use portcullis_audit::Record;
 
-const ALPHABET: &[char] = &['a', 'Z', '0', ' ', '"', '\\', '\n', '\t', '\u{1}', '\u{1f}', '\u{7f}', 'é', '€', '😀', '/'];
+const ALPHABET: &[char] = &[
+    'a', 'Z', '0', ' ', '"', '\\', '\n', '\t', '\u{1}', '\u{1f}', '\u{7f}', 'é', '€', '😀', '/',
+];
 
 fn random_string(rng: &mut StdRng) -> String {
     let n = rng.random_range(0..12);
-    (0..n).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())]).collect()
+    (0..n)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())])
+        .collect()
 }
 
 fn random_statement(rng: &mut StdRng) -> Record {
-    let effects = [Effect::Allowed, Effect::Denied, Effect::Held, Effect::Masked];
-    let mut s = common::statement(rng.random(), &random_string(rng), &random_string(rng), effects[rng.random_range(0..4)]);
-    s.identity.groups = (0..rng.random_range(0..4)).map(|_| random_string(rng)).collect();
+    let effects = [
+        Effect::Allowed,
+        Effect::Denied,
+        Effect::Held,
+        Effect::Masked,
+    ];
+    let mut s = common::statement(
+        rng.random(),
+        &random_string(rng),
+        &random_string(rng),
+        effects[rng.random_range(0..4)],
+    );
+    s.identity.groups = (0..rng.random_range(0..4))
+        .map(|_| random_string(rng))
+        .collect();
     s.destination.backend_pid = rng.random::<bool>().then(|| rng.random());
     s.text = NormalisedText::from_normalised(random_string(rng));
     s.fingerprint = random_string(rng);
     s.reads = (0..rng.random_range(0..3))
-        .map(|_| Touched { object: random_string(rng), columns: (0..rng.random_range(0..3)).map(|_| random_string(rng)).collect() })
+        .map(|_| Touched {
+            object: random_string(rng),
+            columns: (0..rng.random_range(0..3))
+                .map(|_| random_string(rng))
+                .collect(),
+        })
         .collect();
-    s.decision.policies = (0..rng.random_range(0..3)).map(|_| random_string(rng)).collect();
+    s.decision.policies = (0..rng.random_range(0..3))
+        .map(|_| random_string(rng))
+        .collect();
     Record::from(s)
 }
 
@@ -58,7 +81,12 @@ fn encoding_is_pinned() {
     // A change to this string is a change of format: old hashes would no
     // longer verify. Bump chain::FORMAT_VERSION instead.
     let r = Record::Admin(AdminRecord {
-        actor: Identity { kind: IdentityKind::Service, subject: "ops\"bot".into(), groups: vec![], on_behalf_of: None },
+        actor: Identity {
+            kind: IdentityKind::Service,
+            subject: "ops\"bot".into(),
+            groups: vec![],
+            on_behalf_of: None,
+        },
         action: AdminAction::KeyCreated,
         object: "k1".into(),
         detail: None,
@@ -100,7 +128,11 @@ fn mutations(v: &Value) -> Vec<Value> {
         Value::String(s) => {
             let mut c = vec![Value::String(format!("{s}x"))];
             if let Some(d) = s.chars().last().and_then(|c| c.to_digit(10)) {
-                c.push(Value::String(format!("{}{}", &s[..s.len() - 1], (d + 1) % 10)));
+                c.push(Value::String(format!(
+                    "{}{}",
+                    &s[..s.len() - 1],
+                    (d + 1) % 10
+                )));
             }
             if s.len() == 64 {
                 c.push(Value::String(format!("{}0", &s[..63].replace('0', "1"))));
@@ -110,9 +142,28 @@ fn mutations(v: &Value) -> Vec<Value> {
                 c.push(Value::String("XX000".into()));
             }
             for variant in [
-                "human", "agent", "service", "simple", "extended", "allowed", "denied", "held", "masked",
-                "key_created", "key_revoked", "approved", "rejected", "policy", "config", "off", "masked",
-                "authentication_failed", "unknown_target", "idle_timeout", "shutdown", "national_id",
+                "human",
+                "agent",
+                "service",
+                "simple",
+                "extended",
+                "allowed",
+                "denied",
+                "held",
+                "masked",
+                "key_created",
+                "key_revoked",
+                "approved",
+                "rejected",
+                "policy",
+                "config",
+                "off",
+                "masked",
+                "authentication_failed",
+                "unknown_target",
+                "idle_timeout",
+                "shutdown",
+                "national_id",
             ] {
                 c.push(Value::String(variant.into()));
             }
@@ -142,18 +193,30 @@ fn every_field_change_changes_the_bytes() {
                 }
                 let mut v = value.clone();
                 *at(&mut v, &path) = candidate;
-                let Ok(mutated) = serde_json::from_value::<Record>(v) else { continue };
+                let Ok(mutated) = serde_json::from_value::<Record>(v) else {
+                    continue;
+                };
                 if mutated == record {
                     continue;
                 }
-                assert_ne!(encode(&mutated).unwrap(), original, "change at {path:?} kept the bytes");
+                assert_ne!(
+                    encode(&mutated).unwrap(),
+                    original,
+                    "change at {path:?} kept the bytes"
+                );
                 changed = true;
                 break;
             }
             // A variant's tag cannot change alone (the variant's fields
             // would not fit); whole-variant changes are the other records.
-            let is_tag = matches!(path.last().map(String::as_str), Some("type" | "status" | "mode"));
-            assert!(changed || is_tag, "no representable change found for {path:?} in {record:?}");
+            let is_tag = matches!(
+                path.last().map(String::as_str),
+                Some("type" | "status" | "mode")
+            );
+            assert!(
+                changed || is_tag,
+                "no representable change found for {path:?} in {record:?}"
+            );
             tested += 1;
         }
     }

@@ -16,7 +16,10 @@ const DB_VAR: &str = "PORTCULLIS_AUDIT_CRASH_DB";
 
 fn config(path: &std::path::Path) -> AuditConfig {
     let mut c = AuditConfig::new(path);
-    c.checkpoints = CheckpointPolicy { every_records: 50, every: Duration::from_millis(20) };
+    c.checkpoints = CheckpointPolicy {
+        every_records: 50,
+        every: Duration::from_millis(20),
+    };
     c.signing_key = Some(SigningKey::from_seed(&[5; 32]).unwrap());
     c
 }
@@ -26,7 +29,9 @@ fn config(path: &std::path::Path) -> AuditConfig {
 #[test]
 #[ignore = "run by killed_writer_loses_no_committed_record"]
 fn crash_child() {
-    let Ok(path) = std::env::var(DB_VAR) else { return };
+    let Ok(path) = std::env::var(DB_VAR) else {
+        return;
+    };
     let log = Arc::new(AuditLog::open(config(path.as_ref())).unwrap());
     let flood = {
         let log = log.clone();
@@ -44,7 +49,12 @@ fn crash_child() {
             let log = log.clone();
             std::thread::spawn(move || {
                 for i in 0.. {
-                    let r = Record::from(common::statement(t * 1_000_000 + i, "alice", "public.customers", Effect::Allowed));
+                    let r = Record::from(common::statement(
+                        t * 1_000_000 + i,
+                        "alice",
+                        "public.customers",
+                        Effect::Allowed,
+                    ));
                     if let Ok(c) = log.submit_durable(&r, Duration::from_secs(5)) {
                         let mut out = std::io::stdout().lock();
                         let _ = writeln!(out, "committed {}", c.seq);
@@ -65,7 +75,13 @@ fn killed_writer_loses_no_committed_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DB_VAR, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -89,12 +105,17 @@ fn killed_writer_loses_no_committed_record() {
     assert!(report.is_clean(), "{:?}", report.findings);
     assert!(report.vouched_through > 0);
     for seq in &committed {
-        assert!(store.envelope(*seq).unwrap().is_some(), "committed seq {seq} lost");
+        assert!(
+            store.envelope(*seq).unwrap().is_some(),
+            "committed seq {seq} lost"
+        );
     }
     drop(store);
 
     let log = AuditLog::open(config(&path)).unwrap();
-    let next = log.submit_durable(&common::outcome(1, 1, None), Duration::from_secs(5)).unwrap();
+    let next = log
+        .submit_durable(&common::outcome(1, 1, None), Duration::from_secs(5))
+        .unwrap();
     assert_eq!(next.seq, report.last_seq + 1);
     drop(log);
     let store = SqliteStore::open_read_only(&path).unwrap();

@@ -24,7 +24,10 @@ fn key() -> SigningKey {
 
 fn config(path: &Path) -> AuditConfig {
     let mut c = AuditConfig::new(path);
-    c.checkpoints = CheckpointPolicy { every_records: 5, every: Duration::from_secs(3600) };
+    c.checkpoints = CheckpointPolicy {
+        every_records: 5,
+        every: Duration::from_secs(3600),
+    };
     c.signing_key = Some(key());
     c
 }
@@ -38,7 +41,12 @@ fn db(dir: &tempfile::TempDir) -> PathBuf {
 fn write(path: &Path, n: u64) {
     let log = AuditLog::open(config(path)).unwrap();
     for i in 0..n {
-        let r = Record::from(common::statement(i, "alice", "public.customers", Effect::Allowed));
+        let r = Record::from(common::statement(
+            i,
+            "alice",
+            "public.customers",
+            Effect::Allowed,
+        ));
         log.submit_durable(&r, Duration::from_secs(5)).unwrap();
     }
     log.close();
@@ -66,7 +74,9 @@ fn written_log_verifies_and_continues_after_restart() {
     let log = AuditLog::open(config(&path)).unwrap();
     let a = log.submit(&common::outcome(12, 11, None)).unwrap();
     assert_eq!(a.seq, 13);
-    let c = log.submit_durable(&common::outcome(12, 11, None), Duration::from_secs(5)).unwrap();
+    let c = log
+        .submit_durable(&common::outcome(12, 11, None), Duration::from_secs(5))
+        .unwrap();
     assert_eq!(c.seq, 14);
     drop(log);
     let r = check(&path);
@@ -89,14 +99,22 @@ fn concurrent_durable_submits_share_commits() {
             std::thread::spawn(move || {
                 (0..200)
                     .map(|i| {
-                        let r = Record::from(common::statement(t * 1000 + i, "bob", "public.orders", Effect::Allowed));
+                        let r = Record::from(common::statement(
+                            t * 1000 + i,
+                            "bob",
+                            "public.orders",
+                            Effect::Allowed,
+                        ));
                         log.submit_durable(&r, Duration::from_secs(10)).unwrap().seq
                     })
                     .collect::<Vec<_>>()
             })
         })
         .collect();
-    let mut seqs: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut seqs: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     seqs.sort();
     assert_eq!(seqs, (1..=1600).collect::<Vec<_>>());
     drop(log);
@@ -116,7 +134,9 @@ fn receipt_is_a_future() {
     }
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(config(&db(&dir))).unwrap();
-    let (accepted, mut receipt) = log.submit_with_receipt(&common::outcome(1, 1, None)).unwrap();
+    let (accepted, mut receipt) = log
+        .submit_with_receipt(&common::outcome(1, 1, None))
+        .unwrap();
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
     let committed = loop {
@@ -140,7 +160,12 @@ impl BatchStore for Controlled {
     fn head(&self) -> Result<Head, AuditError> {
         self.inner.head()
     }
-    fn commit(&mut self, batch: &[StoredItem], cp: Option<&Checkpoint>, head: &Head) -> Result<(), AuditError> {
+    fn commit(
+        &mut self,
+        batch: &[StoredItem],
+        cp: Option<&Checkpoint>,
+        head: &Head,
+    ) -> Result<(), AuditError> {
         let _held = self.gate.lock().unwrap();
         if self.broken.load(Ordering::SeqCst) {
             return Err(AuditError::StoreDown);
@@ -185,7 +210,10 @@ fn full_queue_and_timeout_are_errors_not_waits() {
     log.submit(&r).unwrap();
     log.submit(&r).unwrap();
     assert!(matches!(log.submit(&r), Err(AuditError::QueueFull)));
-    assert!(matches!(log.submit_durable(&r, Duration::from_millis(20)), Err(AuditError::QueueFull)));
+    assert!(matches!(
+        log.submit_durable(&r, Duration::from_millis(20)),
+        Err(AuditError::QueueFull)
+    ));
     drop(held);
     wait_until(|| log.submit(&r).is_ok());
     {
@@ -231,7 +259,13 @@ fn edited_record() {
     let path = db(&dir);
     write(&path, 20);
     tamper(&path, "UPDATE audit_records SET envelope = CAST(replace(CAST(envelope AS TEXT), 'alice', 'mallory') AS BLOB) WHERE seq = 7");
-    assert_eq!(check(&path).findings, vec![Finding::Edited { seq: 7, position: 7 }]);
+    assert_eq!(
+        check(&path).findings,
+        vec![Finding::Edited {
+            seq: 7,
+            position: 7
+        }]
+    );
 }
 
 #[test]
@@ -240,8 +274,17 @@ fn edited_record_with_its_hash() {
     let path = db(&dir);
     write(&path, 20);
     let conn = Connection::open(&path).unwrap();
-    let env: Vec<u8> = conn.query_row("SELECT envelope FROM audit_records WHERE seq = 7", [], |r| r.get(0)).unwrap();
-    let env = String::from_utf8(env).unwrap().replace("alice", "mallory").into_bytes();
+    let env: Vec<u8> = conn
+        .query_row(
+            "SELECT envelope FROM audit_records WHERE seq = 7",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let env = String::from_utf8(env)
+        .unwrap()
+        .replace("alice", "mallory")
+        .into_bytes();
     conn.execute(
         "UPDATE audit_records SET envelope = ?1, hash = ?2 WHERE seq = 7",
         params![env, &entry_hash(&env).0[..]],
@@ -256,7 +299,13 @@ fn deleted_record() {
     let path = db(&dir);
     write(&path, 20);
     tamper(&path, "DELETE FROM audit_records WHERE seq = 12");
-    assert_eq!(check(&path).findings, vec![Finding::Missing { first: 12, last: 12 }]);
+    assert_eq!(
+        check(&path).findings,
+        vec![Finding::Missing {
+            first: 12,
+            last: 12
+        }]
+    );
 }
 
 #[test]
@@ -273,8 +322,18 @@ fn reordered_records() {
     assert_eq!(
         check(&path).findings,
         vec![
-            Finding::Misplaced { first_position: 9, last_position: 9, first_seq: 4, last_seq: 4 },
-            Finding::Misplaced { first_position: 4, last_position: 4, first_seq: 9, last_seq: 9 },
+            Finding::Misplaced {
+                first_position: 9,
+                last_position: 9,
+                first_seq: 4,
+                last_seq: 4
+            },
+            Finding::Misplaced {
+                first_position: 4,
+                last_position: 4,
+                first_seq: 9,
+                last_seq: 9
+            },
         ]
     );
 }
@@ -315,8 +374,18 @@ fn inserted_record() {
     assert_eq!(
         check(&path).findings,
         vec![
-            Finding::Inserted { first_position: 8, last_position: 8, first_seq: 8, last_seq: 8 },
-            Finding::Misplaced { first_position: 9, last_position: 21, first_seq: 8, last_seq: 20 },
+            Finding::Inserted {
+                first_position: 8,
+                last_position: 8,
+                first_seq: 8,
+                last_seq: 8
+            },
+            Finding::Misplaced {
+                first_position: 9,
+                last_position: 21,
+                first_seq: 8,
+                last_seq: 20
+            },
         ]
     );
 }
@@ -330,8 +399,16 @@ fn truncated_before_the_last_checkpoint() {
     assert_eq!(
         check(&path).findings,
         vec![
-            Finding::Truncated { vouched: 20, present: 17, by: Evidence::Checkpoint },
-            Finding::Truncated { vouched: 20, present: 17, by: Evidence::RecordedHead },
+            Finding::Truncated {
+                vouched: 20,
+                present: 17,
+                by: Evidence::Checkpoint
+            },
+            Finding::Truncated {
+                vouched: 20,
+                present: 17,
+                by: Evidence::RecordedHead
+            },
         ]
     );
 }
@@ -342,14 +419,27 @@ fn truncated_after_the_last_checkpoint_then_restarted() {
     let path = db(&dir);
     // Checkpoints at 5, 10, 15 and the closing one at 18.
     write(&path, 18);
-    tamper(&path, "DELETE FROM audit_checkpoints WHERE size = 18; DELETE FROM audit_records WHERE seq > 16");
+    tamper(
+        &path,
+        "DELETE FROM audit_checkpoints WHERE size = 18; DELETE FROM audit_records WHERE seq > 16",
+    );
     assert_eq!(
         check(&path).findings,
-        vec![Finding::Truncated { vouched: 18, present: 16, by: Evidence::RecordedHead }]
+        vec![Finding::Truncated {
+            vouched: 18,
+            present: 16,
+            by: Evidence::RecordedHead
+        }]
     );
     // A restart continues from the recorded head, so the cut stays visible.
     write(&path, 1);
-    assert_eq!(check(&path).findings, vec![Finding::Missing { first: 17, last: 18 }]);
+    assert_eq!(
+        check(&path).findings,
+        vec![Finding::Missing {
+            first: 17,
+            last: 18
+        }]
+    );
 }
 
 #[test]
@@ -357,8 +447,14 @@ fn bad_checkpoint_signature() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     write(&path, 20);
-    tamper(&path, "UPDATE audit_checkpoints SET size = 11 WHERE size = 10");
-    assert_eq!(check(&path).findings, vec![Finding::BadSignature { size: 11 }]);
+    tamper(
+        &path,
+        "UPDATE audit_checkpoints SET size = 11 WHERE size = 10",
+    );
+    assert_eq!(
+        check(&path).findings,
+        vec![Finding::BadSignature { size: 11 }]
+    );
 }
 
 #[test]
@@ -368,23 +464,50 @@ fn whole_chain_rewritten_is_caught_by_checkpoints() {
     write(&path, 20);
     // Edit record 12 and rebuild every hash and link after it.
     let conn = Connection::open(&path).unwrap();
-    let mut prev: Vec<u8> = conn.query_row("SELECT hash FROM audit_records WHERE seq = 11", [], |r| r.get(0)).unwrap();
+    let mut prev: Vec<u8> = conn
+        .query_row("SELECT hash FROM audit_records WHERE seq = 11", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     for seq in 12..=20 {
-        let env: Vec<u8> = conn.query_row("SELECT envelope FROM audit_records WHERE seq = ?1", [seq], |r| r.get(0)).unwrap();
+        let env: Vec<u8> = conn
+            .query_row(
+                "SELECT envelope FROM audit_records WHERE seq = ?1",
+                [seq],
+                |r| r.get(0),
+            )
+            .unwrap();
         let mut v: serde_json::Value = serde_json::from_slice(&env).unwrap();
-        v["prev"] = serde_json::Value::String(portcullis_audit::Hash(prev.clone().try_into().unwrap()).to_hex());
+        v["prev"] = serde_json::Value::String(
+            portcullis_audit::Hash(prev.clone().try_into().unwrap()).to_hex(),
+        );
         if seq == 12 {
             v["record"]["identity"]["subject"] = "mallory".into();
         }
         let env = portcullis_audit::canonical::encode(&v).unwrap();
         let h = entry_hash(&env);
-        conn.execute("UPDATE audit_records SET envelope = ?1, hash = ?2 WHERE seq = ?3", params![env, &h.0[..], seq])
-            .unwrap();
+        conn.execute(
+            "UPDATE audit_records SET envelope = ?1, hash = ?2 WHERE seq = ?3",
+            params![env, &h.0[..], seq],
+        )
+        .unwrap();
         prev = h.0.to_vec();
     }
     let f = check(&path).findings;
-    assert!(f.contains(&Finding::CheckpointMismatch { size: 15, since: 10 }), "{f:?}");
-    assert!(f.contains(&Finding::CheckpointMismatch { size: 20, since: 10 }), "{f:?}");
+    assert!(
+        f.contains(&Finding::CheckpointMismatch {
+            size: 15,
+            since: 10
+        }),
+        "{f:?}"
+    );
+    assert!(
+        f.contains(&Finding::CheckpointMismatch {
+            size: 20,
+            since: 10
+        }),
+        "{f:?}"
+    );
     assert!(f.contains(&Finding::HeadMismatch { size: 20 }), "{f:?}");
 }
 
@@ -405,21 +528,33 @@ fn search_filters() {
         let mut s = common::statement(i, who, table, effect);
         if i % 3 == 1 {
             s.reads.clear();
-            s.writes = vec![record::Touched { object: table.into(), columns: vec!["total".into()] }];
+            s.writes = vec![record::Touched {
+                object: table.into(),
+                columns: vec!["total".into()],
+            }];
         }
         let a = log.submit(&Record::from(s)).unwrap();
         statement_seqs.push(a.seq);
         let state = (i % 3 == 1).then_some("42501");
         log.submit(&common::outcome(a.seq, i, state)).unwrap();
     }
-    let last = log.submit_durable(&common::outcome(1, 0, None), Duration::from_secs(5)).unwrap();
+    let last = log
+        .submit_durable(&common::outcome(1, 0, None), Duration::from_secs(5))
+        .unwrap();
     drop(log);
     let store = SqliteStore::open_read_only(&path).unwrap();
     let find = |f: Filter| search(&store, &f).unwrap();
 
-    let by_alice = find(Filter { subject: Some("alice".into()), limit: 1000, ..Default::default() });
+    let by_alice = find(Filter {
+        subject: Some("alice".into()),
+        limit: 1000,
+        ..Default::default()
+    });
     assert_eq!(by_alice.len(), 20);
-    assert!(by_alice.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    assert!(
+        by_alice.windows(2).all(|w| w[0].seq > w[1].seq),
+        "newest first"
+    );
 
     // "Who read customers.ssn": alice's and carol's statements.
     let ssn = find(Filter {
@@ -430,45 +565,109 @@ fn search_filters() {
         ..Default::default()
     });
     assert_eq!(ssn.len(), 40);
-    assert!(ssn.iter().all(|f| matches!(&f.record, Record::Statement(s) if s.identity.subject != "bob")));
+    assert!(ssn
+        .iter()
+        .all(|f| matches!(&f.record, Record::Statement(s) if s.identity.subject != "bob")));
 
-    let writes = find(Filter { object: Some("public.orders".into()), access: Some(Access::Write), limit: 1000, ..Default::default() });
+    let writes = find(Filter {
+        object: Some("public.orders".into()),
+        access: Some(Access::Write),
+        limit: 1000,
+        ..Default::default()
+    });
     assert_eq!(writes.len(), 20);
-    let none = find(Filter { object: Some("public.orders".into()), access: Some(Access::Read), ..Default::default() });
+    let none = find(Filter {
+        object: Some("public.orders".into()),
+        access: Some(Access::Read),
+        ..Default::default()
+    });
     assert!(none.is_empty());
 
-    let denied = find(Filter { decision: Some(Effect::Denied), limit: 1000, ..Default::default() });
+    let denied = find(Filter {
+        decision: Some(Effect::Denied),
+        limit: 1000,
+        ..Default::default()
+    });
     assert_eq!(denied.len(), 20);
-    let failed = find(Filter { sqlstate: Some("42501".into()), limit: 1000, ..Default::default() });
-    assert_eq!(failed.iter().map(|f| f.seq).collect::<Vec<_>>(), denied.iter().map(|f| f.seq).collect::<Vec<_>>());
+    let failed = find(Filter {
+        sqlstate: Some("42501".into()),
+        limit: 1000,
+        ..Default::default()
+    });
+    assert_eq!(
+        failed.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        denied.iter().map(|f| f.seq).collect::<Vec<_>>()
+    );
 
-    let fp = find(Filter { fingerprint: Some(format!("{:016x}", 5)), ..Default::default() });
+    let fp = find(Filter {
+        fingerprint: Some(format!("{:016x}", 5)),
+        ..Default::default()
+    });
     assert_eq!(fp.len(), 1);
-    let masked_text = find(Filter { text: Some("national_id".into()), kinds: vec![RecordKind::Statement], limit: 1000, ..Default::default() });
+    let masked_text = find(Filter {
+        text: Some("national_id".into()),
+        kinds: vec![RecordKind::Statement],
+        limit: 1000,
+        ..Default::default()
+    });
     assert_eq!(masked_text.len(), 20);
-    let outcomes = find(Filter { kinds: vec![RecordKind::Outcome], limit: 1000, ..Default::default() });
+    let outcomes = find(Filter {
+        kinds: vec![RecordKind::Outcome],
+        limit: 1000,
+        ..Default::default()
+    });
     assert_eq!(outcomes.len(), 61);
-    let target = find(Filter { target: Some("prod".into()), environment: Some("production".into()), limit: 1000, ..Default::default() });
+    let target = find(Filter {
+        target: Some("prod".into()),
+        environment: Some("production".into()),
+        limit: 1000,
+        ..Default::default()
+    });
     assert_eq!(target.len(), 60);
 
     // Paging.
-    let page1 = find(Filter { subject: Some("bob".into()), limit: 5, ..Default::default() });
-    let page2 = find(Filter { subject: Some("bob".into()), limit: 5, before_seq: Some(page1[4].seq), ..Default::default() });
+    let page1 = find(Filter {
+        subject: Some("bob".into()),
+        limit: 5,
+        ..Default::default()
+    });
+    let page2 = find(Filter {
+        subject: Some("bob".into()),
+        limit: 5,
+        before_seq: Some(page1[4].seq),
+        ..Default::default()
+    });
     assert_eq!(page2.len(), 5);
     assert!(page2[0].seq < page1[4].seq);
 
     // Time range: everything up to and including record 10's time.
-    let all = find(Filter { limit: 1000, ..Default::default() });
+    let all = find(Filter {
+        limit: 1000,
+        ..Default::default()
+    });
     assert_eq!(all.len() as u64, last.seq);
     let t10 = all.iter().find(|f| f.seq == 10).unwrap().ts_micros;
-    let early = find(Filter { until: Some(t10 + 1), limit: 1000, ..Default::default() });
+    let early = find(Filter {
+        until: Some(t10 + 1),
+        limit: 1000,
+        ..Default::default()
+    });
     assert!(early.iter().all(|f| f.ts_micros <= t10));
     assert!(early.iter().any(|f| f.seq == 10));
-    let late = find(Filter { since: Some(t10), limit: 1000, ..Default::default() });
-    assert_eq!(late.len() + early.len() - early.iter().filter(|f| f.ts_micros == t10).count(), all.len());
+    let late = find(Filter {
+        since: Some(t10),
+        limit: 1000,
+        ..Default::default()
+    });
+    assert_eq!(
+        late.len() + early.len() - early.iter().filter(|f| f.ts_micros == t10).count(),
+        all.len()
+    );
 
     let o = outcome_of(&store, statement_seqs[1]).unwrap().unwrap();
-    assert!(matches!(o.record, Record::Outcome(ref x) if x.sqlstate.as_ref().map(|s| s.as_str()) == Some("42501")));
+    assert!(
+        matches!(o.record, Record::Outcome(ref x) if x.sqlstate.as_ref().map(|s| s.as_str()) == Some("42501"))
+    );
 }
 
 // ---------------------------------------------------------------- data minimisation
@@ -482,12 +681,26 @@ fn seeded_secret_reaches_no_file() {
     let log = AuditLog::open(config(&path)).unwrap();
     let mut s = common::statement(1, "alice", "public.cards", Effect::Allowed);
     s.params = hasher.hash_all([Some(SECRET.as_bytes()), None]);
-    let seq = log.submit_durable(&Record::from(s), Duration::from_secs(5)).unwrap().seq;
+    let seq = log
+        .submit_durable(&Record::from(s), Duration::from_secs(5))
+        .unwrap()
+        .seq;
     // The auditor with the key can still test a value against the record.
     let store = SqliteStore::open_read_only(&path).unwrap();
-    let found = search(&store, &Filter { subject: Some("alice".into()), ..Default::default() }).unwrap();
-    let Record::Statement(st) = &found[0].record else { panic!() };
-    let record::BindParams::KeyedHash { values, .. } = &st.params else { panic!() };
+    let found = search(
+        &store,
+        &Filter {
+            subject: Some("alice".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let Record::Statement(st) = &found[0].record else {
+        panic!()
+    };
+    let record::BindParams::KeyedHash { values, .. } = &st.params else {
+        panic!()
+    };
     assert_eq!(values[0].as_ref(), Some(&hasher.digest(SECRET.as_bytes())));
     assert_eq!(found[0].seq, seq);
     drop(log);

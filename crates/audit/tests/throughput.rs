@@ -17,7 +17,10 @@ use portcullis_audit::search::Access;
 use portcullis_audit::*;
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn statement(i: u64) -> Record {
@@ -26,7 +29,12 @@ fn statement(i: u64) -> Record {
         1 | 2 => Effect::Masked,
         _ => Effect::Allowed,
     };
-    let mut s = common::statement(i, &format!("user{}", i % 1000), &format!("public.t{}", i % 50), effect);
+    let mut s = common::statement(
+        i,
+        &format!("user{}", i % 1000),
+        &format!("public.t{}", i % 50),
+        effect,
+    );
     s.fingerprint = format!("{:016x}", i % 5000);
     Record::from(s)
 }
@@ -51,7 +59,9 @@ fn ingest(path: &std::path::Path, n: u64, threads: u64, with_outcomes: bool) -> 
                             Ok(a) => break a.seq,
                             // Back off as a session would: spinning would take
                             // the writer's core on a small machine.
-                            Err(AuditError::QueueFull) => std::thread::sleep(Duration::from_micros(200)),
+                            Err(AuditError::QueueFull) => {
+                                std::thread::sleep(Duration::from_micros(200))
+                            }
                             Err(e) => panic!("{e}"),
                         }
                     };
@@ -82,11 +92,16 @@ fn ingest_rate() {
     for threads in [1, 2, 4] {
         let dir = tempfile::tempdir().unwrap();
         let rate = ingest(&dir.path().join("a.db"), n, threads, false);
-        println!("ingest: {n} statement records, {threads} submitting threads: {rate:.0} records/s");
+        println!(
+            "ingest: {n} statement records, {threads} submitting threads: {rate:.0} records/s"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let rate = ingest(&dir.path().join("a.db"), n / 2, 2, true);
-    println!("ingest: {} statement + outcome records, 2 submitting threads: {rate:.0} records/s", n);
+    println!(
+        "ingest: {} statement + outcome records, 2 submitting threads: {rate:.0} records/s",
+        n
+    );
 
     // Encoding alone, on one thread: the per-record cost a caller pays.
     let start = Instant::now();
@@ -95,7 +110,10 @@ fn ingest_rate() {
         bytes += canonical::encode(&statement(i)).unwrap().len();
     }
     let per = start.elapsed() / n as u32;
-    println!("encode: {per:?} per statement record, {} bytes on average", bytes / n as usize);
+    println!(
+        "encode: {per:?} per statement record, {} bytes on average",
+        bytes / n as usize
+    );
 }
 
 #[test]
@@ -106,47 +124,114 @@ fn search_speed() {
     let path = dir.path().join("big.db");
     let rate = ingest(&path, n / 2, 2, true);
     let size = std::fs::metadata(&path).unwrap().len();
-    println!("search store: {n} records written at {rate:.0} records/s, {} MB", size / 1_000_000);
+    println!(
+        "search store: {n} records written at {rate:.0} records/s, {} MB",
+        size / 1_000_000
+    );
 
     let store = SqliteStore::open_read_only(&path).unwrap();
-    let all = search(&store, &Filter { limit: 1, ..Default::default() }).unwrap();
+    let all = search(
+        &store,
+        &Filter {
+            limit: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let newest = all[0].ts_micros;
-    let oldest = search(&store, &Filter { limit: 1, until: Some(i64::MAX), before_seq: Some(2), ..Default::default() })
-        .unwrap()[0]
+    let oldest = search(
+        &store,
+        &Filter {
+            limit: 1,
+            until: Some(i64::MAX),
+            before_seq: Some(2),
+            ..Default::default()
+        },
+    )
+    .unwrap()[0]
         .ts_micros;
     let middle = oldest + (newest - oldest) / 2;
 
     let cases: Vec<(&str, Filter)> = vec![
-        ("subject, newest 100", Filter { subject: Some("user17".into()), ..Default::default() }),
-        ("subject + time window (middle 10%)", Filter {
-            subject: Some("user17".into()),
-            since: Some(middle),
-            until: Some(middle + (newest - oldest) / 10),
-            ..Default::default()
-        }),
-        ("who read public.t7.ssn", Filter {
-            object: Some("public.t7".into()),
-            column: Some("ssn".into()),
-            access: Some(Access::Read),
-            ..Default::default()
-        }),
-        ("column + subject", Filter {
-            object: Some("public.t7".into()),
-            column: Some("ssn".into()),
-            subject: Some("user407".into()),
-            ..Default::default()
-        }),
-        ("denied, newest 100", Filter { decision: Some(Effect::Denied), ..Default::default() }),
-        ("fingerprint", Filter { fingerprint: Some(format!("{:016x}", 4242)), ..Default::default() }),
-        ("sqlstate 42P01", Filter { sqlstate: Some("42P01".into()), ..Default::default() }),
-        ("target + kind, 1000", Filter {
-            target: Some("prod".into()),
-            kinds: vec![RecordKind::Statement],
-            limit: 1000,
-            ..Default::default()
-        }),
-        ("free text + subject", Filter { subject: Some("user17".into()), text: Some("t17".into()), ..Default::default() }),
-        ("rare subject (no match), whole log", Filter { subject: Some("nobody".into()), ..Default::default() }),
+        (
+            "subject, newest 100",
+            Filter {
+                subject: Some("user17".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "subject + time window (middle 10%)",
+            Filter {
+                subject: Some("user17".into()),
+                since: Some(middle),
+                until: Some(middle + (newest - oldest) / 10),
+                ..Default::default()
+            },
+        ),
+        (
+            "who read public.t7.ssn",
+            Filter {
+                object: Some("public.t7".into()),
+                column: Some("ssn".into()),
+                access: Some(Access::Read),
+                ..Default::default()
+            },
+        ),
+        (
+            "column + subject",
+            Filter {
+                object: Some("public.t7".into()),
+                column: Some("ssn".into()),
+                subject: Some("user407".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "denied, newest 100",
+            Filter {
+                decision: Some(Effect::Denied),
+                ..Default::default()
+            },
+        ),
+        (
+            "fingerprint",
+            Filter {
+                fingerprint: Some(format!("{:016x}", 4242)),
+                ..Default::default()
+            },
+        ),
+        (
+            "sqlstate 42P01",
+            Filter {
+                sqlstate: Some("42P01".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "target + kind, 1000",
+            Filter {
+                target: Some("prod".into()),
+                kinds: vec![RecordKind::Statement],
+                limit: 1000,
+                ..Default::default()
+            },
+        ),
+        (
+            "free text + subject",
+            Filter {
+                subject: Some("user17".into()),
+                text: Some("t17".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "rare subject (no match), whole log",
+            Filter {
+                subject: Some("nobody".into()),
+                ..Default::default()
+            },
+        ),
     ];
     for (name, filter) in cases {
         let start = Instant::now();
@@ -157,7 +242,15 @@ fn search_speed() {
     }
 
     let start = Instant::now();
-    let report = verify(&store, Some(&SigningKey::from_seed(&[1; 32]).unwrap().public_key())).unwrap();
+    let report = verify(
+        &store,
+        Some(&SigningKey::from_seed(&[1; 32]).unwrap().public_key()),
+    )
+    .unwrap();
     assert!(report.is_clean());
-    println!("verify: {} records in {:?}", report.records, start.elapsed());
+    println!(
+        "verify: {} records in {:?}",
+        report.records,
+        start.elapsed()
+    );
 }

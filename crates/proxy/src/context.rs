@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use portcullis_config::Listener;
 use tokio::sync::watch;
 
+use crate::audit::AuditTrail;
 use crate::cancel::CancelRegistry;
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, UserRuntime};
@@ -34,6 +35,33 @@ pub struct Shared {
     pub mock_secret: [u8; 32],
     pub user_slots: UserSlots,
     pub(crate) phase: watch::Sender<Phase>,
+    /// The audit trail: here rather than in the runtime, so that a reload
+    /// does not cut its chain. `None` when auditing is off.
+    pub audit: Option<Arc<AuditTrail>>,
+    pub session_ids: SessionIds,
+}
+
+/// Names every accepted connection, unique across restarts: a random
+/// prefix per process and a counter.
+pub struct SessionIds {
+    prefix: u32,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Default for SessionIds {
+    fn default() -> Self {
+        SessionIds {
+            prefix: rand::random(),
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+}
+
+impl SessionIds {
+    pub fn next(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:08x}-{n}", self.prefix)
+    }
 }
 
 impl Shared {
@@ -50,6 +78,8 @@ pub struct ConnContext {
     pub shared: Arc<Shared>,
     pub runtime: Arc<Runtime>,
     pub listener: Listener,
+    /// The connection's id (see [`SessionIds`]).
+    pub session_id: String,
 }
 
 /// Counts sessions per user for `max_connections`.

@@ -6,6 +6,7 @@
 //! `docs/ARCHITECTURE.md` for the whole picture.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cancel;
 pub mod catalog;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use portcullis_audit::record::FailureReason;
 use portcullis_config::{Config, Listener};
 use portcullis_wire::{sqlstate, Refusal};
 use thiserror::Error;
@@ -13,6 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tracing::{error, info, info_span, warn, Instrument, Span};
 
+use crate::audit::records;
+use crate::audit::{AuditSetupError, AuditTrail};
 use crate::cancel::CancelRegistry;
 pub use crate::context::{ConnContext, Phase, Shared, UserSlot, UserSlots};
 use crate::handshake::{self, Ended};
@@ -38,6 +41,8 @@ pub enum ServerError {
     Workers(std::io::Error),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Audit(#[from] AuditSetupError),
 }
 
 /// A bound, not yet running proxy.
@@ -81,6 +86,7 @@ impl Server {
                 })?),
                 None => None,
             };
+        let audit = AuditTrail::open(&runtime.config)?;
         let workers =
             Workers::start(runtime.config.server.worker_threads).map_err(ServerError::Workers)?;
         let (phase, _) = watch::channel(Phase::Running);
@@ -91,6 +97,8 @@ impl Server {
             mock_secret: rand::random(),
             user_slots: UserSlots::default(),
             phase,
+            audit,
+            session_ids: Default::default(),
         });
         Ok(Server {
             shared,
@@ -175,6 +183,7 @@ impl Server {
                         }
                     };
                     sock.set_nodelay(true).ok();
+                    let session_id = shared.session_ids.next();
                     let permit = limit.clone().try_acquire_owned().ok();
                     let shared = shared.clone();
                     let listener = listener.clone();
@@ -203,15 +212,22 @@ impl Server {
                                 // in who it is (see serve_connection).
                                 let span = info_span!(
                                     "session",
+                                    id = %session_id,
                                     listener = %listener.name,
                                     peer = %peer,
                                     user = tracing::field::Empty,
                                     target = tracing::field::Empty,
                                 );
-                                serve_connection(sock, shared, listener, span).await;
+                                let ctx = ConnContext {
+                                    runtime: shared.runtime(),
+                                    shared,
+                                    listener,
+                                    session_id,
+                                };
+                                serve_connection(sock, ctx, span).await;
                                 drop(permit);
                             }
-                            None => refuse_over_limit(sock, shared, listener).await,
+                            None => refuse_over_limit(sock, shared, listener, session_id).await,
                         }
                     });
                 }
@@ -236,6 +252,10 @@ impl Server {
             );
             shared.phase.send_replace(Phase::Stopping);
             let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait_empty()).await;
+        }
+        if let Some(audit) = shared.audit.clone() {
+            // The last records and a final checkpoint, off the runtime.
+            let _ = tokio::task::spawn_blocking(move || audit.close()).await;
         }
         info!("shut down");
     }
@@ -311,7 +331,12 @@ impl ServerHandle {
     }
 }
 
-async fn refuse_over_limit(sock: TcpStream, shared: Arc<Shared>, listener: Listener) {
+async fn refuse_over_limit(
+    sock: TcpStream,
+    shared: Arc<Shared>,
+    listener: Listener,
+    session_id: String,
+) {
     shared.metrics.error(ErrorKind::Limit);
     warn!(listener = %listener.name, "connection refused: listener at max_connections");
     let r = Refusal::fatal(
@@ -319,10 +344,19 @@ async fn refuse_over_limit(sock: TcpStream, shared: Arc<Shared>, listener: Liste
         "sorry, too many clients already",
     )
     .hint("Portcullis is at its connection limit for this listener; try again later.");
+    if let Some(audit) = &shared.audit {
+        audit.submit_quietly(&records::connection_failed(
+            source_of(sock.peer_addr().ok()),
+            &session_id,
+            FailureReason::TooManyConnections,
+            Some(r.sqlstate),
+        ));
+    }
     let ctx = ConnContext {
         runtime: shared.runtime(),
         shared,
         listener,
+        session_id,
     };
     // Like PostgreSQL, finish the encryption negotiation first so that TLS
     // clients can read the refusal, and still serve cancel requests.
@@ -337,10 +371,11 @@ async fn refuse_over_limit(sock: TcpStream, shared: Arc<Shared>, listener: Liste
 /// the span. The relay does not: a span is entered on every poll, and a
 /// session is polled for every message, so the session's few events name
 /// the span as their parent instead.
-async fn serve_connection(sock: TcpStream, shared: Arc<Shared>, listener: Listener, span: Span) {
-    let Some(Establishment { est, opts, _conn }) = establish(sock, &shared, listener)
-        .instrument(span.clone())
-        .await
+async fn serve_connection(sock: TcpStream, ctx: ConnContext, span: Span) {
+    let shared = ctx.shared.clone();
+    let session_id = ctx.session_id.clone();
+    let Some(Establishment { est, opts, _conn }) =
+        establish(sock, ctx).instrument(span.clone()).await
     else {
         return;
     };
@@ -349,9 +384,13 @@ async fn serve_connection(sock: TcpStream, shared: Arc<Shared>, listener: Listen
     session::run(
         est,
         opts,
-        shared.metrics.clone(),
-        shared.phase.subscribe(),
-        span,
+        session::Surroundings {
+            metrics: shared.metrics.clone(),
+            phase: shared.phase.subscribe(),
+            span,
+            session_id,
+            audit: shared.audit.clone(),
+        },
     )
     .await;
 }
@@ -366,32 +405,34 @@ struct Establishment {
 
 /// The handshake: an established session, or `None` once the connection
 /// has been dealt with.
-async fn establish(
-    sock: TcpStream,
-    shared: &Arc<Shared>,
-    listener: Listener,
-) -> Option<Establishment> {
-    let runtime = shared.runtime();
+async fn establish(sock: TcpStream, ctx: ConnContext) -> Option<Establishment> {
     let started = Instant::now();
-    let handshake_timeout: Duration = runtime.config.server.handshake_timeout.into();
+    let handshake_timeout: Duration = ctx.runtime.config.server.handshake_timeout.into();
     let opts = SessionOptions {
-        idle_timeout: Some(runtime.config.server.idle_timeout)
+        idle_timeout: Some(ctx.runtime.config.server.idle_timeout)
             .filter(|d| !d.is_zero())
             .map(Into::into),
-        max_statement_bytes: runtime.config.server.max_statement_bytes,
+        max_statement_bytes: ctx.runtime.config.server.max_statement_bytes,
     };
-    let metrics = shared.metrics.clone();
-    let conn = metrics.connection(&listener.name);
-    let ctx = ConnContext {
-        shared: shared.clone(),
-        runtime,
-        listener,
-    };
+    let metrics = ctx.shared.metrics.clone();
+    let conn = metrics.connection(&ctx.listener.name);
+    let peer = sock.peer_addr().ok();
     let outcome = tokio::time::timeout(handshake_timeout, handshake::handshake(sock, &ctx)).await;
+    let failed = |reason: FailureReason, sqlstate: Option<&str>| {
+        if let Some(audit) = &ctx.shared.audit {
+            audit.submit_quietly(&records::connection_failed(
+                source_of(peer),
+                &ctx.session_id,
+                reason,
+                sqlstate,
+            ));
+        }
+    };
     let est = match outcome {
         Err(_) => {
             metrics.error(ErrorKind::Timeout);
             info!("handshake timed out");
+            failed(FailureReason::TimedOut, None);
             return None;
         }
         Ok(Ok(est)) => est,
@@ -399,11 +440,16 @@ async fn establish(
         Ok(Err(Ended::Dropped(kind, why))) => {
             metrics.error(kind);
             info!(reason = %why, "connection dropped during handshake");
+            failed(failure_reason(kind, None), None);
             return None;
         }
         Ok(Err(Ended::Refused(mut stream, kind, refusal))) => {
             metrics.error(kind);
             info!(code = refusal.sqlstate, reason = %refusal.message, "connection refused");
+            failed(
+                failure_reason(kind, Some(refusal.sqlstate)),
+                Some(refusal.sqlstate),
+            );
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
                 stream.write_all(&refusal.to_bytes()).await?;
                 stream.flush().await?;
@@ -419,6 +465,30 @@ async fn establish(
         opts,
         _conn: conn,
     })
+}
+
+/// Why a handshake failed, for its audit record.
+fn failure_reason(kind: ErrorKind, sqlstate: Option<&str>) -> FailureReason {
+    match (kind, sqlstate) {
+        (_, Some(s)) if s == sqlstate::INSUFFICIENT_RESOURCES => FailureReason::AuditUnavailable,
+        (_, Some(s)) if s == sqlstate::INVALID_CATALOG_NAME => FailureReason::UnknownTarget,
+        (_, Some(s)) if s == sqlstate::ADMIN_SHUTDOWN => FailureReason::ShuttingDown,
+        (ErrorKind::ClientAuth, _) => FailureReason::AuthenticationFailed,
+        (ErrorKind::Limit, _) => FailureReason::TooManyConnections,
+        (ErrorKind::Tls, _) => FailureReason::EncryptionRequired,
+        (ErrorKind::UpstreamConnect, _) => FailureReason::UpstreamUnavailable,
+        (ErrorKind::UpstreamAuth, _) => FailureReason::UpstreamLoginFailed,
+        (ErrorKind::Timeout, _) => FailureReason::TimedOut,
+        (ErrorKind::Refused, _) => FailureReason::NotPermitted,
+        _ => FailureReason::ProtocolViolation,
+    }
+}
+
+fn source_of(peer: Option<SocketAddr>) -> portcullis_audit::record::Source {
+    portcullis_audit::record::Source {
+        address: peer,
+        tls: None,
+    }
 }
 
 /// Counts live connection tasks so shutdown can wait for them.

@@ -105,6 +105,30 @@ impl ClientStream {
     pub fn is_tls(&self) -> bool {
         matches!(self, ClientStream::Tls(_))
     }
+
+    /// What the TLS session negotiated, for the audit trail.
+    pub fn tls_info(&self) -> Option<portcullis_audit::record::TlsInfo> {
+        let ClientStream::Tls(s) = self else {
+            return None;
+        };
+        let conn = s.get_ref().1;
+        Some(portcullis_audit::record::TlsInfo {
+            version: conn
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default(),
+            cipher: conn
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()))
+                .unwrap_or_default(),
+            server_name: conn.server_name().map(str::to_owned),
+            alpn: conn
+                .alpn_protocol()
+                .map(|a| String::from_utf8_lossy(a).into_owned()),
+            client_certificate: None,
+            direct: false,
+        })
+    }
 }
 
 /// The read half of a split stream. Plain TCP splits without a lock

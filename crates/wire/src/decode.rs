@@ -122,6 +122,16 @@ pub fn ready_for_query(body: &[u8]) -> Result<u8, WireError> {
     }
 }
 
+/// A CommandComplete's tag (`SELECT 3`, `INSERT 0 1`, `CREATE TABLE`).
+pub fn command_complete(body: &[u8]) -> Result<&str, WireError> {
+    match read_cstr(body, 0) {
+        Some((tag, end)) if end == body.len() => {
+            std::str::from_utf8(tag).map_err(|_| WireError::malformed("command complete"))
+        }
+        _ => Err(WireError::malformed("command complete")),
+    }
+}
+
 /// A Query message's statement text, without its terminating NUL.
 pub fn query(body: &[u8]) -> Result<&[u8], WireError> {
     match read_cstr(body, 0) {

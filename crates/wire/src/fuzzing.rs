@@ -27,6 +27,7 @@ pub fn exercise(data: &[u8]) {
     let _ = decode::negotiate_protocol_version(data);
     let _ = decode::report_fields(data);
     let _ = decode::query(data);
+    let _ = decode::command_complete(data);
     let _ = decode::parse(data);
     let _ = decode::bind_names(data);
     let _ = decode::close(data);

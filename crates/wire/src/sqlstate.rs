@@ -19,6 +19,9 @@ pub const INVALID_CATALOG_NAME: &str = "3D000";
 /// A policy or a guardrail denied the statement or the connection.
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub const SYNTAX_ERROR: &str = "42601";
+/// Class 53: a resource Portcullis needs (the audit trail) cannot take
+/// the statement now.
+pub const INSUFFICIENT_RESOURCES: &str = "53000";
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 /// Nested beyond what the analysis follows.

@@ -26,7 +26,12 @@ pub trait BatchStore: Send {
     /// Where the chain stands (for a new log, [`Head::empty`]).
     fn head(&self) -> Result<Head, AuditError>;
     /// Writes the batch, the checkpoint and the new head in one transaction.
-    fn commit(&mut self, batch: &[StoredItem], checkpoint: Option<&Checkpoint>, head: &Head) -> Result<(), AuditError>;
+    fn commit(
+        &mut self,
+        batch: &[StoredItem],
+        checkpoint: Option<&Checkpoint>,
+        head: &Head,
+    ) -> Result<(), AuditError>;
 }
 
 /// Bit flags in the touched table's `access` column.
@@ -102,8 +107,16 @@ impl IndexFields {
                 refers_to: a.statement_seq,
                 ..Default::default()
             },
-            Record::Reload(r) => IndexFields { kind, subject: r.requested_by.clone(), ..Default::default() },
-            Record::Admin(a) => IndexFields { kind, subject: Some(a.actor.subject.clone()), ..Default::default() },
+            Record::Reload(r) => IndexFields {
+                kind,
+                subject: r.requested_by.clone(),
+                ..Default::default()
+            },
+            Record::Admin(a) => IndexFields {
+                kind,
+                subject: Some(a.actor.subject.clone()),
+                ..Default::default()
+            },
         }
     }
 }
@@ -111,11 +124,12 @@ impl IndexFields {
 /// Merges reads and writes so each (object, column) is one row with both
 /// access bits, as the touched table's key requires.
 fn add_touched(out: &mut Vec<(String, String, i64)>, list: &[Touched], access: i64) {
-    let mut put = |object: &str, column: &str| {
-        match out.iter_mut().find(|(o, c, _)| o == object && c == column) {
-            Some(row) => row.2 |= access,
-            None => out.push((object.to_owned(), column.to_owned(), access)),
-        }
+    let mut put = |object: &str, column: &str| match out
+        .iter_mut()
+        .find(|(o, c, _)| o == object && c == column)
+    {
+        Some(row) => row.2 |= access,
+        None => out.push((object.to_owned(), column.to_owned(), access)),
     };
     for t in list {
         put(&t.object, "");

@@ -102,7 +102,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("log", &self.log).finish()
+        f.debug_struct("SqliteStore")
+            .field("log", &self.log)
+            .finish()
     }
 }
 
@@ -143,7 +145,10 @@ impl SqliteStore {
             }
             Some(f) if f == FORMAT_VERSION.to_string() => {}
             Some(_) => {
-                return Err(AuditError::Corrupt { what: "format", why: "written by an unknown version".into() })
+                return Err(AuditError::Corrupt {
+                    what: "format",
+                    why: "written by an unknown version".into(),
+                })
             }
         }
         Self::with_conn(conn)
@@ -151,7 +156,10 @@ impl SqliteStore {
 
     /// Opens an existing store without writing to it (search, verify).
     pub fn open_read_only(path: &Path) -> Result<Self, AuditError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         conn.busy_timeout(Duration::from_secs(5))?;
         Self::with_conn(conn)
     }
@@ -159,7 +167,10 @@ impl SqliteStore {
     fn with_conn(conn: Connection) -> Result<Self, AuditError> {
         let log = meta(&conn, "log_id")?
             .map(LogId::new)
-            .ok_or(AuditError::Corrupt { what: "meta", why: "no log id".into() })?;
+            .ok_or(AuditError::Corrupt {
+                what: "meta",
+                why: "no log id".into(),
+            })?;
         Ok(SqliteStore { conn, log })
     }
 
@@ -178,25 +189,34 @@ impl SqliteStore {
     }
 
     pub fn public_key(&self) -> Result<Option<PublicKey>, AuditError> {
-        meta(&self.conn, "public_key")?.map(|k| PublicKey::parse(&k)).transpose()
+        meta(&self.conn, "public_key")?
+            .map(|k| PublicKey::parse(&k))
+            .transpose()
     }
 
     /// One record's envelope by seq.
     pub fn envelope(&self, seq: u64) -> Result<Option<Vec<u8>>, AuditError> {
         Ok(self
             .conn
-            .query_row("SELECT envelope FROM audit_records WHERE seq = ?1", [seq as i64], |r| r.get(0))
+            .query_row(
+                "SELECT envelope FROM audit_records WHERE seq = ?1",
+                [seq as i64],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
     fn last_row(&self) -> Result<Option<(u64, Hash)>, AuditError> {
         let row: Option<(i64, Vec<u8>)> = self
             .conn
-            .query_row("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
-        row.map(|(seq, hash)| Ok((seq as u64, blob_hash(hash)?))).transpose()
+        row.map(|(seq, hash)| Ok((seq as u64, blob_hash(hash)?)))
+            .transpose()
     }
 }
 
@@ -210,13 +230,22 @@ impl BatchStore for SqliteStore {
         let last = self.last_row()?;
         Ok(match (recorded, last) {
             (Some(h), Some((seq, _))) if h.size >= seq => h,
-            (_, Some((seq, hash))) => Head { log: self.log.clone(), size: seq, hash },
+            (_, Some((seq, hash))) => Head {
+                log: self.log.clone(),
+                size: seq,
+                hash,
+            },
             (Some(h), None) => h,
             (None, None) => Head::empty(self.log.clone()),
         })
     }
 
-    fn commit(&mut self, batch: &[StoredItem], checkpoint: Option<&Checkpoint>, head: &Head) -> Result<(), AuditError> {
+    fn commit(
+        &mut self,
+        batch: &[StoredItem],
+        checkpoint: Option<&Checkpoint>,
+        head: &Head,
+    ) -> Result<(), AuditError> {
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -268,7 +297,9 @@ impl LogSource for SqliteStore {
     }
 
     fn scan(&self, each: &mut dyn FnMut(StoredRecord)) -> Result<(), AuditError> {
-        let mut stmt = self.conn.prepare("SELECT seq, hash, envelope FROM audit_records ORDER BY seq")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, hash, envelope FROM audit_records ORDER BY seq")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             each(stored(row.get(0)?, row.get(1)?, row.get(2)?));
@@ -279,23 +310,40 @@ impl LogSource for SqliteStore {
     fn record_at(&self, position: u64) -> Result<Option<StoredRecord>, AuditError> {
         Ok(self
             .conn
-            .query_row("SELECT seq, hash, envelope FROM audit_records WHERE seq = ?1", [position as i64], |r| {
-                Ok(stored(r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT seq, hash, envelope FROM audit_records WHERE seq = ?1",
+                [position as i64],
+                |r| Ok(stored(r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?)
     }
 
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, AuditError> {
-        let mut stmt = self.conn.prepare("SELECT size, ts, head, key_id, signature FROM audit_checkpoints ORDER BY size")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT size, ts, head, key_id, signature FROM audit_checkpoints ORDER BY size",
+        )?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (size, ts, head, key_id, signature) = row?;
             // An unreadable head hash can only match nothing: all zeros.
             let head = Hash::try_from(head).unwrap_or(Hash([0; 32]));
-            out.push(Checkpoint { log: self.log.clone(), size: size as u64, head, ts, key_id, signature });
+            out.push(Checkpoint {
+                log: self.log.clone(),
+                size: size as u64,
+                head,
+                ts,
+                key_id,
+                signature,
+            });
         }
         Ok(out)
     }
@@ -308,26 +356,47 @@ impl LogSource for SqliteStore {
 /// A hash column that is not 32 bytes is kept as all zeros, which no
 /// envelope hashes to: verification then reports the record as edited.
 fn stored(seq: i64, hash: Vec<u8>, envelope: Vec<u8>) -> StoredRecord {
-    StoredRecord { position: seq as u64, hash: Some(blob_hash(hash).unwrap_or(Hash([0; 32]))), envelope }
+    StoredRecord {
+        position: seq as u64,
+        hash: Some(blob_hash(hash).unwrap_or(Hash([0; 32]))),
+        envelope,
+    }
 }
 
 fn blob_hash(b: Vec<u8>) -> Result<Hash, AuditError> {
     <[u8; 32]>::try_from(b)
         .map(Hash)
-        .map_err(|_| AuditError::Corrupt { what: "hash column", why: "not 32 bytes".into() })
+        .map_err(|_| AuditError::Corrupt {
+            what: "hash column",
+            why: "not 32 bytes".into(),
+        })
 }
 
 fn recorded_head(conn: &Connection, log: &LogId) -> Result<Option<Head>, AuditError> {
     let (Some(size), Some(hash)) = (meta(conn, "head_size")?, meta(conn, "head_hash")?) else {
         return Ok(None);
     };
-    let size = size.parse::<u64>().map_err(|_| AuditError::Corrupt { what: "head_size", why: "not a number".into() })?;
-    let hash = Hash::try_from(hash).map_err(|why| AuditError::Corrupt { what: "head_hash", why })?;
-    Ok(Some(Head { log: log.clone(), size, hash }))
+    let size = size.parse::<u64>().map_err(|_| AuditError::Corrupt {
+        what: "head_size",
+        why: "not a number".into(),
+    })?;
+    let hash = Hash::try_from(hash).map_err(|why| AuditError::Corrupt {
+        what: "head_hash",
+        why,
+    })?;
+    Ok(Some(Head {
+        log: log.clone(),
+        size,
+        hash,
+    }))
 }
 
 fn meta(conn: &Connection, key: &str) -> Result<Option<String>, AuditError> {
-    Ok(conn.query_row("SELECT value FROM audit_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+    Ok(conn
+        .query_row("SELECT value FROM audit_meta WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()?)
 }
 
 fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), AuditError> {

@@ -44,9 +44,14 @@ pub fn statement(i: u64, subject: &str, table: &str, effect: Effect) -> Statemen
         statement_id: i,
         protocol: Protocol::Extended,
         statement_name: Some(String::new()),
-        text: NormalisedText::from_normalised(format!("SELECT id, email, ssn FROM {table} WHERE id = $1")),
+        text: NormalisedText::from_normalised(format!(
+            "SELECT id, email, ssn FROM {table} WHERE id = $1"
+        )),
         fingerprint: format!("{:016x}", i % 97),
-        reads: vec![Touched { object: table.to_owned(), columns: vec!["id".into(), "email".into(), "ssn".into()] }],
+        reads: vec![Touched {
+            object: table.to_owned(),
+            columns: vec!["id".into(), "email".into(), "ssn".into()],
+        }],
         writes: vec![],
         decision: Decision {
             effect,
@@ -55,7 +60,10 @@ pub fn statement(i: u64, subject: &str, table: &str, effect: Effect) -> Statemen
             reason: None,
         },
         masked_columns: if effect == Effect::Masked {
-            vec![MaskedColumn { column: format!("{table}.ssn"), classification: "national_id".into() }]
+            vec![MaskedColumn {
+                column: format!("{table}.ssn"),
+                classification: "national_id".into(),
+            }]
         } else {
             vec![]
         },
@@ -86,7 +94,10 @@ pub fn full_statement() -> Record {
     s.identity.kind = IdentityKind::Agent;
     s.source.tls.as_mut().unwrap().client_certificate = Some("CN=alice".into());
     s.source.tls.as_mut().unwrap().direct = true;
-    s.writes = vec![Touched { object: "public.log".into(), columns: vec!["at".into()] }];
+    s.writes = vec![Touched {
+        object: "public.log".into(),
+        columns: vec!["at".into()],
+    }];
     s.decision.reason = Some("held for approval".into());
     s.params = hasher.hash_all([Some(&b"42"[..]), None]);
     Record::from(s)
@@ -97,7 +108,9 @@ pub fn all_kinds() -> Vec<Record> {
         full_statement(),
         Record::from({
             let mut s = statement(8, "carol", "public.orders", Effect::Allowed);
-            s.params = BindParams::Masked { values: vec![Some(MaskedParam::from_masked("****")), None] };
+            s.params = BindParams::Masked {
+                values: vec![Some(MaskedParam::from_masked("****")), None],
+            };
             s
         }),
         outcome(1, 7, Some("42501")),
@@ -113,12 +126,18 @@ pub fn all_kinds() -> Vec<Record> {
             },
         }),
         Record::Connection(ConnectionRecord {
-            source: Source { address: None, tls: None },
+            source: Source {
+                address: None,
+                tls: None,
+            },
             session_id: "s-10".into(),
             identity: Some(identity("dave")),
             target: Some("prod".into()),
             environment: None,
-            result: ConnectionResult::Ended { reason: EndReason::IdleTimeout, duration_micros: 9 },
+            result: ConnectionResult::Ended {
+                reason: EndReason::IdleTimeout,
+                duration_micros: 9,
+            },
         }),
         Record::Approval(ApprovalRecord {
             request_id: "r-1".into(),
@@ -133,7 +152,9 @@ pub fn all_kinds() -> Vec<Record> {
             what: ReloadKind::Policy,
             hash: Some("ff".into()),
             requested_by: Some("signal".into()),
-            result: ReloadResult::Rejected { reason: "syntax error".into() },
+            result: ReloadResult::Rejected {
+                reason: "syntax error".into(),
+            },
         }),
         Record::Admin(AdminRecord {
             actor: identity("root"),

@@ -11,6 +11,10 @@ use portcullis_wire::{sqlstate, Refusal};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::warn;
 
+use portcullis_audit::record::Protocol;
+use portcullis_audit::{AuditError, Receipt};
+
+use super::auditing::SessionAudit;
 use super::buffer::ReadBuffer;
 use super::function_call;
 use super::guarding::{self, Guarded, Verdict};
@@ -36,6 +40,20 @@ pub(crate) struct ClientPump<'a> {
     terminated: bool,
     /// See [`LastDescribe`].
     last_describe: LastDescribe,
+    audit: Option<&'a SessionAudit>,
+    /// The message just judged may go upstream only once its audit record
+    /// is committed (a strict target).
+    wait: Option<StrictWait>,
+}
+
+/// A message held until its audit record is committed.
+pub(crate) struct StrictWait {
+    receipt: Receipt,
+    /// The ledger before the message's entries (see `Pending::retract`).
+    mark: u64,
+    /// What goes upstream in its place if the record is not committed.
+    query: bool,
+    replacement: BytesMut,
 }
 
 /// The portal the client's previous message described, if it was a
@@ -71,6 +89,7 @@ impl<'a> ClientPump<'a> {
         pending: &'a Pending,
         guarded: &'a Guarded,
         metrics: &'a Metrics,
+        audit: Option<&'a SessionAudit>,
     ) -> Self {
         ClientPump {
             reader,
@@ -85,17 +104,23 @@ impl<'a> ClientPump<'a> {
             in_write: false,
             terminated: false,
             last_describe: LastDescribe::default(),
+            audit,
+            wait: None,
         }
     }
 }
 
 /// Judges a message (or the head of a streamed one) by its type and the
-/// bytes available of it.
+/// bytes available of it, and hands its audit records to the trail.
+// One argument per piece of pump state the step reads or changes.
+#[allow(clippy::too_many_arguments)]
 fn judge(
     pending: &Pending,
     guarded: &Guarded,
     metrics: &Metrics,
+    audit: Option<&SessionAudit>,
     last_describe: &mut LastDescribe,
+    wait: &mut Option<StrictWait>,
     tag: u8,
     head: &[u8],
 ) -> Action {
@@ -117,13 +142,41 @@ fn judge(
             let Ok(sql) = decode::query(body) else {
                 return malformed(pending, true, guarding::refused_query(), settle);
             };
-            let (verdict, tickets, analysis) = guarded.query(sql);
+            let mark = pending.mark();
+            let judged = guarded.query(sql);
             count_inferred(guarded, metrics);
+            let at = Instant::now();
+            let mut verdict = judged.verdict;
+            let mut tickets = judged.tickets;
+            let mut audited = Vec::new();
+            if let Some(audit) = audit {
+                match audit.statements(&judged.audit, Protocol::Simple, None, at) {
+                    Ok(r) => {
+                        audited = r.audited;
+                        *wait = r.receipt.map(|receipt| StrictWait {
+                            receipt,
+                            mark,
+                            query: true,
+                            replacement: guarding::refused_query(),
+                        });
+                    }
+                    Err(refusal) => {
+                        // It never runs: neither do its changes.
+                        for (_, t) in tickets.drain(..) {
+                            settle(t, false);
+                        }
+                        if !matches!(verdict, Verdict::Refuse(_)) {
+                            verdict = Verdict::Refuse(refusal.to_bytes());
+                        }
+                    }
+                }
+            }
             let entry = Entry::Query {
-                at: Instant::now(),
+                at,
                 tickets,
                 done: 0,
-                analysis,
+                analysis: judged.analysis,
+                audited,
             };
             match verdict {
                 Verdict::Pass => {
@@ -151,12 +204,23 @@ fn judge(
             };
             let judged = guarded.parse(name, sql);
             count_inferred(guarded, metrics);
-            match judged {
-                (Verdict::Pass | Verdict::Limited { .. }, ticket) => {
-                    pending.sent(Entry::Step(Step::Parse, ticket), settle);
+            match judged.verdict {
+                Verdict::Pass | Verdict::Limited { .. } => {
+                    // Recorded when it is bound: preparing runs nothing.
+                    pending.sent(Entry::Step(Step::Parse, judged.ticket, None), settle);
                     Action::Forward
                 }
-                (Verdict::Refuse(reply), _) => {
+                Verdict::Refuse(reply) => {
+                    if let Some(audit) = audit {
+                        // Refused either way; a record that cannot be
+                        // written changes nothing.
+                        let _ = audit.statements(
+                            &judged.audit,
+                            Protocol::Extended,
+                            Some(name),
+                            Instant::now(),
+                        );
+                    }
                     metrics.error(ErrorKind::Refused);
                     pending.sent(refused(reply, false), settle);
                     Action::Replace(guarding::refused_parse(name))
@@ -167,14 +231,46 @@ fn judge(
             let Ok((portal, statement)) = decode::bind_names(body) else {
                 return malformed(pending, false, guarding::refused_step(), settle);
             };
+            let mark = pending.mark();
             let judged = guarded.bind(portal, statement);
             count_inferred(guarded, metrics);
-            match judged {
-                (Verdict::Pass | Verdict::Limited { .. }, ticket) => {
-                    pending.sent(Entry::Step(Step::Bind, ticket), settle);
+            let mut verdict = judged.verdict;
+            let mut ticket = judged.ticket;
+            if let Some(audit) = audit {
+                let mut bound = None;
+                match audit.statements(
+                    &judged.audit,
+                    Protocol::Extended,
+                    Some(statement),
+                    Instant::now(),
+                ) {
+                    Ok(r) => {
+                        bound = r.audited.last().copied();
+                        *wait = r.receipt.map(|receipt| StrictWait {
+                            receipt,
+                            mark,
+                            query: false,
+                            replacement: guarding::refused_step(),
+                        });
+                    }
+                    Err(refusal) => {
+                        if let Some(t) = ticket.take() {
+                            settle(t, false);
+                        }
+                        if !matches!(verdict, Verdict::Refuse(_)) {
+                            verdict = Verdict::Refuse(refusal.to_bytes());
+                        }
+                    }
+                }
+                let runs = !matches!(verdict, Verdict::Refuse(_));
+                audit.bound(portal, bound.filter(|_| runs));
+            }
+            match verdict {
+                Verdict::Pass | Verdict::Limited { .. } => {
+                    pending.sent(Entry::Step(Step::Bind, ticket, None), settle);
                     Action::Forward
                 }
-                (Verdict::Refuse(reply), _) => {
+                Verdict::Refuse(reply) => {
                     metrics.error(ErrorKind::Refused);
                     pending.sent(refused(reply, false), settle);
                     Action::Replace(guarding::refused_step())
@@ -183,10 +279,15 @@ fn judge(
         }
         fe::CLOSE => {
             let ticket = match decode::close(body) {
-                Ok((kind, name)) => guarded.close(kind, name),
+                Ok((kind, name)) => {
+                    if let (Some(audit), b'P') = (audit, kind) {
+                        audit.bound(name, None);
+                    }
+                    guarded.close(kind, name)
+                }
                 Err(_) => return malformed(pending, false, guarding::refused_step(), settle),
             };
-            pending.sent(Entry::Step(Step::Close, ticket), settle);
+            pending.sent(Entry::Step(Step::Close, ticket, None), settle);
             Action::Forward
         }
         fe::DESCRIBE => {
@@ -213,6 +314,7 @@ fn judge(
             metrics.statements(1);
             let portal = portcullis_wire::framing::read_cstr(body, 0).map(|(p, _)| p);
             let (limited, ticket) = portal.map_or((None, None), |p| guarded.execute(p));
+            let audited = audit.zip(portal).and_then(|(a, p)| a.executes(p));
             // The proxy's Describe, when the client did not just describe
             // this portal (a malformed Execute needs none: the server
             // refuses it).
@@ -223,7 +325,7 @@ fn judge(
                 _ => None,
             };
             if limited.is_none() && describe.is_none() {
-                pending.sent(Entry::Step(Step::Execute, ticket), settle);
+                pending.sent(Entry::Step(Step::Execute, ticket, audited), settle);
                 return Action::Forward;
             }
             let mut out = BytesMut::new();
@@ -245,7 +347,7 @@ fn judge(
                 let rows = Some(Rows::Portal(p.to_vec()));
                 pending.sent(Entry::Describe { rows, hidden: true }, settle);
             }
-            pending.sent(Entry::Step(Step::Execute, ticket), settle);
+            pending.sent(Entry::Step(Step::Execute, ticket, audited), settle);
             for e in after.into_iter().flatten() {
                 pending.sent(e, settle);
             }
@@ -353,10 +455,29 @@ impl ClientPump<'_> {
                     self.pending,
                     self.guarded,
                     self.metrics,
+                    self.audit,
                     &mut self.last_describe,
+                    &mut self.wait,
                     tag,
                     &self.rb.buf[pos..pos + len],
                 );
+                if let Some(wait) = self.wait.take() {
+                    // What came before is recorded already: it goes now,
+                    // and this message once its record is committed.
+                    if let Err(e) = self.flush(run_start, pos).await {
+                        return e;
+                    }
+                    run_start = pos;
+                    if let Err(replacement) = self.committed(wait).await {
+                        if let Err(e) = self.write(&replacement).await {
+                            return e;
+                        }
+                        pos += len;
+                        run_start = pos;
+                        self.discarding = self.splitter.mid_message();
+                        continue;
+                    }
+                }
                 match action {
                     Action::Forward => pos += len,
                     Action::Replace(replacement) => {
@@ -429,6 +550,33 @@ impl ClientPump<'_> {
                 Ok(n) => self.metrics.client_bytes(n as u64),
             }
         }
+    }
+
+    /// Waits for a held message's audit record. If it is not committed in
+    /// time, the message is retracted from the ledger and the replacement
+    /// to send in its place returned (unless the target fails open).
+    async fn committed(&mut self, wait: StrictWait) -> Result<(), BytesMut> {
+        let Some(audit) = self.audit else {
+            return Ok(());
+        };
+        let timeout = audit.commit_timeout();
+        let error = match tokio::time::timeout(timeout, wait.receipt).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e,
+            Err(_) => AuditError::Timeout(timeout),
+        };
+        if audit.fails_open() {
+            warn!(parent: &self.guarded.span, error = %error, "audit record not confirmed: the target fails open");
+            return Ok(());
+        }
+        let reply = crate::audit::unavailable(&error).to_bytes();
+        let guarded = self.guarded;
+        self.pending
+            .retract(wait.mark, reply, wait.query, &mut |t, ran| {
+                guarded.settle(t, ran)
+            });
+        self.metrics.error(ErrorKind::Refused);
+        Err(wait.replacement)
     }
 
     async fn flush(&mut self, from: usize, to: usize) -> Result<(), End> {

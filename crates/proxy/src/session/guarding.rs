@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
+use portcullis_analysis::audit_text::{audit_text, AuditText};
 use portcullis_analysis::{Analysis, StatementFacts};
 use portcullis_guard::session::{Overflow, Refused};
 use portcullis_guard::{
@@ -25,6 +26,7 @@ use portcullis_policy::{Principal, PrincipalKind};
 use portcullis_wire::{encode, sqlstate, Refusal};
 use tracing::{debug, info, warn};
 
+use crate::audit::records::MessageVerdict;
 use crate::masking::TargetMasking;
 use crate::runtime::{TargetRuntime, UserRuntime};
 
@@ -56,6 +58,32 @@ pub(crate) struct Guarded {
     /// The last message judged chooses rows by a column masked for this
     /// session (see [`Guarded::take_inferred`]).
     inferred: AtomicBool,
+    /// The session is audited: judging also produces statement texts.
+    audited: bool,
+}
+
+/// A judged message: what to do with it, what it changes in the session
+/// model, and what its audit records say.
+pub(crate) struct Judged {
+    pub verdict: Verdict,
+    /// For a Query: the changes its statements make, by statement index.
+    pub tickets: Vec<(usize, Ticket)>,
+    /// For a Parse or Bind: the change it makes.
+    pub ticket: Option<Ticket>,
+    pub analysis: Option<Arc<Analysis>>,
+    pub audit: MessageVerdict,
+}
+
+impl Judged {
+    fn refused(verdict: Verdict, sqlstate: &'static str, text: Option<AuditText>) -> Judged {
+        Judged {
+            verdict,
+            tickets: Vec::new(),
+            ticket: None,
+            analysis: None,
+            audit: MessageVerdict::refused_unjudged(sqlstate, text),
+        }
+    }
 }
 
 /// What to do with a judged message.
@@ -79,6 +107,7 @@ impl Guarded {
         search_path: Option<&str>,
         startup_messages: &[u8],
         span: tracing::Span,
+        audited: bool,
     ) -> Guarded {
         let kind = match user.config.kind {
             portcullis_config::IdentityKind::Human => PrincipalKind::Human,
@@ -102,6 +131,7 @@ impl Guarded {
             schema_dirty: AtomicBool::new(false),
             gate: Mutex::new(()),
             inferred: AtomicBool::new(false),
+            audited,
         };
         for (name, value) in portcullis_wire::decode::parameter_statuses(startup_messages) {
             g.parameter_status(name, value);
@@ -218,16 +248,18 @@ impl Guarded {
         }
     }
 
-    /// Judges a simple Query. Returns the changes its statements make to
-    /// prepared statements, for the ledger, and its analysis.
-    pub fn query(&self, sql: &[u8]) -> (Verdict, Vec<(usize, Ticket)>, Option<Arc<Analysis>>) {
+    /// Judges a simple Query: the verdict, the changes its statements
+    /// make to prepared statements (for the ledger), its analysis and what
+    /// its audit records say.
+    pub fn query(&self, sql: &[u8]) -> Judged {
         let mut state = self.state();
         let sql = match text(&state, sql) {
             Ok(s) => s,
-            Err(r) => return (self.refuse(&r, "query"), Vec::new(), None),
+            Err(r) => return Judged::refused(self.refuse(&r, "query"), r.sqlstate, None),
         };
         let j = self.target.guard.judge_text(&sql, &self.who, &state);
         let mut verdict = self.conclude(&j, "query");
+        let audit = self.message_verdict(&j, &sql);
         let mut tickets = Vec::new();
         if let (Verdict::Pass, Some(a)) = (&verdict, &j.analysis) {
             if let Some(limit) = j.row_limit {
@@ -240,13 +272,22 @@ impl Guarded {
                         ),
                     )
                     .hint("Send each INSERT, UPDATE, DELETE or MERGE as a query of its own; Portcullis counts the rows each one changes.");
-                    return (self.refuse(&r, "query"), Vec::new(), None);
+                    return Judged {
+                        audit: refused_whole(audit, &r),
+                        ..Judged::refused(self.refuse(&r, "query"), r.sqlstate, None)
+                    };
                 }
                 verdict = self.limited(limit);
             }
             match state.apply(a) {
                 Ok(t) => tickets = t,
-                Err(e) => return (self.refuse(&unfollowable(&e), "query"), Vec::new(), None),
+                Err(e) => {
+                    let r = unfollowable(&e);
+                    return Judged {
+                        audit: refused_whole(audit, &r),
+                        ..Judged::refused(self.refuse(&r, "query"), r.sqlstate, None)
+                    };
+                }
             }
             if j.opaque {
                 state.opaque_ran(j.hidden_code);
@@ -258,7 +299,32 @@ impl Guarded {
                 state.functions_may_change();
             }
         }
-        (verdict, tickets, j.analysis.clone())
+        Judged {
+            verdict,
+            tickets,
+            ticket: None,
+            analysis: j.analysis.clone(),
+            audit,
+        }
+    }
+
+    /// What the audit records of a judged text say.
+    fn message_verdict(&self, j: &Judgement, sql: &str) -> MessageVerdict {
+        let texts = if !self.audited {
+            None
+        } else if let Some(a) = &j.analysis {
+            Some(a.audit_texts(sql))
+        } else {
+            // It did not parse: one record for the whole text.
+            Some(Arc::from([audit_text(sql)]))
+        };
+        MessageVerdict {
+            statements: j.statements.clone(),
+            texts,
+            refusal: j.refusal.as_ref().map(|r| r.sqlstate),
+            refused_by: j.refused_by.clone(),
+            enforced: j.enforced,
+        }
     }
 
     fn limited(&self, limit: u64) -> Verdict {
@@ -269,45 +335,82 @@ impl Guarded {
     }
 
     /// Judges a Parse of `sql` as statement `name`.
-    pub fn parse(&self, name: &[u8], sql: &[u8]) -> (Verdict, Option<Ticket>) {
+    pub fn parse(&self, name: &[u8], sql: &[u8]) -> Judged {
         let mut state = self.state();
         let key = match protocol_name(&state, name) {
             Ok(k) => k,
-            Err(r) => return (self.refuse(&r, "parse"), None),
+            Err(r) => return Judged::refused(self.refuse(&r, "parse"), r.sqlstate, None),
         };
         let sql = match text(&state, sql) {
             Ok(s) => s,
-            Err(r) => return (self.refuse(&r, "parse"), None),
+            Err(r) => return Judged::refused(self.refuse(&r, "parse"), r.sqlstate, None),
         };
         let j = self.target.guard.judge_text(&sql, &self.who, &state);
         let verdict = self.conclude(&j, "parse");
+        let audit = self.message_verdict(&j, &sql);
+        let mut ticket = None;
         if let (Verdict::Pass, Some(a)) = (&verdict, &j.analysis) {
             let text = PreparedText {
                 analysis: a.clone(),
                 index: 0,
             };
-            return match state.parse(key, text) {
-                Ok(t) => (verdict, Some(t)),
-                Err(e) => (self.refuse(&unfollowable(&e), "parse"), None),
-            };
+            match state.parse(key, text) {
+                Ok(t) => ticket = Some(t),
+                Err(e) => {
+                    let r = unfollowable(&e);
+                    return Judged {
+                        audit: refused_whole(audit, &r),
+                        ..Judged::refused(self.refuse(&r, "parse"), r.sqlstate, None)
+                    };
+                }
+            }
         }
-        (verdict, None)
+        Judged {
+            verdict,
+            tickets: Vec::new(),
+            ticket,
+            analysis: j.analysis.clone(),
+            audit,
+        }
     }
 
     /// Judges a Bind of prepared statement `statement` into `portal`.
-    pub fn bind(&self, portal: &[u8], statement: &[u8]) -> (Verdict, Option<Ticket>) {
+    pub fn bind(&self, portal: &[u8], statement: &[u8]) -> Judged {
         let mut state = self.state();
         let keys = protocol_name(&state, portal)
             .and_then(|p| protocol_name(&state, statement).map(|s| (p, s)));
         let (portal, statement) = match keys {
             Ok(k) => k,
-            Err(r) => return (self.refuse(&r, "bind"), None),
+            Err(r) => return Judged::refused(self.refuse(&r, "bind"), r.sqlstate, None),
         };
         let j = self
             .target
             .guard
             .judge_prepared(&statement, &self.who, &state);
         let verdict = self.conclude(&j, "bind");
+        // The text the Parse recorded (the first, if the server has not
+        // yet said which of several it kept).
+        let texts = if self.audited {
+            state.prepared(&statement).next().map(|t| {
+                let text = t
+                    .analysis
+                    .audit
+                    .get()
+                    .and_then(|texts| texts.get(t.index).cloned())
+                    .unwrap_or_else(|| audit_text(portcullis_analysis::audit_text::WITHHELD_TEXT));
+                Arc::from([text])
+            })
+        } else {
+            None
+        };
+        let audit = MessageVerdict {
+            statements: j.statements.clone(),
+            texts,
+            refusal: j.refusal.as_ref().map(|r| r.sqlstate),
+            refused_by: j.refused_by.clone(),
+            enforced: j.enforced,
+        };
+        let mut ticket = None;
         if let Verdict::Pass = verdict {
             // The row limit travels with the portal: its Execute is counted
             // (see `execute`).
@@ -319,12 +422,24 @@ impl Guarded {
             }
             // What the statement sets up (a SET, say) counts when the
             // portal is executed, not now.
-            return match state.bind(portal, &statement, j.row_limit, j.opaque, j.hidden_code) {
-                Ok(t) => (verdict, Some(t)),
-                Err(e) => (self.refuse(&unfollowable(&e), "bind"), None),
-            };
+            match state.bind(portal, &statement, j.row_limit, j.opaque, j.hidden_code) {
+                Ok(t) => ticket = Some(t),
+                Err(e) => {
+                    let r = unfollowable(&e);
+                    return Judged {
+                        audit: refused_whole(audit, &r),
+                        ..Judged::refused(self.refuse(&r, "bind"), r.sqlstate, None)
+                    };
+                }
+            }
         }
-        (verdict, None)
+        Judged {
+            verdict,
+            tickets: Vec::new(),
+            ticket,
+            analysis: None,
+            audit,
+        }
     }
 
     /// Judges a FunctionCall that changes a large object, as the SQL call
@@ -421,6 +536,16 @@ impl Guarded {
         );
         Verdict::Refuse(r.to_bytes())
     }
+}
+
+/// A judged message's audit verdict, refused as a whole by Portcullis
+/// after the policy allowed it (a name it cannot follow, a row limit it
+/// cannot count).
+fn refused_whole(mut m: MessageVerdict, r: &Refusal) -> MessageVerdict {
+    m.refusal = Some(r.sqlstate);
+    m.refused_by = None;
+    m.enforced = true;
+    m
 }
 
 /// Statement text as the server reads it.

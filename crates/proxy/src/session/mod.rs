@@ -7,6 +7,7 @@
 //! direction with [`portcullis_wire::Splitter`], looks at the few messages
 //! the proxy must understand, and forwards everything as the original bytes.
 
+mod auditing;
 mod buffer;
 mod client_pump;
 mod function_call;
@@ -27,6 +28,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use portcullis_audit::record::{Destination, EndReason, Source};
+
+use crate::audit::records::{self, SessionFacts};
+use crate::audit::{AuditTrail, TargetAudit};
 use crate::context::Phase;
 use crate::handshake::Established;
 use crate::metrics::{ErrorKind, Metrics};
@@ -70,14 +75,25 @@ pub struct SessionOptions {
     pub max_statement_bytes: usize,
 }
 
+/// What a session shares with the rest of the proxy.
+pub struct Surroundings {
+    pub metrics: Arc<Metrics>,
+    pub phase: watch::Receiver<Phase>,
+    /// The connection's span (see `server::serve_connection`).
+    pub span: tracing::Span,
+    pub session_id: String,
+    pub audit: Option<Arc<AuditTrail>>,
+}
+
 /// Relays until either side ends the session or the proxy shuts down.
-pub async fn run(
-    est: Established,
-    opts: SessionOptions,
-    metrics: Arc<Metrics>,
-    mut phase: watch::Receiver<Phase>,
-    span: tracing::Span,
-) {
+pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
+    let Surroundings {
+        metrics,
+        mut phase,
+        span,
+        session_id,
+        audit,
+    } = around;
     let Established {
         client,
         client_buf,
@@ -89,6 +105,25 @@ pub async fn run(
         search_path,
         ..
     } = est;
+    let session_audit = audit
+        .zip(TargetAudit::of(&target.config))
+        .map(|(trail, setting)| {
+            let facts = SessionFacts {
+                identity: records::identity(&user.config),
+                source: Source {
+                    address: client.peer_addr(),
+                    tls: client.tls_info(),
+                },
+                destination: Destination {
+                    target: target.config.name.clone(),
+                    environment: Some(target.config.environment.clone()),
+                    session_id,
+                    backend_pid: u32::try_from(upstream.pid).ok(),
+                },
+                bundle_hash: target.guard.engine().bundle_hash().to_owned(),
+            };
+            auditing::SessionAudit::new(trail, setting, facts)
+        });
     let guarded = guarding::Guarded::new(
         target,
         &user,
@@ -96,10 +131,27 @@ pub async fn run(
         search_path.as_deref(),
         &upstream.startup_messages,
         span,
+        session_audit.is_some(),
     );
     let (client_r, client_w) = client.split();
-    let (upstream_r, upstream_w) = upstream.stream.split();
+    let (upstream_r, mut upstream_w) = upstream.stream.split();
     let pending = pending::Pending::new(upstream.status);
+    if let Some(a) = &session_audit {
+        if let Err(r) = opened(a).await {
+            warn!(parent: &guarded.span, "session refused: its audit record could not be written");
+            metrics.error(ErrorKind::Refused);
+            let mut client_w = client_w;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                client_w.write_all(&r.to_bytes()).await?;
+                client_w.shutdown().await
+            })
+            .await;
+            let mut b = bytes::BytesMut::new();
+            portcullis_wire::encode::terminate(&mut b);
+            let _ = tokio::time::timeout(Duration::from_secs(1), upstream_w.write_all(&b)).await;
+            return;
+        }
+    }
 
     let mut to_server = client_pump::ClientPump::new(
         client_r,
@@ -110,6 +162,7 @@ pub async fn run(
         &pending,
         &guarded,
         &metrics,
+        session_audit.as_ref(),
     );
     let mut to_client = server_pump::ServerPump::new(
         upstream_r,
@@ -118,6 +171,7 @@ pub async fn run(
         &pending,
         &guarded,
         &metrics,
+        session_audit.as_ref(),
     );
 
     let end = {
@@ -212,9 +266,44 @@ pub async fn run(
         to_server.terminate_upstream().await;
     }
     let _ = to_client.shutdown().await;
+    if let Some(a) = &session_audit {
+        a.ended(end_reason(&end));
+    }
     info!(parent: &guarded.span, reason = ?end_label(&end), "session ended");
     drop(cancel_guard);
     drop(user_slot);
+}
+
+/// The session's opening record; on a strict target, committed before the
+/// session relays anything. `Err`: the refusal that ends the session.
+async fn opened(a: &auditing::SessionAudit) -> Result<(), Refusal> {
+    let receipt = match a.opened() {
+        Ok(r) => r,
+        Err(_) if a.fails_open() => return Ok(()),
+        Err(_) => return Err(crate::audit::unavailable_at_login()),
+    };
+    let Some(receipt) = receipt else {
+        return Ok(());
+    };
+    match tokio::time::timeout(a.commit_timeout(), receipt).await {
+        Ok(Ok(_)) => Ok(()),
+        _ if a.fails_open() => Ok(()),
+        _ => Err(crate::audit::unavailable_at_login()),
+    }
+}
+
+/// Why a session ended, as its audit record says it.
+fn end_reason(end: &End) -> EndReason {
+    match end {
+        End::Terminated | End::Answered => EndReason::ClientTerminated,
+        End::ClientGone => EndReason::ClientDisconnected,
+        End::ClientRefused(_) => EndReason::ProtocolViolation,
+        End::Unsafe(_) | End::Unmaskable(_) => EndReason::Refused,
+        End::UpstreamClosed => EndReason::ServerClosed,
+        End::UpstreamLost(_) | End::UpstreamProtocol(_) => EndReason::UpstreamLost,
+        End::IdleTimeout => EndReason::IdleTimeout,
+        End::Shutdown => EndReason::Shutdown,
+    }
 }
 
 fn end_label(end: &End) -> &'static str {

@@ -36,6 +36,16 @@ use tokio::sync::Notify;
 /// the ledger carried: `true` when the server ran its message.
 pub(crate) type Settle<'a> = &'a mut dyn FnMut(Ticket, bool);
 
+/// A statement the audit trail recorded: its record's place in the log
+/// and its number in the session, so that its outcome can name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Audited {
+    pub seq: u64,
+    pub statement_id: u64,
+    /// When the client sent it.
+    pub at: Instant,
+}
+
 /// The statement whose rows a RowDescription describes: what a masking
 /// plan is made for.
 #[derive(Debug, Clone)]
@@ -85,8 +95,9 @@ pub(crate) enum Described {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Entry {
     /// Parse, Bind, Execute or Close: one reply each; with the change it
-    /// makes to prepared statements or portals, if any.
-    Step(Step, Option<Ticket>),
+    /// makes to prepared statements or portals, if any, and (for an
+    /// Execute) the audit record of the statement it runs.
+    Step(Step, Option<Ticket>, Option<Audited>),
     /// A Describe of a portal (`rows`: what it runs) or, with `rows`
     /// `None`, of a prepared statement. `hidden` when the proxy sent it (to
     /// learn an Execute's columns, see `client_pump`): its reply never
@@ -103,12 +114,15 @@ pub(crate) enum Entry {
         tickets: Vec<(usize, Ticket)>,
         done: usize,
         analysis: Option<Arc<Analysis>>,
+        /// The audit records of its statements, by index (empty when not
+        /// audited).
+        audited: Vec<Audited>,
     },
     /// The client ended copy data (CopyDone or CopyFail).
     CopyEnd,
     /// The Execute of a COPY FROM STDIN is in copy mode; its
     /// CommandComplete or ErrorResponse ends it.
-    CopyIn,
+    CopyIn(Option<Audited>),
     /// A refused request, replaced by one that fails: the server's
     /// ErrorResponse for it is replaced by `reply`. `query` for a Query or
     /// FunctionCall (ReadyForQuery follows), otherwise an extended-protocol
@@ -153,13 +167,14 @@ impl Entry {
             tickets: Vec::new(),
             done: 0,
             analysis: None,
+            audited: Vec::new(),
         }
     }
 
     /// The server never ran this message (or the rest of this Query).
     fn skipped(self, settle: Settle<'_>) {
         match self {
-            Entry::Step(_, Some(t)) => settle(t, false),
+            Entry::Step(_, Some(t), _) => settle(t, false),
             Entry::Query { tickets, done, .. } => {
                 for (i, t) in tickets {
                     if i >= done {
@@ -198,6 +213,15 @@ pub(crate) struct Ready {
     pub drained: bool,
 }
 
+/// What an ErrorResponse answered (see [`Pending::error`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failed {
+    /// The proxy's own error to send instead, for a refused request.
+    pub substitute: Option<Bytes>,
+    /// The audit record of the statement that failed.
+    pub audited: Option<Audited>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     Parse,
@@ -221,9 +245,16 @@ struct Ledger {
     held: Option<Bytes>,
     /// The client pump waits for room (see [`Pending::wait_for_room`]).
     waiting: bool,
+    /// Entries pushed so far (see [`Pending::mark`]).
+    pushed: u64,
 }
 
 impl Ledger {
+    fn push(&mut self, entry: Entry) {
+        self.pushed += 1;
+        self.entries.push_back(entry);
+    }
+
     /// Drops copy markers at the front: a reply arriving now answers a
     /// request after them, so they belong to copies that never reached
     /// copy mode (the server ignores copy messages outside it). Every
@@ -359,7 +390,7 @@ impl Pending {
         if hidden {
             self.hidden_active.store(true, Ordering::Relaxed);
         }
-        l.entries.push_back(entry);
+        l.push(entry);
     }
 
     pub fn sent_sync(&self, at: Instant) {
@@ -368,7 +399,7 @@ impl Pending {
             return;
         }
         l.discarding = false;
-        l.entries.push_back(Entry::Sync(at));
+        l.push(Entry::Sync(at));
     }
 
     pub fn sent_copy_end(&self) {
@@ -376,8 +407,38 @@ impl Pending {
         if l.copy_in_open {
             l.copy_in_open = false;
         } else if !l.discarding {
-            l.entries.push_back(Entry::CopyEnd);
+            l.push(Entry::CopyEnd);
         }
+    }
+
+    /// A mark for [`Pending::retract`]: the entries of messages judged
+    /// from now on come after it.
+    pub fn mark(&self) -> u64 {
+        self.ledger().pushed
+    }
+
+    /// The messages entered since `mark` will not be sent after all (their
+    /// audit record could not be written): a failing replacement goes in
+    /// their place, answered by the server with an error the client sees
+    /// as `reply` (`query`: a Query, answered with ReadyForQuery too). The
+    /// server has not seen them, so their entries are still at the back.
+    pub fn retract(&self, mark: u64, reply: Bytes, query: bool, settle: Settle<'_>) {
+        let mut l = self.ledger();
+        let n = usize::try_from(l.pushed - mark).unwrap_or(usize::MAX);
+        if n == 0 {
+            // Entered while the server discards up to a Sync: so is the
+            // replacement.
+            return;
+        }
+        let keep = l.entries.len().saturating_sub(n);
+        for e in l.entries.drain(keep..) {
+            e.skipped(settle);
+        }
+        l.push(Entry::Refused {
+            reply,
+            query,
+            at: Instant::now(),
+        });
     }
 
     // ---- server side ----
@@ -387,7 +448,7 @@ impl Pending {
         let mut l = self.ledger();
         l.drop_stale_copy_ends();
         if matches!(l.entries.front(), Some(Entry::Step(..))) {
-            if let Some(Entry::Step(_, Some(t))) = l.entries.pop_front() {
+            if let Some(Entry::Step(_, Some(t), _)) = l.entries.pop_front() {
                 settle(t, true);
             }
             self.made_room(&mut l);
@@ -431,18 +492,32 @@ impl Pending {
         query_rows(&l)
     }
 
-    /// CommandComplete, PortalSuspended or EmptyQueryResponse.
-    pub fn command_done(&self, settle: Settle<'_>) {
+    /// CommandComplete, PortalSuspended or EmptyQueryResponse. Returns the
+    /// audit record of the statement it completes, if it has one.
+    pub fn command_done(&self, settle: Settle<'_>) -> Option<Audited> {
         let mut l = self.ledger();
         l.drop_stale_copy_ends();
         match l.entries.front_mut() {
-            Some(Entry::Step(Step::Execute, _) | Entry::CopyIn) => {
-                if let Some(Entry::Step(_, Some(t))) = l.entries.pop_front() {
-                    settle(t, true);
-                }
+            Some(Entry::Step(Step::Execute, ..) | Entry::CopyIn(_)) => {
+                let audited = match l.entries.pop_front() {
+                    Some(Entry::Step(_, t, audited)) => {
+                        if let Some(t) = t {
+                            settle(t, true);
+                        }
+                        audited
+                    }
+                    Some(Entry::CopyIn(audited)) => audited,
+                    _ => None,
+                };
                 self.made_room(&mut l);
+                audited
             }
-            Some(Entry::Query { tickets, done, .. }) => {
+            Some(Entry::Query {
+                tickets,
+                done,
+                audited,
+                ..
+            }) => {
                 // One statement of the Query ran to completion.
                 let index = *done;
                 *done += 1;
@@ -450,8 +525,9 @@ impl Pending {
                     let (_, t) = tickets.swap_remove(pos);
                     settle(t, true);
                 }
+                audited.get(index).copied()
             }
-            _ => {}
+            _ => None,
         }
     }
 
@@ -462,8 +538,8 @@ impl Pending {
         // copies that never reached copy mode.
         l.drop_stale_copy_ends();
         let start = match l.entries.front() {
-            Some(Entry::Step(Step::Execute, _)) => {
-                l.entries[0] = Entry::CopyIn;
+            Some(Entry::Step(Step::Execute, _, audited)) => {
+                l.entries[0] = Entry::CopyIn(*audited);
                 1
             }
             Some(Entry::Query { .. }) => 1,
@@ -486,8 +562,9 @@ impl Pending {
     }
 
     /// ErrorResponse (`fatal` for FATAL and PANIC). Returns what the
-    /// client must see instead, when the error answers a refused request.
-    pub fn error(&self, fatal: bool, settle: Settle<'_>) -> Option<Bytes> {
+    /// client must see instead, when the error answers a refused request,
+    /// and the audit record of the statement that failed, if it has one.
+    pub fn error(&self, fatal: bool, settle: Settle<'_>) -> Failed {
         let mut l = self.ledger();
         l.drop_stale_copy_ends();
         // A held completion belongs to a statement the error rolls back.
@@ -495,8 +572,17 @@ impl Pending {
         // An error ends copy mode; Syncs from now on count again.
         l.copy_in_open = false;
         let mut substitute = None;
+        let audited = match l.entries.front() {
+            Some(Entry::CopyIn(a) | Entry::Step(Step::Execute, _, a)) => *a,
+            Some(Entry::Query { audited, done, .. }) => audited.get(*done).copied(),
+            Some(Entry::QueryPart) => l.entries.iter().find_map(|e| match e {
+                Entry::Query { audited, .. } => audited.first().copied(),
+                _ => None,
+            }),
+            _ => None,
+        };
         let extended = match l.entries.front() {
-            Some(Entry::CopyIn) => {
+            Some(Entry::CopyIn(_)) => {
                 l.entries.pop_front();
                 true
             }
@@ -532,7 +618,10 @@ impl Pending {
         if !extended {
             // Inside a Query, at a Sync, or not tied to any request (a
             // FATAL): ReadyForQuery or the end of the connection follows.
-            return substitute;
+            return Failed {
+                substitute,
+                audited,
+            };
         }
         // The server now discards everything up to the next Sync.
         let end = l
@@ -545,7 +634,10 @@ impl Pending {
             e.skipped(settle);
         }
         self.made_room(&mut l);
-        substitute
+        Failed {
+            substitute,
+            audited,
+        }
     }
 
     /// Routes a reply (RowDescription, DataRow, NoData,
@@ -571,7 +663,7 @@ impl Pending {
                     None => Route::Hidden,
                 }
             }
-            Some(Entry::QueryPart | Entry::Step(Step::Execute, _)) if completion => {
+            Some(Entry::QueryPart | Entry::Step(Step::Execute, ..)) if completion => {
                 let hold = l.check_follows();
                 if matches!(l.entries.front(), Some(Entry::QueryPart)) {
                     l.entries.pop_front();
@@ -681,9 +773,9 @@ mod tests {
     }
 
     fn extended(p: &Pending) {
-        p.sent(Entry::Step(Step::Parse, None), &mut no);
-        p.sent(Entry::Step(Step::Bind, None), &mut no);
-        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(Entry::Step(Step::Parse, None, None), &mut no);
+        p.sent(Entry::Step(Step::Bind, None, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None, None), &mut no);
     }
 
     #[test]
@@ -702,7 +794,7 @@ mod tests {
     #[test]
     fn error_discards_until_sync_including_queries() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Step(Step::Parse, None), &mut no);
+        p.sent(Entry::Step(Step::Parse, None, None), &mut no);
         p.sent(Entry::query(now()), &mut no);
         p.sent_sync(now());
         p.error(false, &mut no);
@@ -714,10 +806,10 @@ mod tests {
     #[test]
     fn error_before_the_sync_is_sent() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Step(Step::Parse, None), &mut no);
+        p.sent(Entry::Step(Step::Parse, None, None), &mut no);
         p.error(false, &mut no);
         // Discarded by the server, so not recorded.
-        p.sent(Entry::Step(Step::Bind, None), &mut no);
+        p.sent(Entry::Step(Step::Bind, None, None), &mut no);
         p.sent(Entry::query(now()), &mut no);
         p.sent_sync(now());
         assert_eq!(p.outstanding(), 1);
@@ -754,8 +846,8 @@ mod tests {
     fn extended_copy_with_sync_after_execute() {
         // tokio-postgres: Bind/Execute/Sync, then data, CopyDone, Sync.
         let p = Pending::new(b'I');
-        p.sent(Entry::Step(Step::Bind, None), &mut no);
-        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(Entry::Step(Step::Bind, None, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent_sync(now());
         p.step_done(&mut no);
         p.copy_in_started();
@@ -837,32 +929,81 @@ mod tests {
         p.sent(refused(true), &mut no);
         p.sent(Entry::query(now()), &mut no);
         assert!(!p.answered());
-        assert_eq!(p.error(false, &mut no).as_deref(), Some(&b"ours"[..]));
+        assert_eq!(
+            p.error(false, &mut no).substitute.as_deref(),
+            Some(&b"ours"[..])
+        );
         assert!(p.ready(b'I', &mut no).took.is_some());
         assert_eq!(p.outstanding(), 1, "the next query is still owed");
         // The next query's own error is the server's.
-        assert_eq!(p.error(false, &mut no), None);
+        assert_eq!(p.error(false, &mut no).substitute, None);
     }
 
     #[test]
     fn a_refused_parse_discards_the_rest_of_the_pipeline() {
         let p = Pending::new(b'I');
         p.sent(refused(false), &mut no);
-        p.sent(Entry::Step(Step::Bind, None), &mut no);
-        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(Entry::Step(Step::Bind, None, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent_sync(now());
         assert!(!p.answered());
-        assert!(p.error(false, &mut no).is_some());
+        assert!(p.error(false, &mut no).substitute.is_some());
         assert_eq!(p.outstanding(), 1);
         p.ready(b'I', &mut no);
         assert!(p.idle());
     }
 
     #[test]
+    fn a_retracted_message_becomes_a_refusal_in_its_place() {
+        let p = Pending::new(b'I');
+        p.sent(Entry::query(now()), &mut no);
+        let mark = p.mark();
+        p.sent(Entry::Step(Step::Bind, None, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None, None), &mut no);
+        p.retract(mark, Bytes::from_static(b"audit"), false, &mut no);
+        p.sent_sync(now());
+        assert_eq!(p.outstanding(), 3, "the query, the refusal and the Sync");
+        assert_eq!(p.error(false, &mut no).substitute, None, "the query's own");
+        p.ready(b'I', &mut no);
+        assert_eq!(
+            p.error(false, &mut no).substitute.as_deref(),
+            Some(&b"audit"[..])
+        );
+        p.ready(b'I', &mut no);
+        assert!(p.idle());
+    }
+
+    #[test]
+    fn outcomes_name_the_audited_statement() {
+        let p = Pending::new(b'I');
+        let a = |seq| Audited {
+            seq,
+            statement_id: seq,
+            at: now(),
+        };
+        p.sent(
+            Entry::Query {
+                at: now(),
+                tickets: Vec::new(),
+                done: 0,
+                analysis: None,
+                audited: vec![a(1), a(2)],
+            },
+            &mut no,
+        );
+        p.sent(Entry::Step(Step::Execute, None, Some(a(3))), &mut no);
+        p.sent_sync(now());
+        assert_eq!(p.command_done(&mut no).map(|a| a.seq), Some(1));
+        assert_eq!(p.error(false, &mut no).audited.map(|a| a.seq), Some(2));
+        p.ready(b'I', &mut no);
+        assert_eq!(p.error(false, &mut no).audited.map(|a| a.seq), Some(3));
+    }
+
+    #[test]
     fn a_fatal_error_is_never_replaced() {
         let p = Pending::new(b'I');
         p.sent(refused(true), &mut no);
-        assert_eq!(p.error(true, &mut no), None);
+        assert_eq!(p.error(true, &mut no).substitute, None);
     }
 
     fn hidden(step: bool, on_error: Option<&'static [u8]>) -> Entry {
@@ -889,7 +1030,10 @@ mod tests {
         // The check fails: the client gets the limit error, not the
         // completion.
         assert_eq!(p.route(false, b""), Route::Hidden);
-        assert_eq!(p.error(false, &mut no).as_deref(), Some(&b"limit"[..]));
+        assert_eq!(
+            p.error(false, &mut no).substitute.as_deref(),
+            Some(&b"limit"[..])
+        );
         assert!(p.ready(b'I', &mut no).took.is_some());
         assert!(p.idle());
     }
@@ -902,7 +1046,11 @@ mod tests {
         p.sent(hidden(false, Some(b"limit")), &mut no);
         p.sent(Entry::query(now()), &mut no);
         assert_eq!(p.route(true, b""), Route::Hidden);
-        assert_eq!(p.error(false, &mut no), None, "the server's own error");
+        assert_eq!(
+            p.error(false, &mut no).substitute,
+            None,
+            "the server's own error"
+        );
         assert!(p.ready(b'I', &mut no).took.is_some());
         assert!(p.idle());
     }
@@ -910,9 +1058,9 @@ mod tests {
     #[test]
     fn hidden_steps_around_an_execute() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Step(Step::Bind, None), &mut no);
+        p.sent(Entry::Step(Step::Bind, None, None), &mut no);
         p.sent(hidden(true, None), &mut no);
-        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent(hidden(true, Some(b"limit")), &mut no);
         p.sent(hidden(true, None), &mut no);
         p.sent_sync(now());
@@ -920,7 +1068,10 @@ mod tests {
         assert_eq!(p.route(true, b""), Route::Hidden);
         assert_eq!(p.route(true, b"DELETE 9"), Route::Hold);
         p.command_done(&mut no);
-        assert_eq!(p.error(false, &mut no).as_deref(), Some(&b"limit"[..]));
+        assert_eq!(
+            p.error(false, &mut no).substitute.as_deref(),
+            Some(&b"limit"[..])
+        );
         assert_eq!(p.outstanding(), 1, "discarded up to the Sync");
         p.ready(b'I', &mut no);
         assert!(p.idle());
@@ -929,7 +1080,7 @@ mod tests {
     #[test]
     fn an_extended_completion_waits_for_the_check_not_the_bind_before_it() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent(hidden(true, None), &mut no); // Bind of the check
         p.sent(hidden(true, Some(b"limit")), &mut no); // its Execute
         p.sent_sync(now());
@@ -978,7 +1129,7 @@ mod tests {
             },
             &mut no,
         );
-        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent_sync(now());
         assert_eq!(p.described(), Described::Statement);
         assert_eq!(
@@ -1014,7 +1165,7 @@ mod tests {
     #[test]
     fn a_copy_out_names_its_query_statement_but_not_an_execute() {
         let p = Pending::new(b'I');
-        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent_sync(now());
         // The portal was described just before: the ledger cannot say.
         assert_eq!(p.copy_out_rows(), None);
@@ -1037,10 +1188,10 @@ mod tests {
             },
             &mut no,
         );
-        p.sent(Entry::Step(Step::Execute, None), &mut no);
+        p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent(Entry::query(now()), &mut no);
         p.sent_sync(now());
-        assert_eq!(p.error(false, &mut no), None);
+        assert_eq!(p.error(false, &mut no).substitute, None);
         assert_eq!(p.outstanding(), 1, "only the Sync is answered");
         p.ready(b'I', &mut no);
         assert!(p.idle());

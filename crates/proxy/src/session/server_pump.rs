@@ -9,12 +9,14 @@ use portcullis_wire::tags::backend as be;
 use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
+use super::auditing::SessionAudit;
 use super::buffer::ReadBuffer;
 use super::guarding::Guarded;
 use super::masking::{self, RowAction, RowMasking};
 use super::outbox::Outbox;
-use super::pending::{Described, Pending, Route};
+use super::pending::{Audited, Described, Pending, Route};
 use super::End;
+use crate::audit::records::Completion;
 use crate::metrics::Metrics;
 use crate::stream::{ClientTls, ReadHalf, UpstreamTls, WriteHalf};
 
@@ -37,6 +39,9 @@ pub(crate) struct ServerPump<'a> {
     rows: RowMasking,
     /// The splitter keeps rows whole (see `RowMasking::needs_whole_rows`).
     whole_rows: bool,
+    audit: Option<&'a SessionAudit>,
+    /// Reply bytes since the last statement ended: the next one's.
+    replied: u64,
 }
 
 enum Action {
@@ -59,6 +64,7 @@ impl<'a> ServerPump<'a> {
         pending: &'a Pending,
         guarded: &'a Guarded,
         metrics: &'a Metrics,
+        audit: Option<&'a SessionAudit>,
     ) -> Self {
         ServerPump {
             reader,
@@ -73,6 +79,8 @@ impl<'a> ServerPump<'a> {
             outbox: Outbox::default(),
             rows: RowMasking::new(),
             whole_rows: false,
+            audit,
+            replied: 0,
         }
     }
 }
@@ -83,6 +91,7 @@ fn judge(
     pending: &Pending,
     guarded: &Guarded,
     metrics: &Metrics,
+    outcomes: Outcomes<'_>,
     rows: &mut RowMasking,
     own: &mut Vec<u8>,
     tag: u8,
@@ -113,7 +122,8 @@ fn judge(
     }
     if hold {
         // Followed in the ledger like any completion, sent later.
-        pending.command_done(&mut |t, ran| guarded.settle(t, ran));
+        let done = pending.command_done(&mut |t, ran| guarded.settle(t, ran));
+        outcomes.completed(done, msg);
         rows.ended();
         return Ok(Action::Drop);
     }
@@ -141,6 +151,7 @@ fn judge(
             // judged so far (see `Guarded::gate`).
             let _gate = guarded.gate();
             rows.ended();
+            *outcomes.replied = 0;
             let ready = pending.ready(status, settle);
             if let Some(took) = ready.took {
                 metrics.statement_seconds(took.as_secs_f64());
@@ -185,7 +196,8 @@ fn judge(
         },
         be::COMMAND_COMPLETE | be::PORTAL_SUSPENDED | be::EMPTY_QUERY_RESPONSE => {
             rows.ended();
-            pending.command_done(settle);
+            let done = pending.command_done(settle);
+            outcomes.completed(done, msg);
             Ok(Action::Forward)
         }
         be::PARAMETER_STATUS => {
@@ -208,7 +220,9 @@ fn judge(
             let fatal = is_fatal(msg);
             guarded.error();
             rows.ended();
-            match pending.error(fatal, settle) {
+            let failed = pending.error(fatal, settle);
+            outcomes.failed(failed.audited, msg);
+            match failed.substitute {
                 Some(ours) => Ok(Action::Replace(ours)),
                 // A failed cast or a duplicate key can quote a value.
                 None if guarded.masks() && masking::scan_report(guarded, msg, own) => {
@@ -229,6 +243,51 @@ fn judge(
             Ok(Action::Drop)
         }
         _ => Ok(Action::Forward),
+    }
+}
+
+/// Where outcomes of audited statements go.
+struct Outcomes<'a> {
+    audit: Option<&'a SessionAudit>,
+    replied: &'a mut u64,
+}
+
+impl Outcomes<'_> {
+    /// A CommandComplete (or PortalSuspended, EmptyQueryResponse) ended
+    /// statement `done`.
+    fn completed(self, done: Option<Audited>, msg: &[u8]) {
+        let bytes = std::mem::take(self.replied);
+        let (Some(audit), Some(done)) = (self.audit, done) else {
+            return;
+        };
+        let mut c = if msg.first() == Some(&be::COMMAND_COMPLETE) {
+            decode::command_complete(decode::body(msg))
+                .map(Completion::from_tag)
+                .unwrap_or_default()
+        } else {
+            Completion::default()
+        };
+        c.bytes = bytes;
+        audit.outcome(done, c);
+    }
+
+    /// An ErrorResponse ended statement `done`.
+    fn failed(self, done: Option<Audited>, msg: &[u8]) {
+        let bytes = std::mem::take(self.replied);
+        let (Some(audit), Some(done)) = (self.audit, done) else {
+            return;
+        };
+        let code = decode::report_fields(decode::body(msg))
+            .ok()
+            .and_then(|f| f.code.map(str::to_owned));
+        audit.outcome(
+            done,
+            Completion {
+                sqlstate: code,
+                bytes,
+                ..Completion::default()
+            },
+        );
     }
 }
 
@@ -264,13 +323,21 @@ impl ServerPump<'_> {
                         self.splitter = Splitter::new(Limits::backend());
                         return masking::too_large(self.guarded.max_masked_row());
                     }
-                    Next::StreamBody { len, .. } | Next::StreamHead { len, .. } => pos += len,
+                    Next::StreamBody { len, .. } | Next::StreamHead { len, .. } => {
+                        self.replied += len as u64;
+                        pos += len
+                    }
                     Next::Whole { tag, len } => {
                         let own_from = self.outbox.own_len();
+                        self.replied += len as u64;
                         let judged = judge(
                             self.pending,
                             self.guarded,
                             self.metrics,
+                            Outcomes {
+                                audit: self.audit,
+                                replied: &mut self.replied,
+                            },
                             &mut self.rows,
                             self.outbox.own_buffer(),
                             tag,

@@ -1,0 +1,220 @@
+//! The audit trail as the data path uses it.
+//!
+//! One [`AuditTrail`] serves the whole proxy. It lives in the server's
+//! shared state, not in the runtime that a reload replaces, so a reload
+//! never cuts the chain. Sessions hand it records and never wait on disk in
+//! the judge: `submit` is a bounded `try_send`. On a `strict` target the
+//! client pump then waits, asynchronously, for the commit of the batch
+//! holding the record before it forwards the statement (group commit: many
+//! sessions' records share one write). A record that cannot be queued or
+//! committed refuses its statement, unless the target says
+//! `audit_failure = "open"`.
+//!
+//! [`records`] builds the records from what the handshake, the guard and
+//! the ledger know: pure functions that unit tests drive without sockets.
+
+pub mod records;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_audit::record::Record;
+use portcullis_audit::{
+    AuditConfig, AuditError, AuditLog, CheckpointPolicy, Receipt, SigningKey, Synchronous,
+};
+use portcullis_config::{AuditFailure, AuditMode, Config};
+use portcullis_wire::{sqlstate, Refusal};
+use thiserror::Error;
+use tracing::{info, warn};
+
+#[derive(Debug, Error)]
+pub enum AuditSetupError {
+    #[error("cannot open the audit store {path}: {error}")]
+    Store { path: String, error: AuditError },
+    #[error("cannot read or create the audit signing key {path}: {error}")]
+    Key { path: String, error: String },
+}
+
+/// The proxy's audit trail.
+pub struct AuditTrail {
+    log: AuditLog,
+    commit_timeout: Duration,
+    /// Records refused (queue full, store down), for the log's rate limit.
+    refused: AtomicU64,
+}
+
+impl std::fmt::Debug for AuditTrail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditTrail").finish_non_exhaustive()
+    }
+}
+
+/// How a target's sessions submit records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetAudit {
+    pub strict: bool,
+    pub fail_open: bool,
+}
+
+impl TargetAudit {
+    /// The target's setting; `None` when its records are off.
+    pub fn of(target: &portcullis_config::Target) -> Option<TargetAudit> {
+        let strict = match target.audit_mode() {
+            AuditMode::Off => return None,
+            AuditMode::Strict => true,
+            AuditMode::Queued => false,
+        };
+        Some(TargetAudit {
+            strict,
+            fail_open: target.audit_failure == AuditFailure::Open,
+        })
+    }
+}
+
+/// A record handed to the trail.
+pub enum Submitted {
+    /// Queued; `seq` is its place in the chain.
+    Queued(u64),
+    /// Queued; the statement may be forwarded once the receipt resolves.
+    Waiting(u64, Receipt),
+}
+
+impl Submitted {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Submitted::Queued(s) | Submitted::Waiting(s, _) => *s,
+        }
+    }
+}
+
+impl AuditTrail {
+    /// Opens the store the configuration names (creating it, and the
+    /// signing key if none is configured). `None` when auditing is off.
+    pub fn open(config: &Config) -> Result<Option<Arc<AuditTrail>>, AuditSetupError> {
+        let a = &config.audit;
+        if !a.enabled {
+            info!("audit trail off ([audit] enabled = false)");
+            return Ok(None);
+        }
+        let path = config.audit_store_path();
+        let key_path = config.audit_signing_key_path();
+        let key = signing_key(&key_path, a.signing_key_file.is_none())?;
+        let mut c = AuditConfig::new(&path);
+        c.synchronous = match a.synchronous {
+            portcullis_config::Synchronous::Normal => Synchronous::Normal,
+            portcullis_config::Synchronous::Full => Synchronous::Full,
+        };
+        c.queue_capacity = a.queue_capacity;
+        c.checkpoints = CheckpointPolicy {
+            every_records: a.checkpoint_records,
+            every: a.checkpoint_interval.into(),
+        };
+        c.signing_key = Some(key);
+        let log = AuditLog::open(c).map_err(|error| AuditSetupError::Store {
+            path: path.display().to_string(),
+            error,
+        })?;
+        info!(
+            store = %path.display(),
+            log = %log.log_id(),
+            key_id = %log.public_key().map(|k| k.key_id()).unwrap_or_default(),
+            "audit trail open"
+        );
+        Ok(Some(Arc::new(AuditTrail {
+            log,
+            commit_timeout: a.commit_timeout.into(),
+            refused: AtomicU64::new(0),
+        })))
+    }
+
+    /// How long a strict statement waits for its record's commit.
+    pub fn commit_timeout(&self) -> Duration {
+        self.commit_timeout
+    }
+
+    /// Hands `record` to the writer without waiting; with `strict`, also
+    /// returns the receipt to await before the statement is forwarded.
+    pub fn submit(&self, record: &Record, strict: bool) -> Result<Submitted, AuditError> {
+        let r = if strict {
+            self.log
+                .submit_with_receipt(record)
+                .map(|(a, receipt)| Submitted::Waiting(a.seq, receipt))
+        } else {
+            self.log.submit(record).map(|a| Submitted::Queued(a.seq))
+        };
+        if let Err(e) = &r {
+            // One line per thousand refusals: a full queue refuses many
+            // statements at once.
+            if self.refused.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                warn!(error = %e, "audit record not accepted");
+            }
+        }
+        r
+    }
+
+    /// Hands over a record whose loss refuses nothing (an outcome, a
+    /// session's end): a failure is logged, not returned.
+    pub fn submit_quietly(&self, record: &Record) {
+        let _ = self.submit(record, false);
+    }
+
+    /// Writes what is queued and a final checkpoint (at shutdown).
+    pub fn close(&self) {
+        self.log.close();
+    }
+}
+
+/// The refusal for a statement whose record could not be written.
+pub fn unavailable(error: &AuditError) -> Refusal {
+    let message = match error {
+        AuditError::QueueFull => "the audit trail is saturated: statement not run",
+        AuditError::Timeout(_) => {
+            "the audit trail did not confirm the record in time: statement not run"
+        }
+        _ => "the audit trail is unavailable: statement not run",
+    };
+    Refusal::error(sqlstate::INSUFFICIENT_RESOURCES, message).hint(
+        "Every statement on this target is recorded before it runs. Retry shortly; if it persists, tell the Portcullis administrator.",
+    )
+}
+
+/// The refusal for a connection whose record could not be written.
+pub fn unavailable_at_login() -> Refusal {
+    Refusal::fatal(
+        sqlstate::INSUFFICIENT_RESOURCES,
+        "the audit trail is unavailable: connection not accepted",
+    )
+    .hint("Every connection to this target is recorded. Retry shortly; if it persists, tell the Portcullis administrator.")
+}
+
+/// Reads the signing key, or creates one (readable by its owner only)
+/// when `create` and the file does not exist.
+fn signing_key(path: &Path, create: bool) -> Result<SigningKey, AuditSetupError> {
+    let err = |error: String| AuditSetupError::Key {
+        path: path.display().to_string(),
+        error,
+    };
+    if create && !path.exists() {
+        let der = SigningKey::generate_pkcs8().map_err(|e| err(e.to_string()))?;
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(path).map_err(|e| err(e.to_string()))?;
+        f.write_all(&der).map_err(|e| err(e.to_string()))?;
+        f.sync_all().map_err(|e| err(e.to_string()))?;
+        warn!(
+            key = %path.display(),
+            "created an audit signing key beside the store; keep a copy of its public key \
+             (`portcullis audit verify` prints it) away from this machine"
+        );
+    }
+    SigningKey::from_file(path).map_err(|e| err(e.to_string()))
+}
