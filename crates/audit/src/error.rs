@@ -16,6 +16,10 @@ pub enum AuditError {
     /// committed later; the caller must treat the statement as unrecorded.
     #[error("audit record not committed within {0:?}")]
     Timeout(Duration),
+    /// The oldest queued record has waited longer than the configured
+    /// bound: the writer is behind. Fail closed.
+    #[error("audit writer is behind: the oldest queued record waited {0:?}")]
+    Behind(Duration),
     #[error("invalid {field}: {why}")]
     InvalidField {
         field: &'static str,

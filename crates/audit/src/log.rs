@@ -27,10 +27,11 @@
 //! the clock steps back), which lets search turn a time range into a seq
 //! range.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -57,6 +58,11 @@ pub struct AuditConfig {
     pub checkpoints: CheckpointPolicy,
     /// Without a key no checkpoints are written (the chain is still kept).
     pub signing_key: Option<SigningKey>,
+    /// With a bound, `submit` (not the durable submits) answers
+    /// [`AuditError::Behind`] while the oldest record not yet committed
+    /// has waited longer than this: what a crash can lose is then at
+    /// most this old (plus the commit under way).
+    pub max_queued_age: Option<Duration>,
 }
 
 impl AuditConfig {
@@ -68,6 +74,7 @@ impl AuditConfig {
             max_batch: 4_096,
             checkpoints: CheckpointPolicy::default(),
             signing_key: None,
+            max_queued_age: None,
         }
     }
 }
@@ -96,10 +103,15 @@ struct Submission {
 struct Order {
     next_seq: u64,
     last_ts: i64,
+    /// Records queued and perhaps not yet committed, oldest first, with
+    /// when they were queued (only kept with `max_queued_age`).
+    waiting: VecDeque<(u64, Instant)>,
 }
 
 struct Shared {
     healthy: AtomicBool,
+    /// The highest seq committed.
+    committed: AtomicU64,
 }
 
 /// The audit log. Cheap to share behind an `Arc`; dropping the last handle
@@ -111,6 +123,7 @@ pub struct AuditLog {
     writer: Mutex<Option<JoinHandle<()>>>,
     log: LogId,
     public_key: Option<PublicKey>,
+    max_queued_age: Option<Duration>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -140,10 +153,12 @@ impl AuditLog {
         let (sender, receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(true),
+            committed: AtomicU64::new(head.size),
         });
         let order = Order {
             next_seq: head.size + 1,
             last_ts: 0,
+            waiting: VecDeque::new(),
         };
         let public_key = config.signing_key.as_ref().map(SigningKey::public_key);
         let writer = Writer {
@@ -171,6 +186,7 @@ impl AuditLog {
             writer: Mutex::new(Some(handle)),
             log,
             public_key,
+            max_queued_age: config.max_queued_age,
         })
     }
 
@@ -229,6 +245,20 @@ impl AuditLog {
             .clone()
             .ok_or(AuditError::StoreDown)?;
         let mut order = self.order.lock().map_err(|_| AuditError::StoreDown)?;
+        if let Some(max) = self.max_queued_age {
+            let committed = self.shared.committed.load(Ordering::Acquire);
+            while order.waiting.front().is_some_and(|(s, _)| *s <= committed) {
+                order.waiting.pop_front();
+            }
+            // A durable submit waits for its own commit; only records the
+            // caller will not wait for are held to the age bound.
+            if let (None, Some((_, queued))) = (&promise, order.waiting.front()) {
+                let age = queued.elapsed();
+                if age > max {
+                    return Err(AuditError::Behind(age));
+                }
+            }
+        }
         let seq = order.next_seq;
         let ts_micros = now.max(order.last_ts);
         let submission = Submission {
@@ -242,14 +272,21 @@ impl AuditLog {
             Ok(()) => {
                 order.next_seq += 1;
                 order.last_ts = ts_micros;
+                if self.max_queued_age.is_some() {
+                    order.waiting.push_back((seq, Instant::now()));
+                }
                 Ok(Accepted { seq })
             }
             Err(TrySendError::Full(s)) => {
-                s.promise.map(Promise::forget);
+                if let Some(p) = s.promise {
+                    p.forget();
+                }
                 Err(AuditError::QueueFull)
             }
             Err(TrySendError::Disconnected(s)) => {
-                s.promise.map(Promise::forget);
+                if let Some(p) = s.promise {
+                    p.forget();
+                }
                 Err(AuditError::StoreDown)
             }
         }
@@ -503,6 +540,11 @@ impl<S: BatchStore> Writer<S> {
             }
         }
         self.shared.healthy.store(true, Ordering::Relaxed);
+        if let Some(last) = pending.items.last() {
+            self.shared
+                .committed
+                .store(last.sealed.seq, Ordering::Release);
+        }
         if checkpoint.is_some() {
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();

@@ -231,6 +231,38 @@ fn full_queue_and_timeout_are_errors_not_waits() {
 }
 
 #[test]
+fn a_writer_behind_its_age_bound_refuses_what_would_not_be_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let gate = Arc::new(Mutex::new(()));
+    let store = Controlled {
+        inner: SqliteStore::open(&path, Synchronous::Normal).unwrap(),
+        gate: gate.clone(),
+        broken: Arc::new(AtomicBool::new(false)),
+    };
+    let mut c = config(&path);
+    c.max_queued_age = Some(Duration::from_millis(50));
+    let log = AuditLog::start(store, c).unwrap();
+    let r = common::outcome(1, 1, None);
+    // Committed at once: nothing waits, so nothing is too old.
+    log.submit_durable(&r, Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    log.submit(&r).unwrap();
+    let held = gate.lock().unwrap();
+    log.submit(&r).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // The oldest uncommitted record has waited over 50 ms.
+    assert!(matches!(log.submit(&r), Err(AuditError::Behind(_))));
+    // A durable submit is bounded by its own wait instead.
+    assert!(matches!(log.submit_with_receipt(&r).map(|_| ()), Ok(())));
+    drop(held);
+    wait_until(|| log.submit(&r).is_ok());
+    drop(log);
+    let report = check(&path);
+    assert!(report.is_clean(), "{:?}", report.findings);
+}
+
+#[test]
 fn store_down_refuses_then_recovers_without_losing_accepted_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);

@@ -34,6 +34,10 @@ pub struct Audit {
     /// How long a statement on a `strict` target waits for its record to
     /// be committed before it is refused.
     pub commit_timeout: Duration,
+    /// On `queued` targets, new statements are refused while the oldest
+    /// record not yet written has waited longer than this: what a crash
+    /// can lose is at most this old (plus the write under way).
+    pub max_queued_age: Duration,
     /// What statement records keep of bind parameter values: `off`
     /// (nothing, the default), `keyed_hash` (an HMAC-SHA256 under
     /// `params_key_env`/`params_key_file`, so the key holder can test a
@@ -54,6 +58,7 @@ impl Default for Audit {
             synchronous: Synchronous::Normal,
             queue_capacity: 65_536,
             commit_timeout: Duration::from_secs(2),
+            max_queued_age: Duration(std::time::Duration::from_millis(50)),
             params: ParamsMode::Off,
             params_key_env: None,
             params_key_file: None,

@@ -113,6 +113,9 @@ impl Validator<'_> {
         if a.commit_timeout.is_zero() {
             return Err(self.err("audit.commit_timeout", "must be above zero"));
         }
+        if a.max_queued_age.is_zero() {
+            return Err(self.err("audit.max_queued_age", "must be above zero"));
+        }
         if let Some(path) = &a.signing_key_file {
             self.file("audit.signing_key_file", path, "audit signing key file")?;
         }

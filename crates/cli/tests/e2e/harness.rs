@@ -233,6 +233,18 @@ impl Proxy {
         }
     }
 
+    /// Stops the proxy and hands back its directory (configuration, audit
+    /// store), which would otherwise go with it.
+    pub async fn shutdown(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(60), t).await;
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
     /// Runs SQL directly on the upstream database as superuser.
     pub fn upstream_sql(&self, sql: &str) -> String {
         cluster().sql(&self.db, sql).unwrap()

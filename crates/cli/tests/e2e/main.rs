@@ -5,6 +5,7 @@
 mod harness;
 mod raw;
 
+mod audit;
 mod auth;
 mod basic;
 mod catalog;

@@ -114,6 +114,7 @@ impl AuditTrail {
             every: a.checkpoint_interval.into(),
         };
         c.signing_key = Some(key);
+        c.max_queued_age = Some(a.max_queued_age.into());
         let log = AuditLog::open(c).map_err(|error| AuditSetupError::Store {
             path: path.display().to_string(),
             error,
@@ -149,7 +150,11 @@ impl AuditTrail {
         if let Err(e) = &r {
             // One line per thousand refusals: a full queue refuses many
             // statements at once.
-            if self.refused.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+            if self
+                .refused
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(1000)
+            {
                 warn!(error = %e, "audit record not accepted");
             }
         }

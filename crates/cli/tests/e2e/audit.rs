@@ -1,0 +1,451 @@
+//! The audit trail on the data path: what each connection and statement
+//! leaves in the store, that no value a client sent reaches it, and that a
+//! statement whose record cannot be written does not run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use portcullis_audit::record::{ConnectionResult, Effect, EndReason, Protocol, Record, RecordKind};
+use portcullis_audit::search::{outcome_of, Filter};
+use portcullis_audit::{search, verify, SqliteStore};
+
+use crate::harness::{sqlstate, Proxy, Setup, ALICE, BOB};
+use crate::lifecycle::Binary;
+
+const SEEDS: [&str; 4] = [
+    "123-45-6789",
+    "seed.person@example.com",
+    "999-88-7777",
+    "hunter2-audit-secret",
+];
+
+fn store_path(dir: &Path) -> PathBuf {
+    dir.join("portcullis-audit.db")
+}
+
+fn open(dir: &Path) -> SqliteStore {
+    SqliteStore::open_read_only(&store_path(dir)).expect("audit store")
+}
+
+fn statements(
+    store: &SqliteStore,
+    subject: &str,
+) -> Vec<(u64, portcullis_audit::record::StatementRecord)> {
+    let mut v: Vec<_> = all(
+        store,
+        Filter {
+            kinds: vec![RecordKind::Statement],
+            subject: Some(subject.into()),
+            ..Filter::default()
+        },
+    )
+    .into_iter()
+    .filter_map(|f| match f.record {
+        Record::Statement(s) => Some((f.seq, *s)),
+        _ => None,
+    })
+    .collect();
+    v.sort_by_key(|(seq, _)| *seq);
+    v
+}
+
+/// Every record `filter` finds, page by page.
+fn all(store: &SqliteStore, mut filter: Filter) -> Vec<portcullis_audit::Found> {
+    let mut out = Vec::new();
+    filter.limit = 1000;
+    loop {
+        let page = search(store, &filter).unwrap();
+        let Some(last) = page.last() else {
+            return out;
+        };
+        filter.before_seq = Some(last.seq);
+        out.extend(page);
+    }
+}
+
+/// Every byte the store keeps, the WAL included.
+fn store_bytes(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("portcullis-audit.db"))
+        {
+            all.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn connections_statements_and_outcomes_are_recorded_without_values() {
+    let proxy = Proxy::with(Setup {
+        environment: "production",
+        ..Setup::default()
+    })
+    .await;
+    proxy.upstream_sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, email text, ssn text); \
+         INSERT INTO customers VALUES (1, 'seed.person@example.com', '123-45-6789')",
+    );
+    let alice = proxy.client().await;
+    // Simple protocol, literals in the text.
+    alice
+        .simple_query(&format!(
+            "SELECT email FROM customers WHERE ssn = '{}' /* {} */",
+            SEEDS[0], SEEDS[3]
+        ))
+        .await
+        .unwrap();
+    // Extended protocol, values as parameters.
+    let rows = alice
+        .query("SELECT id FROM customers WHERE email = $1", &[&SEEDS[1]])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let inserted = alice
+        .execute(
+            "INSERT INTO customers VALUES (2, $1, $2)",
+            &[&"two@example.org", &SEEDS[2]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    // Denied by the production bundle: never runs.
+    let e = alice
+        .simple_query("DROP TABLE customers")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
+    // A statement the server rejects.
+    let e = alice
+        .simple_query("SELECT * FROM no_such_table")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42P01"));
+    drop(alice);
+    let dir = proxy.shutdown().await;
+    let copy = dir.path();
+    let store = open(copy);
+    let key = store
+        .public_key()
+        .unwrap()
+        .expect("the store names its key");
+    let report = verify(&store, Some(&key)).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert!(report.checkpoints >= 1, "a checkpoint at shutdown");
+    assert_eq!(report.vouched_through, report.last_seq);
+
+    let stmts = statements(&store, ALICE.0);
+    let texts: Vec<&str> = stmts.iter().map(|(_, s)| s.text.as_str()).collect();
+    assert!(
+        texts.contains(&"SELECT email FROM customers WHERE ssn = $1"),
+        "{texts:#?}"
+    );
+    assert!(texts.contains(&"SELECT id FROM customers WHERE email = $1"));
+    assert!(texts.contains(&"INSERT INTO customers VALUES ($3, $1, $2)"));
+    for (_, s) in &stmts {
+        assert_eq!(s.identity.subject, "alice");
+        assert_eq!(s.destination.target, "app");
+        assert_eq!(s.destination.environment.as_deref(), Some("production"));
+        assert!(s.destination.backend_pid.is_some());
+        assert!(!s.decision.bundle_hash.is_empty());
+        assert_eq!(s.fingerprint.len(), 16);
+    }
+    let (select_seq, select) = stmts
+        .iter()
+        .find(|(_, s)| s.text.as_str().starts_with("SELECT email"))
+        .unwrap();
+    assert_eq!(select.protocol, Protocol::Simple);
+    assert_eq!(select.decision.effect, Effect::Allowed);
+    assert!(
+        !select.decision.policies.is_empty(),
+        "the permits that allowed it"
+    );
+    assert!(
+        select.reads.iter().any(|t| t.object == "public.customers"),
+        "{:?}",
+        select.reads
+    );
+    let out = outcome_of(&store, *select_seq)
+        .unwrap()
+        .expect("an outcome");
+    let Record::Outcome(out) = out.record else {
+        panic!("not an outcome")
+    };
+    assert_eq!(
+        (out.command.as_deref(), out.rows),
+        (Some("SELECT"), Some(1))
+    );
+    assert!(out.bytes > 0);
+
+    let (insert_seq, insert) = stmts
+        .iter()
+        .find(|(_, s)| s.text.as_str().starts_with("INSERT"))
+        .unwrap();
+    assert_eq!(insert.protocol, Protocol::Extended);
+    assert!(insert.writes.iter().any(|t| t.object == "public.customers"));
+    let Record::Outcome(out) = outcome_of(&store, *insert_seq).unwrap().unwrap().record else {
+        panic!("not an outcome")
+    };
+    assert_eq!(
+        (out.command.as_deref(), out.rows),
+        (Some("INSERT"), Some(1))
+    );
+
+    let (_, drop) = stmts
+        .iter()
+        .find(|(_, s)| s.text.as_str().starts_with("DROP"))
+        .unwrap();
+    assert_eq!(drop.decision.effect, Effect::Denied);
+    assert!(!drop.decision.policies.is_empty(), "the deciding policy");
+
+    let (missing_seq, _) = stmts
+        .iter()
+        .find(|(_, s)| s.text.as_str().contains("no_such_table"))
+        .unwrap();
+    let Record::Outcome(out) = outcome_of(&store, *missing_seq).unwrap().unwrap().record else {
+        panic!("not an outcome")
+    };
+    assert_eq!(out.sqlstate.as_ref().map(|s| s.as_str()), Some("42P01"));
+
+    // The session's opening and end.
+    let conns = search(
+        &store,
+        &Filter {
+            kinds: vec![RecordKind::Connection],
+            subject: Some("alice".into()),
+            ..Filter::default()
+        },
+    )
+    .unwrap();
+    let results: Vec<_> = conns
+        .iter()
+        .filter_map(|f| match &f.record {
+            Record::Connection(c) => Some(c.result.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(results.iter().any(|r| matches!(
+        r,
+        ConnectionResult::Succeeded {
+            backend_pid: Some(_)
+        }
+    )));
+    assert!(results.iter().any(|r| matches!(
+        r,
+        ConnectionResult::Ended {
+            reason: EndReason::ClientTerminated | EndReason::ClientDisconnected,
+            ..
+        }
+    )));
+
+    // No value a client sent, in any record or anywhere in the file.
+    let bytes = store_bytes(copy);
+    assert!(!bytes.is_empty());
+    for seed in SEEDS {
+        assert!(!contains(&bytes, seed), "{seed} reached the audit store");
+    }
+}
+
+#[tokio::test]
+async fn a_statement_whose_record_cannot_be_committed_is_refused_and_changes_nothing() {
+    let proxy = Proxy::with(Setup {
+        environment: "production",
+        extra: "[audit]\ncommit_timeout = \"300ms\"\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    proxy.upstream_sql("CREATE TABLE t (id int)");
+    let alice = proxy.client().await;
+    alice
+        .simple_query("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+
+    // Another writer holds the store's write lock: the trail's commits
+    // wait behind it.
+    let path = store_path(proxy.dir.path());
+    let locker = rusqlite::Connection::open(&path).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let e = alice
+        .simple_query("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("53000"), "{e:?}");
+    let e = alice
+        .execute("INSERT INTO t VALUES ($1)", &[&3i32])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("53000"), "{e:?}");
+    // A transaction: its statements are refused, and COMMIT cannot save
+    // what came before the refusal (the refusal failed the transaction).
+    alice.simple_query("BEGIN").await.ok();
+    let _ = alice.simple_query("INSERT INTO t VALUES (4)").await;
+    let _ = alice.simple_query("COMMIT").await;
+    assert_eq!(
+        proxy.upstream_sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM t"),
+        "1"
+    );
+
+    locker.execute_batch("ROLLBACK").unwrap();
+    drop(locker);
+    // The session is usable again once the trail has caught up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match alice.simple_query("INSERT INTO t VALUES (5)").await {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(sqlstate(&e).as_deref(), Some("53000"), "{e:?}");
+                assert!(Instant::now() < deadline, "the trail did not recover");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    assert_eq!(
+        proxy.upstream_sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM t"),
+        "1,5"
+    );
+    let dir = proxy.shutdown().await;
+    let store = open(dir.path());
+    let report = verify(&store, store.public_key().unwrap().as_ref()).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[tokio::test]
+async fn queued_targets_record_without_waiting_and_off_targets_record_nothing() {
+    let db = tokio::task::spawn_blocking(|| portcullis_testbed::fresh_database("e2e"))
+        .await
+        .unwrap();
+    let port = crate::harness::cluster().port();
+    let proxy = Proxy::with_db(
+        Setup {
+            environment: "development",
+            extra: format!(
+                "[[target]]\nname = \"quiet\"\nenvironment = \"development\"\nhost = \"127.0.0.1\"\n\
+                 port = {port}\ndatabase = \"{db}\"\nuser = \"postgres\"\npassword_file = \"pgpass\"\naudit = \"off\"\n"
+            ),
+            ..Setup::default()
+        },
+        db,
+    )
+    .await;
+    let bob = proxy.connect(&proxy.conn_str(BOB, "")).await.unwrap();
+    bob.simple_query("SELECT 'queued-seed-value'")
+        .await
+        .unwrap();
+    let quiet = proxy
+        .connect(&proxy.conn_str_for("quiet", BOB, ""))
+        .await
+        .unwrap();
+    quiet.simple_query("SELECT 42 AS unrecorded").await.unwrap();
+    drop((bob, quiet));
+    let dir = proxy.shutdown().await;
+    let store = open(dir.path());
+    let stmts = statements(&store, BOB.0);
+    assert_eq!(stmts.len(), 1, "{stmts:#?}");
+    assert_eq!(stmts[0].1.text.as_str(), "SELECT $1");
+    assert_eq!(stmts[0].1.destination.target, "app");
+    assert!(!contains(&store_bytes(dir.path()), "queued-seed-value"));
+}
+
+/// Counts the rows the load inserted and the INSERT records the store
+/// kept, after the proxy was killed with SIGKILL in the middle of it.
+async fn killed_under_load(environment: &'static str) -> (i64, usize, usize) {
+    let mut bin = Binary::start(Setup {
+        environment,
+        ..Setup::default()
+    })
+    .await;
+    crate::harness::cluster()
+        .sql(&bin.db, "CREATE TABLE load (id bigint, who int)")
+        .unwrap();
+    let mut tasks = Vec::new();
+    for who in 0..8i32 {
+        let client = bin.connect(ALICE, "").await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0i64;
+            loop {
+                let r = client
+                    .execute("INSERT INTO load VALUES ($1, $2)", &[&n, &who])
+                    .await;
+                if r.is_err() {
+                    return n;
+                }
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    bin.signal(libc::SIGKILL);
+    bin.wait_exit(Duration::from_secs(10))
+        .await
+        .expect("killed");
+    for t in tasks {
+        let _ = t.await;
+    }
+    let rows: i64 = crate::harness::cluster()
+        .sql(&bin.db, "SELECT count(*) FROM load")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let dir = bin.config_path.parent().unwrap().to_path_buf();
+    let store = open(&dir);
+    let report = verify(&store, store.public_key().unwrap().as_ref()).unwrap();
+    assert!(
+        report.is_clean(),
+        "after SIGKILL the chain verifies: {report:?}"
+    );
+    let recorded = statements(&store, ALICE.0)
+        .iter()
+        .filter(|(_, s)| s.text.as_str().starts_with("INSERT INTO load"))
+        .count();
+    let outcomes = all(
+        &store,
+        Filter {
+            kinds: vec![RecordKind::Outcome],
+            ..Filter::default()
+        },
+    )
+    .len();
+    drop(store);
+    // The chain continues after a restart.
+    drop(bin);
+    (rows, recorded, outcomes)
+}
+
+#[tokio::test]
+async fn strict_loses_no_record_of_a_statement_that_ran_when_killed() {
+    let (rows, recorded, outcomes) = killed_under_load("production").await;
+    assert!(rows > 100, "the load ran: {rows} rows");
+    eprintln!("strict, killed: {rows} rows, {recorded} statement records, {outcomes} outcomes");
+    assert!(
+        recorded as i64 >= rows,
+        "every INSERT that reached the database has its record: {rows} rows, {recorded} records"
+    );
+}
+
+#[tokio::test]
+async fn queued_loses_at_most_the_batch_in_flight_when_killed() {
+    let (rows, recorded, outcomes) = killed_under_load("development").await;
+    assert!(rows > 100, "the load ran: {rows} rows");
+    eprintln!("queued, killed: {rows} rows, {recorded} statement records, {outcomes} outcomes");
+    let lost = (rows - recorded as i64).max(0);
+    // Records wait at most max_queued_age (50 ms) plus the write under
+    // way: at the load's rate, at most about 100 ms of statements.
+    let per_second = rows as f64 / 1.5;
+    let bound = (per_second * 0.1).ceil() as i64 + 8;
+    assert!(
+        lost <= bound,
+        "{lost} of {rows} statements lost their records (bound {bound})"
+    );
+}
