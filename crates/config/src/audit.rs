@@ -39,9 +39,9 @@ pub struct Audit {
     /// can lose is at most this old (plus the write under way).
     pub max_queued_age: Duration,
     /// What statement records keep of bind parameter values: `off`
-    /// (nothing, the default), `keyed_hash` (an HMAC-SHA256 under
-    /// `params_key_env`/`params_key_file`, so the key holder can test a
-    /// value) or `masked` (the value as masking would show it).
+    /// (nothing, the default) or `keyed_hash` (an HMAC-SHA256 per value
+    /// under `params_key_env`/`params_key_file`, at least 16 bytes, so that
+    /// whoever holds the key can test whether a value was used).
     pub params: ParamsMode,
     pub params_key_env: Option<String>,
     pub params_key_file: Option<PathBuf>,
@@ -99,7 +99,6 @@ pub enum ParamsMode {
     #[default]
     Off,
     KeyedHash,
-    Masked,
 }
 
 /// A target's `audit` key.

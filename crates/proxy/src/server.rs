@@ -271,6 +271,23 @@ impl ServerHandle {
 
     fn record(&self, result: Result<(), String>) -> Result<(), String> {
         self.shared.metrics.reloads(result.is_ok());
+        if let Some(audit) = &self.shared.audit {
+            let runtime = self.shared.runtime();
+            audit.submit_quietly(&portcullis_audit::Record::Reload(
+                portcullis_audit::record::ReloadRecord {
+                    what: portcullis_audit::record::ReloadKind::Config,
+                    // The policy bundle now in force.
+                    hash: runtime.policy_engine().map(|e| e.bundle_hash().to_owned()),
+                    requested_by: None,
+                    result: match &result {
+                        Ok(()) => portcullis_audit::record::ReloadResult::Applied,
+                        Err(e) => {
+                            portcullis_audit::record::ReloadResult::Rejected { reason: e.clone() }
+                        }
+                    },
+                },
+            ));
+        }
         match &result {
             Ok(()) => info!("configuration reloaded"),
             Err(e) => {

@@ -149,6 +149,39 @@ pub fn parse(body: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
     Ok((name, sql))
 }
 
+/// A whole Bind message's parameter values, in order (`None` for NULL).
+/// Fails on a message cut short, such as the head of a streamed one.
+pub fn bind_values(body: &[u8]) -> Result<Vec<Option<&[u8]>>, WireError> {
+    let bad = || WireError::malformed("bind");
+    let (_, at) = read_cstr(body, 0).ok_or_else(bad)?;
+    let (_, mut at) = read_cstr(body, at).ok_or_else(bad)?;
+    let i16_at = |at: usize| -> Result<usize, WireError> {
+        let b = body.get(at..at + 2).ok_or_else(bad)?;
+        usize::try_from(i16::from_be_bytes([b[0], b[1]])).map_err(|_| bad())
+    };
+    let formats = i16_at(at)?;
+    at = at
+        .checked_add(2 + formats * 2)
+        .filter(|&a| a <= body.len())
+        .ok_or_else(bad)?;
+    let count = i16_at(at)?;
+    at += 2;
+    let mut values = Vec::with_capacity(count.min(body.len() / 4));
+    for _ in 0..count {
+        let b = body.get(at..at + 4).ok_or_else(bad)?;
+        let len = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+        at += 4;
+        if len < 0 {
+            values.push(None);
+            continue;
+        }
+        let end = at.checked_add(len as usize).ok_or_else(bad)?;
+        values.push(Some(body.get(at..end).ok_or_else(bad)?));
+        at = end;
+    }
+    Ok(values)
+}
+
 /// A Bind message's portal and statement names; `head` may be only the
 /// start of the message body (the names come first).
 pub fn bind_names(head: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
@@ -344,6 +377,24 @@ mod tests {
     use crate::encode;
     use crate::{sqlstate, Refusal};
     use bytes::BytesMut;
+
+    #[test]
+    fn bind_values_come_whole_or_not_at_all() {
+        let mut b = BytesMut::new();
+        encode::bind(&mut b, b"p", b"s", &[b"one", b""]);
+        let values = bind_values(body(&b)).unwrap();
+        assert_eq!(values, [Some(&b"one"[..]), Some(&b""[..])]);
+        assert!(
+            bind_values(&body(&b)[..body(&b).len() - 4]).is_err(),
+            "cut short"
+        );
+        // A NULL, after two format codes.
+        let mut raw = b"p\0s\0".to_vec();
+        raw.extend_from_slice(&[0, 2, 0, 0, 0, 1, 0, 1, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(bind_values(&raw).unwrap(), [None]);
+        raw[5] = 0xff; // a negative count of format codes
+        assert!(bind_values(&raw).is_err());
+    }
 
     #[test]
     fn copy_responses_give_formats() {

@@ -30,6 +30,11 @@ pub fn exercise(data: &[u8]) {
     let _ = decode::command_complete(data);
     let _ = decode::parse(data);
     let _ = decode::bind_names(data);
+    if let Ok(values) = decode::bind_values(data) {
+        // Every value came from the body.
+        let total: usize = values.iter().flatten().map(|v| v.len()).sum();
+        assert!(total + values.len() * 4 <= data.len());
+    }
     let _ = decode::close(data);
     let _ = decode::data_row(data);
     if let Ok((_, codes)) = decode::copy_response(data) {

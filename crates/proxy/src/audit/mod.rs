@@ -22,11 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use portcullis_audit::record::Record;
+use portcullis_audit::params::ParamHasher;
+use portcullis_audit::record::{BindParams, Record};
 use portcullis_audit::{
     AuditConfig, AuditError, AuditLog, CheckpointPolicy, Receipt, SigningKey, Synchronous,
 };
-use portcullis_config::{AuditFailure, AuditMode, Config};
+use portcullis_config::{AuditFailure, AuditMode, Config, ParamsMode};
 use portcullis_wire::{sqlstate, Refusal};
 use thiserror::Error;
 use tracing::{info, warn};
@@ -35,13 +36,15 @@ use tracing::{info, warn};
 pub enum AuditSetupError {
     #[error("cannot open the audit store {path}: {error}")]
     Store { path: String, error: AuditError },
-    #[error("cannot read or create the audit signing key {path}: {error}")]
+    #[error("cannot read or create the audit key {path}: {error}")]
     Key { path: String, error: String },
 }
 
 /// The proxy's audit trail.
 pub struct AuditTrail {
     log: AuditLog,
+    /// Keyed hashes of bind parameter values (`params = "keyed_hash"`).
+    params: Option<ParamHasher>,
     commit_timeout: Duration,
     /// Records refused (queue full, store down), for the log's rate limit.
     refused: AtomicU64,
@@ -115,6 +118,10 @@ impl AuditTrail {
         };
         c.signing_key = Some(key);
         c.max_queued_age = Some(a.max_queued_age.into());
+        let params = match a.params {
+            ParamsMode::Off => None,
+            ParamsMode::KeyedHash => Some(params_hasher(config)?),
+        };
         let log = AuditLog::open(c).map_err(|error| AuditSetupError::Store {
             path: path.display().to_string(),
             error,
@@ -127,9 +134,18 @@ impl AuditTrail {
         );
         Ok(Some(Arc::new(AuditTrail {
             log,
+            params,
             commit_timeout: a.commit_timeout.into(),
             refused: AtomicU64::new(0),
         })))
+    }
+
+    /// The record form of a Bind's parameter values.
+    pub fn params(&self, values: Option<&[Option<&[u8]>]>) -> BindParams {
+        match (&self.params, values) {
+            (Some(h), Some(v)) => h.hash_all(v.iter().copied()),
+            _ => BindParams::Off,
+        }
     }
 
     /// How long a strict statement waits for its record's commit.
@@ -194,6 +210,36 @@ pub fn unavailable_at_login() -> Refusal {
         "the audit trail is unavailable: connection not accepted",
     )
     .hint("Every connection to this target is recorded. Retry shortly; if it persists, tell the Portcullis administrator.")
+}
+
+/// The bind parameter hashing key, from the environment or a file.
+fn params_hasher(config: &Config) -> Result<ParamHasher, AuditSetupError> {
+    let a = &config.audit;
+    let (what, key) = match (&a.params_key_env, &a.params_key_file) {
+        (Some(var), _) => (
+            format!("environment variable {var}"),
+            std::env::var(var)
+                .map(String::into_bytes)
+                .map_err(|e| e.to_string()),
+        ),
+        (None, Some(file)) => {
+            let path = config.resolve(file);
+            (
+                path.display().to_string(),
+                fs::read(&path).map_err(|e| e.to_string()),
+            )
+        }
+        (None, None) => ("(none)".into(), Err("no key configured".into())),
+    };
+    let err = |error: String| AuditSetupError::Key {
+        path: what.clone(),
+        error,
+    };
+    let mut key = key.map_err(err)?;
+    while key.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        key.pop();
+    }
+    ParamHasher::new(&key).map_err(|e| err(e.to_string()))
 }
 
 /// Reads the signing key, or creates one (readable by its owner only)

@@ -169,6 +169,7 @@ pub struct Statement<'a> {
     pub text: Option<&'a AuditText>,
     pub verdict: Option<&'a StatementVerdict>,
     pub decision: Decision,
+    pub params: portcullis_audit::record::BindParams,
 }
 
 /// What stands for a statement whose text the proxy could not decode.
@@ -193,7 +194,7 @@ pub fn statement(session: &SessionFacts, s: Statement<'_>) -> Record {
         writes,
         decision: s.decision,
         masked_columns: Vec::new(),
-        params: Default::default(),
+        params: s.params,
     })
 }
 

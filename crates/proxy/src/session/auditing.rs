@@ -80,6 +80,7 @@ impl SessionAudit {
         m: &MessageVerdict,
         protocol: Protocol,
         statement_name: Option<&[u8]>,
+        params: Option<&[Option<&[u8]>]>,
         at: Instant,
     ) -> Result<Recorded, Refusal> {
         let n = m.record_count();
@@ -101,6 +102,7 @@ impl SessionAudit {
                     text: m.texts.as_ref().and_then(|t| t.get(index)),
                     verdict: m.statements.get(index),
                     decision: records::decision(m, index, &self.facts.bundle_hash),
+                    params: self.trail.params(params),
                 },
             );
             // Only the last receipt is awaited: the writer commits in

@@ -150,7 +150,7 @@ fn judge(
             let mut tickets = judged.tickets;
             let mut audited = Vec::new();
             if let Some(audit) = audit {
-                match audit.statements(&judged.audit, Protocol::Simple, None, at) {
+                match audit.statements(&judged.audit, Protocol::Simple, None, None, at) {
                     Ok(r) => {
                         audited = r.audited;
                         *wait = r.receipt.map(|receipt| StrictWait {
@@ -218,6 +218,7 @@ fn judge(
                             &judged.audit,
                             Protocol::Extended,
                             Some(name),
+                            None,
                             Instant::now(),
                         );
                     }
@@ -238,10 +239,13 @@ fn judge(
             let mut ticket = judged.ticket;
             if let Some(audit) = audit {
                 let mut bound = None;
+                // A streamed Bind's values are not all here: none are kept.
+                let values = decode::bind_values(body).ok();
                 match audit.statements(
                     &judged.audit,
                     Protocol::Extended,
                     Some(statement),
+                    values.as_deref(),
                     Instant::now(),
                 ) {
                     Ok(r) => {
