@@ -269,6 +269,8 @@ pub struct StatementRecord {
 pub enum Protocol {
     Simple,
     Extended,
+    /// The FunctionCall message (large-object calls).
+    FunctionCall,
 }
 
 /// Statement text with every literal replaced by a placeholder (`$1`, `?`,

@@ -77,14 +77,26 @@ impl MessageVerdict {
         self.enforced && self.refusal.is_some()
     }
 
-    /// How many statement records the message gets: one per statement,
-    /// or one for a refused message that did not parse.
-    pub fn record_count(&self) -> usize {
-        if self.statements.is_empty() {
-            usize::from(self.refusal.is_some())
-        } else {
-            self.statements.len()
+    /// A FunctionCall: no statement to judge, one record with the call
+    /// it stands for.
+    pub fn function_call(text: AuditText, refusal: Option<&'static str>) -> Self {
+        MessageVerdict {
+            statements: std::sync::Arc::from([]),
+            texts: Some(std::sync::Arc::from([text])),
+            refusal,
+            refused_by: None,
+            enforced: true,
         }
+    }
+
+    /// How many statement records the message gets: one per statement;
+    /// one for a refused message that did not parse, or a function call.
+    pub fn record_count(&self) -> usize {
+        if !self.statements.is_empty() {
+            return self.statements.len();
+        }
+        let has_text = self.texts.as_ref().is_some_and(|t| !t.is_empty());
+        usize::from(self.refusal.is_some() || has_text)
     }
 }
 

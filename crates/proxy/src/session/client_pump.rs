@@ -14,6 +14,8 @@ use tracing::warn;
 use portcullis_audit::record::Protocol;
 use portcullis_audit::{AuditError, Receipt};
 
+use portcullis_analysis::audit_text::audit_text;
+
 use super::auditing::SessionAudit;
 use super::buffer::ReadBuffer;
 use super::function_call;
@@ -21,6 +23,7 @@ use super::guarding::{self, Guarded, Verdict};
 use super::pending::{Entry, Pending, Rows, Step};
 use super::row_limit;
 use super::{write_all_tracked, End};
+use crate::audit::records::MessageVerdict;
 use crate::metrics::{ErrorKind, Metrics};
 use crate::stream::{ClientTls, ReadHalf, UpstreamTls, WriteHalf};
 
@@ -367,32 +370,52 @@ fn judge(
             pending.sent_copy_end();
             Action::Forward
         }
-        fe::FUNCTION_CALL => match decode::function_call_oid(body) {
-            Ok(oid) if function_call::allowed(oid) => {
-                let verdict = match function_call::judged_as(oid) {
+        fe::FUNCTION_CALL => {
+            let oid = match decode::function_call_oid(body) {
+                Ok(oid) => oid,
+                Err(e) => return Action::Refuse(Refusal::protocol(&e)),
+            };
+            let mark = pending.mark();
+            let mut verdict = if function_call::allowed(oid) {
+                match function_call::judged_as(oid) {
                     Some(sql) => guarded.function_call(sql),
                     None => Verdict::Pass,
-                };
-                match verdict {
-                    Verdict::Pass | Verdict::Limited { .. } => {
-                        pending.sent(Entry::query(Instant::now()), settle);
-                        Action::Forward
+                }
+            } else {
+                warn!(parent: &guarded.span, oid, "FunctionCall refused");
+                Verdict::Refuse(function_call::refusal())
+            };
+            if let Some(audit) = audit {
+                let refused = matches!(verdict, Verdict::Refuse(_));
+                let m = MessageVerdict::function_call(
+                    audit_text(&function_call::audit_text(oid)),
+                    refused.then_some(sqlstate::INSUFFICIENT_PRIVILEGE),
+                );
+                match audit.statements(&m, Protocol::FunctionCall, None, None, Instant::now()) {
+                    Ok(r) => {
+                        *wait = r.receipt.map(|receipt| StrictWait {
+                            receipt,
+                            mark,
+                            query: true,
+                            replacement: guarding::refused_query(),
+                        });
                     }
-                    Verdict::Refuse(reply) => {
-                        metrics.error(ErrorKind::Refused);
-                        pending.sent(refused(reply, true), settle);
-                        Action::Replace(guarding::refused_query())
-                    }
+                    Err(refusal) if !refused => verdict = Verdict::Refuse(refusal.to_bytes()),
+                    Err(_) => {}
                 }
             }
-            Ok(oid) => {
-                warn!(parent: &guarded.span, oid, "FunctionCall refused");
-                metrics.error(ErrorKind::Refused);
-                pending.sent(refused(function_call::refusal(), true), settle);
-                Action::Replace(guarding::refused_query())
+            match verdict {
+                Verdict::Pass | Verdict::Limited { .. } => {
+                    pending.sent(Entry::query(Instant::now()), settle);
+                    Action::Forward
+                }
+                Verdict::Refuse(reply) => {
+                    metrics.error(ErrorKind::Refused);
+                    pending.sent(refused(reply, true), settle);
+                    Action::Replace(guarding::refused_query())
+                }
             }
-            Err(e) => Action::Refuse(Refusal::protocol(&e)),
-        },
+        }
         fe::TERMINATE => Action::Terminate,
         fe::PASSWORD => Action::Refuse(Refusal::fatal(
             sqlstate::PROTOCOL_VIOLATION,

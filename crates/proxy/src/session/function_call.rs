@@ -29,6 +29,14 @@ pub const LARGE_OBJECT_FUNCTIONS: &[(u32, &str)] = &[
     (3172, "lo_truncate64"),
 ];
 
+/// The call as its audit record shows it (no argument is kept).
+pub fn audit_text(oid: u32) -> String {
+    match LARGE_OBJECT_FUNCTIONS.iter().find(|(o, _)| *o == oid) {
+        Some((_, name)) => format!("SELECT pg_catalog.{name}(...)"),
+        None => format!("FunctionCall of function {oid}"),
+    }
+}
+
 pub fn allowed(oid: u32) -> bool {
     LARGE_OBJECT_FUNCTIONS.iter().any(|(o, _)| *o == oid)
 }
