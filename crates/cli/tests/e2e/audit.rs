@@ -185,6 +185,12 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
         (Some("SELECT"), Some(1))
     );
     assert!(out.bytes > 0);
+    assert_eq!(
+        out.masked_values.get("email"),
+        Some(&1),
+        "the email column was masked in one row: {:?}",
+        out.masked_values
+    );
 
     let (insert_seq, insert) = stmts
         .iter()

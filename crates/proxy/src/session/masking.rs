@@ -56,10 +56,10 @@ pub(crate) struct RowMasking {
     /// The last few descriptions planned and their plans: a session
     /// cycling through a handful of statements compares bytes instead of
     /// hashing them.
-    recent: Vec<(Box<[u8]>, Arc<Plan>)>,
+    recent: Vec<(Box<[u8]>, Planned)>,
     /// Where the next description goes in `recent`.
     next_recent: usize,
-    plans: HashMap<Box<[u8]>, Arc<Plan>>,
+    plans: HashMap<Box<[u8]>, Planned>,
     generation: u64,
     columns: Vec<OutputColumn>,
     exposures: Vec<Exposure>,
@@ -68,7 +68,15 @@ pub(crate) struct RowMasking {
     /// The portal last described as returning no rows (NoData): a COPY
     /// its Execute starts sends the rows of that portal's statement.
     no_rows: Option<Rows>,
+    /// What the current result set masks, for its outcome record: the
+    /// classes of its protected columns (`derived` for values hidden
+    /// whole) and the rows rewritten so far.
+    masked_classes: Arc<[&'static str]>,
+    masked_rows: u64,
 }
+
+/// A plan and the classes of the columns it masks.
+type Planned = (Arc<Plan>, Arc<[&'static str]>);
 
 impl RowMasking {
     pub fn new() -> RowMasking {
@@ -83,7 +91,26 @@ impl RowMasking {
             specs: Vec::new(),
             copy_columns: Vec::new(),
             no_rows: None,
+            masked_classes: Arc::from([]),
+            masked_rows: 0,
         }
+    }
+
+    /// Rows of the result set just ended that were rewritten, per class
+    /// of the columns masked in it (for the outcome record); resets.
+    pub fn take_masked(&mut self) -> std::collections::BTreeMap<String, u64> {
+        let rows = std::mem::take(&mut self.masked_rows);
+        let classes = std::mem::replace(&mut self.masked_classes, Arc::from([]));
+        if rows == 0 {
+            return Default::default();
+        }
+        let mut out: std::collections::BTreeMap<String, u64> =
+            classes.iter().map(|c| ((*c).to_owned(), rows)).collect();
+        if out.is_empty() {
+            // Only scanned columns: the detectors found something.
+            out.insert("detected".to_owned(), rows);
+        }
+        out
     }
 
     /// A RowDescription `msg` for `rows`: plans the rows that follow it.
@@ -99,13 +126,15 @@ impl RowMasking {
             self.recent.clear();
             self.generation = generation;
         }
-        if let Some((_, plan)) = self.recent.iter().find(|(b, _)| **b == *msg) {
+        if let Some((_, (plan, classes))) = self.recent.iter().find(|(b, _)| **b == *msg) {
             self.current = current(plan);
+            self.masked_classes = classes.clone();
             return Ok(());
         }
-        if let Some(plan) = self.plans.get(msg).cloned() {
-            self.current = current(&plan);
-            self.remember(msg, plan);
+        if let Some(planned) = self.plans.get(msg).cloned() {
+            self.current = current(&planned.0);
+            self.masked_classes = planned.1.clone();
+            self.remember(msg, planned);
             return Ok(());
         }
         let fields = decode::row_description(decode::body(msg))
@@ -124,6 +153,18 @@ impl RowMasking {
         let facts: Vec<&StatementFacts> =
             texts.iter().filter_map(PreparedText::statement).collect();
         guarded.exposures(&self.columns, &facts, &mut self.exposures);
+        let mut classes: Vec<&'static str> = Vec::new();
+        for e in &self.exposures {
+            let name = match e {
+                Exposure::Protected(class, _) => class.name(),
+                Exposure::Derived => "derived",
+                Exposure::Clear | Exposure::Unvouched => continue,
+            };
+            if !classes.contains(&name) {
+                classes.push(name);
+            }
+        }
+        let classes: Arc<[&'static str]> = classes.into();
         self.specs.clear();
         for (f, e) in fields.iter().zip(&self.exposures) {
             self.specs.push(ColumnSpec {
@@ -148,19 +189,21 @@ impl RowMasking {
             if self.plans.len() >= MAX_PLANS {
                 self.plans.clear();
             }
-            self.plans.insert(msg.into(), plan.clone());
-            self.remember(msg, plan.clone());
+            self.plans
+                .insert(msg.into(), (plan.clone(), classes.clone()));
+            self.remember(msg, (plan.clone(), classes.clone()));
         }
         self.current = current(&plan);
+        self.masked_classes = classes;
         Ok(())
     }
 
     /// Keeps `msg`'s plan among the recent ones.
-    fn remember(&mut self, msg: &[u8], plan: Arc<Plan>) {
+    fn remember(&mut self, msg: &[u8], planned: Planned) {
         if self.recent.len() < RECENT {
-            self.recent.push((msg.into(), plan));
+            self.recent.push((msg.into(), planned));
         } else {
-            self.recent[self.next_recent] = (msg.into(), plan);
+            self.recent[self.next_recent] = (msg.into(), planned);
             self.next_recent = (self.next_recent + 1) % RECENT;
         }
     }
@@ -203,6 +246,18 @@ impl RowMasking {
             _ => None,
         };
         guarded.copy_out_columns(stmt, codes.len(), &mut self.copy_columns);
+        let mut classes: Vec<&'static str> = Vec::new();
+        for c in &self.copy_columns {
+            let name = match c.exposure {
+                Exposure::Protected(class, _) => class.name(),
+                Exposure::Derived => "derived",
+                Exposure::Clear | Exposure::Unvouched => continue,
+            };
+            if !classes.contains(&name) {
+                classes.push(name);
+            }
+        }
+        self.masked_classes = classes.into();
         self.specs.clear();
         for (&code, c) in codes.iter().zip(&self.copy_columns) {
             if i16::from(overall) != code {
@@ -246,7 +301,10 @@ impl RowMasking {
             Current::Pass => Ok(RowAction::Forward),
             Current::Copy(plan, copy) => match copy.copy_data(plan, decode::body(msg), scratch) {
                 Ok(Rewrite::Unchanged) => Ok(RowAction::Forward),
-                Ok(Rewrite::Rewritten) => Ok(RowAction::Masked),
+                Ok(Rewrite::Rewritten) => {
+                    self.masked_rows += 1;
+                    Ok(RowAction::Masked)
+                }
                 Err(e) => Err(unmaskable(&e.to_string())),
             },
             Current::Mask(_) | Current::Undescribed => Err(unmaskable(
@@ -256,12 +314,15 @@ impl RowMasking {
     }
 
     /// One DataRow `msg`: forwarded, or masked into `scratch`.
-    pub fn row(&self, msg: &[u8], scratch: &mut Vec<u8>) -> Result<RowAction, End> {
+    pub fn row(&mut self, msg: &[u8], scratch: &mut Vec<u8>) -> Result<RowAction, End> {
         match &self.current {
             Current::Pass => Ok(RowAction::Forward),
             Current::Mask(plan) => match plan.data_row(decode::body(msg), scratch) {
                 Ok(Rewrite::Unchanged) => Ok(RowAction::Forward),
-                Ok(Rewrite::Rewritten) => Ok(RowAction::Masked),
+                Ok(Rewrite::Rewritten) => {
+                    self.masked_rows += 1;
+                    Ok(RowAction::Masked)
+                }
                 Err(e) => Err(unmaskable(&e.to_string())),
             },
             Current::Undescribed | Current::Copy(..) => {

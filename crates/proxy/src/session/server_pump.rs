@@ -1,5 +1,6 @@
 //! Server → client.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -123,7 +124,7 @@ fn judge(
     if hold {
         // Followed in the ledger like any completion, sent later.
         let done = pending.command_done(&mut |t, ran| guarded.settle(t, ran));
-        outcomes.completed(done, msg);
+        outcomes.completed(done, msg, rows.take_masked());
         rows.ended();
         return Ok(Action::Drop);
     }
@@ -150,6 +151,7 @@ fn judge(
             // Under the gate, so that "drained" covers every message
             // judged so far (see `Guarded::gate`).
             let _gate = guarded.gate();
+            rows.take_masked();
             rows.ended();
             *outcomes.replied = 0;
             let ready = pending.ready(status, settle);
@@ -195,9 +197,10 @@ fn judge(
             Described::Statement | Described::Unasked => Ok(Action::Forward),
         },
         be::COMMAND_COMPLETE | be::PORTAL_SUSPENDED | be::EMPTY_QUERY_RESPONSE => {
+            let masked = rows.take_masked();
             rows.ended();
             let done = pending.command_done(settle);
-            outcomes.completed(done, msg);
+            outcomes.completed(done, msg, masked);
             Ok(Action::Forward)
         }
         be::PARAMETER_STATUS => {
@@ -219,6 +222,7 @@ fn judge(
         be::ERROR_RESPONSE => {
             let fatal = is_fatal(msg);
             guarded.error();
+            rows.take_masked();
             rows.ended();
             let failed = pending.error(fatal, settle);
             outcomes.failed(failed.audited, msg);
@@ -255,7 +259,7 @@ struct Outcomes<'a> {
 impl Outcomes<'_> {
     /// A CommandComplete (or PortalSuspended, EmptyQueryResponse) ended
     /// statement `done`.
-    fn completed(self, done: Option<Audited>, msg: &[u8]) {
+    fn completed(self, done: Option<Audited>, msg: &[u8], masked: BTreeMap<String, u64>) {
         let bytes = std::mem::take(self.replied);
         let (Some(audit), Some(done)) = (self.audit, done) else {
             return;
@@ -268,6 +272,7 @@ impl Outcomes<'_> {
             Completion::default()
         };
         c.bytes = bytes;
+        c.masked = masked;
         audit.outcome(done, c);
     }
 
