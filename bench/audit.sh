@@ -151,8 +151,11 @@ for c in $CLIENTS; do
             esac
             for m in $order; do
                 case $m in off) p=$OFF_PORT ;; queued) p=$QUEUED_PORT ;; strict) p=$STRICT_PORT ;; esac
-                tps="$("$PGBIN/pgbench" -n -S -M "$proto" -c "$c" -j 2 -T "$DURATION" \
-                    -h 127.0.0.1 -p "$p" -U bench bench 2>/dev/null | awk '/^tps/ {printf "%.0f", $3}')"
+                out="$WORK/log/pgbench-$c-$proto-$m-$round"
+                "$PGBIN/pgbench" -n -S -M "$proto" -c "$c" -j 2 -T "$DURATION" \
+                    -h 127.0.0.1 -p "$p" -U bench bench >"$out" 2>&1 || {
+                    log "pgbench failed ($m, $c clients, $proto):"; tail -n 5 "$out" >&2; }
+                tps="$(awk '/^tps/ {printf "%.0f", $3}' "$out")"
                 TPS[$c,$proto,$m]+="$tps "
             done
         done

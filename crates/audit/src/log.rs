@@ -42,7 +42,7 @@ use crate::canonical;
 use crate::chain::{Chain, Hash, Head, LogId};
 use crate::checkpoint::{CheckpointPolicy, PublicKey, SigningKey};
 use crate::record::Record;
-use crate::store::sqlite::{SqliteStore, Synchronous};
+use crate::store::sqlite::{Checkpointer, SqliteStore, Synchronous};
 use crate::store::{BatchStore, IndexFields, StoredItem};
 use crate::AuditError;
 
@@ -124,6 +124,8 @@ pub struct AuditLog {
     log: LogId,
     public_key: Option<PublicKey>,
     max_queued_age: Option<Duration>,
+    /// The SQLite store's background checkpoints (see [`AuditLog::open`]).
+    checkpointer: Mutex<Option<Checkpointer>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -140,7 +142,12 @@ impl AuditLog {
         if let Some(key) = &config.signing_key {
             store.set_public_key(&key.public_key())?;
         }
-        Self::start(store, config)
+        let checkpointer = Checkpointer::start(&config.path)?;
+        let log = Self::start(store, config)?;
+        if let Ok(mut c) = log.checkpointer.lock() {
+            *c = Some(checkpointer);
+        }
+        Ok(log)
     }
 
     /// Starts a writer over any batch store.
@@ -187,6 +194,7 @@ impl AuditLog {
             log,
             public_key,
             max_queued_age: config.max_queued_age,
+            checkpointer: Mutex::new(None),
         })
     }
 
@@ -301,6 +309,10 @@ impl AuditLog {
         if let Some(h) = handle {
             let _ = h.join();
         }
+        // After the writer: its last commits are checkpointed when the
+        // last connection closes.
+        let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+        drop(checkpointer);
     }
 }
 

@@ -2,11 +2,15 @@
 //! columns, newest first. Rendering (tables, JSON lines) is the CLI's.
 //!
 //! Filters combine with AND. Each is served by an index:
-//! - `subject`, `target`, `session_id`, `decision`, `fingerprint`: a
-//!   one-column index (which SQLite keys by seq too, so "newest first,
-//!   100 of them" reads 100 index entries);
-//! - `since`/`until`: turned into a seq range through the `ts` index, as
-//!   `ts` never decreases along the chain;
+//! - `subject`, `target`, `session_id`, `fingerprint`: a one-column index
+//!   (which SQLite keys by seq too, so "newest first, 100 of them" reads
+//!   100 index entries); outcomes carry no session id of their own (they
+//!   are found through their statement);
+//! - `decision`: indexed for denied, held and masked statements (allowed
+//!   ones, most of them, are those without a decision column, read newest
+//!   first);
+//! - `since`/`until`: turned into a seq range by bisecting seqs, as `ts`
+//!   never decreases along the chain (no ts index to maintain);
 //! - `object`/`column`: the touched table, keyed (object, column, seq);
 //!   a column is matched within an object (`public.customers` + `ssn`), and
 //!   an object alone matches any statement that touched it;
@@ -123,11 +127,17 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
             ));
         }
     }
-    if let Some(d) = filter.decision {
-        conds.push(format!(
+    match filter.decision {
+        // Allowed is most statements: the column keeps only the others
+        // (see `IndexFields`), so their index stays small.
+        Some(Effect::Allowed) => {
+            conds.push("r.kind = 'statement' AND r.decision IS NULL".into());
+        }
+        Some(d) => conds.push(format!(
             "r.decision = {}",
             arg(Value::Text(d.as_str().to_owned()), &mut args)
-        ));
+        )),
+        None => {}
     }
     if let Some(s) = &filter.sqlstate {
         conds.push(format!(
@@ -145,7 +155,7 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
     // Time range → seq range (exact, since ts is monotone in seq), plus the
     // ts condition itself, which costs nothing once the range is narrowed.
     if let Some(since) = filter.since {
-        let lo: Option<i64> = first_seq(conn, "ts >= ?1 ORDER BY ts ASC, seq ASC", since)?;
+        let lo: Option<i64> = first_seq_at_or_after(conn, since)?;
         conds.push(format!(
             "{seq_col} >= {}",
             arg(Value::Integer(lo.unwrap_or(i64::MAX)), &mut args)
@@ -153,7 +163,11 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
         conds.push(format!("r.ts >= {}", arg(Value::Integer(since), &mut args)));
     }
     if let Some(until) = filter.until {
-        let hi: Option<i64> = first_seq(conn, "ts < ?1 ORDER BY ts DESC, seq DESC", until)?;
+        // The last seq before `until`: one before the first at or after it.
+        let hi: Option<i64> = match first_seq_at_or_after(conn, until)? {
+            Some(first) => Some(first - 1),
+            None => last_seq(conn)?,
+        };
         conds.push(format!(
             "{seq_col} <= {}",
             arg(Value::Integer(hi.unwrap_or(0)), &mut args)
@@ -212,15 +226,34 @@ fn arg(v: Value, args: &mut Vec<Value>) -> String {
     format!("?{}", args.len())
 }
 
-fn first_seq(conn: &rusqlite::Connection, tail: &str, ts: i64) -> Result<Option<i64>, AuditError> {
+/// The first seq whose ts is at or after `ts`, found by bisecting seqs
+/// (ts never decreases along the chain, so no ts index is kept). Each
+/// probe is a rowid lookup; gaps in seqs (deleted rows) are stepped over.
+fn first_seq_at_or_after(conn: &rusqlite::Connection, ts: i64) -> Result<Option<i64>, AuditError> {
     use rusqlite::OptionalExtension;
-    Ok(conn
-        .query_row(
-            &format!("SELECT seq FROM audit_records WHERE {tail} LIMIT 1"),
-            [ts],
-            |r| r.get(0),
-        )
-        .optional()?)
+    let Some(last) = last_seq(conn)? else {
+        return Ok(None);
+    };
+    let mut probe = conn
+        .prepare_cached("SELECT seq, ts FROM audit_records WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
+    // Invariant: every seq below `lo` has ts < `ts`; `hi` is at or after.
+    let (mut lo, mut hi) = (0i64, last + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let row: Option<(i64, i64)> = probe
+            .query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match row {
+            Some((seq, t)) if t < ts => lo = seq + 1,
+            _ => hi = mid,
+        }
+    }
+    let first: Option<i64> = probe.query_row([lo], |r| r.get::<_, i64>(0)).optional()?;
+    Ok(first)
+}
+
+fn last_seq(conn: &rusqlite::Connection) -> Result<Option<i64>, AuditError> {
+    Ok(conn.query_row("SELECT max(seq) FROM audit_records", [], |r| r.get(0))?)
 }
 
 fn found(seq: i64, ts: i64, envelope: &[u8]) -> Result<Found, AuditError> {

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
-use portcullis_audit::canonical::encode;
+use portcullis_audit::canonical::{encode, encode_via_value};
 use portcullis_audit::record::*;
 use portcullis_audit::Record;
 
@@ -73,6 +73,24 @@ fn deterministic_and_round_trips() {
         let parsed: Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(parsed, serde_json::to_value(record).unwrap());
         assert!(!a.contains(&b'\n'), "no raw newlines");
+        // The direct encoder writes what the Value-tree reference writes.
+        assert_eq!(
+            a,
+            encode_via_value(record).unwrap(),
+            "{}",
+            String::from_utf8_lossy(&a)
+        );
+    }
+    // Outcomes too, with random maps.
+    for i in 0..200u64 {
+        let mut o = common::outcome(i, i, (i % 3 == 0).then_some("42P01"));
+        if let Record::Outcome(o) = &mut o {
+            o.masked_values = (0..rng.random_range(0..4))
+                .map(|_| (random_string(&mut rng), rng.random()))
+                .collect();
+            o.command = rng.random::<bool>().then(|| random_string(&mut rng));
+        }
+        assert_eq!(encode(&o).unwrap(), encode_via_value(&o).unwrap());
     }
 }
 

@@ -58,7 +58,7 @@ impl Default for Audit {
             synchronous: Synchronous::Normal,
             queue_capacity: 65_536,
             commit_timeout: Duration::from_secs(2),
-            max_queued_age: Duration(std::time::Duration::from_millis(50)),
+            max_queued_age: Duration(std::time::Duration::from_millis(250)),
             params: ParamsMode::Off,
             params_key_env: None,
             params_key_file: None,

@@ -86,7 +86,11 @@ impl IndexFields {
                     target: Some(s.destination.target.clone()),
                     environment: s.destination.environment.clone(),
                     session_id: Some(s.destination.session_id.clone()),
-                    decision: Some(s.decision.effect.as_str()),
+                    // Allowed is left out: most statements are, and the
+                    // index then holds only the rest (search asks for
+                    // allowed statements as those without one).
+                    decision: (s.decision.effect != crate::record::Effect::Allowed)
+                        .then(|| s.decision.effect.as_str()),
                     fingerprint: Some(s.fingerprint.clone()),
                     touched,
                     ..Default::default()
@@ -94,7 +98,9 @@ impl IndexFields {
             }
             Record::Outcome(o) => IndexFields {
                 kind,
-                session_id: Some(o.session_id.clone()),
+                // Found through its statement (`refers_to`), which has the
+                // session: one index entry fewer per outcome.
+                session_id: None,
                 sqlstate: o.sqlstate.as_ref().map(|s| s.as_str().to_owned()),
                 refers_to: Some(o.statement_seq),
                 ..Default::default()

@@ -59,7 +59,6 @@ CREATE TABLE IF NOT EXISTS audit_records (
     hash BLOB NOT NULL,
     envelope BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_records_ts ON audit_records(ts);
 CREATE INDEX IF NOT EXISTS audit_records_subject ON audit_records(subject) WHERE subject IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_records_target ON audit_records(target) WHERE target IS NOT NULL;
 CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records(session_id) WHERE session_id IS NOT NULL;
@@ -108,6 +107,57 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Copies the WAL into the database file in the background (a PASSIVE
+/// checkpoint every half second: it never blocks the writer, and the
+/// writer never runs one). Stops when dropped.
+pub struct Checkpointer {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub fn start(path: &Path) -> Result<Checkpointer, AuditError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_millis(100))?;
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("audit-checkpoint".into())
+            .spawn(move || {
+                let (lock, cvar) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while !*stopped {
+                    stopped = cvar
+                        .wait_timeout(stopped, Duration::from_millis(500))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    // A busy or failed checkpoint is retried next time; the
+                    // WAL only grows meanwhile.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .map_err(|source| AuditError::Io {
+                path: "audit checkpoint thread".into(),
+                source,
+            })?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cvar.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) a store for writing.
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<Self, AuditError> {
@@ -126,6 +176,10 @@ impl SqliteStore {
         // cache that holds those tails spares reading them back from the OS
         // (SQLite's default is 2 MB).
         conn.pragma_update(None, "cache_size", -65_536)?;
+        // Checkpoints (copying the WAL into the database file, with an
+        // fsync) are the `Checkpointer`'s, on a thread of its own, so that
+        // the writer never waits for one.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.execute_batch(SCHEMA)?;
         let format: Option<String> = meta(&conn, "format")?;
         match format {
