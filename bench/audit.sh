@@ -130,19 +130,29 @@ EOF
 }
 start_portcullis off "$OFF_PORT" "[audit]
 enabled = false" ""
+declare -A PID
+PID[off]="${PIDS[-1]}"
 start_portcullis queued "$QUEUED_PORT" "[audit]
 path = \"queued.db\"" 'audit = "queued"'
 start_portcullis strict "$STRICT_PORT" "[audit]
 path = \"strict.db\"" 'audit = "strict"'
+PID[strict]="${PIDS[-1]}"
+PID[queued]="${PIDS[-2]}"
+cpu_ms() { # utime+stime of PID in ms
+    local s; s="$(cat "/proc/$1/stat")"; s="${s##*) }"
+    # shellcheck disable=SC2086
+    set -- $s
+    echo $(( (${12} + ${13}) * 1000 / $(getconf CLK_TCK) ))
+}
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
 
-declare -A TPS
+declare -A TPS CPU
 MODES="off queued strict"
 for c in $CLIENTS; do
     for proto in $PROTOCOLS; do
-        for m in $MODES; do TPS[$c,$proto,$m]=""; done
+        for m in $MODES; do TPS[$c,$proto,$m]=""; CPU[$c,$proto,$m]=""; done
         for round in $(seq "$ROUNDS"); do
             case $((round % 3)) in
                 1) order="off queued strict" ;;
@@ -152,11 +162,14 @@ for c in $CLIENTS; do
             for m in $order; do
                 case $m in off) p=$OFF_PORT ;; queued) p=$QUEUED_PORT ;; strict) p=$STRICT_PORT ;; esac
                 out="$WORK/log/pgbench-$c-$proto-$m-$round"
+                c0="$(cpu_ms "${PID[$m]}")"
                 "$PGBIN/pgbench" -n -S -M "$proto" -c "$c" -j 2 -T "$DURATION" \
                     -h 127.0.0.1 -p "$p" -U bench bench >"$out" 2>&1 || {
                     log "pgbench failed ($m, $c clients, $proto):"; tail -n 5 "$out" >&2; }
                 tps="$(awk '/^tps/ {printf "%.0f", $3}' "$out")"
                 TPS[$c,$proto,$m]+="$tps "
+                txs="$(awk '/number of transactions actually processed/ {print $NF}' "$out" | cut -d/ -f1)"
+                CPU[$c,$proto,$m]+="$(awk -v ms="$(( $(cpu_ms "${PID[$m]}") - c0 ))" -v n="${txs:-0}" 'BEGIN { if (n > 0) printf "%.1f", ms * 1000 / n; else printf "-" }') "
             done
         done
         log "$c clients, $proto: off ${TPS[$c,$proto,off]}/ queued ${TPS[$c,$proto,queued]}/ strict ${TPS[$c,$proto,strict]}"
@@ -169,14 +182,15 @@ records() { # records DB -> statement records in the store
 echo
 echo "## Audit ($(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$REPO" rev-parse --short HEAD), $(nproc) CPUs)"
 echo
-echo "| pgbench -S, ${DURATION}s, median of $ROUNDS | clients | audit off tps | queued tps | queued/off | strict tps | strict/off |"
-echo "|---|---|---|---|---|---|---|"
+echo "| pgbench -S, ${DURATION}s, median of $ROUNDS | clients | audit off tps | queued tps | queued/off | strict tps | strict/off | Portcullis CPU µs/tx off / queued / strict |"
+echo "|---|---|---|---|---|---|---|---|"
 for c in $CLIENTS; do
     for proto in $PROTOCOLS; do
         off="$(echo "${TPS[$c,$proto,off]}" | median)"
         q="$(echo "${TPS[$c,$proto,queued]}" | median)"
         s="$(echo "${TPS[$c,$proto,strict]}" | median)"
-        echo "| $proto | $c | $off | $q | $(ratio "$q" "$off") | $s | $(ratio "$s" "$off") |"
+        cpu="$(echo "${CPU[$c,$proto,off]}" | median) / $(echo "${CPU[$c,$proto,queued]}" | median) / $(echo "${CPU[$c,$proto,strict]}" | median)"
+        echo "| $proto | $c | $off | $q | $(ratio "$q" "$off") | $s | $(ratio "$s" "$off") | $cpu |"
     done
 done
 echo

@@ -456,3 +456,100 @@ async fn queued_loses_at_most_the_batch_in_flight_when_killed() {
         "{lost} of {rows} statements lost their records (bound {bound})"
     );
 }
+
+fn portcullis(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .output()
+        .expect("run portcullis");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_command_line_verifies_searches_and_says_who_read_a_column() {
+    let proxy = Proxy::with(Setup {
+        environment: "production",
+        ..Setup::default()
+    })
+    .await;
+    proxy.upstream_sql(
+        "CREATE TABLE customers (id int PRIMARY KEY, email text, ssn text); \
+         INSERT INTO customers VALUES (1, 'a@example.com', '123-45-6789')",
+    );
+    let alice = proxy.client().await;
+    alice
+        .simple_query("SELECT ssn FROM customers WHERE id = 1")
+        .await
+        .unwrap();
+    alice
+        .simple_query("SELECT email FROM customers")
+        .await
+        .unwrap();
+    let _ = alice.simple_query("DROP TABLE customers").await;
+    drop(alice);
+    let bob = proxy.connect(&proxy.conn_str(BOB, "")).await.unwrap();
+    bob.simple_query("SELECT id, ssn FROM customers")
+        .await
+        .unwrap();
+    drop(bob);
+    let config = proxy.config_path.clone();
+    let dir = proxy.shutdown().await;
+    let config = config.to_str().unwrap().to_owned();
+    let store = store_path(dir.path());
+    let store = store.to_str().unwrap().to_owned();
+
+    let (code, out, err) = portcullis(&["audit", "verify", "--config", &config]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("clean"), "{out}");
+    assert!(out.contains("BEGIN PUBLIC KEY"), "{out}");
+
+    let (code, out, err) = portcullis(&[
+        "audit",
+        "who-read",
+        "public.customers.ssn",
+        "--store",
+        &store,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("alice") && out.contains("bob"), "{out}");
+
+    let (code, out, err) = portcullis(&[
+        "audit",
+        "search",
+        "--store",
+        &store,
+        "--user",
+        "alice",
+        "--decision",
+        "denied",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["record"]["text"], "DROP TABLE customers");
+
+    let (code, out, _) = portcullis(&["audit", "tail", "--store", &store, "-n", "3"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 3, "{out}");
+
+    // Tamper with one record: verify names it and fails.
+    let conn = rusqlite::Connection::open(&store).unwrap();
+    conn.execute(
+        "UPDATE audit_records SET envelope = CAST(replace(envelope, CAST('alice' AS BLOB), CAST('mallo' AS BLOB)) AS BLOB) \
+         WHERE seq = (SELECT min(seq) FROM audit_records WHERE kind = 'statement')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let (code, out, err) = portcullis(&["audit", "verify", "--store", &store]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("edited"), "{out}");
+}
