@@ -218,10 +218,19 @@ impl AuditLog {
         self.shared.healthy.load(Ordering::Relaxed)
     }
 
-    /// Queues a record without waiting. Fails with `QueueFull` or
-    /// `StoreDown`; the caller decides what a failure means (fail closed).
+    /// Queues a record without waiting. Fails with `QueueFull`,
+    /// `StoreDown` or `Behind` (see [`AuditConfig::max_queued_age`]); the
+    /// caller decides what a failure means (fail closed, or wait for a
+    /// receipt instead).
     pub fn submit(&self, record: &Record) -> Result<Accepted, AuditError> {
-        self.enqueue(record, None)
+        self.enqueue(record, None, true)
+    }
+
+    /// Queues a record that follows one already accepted (an outcome, a
+    /// session's end) without waiting and without the age bound: nothing
+    /// can wait for it, and refusing it would only lose it.
+    pub fn submit_follow_up(&self, record: &Record) -> Result<Accepted, AuditError> {
+        self.enqueue(record, None, false)
     }
 
     /// Queues a record and returns a [`Receipt`] that resolves when its
@@ -229,7 +238,7 @@ impl AuditLog {
     /// the caller's own timeout.
     pub fn submit_with_receipt(&self, record: &Record) -> Result<(Accepted, Receipt), AuditError> {
         let slot = Arc::new(Slot::default());
-        let accepted = self.enqueue(record, Some(Promise(Some(slot.clone()))))?;
+        let accepted = self.enqueue(record, Some(Promise(Some(slot.clone()))), false)?;
         Ok((accepted, Receipt { slot }))
     }
 
@@ -243,7 +252,12 @@ impl AuditLog {
         receipt.wait(timeout)
     }
 
-    fn enqueue(&self, record: &Record, promise: Option<Promise>) -> Result<Accepted, AuditError> {
+    fn enqueue(
+        &self,
+        record: &Record,
+        promise: Option<Promise>,
+        bounded: bool,
+    ) -> Result<Accepted, AuditError> {
         if !self.is_healthy() {
             return Err(AuditError::StoreDown);
         }
@@ -266,7 +280,7 @@ impl AuditLog {
             }
             // A durable submit waits for its own commit; only records the
             // caller will not wait for are held to the age bound.
-            if let (None, Some((_, queued))) = (&promise, order.waiting.front()) {
+            if let (true, Some((_, queued))) = (bounded, order.waiting.front()) {
                 let age = queued.elapsed();
                 if age > max {
                     return Err(AuditError::Behind(age));

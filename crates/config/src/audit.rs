@@ -34,9 +34,10 @@ pub struct Audit {
     /// How long a statement on a `strict` target waits for its record to
     /// be committed before it is refused.
     pub commit_timeout: Duration,
-    /// On `queued` targets, new statements are refused while the oldest
-    /// record not yet written has waited longer than this: what a crash
-    /// can lose is at most this old (plus the write under way).
+    /// On `queued` targets, while the oldest record not yet written has
+    /// waited longer than this, new statements wait for their own record
+    /// (as on `strict` targets): what a crash can lose is at most this old
+    /// (plus the write under way).
     pub max_queued_age: Duration,
     /// What statement records keep of bind parameter values: `off`
     /// (nothing, the default) or `keyed_hash` (an HMAC-SHA256 per value

@@ -156,12 +156,19 @@ impl AuditTrail {
     /// Hands `record` to the writer without waiting; with `strict`, also
     /// returns the receipt to await before the statement is forwarded.
     pub fn submit(&self, record: &Record, strict: bool) -> Result<Submitted, AuditError> {
+        let waiting = |r: (portcullis_audit::Accepted, Receipt)| Submitted::Waiting(r.0.seq, r.1);
         let r = if strict {
-            self.log
-                .submit_with_receipt(record)
-                .map(|(a, receipt)| Submitted::Waiting(a.seq, receipt))
+            self.log.submit_with_receipt(record).map(waiting)
         } else {
-            self.log.submit(record).map(|a| Submitted::Queued(a.seq))
+            match self.log.submit(record) {
+                Ok(a) => Ok(Submitted::Queued(a.seq)),
+                // The writer is further behind than a queued record may
+                // be: this statement waits for its record, as on a strict
+                // target, rather than be refused or widen what a crash
+                // could lose.
+                Err(AuditError::Behind(_)) => self.log.submit_with_receipt(record).map(waiting),
+                Err(e) => Err(e),
+            }
         };
         if let Err(e) = &r {
             // One line per thousand refusals: a full queue refuses many
@@ -178,9 +185,18 @@ impl AuditTrail {
     }
 
     /// Hands over a record whose loss refuses nothing (an outcome, a
-    /// session's end): a failure is logged, not returned.
+    /// session's end, a refused connection): a failure is logged, not
+    /// returned.
     pub fn submit_quietly(&self, record: &Record) {
-        let _ = self.submit(record, false);
+        if let Err(e) = self.log.submit_follow_up(record) {
+            if self
+                .refused
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(1000)
+            {
+                warn!(error = %e, "audit record not accepted");
+            }
+        }
     }
 
     /// Writes what is queued and a final checkpoint (at shutdown).

@@ -106,7 +106,9 @@ impl SessionAudit {
                 },
             );
             // Only the last receipt is awaited: the writer commits in
-            // queue order, so the earlier records are in by then.
+            // queue order, so the earlier records are in by then. (On a
+            // queued target a receipt comes back only when the writer is
+            // behind; it is awaited too, see `AuditTrail::submit`.)
             let strict = self.setting.strict && index + 1 == n && !m.blocks();
             match self.trail.submit(&record, strict) {
                 Ok(s) => {
