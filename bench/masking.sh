@@ -144,10 +144,13 @@ EOF
     tail -n 20 "$WORK/log/$1.log" >&2
     die "Portcullis ($1) did not start"
 }
-start_portcullis on "$ON_PORT" ""
+start_portcullis on "$ON_PORT" "[audit]
+path = \"on-audit.db\""
 ON_PID="${PIDS[-1]}"
 start_portcullis off "$OFF_PORT" "[masking]
-enabled = false"
+enabled = false
+[audit]
+path = \"off-audit.db\""
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 

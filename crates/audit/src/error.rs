@@ -31,6 +31,9 @@ pub enum AuditError {
     Sqlite(#[from] rusqlite::Error),
     #[error("audit store {what}: {why}")]
     Corrupt { what: &'static str, why: String },
+    /// Another writer holds the store.
+    #[error("the audit store {0} is in use by another Portcullis process; give each its own [audit] path")]
+    InUse(String),
     #[error("signing key: {0}")]
     Key(String),
     #[error("reading {path}: {source}")]

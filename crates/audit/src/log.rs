@@ -131,6 +131,8 @@ pub struct AuditLog {
     max_queued_age: Option<Duration>,
     /// The SQLite store's background checkpoints (see [`AuditLog::open`]).
     checkpointer: Mutex<Option<Checkpointer>>,
+    /// Held while the log is open: no other process writes the store.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -143,6 +145,9 @@ impl AuditLog {
     /// Opens the SQLite store at `config.path` (creating it), resumes the
     /// chain from its head and starts the writer thread.
     pub fn open(config: AuditConfig) -> Result<Self, AuditError> {
+        // One writer per store: a second would extend the chain from a
+        // head it does not hold. The lock goes with the process.
+        let lock = lock_store(&config.path)?;
         let store = SqliteStore::open(&config.path, config.synchronous)?;
         if let Some(key) = &config.signing_key {
             store.set_public_key(&key.public_key())?;
@@ -151,6 +156,9 @@ impl AuditLog {
         let log = Self::start(store, config)?;
         if let Ok(mut c) = log.checkpointer.lock() {
             *c = Some(checkpointer);
+        }
+        if let Ok(mut l) = log.lock.lock() {
+            *l = Some(lock);
         }
         Ok(log)
     }
@@ -201,6 +209,7 @@ impl AuditLog {
             public_key,
             max_queued_age: config.max_queued_age,
             checkpointer: Mutex::new(None),
+            lock: Mutex::new(None),
         })
     }
 
@@ -339,6 +348,33 @@ impl AuditLog {
 impl Drop for AuditLog {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// An exclusive lock on `<store>.lock`, or `InUse` if another process
+/// (or another log in this one) holds it.
+fn lock_store(path: &std::path::Path) -> Result<std::fs::File, AuditError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| AuditError::Io {
+            path: lock_path.display().to_string(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(AuditError::InUse(path.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(AuditError::Io {
+            path: lock_path.display().to_string(),
+            source,
+        }),
     }
 }
 

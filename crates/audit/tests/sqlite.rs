@@ -263,6 +263,18 @@ fn a_writer_behind_its_age_bound_refuses_what_would_not_be_waited_for() {
 }
 
 #[test]
+fn a_store_has_one_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let first = AuditLog::open(config(&path)).unwrap();
+    let second = AuditLog::open(config(&path));
+    assert!(matches!(second, Err(AuditError::InUse(_))), "{second:?}");
+    drop(first);
+    // Released with the first log.
+    AuditLog::open(config(&path)).unwrap();
+}
+
+#[test]
 fn store_down_refuses_then_recovers_without_losing_accepted_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);

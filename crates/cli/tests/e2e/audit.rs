@@ -568,7 +568,10 @@ async fn a_queued_target_whose_writer_is_behind_waits_then_refuses_instead_of_lo
     let locker = rusqlite::Connection::open(store_path(proxy.dir.path())).unwrap();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
     // Queued: runs at once, its record waits behind the lock.
-    alice.simple_query("INSERT INTO t VALUES (1)").await.unwrap();
+    alice
+        .simple_query("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The oldest record has waited past max_queued_age: this statement
     // waits for its own record, which cannot come, and is refused.
@@ -578,12 +581,22 @@ async fn a_queued_target_whose_writer_is_behind_waits_then_refuses_instead_of_lo
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e).as_deref(), Some("53000"), "{e:?}");
-    assert!(started.elapsed() >= Duration::from_millis(250), "it waited first");
-    assert_eq!(proxy.upstream_sql("SELECT string_agg(id::text, ',') FROM t"), "1");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "it waited first"
+    );
+    assert_eq!(
+        proxy.upstream_sql("SELECT string_agg(id::text, ',') FROM t"),
+        "1"
+    );
     locker.execute_batch("ROLLBACK").unwrap();
     drop(locker);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while alice.simple_query("INSERT INTO t VALUES (3)").await.is_err() {
+    while alice
+        .simple_query("INSERT INTO t VALUES (3)")
+        .await
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "the trail did not recover");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
