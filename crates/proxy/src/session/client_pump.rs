@@ -45,7 +45,8 @@ pub(crate) struct ClientPump<'a> {
     last_describe: LastDescribe,
     audit: Option<&'a SessionAudit>,
     /// The message just judged may go upstream only once its audit record
-    /// is committed (a strict target).
+    /// is committed (a strict target, or a queued one whose writer is
+    /// behind).
     wait: Option<StrictWait>,
 }
 
@@ -145,7 +146,8 @@ fn judge(
             let Ok(sql) = decode::query(body) else {
                 return malformed(pending, true, guarding::refused_query(), settle);
             };
-            let mark = pending.mark();
+            // Only an audited message can be retracted (see `StrictWait`).
+            let mark = audit.map_or(0, |_| pending.mark());
             let judged = guarded.query(sql);
             count_inferred(guarded, metrics);
             let at = Instant::now();
@@ -235,7 +237,8 @@ fn judge(
             let Ok((portal, statement)) = decode::bind_names(body) else {
                 return malformed(pending, false, guarding::refused_step(), settle);
             };
-            let mark = pending.mark();
+            // Only an audited message can be retracted (see `StrictWait`).
+            let mark = audit.map_or(0, |_| pending.mark());
             let judged = guarded.bind(portal, statement);
             count_inferred(guarded, metrics);
             let mut verdict = judged.verdict;
@@ -375,7 +378,8 @@ fn judge(
                 Ok(oid) => oid,
                 Err(e) => return Action::Refuse(Refusal::protocol(&e)),
             };
-            let mark = pending.mark();
+            // Only an audited message can be retracted (see `StrictWait`).
+            let mark = audit.map_or(0, |_| pending.mark());
             let mut verdict = if function_call::allowed(oid) {
                 match function_call::judged_as(oid) {
                     Some(sql) => guarded.function_call(sql),
