@@ -605,3 +605,37 @@ async fn a_queued_target_whose_writer_is_behind_waits_then_refuses_instead_of_lo
         "1,3"
     );
 }
+
+#[tokio::test]
+async fn a_target_that_fails_open_runs_statements_the_trail_cannot_take() {
+    let proxy = Proxy::with(Setup {
+        environment: "production",
+        target_extra: "audit_failure = \"open\"".into(),
+        extra: "[audit]\ncommit_timeout = \"300ms\"\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    proxy.upstream_sql("CREATE TABLE t (id int)");
+    let alice = proxy.client().await;
+    alice
+        .simple_query("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let locker = rusqlite::Connection::open(store_path(proxy.dir.path())).unwrap();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Strict, but failing open: it waits for its record, then runs without.
+    let started = Instant::now();
+    alice
+        .simple_query("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "it waited first"
+    );
+    locker.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(
+        proxy.upstream_sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM t"),
+        "1,2"
+    );
+}
