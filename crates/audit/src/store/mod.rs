@@ -101,6 +101,10 @@ impl IndexFields {
                 // Found through its statement (`refers_to`), which has the
                 // session: one index entry fewer per outcome.
                 session_id: None,
+                // Masking is known once the result has streamed: the
+                // outcome says it, so `decision = masked` finds it.
+                decision: (!o.masked_values.is_empty())
+                    .then_some(crate::record::Effect::Masked.as_str()),
                 sqlstate: o.sqlstate.as_ref().map(|s| s.as_str().to_owned()),
                 refers_to: Some(o.statement_seq),
                 ..Default::default()

@@ -191,6 +191,21 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
         "the email column was masked in one row: {:?}",
         out.masked_values
     );
+    // Searching for masked results finds that outcome.
+    let masked = search(
+        &store,
+        &Filter {
+            decision: Some(Effect::Masked),
+            ..Filter::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        masked
+            .iter()
+            .any(|f| matches!(&f.record, Record::Outcome(o) if o.statement_seq == *select_seq)),
+        "{masked:?}"
+    );
 
     let (insert_seq, insert) = stmts
         .iter()
