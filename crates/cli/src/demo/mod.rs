@@ -647,9 +647,10 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
          SELECT upper(email), row_to_json(c) FROM customers c LIMIT 1;\n      -- computed from masked columns: masked whole\n\n"
     ));
     let cfg = config.display();
+    let first = users.first().map_or("dana", |u| u.name);
     s.push_str(&format!(
         "Audit, with no configuration: every connection, statement and outcome is recorded\n         (statement text with literals as placeholders, never a value) in a hash chain with\n         signed checkpoints; on shop a statement runs only once its record is committed:\n  \
-         portcullis audit search --config {cfg} --user alice\n  \
+         portcullis audit search --config {cfg} --user {first}\n  \
          portcullis audit who-read public.customers.ssn --config {cfg} --since 1d\n  \
          portcullis audit tail --config {cfg} --follow\n  \
          portcullis audit verify --config {cfg}\n\n"
