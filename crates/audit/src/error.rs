@@ -29,7 +29,10 @@ pub enum AuditError {
     Corrupt { what: &'static str, why: String },
     #[error("signing key: {0}")]
     Key(String),
-    #[error("reading {path}: {source}")]
+    /// An evidence bundle that cannot be written or read.
+    #[error("evidence bundle: {0}")]
+    Bundle(String),
+    #[error("{path}: {source}")]
     Io {
         path: String,
         #[source]

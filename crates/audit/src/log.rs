@@ -245,11 +245,15 @@ impl AuditLog {
                 Ok(Accepted { seq })
             }
             Err(TrySendError::Full(s)) => {
-                s.promise.map(Promise::forget);
+                if let Some(p) = s.promise {
+                    p.forget();
+                }
                 Err(AuditError::QueueFull)
             }
             Err(TrySendError::Disconnected(s)) => {
-                s.promise.map(Promise::forget);
+                if let Some(p) = s.promise {
+                    p.forget();
+                }
                 Err(AuditError::StoreDown)
             }
         }
