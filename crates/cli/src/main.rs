@@ -1,5 +1,6 @@
 //! The `portcullis` command.
 
+mod audit;
 mod demo;
 mod discover;
 mod logging;
@@ -72,6 +73,9 @@ enum Command {
     /// Check, explain, test and write Cedar policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Verify, search, follow and export the audit trail.
+    #[command(subcommand)]
+    Audit(Box<audit::AuditCommand>),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Discover(args) => discover::run(args),
         Command::Policy(command) => policy::run(command),
+        Command::Audit(command) => audit::run(*command),
     }
 }
 

@@ -1,0 +1,140 @@
+//! `portcullis audit`: verify, search, follow and export the audit trail.
+//!
+//! - `verify`: check the hash chain and the signed checkpoints of a store
+//!   or of an exported evidence bundle;
+//! - `search`: records matching filters, as a table or JSON lines;
+//! - `who-read`: who read a column (or a table), with counts and when last;
+//! - `tail`: the latest records, and with `--follow` new ones as they come;
+//! - `export`: an evidence bundle an auditor verifies offline, or OCSF
+//!   events for a SIEM.
+//!
+//! Every command reads the store the configuration names (`--config`) or
+//! a store file given directly (`--store`), read-only: the proxy may be
+//! writing it meanwhile. The logic lives in the audit crate; these modules
+//! parse arguments and print.
+//!
+//! Exit codes: 0 success (for `verify`: nothing wrong), 1 `verify` found
+//! something wrong, 2 a usage or I/O problem (the message is on standard
+//! error).
+
+mod export;
+mod filter;
+mod render;
+mod search;
+mod tail;
+mod time;
+mod verify;
+mod who_read;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use portcullis_audit::SqliteStore;
+use portcullis_config::Config;
+
+/// A usage or I/O problem.
+const EXIT_PROBLEM: u8 = 2;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain and the signed checkpoints of the audit store,
+    /// or of an exported evidence bundle, and say what is wrong by seq.
+    ///
+    /// Exit status: 0 when nothing is wrong, 1 when something is, 2 when
+    /// the store or bundle cannot be read.
+    Verify(verify::VerifyArgs),
+    /// Find records: by user, target, session, time, table and column,
+    /// decision, fingerprint, SQLSTATE, text or kind. Newest first.
+    Search(search::SearchArgs),
+    /// Who read a column (schema.table.column) or a table (schema.table):
+    /// each user with how many statements read it, how many were refused,
+    /// and when last.
+    WhoRead(who_read::WhoReadArgs),
+    /// Print the latest records; with --follow, keep printing new ones.
+    Tail(tail::TailArgs),
+    /// Write an evidence bundle of a time range (a directory an auditor
+    /// verifies offline), or the statements as OCSF events.
+    Export(export::ExportArgs),
+}
+
+pub fn run(command: AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Verify(args) => verify::run(&args),
+        AuditCommand::Search(args) => search::run(&args),
+        AuditCommand::WhoRead(args) => who_read::run(&args),
+        AuditCommand::Tail(args) => tail::run(&args),
+        AuditCommand::Export(args) => export::run(&args),
+    }
+}
+
+/// Where the store is: the configuration's `[audit] path`, or a file.
+#[derive(clap::Args, Clone)]
+pub struct StoreArgs {
+    /// Read the audit store this configuration file names ([audit] path).
+    #[arg(short, long = "config", value_name = "FILE", conflicts_with = "store")]
+    config: Option<PathBuf>,
+    /// Read this audit store (a SQLite file) directly.
+    #[arg(long, value_name = "FILE")]
+    store: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn given(&self) -> bool {
+        self.config.is_some() || self.store.is_some()
+    }
+
+    /// The store's path.
+    fn path(&self) -> Result<PathBuf, String> {
+        match (&self.store, &self.config) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(c)) => {
+                let config = Config::load(c).map_err(|e| e.to_string())?;
+                if !config.audit.enabled {
+                    eprintln!(
+                        "note: {} turns the audit trail off ([audit] enabled = false); reading {} anyway",
+                        c.display(),
+                        config.audit_store_path().display()
+                    );
+                }
+                Ok(config.audit_store_path())
+            }
+            (None, None) => Err("say which store to read: --config FILE or --store FILE".into()),
+        }
+    }
+
+    /// Opens the store read-only.
+    fn open(&self) -> Result<(PathBuf, SqliteStore), String> {
+        let path = self.path()?;
+        let store = open_store(&path)?;
+        Ok((path, store))
+    }
+}
+
+fn open_store(path: &Path) -> Result<SqliteStore, String> {
+    if !path.is_file() {
+        return Err(format!("no audit store at {}", path.display()));
+    }
+    SqliteStore::open_read_only(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reports a problem that stops the command.
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_PROBLEM)
+}
+
+/// Ends a command whose output could not be written: quietly when the
+/// reader went away (`| head`), as a problem otherwise.
+fn output_failed(e: &std::io::Error) -> ExitCode {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        ExitCode::SUCCESS
+    } else {
+        fail(format_args!("writing the output: {e}"))
+    }
+}
+
+/// Standard output, locked, for commands that print many lines.
+fn stdout() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
