@@ -88,7 +88,7 @@ fn export_bundle(
         Err(e) => return fail(e),
     };
     println!(
-        "exported seqs {}..={} ({} records, {} checkpoints) of log {} to {}",
+        "exported seqs {}..={} ({} record(s), {} checkpoint(s)) of log {} to {}",
         m.first_seq,
         m.last_seq,
         m.records,

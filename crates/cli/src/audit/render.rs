@@ -39,7 +39,7 @@ pub fn header() -> String {
 
 fn line(cols: &[&str; 8]) -> String {
     format!(
-        "{:<24} {:>6}  {:<10} {:<12} {:<10} {:<9} {:<16} {}",
+        "{:<24} {:>6}  {:<10} {:<12} {:<10} {:<9} {:<18} {}",
         cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
     )
     .trim_end()

@@ -158,7 +158,7 @@ fn meaning(f: &Finding) -> &'static str {
         Finding::Malformed { .. } => "the stored bytes are not a record: damaged or replaced",
         Finding::ForeignLog { .. } => "a record of another log was put in this one",
         Finding::Edited { .. } => {
-            "the record was changed after it was written (its stored hash was left as it was)"
+            "the record, or the hash stored beside it, was changed after it was written"
         }
         Finding::Rewritten { .. } => {
             "the record was changed and its hash recomputed; the next record still names the original"
@@ -221,6 +221,12 @@ fn print_report(c: &Checked) {
     let sig_problems = r.findings.len() - chain_broken;
     let vouched = if r.vouched_through == 0 {
         "no record is vouched for by a valid checkpoint".to_owned()
+    } else if chain_broken > 0 {
+        format!(
+            "the last that matches is at seq {}, but the findings below show records that \
+             are not what was written",
+            r.vouched_through
+        )
     } else if r.vouched_through >= r.last_seq {
         format!("vouched through seq {} (every record)", r.vouched_through)
     } else {

@@ -5,6 +5,7 @@
 mod harness;
 mod raw;
 
+mod audit_cli;
 mod auth;
 mod basic;
 mod catalog;
