@@ -461,31 +461,40 @@ async fn tail_follows_a_running_proxy() {
         .await
         .unwrap();
     client.simple_query("SELECT 1").await.unwrap();
-    let store = proxy.dir.path().join("portcullis-audit.db");
-    let tail = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["audit", "tail", "--config"])
         .arg(&proxy.config_path)
         .args([
             "-n",
-            "0",
+            "1",
             "--follow",
             "--interval",
             "50ms",
             "--for",
             "8s",
             "--max-records",
-            "2",
+            "3",
             "--kind",
             "statement",
             "--json",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Let it find the newest record first.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(store.is_file());
+    let mut reader = std::io::BufReader::new(tail.stdout.take().unwrap());
+    let read_line = |mut reader: std::io::BufReader<std::process::ChildStdout>| {
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            (reader, line)
+        })
+    };
+    // The latest statement first: once it is printed, tail is following.
+    let (r, first) = read_line(reader).await.unwrap();
+    reader = r;
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["record"]["text"], "SELECT $1");
     // Production targets are strict: each record is committed before the
     // statement runs.
     client
@@ -496,10 +505,15 @@ async fn tail_follows_a_running_proxy() {
         .simple_query("SELECT id FROM customers")
         .await
         .unwrap();
-    let out = tokio::task::spawn_blocking(move || tail.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let lines = json_lines(&expect(&out, 0));
+    let (rest, status) = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+        (rest, tail.wait().unwrap())
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    let lines = json_lines(&rest);
     let texts: Vec<&str> = lines
         .iter()
         .map(|l| l["record"]["text"].as_str().unwrap())
