@@ -36,7 +36,10 @@ pub enum AuditError {
     InUse(String),
     #[error("signing key: {0}")]
     Key(String),
-    #[error("reading {path}: {source}")]
+    /// An evidence bundle that cannot be written or read.
+    #[error("evidence bundle: {0}")]
+    Bundle(String),
+    #[error("{path}: {source}")]
     Io {
         path: String,
         #[source]

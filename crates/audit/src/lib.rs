@@ -10,7 +10,10 @@
 //!   wait, with a timeout, until the record is committed (`strict` mode);
 //! - [`verify::verify`] a store (or any [`verify::LogSource`]) and read the
 //!   [`verify::Report`];
-//! - [`search::search`] a store with a [`search::Filter`].
+//! - [`search::search`] a store with a [`search::Filter`];
+//! - [`bundle::export`] a time range as an evidence bundle that
+//!   [`bundle::read`] and [`bundle::verify`] check offline, or
+//!   [`export::ocsf`] it as OCSF events for a SIEM.
 //!
 //! Inside, by concern: [`record`] (what a record can say), [`params`]
 //! (what may stand for a bind value), [`canonical`] (the exact bytes that
@@ -19,10 +22,12 @@
 //! [`log`] (the queue and the writer thread). `docs/AUDIT.md` describes the
 //! format for users and auditors.
 
+pub mod bundle;
 pub mod canonical;
 pub mod chain;
 pub mod checkpoint;
 mod error;
+pub mod export;
 mod hex;
 pub mod log;
 pub mod params;

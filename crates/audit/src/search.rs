@@ -21,6 +21,10 @@
 //!
 //! `environment` is not indexed (few distinct values); it narrows what the
 //! other filters find.
+//!
+//! [`subjects`] runs the same filter as an aggregate: who ran the matching
+//! statements, how many were let through and refused, and when last
+//! ("who read `public.customers.ssn` in the last 30 days").
 
 use rusqlite::types::Value;
 
@@ -58,6 +62,8 @@ pub struct Filter {
     pub text: Option<String>,
     /// Only records before this seq (paging backwards).
     pub before_seq: Option<u64>,
+    /// Only records after this seq (following a log as it grows).
+    pub after_seq: Option<u64>,
     /// Most records returned; 0 means 100.
     pub limit: usize,
 }
@@ -70,9 +76,101 @@ pub struct Found {
     pub record: Record,
 }
 
+/// A filter as SQL: the tables to read, the column that holds the seq,
+/// the conditions and their bound values.
+struct Query {
+    from: &'static str,
+    seq_col: &'static str,
+    conds: Vec<String>,
+    args: Vec<Value>,
+}
+
+impl Query {
+    fn where_clause(&self) -> String {
+        if self.conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conds.join(" AND "))
+        }
+    }
+}
+
 /// Records matching `filter`, newest first.
 pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditError> {
-    let conn = store.conn();
+    let mut q = query(store.conn(), filter)?;
+    let limit = if filter.limit == 0 { 100 } else { filter.limit };
+    let sql = format!(
+        "SELECT r.seq, r.ts, r.envelope FROM {} {} ORDER BY {} DESC LIMIT {}",
+        q.from,
+        q.where_clause(),
+        q.seq_col,
+        arg(Value::Integer(limit as i64), &mut q.args)
+    );
+    let mut stmt = store.conn().prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(q.args), |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, ts, envelope) = row?;
+        out.push(found(seq, ts, &envelope)?);
+    }
+    Ok(out)
+}
+
+/// One subject's share of the statements a filter matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectSummary {
+    pub subject: String,
+    /// Statements that were let through (allowed or masked).
+    pub allowed: u64,
+    /// Statements refused or held for approval.
+    pub refused: u64,
+    /// The latest matching statement.
+    pub last_seq: u64,
+    pub last_ts_micros: i64,
+}
+
+/// The subjects of the *statement* records `filter` matches, with counts,
+/// most recently active first; `filter.kinds` and `filter.limit` are
+/// ignored. With `object`, `column` and `access: Read` this answers "who
+/// read this column".
+pub fn subjects(store: &SqliteStore, filter: &Filter) -> Result<Vec<SubjectSummary>, AuditError> {
+    let filter = Filter {
+        kinds: vec![RecordKind::Statement],
+        ..filter.clone()
+    };
+    let mut q = query(store.conn(), &filter)?;
+    q.conds.push("r.subject IS NOT NULL".into());
+    let sql = format!(
+        "SELECT r.subject, \
+         SUM(CASE WHEN r.decision IS NULL OR r.decision = 'masked' THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN r.decision IN ('denied', 'held') THEN 1 ELSE 0 END), \
+         MAX({seq}), MAX(r.ts) \
+         FROM {from} {where_clause} \
+         GROUP BY r.subject ORDER BY MAX({seq}) DESC",
+        seq = q.seq_col,
+        from = q.from,
+        where_clause = q.where_clause(),
+    );
+    let mut stmt = store.conn().prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(q.args), |r| {
+        Ok(SubjectSummary {
+            subject: r.get(0)?,
+            allowed: r.get::<_, i64>(1)? as u64,
+            refused: r.get::<_, i64>(2)? as u64,
+            last_seq: r.get::<_, i64>(3)? as u64,
+            last_ts_micros: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn query(conn: &rusqlite::Connection, filter: &Filter) -> Result<Query, AuditError> {
     let mut conds: Vec<String> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
 
@@ -180,32 +278,18 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
             arg(Value::Integer(b as i64), &mut args)
         ));
     }
-
-    let limit = if filter.limit == 0 { 100 } else { filter.limit };
-    let where_clause = if conds.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conds.join(" AND "))
-    };
-    let sql = format!(
-        "SELECT r.seq, r.ts, r.envelope FROM {from} {where_clause} ORDER BY {seq_col} DESC LIMIT {}",
-        arg(Value::Integer(limit as i64), &mut args)
-    );
-
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (seq, ts, envelope) = row?;
-        out.push(found(seq, ts, &envelope)?);
+    if let Some(a) = filter.after_seq {
+        conds.push(format!(
+            "{seq_col} > {}",
+            arg(Value::Integer(a as i64), &mut args)
+        ));
     }
-    Ok(out)
+    Ok(Query {
+        from,
+        seq_col,
+        conds,
+        args,
+    })
 }
 
 /// The outcome record of the statement at `statement_seq`, if written.

@@ -34,10 +34,22 @@
 //! What verification cannot see: records appended after the last valid
 //! checkpoint by someone who can write the store are chained like genuine
 //! ones; [`Report::vouched_through`] says how far signatures reach.
+//!
+//! A source may hold a *segment* of a log rather than the whole of it (an
+//! exported evidence bundle, later a rotated file): its
+//! [`LogSource::anchor`] names the record before the segment's first, by
+//! seq and hash. The walk then starts from the anchor instead of the
+//! genesis hash: the first record must claim `anchor.size + 1` and chain to
+//! `anchor.hash`; positions continue from the anchor (a segment's first
+//! record is at position `anchor.size + 1`); a checkpoint at the anchor's
+//! size is compared with the anchor hash, and checkpoints before it are
+//! outside the segment and ignored.
 
 use std::fmt;
 
-use crate::chain::{entry_hash, genesis, EnvelopeHeader, Hash, Head, LogId};
+use serde::Serialize;
+
+use crate::chain::{entry_hash, EnvelopeHeader, Hash, Head, LogId};
 use crate::checkpoint::{Checkpoint, PublicKey};
 use crate::AuditError;
 
@@ -63,9 +75,16 @@ pub trait LogSource {
     /// one; it catches a truncation after the last checkpoint that did not
     /// also rewrite this record.
     fn recorded_head(&self) -> Result<Option<Head>, AuditError>;
+    /// For a segment of a log, the record before its first: its seq (the
+    /// anchor's `size`) and hash. `None` (the default) for a whole log,
+    /// which starts from the genesis hash.
+    fn anchor(&self) -> Result<Option<Head>, AuditError> {
+        Ok(None)
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "finding", rename_all = "snake_case")]
 pub enum Finding {
     Malformed {
         position: u64,
@@ -82,6 +101,20 @@ pub enum Finding {
     },
     /// Record 1 does not chain to this log's genesis hash.
     BadGenesis,
+    /// A segment's first record does not chain to the anchor hash given
+    /// for the record before it.
+    BadAnchor {
+        seq: u64,
+    },
+    /// A segment holds a record claiming a seq at or before its anchor.
+    BeforeAnchor {
+        position: u64,
+        seq: u64,
+    },
+    /// A line of a bundle's checkpoint file that is not a checkpoint.
+    MalformedCheckpoint {
+        line: u64,
+    },
     Missing {
         first: u64,
         last: u64,
@@ -122,7 +155,8 @@ pub enum Finding {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Evidence {
     Checkpoint,
     RecordedHead,
@@ -142,6 +176,18 @@ impl fmt::Display for Finding {
                 seq + 1
             ),
             Finding::BadGenesis => write!(f, "seq 1 does not chain to this log's genesis"),
+            Finding::BadAnchor { seq } => write!(
+                f,
+                "seq {seq} does not chain to the hash given for seq {} (the segment's anchor)",
+                seq - 1
+            ),
+            Finding::BeforeAnchor { position, seq } => write!(
+                f,
+                "position {position}: claims seq {seq}, which is not in this segment"
+            ),
+            Finding::MalformedCheckpoint { line } => {
+                write!(f, "checkpoint line {line}: not a readable checkpoint")
+            }
             Finding::Missing { first, last } if first == last => write!(f, "seq {first}: missing (deleted)"),
             Finding::Missing { first, last } => write!(f, "seqs {first}..={last}: missing (deleted)"),
             Finding::Inserted { first_position, last_position, first_seq, last_seq } => write!(
@@ -175,9 +221,12 @@ impl fmt::Display for Finding {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub log: LogId,
+    /// The seq the walk started after: 0 for a whole log, the anchor's
+    /// seq for a segment.
+    pub anchor: u64,
     /// Records read.
     pub records: u64,
     /// Highest seq held by a genuine record.
@@ -225,6 +274,7 @@ fn hashes_of(rec: &StoredRecord) -> [Hash; 2] {
 /// signatures are not checked and the report says so.
 pub fn verify(source: &dyn LogSource, key: Option<&PublicKey>) -> Result<Report, AuditError> {
     let log = source.log_id()?;
+    let anchor = source.anchor()?.unwrap_or_else(|| Head::empty(log.clone()));
     let mut findings = Vec::new();
     let mut runs: Vec<Run> = Vec::new();
     let mut current: Option<Run> = None;
@@ -245,6 +295,14 @@ pub fn verify(source: &dyn LogSource, key: Option<&PublicKey>) -> Result<Report,
         if header.log != log {
             findings.push(Finding::ForeignLog {
                 position: rec.position,
+            });
+            runs.extend(current.take());
+            return;
+        }
+        if header.seq <= anchor.size {
+            findings.push(Finding::BeforeAnchor {
+                position: rec.position,
+                seq: header.seq,
             });
             runs.extend(current.take());
             return;
@@ -279,12 +337,12 @@ pub fn verify(source: &dyn LogSource, key: Option<&PublicKey>) -> Result<Report,
     runs.extend(current.take());
 
     let accepted = resolve_overlaps(source, runs, &mut findings)?;
-    let last_seq = link_runs(&log, &accepted, &mut findings);
+    let last_seq = link_runs(&anchor, &accepted, &mut findings);
 
     let mut checkpoints = source.checkpoints()?;
     checkpoints.sort_by_key(|c| c.size);
     let mut vouched_through = 0;
-    let mut since = 0;
+    let mut since = anchor.size;
     for cp in &checkpoints {
         if cp.log != log {
             findings.push(Finding::CheckpointForeignLog { size: cp.size });
@@ -303,7 +361,7 @@ pub fn verify(source: &dyn LogSource, key: Option<&PublicKey>) -> Result<Report,
                 continue;
             }
         }
-        match compare_at(source, &accepted, last_seq, cp.size, &cp.head)? {
+        match compare_at(source, &anchor, &accepted, last_seq, cp.size, &cp.head)? {
             Compared::Beyond => findings.push(Finding::Truncated {
                 vouched: cp.size,
                 present: last_seq,
@@ -313,7 +371,7 @@ pub fn verify(source: &dyn LogSource, key: Option<&PublicKey>) -> Result<Report,
                 size: cp.size,
                 since,
             }),
-            Compared::Gap => {}
+            Compared::Gap | Compared::Outside => {}
             Compared::Matches => {
                 since = cp.size;
                 if key.is_some() {
@@ -324,19 +382,20 @@ pub fn verify(source: &dyn LogSource, key: Option<&PublicKey>) -> Result<Report,
     }
 
     if let Some(head) = source.recorded_head()? {
-        match compare_at(source, &accepted, last_seq, head.size, &head.hash)? {
+        match compare_at(source, &anchor, &accepted, last_seq, head.size, &head.hash)? {
             Compared::Beyond => findings.push(Finding::Truncated {
                 vouched: head.size,
                 present: last_seq,
                 by: Evidence::RecordedHead,
             }),
             Compared::Differs => findings.push(Finding::HeadMismatch { size: head.size }),
-            Compared::Gap | Compared::Matches => {}
+            Compared::Gap | Compared::Matches | Compared::Outside => {}
         }
     }
 
     Ok(Report {
         log,
+        anchor: anchor.size,
         records,
         last_seq,
         checkpoints: checkpoints.len() as u64,
@@ -400,11 +459,11 @@ fn resolve_overlaps(
     Ok(accepted)
 }
 
-/// Checks the joints between runs: gaps, broken links, positions.
-fn link_runs(log: &LogId, runs: &[Run], findings: &mut Vec<Finding>) -> u64 {
-    let start = genesis(log);
-    let mut covered = 0u64;
-    let mut tip = [start, start];
+/// Checks the joints between runs, from the anchor on: gaps, broken
+/// links, positions.
+fn link_runs(anchor: &Head, runs: &[Run], findings: &mut Vec<Finding>) -> u64 {
+    let mut covered = anchor.size;
+    let mut tip = [anchor.hash, anchor.hash];
     for run in runs {
         if run.first_seq > covered + 1 {
             findings.push(Finding::Missing {
@@ -414,6 +473,8 @@ fn link_runs(log: &LogId, runs: &[Run], findings: &mut Vec<Finding>) -> u64 {
         } else if !tip.contains(&run.first_prev) {
             findings.push(if covered == 0 {
                 Finding::BadGenesis
+            } else if covered == anchor.size {
+                Finding::BadAnchor { seq: covered + 1 }
             } else {
                 Finding::Rewritten { seq: covered }
             });
@@ -439,17 +500,27 @@ enum Compared {
     Gap,
     /// Beyond the last record present.
     Beyond,
+    /// Before a segment's anchor: nothing here to compare with.
+    Outside,
 }
 
 fn compare_at(
     source: &dyn LogSource,
+    anchor: &Head,
     runs: &[Run],
     last_seq: u64,
     size: u64,
     expected: &Hash,
 ) -> Result<Compared, AuditError> {
-    if size == 0 {
-        return Ok(Compared::Matches);
+    if size < anchor.size {
+        return Ok(Compared::Outside);
+    }
+    if size == anchor.size {
+        return Ok(if anchor.hash == *expected {
+            Compared::Matches
+        } else {
+            Compared::Differs
+        });
     }
     if size > last_seq {
         return Ok(Compared::Beyond);
@@ -473,13 +544,17 @@ fn compare_at(
     })
 }
 
-/// A log held in memory: for tests and for exported bundles.
+/// A log, or a segment of one, held in memory: for tests and for
+/// exported bundles.
 #[derive(Debug, Clone)]
 pub struct MemoryLog {
     pub log: LogId,
     pub records: Vec<StoredRecord>,
     pub checkpoints: Vec<Checkpoint>,
     pub head: Option<Head>,
+    /// For a segment, the record before its first (see
+    /// [`LogSource::anchor`]).
+    pub anchor: Option<Head>,
 }
 
 impl LogSource for MemoryLog {
@@ -497,10 +572,14 @@ impl LogSource for MemoryLog {
     }
 
     fn record_at(&self, position: u64) -> Result<Option<StoredRecord>, AuditError> {
-        Ok(self
-            .records
-            .iter()
-            .find(|r| r.position == position)
+        // Records are usually held in position order from the first: try
+        // the index that order gives before searching.
+        let guess = self.records.first().and_then(|first| {
+            let i = usize::try_from(position.checked_sub(first.position)?).ok()?;
+            self.records.get(i).filter(|r| r.position == position)
+        });
+        Ok(guess
+            .or_else(|| self.records.iter().find(|r| r.position == position))
             .cloned())
     }
 
@@ -511,12 +590,16 @@ impl LogSource for MemoryLog {
     fn recorded_head(&self) -> Result<Option<Head>, AuditError> {
         Ok(self.head.clone())
     }
+
+    fn anchor(&self) -> Result<Option<Head>, AuditError> {
+        Ok(self.anchor.clone())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::Chain;
+    use crate::chain::{genesis, Chain};
     use crate::checkpoint::SigningKey;
 
     /// A log of `n` records with checkpoints at every `every` and the head.
@@ -545,6 +628,7 @@ mod tests {
                 records,
                 checkpoints,
                 head,
+                anchor: None,
             },
             key,
         )
@@ -798,5 +882,126 @@ mod tests {
         let f = run(&log, &key).findings;
         assert!(f.contains(&Finding::Malformed { position: 2 }), "{f:?}");
         assert!(f.contains(&Finding::Missing { first: 2, last: 2 }), "{f:?}");
+    }
+
+    /// Records `from..=to` of `log` as a segment anchored at `from - 1`,
+    /// with the checkpoints from the anchor's on.
+    fn segment(log: &MemoryLog, from: u64, to: u64) -> MemoryLog {
+        let anchor = if from == 1 {
+            Head::empty(log.log.clone())
+        } else {
+            Head {
+                log: log.log.clone(),
+                size: from - 1,
+                hash: log.records[from as usize - 2].hash.unwrap(),
+            }
+        };
+        let records = log.records[from as usize - 1..to as usize]
+            .iter()
+            .map(|r| StoredRecord {
+                hash: None,
+                ..r.clone()
+            })
+            .collect();
+        MemoryLog {
+            log: log.log.clone(),
+            records,
+            checkpoints: log
+                .checkpoints
+                .iter()
+                .filter(|c| c.size >= anchor.size && c.size <= to)
+                .cloned()
+                .collect(),
+            head: Some(Head {
+                log: log.log.clone(),
+                size: to,
+                hash: log.records[to as usize - 1].hash.unwrap(),
+            }),
+            anchor: Some(anchor),
+        }
+    }
+
+    #[test]
+    fn segment_verifies_from_its_anchor() {
+        let (log, key) = build(20, 5);
+        let seg = segment(&log, 6, 15);
+        let r = run(&seg, &key);
+        assert!(r.is_clean(), "{:?}", r.findings);
+        assert_eq!(
+            (
+                r.anchor,
+                r.records,
+                r.last_seq,
+                r.checkpoints,
+                r.vouched_through
+            ),
+            (5, 10, 15, 3, 15)
+        );
+        // Checkpoints before the anchor are outside the segment.
+        let mut wider = seg.clone();
+        wider.checkpoints = log.checkpoints.clone();
+        wider.checkpoints.retain(|c| c.size <= 15);
+        let r = run(&wider, &key);
+        assert!(r.is_clean(), "{:?}", r.findings);
+        // One after its end says the segment was cut short.
+        wider.checkpoints = log.checkpoints.clone();
+        assert_eq!(
+            run(&wider, &key).findings,
+            vec![Finding::Truncated {
+                vouched: 20,
+                present: 15,
+                by: Evidence::Checkpoint
+            }]
+        );
+    }
+
+    #[test]
+    fn segment_with_a_wrong_anchor() {
+        let (log, key) = build(20, 5);
+        let mut seg = segment(&log, 6, 15);
+        seg.anchor.as_mut().unwrap().hash = Hash([7; 32]);
+        let f = run(&seg, &key).findings;
+        assert_eq!(
+            f,
+            vec![
+                Finding::BadAnchor { seq: 6 },
+                Finding::CheckpointMismatch { size: 5, since: 5 },
+            ]
+        );
+    }
+
+    #[test]
+    fn segment_tampering() {
+        let (log, key) = build(20, 5);
+        // First record gone.
+        let mut seg = segment(&log, 6, 15);
+        seg.records.remove(0);
+        for r in &mut seg.records {
+            r.position -= 1;
+        }
+        let f = run(&seg, &key).findings;
+        assert!(f.contains(&Finding::Missing { first: 6, last: 6 }), "{f:?}");
+        // A record edited in the middle: no stored hash, so its successor
+        // no longer chains to it.
+        let mut seg = segment(&log, 6, 15);
+        let env = String::from_utf8(seg.records[2].envelope.clone()).unwrap();
+        seg.records[2].envelope = env.replace(r#""i":8"#, r#""i":80"#).into_bytes();
+        assert_eq!(
+            run(&seg, &key).findings,
+            vec![Finding::Rewritten { seq: 8 }]
+        );
+        // A record from before the anchor slipped in.
+        let mut seg = segment(&log, 6, 15);
+        let mut early = log.records[2].clone();
+        early.position = 16;
+        seg.records.push(early);
+        let f = run(&seg, &key).findings;
+        assert_eq!(
+            f,
+            vec![Finding::BeforeAnchor {
+                position: 16,
+                seq: 3
+            }]
+        );
     }
 }

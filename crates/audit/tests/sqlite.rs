@@ -708,6 +708,58 @@ fn search_filters() {
         all.len()
     );
 
+    // Following: what came after a seq.
+    let after = find(Filter {
+        subject: Some("bob".into()),
+        after_seq: Some(page1[1].seq),
+        limit: 1000,
+        ..Default::default()
+    });
+    assert_eq!(
+        after.iter().map(|f| f.seq).collect::<Vec<_>>(),
+        vec![page1[0].seq]
+    );
+
+    // "Who read customers.ssn", as one aggregate: alice's statements were
+    // allowed, carol's masked; bob never read it.
+    let who = search::subjects(
+        &store,
+        &Filter {
+            object: Some("public.customers".into()),
+            column: Some("ssn".into()),
+            access: Some(Access::Read),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        who.iter()
+            .map(|w| (w.subject.as_str(), w.allowed, w.refused))
+            .collect::<Vec<_>>(),
+        vec![("carol", 20, 0), ("alice", 20, 0)]
+    );
+    let carol_last = ssn
+        .iter()
+        .find(|f| matches!(&f.record, Record::Statement(s) if s.identity.subject == "carol"))
+        .unwrap();
+    assert_eq!(
+        (who[0].last_seq, who[0].last_ts_micros),
+        (carol_last.seq, carol_last.ts_micros)
+    );
+    let bob = search::subjects(
+        &store,
+        &Filter {
+            object: Some("public.orders".into()),
+            since: Some(t10),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(bob.len(), 1);
+    assert_eq!(bob[0].subject, "bob");
+    assert_eq!(bob[0].allowed, 0);
+    assert!(bob[0].refused > 0 && bob[0].refused < 20);
+
     let o = outcome_of(&store, statement_seqs[1]).unwrap().unwrap();
     assert!(
         matches!(o.record, Record::Outcome(ref x) if x.sqlstate.as_ref().map(|s| s.as_str()) == Some("42501"))

@@ -73,7 +73,7 @@ enum Command {
     /// Check, explain, test and write Cedar policies.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Verify, search and follow the audit trail.
+    /// Verify, search, follow and export the audit trail.
     #[command(subcommand)]
     Audit(Box<audit::AuditCommand>),
 }

@@ -1,77 +1,140 @@
-//! `portcullis audit`: verify, search and follow the audit trail. Every
-//! command reads the store read-only, so it can run beside a proxy that is
-//! writing it.
+//! `portcullis audit`: verify, search, follow and export the audit trail.
+//!
+//! - `verify`: check the hash chain and the signed checkpoints of a store
+//!   or of an exported evidence bundle;
+//! - `search`: records matching filters, as a table or JSON lines;
+//! - `who-read`: who read a column (or a table), with counts and when last;
+//! - `tail`: the latest records, and with `--follow` new ones as they come;
+//! - `export`: an evidence bundle an auditor verifies offline, or OCSF
+//!   events for a SIEM.
+//!
+//! Every command reads the store the configuration names (`--config`) or
+//! a store file given directly (`--store`), read-only: the proxy may be
+//! writing it meanwhile. The logic lives in the audit crate; these modules
+//! parse arguments and print.
+//!
+//! Exit codes: 0 success (for `verify`: nothing wrong), 1 `verify` found
+//! something wrong, 2 a usage or I/O problem (the message is on standard
+//! error).
 
+mod export;
+mod filter;
 mod render;
 mod search;
+mod tail;
 mod time;
 mod verify;
+mod who_read;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use portcullis_audit::SqliteStore;
+use portcullis_config::Config;
+
+/// A usage or I/O problem.
+const EXIT_PROBLEM: u8 = 2;
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Check every record's hash, the chain and the checkpoints' signatures;
-    /// name each edited, deleted, reordered or inserted record and any
-    /// truncation. Exit status 0: clean; 1: findings; 2: could not check.
+    /// Check the hash chain and the signed checkpoints of the audit store,
+    /// or of an exported evidence bundle, and say what is wrong by seq.
+    ///
+    /// Exit status: 0 when nothing is wrong, 1 when something is, 2 when
+    /// the store or bundle cannot be read.
     Verify(verify::VerifyArgs),
-    /// Find records (newest first), as a table or JSON lines.
+    /// Find records: by user, target, session, time, table and column,
+    /// decision, fingerprint, SQLSTATE, text or kind. Newest first.
     Search(search::SearchArgs),
-    /// Who read a column (schema.table.column): each subject with how many
-    /// statements and when last.
-    WhoRead(search::WhoReadArgs),
-    /// Print the newest records; with --follow, new ones as they are written.
-    Tail(search::TailArgs),
+    /// Who read a column (schema.table.column) or a table (schema.table):
+    /// each user with how many statements read it, how many were refused,
+    /// and when last.
+    WhoRead(who_read::WhoReadArgs),
+    /// Print the latest records; with --follow, keep printing new ones.
+    Tail(tail::TailArgs),
+    /// Write an evidence bundle of a time range (a directory an auditor
+    /// verifies offline), or the statements as OCSF events.
+    Export(export::ExportArgs),
 }
 
 pub fn run(command: AuditCommand) -> ExitCode {
-    let result = match command {
-        AuditCommand::Verify(args) => return verify::run(args),
-        AuditCommand::Search(args) => search::search(args),
-        AuditCommand::WhoRead(args) => search::who_read(args),
-        AuditCommand::Tail(args) => search::tail(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
+    match command {
+        AuditCommand::Verify(args) => verify::run(&args),
+        AuditCommand::Search(args) => search::run(&args),
+        AuditCommand::WhoRead(args) => who_read::run(&args),
+        AuditCommand::Tail(args) => tail::run(&args),
+        AuditCommand::Export(args) => export::run(&args),
     }
 }
 
-/// Which store: the one a configuration names, or a file.
+/// Where the store is: the configuration's `[audit] path`, or a file.
 #[derive(clap::Args, Clone)]
-pub struct StoreArg {
-    /// The Portcullis configuration whose [audit] store to read.
+pub struct StoreArgs {
+    /// Read the audit store this configuration file names ([audit] path).
     #[arg(short, long = "config", value_name = "FILE", conflicts_with = "store")]
     config: Option<PathBuf>,
-    /// The audit store (SQLite file) to read.
-    #[arg(long, value_name = "FILE", required_unless_present = "config")]
+    /// Read this audit store (a SQLite file) directly.
+    #[arg(long, value_name = "FILE")]
     store: Option<PathBuf>,
 }
 
-impl StoreArg {
-    pub fn path(&self) -> Result<PathBuf, String> {
-        match (&self.config, &self.store) {
-            (_, Some(s)) => Ok(s.clone()),
-            (Some(c), None) => {
-                let config = portcullis_config::Config::load(c).map_err(|e| e.to_string())?;
+impl StoreArgs {
+    fn given(&self) -> bool {
+        self.config.is_some() || self.store.is_some()
+    }
+
+    /// The store's path.
+    fn path(&self) -> Result<PathBuf, String> {
+        match (&self.store, &self.config) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(c)) => {
+                let config = Config::load(c).map_err(|e| e.to_string())?;
+                if !config.audit.enabled {
+                    eprintln!(
+                        "note: {} turns the audit trail off ([audit] enabled = false); reading {} anyway",
+                        c.display(),
+                        config.audit_store_path().display()
+                    );
+                }
                 Ok(config.audit_store_path())
             }
-            (None, None) => Err("give --config FILE or --store FILE".into()),
+            (None, None) => Err("say which store to read: --config FILE or --store FILE".into()),
         }
     }
 
-    pub fn open(&self) -> Result<SqliteStore, String> {
+    /// Opens the store read-only.
+    fn open(&self) -> Result<(PathBuf, SqliteStore), String> {
         let path = self.path()?;
-        if !path.exists() {
-            return Err(format!("no audit store at {}", path.display()));
-        }
-        SqliteStore::open_read_only(&path).map_err(|e| format!("{}: {e}", path.display()))
+        let store = open_store(&path)?;
+        Ok((path, store))
     }
+}
+
+fn open_store(path: &Path) -> Result<SqliteStore, String> {
+    if !path.is_file() {
+        return Err(format!("no audit store at {}", path.display()));
+    }
+    SqliteStore::open_read_only(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reports a problem that stops the command.
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_PROBLEM)
+}
+
+/// Ends a command whose output could not be written: quietly when the
+/// reader went away (`| head`), as a problem otherwise.
+fn output_failed(e: &std::io::Error) -> ExitCode {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        ExitCode::SUCCESS
+    } else {
+        fail(format_args!("writing the output: {e}"))
+    }
+}
+
+/// Standard output, locked, for commands that print many lines.
+fn stdout() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
 }

@@ -1,112 +1,192 @@
-//! Records as people read them (one line each) or as JSON lines.
+//! Records for people (one line each, in columns) and for programs (JSON
+//! lines), shared by `search` and `tail`.
 
-use std::io::Write;
-
-use portcullis_audit::record::{ConnectionResult, Record};
+use portcullis_audit::record::{ConnectionResult, Record, ReloadResult};
 use portcullis_audit::search::outcome_of;
 use portcullis_audit::{Found, SqliteStore};
+use serde_json::json;
 
-use super::time;
+use super::time::format_micros;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Json,
+/// Longest statement text shown in a table line.
+const TEXT_WIDTH: usize = 100;
+
+/// A record with, for a statement, its outcome if one was written.
+pub struct Shown {
+    pub found: Found,
+    pub outcome: Option<Found>,
 }
 
-/// Prints `found` in order; a statement's line says how it ended, from its
-/// outcome record.
-pub fn print(store: &SqliteStore, found: &[Found], format: Format) -> Result<(), String> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for f in found {
-        let line = match format {
-            Format::Json => serde_json::json!({
-                "seq": f.seq,
-                "ts": time::format(f.ts_micros),
-                "record": &f.record,
-            })
-            .to_string(),
-            Format::Table => line(store, f),
-        };
-        if writeln!(out, "{line}").is_err() {
-            // A closed pipe (`| head`): stop quietly.
-            return Ok(());
-        }
+/// Looks up the outcome of each statement found.
+pub fn with_outcomes(store: &SqliteStore, found: Vec<Found>) -> Result<Vec<Shown>, String> {
+    found
+        .into_iter()
+        .map(|f| {
+            let outcome = match f.record {
+                Record::Statement(_) => outcome_of(store, f.seq).map_err(|e| e.to_string())?,
+                _ => None,
+            };
+            Ok(Shown { found: f, outcome })
+        })
+        .collect()
+}
+
+pub fn header() -> String {
+    line(&[
+        "TIME", "SEQ", "KIND", "USER", "TARGET", "DECISION", "RESULT", "WHAT",
+    ])
+}
+
+fn line(cols: &[&str; 8]) -> String {
+    format!(
+        "{:<24} {:>6}  {:<10} {:<12} {:<10} {:<9} {:<18} {}",
+        cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7]
+    )
+    .trim_end()
+    .to_owned()
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
     }
-    Ok(())
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
-fn line(store: &SqliteStore, f: &Found) -> String {
-    let at = time::format(f.ts_micros);
-    match &f.record {
-        Record::Statement(s) => {
-            let ended = match outcome_of(store, f.seq).ok().flatten().map(|o| o.record) {
-                Some(Record::Outcome(o)) => match (&o.sqlstate, o.rows) {
-                    (Some(state), _) => format!("error {}", state.as_str()),
-                    (None, Some(rows)) => format!("{rows} rows"),
-                    (None, None) => o.command.unwrap_or_else(|| "done".into()),
-                },
-                _ => "-".into(),
-            };
-            let text: String = s.text.as_str().chars().take(100).collect();
-            format!(
-                "{at} #{:<8} {:<12} {:<10} {:<8} {:<12} {text}",
-                f.seq,
-                s.identity.subject,
-                s.destination.target,
-                s.decision.effect.as_str(),
-                ended,
-            )
-        }
-        Record::Connection(c) => {
-            let who = c.identity.as_ref().map_or("-", |i| i.subject.as_str());
-            let what = match &c.result {
-                ConnectionResult::Succeeded { .. } => "connected".to_owned(),
-                ConnectionResult::Failed { reason, sqlstate } => format!(
-                    "connection refused: {} {}",
-                    serde_json::to_value(reason)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    sqlstate.as_ref().map_or("", |s| s.as_str())
-                ),
-                ConnectionResult::Ended {
-                    reason,
-                    duration_micros,
-                } => format!(
-                    "disconnected ({}, after {:.1} s)",
-                    serde_json::to_value(reason)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    *duration_micros as f64 / 1e6
-                ),
-            };
-            let from = c.source.address.map(|a| a.to_string()).unwrap_or_default();
-            format!(
-                "{at} #{:<8} {who:<12} {:<10} session {} from {from}: {what}",
-                f.seq,
-                c.target.as_deref().unwrap_or("-"),
-                c.session_id
-            )
-        }
-        Record::Outcome(o) => format!(
-            "{at} #{:<8} outcome of #{}: {} rows={} bytes={} {} µs{}",
-            f.seq,
-            o.statement_seq,
-            o.command.as_deref().unwrap_or("-"),
-            o.rows.map_or("-".into(), |r| r.to_string()),
-            o.bytes,
-            o.duration_micros,
-            o.sqlstate
+fn outcome_result(o: &Record) -> String {
+    match o {
+        Record::Outcome(o) => match (&o.sqlstate, &o.command, o.rows) {
+            (Some(state), _, _) => format!("error {}", state.as_str()),
+            (None, Some(c), Some(rows)) => format!("{c} {rows}"),
+            (None, Some(c), None) => c.clone(),
+            (None, None, Some(rows)) => format!("{rows} rows"),
+            (None, None, None) => "done".to_owned(),
+        },
+        _ => String::new(),
+    }
+}
+
+/// One table line.
+pub fn row(s: &Shown) -> String {
+    let f = &s.found;
+    let time = format_micros(f.ts_micros);
+    let seq = f.seq.to_string();
+    let kind = f.record.kind().as_str();
+    let dash = || "-".to_owned();
+    let (user, target, decision, result, what) = match &f.record {
+        Record::Statement(st) => (
+            st.identity.subject.clone(),
+            st.destination.target.clone(),
+            st.decision.effect.as_str().to_owned(),
+            s.outcome
                 .as_ref()
-                .map_or(String::new(), |s| format!(" error {}", s.as_str()))
+                .map(|o| outcome_result(&o.record))
+                .unwrap_or_else(|| match st.decision.effect {
+                    portcullis_audit::record::Effect::Denied
+                    | portcullis_audit::record::Effect::Held => "not run".to_owned(),
+                    _ => dash(),
+                }),
+            cut(st.text.as_str(), TEXT_WIDTH),
         ),
-        other => format!(
-            "{at} #{:<8} {}",
-            f.seq,
-            serde_json::to_string(other).unwrap_or_default()
+        Record::Outcome(o) => (
+            dash(),
+            dash(),
+            dash(),
+            outcome_result(&f.record),
+            format!("outcome of seq {}", o.statement_seq),
         ),
+        Record::Connection(c) => {
+            let (status, result) = match &c.result {
+                ConnectionResult::Succeeded { .. } => ("opened", String::new()),
+                ConnectionResult::Failed { reason, sqlstate } => (
+                    "failed",
+                    sqlstate
+                        .as_ref()
+                        .map(|s| format!("error {}", s.as_str()))
+                        .unwrap_or_else(|| serde_name(reason)),
+                ),
+                ConnectionResult::Ended { reason, .. } => ("ended", serde_name(reason)),
+            };
+            let from = c
+                .source
+                .address
+                .map(|a| format!("from {a}"))
+                .unwrap_or_else(|| "from a local socket".to_owned());
+            (
+                c.identity
+                    .as_ref()
+                    .map(|i| i.subject.clone())
+                    .unwrap_or_else(dash),
+                c.target.clone().unwrap_or_else(dash),
+                status.to_owned(),
+                if result.is_empty() { dash() } else { result },
+                format!("connection {} {from}", c.session_id),
+            )
+        }
+        Record::Approval(a) => (
+            a.actor
+                .as_ref()
+                .map(|i| i.subject.clone())
+                .unwrap_or_else(dash),
+            a.target.clone(),
+            serde_name(&a.event),
+            dash(),
+            format!(
+                "approval request {}{}",
+                a.request_id,
+                a.statement_seq
+                    .map(|s| format!(" for seq {s}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Record::Reload(r) => (
+            r.requested_by.clone().unwrap_or_else(dash),
+            dash(),
+            match &r.result {
+                ReloadResult::Applied => "applied".to_owned(),
+                ReloadResult::Rejected { .. } => "rejected".to_owned(),
+            },
+            dash(),
+            format!(
+                "{} reload{}",
+                serde_name(&r.what),
+                r.hash.as_ref().map(|h| format!(" {h}")).unwrap_or_default()
+            ),
+        ),
+        Record::Admin(a) => (
+            a.actor.subject.clone(),
+            dash(),
+            serde_name(&a.action),
+            dash(),
+            a.object.clone(),
+        ),
+    };
+    line(&[&time, &seq, kind, &user, &target, &decision, &result, &what])
+}
+
+/// An enum's name as records spell it (`authentication_failed`).
+fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
     }
+}
+
+/// One JSON line: seq, ts (µs), time (RFC 3339), the record and, for a
+/// statement, its outcome.
+pub fn json_line(s: &Shown) -> String {
+    let f = &s.found;
+    let mut v = json!({
+        "seq": f.seq,
+        "ts": f.ts_micros,
+        "time": format_micros(f.ts_micros),
+        "record": f.record,
+    });
+    if let Some(o) = &s.outcome {
+        v["outcome"] = json!({ "seq": o.seq, "ts": o.ts_micros, "record": o.record });
+    }
+    v.to_string()
 }

@@ -1,112 +1,324 @@
-//! `portcullis audit verify`.
+//! `portcullis audit verify`: check a store's or a bundle's hash chain and
+//! signed checkpoints, and say plainly what was checked, with which key,
+//! and what each finding means.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use portcullis_audit::{verify, PublicKey};
+use portcullis_audit::bundle::{self, Bundle};
+use portcullis_audit::verify::Finding;
+use portcullis_audit::{PublicKey, Report, SigningKey};
+use serde_json::json;
 
-use super::StoreArg;
+use super::time::format_micros;
+use super::{fail, open_store, StoreArgs};
+
+/// Exit code when verification found something wrong.
+const EXIT_FINDINGS: u8 = 1;
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
-    store: StoreArg,
-    /// The public key to check checkpoint signatures with (PEM or base64),
-    /// obtained from somewhere other than the store. Without it the key the
-    /// store names is used, which proves the chain is intact but not who
-    /// signed it.
-    #[arg(long, value_name = "FILE")]
+    store: StoreArgs,
+    /// The public key to check signatures with (PEM, base64 or hex): an
+    /// auditor's own copy, obtained apart from the store. Without it the
+    /// key kept in the store (or the bundle) is used, which proves less.
+    #[arg(long, value_name = "PUBKEY_FILE")]
     key: Option<PathBuf>,
+    /// Verify an exported evidence bundle (a directory) instead of a store.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "store"])]
+    bundle: Option<PathBuf>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
 }
 
-pub fn run(args: VerifyArgs) -> ExitCode {
-    match check(&args) {
-        Ok(clean) if clean => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
+/// Where the key that checked the signatures came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyOrigin {
+    File,
+    Store,
+    Bundle,
+}
+
+impl KeyOrigin {
+    fn as_str(self) -> &'static str {
+        match self {
+            KeyOrigin::File => "file",
+            KeyOrigin::Store => "store",
+            KeyOrigin::Bundle => "bundle",
         }
     }
 }
 
-fn check(args: &VerifyArgs) -> Result<bool, String> {
-    let store = args.store.open()?;
-    let stored_key = store.public_key().map_err(|e| e.to_string())?;
-    let (key, from_store) = match &args.key {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            (
-                Some(PublicKey::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?),
-                false,
-            )
+/// Reads a public key file; a private key file (PKCS#8 or seed) is
+/// accepted too, for the operator's convenience, and its public half used.
+fn read_key(path: &Path) -> Result<PublicKey, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Ok(text) = std::str::from_utf8(&bytes) {
+        if let Ok(k) = PublicKey::parse(text) {
+            return Ok(k);
         }
-        None => (stored_key, true),
-    };
-    let report = verify(&store, key.as_ref()).map_err(|e| e.to_string())?;
-    let clean = report.is_clean();
-    if args.json {
-        let v = serde_json::json!({
-            "log": report.log.as_str(),
-            "records": report.records,
-            "last_seq": report.last_seq,
-            "checkpoints": report.checkpoints,
-            "signatures_checked": report.signatures_checked,
-            "key_id": key.as_ref().map(PublicKey::key_id),
-            "key_from_store": from_store,
-            "vouched_through": report.vouched_through,
-            "clean": clean,
-            "findings": report.findings.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        });
-        println!("{v}");
-        return Ok(clean);
     }
-    println!("log {}", report.log.as_str());
-    println!(
-        "{} records (last seq {}), {} checkpoints",
-        report.records, report.last_seq, report.checkpoints
-    );
-    match &key {
-        Some(k) if report.signatures_checked => {
-            println!(
-                "signatures checked with key {}{}",
-                k.key_id(),
-                if from_store {
-                    " (the key the store names: pass --key with a copy kept elsewhere to prove who signed)"
-                } else {
-                    ""
+    SigningKey::from_key_bytes(&bytes)
+        .map(|k| k.public_key())
+        .map_err(|_| {
+            format!(
+                "{}: not an Ed25519 public key (PEM, base64 or hex)",
+                path.display()
+            )
+        })
+}
+
+struct Checked {
+    source: String,
+    report: Report,
+    key: Option<(PublicKey, KeyOrigin)>,
+    bundle: Option<Bundle>,
+}
+
+pub fn run(args: &VerifyArgs) -> ExitCode {
+    if args.bundle.is_none() && !args.store.given() {
+        return fail("say what to verify: --store FILE, --config FILE or --bundle DIR");
+    }
+    let given = match args.key.as_deref().map(read_key).transpose() {
+        Ok(k) => k.map(|k| (k, KeyOrigin::File)),
+        Err(e) => return fail(e),
+    };
+    let checked = match &args.bundle {
+        Some(dir) => verify_bundle(dir, given),
+        None => verify_store(&args.store, given),
+    };
+    let checked = match checked {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if args.json {
+        println!("{}", to_json(&checked));
+    } else {
+        print_report(&checked);
+    }
+    if checked.report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FINDINGS)
+    }
+}
+
+fn verify_store(
+    store: &StoreArgs,
+    given: Option<(PublicKey, KeyOrigin)>,
+) -> Result<Checked, String> {
+    let path = store.path()?;
+    let store = open_store(&path)?;
+    let key = match given {
+        Some(k) => Some(k),
+        None => store
+            .public_key()
+            .map_err(|e| e.to_string())?
+            .map(|k| (k, KeyOrigin::Store)),
+    };
+    let report =
+        portcullis_audit::verify(&store, key.as_ref().map(|k| &k.0)).map_err(|e| e.to_string())?;
+    Ok(Checked {
+        source: format!("store {}", path.display()),
+        report,
+        key,
+        bundle: None,
+    })
+}
+
+fn verify_bundle(dir: &Path, given: Option<(PublicKey, KeyOrigin)>) -> Result<Checked, String> {
+    let b = bundle::read(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let key = given.or(b.public_key.map(|k| (k, KeyOrigin::Bundle)));
+    let report = bundle::verify(&b, key.as_ref().map(|k| &k.0)).map_err(|e| e.to_string())?;
+    Ok(Checked {
+        source: format!("bundle {}", dir.display()),
+        report,
+        key,
+        bundle: Some(b),
+    })
+}
+
+/// Whether a finding is about the records (the chain) rather than about
+/// the checkpoints' signatures.
+fn breaks_chain(f: &Finding) -> bool {
+    !matches!(
+        f,
+        Finding::BadSignature { .. }
+            | Finding::UnknownKey { .. }
+            | Finding::CheckpointForeignLog { .. }
+            | Finding::MalformedCheckpoint { .. }
+    )
+}
+
+/// What a finding means, in a sentence.
+fn meaning(f: &Finding) -> &'static str {
+    match f {
+        Finding::Malformed { .. } => "the stored bytes are not a record: damaged or replaced",
+        Finding::ForeignLog { .. } => "a record of another log was put in this one",
+        Finding::Edited { .. } => {
+            "the record, or the hash stored beside it, was changed after it was written"
+        }
+        Finding::Rewritten { .. } => {
+            "the record was changed and its hash recomputed; the next record still names the original"
+        }
+        Finding::BadGenesis => "the log's first record was replaced",
+        Finding::BadAnchor { .. } => {
+            "the records do not continue from the record the bundle names as their predecessor: \
+             the first record or the anchor was changed"
+        }
+        Finding::BeforeAnchor { .. } => "a record from before the exported range was put in it",
+        Finding::Missing { .. } => "records were deleted",
+        Finding::Inserted { .. } => "records were added that the chain does not include",
+        Finding::Misplaced { .. } => "records were moved out of order",
+        Finding::Truncated { .. } => "records at the end were deleted",
+        Finding::CheckpointMismatch { .. } => {
+            "records were changed and the chain recomputed; the signed checkpoint still names the original"
+        }
+        Finding::HeadMismatch { .. } => {
+            "the end of the log is not the one the writer (or the exporter) last recorded"
+        }
+        Finding::BadSignature { .. } => {
+            "the checkpoint's signature does not verify: it was forged or altered"
+        }
+        Finding::UnknownKey { .. } => {
+            "the checkpoint was signed by another key than the one given"
+        }
+        Finding::CheckpointForeignLog { .. } => "the checkpoint belongs to another log",
+        Finding::MalformedCheckpoint { .. } => "a line of checkpoints.jsonl is not a checkpoint",
+    }
+}
+
+fn print_report(c: &Checked) {
+    let r = &c.report;
+    println!("verifying {}", c.source);
+    println!("log          {}", r.log);
+    let range = if r.records == 0 {
+        "no records".to_owned()
+    } else {
+        format!("seqs {}..={}", r.anchor + 1, r.last_seq)
+    };
+    println!("records      {} checked ({range})", r.records);
+    if let Some(b) = &c.bundle {
+        let m = &b.manifest;
+        println!(
+            "bundle       seqs {}..={} exported {}, from {} to {}; anchored at seq {}",
+            m.first_seq,
+            m.last_seq,
+            format_micros(m.exported_at),
+            format_micros(m.first_ts),
+            format_micros(m.last_ts),
+            m.anchor.seq
+        );
+    }
+    let chain_broken = r.findings.iter().filter(|f| breaks_chain(f)).count();
+    if chain_broken == 0 {
+        println!("chain        ok");
+    } else {
+        println!("chain        BROKEN ({chain_broken} finding(s) below)");
+    }
+    let sig_problems = r.findings.len() - chain_broken;
+    let vouched = if r.vouched_through == 0 {
+        "no record is vouched for by a valid checkpoint".to_owned()
+    } else if chain_broken > 0 {
+        format!(
+            "the last that matches is at seq {}, but the findings below show records that \
+             are not what was written",
+            r.vouched_through
+        )
+    } else if r.vouched_through >= r.last_seq {
+        format!("vouched through seq {} (every record)", r.vouched_through)
+    } else {
+        format!(
+            "vouched through seq {}; seqs {}..={} are chained but not yet signed",
+            r.vouched_through,
+            r.vouched_through + 1,
+            r.last_seq
+        )
+    };
+    if !r.signatures_checked {
+        println!(
+            "checkpoints  {}, signatures NOT checked: no public key given or stored",
+            r.checkpoints
+        );
+    } else if sig_problems == 0 {
+        println!("checkpoints  {}, all valid; {vouched}", r.checkpoints);
+    } else {
+        println!(
+            "checkpoints  {}, {sig_problems} INVALID (below); {vouched}",
+            r.checkpoints
+        );
+    }
+    match &c.key {
+        Some((k, origin)) => {
+            let note = match origin {
+                KeyOrigin::File => "given with --key",
+                KeyOrigin::Store => {
+                    "the copy kept in the store: whoever can change the store can change it; \
+                     an auditor should pass --key with a copy of the public key obtained elsewhere"
                 }
+                KeyOrigin::Bundle => {
+                    "the copy in the bundle: whoever made the bundle chose it; an auditor should \
+                     pass --key with a copy of the public key obtained elsewhere"
+                }
+            };
+            println!("key id       {} ({note})", k.key_id());
+            print!("{}", k.to_pem());
+        }
+        None => println!("key          none"),
+    }
+    if r.findings.is_empty() {
+        println!("findings     none");
+    } else {
+        println!("findings     {}:", r.findings.len());
+        if c.bundle.is_some() {
+            println!(
+                "  (in a bundle, position P is line P - {} of records.jsonl)",
+                r.anchor
             );
         }
-        _ => println!("signatures not checked: no public key"),
-    }
-    println!(
-        "signed checkpoints vouch for seqs 1..={}{}",
-        report.vouched_through,
-        if report.vouched_through < report.last_seq {
-            format!(
-                "; seqs {}..={} are chained but not yet signed",
-                report.vouched_through + 1,
-                report.last_seq
-            )
-        } else {
-            String::new()
-        }
-    );
-    if clean {
-        println!("clean: every record hashes to its stored hash and chains to the one before it");
-    } else {
-        println!("{} finding(s):", report.findings.len());
-        for f in &report.findings {
+        for f in &r.findings {
             println!("  {f}");
+            println!("      {}", meaning(f));
         }
     }
-    if let Some(k) = &key {
-        println!("\npublic key {}:\n{}", k.key_id(), k.to_pem().trim_end());
+    if r.is_clean() {
+        println!("result       clean");
+    } else {
+        println!("result       {} finding(s)", r.findings.len());
     }
-    Ok(clean)
+}
+
+fn to_json(c: &Checked) -> serde_json::Value {
+    let r = &c.report;
+    let findings: Vec<serde_json::Value> = r
+        .findings
+        .iter()
+        .map(|f| {
+            let mut v = serde_json::to_value(f).unwrap_or_default();
+            v["message"] = json!(f.to_string());
+            v["meaning"] = json!(meaning(f));
+            v
+        })
+        .collect();
+    let mut v = json!({
+        "source": c.source,
+        "log": r.log,
+        "anchor": r.anchor,
+        "records": r.records,
+        "last_seq": r.last_seq,
+        "checkpoints": r.checkpoints,
+        "signatures_checked": r.signatures_checked,
+        "vouched_through": r.vouched_through,
+        "clean": r.is_clean(),
+        "findings": findings,
+    });
+    if let Some((k, origin)) = &c.key {
+        v["key"] = json!({ "id": k.key_id(), "pem": k.to_pem(), "from": origin.as_str() });
+    }
+    if let Some(b) = &c.bundle {
+        v["bundle"] = serde_json::to_value(&b.manifest).unwrap_or_default();
+    }
+    v
 }

@@ -6,6 +6,7 @@ mod harness;
 mod raw;
 
 mod audit;
+mod audit_cli;
 mod auth;
 mod basic;
 mod catalog;
