@@ -16,7 +16,9 @@ pub mod strategy;
 pub mod value;
 
 mod array;
-mod datetime;
+/// Proleptic Gregorian calendar arithmetic (also used by the CLI's time
+/// arguments).
+pub mod datetime;
 mod inet;
 mod keyed;
 mod kind;

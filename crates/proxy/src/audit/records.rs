@@ -62,10 +62,10 @@ pub struct MessageVerdict {
 impl MessageVerdict {
     /// A message Portcullis refused before judging its statements (a name
     /// or an encoding it cannot follow, a malformed message).
-    pub fn refused_unjudged(sqlstate: &'static str, text: Option<AuditText>) -> Self {
+    pub fn refused_unjudged(sqlstate: &'static str) -> Self {
         MessageVerdict {
             statements: std::sync::Arc::from([]),
-            texts: text.map(|t| std::sync::Arc::from([t])),
+            texts: None,
             refusal: Some(sqlstate),
             refused_by: None,
             enforced: true,
@@ -407,7 +407,7 @@ mod tests {
         };
         assert_eq!(decision(&m, 0, "h").effect, Effect::Allowed);
 
-        let m = MessageVerdict::refused_unjudged("42601", None);
+        let m = MessageVerdict::refused_unjudged("42601");
         assert_eq!(m.record_count(), 1);
         let d = decision(&m, 0, "h");
         assert_eq!(d.effect, Effect::Denied);

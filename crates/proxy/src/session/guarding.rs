@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
-use portcullis_analysis::audit_text::{audit_text, AuditText};
+use portcullis_analysis::audit_text::audit_text;
 use portcullis_analysis::{Analysis, StatementFacts};
 use portcullis_guard::session::{Overflow, Refused};
 use portcullis_guard::{
@@ -75,13 +75,13 @@ pub(crate) struct Judged {
 }
 
 impl Judged {
-    fn refused(verdict: Verdict, sqlstate: &'static str, text: Option<AuditText>) -> Judged {
+    fn refused(verdict: Verdict, sqlstate: &'static str) -> Judged {
         Judged {
             verdict,
             tickets: Vec::new(),
             ticket: None,
             analysis: None,
-            audit: MessageVerdict::refused_unjudged(sqlstate, text),
+            audit: MessageVerdict::refused_unjudged(sqlstate),
         }
     }
 }
@@ -255,7 +255,7 @@ impl Guarded {
         let mut state = self.state();
         let sql = match text(&state, sql) {
             Ok(s) => s,
-            Err(r) => return Judged::refused(self.refuse(&r, "query"), r.sqlstate, None),
+            Err(r) => return Judged::refused(self.refuse(&r, "query"), r.sqlstate),
         };
         let j = self.target.guard.judge_text(&sql, &self.who, &state);
         let mut verdict = self.conclude(&j, "query");
@@ -274,7 +274,7 @@ impl Guarded {
                     .hint("Send each INSERT, UPDATE, DELETE or MERGE as a query of its own; Portcullis counts the rows each one changes.");
                     return Judged {
                         audit: refused_whole(audit, &r),
-                        ..Judged::refused(self.refuse(&r, "query"), r.sqlstate, None)
+                        ..Judged::refused(self.refuse(&r, "query"), r.sqlstate)
                     };
                 }
                 verdict = self.limited(limit);
@@ -285,7 +285,7 @@ impl Guarded {
                     let r = unfollowable(&e);
                     return Judged {
                         audit: refused_whole(audit, &r),
-                        ..Judged::refused(self.refuse(&r, "query"), r.sqlstate, None)
+                        ..Judged::refused(self.refuse(&r, "query"), r.sqlstate)
                     };
                 }
             }
@@ -339,11 +339,11 @@ impl Guarded {
         let mut state = self.state();
         let key = match protocol_name(&state, name) {
             Ok(k) => k,
-            Err(r) => return Judged::refused(self.refuse(&r, "parse"), r.sqlstate, None),
+            Err(r) => return Judged::refused(self.refuse(&r, "parse"), r.sqlstate),
         };
         let sql = match text(&state, sql) {
             Ok(s) => s,
-            Err(r) => return Judged::refused(self.refuse(&r, "parse"), r.sqlstate, None),
+            Err(r) => return Judged::refused(self.refuse(&r, "parse"), r.sqlstate),
         };
         let j = self.target.guard.judge_text(&sql, &self.who, &state);
         let verdict = self.conclude(&j, "parse");
@@ -360,7 +360,7 @@ impl Guarded {
                     let r = unfollowable(&e);
                     return Judged {
                         audit: refused_whole(audit, &r),
-                        ..Judged::refused(self.refuse(&r, "parse"), r.sqlstate, None)
+                        ..Judged::refused(self.refuse(&r, "parse"), r.sqlstate)
                     };
                 }
             }
@@ -381,7 +381,7 @@ impl Guarded {
             .and_then(|p| protocol_name(&state, statement).map(|s| (p, s)));
         let (portal, statement) = match keys {
             Ok(k) => k,
-            Err(r) => return Judged::refused(self.refuse(&r, "bind"), r.sqlstate, None),
+            Err(r) => return Judged::refused(self.refuse(&r, "bind"), r.sqlstate),
         };
         let j = self
             .target
@@ -428,7 +428,7 @@ impl Guarded {
                     let r = unfollowable(&e);
                     return Judged {
                         audit: refused_whole(audit, &r),
-                        ..Judged::refused(self.refuse(&r, "bind"), r.sqlstate, None)
+                        ..Judged::refused(self.refuse(&r, "bind"), r.sqlstate)
                     };
                 }
             }
