@@ -1,26 +1,27 @@
-//! Search: a [`Filter`] becomes one SQL query over the store's search
-//! columns, newest first. Rendering (tables, JSON lines) is the CLI's.
+//! Search: a [`Filter`] becomes a set of terms (see
+//! [`crate::store::IndexFields`]) and a few conditions on the records'
+//! plain columns; results come newest first. Rendering (tables, JSON
+//! lines) is the CLI's.
 //!
-//! Filters combine with AND. Each is served by an index:
-//! - `subject`, `target`, `session_id`, `fingerprint`: a one-column index
-//!   (which SQLite keys by seq too, so "newest first, 100 of them" reads
-//!   100 index entries); outcomes carry no session id of their own (they
-//!   are found through their statement);
-//! - `decision`: indexed for denied, held and masked statements (allowed
-//!   ones, most of them, are those without a decision column, read newest
-//!   first);
-//! - `since`/`until`: turned into a seq range by bisecting seqs, as `ts`
-//!   never decreases along the chain (no ts index to maintain);
-//! - `object`/`column`: the touched table, keyed (object, column, seq);
-//!   a column is matched within an object (`public.customers` + `ssn`), and
-//!   an object alone matches any statement that touched it;
-//! - `sqlstate`: matches statements whose outcome carried that SQLSTATE,
-//!   and connection attempts refused with it;
-//! - `text`: a byte substring of the stored envelope (case-sensitive). It
-//!   has no index: alone it scans; combine it with an indexed filter.
+//! Two steps:
+//! 1. The blocks that hold every term (the postings table, one entry per
+//!    distinct term per closed block, intersected), cut to the seq range
+//!    the filter allows, and the open block, which has no postings yet.
+//!    Adjacent ranges merge.
+//! 2. Those ranges' records, newest first, whose own `terms` hold every
+//!    term and which meet the other conditions, until the limit.
 //!
-//! `environment` is not indexed (few distinct values); it narrows what the
-//! other filters find.
+//! Terms: `subject`, `target`, `environment`, `session_id` (statements and
+//! connections; an outcome is found through its statement),
+//! `fingerprint`, `decision` (denied, held and masked; allowed statements
+//! are those without a decision), `object`/`column`/`access` (a column is
+//! matched within an object, `public.customers` + `ssn`; an object alone
+//! matches any statement that touched it), a single kind.
+//! `since`/`until` become a seq range by bisecting seqs, as `ts` never
+//! decreases along the chain. `sqlstate` matches the statements whose
+//! outcome carried it and connection attempts refused with it: the
+//! matching outcomes are found first, then their statements. `text` is a
+//! byte substring of the stored envelope (case-sensitive); alone it scans.
 //!
 //! [`subjects`] runs the same filter as an aggregate: who ran the matching
 //! statements, how many were let through and refused, and when last
@@ -31,7 +32,7 @@ use rusqlite::types::Value;
 use crate::chain::Entry;
 use crate::record::{Effect, Record, RecordKind};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{ACCESS_READ, ACCESS_WRITE};
+use crate::store::{prefix, term};
 use crate::AuditError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,48 +77,36 @@ pub struct Found {
     pub record: Record,
 }
 
-/// A filter as SQL: the tables to read, the column that holds the seq,
-/// the conditions and their bound values.
-struct Query {
-    from: &'static str,
-    seq_col: &'static str,
-    conds: Vec<String>,
-    args: Vec<Value>,
-}
-
-impl Query {
-    fn where_clause(&self) -> String {
-        if self.conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.conds.join(" AND "))
-        }
-    }
-}
-
 /// Records matching `filter`, newest first.
 pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditError> {
-    let mut q = query(store.conn(), filter)?;
     let limit = if filter.limit == 0 { 100 } else { filter.limit };
+    let conn = store.conn();
+    let plan = Plan::of(conn, filter)?;
+    let n = plan.args.len();
     let sql = format!(
-        "SELECT r.seq, r.ts, r.envelope FROM {} {} ORDER BY {} DESC LIMIT {}",
-        q.from,
-        q.where_clause(),
-        q.seq_col,
-        arg(Value::Integer(limit as i64), &mut q.args)
+        "SELECT r.seq, r.ts, r.envelope FROM audit_records r \
+         WHERE r.seq BETWEEN ?{} AND ?{}{} ORDER BY r.seq DESC LIMIT ?{}",
+        n + 1,
+        n + 2,
+        plan.conditions(),
+        n + 3
     );
-    let mut stmt = store.conn().prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(q.args), |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-        ))
-    })?;
+    let mut stmt = conn.prepare(&sql)?;
     let mut out = Vec::new();
-    for row in rows {
-        let (seq, ts, envelope) = row?;
-        out.push(found(seq, ts, &envelope)?);
+    for (lo, hi) in plan.ranges(conn)? {
+        if out.len() >= limit {
+            break;
+        }
+        let mut args = plan.args.clone();
+        args.extend([
+            Value::Integer(lo as i64),
+            Value::Integer(hi as i64),
+            Value::Integer((limit - out.len()) as i64),
+        ]);
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        while let Some(row) = rows.next()? {
+            out.push(found(row.get(0)?, row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?);
+        }
     }
     Ok(out)
 }
@@ -144,170 +133,324 @@ pub fn subjects(store: &SqliteStore, filter: &Filter) -> Result<Vec<SubjectSumma
         kinds: vec![RecordKind::Statement],
         ..filter.clone()
     };
-    let mut q = query(store.conn(), &filter)?;
-    q.conds.push("r.subject IS NOT NULL".into());
+    let conn = store.conn();
+    let plan = Plan::of(conn, &filter)?;
     let sql = format!(
         "SELECT r.subject, \
          SUM(CASE WHEN r.decision IS NULL OR r.decision = 'masked' THEN 1 ELSE 0 END), \
          SUM(CASE WHEN r.decision IN ('denied', 'held') THEN 1 ELSE 0 END), \
-         MAX({seq}), MAX(r.ts) \
-         FROM {from} {where_clause} \
-         GROUP BY r.subject ORDER BY MAX({seq}) DESC",
-        seq = q.seq_col,
-        from = q.from,
-        where_clause = q.where_clause(),
+         MAX(r.seq), MAX(r.ts) \
+         FROM audit_records r \
+         WHERE r.seq BETWEEN ?{} AND ?{} AND r.subject IS NOT NULL{} \
+         GROUP BY r.subject",
+        plan.args.len() + 1,
+        plan.args.len() + 2,
+        plan.conditions()
     );
-    let mut stmt = store.conn().prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(q.args), |r| {
-        Ok(SubjectSummary {
-            subject: r.get(0)?,
-            allowed: r.get::<_, i64>(1)? as u64,
-            refused: r.get::<_, i64>(2)? as u64,
-            last_seq: r.get::<_, i64>(3)? as u64,
-            last_ts_micros: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut stmt = conn.prepare(&sql)?;
+    let mut by_subject: std::collections::HashMap<String, SubjectSummary> =
+        std::collections::HashMap::new();
+    for (lo, hi) in plan.ranges(conn)? {
+        let mut args = plan.args.clone();
+        args.extend([Value::Integer(lo as i64), Value::Integer(hi as i64)]);
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        while let Some(r) = rows.next()? {
+            let part = SubjectSummary {
+                subject: r.get(0)?,
+                allowed: r.get::<_, i64>(1)? as u64,
+                refused: r.get::<_, i64>(2)? as u64,
+                last_seq: r.get::<_, i64>(3)? as u64,
+                last_ts_micros: r.get(4)?,
+            };
+            match by_subject.get_mut(&part.subject) {
+                Some(sum) => {
+                    sum.allowed += part.allowed;
+                    sum.refused += part.refused;
+                    sum.last_seq = sum.last_seq.max(part.last_seq);
+                    sum.last_ts_micros = sum.last_ts_micros.max(part.last_ts_micros);
+                }
+                None => {
+                    by_subject.insert(part.subject.clone(), part);
+                }
+            }
+        }
+    }
+    let mut out: Vec<SubjectSummary> = by_subject.into_values().collect();
+    out.sort_by(|a, b| b.last_seq.cmp(&a.last_seq));
+    Ok(out)
 }
 
-fn query(conn: &rusqlite::Connection, filter: &Filter) -> Result<Query, AuditError> {
-    let mut conds: Vec<String> = Vec::new();
-    let mut args: Vec<Value> = Vec::new();
+/// A filter, planned: the terms every matching record holds, conditions
+/// on the records' plain columns, and the seq range allowed.
+struct Plan {
+    terms: Vec<String>,
+    /// SQL conditions on `r`, their placeholders numbered from 1 (the
+    /// caller binds its own after them).
+    conds: Vec<String>,
+    args: Vec<Value>,
+    lo: u64,
+    hi: u64,
+    /// With `sqlstate`: exactly these seqs (ascending), else none.
+    only: Option<Vec<u64>>,
+}
 
-    let touched = filter.object.is_some() || filter.column.is_some();
-    // Driving the query from the touched table when it is filtered lets
-    // SQLite walk (object, column, seq) backwards and stop at the limit.
-    let (from, seq_col) = if touched {
-        (
-            "audit_touched t JOIN audit_records r ON r.seq = t.seq",
-            "t.seq",
-        )
-    } else {
-        ("audit_records r", "r.seq")
-    };
-    if touched {
-        if let Some(o) = &filter.object {
-            conds.push(format!(
-                "t.object = {}",
-                arg(Value::Text(o.clone()), &mut args)
-            ));
+impl Plan {
+    fn of(conn: &rusqlite::Connection, filter: &Filter) -> Result<Plan, AuditError> {
+        let mut terms: Vec<String> = Vec::new();
+        let mut conds: Vec<String> = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        let arg = |v: Value, args: &mut Vec<Value>| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+
+        match filter.kinds.as_slice() {
+            [] => {}
+            [one] => terms.push(term(prefix::KIND, &[one.as_str()])),
+            many => {
+                let list: Vec<String> = many
+                    .iter()
+                    .map(|k| arg(Value::Text(k.as_str().to_owned()), &mut args))
+                    .collect();
+                conds.push(format!("r.kind IN ({})", list.join(", ")));
+            }
         }
-        let col = filter.column.clone().unwrap_or_default();
-        conds.push(format!("t.col = {}", arg(Value::Text(col), &mut args)));
-        match filter.access {
-            Some(Access::Read) => conds.push(format!("(t.access & {ACCESS_READ}) != 0")),
-            Some(Access::Write) => conds.push(format!("(t.access & {ACCESS_WRITE}) != 0")),
+        for (p, value) in [
+            (prefix::SUBJECT, &filter.subject),
+            (prefix::TARGET, &filter.target),
+            (prefix::ENVIRONMENT, &filter.environment),
+            (prefix::SESSION, &filter.session_id),
+            (prefix::FINGERPRINT, &filter.fingerprint),
+        ] {
+            if let Some(v) = value {
+                terms.push(term(p, &[v]));
+            }
+        }
+        match filter.decision {
+            // Allowed is most statements: only the others carry a
+            // decision term (see `IndexFields`).
+            Some(Effect::Allowed) => {
+                terms.push(term(prefix::KIND, &[RecordKind::Statement.as_str()]));
+                conds.push("r.decision IS NULL".into());
+            }
+            Some(d) => terms.push(term(prefix::DECISION, &[d.as_str()])),
             None => {}
         }
-    } else if filter.access.is_some() {
-        conds.push("r.seq IN (SELECT seq FROM audit_touched)".into());
-    }
-
-    if !filter.kinds.is_empty() {
-        let list: Vec<String> = filter
-            .kinds
-            .iter()
-            .map(|k| arg(Value::Text(k.as_str().to_owned()), &mut args))
-            .collect();
-        conds.push(format!("r.kind IN ({})", list.join(", ")));
-    }
-    for (col, value) in [
-        ("r.subject", &filter.subject),
-        ("r.target", &filter.target),
-        ("r.environment", &filter.environment),
-        ("r.session_id", &filter.session_id),
-        ("r.fingerprint", &filter.fingerprint),
-    ] {
-        if let Some(v) = value {
-            conds.push(format!(
-                "{col} = {}",
-                arg(Value::Text(v.clone()), &mut args)
+        if filter.object.is_some() || filter.column.is_some() {
+            let object = filter.object.as_deref().unwrap_or_default();
+            let (all, read, write, values): (&str, &str, &str, Vec<&str>) =
+                match filter.column.as_deref() {
+                    None | Some("") => (
+                        prefix::OBJECT,
+                        prefix::OBJECT_READ,
+                        prefix::OBJECT_WRITE,
+                        vec![object],
+                    ),
+                    Some(c) => (
+                        prefix::COLUMN,
+                        prefix::COLUMN_READ,
+                        prefix::COLUMN_WRITE,
+                        vec![object, c],
+                    ),
+                };
+            let p = match filter.access {
+                None => all,
+                Some(Access::Read) => read,
+                Some(Access::Write) => write,
+            };
+            terms.push(term(p, &values));
+        } else if let Some(a) = filter.access {
+            terms.push(term(
+                prefix::ACCESS,
+                &[match a {
+                    Access::Read => "r",
+                    Access::Write => "w",
+                }],
             ));
         }
-    }
-    match filter.decision {
-        // Allowed is most statements: the column keeps only the others
-        // (see `IndexFields`), so their index stays small.
-        Some(Effect::Allowed) => {
-            conds.push("r.kind = 'statement' AND r.decision IS NULL".into());
+        for t in &terms {
+            conds.push(format!(
+                "instr(r.terms, {}) > 0",
+                arg(Value::Text(format!("\n{t}\n")), &mut args)
+            ));
         }
-        Some(d) => conds.push(format!(
-            "r.decision = {}",
-            arg(Value::Text(d.as_str().to_owned()), &mut args)
-        )),
-        None => {}
-    }
-    if let Some(s) = &filter.sqlstate {
-        conds.push(format!(
-            "{seq_col} IN (SELECT COALESCE(refers_to, seq) FROM audit_records WHERE sqlstate = {})",
-            arg(Value::Text(s.clone()), &mut args)
-        ));
-    }
-    if let Some(t) = &filter.text {
-        conds.push(format!(
-            "instr(r.envelope, {}) > 0",
-            arg(Value::Blob(t.as_bytes().to_vec()), &mut args)
-        ));
-    }
+        if let Some(t) = &filter.text {
+            conds.push(format!(
+                "instr(r.envelope, {}) > 0",
+                arg(Value::Blob(t.as_bytes().to_vec()), &mut args)
+            ));
+        }
 
-    // Time range → seq range (exact, since ts is monotone in seq), plus the
-    // ts condition itself, which costs nothing once the range is narrowed.
-    if let Some(since) = filter.since {
-        let lo: Option<i64> = first_seq_at_or_after(conn, since)?;
-        conds.push(format!(
-            "{seq_col} >= {}",
-            arg(Value::Integer(lo.unwrap_or(i64::MAX)), &mut args)
-        ));
-        conds.push(format!("r.ts >= {}", arg(Value::Integer(since), &mut args)));
-    }
-    if let Some(until) = filter.until {
-        // The last seq before `until`: one before the first at or after it.
-        let hi: Option<i64> = match first_seq_at_or_after(conn, until)? {
-            Some(first) => Some(first - 1),
-            None => last_seq(conn)?,
+        // Time range → seq range (exact, since ts is monotone in seq), plus
+        // the ts condition itself, which costs nothing once it is narrowed.
+        let mut lo = 1u64;
+        let mut hi = last_seq(conn)?.unwrap_or(0).max(0) as u64;
+        if let Some(since) = filter.since {
+            lo = lo.max(first_seq_at_or_after(conn, since)?.map_or(u64::MAX, |s| s as u64));
+            conds.push(format!("r.ts >= {}", arg(Value::Integer(since), &mut args)));
+        }
+        if let Some(until) = filter.until {
+            if let Some(first) = first_seq_at_or_after(conn, until)? {
+                hi = hi.min((first as u64).saturating_sub(1));
+            }
+            conds.push(format!("r.ts < {}", arg(Value::Integer(until), &mut args)));
+        }
+        if let Some(b) = filter.before_seq {
+            hi = hi.min(b.saturating_sub(1));
+        }
+        if let Some(a) = filter.after_seq {
+            lo = lo.max(a.saturating_add(1));
+        }
+        let only = match &filter.sqlstate {
+            Some(s) => Some(sqlstate_matches(conn, s, lo, hi)?),
+            None => None,
         };
-        conds.push(format!(
-            "{seq_col} <= {}",
-            arg(Value::Integer(hi.unwrap_or(0)), &mut args)
-        ));
-        conds.push(format!("r.ts < {}", arg(Value::Integer(until), &mut args)));
+        Ok(Plan {
+            terms,
+            conds,
+            args,
+            lo,
+            hi,
+            only,
+        })
     }
-    if let Some(b) = filter.before_seq {
-        conds.push(format!(
-            "{seq_col} < {}",
-            arg(Value::Integer(b as i64), &mut args)
-        ));
+
+    /// The conditions as SQL, each preceded by `AND`.
+    fn conditions(&self) -> String {
+        self.conds.iter().map(|c| format!(" AND {c}")).collect()
     }
-    if let Some(a) = filter.after_seq {
-        conds.push(format!(
-            "{seq_col} > {}",
-            arg(Value::Integer(a as i64), &mut args)
-        ));
+
+    /// The seq ranges to read, newest first.
+    fn ranges(&self, conn: &rusqlite::Connection) -> Result<Vec<(u64, u64)>, AuditError> {
+        if self.lo > self.hi {
+            return Ok(Vec::new());
+        }
+        if let Some(only) = &self.only {
+            return Ok(merge_desc(only.iter().rev().map(|&s| (s, s))));
+        }
+        if self.terms.is_empty() {
+            return Ok(vec![(self.lo, self.hi)]);
+        }
+        block_ranges(conn, &self.terms, self.lo, self.hi)
     }
-    Ok(Query {
-        from,
-        seq_col,
-        conds,
-        args,
-    })
 }
 
-/// The outcome record of the statement at `statement_seq`, if written.
-pub fn outcome_of(store: &SqliteStore, statement_seq: u64) -> Result<Option<Found>, AuditError> {
-    let mut stmt = store.conn().prepare_cached(
-        "SELECT seq, ts, envelope FROM audit_records WHERE refers_to = ?1 AND kind = 'outcome' ORDER BY seq LIMIT 1",
+/// The closed blocks (as seq ranges, newest first, clipped to `lo..=hi`)
+/// that hold every one of `terms`, after the open block (the records
+/// after the last closed block, which have no postings yet and are always
+/// read).
+fn block_ranges(
+    conn: &rusqlite::Connection,
+    terms: &[String],
+    lo: u64,
+    hi: u64,
+) -> Result<Vec<(u64, u64)>, AuditError> {
+    let indexed: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(last_seq), 0) FROM audit_blocks",
+        [],
+        |r| r.get(0),
     )?;
-    let mut rows = stmt.query([statement_seq as i64])?;
-    match rows.next()? {
-        Some(r) => Ok(Some(found(r.get(0)?, r.get(1)?, &r.get::<_, Vec<u8>>(2)?)?)),
-        None => Ok(None),
+    let indexed = indexed.max(0) as u64;
+    let mut ranges = Vec::new();
+    if hi > indexed {
+        ranges.push((lo.max(indexed + 1), hi));
     }
+    let postings: Vec<String> = (0..terms.len())
+        .map(|i| {
+            format!(
+                "SELECT block FROM audit_terms WHERE term = ?{} AND block <= ?2",
+                i + 3
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT first_seq, last_seq FROM audit_blocks \
+         WHERE first_seq IN ({}) AND last_seq >= ?1 AND first_seq <= ?2 \
+         ORDER BY first_seq DESC",
+        postings.join(" INTERSECT ")
+    );
+    let mut args: Vec<Value> = vec![Value::Integer(lo as i64), Value::Integer(hi as i64)];
+    args.extend(terms.iter().map(|t| Value::Text(t.clone())));
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+    })?;
+    for row in rows {
+        let (first, last) = row?;
+        ranges.push((first.max(lo), last.min(hi)));
+    }
+    Ok(merge_desc(ranges.into_iter().filter(|(a, b)| a <= b)))
 }
 
-/// Adds a bound parameter, returning its placeholder.
-fn arg(v: Value, args: &mut Vec<Value>) -> String {
-    args.push(v);
-    format!("?{}", args.len())
+/// Merges ranges given newest first where one ends right below the next.
+fn merge_desc(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            Some(last) if hi.saturating_add(1) == last.0 => last.0 = lo,
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+/// The seqs a `sqlstate` filter matches within `lo..=hi`: statements whose
+/// outcome carried it, and connection attempts refused with it.
+fn sqlstate_matches(
+    conn: &rusqlite::Connection,
+    sqlstate: &str,
+    lo: u64,
+    hi: u64,
+) -> Result<Vec<u64>, AuditError> {
+    let t = term(prefix::SQLSTATE, &[sqlstate]);
+    // An outcome comes after its statement: blocks from `lo` on.
+    let ranges = block_ranges(conn, std::slice::from_ref(&t), lo, i64::MAX as u64)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT COALESCE(refers_to, seq) FROM audit_records \
+         WHERE seq BETWEEN ?1 AND ?2 AND instr(terms, ?3) > 0",
+    )?;
+    let needle = format!("\n{t}\n");
+    let mut out = Vec::new();
+    for (a, b) in ranges {
+        let rows = stmt.query_map(rusqlite::params![a as i64, b as i64, needle], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        for s in rows {
+            let s = s? as u64;
+            if (lo..=hi).contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The outcome record of the statement at `statement_seq`, if written:
+/// in the first closed block after the statement whose outcomes refer to
+/// it, else in the open block.
+pub fn outcome_of(store: &SqliteStore, statement_seq: u64) -> Result<Option<Found>, AuditError> {
+    let conn = store.conn();
+    let mut in_blocks = conn.prepare_cached(
+        "SELECT r.seq, r.ts, r.envelope FROM audit_blocks b \
+         JOIN audit_records r ON r.seq BETWEEN b.first_seq AND b.last_seq \
+         WHERE b.last_seq > ?1 AND b.ref_min <= ?1 AND b.ref_max >= ?1 \
+         AND r.refers_to = ?1 AND r.kind = 'outcome' \
+         ORDER BY b.first_seq, r.seq LIMIT 1",
+    )?;
+    let mut in_open = conn.prepare_cached(
+        "SELECT seq, ts, envelope FROM audit_records \
+         WHERE seq > MAX(?1, (SELECT COALESCE(MAX(last_seq), 0) FROM audit_blocks)) \
+         AND refers_to = ?1 AND kind = 'outcome' ORDER BY seq LIMIT 1",
+    )?;
+    for stmt in [&mut in_blocks, &mut in_open] {
+        let mut rows = stmt.query([statement_seq as i64])?;
+        if let Some(r) = rows.next()? {
+            return Ok(Some(found(r.get(0)?, r.get(1)?, &r.get::<_, Vec<u8>>(2)?)?));
+        }
+    }
+    Ok(None)
 }
 
 /// The first seq whose ts is at or after `ts`, found by bisecting seqs

@@ -805,3 +805,188 @@ fn seeded_secret_reaches_no_file() {
         assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
     }
 }
+
+/// Search across closed blocks (postings) and the open block (none yet),
+/// checked against a plain scan of every record; a writer that reopens
+/// the store carries on the open block.
+#[test]
+fn search_spans_closed_and_open_blocks() {
+    use portcullis_audit::chain::Chain;
+    use portcullis_audit::store::sqlite::BLOCK_RECORDS;
+    use portcullis_audit::store::IndexFields;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let total = 2 * BLOCK_RECORDS + 500;
+    let mut expected: Vec<(u64, Record)> = Vec::new();
+    let mut write = |from: u64, to: u64, expected: &mut Vec<(u64, Record)>| {
+        let mut store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
+        let mut chain = Chain::resume(store.head().unwrap());
+        let mut batch = Vec::new();
+        let mut i = from;
+        while i < to {
+            // A statement, and the outcome of the statement three records
+            // back: outcomes land in later batches and blocks.
+            let r = if i % 2 == 0 {
+                Record::from(common::statement(
+                    i,
+                    &format!("u{}", i % 7),
+                    &format!("public.t{}", i % 5),
+                    if i % 11 == 0 {
+                        Effect::Denied
+                    } else {
+                        Effect::Allowed
+                    },
+                ))
+            } else {
+                // The statement at i - 3 has seq i - 2.
+                let statement_seq = if i >= 3 { i - 2 } else { 1 };
+                common::outcome(statement_seq, i, (i % 13 == 0).then_some("42501"))
+            };
+            let bytes = portcullis_audit::canonical::encode(&r).unwrap();
+            let sealed = chain.append(i as i64 * 10, &bytes);
+            expected.push((sealed.seq, r.clone()));
+            batch.push(StoredItem {
+                sealed,
+                index: IndexFields::of(&r),
+            });
+            if batch.len() == 100 {
+                store.commit(&batch, None, chain.head()).unwrap();
+                batch.clear();
+            }
+            i += 1;
+        }
+        store.commit(&batch, None, chain.head()).unwrap();
+    };
+    write(0, total / 2, &mut expected);
+    // Reopened: the open block is rebuilt from the rows without postings.
+    write(total / 2, total, &mut expected);
+
+    let stmt = |r: &Record| match r {
+        Record::Statement(s) => Some(s.clone()),
+        _ => None,
+    };
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    let blocks: i64 = store_conn(&path)
+        .query_row("SELECT count(*) FROM audit_blocks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(blocks, 2, "two closed blocks, the rest open");
+
+    // The statements whose outcome carried 42501 (by statement id).
+    let seq_to_id: std::collections::HashMap<u64, u64> = expected
+        .iter()
+        .filter_map(|(seq, r)| stmt(r).map(|s| (*seq, s.statement_id)))
+        .collect();
+    let refused: std::collections::HashSet<u64> = expected
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::Outcome(o) if o.sqlstate.is_some() => seq_to_id.get(&o.statement_seq).copied(),
+            _ => None,
+        })
+        .collect();
+    let check = |filter: Filter, want: &dyn Fn(&Record) -> bool| {
+        let got: Vec<u64> = search(
+            &store,
+            &Filter {
+                limit: usize::MAX >> 1,
+                ..filter.clone()
+            },
+        )
+        .unwrap()
+        .iter()
+        .map(|f| f.seq)
+        .collect();
+        let mut brute: Vec<u64> = expected
+            .iter()
+            .filter(|(_, r)| want(r))
+            .map(|(s, _)| *s)
+            .collect();
+        brute.reverse();
+        assert_eq!(got, brute, "{filter:?}");
+        assert!(!got.is_empty(), "{filter:?} found nothing");
+    };
+    check(
+        Filter {
+            subject: Some("u3".into()),
+            ..Default::default()
+        },
+        &|r| stmt(r).is_some_and(|s| s.identity.subject == "u3"),
+    );
+    check(
+        Filter {
+            subject: Some("u3".into()),
+            object: Some("public.t2".into()),
+            column: Some("ssn".into()),
+            access: Some(Access::Read),
+            ..Default::default()
+        },
+        &|r| {
+            stmt(r).is_some_and(|s| s.identity.subject == "u3" && s.reads[0].object == "public.t2")
+        },
+    );
+    check(
+        Filter {
+            decision: Some(Effect::Denied),
+            ..Default::default()
+        },
+        &|r| stmt(r).is_some_and(|s| s.decision.effect == Effect::Denied),
+    );
+    check(
+        Filter {
+            decision: Some(Effect::Allowed),
+            kinds: vec![RecordKind::Statement],
+            ..Default::default()
+        },
+        &|r| stmt(r).is_some_and(|s| s.decision.effect == Effect::Allowed),
+    );
+    check(
+        Filter {
+            sqlstate: Some("42501".into()),
+            ..Default::default()
+        },
+        &|r| stmt(r).is_some_and(|s| refused.contains(&s.statement_id)),
+    );
+    // Time bounds across a block boundary.
+    let mid = BLOCK_RECORDS as i64 * 10;
+    check(
+        Filter {
+            kinds: vec![RecordKind::Outcome],
+            since: Some(mid - 500),
+            until: Some(mid + 500),
+            ..Default::default()
+        },
+        &|r| {
+            matches!(r, Record::Outcome(o) if {
+                let ts = o.statement_id as i64 * 10;
+                ts >= mid - 500 && ts < mid + 500
+            })
+        },
+    );
+    // An outcome written in the block after its statement's.
+    let first_block_end: i64 = store_conn(&path)
+        .query_row("SELECT min(last_seq) FROM audit_blocks", [], |r| r.get(0))
+        .unwrap();
+    let first_block_end = first_block_end as u64;
+    let statement_seq = first_block_end - (1 - first_block_end % 2);
+    assert!(statement_seq + 3 > first_block_end);
+    let o = outcome_of(&store, statement_seq)
+        .unwrap()
+        .expect("outcome found");
+    assert!(o.seq > statement_seq);
+    assert!(matches!(&o.record, Record::Outcome(x) if x.statement_seq == statement_seq));
+    // And one in the open block.
+    let last_statement = expected
+        .iter()
+        .rev()
+        .find(|(s, r)| stmt(r).is_some() && *s < total - 4)
+        .unwrap()
+        .0;
+    let o = outcome_of(&store, last_statement)
+        .unwrap()
+        .expect("outcome in the open block");
+    assert!(matches!(&o.record, Record::Outcome(x) if x.statement_seq == last_statement));
+}
+
+fn store_conn(path: &Path) -> Connection {
+    Connection::open(path).unwrap()
+}

@@ -1,7 +1,7 @@
 //! Stores: where sealed records, their search columns and checkpoints land.
 //!
 //! A store receives whole batches ([`BatchStore::commit`]): the sealed
-//! envelopes, the columns search needs, at most one checkpoint and the new
+//! envelopes, the terms search needs, at most one checkpoint and the new
 //! head, all in one transaction, so a crash leaves either all of a batch
 //! or none of it. SQLite is the embedded store; a PostgreSQL store
 //! (several proxies, one database, one chain per node) implements the same
@@ -34,117 +34,237 @@ pub trait BatchStore: Send {
     ) -> Result<(), AuditError>;
 }
 
-/// Bit flags in the touched table's `access` column.
-pub const ACCESS_READ: i64 = 1;
-pub const ACCESS_WRITE: i64 = 2;
-
 /// The columns search filters on, taken from a record before it is
 /// queued (on the caller's thread, not the writer's).
+///
+/// Search works in two steps (see [`crate::search`]): the blocks that
+/// hold a term at all (one posting per distinct term per block of
+/// thousands of records), then the records of those blocks whose own
+/// `terms` hold it.
+/// `kind`, `subject`, `decision` and `refers_to` are kept as plain
+/// columns for aggregates and for finding an outcome; no per-record index
+/// is maintained.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexFields {
     pub kind: &'static str,
     pub subject: Option<String>,
-    pub target: Option<String>,
-    pub environment: Option<String>,
-    pub session_id: Option<String>,
+    /// Set for statements that were not simply allowed, and for outcomes
+    /// that masked values (`masked`).
     pub decision: Option<&'static str>,
-    pub fingerprint: Option<String>,
-    pub sqlstate: Option<String>,
     /// The statement record an outcome or approval refers to.
     pub refers_to: Option<u64>,
-    /// (object, column, access flags); column `""` stands for the object
-    /// itself and is always present for a touched object, so "who touched
-    /// this table" is one index range.
-    pub touched: Vec<(String, String, i64)>,
+    /// Every term of the record, each followed by `\n`, the first preceded
+    /// by one: `\nk:statement\ns:alice\n…` (see [`term`]).
+    pub terms: String,
+}
+
+/// The term prefixes (see [`term`]).
+pub mod prefix {
+    pub const KIND: &str = "k";
+    pub const SUBJECT: &str = "s";
+    pub const TARGET: &str = "t";
+    pub const ENVIRONMENT: &str = "e";
+    pub const SESSION: &str = "x";
+    pub const DECISION: &str = "d";
+    pub const FINGERPRINT: &str = "f";
+    pub const SQLSTATE: &str = "q";
+    /// A relation touched in any way, read, written.
+    pub const OBJECT: &str = "o";
+    pub const OBJECT_READ: &str = "or";
+    pub const OBJECT_WRITE: &str = "ow";
+    /// A column (`object|column`) touched in any way, read, written.
+    pub const COLUMN: &str = "c";
+    pub const COLUMN_READ: &str = "cr";
+    pub const COLUMN_WRITE: &str = "cw";
+    /// The statement read (`a:r`) or wrote (`a:w`) some relation.
+    pub const ACCESS: &str = "a";
+}
+
+/// One term: `prefix:value`, with `\`, `\n` and `|` in values escaped
+/// (`\\`, `\n`, `\|`) so that no value can spell another term or split
+/// a column term in the wrong place.
+pub fn term(prefix: &str, values: &[&str]) -> String {
+    let mut out =
+        String::with_capacity(prefix.len() + 1 + values.iter().map(|v| v.len() + 1).sum::<usize>());
+    push_term(&mut out, prefix, values);
+    out
+}
+
+fn push_term(out: &mut String, prefix: &str, values: &[&str]) {
+    out.push_str(prefix);
+    out.push(':');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push('|');
+        }
+        for ch in v.chars() {
+            match ch {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '|' => out.push_str("\\|"),
+                c => out.push(c),
+            }
+        }
+    }
+}
+
+/// Builds a record's `terms` column.
+struct Terms(String);
+
+impl Terms {
+    fn new() -> Self {
+        let mut s = String::with_capacity(256);
+        s.push('\n');
+        Terms(s)
+    }
+
+    fn add(&mut self, prefix: &str, values: &[&str]) {
+        push_term(&mut self.0, prefix, values);
+        self.0.push('\n');
+    }
+
+    fn opt(&mut self, prefix: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.add(prefix, &[v]);
+        }
+    }
+
+    fn touched(&mut self, reads: &[Touched], writes: &[Touched]) {
+        // Merged so each (object, column) appears once per access kind.
+        let mut seen: Vec<(&str, &str, u8)> = Vec::new();
+        for (list, bit) in [(reads, 1u8), (writes, 2u8)] {
+            for t in list {
+                let cols = std::iter::once("").chain(t.columns.iter().map(String::as_str));
+                for c in cols {
+                    match seen
+                        .iter_mut()
+                        .find(|(o, cc, _)| *o == t.object && *cc == c)
+                    {
+                        Some(row) => row.2 |= bit,
+                        None => seen.push((&t.object, c, bit)),
+                    }
+                }
+            }
+        }
+        let mut any = 0u8;
+        for (object, column, bits) in seen {
+            any |= bits;
+            let (all, read, write, values): (&str, &str, &str, &[&str]) = if column.is_empty() {
+                (
+                    prefix::OBJECT,
+                    prefix::OBJECT_READ,
+                    prefix::OBJECT_WRITE,
+                    &[object],
+                )
+            } else {
+                (
+                    prefix::COLUMN,
+                    prefix::COLUMN_READ,
+                    prefix::COLUMN_WRITE,
+                    &[object, column],
+                )
+            };
+            self.add(all, values);
+            if bits & 1 != 0 {
+                self.add(read, values);
+            }
+            if bits & 2 != 0 {
+                self.add(write, values);
+            }
+        }
+        if any & 1 != 0 {
+            self.add(prefix::ACCESS, &["r"]);
+        }
+        if any & 2 != 0 {
+            self.add(prefix::ACCESS, &["w"]);
+        }
+    }
 }
 
 impl IndexFields {
     pub fn of(record: &Record) -> Self {
         let kind = record.kind().as_str();
+        let mut terms = Terms::new();
+        terms.add(prefix::KIND, &[kind]);
+        let mut fields = IndexFields {
+            kind,
+            ..Default::default()
+        };
         match record {
-            Record::Connection(c) => IndexFields {
-                kind,
-                subject: c.identity.as_ref().map(|i| i.subject.clone()),
-                target: c.target.clone(),
-                environment: c.environment.clone(),
-                session_id: Some(c.session_id.clone()),
-                sqlstate: match &c.result {
-                    crate::record::ConnectionResult::Failed { sqlstate, .. } => {
-                        sqlstate.as_ref().map(|s| s.as_str().to_owned())
-                    }
-                    _ => None,
-                },
-                ..Default::default()
-            },
-            Record::Statement(s) => {
-                let mut touched = Vec::new();
-                add_touched(&mut touched, &s.reads, ACCESS_READ);
-                add_touched(&mut touched, &s.writes, ACCESS_WRITE);
-                IndexFields {
-                    kind,
-                    subject: Some(s.identity.subject.clone()),
-                    target: Some(s.destination.target.clone()),
-                    environment: s.destination.environment.clone(),
-                    session_id: Some(s.destination.session_id.clone()),
-                    // Allowed is left out: most statements are, and the
-                    // index then holds only the rest (search asks for
-                    // allowed statements as those without one).
-                    decision: (s.decision.effect != crate::record::Effect::Allowed)
-                        .then(|| s.decision.effect.as_str()),
-                    fingerprint: Some(s.fingerprint.clone()),
-                    touched,
-                    ..Default::default()
+            Record::Connection(c) => {
+                fields.subject = c.identity.as_ref().map(|i| i.subject.clone());
+                terms.opt(prefix::SUBJECT, fields.subject.as_deref());
+                terms.opt(prefix::TARGET, c.target.as_deref());
+                terms.opt(prefix::ENVIRONMENT, c.environment.as_deref());
+                terms.add(prefix::SESSION, &[&c.session_id]);
+                if let crate::record::ConnectionResult::Failed {
+                    sqlstate: Some(s), ..
+                } = &c.result
+                {
+                    terms.add(prefix::SQLSTATE, &[s.as_str()]);
                 }
             }
-            Record::Outcome(o) => IndexFields {
-                kind,
+            Record::Statement(s) => {
+                fields.subject = Some(s.identity.subject.clone());
+                // Allowed is left out: most statements are, and search
+                // asks for allowed statements as those without one.
+                fields.decision = (s.decision.effect != crate::record::Effect::Allowed)
+                    .then(|| s.decision.effect.as_str());
+                terms.add(prefix::SUBJECT, &[&s.identity.subject]);
+                terms.add(prefix::TARGET, &[&s.destination.target]);
+                terms.opt(prefix::ENVIRONMENT, s.destination.environment.as_deref());
+                terms.add(prefix::SESSION, &[&s.destination.session_id]);
+                terms.opt(prefix::DECISION, fields.decision);
+                terms.add(prefix::FINGERPRINT, &[&s.fingerprint]);
+                terms.touched(&s.reads, &s.writes);
+            }
+            Record::Outcome(o) => {
                 // Found through its statement (`refers_to`), which has the
-                // session: one index entry fewer per outcome.
-                session_id: None,
-                // Masking is known once the result has streamed: the
-                // outcome says it, so `decision = masked` finds it.
-                decision: (!o.masked_values.is_empty())
-                    .then_some(crate::record::Effect::Masked.as_str()),
-                sqlstate: o.sqlstate.as_ref().map(|s| s.as_str().to_owned()),
-                refers_to: Some(o.statement_seq),
-                ..Default::default()
-            },
-            Record::Approval(a) => IndexFields {
-                kind,
-                subject: a.actor.as_ref().map(|i| i.subject.clone()),
-                target: Some(a.target.clone()),
-                fingerprint: a.fingerprint.clone(),
-                refers_to: a.statement_seq,
-                ..Default::default()
-            },
-            Record::Reload(r) => IndexFields {
-                kind,
-                subject: r.requested_by.clone(),
-                ..Default::default()
-            },
-            Record::Admin(a) => IndexFields {
-                kind,
-                subject: Some(a.actor.subject.clone()),
-                ..Default::default()
-            },
+                // session. Masking is known once the result has streamed:
+                // the outcome says it, so `decision = masked` finds it.
+                fields.decision =
+                    (!o.masked_values.is_empty()).then_some(crate::record::Effect::Masked.as_str());
+                fields.refers_to = Some(o.statement_seq);
+                terms.opt(prefix::DECISION, fields.decision);
+                terms.opt(prefix::SQLSTATE, o.sqlstate.as_ref().map(|s| s.as_str()));
+            }
+            Record::Approval(a) => {
+                fields.subject = a.actor.as_ref().map(|i| i.subject.clone());
+                fields.refers_to = a.statement_seq;
+                terms.opt(prefix::SUBJECT, fields.subject.as_deref());
+                terms.add(prefix::TARGET, &[&a.target]);
+                terms.opt(prefix::FINGERPRINT, a.fingerprint.as_deref());
+            }
+            Record::Reload(r) => {
+                fields.subject = r.requested_by.clone();
+                terms.opt(prefix::SUBJECT, fields.subject.as_deref());
+            }
+            Record::Admin(a) => {
+                fields.subject = Some(a.actor.subject.clone());
+                terms.add(prefix::SUBJECT, &[&a.actor.subject]);
+            }
         }
+        fields.terms = terms.0;
+        fields
+    }
+
+    /// The record's terms, one by one.
+    pub fn each_term(&self) -> impl Iterator<Item = &str> {
+        self.terms.split('\n').filter(|t| !t.is_empty())
     }
 }
 
-/// Merges reads and writes so each (object, column) is one row with both
-/// access bits, as the touched table's key requires.
-fn add_touched(out: &mut Vec<(String, String, i64)>, list: &[Touched], access: i64) {
-    let mut put = |object: &str, column: &str| match out
-        .iter_mut()
-        .find(|(o, c, _)| o == object && c == column)
-    {
-        Some(row) => row.2 |= access,
-        None => out.push((object.to_owned(), column.to_owned(), access)),
-    };
-    for t in list {
-        put(&t.object, "");
-        for c in &t.columns {
-            put(&t.object, c);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_cannot_spell_other_terms() {
+        assert_eq!(term("s", &["alice"]), "s:alice");
+        assert_eq!(term("s", &["x\ns:alice"]), "s:x\\ns:alice");
+        assert_eq!(term("c", &["a|b", "c"]), "c:a\\|b|c");
+        assert_ne!(term("c", &["a|b", "c"]), term("c", &["a", "b|c"]));
+        assert_eq!(term("s", &["a\\n"]), "s:a\\\\n");
+        assert_ne!(term("s", &["a\\n"]), term("s", &["a\n"]));
     }
 }

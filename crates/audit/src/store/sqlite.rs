@@ -9,17 +9,30 @@
 //!   from elsewhere).
 //! - `audit_records`: one row per record. `seq` (the rowid) is the
 //!   record's position; `envelope` holds the exact canonical bytes that were
-//!   hashed and `hash` their hash; the other columns are copies for search
-//!   and are not trusted by verification.
-//! - `audit_touched(object, col, seq, access)`: the relations and columns
-//!   each statement read (access bit 1) or wrote (bit 2); `col = ''` is the
-//!   relation itself.
+//!   hashed and `hash` their hash; the other columns (`ts`, `kind`,
+//!   `subject`, `decision`, `refers_to` and `terms`, the record's search
+//!   terms) are copies for search and are not trusted by verification.
+//! - `audit_blocks(first_seq, last_seq, ts_first, ts_last, ref_min,
+//!   ref_max)`: one row per closed block of records (up to
+//!   [`BLOCK_RECORDS`] records or [`BLOCK_AGE`] of them); `ref_*` bound the
+//!   statement seqs the block's outcomes refer to.
+//! - `audit_terms(term, block)`: one posting per distinct term per block.
 //! - `audit_checkpoints(size, ts, head, key_id, signature)`.
 //!
-//! Every search index is on one column: SQLite appends the rowid to each
-//! index entry, so `subject = ? AND seq BETWEEN ? AND ? ORDER BY seq DESC`
-//! is a single index range, and a time range becomes a seq range because
-//! `ts` never decreases along the chain (see [`crate::log`]).
+//! No index is kept per record: a commit appends its rows at the end of
+//! the records table (the cheapest insert SQLite has) and rewrites the
+//! head; when a block closes, that commit also writes the block's row and
+//! one posting per distinct term, which for a busy proxy is a few dozen
+//! for thousands of records. A commit therefore touches two or three
+//! pages, which is what keeps `strict` mode's small commits cheap. The
+//! records after the last closed block (the open block, at most
+//! [`BLOCK_RECORDS`] or [`BLOCK_AGE`] old) have no postings yet: search
+//! always reads them. A writer that opens the store rebuilds the open
+//! block from those rows. Search finds the blocks that hold every term it
+//! asks for, then reads those blocks' rows and checks each record's own
+//! `terms` (see [`crate::search`]). A time range becomes
+//! a seq range because `ts` never decreases along the chain (see
+//! [`crate::log`]).
 //!
 //! Rotation (not built yet) fits this layout: a segment is a file holding
 //! the seqs `a..=b` of one log. It closes with a checkpoint at size `b`;
@@ -39,6 +52,10 @@ use crate::checkpoint::{Checkpoint, PublicKey};
 use crate::verify::{LogSource, StoredRecord};
 use crate::AuditError;
 
+/// The store layout this code writes (meta `layout`); the chain format is
+/// [`FORMAT_VERSION`].
+const LAYOUT: &str = "2";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_meta (
     key TEXT PRIMARY KEY,
@@ -49,29 +66,24 @@ CREATE TABLE IF NOT EXISTS audit_records (
     ts INTEGER NOT NULL,
     kind TEXT NOT NULL,
     subject TEXT,
-    target TEXT,
-    environment TEXT,
-    session_id TEXT,
     decision TEXT,
-    fingerprint TEXT,
-    sqlstate TEXT,
     refers_to INTEGER,
+    terms TEXT,
     hash BLOB NOT NULL,
     envelope BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_records_subject ON audit_records(subject) WHERE subject IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_target ON audit_records(target) WHERE target IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records(session_id) WHERE session_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_decision ON audit_records(decision) WHERE decision IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_fingerprint ON audit_records(fingerprint) WHERE fingerprint IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_sqlstate ON audit_records(sqlstate) WHERE sqlstate IS NOT NULL;
-CREATE INDEX IF NOT EXISTS audit_records_refers ON audit_records(refers_to) WHERE refers_to IS NOT NULL;
-CREATE TABLE IF NOT EXISTS audit_touched (
-    object TEXT NOT NULL,
-    col TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    access INTEGER NOT NULL,
-    PRIMARY KEY (object, col, seq)
+CREATE TABLE IF NOT EXISTS audit_blocks (
+    first_seq INTEGER PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    ts_first INTEGER NOT NULL,
+    ts_last INTEGER NOT NULL,
+    ref_min INTEGER,
+    ref_max INTEGER
+);
+CREATE TABLE IF NOT EXISTS audit_terms (
+    term TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    PRIMARY KEY (term, block)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     size INTEGER PRIMARY KEY,
@@ -94,9 +106,88 @@ pub enum Synchronous {
     Full,
 }
 
+/// Most records in one block.
+pub const BLOCK_RECORDS: u64 = 4096;
+/// A block closes with the first commit this long after it opened.
+pub const BLOCK_AGE: Duration = Duration::from_secs(1);
+
 pub struct SqliteStore {
     conn: Connection,
     log: LogId,
+    /// The writer's open block (none for a read-only store).
+    block: Option<OpenBlock>,
+}
+
+/// Records committed since the last closed block.
+#[derive(Debug, Default, Clone)]
+struct OpenBlock {
+    /// (first, last) seq and ts.
+    span: Option<((u64, i64), (u64, i64))>,
+    count: u64,
+    refs: Option<(u64, u64)>,
+    terms: std::collections::HashSet<String>,
+    opened: Option<std::time::Instant>,
+}
+
+impl OpenBlock {
+    fn add(&mut self, seq: u64, ts: i64, refers_to: Option<u64>, terms: &str) {
+        self.span = Some(match self.span {
+            None => ((seq, ts), (seq, ts)),
+            Some((first, _)) => (first, (seq, ts)),
+        });
+        self.count += 1;
+        if let Some(r) = refers_to {
+            self.refs = Some(self.refs.map_or((r, r), |(a, b)| (a.min(r), b.max(r))));
+        }
+        for t in terms.split('\n').filter(|t| !t.is_empty()) {
+            if !self.terms.contains(t) {
+                self.terms.insert(t.to_owned());
+            }
+        }
+        self.opened.get_or_insert_with(std::time::Instant::now);
+    }
+
+    fn add_batch(&mut self, batch: &[StoredItem]) {
+        for item in batch {
+            let ix = &item.index;
+            self.add(
+                item.sealed.seq,
+                item.sealed.ts_micros,
+                ix.refers_to,
+                &ix.terms,
+            );
+        }
+    }
+
+    /// Whether the block closes with a commit of `more` records.
+    fn due_with(&self, more: u64) -> bool {
+        self.count + more >= BLOCK_RECORDS || self.opened.is_some_and(|o| o.elapsed() >= BLOCK_AGE)
+    }
+
+    /// Writes the block's row and postings.
+    fn write(&self, tx: &Connection) -> Result<(), AuditError> {
+        let Some(((first, ts_first), (last, ts_last))) = self.span else {
+            return Ok(());
+        };
+        tx.prepare_cached(
+            "INSERT INTO audit_blocks (first_seq, last_seq, ts_first, ts_last, ref_min, ref_max) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            first as i64,
+            last as i64,
+            ts_first,
+            ts_last,
+            self.refs.map(|r| r.0 as i64),
+            self.refs.map(|r| r.1 as i64),
+        ])?;
+        let mut posting =
+            tx.prepare_cached("INSERT OR IGNORE INTO audit_terms (term, block) VALUES (?1, ?2)")?;
+        for t in &self.terms {
+            posting.execute(params![t, first as i64])?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -190,6 +281,7 @@ impl SqliteStore {
                     // Another process may have initialised it meanwhile.
                     if meta(&conn, "format")?.is_none() {
                         set_meta(&conn, "format", &FORMAT_VERSION.to_string())?;
+                        set_meta(&conn, "layout", LAYOUT)?;
                         set_meta(&conn, "log_id", log.as_str())?;
                     }
                     Ok(())
@@ -197,7 +289,14 @@ impl SqliteStore {
                 conn.execute_batch(if init.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
                 init?;
             }
-            Some(f) if f == FORMAT_VERSION.to_string() => {}
+            Some(f) if f == FORMAT_VERSION.to_string() => {
+                if meta(&conn, "layout")?.as_deref() != Some(LAYOUT) {
+                    return Err(AuditError::Corrupt {
+                        what: "layout",
+                        why: "written by an earlier Portcullis (per-record indexes); verify it with that version, then move it aside".into(),
+                    });
+                }
+            }
             Some(_) => {
                 return Err(AuditError::Corrupt {
                     what: "format",
@@ -205,7 +304,9 @@ impl SqliteStore {
                 })
             }
         }
-        Self::with_conn(conn)
+        let mut store = Self::with_conn(conn)?;
+        store.block = Some(store.reopen_block()?);
+        Ok(store)
     }
 
     /// Opens an existing store without writing to it (search, verify).
@@ -225,7 +326,11 @@ impl SqliteStore {
                 what: "meta",
                 why: "no log id".into(),
             })?;
-        Ok(SqliteStore { conn, log })
+        Ok(SqliteStore {
+            conn,
+            log,
+            block: None,
+        })
     }
 
     pub fn log(&self) -> &LogId {
@@ -258,6 +363,27 @@ impl SqliteStore {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// The records after the last closed block, as the open block (a
+    /// writer that stopped left them without postings).
+    fn reopen_block(&self) -> Result<OpenBlock, AuditError> {
+        let mut block = OpenBlock::default();
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, ts, refers_to, terms FROM audit_records \
+             WHERE seq > (SELECT COALESCE(MAX(last_seq), 0) FROM audit_blocks) ORDER BY seq",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let terms: Option<String> = r.get(3)?;
+            block.add(
+                r.get::<_, i64>(0)? as u64,
+                r.get(1)?,
+                r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                terms.as_deref().unwrap_or(""),
+            );
+        }
+        Ok(block)
     }
 
     fn last_row(&self) -> Result<Option<(u64, Hash)>, AuditError> {
@@ -300,36 +426,35 @@ impl BatchStore for SqliteStore {
         checkpoint: Option<&Checkpoint>,
         head: &Head,
     ) -> Result<(), AuditError> {
+        let block = self.block.get_or_insert_with(OpenBlock::default);
+        let close;
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO audit_records (seq, ts, kind, subject, target, environment, session_id, \
-                 decision, fingerprint, sqlstate, refers_to, hash, envelope) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                "INSERT INTO audit_records (seq, ts, kind, subject, decision, refers_to, terms, hash, envelope) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            let mut touch =
-                tx.prepare_cached("INSERT OR IGNORE INTO audit_touched (object, col, seq, access) VALUES (?1, ?2, ?3, ?4)")?;
             for item in batch {
                 let ix = &item.index;
-                let seq = item.sealed.seq as i64;
                 insert.execute(params![
-                    seq,
+                    item.sealed.seq as i64,
                     item.sealed.ts_micros,
                     ix.kind,
                     ix.subject,
-                    ix.target,
-                    ix.environment,
-                    ix.session_id,
                     ix.decision,
-                    ix.fingerprint,
-                    ix.sqlstate,
                     ix.refers_to.map(|r| r as i64),
+                    ix.terms,
                     &item.sealed.hash.0[..],
                     &item.sealed.envelope,
                 ])?;
-                for (object, col, access) in &ix.touched {
-                    touch.execute(params![object, col, seq, access])?;
-                }
+            }
+            // The block advances only once the commit succeeds: a failed
+            // commit is retried with the same batch.
+            close = block.due_with(batch.len() as u64);
+            if close {
+                let mut closing = block.clone();
+                closing.add_batch(batch);
+                closing.write(&tx)?;
             }
             if let Some(cp) = checkpoint {
                 tx.execute(
@@ -341,6 +466,11 @@ impl BatchStore for SqliteStore {
             set_meta(&tx, "head_hash", &head.hash.to_hex())?;
         }
         tx.commit()?;
+        if close {
+            *block = OpenBlock::default();
+        } else {
+            block.add_batch(batch);
+        }
         Ok(())
     }
 }
