@@ -176,7 +176,7 @@ pub fn subjects(store: &SqliteStore, filter: &Filter) -> Result<Vec<SubjectSumma
         }
     }
     let mut out: Vec<SubjectSummary> = by_subject.into_values().collect();
-    out.sort_by(|a, b| b.last_seq.cmp(&a.last_seq));
+    out.sort_by_key(|s| std::cmp::Reverse(s.last_seq));
     Ok(out)
 }
 
