@@ -819,7 +819,7 @@ fn search_spans_closed_and_open_blocks() {
     let path = db(&dir);
     let total = 2 * BLOCK_RECORDS + 500;
     let mut expected: Vec<(u64, Record)> = Vec::new();
-    let mut write = |from: u64, to: u64, expected: &mut Vec<(u64, Record)>| {
+    let write = |from: u64, to: u64, expected: &mut Vec<(u64, Record)>| {
         let mut store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
         let mut chain = Chain::resume(store.head().unwrap());
         let mut batch = Vec::new();
@@ -827,12 +827,12 @@ fn search_spans_closed_and_open_blocks() {
         while i < to {
             // A statement, and the outcome of the statement three records
             // back: outcomes land in later batches and blocks.
-            let r = if i % 2 == 0 {
+            let r = if i.is_multiple_of(2) {
                 Record::from(common::statement(
                     i,
                     &format!("u{}", i % 7),
                     &format!("public.t{}", i % 5),
-                    if i % 11 == 0 {
+                    if i.is_multiple_of(11) {
                         Effect::Denied
                     } else {
                         Effect::Allowed
@@ -841,7 +841,7 @@ fn search_spans_closed_and_open_blocks() {
             } else {
                 // The statement at i - 3 has seq i - 2.
                 let statement_seq = if i >= 3 { i - 2 } else { 1 };
-                common::outcome(statement_seq, i, (i % 13 == 0).then_some("42501"))
+                common::outcome(statement_seq, i, (i.is_multiple_of(13)).then_some("42501"))
             };
             let bytes = portcullis_audit::canonical::encode(&r).unwrap();
             let sealed = chain.append(i as i64 * 10, &bytes);
