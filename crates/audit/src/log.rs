@@ -33,7 +33,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -105,12 +104,38 @@ struct Submission {
     promise: Option<Promise>,
 }
 
+/// The queue and what goes with it, under one lock: a submit takes it
+/// once, and wakes the writer only when the writer waits for that record
+/// (idle, or lingering and the record is awaited), so a busy proxy pays no
+/// wake-up per record.
 struct Order {
     next_seq: u64,
     last_ts: i64,
     /// Records queued and perhaps not yet committed, oldest first, with
     /// when they were queued (only kept with `max_queued_age`).
     waiting: VecDeque<(u64, Instant)>,
+    queue: Vec<Submission>,
+    capacity: usize,
+    /// Whether a queued record has someone waiting for its commit.
+    awaited: bool,
+    writer_waits: WriterWaits,
+    closed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterWaits {
+    /// Busy: it looks at the queue when it is done.
+    Nothing,
+    /// Idle: any record wakes it.
+    Any,
+    /// Gathering records nobody waits for: only an awaited one wakes it.
+    Awaited,
+}
+
+/// The queue's lock and the writer's doorbell.
+struct Queue {
+    order: Mutex<Order>,
+    bell: Condvar,
 }
 
 struct Shared {
@@ -122,8 +147,7 @@ struct Shared {
 /// The audit log. Cheap to share behind an `Arc`; dropping the last handle
 /// drains the queue, writes a final checkpoint and stops the writer.
 pub struct AuditLog {
-    sender: Mutex<Option<SyncSender<Submission>>>,
-    order: Mutex<Order>,
+    queue: Arc<Queue>,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
     log: LogId,
@@ -170,21 +194,28 @@ impl AuditLog {
     ) -> Result<Self, AuditError> {
         let head = store.head()?;
         let log = head.log.clone();
-        let (sender, receiver) = mpsc::sync_channel(config.queue_capacity.max(1));
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(true),
             committed: AtomicU64::new(head.size),
         });
-        let order = Order {
-            next_seq: head.size + 1,
-            last_ts: 0,
-            waiting: VecDeque::new(),
-        };
+        let queue = Arc::new(Queue {
+            order: Mutex::new(Order {
+                next_seq: head.size + 1,
+                last_ts: 0,
+                waiting: VecDeque::new(),
+                queue: Vec::new(),
+                capacity: config.queue_capacity.max(1),
+                awaited: false,
+                writer_waits: WriterWaits::Nothing,
+                closed: false,
+            }),
+            bell: Condvar::new(),
+        });
         let public_key = config.signing_key.as_ref().map(SigningKey::public_key);
         let writer = Writer {
             store,
             chain: Chain::resume(head),
-            receiver,
+            queue: queue.clone(),
             shared: shared.clone(),
             max_batch: config.max_batch.max(1),
             linger: config.linger,
@@ -201,8 +232,7 @@ impl AuditLog {
                 source,
             })?;
         Ok(AuditLog {
-            sender: Mutex::new(Some(sender)),
-            order: Mutex::new(order),
+            queue,
             shared,
             writer: Mutex::new(Some(handle)),
             log,
@@ -275,13 +305,10 @@ impl AuditLog {
         let bytes = canonical::encode(record)?;
         let index = IndexFields::of(record);
         let now = now_micros();
-        let sender = self
-            .sender
-            .lock()
-            .map_err(|_| AuditError::StoreDown)?
-            .clone()
-            .ok_or(AuditError::StoreDown)?;
-        let mut order = self.order.lock().map_err(|_| AuditError::StoreDown)?;
+        let mut order = self.queue.order.lock().map_err(|_| AuditError::StoreDown)?;
+        if order.closed {
+            return Err(AuditError::StoreDown);
+        }
         if let Some(max) = self.max_queued_age {
             let committed = self.shared.committed.load(Ordering::Acquire);
             while order.waiting.front().is_some_and(|(s, _)| *s <= committed) {
@@ -292,47 +319,52 @@ impl AuditLog {
             if let (true, Some((_, queued))) = (bounded, order.waiting.front()) {
                 let age = queued.elapsed();
                 if age > max {
+                    if let Some(p) = promise {
+                        p.forget();
+                    }
                     return Err(AuditError::Behind(age));
                 }
             }
         }
+        if order.queue.len() >= order.capacity {
+            if let Some(p) = promise {
+                p.forget();
+            }
+            return Err(AuditError::QueueFull);
+        }
         let seq = order.next_seq;
         let ts_micros = now.max(order.last_ts);
-        let submission = Submission {
+        let awaited = promise.is_some();
+        order.queue.push(Submission {
             seq,
             ts_micros,
             record: bytes,
             index,
             promise,
-        };
-        match sender.try_send(submission) {
-            Ok(()) => {
-                order.next_seq += 1;
-                order.last_ts = ts_micros;
-                if self.max_queued_age.is_some() {
-                    order.waiting.push_back((seq, Instant::now()));
-                }
-                Ok(Accepted { seq })
-            }
-            Err(TrySendError::Full(s)) => {
-                if let Some(p) = s.promise {
-                    p.forget();
-                }
-                Err(AuditError::QueueFull)
-            }
-            Err(TrySendError::Disconnected(s)) => {
-                if let Some(p) = s.promise {
-                    p.forget();
-                }
-                Err(AuditError::StoreDown)
-            }
+        });
+        order.next_seq += 1;
+        order.last_ts = ts_micros;
+        order.awaited |= awaited;
+        if self.max_queued_age.is_some() {
+            order.waiting.push_back((seq, Instant::now()));
         }
+        let wake = match order.writer_waits {
+            WriterWaits::Any => true,
+            WriterWaits::Awaited => awaited,
+            WriterWaits::Nothing => false,
+        };
+        if wake {
+            order.writer_waits = WriterWaits::Nothing;
+            self.queue.bell.notify_one();
+        }
+        Ok(Accepted { seq })
     }
 
     /// Drains the queue, writes a final checkpoint and stops the writer.
     pub fn close(&self) {
-        if let Ok(mut s) = self.sender.lock() {
-            s.take();
+        if let Ok(mut o) = self.queue.order.lock() {
+            o.closed = true;
+            self.queue.bell.notify_one();
         }
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle {
@@ -498,7 +530,7 @@ impl Future for Receipt {
 struct Writer<S> {
     store: S,
     chain: Chain,
-    receiver: Receiver<Submission>,
+    queue: Arc<Queue>,
     shared: Arc<Shared>,
     max_batch: usize,
     linger: Duration,
@@ -519,57 +551,75 @@ const CLOSING_ATTEMPTS: u32 = 5;
 
 impl<S: BatchStore> Writer<S> {
     fn run(mut self) {
-        let mut open = true;
-        while open {
-            let first = match self.receiver.recv_timeout(self.idle_wait()) {
-                Ok(s) => Some(s),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    open = false;
-                    None
-                }
-            };
+        let mut spare: Vec<Submission> = Vec::new();
+        loop {
+            let (mut taken, closing) = self.take(std::mem::take(&mut spare));
             let mut pending = Pending {
-                items: Vec::new(),
+                items: Vec::with_capacity(taken.len()),
                 promises: Vec::new(),
             };
-            if let Some(first) = first {
-                // Nobody waits for records submitted without a receipt:
-                // gather them for up to `linger` so that one commit (its
-                // page writes) serves many. A record someone waits for
-                // is committed with what is queued at once.
-                let deadline = Instant::now() + self.linger;
-                let mut awaited = first.promise.is_some();
-                self.seal(first, &mut pending);
-                while pending.items.len() < self.max_batch {
-                    let next = match self.receiver.try_recv() {
-                        Ok(s) => s,
-                        Err(TryRecvError::Disconnected) => {
-                            open = false;
-                            break;
-                        }
-                        Err(TryRecvError::Empty) => {
-                            let left = deadline.saturating_duration_since(Instant::now());
-                            if awaited || left.is_zero() {
-                                break;
-                            }
-                            match self.receiver.recv_timeout(left) {
-                                Ok(s) => s,
-                                Err(RecvTimeoutError::Timeout) => break,
-                                Err(RecvTimeoutError::Disconnected) => {
-                                    open = false;
-                                    break;
-                                }
-                            }
-                        }
-                    };
-                    awaited |= next.promise.is_some();
-                    self.seal(next, &mut pending);
-                }
+            for s in taken.drain(..) {
+                self.seal(s, &mut pending);
             }
-            let closing = !open;
+            spare = taken;
             self.commit(pending, closing);
+            if closing {
+                return;
+            }
         }
+    }
+
+    /// Waits for records and takes up to `max_batch` of them (swapping
+    /// `spare` in when it takes all). Records nobody waits for are gathered
+    /// for up to `linger` so that one commit serves many; a record someone
+    /// waits for ends the wait. Returns with nothing when a time-based
+    /// checkpoint falls due; `closing` once the log is closed and the
+    /// queue is empty after this take.
+    fn take(&self, mut spare: Vec<Submission>) -> (Vec<Submission>, bool) {
+        let Ok(mut o) = self.queue.order.lock() else {
+            return (spare, true);
+        };
+        let idle = self.idle_wait();
+        let idle_until = Instant::now() + idle;
+        while o.queue.is_empty() && !o.closed {
+            let left = idle_until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            o.writer_waits = WriterWaits::Any;
+            o = match self.queue.bell.wait_timeout(o, left) {
+                Ok((g, _)) => g,
+                Err(_) => return (spare, true),
+            };
+        }
+        if !o.queue.is_empty() {
+            let deadline = Instant::now() + self.linger;
+            while !o.awaited && !o.closed && o.queue.len() < self.max_batch {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                o.writer_waits = WriterWaits::Awaited;
+                o = match self.queue.bell.wait_timeout(o, left) {
+                    Ok((g, _)) => g,
+                    Err(_) => return (spare, true),
+                };
+            }
+        }
+        o.writer_waits = WriterWaits::Nothing;
+        let taken = if o.queue.len() <= self.max_batch {
+            spare.clear();
+            std::mem::swap(&mut o.queue, &mut spare);
+            o.awaited = false;
+            spare
+        } else {
+            let rest = o.queue.split_off(self.max_batch);
+            let taken = std::mem::replace(&mut o.queue, rest);
+            o.awaited = o.queue.iter().any(|s| s.promise.is_some());
+            taken
+        };
+        let closing = o.closed && o.queue.is_empty();
+        (taken, closing)
     }
 
     /// How long to wait for records when idle: until a time-based

@@ -6,6 +6,8 @@
 //! on random records) at a fraction of the allocations; the proxy encodes
 //! a record for every statement on its session threads.
 
+use std::borrow::Cow;
+
 use serde::ser::{self, Serialize};
 
 use super::{write_i64, write_str, write_u64, CanonicalError};
@@ -21,13 +23,16 @@ pub(super) struct Writer<'a> {
     pub out: &'a mut Vec<u8>,
 }
 
-/// An object being written: members in arrival order, sorted at the end.
+/// An object being written: each `"key":value` member goes straight to
+/// `out` in arrival order; `finish` reorders them only if their keys were
+/// not already in order (a struct's fields usually are not all, but no
+/// member is written twice and no buffer is kept per object).
 pub(super) struct Object<'a> {
     out: &'a mut Vec<u8>,
-    /// The members' values, back to back.
-    buf: Vec<u8>,
-    /// Each member's key and value range in `buf`.
-    members: Vec<(String, std::ops::Range<usize>)>,
+    /// Where the first member starts in `out` (after the `{`).
+    start: usize,
+    /// Each member's key and the range of its `"key":value` in `out`.
+    members: Vec<(Cow<'static, str>, std::ops::Range<usize>)>,
     /// The key of a map member whose value comes next.
     pending_key: Option<String>,
     /// Written as `{"variant":{...}}` (a struct variant).
@@ -36,9 +41,15 @@ pub(super) struct Object<'a> {
 
 impl<'a> Object<'a> {
     fn new(out: &'a mut Vec<u8>, len: Option<usize>, variant: Option<&'static str>) -> Self {
+        if let Some(v) = variant {
+            out.push(b'{');
+            write_str(v, out);
+            out.push(b':');
+        }
+        out.push(b'{');
         Object {
+            start: out.len(),
             out,
-            buf: Vec::with_capacity(64 * len.unwrap_or(4)),
             members: Vec::with_capacity(len.unwrap_or(4)),
             pending_key: None,
             variant,
@@ -47,35 +58,41 @@ impl<'a> Object<'a> {
 
     fn member<T: Serialize + ?Sized>(
         &mut self,
-        key: String,
+        key: Cow<'static, str>,
         value: &T,
     ) -> Result<(), CanonicalError> {
-        let start = self.buf.len();
-        value.serialize(Writer { out: &mut self.buf })?;
-        let end = self.buf.len();
+        if !self.members.is_empty() {
+            self.out.push(b',');
+        }
+        let start = self.out.len();
+        write_str(&key, self.out);
+        self.out.push(b':');
+        value.serialize(Writer { out: self.out })?;
+        let end = self.out.len();
         self.members.push((key, start..end));
         Ok(())
     }
 
     fn finish(mut self) -> Result<(), CanonicalError> {
-        self.members
-            .sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        if self.members.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(CanonicalError::Serde("duplicate key".into()));
-        }
-        if let Some(v) = self.variant {
-            self.out.push(b'{');
-            write_str(v, self.out);
-            self.out.push(b':');
-        }
-        self.out.push(b'{');
-        for (i, (k, range)) in self.members.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
+        let ordered = self
+            .members
+            .windows(2)
+            .all(|w| w[0].0.as_bytes() < w[1].0.as_bytes());
+        if !ordered {
+            self.members
+                .sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            if self.members.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Err(CanonicalError::Serde("duplicate key".into()));
             }
-            write_str(k, self.out);
-            self.out.push(b':');
-            self.out.extend_from_slice(&self.buf[range.clone()]);
+            let written = self.out.split_off(self.start);
+            let base = self.start;
+            for (i, (_, range)) in self.members.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                self.out
+                    .extend_from_slice(&written[range.start - base..range.end - base]);
+            }
         }
         self.out.push(b'}');
         if self.variant.is_some() {
@@ -304,7 +321,7 @@ impl ser::SerializeMap for Object<'_> {
             .pending_key
             .take()
             .ok_or_else(|| CanonicalError::Serde("map value without a key".into()))?;
-        self.member(key, v)
+        self.member(Cow::Owned(key), v)
     }
     fn end(self) -> Result<(), CanonicalError> {
         self.finish()
@@ -319,7 +336,7 @@ impl ser::SerializeStruct for Object<'_> {
         key: &'static str,
         v: &T,
     ) -> Result<(), CanonicalError> {
-        self.member(key.to_owned(), v)
+        self.member(Cow::Borrowed(key), v)
     }
     fn end(self) -> Result<(), CanonicalError> {
         self.finish()
@@ -334,7 +351,7 @@ impl ser::SerializeStructVariant for Object<'_> {
         key: &'static str,
         v: &T,
     ) -> Result<(), CanonicalError> {
-        self.member(key.to_owned(), v)
+        self.member(Cow::Borrowed(key), v)
     }
     fn end(self) -> Result<(), CanonicalError> {
         self.finish()

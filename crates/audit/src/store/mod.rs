@@ -97,14 +97,17 @@ fn push_term(out: &mut String, prefix: &str, values: &[&str]) {
         if i > 0 {
             out.push('|');
         }
-        for ch in v.chars() {
-            match ch {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '|' => out.push_str("\\|"),
-                c => out.push(c),
-            }
+        let mut rest = *v;
+        while let Some(at) = rest.bytes().position(|b| matches!(b, b'\\' | b'\n' | b'|')) {
+            out.push_str(&rest[..at]);
+            out.push_str(match rest.as_bytes()[at] {
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                _ => "\\|",
+            });
+            rest = &rest[at + 1..];
         }
+        out.push_str(rest);
     }
 }
 
