@@ -125,9 +125,33 @@ struct OpenBlock {
     span: Option<((u64, i64), (u64, i64))>,
     count: u64,
     refs: Option<(u64, u64)>,
-    terms: std::collections::HashSet<String>,
+    terms: std::collections::HashSet<String, BuildFnv>,
     opened: Option<std::time::Instant>,
 }
+
+/// FNV-1a: the open block checks every term of every record against its
+/// set, and terms are short strings the proxy wrote (no untrusted party
+/// chooses enough of them to make collisions matter: a collision costs
+/// time, never a wrong posting).
+#[derive(Debug, Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type BuildFnv = std::hash::BuildHasherDefault<Fnv>;
 
 impl OpenBlock {
     fn add(&mut self, seq: u64, ts: i64, refers_to: Option<u64>, terms: &str) {
