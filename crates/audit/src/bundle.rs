@@ -96,6 +96,8 @@ pub struct Manifest {
 pub struct ExportRange {
     pub from: Option<i64>,
     pub to: Option<i64>,
+    /// No record after this seq (rotation cuts at a checkpoint's size).
+    pub through_seq: Option<u64>,
 }
 
 fn bundle_err(why: impl Into<String>) -> AuditError {
@@ -158,6 +160,10 @@ pub fn export(
         })?,
     }
     .map(|s| s as u64);
+    let last = match range.through_seq {
+        Some(cut) => last.map(|l| l.min(cut)),
+        None => last,
+    };
     let (Some(first), Some(last)) = (first, last) else {
         return Err(bundle_err("the log has no records in that time range"));
     };
@@ -535,6 +541,7 @@ mod tests {
 
     fn range(from: i64, to: i64) -> ExportRange {
         ExportRange {
+            through_seq: None,
             from: Some(from),
             to: Some(to),
         }

@@ -13,7 +13,9 @@
 //! - [`search::search`] a store with a [`search::Filter`];
 //! - [`bundle::export`] a time range as an evidence bundle that
 //!   [`bundle::read`] and [`bundle::verify`] check offline, or
-//!   [`export::ocsf`] it as OCSF events for a SIEM.
+//!   [`export::ocsf`] it as OCSF events for a SIEM;
+//! - [`retention::rotate`] the oldest records out into an archived,
+//!   verified bundle, leaving the store anchored at a signed checkpoint.
 //!
 //! Inside, by concern: [`record`] (what a record can say), [`params`]
 //! (what may stand for a bind value), [`canonical`] (the exact bytes that
@@ -32,6 +34,7 @@ mod hex;
 pub mod log;
 pub mod params;
 pub mod record;
+pub mod retention;
 pub mod search;
 pub mod store;
 pub mod verify;

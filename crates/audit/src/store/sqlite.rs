@@ -142,7 +142,11 @@ impl std::hash::Hasher for Fnv {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for &b in bytes {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -559,6 +563,30 @@ impl LogSource for SqliteStore {
     fn recorded_head(&self) -> Result<Option<Head>, AuditError> {
         recorded_head(&self.conn, &self.log)
     }
+
+    /// Set by rotation (see [`crate::retention`]): the records up to the
+    /// anchor were moved to an archived bundle.
+    fn anchor(&self) -> Result<Option<Head>, AuditError> {
+        let (Some(size), Some(hash)) = (
+            meta(&self.conn, "anchor_size")?,
+            meta(&self.conn, "anchor_hash")?,
+        ) else {
+            return Ok(None);
+        };
+        let size = size.parse::<u64>().map_err(|_| AuditError::Corrupt {
+            what: "anchor_size",
+            why: "not a number".into(),
+        })?;
+        let hash = Hash::try_from(hash).map_err(|why| AuditError::Corrupt {
+            what: "anchor_hash",
+            why,
+        })?;
+        Ok(Some(Head {
+            log: self.log.clone(),
+            size,
+            hash,
+        }))
+    }
 }
 
 /// A hash column that is not 32 bytes is kept as all zeros, which no
@@ -607,7 +635,7 @@ fn meta(conn: &Connection, key: &str) -> Result<Option<String>, AuditError> {
         .optional()?)
 }
 
-fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), AuditError> {
+pub(crate) fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), AuditError> {
     conn.prepare_cached("INSERT INTO audit_meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")?
         .execute([key, value])?;
     Ok(())

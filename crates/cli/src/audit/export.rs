@@ -47,7 +47,11 @@ pub fn run(args: &ExportArgs) -> ExitCode {
     let now = now_micros();
     let at = |t: &Option<String>| t.as_deref().map(|t| parse_instant(t, now)).transpose();
     let range = match (at(&args.from), at(&args.to)) {
-        (Ok(from), Ok(to)) => ExportRange { from, to },
+        (Ok(from), Ok(to)) => ExportRange {
+            from,
+            to,
+            through_seq: None,
+        },
         (Err(e), _) | (_, Err(e)) => return fail(e),
     };
     if let (Some(f), Some(t)) = (range.from, range.to) {

@@ -6,11 +6,13 @@
 //! - `who-read`: who read a column (or a table), with counts and when last;
 //! - `tail`: the latest records, and with `--follow` new ones as they come;
 //! - `export`: an evidence bundle an auditor verifies offline, or OCSF
-//!   events for a SIEM.
+//!   events for a SIEM;
+//! - `rotate`: move records older than a retention bound into an archived,
+//!   verified segment (the one command that writes the store).
 //!
 //! Every command reads the store the configuration names (`--config`) or
-//! a store file given directly (`--store`), read-only: the proxy may be
-//! writing it meanwhile. The logic lives in the audit crate; these modules
+//! a store file given directly (`--store`), read-only (`rotate` aside):
+//! the proxy may be writing it meanwhile. The logic lives in the audit crate; these modules
 //! parse arguments and print.
 //!
 //! Exit codes: 0 success (for `verify`: nothing wrong), 1 `verify` found
@@ -20,6 +22,7 @@
 mod export;
 mod filter;
 mod render;
+mod rotate;
 mod search;
 mod tail;
 mod time;
@@ -56,6 +59,10 @@ pub enum AuditCommand {
     /// Write an evidence bundle of a time range (a directory an auditor
     /// verifies offline), or the statements as OCSF events.
     Export(export::ExportArgs),
+    /// Move the records older than a retention bound (--before 90d) into
+    /// an archived evidence bundle, verified before they are deleted; the
+    /// store then starts at the signed checkpoint where it was cut.
+    Rotate(rotate::RotateArgs),
 }
 
 pub fn run(command: AuditCommand) -> ExitCode {
@@ -65,6 +72,7 @@ pub fn run(command: AuditCommand) -> ExitCode {
         AuditCommand::WhoRead(args) => who_read::run(&args),
         AuditCommand::Tail(args) => tail::run(&args),
         AuditCommand::Export(args) => export::run(&args),
+        AuditCommand::Rotate(args) => rotate::run(&args),
     }
 }
 

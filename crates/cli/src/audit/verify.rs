@@ -53,7 +53,7 @@ impl KeyOrigin {
 
 /// Reads a public key file; a private key file (PKCS#8 or seed) is
 /// accepted too, for the operator's convenience, and its public half used.
-fn read_key(path: &Path) -> Result<PublicKey, String> {
+pub(super) fn read_key(path: &Path) -> Result<PublicKey, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Ok(text) = std::str::from_utf8(&bytes) {
         if let Ok(k) = PublicKey::parse(text) {

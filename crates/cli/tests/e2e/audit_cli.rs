@@ -525,3 +525,92 @@ async fn tail_follows_a_running_proxy() {
     drop(client);
     proxy.stop().await;
 }
+
+/// Retention: `rotate` moves the trail a proxy wrote into an archived
+/// segment that verifies offline; the store then verifies from its
+/// anchor, and a second rotation finds nothing older to move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_archives_a_verified_segment() {
+    let t = trail().await;
+    let out = expect(&audit(&["verify", "--store", t.store()]), 0);
+    let key = save_key(&out, t.dir.path());
+    let archive = t.dir.path().join("archive");
+    let out = expect(
+        &audit(&[
+            "rotate",
+            "--store",
+            t.store(),
+            "--before",
+            "2999-01-01",
+            "--archive",
+            archive.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ]),
+        0,
+    );
+    assert!(out.contains("moved records 1..="), "{out}");
+    let segment = std::fs::read_dir(&archive)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = expect(
+        &audit(&[
+            "verify",
+            "--bundle",
+            segment.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ]),
+        0,
+    );
+    assert!(out.contains("bundle       seqs 1..="), "{out}");
+    // The store holds nothing older than its anchor, and still verifies.
+    let out = expect(
+        &audit(&[
+            "verify",
+            "--store",
+            t.store(),
+            "--key",
+            key.to_str().unwrap(),
+        ]),
+        0,
+    );
+    assert!(out.contains("records      0 checked"), "{out}");
+    let conn = rusqlite::Connection::open(&t.store).unwrap();
+    let left: i64 = conn
+        .query_row("SELECT count(*) FROM audit_records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+    let out = expect(
+        &audit(&[
+            "rotate",
+            "--store",
+            t.store(),
+            "--before",
+            "2999-01-01",
+            "--archive",
+            archive.to_str().unwrap(),
+        ]),
+        0,
+    );
+    assert!(out.contains("nothing to rotate"), "{out}");
+    // Forging the anchor (pretending older records were rotated) is caught.
+    conn.execute(
+        "UPDATE audit_meta SET value = ?1 WHERE key = 'anchor_hash'",
+        ["00".repeat(32)],
+    )
+    .unwrap();
+    expect(
+        &audit(&[
+            "verify",
+            "--store",
+            t.store(),
+            "--key",
+            key.to_str().unwrap(),
+        ]),
+        1,
+    );
+}
