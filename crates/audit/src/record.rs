@@ -516,6 +516,8 @@ pub enum AdminAction {
     ConfigChanged,
     AuditExported,
     AuditVerified,
+    /// Old records were moved out of the store into an archived segment.
+    AuditRotated,
     SessionTerminated,
 }
 

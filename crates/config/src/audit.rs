@@ -46,6 +46,13 @@ pub struct Audit {
     pub params: ParamsMode,
     pub params_key_env: Option<String>,
     pub params_key_file: Option<PathBuf>,
+    /// Keep this long in the store (`90d`); older records are rotated out
+    /// every hour into verified bundles under `archive_dir` (see `portcullis
+    /// audit rotate`). Left out, the store keeps everything.
+    pub retain: Option<Duration>,
+    /// Where rotated segments go, relative to the configuration file's
+    /// folder.
+    pub archive_dir: PathBuf,
 }
 
 impl Default for Audit {
@@ -63,6 +70,8 @@ impl Default for Audit {
             params: ParamsMode::Off,
             params_key_env: None,
             params_key_file: None,
+            retain: None,
+            archive_dir: PathBuf::from("portcullis-audit-archive"),
         }
     }
 }
@@ -71,6 +80,11 @@ impl crate::Config {
     /// The audit store's path, resolved against the configuration's folder.
     pub fn audit_store_path(&self) -> PathBuf {
         self.resolve(&self.audit.path)
+    }
+
+    /// Where rotated segments are written.
+    pub fn audit_archive_dir(&self) -> PathBuf {
+        self.resolve(&self.audit.archive_dir)
     }
 
     /// Where the checkpoint signing key is read from (or created).

@@ -1,6 +1,7 @@
 use serde::{Deserialize, Deserializer};
 
-/// A duration written as text in the file: `500ms`, `15s`, `2m`, `1h`.
+/// A duration written as text in the file: `500ms`, `15s`, `2m`, `1h`,
+/// `90d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub std::time::Duration);
 
@@ -13,12 +14,12 @@ impl Duration {
         self.0.is_zero()
     }
 
-    /// Parses `<integer><unit>` with unit ms, s, m or h.
+    /// Parses `<integer><unit>` with unit ms, s, m, h or d.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         let split = text
             .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("duration {text:?} needs a unit (ms, s, m or h)"))?;
+            .ok_or_else(|| format!("duration {text:?} needs a unit (ms, s, m, h or d)"))?;
         let (num, unit) = text.split_at(split);
         let n: u64 = num
             .parse()
@@ -28,9 +29,10 @@ impl Duration {
             "s" => std::time::Duration::from_secs(n),
             "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
             "h" => std::time::Duration::from_secs(n.saturating_mul(3600)),
+            "d" => std::time::Duration::from_secs(n.saturating_mul(86_400)),
             _ => {
                 return Err(format!(
-                    "duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)"
+                    "duration {text:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
                 ))
             }
         };

@@ -116,6 +116,22 @@ impl Validator<'_> {
         if a.max_queued_age.is_zero() {
             return Err(self.err("audit.max_queued_age", "must be above zero"));
         }
+        if let Some(retain) = a.retain {
+            // Shorter than a checkpoint interval could cut records the
+            // writer has not signed yet: nothing would rotate, silently.
+            if retain < crate::duration::Duration::from_secs(3600) {
+                return Err(self.err(
+                    "audit.retain",
+                    "is under an hour; keep at least an hour of records in the store (1h, 90d)",
+                ));
+            }
+            if a.archive_dir.as_os_str().is_empty() {
+                return Err(self.err(
+                    "audit.archive_dir",
+                    "is empty; give a folder for rotated segments",
+                ));
+            }
+        }
         if let Some(path) = &a.signing_key_file {
             self.file("audit.signing_key_file", path, "audit signing key file")?;
         }

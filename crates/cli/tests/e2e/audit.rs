@@ -658,3 +658,113 @@ async fn a_target_that_fails_open_runs_statements_the_trail_cannot_take() {
         "1,2"
     );
 }
+
+/// `[audit] retain`: a proxy opening a store whose oldest records are
+/// past the bound rotates them into an archived segment at once, records
+/// that it did, and the store still verifies from its anchor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_rotates_old_records_out_and_records_the_rotation() {
+    use portcullis_audit::chain::Chain;
+    use portcullis_audit::record::{AdminAction, AdminRecord, Identity, IdentityKind};
+    use portcullis_audit::store::{BatchStore, IndexFields, StoredItem};
+    use portcullis_audit::{SigningKey, Synchronous};
+
+    // A store written two hours ago (records and checkpoints backdated),
+    // signed with the key the proxy will be given.
+    let old = tempfile::tempdir().unwrap();
+    let store_path = old.path().join("audit.db");
+    let key_path = old.path().join("audit.key");
+    let seed = [5u8; 32];
+    std::fs::write(&key_path, seed).unwrap();
+    let key = SigningKey::from_seed(&seed).unwrap();
+    let two_hours_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+        - 7_200_000_000;
+    {
+        let mut store = SqliteStore::open(&store_path, Synchronous::Normal).unwrap();
+        let mut chain = Chain::resume(store.head().unwrap());
+        for i in 1..=30u64 {
+            let r = Record::Admin(AdminRecord {
+                actor: Identity {
+                    kind: IdentityKind::Human,
+                    subject: "ops".into(),
+                    groups: vec![],
+                    on_behalf_of: None,
+                },
+                action: AdminAction::ConfigChanged,
+                object: format!("change-{i}"),
+                detail: None,
+            });
+            let ts = two_hours_ago + i as i64;
+            let sealed = chain.append(ts, &portcullis_audit::canonical::encode(&r).unwrap());
+            let cp = (i % 10 == 0).then(|| key.checkpoint(chain.head(), ts));
+            store
+                .commit(
+                    &[StoredItem {
+                        sealed,
+                        index: IndexFields::of(&r),
+                    }],
+                    cp.as_ref(),
+                    chain.head(),
+                )
+                .unwrap();
+        }
+    }
+    let archive = old.path().join("archive");
+    let proxy = Proxy::with(Setup {
+        environment: "production",
+        extra: format!(
+            "[audit]\npath = {:?}\nsigning_key_file = {:?}\nretain = \"1h\"\narchive_dir = {:?}\n",
+            store_path.to_str().unwrap(),
+            key_path.to_str().unwrap(),
+            archive.to_str().unwrap()
+        ),
+        ..Default::default()
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let segment = loop {
+        let found = std::fs::read_dir(&archive)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        if let Some(p) = found.filter(|p| p.join("manifest.json").is_file()) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no segment was archived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Statements go on being recorded after the rotation.
+    let client = proxy
+        .connect(&proxy.conn_str(ALICE, "sslmode=require"))
+        .await
+        .unwrap();
+    client.simple_query("SELECT 1").await.unwrap();
+    drop(client);
+    proxy.stop().await;
+
+    let store = SqliteStore::open_read_only(&store_path).unwrap();
+    let report = verify(&store, Some(&key.public_key())).unwrap();
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(
+        report.anchor, 30,
+        "cut at the last checkpoint older than an hour"
+    );
+    let rotated = search(
+        &store,
+        &Filter {
+            kinds: vec![RecordKind::Admin],
+            text: Some("audit_rotated".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(rotated.len(), 1, "the rotation is in the trail");
+    let bundle = portcullis_audit::bundle::read(&segment).unwrap();
+    let report = portcullis_audit::bundle::verify(&bundle, Some(&key.public_key())).unwrap();
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(report.last_seq, 30);
+}

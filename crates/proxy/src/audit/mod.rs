@@ -14,6 +14,7 @@
 //! the ledger know: pure functions that unit tests drive without sockets.
 
 pub mod records;
+mod retention;
 
 use std::fs;
 use std::io::Write;
@@ -42,7 +43,9 @@ pub enum AuditSetupError {
 
 /// The proxy's audit trail.
 pub struct AuditTrail {
-    log: AuditLog,
+    log: Arc<AuditLog>,
+    /// Rotates old records out hourly (`[audit] retain`).
+    retention: Option<retention::Retention>,
     /// Keyed hashes of bind parameter values (`params = "keyed_hash"`).
     params: Option<ParamHasher>,
     commit_timeout: Duration,
@@ -122,18 +125,27 @@ impl AuditTrail {
             ParamsMode::Off => None,
             ParamsMode::KeyedHash => Some(params_hasher(config)?),
         };
-        let log = AuditLog::open(c).map_err(|error| AuditSetupError::Store {
+        let log = Arc::new(AuditLog::open(c).map_err(|error| AuditSetupError::Store {
             path: path.display().to_string(),
             error,
-        })?;
+        })?);
         info!(
             store = %path.display(),
             log = %log.log_id(),
             key_id = %log.public_key().map(|k| k.key_id()).unwrap_or_default(),
             "audit trail open"
         );
+        let retention = a.retain.map(|retain| {
+            retention::Retention::start(
+                log.clone(),
+                path.clone(),
+                config.audit_archive_dir(),
+                retain.into(),
+            )
+        });
         Ok(Some(Arc::new(AuditTrail {
             log,
+            retention,
             params,
             commit_timeout: a.commit_timeout.into(),
             refused: AtomicU64::new(0),
@@ -201,6 +213,9 @@ impl AuditTrail {
 
     /// Writes what is queued and a final checkpoint (at shutdown).
     pub fn close(&self) {
+        if let Some(r) = &self.retention {
+            r.stop();
+        }
         self.log.close();
     }
 }
