@@ -30,7 +30,7 @@ mod validate;
 pub use class::Class;
 pub use column::{ColumnType, Format};
 pub use copy::{CopyFormat, CopyKind, CopyRows};
-pub use detect::{Detectors, Hit};
+pub use detect::{Detectors, Hit, HitTally};
 pub use error::{MaskError, Unmaskable};
 pub use plan::{ColumnSpec, MaskSettings, Masker, Plan, Rewrite, Rule};
 pub use strategy::Strategy;

@@ -135,6 +135,7 @@ impl Masker {
             columns,
             masks_nothing,
             shared: Arc::clone(&self.shared),
+            hits: Default::default(),
         })
     }
 
@@ -167,6 +168,8 @@ pub struct Plan {
     pub(crate) columns: Vec<ColumnMasker>,
     masks_nothing: bool,
     shared: Arc<Shared>,
+    /// Detector hits in scanned columns since the last `take_hits`.
+    hits: crate::detect::HitTally,
 }
 
 impl std::fmt::Debug for Plan {
@@ -194,8 +197,15 @@ impl Plan {
         Ctx {
             keyer: self.shared.keyer.as_ref(),
             detectors: &self.shared.detectors,
+            hits: Some(&self.hits),
             max_value_bytes: self.shared.max_value_bytes,
         }
+    }
+
+    /// Detector hits, per class, in the values this plan scanned since
+    /// the last call (the proxy takes them when a result set ends).
+    pub fn take_hits(&self) -> Vec<(crate::Class, u64)> {
+        self.hits.take()
     }
 
     /// Rewrites one DataRow. `body` is the message without its type byte

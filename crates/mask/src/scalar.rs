@@ -513,31 +513,39 @@ pub(crate) fn write_scanned(
     s: Scalar,
     format: Format,
     detectors: &Detectors,
+    tally: Option<&crate::detect::HitTally>,
     context: Option<Class>,
     v: &[u8],
     out: &mut Vec<u8>,
 ) -> Wrote {
     let text = format == Format::Text;
-    let hit = |t: &[u8]| !detectors.find(t, context).is_empty();
+    let find = |t: &[u8]| {
+        let hits = detectors.find(t, context);
+        if let (Some(tally), false) = (tally, hits.is_empty()) {
+            tally.add(&hits);
+        }
+        hits
+    };
+    let hit = |t: &[u8]| !find(t).is_empty();
     let clean = match s {
         Scalar::Text(limit) => {
             let start = out.len();
-            replace_hits(v, &detectors.find(v, context), out);
+            replace_hits(v, &find(v), out);
             textmask::fit(limit, out, start);
             return Wrote::Value;
         }
         Scalar::Json => {
-            replace_hits(v, &detectors.find(v, context), out);
+            replace_hits(v, &find(v), out);
             return Wrote::Value;
         }
         Scalar::Jsonb if text => {
-            replace_hits(v, &detectors.find(v, context), out);
+            replace_hits(v, &find(v), out);
             return Wrote::Value;
         }
         Scalar::Jsonb => match v.split_first() {
             Some((1, json)) => {
                 out.push(1);
-                replace_hits(json, &detectors.find(json, context), out);
+                replace_hits(json, &find(json), out);
                 return Wrote::Value;
             }
             _ => false,

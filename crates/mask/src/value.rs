@@ -75,6 +75,8 @@ pub(crate) struct ColumnMasker {
 pub(crate) struct Ctx<'a> {
     pub keyer: Option<&'a Keyer>,
     pub detectors: &'a Detectors,
+    /// Where scanned values' detector hits are counted, if anywhere.
+    pub hits: Option<&'a crate::detect::HitTally>,
     /// Values longer than this in a column that must be read (not a
     /// constant) are replaced by the type's constant unread.
     pub max_value_bytes: usize,
@@ -162,7 +164,7 @@ impl ColumnMasker {
                     strategy,
                 } => scalar::write_masked(s, format, class, strategy, ctx.keyer, v, out),
                 Action::Scan { context } => {
-                    scalar::write_scanned(s, format, ctx.detectors, context, v, out)
+                    scalar::write_scanned(s, format, ctx.detectors, ctx.hits, context, v, out)
                 }
                 Action::Pass | Action::Constant(_) => unreachable!("handled above"),
             }
@@ -224,6 +226,7 @@ pub fn mask_value(
     let ctx = Ctx {
         keyer: keyer.as_ref(),
         detectors: &detectors,
+        hits: None,
         max_value_bytes: usize::MAX,
     };
     let mut out = Vec::new();

@@ -93,9 +93,22 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
     .await;
     proxy.upstream_sql(
         "CREATE TABLE customers (id int PRIMARY KEY, email text, ssn text); \
-         INSERT INTO customers VALUES (1, 'seed.person@example.com', '123-45-6789')",
+         INSERT INTO customers VALUES (1, 'seed.person@example.com', '123-45-6789'); \
+         CREATE TABLE tickets (id int, body text); \
+         INSERT INTO tickets VALUES (1, 'write to seed.person@example.com'), \
+           (2, 'card 4111 1111 1111 1111, or seed.person@example.com'), (3, 'nothing here')",
     );
     let alice = proxy.client().await;
+    // Free text nobody classified: scanned, and the hits counted by entity.
+    let tickets = alice
+        .query("SELECT body FROM tickets ORDER BY id", &[])
+        .await
+        .unwrap();
+    let bodies: Vec<String> = tickets.iter().map(|r| r.get(0)).collect();
+    assert!(
+        !bodies.iter().any(|b| b.contains("seed.person@example.com")),
+        "{bodies:?}"
+    );
     // Simple protocol, literals in the text.
     alice
         .simple_query(&format!(
@@ -190,6 +203,28 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
         Some(&1),
         "the email column was masked in one row: {:?}",
         out.masked_values
+    );
+    let (tickets_seq, _) = stmts
+        .iter()
+        .find(|(_, s)| s.text.as_str().starts_with("SELECT body FROM tickets"))
+        .unwrap();
+    let Record::Outcome(tickets) = outcome_of(&store, *tickets_seq).unwrap().unwrap().record else {
+        panic!("not an outcome")
+    };
+    assert_eq!(tickets.rows, Some(3));
+    assert_eq!(
+        (
+            tickets.detector_hits.get("email"),
+            tickets.detector_hits.get("card")
+        ),
+        (Some(&2), Some(&1)),
+        "{:?}",
+        tickets.detector_hits
+    );
+    assert_eq!(
+        tickets.masked_values.get("detected"),
+        Some(&2),
+        "two rows rewritten"
     );
     // Searching for masked results finds that outcome.
     let masked = search(

@@ -53,6 +53,35 @@ pub struct Hit {
     pub class: Class,
 }
 
+/// Detector hits counted per class while a result set is masked (for the
+/// statement's outcome record). Atomic because a plan is shared behind an
+/// `Arc`; the counts are touched only on a hit, so the cost is nil on
+/// clean data.
+#[derive(Debug, Default)]
+pub struct HitTally([std::sync::atomic::AtomicU64; Class::ALL.len()]);
+
+impl HitTally {
+    pub fn add(&self, hits: &[Hit]) {
+        for h in hits {
+            if let Some(i) = Class::ALL.iter().position(|c| *c == h.class) {
+                self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The counts so far, per class, and zero again.
+    pub fn take(&self) -> Vec<(Class, u64)> {
+        Class::ALL
+            .iter()
+            .zip(&self.0)
+            .filter_map(|(c, n)| {
+                let n = n.swap(0, std::sync::atomic::Ordering::Relaxed);
+                (n > 0).then_some((*c, n))
+            })
+            .collect()
+    }
+}
+
 /// What an Aho-Corasick pattern stands for.
 #[derive(Debug, Clone, Copy)]
 enum Anchor {

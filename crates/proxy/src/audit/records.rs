@@ -222,6 +222,8 @@ pub struct Completion {
     pub duration: Duration,
     /// Values masked, per classification.
     pub masked: BTreeMap<String, u64>,
+    /// Content-detector hits in scanned values, per entity class.
+    pub detector_hits: BTreeMap<String, u64>,
 }
 
 impl Completion {
@@ -266,7 +268,7 @@ pub fn outcome(
         duration_micros: u64::try_from(done.duration.as_micros()).unwrap_or(u64::MAX),
         sqlstate: done.sqlstate.and_then(|s| SqlState::new(&s).ok()),
         masked_values: done.masked,
-        detector_hits: BTreeMap::new(),
+        detector_hits: done.detector_hits,
     })
 }
 

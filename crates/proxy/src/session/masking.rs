@@ -75,6 +75,15 @@ pub(crate) struct RowMasking {
     masked_rows: u64,
 }
 
+/// What one result set masked.
+#[derive(Debug, Default)]
+pub(crate) struct Masked {
+    /// Rows rewritten, per class of the columns masked in it.
+    pub rows: std::collections::BTreeMap<String, u64>,
+    /// Content-detector hits in scanned values, per entity class.
+    pub hits: std::collections::BTreeMap<String, u64>,
+}
+
 /// A plan and the classes of the columns it masks.
 type Planned = (Arc<Plan>, Arc<[&'static str]>);
 
@@ -96,13 +105,24 @@ impl RowMasking {
         }
     }
 
-    /// Rows of the result set just ended that were rewritten, per class
-    /// of the columns masked in it (for the outcome record); resets.
-    pub fn take_masked(&mut self) -> std::collections::BTreeMap<String, u64> {
+    /// What the result set just ended masked, for its outcome record;
+    /// resets.
+    pub fn take_masked(&mut self) -> Masked {
+        let hits = match &self.current {
+            Current::Mask(plan) | Current::Copy(plan, _) => plan
+                .take_hits()
+                .into_iter()
+                .map(|(class, n)| (class.name().to_owned(), n))
+                .collect(),
+            Current::Pass | Current::Undescribed => Default::default(),
+        };
         let rows = std::mem::take(&mut self.masked_rows);
         let classes = std::mem::replace(&mut self.masked_classes, Arc::from([]));
         if rows == 0 {
-            return Default::default();
+            return Masked {
+                rows: Default::default(),
+                hits,
+            };
         }
         let mut out: std::collections::BTreeMap<String, u64> =
             classes.iter().map(|c| ((*c).to_owned(), rows)).collect();
@@ -110,7 +130,7 @@ impl RowMasking {
             // Only scanned columns: the detectors found something.
             out.insert("detected".to_owned(), rows);
         }
-        out
+        Masked { rows: out, hits }
     }
 
     /// A RowDescription `msg` for `rows`: plans the rows that follow it.

@@ -1,6 +1,5 @@
 //! Server → client.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -259,7 +258,7 @@ struct Outcomes<'a> {
 impl Outcomes<'_> {
     /// A CommandComplete (or PortalSuspended, EmptyQueryResponse) ended
     /// statement `done`.
-    fn completed(self, done: Option<Audited>, msg: &[u8], masked: BTreeMap<String, u64>) {
+    fn completed(self, done: Option<Audited>, msg: &[u8], masked: super::masking::Masked) {
         let bytes = std::mem::take(self.replied);
         let (Some(audit), Some(done)) = (self.audit, done) else {
             return;
@@ -272,7 +271,8 @@ impl Outcomes<'_> {
             Completion::default()
         };
         c.bytes = bytes;
-        c.masked = masked;
+        c.masked = masked.rows;
+        c.detector_hits = masked.hits;
         audit.outcome(done, c);
     }
 
