@@ -567,25 +567,7 @@ impl LogSource for SqliteStore {
     /// Set by rotation (see [`crate::retention`]): the records up to the
     /// anchor were moved to an archived bundle.
     fn anchor(&self) -> Result<Option<Head>, AuditError> {
-        let (Some(size), Some(hash)) = (
-            meta(&self.conn, "anchor_size")?,
-            meta(&self.conn, "anchor_hash")?,
-        ) else {
-            return Ok(None);
-        };
-        let size = size.parse::<u64>().map_err(|_| AuditError::Corrupt {
-            what: "anchor_size",
-            why: "not a number".into(),
-        })?;
-        let hash = Hash::try_from(hash).map_err(|why| AuditError::Corrupt {
-            what: "anchor_hash",
-            why,
-        })?;
-        Ok(Some(Head {
-            log: self.log.clone(),
-            size,
-            hash,
-        }))
+        meta_head(&self.conn, &self.log, "anchor_size", "anchor_hash")
     }
 }
 
@@ -609,15 +591,25 @@ fn blob_hash(b: Vec<u8>) -> Result<Hash, AuditError> {
 }
 
 fn recorded_head(conn: &Connection, log: &LogId) -> Result<Option<Head>, AuditError> {
-    let (Some(size), Some(hash)) = (meta(conn, "head_size")?, meta(conn, "head_hash")?) else {
+    meta_head(conn, log, "head_size", "head_hash")
+}
+
+/// A head kept in the meta table as a size and a hash under two keys.
+fn meta_head(
+    conn: &Connection,
+    log: &LogId,
+    size_key: &'static str,
+    hash_key: &'static str,
+) -> Result<Option<Head>, AuditError> {
+    let (Some(size), Some(hash)) = (meta(conn, size_key)?, meta(conn, hash_key)?) else {
         return Ok(None);
     };
     let size = size.parse::<u64>().map_err(|_| AuditError::Corrupt {
-        what: "head_size",
+        what: size_key,
         why: "not a number".into(),
     })?;
     let hash = Hash::try_from(hash).map_err(|why| AuditError::Corrupt {
-        what: "head_hash",
+        what: hash_key,
         why,
     })?;
     Ok(Some(Head {
