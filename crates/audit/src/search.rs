@@ -93,6 +93,32 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
     );
     let mut stmt = conn.prepare(&sql)?;
     let mut out = Vec::new();
+    if let Some(t) = &plan.sqlstate {
+        // Newest first without reading every outcome that carried it:
+        // statements become eligible as the walk passes below them.
+        let mut walk = SqlstateWalk::new(conn, t, plan.lo, plan.hi)?;
+        while out.len() < limit {
+            let Some(seqs) = walk.next_eligible(conn)? else {
+                break;
+            };
+            for (lo, hi) in merge_desc(seqs.into_iter().map(|s| (s, s))) {
+                if out.len() >= limit {
+                    break;
+                }
+                let mut args = plan.args.clone();
+                args.extend([
+                    Value::Integer(lo as i64),
+                    Value::Integer(hi as i64),
+                    Value::Integer((limit - out.len()) as i64),
+                ]);
+                let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+                while let Some(row) = rows.next()? {
+                    out.push(found(row.get(0)?, row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?);
+                }
+            }
+        }
+        return Ok(out);
+    }
     for (lo, hi) in plan.ranges(conn)? {
         if out.len() >= limit {
             break;
@@ -190,8 +216,9 @@ struct Plan {
     args: Vec<Value>,
     lo: u64,
     hi: u64,
-    /// With `sqlstate`: exactly these seqs (ascending), else none.
-    only: Option<Vec<u64>>,
+    /// With `sqlstate`: the term of the outcomes (and refused connection
+    /// attempts) that carried it.
+    sqlstate: Option<String>,
 }
 
 impl Plan {
@@ -301,17 +328,17 @@ impl Plan {
         if let Some(a) = filter.after_seq {
             lo = lo.max(a.saturating_add(1));
         }
-        let only = match &filter.sqlstate {
-            Some(s) => Some(sqlstate_matches(conn, s, lo, hi)?),
-            None => None,
-        };
+        let sqlstate = filter
+            .sqlstate
+            .as_ref()
+            .map(|s| term(prefix::SQLSTATE, &[s]));
         Ok(Plan {
             terms,
             conds,
             args,
             lo,
             hi,
-            only,
+            sqlstate,
         })
     }
 
@@ -325,8 +352,13 @@ impl Plan {
         if self.lo > self.hi {
             return Ok(Vec::new());
         }
-        if let Some(only) = &self.only {
-            return Ok(merge_desc(only.iter().rev().map(|&s| (s, s))));
+        if let Some(t) = &self.sqlstate {
+            let mut all = Vec::new();
+            let mut walk = SqlstateWalk::new(conn, t, self.lo, self.hi)?;
+            while let Some(mut seqs) = walk.next_eligible(conn)? {
+                all.append(&mut seqs);
+            }
+            return Ok(merge_desc(all.into_iter().map(|s| (s, s))));
         }
         if self.terms.is_empty() {
             return Ok(vec![(self.lo, self.hi)]);
@@ -394,37 +426,84 @@ fn merge_desc(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
     out
 }
 
-/// The seqs a `sqlstate` filter matches within `lo..=hi`: statements whose
-/// outcome carried it, and connection attempts refused with it.
-fn sqlstate_matches(
-    conn: &rusqlite::Connection,
-    sqlstate: &str,
+/// How many seqs the sqlstate walk reads per step.
+const WALK_STEP: u64 = 65_536;
+
+/// The seqs a `sqlstate` filter matches within `lo..=hi` (statements whose
+/// outcome carried it, connection attempts refused with it), newest first,
+/// found by walking the blocks that hold the term from the newest down, a
+/// step at a time. An outcome comes after its statement, so once the walk
+/// has passed below seq `x`, every match at or above `x` has been seen:
+/// those are *eligible* and handed out, in descending order.
+struct SqlstateWalk {
+    needle: String,
+    /// The blocks holding the term, newest first, not yet walked.
+    ranges: Vec<(u64, u64)>,
+    /// Matches seen but not yet eligible.
+    pool: Vec<u64>,
     lo: u64,
     hi: u64,
-) -> Result<Vec<u64>, AuditError> {
-    let t = term(prefix::SQLSTATE, &[sqlstate]);
-    // An outcome comes after its statement: blocks from `lo` on.
-    let ranges = block_ranges(conn, std::slice::from_ref(&t), lo, i64::MAX as u64)?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT COALESCE(refers_to, seq) FROM audit_records \
-         WHERE seq BETWEEN ?1 AND ?2 AND instr(terms, ?3) > 0",
-    )?;
-    let needle = format!("\n{t}\n");
-    let mut out = Vec::new();
-    for (a, b) in ranges {
-        let rows = stmt.query_map(rusqlite::params![a as i64, b as i64, needle], |r| {
+}
+
+impl SqlstateWalk {
+    fn new(conn: &rusqlite::Connection, term: &str, lo: u64, hi: u64) -> Result<Self, AuditError> {
+        // An outcome comes after its statement: from `lo` to the newest
+        // record (not beyond: the open block's range would reach it).
+        let newest: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_records", [], |r| {
+                r.get(0)
+            })?;
+        let mut ranges = block_ranges(conn, &[term.to_owned()], lo, newest.max(0) as u64)?;
+        ranges.reverse(); // popped from the end: newest first
+        Ok(SqlstateWalk {
+            needle: format!("\n{term}\n"),
+            ranges,
+            pool: Vec::new(),
+            lo,
+            hi,
+        })
+    }
+
+    /// The next eligible matches (descending), or `None` when done.
+    fn next_eligible(
+        &mut self,
+        conn: &rusqlite::Connection,
+    ) -> Result<Option<Vec<u64>>, AuditError> {
+        let Some((a, b)) = self.ranges.pop() else {
+            if self.pool.is_empty() {
+                return Ok(None);
+            }
+            let mut rest = std::mem::take(&mut self.pool);
+            rest.sort_unstable_by(|x, y| y.cmp(x));
+            rest.dedup();
+            return Ok(Some(rest));
+        };
+        // At most a step of the newest range; the rest waits its turn.
+        let from = a.max(b.saturating_sub(WALK_STEP - 1));
+        if from > a {
+            self.ranges.push((a, from - 1));
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT COALESCE(refers_to, seq) FROM audit_records \
+             WHERE seq BETWEEN ?1 AND ?2 AND instr(terms, ?3) > 0",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![from as i64, b as i64, self.needle], |r| {
             r.get::<_, i64>(0)
         })?;
         for s in rows {
             let s = s? as u64;
-            if (lo..=hi).contains(&s) {
-                out.push(s);
+            if (self.lo..=self.hi).contains(&s) {
+                self.pool.push(s);
             }
         }
+        // Every statement at or above `from` has its outcome at or above
+        // it too: all of those are in the pool now.
+        let (mut ready, rest): (Vec<u64>, Vec<u64>) = self.pool.drain(..).partition(|&s| s >= from);
+        self.pool = rest;
+        ready.sort_unstable_by(|x, y| y.cmp(x));
+        ready.dedup();
+        Ok(Some(ready))
     }
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
 }
 
 /// The outcome record of the statement at `statement_seq`, if written:

@@ -904,6 +904,19 @@ fn search_spans_closed_and_open_blocks() {
         brute.reverse();
         assert_eq!(got, brute, "{filter:?}");
         assert!(!got.is_empty(), "{filter:?} found nothing");
+        // A limit takes the newest matches.
+        let newest: Vec<u64> = search(
+            &store,
+            &Filter {
+                limit: 7,
+                ..filter.clone()
+            },
+        )
+        .unwrap()
+        .iter()
+        .map(|f| f.seq)
+        .collect();
+        assert_eq!(newest, brute[..brute.len().min(7)], "{filter:?} limit 7");
     };
     check(
         Filter {
