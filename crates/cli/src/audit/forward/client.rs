@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
@@ -45,8 +45,10 @@ pub enum SetupError {
     NoRoots,
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
-    #[error("the Authorization value in ${0} is not a valid header value")]
+    #[error("the value in ${0} is not a valid header value")]
     AuthValue(String),
+    #[error("--auth-header {0:?} is not a header name")]
+    AuthName(String),
 }
 
 /// A failure to get any answer: retried like a 5xx.
@@ -77,19 +79,19 @@ pub struct Client {
     port: u16,
     authority: HeaderValue,
     tls: Option<(TlsConnector, ServerName<'static>)>,
-    auth: Option<HeaderValue>,
+    auth: Option<(HeaderName, HeaderValue)>,
     timeout: Duration,
     conn: Option<SendRequest<Full<Bytes>>>,
 }
 
 impl Client {
-    /// `auth` is the whole `Authorization` value (`Splunk <token>`,
-    /// `Bearer <token>`), read by the caller from the environment;
-    /// `auth_var` names it in errors.
+    /// `auth` is the secret header: its name (`Authorization`,
+    /// `DD-API-KEY`), the environment variable it was read from (named in
+    /// errors) and the whole value (`Splunk <token>`, `Bearer <token>`).
     pub fn new(
         url: &str,
         ca_file: Option<&Path>,
-        auth: Option<(&str, String)>,
+        auth: Option<(&str, &str, String)>,
         timeout: Duration,
     ) -> Result<Client, SetupError> {
         let bad = |why| SetupError::Url(url.to_owned(), why);
@@ -127,11 +129,13 @@ impl Client {
             None
         };
         let auth = match auth {
-            Some((var, value)) => {
+            Some((name, var, value)) => {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| SetupError::AuthName(name.to_owned()))?;
                 let mut v = HeaderValue::from_str(value.trim())
                     .map_err(|_| SetupError::AuthValue(var.to_owned()))?;
                 v.set_sensitive(true);
-                Some(v)
+                Some((name, v))
             }
             None => None,
         };
@@ -188,8 +192,8 @@ impl Client {
             .map_err(|_| {
                 TransportError::Connect(self.host.clone(), std::io::ErrorKind::InvalidInput.into())
             })?;
-        if let Some(auth) = &self.auth {
-            req.headers_mut().insert(AUTHORIZATION, auth.clone());
+        if let Some((name, value)) = &self.auth {
+            req.headers_mut().insert(name.clone(), value.clone());
         }
         let response = sender.send_request(req).await?;
         let status = response.status();
@@ -210,7 +214,7 @@ impl Client {
         Ok(Answer {
             status,
             retry_after,
-            excerpt: excerpt(&body, self.auth.as_ref()),
+            excerpt: excerpt(&body, self.auth.as_ref().map(|(_, v)| v)),
         })
     }
 

@@ -66,6 +66,9 @@ pub struct ForwardArgs {
     /// command line, never printed.
     #[arg(long, value_name = "VAR")]
     auth_env: Option<String>,
+    /// The header --auth-env fills (DD-API-KEY for Datadog's intake).
+    #[arg(long, value_name = "NAME", default_value = "Authorization", requires = "auth_env")]
+    auth_header: String,
     /// Trust this CA (PEM) instead of the system's, for https://.
     #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
@@ -95,7 +98,7 @@ pub fn run(args: &ForwardArgs) -> ExitCode {
     }
     let auth = match &args.auth_env {
         Some(var) => match std::env::var(var) {
-            Ok(v) if !v.trim().is_empty() => Some((var.as_str(), v)),
+            Ok(v) if !v.trim().is_empty() => Some((args.auth_header.as_str(), var.as_str(), v)),
             Ok(_) => return fail(format_args!("--auth-env: ${var} is empty")),
             Err(_) => return fail(format_args!("--auth-env: ${var} is not set")),
         },
