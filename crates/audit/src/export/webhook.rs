@@ -86,9 +86,11 @@ pub fn read_after(
     limit: usize,
 ) -> Result<Vec<StoredRow>, WebhookError> {
     let conn = store.conn();
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, ts, envelope FROM audit_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT seq, ts, envelope FROM audit_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .map_err(AuditError::from)?;
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut rows = stmt
@@ -480,7 +482,7 @@ impl Cursor {
     /// synced, then renamed over it, so that a crash leaves the old cursor
     /// or the new one, never a torn file.
     pub fn advance(&mut self, seq: u64) -> Result<(), WebhookError> {
-        let io = |source| WebhookError::CursorIo {
+        let io = |source: std::io::Error| WebhookError::CursorIo {
             path: self.path.clone(),
             source,
         };
