@@ -549,7 +549,10 @@ mod tests {
         assert_eq!(b.push(4, line(3)), Pushed::Full);
         let batch = b.finish();
         assert_eq!(batch.body, b"xxx\nxxx\n");
-        assert_eq!((batch.lines, batch.sent, batch.through), (2, Some((1, 3)), 3));
+        assert_eq!(
+            (batch.lines, batch.sent, batch.through),
+            (2, Some((1, 3)), 3)
+        );
     }
 
     #[test]
@@ -789,9 +792,16 @@ mod tests {
         );
 
         // --once's bound, and the end of the store.
-        let b = next_batch(&store, Format::Native, 3, Some(4), limits(10, 1 << 20), None)
-            .unwrap()
-            .unwrap();
+        let b = next_batch(
+            &store,
+            Format::Native,
+            3,
+            Some(4),
+            limits(10, 1 << 20),
+            None,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(b.through, 4);
         assert!(
             next_batch(&store, Format::Native, 5, None, limits(10, 1 << 20), None)
@@ -831,9 +841,16 @@ mod tests {
             now_micros: now,
             wait: Duration::from_secs(5),
         };
-        let b = next_batch(&store, Format::Ocsf, 0, None, limits(10, 1 << 20), Some(settle))
-            .unwrap()
-            .unwrap();
+        let b = next_batch(
+            &store,
+            Format::Ocsf,
+            0,
+            None,
+            limits(10, 1 << 20),
+            Some(settle),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!((b.lines, b.through), (1, 4));
         // Only records passed over: no body, the cursor still moves.
         let b = next_batch(&store, Format::Ocsf, 2, Some(4), limits(10, 1 << 20), None)

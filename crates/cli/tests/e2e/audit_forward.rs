@@ -215,7 +215,8 @@ async fn audit_forward_delivers_every_record_once_in_order_in_bounded_batches() 
     .await;
     assert_eq!(run.code, Some(0), "{}", run.all());
     assert!(
-        run.stderr.contains("forwarded 23 record(s) in 5 request(s)"),
+        run.stderr
+            .contains("forwarded 23 record(s) in 5 request(s)"),
         "{}",
         run.all()
     );
@@ -353,7 +354,11 @@ async fn audit_forward_resumes_from_the_cursor() {
 async fn audit_forward_stops_on_400_without_moving_the_cursor() {
     let f = Files::new();
     append(&f.store, 3);
-    let c = Collector::start(&[(200, None, ""), (400, None, "{\"text\":\"Invalid data format\"}")]).await;
+    let c = Collector::start(&[
+        (200, None, ""),
+        (400, None, "{\"text\":\"Invalid data format\"}"),
+    ])
+    .await;
     let args = f.args(&c.url, &["--format", "native", "--batch", "3"]);
     let mut once = args.clone();
     once.push("--once");
@@ -391,7 +396,13 @@ async fn audit_forward_sends_authorization_from_the_environment_and_never_prints
     let run = forward(
         &f.args(
             &c.url,
-            &["--format", "native", "--once", "--auth-env", "FORWARD_TEST_TOKEN"],
+            &[
+                "--format",
+                "native",
+                "--once",
+                "--auth-env",
+                "FORWARD_TEST_TOKEN",
+            ],
         ),
         &[("FORWARD_TEST_TOKEN", TOKEN)],
     )
@@ -455,7 +466,11 @@ async fn audit_forward_follows_the_store_and_stops_on_sigterm() {
     // The collector has answered; the cursor follows the answer.
     let deadline = Instant::now() + Duration::from_secs(20);
     while cursor_seq(&f.cursor) != Some(5) {
-        assert!(Instant::now() < deadline, "cursor {:?}", cursor_seq(&f.cursor));
+        assert!(
+            Instant::now() < deadline,
+            "cursor {:?}",
+            cursor_seq(&f.cursor)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 

@@ -103,7 +103,10 @@ impl Client {
         };
         let host = uri.host().ok_or_else(|| bad("no host"))?;
         // IPv6 literals come bracketed; the socket and SNI want them bare.
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
             return Err(bad(
                 "credentials in the URL would be logged; use --auth-env",
@@ -230,12 +233,14 @@ impl Client {
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(|e| TransportError::Tls(where_, e))?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
                 tokio::spawn(conn);
                 sender
             }
             None => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
                 tokio::spawn(conn);
                 sender
             }
@@ -319,7 +324,10 @@ mod tests {
     #[test]
     fn excerpts_are_one_line_short_and_never_hold_the_token() {
         let auth = HeaderValue::from_static("Splunk s3cr3t-token");
-        let e = excerpt(b"{\"text\":\"Invalid token\"}\n\nauth: Splunk s3cr3t-token", Some(&auth));
+        let e = excerpt(
+            b"{\"text\":\"Invalid token\"}\n\nauth: Splunk s3cr3t-token",
+            Some(&auth),
+        );
         assert!(!e.contains("s3cr3t"), "{e}");
         assert!(!e.contains('\n'));
         let long = vec![b'a'; 1000];

@@ -67,7 +67,12 @@ pub struct ForwardArgs {
     #[arg(long, value_name = "VAR")]
     auth_env: Option<String>,
     /// The header --auth-env fills (DD-API-KEY for Datadog's intake).
-    #[arg(long, value_name = "NAME", default_value = "Authorization", requires = "auth_env")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "Authorization",
+        requires = "auth_env"
+    )]
     auth_header: String,
     /// Trust this CA (PEM) instead of the system's, for https://.
     #[arg(long, value_name = "PEM")]
@@ -264,7 +269,9 @@ impl Forwarder<'_> {
                     last: why,
                 });
             }
-            let delay = self.backoff.delay(retry, retry_after, rand::random::<f64>());
+            let delay = self
+                .backoff
+                .delay(retry, retry_after, rand::random::<f64>());
             eprintln!(
                 "warning: {}: {why}; retrying in {} ms",
                 seqs(batch),
