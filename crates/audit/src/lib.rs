@@ -13,7 +13,8 @@
 //! - [`search::search`] a store with a [`search::Filter`];
 //! - [`bundle::export`] a time range as an evidence bundle that
 //!   [`bundle::read`] and [`bundle::verify`] check offline, or
-//!   [`export::ocsf`] it as OCSF events for a SIEM;
+//!   [`export::ocsf`] it as OCSF events for a SIEM, or forward it to a
+//!   collector over HTTP ([`export::webhook`]);
 //! - [`retention::rotate`] the oldest records out into an archived,
 //!   verified bundle, leaving the store anchored at a signed checkpoint.
 //!

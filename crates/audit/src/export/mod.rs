@@ -3,3 +3,4 @@
 //! chained or signed (an evidence bundle, [`crate::bundle`], is).
 
 pub mod ocsf;
+pub mod webhook;

@@ -7,6 +7,8 @@
 //! - `tail`: the latest records, and with `--follow` new ones as they come;
 //! - `export`: an evidence bundle an auditor verifies offline, or OCSF
 //!   events for a SIEM;
+//! - `forward`: follow the store and POST new records in batches to a
+//!   SIEM's HTTP collector, resuming from a cursor file;
 //! - `rotate`: move records older than a retention bound into an archived,
 //!   verified segment (the one command that writes the store).
 //!
@@ -21,6 +23,7 @@
 
 mod export;
 mod filter;
+mod forward;
 mod render;
 mod rotate;
 mod search;
@@ -63,6 +66,14 @@ pub enum AuditCommand {
     /// an archived evidence bundle, verified before they are deleted; the
     /// store then starts at the signed checkpoint where it was cut.
     Rotate(rotate::RotateArgs),
+    /// Follow the store and POST new records in batches (NDJSON, OCSF or
+    /// native) to a SIEM's HTTP collector, with retries and a cursor file
+    /// to resume from. Delivery is at least once.
+    ///
+    /// Exit status: 0 when stopped or, with --once, all delivered; 1 when
+    /// the collector refused a batch or retries ran out; 2 on a usage or
+    /// I/O problem.
+    Forward(forward::ForwardArgs),
 }
 
 pub fn run(command: AuditCommand) -> ExitCode {
@@ -73,6 +84,7 @@ pub fn run(command: AuditCommand) -> ExitCode {
         AuditCommand::Tail(args) => tail::run(&args),
         AuditCommand::Export(args) => export::run(&args),
         AuditCommand::Rotate(args) => rotate::run(&args),
+        AuditCommand::Forward(args) => forward::run(&args),
     }
 }
 
