@@ -176,7 +176,7 @@ impl AuditLog {
         if let Some(key) = &config.signing_key {
             store.set_public_key(&key.public_key())?;
         }
-        let checkpointer = Checkpointer::start(&config.path)?;
+        let checkpointer = Checkpointer::start(&config.path, store.catch_up())?;
         let log = Self::start(store, config)?;
         if let Ok(mut c) = log.checkpointer.lock() {
             *c = Some(checkpointer);
