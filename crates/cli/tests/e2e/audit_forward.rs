@@ -486,3 +486,172 @@ async fn audit_forward_follows_the_store_and_stops_on_sigterm() {
     assert!(stderr.contains("stopped"), "{stderr}");
     assert_eq!(cursor_seq(&f.cursor), Some(5));
 }
+
+/// A collector behind TLS: a bare HTTP/1.1 responder (200 to every POST,
+/// keep-alive) over tokio-rustls with the test PKI's server certificate,
+/// recording each body's lines.
+struct TlsCollector {
+    url: String,
+    bodies: Arc<Mutex<Vec<Vec<Value>>>>,
+    handshakes_failed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TlsCollector {
+    async fn start(pki: &portcullis_testbed::TestPki) -> TlsCollector {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = pki
+            .rustls_server_config(Some(b"http/1.1"))
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies: Arc<Mutex<Vec<Vec<Value>>>> = Arc::default();
+        let failed: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let (b, f) = (bodies.clone(), failed.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, bodies, failed) = (acceptor.clone(), b.clone(), f.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    };
+                    let mut buf: Vec<u8> = Vec::new();
+                    loop {
+                        // Headers, then Content-Length bytes of body.
+                        let end = loop {
+                            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break at + 4;
+                            }
+                            let mut chunk = [0u8; 8192];
+                            match tls.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map(|v| v.trim().parse().expect("content-length"))
+                            .expect("a content-length");
+                        while buf.len() < end + len {
+                            let mut chunk = [0u8; 8192];
+                            match tls.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body: Vec<u8> = buf.drain(..end + len).skip(end).collect();
+                        let lines = std::str::from_utf8(&body)
+                            .expect("utf-8 body")
+                            .lines()
+                            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                            .collect();
+                        bodies.lock().unwrap().push(lines);
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if tls.write_all(ok).await.is_err() || tls.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        TlsCollector {
+            url: format!("https://localhost:{port}/ingest"),
+            bodies,
+            handshakes_failed: failed,
+        }
+    }
+
+    fn delivered(&self) -> Vec<u64> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .map(|l| l["seq"].as_u64().expect("seq"))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_forward_over_https_trusts_only_the_given_ca_and_checks_the_name() {
+    let pki = portcullis_testbed::TestPki::generate(&["localhost"]).expect("test PKI");
+    let f = Files::new();
+    append(&f.store, 7);
+    let ca = f.store.with_file_name("ca.pem");
+    std::fs::write(&ca, pki.ca_cert_pem()).unwrap();
+    let c = TlsCollector::start(&pki).await;
+
+    // The system's roots do not know the test CA: the handshake fails,
+    // the command says why, nothing is delivered, the cursor stays.
+    let run = forward(
+        &f.args(
+            &c.url,
+            &["--format", "native", "--once", "--max-retries", "0"],
+        ),
+        &[("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")],
+    )
+    .await;
+    assert_ne!(run.code, Some(0), "{}", run.all());
+    assert!(
+        run.stderr.to_lowercase().contains("certificate"),
+        "names the certificate problem: {}",
+        run.all()
+    );
+    assert!(c.delivered().is_empty());
+    assert_eq!(cursor_seq(&f.cursor), None);
+
+    // The right CA but another name: refused too.
+    let other_name = c.url.replace("localhost", "127.0.0.1");
+    let run = forward(
+        &f.args(
+            &other_name,
+            &[
+                "--format",
+                "native",
+                "--once",
+                "--max-retries",
+                "0",
+                "--ca-file",
+                ca.to_str().unwrap(),
+            ],
+        ),
+        &[],
+    )
+    .await;
+    assert_ne!(run.code, Some(0), "{}", run.all());
+    assert!(c.delivered().is_empty());
+    assert_eq!(cursor_seq(&f.cursor), None);
+    assert!(
+        c.handshakes_failed
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2,
+        "both refusals happened in the handshake"
+    );
+
+    // The test CA and the certificate's name: every record, in order.
+    let run = forward(
+        &f.args(
+            &c.url,
+            &[
+                "--format",
+                "native",
+                "--once",
+                "--batch",
+                "3",
+                "--ca-file",
+                ca.to_str().unwrap(),
+            ],
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(c.delivered(), (1..=7).collect::<Vec<_>>());
+    assert_eq!(cursor_seq(&f.cursor), Some(7));
+}
