@@ -3,4 +3,5 @@
 //! chained or signed (an evidence bundle, [`crate::bundle`], is).
 
 pub mod ocsf;
+pub mod otlp;
 pub mod webhook;

@@ -126,6 +126,28 @@ pub enum Format {
     Native,
     /// OCSF Datastore Activity events for statement records.
     Ocsf,
+    /// OpenTelemetry logs: each request one OTLP/HTTP JSON export request
+    /// (see [`super::otlp`]), every record a log record.
+    Otlp,
+}
+
+impl Format {
+    /// The request's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Native | Format::Ocsf => "application/x-ndjson",
+            Format::Otlp => "application/json",
+        }
+    }
+
+    /// The request body for a batch's lines: NDJSON as they are, or
+    /// wrapped into one OTLP export request.
+    pub fn request_body(self, log: &LogId, lines: &[u8]) -> Vec<u8> {
+        match self {
+            Format::Native | Format::Ocsf => lines.to_vec(),
+            Format::Otlp => super::otlp::request(log, lines),
+        }
+    }
 }
 
 /// What one record contributes to a request.
@@ -159,6 +181,7 @@ pub fn encode(
     match format {
         Format::Native => native_line(store.log(), row).map(Line::Send),
         Format::Ocsf => ocsf_line(store, row, settle),
+        Format::Otlp => super::otlp::log_record(store.log(), row).map(Line::Send),
     }
 }
 

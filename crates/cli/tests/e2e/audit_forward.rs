@@ -655,3 +655,52 @@ async fn audit_forward_over_https_trusts_only_the_given_ca_and_checks_the_name()
     assert_eq!(c.delivered(), (1..=7).collect::<Vec<_>>());
     assert_eq!(cursor_seq(&f.cursor), Some(7));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_forward_speaks_otlp_json_logs() {
+    let f = Files::new();
+    append(&f.store, 5);
+    let c = Collector::start(&[]).await;
+    let run = forward(
+        &f.args(&c.url, &["--format", "otlp", "--batch", "2", "--once"]),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let seen = c.seen();
+    assert_eq!(seen.len(), 3, "5 records in batches of 2");
+    let mut seqs = Vec::new();
+    for s in &seen {
+        assert_eq!(s.content_type.as_deref(), Some("application/json"));
+        // One export request per body.
+        assert_eq!(s.lines.len(), 1);
+        let rl = &s.lines[0]["resourceLogs"][0];
+        let service = &rl["resource"]["attributes"][0];
+        assert_eq!(service["key"], "service.name");
+        assert_eq!(service["value"]["stringValue"], "portcullis");
+        assert_eq!(rl["scopeLogs"][0]["scope"]["name"], "portcullis.audit");
+        for rec in rl["scopeLogs"][0]["logRecords"].as_array().unwrap() {
+            let nanos: u128 = rec["timeUnixNano"].as_str().unwrap().parse().unwrap();
+            let native: Value =
+                serde_json::from_str(rec["body"]["stringValue"].as_str().unwrap()).unwrap();
+            assert_eq!(nanos, native["ts"].as_u64().unwrap() as u128 * 1000);
+            assert_eq!(native["record"]["type"], "reload");
+            assert_eq!(rec["severityText"], "INFO");
+            let seq_attr = rec["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["key"] == "portcullis.audit.seq")
+                .expect("seq attribute");
+            let seq: u64 = seq_attr["value"]["intValue"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(seq, native["seq"].as_u64().unwrap());
+            seqs.push(seq);
+        }
+    }
+    assert_eq!(seqs, (1..=5).collect::<Vec<_>>());
+    assert_eq!(cursor_seq(&f.cursor), Some(5));
+}

@@ -155,9 +155,13 @@ impl Client {
     }
 
     /// POSTs one NDJSON body and returns the answer, whatever its status.
-    pub async fn post(&mut self, body: Bytes) -> Result<Answer, TransportError> {
+    pub async fn post(
+        &mut self,
+        body: Bytes,
+        content_type: &'static str,
+    ) -> Result<Answer, TransportError> {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.exchange(body)).await {
+        match tokio::time::timeout(timeout, self.exchange(body, content_type)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {
                 self.conn = None;
@@ -171,7 +175,11 @@ impl Client {
         }
     }
 
-    async fn exchange(&mut self, body: Bytes) -> Result<Answer, TransportError> {
+    async fn exchange(
+        &mut self,
+        body: Bytes,
+        content_type: &'static str,
+    ) -> Result<Answer, TransportError> {
         let mut sender = match self.conn.take() {
             Some(s) if !s.is_closed() => s,
             _ => self.connect().await?,
@@ -186,7 +194,7 @@ impl Client {
                     .to_owned(),
             )
             .header(HOST, self.authority.clone())
-            .header(CONTENT_TYPE, "application/x-ndjson")
+            .header(CONTENT_TYPE, content_type)
             .header(
                 USER_AGENT,
                 concat!("portcullis-audit-forward/", env!("CARGO_PKG_VERSION")),

@@ -39,6 +39,9 @@ enum Format {
     Ocsf,
     /// Every record: {"log","record","seq","ts"}, the record as hashed.
     Native,
+    /// OpenTelemetry logs (OTLP/HTTP JSON, for a collector's /v1/logs):
+    /// every record a log record whose body is its native line.
+    Otlp,
 }
 
 #[derive(clap::Args)]
@@ -95,6 +98,16 @@ pub struct ForwardArgs {
     /// record before it is sent without one (status Unknown).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     settle: Duration,
+}
+
+impl Format {
+    fn wire(self) -> webhook::Format {
+        match self {
+            Format::Ocsf => webhook::Format::Ocsf,
+            Format::Native => webhook::Format::Native,
+            Format::Otlp => webhook::Format::Otlp,
+        }
+    }
 }
 
 pub fn run(args: &ForwardArgs) -> ExitCode {
@@ -165,10 +178,7 @@ enum Undelivered {
 impl Forwarder<'_> {
     async fn run(&mut self) -> ExitCode {
         let args = self.args;
-        let format = match args.format {
-            Format::Ocsf => webhook::Format::Ocsf,
-            Format::Native => webhook::Format::Native,
-        };
+        let format = args.format.wire();
         let limits = Limits {
             max_records: args.batch,
             max_bytes: args.max_bytes,
@@ -242,7 +252,8 @@ impl Forwarder<'_> {
 
     /// POSTs the batch until a 2xx, a fatal status, or the retries end.
     async fn deliver(&mut self, batch: &Batch) -> Result<(), Undelivered> {
-        let body = Bytes::from(batch.body.clone());
+        let format = self.args.format.wire();
+        let body = Bytes::from(format.request_body(self.store.log(), &batch.body));
         let max_retries = self.args.max_retries.or(if self.args.once {
             Some(ONCE_RETRIES)
         } else {
@@ -250,19 +261,20 @@ impl Forwarder<'_> {
         });
         let mut retry = 0u32;
         loop {
-            let (why, retry_after) = match self.client.post(body.clone()).await {
-                Ok(answer) => match classify(answer.status.as_u16()) {
-                    Verdict::Delivered => return Ok(()),
-                    Verdict::Fatal => {
-                        return Err(Undelivered::Refused {
-                            status: answer.status,
-                            excerpt: answer.excerpt,
-                        })
-                    }
-                    Verdict::Retry => (answer.status.to_string(), answer.retry_after),
-                },
-                Err(e) => (e.to_string(), None),
-            };
+            let (why, retry_after) =
+                match self.client.post(body.clone(), format.content_type()).await {
+                    Ok(answer) => match classify(answer.status.as_u16()) {
+                        Verdict::Delivered => return Ok(()),
+                        Verdict::Fatal => {
+                            return Err(Undelivered::Refused {
+                                status: answer.status,
+                                excerpt: answer.excerpt,
+                            })
+                        }
+                        Verdict::Retry => (answer.status.to_string(), answer.retry_after),
+                    },
+                    Err(e) => (e.to_string(), None),
+                };
             if max_retries.is_some_and(|m| retry >= m) {
                 return Err(Undelivered::GaveUp {
                     retries: retry,
