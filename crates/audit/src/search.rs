@@ -397,11 +397,11 @@ impl Plan {
 /// object, column or access. Several kinds and "allowed" (no decision)
 /// are conditions the store adds on its columns.
 fn terms_of(filter: &Filter) -> Vec<String> {
-let mut terms: Vec<String> = Vec::new();
-// Several kinds are a condition on the kind column, not a term.
-if let [one] = filter.kinds.as_slice() {
-    terms.push(term(prefix::KIND, &[one.as_str()]));
-}
+    let mut terms: Vec<String> = Vec::new();
+    // Several kinds are a condition on the kind column, not a term.
+    if let [one] = filter.kinds.as_slice() {
+        terms.push(term(prefix::KIND, &[one.as_str()]));
+    }
     for (p, value) in [
         (prefix::SUBJECT, &filter.subject),
         (prefix::TARGET, &filter.target),
@@ -455,7 +455,7 @@ if let [one] = filter.kinds.as_slice() {
             }],
         ));
     }
-terms
+    terms
 }
 
 /// The closed blocks (as seq ranges, newest first, clipped to `lo..=hi`)
@@ -600,10 +600,7 @@ impl SqlstateWalk {
 /// The outcome record of the statement at `statement_seq`, if written:
 /// in the first closed block after the statement whose outcomes refer to
 /// it, else in the open block.
-fn outcome_of_sqlite(
-    store: &SqliteStore,
-    statement_seq: u64,
-) -> Result<Option<Found>, AuditError> {
+fn outcome_of_sqlite(store: &SqliteStore, statement_seq: u64) -> Result<Option<Found>, AuditError> {
     let conn = store.conn();
     let mut in_blocks = conn.prepare_cached(
         "SELECT r.seq, r.ts, r.envelope FROM audit_blocks b \

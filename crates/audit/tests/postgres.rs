@@ -89,7 +89,12 @@ fn verify_all(store: &PostgresStore) -> Vec<(String, Report)> {
         .in_snapshot(|s| {
             s.logs()?
                 .into_iter()
-                .map(|l| Ok((l.node, verify(&s.log_source(&l.log), Some(&key().public_key()))?)))
+                .map(|l| {
+                    Ok((
+                        l.node,
+                        verify(&s.log_source(&l.log), Some(&key().public_key()))?,
+                    ))
+                })
                 .collect()
         })
         .unwrap()
@@ -137,8 +142,12 @@ fn brute(rows: &[Row], f: &Filter) -> Vec<(LogId, u64)> {
         .iter()
         .filter(|r| {
             (f.kinds.is_empty() || f.kinds.contains(&r.record.kind()))
-                && f.subject.as_ref().is_none_or(|s| has(r, &term(prefix::SUBJECT, &[s])))
-                && f.target.as_ref().is_none_or(|s| has(r, &term(prefix::TARGET, &[s])))
+                && f.subject
+                    .as_ref()
+                    .is_none_or(|s| has(r, &term(prefix::SUBJECT, &[s])))
+                && f.target
+                    .as_ref()
+                    .is_none_or(|s| has(r, &term(prefix::TARGET, &[s])))
                 && match f.decision {
                     None => true,
                     Some(Effect::Allowed) => {
@@ -157,9 +166,9 @@ fn brute(rows: &[Row], f: &Filter) -> Vec<(LogId, u64)> {
                     }
                     _ => unreachable!("not in the grid"),
                 }
-                && f.text.as_ref().is_none_or(|t| {
-                    r.envelope.windows(t.len()).any(|w| w == t.as_bytes())
-                })
+                && f.text
+                    .as_ref()
+                    .is_none_or(|t| r.envelope.windows(t.len()).any(|w| w == t.as_bytes()))
                 && f.since.is_none_or(|s| r.ts >= s)
                 && f.until.is_none_or(|u| r.ts < u)
                 && f.log.as_ref().is_none_or(|l| *l == r.log)
@@ -192,7 +201,9 @@ fn two_nodes_write_one_store_concurrently_and_both_chains_verify() {
         ["node-a", "node-b"]
     );
     assert_ne!(logs[0].log, logs[1].log, "each node its own log");
-    assert!(logs.iter().all(|l| l.public_key == Some(key().public_key())));
+    assert!(logs
+        .iter()
+        .all(|l| l.public_key == Some(key().public_key())));
     let reports = verify_all(&store);
     for (node, report) in &reports {
         assert!(report.is_clean(), "{node}: {:?}", report.findings);
@@ -225,29 +236,87 @@ fn search_across_nodes_matches_a_brute_force_scan() {
     };
     let filters = vec![
         base.clone(),
-        Filter { limit: 7, ..base.clone() },
-        Filter { subject: Some("alice".into()), ..base.clone() },
-        Filter { kinds: vec![RecordKind::Statement], ..base.clone() },
-        Filter { kinds: vec![RecordKind::Statement, RecordKind::Outcome], limit: 50, ..base.clone() },
-        Filter { decision: Some(Effect::Allowed), ..base.clone() },
-        Filter { decision: Some(Effect::Denied), subject: Some("carol".into()), ..base.clone() },
-        Filter { decision: Some(Effect::Masked), ..base.clone() },
+        Filter {
+            limit: 7,
+            ..base.clone()
+        },
+        Filter {
+            subject: Some("alice".into()),
+            ..base.clone()
+        },
+        Filter {
+            kinds: vec![RecordKind::Statement],
+            ..base.clone()
+        },
+        Filter {
+            kinds: vec![RecordKind::Statement, RecordKind::Outcome],
+            limit: 50,
+            ..base.clone()
+        },
+        Filter {
+            decision: Some(Effect::Allowed),
+            ..base.clone()
+        },
+        Filter {
+            decision: Some(Effect::Denied),
+            subject: Some("carol".into()),
+            ..base.clone()
+        },
+        Filter {
+            decision: Some(Effect::Masked),
+            ..base.clone()
+        },
         Filter {
             object: Some("public.customers".into()),
             column: Some("ssn".into()),
             access: Some(Access::Read),
             ..base.clone()
         },
-        Filter { object: Some("public.orders".into()), access: Some(Access::Write), ..base.clone() },
-        Filter { object: Some("public.orders".into()), ..base.clone() },
-        Filter { sqlstate: Some("42501".into()), ..base.clone() },
-        Filter { sqlstate: Some("42501".into()), subject: Some("bob".into()), ..base.clone() },
-        Filter { text: Some("public.orders".into()), ..base.clone() },
-        Filter { since: Some(mid_ts), ..base.clone() },
-        Filter { until: Some(mid_ts), kinds: vec![RecordKind::Outcome], ..base.clone() },
-        Filter { log: Some(logs[1].log.clone()), ..base.clone() },
-        Filter { log: Some(logs[0].log.clone()), after_seq: Some(30), before_seq: Some(60), ..base.clone() },
-        Filter { target: Some("nowhere".into()), ..base.clone() },
+        Filter {
+            object: Some("public.orders".into()),
+            access: Some(Access::Write),
+            ..base.clone()
+        },
+        Filter {
+            object: Some("public.orders".into()),
+            ..base.clone()
+        },
+        Filter {
+            sqlstate: Some("42501".into()),
+            ..base.clone()
+        },
+        Filter {
+            sqlstate: Some("42501".into()),
+            subject: Some("bob".into()),
+            ..base.clone()
+        },
+        Filter {
+            text: Some("public.orders".into()),
+            ..base.clone()
+        },
+        Filter {
+            since: Some(mid_ts),
+            ..base.clone()
+        },
+        Filter {
+            until: Some(mid_ts),
+            kinds: vec![RecordKind::Outcome],
+            ..base.clone()
+        },
+        Filter {
+            log: Some(logs[1].log.clone()),
+            ..base.clone()
+        },
+        Filter {
+            log: Some(logs[0].log.clone()),
+            after_seq: Some(30),
+            before_seq: Some(60),
+            ..base.clone()
+        },
+        Filter {
+            target: Some("nowhere".into()),
+            ..base.clone()
+        },
     ];
     for f in &filters {
         let got: Vec<(LogId, u64)> = search(&store, f)
@@ -261,13 +330,23 @@ fn search_across_nodes_matches_a_brute_force_scan() {
         assert_eq!(got, want, "{f:?}");
     }
     // Both nodes' statements are found, in time order across logs.
-    let alice = search(&store, &Filter { subject: Some("alice".into()), ..base.clone() }).unwrap();
+    let alice = search(
+        &store,
+        &Filter {
+            subject: Some("alice".into()),
+            ..base.clone()
+        },
+    )
+    .unwrap();
     assert!(alice.iter().any(|f| f.log == logs[0].log));
     assert!(alice.iter().any(|f| f.log == logs[1].log));
     assert!(alice.windows(2).all(|w| w[0].ts_micros >= w[1].ts_micros));
 
     // An outcome is found within its own log only.
-    let st = alice.iter().find(|f| f.log == logs[1].log && matches!(f.record, Record::Statement(_))).unwrap();
+    let st = alice
+        .iter()
+        .find(|f| f.log == logs[1].log && matches!(f.record, Record::Statement(_)))
+        .unwrap();
     let o = outcome_of(&store, &st.log, st.seq).unwrap().unwrap();
     assert_eq!(o.log, st.log);
     assert!(matches!(o.record, Record::Outcome(ref r) if r.statement_seq == st.seq));
@@ -307,7 +386,10 @@ fn tampering_in_postgres_is_pinpointed_per_log() {
     write(&target, "node-b", 20, &["bob"]);
     let store = reader(&target);
     let logs = store.logs().unwrap();
-    let (a, b) = (logs[0].log.as_str().to_owned(), logs[1].log.as_str().to_owned());
+    let (a, b) = (
+        logs[0].log.as_str().to_owned(),
+        logs[1].log.as_str().to_owned(),
+    );
     let mut pg = admin(&db);
     // Node a: record 5 edited in place, record 12 deleted.
     pg.execute(
@@ -316,22 +398,53 @@ fn tampering_in_postgres_is_pinpointed_per_log() {
         &[&a],
     )
     .unwrap();
-    pg.execute("DELETE FROM portcullis_audit.records WHERE log_id = $1 AND seq = 12", &[&a])
-        .unwrap();
+    pg.execute(
+        "DELETE FROM portcullis_audit.records WHERE log_id = $1 AND seq = 12",
+        &[&a],
+    )
+    .unwrap();
     let reports = verify_all(&store);
     let (node, ra) = &reports[0];
     assert_eq!(node, "node-a");
-    assert!(ra.findings.contains(&Finding::Edited { seq: 5, position: 5 }), "{:?}", ra.findings);
-    assert!(ra.findings.contains(&Finding::Missing { first: 12, last: 12 }), "{:?}", ra.findings);
-    assert!(reports[1].1.is_clean(), "node b untouched: {:?}", reports[1].1.findings);
+    assert!(
+        ra.findings.contains(&Finding::Edited {
+            seq: 5,
+            position: 5
+        }),
+        "{:?}",
+        ra.findings
+    );
+    assert!(
+        ra.findings.contains(&Finding::Missing {
+            first: 12,
+            last: 12
+        }),
+        "{:?}",
+        ra.findings
+    );
+    assert!(
+        reports[1].1.is_clean(),
+        "node b untouched: {:?}",
+        reports[1].1.findings
+    );
 
     // Node b: its last records cut off, head included: the checkpoint
     // signed at close still vouches for them.
-    pg.execute("DELETE FROM portcullis_audit.records WHERE log_id = $1 AND seq > 37", &[&b])
-        .unwrap();
+    pg.execute(
+        "DELETE FROM portcullis_audit.records WHERE log_id = $1 AND seq > 37",
+        &[&b],
+    )
+    .unwrap();
     let reports = verify_all(&store);
     assert!(
-        reports[1].1.findings.iter().any(|f| matches!(f, Finding::Truncated { vouched: 40, present: 37, .. })),
+        reports[1].1.findings.iter().any(|f| matches!(
+            f,
+            Finding::Truncated {
+                vouched: 40,
+                present: 37,
+                ..
+            }
+        )),
         "{:?}",
         reports[1].1.findings
     );
@@ -342,7 +455,10 @@ fn a_second_writer_for_the_same_node_is_refused() {
     let (target, _) = fresh_store();
     let first = open_log(&target, "node-a", config()).unwrap();
     let err = open_log(&target, "node-a", config()).unwrap_err();
-    assert!(matches!(err, AuditError::WriterInUse { ref node } if node == "node-a"), "{err}");
+    assert!(
+        matches!(err, AuditError::WriterInUse { ref node } if node == "node-a"),
+        "{err}"
+    );
     assert!(err.to_string().contains("node-a"));
     // Another node is fine meanwhile.
     let other = open_log(&target, "node-b", config()).unwrap();

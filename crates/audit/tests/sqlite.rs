@@ -760,7 +760,9 @@ fn search_filters() {
     assert_eq!(bob[0].allowed, 0);
     assert!(bob[0].refused > 0 && bob[0].refused < 20);
 
-    let o = outcome_of(&store, store.log(), statement_seqs[1]).unwrap().unwrap();
+    let o = outcome_of(&store, store.log(), statement_seqs[1])
+        .unwrap()
+        .unwrap();
     assert!(
         matches!(o.record, Record::Outcome(ref x) if x.sqlstate.as_ref().map(|s| s.as_str()) == Some("42501"))
     );

@@ -165,11 +165,20 @@ impl Validator<'_> {
         let Some(url) = &a.postgres else {
             for (key, set) in [
                 ("audit.node", a.node.is_some()),
-                ("audit.postgres_password_env", a.postgres_password_env.is_some()),
-                ("audit.postgres_password_file", a.postgres_password_file.is_some()),
+                (
+                    "audit.postgres_password_env",
+                    a.postgres_password_env.is_some(),
+                ),
+                (
+                    "audit.postgres_password_file",
+                    a.postgres_password_file.is_some(),
+                ),
             ] {
                 if set {
-                    return Err(self.err(key, "is set without audit.postgres; it names the shared PostgreSQL store"));
+                    return Err(self.err(
+                        key,
+                        "is set without audit.postgres; it names the shared PostgreSQL store",
+                    ));
                 }
             }
             return Ok(());
@@ -185,16 +194,17 @@ impl Validator<'_> {
             ));
         };
         let authority = rest.split(['/', '?']).next().unwrap_or("");
-        if authority.rsplit_once('@').is_some_and(|(user, _)| user.contains(':')) {
+        if authority
+            .rsplit_once('@')
+            .is_some_and(|(user, _)| user.contains(':'))
+        {
             return Err(self.err(
                 "audit.postgres",
                 "holds a password; take it out of the URL and give it with audit.postgres_password_env or audit.postgres_password_file",
             ));
         }
         let query = rest.split_once('?').map_or("", |(_, q)| q);
-        let sslmode = query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("sslmode="));
+        let sslmode = query.split('&').find_map(|kv| kv.strip_prefix("sslmode="));
         if sslmode != Some("disable") {
             return Err(self.err(
                 "audit.postgres",
@@ -220,7 +230,11 @@ impl Validator<'_> {
             ));
         }
         if let Some(path) = &a.postgres_password_file {
-            self.file("audit.postgres_password_file", path, "audit store password file")?;
+            self.file(
+                "audit.postgres_password_file",
+                path,
+                "audit store password file",
+            )?;
         }
         if a.retain.is_some() {
             return Err(self.err(

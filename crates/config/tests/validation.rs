@@ -1063,16 +1063,25 @@ fn audit_postgres_store_is_checked_and_never_quoted() {
         "postgres = \"postgres://portcullis:s3cret@db/ctl?sslmode=disable\"\nnode = \"eu-1\"\n",
     ));
     assert_eq!(key, "audit.postgres");
-    assert!(message.contains("password") && !message.contains("s3cret"), "{message}");
+    assert!(
+        message.contains("password") && !message.contains("s3cret"),
+        "{message}"
+    );
 
-    let (key, message) = invalid(&with("postgres = \"postgres://portcullis@db/ctl\"\nnode = \"eu-1\"\n"));
+    let (key, message) = invalid(&with(
+        "postgres = \"postgres://portcullis@db/ctl\"\nnode = \"eu-1\"\n",
+    ));
     assert_eq!(key, "audit.postgres");
     assert!(message.contains("sslmode=disable"), "{message}");
 
-    let (key, _) = invalid(&with("postgres = \"mysql://x@db/ctl?sslmode=disable\"\nnode = \"eu-1\"\n"));
+    let (key, _) = invalid(&with(
+        "postgres = \"mysql://x@db/ctl?sslmode=disable\"\nnode = \"eu-1\"\n",
+    ));
     assert_eq!(key, "audit.postgres");
 
-    let (key, message) = invalid(&with("postgres = \"postgres://portcullis@db/ctl?sslmode=disable\"\n"));
+    let (key, message) = invalid(&with(
+        "postgres = \"postgres://portcullis@db/ctl?sslmode=disable\"\n",
+    ));
     assert_eq!(key, "audit.node");
     assert!(message.contains("required"), "{message}");
 

@@ -47,7 +47,8 @@ impl Conditions {
         }
         if let Some(t) = &filter.text {
             let p = c.arg(t.as_bytes().to_vec());
-            c.sql.push(format!("position({p}::bytea IN r.envelope) > 0"));
+            c.sql
+                .push(format!("position({p}::bytea IN r.envelope) > 0"));
         }
         if let Some(since) = filter.since {
             let p = c.arg(since);

@@ -128,7 +128,9 @@ impl StoreArgs {
                 }
                 Ok(Location::File(config.audit_store_path()))
             }
-            (None, None) => Err("say which store to read: --config FILE or --store FILE|URL".into()),
+            (None, None) => {
+                Err("say which store to read: --config FILE or --store FILE|URL".into())
+            }
         }
     }
 

@@ -161,7 +161,10 @@ fn newest_seqs(store: &Store, known: &HashMap<LogId, u64>) -> Result<HashMap<Log
             .map_err(|e| e.to_string())?
             .first()
             .map_or(0, |f| f.seq);
-        out.insert(log.clone(), newest.max(known.get(&log).copied().unwrap_or(0)));
+        out.insert(
+            log.clone(),
+            newest.max(known.get(&log).copied().unwrap_or(0)),
+        );
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@ mod raw;
 
 mod audit;
 mod audit_cli;
+mod audit_shared;
 mod auth;
 mod basic;
 mod catalog;

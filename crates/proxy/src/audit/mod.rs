@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_audit::params::ParamHasher;
-use portcullis_audit::store::postgres::{open_log, PgTarget};
 use portcullis_audit::record::{BindParams, Record};
+use portcullis_audit::store::postgres::{open_log, PgTarget};
 use portcullis_audit::{
     AuditConfig, AuditError, AuditLog, CheckpointPolicy, Receipt, SigningKey, Synchronous,
 };
@@ -240,14 +240,9 @@ fn open_shared(
     let password = config
         .audit_store_password()
         .map_err(|e| AuditSetupError::Password(e.to_string()))?;
-    let store_err = |shown: String| {
-        move |error| AuditSetupError::Store {
-            path: shown,
-            error,
-        }
-    };
-    let target = PgTarget::parse(url, password.as_deref())
-        .map_err(store_err("[audit] postgres".into()))?;
+    let store_err = |shown: String| move |error| AuditSetupError::Store { path: shown, error };
+    let target =
+        PgTarget::parse(url, password.as_deref()).map_err(store_err("[audit] postgres".into()))?;
     let shown = target.shown().to_owned();
     // Validation requires a node name with a PostgreSQL store.
     let node = config.audit.node.as_deref().unwrap_or_default();

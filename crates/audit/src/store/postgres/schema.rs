@@ -109,7 +109,10 @@ pub(super) fn check(client: &mut Client) -> Result<(), AuditError> {
 }
 
 fn check_versions(tx: &mut postgres::Transaction<'_>) -> Result<(), AuditError> {
-    for (key, want) in [("format", FORMAT_VERSION.to_string()), ("layout", LAYOUT.into())] {
+    for (key, want) in [
+        ("format", FORMAT_VERSION.to_string()),
+        ("layout", LAYOUT.into()),
+    ] {
         let row = tx.query_opt(
             "SELECT value FROM portcullis_audit.meta WHERE key = $1",
             &[&key],

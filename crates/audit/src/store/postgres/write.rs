@@ -37,7 +37,10 @@ impl WriterState {
 /// who holds it.
 pub(super) fn lock(client: &mut Client, number: i32, node: &str) -> Result<(), AuditError> {
     let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_CLASS, &number])?
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, $2)",
+            &[&LOCK_CLASS, &number],
+        )?
         .get(0);
     if got {
         Ok(())
