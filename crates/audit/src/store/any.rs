@@ -7,6 +7,8 @@ use crate::chain::LogId;
 use crate::search::{Filter, Found, SearchSource, SubjectSummary};
 use crate::AuditError;
 
+// A store is opened once per command: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Store {
     /// One log in a file.

@@ -91,7 +91,8 @@ pub struct StoreArgs {
     store: Option<String>,
 }
 
-/// Where a store is, resolved.
+/// Where a store is, resolved (once per command: sizes do not matter).
+#[allow(clippy::large_enum_variant)]
 enum Location {
     File(PathBuf),
     Postgres(PgTarget),

@@ -129,9 +129,7 @@ fn verify_shared(
         .in_snapshot(|s| {
             let mut out = Vec::new();
             for l in s.logs()? {
-                let key = given
-                    .clone()
-                    .or(l.public_key.map(|k| (k, KeyOrigin::Store)));
+                let key = given.or(l.public_key.map(|k| (k, KeyOrigin::Store)));
                 let report =
                     portcullis_audit::verify(&s.log_source(&l.log), key.as_ref().map(|k| &k.0))?;
                 out.push(Checked {
