@@ -29,6 +29,16 @@ pub enum AuditError {
     Canonical(#[from] crate::canonical::CanonicalError),
     #[error("audit store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The shared PostgreSQL store. PostgreSQL's messages name roles and
+    /// databases, never passwords.
+    #[error("audit store (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
+    /// A store named in a way this build cannot open.
+    #[error("audit store: {0}")]
+    InvalidStore(String),
+    /// Another process writes this node's log in the shared store.
+    #[error("the audit log of node {node:?} in the PostgreSQL store is being written by another Portcullis process; give each node its own [audit] node name")]
+    WriterInUse { node: String },
     #[error("audit store {what}: {why}")]
     Corrupt { what: &'static str, why: String },
     /// Another writer holds the store.

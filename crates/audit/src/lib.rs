@@ -11,6 +11,9 @@
 //! - [`verify::verify`] a store (or any [`verify::LogSource`]) and read the
 //!   [`verify::Report`];
 //! - [`search::search`] a store with a [`search::Filter`];
+//! - or keep the trail in PostgreSQL, shared by several nodes, one chain
+//!   each ([`store::postgres`]: [`store::postgres::open_log`] for a node's
+//!   writer, [`PostgresStore`] to read every log);
 //! - [`bundle::export`] a time range as an evidence bundle that
 //!   [`bundle::read`] and [`bundle::verify`] check offline, or
 //!   [`export::ocsf`] it as OCSF events for a SIEM, or forward it to a
@@ -21,7 +24,8 @@
 //! Inside, by concern: [`record`] (what a record can say), [`params`]
 //! (what may stand for a bind value), [`canonical`] (the exact bytes that
 //! are hashed), [`chain`] (seq, prev hash, genesis), [`checkpoint`]
-//! (Ed25519-signed heads), [`verify`], [`store`] (SQLite), [`search`] and
+//! (Ed25519-signed heads), [`verify`], [`store`] (SQLite, PostgreSQL),
+//! [`search`] and
 //! [`log`] (the queue and the writer thread). `docs/AUDIT.md` describes the
 //! format for users and auditors.
 
@@ -45,6 +49,8 @@ pub use checkpoint::{Checkpoint, CheckpointPolicy, PublicKey, SigningKey};
 pub use error::AuditError;
 pub use log::{Accepted, AuditConfig, AuditLog, Committed, Receipt};
 pub use record::Record;
-pub use search::{search, Filter, Found};
+pub use search::{search, Filter, Found, SearchSource};
+pub use store::postgres::{PgTarget, PostgresStore};
 pub use store::sqlite::{SqliteStore, Synchronous};
+pub use store::Store;
 pub use verify::{verify, Finding, Report};

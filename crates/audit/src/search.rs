@@ -26,10 +26,18 @@
 //! [`subjects`] runs the same filter as an aggregate: who ran the matching
 //! statements, how many were let through and refused, and when last
 //! ("who read `public.customers.ssn` in the last 30 days").
+//!
+//! That is the SQLite store, one log. The PostgreSQL store holds one log
+//! per node and answers the same filters across all of them with
+//! PostgreSQL's own indexes ([`postgres`]). Either is a [`SearchSource`];
+//! callers use [`search`], [`subjects`] and [`outcome_of`] whatever the
+//! store.
+
+mod postgres;
 
 use rusqlite::types::Value;
 
-use crate::chain::Entry;
+use crate::chain::{Entry, LogId};
 use crate::record::{Effect, Record, RecordKind};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{prefix, term};
@@ -64,7 +72,11 @@ pub struct Filter {
     /// Only records before this seq (paging backwards).
     pub before_seq: Option<u64>,
     /// Only records after this seq (following a log as it grows).
+    /// Seqs count within a log: in a store of several logs, `before_seq`
+    /// and `after_seq` apply to each, and `log` picks one.
     pub after_seq: Option<u64>,
+    /// Only this log (a node's, in the PostgreSQL store).
+    pub log: Option<LogId>,
     /// Most records returned; 0 means 100.
     pub limit: usize,
 }
@@ -72,13 +84,76 @@ pub struct Filter {
 /// One record found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
+    /// The log (the node, in a shared store) it belongs to.
+    pub log: LogId,
     pub seq: u64,
     pub ts_micros: i64,
     pub record: Record,
 }
 
+/// What search reads: a store of one log or of several. Call it through
+/// [`search`], [`subjects`] and [`outcome_of`].
+pub trait SearchSource {
+    /// Records matching the filter, newest first (by time, then log, then
+    /// seq).
+    fn search(&self, filter: &Filter) -> Result<Vec<Found>, AuditError>;
+    fn subjects(&self, filter: &Filter) -> Result<Vec<SubjectSummary>, AuditError>;
+    fn outcome_of(&self, log: &LogId, statement_seq: u64) -> Result<Option<Found>, AuditError>;
+}
+
 /// Records matching `filter`, newest first.
-pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditError> {
+pub fn search<S: SearchSource + ?Sized>(
+    store: &S,
+    filter: &Filter,
+) -> Result<Vec<Found>, AuditError> {
+    store.search(filter)
+}
+
+/// The subjects of the *statement* records `filter` matches, with counts,
+/// most recently active first; `filter.kinds` and `filter.limit` are
+/// ignored. With `object`, `column` and `access: Read` this answers "who
+/// read this column".
+pub fn subjects<S: SearchSource + ?Sized>(
+    store: &S,
+    filter: &Filter,
+) -> Result<Vec<SubjectSummary>, AuditError> {
+    store.subjects(filter)
+}
+
+/// The outcome record of the statement at `statement_seq` of `log`, if
+/// written.
+pub fn outcome_of<S: SearchSource + ?Sized>(
+    store: &S,
+    log: &LogId,
+    statement_seq: u64,
+) -> Result<Option<Found>, AuditError> {
+    store.outcome_of(log, statement_seq)
+}
+
+impl SearchSource for SqliteStore {
+    fn search(&self, filter: &Filter) -> Result<Vec<Found>, AuditError> {
+        if filter.log.as_ref().is_some_and(|l| l != self.log()) {
+            return Ok(Vec::new());
+        }
+        search_sqlite(self, filter)
+    }
+
+    fn subjects(&self, filter: &Filter) -> Result<Vec<SubjectSummary>, AuditError> {
+        if filter.log.as_ref().is_some_and(|l| l != self.log()) {
+            return Ok(Vec::new());
+        }
+        subjects_sqlite(self, filter)
+    }
+
+    fn outcome_of(&self, log: &LogId, statement_seq: u64) -> Result<Option<Found>, AuditError> {
+        if log != self.log() {
+            return Ok(None);
+        }
+        outcome_of_sqlite(self, statement_seq)
+    }
+}
+
+fn search_sqlite(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditError> {
     let limit = if filter.limit == 0 { 100 } else { filter.limit };
     let conn = store.conn();
     let plan = Plan::of(conn, filter)?;
@@ -141,6 +216,8 @@ pub fn search(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, AuditE
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubjectSummary {
     pub subject: String,
+    /// The log (node) of the latest matching statement.
+    pub last_log: LogId,
     /// Statements that were let through (allowed or masked).
     pub allowed: u64,
     /// Statements refused or held for approval.
@@ -150,11 +227,10 @@ pub struct SubjectSummary {
     pub last_ts_micros: i64,
 }
 
-/// The subjects of the *statement* records `filter` matches, with counts,
-/// most recently active first; `filter.kinds` and `filter.limit` are
-/// ignored. With `object`, `column` and `access: Read` this answers "who
-/// read this column".
-pub fn subjects(store: &SqliteStore, filter: &Filter) -> Result<Vec<SubjectSummary>, AuditError> {
+fn subjects_sqlite(
+    store: &SqliteStore,
+    filter: &Filter,
+) -> Result<Vec<SubjectSummary>, AuditError> {
     let filter = Filter {
         kinds: vec![RecordKind::Statement],
         ..filter.clone()
@@ -183,6 +259,7 @@ pub fn subjects(store: &SqliteStore, filter: &Filter) -> Result<Vec<SubjectSumma
         while let Some(r) = rows.next()? {
             let part = SubjectSummary {
                 subject: r.get(0)?,
+                last_log: store.log().clone(),
                 allowed: r.get::<_, i64>(1)? as u64,
                 refused: r.get::<_, i64>(2)? as u64,
                 last_seq: r.get::<_, i64>(3)? as u64,
@@ -223,7 +300,6 @@ struct Plan {
 
 impl Plan {
     fn of(conn: &rusqlite::Connection, filter: &Filter) -> Result<Plan, AuditError> {
-        let mut terms: Vec<String> = Vec::new();
         let mut conds: Vec<String> = Vec::new();
         let mut args: Vec<Value> = Vec::new();
         let arg = |v: Value, args: &mut Vec<Value>| {
@@ -231,69 +307,17 @@ impl Plan {
             format!("?{}", args.len())
         };
 
-        match filter.kinds.as_slice() {
-            [] => {}
-            [one] => terms.push(term(prefix::KIND, &[one.as_str()])),
-            many => {
-                let list: Vec<String> = many
-                    .iter()
-                    .map(|k| arg(Value::Text(k.as_str().to_owned()), &mut args))
-                    .collect();
-                conds.push(format!("r.kind IN ({})", list.join(", ")));
-            }
+        let terms = terms_of(filter);
+        if filter.kinds.len() > 1 {
+            let list: Vec<String> = filter
+                .kinds
+                .iter()
+                .map(|k| arg(Value::Text(k.as_str().to_owned()), &mut args))
+                .collect();
+            conds.push(format!("r.kind IN ({})", list.join(", ")));
         }
-        for (p, value) in [
-            (prefix::SUBJECT, &filter.subject),
-            (prefix::TARGET, &filter.target),
-            (prefix::ENVIRONMENT, &filter.environment),
-            (prefix::SESSION, &filter.session_id),
-            (prefix::FINGERPRINT, &filter.fingerprint),
-        ] {
-            if let Some(v) = value {
-                terms.push(term(p, &[v]));
-            }
-        }
-        match filter.decision {
-            // Allowed is most statements: only the others carry a
-            // decision term (see `IndexFields`).
-            Some(Effect::Allowed) => {
-                terms.push(term(prefix::KIND, &[RecordKind::Statement.as_str()]));
-                conds.push("r.decision IS NULL".into());
-            }
-            Some(d) => terms.push(term(prefix::DECISION, &[d.as_str()])),
-            None => {}
-        }
-        if filter.object.is_some() || filter.column.is_some() {
-            let object = filter.object.as_deref().unwrap_or_default();
-            let (all, read, write, values): (&str, &str, &str, Vec<&str>) =
-                match filter.column.as_deref() {
-                    None | Some("") => (
-                        prefix::OBJECT,
-                        prefix::OBJECT_READ,
-                        prefix::OBJECT_WRITE,
-                        vec![object],
-                    ),
-                    Some(c) => (
-                        prefix::COLUMN,
-                        prefix::COLUMN_READ,
-                        prefix::COLUMN_WRITE,
-                        vec![object, c],
-                    ),
-                };
-            let p = match filter.access {
-                None => all,
-                Some(Access::Read) => read,
-                Some(Access::Write) => write,
-            };
-            terms.push(term(p, &values));
-        } else if let Some(a) = filter.access {
-            terms.push(term(
-                prefix::ACCESS,
-                &[match a {
-                    Access::Read => "r",
-                    Access::Write => "w",
-                }],
-            ));
+        if filter.decision == Some(Effect::Allowed) {
+            conds.push("r.decision IS NULL".into());
         }
         for t in &terms {
             conds.push(format!(
@@ -365,6 +389,73 @@ impl Plan {
         }
         block_ranges(conn, &self.terms, self.lo, self.hi)
     }
+}
+
+/// The terms every record `filter` matches holds (see
+/// [`crate::store::IndexFields`]): a single kind, subject, target,
+/// environment, session, fingerprint, a decision other than allowed, the
+/// object, column or access. Several kinds and "allowed" (no decision)
+/// are conditions the store adds on its columns.
+fn terms_of(filter: &Filter) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    // Several kinds are a condition on the kind column, not a term.
+    if let [one] = filter.kinds.as_slice() {
+        terms.push(term(prefix::KIND, &[one.as_str()]));
+    }
+    for (p, value) in [
+        (prefix::SUBJECT, &filter.subject),
+        (prefix::TARGET, &filter.target),
+        (prefix::ENVIRONMENT, &filter.environment),
+        (prefix::SESSION, &filter.session_id),
+        (prefix::FINGERPRINT, &filter.fingerprint),
+    ] {
+        if let Some(v) = value {
+            terms.push(term(p, &[v]));
+        }
+    }
+    match filter.decision {
+        // Allowed is most statements: only the others carry a
+        // decision term (see `IndexFields`).
+        Some(Effect::Allowed) => {
+            // Statements, and the store adds "without a decision".
+            terms.push(term(prefix::KIND, &[RecordKind::Statement.as_str()]));
+        }
+        Some(d) => terms.push(term(prefix::DECISION, &[d.as_str()])),
+        None => {}
+    }
+    if filter.object.is_some() || filter.column.is_some() {
+        let object = filter.object.as_deref().unwrap_or_default();
+        let (all, read, write, values): (&str, &str, &str, Vec<&str>) =
+            match filter.column.as_deref() {
+                None | Some("") => (
+                    prefix::OBJECT,
+                    prefix::OBJECT_READ,
+                    prefix::OBJECT_WRITE,
+                    vec![object],
+                ),
+                Some(c) => (
+                    prefix::COLUMN,
+                    prefix::COLUMN_READ,
+                    prefix::COLUMN_WRITE,
+                    vec![object, c],
+                ),
+            };
+        let p = match filter.access {
+            None => all,
+            Some(Access::Read) => read,
+            Some(Access::Write) => write,
+        };
+        terms.push(term(p, &values));
+    } else if let Some(a) = filter.access {
+        terms.push(term(
+            prefix::ACCESS,
+            &[match a {
+                Access::Read => "r",
+                Access::Write => "w",
+            }],
+        ));
+    }
+    terms
 }
 
 /// The closed blocks (as seq ranges, newest first, clipped to `lo..=hi`)
@@ -509,7 +600,7 @@ impl SqlstateWalk {
 /// The outcome record of the statement at `statement_seq`, if written:
 /// in the first closed block after the statement whose outcomes refer to
 /// it, else in the open block.
-pub fn outcome_of(store: &SqliteStore, statement_seq: u64) -> Result<Option<Found>, AuditError> {
+fn outcome_of_sqlite(store: &SqliteStore, statement_seq: u64) -> Result<Option<Found>, AuditError> {
     let conn = store.conn();
     let mut in_blocks = conn.prepare_cached(
         "SELECT r.seq, r.ts, r.envelope FROM audit_blocks b \
@@ -569,6 +660,7 @@ fn found(seq: i64, ts: i64, envelope: &[u8]) -> Result<Found, AuditError> {
         why: format!("seq {seq} unreadable at column {}", e.column()),
     })?;
     Ok(Found {
+        log: entry.log,
         seq: seq as u64,
         ts_micros: ts,
         record: entry.record,

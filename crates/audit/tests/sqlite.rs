@@ -760,7 +760,9 @@ fn search_filters() {
     assert_eq!(bob[0].allowed, 0);
     assert!(bob[0].refused > 0 && bob[0].refused < 20);
 
-    let o = outcome_of(&store, statement_seqs[1]).unwrap().unwrap();
+    let o = outcome_of(&store, store.log(), statement_seqs[1])
+        .unwrap()
+        .unwrap();
     assert!(
         matches!(o.record, Record::Outcome(ref x) if x.sqlstate.as_ref().map(|s| s.as_str()) == Some("42501"))
     );
@@ -982,7 +984,7 @@ fn search_spans_closed_and_open_blocks() {
     let first_block_end = first_block_end as u64;
     let statement_seq = first_block_end - (1 - first_block_end % 2);
     assert!(statement_seq + 3 > first_block_end);
-    let o = outcome_of(&store, statement_seq)
+    let o = outcome_of(&store, store.log(), statement_seq)
         .unwrap()
         .expect("outcome found");
     assert!(o.seq > statement_seq);
@@ -994,7 +996,7 @@ fn search_spans_closed_and_open_blocks() {
         .find(|(s, r)| stmt(r).is_some() && *s < total - 4)
         .unwrap()
         .0;
-    let o = outcome_of(&store, last_statement)
+    let o = outcome_of(&store, store.log(), last_statement)
         .unwrap()
         .expect("outcome in the open block");
     assert!(matches!(&o.record, Record::Outcome(x) if x.statement_seq == last_statement));

@@ -53,6 +53,17 @@ pub struct Audit {
     /// Where rotated segments go, relative to the configuration file's
     /// folder.
     pub archive_dir: PathBuf,
+    /// The shared PostgreSQL store instead of the SQLite file at `path`:
+    /// `postgres://user@host:port/database?sslmode=disable`. Several
+    /// proxies write one store, each its own chain, named by `node`. No
+    /// password in the URL: give it with `postgres_password_env` or
+    /// `postgres_password_file`. TLS to the store is not built yet.
+    pub postgres: Option<String>,
+    pub postgres_password_env: Option<String>,
+    pub postgres_password_file: Option<PathBuf>,
+    /// This proxy's name in the shared store: its chain is kept under it
+    /// across restarts. Required with `postgres`, unique per proxy.
+    pub node: Option<String>,
 }
 
 impl Default for Audit {
@@ -72,6 +83,10 @@ impl Default for Audit {
             params_key_file: None,
             retain: None,
             archive_dir: PathBuf::from("portcullis-audit-archive"),
+            postgres: None,
+            postgres_password_env: None,
+            postgres_password_file: None,
+            node: None,
         }
     }
 }
@@ -80,6 +95,29 @@ impl crate::Config {
     /// The audit store's path, resolved against the configuration's folder.
     pub fn audit_store_path(&self) -> PathBuf {
         self.resolve(&self.audit.path)
+    }
+
+    /// The PostgreSQL store's password, from the environment or a file
+    /// (trailing newline dropped); `None` when neither is configured. The
+    /// error never holds the password.
+    pub fn audit_store_password(&self) -> Result<Option<String>, crate::ConfigError> {
+        let secret = |what: String| crate::ConfigError::Secret {
+            target: "[audit] postgres".into(),
+            what,
+        };
+        if let Some(var) = &self.audit.postgres_password_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| secret(format!("environment variable {var} is not set")));
+        }
+        if let Some(file) = &self.audit.postgres_password_file {
+            let path = self.resolve(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                secret(format!("cannot read password file {}: {e}", path.display()))
+            })?;
+            return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
+        }
+        Ok(None)
     }
 
     /// Where rotated segments are written.

@@ -98,6 +98,7 @@ impl Validator<'_> {
         if a.path.as_os_str().is_empty() {
             return Err(self.err("audit.path", "is empty; give a file for the audit store"));
         }
+        self.audit_postgres()?;
         if a.queue_capacity < 16 {
             return Err(self.err(
                 "audit.queue_capacity",
@@ -151,6 +152,94 @@ impl Validator<'_> {
             return Err(self.err(
                 "audit.params",
                 "is \"keyed_hash\" but no key is given; set audit.params_key_env or audit.params_key_file",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[audit] postgres` and what goes with it: a URL without a password,
+    /// `sslmode=disable` (TLS to the store is not built yet), a node name,
+    /// one password source, and no rotation (not built for this store).
+    fn audit_postgres(&self) -> Result<(), ConfigError> {
+        let a = &self.config.audit;
+        let Some(url) = &a.postgres else {
+            for (key, set) in [
+                ("audit.node", a.node.is_some()),
+                (
+                    "audit.postgres_password_env",
+                    a.postgres_password_env.is_some(),
+                ),
+                (
+                    "audit.postgres_password_file",
+                    a.postgres_password_file.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(self.err(
+                        key,
+                        "is set without audit.postgres; it names the shared PostgreSQL store",
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        // Never quote the URL back: it may hold a password.
+        let Some(rest) = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+        else {
+            return Err(self.err(
+                "audit.postgres",
+                "is not a PostgreSQL URL; write postgres://user@host:port/database?sslmode=disable",
+            ));
+        };
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if authority
+            .rsplit_once('@')
+            .is_some_and(|(user, _)| user.contains(':'))
+        {
+            return Err(self.err(
+                "audit.postgres",
+                "holds a password; take it out of the URL and give it with audit.postgres_password_env or audit.postgres_password_file",
+            ));
+        }
+        let query = rest.split_once('?').map_or("", |(_, q)| q);
+        let sslmode = query.split('&').find_map(|kv| kv.strip_prefix("sslmode="));
+        if sslmode != Some("disable") {
+            return Err(self.err(
+                "audit.postgres",
+                "must say sslmode=disable: TLS to the PostgreSQL audit store is not built yet (keep the store on a trusted network)",
+            ));
+        }
+        match a.node.as_deref() {
+            None => {
+                return Err(self.err(
+                    "audit.node",
+                    "is required with audit.postgres: name this proxy (its chain in the shared store is kept under that name across restarts; one name per proxy)",
+                ))
+            }
+            Some(n) if n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control) => {
+                return Err(self.err("audit.node", "must be 1 to 200 printable characters"))
+            }
+            Some(_) => {}
+        }
+        if a.postgres_password_env.is_some() && a.postgres_password_file.is_some() {
+            return Err(self.err(
+                "audit.postgres_password_env",
+                "and audit.postgres_password_file are both set; give the password one way",
+            ));
+        }
+        if let Some(path) = &a.postgres_password_file {
+            self.file(
+                "audit.postgres_password_file",
+                path,
+                "audit store password file",
+            )?;
+        }
+        if a.retain.is_some() {
+            return Err(self.err(
+                "audit.retain",
+                "is not built for the PostgreSQL store yet; leave it out with audit.postgres (rotation works on the SQLite store)",
             ));
         }
         Ok(())

@@ -1051,3 +1051,47 @@ fn strict_masking_and_inference_are_read_and_need_masking_on() {
     valid(&bad("enabled = false\ninference = \"flag\"\n"));
     assert!(Config::parse(&bad("inference = \"warn\"\n"), None).is_err());
 }
+
+#[test]
+fn audit_postgres_store_is_checked_and_never_quoted() {
+    let with = |audit: &str| format!("{}[audit]\n{audit}", minimal());
+    let ok = "postgres = \"postgres://portcullis@db.internal:5432/ctl?sslmode=disable\"\nnode = \"eu-1\"\npostgres_password_env = \"AUDIT_PG_PASSWORD\"\n";
+    let c = Config::parse(&with(ok), None).unwrap();
+    assert_eq!(c.audit.node.as_deref(), Some("eu-1"));
+
+    let (key, message) = invalid(&with(
+        "postgres = \"postgres://portcullis:s3cret@db/ctl?sslmode=disable\"\nnode = \"eu-1\"\n",
+    ));
+    assert_eq!(key, "audit.postgres");
+    assert!(
+        message.contains("password") && !message.contains("s3cret"),
+        "{message}"
+    );
+
+    let (key, message) = invalid(&with(
+        "postgres = \"postgres://portcullis@db/ctl\"\nnode = \"eu-1\"\n",
+    ));
+    assert_eq!(key, "audit.postgres");
+    assert!(message.contains("sslmode=disable"), "{message}");
+
+    let (key, _) = invalid(&with(
+        "postgres = \"mysql://x@db/ctl?sslmode=disable\"\nnode = \"eu-1\"\n",
+    ));
+    assert_eq!(key, "audit.postgres");
+
+    let (key, message) = invalid(&with(
+        "postgres = \"postgres://portcullis@db/ctl?sslmode=disable\"\n",
+    ));
+    assert_eq!(key, "audit.node");
+    assert!(message.contains("required"), "{message}");
+
+    let (key, message) = invalid(&with(&format!("{ok}retain = \"90d\"\n")));
+    assert_eq!(key, "audit.retain");
+    assert!(message.contains("not built"), "{message}");
+
+    let (key, _) = invalid(&with(&format!("{ok}postgres_password_file = \"pw\"\n")));
+    assert_eq!(key, "audit.postgres_password_env");
+
+    let (key, _) = invalid(&with("node = \"eu-1\"\n"));
+    assert_eq!(key, "audit.node");
+}

@@ -311,7 +311,7 @@ pub fn export(
         let Record::Statement(s) = entry.record else {
             continue;
         };
-        let outcome = outcome_of(store, seq)?;
+        let outcome = outcome_of(store, store.log(), seq)?;
         let outcome = outcome.as_ref().and_then(|f| match &f.record {
             Record::Outcome(o) => Some((f.seq, o)),
             _ => None,

@@ -220,7 +220,7 @@ fn ocsf_line(
     let Record::Statement(s) = entry.record else {
         return Ok(Line::Skip);
     };
-    let outcome = outcome_of(store, row.seq)?;
+    let outcome = outcome_of(store, store.log(), row.seq)?;
     let outcome = outcome.as_ref().and_then(|f| match &f.record {
         Record::Outcome(o) => Some((f.seq, o)),
         _ => None,

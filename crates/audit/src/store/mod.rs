@@ -3,11 +3,16 @@
 //! A store receives whole batches ([`BatchStore::commit`]): the sealed
 //! envelopes, the terms search needs, at most one checkpoint and the new
 //! head, all in one transaction, so a crash leaves either all of a batch
-//! or none of it. SQLite is the embedded store; a PostgreSQL store
-//! (several proxies, one database, one chain per node) implements the same
-//! trait later.
+//! or none of it. SQLite is the embedded store; the PostgreSQL store
+//! ([`postgres`]) is shared by several proxies, one chain per node.
+//! [`Store`] is either, for the readers (search, verification) that take
+//! whichever the configuration names.
 
+mod any;
+pub mod postgres;
 pub mod sqlite;
+
+pub use any::Store;
 
 use crate::chain::{Head, Sealed};
 use crate::checkpoint::Checkpoint;

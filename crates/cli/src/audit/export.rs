@@ -59,7 +59,11 @@ pub fn run(args: &ExportArgs) -> ExitCode {
             return fail("--from must be before --to");
         }
     }
-    let (_, store) = match args.store.open() {
+    let store = match args
+        .store
+        .path("export")
+        .and_then(|p| super::open_store(&p))
+    {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use portcullis_audit::SqliteStore;
+use portcullis_audit::{PgTarget, PostgresStore, SqliteStore, Store};
 use portcullis_config::Config;
 
 /// A usage or I/O problem.
@@ -88,15 +88,26 @@ pub fn run(command: AuditCommand) -> ExitCode {
     }
 }
 
-/// Where the store is: the configuration's `[audit] path`, or a file.
+/// Where the store is: the configuration's `[audit] path` or `[audit]
+/// postgres`, a SQLite file, or a PostgreSQL URL.
 #[derive(clap::Args, Clone)]
 pub struct StoreArgs {
-    /// Read the audit store this configuration file names ([audit] path).
+    /// Read the audit store this configuration file names ([audit] path,
+    /// or [audit] postgres with its password).
     #[arg(short, long = "config", value_name = "FILE", conflicts_with = "store")]
     config: Option<PathBuf>,
-    /// Read this audit store (a SQLite file) directly.
-    #[arg(long, value_name = "FILE")]
-    store: Option<PathBuf>,
+    /// Read this audit store directly: a SQLite file, or a shared
+    /// PostgreSQL store as postgres://user@host:port/database?sslmode=disable
+    /// (the password from PGPASSWORD).
+    #[arg(long, value_name = "FILE|URL")]
+    store: Option<String>,
+}
+
+/// Where a store is, resolved (once per command: sizes do not matter).
+#[allow(clippy::large_enum_variant)]
+enum Location {
+    File(PathBuf),
+    Postgres(PgTarget),
 }
 
 impl StoreArgs {
@@ -104,12 +115,23 @@ impl StoreArgs {
         self.config.is_some() || self.store.is_some()
     }
 
-    /// The store's path.
-    fn path(&self) -> Result<PathBuf, String> {
+    fn location(&self) -> Result<Location, String> {
         match (&self.store, &self.config) {
-            (Some(s), _) => Ok(s.clone()),
+            (Some(s), _) if is_postgres_url(s) => {
+                let password = std::env::var("PGPASSWORD").ok();
+                PgTarget::parse(s, password.as_deref())
+                    .map(Location::Postgres)
+                    .map_err(|e| e.to_string())
+            }
+            (Some(s), _) => Ok(Location::File(PathBuf::from(s))),
             (None, Some(c)) => {
                 let config = Config::load(c).map_err(|e| e.to_string())?;
+                if let Some(url) = &config.audit.postgres {
+                    let password = config.audit_store_password().map_err(|e| e.to_string())?;
+                    return PgTarget::parse(url, password.as_deref())
+                        .map(Location::Postgres)
+                        .map_err(|e| e.to_string());
+                }
                 if !config.audit.enabled {
                     eprintln!(
                         "note: {} turns the audit trail off ([audit] enabled = false); reading {} anyway",
@@ -117,18 +139,44 @@ impl StoreArgs {
                         config.audit_store_path().display()
                     );
                 }
-                Ok(config.audit_store_path())
+                Ok(Location::File(config.audit_store_path()))
             }
-            (None, None) => Err("say which store to read: --config FILE or --store FILE".into()),
+            (None, None) => {
+                Err("say which store to read: --config FILE or --store FILE|URL".into())
+            }
         }
     }
 
-    /// Opens the store read-only.
-    fn open(&self) -> Result<(PathBuf, SqliteStore), String> {
-        let path = self.path()?;
-        let store = open_store(&path)?;
-        Ok((path, store))
+    /// The SQLite store's path, for the commands only it supports.
+    fn path(&self, command: &str) -> Result<PathBuf, String> {
+        match self.location()? {
+            Location::File(p) => Ok(p),
+            Location::Postgres(t) => Err(format!(
+                "{command} is not built for the PostgreSQL store ({}) yet; it works on a SQLite store",
+                t.shown()
+            )),
+        }
     }
+
+    /// Opens the store read-only; the text names it for people (never
+    /// with a password).
+    fn open(&self) -> Result<(String, Store), String> {
+        match self.location()? {
+            Location::File(path) => {
+                let store = open_store(&path)?;
+                Ok((path.display().to_string(), Store::Sqlite(store)))
+            }
+            Location::Postgres(target) => {
+                let store = PostgresStore::open_reader(&target)
+                    .map_err(|e| format!("{}: {e}", target.shown()))?;
+                Ok((target.shown().to_owned(), Store::Postgres(store)))
+            }
+        }
+    }
+}
+
+fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
 fn open_store(path: &Path) -> Result<SqliteStore, String> {

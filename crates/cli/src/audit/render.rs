@@ -3,7 +3,7 @@
 
 use portcullis_audit::record::{ConnectionResult, Record, ReloadResult};
 use portcullis_audit::search::outcome_of;
-use portcullis_audit::{Found, SqliteStore};
+use portcullis_audit::{Found, Store};
 use serde_json::json;
 
 use super::time::format_micros;
@@ -15,18 +15,37 @@ const TEXT_WIDTH: usize = 100;
 pub struct Shown {
     pub found: Found,
     pub outcome: Option<Found>,
+    /// The node whose log holds it, in a store of several (PostgreSQL).
+    pub node: Option<String>,
 }
 
-/// Looks up the outcome of each statement found.
-pub fn with_outcomes(store: &SqliteStore, found: Vec<Found>) -> Result<Vec<Shown>, String> {
+/// Looks up the outcome of each statement found, and in a shared store
+/// the node each record came from.
+pub fn with_outcomes(store: &Store, found: Vec<Found>) -> Result<Vec<Shown>, String> {
+    let nodes: std::collections::HashMap<_, _> = match store {
+        Store::Sqlite(_) => Default::default(),
+        Store::Postgres(p) => p
+            .logs()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|l| (l.log, l.node))
+            .collect(),
+    };
     found
         .into_iter()
         .map(|f| {
+            let node = nodes.get(&f.log).cloned();
             let outcome = match f.record {
-                Record::Statement(_) => outcome_of(store, f.seq).map_err(|e| e.to_string())?,
+                Record::Statement(_) => {
+                    outcome_of(store, &f.log, f.seq).map_err(|e| e.to_string())?
+                }
                 _ => None,
             };
-            Ok(Shown { found: f, outcome })
+            Ok(Shown {
+                found: f,
+                outcome,
+                node,
+            })
         })
         .collect()
 }
@@ -73,7 +92,11 @@ fn outcome_result(o: &Record) -> String {
 pub fn row(s: &Shown) -> String {
     let f = &s.found;
     let time = format_micros(f.ts_micros);
-    let seq = f.seq.to_string();
+    // In a shared store seqs count per node: say whose.
+    let seq = match &s.node {
+        Some(node) => format!("{node}:{}", f.seq),
+        None => f.seq.to_string(),
+    };
     let kind = f.record.kind().as_str();
     let dash = || "-".to_owned();
     let (user, target, decision, result, what) = match &f.record {
@@ -180,11 +203,15 @@ fn serde_name<T: serde::Serialize>(v: &T) -> String {
 pub fn json_line(s: &Shown) -> String {
     let f = &s.found;
     let mut v = json!({
+        "log": f.log,
         "seq": f.seq,
         "ts": f.ts_micros,
         "time": format_micros(f.ts_micros),
         "record": f.record,
     });
+    if let Some(node) = &s.node {
+        v["node"] = json!(node);
+    }
     if let Some(o) = &s.outcome {
         v["outcome"] = json!({ "seq": o.seq, "ts": o.ts_micros, "record": o.record });
     }

@@ -40,7 +40,7 @@ pub fn run(args: &RotateArgs) -> ExitCode {
         Ok(k) => k,
         Err(e) => return fail(e),
     };
-    let path = match args.store.path() {
+    let path = match args.store.path("rotate") {
         Ok(p) => p,
         Err(e) => return fail(e),
     };

@@ -2,12 +2,18 @@
 //! with `--follow` the new ones as the proxy commits them, by polling the
 //! store for records after the last one printed. It runs until
 //! interrupted, or for `--for` or until `--max-records` for scripts.
+//!
+//! Seqs count per log: a shared store (one log per node) is followed
+//! with one cursor per log, and what each poll finds is printed in time
+//! order across them.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use portcullis_audit::{search, Filter, SqliteStore};
+use std::collections::HashMap;
+
+use portcullis_audit::{search, Filter, Found, LogId, Store};
 
 use super::filter::FilterArgs;
 use super::render::{header, json_line, row, with_outcomes, Shown};
@@ -62,21 +68,22 @@ pub fn run(args: &TailArgs) -> ExitCode {
     };
 
     // The latest records; following then starts after the newest record
-    // in the store, matching or not.
-    let mut last = match newest_seq(&store) {
-        Ok(s) => s,
+    // of each log in the store, matching or not.
+    let mut cursors = match newest_seqs(&store, &HashMap::new()) {
+        Ok(c) => c,
         Err(e) => return fail(e),
     };
     if args.lines > 0 {
         let first = Filter {
             limit: args.lines,
-            before_seq: Some(last + 1),
             ..filter.clone()
         };
         let mut found = match search::search(&store, &first) {
             Ok(f) => f,
             Err(e) => return fail(e),
         };
+        // Committed after the cursors were taken: printed when followed.
+        found.retain(|f| cursors.get(&f.log).is_some_and(|c| f.seq <= *c));
         found.reverse();
         match printer.print(&store, found) {
             Ok(true) => {}
@@ -101,18 +108,25 @@ pub fn run(args: &TailArgs) -> ExitCode {
         } else {
             std::thread::sleep(args.interval);
         }
-        let newest = match newest_seq(&store) {
+        let newest = match newest_seqs(&store, &cursors) {
             Ok(s) => s,
             Err(e) => return fail(e),
         };
-        if newest <= last {
-            continue;
+        let mut found = Vec::new();
+        for (log, &seq) in &newest {
+            let last = cursors.get(log).copied().unwrap_or(0);
+            if seq <= last {
+                continue;
+            }
+            match after(&store, &filter, log, last, seq) {
+                Ok(f) => found.extend(f),
+                Err(e) => return fail(e),
+            }
         }
-        let found = match after(&store, &filter, last, newest) {
-            Ok(f) => f,
-            Err(e) => return fail(e),
-        };
-        last = newest;
+        cursors = newest;
+        found.sort_by(|a, b| {
+            (a.ts_micros, a.log.as_str(), a.seq).cmp(&(b.ts_micros, b.log.as_str(), b.seq))
+        });
         match printer.print(&store, found) {
             Ok(true) => {}
             Ok(false) => return ExitCode::SUCCESS,
@@ -124,31 +138,53 @@ pub fn run(args: &TailArgs) -> ExitCode {
     }
 }
 
-fn newest_seq(store: &SqliteStore) -> Result<u64, String> {
-    let f = Filter {
-        limit: 1,
-        ..Filter::default()
+/// The newest seq of each log in the store (logs that appeared since
+/// `known` start at 0).
+fn newest_seqs(store: &Store, known: &HashMap<LogId, u64>) -> Result<HashMap<LogId, u64>, String> {
+    let logs: Vec<LogId> = match store {
+        Store::Sqlite(s) => vec![s.log().clone()],
+        Store::Postgres(p) => p
+            .logs()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|l| l.log)
+            .collect(),
     };
-    Ok(search::search(store, &f)
-        .map_err(|e| e.to_string())?
-        .first()
-        .map_or(0, |f| f.seq))
+    let mut out = HashMap::new();
+    for log in logs {
+        let f = Filter {
+            limit: 1,
+            log: Some(log.clone()),
+            ..Filter::default()
+        };
+        let newest = search::search(store, &f)
+            .map_err(|e| e.to_string())?
+            .first()
+            .map_or(0, |f| f.seq);
+        out.insert(
+            log.clone(),
+            newest.max(known.get(&log).copied().unwrap_or(0)),
+        );
+    }
+    Ok(out)
 }
 
-/// The records matching `filter` with seqs in `(last, newest]`, oldest
-/// first, paging back from `newest` (search answers newest first).
+/// The records of `log` matching `filter` with seqs in `(last, newest]`,
+/// oldest first, paging back from `newest` (search answers newest first).
 fn after(
-    store: &SqliteStore,
+    store: &Store,
     filter: &Filter,
+    log: &LogId,
     last: u64,
     newest: u64,
-) -> Result<Vec<portcullis_audit::Found>, String> {
+) -> Result<Vec<Found>, String> {
     let mut all = Vec::new();
     let mut before = newest + 1;
     loop {
         let page = search::search(
             store,
             &Filter {
+                log: Some(log.clone()),
                 after_seq: Some(last),
                 before_seq: Some(before),
                 limit: PAGE,
@@ -179,11 +215,7 @@ struct Printer {
 
 impl Printer {
     /// Prints records in order; `Ok(false)` once `max` is reached.
-    fn print(
-        &mut self,
-        store: &SqliteStore,
-        found: Vec<portcullis_audit::Found>,
-    ) -> Result<bool, ExitCode> {
+    fn print(&mut self, store: &Store, found: Vec<Found>) -> Result<bool, ExitCode> {
         let shown: Vec<Shown> = with_outcomes(store, found).map_err(fail)?;
         for s in &shown {
             if self.max.is_some_and(|m| self.printed >= m) {

@@ -187,7 +187,7 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
         "{:?}",
         select.reads
     );
-    let out = outcome_of(&store, *select_seq)
+    let out = outcome_of(&store, store.log(), *select_seq)
         .unwrap()
         .expect("an outcome");
     let Record::Outcome(out) = out.record else {
@@ -208,7 +208,11 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
         .iter()
         .find(|(_, s)| s.text.as_str().starts_with("SELECT body FROM tickets"))
         .unwrap();
-    let Record::Outcome(tickets) = outcome_of(&store, *tickets_seq).unwrap().unwrap().record else {
+    let Record::Outcome(tickets) = outcome_of(&store, store.log(), *tickets_seq)
+        .unwrap()
+        .unwrap()
+        .record
+    else {
         panic!("not an outcome")
     };
     assert_eq!(tickets.rows, Some(3));
@@ -248,7 +252,11 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
         .unwrap();
     assert_eq!(insert.protocol, Protocol::Extended);
     assert!(insert.writes.iter().any(|t| t.object == "public.customers"));
-    let Record::Outcome(out) = outcome_of(&store, *insert_seq).unwrap().unwrap().record else {
+    let Record::Outcome(out) = outcome_of(&store, store.log(), *insert_seq)
+        .unwrap()
+        .unwrap()
+        .record
+    else {
         panic!("not an outcome")
     };
     assert_eq!(
@@ -267,7 +275,11 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
         .iter()
         .find(|(_, s)| s.text.as_str().contains("no_such_table"))
         .unwrap();
-    let Record::Outcome(out) = outcome_of(&store, *missing_seq).unwrap().unwrap().record else {
+    let Record::Outcome(out) = outcome_of(&store, store.log(), *missing_seq)
+        .unwrap()
+        .unwrap()
+        .record
+    else {
         panic!("not an outcome")
     };
     assert_eq!(out.sqlstate.as_ref().map(|s| s.as_str()), Some("42P01"));

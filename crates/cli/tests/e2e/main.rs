@@ -8,6 +8,7 @@ mod raw;
 mod audit;
 mod audit_cli;
 mod audit_forward;
+mod audit_shared;
 mod auth;
 mod basic;
 mod catalog;

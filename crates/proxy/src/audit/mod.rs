@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use portcullis_audit::params::ParamHasher;
 use portcullis_audit::record::{BindParams, Record};
+use portcullis_audit::store::postgres::{open_log, PgTarget};
 use portcullis_audit::{
     AuditConfig, AuditError, AuditLog, CheckpointPolicy, Receipt, SigningKey, Synchronous,
 };
@@ -39,6 +40,8 @@ pub enum AuditSetupError {
     Store { path: String, error: AuditError },
     #[error("cannot read or create the audit key {path}: {error}")]
     Key { path: String, error: String },
+    #[error("cannot read the audit store's password: {0}")]
+    Password(String),
 }
 
 /// The proxy's audit trail.
@@ -125,12 +128,19 @@ impl AuditTrail {
             ParamsMode::Off => None,
             ParamsMode::KeyedHash => Some(params_hasher(config)?),
         };
-        let log = Arc::new(AuditLog::open(c).map_err(|error| AuditSetupError::Store {
-            path: path.display().to_string(),
-            error,
-        })?);
+        let (log, shown) = match &a.postgres {
+            Some(url) => open_shared(config, url, c)?,
+            None => {
+                let log = AuditLog::open(c).map_err(|error| AuditSetupError::Store {
+                    path: path.display().to_string(),
+                    error,
+                })?;
+                (log, path.display().to_string())
+            }
+        };
+        let log = Arc::new(log);
         info!(
-            store = %path.display(),
+            store = %shown,
             log = %log.log_id(),
             key_id = %log.public_key().map(|k| k.key_id()).unwrap_or_default(),
             "audit trail open"
@@ -218,6 +228,26 @@ impl AuditTrail {
         }
         self.log.close();
     }
+}
+
+/// Opens this node's log in the shared PostgreSQL store (`[audit]
+/// postgres`); the returned text names the store without its password.
+fn open_shared(
+    config: &Config,
+    url: &str,
+    c: AuditConfig,
+) -> Result<(AuditLog, String), AuditSetupError> {
+    let password = config
+        .audit_store_password()
+        .map_err(|e| AuditSetupError::Password(e.to_string()))?;
+    let store_err = |shown: String| move |error| AuditSetupError::Store { path: shown, error };
+    let target =
+        PgTarget::parse(url, password.as_deref()).map_err(store_err("[audit] postgres".into()))?;
+    let shown = target.shown().to_owned();
+    // Validation requires a node name with a PostgreSQL store.
+    let node = config.audit.node.as_deref().unwrap_or_default();
+    let log = open_log(&target, node, c).map_err(store_err(shown.clone()))?;
+    Ok((log, format!("{shown} (node {node})")))
 }
 
 /// The refusal for a statement whose record could not be written.

@@ -126,7 +126,11 @@ pub fn run(args: &ForwardArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let (_, store) = match args.store.open() {
+    let store = match args
+        .store
+        .path("forward")
+        .and_then(|p| super::open_store(&p))
+    {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
