@@ -168,6 +168,20 @@ fn search_sqlite(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, Aud
     );
     let mut stmt = conn.prepare(&sql)?;
     let mut out = Vec::new();
+    // The records of `lo..=hi` that pass, newest first, up to the limit.
+    let mut read = |lo: u64, hi: u64, out: &mut Vec<Found>| -> Result<(), AuditError> {
+        let mut args = plan.args.clone();
+        args.extend([
+            Value::Integer(lo as i64),
+            Value::Integer(hi as i64),
+            Value::Integer((limit - out.len()) as i64),
+        ]);
+        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+        while let Some(row) = rows.next()? {
+            out.push(found(row.get(0)?, row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?);
+        }
+        Ok(())
+    };
     if let Some(t) = &plan.sqlstate {
         // Newest first without reading every outcome that carried it:
         // statements become eligible as the walk passes below them.
@@ -180,16 +194,7 @@ fn search_sqlite(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, Aud
                 if out.len() >= limit {
                     break;
                 }
-                let mut args = plan.args.clone();
-                args.extend([
-                    Value::Integer(lo as i64),
-                    Value::Integer(hi as i64),
-                    Value::Integer((limit - out.len()) as i64),
-                ]);
-                let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-                while let Some(row) = rows.next()? {
-                    out.push(found(row.get(0)?, row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?);
-                }
+                read(lo, hi, &mut out)?;
             }
         }
         return Ok(out);
@@ -198,16 +203,7 @@ fn search_sqlite(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, Aud
         if out.len() >= limit {
             break;
         }
-        let mut args = plan.args.clone();
-        args.extend([
-            Value::Integer(lo as i64),
-            Value::Integer(hi as i64),
-            Value::Integer((limit - out.len()) as i64),
-        ]);
-        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-        while let Some(row) = rows.next()? {
-            out.push(found(row.get(0)?, row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?);
-        }
+        read(lo, hi, &mut out)?;
     }
     Ok(out)
 }
