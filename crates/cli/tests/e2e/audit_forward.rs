@@ -587,14 +587,20 @@ async fn audit_forward_over_https_trusts_only_the_given_ca_and_checks_the_name()
     std::fs::write(&ca, pki.ca_cert_pem()).unwrap();
     let c = TlsCollector::start(&pki).await;
 
-    // The system's roots do not know the test CA: the handshake fails,
-    // the command says why, nothing is delivered, the cursor stays.
+    // The system roots (here `SSL_CERT_FILE`, set to another CA so the
+    // test does not depend on the machine's bundle) do not know the
+    // collector's CA: the
+    // handshake fails, the command says why, nothing is delivered, the
+    // cursor stays.
+    let stranger = portcullis_testbed::TestPki::generate(&["localhost"]).expect("other PKI");
+    let other_ca = f.store.with_file_name("other-ca.pem");
+    std::fs::write(&other_ca, stranger.ca_cert_pem()).unwrap();
     let run = forward(
         &f.args(
             &c.url,
             &["--format", "native", "--once", "--max-retries", "0"],
         ),
-        &[("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")],
+        &[("SSL_CERT_FILE", other_ca.to_str().unwrap())],
     )
     .await;
     assert_ne!(run.code, Some(0), "{}", run.all());
