@@ -4,6 +4,7 @@
 #   bench/audit.sh [--no-build] [--portcullis-bin PATH] [--duration S]
 #                  [--clients "8 32"] [--rounds N] [--keep]
 #                  [--protocols "simple extended prepared"]
+#                  [--modes "off queued strict"]
 #
 # Measures pgbench -S (scale 10) through three Portcullis instances on one
 # throwaway PostgreSQL cluster: audit off ([audit] enabled = false), the
@@ -17,7 +18,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD=1 PBIN="" DURATION=10 CLIENTS="8 32" ROUNDS=3 KEEP=0 PROTOCOLS="simple extended prepared"
+BUILD=1 PBIN="" DURATION=10 CLIENTS="8 32" ROUNDS=3 KEEP=0 PROTOCOLS="simple extended prepared" MODES="off queued strict"
 die() { echo "bench/audit: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,8 +28,9 @@ while [ $# -gt 0 ]; do
         --clients) CLIENTS=${2:?}; shift 2 ;;
         --rounds) ROUNDS=${2:?}; shift 2 ;;
         --protocols) PROTOCOLS=${2:?}; shift 2 ;;
+        --modes) MODES=${2:?}; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) die "unknown argument $1" ;;
     esac
 done
@@ -145,14 +147,13 @@ cpu_ms() { # utime+stime of PID in ms
     echo $(( (${12} + ${13}) * 1000 / $(getconf CLK_TCK) ))
 }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
 
 declare -A TPS CPU
-MODES="off queued strict"
 for c in $CLIENTS; do
     for proto in $PROTOCOLS; do
-        for m in $MODES; do TPS[$c,$proto,$m]=""; CPU[$c,$proto,$m]=""; done
+        for m in off queued strict; do TPS[$c,$proto,$m]=""; CPU[$c,$proto,$m]=""; done
         for round in $(seq "$ROUNDS"); do
             case $((round % 3)) in
                 1) order="off queued strict" ;;
@@ -160,6 +161,8 @@ for c in $CLIENTS; do
                 0) order="strict off queued" ;;
             esac
             for m in $order; do
+                # --modes runs a subset (to profile one mode alone).
+                case " $MODES " in *" $m "*) ;; *) continue ;; esac
                 case $m in off) p=$OFF_PORT ;; queued) p=$QUEUED_PORT ;; strict) p=$STRICT_PORT ;; esac
                 out="$WORK/log/pgbench-$c-$proto-$m-$round"
                 c0="$(cpu_ms "${PID[$m]}")"
