@@ -46,6 +46,7 @@ fn statement() -> Record {
         },
         masked_columns: vec![],
         params: BindParams::Off,
+        outcome: None,
     })
 }
 

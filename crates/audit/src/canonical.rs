@@ -195,10 +195,132 @@ pub fn entry(fields: &EnvelopeFields<'_>, record: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Adds the member `"key":value` to a canonical object in key order, in
+/// place, without re-encoding the object: `value` must be canonical and
+/// `key` absent. This is how an outcome is folded into a statement record
+/// that is already encoded (a test checks the bytes equal encoding the
+/// whole again). Fails if `object` is not an object, or holds `key`.
+pub fn insert_member(object: &mut Vec<u8>, key: &str, value: &[u8]) -> Result<(), CanonicalError> {
+    let at = member_slot(object, key.as_bytes())
+        .ok_or_else(|| CanonicalError::Serde(format!("cannot add {key:?} to this object")))?;
+    let mut member = Vec::with_capacity(key.len() + value.len() + 4);
+    let first = object[at - 1] == b'{';
+    let last = object[at] == b'}';
+    if !first {
+        member.push(b',');
+    }
+    write_str(key, &mut member);
+    member.push(b':');
+    member.extend_from_slice(value);
+    if first && !last {
+        member.push(b',');
+    }
+    object.splice(at..at, member);
+    Ok(())
+}
+
+/// Where a member with `key` goes in the canonical object `object`: the
+/// offset of the `,` or `}` that ends the last member whose key sorts
+/// before it (or just after the `{`). `None` if `object` is not an object
+/// or already holds `key`.
+fn member_slot(object: &[u8], key: &[u8]) -> Option<usize> {
+    if object.first() != Some(&b'{') || object.last() != Some(&b'}') {
+        return None;
+    }
+    let mut slot = 1;
+    let mut i = 1;
+    while i < object.len() - 1 {
+        // At the start of a member: its key.
+        let (member_key, after) = string_at(object, i)?;
+        match member_key.cmp(key) {
+            std::cmp::Ordering::Equal => return None,
+            std::cmp::Ordering::Greater => return Some(slot),
+            std::cmp::Ordering::Less => {}
+        }
+        // Past the `:` and the value, to the `,` or the closing `}`.
+        i = value_end(object, after + 1)?;
+        slot = i;
+        if object[i] == b',' {
+            i += 1;
+        }
+    }
+    Some(slot)
+}
+
+/// The raw (escaped) bytes of the string starting at `at`, and the offset
+/// just past its closing quote. Keys in the model need no escapes, so
+/// comparing raw bytes orders them as their values.
+fn string_at(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    if b.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut i = at + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some((&b[at + 1..i], i + 1)),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The offset just past the value starting at `at` (at the `,` or `}`
+/// that follows it in its object).
+fn value_end(b: &[u8], at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = at;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i = string_at(b, i)?.1;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth > 0 => depth -= 1,
+            b',' | b'}' if depth == 0 => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn inserting_a_member_equals_encoding_the_whole() {
+        let value = json!({"b": 1});
+        let mut v = Vec::new();
+        write_value(&value, &mut v).unwrap();
+        let objects = [
+            json!({}),
+            json!({"a": "x"}),
+            json!({"z": "x"}),
+            json!({"a": {"m": [1, {"n": "}]\"\\"}]}, "z": "\"m\":,}"}),
+            json!({"a": [], "l": "{", "n": {}, "p": null, "q": true}),
+            json!({"aa": 1, "m": -2, "ma": "x", "n": 0, "n00": 1}),
+        ];
+        for o in objects {
+            let mut bytes = Vec::new();
+            write_value(&o, &mut bytes).unwrap();
+            insert_member(&mut bytes, "n0", &v).unwrap();
+            let mut whole = o.clone();
+            whole["n0"] = value.clone();
+            assert_eq!(String::from_utf8(bytes).unwrap(), canon(whole), "{o}");
+        }
+        // A key already there, or not an object: refused, untouched.
+        let mut bytes = br#"{"m":1}"#.to_vec();
+        assert!(insert_member(&mut bytes, "m", b"2").is_err());
+        assert_eq!(bytes, br#"{"m":1}"#);
+        for bad in [&b"[1]"[..], b"", b"{\"a\":1", b"{\"a"] {
+            let mut bytes = bad.to_vec();
+            assert!(insert_member(&mut bytes, "m", b"2").is_err(), "{bad:?}");
+        }
+    }
 
     fn canon(v: Value) -> String {
         let mut out = Vec::new();

@@ -47,7 +47,7 @@ pub mod verify;
 pub use chain::{Hash, Head, LogId};
 pub use checkpoint::{Checkpoint, CheckpointPolicy, PublicKey, SigningKey};
 pub use error::AuditError;
-pub use log::{Accepted, AuditConfig, AuditLog, Committed, Receipt};
+pub use log::{Accepted, AuditConfig, AuditLog, Committed, Completed, Receipt};
 pub use record::Record;
 pub use search::{search, Filter, Found, SearchSource};
 pub use store::postgres::{PgTarget, PostgresStore};

@@ -231,9 +231,11 @@ pub enum EndReason {
 
 // ---------------------------------------------------------------- statements
 
-/// A statement as judged, written before it is forwarded (or refused).
-/// Its outcome follows in an [`OutcomeRecord`] that names this record's
-/// sequence number.
+/// A statement as judged, submitted before it is forwarded (or refused).
+/// Its outcome is folded in when it is known before the record is
+/// written (the usual case on a `queued` target: the writer gathers
+/// records for a few milliseconds); otherwise it follows in an
+/// [`OutcomeRecord`] that names this record's sequence number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatementRecord {
     pub identity: Identity,
@@ -262,6 +264,9 @@ pub struct StatementRecord {
     pub masked_columns: Vec<MaskedColumn>,
     #[serde(default, skip_serializing_if = "BindParams::is_off")]
     pub params: BindParams,
+    /// The outcome, when it was known before the record was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<StatementOutcome>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -372,13 +377,26 @@ impl BindParams {
 
 // ---------------------------------------------------------------- outcomes
 
-/// What became of a statement, once the server has answered it.
+/// What became of a statement, once the server has answered it, as a
+/// record of its own. It follows the statement's record when that record
+/// was already written (a `strict` target writes it before the statement
+/// runs; a long statement's record is written while it runs); otherwise
+/// the outcome is folded into the statement record
+/// ([`StatementRecord::outcome`]) and no outcome record is written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
     /// Sequence number of the statement record this completes.
     pub statement_seq: u64,
     pub session_id: String,
     pub statement_id: u64,
+    #[serde(flatten)]
+    pub outcome: StatementOutcome,
+}
+
+/// A statement's outcome: in an [`OutcomeRecord`], or folded into its
+/// [`StatementRecord`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementOutcome {
     /// The CommandComplete tag's verb (`SELECT`, `UPDATE`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,

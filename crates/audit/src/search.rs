@@ -38,7 +38,7 @@ mod postgres;
 use rusqlite::types::Value;
 
 use crate::chain::{Entry, LogId};
-use crate::record::{Effect, Record, RecordKind};
+use crate::record::{Effect, Record, RecordKind, StatementOutcome, StatementRecord};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{prefix, term};
 use crate::AuditError;
@@ -121,13 +121,34 @@ pub fn subjects<S: SearchSource + ?Sized>(
 }
 
 /// The outcome record of the statement at `statement_seq` of `log`, if
-/// written.
+/// written (see [`statement_outcome`] for one folded into the statement).
 pub fn outcome_of<S: SearchSource + ?Sized>(
     store: &S,
     log: &LogId,
     statement_seq: u64,
 ) -> Result<Option<Found>, AuditError> {
     store.outcome_of(log, statement_seq)
+}
+
+/// A statement's outcome: the one folded into its record, else the
+/// outcome record that names it (with that record's seq), if written.
+pub fn statement_outcome<S: SearchSource + ?Sized>(
+    store: &S,
+    log: &LogId,
+    seq: u64,
+    statement: &StatementRecord,
+) -> Result<Option<(Option<u64>, StatementOutcome)>, AuditError> {
+    if let Some(o) = &statement.outcome {
+        return Ok(Some((None, o.clone())));
+    }
+    Ok(match store.outcome_of(log, seq)? {
+        Some(Found {
+            seq,
+            record: Record::Outcome(o),
+            ..
+        }) => Some((Some(seq), o.outcome)),
+        _ => None,
+    })
 }
 
 impl SearchSource for SqliteStore {

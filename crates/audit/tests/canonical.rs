@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 
-use portcullis_audit::canonical::{encode, encode_via_value};
+use portcullis_audit::canonical::{encode, encode_via_value, insert_member};
 use portcullis_audit::record::*;
 use portcullis_audit::Record;
 
@@ -85,12 +85,51 @@ fn deterministic_and_round_trips() {
     for i in 0..200u64 {
         let mut o = common::outcome(i, i, (i % 3 == 0).then_some("42P01"));
         if let Record::Outcome(o) = &mut o {
-            o.masked_values = (0..rng.random_range(0..4))
+            o.outcome.masked_values = (0..rng.random_range(0..4))
                 .map(|_| (random_string(&mut rng), rng.random()))
                 .collect();
-            o.command = rng.random::<bool>().then(|| random_string(&mut rng));
+            o.outcome.command = rng.random::<bool>().then(|| random_string(&mut rng));
         }
         assert_eq!(encode(&o).unwrap(), encode_via_value(&o).unwrap());
+    }
+}
+
+/// A random outcome, as the proxy folds into a statement record.
+fn random_outcome(rng: &mut StdRng) -> StatementOutcome {
+    let mut o = common::statement_outcome(rng.random::<bool>().then_some("42P01"));
+    o.masked_values = (0..rng.random_range(0..4))
+        .map(|_| (random_string(rng), rng.random()))
+        .collect();
+    o.detector_hits = (0..rng.random_range(0..3))
+        .map(|_| (random_string(rng), rng.random()))
+        .collect();
+    o.command = rng.random::<bool>().then(|| random_string(rng));
+    o.rows = rng.random::<bool>().then(|| rng.random());
+    o
+}
+
+#[test]
+fn folding_an_outcome_into_encoded_bytes_equals_encoding_the_whole() {
+    let mut rng = StdRng::seed_from_u64(0xf01d);
+    let mut statements: Vec<Record> = (0..500).map(|_| random_statement(&mut rng)).collect();
+    statements.push(common::full_statement());
+    for record in statements {
+        let Record::Statement(mut s) = record else {
+            unreachable!()
+        };
+        let mut bytes = encode(&Record::Statement(s.clone())).unwrap();
+        let o = random_outcome(&mut rng);
+        insert_member(&mut bytes, "outcome", &encode(&o).unwrap()).unwrap();
+        s.outcome = Some(o);
+        let whole = Record::Statement(s);
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            String::from_utf8(encode(&whole).unwrap()).unwrap()
+        );
+        let back: Record = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, whole);
+        // Folded once: a second outcome is refused.
+        assert!(insert_member(&mut bytes, "outcome", b"{}").is_err());
     }
 }
 

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection};
 use portcullis_audit::chain::{entry_hash, Head};
 use portcullis_audit::record::{Effect, RecordKind};
 use portcullis_audit::search::{outcome_of, Access};
-use portcullis_audit::store::{BatchStore, StoredItem};
+use portcullis_audit::store::{BatchStore, IndexFields, StoredItem};
 use portcullis_audit::verify::Evidence;
 use portcullis_audit::*;
 
@@ -558,6 +558,131 @@ fn whole_chain_rewritten_is_caught_by_checkpoints() {
 // ---------------------------------------------------------------- search
 
 #[test]
+fn a_folded_statement_is_indexed_as_the_statement_then_its_outcome() {
+    for effect in [Effect::Allowed, Effect::Denied, Effect::Masked] {
+        for sqlstate in [None, Some("42P01")] {
+            let s = common::statement(1, "alice", "public.t", effect);
+            let mut o = common::statement_outcome(sqlstate);
+            let mut folded = IndexFields::of(&Record::from(s.clone()));
+            folded.fold(&o);
+            let mut with = s.clone();
+            with.outcome = Some(o.clone());
+            assert_eq!(IndexFields::of(&Record::from(with)), folded);
+            // Nothing masked: an allowed statement stays allowed.
+            o.masked_values.clear();
+            let mut plain = IndexFields::of(&Record::from(s));
+            plain.fold(&o);
+            assert_eq!(
+                plain.decision,
+                (effect != Effect::Allowed).then(|| effect.as_str())
+            );
+            assert_eq!(plain.terms.contains("\nq:42P01\n"), sqlstate.is_some());
+        }
+    }
+}
+
+#[test]
+fn outcomes_fold_into_statement_records_still_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let mut c = config(&path);
+    // Records nobody waits for stay queued until an awaited one comes.
+    c.linger = Duration::from_secs(3600);
+    c.max_batch = 1000;
+    let log = AuditLog::open(c).unwrap();
+    let statement =
+        |i: u64| Record::from(common::statement(i, "alice", "public.t", Effect::Allowed));
+    let s1 = log.submit(&statement(1)).unwrap().seq;
+    let s2 = log.submit(&statement(2)).unwrap().seq;
+    let s3 = log.submit(&statement(3)).unwrap().seq;
+    let separate = |seq: u64, i: u64| {
+        move |o: record::StatementOutcome| {
+            let Record::Outcome(mut r) = common::outcome(seq, i, None) else {
+                unreachable!()
+            };
+            r.outcome = o;
+            Record::Outcome(r)
+        }
+    };
+    let folded = |seq: u64, i: u64, sqlstate: Option<&str>| {
+        log.complete(seq, common::statement_outcome(sqlstate), separate(seq, i))
+            .unwrap()
+    };
+    assert_eq!(folded(s1, 1, None), Completed::Folded);
+    assert_eq!(folded(s2, 2, Some("42P01")), Completed::Folded);
+    // Once folded, a second outcome of the same statement (a portal run
+    // again) is a record of its own.
+    assert!(matches!(folded(s2, 2, None), Completed::Queued(_)));
+    // A record someone waits for is committed at once, with the queue.
+    let s4 = log
+        .submit_durable(&statement(4), Duration::from_secs(5))
+        .unwrap()
+        .seq;
+    // Already written: their outcomes are records of their own.
+    assert!(matches!(folded(s3, 3, None), Completed::Queued(_)));
+    assert!(matches!(folded(s4, 4, Some("42501")), Completed::Queued(_)));
+    log.close();
+
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    let report = verify(&store, Some(&key().public_key())).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.last_seq, 7, "4 statements, 3 outcome records");
+    let find = |f: Filter| {
+        search(&store, &Filter { limit: 100, ..f })
+            .unwrap()
+            .iter()
+            .map(|f| (f.seq, f.record.kind()))
+            .collect::<Vec<_>>()
+    };
+    let stmt = |seq: u64| match search(
+        &store,
+        &Filter {
+            after_seq: Some(seq - 1),
+            before_seq: Some(seq + 1),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .pop()
+    .map(|f| f.record)
+    {
+        Some(Record::Statement(s)) => *s,
+        other => panic!("{other:?}"),
+    };
+    // The folded outcome is in the statement's record, and only there.
+    let (at, o) = search::statement_outcome(&store, store.log(), s2, &stmt(s2))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (at, o.sqlstate.as_ref().map(|s| s.as_str())),
+        (None, Some("42P01"))
+    );
+    let (at, _) = search::statement_outcome(&store, store.log(), s3, &stmt(s3))
+        .unwrap()
+        .unwrap();
+    assert!(at.is_some_and(|a| a > s4), "a record of its own: {at:?}");
+    // Search sees the folded outcome: its SQLSTATE, and the values it
+    // masked (an allowed statement that masked values is `masked`).
+    let by_state = |s: &str| {
+        find(Filter {
+            sqlstate: Some(s.into()),
+            ..Default::default()
+        })
+    };
+    assert_eq!(by_state("42P01"), vec![(s2, RecordKind::Statement)]);
+    assert_eq!(by_state("42501"), vec![(s4, RecordKind::Statement)]);
+    let masked = find(Filter {
+        decision: Some(Effect::Masked),
+        kinds: vec![RecordKind::Statement],
+        ..Default::default()
+    });
+    assert_eq!(
+        masked,
+        vec![(s2, RecordKind::Statement), (s1, RecordKind::Statement)]
+    );
+}
+
+#[test]
 fn search_filters() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
@@ -764,7 +889,7 @@ fn search_filters() {
         .unwrap()
         .unwrap();
     assert!(
-        matches!(o.record, Record::Outcome(ref x) if x.sqlstate.as_ref().map(|s| s.as_str()) == Some("42501"))
+        matches!(o.record, Record::Outcome(ref x) if x.outcome.sqlstate.as_ref().map(|s| s.as_str()) == Some("42501"))
     );
 }
 
@@ -882,7 +1007,9 @@ fn search_spans_closed_and_open_blocks() {
     let refused: std::collections::HashSet<u64> = expected
         .iter()
         .filter_map(|(_, r)| match r {
-            Record::Outcome(o) if o.sqlstate.is_some() => seq_to_id.get(&o.statement_seq).copied(),
+            Record::Outcome(o) if o.outcome.sqlstate.is_some() => {
+                seq_to_id.get(&o.statement_seq).copied()
+            }
             _ => None,
         })
         .collect();

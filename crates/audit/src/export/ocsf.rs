@@ -28,8 +28,8 @@ use std::io::Write;
 use serde_json::{json, Map, Value};
 
 use crate::chain::{Entry, LogId};
-use crate::record::{Effect, IdentityKind, OutcomeRecord, Record, StatementRecord, Touched};
-use crate::search::outcome_of;
+use crate::record::{Effect, IdentityKind, Record, StatementOutcome, StatementRecord, Touched};
+use crate::search::statement_outcome;
 use crate::store::sqlite::SqliteStore;
 use crate::AuditError;
 
@@ -88,13 +88,14 @@ pub fn activity(command: &str, reads: &[Touched], writes: &[Touched]) -> Activit
 }
 
 /// The OCSF event for the statement record at `seq`, with its outcome
-/// (and the outcome's seq) when one was recorded.
+/// when one was recorded (and the outcome record's seq when it has one of
+/// its own, see [`crate::search::statement_outcome`]).
 pub fn statement_event(
     log: &LogId,
     seq: u64,
     ts_micros: i64,
     s: &StatementRecord,
-    outcome: Option<(u64, &OutcomeRecord)>,
+    outcome: Option<(Option<u64>, &StatementOutcome)>,
 ) -> Value {
     let command = outcome
         .and_then(|(_, o)| o.command.clone())
@@ -269,7 +270,9 @@ pub fn statement_event(
     keep("tls", to_value(&s.source.tls));
     if let Some((outcome_seq, o)) = outcome {
         let mut v = to_value(o);
-        v["seq"] = json!(outcome_seq);
+        if let Some(seq) = outcome_seq {
+            v["seq"] = json!(seq);
+        }
         keep("outcome", v);
     }
     event.insert("unmapped".to_owned(), Value::Object(unmapped));
@@ -311,11 +314,8 @@ pub fn export(
         let Record::Statement(s) = entry.record else {
             continue;
         };
-        let outcome = outcome_of(store, store.log(), seq)?;
-        let outcome = outcome.as_ref().and_then(|f| match &f.record {
-            Record::Outcome(o) => Some((f.seq, o)),
-            _ => None,
-        });
+        let outcome = statement_outcome(store, store.log(), seq, &s)?;
+        let outcome = outcome.as_ref().map(|(at, o)| (*at, o));
         let event = statement_event(store.log(), seq, ts, &s, outcome);
         serde_json::to_writer(&mut *out, &event).map_err(|e| write_err(e.into()))?;
         out.write_all(b"\n").map_err(write_err)?;
@@ -367,6 +367,7 @@ mod tests {
             },
             masked_columns: vec![],
             params: BindParams::Off,
+            outcome: None,
         }
     }
 
@@ -375,13 +376,15 @@ mod tests {
             statement_seq: 7,
             session_id: "s-1".into(),
             statement_id: 3,
-            command: Some("SELECT".into()),
-            rows: Some(2),
-            bytes: 99,
-            duration_micros: 4_500,
-            sqlstate: sqlstate.map(|s| SqlState::new(s).unwrap()),
-            masked_values: BTreeMap::new(),
-            detector_hits: BTreeMap::new(),
+            outcome: StatementOutcome {
+                command: Some("SELECT".into()),
+                rows: Some(2),
+                bytes: 99,
+                duration_micros: 4_500,
+                sqlstate: sqlstate.map(|s| SqlState::new(s).unwrap()),
+                masked_values: BTreeMap::new(),
+                detector_hits: BTreeMap::new(),
+            },
         }
     }
 
@@ -389,7 +392,13 @@ mod tests {
     fn a_select_with_its_outcome() {
         let log = LogId::new("L");
         let o = outcome(None);
-        let e = statement_event(&log, 7, 1_733_350_000_123_456, &sample(), Some((8, &o)));
+        let e = statement_event(
+            &log,
+            7,
+            1_733_350_000_123_456,
+            &sample(),
+            Some((Some(8), &o.outcome)),
+        );
         assert_eq!(e["class_uid"], 6005);
         assert_eq!(e["category_uid"], 6);
         assert_eq!(e["activity_id"], 4);
@@ -431,7 +440,7 @@ mod tests {
     fn failures_and_refusals() {
         let log = LogId::new("L");
         let o = outcome(Some("42P01"));
-        let e = statement_event(&log, 7, 0, &sample(), Some((8, &o)));
+        let e = statement_event(&log, 7, 0, &sample(), Some((Some(8), &o.outcome)));
         assert_eq!(
             (e["status_id"].clone(), e["status_code"].clone()),
             (json!(2), json!("42P01"))

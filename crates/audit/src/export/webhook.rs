@@ -39,7 +39,7 @@ use serde_json::Value;
 use crate::canonical;
 use crate::chain::{Entry, LogId};
 use crate::record::Record;
-use crate::search::outcome_of;
+use crate::search::statement_outcome;
 use crate::store::sqlite::SqliteStore;
 use crate::AuditError;
 
@@ -220,11 +220,8 @@ fn ocsf_line(
     let Record::Statement(s) = entry.record else {
         return Ok(Line::Skip);
     };
-    let outcome = outcome_of(store, store.log(), row.seq)?;
-    let outcome = outcome.as_ref().and_then(|f| match &f.record {
-        Record::Outcome(o) => Some((f.seq, o)),
-        _ => None,
-    });
+    let outcome = statement_outcome(store, store.log(), row.seq, &s)?;
+    let outcome = outcome.as_ref().map(|(at, o)| (*at, o));
     if outcome.is_none() {
         if let Some(settle) = settle {
             let wait = i64::try_from(settle.wait.as_micros()).unwrap_or(i64::MAX);
@@ -742,6 +739,7 @@ mod tests {
             },
             masked_columns: vec![],
             params: BindParams::Off,
+            outcome: None,
         }))
     }
 
@@ -750,13 +748,15 @@ mod tests {
             statement_seq,
             session_id: "s-1".into(),
             statement_id: i,
-            command: Some("SELECT".into()),
-            rows: Some(1),
-            bytes: 10,
-            duration_micros: 2000,
-            sqlstate: None,
-            masked_values: Default::default(),
-            detector_hits: Default::default(),
+            outcome: StatementOutcome {
+                command: Some("SELECT".into()),
+                rows: Some(1),
+                bytes: 10,
+                duration_micros: 2000,
+                sqlstate: None,
+                masked_values: Default::default(),
+                detector_hits: Default::default(),
+            },
         })
     }
 

@@ -54,7 +54,7 @@ pub struct IndexFields {
     pub kind: &'static str,
     pub subject: Option<String>,
     /// Set for statements that were not simply allowed, and for outcomes
-    /// that masked values (`masked`).
+    /// (folded in or on their own) that masked values (`masked`).
     pub decision: Option<&'static str>,
     /// The statement record an outcome or approval refers to.
     pub refers_to: Option<u64>,
@@ -189,6 +189,11 @@ impl Terms {
     }
 }
 
+/// `masked` when an outcome says values were masked.
+fn masked(o: &crate::record::StatementOutcome) -> Option<&'static str> {
+    (!o.masked_values.is_empty()).then_some(crate::record::Effect::Masked.as_str())
+}
+
 impl IndexFields {
     pub fn of(record: &Record) -> Self {
         let kind = record.kind().as_str();
@@ -225,16 +230,23 @@ impl IndexFields {
                 terms.opt(prefix::DECISION, fields.decision);
                 terms.add(prefix::FINGERPRINT, &[&s.fingerprint]);
                 terms.touched(&s.reads, &s.writes);
+                if let Some(o) = &s.outcome {
+                    fields.terms = terms.0;
+                    fields.fold(o);
+                    return fields;
+                }
             }
             Record::Outcome(o) => {
                 // Found through its statement (`refers_to`), which has the
                 // session. Masking is known once the result has streamed:
                 // the outcome says it, so `decision = masked` finds it.
-                fields.decision =
-                    (!o.masked_values.is_empty()).then_some(crate::record::Effect::Masked.as_str());
+                fields.decision = masked(&o.outcome);
                 fields.refers_to = Some(o.statement_seq);
                 terms.opt(prefix::DECISION, fields.decision);
-                terms.opt(prefix::SQLSTATE, o.sqlstate.as_ref().map(|s| s.as_str()));
+                terms.opt(
+                    prefix::SQLSTATE,
+                    o.outcome.sqlstate.as_ref().map(|s| s.as_str()),
+                );
             }
             Record::Approval(a) => {
                 fields.subject = a.actor.as_ref().map(|i| i.subject.clone());
@@ -254,6 +266,23 @@ impl IndexFields {
         }
         fields.terms = terms.0;
         fields
+    }
+
+    /// A statement's fields once its outcome is folded into it: the
+    /// outcome's SQLSTATE becomes a term of the statement, and values
+    /// masked make an allowed statement `masked`. `of` a statement record
+    /// with its outcome is `of` the record without it, then `fold`.
+    pub fn fold(&mut self, outcome: &crate::record::StatementOutcome) {
+        let mut terms = Terms(std::mem::take(&mut self.terms));
+        if self.decision.is_none() {
+            self.decision = masked(outcome);
+            terms.opt(prefix::DECISION, self.decision);
+        }
+        terms.opt(
+            prefix::SQLSTATE,
+            outcome.sqlstate.as_ref().map(|s| s.as_str()),
+        );
+        self.terms = terms.0;
     }
 
     /// The record's terms, one by one.

@@ -68,6 +68,7 @@ pub fn statement(i: u64, subject: &str, table: &str, effect: Effect) -> Statemen
             vec![]
         },
         params: BindParams::Off,
+        outcome: None,
     }
 }
 
@@ -76,6 +77,13 @@ pub fn outcome(statement_seq: u64, i: u64, sqlstate: Option<&str>) -> Record {
         statement_seq,
         session_id: format!("s-{}", i / 10),
         statement_id: i,
+        outcome: statement_outcome(sqlstate),
+    })
+}
+
+/// A SELECT's outcome that masked one value.
+pub fn statement_outcome(sqlstate: Option<&str>) -> StatementOutcome {
+    StatementOutcome {
         command: Some("SELECT".into()),
         rows: Some(1),
         bytes: 120,
@@ -83,7 +91,7 @@ pub fn outcome(statement_seq: u64, i: u64, sqlstate: Option<&str>) -> Record {
         sqlstate: sqlstate.map(|s| SqlState::new(s).unwrap()),
         masked_values: BTreeMap::from([("national_id".into(), 1)]),
         detector_hits: BTreeMap::from([("email".into(), 1)]),
-    })
+    }
 }
 
 /// A record with every optional field set, for the encoding properties.

@@ -1,7 +1,7 @@
 //! Records for people (one line each, in columns) and for programs (JSON
 //! lines), shared by `search` and `tail`.
 
-use portcullis_audit::record::{ConnectionResult, Record, ReloadResult};
+use portcullis_audit::record::{ConnectionResult, Record, ReloadResult, StatementOutcome};
 use portcullis_audit::search::outcome_of;
 use portcullis_audit::{Found, Store};
 use serde_json::json;
@@ -14,9 +14,16 @@ const TEXT_WIDTH: usize = 100;
 /// A record with, for a statement, its outcome if one was written.
 pub struct Shown {
     pub found: Found,
-    pub outcome: Option<Found>,
+    pub outcome: Option<ShownOutcome>,
     /// The node whose log holds it, in a store of several (PostgreSQL).
     pub node: Option<String>,
+}
+
+/// A statement's outcome: folded into its record, or a record of its own.
+pub struct ShownOutcome {
+    pub outcome: StatementOutcome,
+    /// The outcome record's seq and ts, when it has one of its own.
+    pub own: Option<(u64, i64)>,
 }
 
 /// Looks up the outcome of each statement found, and in a shared store
@@ -35,10 +42,25 @@ pub fn with_outcomes(store: &Store, found: Vec<Found>) -> Result<Vec<Shown>, Str
         .into_iter()
         .map(|f| {
             let node = nodes.get(&f.log).cloned();
-            let outcome = match f.record {
-                Record::Statement(_) => {
-                    outcome_of(store, &f.log, f.seq).map_err(|e| e.to_string())?
-                }
+            let outcome = match &f.record {
+                Record::Statement(s) => match &s.outcome {
+                    Some(o) => Some(ShownOutcome {
+                        outcome: o.clone(),
+                        own: None,
+                    }),
+                    None => match outcome_of(store, &f.log, f.seq).map_err(|e| e.to_string())? {
+                        Some(Found {
+                            seq,
+                            ts_micros,
+                            record: Record::Outcome(o),
+                            ..
+                        }) => Some(ShownOutcome {
+                            outcome: o.outcome,
+                            own: Some((seq, ts_micros)),
+                        }),
+                        _ => None,
+                    },
+                },
                 _ => None,
             };
             Ok(Shown {
@@ -75,16 +97,13 @@ fn cut(s: &str, max: usize) -> String {
     out
 }
 
-fn outcome_result(o: &Record) -> String {
-    match o {
-        Record::Outcome(o) => match (&o.sqlstate, &o.command, o.rows) {
-            (Some(state), _, _) => format!("error {}", state.as_str()),
-            (None, Some(c), Some(rows)) => format!("{c} {rows}"),
-            (None, Some(c), None) => c.clone(),
-            (None, None, Some(rows)) => format!("{rows} rows"),
-            (None, None, None) => "done".to_owned(),
-        },
-        _ => String::new(),
+fn outcome_result(o: &StatementOutcome) -> String {
+    match (&o.sqlstate, &o.command, o.rows) {
+        (Some(state), _, _) => format!("error {}", state.as_str()),
+        (None, Some(c), Some(rows)) => format!("{c} {rows}"),
+        (None, Some(c), None) => c.clone(),
+        (None, None, Some(rows)) => format!("{rows} rows"),
+        (None, None, None) => "done".to_owned(),
     }
 }
 
@@ -106,7 +125,7 @@ pub fn row(s: &Shown) -> String {
             st.decision.effect.as_str().to_owned(),
             s.outcome
                 .as_ref()
-                .map(|o| outcome_result(&o.record))
+                .map(|o| outcome_result(&o.outcome))
                 .unwrap_or_else(|| match st.decision.effect {
                     portcullis_audit::record::Effect::Denied
                     | portcullis_audit::record::Effect::Held => "not run".to_owned(),
@@ -118,7 +137,7 @@ pub fn row(s: &Shown) -> String {
             dash(),
             dash(),
             dash(),
-            outcome_result(&f.record),
+            outcome_result(&o.outcome),
             format!("outcome of seq {}", o.statement_seq),
         ),
         Record::Connection(c) => {
@@ -199,7 +218,9 @@ fn serde_name<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// One JSON line: seq, ts (µs), time (RFC 3339), the record and, for a
-/// statement, its outcome.
+/// statement, its outcome (with the outcome record's `seq` and `ts` when
+/// it was written as a record of its own; a folded outcome is also in
+/// `record.outcome`), in one shape either way.
 pub fn json_line(s: &Shown) -> String {
     let f = &s.found;
     let mut v = json!({
@@ -213,7 +234,12 @@ pub fn json_line(s: &Shown) -> String {
         v["node"] = json!(node);
     }
     if let Some(o) = &s.outcome {
-        v["outcome"] = json!({ "seq": o.seq, "ts": o.ts_micros, "record": o.record });
+        let mut outcome = json!(o.outcome);
+        if let Some((seq, ts)) = o.own {
+            outcome["seq"] = json!(seq);
+            outcome["ts"] = json!(ts);
+        }
+        v["outcome"] = outcome;
     }
     v.to_string()
 }

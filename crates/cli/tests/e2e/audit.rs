@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use portcullis_audit::record::{ConnectionResult, Effect, EndReason, Protocol, Record, RecordKind};
-use portcullis_audit::search::{outcome_of, Filter};
+use portcullis_audit::search::{statement_outcome, Filter};
 use portcullis_audit::{search, verify, SqliteStore};
 
 use crate::harness::{sqlstate, Proxy, Setup, ALICE, BOB};
@@ -47,6 +47,18 @@ fn statements(
     .collect();
     v.sort_by_key(|(seq, _)| *seq);
     v
+}
+
+/// A statement's outcome, folded into its record or a record of its own.
+fn outcome(
+    store: &SqliteStore,
+    seq: u64,
+    s: &portcullis_audit::record::StatementRecord,
+) -> portcullis_audit::record::StatementOutcome {
+    statement_outcome(store, store.log(), seq, s)
+        .unwrap()
+        .expect("an outcome")
+        .1
 }
 
 /// Every record `filter` finds, page by page.
@@ -187,12 +199,7 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
         "{:?}",
         select.reads
     );
-    let out = outcome_of(&store, store.log(), *select_seq)
-        .unwrap()
-        .expect("an outcome");
-    let Record::Outcome(out) = out.record else {
-        panic!("not an outcome")
-    };
+    let out = outcome(&store, *select_seq, select);
     assert_eq!(
         (out.command.as_deref(), out.rows),
         (Some("SELECT"), Some(1))
@@ -204,17 +211,11 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
         "the email column was masked in one row: {:?}",
         out.masked_values
     );
-    let (tickets_seq, _) = stmts
+    let (tickets_seq, tickets) = stmts
         .iter()
         .find(|(_, s)| s.text.as_str().starts_with("SELECT body FROM tickets"))
         .unwrap();
-    let Record::Outcome(tickets) = outcome_of(&store, store.log(), *tickets_seq)
-        .unwrap()
-        .unwrap()
-        .record
-    else {
-        panic!("not an outcome")
-    };
+    let tickets = outcome(&store, *tickets_seq, tickets);
     assert_eq!(tickets.rows, Some(3));
     assert_eq!(
         (
@@ -252,13 +253,7 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
         .unwrap();
     assert_eq!(insert.protocol, Protocol::Extended);
     assert!(insert.writes.iter().any(|t| t.object == "public.customers"));
-    let Record::Outcome(out) = outcome_of(&store, store.log(), *insert_seq)
-        .unwrap()
-        .unwrap()
-        .record
-    else {
-        panic!("not an outcome")
-    };
+    let out = outcome(&store, *insert_seq, insert);
     assert_eq!(
         (out.command.as_deref(), out.rows),
         (Some("INSERT"), Some(1))
@@ -271,17 +266,11 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
     assert_eq!(drop.decision.effect, Effect::Denied);
     assert!(!drop.decision.policies.is_empty(), "the deciding policy");
 
-    let (missing_seq, _) = stmts
+    let (missing_seq, missing) = stmts
         .iter()
         .find(|(_, s)| s.text.as_str().contains("no_such_table"))
         .unwrap();
-    let Record::Outcome(out) = outcome_of(&store, store.log(), *missing_seq)
-        .unwrap()
-        .unwrap()
-        .record
-    else {
-        panic!("not an outcome")
-    };
+    let out = outcome(&store, *missing_seq, missing);
     assert_eq!(out.sqlstate.as_ref().map(|s| s.as_str()), Some("42P01"));
 
     // The session's opening and end.
@@ -423,6 +412,72 @@ async fn queued_targets_record_without_waiting_and_off_targets_record_nothing() 
     assert_eq!(stmts[0].1.text.as_str(), "SELECT $1");
     assert_eq!(stmts[0].1.destination.target, "app");
     assert!(!contains(&store_bytes(dir.path()), "queued-seed-value"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_target_folds_each_outcome_into_its_statement_record() {
+    let proxy = Proxy::with(Setup {
+        environment: "development",
+        ..Setup::default()
+    })
+    .await;
+    let alice = proxy.client().await;
+    let mut ran = 0;
+    for i in 0..8 {
+        alice
+            .simple_query(&format!("SELECT {i} AS n, 'x' AS v"))
+            .await
+            .unwrap();
+        ran += 1;
+    }
+    let e = alice
+        .simple_query("SELECT * FROM no_such_table_here")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42P01"));
+    ran += 1;
+    drop(alice);
+    let dir = proxy.shutdown().await;
+    let store = open(dir.path());
+    let report = verify(&store, None).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+
+    let stmts = statements(&store, ALICE.0);
+    assert_eq!(stmts.len(), ran, "{stmts:#?}");
+    // Every statement has its outcome, in its own record when the outcome
+    // came back while the record was queued (the writer gathers records
+    // for 10 ms; a statement here takes about one), else as an outcome
+    // record: never both, never neither.
+    let separate = all(
+        &store,
+        Filter {
+            kinds: vec![RecordKind::Outcome],
+            ..Filter::default()
+        },
+    );
+    let folded = stmts.iter().filter(|(_, s)| s.outcome.is_some()).count();
+    assert_eq!(folded + separate.len(), ran, "{separate:#?}");
+    assert!(folded >= ran / 2, "{folded} of {ran} folded");
+    for (seq, s) in &stmts {
+        let o = outcome(&store, *seq, s);
+        if s.text.as_str().contains("no_such_table_here") {
+            assert_eq!(o.sqlstate.as_ref().map(|s| s.as_str()), Some("42P01"));
+        } else {
+            assert_eq!((o.command.as_deref(), o.rows), (Some("SELECT"), Some(1)));
+        }
+    }
+    // Search by SQLSTATE finds the statement either way.
+    let failed = all(
+        &store,
+        Filter {
+            sqlstate: Some("42P01".into()),
+            ..Filter::default()
+        },
+    );
+    assert!(
+        matches!(&failed[..], [f] if matches!(&f.record, Record::Statement(s) if s.text.as_str().contains("no_such_table_here"))),
+        "{failed:#?}"
+    );
 }
 
 /// Counts the rows the load inserted and the INSERT records the store

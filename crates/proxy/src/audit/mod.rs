@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_audit::params::ParamHasher;
-use portcullis_audit::record::{BindParams, Record};
+use portcullis_audit::record::{BindParams, Record, StatementOutcome};
 use portcullis_audit::store::postgres::{open_log, PgTarget};
 use portcullis_audit::{
     AuditConfig, AuditError, AuditLog, CheckpointPolicy, Receipt, SigningKey, Synchronous,
@@ -193,15 +193,7 @@ impl AuditTrail {
             }
         };
         if let Err(e) = &r {
-            // One line per thousand refusals: a full queue refuses many
-            // statements at once.
-            if self
-                .refused
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(1000)
-            {
-                warn!(error = %e, "audit record not accepted");
-            }
+            self.log_refusal(e);
         }
         r
     }
@@ -211,13 +203,32 @@ impl AuditTrail {
     /// returned.
     pub fn submit_quietly(&self, record: &Record) {
         if let Err(e) = self.log.submit_follow_up(record) {
-            if self
-                .refused
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(1000)
-            {
-                warn!(error = %e, "audit record not accepted");
-            }
+            self.log_refusal(&e);
+        }
+    }
+
+    /// Hands over a statement's outcome (see [`AuditLog::complete`]);
+    /// like [`submit_quietly`](Self::submit_quietly), a failure is logged.
+    pub fn complete(
+        &self,
+        statement_seq: u64,
+        outcome: StatementOutcome,
+        record: impl FnOnce(StatementOutcome) -> Record,
+    ) {
+        if let Err(e) = self.log.complete(statement_seq, outcome, record) {
+            self.log_refusal(&e);
+        }
+    }
+
+    /// One line per thousand refusals: a full queue refuses many records
+    /// at once.
+    fn log_refusal(&self, e: &AuditError) {
+        if self
+            .refused
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1000)
+        {
+            warn!(error = %e, "audit record not accepted");
         }
     }
 

@@ -13,7 +13,7 @@ use portcullis_analysis::audit_text::AuditText;
 use portcullis_audit::record::{
     ConnectionRecord, ConnectionResult, Decision, Destination, Effect, EndReason, FailureReason,
     Identity, IdentityKind, NormalisedText, OutcomeRecord, Protocol, Record, Source, SqlState,
-    StatementRecord, Touched,
+    StatementOutcome, StatementRecord, Touched,
 };
 use portcullis_guard::StatementVerdict;
 use portcullis_policy::{self as policy, Action, ResourceRef};
@@ -207,6 +207,9 @@ pub fn statement(session: &SessionFacts, s: Statement<'_>) -> Record {
         decision: s.decision,
         masked_columns: Vec::new(),
         params: s.params,
+        // Folded in later by the trail when it can be (see
+        // `AuditLog::complete`).
+        outcome: None,
     })
 }
 
@@ -252,16 +255,9 @@ impl Completion {
     }
 }
 
-pub fn outcome(
-    statement_seq: u64,
-    session_id: &str,
-    statement_id: u64,
-    done: Completion,
-) -> Record {
-    Record::Outcome(OutcomeRecord {
-        statement_seq,
-        session_id: session_id.to_owned(),
-        statement_id,
+/// What became of a statement, from the ledger's completion.
+pub fn outcome(done: Completion) -> StatementOutcome {
+    StatementOutcome {
         command: done.command,
         rows: done.rows,
         bytes: done.bytes,
@@ -269,6 +265,21 @@ pub fn outcome(
         sqlstate: done.sqlstate.and_then(|s| SqlState::new(&s).ok()),
         masked_values: done.masked,
         detector_hits: done.detector_hits,
+    }
+}
+
+/// An outcome as a record of its own, naming its statement's record.
+pub fn outcome_record(
+    statement_seq: u64,
+    session_id: &str,
+    statement_id: u64,
+    outcome: StatementOutcome,
+) -> Record {
+    Record::Outcome(OutcomeRecord {
+        statement_seq,
+        session_id: session_id.to_owned(),
+        statement_id,
+        outcome,
     })
 }
 

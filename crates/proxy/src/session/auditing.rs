@@ -155,15 +155,14 @@ impl SessionAudit {
         })
     }
 
-    /// A statement ended: its outcome record.
+    /// A statement ended: its outcome, folded into the statement's record
+    /// if that is still queued, else a record of its own.
     pub fn outcome(&self, audited: Audited, mut done: Completion) {
         done.duration = audited.at.elapsed();
-        let record = records::outcome(
-            audited.seq,
-            &self.facts.destination.session_id,
-            audited.statement_id,
-            done,
-        );
-        self.trail.submit_quietly(&record);
+        let session_id = &self.facts.destination.session_id;
+        self.trail
+            .complete(audited.seq, records::outcome(done), |o| {
+                records::outcome_record(audited.seq, session_id, audited.statement_id, o)
+            });
     }
 }
