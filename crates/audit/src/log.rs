@@ -305,10 +305,9 @@ impl AuditLog {
     }
 
     /// Folds `outcome` into the queued record at `seq` if it may take it.
+    /// The outcome is encoded under the queue's lock, and only when it is
+    /// folded: most outcomes of a strict target never are.
     fn try_fold(&self, seq: u64, outcome: &StatementOutcome) -> Result<bool, AuditError> {
-        // Encoded before the lock; wasted only when the record has just
-        // been taken by the writer.
-        let bytes = canonical::encode(outcome)?;
         let mut order = self.queue.order.lock().map_err(|_| AuditError::StoreDown)?;
         // The queue holds consecutive seqs, oldest first.
         let Some(first) = order.queue.first().map(|s| s.seq) else {
@@ -322,8 +321,11 @@ impl AuditLog {
         else {
             return Ok(false);
         };
-        // Cannot fail on a statement record the proxy encoded; if it ever
-        // did, the outcome is written as a record of its own instead.
+        // Neither can fail on records the proxy builds; if one ever did,
+        // the outcome is written as a record of its own instead.
+        let Ok(bytes) = canonical::encode(outcome) else {
+            return Ok(false);
+        };
         if canonical::insert_member(&mut s.record, "outcome", &bytes).is_err() {
             return Ok(false);
         }
