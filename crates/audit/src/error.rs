@@ -29,9 +29,10 @@ pub enum AuditError {
     Canonical(#[from] crate::canonical::CanonicalError),
     #[error("audit store: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The shared PostgreSQL store. PostgreSQL's messages name roles and
-    /// databases, never passwords.
-    #[error("audit store (PostgreSQL): {0}")]
+    /// The shared PostgreSQL store, with the causes the client keeps
+    /// apart (the server's message, the TLS verdict). PostgreSQL's messages
+    /// name roles and databases, never passwords.
+    #[error("audit store (PostgreSQL): {}", with_causes(.0))]
     Postgres(#[from] postgres::Error),
     /// A store named in a way this build cannot open.
     #[error("audit store: {0}")]
@@ -55,4 +56,17 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// `e` and each of its sources, `: `-separated: the PostgreSQL client says
+/// only "db error" or "error performing TLS handshake" on its own.
+fn with_causes(e: &postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }

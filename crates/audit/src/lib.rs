@@ -42,6 +42,7 @@ pub mod record;
 pub mod retention;
 pub mod search;
 pub mod store;
+pub mod tls;
 pub mod verify;
 
 pub use chain::{Hash, Head, LogId};

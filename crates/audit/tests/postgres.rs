@@ -487,7 +487,7 @@ fn a_restarted_node_continues_its_chain() {
 fn store_urls_are_checked_and_passwords_never_shown() {
     for url in [
         "postgres://portcullis:s3cret-pw@db.internal/ctl",
-        "postgres://portcullis:s3cret-pw@db.internal/ctl?sslmode=require",
+        "postgres://portcullis:s3cret-pw@db.internal/ctl?sslmode=prefer",
         "host=db.internal password=s3cret-pw",
         "postgres://portcullis:s3cret-pw@db.internal:notaport/ctl?sslmode=disable",
     ] {
@@ -505,4 +505,158 @@ fn store_urls_are_checked_and_passwords_never_shown() {
     let (target, _) = fresh_store();
     let err = PostgresStore::open_reader(&target).unwrap_err().to_string();
     assert!(err.contains("no audit store"), "{err}");
+}
+
+/// The writer's backend, found by the advisory lock it holds for its node.
+fn writer_backend(admin: &mut postgres::Client) -> i32 {
+    let rows = admin
+        .query(
+            "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one writer holds a node lock");
+    rows[0].get(0)
+}
+
+#[test]
+fn a_writer_whose_connection_is_cut_reconnects_and_loses_nothing_accepted() {
+    let (target, db) = fresh_store();
+    let mut admin = admin(&db);
+    let log = open_log(&target, "node-a", config()).unwrap();
+    let statement =
+        |i: u64| Record::from(common::statement(i, "alice", "public.t", Effect::Allowed));
+    for i in 0..5 {
+        log.submit_durable(&statement(i), Duration::from_secs(10))
+            .unwrap();
+    }
+    let first = writer_backend(&mut admin);
+    // The server ends the writer's session, as a restart or a network cut
+    // would.
+    let killed: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&first])
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    // Records submitted now are accepted or refused, never silently lost:
+    // a durable submit returns only once its record is in. The writer
+    // notices the cut on its next commit, reconnects, takes its node's
+    // lock again and goes on from the head it holds.
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut i = 5;
+    while accepted.len() < 10 && std::time::Instant::now() < deadline {
+        match log.submit_durable(&statement(i), Duration::from_secs(10)) {
+            Ok(c) => accepted.push(c.seq),
+            Err(AuditError::StoreDown) => {
+                refused += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+        i += 1;
+    }
+    assert_eq!(
+        accepted.len(),
+        10,
+        "the writer came back ({refused} refused)"
+    );
+    assert!(log.is_healthy());
+    let second = writer_backend(&mut admin);
+    assert_ne!(first, second, "a new connection holds the node's lock");
+    log.close();
+
+    let store = reader(&target);
+    let reports = verify_all(&store);
+    assert_eq!(reports.len(), 1);
+    let (node, report) = &reports[0];
+    assert_eq!(node, "node-a");
+    assert!(report.is_clean(), "{report:?}");
+    // Every accepted record is there, and no seq is missing or doubled.
+    let log_id = store.logs().unwrap()[0].log.clone();
+    let mut seqs = Vec::new();
+    store
+        .log_source(&log_id)
+        .scan(&mut |r| seqs.push(r.position))
+        .unwrap();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    for seq in &accepted {
+        assert!(seqs.contains(seq), "accepted seq {seq} is stored");
+    }
+}
+
+/// A store URL over TLS to the shared test cluster, as `host` (connecting
+/// to 127.0.0.1 whatever the name).
+fn tls_store(host: &str) -> (PgTarget, String) {
+    let pg = portcullis_testbed::shared();
+    let db = portcullis_testbed::fresh_database("audit_pg");
+    let url = format!(
+        "postgres://{}@{host}:{}/{db}?sslmode=require&hostaddr=127.0.0.1",
+        pg.superuser(),
+        pg.port()
+    );
+    let target = PgTarget::parse(&url, Some(pg.superuser_password())).unwrap();
+    assert!(target.uses_tls());
+    (target, db)
+}
+
+#[test]
+fn the_store_over_tls_checks_the_certificate_and_its_name() {
+    let pg = portcullis_testbed::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        pg.tls().expect("the test cluster has TLS").ca_cert_pem(),
+    )
+    .unwrap();
+    let stranger = dir.path().join("other-ca.pem");
+    let other = portcullis_testbed::TestPki::generate(&["localhost"]).unwrap();
+    std::fs::write(&stranger, other.ca_cert_pem()).unwrap();
+    let statement =
+        |i: u64| Record::from(common::statement(i, "alice", "public.t", Effect::Allowed));
+
+    // The cluster's CA and a name its certificate holds: records go over
+    // TLS (the server says so), and read back and verify over TLS too.
+    let (target, db) = tls_store("localhost");
+    let target = target.with_ca_file(&ca).unwrap();
+    let log = open_log(&target, "node-tls", config()).unwrap();
+    for i in 0..3 {
+        log.submit_durable(&statement(i), Duration::from_secs(10))
+            .unwrap();
+    }
+    let mut admin = admin(&db);
+    let writer = writer_backend(&mut admin);
+    let ssl: bool = admin
+        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", &[&writer])
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the writer's session is encrypted");
+    log.close();
+    let reports = verify_all(&reader(&target));
+    assert!(reports[0].1.is_clean(), "{:?}", reports[0].1);
+    assert_eq!(reports[0].1.records, 3);
+
+    // Another CA: refused in the handshake, nothing written.
+    let (target, _) = tls_store("localhost");
+    let err = open_log(
+        &target.with_ca_file(&stranger).unwrap(),
+        "node-tls",
+        config(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // The right CA but a name the certificate does not hold: refused too
+    // (libpq's sslmode=require would have let both through).
+    let (target, _) = tls_store("audit-store.invalid");
+    let err = open_log(&target.with_ca_file(&ca).unwrap(), "node-tls", config())
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // A CA file without TLS protects nothing: refused.
+    let (plain, _) = fresh_store();
+    assert!(plain.with_ca_file(&ca).is_err());
 }

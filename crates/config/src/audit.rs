@@ -54,13 +54,18 @@ pub struct Audit {
     /// folder.
     pub archive_dir: PathBuf,
     /// The shared PostgreSQL store instead of the SQLite file at `path`:
-    /// `postgres://user@host:port/database?sslmode=disable`. Several
-    /// proxies write one store, each its own chain, named by `node`. No
-    /// password in the URL: give it with `postgres_password_env` or
-    /// `postgres_password_file`. TLS to the store is not built yet.
+    /// `postgres://user@host:port/database?sslmode=require` (TLS, the
+    /// server's certificate checked against `postgres_ca_file` or the
+    /// system's roots, and its name) or `sslmode=disable` (a trusted
+    /// network). Several proxies write one store, each its own chain,
+    /// named by `node`. No password in the URL: give it with
+    /// `postgres_password_env` or `postgres_password_file`.
     pub postgres: Option<String>,
     pub postgres_password_env: Option<String>,
     pub postgres_password_file: Option<PathBuf>,
+    /// The CA (PEM) the store's certificate must chain to, relative to the
+    /// configuration file's folder; left out, the system's roots.
+    pub postgres_ca_file: Option<PathBuf>,
     /// This proxy's name in the shared store: its chain is kept under it
     /// across restarts. Required with `postgres`, unique per proxy.
     pub node: Option<String>,
@@ -86,6 +91,7 @@ impl Default for Audit {
             postgres: None,
             postgres_password_env: None,
             postgres_password_file: None,
+            postgres_ca_file: None,
             node: None,
         }
     }
@@ -118,6 +124,15 @@ impl crate::Config {
             return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
         }
         Ok(None)
+    }
+
+    /// The PostgreSQL store's CA file, resolved against the configuration's
+    /// folder.
+    pub fn audit_store_ca_file(&self) -> Option<PathBuf> {
+        self.audit
+            .postgres_ca_file
+            .as_ref()
+            .map(|p| self.resolve(p))
     }
 
     /// Where rotated segments are written.

@@ -158,8 +158,9 @@ impl Validator<'_> {
     }
 
     /// `[audit] postgres` and what goes with it: a URL without a password,
-    /// `sslmode=disable` (TLS to the store is not built yet), a node name,
-    /// one password source, and no rotation (not built for this store).
+    /// `sslmode=require` or `disable` (never `prefer`, which could fall
+    /// back to plaintext), a CA file only with TLS, a node name, one
+    /// password source, and no rotation (not built for this store).
     fn audit_postgres(&self) -> Result<(), ConfigError> {
         let a = &self.config.audit;
         let Some(url) = &a.postgres else {
@@ -173,6 +174,7 @@ impl Validator<'_> {
                     "audit.postgres_password_file",
                     a.postgres_password_file.is_some(),
                 ),
+                ("audit.postgres_ca_file", a.postgres_ca_file.is_some()),
             ] {
                 if set {
                     return Err(self.err(
@@ -190,7 +192,7 @@ impl Validator<'_> {
         else {
             return Err(self.err(
                 "audit.postgres",
-                "is not a PostgreSQL URL; write postgres://user@host:port/database?sslmode=disable",
+                "is not a PostgreSQL URL; write postgres://user@host:port/database?sslmode=require",
             ));
         };
         let authority = rest.split(['/', '?']).next().unwrap_or("");
@@ -205,11 +207,26 @@ impl Validator<'_> {
         }
         let query = rest.split_once('?').map_or("", |(_, q)| q);
         let sslmode = query.split('&').find_map(|kv| kv.strip_prefix("sslmode="));
-        if sslmode != Some("disable") {
-            return Err(self.err(
-                "audit.postgres",
-                "must say sslmode=disable: TLS to the PostgreSQL audit store is not built yet (keep the store on a trusted network)",
-            ));
+        match sslmode {
+            Some("require") => {
+                if let Some(path) = &a.postgres_ca_file {
+                    self.file("audit.postgres_ca_file", path, "audit store CA file")?;
+                }
+            }
+            Some("disable") => {
+                if a.postgres_ca_file.is_some() {
+                    return Err(self.err(
+                        "audit.postgres_ca_file",
+                        "is set but audit.postgres says sslmode=disable; use sslmode=require for TLS to the store",
+                    ));
+                }
+            }
+            _ => {
+                return Err(self.err(
+                    "audit.postgres",
+                    "must say sslmode=require (TLS; the store's certificate is checked against audit.postgres_ca_file or the system's roots, and its host name) or sslmode=disable (a trusted network); prefer could fall back to plaintext",
+                ));
+            }
         }
         match a.node.as_deref() {
             None => {

@@ -1094,4 +1094,23 @@ fn audit_postgres_store_is_checked_and_never_quoted() {
 
     let (key, _) = invalid(&with("node = \"eu-1\"\n"));
     assert_eq!(key, "audit.node");
+
+    // TLS: require (with a CA file or the system's roots) or disable;
+    // prefer could fall back to plaintext.
+    let tls = "postgres = \"postgres://portcullis@db.internal:5432/ctl?sslmode=require\"\nnode = \"eu-1\"\n";
+    Config::parse(&with(tls), None).unwrap();
+    let (key, message) = invalid(&with(
+        "postgres = \"postgres://portcullis@db/ctl?sslmode=prefer\"\nnode = \"eu-1\"\n",
+    ));
+    assert_eq!(key, "audit.postgres");
+    assert!(message.contains("plaintext"), "{message}");
+    let (key, _) = invalid(&with(&format!(
+        "{tls}postgres_ca_file = \"/nonexistent/ca.pem\"\n"
+    )));
+    assert_eq!(key, "audit.postgres_ca_file");
+    let (key, message) = invalid(&with(&format!("{ok}postgres_ca_file = \"ca.pem\"\n")));
+    assert_eq!(key, "audit.postgres_ca_file");
+    assert!(message.contains("sslmode=require"), "{message}");
+    let (key, _) = invalid(&with("postgres_ca_file = \"ca.pem\"\n"));
+    assert_eq!(key, "audit.postgres_ca_file");
 }

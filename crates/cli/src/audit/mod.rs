@@ -118,19 +118,31 @@ impl StoreArgs {
     fn location(&self) -> Result<Location, String> {
         match (&self.store, &self.config) {
             (Some(s), _) if is_postgres_url(s) => {
+                // As libpq reads them: the password, and with
+                // sslmode=require the CA the server's certificate must
+                // chain to.
                 let password = std::env::var("PGPASSWORD").ok();
-                PgTarget::parse(s, password.as_deref())
-                    .map(Location::Postgres)
-                    .map_err(|e| e.to_string())
+                let target = PgTarget::parse(s, password.as_deref()).map_err(|e| e.to_string())?;
+                match std::env::var_os("PGSSLROOTCERT") {
+                    Some(ca) if target.uses_tls() => target.with_ca_file(ca),
+                    _ => Ok(target),
+                }
+                .map(Location::Postgres)
+                .map_err(|e| e.to_string())
             }
             (Some(s), _) => Ok(Location::File(PathBuf::from(s))),
             (None, Some(c)) => {
                 let config = Config::load(c).map_err(|e| e.to_string())?;
                 if let Some(url) = &config.audit.postgres {
                     let password = config.audit_store_password().map_err(|e| e.to_string())?;
-                    return PgTarget::parse(url, password.as_deref())
-                        .map(Location::Postgres)
-                        .map_err(|e| e.to_string());
+                    let target =
+                        PgTarget::parse(url, password.as_deref()).map_err(|e| e.to_string())?;
+                    return match config.audit_store_ca_file() {
+                        Some(ca) => target.with_ca_file(ca),
+                        None => Ok(target),
+                    }
+                    .map(Location::Postgres)
+                    .map_err(|e| e.to_string());
                 }
                 if !config.audit.enabled {
                     eprintln!(

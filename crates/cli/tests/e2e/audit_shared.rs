@@ -16,23 +16,33 @@ fn portcullis(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
-fn store_url(db: &str) -> String {
+/// The store's URL: node-a reaches it in plaintext, node-b over TLS
+/// (checked against the cluster's CA, which the harness writes to
+/// `tls/ca.crt` beside each proxy's configuration).
+fn store_url(db: &str, tls: bool) -> String {
     let c = cluster();
     format!(
-        "postgres://{}@{}:{}/{db}?sslmode=disable",
+        "postgres://{}@{}:{}/{db}?sslmode={}",
         c.superuser(),
         c.host(),
-        c.port()
+        c.port(),
+        if tls { "require" } else { "disable" }
     )
 }
 
 fn node(db: &str, name: &str) -> Setup {
+    let tls = name == "node-b";
     Setup {
         // `pgpass` (the upstream password file the harness writes) is the
         // superuser's password, which the store uses too.
         extra: format!(
-            "[audit]\npostgres = \"{}\"\npostgres_password_file = \"pgpass\"\nnode = \"{name}\"\n",
-            store_url(db)
+            "[audit]\npostgres = \"{}\"\npostgres_password_file = \"pgpass\"\nnode = \"{name}\"\n{}",
+            store_url(db, tls),
+            if tls {
+                "postgres_ca_file = \"tls/ca.crt\"\n"
+            } else {
+                ""
+            }
         ),
         ..Setup::default()
     }
@@ -46,6 +56,16 @@ async fn two_proxies_share_one_postgres_audit_store_and_both_chains_verify() {
             .unwrap();
     let a = Proxy::with(node(&audit_db, "node-a")).await;
     let b = Proxy::with(node(&audit_db, "node-b")).await;
+    // Node b's writer reaches the store over TLS, node a's in plaintext.
+    let sessions = cluster()
+        .sql(
+            &audit_db,
+            "SELECT string_agg(s.ssl::text, ',' ORDER BY s.ssl) FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'portcullis-audit' AND a.datname = current_database()",
+        )
+        .unwrap();
+    assert_eq!(sessions.trim(), "false,true", "{sessions}");
     // A second proxy under a name already writing is refused at start.
     let dir = tempfile::tempdir().unwrap();
     let path =
@@ -154,15 +174,24 @@ async fn two_proxies_share_one_postgres_audit_store_and_both_chains_verify() {
     );
     assert_eq!(out.matches("result       clean").count(), 2, "{out}");
 
-    // The same by URL, the password from PGPASSWORD.
-    let url = store_url(&audit_db);
+    // The same by URL over TLS, the password from PGPASSWORD and the CA
+    // from PGSSLROOTCERT, as libpq takes them.
+    let url = store_url(&audit_db, true);
     let pw = cluster().superuser_password().to_owned();
+    let ca = dir.path().join("tls").join("ca.crt");
     let (code, out, err) = portcullis(
         &["audit", "verify", "--store", &url, "--json"],
-        &[("PGPASSWORD", &pw)],
+        &[("PGPASSWORD", &pw), ("PGSSLROOTCERT", ca.to_str().unwrap())],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(!out.contains(&pw) && !err.contains(&pw));
+    // Without the CA, the store's certificate is not trusted: refused.
+    let (code, out, err) = portcullis(
+        &["audit", "verify", "--store", &url, "--json"],
+        &[("PGPASSWORD", &pw), ("SSL_CERT_FILE", "/nonexistent")],
+    );
+    assert_ne!(code, 0, "{out}{err}");
     assert!(!out.contains(&pw) && !err.contains(&pw));
 
     // Tamper with a node b record: verify names that node and fails.

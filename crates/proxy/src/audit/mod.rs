@@ -252,8 +252,13 @@ fn open_shared(
         .audit_store_password()
         .map_err(|e| AuditSetupError::Password(e.to_string()))?;
     let store_err = |shown: String| move |error| AuditSetupError::Store { path: shown, error };
-    let target =
+    let mut target =
         PgTarget::parse(url, password.as_deref()).map_err(store_err("[audit] postgres".into()))?;
+    if let Some(ca) = config.audit_store_ca_file() {
+        target = target
+            .with_ca_file(ca)
+            .map_err(store_err("[audit] postgres_ca_file".into()))?;
+    }
     let shown = target.shown().to_owned();
     // Validation requires a node name with a PostgreSQL store.
     let node = config.audit.node.as_deref().unwrap_or_default();

@@ -22,13 +22,19 @@
 //! Search reads every log at once ([`crate::search`]); verification reads
 //! one log at a time through [`PgLog`].
 //!
-//! TLS to the store is not built yet: the URL must say `sslmode=disable`,
-//! and any other mode is refused rather than silently downgraded.
+//! TLS: the URL says `sslmode=require` (TLS, the server's certificate
+//! verified against `[audit] postgres_ca_file` or the system's roots, and
+//! its name checked: stricter than libpq's `require`, see [`tls`]) or
+//! `sslmode=disable` (a trusted network). libpq's default, `prefer`, would
+//! fall back to plaintext when the server declines: it is refused, and so
+//! is a URL that says nothing.
 
 mod read;
 mod schema;
+mod tls;
 mod write;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -56,6 +62,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct PgTarget {
     config: postgres::Config,
+    /// With `sslmode=require`: the CA the server's certificate must chain
+    /// to (`None`: the system's roots).
+    ca_file: Option<PathBuf>,
     shown: String,
 }
 
@@ -83,14 +92,17 @@ impl PgTarget {
                     .into(),
             )
         })?;
-        if !url.contains("sslmode=disable")
-            || config.get_ssl_mode() != postgres::config::SslMode::Disable
-        {
-            return Err(AuditError::InvalidStore(
-                "TLS to the PostgreSQL audit store is not built yet: add sslmode=disable to the URL \
-                 (and keep the store on a trusted network)"
-                    .into(),
-            ));
+        match config.get_ssl_mode() {
+            postgres::config::SslMode::Require => {}
+            postgres::config::SslMode::Disable if url.contains("sslmode=disable") => {}
+            _ => {
+                return Err(AuditError::InvalidStore(
+                    "say how to reach the PostgreSQL audit store: sslmode=require (TLS, the server's \
+                     certificate checked against [audit] postgres_ca_file or the system's roots) or \
+                     sslmode=disable (a trusted network); sslmode=prefer could fall back to plaintext"
+                        .into(),
+                ));
+            }
         }
         if let Some(p) = password {
             config.password(p);
@@ -111,7 +123,29 @@ impl PgTarget {
             config.get_ports().first().copied().unwrap_or(5432),
             config.get_dbname().unwrap_or("")
         );
-        Ok(PgTarget { config, shown })
+        Ok(PgTarget {
+            config,
+            ca_file: None,
+            shown,
+        })
+    }
+
+    /// With `sslmode=require`: trust only the CA in `path` (PEM) for the
+    /// server's certificate, instead of the system's roots. Refused on a
+    /// URL without TLS, where it would protect nothing.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Result<Self, AuditError> {
+        if !self.uses_tls() {
+            return Err(AuditError::InvalidStore(
+                "a CA file for the PostgreSQL audit store needs sslmode=require in its URL".into(),
+            ));
+        }
+        self.ca_file = Some(path.into());
+        Ok(self)
+    }
+
+    /// Whether connections use TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.config.get_ssl_mode() == postgres::config::SslMode::Require
     }
 
     /// The store as it may be printed: no password, no options.
@@ -120,7 +154,20 @@ impl PgTarget {
     }
 
     fn connect(&self) -> Result<Client, AuditError> {
-        Ok(self.config.connect(NoTls)?)
+        if !self.uses_tls() {
+            return Ok(self.config.connect(NoTls)?);
+        }
+        // Read at every connect, so a rotated CA file is picked up on the
+        // next reconnect.
+        let config = crate::tls::client_config(self.ca_file.as_deref()).map_err(|e| {
+            AuditError::InvalidStore(format!("TLS to the PostgreSQL audit store: {e}"))
+        })?;
+        Ok(self.config.connect(tls::Rustls(config))?)
+    }
+
+    /// The CA file given, if any.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 }
 

@@ -6,7 +6,6 @@
 //! `Authorization` value is marked sensitive and never formatted.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,8 +14,8 @@ use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use portcullis_audit::tls::RootsError;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -26,25 +25,14 @@ const EXCERPT: usize = 200;
 /// JSON; a larger answer is cut, not an error).
 const MAX_RESPONSE: usize = 64 * 1024;
 
-/// Where CA bundles live on common systems, after `SSL_CERT_FILE`.
-const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("--url {0}: {1}")]
     Url(String, &'static str),
-    #[error("{path}: {why}")]
-    Ca { path: String, why: String },
-    #[error("no system CA bundle found (looked at $SSL_CERT_FILE and {}); give --ca-file", SYSTEM_BUNDLES.join(", "))]
-    NoRoots,
-    #[error("TLS setup: {0}")]
-    Tls(#[from] rustls::Error),
+    #[error("{0}; give --ca-file")]
+    NoRoots(RootsError),
+    #[error("{0}")]
+    Roots(RootsError),
     #[error("the value in ${0} is not a valid header value")]
     AuthValue(String),
     #[error("--auth-header {0:?} is not a header name")]
@@ -116,15 +104,13 @@ impl Client {
         let authority = HeaderValue::from_str(uri.authority().map_or("", |a| a.as_str()))
             .map_err(|_| bad("the host is not a valid header value"))?;
         let tls = if https {
-            let config = ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots(ca_file)?)
-            .with_no_client_auth();
+            let config = portcullis_audit::tls::client_config(ca_file).map_err(|e| match e {
+                RootsError::NoRoots => SetupError::NoRoots(e),
+                e => SetupError::Roots(e),
+            })?;
             let name = ServerName::try_from(host.clone())
                 .map_err(|_| bad("the host is not a valid TLS server name"))?;
-            Some((TlsConnector::from(Arc::new(config)), name))
+            Some((TlsConnector::from(config), name))
         } else {
             if ca_file.is_some() {
                 return Err(bad("--ca-file needs an https:// URL"));
@@ -255,41 +241,6 @@ impl Client {
         };
         Ok(sender)
     }
-}
-
-/// The roots TLS trusts: the `--ca-file` alone when given (a private
-/// collector's CA), else the system's bundle.
-fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, SetupError> {
-    let path = match ca_file {
-        Some(p) => p.to_owned(),
-        None => std::env::var_os("SSL_CERT_FILE")
-            .map(std::path::PathBuf::from)
-            .filter(|p| p.is_file())
-            .or_else(|| {
-                SYSTEM_BUNDLES
-                    .iter()
-                    .map(Path::new)
-                    .find(|p| p.is_file())
-                    .map(Path::to_owned)
-            })
-            .ok_or(SetupError::NoRoots)?,
-    };
-    let ca = |why: String| SetupError::Ca {
-        path: path.display().to_string(),
-        why,
-    };
-    let pem = std::fs::read(&path).map_err(|e| ca(e.to_string()))?;
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| ca(e.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    // A system bundle can hold a certificate rustls does not accept;
-    // skipping it is what every TLS stack does.
-    let (added, _ignored) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(ca("no usable CA certificate (PEM) in it".into()));
-    }
-    Ok(roots)
 }
 
 /// The start of a body as one printable line, with the token cut out in
