@@ -1132,3 +1132,37 @@ fn search_spans_closed_and_open_blocks() {
 fn store_conn(path: &Path) -> Connection {
     Connection::open(path).unwrap()
 }
+
+#[test]
+fn a_new_store_gets_large_pages_and_an_old_one_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |p: &Path| -> i64 {
+        Connection::open(p)
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let fresh = db(&dir);
+    write(&fresh, 10);
+    assert_eq!(
+        page_size(&fresh),
+        portcullis_audit::store::sqlite::PAGE_SIZE
+    );
+    assert!(check(&fresh).is_clean());
+
+    // A store made with SQLite's default pages (as before this setting)
+    // keeps them: WAL mode fixes the page size, and the writer opens it,
+    // extends its chain and verifies as before.
+    let old = dir.path().join("old.db");
+    {
+        let c = Connection::open(&old).unwrap();
+        c.pragma_update(None, "page_size", 4096).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    }
+    write(&old, 10);
+    write(&old, 10);
+    assert_eq!(page_size(&old), 4096);
+    let report = check(&old);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.records, 20);
+}
