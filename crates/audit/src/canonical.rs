@@ -203,6 +203,14 @@ pub fn entry(fields: &EnvelopeFields<'_>, record: &[u8]) -> Vec<u8> {
 pub fn insert_member(object: &mut Vec<u8>, key: &str, value: &[u8]) -> Result<(), CanonicalError> {
     let at = member_slot(object, key.as_bytes())
         .ok_or_else(|| CanonicalError::Serde(format!("cannot add {key:?} to this object")))?;
+    insert_member_at(object, at, key, value);
+    Ok(())
+}
+
+/// [`insert_member`] at a slot already found by [`member_slot`] in an
+/// object whose members before `at` are the same (a record rendered from
+/// a template, see [`crate::template`]).
+pub(crate) fn insert_member_at(object: &mut Vec<u8>, at: usize, key: &str, value: &[u8]) {
     let mut member = Vec::with_capacity(key.len() + value.len() + 4);
     let first = object[at - 1] == b'{';
     let last = object[at] == b'}';
@@ -216,14 +224,34 @@ pub fn insert_member(object: &mut Vec<u8>, key: &str, value: &[u8]) -> Result<()
         member.push(b',');
     }
     object.splice(at..at, member);
-    Ok(())
+}
+
+/// The bytes of the value of the top-level member `key` of the canonical
+/// object `object`, as a range; `None` if it has no such member.
+pub(crate) fn member_value(object: &[u8], key: &[u8]) -> Option<std::ops::Range<usize>> {
+    if object.first() != Some(&b'{') || object.last() != Some(&b'}') {
+        return None;
+    }
+    let mut i = 1;
+    while i < object.len() - 1 {
+        let (member_key, after) = string_at(object, i)?;
+        let end = value_end(object, after + 1)?;
+        if member_key == key {
+            return Some(after + 1..end);
+        }
+        i = end;
+        if object[i] == b',' {
+            i += 1;
+        }
+    }
+    None
 }
 
 /// Where a member with `key` goes in the canonical object `object`: the
 /// offset of the `,` or `}` that ends the last member whose key sorts
 /// before it (or just after the `{`). `None` if `object` is not an object
 /// or already holds `key`.
-fn member_slot(object: &[u8], key: &[u8]) -> Option<usize> {
+pub(crate) fn member_slot(object: &[u8], key: &[u8]) -> Option<usize> {
     if object.first() != Some(&b'{') || object.last() != Some(&b'}') {
         return None;
     }

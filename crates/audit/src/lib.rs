@@ -25,7 +25,7 @@
 //! (what may stand for a bind value), [`canonical`] (the exact bytes that
 //! are hashed), [`chain`] (seq, prev hash, genesis), [`checkpoint`]
 //! (Ed25519-signed heads), [`verify`], [`store`] (SQLite, PostgreSQL),
-//! [`search`] and
+//! [`search`], [`template`] (records encoded ahead of the queue) and
 //! [`log`] (the queue and the writer thread). `docs/AUDIT.md` describes the
 //! format for users and auditors.
 
@@ -42,6 +42,7 @@ pub mod record;
 pub mod retention;
 pub mod search;
 pub mod store;
+pub mod template;
 pub mod tls;
 pub mod verify;
 
@@ -54,4 +55,5 @@ pub use search::{search, Filter, Found, SearchSource};
 pub use store::postgres::{PgTarget, PostgresStore};
 pub use store::sqlite::{SqliteStore, Synchronous};
 pub use store::Store;
+pub use template::{Encoded, StatementTemplate};
 pub use verify::{verify, Finding, Report};

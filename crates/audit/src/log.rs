@@ -38,12 +38,12 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::canonical;
 use crate::chain::{Chain, Hash, Head, LogId};
 use crate::checkpoint::{CheckpointPolicy, PublicKey, SigningKey};
 use crate::record::{Record, StatementOutcome};
 use crate::store::sqlite::{Checkpointer, SqliteStore, Synchronous};
-use crate::store::{BatchStore, IndexFields, StoredItem};
+use crate::store::{BatchStore, StoredItem};
+use crate::template::Encoded;
 use crate::AuditError;
 
 /// How to open an audit log.
@@ -99,12 +99,22 @@ pub struct Committed {
 struct Submission {
     seq: u64,
     ts_micros: i64,
-    record: Vec<u8>,
-    index: IndexFields,
+    record: Encoded,
     promise: Option<Promise>,
+}
+
+impl Submission {
     /// A statement record nobody waits for, without an outcome yet: its
     /// outcome is folded in if it arrives while the record is queued.
-    foldable: bool,
+    fn foldable(&self) -> bool {
+        self.promise.is_none() && self.record.foldable
+    }
+}
+
+/// A record the queue did not take, handed back with why.
+struct NotQueued {
+    error: AuditError,
+    record: Encoded,
 }
 
 /// What became of an outcome handed to [`AuditLog::complete`].
@@ -274,14 +284,40 @@ impl AuditLog {
     /// caller decides what a failure means (fail closed, or wait for a
     /// receipt instead).
     pub fn submit(&self, record: &Record) -> Result<Accepted, AuditError> {
-        self.enqueue(record, None, true)
+        self.enqueue(Encoded::of(record)?, None, true)
+            .map_err(|n| n.error)
+    }
+
+    /// Queues a record already encoded (see [`crate::template`]). With
+    /// `wait`, or when the writer is further behind than
+    /// [`AuditConfig::max_queued_age`] allows a record nobody waits for,
+    /// also returns a [`Receipt`] to await before acting on the record:
+    /// then what a crash can lose stays within the bound instead of the
+    /// record being refused.
+    pub fn submit_encoded(
+        &self,
+        record: Encoded,
+        wait: bool,
+    ) -> Result<(Accepted, Option<Receipt>), AuditError> {
+        let record = if wait {
+            record
+        } else {
+            match self.enqueue(record, None, true) {
+                Ok(a) => return Ok((a, None)),
+                Err(n) if matches!(n.error, AuditError::Behind(_)) => n.record,
+                Err(n) => return Err(n.error),
+            }
+        };
+        let (accepted, receipt) = self.enqueue_with_receipt(record)?;
+        Ok((accepted, Some(receipt)))
     }
 
     /// Queues a record that follows one already accepted (an outcome, a
     /// session's end) without waiting and without the age bound: nothing
     /// can wait for it, and refusing it would only lose it.
     pub fn submit_follow_up(&self, record: &Record) -> Result<Accepted, AuditError> {
-        self.enqueue(record, None, false)
+        self.enqueue(Encoded::of(record)?, None, false)
+            .map_err(|n| n.error)
     }
 
     /// Records the outcome of the statement at `statement_seq`: folded
@@ -300,8 +336,9 @@ impl AuditLog {
         if self.try_fold(statement_seq, &outcome)? {
             return Ok(Completed::Folded);
         }
-        self.enqueue(&record(outcome), None, false)
+        self.enqueue(Encoded::of(&record(outcome))?, None, false)
             .map(Completed::Queued)
+            .map_err(|n| n.error)
     }
 
     /// Folds `outcome` into the queued record at `seq` if it may take it.
@@ -317,29 +354,27 @@ impl AuditLog {
             .checked_sub(first)
             .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| order.queue.get_mut(i))
-            .filter(|s| s.seq == seq && s.foldable)
+            .filter(|s| s.seq == seq && s.foldable())
         else {
             return Ok(false);
         };
-        // Neither can fail on records the proxy builds; if one ever did,
+        // This cannot fail on records the proxy builds; if it ever did,
         // the outcome is written as a record of its own instead.
-        let Ok(bytes) = canonical::encode(outcome) else {
-            return Ok(false);
-        };
-        if canonical::insert_member(&mut s.record, "outcome", &bytes).is_err() {
-            return Ok(false);
-        }
-        s.index.fold(outcome);
-        s.foldable = false;
-        Ok(true)
+        Ok(s.record.fold(outcome).is_ok())
     }
 
     /// Queues a record and returns a [`Receipt`] that resolves when its
     /// batch is committed: `wait` it with a timeout, or `.await` it under
     /// the caller's own timeout.
     pub fn submit_with_receipt(&self, record: &Record) -> Result<(Accepted, Receipt), AuditError> {
+        self.enqueue_with_receipt(Encoded::of(record)?)
+    }
+
+    fn enqueue_with_receipt(&self, record: Encoded) -> Result<(Accepted, Receipt), AuditError> {
         let slot = Arc::new(Slot::default());
-        let accepted = self.enqueue(record, Some(Promise(Some(slot.clone()))), false)?;
+        let accepted = self
+            .enqueue(record, Some(Promise(Some(slot.clone()))), false)
+            .map_err(|n| n.error)?;
         Ok((accepted, Receipt { slot }))
     }
 
@@ -353,23 +388,24 @@ impl AuditLog {
         receipt.wait(timeout)
     }
 
+    /// Queues `record`, encoded on the caller's thread so the single
+    /// writer only seals, hashes and inserts.
     fn enqueue(
         &self,
-        record: &Record,
+        record: Encoded,
         promise: Option<Promise>,
         bounded: bool,
-    ) -> Result<Accepted, AuditError> {
+    ) -> Result<Accepted, Box<NotQueued>> {
+        let refuse = |error, record| Err(Box::new(NotQueued { error, record }));
         if !self.is_healthy() {
-            return Err(AuditError::StoreDown);
+            return refuse(AuditError::StoreDown, record);
         }
-        // Encoding and index extraction happen here, on the caller's
-        // thread, so the single writer only seals, hashes and inserts.
-        let bytes = canonical::encode(record)?;
-        let index = IndexFields::of(record);
         let now = now_micros();
-        let mut order = self.queue.order.lock().map_err(|_| AuditError::StoreDown)?;
+        let Ok(mut order) = self.queue.order.lock() else {
+            return refuse(AuditError::StoreDown, record);
+        };
         if order.closed {
-            return Err(AuditError::StoreDown);
+            return refuse(AuditError::StoreDown, record);
         }
         if let Some(max) = self.max_queued_age {
             let committed = self.shared.committed.load(Ordering::Acquire);
@@ -384,7 +420,7 @@ impl AuditLog {
                     if let Some(p) = promise {
                         p.forget();
                     }
-                    return Err(AuditError::Behind(age));
+                    return refuse(AuditError::Behind(age), record);
                 }
             }
         }
@@ -392,19 +428,16 @@ impl AuditLog {
             if let Some(p) = promise {
                 p.forget();
             }
-            return Err(AuditError::QueueFull);
+            return refuse(AuditError::QueueFull, record);
         }
         let seq = order.next_seq;
         let ts_micros = now.max(order.last_ts);
         let awaited = promise.is_some();
-        let foldable = !awaited && matches!(record, Record::Statement(s) if s.outcome.is_none());
         order.queue.push(Submission {
             seq,
             ts_micros,
-            record: bytes,
-            index,
+            record,
             promise,
-            foldable,
         });
         order.next_seq += 1;
         order.last_ts = ts_micros;
@@ -700,14 +733,14 @@ impl<S: BatchStore> Writer<S> {
     }
 
     fn seal(&mut self, s: Submission, pending: &mut Pending) {
-        let sealed = self.chain.append(s.ts_micros, &s.record);
+        let sealed = self.chain.append(s.ts_micros, &s.record.bytes);
         debug_assert_eq!(sealed.seq, s.seq, "queue order and chain order agree");
         if let Some(p) = s.promise {
             pending.promises.push((pending.items.len(), p));
         }
         pending.items.push(StoredItem {
             sealed,
-            index: s.index,
+            index: s.record.index,
         });
     }
 

@@ -285,3 +285,50 @@ fn floats_cannot_sneak_in() {
     // The model has no floats; a foreign value with one is refused.
     assert!(encode(&serde_json::json!({"x": 0.5})).is_err());
 }
+
+#[test]
+fn a_rendered_template_is_the_record_encoded_whole() {
+    use portcullis_audit::{Encoded, StatementTemplate};
+    let mut rng = StdRng::seed_from_u64(0x7e3b);
+    let mut statements: Vec<Record> = (0..500).map(|_| random_statement(&mut rng)).collect();
+    statements.push(common::full_statement());
+    for record in statements {
+        let template = StatementTemplate::new(&record).unwrap();
+        let Record::Statement(mut s) = record else {
+            unreachable!()
+        };
+        for id in [0, 1, 9, 10, rng.random(), u64::MAX] {
+            s.statement_id = id;
+            let whole = Record::Statement(s.clone());
+            let expected = Encoded::of(&whole).unwrap();
+            let mut rendered = template.render(id);
+            assert_eq!(
+                String::from_utf8_lossy(rendered.bytes()),
+                String::from_utf8_lossy(expected.bytes())
+            );
+            assert_eq!(rendered.index(), expected.index());
+
+            // An outcome folded into the rendered record (at the slot the
+            // template found) gives the record encoded with it.
+            let o = random_outcome(&mut rng);
+            rendered.fold(&o).unwrap();
+            let mut with = s.clone();
+            with.outcome = Some(o.clone());
+            let expected = Encoded::of(&Record::Statement(with)).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(rendered.bytes()),
+                String::from_utf8_lossy(expected.bytes())
+            );
+            assert_eq!(rendered.index(), expected.index());
+            // Once.
+            assert!(rendered.fold(&o).is_err());
+        }
+    }
+    // Only statement records make templates.
+    for record in common::all_kinds() {
+        assert_eq!(
+            StatementTemplate::new(&record).is_ok(),
+            matches!(record, Record::Statement(_))
+        );
+    }
+}

@@ -480,6 +480,96 @@ async fn a_queued_target_folds_each_outcome_into_its_statement_record() {
     );
 }
 
+/// A statement judged again is recorded from a template of its earlier
+/// record (`portcullis_audit::template`): each record must still carry its
+/// own statement id, and a statement whose judgement changed (the same
+/// text under another search_path reads another table) must not be
+/// recorded from the old template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_statements_keep_their_own_ids_and_judgements() {
+    let proxy = Proxy::with(Setup {
+        environment: "development",
+        ..Setup::default()
+    })
+    .await;
+    proxy.upstream_sql(
+        "CREATE SCHEMA tpl_a; CREATE SCHEMA tpl_b;
+         CREATE TABLE tpl_a.t (a int); CREATE TABLE tpl_b.t (b int);
+         INSERT INTO tpl_a.t VALUES (1); INSERT INTO tpl_b.t VALUES (2);",
+    );
+    let alice = proxy.client().await;
+    // The same shape by the simple protocol, the same prepared statement
+    // by the extended one.
+    for i in 0..3 {
+        alice
+            .simple_query(&format!("SELECT {i} AS n"))
+            .await
+            .unwrap();
+    }
+    let prepared = alice.prepare("SELECT $1::int AS n").await.unwrap();
+    for i in 0..3i32 {
+        alice.query(&prepared, &[&i]).await.unwrap();
+    }
+    // One text, two judgements.
+    for schema in ["tpl_a", "tpl_b", "tpl_a"] {
+        alice
+            .simple_query(&format!("SET search_path = {schema}"))
+            .await
+            .unwrap();
+        alice.simple_query("SELECT * FROM t").await.unwrap();
+    }
+    drop(alice);
+    let dir = proxy.shutdown().await;
+    let store = open(dir.path());
+    let report = verify(&store, None).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+
+    let stmts = statements(&store, ALICE.0);
+    let ids: Vec<u64> = stmts.iter().map(|(_, s)| s.statement_id).collect();
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "each record its own id: {ids:?}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    let with_text = |text: &str| -> Vec<&portcullis_audit::record::StatementRecord> {
+        stmts
+            .iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.text.as_str() == text)
+            .collect()
+    };
+    let simple = with_text("SELECT $1 AS n");
+    assert_eq!(simple.len(), 3, "{stmts:#?}");
+    assert!(simple.iter().all(|s| s.protocol == Protocol::Simple));
+    let bound = with_text("SELECT $1::int AS n");
+    assert_eq!(bound.len(), 3, "{stmts:#?}");
+    assert!(bound.iter().all(|s| s.protocol == Protocol::Extended));
+    // Apart from the id (and the outcome), the records of one statement
+    // are the same.
+    for group in [&simple, &bound] {
+        let strip = |s: &portcullis_audit::record::StatementRecord| {
+            let mut s = s.clone();
+            s.statement_id = 0;
+            s.outcome = None;
+            s
+        };
+        assert!(group.iter().all(|s| strip(s) == strip(group[0])));
+    }
+    let reads: Vec<Vec<String>> = with_text("SELECT * FROM t")
+        .iter()
+        .map(|s| s.reads.iter().map(|t| t.object.clone()).collect())
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            vec!["tpl_a.t".to_owned()],
+            vec!["tpl_b.t".to_owned()],
+            vec!["tpl_a.t".to_owned()]
+        ]
+    );
+}
+
 /// Counts the rows the load inserted and the INSERT records the store
 /// kept, after the proxy was killed with SIGKILL in the middle of it.
 async fn killed_under_load(environment: &'static str) -> (i64, usize, usize) {

@@ -27,7 +27,7 @@ use portcullis_audit::params::ParamHasher;
 use portcullis_audit::record::{BindParams, Record, StatementOutcome};
 use portcullis_audit::store::postgres::{open_log, PgTarget};
 use portcullis_audit::{
-    AuditConfig, AuditError, AuditLog, CheckpointPolicy, Receipt, SigningKey, Synchronous,
+    AuditConfig, AuditError, AuditLog, CheckpointPolicy, Encoded, Receipt, SigningKey, Synchronous,
 };
 use portcullis_config::{AuditFailure, AuditMode, Config, ParamsMode};
 use portcullis_wire::{sqlstate, Refusal};
@@ -177,21 +177,15 @@ impl AuditTrail {
 
     /// Hands `record` to the writer without waiting; with `strict`, also
     /// returns the receipt to await before the statement is forwarded.
-    pub fn submit(&self, record: &Record, strict: bool) -> Result<Submitted, AuditError> {
-        let waiting = |r: (portcullis_audit::Accepted, Receipt)| Submitted::Waiting(r.0.seq, r.1);
-        let r = if strict {
-            self.log.submit_with_receipt(record).map(waiting)
-        } else {
-            match self.log.submit(record) {
-                Ok(a) => Ok(Submitted::Queued(a.seq)),
-                // The writer is further behind than a queued record may
-                // be: this statement waits for its record, as on a strict
-                // target, rather than be refused or widen what a crash
-                // could lose.
-                Err(AuditError::Behind(_)) => self.log.submit_with_receipt(record).map(waiting),
-                Err(e) => Err(e),
-            }
-        };
+    /// On a queued target a receipt comes back too when the writer is
+    /// further behind than a queued record may be: the statement then
+    /// waits for its record, as on a strict target, rather than be refused
+    /// or widen what a crash could lose.
+    pub fn submit(&self, record: Encoded, strict: bool) -> Result<Submitted, AuditError> {
+        let r = self.log.submit_encoded(record, strict).map(|r| match r {
+            (a, Some(receipt)) => Submitted::Waiting(a.seq, receipt),
+            (a, None) => Submitted::Queued(a.seq),
+        });
         if let Err(e) = &r {
             self.log_refusal(e);
         }
