@@ -211,18 +211,20 @@ pub fn insert_member(object: &mut Vec<u8>, key: &str, value: &[u8]) -> Result<()
 /// object whose members before `at` are the same (a record rendered from
 /// a template, see [`crate::template`]).
 pub(crate) fn insert_member_at(object: &mut Vec<u8>, at: usize, key: &str, value: &[u8]) {
-    let mut member = Vec::with_capacity(key.len() + value.len() + 4);
     let first = object[at - 1] == b'{';
     let last = object[at] == b'}';
-    if !first {
-        member.push(b',');
-    }
-    write_str(key, &mut member);
-    member.push(b':');
-    member.extend_from_slice(value);
-    if first && !last {
-        member.push(b',');
-    }
+    // Keys in the model need no escapes (see `string_at`).
+    debug_assert!(!key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+    let before: &[u8] = if first { b"\"" } else { b",\"" };
+    let after: &[u8] = if first && !last { b"," } else { b"" };
+    // One move of the bytes after `at`: the chain's length is exact.
+    let member = before
+        .iter()
+        .chain(key.as_bytes())
+        .chain(b"\":")
+        .chain(value)
+        .chain(after)
+        .copied();
     object.splice(at..at, member);
 }
 

@@ -233,22 +233,24 @@ impl Completion {
     /// From a CommandComplete's tag (`INSERT 0 5`, `SELECT 3`, `CREATE
     /// TABLE`).
     pub fn from_tag(tag: &str) -> Completion {
-        let mut words: Vec<&str> = tag.split(' ').collect();
-        let rows = match words.last() {
-            Some(last) if words.len() > 1 && last.bytes().all(|b| b.is_ascii_digit()) => {
-                last.parse().ok()
+        let (command, rows) = match tag.rsplit_once(' ') {
+            Some((rest, last)) if !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) => {
+                match last.parse().ok() {
+                    // INSERT's tag has the (always zero) OID before the
+                    // count.
+                    Some(rows) => (
+                        rest.strip_suffix(" 0")
+                            .filter(|c| *c == "INSERT")
+                            .unwrap_or(rest),
+                        Some(rows),
+                    ),
+                    None => (tag, None),
+                }
             }
-            _ => None,
+            _ => (tag, None),
         };
-        if rows.is_some() {
-            words.pop();
-            if words.first() == Some(&"INSERT") {
-                // INSERT's tag has the (always zero) OID before the count.
-                words.truncate(1);
-            }
-        }
         Completion {
-            command: Some(words.join(" ")),
+            command: Some(command.to_owned()),
             rows,
             ..Completion::default()
         }
@@ -347,6 +349,28 @@ mod tests {
         assert_eq!((c.command.as_deref(), c.rows), (Some("CREATE TABLE"), None));
         let c = Completion::from_tag("COPY 10");
         assert_eq!((c.command.as_deref(), c.rows), (Some("COPY"), Some(10)));
+        for (tag, command, rows) in [
+            ("SELECT 0", "SELECT", Some(0)),
+            ("MERGE 2", "MERGE", Some(2)),
+            ("UPDATE 0", "UPDATE", Some(0)),
+            // Only INSERT has an OID before its count.
+            ("FETCH 0 7", "FETCH 0", Some(7)),
+            (
+                "SELECT 99999999999999999999999",
+                "SELECT 99999999999999999999999",
+                None,
+            ),
+            ("5", "5", None),
+            ("BEGIN", "BEGIN", None),
+            ("", "", None),
+        ] {
+            let c = Completion::from_tag(tag);
+            assert_eq!(
+                (c.command.as_deref(), c.rows),
+                (Some(command), rows),
+                "{tag}"
+            );
+        }
     }
 
     fn verdict(decision: policy::Decision, ops: Vec<policy::Operation>) -> StatementVerdict {
