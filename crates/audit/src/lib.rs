@@ -36,6 +36,7 @@ pub mod checkpoint;
 mod error;
 pub mod export;
 mod hex;
+pub mod journal;
 pub mod log;
 pub mod params;
 pub mod record;

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::chain::{Chain, Hash, Head, LogId};
 use crate::checkpoint::{CheckpointPolicy, PublicKey, SigningKey};
+use crate::journal::{self, Journal};
 use crate::record::{Record, StatementOutcome};
 use crate::store::sqlite::{Checkpointer, SqliteStore, Synchronous};
 use crate::store::{BatchStore, StoredItem};
@@ -194,12 +195,17 @@ impl AuditLog {
         // One writer per store: a second would extend the chain from a
         // head it does not hold. The lock goes with the process.
         let lock = lock_store(&config.path)?;
-        let store = SqliteStore::open(&config.path, config.synchronous)?;
+        let mut store = SqliteStore::open(&config.path, config.synchronous)?;
         if let Some(key) = &config.signing_key {
             store.set_public_key(&key.public_key())?;
         }
+        // Records a killed writer had made durable in its journal, and not
+        // yet stored, continue the chain before anything new.
+        let journal_path = journal::path_for(&config.path);
+        journal::recover(&journal_path, &mut store)?;
+        let journal = Journal::open(journal_path, config.synchronous == Synchronous::Full)?;
         let checkpointer = Checkpointer::start(&config.path, store.catch_up())?;
-        let log = Self::start(store, config)?;
+        let log = Self::start_with(store, config, Some(journal))?;
         if let Ok(mut c) = log.checkpointer.lock() {
             *c = Some(checkpointer);
         }
@@ -209,10 +215,19 @@ impl AuditLog {
         Ok(log)
     }
 
-    /// Starts a writer over any batch store.
+    /// Starts a writer over any batch store (records someone waits for
+    /// are committed to the store itself before the wait ends).
     pub fn start<S: BatchStore + 'static>(
         store: S,
         config: AuditConfig,
+    ) -> Result<Self, AuditError> {
+        Self::start_with(store, config, None)
+    }
+
+    fn start_with<S: BatchStore + 'static>(
+        store: S,
+        config: AuditConfig,
+        journal: Option<Journal>,
     ) -> Result<Self, AuditError> {
         let head = store.head()?;
         let log = head.log.clone();
@@ -245,6 +260,9 @@ impl AuditLog {
             key: config.signing_key,
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
+            journal,
+            held: Vec::new(),
+            held_since: None,
         };
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -482,7 +500,7 @@ impl Drop for AuditLog {
 
 /// An exclusive lock on `<store>.lock`, or `InUse` if another process
 /// (or another log in this one) holds it.
-fn lock_store(path: &std::path::Path) -> Result<std::fs::File, AuditError> {
+pub(crate) fn lock_store(path: &std::path::Path) -> Result<std::fs::File, AuditError> {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
@@ -635,6 +653,14 @@ struct Writer<S> {
     key: Option<SigningKey>,
     since_checkpoint: u64,
     last_checkpoint: Instant,
+    /// Where records someone waits for become durable first (see
+    /// [`crate::journal`]); none for a store whose commit is the only
+    /// durable step (PostgreSQL).
+    journal: Option<Journal>,
+    /// Sealed records in the journal and not yet in the store, in order,
+    /// and since when the oldest has waited.
+    held: Vec<StoredItem>,
+    held_since: Option<Instant>,
 }
 
 /// A sealed batch waiting to be committed, with the promises to keep.
@@ -659,11 +685,80 @@ impl<S: BatchStore> Writer<S> {
                 self.seal(s, &mut pending);
             }
             spare = taken;
+            if !closing && !pending.promises.is_empty() {
+                pending = match self.journal_first(pending) {
+                    Ok(()) => continue,
+                    Err(p) => p,
+                };
+            }
+            // Whatever the journal holds goes to the store with this batch,
+            // ahead of it.
+            if !self.held.is_empty() {
+                let shift = self.held.len();
+                let mut items = std::mem::take(&mut self.held);
+                items.append(&mut pending.items);
+                pending.items = items;
+                for (i, _) in &mut pending.promises {
+                    *i += shift;
+                }
+                self.held_since = None;
+            }
+            let stored = !pending.items.is_empty();
             self.commit(pending, closing);
+            if stored {
+                if let Some(j) = &mut self.journal {
+                    // The store has it all now. If emptying fails, the
+                    // next open skips what is already stored.
+                    let _ = j.clear();
+                }
+            }
             if closing {
                 return;
             }
         }
+    }
+
+    /// Makes a batch that someone waits for durable in the journal and
+    /// keeps its promises at once; the store gets it with a later commit,
+    /// gathered with others. Hands the batch back if the journal fails (it
+    /// is then committed to the store, as without a journal).
+    fn journal_first(&mut self, pending: Pending) -> Result<(), Pending> {
+        let Some(journal) = &mut self.journal else {
+            return Err(pending);
+        };
+        if journal.append(&pending.items).is_err() {
+            return Err(pending);
+        }
+        if let Some(last) = pending.items.last() {
+            self.shared
+                .committed
+                .store(last.sealed.seq, Ordering::Release);
+        }
+        for (i, promise) in pending.promises {
+            let s = &pending.items[i].sealed;
+            promise.keep(Committed {
+                seq: s.seq,
+                hash: s.hash,
+            });
+        }
+        self.held.extend(pending.items);
+        let since = *self.held_since.get_or_insert_with(Instant::now);
+        if self.held.len() >= self.max_batch || since.elapsed() >= self.linger {
+            // Stored now rather than after the next wait.
+            let items = std::mem::take(&mut self.held);
+            self.held_since = None;
+            self.commit(
+                Pending {
+                    items,
+                    promises: Vec::new(),
+                },
+                false,
+            );
+            if let Some(j) = &mut self.journal {
+                let _ = j.clear();
+            }
+        }
+        Ok(())
     }
 
     /// Waits for records and takes up to `max_batch` of them (swapping
@@ -722,13 +817,18 @@ impl<S: BatchStore> Writer<S> {
     /// How long to wait for records when idle: until a time-based
     /// checkpoint falls due, if one is owed.
     fn idle_wait(&self) -> Duration {
-        if self.key.is_some() && self.since_checkpoint > 0 {
+        let checkpoint = if self.key.is_some() && self.since_checkpoint > 0 {
             self.policy
                 .every
                 .saturating_sub(self.last_checkpoint.elapsed())
                 .max(Duration::from_millis(1))
         } else {
             Duration::from_secs(3600)
+        };
+        // Records held in the journal reach the store within `linger`.
+        match self.held_since {
+            Some(since) => checkpoint.min(self.linger.saturating_sub(since.elapsed())),
+            None => checkpoint,
         }
     }
 

@@ -29,6 +29,11 @@ fn config(path: &Path) -> AuditConfig {
         every: Duration::from_secs(3600),
     };
     c.signing_key = Some(key());
+    // No gathering: a record is in the store (not only in the writer's
+    // journal) as soon as its commit is reported, so these tests can read
+    // what they just wrote. `records_waited_for_are_journaled_then_stored`
+    // covers the journal with the default linger.
+    c.linger = Duration::ZERO;
     c
 }
 
@@ -1165,4 +1170,112 @@ fn a_new_store_gets_large_pages_and_an_old_one_keeps_its_own() {
     let report = check(&old);
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.records, 20);
+}
+
+/// A record someone waits for is durable once it is in the writer's
+/// journal; the store gets it with a later commit, gathered with others.
+#[test]
+fn records_waited_for_are_journaled_then_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let journal = portcullis_audit::journal::path_for(&path);
+    let mut c = config(&path);
+    // Long enough that nothing but the close stores the records.
+    c.linger = Duration::from_secs(30);
+    let log = AuditLog::open(c).unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..3 {
+        let r = Record::from(common::statement(i, "alice", "public.t", Effect::Allowed));
+        log.submit_durable(&r, Duration::from_secs(5)).unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no wait for the linger"
+    );
+    assert!(portcullis_audit::journal::has_entries(&journal));
+    {
+        // The live writer holds the store: a reader sees only what is
+        // stored, and does not touch the journal.
+        let store = SqliteStore::open_read_only(&path).unwrap();
+        assert_eq!(store.head().unwrap().size, 0);
+    }
+    log.close();
+    assert!(!portcullis_audit::journal::has_entries(&journal));
+    let r = check(&path);
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(r.last_seq, 3);
+}
+
+/// What a killed writer left in its journal is moved into the store by
+/// the next open: the records that continue the chain, not a torn last
+/// entry, not one already stored, nothing after a break in the chain.
+#[test]
+fn a_journal_left_by_a_killed_writer_is_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    let journal = portcullis_audit::journal::path_for(&path);
+    write(&path, 3);
+    let head = SqliteStore::open_read_only(&path).unwrap().head().unwrap();
+    let stored_last = {
+        let store = SqliteStore::open_read_only(&path).unwrap();
+        let mut last = Vec::new();
+        portcullis_audit::verify::LogSource::scan(&store, &mut |r| last = r.envelope).unwrap();
+        last
+    };
+    let mut chain = portcullis_audit::chain::Chain::resume(head);
+    let next: Vec<_> = (3..6)
+        .map(|i| {
+            let r = Record::from(common::statement(i, "alice", "public.t", Effect::Allowed));
+            chain.append(
+                1_700_000_000_000_000 + i as i64,
+                &portcullis_audit::canonical::encode(&r).unwrap(),
+            )
+        })
+        .collect();
+    let frame = |env: &[u8]| {
+        let mut b = (env.len() as u32).to_le_bytes().to_vec();
+        b.extend_from_slice(env);
+        b
+    };
+    let mut bytes = frame(&stored_last);
+    for s in &next {
+        bytes.extend(frame(&s.envelope));
+    }
+    // A torn entry: its length says more than was written.
+    let torn = frame(&next[0].envelope);
+    bytes.extend_from_slice(&torn[..torn.len() / 2]);
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(store.head().unwrap().size, 6);
+    assert!(!portcullis_audit::journal::has_entries(&journal));
+    let r = verify(&store, Some(&key().public_key())).unwrap();
+    assert!(r.is_clean(), "{r:?}");
+    let found = search(
+        &store,
+        &Filter {
+            subject: Some("alice".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(found.len(), 6, "recovered records are searchable");
+    drop(store);
+
+    // An entry that does not chain from the head (here: one from another
+    // chain position) stops the walk; the store is unchanged.
+    let mut other =
+        portcullis_audit::chain::Chain::resume(Head::empty(LogId::new("elsewhere".to_owned())));
+    let stray = other.append(1, b"{}");
+    std::fs::write(&journal, frame(&stray.envelope)).unwrap();
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(store.head().unwrap().size, 6);
+    assert!(check(&path).is_clean());
+
+    // The writer continues the chain after a recovery.
+    drop(store);
+    write(&path, 2);
+    let r = check(&path);
+    assert!(r.is_clean(), "{r:?}");
+    assert_eq!(r.last_seq, 8);
 }

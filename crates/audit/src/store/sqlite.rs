@@ -386,7 +386,23 @@ impl SqliteStore {
     }
 
     /// Opens an existing store without writing to it (search, verify).
+    ///
+    /// One exception, as SQLite makes for its own hot journal: if a writer
+    /// died with records in its journal ([`crate::journal`]) and no writer
+    /// holds the store now, those records are first moved into the store,
+    /// so that what a reader sees includes every record a statement waited
+    /// for. If the store cannot be written here, the reader sees the store
+    /// as it is.
     pub fn open_read_only(path: &Path) -> Result<Self, AuditError> {
+        let journal = crate::journal::path_for(path);
+        if crate::journal::has_entries(&journal) {
+            if let Ok(lock) = crate::log::lock_store(path) {
+                if let Ok(mut store) = SqliteStore::open(path, Synchronous::Full) {
+                    crate::journal::recover(&journal, &mut store)?;
+                }
+                drop(lock);
+            }
+        }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -333,6 +333,17 @@ async fn a_statement_whose_record_cannot_be_committed_is_refused_and_changes_not
     let locker = rusqlite::Connection::open(&path).unwrap();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
 
+    // The writer's journal may still take this one record (it is durable
+    // there, and stored later); if the writer is already waiting on the
+    // store, it is refused.
+    let mut expected = "1".to_owned();
+    match alice.simple_query("INSERT INTO t VALUES (2)").await {
+        Ok(_) => expected.push_str(",2"),
+        Err(e) => assert_eq!(sqlstate(&e).as_deref(), Some("53000"), "{e:?}"),
+    }
+    // Within a linger the writer moves what its journal holds to the
+    // store and waits behind the lock: nothing more can be made durable.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let e = alice
         .simple_query("INSERT INTO t VALUES (2)")
         .await
@@ -350,7 +361,7 @@ async fn a_statement_whose_record_cannot_be_committed_is_refused_and_changes_not
     let _ = alice.simple_query("COMMIT").await;
     assert_eq!(
         proxy.upstream_sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM t"),
-        "1"
+        expected
     );
 
     locker.execute_batch("ROLLBACK").unwrap();
@@ -367,14 +378,28 @@ async fn a_statement_whose_record_cannot_be_committed_is_refused_and_changes_not
             }
         }
     }
+    expected.push_str(",5");
     assert_eq!(
         proxy.upstream_sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM t"),
-        "1,5"
+        expected
     );
     let dir = proxy.shutdown().await;
     let store = open(dir.path());
     let report = verify(&store, store.public_key().unwrap().as_ref()).unwrap();
     assert!(report.is_clean(), "{report:?}");
+    // Every row has the record of the statement that wrote it. (Records
+    // the writer had queued when their wait timed out are stored too,
+    // for statements that did not run.)
+    let inserts = statements(&store, ALICE.0)
+        .into_iter()
+        .filter(|(_, s)| {
+            s.text.as_str().starts_with("INSERT INTO t") && s.decision.effect == Effect::Allowed
+        })
+        .count();
+    assert!(
+        inserts >= expected.split(',').count(),
+        "{inserts} records, rows {expected}"
+    );
 }
 
 #[tokio::test]
@@ -834,10 +859,17 @@ async fn a_target_that_fails_open_runs_statements_the_trail_cannot_take() {
         .unwrap();
     let locker = rusqlite::Connection::open(store_path(proxy.dir.path())).unwrap();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // This one's record may still go to the writer's journal; within a
+    // linger the writer then waits behind the lock.
+    alice
+        .simple_query("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     // Strict, but failing open: it waits for its record, then runs without.
     let started = Instant::now();
     alice
-        .simple_query("INSERT INTO t VALUES (2)")
+        .simple_query("INSERT INTO t VALUES (3)")
         .await
         .unwrap();
     assert!(
@@ -847,7 +879,7 @@ async fn a_target_that_fails_open_runs_statements_the_trail_cannot_take() {
     locker.execute_batch("ROLLBACK").unwrap();
     assert_eq!(
         proxy.upstream_sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM t"),
-        "1,2"
+        "1,2,3"
     );
 }
 
