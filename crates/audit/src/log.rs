@@ -341,20 +341,22 @@ impl AuditLog {
     /// Records the outcome of the statement at `statement_seq`: folded
     /// into that statement's record while the record waits in the queue
     /// (a `submit`ted statement nobody waits for, without an outcome yet),
-    /// else queued as the outcome record `record(outcome)` (as
+    /// else queued as an outcome record (as
     /// [`submit_follow_up`](Self::submit_follow_up) would). Folding saves a
     /// record per statement on a busy `queued` target; it changes nothing a
     /// crash can lose, since the statement's record was not yet written.
     pub fn complete(
         &self,
         statement_seq: u64,
-        outcome: StatementOutcome,
-        record: impl FnOnce(StatementOutcome) -> Record,
+        session_id: &str,
+        statement_id: u64,
+        outcome: &StatementOutcome,
     ) -> Result<Completed, AuditError> {
-        if self.try_fold(statement_seq, &outcome)? {
+        if self.try_fold(statement_seq, outcome)? {
             return Ok(Completed::Folded);
         }
-        self.enqueue(Encoded::of(&record(outcome))?, None, false)
+        let record = Encoded::outcome(statement_seq, session_id, statement_id, outcome);
+        self.enqueue(record, None, false)
             .map(Completed::Queued)
             .map_err(|n| n.error)
     }

@@ -43,6 +43,36 @@ impl Encoded {
         })
     }
 
+    /// The outcome record of the statement at `statement_seq` (a
+    /// [`crate::record::OutcomeRecord`]): the bytes and fields of
+    /// `Encoded::of` that record, written directly.
+    pub fn outcome(
+        statement_seq: u64,
+        session_id: &str,
+        statement_id: u64,
+        outcome: &StatementOutcome,
+    ) -> Self {
+        // The outcome's members are flattened into the record, so the
+        // record's own members fall in between (key order).
+        let mut session = Vec::with_capacity(session_id.len() + 16);
+        session.extend_from_slice(b",\"session_id\":");
+        canonical::write_str(session_id, &mut session);
+        let mut bytes = Vec::with_capacity(256);
+        bytes.push(b'{');
+        write_outcome_members(outcome, &session, &mut bytes);
+        bytes.extend_from_slice(b",\"statement_id\":");
+        canonical::write_u64(statement_id, &mut bytes);
+        bytes.extend_from_slice(b",\"statement_seq\":");
+        canonical::write_u64(statement_seq, &mut bytes);
+        bytes.extend_from_slice(b",\"type\":\"outcome\"}");
+        Encoded {
+            bytes,
+            index: IndexFields::outcome(statement_seq, outcome),
+            foldable: false,
+            outcome_slot: None,
+        }
+    }
+
     /// The canonical bytes of the record.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
@@ -63,7 +93,7 @@ impl Encoded {
             )));
         }
         let mut value = Vec::with_capacity(128);
-        write_outcome(outcome, &mut value);
+        write_outcome(outcome, b"", &mut value);
         match self.outcome_slot {
             Some(at) => canonical::insert_member_at(&mut self.bytes, at, "outcome", &value),
             None => canonical::insert_member(&mut self.bytes, "outcome", &value)?,
@@ -78,10 +108,13 @@ impl Encoded {
 /// Writes `o` canonically: what [`canonical::encode`] writes (a test
 /// folds random outcomes both ways), without the serializer's key sorting
 /// and buffers, for the one record every statement has.
-fn write_outcome(o: &StatementOutcome, out: &mut Vec<u8>) {
+///
+/// `between` is written after `rows` and before `sqlstate`: an outcome
+/// record's `session_id` member.
+fn write_outcome_members(o: &StatementOutcome, between: &[u8], out: &mut Vec<u8>) {
     // Members in key order: bytes, command, detector_hits,
-    // duration_micros, masked_values, rows, sqlstate.
-    out.extend_from_slice(b"{\"bytes\":");
+    // duration_micros, masked_values, rows, (session_id), sqlstate.
+    out.extend_from_slice(b"\"bytes\":");
     canonical::write_u64(o.bytes, out);
     if let Some(c) = &o.command {
         out.extend_from_slice(b",\"command\":");
@@ -95,10 +128,17 @@ fn write_outcome(o: &StatementOutcome, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"rows\":");
         canonical::write_u64(r, out);
     }
+    out.extend_from_slice(between);
     if let Some(s) = &o.sqlstate {
         out.extend_from_slice(b",\"sqlstate\":");
         canonical::write_str(s.as_str(), out);
     }
+}
+
+/// A folded outcome: `{` its members `}`.
+fn write_outcome(o: &StatementOutcome, between: &[u8], out: &mut Vec<u8>) {
+    out.push(b'{');
+    write_outcome_members(o, between, out);
     out.push(b'}');
 }
 

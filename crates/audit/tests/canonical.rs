@@ -332,3 +332,27 @@ fn a_rendered_template_is_the_record_encoded_whole() {
         );
     }
 }
+
+#[test]
+fn an_outcome_record_written_directly_is_the_record_encoded_whole() {
+    use portcullis_audit::Encoded;
+    let mut rng = StdRng::seed_from_u64(0x0c0e);
+    for _ in 0..500 {
+        let o = random_outcome(&mut rng);
+        let session_id = random_string(&mut rng);
+        let (seq, id) = (rng.random(), rng.random());
+        let direct = Encoded::outcome(seq, &session_id, id, &o);
+        let whole = Encoded::of(&Record::Outcome(OutcomeRecord {
+            statement_seq: seq,
+            session_id,
+            statement_id: id,
+            outcome: o,
+        }))
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(direct.bytes()),
+            String::from_utf8_lossy(whole.bytes())
+        );
+        assert_eq!(direct.index(), whole.index());
+    }
+}

@@ -600,18 +600,17 @@ fn outcomes_fold_into_statement_records_still_queued() {
     let s1 = log.submit(&statement(1)).unwrap().seq;
     let s2 = log.submit(&statement(2)).unwrap().seq;
     let s3 = log.submit(&statement(3)).unwrap().seq;
-    let separate = |seq: u64, i: u64| {
-        move |o: record::StatementOutcome| {
-            let Record::Outcome(mut r) = common::outcome(seq, i, None) else {
-                unreachable!()
-            };
-            r.outcome = o;
-            Record::Outcome(r)
-        }
-    };
     let folded = |seq: u64, i: u64, sqlstate: Option<&str>| {
-        log.complete(seq, common::statement_outcome(sqlstate), separate(seq, i))
-            .unwrap()
+        let Record::Outcome(r) = common::outcome(seq, i, None) else {
+            unreachable!()
+        };
+        log.complete(
+            seq,
+            &r.session_id,
+            r.statement_id,
+            &common::statement_outcome(sqlstate),
+        )
+        .unwrap()
     };
     assert_eq!(folded(s1, 1, None), Completed::Folded);
     assert_eq!(folded(s2, 2, Some("42P01")), Completed::Folded);

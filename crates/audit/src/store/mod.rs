@@ -236,18 +236,7 @@ impl IndexFields {
                     return fields;
                 }
             }
-            Record::Outcome(o) => {
-                // Found through its statement (`refers_to`), which has the
-                // session. Masking is known once the result has streamed:
-                // the outcome says it, so `decision = masked` finds it.
-                fields.decision = masked(&o.outcome);
-                fields.refers_to = Some(o.statement_seq);
-                terms.opt(prefix::DECISION, fields.decision);
-                terms.opt(
-                    prefix::SQLSTATE,
-                    o.outcome.sqlstate.as_ref().map(|s| s.as_str()),
-                );
-            }
+            Record::Outcome(o) => return Self::outcome(o.statement_seq, &o.outcome),
             Record::Approval(a) => {
                 fields.subject = a.actor.as_ref().map(|i| i.subject.clone());
                 fields.refers_to = a.statement_seq;
@@ -266,6 +255,29 @@ impl IndexFields {
         }
         fields.terms = terms.0;
         fields
+    }
+
+    /// The fields of the outcome record of the statement at
+    /// `statement_seq`. It is found through its statement (`refers_to`),
+    /// which has the session. Masking is known once the result has
+    /// streamed: the outcome says it, so `decision = masked` finds it.
+    pub fn outcome(statement_seq: u64, outcome: &crate::record::StatementOutcome) -> Self {
+        let kind = crate::record::RecordKind::Outcome.as_str();
+        let mut terms = Terms::new();
+        terms.add(prefix::KIND, &[kind]);
+        let decision = masked(outcome);
+        terms.opt(prefix::DECISION, decision);
+        terms.opt(
+            prefix::SQLSTATE,
+            outcome.sqlstate.as_ref().map(|s| s.as_str()),
+        );
+        IndexFields {
+            kind,
+            subject: None,
+            decision,
+            refers_to: Some(statement_seq),
+            terms: terms.0,
+        }
     }
 
     /// A statement's fields once its outcome is folded into it: the

@@ -206,10 +206,14 @@ impl AuditTrail {
     pub fn complete(
         &self,
         statement_seq: u64,
-        outcome: StatementOutcome,
-        record: impl FnOnce(StatementOutcome) -> Record,
+        session_id: &str,
+        statement_id: u64,
+        outcome: &StatementOutcome,
     ) {
-        if let Err(e) = self.log.complete(statement_seq, outcome, record) {
+        if let Err(e) = self
+            .log
+            .complete(statement_seq, session_id, statement_id, outcome)
+        {
             self.log_refusal(&e);
         }
     }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use portcullis_analysis::audit_text::AuditText;
 use portcullis_audit::record::{
     ConnectionRecord, ConnectionResult, Decision, Destination, Effect, EndReason, FailureReason,
-    Identity, IdentityKind, NormalisedText, OutcomeRecord, Protocol, Record, Source, SqlState,
-    StatementOutcome, StatementRecord, Touched,
+    Identity, IdentityKind, NormalisedText, Protocol, Record, Source, SqlState, StatementOutcome,
+    StatementRecord, Touched,
 };
 use portcullis_guard::StatementVerdict;
 use portcullis_policy::{self as policy, Action, ResourceRef};
@@ -268,21 +268,6 @@ pub fn outcome(done: Completion) -> StatementOutcome {
         masked_values: done.masked,
         detector_hits: done.detector_hits,
     }
-}
-
-/// An outcome as a record of its own, naming its statement's record.
-pub fn outcome_record(
-    statement_seq: u64,
-    session_id: &str,
-    statement_id: u64,
-    outcome: StatementOutcome,
-) -> Record {
-    Record::Outcome(OutcomeRecord {
-        statement_seq,
-        session_id: session_id.to_owned(),
-        statement_id,
-        outcome,
-    })
 }
 
 /// A login that became a session.

@@ -291,10 +291,11 @@ impl SessionAudit {
     /// if that is still queued, else a record of its own.
     pub fn outcome(&self, audited: Audited, mut done: Completion) {
         done.duration = audited.at.elapsed();
-        let session_id = &self.facts.destination.session_id;
-        self.trail
-            .complete(audited.seq, records::outcome(done), |o| {
-                records::outcome_record(audited.seq, session_id, audited.statement_id, o)
-            });
+        self.trail.complete(
+            audited.seq,
+            &self.facts.destination.session_id,
+            audited.statement_id,
+            &records::outcome(done),
+        );
     }
 }
