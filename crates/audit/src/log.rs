@@ -705,12 +705,12 @@ impl<S: BatchStore> Writer<S> {
                 }
                 self.held_since = None;
             }
-            let stored = !pending.items.is_empty();
-            self.commit(pending, closing);
-            if stored {
+            let any = !pending.items.is_empty();
+            // Emptied only once the store has it all: if closing gave up
+            // over a dead store, the next open recovers the journal. If
+            // emptying fails, the next open skips what is already stored.
+            if self.commit(pending, closing) && any {
                 if let Some(j) = &mut self.journal {
-                    // The store has it all now. If emptying fails, the
-                    // next open skips what is already stored.
                     let _ = j.clear();
                 }
             }
@@ -749,14 +749,15 @@ impl<S: BatchStore> Writer<S> {
             // Stored now rather than after the next wait.
             let items = std::mem::take(&mut self.held);
             self.held_since = None;
-            self.commit(
+            // Not closing: this retries until the store takes it.
+            let stored = self.commit(
                 Pending {
                     items,
                     promises: Vec::new(),
                 },
                 false,
             );
-            if let Some(j) = &mut self.journal {
+            if let Some(j) = self.journal.as_mut().filter(|_| stored) {
                 let _ = j.clear();
             }
         }
@@ -848,12 +849,14 @@ impl<S: BatchStore> Writer<S> {
 
     /// Commits the batch (and a checkpoint when one is due), retrying with
     /// backoff until it succeeds.
-    fn commit(&mut self, pending: Pending, closing: bool) {
+    /// Returns whether the batch is in the store (false only when closing
+    /// gave up over a dead store).
+    fn commit(&mut self, pending: Pending, closing: bool) -> bool {
         let since = self.since_checkpoint + pending.items.len() as u64;
         let due = self.key.is_some()
             && (self.policy.due(since, self.last_checkpoint.elapsed()) || (closing && since > 0));
         if pending.items.is_empty() && !due {
-            return;
+            return true;
         }
         let head: Head = self.chain.head().clone();
         let checkpoint = if due {
@@ -875,7 +878,7 @@ impl<S: BatchStore> Writer<S> {
                     if closing && attempts >= CLOSING_ATTEMPTS {
                         // Shutting down over a dead store: give up rather
                         // than hang the process; waiters get StoreDown.
-                        return;
+                        return false;
                     }
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -901,5 +904,6 @@ impl<S: BatchStore> Writer<S> {
                 hash: s.hash,
             });
         }
+        true
     }
 }
