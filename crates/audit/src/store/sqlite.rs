@@ -334,10 +334,12 @@ impl SqliteStore {
                 Synchronous::Full => "FULL",
             },
         )?;
-        // The writer touches the tail of every index with each batch; a page
-        // cache that holds those tails spares reading them back from the OS
-        // (SQLite's default is 2 MB).
-        conn.pragma_update(None, "cache_size", -65_536)?;
+        // The writer appends at the tail of the records table and, when a
+        // block closes, writes its postings: a few pages per commit. 8 MiB
+        // holds those tails (SQLite's default is 2 MB); the 64 MiB this once
+        // was, for per-record indexes, only grew the proxy's memory
+        // (measured: the same throughput, RSS see docs/BENCHMARKS.md).
+        conn.pragma_update(None, "cache_size", -8_192)?;
         // Checkpoints (copying the WAL into the database file, with an
         // fsync) are the `Checkpointer`'s, on a thread of its own, so that
         // the writer never waits for the bulk of one (see `CatchUp`).
