@@ -194,7 +194,7 @@ impl AuditLog {
     pub fn open(config: AuditConfig) -> Result<Self, AuditError> {
         // One writer per store: a second would extend the chain from a
         // head it does not hold. The lock goes with the process.
-        let lock = lock_store(&config.path)?;
+        let lock = lock_store_patiently(&config.path)?;
         let mut store = SqliteStore::open(&config.path, config.synchronous)?;
         if let Some(key) = &config.signing_key {
             store.set_public_key(&key.public_key())?;
@@ -499,6 +499,25 @@ impl Drop for AuditLog {
         self.close();
     }
 }
+
+/// [`lock_store`], retried for up to [`LOCK_PATIENCE`]: a reader that
+/// found a dead writer's journal holds the lock while it moves the records
+/// in (see [`crate::journal`]), which takes moments; a second writer holds
+/// it for as long as it runs and is still refused.
+fn lock_store_patiently(path: &std::path::Path) -> Result<std::fs::File, AuditError> {
+    let until = Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock_store(path) {
+            Err(AuditError::InUse(_)) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long opening a log waits for a store's lock.
+const LOCK_PATIENCE: Duration = Duration::from_secs(2);
 
 /// An exclusive lock on `<store>.lock`, or `InUse` if another process
 /// (or another log in this one) holds it.

@@ -276,7 +276,23 @@ fn a_store_has_one_writer() {
     assert!(matches!(second, Err(AuditError::InUse(_))), "{second:?}");
     drop(first);
     // Released with the first log.
+    let again = AuditLog::open(config(&path)).unwrap();
+    drop(again);
+
+    // A lock held for a moment (a reader moving a dead writer's journal
+    // in) is waited for, not refused.
+    let lock_path = dir.path().join("audit.db.lock");
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&lock_path)
+        .unwrap();
+    held.lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
     AuditLog::open(config(&path)).unwrap();
+    release.join().unwrap();
 }
 
 #[test]
