@@ -724,15 +724,7 @@ impl<S: BatchStore> Writer<S> {
                 }
                 self.held_since = None;
             }
-            let any = !pending.items.is_empty();
-            // Emptied only once the store has it all: if closing gave up
-            // over a dead store, the next open recovers the journal. If
-            // emptying fails, the next open skips what is already stored.
-            if self.commit(pending, closing) && any {
-                if let Some(j) = &mut self.journal {
-                    let _ = j.clear();
-                }
-            }
+            self.store_and_clear(pending, closing);
             if closing {
                 return;
             }
@@ -768,19 +760,28 @@ impl<S: BatchStore> Writer<S> {
             // Stored now rather than after the next wait.
             let items = std::mem::take(&mut self.held);
             self.held_since = None;
-            // Not closing: this retries until the store takes it.
-            let stored = self.commit(
+            self.store_and_clear(
                 Pending {
                     items,
                     promises: Vec::new(),
                 },
                 false,
             );
-            if let Some(j) = self.journal.as_mut().filter(|_| stored) {
+        }
+        Ok(())
+    }
+
+    /// Commits `pending`, which holds everything the journal holds, then
+    /// empties the journal. Emptied only once the store has it all: if
+    /// closing gave up over a dead store, the next open recovers the
+    /// journal; if emptying fails, the next open skips what is stored.
+    fn store_and_clear(&mut self, pending: Pending, closing: bool) {
+        let any = !pending.items.is_empty();
+        if self.commit(pending, closing) && any {
+            if let Some(j) = &mut self.journal {
                 let _ = j.clear();
             }
         }
-        Ok(())
     }
 
     /// Waits for records and takes up to `max_batch` of them (swapping

@@ -1230,12 +1230,11 @@ fn a_journal_left_by_a_killed_writer_is_recovered() {
     let path = db(&dir);
     let journal = portcullis_audit::journal::path_for(&path);
     write(&path, 3);
-    let head = SqliteStore::open_read_only(&path).unwrap().head().unwrap();
-    let stored_last = {
+    let (head, stored_last) = {
         let store = SqliteStore::open_read_only(&path).unwrap();
         let mut last = Vec::new();
         portcullis_audit::verify::LogSource::scan(&store, &mut |r| last = r.envelope).unwrap();
-        last
+        (store.head().unwrap(), last)
     };
     let mut chain = portcullis_audit::chain::Chain::resume(head);
     let next: Vec<_> = (3..6)

@@ -175,23 +175,15 @@ impl SessionAudit {
             .map(|n| String::from_utf8_lossy(n).into_owned());
         for index in 0..n {
             let statement_id = self.next_statement.fetch_add(1, Ordering::Relaxed);
-            let record =
-                match self.encode(m, index, protocol, name.as_deref(), params, statement_id) {
-                    Ok(r) => r,
-                    Err(e) if self.setting.fail_open => {
-                        warn!(parent: None, error = %e, "audit record lost: the target fails open");
-                        recorded.audited.clear();
-                        recorded.receipt = None;
-                        return Ok(recorded);
-                    }
-                    Err(e) => return Err(crate::audit::unavailable(&e)),
-                };
             // Only the last receipt is awaited: the writer commits in
             // queue order, so the earlier records are in by then. (On a
             // queued target a receipt comes back only when the writer is
             // behind; it is awaited too, see `AuditTrail::submit`.)
             let strict = self.setting.strict && index + 1 == n && !m.blocks();
-            match self.trail.submit(record, strict) {
+            let submitted = self
+                .encode(m, index, protocol, name.as_deref(), params, statement_id)
+                .and_then(|record| self.trail.submit(record, strict));
+            match submitted {
                 Ok(s) => {
                     recorded.audited.push(Audited {
                         seq: s.seq(),
