@@ -179,8 +179,8 @@ for c in $CLIENTS; do
     done
 done
 
-records() { # records DB -> statement records in the store
-    python3 -c "import sqlite3,sys; c=sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True); print(c.execute('select count(*) from audit_records').fetchone()[0])" "$WORK/$1" 2>/dev/null || echo "-"
+records() { # records DB -> records in the store (its recorded head: seqs have no gaps)
+    python3 -c "import sqlite3,sys; c=sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True); print(c.execute('select value from audit_meta where key = ?', ('head_size',)).fetchone()[0])" "$WORK/$1" 2>/dev/null || echo "-"
 }
 echo
 echo "## Audit ($(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$REPO" rev-parse --short HEAD), $(nproc) CPUs)"

@@ -35,11 +35,11 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
 
 use crate::chain::{entry_hash, genesis, Hash, Head, LogId};
 use crate::checkpoint::{Checkpoint, PublicKey};
+use crate::store::sqlite::rows::{self, Order};
 use crate::store::sqlite::SqliteStore;
 use crate::verify::{self, Finding, LogSource, MemoryLog, Report, StoredRecord};
 use crate::AuditError;
@@ -134,32 +134,18 @@ pub fn export(
     let conn = store.conn();
     let tx = conn.unchecked_transaction()?;
 
+    // ts never decreases along the chain: a time range is a seq range.
     let first: Option<u64> = match range.from {
-        Some(from) => tx
-            .query_row(
-                "SELECT seq FROM audit_records WHERE ts >= ?1 ORDER BY ts, seq LIMIT 1",
-                [from],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?,
-        None => tx.query_row("SELECT MIN(seq) FROM audit_records", [], |r| {
-            r.get::<_, Option<i64>>(0)
-        })?,
-    }
-    .map(|s| s as u64);
+        Some(from) => rows::first_at_or_after(&tx, from)?,
+        None => rows::first_seq(&tx)?,
+    };
     let last: Option<u64> = match range.to {
-        Some(to) => tx
-            .query_row(
-                "SELECT seq FROM audit_records WHERE ts < ?1 ORDER BY ts DESC, seq DESC LIMIT 1",
-                [to],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?,
-        None => tx.query_row("SELECT MAX(seq) FROM audit_records", [], |r| {
-            r.get::<_, Option<i64>>(0)
-        })?,
-    }
-    .map(|s| s as u64);
+        Some(to) => match rows::first_at_or_after(&tx, to)? {
+            Some(after) => after.checked_sub(1).filter(|&l| l >= 1),
+            None => rows::last_seq(&tx)?,
+        },
+        None => rows::last_seq(&tx)?,
+    };
     let last = match range.through_seq {
         Some(cut) => last.map(|l| l.min(cut)),
         None => last,
@@ -202,26 +188,19 @@ pub fn export(
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let records_path = dir.join(RECORDS_FILE);
     let mut out = BufWriter::new(fs::File::create(&records_path).map_err(io_err(&records_path))?);
-    let mut stmt = tx.prepare(
-        "SELECT seq, ts, envelope FROM audit_records WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([anchor.seq as i64, end as i64])?;
     let mut count = 0u64;
     let mut span: Option<(u64, i64, i64)> = None;
     let mut last_row: (u64, Hash) = (anchor.seq, anchor.hash);
-    while let Some(row) = rows.next()? {
-        let seq = row.get::<_, i64>(0)? as u64;
-        let ts: i64 = row.get(1)?;
-        let envelope: Vec<u8> = row.get(2)?;
-        out.write_all(&envelope).map_err(io_err(&records_path))?;
+    rows::scan(&tx, anchor.seq + 1, end, Order::Ascending, &mut |r| {
+        let (seq, ts) = (r.seq, r.ts);
+        out.write_all(r.envelope).map_err(io_err(&records_path))?;
         out.write_all(b"\n").map_err(io_err(&records_path))?;
         count += 1;
         let first_ts = span.map_or(ts, |s| s.1);
         span = Some((span.map_or(seq, |s| s.0), first_ts, ts));
-        last_row = (seq, entry_hash(&envelope));
-    }
-    drop(rows);
-    drop(stmt);
+        last_row = (seq, entry_hash(r.envelope));
+        Ok(true)
+    })?;
     finish(out, &records_path)?;
     let Some((first_seq, first_ts, last_ts)) = span else {
         return Err(bundle_err("the log has no records in that time range"));

@@ -26,6 +26,7 @@ use rusqlite::Connection;
 
 use crate::bundle::{self, ExportRange, Manifest};
 use crate::checkpoint::PublicKey;
+use crate::store::sqlite::rows;
 use crate::store::sqlite::{set_meta, SqliteStore};
 use crate::verify::LogSource;
 use crate::AuditError;
@@ -122,7 +123,7 @@ pub fn rotate(
         [s],
     )?;
     tx.execute("DELETE FROM audit_blocks WHERE last_seq <= ?1", [s])?;
-    tx.execute("DELETE FROM audit_records WHERE seq <= ?1", [s])?;
+    rows::delete_through(&tx, cut.size)?;
     tx.execute("DELETE FROM audit_checkpoints WHERE size < ?1", [s])?;
     set_meta(&tx, "anchor_size", &cut.size.to_string())?;
     set_meta(&tx, "anchor_hash", &cut.head.to_hex())?;
@@ -237,17 +238,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
         append(&path, 1, 25);
-        let conn = Connection::open(&path).unwrap();
-        conn.execute(
-            "UPDATE audit_records SET envelope = CAST(replace(CAST(envelope AS TEXT), 'admin5', 'admin6') AS BLOB) WHERE seq = 5",
-            [],
-        )
+        crate::store::sqlite::tamper::rewrite(&path, |rows| {
+            let r = &mut rows[4];
+            r.envelope = String::from_utf8(r.envelope.clone())
+                .unwrap()
+                .replace("admin5", "admin6")
+                .into_bytes();
+        })
         .unwrap();
         let err = rotate(&path, i64::MAX, &dir.path().join("archive"), None).unwrap_err();
         assert!(err.to_string().contains("does not verify"), "{err}");
-        let left: i64 = conn
-            .query_row("SELECT count(*) FROM audit_records", [], |r| r.get(0))
-            .unwrap();
+        let left = crate::store::sqlite::tamper::read(&path).unwrap().len();
         assert_eq!(left, 25, "nothing deleted");
     }
 
@@ -258,10 +259,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
         append(&path, 1, 25);
+        crate::store::sqlite::tamper::rewrite(&path, |rows| rows.retain(|r| r.seq > 15)).unwrap();
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DELETE FROM audit_records WHERE seq <= 15;
-             DELETE FROM audit_checkpoints WHERE size < 15;
+            "DELETE FROM audit_checkpoints WHERE size < 15;
              INSERT INTO audit_meta (key, value) VALUES ('anchor_size', '15'),
                ('anchor_hash', '0000000000000000000000000000000000000000000000000000000000000000');",
         )

@@ -37,6 +37,9 @@ mod postgres;
 
 use rusqlite::types::Value;
 
+use crate::store::sqlite::chunk::Row;
+use crate::store::sqlite::rows::{self, Order};
+
 use crate::chain::{Entry, LogId};
 use crate::record::{Effect, Record, RecordKind, StatementOutcome, StatementRecord};
 use crate::store::sqlite::SqliteStore;
@@ -178,30 +181,15 @@ fn search_sqlite(store: &SqliteStore, filter: &Filter) -> Result<Vec<Found>, Aud
     let limit = if filter.limit == 0 { 100 } else { filter.limit };
     let conn = store.conn();
     let plan = Plan::of(conn, filter)?;
-    let n = plan.args.len();
-    let sql = format!(
-        "SELECT r.seq, r.ts, r.envelope FROM audit_records r \
-         WHERE r.seq BETWEEN ?{} AND ?{}{} ORDER BY r.seq DESC LIMIT ?{}",
-        n + 1,
-        n + 2,
-        plan.conditions(),
-        n + 3
-    );
-    let mut stmt = conn.prepare(&sql)?;
     let mut out = Vec::new();
     // The records of `lo..=hi` that pass, newest first, up to the limit.
-    let mut read = |lo: u64, hi: u64, out: &mut Vec<Found>| -> Result<(), AuditError> {
-        let mut args = plan.args.clone();
-        args.extend([
-            Value::Integer(lo as i64),
-            Value::Integer(hi as i64),
-            Value::Integer((limit - out.len()) as i64),
-        ]);
-        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-        while let Some(row) = rows.next()? {
-            out.push(found(row.get(0)?, row.get(1)?, &row.get::<_, Vec<u8>>(2)?)?);
-        }
-        Ok(())
+    let read = |lo: u64, hi: u64, out: &mut Vec<Found>| -> Result<(), AuditError> {
+        rows::scan(conn, lo, hi, Order::Descending, &mut |r| {
+            if plan.admits(r) {
+                out.push(found(r.seq, r.ts, r.envelope)?);
+            }
+            Ok(out.len() < limit)
+        })
     };
     if let Some(t) = &plan.sqlstate {
         // Newest first without reading every outcome that carried it:
@@ -254,46 +242,38 @@ fn subjects_sqlite(
     };
     let conn = store.conn();
     let plan = Plan::of(conn, &filter)?;
-    let sql = format!(
-        "SELECT r.subject, \
-         SUM(CASE WHEN r.decision IS NULL OR r.decision = 'masked' THEN 1 ELSE 0 END), \
-         SUM(CASE WHEN r.decision IN ('denied', 'held') THEN 1 ELSE 0 END), \
-         MAX(r.seq), MAX(r.ts) \
-         FROM audit_records r \
-         WHERE r.seq BETWEEN ?{} AND ?{} AND r.subject IS NOT NULL{} \
-         GROUP BY r.subject",
-        plan.args.len() + 1,
-        plan.args.len() + 2,
-        plan.conditions()
-    );
-    let mut stmt = conn.prepare(&sql)?;
     let mut by_subject: std::collections::HashMap<String, SubjectSummary> =
         std::collections::HashMap::new();
     for (lo, hi) in plan.ranges(conn)? {
-        let mut args = plan.args.clone();
-        args.extend([Value::Integer(lo as i64), Value::Integer(hi as i64)]);
-        let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-        while let Some(r) = rows.next()? {
-            let part = SubjectSummary {
-                subject: r.get(0)?,
-                last_log: store.log().clone(),
-                allowed: r.get::<_, i64>(1)? as u64,
-                refused: r.get::<_, i64>(2)? as u64,
-                last_seq: r.get::<_, i64>(3)? as u64,
-                last_ts_micros: r.get(4)?,
+        rows::scan(conn, lo, hi, Order::Ascending, &mut |r| {
+            let Some(subject) = r.subject else {
+                return Ok(true);
             };
-            match by_subject.get_mut(&part.subject) {
-                Some(sum) => {
-                    sum.allowed += part.allowed;
-                    sum.refused += part.refused;
-                    sum.last_seq = sum.last_seq.max(part.last_seq);
-                    sum.last_ts_micros = sum.last_ts_micros.max(part.last_ts_micros);
-                }
-                None => {
-                    by_subject.insert(part.subject.clone(), part);
-                }
+            if !plan.admits(r) {
+                return Ok(true);
             }
-        }
+            let sum = match by_subject.get_mut(subject) {
+                Some(sum) => sum,
+                None => by_subject
+                    .entry(subject.to_owned())
+                    .or_insert_with(|| SubjectSummary {
+                        subject: subject.to_owned(),
+                        last_log: store.log().clone(),
+                        allowed: 0,
+                        refused: 0,
+                        last_seq: 0,
+                        last_ts_micros: i64::MIN,
+                    }),
+            };
+            match r.decision {
+                None | Some("masked") => sum.allowed += 1,
+                Some("denied") | Some("held") => sum.refused += 1,
+                Some(_) => {}
+            }
+            sum.last_seq = sum.last_seq.max(r.seq);
+            sum.last_ts_micros = sum.last_ts_micros.max(r.ts);
+            Ok(true)
+        })?;
     }
     let mut out: Vec<SubjectSummary> = by_subject.into_values().collect();
     out.sort_by_key(|s| std::cmp::Reverse(s.last_seq));
@@ -301,13 +281,18 @@ fn subjects_sqlite(
 }
 
 /// A filter, planned: the terms every matching record holds, conditions
-/// on the records' plain columns, and the seq range allowed.
+/// on the records' plain fields, and the seq range allowed.
 struct Plan {
     terms: Vec<String>,
-    /// SQL conditions on `r`, their placeholders numbered from 1 (the
-    /// caller binds its own after them).
-    conds: Vec<String>,
-    args: Vec<Value>,
+    /// Each term as it appears in a record's `terms`: `\n{term}\n`.
+    needles: Vec<String>,
+    /// With several kinds: one of them (a single kind is a term).
+    kinds: Vec<&'static str>,
+    /// "Allowed": statements without a decision.
+    no_decision: bool,
+    text: Option<memchr::memmem::Finder<'static>>,
+    since: Option<i64>,
+    until: Option<i64>,
     lo: u64,
     hi: u64,
     /// With `sqlstate`: the term of the outcomes (and refused connection
@@ -317,51 +302,29 @@ struct Plan {
 
 impl Plan {
     fn of(conn: &rusqlite::Connection, filter: &Filter) -> Result<Plan, AuditError> {
-        let mut conds: Vec<String> = Vec::new();
-        let mut args: Vec<Value> = Vec::new();
-        let arg = |v: Value, args: &mut Vec<Value>| {
-            args.push(v);
-            format!("?{}", args.len())
-        };
-
         let terms = terms_of(filter);
-        if filter.kinds.len() > 1 {
-            let list: Vec<String> = filter
-                .kinds
-                .iter()
-                .map(|k| arg(Value::Text(k.as_str().to_owned()), &mut args))
-                .collect();
-            conds.push(format!("r.kind IN ({})", list.join(", ")));
-        }
-        if filter.decision == Some(Effect::Allowed) {
-            conds.push("r.decision IS NULL".into());
-        }
-        for t in &terms {
-            conds.push(format!(
-                "instr(r.terms, {}) > 0",
-                arg(Value::Text(format!("\n{t}\n")), &mut args)
-            ));
-        }
-        if let Some(t) = &filter.text {
-            conds.push(format!(
-                "instr(r.envelope, {}) > 0",
-                arg(Value::Blob(t.as_bytes().to_vec()), &mut args)
-            ));
-        }
+        let needles = terms.iter().map(|t| format!("\n{t}\n")).collect();
+        let kinds = if filter.kinds.len() > 1 {
+            filter.kinds.iter().map(|k| k.as_str()).collect()
+        } else {
+            Vec::new()
+        };
+        let text = filter
+            .text
+            .as_ref()
+            .map(|t| memchr::memmem::Finder::new(t.as_bytes()).into_owned());
 
         // Time range → seq range (exact, since ts is monotone in seq), plus
         // the ts condition itself, which costs nothing once it is narrowed.
         let mut lo = 1u64;
-        let mut hi = last_seq(conn)?.unwrap_or(0).max(0) as u64;
+        let mut hi = rows::last_seq(conn)?.unwrap_or(0);
         if let Some(since) = filter.since {
-            lo = lo.max(first_seq_at_or_after(conn, since)?.map_or(u64::MAX, |s| s as u64));
-            conds.push(format!("r.ts >= {}", arg(Value::Integer(since), &mut args)));
+            lo = lo.max(rows::first_at_or_after(conn, since)?.unwrap_or(u64::MAX));
         }
         if let Some(until) = filter.until {
-            if let Some(first) = first_seq_at_or_after(conn, until)? {
-                hi = hi.min((first as u64).saturating_sub(1));
+            if let Some(first) = rows::first_at_or_after(conn, until)? {
+                hi = hi.min(first.saturating_sub(1));
             }
-            conds.push(format!("r.ts < {}", arg(Value::Integer(until), &mut args)));
         }
         if let Some(b) = filter.before_seq {
             hi = hi.min(b.saturating_sub(1));
@@ -375,17 +338,29 @@ impl Plan {
             .map(|s| term(prefix::SQLSTATE, &[s]));
         Ok(Plan {
             terms,
-            conds,
-            args,
+            needles,
+            kinds,
+            no_decision: filter.decision == Some(Effect::Allowed),
+            text,
+            since: filter.since,
+            until: filter.until,
             lo,
             hi,
             sqlstate,
         })
     }
 
-    /// The conditions as SQL, each preceded by `AND`.
-    fn conditions(&self) -> String {
-        self.conds.iter().map(|c| format!(" AND {c}")).collect()
+    /// Whether a record meets the filter (its seq range aside).
+    fn admits(&self, r: &Row<'_>) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&r.kind))
+            && (!self.no_decision || r.decision.is_none())
+            && self.needles.iter().all(|n| r.terms.contains(n.as_str()))
+            && self
+                .text
+                .as_ref()
+                .is_none_or(|f| f.find(r.envelope).is_some())
+            && self.since.is_none_or(|t| r.ts >= t)
+            && self.until.is_none_or(|t| r.ts < t)
     }
 
     /// The seq ranges to read, newest first.
@@ -557,11 +532,8 @@ impl SqlstateWalk {
     fn new(conn: &rusqlite::Connection, term: &str, lo: u64, hi: u64) -> Result<Self, AuditError> {
         // An outcome comes after its statement: from `lo` to the newest
         // record (not beyond: the open block's range would reach it).
-        let newest: i64 =
-            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit_records", [], |r| {
-                r.get(0)
-            })?;
-        let mut ranges = block_ranges(conn, &[term.to_owned()], lo, newest.max(0) as u64)?;
+        let newest = rows::last_seq(conn)?.unwrap_or(0);
+        let mut ranges = block_ranges(conn, &[term.to_owned()], lo, newest)?;
         ranges.reverse(); // popped from the end: newest first
         Ok(SqlstateWalk {
             needle: format!("\n{term}\n"),
@@ -591,19 +563,16 @@ impl SqlstateWalk {
         if from > a {
             self.ranges.push((a, from - 1));
         }
-        let mut stmt = conn.prepare_cached(
-            "SELECT COALESCE(refers_to, seq) FROM audit_records \
-             WHERE seq BETWEEN ?1 AND ?2 AND instr(terms, ?3) > 0",
-        )?;
-        let rows = stmt.query_map(rusqlite::params![from as i64, b as i64, self.needle], |r| {
-            r.get::<_, i64>(0)
-        })?;
-        for s in rows {
-            let s = s? as u64;
-            if (self.lo..=self.hi).contains(&s) {
-                self.pool.push(s);
+        let (lo, hi, needle, pool) = (self.lo, self.hi, &self.needle, &mut self.pool);
+        rows::scan(conn, from, b, Order::Ascending, &mut |r| {
+            if r.terms.contains(needle.as_str()) {
+                let s = r.refers_to.unwrap_or(r.seq);
+                if (lo..=hi).contains(&s) {
+                    pool.push(s);
+                }
             }
-        }
+            Ok(true)
+        })?;
         // Every statement at or above `from` has its outcome at or above
         // it too: all of those are in the pool now.
         let (mut ready, rest): (Vec<u64>, Vec<u64>) = self.pool.drain(..).partition(|&s| s >= from);
@@ -619,58 +588,39 @@ impl SqlstateWalk {
 /// it, else in the open block.
 fn outcome_of_sqlite(store: &SqliteStore, statement_seq: u64) -> Result<Option<Found>, AuditError> {
     let conn = store.conn();
-    let mut in_blocks = conn.prepare_cached(
-        "SELECT r.seq, r.ts, r.envelope FROM audit_blocks b \
-         JOIN audit_records r ON r.seq BETWEEN b.first_seq AND b.last_seq \
-         WHERE b.last_seq > ?1 AND b.ref_min <= ?1 AND b.ref_max >= ?1 \
-         AND r.refers_to = ?1 AND r.kind = 'outcome' \
-         ORDER BY b.first_seq, r.seq LIMIT 1",
+    let s = i64::try_from(statement_seq).unwrap_or(i64::MAX);
+    let mut ranges: Vec<(u64, u64)> = conn
+        .prepare_cached(
+            "SELECT first_seq, last_seq FROM audit_blocks \
+             WHERE last_seq > ?1 AND ref_min <= ?1 AND ref_max >= ?1 ORDER BY first_seq",
+        )?
+        .query_map([s], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<_, _>>()?;
+    let indexed: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(last_seq), 0) FROM audit_blocks",
+        [],
+        |r| r.get(0),
     )?;
-    let mut in_open = conn.prepare_cached(
-        "SELECT seq, ts, envelope FROM audit_records \
-         WHERE seq > MAX(?1, (SELECT COALESCE(MAX(last_seq), 0) FROM audit_blocks)) \
-         AND refers_to = ?1 AND kind = 'outcome' ORDER BY seq LIMIT 1",
-    )?;
-    for stmt in [&mut in_blocks, &mut in_open] {
-        let mut rows = stmt.query([statement_seq as i64])?;
-        if let Some(r) = rows.next()? {
-            return Ok(Some(found(r.get(0)?, r.get(1)?, &r.get::<_, Vec<u8>>(2)?)?));
+    ranges.push(((indexed.max(0) as u64).max(statement_seq) + 1, u64::MAX));
+    for (lo, hi) in ranges {
+        let mut out = None;
+        rows::scan(conn, lo, hi, Order::Ascending, &mut |r| {
+            if r.refers_to == Some(statement_seq) && r.kind == RecordKind::Outcome.as_str() {
+                out = Some(found(r.seq, r.ts, r.envelope)?);
+                return Ok(false);
+            }
+            Ok(true)
+        })?;
+        if out.is_some() {
+            return Ok(out);
         }
     }
     Ok(None)
 }
 
-/// The first seq whose ts is at or after `ts`, found by bisecting seqs
-/// (ts never decreases along the chain, so no ts index is kept). Each
-/// probe is a rowid lookup; gaps in seqs (deleted rows) are stepped over.
-fn first_seq_at_or_after(conn: &rusqlite::Connection, ts: i64) -> Result<Option<i64>, AuditError> {
-    use rusqlite::OptionalExtension;
-    let Some(last) = last_seq(conn)? else {
-        return Ok(None);
-    };
-    let mut probe = conn
-        .prepare_cached("SELECT seq, ts FROM audit_records WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
-    // Invariant: every seq below `lo` has ts < `ts`; `hi` is at or after.
-    let (mut lo, mut hi) = (0i64, last + 1);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let row: Option<(i64, i64)> = probe
-            .query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        match row {
-            Some((seq, t)) if t < ts => lo = seq + 1,
-            _ => hi = mid,
-        }
-    }
-    let first: Option<i64> = probe.query_row([lo], |r| r.get::<_, i64>(0)).optional()?;
-    Ok(first)
-}
-
-fn last_seq(conn: &rusqlite::Connection) -> Result<Option<i64>, AuditError> {
-    Ok(conn.query_row("SELECT max(seq) FROM audit_records", [], |r| r.get(0))?)
-}
-
-fn found(seq: i64, ts: i64, envelope: &[u8]) -> Result<Found, AuditError> {
+fn found(seq: u64, ts: i64, envelope: &[u8]) -> Result<Found, AuditError> {
     // serde's message can quote the record; say where, not what.
     let entry = Entry::parse(envelope).map_err(|e| AuditError::Corrupt {
         what: "record",
@@ -678,7 +628,7 @@ fn found(seq: i64, ts: i64, envelope: &[u8]) -> Result<Found, AuditError> {
     })?;
     Ok(Found {
         log: entry.log,
-        seq: seq as u64,
+        seq,
         ts_micros: ts,
         record: entry.record,
     })

@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use portcullis_audit::chain::{entry_hash, Head};
 use portcullis_audit::record::{Effect, RecordKind};
 use portcullis_audit::search::{outcome_of, Access};
+use portcullis_audit::store::sqlite::tamper;
 use portcullis_audit::store::{BatchStore, IndexFields, StoredItem};
 use portcullis_audit::verify::Evidence;
 use portcullis_audit::*;
@@ -64,6 +65,15 @@ fn check(path: &Path) -> Report {
 
 fn tamper(path: &Path, sql: &str) {
     Connection::open(path).unwrap().execute_batch(sql).unwrap();
+}
+
+/// Changes the record stored at `seq` (records are compressed in chunks:
+/// out of reach of a plain UPDATE).
+fn edit_record(path: &Path, seq: u64, edit: impl FnOnce(&mut tamper::StoredRow)) {
+    tamper::rewrite(path, |rows| {
+        edit(rows.iter_mut().find(|r| r.seq == seq).unwrap());
+    })
+    .unwrap();
 }
 
 #[test]
@@ -323,7 +333,12 @@ fn edited_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     write(&path, 20);
-    tamper(&path, "UPDATE audit_records SET envelope = CAST(replace(CAST(envelope AS TEXT), 'alice', 'mallory') AS BLOB) WHERE seq = 7");
+    edit_record(&path, 7, |r| {
+        r.envelope = String::from_utf8(r.envelope.clone())
+            .unwrap()
+            .replace("alice", "mallory")
+            .into_bytes();
+    });
     assert_eq!(
         check(&path).findings,
         vec![Finding::Edited {
@@ -338,23 +353,13 @@ fn edited_record_with_its_hash() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     write(&path, 20);
-    let conn = Connection::open(&path).unwrap();
-    let env: Vec<u8> = conn
-        .query_row(
-            "SELECT envelope FROM audit_records WHERE seq = 7",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let env = String::from_utf8(env)
-        .unwrap()
-        .replace("alice", "mallory")
-        .into_bytes();
-    conn.execute(
-        "UPDATE audit_records SET envelope = ?1, hash = ?2 WHERE seq = 7",
-        params![env, &entry_hash(&env).0[..]],
-    )
-    .unwrap();
+    edit_record(&path, 7, |r| {
+        r.envelope = String::from_utf8(r.envelope.clone())
+            .unwrap()
+            .replace("alice", "mallory")
+            .into_bytes();
+        r.hash = entry_hash(&r.envelope).0;
+    });
     assert_eq!(check(&path).findings, vec![Finding::Rewritten { seq: 7 }]);
 }
 
@@ -363,7 +368,7 @@ fn deleted_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     write(&path, 20);
-    tamper(&path, "DELETE FROM audit_records WHERE seq = 12");
+    tamper::rewrite(&path, |rows| rows.retain(|r| r.seq != 12)).unwrap();
     assert_eq!(
         check(&path).findings,
         vec![Finding::Missing {
@@ -378,12 +383,13 @@ fn reordered_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     write(&path, 20);
-    tamper(
-        &path,
-        "UPDATE audit_records SET seq = -1 WHERE seq = 4;
-         UPDATE audit_records SET seq = 4 WHERE seq = 9;
-         UPDATE audit_records SET seq = 9 WHERE seq = -1;",
-    );
+    tamper::rewrite(&path, |rows| {
+        // Positions 4 and 9 (indexes 3 and 8) swap their records.
+        rows.swap(3, 8);
+        rows[3].seq = 4;
+        rows[8].seq = 9;
+    })
+    .unwrap();
     assert_eq!(
         check(&path).findings,
         vec![
@@ -409,32 +415,43 @@ fn inserted_record() {
     let path = db(&dir);
     write(&path, 20);
     let conn = Connection::open(&path).unwrap();
-    let (log, prev): (String, Vec<u8>) = conn
+    let log: String = conn
         .query_row(
-            "SELECT (SELECT value FROM audit_meta WHERE key = 'log_id'), hash FROM audit_records WHERE seq = 7",
+            "SELECT value FROM audit_meta WHERE key = 'log_id'",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| r.get(0),
         )
         .unwrap();
+    let prev = tamper::read(&path).unwrap()[6].hash;
     let forged = portcullis_audit::canonical::entry(
         &portcullis_audit::canonical::EnvelopeFields {
             log: &log,
-            prev: &prev.try_into().unwrap(),
+            prev: &prev,
             seq: 8,
             ts_micros: 1,
             version: 1,
         },
         br#"{"type":"admin"}"#,
     );
-    conn.execute_batch(
-        "UPDATE audit_records SET seq = -seq WHERE seq >= 8;
-         UPDATE audit_records SET seq = 1 - seq WHERE seq < 0;",
-    )
-    .unwrap();
-    conn.execute(
-        "INSERT INTO audit_records (seq, ts, kind, hash, envelope) VALUES (8, 1, 'admin', ?1, ?2)",
-        params![&entry_hash(&forged).0[..], forged],
-    )
+    tamper::rewrite(&path, |rows| {
+        for r in rows.iter_mut().filter(|r| r.seq >= 8) {
+            r.seq += 1;
+        }
+        rows.insert(
+            7,
+            tamper::StoredRow {
+                seq: 8,
+                ts: 1,
+                kind: "admin".into(),
+                subject: None,
+                decision: None,
+                refers_to: None,
+                terms: String::new(),
+                hash: entry_hash(&forged).0,
+                envelope: forged.clone(),
+            },
+        );
+    })
     .unwrap();
     assert_eq!(
         check(&path).findings,
@@ -460,7 +477,7 @@ fn truncated_before_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     write(&path, 20);
-    tamper(&path, "DELETE FROM audit_records WHERE seq > 17");
+    tamper::rewrite(&path, |rows| rows.retain(|r| r.seq <= 17)).unwrap();
     assert_eq!(
         check(&path).findings,
         vec![
@@ -484,10 +501,8 @@ fn truncated_after_the_last_checkpoint_then_restarted() {
     let path = db(&dir);
     // Checkpoints at 5, 10, 15 and the closing one at 18.
     write(&path, 18);
-    tamper(
-        &path,
-        "DELETE FROM audit_checkpoints WHERE size = 18; DELETE FROM audit_records WHERE seq > 16",
-    );
+    tamper(&path, "DELETE FROM audit_checkpoints WHERE size = 18");
+    tamper::rewrite(&path, |rows| rows.retain(|r| r.seq <= 16)).unwrap();
     assert_eq!(
         check(&path).findings,
         vec![Finding::Truncated {
@@ -528,36 +543,20 @@ fn whole_chain_rewritten_is_caught_by_checkpoints() {
     let path = db(&dir);
     write(&path, 20);
     // Edit record 12 and rebuild every hash and link after it.
-    let conn = Connection::open(&path).unwrap();
-    let mut prev: Vec<u8> = conn
-        .query_row("SELECT hash FROM audit_records WHERE seq = 11", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    for seq in 12..=20 {
-        let env: Vec<u8> = conn
-            .query_row(
-                "SELECT envelope FROM audit_records WHERE seq = ?1",
-                [seq],
-                |r| r.get(0),
-            )
-            .unwrap();
-        let mut v: serde_json::Value = serde_json::from_slice(&env).unwrap();
-        v["prev"] = serde_json::Value::String(
-            portcullis_audit::Hash(prev.clone().try_into().unwrap()).to_hex(),
-        );
-        if seq == 12 {
-            v["record"]["identity"]["subject"] = "mallory".into();
+    tamper::rewrite(&path, |rows| {
+        let mut prev = rows[10].hash;
+        for r in rows.iter_mut().filter(|r| r.seq >= 12) {
+            let mut v: serde_json::Value = serde_json::from_slice(&r.envelope).unwrap();
+            v["prev"] = serde_json::Value::String(portcullis_audit::Hash(prev).to_hex());
+            if r.seq == 12 {
+                v["record"]["identity"]["subject"] = "mallory".into();
+            }
+            r.envelope = portcullis_audit::canonical::encode(&v).unwrap();
+            r.hash = entry_hash(&r.envelope).0;
+            prev = r.hash;
         }
-        let env = portcullis_audit::canonical::encode(&v).unwrap();
-        let h = entry_hash(&env);
-        conn.execute(
-            "UPDATE audit_records SET envelope = ?1, hash = ?2 WHERE seq = ?3",
-            params![env, &h.0[..], seq],
-        )
-        .unwrap();
-        prev = h.0.to_vec();
-    }
+    })
+    .unwrap();
     let f = check(&path).findings;
     assert!(
         f.contains(&Finding::CheckpointMismatch {
@@ -928,6 +927,9 @@ fn seeded_secret_reaches_no_file() {
         .submit_durable(&Record::from(s), Duration::from_secs(5))
         .unwrap()
         .seq;
+    // Durable in the writer's journal; in the store once the writer's next
+    // commit (within its linger) or its close has run.
+    drop(log);
     // The auditor with the key can still test a value against the record.
     let store = SqliteStore::open_read_only(&path).unwrap();
     let found = search(
@@ -946,7 +948,7 @@ fn seeded_secret_reaches_no_file() {
     };
     assert_eq!(values[0].as_ref(), Some(&hasher.digest(SECRET.as_bytes())));
     assert_eq!(found[0].seq, seq);
-    drop(log);
+    drop(store);
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
@@ -1292,4 +1294,66 @@ fn a_journal_left_by_a_killed_writer_is_recovered() {
     let r = check(&path);
     assert!(r.is_clean(), "{r:?}");
     assert_eq!(r.last_seq, 8);
+}
+
+/// A store written before chunks (layout 2: a row per record) is carried
+/// on: its rows stay, new records go into chunks after them, and the
+/// whole verifies and searches as one log.
+#[test]
+fn a_store_of_per_record_rows_is_carried_on_in_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db(&dir);
+    write(&path, 12);
+    let old = tamper::read(&path).unwrap();
+    let conn = Connection::open(&path).unwrap();
+    conn.execute("DELETE FROM audit_chunks", []).unwrap();
+    for r in &old {
+        conn.execute(
+            "INSERT INTO audit_records (seq, ts, kind, subject, decision, refers_to, terms, hash, envelope) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            rusqlite::params![
+                r.seq as i64,
+                r.ts,
+                r.kind,
+                r.subject,
+                r.decision,
+                r.refers_to.map(|v| v as i64),
+                r.terms,
+                &r.hash[..],
+                r.envelope
+            ],
+        )
+        .unwrap();
+    }
+    conn.execute("UPDATE audit_meta SET value = '2' WHERE key = 'layout'", [])
+        .unwrap();
+    let r = check(&path);
+    assert!(r.is_clean(), "{:?}", r.findings);
+    assert_eq!(r.last_seq, 12);
+
+    write(&path, 5);
+    let r = check(&path);
+    assert!(r.is_clean(), "{:?}", r.findings);
+    assert_eq!((r.last_seq, r.vouched_through), (17, 17));
+    let (layout, rows, chunks): (String, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT value FROM audit_meta WHERE key = 'layout'), \
+             (SELECT count(*) FROM audit_records), (SELECT count(*) FROM audit_chunks)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((layout.as_str(), rows), ("3", 12));
+    assert!(chunks > 0);
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    let found = search(
+        &store,
+        &Filter {
+            subject: Some("alice".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let seqs: Vec<u64> = found.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, (1..=17).rev().collect::<Vec<u64>>());
 }

@@ -30,6 +30,7 @@ use serde_json::{json, Map, Value};
 use crate::chain::{Entry, LogId};
 use crate::record::{Effect, IdentityKind, Record, StatementOutcome, StatementRecord, Touched};
 use crate::search::statement_outcome;
+use crate::store::sqlite::rows::{self, Order};
 use crate::store::sqlite::SqliteStore;
 use crate::AuditError;
 
@@ -293,26 +294,30 @@ pub fn export(
     out: &mut dyn Write,
 ) -> Result<u64, AuditError> {
     let conn = store.conn();
-    let mut stmt = conn.prepare(
-        "SELECT seq, ts, envelope FROM audit_records \
-         WHERE kind = 'statement' AND ts >= ?1 AND ts < ?2 ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX)])?;
+    let from = from.unwrap_or(i64::MIN);
+    let to = to.unwrap_or(i64::MAX);
+    // ts never decreases along the chain: the window is a seq range.
+    let lo = rows::first_at_or_after(conn, from)?.unwrap_or(u64::MAX);
+    let hi = match rows::first_at_or_after(conn, to)? {
+        Some(first) => first.saturating_sub(1),
+        None => u64::MAX,
+    };
     let mut written = 0;
     let write_err = |source| AuditError::Io {
         path: "output".into(),
         source,
     };
-    while let Some(row) = rows.next()? {
-        let seq = row.get::<_, i64>(0)? as u64;
-        let ts: i64 = row.get(1)?;
-        let envelope: Vec<u8> = row.get(2)?;
-        let entry = Entry::parse(&envelope).map_err(|e| AuditError::Corrupt {
+    rows::scan(conn, lo, hi, Order::Ascending, &mut |r| {
+        if r.kind != "statement" || r.ts < from || r.ts >= to {
+            return Ok(true);
+        }
+        let (seq, ts) = (r.seq, r.ts);
+        let entry = Entry::parse(r.envelope).map_err(|e| AuditError::Corrupt {
             what: "record",
             why: format!("seq {seq} unreadable at column {}", e.column()),
         })?;
         let Record::Statement(s) = entry.record else {
-            continue;
+            return Ok(true);
         };
         let outcome = statement_outcome(store, store.log(), seq, &s)?;
         let outcome = outcome.as_ref().map(|(at, o)| (*at, o));
@@ -320,7 +325,8 @@ pub fn export(
         serde_json::to_writer(&mut *out, &event).map_err(|e| write_err(e.into()))?;
         out.write_all(b"\n").map_err(write_err)?;
         written += 1;
-    }
+        Ok(true)
+    })?;
     Ok(written)
 }
 

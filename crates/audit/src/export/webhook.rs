@@ -40,6 +40,7 @@ use crate::canonical;
 use crate::chain::{Entry, LogId};
 use crate::record::Record;
 use crate::search::statement_outcome;
+use crate::store::sqlite::rows::{self, Order};
 use crate::store::sqlite::SqliteStore;
 use crate::AuditError;
 
@@ -85,37 +86,31 @@ pub fn read_after(
     after: u64,
     limit: usize,
 ) -> Result<Vec<StoredRow>, WebhookError> {
-    let conn = store.conn();
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT seq, ts, envelope FROM audit_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )
-        .map_err(AuditError::from)?;
-    let after = i64::try_from(after).unwrap_or(i64::MAX);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = stmt
-        .query(rusqlite::params![after, limit])
-        .map_err(AuditError::from)?;
     let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(AuditError::from)? {
-        let seq: i64 = row.get(0).map_err(AuditError::from)?;
-        out.push(StoredRow {
-            seq: seq as u64,
-            ts_micros: row.get(1).map_err(AuditError::from)?,
-            envelope: row.get(2).map_err(AuditError::from)?,
-        });
+    if limit == 0 {
+        return Ok(out);
     }
+    rows::scan(
+        store.conn(),
+        after.saturating_add(1),
+        u64::MAX,
+        Order::Ascending,
+        &mut |r| {
+            out.push(StoredRow {
+                seq: r.seq,
+                ts_micros: r.ts,
+                envelope: r.envelope.to_vec(),
+            });
+            Ok(out.len() < limit)
+        },
+    )?;
     Ok(out)
 }
 
 /// The highest seq in the store (0 when empty): where `--once` stops, so
 /// that a proxy writing meanwhile cannot keep it running.
 pub fn last_seq(store: &SqliteStore) -> Result<u64, WebhookError> {
-    let last: Option<i64> = store
-        .conn()
-        .query_row("SELECT MAX(seq) FROM audit_records", [], |r| r.get(0))
-        .map_err(AuditError::from)?;
-    Ok(last.map_or(0, |s| s as u64))
+    Ok(rows::last_seq(store.conn())?.unwrap_or(0))
 }
 
 /// How records are written, one JSON object per line.

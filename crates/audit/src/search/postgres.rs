@@ -100,7 +100,11 @@ impl Conditions {
 /// A found record, with the log its row names.
 fn row_found(row: &postgres::Row) -> Result<Found, AuditError> {
     let log = LogId::new(row.get::<_, String>(0));
-    let mut f = found(row.get(1), row.get(2), &row.get::<_, Vec<u8>>(3))?;
+    let mut f = found(
+        row.get::<_, i64>(1) as u64,
+        row.get(2),
+        &row.get::<_, Vec<u8>>(3),
+    )?;
     f.log = log;
     Ok(f)
 }

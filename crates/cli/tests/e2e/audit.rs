@@ -777,14 +777,12 @@ async fn the_command_line_verifies_searches_and_says_who_read_a_column() {
     );
 
     // Tamper with one record: verify names it and fails.
-    let conn = rusqlite::Connection::open(&store).unwrap();
-    conn.execute(
-        "UPDATE audit_records SET envelope = CAST(replace(envelope, CAST('alice' AS BLOB), CAST('mallo' AS BLOB)) AS BLOB) \
-         WHERE seq = (SELECT min(seq) FROM audit_records WHERE kind = 'statement')",
-        [],
-    )
+    portcullis_audit::store::sqlite::tamper::rewrite(std::path::Path::new(&store), |rows| {
+        let r = rows.iter_mut().find(|r| r.kind == "statement").unwrap();
+        let at = r.envelope.windows(5).position(|w| w == b"alice").unwrap();
+        r.envelope[at..at + 5].copy_from_slice(b"mallo");
+    })
     .unwrap();
-    drop(conn);
     let (code, out, err) = portcullis(&["audit", "verify", "--store", &store]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("edited"), "{out}");

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use portcullis_audit::store::sqlite::tamper;
 use serde_json::Value;
 
 use crate::harness::*;
@@ -359,13 +360,10 @@ async fn export_bundle_verifies_offline_and_tampering_is_caught() {
     assert!(out.contains("given with --key"), "{out}");
     // The lines are the stored envelopes, byte for byte.
     let lines = std::fs::read(bundle.join("records.jsonl")).unwrap();
-    let db = rusqlite::Connection::open(&t.store).unwrap();
-    let stored: Vec<Vec<u8>> = db
-        .prepare("SELECT envelope FROM audit_records ORDER BY seq")
+    let stored: Vec<Vec<u8>> = tamper::read(&t.store)
         .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
+        .into_iter()
+        .map(|r| r.envelope)
         .collect();
     let exported: Vec<&[u8]> = lines
         .strip_suffix(b"\n")
@@ -374,7 +372,6 @@ async fn export_bundle_verifies_offline_and_tampering_is_caught() {
         .collect();
     assert_eq!(exported.len(), stored.len(), "a fresh log: the whole of it");
     assert!(exported.iter().zip(&stored).all(|(a, b)| a == b));
-    drop(db);
 
     // One byte of a bundle line changed.
     let tampered = t.dir.path().join("tampered-bundle");
@@ -402,22 +399,17 @@ async fn export_bundle_verifies_offline_and_tampering_is_caught() {
     // One byte of one envelope changed in a copy of the store.
     let copy = t.dir.path().join("copy.db");
     std::fs::copy(&t.store, &copy).unwrap();
-    let db = rusqlite::Connection::open(&copy).unwrap();
-    let (seq, mut env): (i64, Vec<u8>) = db
-        .query_row(
-            "SELECT seq, envelope FROM audit_records WHERE kind = 'statement' AND instr(envelope, 'DROP') > 0",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    let at = find(&env, b"DROP").unwrap();
-    env[at] = b'd';
-    db.execute(
-        "UPDATE audit_records SET envelope = ?1 WHERE seq = ?2",
-        rusqlite::params![env, seq],
-    )
+    let mut seq = 0;
+    tamper::rewrite(&copy, |rows| {
+        let r = rows
+            .iter_mut()
+            .find(|r| r.kind == "statement" && find(&r.envelope, b"DROP").is_some())
+            .unwrap();
+        let at = find(&r.envelope, b"DROP").unwrap();
+        r.envelope[at] = b'd';
+        seq = r.seq as i64;
+    })
     .unwrap();
-    drop(db);
     let out = expect(
         &audit(&["verify", "--store", copy.to_str().unwrap(), "--key", key]),
         1,
@@ -579,11 +571,7 @@ async fn rotate_archives_a_verified_segment() {
         0,
     );
     assert!(out.contains("records      0 checked"), "{out}");
-    let conn = rusqlite::Connection::open(&t.store).unwrap();
-    let left: i64 = conn
-        .query_row("SELECT count(*) FROM audit_records", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(left, 0);
+    assert_eq!(tamper::read(&t.store).unwrap().len(), 0);
     let out = expect(
         &audit(&[
             "rotate",
@@ -598,6 +586,7 @@ async fn rotate_archives_a_verified_segment() {
     );
     assert!(out.contains("nothing to rotate"), "{out}");
     // Forging the anchor (pretending older records were rotated) is caught.
+    let conn = rusqlite::Connection::open(&t.store).unwrap();
     conn.execute(
         "UPDATE audit_meta SET value = ?1 WHERE key = 'anchor_hash'",
         ["00".repeat(32)],

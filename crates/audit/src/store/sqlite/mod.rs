@@ -44,6 +44,10 @@
 use std::path::Path;
 use std::time::Duration;
 
+pub mod chunk;
+pub mod rows;
+pub mod tamper;
+
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::{BatchStore, StoredItem};
@@ -51,10 +55,15 @@ use crate::chain::{Hash, Head, LogId, FORMAT_VERSION};
 use crate::checkpoint::{Checkpoint, PublicKey};
 use crate::verify::{LogSource, StoredRecord};
 use crate::AuditError;
+use chunk::Encoder;
+use rows::{Damaged, Order};
 
 /// The store layout this code writes (meta `layout`); the chain format is
 /// [`FORMAT_VERSION`].
-const LAYOUT: &str = "2";
+const LAYOUT: &str = "3";
+/// The layout before chunks: one row per record in `audit_records`. A
+/// writer carries such a store on in chunks; readers read both.
+const LAYOUT_ROWS: &str = "2";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_meta (
@@ -71,6 +80,13 @@ CREATE TABLE IF NOT EXISTS audit_records (
     terms TEXT,
     hash BLOB NOT NULL,
     envelope BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_chunks (
+    first_seq INTEGER PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    ts_first INTEGER NOT NULL,
+    ts_last INTEGER NOT NULL,
+    body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit_blocks (
     first_seq INTEGER PRIMARY KEY,
@@ -120,6 +136,7 @@ pub struct SqliteStore {
     /// The writer's open block (none for a read-only store).
     block: Option<OpenBlock>,
     catch_up: CatchUp,
+    encoder: Encoder,
 }
 
 /// Records committed since the last closed block.
@@ -362,14 +379,17 @@ impl SqliteStore {
                 conn.execute_batch(if init.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
                 init?;
             }
-            Some(f) if f == FORMAT_VERSION.to_string() => {
-                if meta(&conn, "layout")?.as_deref() != Some(LAYOUT) {
+            Some(f) if f == FORMAT_VERSION.to_string() => match meta(&conn, "layout")?.as_deref() {
+                Some(LAYOUT) => {}
+                // Its rows stay; new records go into chunks after them.
+                Some(LAYOUT_ROWS) => set_meta(&conn, "layout", LAYOUT)?,
+                _ => {
                     return Err(AuditError::Corrupt {
                         what: "layout",
                         why: "written by an earlier Portcullis (per-record indexes); verify it with that version, then move it aside".into(),
                     });
                 }
-            }
+            },
             Some(_) => {
                 return Err(AuditError::Corrupt {
                     what: "format",
@@ -425,6 +445,7 @@ impl SqliteStore {
             log,
             block: None,
             catch_up: CatchUp::default(),
+            encoder: Encoder::default(),
         })
     }
 
@@ -450,48 +471,33 @@ impl SqliteStore {
 
     /// One record's envelope by seq.
     pub fn envelope(&self, seq: u64) -> Result<Option<Vec<u8>>, AuditError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT envelope FROM audit_records WHERE seq = ?1",
-                [seq as i64],
-                |r| r.get(0),
-            )
-            .optional()?)
+        Ok(rows::get(&self.conn, seq)?.map(|r| r.envelope))
     }
 
     /// The records after the last closed block, as the open block (a
     /// writer that stopped left them without postings).
     fn reopen_block(&self) -> Result<OpenBlock, AuditError> {
         let mut block = OpenBlock::default();
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, ts, refers_to, terms FROM audit_records \
-             WHERE seq > (SELECT COALESCE(MAX(last_seq), 0) FROM audit_blocks) ORDER BY seq",
+        let indexed: i64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(last_seq), 0) FROM audit_blocks",
+            [],
+            |r| r.get(0),
         )?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let terms: Option<String> = r.get(3)?;
-            block.add(
-                r.get::<_, i64>(0)? as u64,
-                r.get(1)?,
-                r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                terms.as_deref().unwrap_or(""),
-            );
-        }
+        rows::scan(
+            &self.conn,
+            indexed.max(0) as u64 + 1,
+            u64::MAX,
+            Order::Ascending,
+            &mut |r| {
+                block.add(r.seq, r.ts, r.refers_to, r.terms);
+                Ok(true)
+            },
+        )?;
         Ok(block)
     }
 
     fn last_row(&self) -> Result<Option<(u64, Hash)>, AuditError> {
-        let row: Option<(i64, Vec<u8>)> = self
-            .conn
-            .query_row(
-                "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        row.map(|(seq, hash)| Ok((seq as u64, blob_hash(hash)?)))
-            .transpose()
+        Ok(rows::last(&self.conn)?.map(|r| (r.seq, Hash(r.hash))))
     }
 }
 
@@ -525,24 +531,7 @@ impl BatchStore for SqliteStore {
         let close;
         let tx = self.conn.transaction()?;
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO audit_records (seq, ts, kind, subject, decision, refers_to, terms, hash, envelope) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for item in batch {
-                let ix = &item.index;
-                insert.execute(params![
-                    item.sealed.seq as i64,
-                    item.sealed.ts_micros,
-                    ix.kind,
-                    ix.subject,
-                    ix.decision,
-                    ix.refers_to.map(|r| r as i64),
-                    ix.terms,
-                    &item.sealed.hash.0[..],
-                    &item.sealed.envelope,
-                ])?;
-            }
+            rows::append(&tx, &mut self.encoder, batch)?;
             // The block advances only once the commit succeeds: a failed
             // commit is retried with the same batch.
             close = block.due_with(batch.len() as u64);
@@ -590,25 +579,23 @@ impl LogSource for SqliteStore {
     }
 
     fn scan(&self, each: &mut dyn FnMut(StoredRecord)) -> Result<(), AuditError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, hash, envelope FROM audit_records ORDER BY seq")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            each(stored(row.get(0)?, row.get(1)?, row.get(2)?));
-        }
-        Ok(())
+        // A chunk that does not decode is passed over: its records are
+        // then missing, which verification reports by position.
+        rows::scan_with(
+            &self.conn,
+            0,
+            u64::MAX,
+            Order::Ascending,
+            Damaged::Skip,
+            &mut |r| {
+                each(stored(r));
+                Ok(true)
+            },
+        )
     }
 
     fn record_at(&self, position: u64) -> Result<Option<StoredRecord>, AuditError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT seq, hash, envelope FROM audit_records WHERE seq = ?1",
-                [position as i64],
-                |r| Ok(stored(r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?)
+        Ok(rows::get(&self.conn, position)?.map(|r| stored(&r.as_row())))
     }
 
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, AuditError> {
@@ -652,23 +639,12 @@ impl LogSource for SqliteStore {
     }
 }
 
-/// A hash column that is not 32 bytes is kept as all zeros, which no
-/// envelope hashes to: verification then reports the record as edited.
-fn stored(seq: i64, hash: Vec<u8>, envelope: Vec<u8>) -> StoredRecord {
+fn stored(r: &chunk::Row<'_>) -> StoredRecord {
     StoredRecord {
-        position: seq as u64,
-        hash: Some(blob_hash(hash).unwrap_or(Hash([0; 32]))),
-        envelope,
+        position: r.seq,
+        hash: Some(Hash(*r.hash)),
+        envelope: r.envelope.to_vec(),
     }
-}
-
-fn blob_hash(b: Vec<u8>) -> Result<Hash, AuditError> {
-    <[u8; 32]>::try_from(b)
-        .map(Hash)
-        .map_err(|_| AuditError::Corrupt {
-            what: "hash column",
-            why: "not 32 bytes".into(),
-        })
 }
 
 fn recorded_head(conn: &Connection, log: &LogId) -> Result<Option<Head>, AuditError> {
@@ -767,7 +743,7 @@ mod tests {
         let mut reader = Connection::open(&path).unwrap();
         let snapshot = reader.transaction().unwrap();
         let _: i64 = snapshot
-            .query_row("SELECT count(*) FROM audit_records", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM audit_chunks", [], |r| r.get(0))
             .unwrap();
         commit(&mut store, 10);
         Checkpointer::pass(&checkpointer, &store.catch_up());
