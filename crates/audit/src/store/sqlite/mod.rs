@@ -7,11 +7,16 @@
 //!   (`head_size`, `head_hash`, rewritten with every batch) and, for
 //!   convenience only, `public_key` (an auditor must get the key they trust
 //!   from elsewhere).
-//! - `audit_records`: one row per record. `seq` (the rowid) is the
-//!   record's position; `envelope` holds the exact canonical bytes that were
-//!   hashed and `hash` their hash; the other columns (`ts`, `kind`,
-//!   `subject`, `decision`, `refers_to` and `terms`, the record's search
-//!   terms) are copies for search and are not trusted by verification.
+//! - `audit_chunks(first_seq, last_seq, ts_first, ts_last, body)`: the
+//!   records, one row per commit (cut at [`chunk::CHUNK_RECORDS`]), the
+//!   body LZ4-compressed (see [`chunk`]). Each record keeps its position
+//!   (seq), the exact canonical bytes that were hashed (`envelope`) and
+//!   their `hash`; its `ts`, `kind`, `subject`, `decision`, `refers_to`
+//!   and `terms` (its search terms) are copies for search and are not
+//!   trusted by verification.
+//! - `audit_records`: the same, one row per record, in stores written
+//!   before chunks (layout 2); a writer carries such a store on in chunks.
+//!   Every read goes through [`rows`], which reads both.
 //! - `audit_blocks(first_seq, last_seq, ts_first, ts_last, ref_min,
 //!   ref_max)`: one row per closed block of records (up to
 //!   [`BLOCK_RECORDS`] records or [`BLOCK_AGE`] of them); `ref_*` bound the
@@ -19,8 +24,8 @@
 //! - `audit_terms(term, block)`: one posting per distinct term per block.
 //! - `audit_checkpoints(size, ts, head, key_id, signature)`.
 //!
-//! No index is kept per record: a commit appends its rows at the end of
-//! the records table (the cheapest insert SQLite has) and rewrites the
+//! No index is kept per record: a commit appends its chunk at the end of
+//! the chunks table (the cheapest insert SQLite has) and rewrites the
 //! head; when a block closes, that commit also writes the block's row and
 //! one posting per distinct term, which for a busy proxy is a few dozen
 //! for thousands of records. A commit therefore touches two or three
@@ -28,18 +33,16 @@
 //! records after the last closed block (the open block, at most
 //! [`BLOCK_RECORDS`] or [`BLOCK_AGE`] old) have no postings yet: search
 //! always reads them. A writer that opens the store rebuilds the open
-//! block from those rows. Search finds the blocks that hold every term it
-//! asks for, then reads those blocks' rows and checks each record's own
+//! block from those records. Search finds the blocks that hold every term
+//! it asks for, then reads those blocks' records and checks each one's own
 //! `terms` (see [`crate::search`]). A time range becomes
 //! a seq range because `ts` never decreases along the chain (see
 //! [`crate::log`]).
 //!
-//! Rotation (not built yet) fits this layout: a segment is a file holding
-//! the seqs `a..=b` of one log. It closes with a checkpoint at size `b`;
-//! the next segment records `segment_start = b + 1` and the head hash at
-//! `b` in its meta table and copies that checkpoint, so each segment
-//! verifies on its own (starting from the anchor instead of genesis) and a
-//! sequence of segments verifies as one chain.
+//! Rotation ([`crate::retention`]) archives the records up to a signed
+//! checkpoint as a bundle, deletes them here ([`rows::delete_through`],
+//! which rewrites the chunk that straddles the cut) and records the
+//! anchor, so what is left verifies on its own from the anchor.
 
 use std::path::Path;
 use std::time::Duration;
