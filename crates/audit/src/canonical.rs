@@ -211,21 +211,33 @@ pub fn insert_member(object: &mut Vec<u8>, key: &str, value: &[u8]) -> Result<()
 /// object whose members before `at` are the same (a record rendered from
 /// a template, see [`crate::template`]).
 pub(crate) fn insert_member_at(object: &mut Vec<u8>, at: usize, key: &str, value: &[u8]) {
+    insert_member_with(object, at, key, |o| o.extend_from_slice(value));
+}
+
+/// [`insert_member_at`], the value written by `write_value` (which appends
+/// it to the vector it is given): no buffer of its own.
+pub(crate) fn insert_member_with(
+    object: &mut Vec<u8>,
+    at: usize,
+    key: &str,
+    write_value: impl FnOnce(&mut Vec<u8>),
+) {
     let first = object[at - 1] == b'{';
     let last = object[at] == b'}';
     // Keys in the model need no escapes (see `string_at`).
     debug_assert!(!key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
-    let before: &[u8] = if first { b"\"" } else { b",\"" };
-    let after: &[u8] = if first && !last { b"," } else { b"" };
-    // One move of the bytes after `at`: the chain's length is exact.
-    let member = before
-        .iter()
-        .chain(key.as_bytes())
-        .chain(b"\":")
-        .chain(value)
-        .chain(after)
-        .copied();
-    object.splice(at..at, member);
+    // The member is written at the end, then rotated into place: one move
+    // of the bytes after `at`, and no buffer for the value.
+    let end = object.len();
+    object.extend_from_slice(if first { b"\"" } else { b",\"" });
+    object.extend_from_slice(key.as_bytes());
+    object.extend_from_slice(b"\":");
+    write_value(object);
+    if first && !last {
+        object.push(b',');
+    }
+    let n = object.len() - end;
+    object[at..].rotate_right(n);
 }
 
 /// The bytes of the value of the top-level member `key` of the canonical

@@ -92,11 +92,15 @@ impl Encoded {
                 "only a statement record without an outcome takes one".into(),
             )));
         }
-        let mut value = Vec::with_capacity(128);
-        write_outcome(outcome, b"", &mut value);
         match self.outcome_slot {
-            Some(at) => canonical::insert_member_at(&mut self.bytes, at, "outcome", &value),
-            None => canonical::insert_member(&mut self.bytes, "outcome", &value)?,
+            Some(at) => canonical::insert_member_with(&mut self.bytes, at, "outcome", |out| {
+                write_outcome(outcome, b"", out)
+            }),
+            None => {
+                let mut value = Vec::with_capacity(128);
+                write_outcome(outcome, b"", &mut value);
+                canonical::insert_member(&mut self.bytes, "outcome", &value)?
+            }
         }
         self.index.fold(outcome);
         self.foldable = false;

@@ -44,6 +44,7 @@
 //! which rewrites the chunk that straddles the cut) and records the
 //! anchor, so what is left verifies on its own from the anchor.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -149,37 +150,17 @@ struct OpenBlock {
     span: Option<((u64, i64), (u64, i64))>,
     count: u64,
     refs: Option<(u64, u64)>,
-    terms: std::collections::HashSet<String, BuildFnv>,
+    terms: HashSet<String>,
+    /// Whole `terms` strings already taken apart into `terms`: most
+    /// records repeat one seen before (the same session, statement and
+    /// outcome kind), and one lookup of the whole string is cheaper than
+    /// one per term. Bounded; past the bound, records are taken apart.
+    seen: HashSet<String>,
     opened: Option<std::time::Instant>,
 }
 
-/// FNV-1a: the open block checks every term of every record against its
-/// set, and terms are short strings the proxy wrote (no untrusted party
-/// chooses enough of them to make collisions matter: a collision costs
-/// time, never a wrong posting).
-#[derive(Debug, Default, Clone, Copy)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type BuildFnv = std::hash::BuildHasherDefault<Fnv>;
+/// Most whole `terms` strings an open block remembers.
+const SEEN_TERMS: usize = 1024;
 
 impl OpenBlock {
     fn add(&mut self, seq: u64, ts: i64, refers_to: Option<u64>, terms: &str) {
@@ -191,12 +172,18 @@ impl OpenBlock {
         if let Some(r) = refers_to {
             self.refs = Some(self.refs.map_or((r, r), |(a, b)| (a.min(r), b.max(r))));
         }
+        self.opened.get_or_insert_with(std::time::Instant::now);
+        if self.seen.contains(terms) {
+            return;
+        }
         for t in terms.split('\n').filter(|t| !t.is_empty()) {
             if !self.terms.contains(t) {
                 self.terms.insert(t.to_owned());
             }
         }
-        self.opened.get_or_insert_with(std::time::Instant::now);
+        if self.seen.len() < SEEN_TERMS {
+            self.seen.insert(terms.to_owned());
+        }
     }
 
     fn add_batch(&mut self, batch: &[StoredItem]) {
