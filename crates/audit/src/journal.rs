@@ -67,10 +67,20 @@ impl Journal {
         })
     }
 
+    /// Whether every append is fsynced.
+    pub fn syncs(&self) -> bool {
+        self.sync
+    }
+
     /// Appends `items` in one write; once it returns they are durable.
     pub fn append(&mut self, items: &[StoredItem]) -> Result<(), AuditError> {
+        self.append_parts(&[items])
+    }
+
+    /// Appends the items of every part, in order, in one write.
+    pub fn append_parts(&mut self, parts: &[&[StoredItem]]) -> Result<(), AuditError> {
         self.buf.clear();
-        for item in items {
+        for item in parts.iter().flat_map(|p| p.iter()) {
             let env = &item.sealed.envelope;
             let len = u32::try_from(env.len()).map_err(|_| AuditError::InvalidField {
                 field: "envelope",
@@ -78,6 +88,9 @@ impl Journal {
             })?;
             self.buf.extend_from_slice(&len.to_le_bytes());
             self.buf.extend_from_slice(env);
+        }
+        if self.buf.is_empty() {
+            return Ok(());
         }
         self.dirty = true;
         self.file
@@ -104,6 +117,57 @@ impl Journal {
             .set_len(0)
             .map_err(|source| io(&self.path, source))?;
         self.dirty = false;
+        Ok(())
+    }
+
+    /// Makes the journal hold exactly `items` (the records journaled and
+    /// not yet stored, after the store took the rest). With none, it is
+    /// emptied. Otherwise they are written to a new file that then takes
+    /// the journal's name: at no moment does the journal lack a record it
+    /// held, so a crash in between loses nothing (the old journal also
+    /// holds stored records, which recovery skips).
+    pub fn replace(&mut self, items: &[StoredItem]) -> Result<(), AuditError> {
+        if items.is_empty() {
+            return self.clear();
+        }
+        let mut tmp = self.path.as_os_str().to_owned();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|source| io(&tmp, source))?;
+        let mut fresh = Journal {
+            file,
+            path: tmp.clone(),
+            sync: self.sync,
+            dirty: false,
+            buf: std::mem::take(&mut self.buf),
+        };
+        let written = fresh.append(items);
+        self.buf = std::mem::take(&mut fresh.buf);
+        written?;
+        std::fs::rename(&tmp, &self.path).map_err(|source| io(&self.path, source))?;
+        if self.sync {
+            if let Some(dir) = self.path.parent() {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|source| io(dir, source))?;
+            }
+        }
+        // The new file was opened for writing at its end: appends follow.
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|source| io(&self.path, source))?;
+        self.dirty = true;
         Ok(())
     }
 }

@@ -74,9 +74,16 @@ impl Encoder {
         let raw = &mut self.raw;
         raw.extend_from_slice(&row.seq.to_le_bytes());
         raw.extend_from_slice(&row.ts.to_le_bytes());
-        let flags = u8::from(row.subject.is_some()) * HAS_SUBJECT
-            | u8::from(row.decision.is_some()) * HAS_DECISION
-            | u8::from(row.refers_to.is_some()) * HAS_REFERS_TO;
+        let mut flags = 0;
+        if row.subject.is_some() {
+            flags |= HAS_SUBJECT;
+        }
+        if row.decision.is_some() {
+            flags |= HAS_DECISION;
+        }
+        if row.refers_to.is_some() {
+            flags |= HAS_REFERS_TO;
+        }
         raw.push(flags);
         if let Some(r) = row.refers_to {
             raw.extend_from_slice(&r.to_le_bytes());
@@ -252,6 +259,28 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// For the fuzz target (`fuzz/fuzz_targets/audit_chunk.rs`): `data` read
+/// as a stored chunk, and as the records of one (compressed here, so that
+/// the record parser sees arbitrary bytes too). Nothing may panic.
+#[doc(hidden)]
+pub fn exercise(data: &[u8]) {
+    let mut decoded = Decoded::default();
+    if decoded.load(data).is_ok() {
+        for row in decoded.rows() {
+            let _ = row.map(|r| r.envelope.len());
+        }
+    }
+    let mut stored = vec![FORMAT_LZ4];
+    stored.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
+    stored.extend_from_slice(&lz4_flex::block::compress(data));
+    decoded
+        .load(&stored)
+        .expect("a chunk compressed here loads");
+    for row in decoded.rows() {
+        let _ = row.map(|r| r.envelope.len());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,9 +290,9 @@ mod tests {
             seq,
             ts: 1_700_000_000_000_000 + seq as i64,
             kind: "statement",
-            subject: (seq % 2 == 0).then_some("alice"),
-            decision: (seq % 3 == 0).then_some("denied"),
-            refers_to: (seq % 5 == 0).then_some(seq - 1),
+            subject: seq.is_multiple_of(2).then_some("alice"),
+            decision: seq.is_multiple_of(3).then_some("denied"),
+            refers_to: seq.is_multiple_of(5).then_some(seq - 1),
             terms: "\nk:statement\ns:alice\n",
             hash,
             envelope: b"{\"log\":\"x\",\"seq\":1}",
@@ -335,27 +364,5 @@ mod tests {
                 .collect();
             exercise(&data);
         }
-    }
-}
-
-/// For the fuzz target (`fuzz/fuzz_targets/audit_chunk.rs`): `data` read
-/// as a stored chunk, and as the records of one (compressed here, so that
-/// the record parser sees arbitrary bytes too). Nothing may panic.
-#[doc(hidden)]
-pub fn exercise(data: &[u8]) {
-    let mut decoded = Decoded::default();
-    if decoded.load(data).is_ok() {
-        for row in decoded.rows() {
-            let _ = row.map(|r| r.envelope.len());
-        }
-    }
-    let mut stored = vec![FORMAT_LZ4];
-    stored.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
-    stored.extend_from_slice(&lz4_flex::block::compress(data));
-    decoded
-        .load(&stored)
-        .expect("a chunk compressed here loads");
-    for row in decoded.rows() {
-        let _ = row.map(|r| r.envelope.len());
     }
 }

@@ -7,20 +7,29 @@
 //! statement). `submit_durable` / [`Receipt`] add a wait, bounded by a
 //! timeout, for the commit of the batch that holds the record.
 //!
-//! The writer takes whatever is queued (up to `max_batch`), seals it into
-//! the chain and commits it in one transaction: group commit. A record
-//! someone waits for (a durable submit) is committed with whatever is
-//! queued as soon as the writer sees it, so waiting costs one batch, not a
-//! transaction per record. Records nobody waits for are gathered for up to
-//! `linger` (10 ms) first: a commit rewrites every B-tree page it touches,
-//! so one commit for many records is what keeps the store's cost per
-//! record low when records trickle in one by one.
+//! Records are sealed into the chain in seq order under one lock
+//! ([`sealer`]), by the writer or by a submitter that waits. A record
+//! someone waits for (a durable submit) is made durable by one append to
+//! the writer's journal of everything sealed so far: on the waiting thread
+//! itself where the journal is not fsynced per append (the SQLite store at
+//! `synchronous = normal`), else by the writer, which keeps a promise
+//! ([`receipt`]). So waiting costs one write for a group, not a
+//! transaction per record, and on the common path no thread wakes another.
+//! The writer stores sealed records in batches (group commit), gathered
+//! for up to `linger` (10 ms) from the oldest: a commit rewrites every
+//! page it touches, so one commit for many records is what keeps the
+//! store's cost per record low. Without a journal (the PostgreSQL store),
+//! a record someone waits for is committed with whatever is queued as soon
+//! as the writer sees it. Count-based checkpoints cut a batch where they
+//! fall, so they land every `every_records` records however records were
+//! batched.
 //!
 //! If a commit fails, the writer keeps the batch (already sealed) and
 //! retries it with backoff; meanwhile `submit` answers [`AuditError::StoreDown`]
 //! so the proxy refuses statements, and no accepted record is dropped while
 //! the process lives. A crash loses what was queued and not yet committed
-//! (`queued` mode's bound); a durable submit that returned `Ok` is on disk.
+//! (`queued` mode's bound); a durable submit that returned `Ok` is in the
+//! journal or the store.
 //!
 //! Sequence numbers and timestamps are assigned under one lock, in queue
 //! order: seq is known at submit (so an outcome record can name its
@@ -28,22 +37,28 @@
 //! the clock steps back), which lets search turn a time range into a seq
 //! range.
 
+mod receipt;
+mod sealer;
+mod writer;
+
 use std::collections::VecDeque;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::chain::{Chain, Hash, Head, LogId};
+use receipt::Promise;
+pub use receipt::{Committed, Receipt};
+use sealer::Sealer;
+use writer::Writer;
+
+use crate::chain::{Chain, LogId};
 use crate::checkpoint::{CheckpointPolicy, PublicKey, SigningKey};
 use crate::journal::{self, Journal};
 use crate::record::{Record, StatementOutcome};
 use crate::store::sqlite::{Checkpointer, SqliteStore, Synchronous};
-use crate::store::{BatchStore, StoredItem};
+use crate::store::BatchStore;
 use crate::template::Encoded;
 use crate::AuditError;
 
@@ -90,13 +105,6 @@ pub struct Accepted {
     pub seq: u64,
 }
 
-/// A record is in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Committed {
-    pub seq: u64,
-    pub hash: Hash,
-}
-
 struct Submission {
     seq: u64,
     ts_micros: i64,
@@ -141,6 +149,12 @@ struct Order {
     capacity: usize,
     /// Whether a queued record has someone waiting for its commit.
     awaited: bool,
+    /// Since when the oldest record not yet stored (queued or sealed)
+    /// has waited: the writer stores within `linger` of it.
+    pending_since: Option<Instant>,
+    /// Records sealed by submitters and not yet taken by the writer: with
+    /// the queue, what the capacity bounds.
+    sealed_count: usize,
     writer_waits: WriterWaits,
     closed: bool,
 }
@@ -173,6 +187,7 @@ pub struct AuditLog {
     queue: Arc<Queue>,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    sealer: Arc<Sealer>,
     log: LogId,
     public_key: Option<PublicKey>,
     max_queued_age: Option<Duration>,
@@ -243,15 +258,22 @@ impl AuditLog {
                 queue: Vec::new(),
                 capacity: config.queue_capacity.max(1),
                 awaited: false,
+                pending_since: None,
+                sealed_count: 0,
                 writer_waits: WriterWaits::Nothing,
                 closed: false,
             }),
             bell: Condvar::new(),
         });
         let public_key = config.signing_key.as_ref().map(SigningKey::public_key);
+        let sealer = Arc::new(Sealer::new(
+            Chain::resume(head.clone()),
+            journal,
+            shared.clone(),
+        ));
         let writer = Writer {
             store,
-            chain: Chain::resume(head),
+            sealer: sealer.clone(),
             queue: queue.clone(),
             shared: shared.clone(),
             max_batch: config.max_batch.max(1),
@@ -260,9 +282,7 @@ impl AuditLog {
             key: config.signing_key,
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
-            journal,
-            held: Vec::new(),
-            held_since: None,
+            stored: head,
         };
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -275,6 +295,7 @@ impl AuditLog {
             queue,
             shared,
             writer: Mutex::new(Some(handle)),
+            sealer,
             log,
             public_key,
             max_queued_age: config.max_queued_age,
@@ -390,12 +411,20 @@ impl AuditLog {
         self.enqueue_with_receipt(Encoded::of(record)?)
     }
 
+    /// A receipt that makes the record durable on the waiting thread
+    /// where the journal allows (see [`sealer`]), else one the writer
+    /// answers.
     fn enqueue_with_receipt(&self, record: Encoded) -> Result<(Accepted, Receipt), AuditError> {
-        let slot = Arc::new(Slot::default());
+        if self.sealer.inline() {
+            let accepted = self.enqueue(record, None, false).map_err(|n| n.error)?;
+            let receipt = Receipt::inline(accepted.seq, self.sealer.clone(), self.queue.clone());
+            return Ok((accepted, receipt));
+        }
+        let (promise, slot) = Promise::new();
         let accepted = self
-            .enqueue(record, Some(Promise(Some(slot.clone()))), false)
+            .enqueue(record, Some(promise), false)
             .map_err(|n| n.error)?;
-        Ok((accepted, Receipt { slot }))
+        Ok((accepted, Receipt::promised(slot)))
     }
 
     /// Queues a record and blocks until it is committed or `timeout` passes.
@@ -444,7 +473,7 @@ impl AuditLog {
                 }
             }
         }
-        if order.queue.len() >= order.capacity {
+        if order.queue.len() + order.sealed_count >= order.capacity {
             if let Some(p) = promise {
                 p.forget();
             }
@@ -462,6 +491,7 @@ impl AuditLog {
         order.next_seq += 1;
         order.last_ts = ts_micros;
         order.awaited |= awaited;
+        order.pending_since.get_or_insert_with(Instant::now);
         if self.max_queued_age.is_some() {
             order.waiting.push_back((seq, Instant::now()));
         }
@@ -553,377 +583,5 @@ fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
-// ---------------------------------------------------------------- receipts
-
-#[derive(Default)]
-struct Slot {
-    state: Mutex<SlotState>,
-    ready: Condvar,
-}
-
-#[derive(Default)]
-struct SlotState {
-    result: Option<Result<Committed, ()>>,
-    waker: Option<Waker>,
-}
-
-impl Slot {
-    fn fulfil(&self, result: Result<Committed, ()>) {
-        if let Ok(mut st) = self.state.lock() {
-            if st.result.is_none() {
-                st.result = Some(result);
-            }
-            if let Some(w) = st.waker.take() {
-                w.wake();
-            }
-        }
-        self.ready.notify_all();
-    }
-}
-
-/// The writer's side of a receipt. Dropped unfulfilled (the writer died),
-/// it resolves the receipt as `StoreDown`, so no waiter waits for nothing.
-struct Promise(Option<Arc<Slot>>);
-
-impl Promise {
-    fn keep(mut self, committed: Committed) {
-        if let Some(slot) = self.0.take() {
-            slot.fulfil(Ok(committed));
-        }
-    }
-
-    /// The submission was refused; nobody holds the receipt.
-    fn forget(mut self) {
-        self.0.take();
-    }
-}
-
-impl Drop for Promise {
-    fn drop(&mut self) {
-        if let Some(slot) = self.0.take() {
-            slot.fulfil(Err(()));
-        }
-    }
-}
-
-/// Resolves when the record's batch is committed.
-pub struct Receipt {
-    slot: Arc<Slot>,
-}
-
-impl std::fmt::Debug for Receipt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Receipt")
-    }
-}
-
-fn resolve(r: Result<Committed, ()>) -> Result<Committed, AuditError> {
-    r.map_err(|()| AuditError::StoreDown)
-}
-
-impl Receipt {
-    /// Blocks until committed, or `timeout`.
-    pub fn wait(self, timeout: Duration) -> Result<Committed, AuditError> {
-        let deadline = Instant::now() + timeout;
-        let mut st = self.slot.state.lock().map_err(|_| AuditError::StoreDown)?;
-        loop {
-            if let Some(r) = st.result.take() {
-                return resolve(r);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(AuditError::Timeout(timeout));
-            }
-            st = self
-                .slot
-                .ready
-                .wait_timeout(st, left)
-                .map_err(|_| AuditError::StoreDown)?
-                .0;
-        }
-    }
-}
-
-impl Future for Receipt {
-    type Output = Result<Committed, AuditError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Ok(mut st) = self.slot.state.lock() else {
-            return Poll::Ready(Err(AuditError::StoreDown));
-        };
-        match st.result.take() {
-            Some(r) => Poll::Ready(resolve(r)),
-            None => {
-                st.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------- writer
-
-struct Writer<S> {
-    store: S,
-    chain: Chain,
-    queue: Arc<Queue>,
-    shared: Arc<Shared>,
-    max_batch: usize,
-    linger: Duration,
-    policy: CheckpointPolicy,
-    key: Option<SigningKey>,
-    since_checkpoint: u64,
-    last_checkpoint: Instant,
-    /// Where records someone waits for become durable first (see
-    /// [`crate::journal`]); none for a store whose commit is the only
-    /// durable step (PostgreSQL).
-    journal: Option<Journal>,
-    /// Sealed records in the journal and not yet in the store, in order,
-    /// and since when the oldest has waited.
-    held: Vec<StoredItem>,
-    held_since: Option<Instant>,
-}
-
-/// A sealed batch waiting to be committed, with the promises to keep.
-struct Pending {
-    items: Vec<StoredItem>,
-    promises: Vec<(usize, Promise)>,
-}
-
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-const CLOSING_ATTEMPTS: u32 = 5;
-
-impl<S: BatchStore> Writer<S> {
-    fn run(mut self) {
-        let mut spare: Vec<Submission> = Vec::new();
-        loop {
-            let (mut taken, closing) = self.take(std::mem::take(&mut spare));
-            let mut pending = Pending {
-                items: Vec::with_capacity(taken.len()),
-                promises: Vec::new(),
-            };
-            for s in taken.drain(..) {
-                self.seal(s, &mut pending);
-            }
-            spare = taken;
-            if !closing && !pending.promises.is_empty() {
-                pending = match self.journal_first(pending) {
-                    Ok(()) => continue,
-                    Err(p) => p,
-                };
-            }
-            // Whatever the journal holds goes to the store with this batch,
-            // ahead of it.
-            if !self.held.is_empty() {
-                let shift = self.held.len();
-                let mut items = std::mem::take(&mut self.held);
-                items.append(&mut pending.items);
-                pending.items = items;
-                for (i, _) in &mut pending.promises {
-                    *i += shift;
-                }
-                self.held_since = None;
-            }
-            self.store_and_clear(pending, closing);
-            if closing {
-                return;
-            }
-        }
-    }
-
-    /// Makes a batch that someone waits for durable in the journal and
-    /// keeps its promises at once; the store gets it with a later commit,
-    /// gathered with others. Hands the batch back if the journal fails (it
-    /// is then committed to the store, as without a journal).
-    fn journal_first(&mut self, pending: Pending) -> Result<(), Pending> {
-        let Some(journal) = &mut self.journal else {
-            return Err(pending);
-        };
-        if journal.append(&pending.items).is_err() {
-            return Err(pending);
-        }
-        if let Some(last) = pending.items.last() {
-            self.shared
-                .committed
-                .store(last.sealed.seq, Ordering::Release);
-        }
-        for (i, promise) in pending.promises {
-            let s = &pending.items[i].sealed;
-            promise.keep(Committed {
-                seq: s.seq,
-                hash: s.hash,
-            });
-        }
-        self.held.extend(pending.items);
-        let since = *self.held_since.get_or_insert_with(Instant::now);
-        if self.held.len() >= self.max_batch || since.elapsed() >= self.linger {
-            // Stored now rather than after the next wait.
-            let items = std::mem::take(&mut self.held);
-            self.held_since = None;
-            self.store_and_clear(
-                Pending {
-                    items,
-                    promises: Vec::new(),
-                },
-                false,
-            );
-        }
-        Ok(())
-    }
-
-    /// Commits `pending`, which holds everything the journal holds, then
-    /// empties the journal. Emptied only once the store has it all: if
-    /// closing gave up over a dead store, the next open recovers the
-    /// journal; if emptying fails, the next open skips what is stored.
-    fn store_and_clear(&mut self, pending: Pending, closing: bool) {
-        let any = !pending.items.is_empty();
-        if self.commit(pending, closing) && any {
-            if let Some(j) = &mut self.journal {
-                let _ = j.clear();
-            }
-        }
-    }
-
-    /// Waits for records and takes up to `max_batch` of them (swapping
-    /// `spare` in when it takes all). Records nobody waits for are gathered
-    /// for up to `linger` so that one commit serves many; a record someone
-    /// waits for ends the wait. Returns with nothing when a time-based
-    /// checkpoint falls due; `closing` once the log is closed and the
-    /// queue is empty after this take.
-    fn take(&self, mut spare: Vec<Submission>) -> (Vec<Submission>, bool) {
-        let Ok(mut o) = self.queue.order.lock() else {
-            return (spare, true);
-        };
-        let idle = self.idle_wait();
-        let idle_until = Instant::now() + idle;
-        while o.queue.is_empty() && !o.closed {
-            let left = idle_until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            o.writer_waits = WriterWaits::Any;
-            o = match self.queue.bell.wait_timeout(o, left) {
-                Ok((g, _)) => g,
-                Err(_) => return (spare, true),
-            };
-        }
-        if !o.queue.is_empty() {
-            let deadline = Instant::now() + self.linger;
-            while !o.awaited && !o.closed && o.queue.len() < self.max_batch {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                o.writer_waits = WriterWaits::Awaited;
-                o = match self.queue.bell.wait_timeout(o, left) {
-                    Ok((g, _)) => g,
-                    Err(_) => return (spare, true),
-                };
-            }
-        }
-        o.writer_waits = WriterWaits::Nothing;
-        let taken = if o.queue.len() <= self.max_batch {
-            spare.clear();
-            std::mem::swap(&mut o.queue, &mut spare);
-            o.awaited = false;
-            spare
-        } else {
-            let rest = o.queue.split_off(self.max_batch);
-            let taken = std::mem::replace(&mut o.queue, rest);
-            o.awaited = o.queue.iter().any(|s| s.promise.is_some());
-            taken
-        };
-        let closing = o.closed && o.queue.is_empty();
-        (taken, closing)
-    }
-
-    /// How long to wait for records when idle: until a time-based
-    /// checkpoint falls due, if one is owed.
-    fn idle_wait(&self) -> Duration {
-        let checkpoint = if self.key.is_some() && self.since_checkpoint > 0 {
-            self.policy
-                .every
-                .saturating_sub(self.last_checkpoint.elapsed())
-                .max(Duration::from_millis(1))
-        } else {
-            Duration::from_secs(3600)
-        };
-        // Records held in the journal reach the store within `linger`.
-        match self.held_since {
-            Some(since) => checkpoint.min(self.linger.saturating_sub(since.elapsed())),
-            None => checkpoint,
-        }
-    }
-
-    fn seal(&mut self, s: Submission, pending: &mut Pending) {
-        let sealed = self.chain.append(s.ts_micros, &s.record.bytes);
-        debug_assert_eq!(sealed.seq, s.seq, "queue order and chain order agree");
-        if let Some(p) = s.promise {
-            pending.promises.push((pending.items.len(), p));
-        }
-        pending.items.push(StoredItem {
-            sealed,
-            index: s.record.index,
-        });
-    }
-
-    /// Commits the batch (and a checkpoint when one is due), retrying with
-    /// backoff until it succeeds.
-    /// Returns whether the batch is in the store (false only when closing
-    /// gave up over a dead store).
-    fn commit(&mut self, pending: Pending, closing: bool) -> bool {
-        let since = self.since_checkpoint + pending.items.len() as u64;
-        let due = self.key.is_some()
-            && (self.policy.due(since, self.last_checkpoint.elapsed()) || (closing && since > 0));
-        if pending.items.is_empty() && !due {
-            return true;
-        }
-        let head: Head = self.chain.head().clone();
-        let checkpoint = if due {
-            self.key.as_ref().map(|k| k.checkpoint(&head, now_micros()))
-        } else {
-            None
-        };
-        let mut backoff = Duration::from_millis(10);
-        let mut attempts = 0;
-        loop {
-            match self
-                .store
-                .commit(&pending.items, checkpoint.as_ref(), &head)
-            {
-                Ok(()) => break,
-                Err(_) => {
-                    self.shared.healthy.store(false, Ordering::Relaxed);
-                    attempts += 1;
-                    if closing && attempts >= CLOSING_ATTEMPTS {
-                        // Shutting down over a dead store: give up rather
-                        // than hang the process; waiters get StoreDown.
-                        return false;
-                    }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-        self.shared.healthy.store(true, Ordering::Relaxed);
-        if let Some(last) = pending.items.last() {
-            self.shared
-                .committed
-                .store(last.sealed.seq, Ordering::Release);
-        }
-        if checkpoint.is_some() {
-            self.since_checkpoint = 0;
-            self.last_checkpoint = Instant::now();
-        } else {
-            self.since_checkpoint = since;
-        }
-        for (i, promise) in pending.promises {
-            let s = &pending.items[i].sealed;
-            promise.keep(Committed {
-                seq: s.seq,
-                hash: s.hash,
-            });
-        }
-        true
-    }
-}
+#[cfg(test)]
+mod tests;
