@@ -45,6 +45,8 @@ pub(crate) struct Journal {
     sync: bool,
     /// Whether it holds entries the store may not have.
     dirty: bool,
+    /// Its length in bytes.
+    len: u64,
     buf: Vec<u8>,
 }
 
@@ -57,12 +59,13 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(|source| io(&path, source))?;
-        let dirty = file.metadata().map_err(|source| io(&path, source))?.len() > 0;
+        let len = file.metadata().map_err(|source| io(&path, source))?.len();
         Ok(Journal {
             file,
             path,
             sync,
-            dirty,
+            dirty: len > 0,
+            len,
             buf: Vec::new(),
         })
     }
@@ -96,6 +99,7 @@ impl Journal {
         self.file
             .write_all(&self.buf)
             .map_err(|source| io(&self.path, source))?;
+        self.len += self.buf.len() as u64;
         if self.sync {
             self.file
                 .sync_data()
@@ -117,7 +121,13 @@ impl Journal {
             .set_len(0)
             .map_err(|source| io(&self.path, source))?;
         self.dirty = false;
+        self.len = 0;
         Ok(())
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     /// Makes the journal hold exactly `items` (the records journaled and
@@ -144,11 +154,13 @@ impl Journal {
             path: tmp.clone(),
             sync: self.sync,
             dirty: false,
+            len: 0,
             buf: std::mem::take(&mut self.buf),
         };
         let written = fresh.append(items);
         self.buf = std::mem::take(&mut fresh.buf);
         written?;
+        let len = fresh.len;
         std::fs::rename(&tmp, &self.path).map_err(|source| io(&self.path, source))?;
         if self.sync {
             if let Some(dir) = self.path.parent() {
@@ -168,6 +180,7 @@ impl Journal {
             .open(&self.path)
             .map_err(|source| io(&self.path, source))?;
         self.dirty = true;
+        self.len = len;
         Ok(())
     }
 }

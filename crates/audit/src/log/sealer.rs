@@ -36,6 +36,10 @@ use crate::store::StoredItem;
 /// reach takes until it is back.
 const STALLED: Duration = Duration::from_millis(40);
 
+/// A journal this long (bytes) is rewritten to hold only the records not
+/// yet stored, after a store commit.
+const JOURNAL_REWRITE: u64 = 4 << 20;
+
 pub(crate) struct Sealer {
     state: Mutex<SealState>,
     /// Whether waiting submitters make their records durable themselves.
@@ -165,6 +169,12 @@ impl SealState {
         self.in_flight_since.is_some_and(|t| t.elapsed() >= STALLED)
     }
 
+    /// Whether the writer is storing a batch.
+    #[cfg(test)]
+    pub(super) fn storing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
     /// Whether someone waits for a record that is not yet durable.
     pub(super) fn owes(&self) -> bool {
         !self.promises.is_empty()
@@ -236,9 +246,18 @@ impl SealState {
         self.durable = self.durable.max(head_seq);
         self.keep_promises(shared);
         if let Some(journal) = &mut self.journal {
-            // If this fails the old journal stays: it holds the stored
-            // records too, which recovery skips.
-            let _ = journal.replace(&self.sealed[..self.journaled]);
+            // Stored records may stay in the journal (recovery skips
+            // them): it is emptied when it holds nothing else, and
+            // rewritten (a new file, renamed) only once it has grown, not
+            // after every store commit. If that fails the old journal
+            // stays, which is as good.
+            let _ = if self.journaled == 0 {
+                journal.clear()
+            } else if journal.len() >= JOURNAL_REWRITE {
+                journal.replace(&self.sealed[..self.journaled])
+            } else {
+                Ok(())
+            };
         }
     }
 

@@ -218,15 +218,10 @@ pub fn get(conn: &Connection, seq: u64) -> Result<Option<OwnedRow>, AuditError> 
 
 /// The last record stored, owned.
 pub fn last(conn: &Connection) -> Result<Option<OwnedRow>, AuditError> {
-    let Some(seq) = last_seq(conn)? else {
-        return Ok(None);
-    };
-    let mut found = None;
-    scan(conn, seq, seq, Order::Descending, &mut |r| {
-        found = Some(OwnedRow::of(r));
-        Ok(false)
-    })?;
-    Ok(found)
+    match last_seq(conn)? {
+        Some(seq) => get(conn, seq),
+        None => Ok(None),
+    }
 }
 
 /// The highest position stored.
