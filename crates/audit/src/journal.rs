@@ -143,10 +143,12 @@ impl Journal {
         let mut tmp = self.path.as_os_str().to_owned();
         tmp.push(".new");
         let tmp = PathBuf::from(tmp);
+        // Appending, as the journal's own handle does (a later `clear`
+        // truncates it, and appends must then start at its new end).
+        let _ = std::fs::remove_file(&tmp);
         let file = OpenOptions::new()
             .create(true)
-            .write(true)
-            .truncate(true)
+            .append(true)
             .open(&tmp)
             .map_err(|source| io(&tmp, source))?;
         let mut fresh = Journal {
@@ -160,8 +162,13 @@ impl Journal {
         let written = fresh.append(items);
         self.buf = std::mem::take(&mut fresh.buf);
         written?;
-        let len = fresh.len;
         std::fs::rename(&tmp, &self.path).map_err(|source| io(&self.path, source))?;
+        // From the rename on, appends must go to the new file (the old one
+        // is unlinked): its handle, at its end, takes over at once, before
+        // anything else can fail.
+        self.file = fresh.file;
+        self.dirty = true;
+        self.len = fresh.len;
         if self.sync {
             if let Some(dir) = self.path.parent() {
                 let dir = if dir.as_os_str().is_empty() {
@@ -174,13 +181,6 @@ impl Journal {
                     .map_err(|source| io(dir, source))?;
             }
         }
-        // The new file was opened for writing at its end: appends follow.
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|source| io(&self.path, source))?;
-        self.dirty = true;
-        self.len = len;
         Ok(())
     }
 }

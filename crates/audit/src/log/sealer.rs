@@ -20,7 +20,7 @@
 //! journals while the writer is storing a batch of records nobody waited
 //! for journals that batch's rest first (`in_flight`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,11 @@ pub(crate) struct Sealer {
     state: Mutex<SealState>,
     /// Whether waiting submitters make their records durable themselves.
     inline: AtomicBool,
+    /// Set when the writer thread has ended (closed, gave up, or
+    /// panicked): nothing not yet durable ever will be.
+    gone: AtomicBool,
+    /// [`STALLED`], in µs (tests lengthen it).
+    stall_after_micros: AtomicU64,
     shared: Arc<Shared>,
 }
 
@@ -82,8 +87,24 @@ impl Sealer {
                 promises: Vec::new(),
             }),
             inline: AtomicBool::new(inline),
+            gone: AtomicBool::new(false),
+            stall_after_micros: AtomicU64::new(STALLED.as_micros() as u64),
             shared,
         }
+    }
+
+    /// The writer thread has ended: whoever waits for a record that is not
+    /// durable is answered `StoreDown` now, and later waiters at once.
+    pub(super) fn writer_gone(&self) {
+        self.gone.store(true, Ordering::Release);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.promises.clear();
+    }
+
+    #[cfg(test)]
+    pub(super) fn set_stall_after(&self, after: Duration) {
+        self.stall_after_micros
+            .store(after.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub(super) fn lock(&self) -> Option<MutexGuard<'_, SealState>> {
@@ -102,12 +123,16 @@ impl Sealer {
         if st.durable >= seq {
             return Ok(());
         }
+        if self.gone.load(Ordering::Acquire) {
+            return Err(None);
+        }
         st.seal_queued(queue, usize::MAX).ok_or(None)?;
         // A store that is not taking batches (locked, unreachable) must
         // not be papered over by a growing journal: the statement then
         // waits for the store like any other, and is refused when its
         // wait runs out (fail closed).
-        if !st.stalled() {
+        let stall_after = Duration::from_micros(self.stall_after_micros.load(Ordering::Relaxed));
+        if !st.stalled(stall_after) {
             if st.journal_rest() {
                 st.keep_promises(&self.shared);
             } else {
@@ -165,8 +190,8 @@ impl SealState {
 
     /// Whether the writer has been storing one batch for longer than a
     /// store that keeps up ever takes ([`STALLED`]).
-    fn stalled(&self) -> bool {
-        self.in_flight_since.is_some_and(|t| t.elapsed() >= STALLED)
+    fn stalled(&self, after: Duration) -> bool {
+        self.in_flight_since.is_some_and(|t| t.elapsed() >= after)
     }
 
     /// Whether the writer is storing a batch.

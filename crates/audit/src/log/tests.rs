@@ -72,6 +72,8 @@ fn a_waiter_journals_the_batch_in_flight_before_its_own_record() {
     config.linger = Duration::ZERO;
     let log = AuditLog::start_with(store, config, Some(journal)).unwrap();
     assert!(log.sealer.inline());
+    // The writer will be blocked on purpose: not a stall to wait out.
+    log.sealer.set_stall_after(Duration::from_secs(600));
 
     let held = gate.lock().unwrap();
     // Records nobody waits for: the writer takes them and blocks storing.
@@ -113,4 +115,72 @@ fn a_waiter_journals_the_batch_in_flight_before_its_own_record() {
     assert_eq!(store.head().unwrap().size, 6);
     assert!(crate::verify::verify(&store, None).unwrap().is_clean());
     assert!(!journal::has_entries(&journal_path));
+}
+
+/// A store whose commits fail while `broken` is set.
+struct Broken {
+    inner: SqliteStore,
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl BatchStore for Broken {
+    fn head(&self) -> Result<crate::chain::Head, AuditError> {
+        self.inner.head()
+    }
+
+    fn commit(
+        &mut self,
+        batch: &[StoredItem],
+        checkpoint: Option<&Checkpoint>,
+        head: &crate::chain::Head,
+    ) -> Result<(), AuditError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(AuditError::StoreDown);
+        }
+        self.inner.commit(batch, checkpoint, head)
+    }
+}
+
+/// Closing over a dead store ends (even when the last batch is cut by a
+/// checkpoint), and whoever waits for a record that never became durable
+/// is answered `StoreDown`, also after the writer is gone.
+#[test]
+fn closing_over_a_dead_store_ends_and_answers_every_waiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = Broken {
+        inner: SqliteStore::open(&path, Synchronous::Normal).unwrap(),
+        broken: broken.clone(),
+    };
+    let mut config = AuditConfig::new(&path);
+    config.linger = Duration::from_secs(30);
+    config.signing_key = Some(SigningKey::from_seed(&[3; 32]).unwrap());
+    config.checkpoints = CheckpointPolicy {
+        every_records: 3,
+        every: Duration::from_secs(3600),
+    };
+    // No journal: a waiter's record is durable only once stored.
+    let log = AuditLog::start_with(store, config, None).unwrap();
+    broken.store(true, Ordering::SeqCst);
+    for i in 0..4 {
+        log.submit(&record(i)).unwrap();
+    }
+    let (_, receipt) = log.submit_with_receipt(&record(4)).unwrap();
+    let (_, late) = log.submit_with_receipt(&record(5)).unwrap();
+    let started = std::time::Instant::now();
+    log.close();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "close returned in {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        receipt.wait(Duration::from_secs(5)),
+        Err(AuditError::StoreDown)
+    ));
+    assert!(matches!(
+        late.wait(Duration::from_secs(5)),
+        Err(AuditError::StoreDown)
+    ));
 }

@@ -43,14 +43,22 @@ enum Round {
 
 impl<S: BatchStore> Writer<S> {
     pub(super) fn run(mut self) {
+        // However the thread ends (closed, gave up, a panic), whoever
+        // still waits is answered.
+        struct Gone(Arc<Sealer>);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                self.0.writer_gone();
+            }
+        }
+        let _gone = Gone(self.sealer.clone());
         loop {
             let closed = self.wait_for_work();
             let Some(round) = self.round(closed) else {
                 return;
             };
             if let Round::Store { batch, closing } = round {
-                self.store(&batch, closing);
-                if closing {
+                if !self.store(&batch, closing) || closing {
                     return;
                 }
             }
@@ -152,7 +160,9 @@ impl<S: BatchStore> Writer<S> {
     /// get `StoreDown`). The batch is cut where a count-based checkpoint
     /// falls, so that checkpoints land every `every_records` records
     /// however records were batched.
-    fn store(&mut self, batch: &[StoredItem], closing: bool) {
+    /// Returns false if it gave up (the log is closed and the store
+    /// dead): the writer then stops.
+    fn store(&mut self, batch: &[StoredItem], closing: bool) -> bool {
         let mut rest = batch;
         loop {
             let cut = if self.key.is_some() && self.policy.every_records > 0 {
@@ -169,7 +179,7 @@ impl<S: BatchStore> Writer<S> {
             let last = after.is_empty();
             if !self.store_part(part, closing && last) {
                 self.settle(false);
-                return;
+                return false;
             }
             rest = after;
             if last {
@@ -177,13 +187,17 @@ impl<S: BatchStore> Writer<S> {
             }
         }
         self.settle(true);
+        true
     }
 
-    /// One commit. Returns false only when closing gave up.
-    fn store_part(&mut self, batch: &[StoredItem], closing: bool) -> bool {
+    /// One commit; `last_of_log`: the final one, which always ends with a
+    /// checkpoint. Returns false only when the log is closed and the store
+    /// still fails after [`CLOSING_ATTEMPTS`].
+    fn store_part(&mut self, batch: &[StoredItem], last_of_log: bool) -> bool {
         let since = self.since_checkpoint + batch.len() as u64;
         let due = self.key.is_some()
-            && (self.policy.due(since, self.last_checkpoint.elapsed()) || (closing && since > 0));
+            && (self.policy.due(since, self.last_checkpoint.elapsed())
+                || (last_of_log && since > 0));
         if batch.is_empty() && !due {
             return true;
         }
@@ -208,7 +222,10 @@ impl<S: BatchStore> Writer<S> {
                 Err(_) => {
                     self.shared.healthy.store(false, Ordering::Relaxed);
                     attempts += 1;
-                    if closing && attempts >= CLOSING_ATTEMPTS {
+                    // Closed meanwhile (whatever part of the batch this
+                    // is): shutting down over a dead store gives up rather
+                    // than hang the process.
+                    if attempts >= CLOSING_ATTEMPTS && self.closed() {
                         return false;
                     }
                     std::thread::sleep(backoff);
@@ -225,6 +242,10 @@ impl<S: BatchStore> Writer<S> {
             self.since_checkpoint = since;
         }
         true
+    }
+
+    fn closed(&self) -> bool {
+        self.queue.order.lock().map_or(true, |o| o.closed)
     }
 
     /// After a store attempt: promises kept and the journal rewritten, or,
