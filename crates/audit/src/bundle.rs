@@ -472,7 +472,7 @@ mod tests {
     use super::*;
     use crate::chain::Chain;
     use crate::checkpoint::SigningKey;
-    use crate::record::{AdminAction, AdminRecord, Identity, IdentityKind, Record};
+    use crate::record::Record;
     use crate::store::sqlite::Synchronous;
     use crate::store::{BatchStore, IndexFields, StoredItem};
     use crate::verify::Evidence;
@@ -482,17 +482,7 @@ mod tests {
     }
 
     fn record(i: u64) -> Record {
-        Record::Admin(AdminRecord {
-            actor: Identity {
-                kind: IdentityKind::Human,
-                subject: "root".into(),
-                groups: vec![],
-                on_behalf_of: None,
-            },
-            action: AdminAction::ConfigChanged,
-            object: format!("object-{i}"),
-            detail: None,
-        })
+        Record::admin_for_tests("root", &format!("object-{i}"))
     }
 
     /// A store of `n` records with `ts = 1000 * seq`, checkpointed every

@@ -54,6 +54,25 @@ impl Record {
     }
 }
 
+#[cfg(test)]
+impl Record {
+    /// A configuration change by `subject` to `object`: a small record for
+    /// tests of the log and its stores.
+    pub(crate) fn admin_for_tests(subject: &str, object: &str) -> Record {
+        Record::Admin(AdminRecord {
+            actor: Identity {
+                kind: IdentityKind::Human,
+                subject: subject.to_owned(),
+                groups: vec![],
+                on_behalf_of: None,
+            },
+            action: AdminAction::ConfigChanged,
+            object: object.to_owned(),
+            detail: None,
+        })
+    }
+}
+
 impl From<StatementRecord> for Record {
     fn from(s: StatementRecord) -> Self {
         Record::Statement(Box::new(s))

@@ -140,7 +140,7 @@ mod tests {
     use super::*;
     use crate::chain::Chain;
     use crate::checkpoint::SigningKey;
-    use crate::record::{AdminAction, AdminRecord, Identity, IdentityKind, Record};
+    use crate::record::Record;
     use crate::store::{BatchStore, IndexFields, StoredItem};
     use crate::verify::verify;
     use crate::Synchronous;
@@ -150,17 +150,7 @@ mod tests {
     }
 
     fn record(i: u64) -> Record {
-        Record::Admin(AdminRecord {
-            actor: Identity {
-                kind: IdentityKind::Human,
-                subject: format!("admin{i}"),
-                groups: vec![],
-                on_behalf_of: None,
-            },
-            action: AdminAction::ConfigChanged,
-            object: format!("object-{i}"),
-            detail: None,
-        })
+        Record::admin_for_tests(&format!("admin{i}"), &format!("object-{i}"))
     }
 
     /// Appends records `from..=to` with `ts = 1000 * seq`, a checkpoint

@@ -8,16 +8,26 @@ use std::time::Duration;
 
 use super::*;
 use crate::checkpoint::Checkpoint;
-use crate::record::{AdminAction, AdminRecord, Identity, IdentityKind};
 use crate::store::StoredItem;
 
-/// A store whose commits wait at a gate.
-struct Gated {
+/// A store whose commits wait at a gate, and fail while it is broken.
+struct Controlled {
     inner: SqliteStore,
     gate: Arc<Mutex<()>>,
+    broken: Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl BatchStore for Gated {
+impl Controlled {
+    fn open(path: &std::path::Path) -> Self {
+        Controlled {
+            inner: SqliteStore::open(path, Synchronous::Normal).unwrap(),
+            gate: Arc::default(),
+            broken: Arc::default(),
+        }
+    }
+}
+
+impl BatchStore for Controlled {
     fn head(&self) -> Result<crate::chain::Head, AuditError> {
         self.inner.head()
     }
@@ -29,22 +39,15 @@ impl BatchStore for Gated {
         head: &crate::chain::Head,
     ) -> Result<(), AuditError> {
         let _open = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(AuditError::StoreDown);
+        }
         self.inner.commit(batch, checkpoint, head)
     }
 }
 
 fn record(i: u64) -> Record {
-    Record::Admin(AdminRecord {
-        actor: Identity {
-            kind: IdentityKind::Human,
-            subject: format!("admin{i}"),
-            groups: vec![],
-            on_behalf_of: None,
-        },
-        action: AdminAction::ConfigChanged,
-        object: "o".into(),
-        detail: None,
-    })
+    Record::admin_for_tests(&format!("admin{i}"), "o")
 }
 
 fn copy_store(from: &std::path::Path, to: &std::path::Path) {
@@ -61,11 +64,8 @@ fn copy_store(from: &std::path::Path, to: &std::path::Path) {
 fn a_waiter_journals_the_batch_in_flight_before_its_own_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    let gate = Arc::new(Mutex::new(()));
-    let store = Gated {
-        inner: SqliteStore::open(&path, Synchronous::Normal).unwrap(),
-        gate: gate.clone(),
-    };
+    let store = Controlled::open(&path);
+    let gate = store.gate.clone();
     let journal_path = journal::path_for(&path);
     let journal = Journal::open(journal_path.clone(), false).unwrap();
     let mut config = AuditConfig::new(&path);
@@ -117,30 +117,6 @@ fn a_waiter_journals_the_batch_in_flight_before_its_own_record() {
     assert!(!journal::has_entries(&journal_path));
 }
 
-/// A store whose commits fail while `broken` is set.
-struct Broken {
-    inner: SqliteStore,
-    broken: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl BatchStore for Broken {
-    fn head(&self) -> Result<crate::chain::Head, AuditError> {
-        self.inner.head()
-    }
-
-    fn commit(
-        &mut self,
-        batch: &[StoredItem],
-        checkpoint: Option<&Checkpoint>,
-        head: &crate::chain::Head,
-    ) -> Result<(), AuditError> {
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(AuditError::StoreDown);
-        }
-        self.inner.commit(batch, checkpoint, head)
-    }
-}
-
 /// Closing over a dead store ends (even when the last batch is cut by a
 /// checkpoint), and whoever waits for a record that never became durable
 /// is answered `StoreDown`, also after the writer is gone.
@@ -148,11 +124,8 @@ impl BatchStore for Broken {
 fn closing_over_a_dead_store_ends_and_answers_every_waiter() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let store = Broken {
-        inner: SqliteStore::open(&path, Synchronous::Normal).unwrap(),
-        broken: broken.clone(),
-    };
+    let store = Controlled::open(&path);
+    let broken = store.broken.clone();
     let mut config = AuditConfig::new(&path);
     config.linger = Duration::from_secs(30);
     config.signing_key = Some(SigningKey::from_seed(&[3; 32]).unwrap());

@@ -684,7 +684,7 @@ pub(crate) fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), 
 mod tests {
     use super::*;
     use crate::chain::Chain;
-    use crate::record::{AdminAction, AdminRecord, Identity, IdentityKind, Record};
+    use crate::record::Record;
     use crate::store::IndexFields;
 
     /// The WAL header's checkpoint sequence and salts: they change when
@@ -702,17 +702,7 @@ mod tests {
         let mut store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
         let checkpointer = Connection::open(&path).unwrap();
         let mut chain = Chain::resume(store.head().unwrap());
-        let record = Record::Admin(AdminRecord {
-            actor: Identity {
-                kind: IdentityKind::Human,
-                subject: "root".into(),
-                groups: vec![],
-                on_behalf_of: None,
-            },
-            action: AdminAction::ConfigChanged,
-            object: "o".into(),
-            detail: None,
-        });
+        let record = Record::admin_for_tests("root", "o");
         let bytes = crate::canonical::encode(&record).unwrap();
         let index = IndexFields::of(&record);
         let mut commit = |store: &mut SqliteStore, n: usize| {

@@ -258,70 +258,50 @@ pub fn first_seq(conn: &Connection) -> Result<Option<u64>, AuditError> {
 /// (ts never decreases along the chain, so no ts index is kept): each probe
 /// is a key lookup; gaps (deleted rows) are stepped over.
 pub fn first_at_or_after(conn: &Connection, ts: i64) -> Result<Option<u64>, AuditError> {
-    if let Some(seq) = legacy_first_at_or_after(conn, ts)? {
-        return Ok(Some(seq));
-    }
-    let Some(last) = conn
-        .prepare_cached("SELECT first_seq FROM audit_chunks ORDER BY first_seq DESC LIMIT 1")?
-        .query_row([], |r| r.get::<_, i64>(0))
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let mut probe = conn.prepare_cached(
-        "SELECT first_seq, ts_last FROM audit_chunks WHERE first_seq >= ?1 ORDER BY first_seq LIMIT 1",
+    // The old rows first: they come before every chunk.
+    let legacy = first_key_reaching(
+        conn,
+        "SELECT seq, ts FROM audit_records WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+        ts,
     )?;
-    // Invariant: every chunk starting below `lo` ends before `ts`; the
-    // chunk at or after `hi` does not (or there is none).
-    let (mut lo, mut hi) = (0i64, last.saturating_add(1));
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let row: Option<(i64, i64)> = probe
-            .query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        match row {
-            Some((first, t)) if t < ts => lo = first + 1,
-            _ => hi = mid,
-        }
+    if legacy.is_some() {
+        return Ok(legacy);
     }
-    let Some(first) = probe.query_row([lo], |r| r.get::<_, i64>(0)).optional()? else {
+    // The first chunk that ends at or after `ts`, then the record in it.
+    let Some(first) = first_key_reaching(
+        conn,
+        "SELECT first_seq, ts_last FROM audit_chunks WHERE first_seq >= ?1 ORDER BY first_seq LIMIT 1",
+        ts,
+    )?
+    else {
         return Ok(None);
     };
     let mut found = None;
-    scan(
-        conn,
-        first.max(0) as u64,
-        u64::MAX,
-        Order::Ascending,
-        &mut |r| {
-            if r.ts >= ts {
-                found = Some(r.seq);
-                return Ok(false);
-            }
-            Ok(true)
-        },
-    )?;
+    scan(conn, first, u64::MAX, Order::Ascending, &mut |r| {
+        if r.ts >= ts {
+            found = Some(r.seq);
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
     Ok(found)
 }
 
-fn legacy_first_at_or_after(conn: &Connection, ts: i64) -> Result<Option<u64>, AuditError> {
-    let Some(last) = conn
-        .prepare_cached("SELECT max(seq) FROM audit_records")?
-        .query_row([], |r| r.get::<_, Option<i64>>(0))?
-    else {
-        return Ok(None);
-    };
-    let mut probe = conn
-        .prepare_cached("SELECT seq, ts FROM audit_records WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
-    // Invariant: every seq below `lo` has ts < `ts`; `hi` is at or after.
-    let (mut lo, mut hi) = (0i64, last.saturating_add(1));
+/// The first key whose time reaches `ts`, by bisection over `probe`: a
+/// query that gives the first (key, time) at or after a key, times never
+/// decreasing with keys.
+fn first_key_reaching(conn: &Connection, probe: &str, ts: i64) -> Result<Option<u64>, AuditError> {
+    let mut probe = conn.prepare_cached(probe)?;
+    // Invariant: every key below `lo` has a time before `ts`; the first
+    // key at or after `hi`, if any, does not.
+    let (mut lo, mut hi) = (0i64, i64::MAX);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         let row: Option<(i64, i64)> = probe
             .query_row([mid], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         match row {
-            Some((seq, t)) if t < ts => lo = seq + 1,
+            Some((key, t)) if t < ts => lo = key.saturating_add(1),
             _ => hi = mid,
         }
     }
@@ -331,34 +311,49 @@ fn legacy_first_at_or_after(conn: &Connection, ts: i64) -> Result<Option<u64>, A
 
 /// Appends a commit's records as chunks.
 pub fn append(tx: &Connection, enc: &mut Encoder, batch: &[StoredItem]) -> Result<(), AuditError> {
+    write_chunks(tx, enc, batch, |item| Row {
+        seq: item.sealed.seq,
+        ts: item.sealed.ts_micros,
+        kind: item.index.kind,
+        subject: item.index.subject.as_deref(),
+        decision: item.index.decision,
+        refers_to: item.index.refers_to,
+        terms: &item.index.terms,
+        hash: &item.sealed.hash.0,
+        envelope: &item.sealed.envelope,
+    })
+}
+
+/// Writes rows as chunks (in the order given).
+pub fn write_rows(tx: &Connection, rows: &[OwnedRow]) -> Result<(), AuditError> {
+    write_chunks(tx, &mut Encoder::default(), rows, OwnedRow::as_row)
+}
+
+/// Writes `items` as chunks of [`CHUNK_RECORDS`], each keyed by its first
+/// record's seq.
+fn write_chunks<'a, T>(
+    tx: &Connection,
+    enc: &mut Encoder,
+    items: &'a [T],
+    row: impl Fn(&'a T) -> Row<'a>,
+) -> Result<(), AuditError> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO audit_chunks (first_seq, last_seq, ts_first, ts_last, body) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for part in batch.chunks(CHUNK_RECORDS) {
-        let (Some(first), Some(last)) = (part.first(), part.last()) else {
+    for part in items.chunks(CHUNK_RECORDS) {
+        let (Some(first), Some(last)) = (part.first().map(&row), part.last().map(&row)) else {
             continue;
         };
         enc.begin();
         for item in part {
-            let ix = &item.index;
-            enc.push(&Row {
-                seq: item.sealed.seq,
-                ts: item.sealed.ts_micros,
-                kind: ix.kind,
-                subject: ix.subject.as_deref(),
-                decision: ix.decision,
-                refers_to: ix.refers_to,
-                terms: &ix.terms,
-                hash: &item.sealed.hash.0,
-                envelope: &item.sealed.envelope,
-            });
+            enc.push(&row(item));
         }
         insert.execute(params![
-            clamp(first.sealed.seq),
-            clamp(last.sealed.seq),
-            first.sealed.ts_micros,
-            last.sealed.ts_micros,
+            clamp(first.seq),
+            clamp(last.seq),
+            first.ts,
+            last.ts,
             enc.finish(),
         ])?;
     }
@@ -395,32 +390,6 @@ pub fn delete_through(tx: &Connection, seq: u64) -> Result<(), AuditError> {
             .collect();
         tx.execute("DELETE FROM audit_chunks WHERE first_seq = ?1", [first])?;
         write_rows(tx, &rest)?;
-    }
-    Ok(())
-}
-
-/// Writes rows as chunks (in the order given, [`CHUNK_RECORDS`] at a time).
-pub fn write_rows(tx: &Connection, rows: &[OwnedRow]) -> Result<(), AuditError> {
-    let mut enc = Encoder::default();
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO audit_chunks (first_seq, last_seq, ts_first, ts_last, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for part in rows.chunks(CHUNK_RECORDS) {
-        let (Some(first), Some(last)) = (part.first(), part.last()) else {
-            continue;
-        };
-        enc.begin();
-        for r in part {
-            enc.push(&r.as_row());
-        }
-        insert.execute(params![
-            clamp(first.seq),
-            clamp(last.seq),
-            first.ts,
-            last.ts,
-            enc.finish(),
-        ])?;
     }
     Ok(())
 }
@@ -474,7 +443,7 @@ impl OwnedRow {
 mod tests {
     use super::*;
     use crate::chain::Chain;
-    use crate::record::{AdminAction, AdminRecord, Identity, IdentityKind, Record};
+    use crate::record::Record;
     use crate::store::sqlite::{SqliteStore, Synchronous};
     use crate::store::{BatchStore, IndexFields};
 
@@ -484,17 +453,7 @@ mod tests {
         let path = dir.path().join("audit.db");
         let mut store = SqliteStore::open(&path, Synchronous::Normal).unwrap();
         let mut chain = Chain::resume(store.head().unwrap());
-        let record = Record::Admin(AdminRecord {
-            actor: Identity {
-                kind: IdentityKind::Human,
-                subject: "root".into(),
-                groups: vec![],
-                on_behalf_of: None,
-            },
-            action: AdminAction::ConfigChanged,
-            object: "o".into(),
-            detail: None,
-        });
+        let record = Record::admin_for_tests("root", "o");
         let bytes = crate::canonical::encode(&record).unwrap();
         let index = IndexFields::of(&record);
         for _ in 0..10 {
