@@ -95,10 +95,18 @@ impl Sealer {
 
     /// The writer thread has ended: whoever waits for a record that is not
     /// durable is answered `StoreDown` now, and later waiters at once.
-    pub(super) fn writer_gone(&self) {
+    pub(super) fn writer_gone(&self, queue: &Queue) {
         self.gone.store(true, Ordering::Release);
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.promises.clear();
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .promises
+            .clear();
+        // Records still queued will not be sealed either.
+        let mut o = queue.order.lock().unwrap_or_else(|e| e.into_inner());
+        for s in &mut o.queue {
+            s.promise.take();
+        }
     }
 
     #[cfg(test)]

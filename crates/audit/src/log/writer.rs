@@ -45,13 +45,13 @@ impl<S: BatchStore> Writer<S> {
     pub(super) fn run(mut self) {
         // However the thread ends (closed, gave up, a panic), whoever
         // still waits is answered.
-        struct Gone(Arc<Sealer>);
+        struct Gone(Arc<Sealer>, Arc<Queue>);
         impl Drop for Gone {
             fn drop(&mut self) {
-                self.0.writer_gone();
+                self.0.writer_gone(&self.1);
             }
         }
-        let _gone = Gone(self.sealer.clone());
+        let _gone = Gone(self.sealer.clone(), self.queue.clone());
         loop {
             let closed = self.wait_for_work();
             let Some(round) = self.round(closed) else {
