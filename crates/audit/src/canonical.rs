@@ -178,11 +178,16 @@ pub struct EnvelopeFields<'a> {
 /// order by construction; a test checks this equals [`write_value`] of the
 /// same object.
 pub fn entry(fields: &EnvelopeFields<'_>, record: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(record.len() + 160);
+    // Room for all of it, so the buffer is never grown (a grown one is
+    // copied): the fixed parts, the log id (escapes aside), the 64 hex
+    // digits of `prev`, the record, and the widest numbers.
+    const FIXED: usize = r#"{"log":"","prev":"","record":,"seq":,"ts":,"v":}"#.len();
+    const NUMBERS: usize = 20 + 20 + 10;
+    let mut out = Vec::with_capacity(FIXED + fields.log.len() + 64 + record.len() + NUMBERS);
     out.extend_from_slice(b"{\"log\":");
     write_str(fields.log, &mut out);
     out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(crate::hex::encode(fields.prev).as_bytes());
+    crate::hex::encode_into(fields.prev, &mut out);
     out.extend_from_slice(b"\",\"record\":");
     out.extend_from_slice(record);
     out.extend_from_slice(b",\"seq\":");

@@ -4,11 +4,17 @@ const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 pub fn encode(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len() * 2);
+    encode_into(bytes, &mut out);
+    // Only ASCII digits were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`encode`], appended to `out` (no buffer of its own).
+pub fn encode_into(bytes: &[u8], out: &mut Vec<u8>) {
+    out.reserve(bytes.len() * 2);
     for b in bytes {
         out.extend_from_slice(&[DIGITS[(b >> 4) as usize], DIGITS[(b & 0x0f) as usize]]);
     }
-    // Only ASCII digits were written.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Decodes exactly `N` bytes of lower- or upper-case hex.
@@ -39,6 +45,9 @@ mod tests {
     fn round_trip() {
         let b = [0u8, 1, 0xab, 0xff];
         assert_eq!(super::encode(&b), "0001abff");
+        let mut into = b"x".to_vec();
+        super::encode_into(&b, &mut into);
+        assert_eq!(into, b"x0001abff");
         assert_eq!(super::decode::<4>("0001ABff"), Some(b));
         assert_eq!(super::decode::<4>("0001abf"), None);
         assert_eq!(super::decode::<2>("zz00"), None);

@@ -54,12 +54,9 @@ impl Encoded {
     ) -> Self {
         // The outcome's members are flattened into the record, so the
         // record's own members fall in between (key order).
-        let mut session = Vec::with_capacity(session_id.len() + 16);
-        session.extend_from_slice(b",\"session_id\":");
-        canonical::write_str(session_id, &mut session);
-        let mut bytes = Vec::with_capacity(256);
+        let mut bytes = Vec::with_capacity(192 + session_id.len());
         bytes.push(b'{');
-        write_outcome_members(outcome, &session, &mut bytes);
+        write_outcome_members(outcome, Some(session_id), &mut bytes);
         bytes.extend_from_slice(b",\"statement_id\":");
         canonical::write_u64(statement_id, &mut bytes);
         bytes.extend_from_slice(b",\"statement_seq\":");
@@ -94,11 +91,11 @@ impl Encoded {
         }
         match self.outcome_slot {
             Some(at) => canonical::insert_member_with(&mut self.bytes, at, "outcome", |out| {
-                write_outcome(outcome, b"", out)
+                write_outcome(outcome, out)
             }),
             None => {
                 let mut value = Vec::with_capacity(128);
-                write_outcome(outcome, b"", &mut value);
+                write_outcome(outcome, &mut value);
                 canonical::insert_member(&mut self.bytes, "outcome", &value)?
             }
         }
@@ -113,9 +110,9 @@ impl Encoded {
 /// folds random outcomes both ways), without the serializer's key sorting
 /// and buffers, for the one record every statement has.
 ///
-/// `between` is written after `rows` and before `sqlstate`: an outcome
-/// record's `session_id` member.
-fn write_outcome_members(o: &StatementOutcome, between: &[u8], out: &mut Vec<u8>) {
+/// `session_id`, an outcome record's own member, is written after `rows`
+/// and before `sqlstate`.
+fn write_outcome_members(o: &StatementOutcome, session_id: Option<&str>, out: &mut Vec<u8>) {
     // Members in key order: bytes, command, detector_hits,
     // duration_micros, masked_values, rows, (session_id), sqlstate.
     out.extend_from_slice(b"\"bytes\":");
@@ -132,7 +129,10 @@ fn write_outcome_members(o: &StatementOutcome, between: &[u8], out: &mut Vec<u8>
         out.extend_from_slice(b",\"rows\":");
         canonical::write_u64(r, out);
     }
-    out.extend_from_slice(between);
+    if let Some(id) = session_id {
+        out.extend_from_slice(b",\"session_id\":");
+        canonical::write_str(id, out);
+    }
     if let Some(s) = &o.sqlstate {
         out.extend_from_slice(b",\"sqlstate\":");
         canonical::write_str(s.as_str(), out);
@@ -140,9 +140,9 @@ fn write_outcome_members(o: &StatementOutcome, between: &[u8], out: &mut Vec<u8>
 }
 
 /// A folded outcome: `{` its members `}`.
-fn write_outcome(o: &StatementOutcome, between: &[u8], out: &mut Vec<u8>) {
+fn write_outcome(o: &StatementOutcome, out: &mut Vec<u8>) {
     out.push(b'{');
-    write_outcome_members(o, between, out);
+    write_outcome_members(o, None, out);
     out.push(b'}');
 }
 

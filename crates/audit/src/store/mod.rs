@@ -18,6 +18,7 @@ use crate::chain::{Head, Sealed};
 use crate::checkpoint::Checkpoint;
 use crate::record::{Record, Touched};
 use crate::AuditError;
+use std::sync::Arc;
 
 /// What the writer hands a store per record.
 #[derive(Debug, Clone)]
@@ -52,7 +53,9 @@ pub trait BatchStore: Send {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexFields {
     pub kind: &'static str,
-    pub subject: Option<String>,
+    /// Shared (as `terms`): a statement template's records all carry the
+    /// same, so rendering one clones no string.
+    pub subject: Option<Arc<str>>,
     /// Set for statements that were not simply allowed, and for outcomes
     /// (folded in or on their own) that masked values (`masked`).
     pub decision: Option<&'static str>,
@@ -60,7 +63,7 @@ pub struct IndexFields {
     pub refers_to: Option<u64>,
     /// Every term of the record, each followed by `\n`, the first preceded
     /// by one: `\nk:statement\ns:alice\n…` (see [`term`]).
-    pub terms: String,
+    pub terms: Arc<str>,
 }
 
 /// The term prefixes (see [`term`]).
@@ -205,7 +208,7 @@ impl IndexFields {
         };
         match record {
             Record::Connection(c) => {
-                fields.subject = c.identity.as_ref().map(|i| i.subject.clone());
+                fields.subject = c.identity.as_ref().map(|i| Arc::from(i.subject.as_str()));
                 terms.opt(prefix::SUBJECT, fields.subject.as_deref());
                 terms.opt(prefix::TARGET, c.target.as_deref());
                 terms.opt(prefix::ENVIRONMENT, c.environment.as_deref());
@@ -218,7 +221,7 @@ impl IndexFields {
                 }
             }
             Record::Statement(s) => {
-                fields.subject = Some(s.identity.subject.clone());
+                fields.subject = Some(Arc::from(s.identity.subject.as_str()));
                 // Allowed is left out: most statements are, and search
                 // asks for allowed statements as those without one.
                 fields.decision = (s.decision.effect != crate::record::Effect::Allowed)
@@ -231,29 +234,29 @@ impl IndexFields {
                 terms.add(prefix::FINGERPRINT, &[&s.fingerprint]);
                 terms.touched(&s.reads, &s.writes);
                 if let Some(o) = &s.outcome {
-                    fields.terms = terms.0;
+                    fields.terms = Arc::from(terms.0);
                     fields.fold(o);
                     return fields;
                 }
             }
             Record::Outcome(o) => return Self::outcome(o.statement_seq, &o.outcome),
             Record::Approval(a) => {
-                fields.subject = a.actor.as_ref().map(|i| i.subject.clone());
+                fields.subject = a.actor.as_ref().map(|i| Arc::from(i.subject.as_str()));
                 fields.refers_to = a.statement_seq;
                 terms.opt(prefix::SUBJECT, fields.subject.as_deref());
                 terms.add(prefix::TARGET, &[&a.target]);
                 terms.opt(prefix::FINGERPRINT, a.fingerprint.as_deref());
             }
             Record::Reload(r) => {
-                fields.subject = r.requested_by.clone();
+                fields.subject = r.requested_by.as_deref().map(Arc::from);
                 terms.opt(prefix::SUBJECT, fields.subject.as_deref());
             }
             Record::Admin(a) => {
-                fields.subject = Some(a.actor.subject.clone());
+                fields.subject = Some(Arc::from(a.actor.subject.as_str()));
                 terms.add(prefix::SUBJECT, &[&a.actor.subject]);
             }
         }
-        fields.terms = terms.0;
+        fields.terms = Arc::from(terms.0);
         fields
     }
 
@@ -276,7 +279,7 @@ impl IndexFields {
             subject: None,
             decision,
             refers_to: Some(statement_seq),
-            terms: terms.0,
+            terms: Arc::from(terms.0),
         }
     }
 
@@ -285,16 +288,20 @@ impl IndexFields {
     /// masked make an allowed statement `masked`. `of` a statement record
     /// with its outcome is `of` the record without it, then `fold`.
     pub fn fold(&mut self, outcome: &crate::record::StatementOutcome) {
-        let mut terms = Terms(std::mem::take(&mut self.terms));
-        if self.decision.is_none() {
-            self.decision = masked(outcome);
-            terms.opt(prefix::DECISION, self.decision);
+        let decision = self.decision.or_else(|| masked(outcome));
+        let adds_decision = self.decision.is_none() && decision.is_some();
+        let sqlstate = outcome.sqlstate.as_ref().map(|s| s.as_str());
+        self.decision = decision;
+        if !adds_decision && sqlstate.is_none() {
+            // Most statements succeed unmasked: their terms stay shared.
+            return;
         }
-        terms.opt(
-            prefix::SQLSTATE,
-            outcome.sqlstate.as_ref().map(|s| s.as_str()),
-        );
-        self.terms = terms.0;
+        let mut terms = Terms(String::from(&*self.terms));
+        if adds_decision {
+            terms.opt(prefix::DECISION, decision);
+        }
+        terms.opt(prefix::SQLSTATE, sqlstate);
+        self.terms = Arc::from(terms.0);
     }
 
     /// The record's terms, one by one.

@@ -180,7 +180,7 @@ impl PostgresStore {
             subject.push(ix.subject.as_deref());
             decision.push(ix.decision);
             refers.push(ix.refers_to.map(size_i64));
-            terms.push(ix.terms.as_str());
+            terms.push(&*ix.terms);
             hash.push(&item.sealed.hash.0[..]);
             envelope.push(item.sealed.envelope.as_slice());
         }
