@@ -185,6 +185,10 @@ pub struct ConnectionRecord {
     /// user: an unknown name may be a password typed into the wrong field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
+    /// How the identity was proven (`SCRAM-SHA-256`, `SCRAM-SHA-256-PLUS`),
+    /// on the records of a session that logged in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<String>,
     /// The target the client asked for, when it got that far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,

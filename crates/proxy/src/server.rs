@@ -396,7 +396,7 @@ async fn serve_connection(sock: TcpStream, ctx: ConnContext, span: Span) {
     else {
         return;
     };
-    span.record("user", tracing::field::display(&est.user.config.name));
+    span.record("user", tracing::field::display(&est.identity.subject));
     span.record("target", tracing::field::display(&est.target.config.name));
     session::run(
         est,

@@ -126,6 +126,7 @@ pub fn all_kinds() -> Vec<Record> {
             source: source(),
             session_id: "s-9".into(),
             identity: Some(identity("alice")),
+            auth_method: None,
             target: Some("prod".into()),
             environment: Some("production".into()),
             result: ConnectionResult::Failed {
@@ -140,6 +141,7 @@ pub fn all_kinds() -> Vec<Record> {
             },
             session_id: "s-10".into(),
             identity: Some(identity("dave")),
+            auth_method: Some("SCRAM-SHA-256-PLUS".into()),
             target: Some("prod".into()),
             environment: None,
             result: ConnectionResult::Ended {

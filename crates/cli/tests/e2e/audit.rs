@@ -290,6 +290,17 @@ async fn connections_statements_and_outcomes_are_recorded_without_values() {
             _ => None,
         })
         .collect();
+    // Alice logged in over TLS, her SCRAM exchange bound to the channel.
+    for f in &conns {
+        let Record::Connection(c) = &f.record else {
+            continue;
+        };
+        assert_eq!(
+            c.auth_method.as_deref(),
+            Some("SCRAM-SHA-256-PLUS"),
+            "{c:?}"
+        );
+    }
     assert!(results.iter().any(|r| matches!(
         r,
         ConnectionResult::Succeeded {
@@ -420,7 +431,10 @@ async fn queued_targets_record_without_waiting_and_off_targets_record_nothing() 
         db,
     )
     .await;
-    let bob = proxy.connect(&proxy.conn_str(BOB, "")).await.unwrap();
+    let bob = proxy
+        .connect(&proxy.conn_str(BOB, "sslmode=disable"))
+        .await
+        .unwrap();
     bob.simple_query("SELECT 'queued-seed-value'")
         .await
         .unwrap();
@@ -436,6 +450,32 @@ async fn queued_targets_record_without_waiting_and_off_targets_record_nothing() 
     assert_eq!(stmts.len(), 1, "{stmts:#?}");
     assert_eq!(stmts[0].1.text.as_str(), "SELECT $1");
     assert_eq!(stmts[0].1.destination.target, "app");
+    // Bob is configured as an agent in group "agents": the identity his
+    // login proved is the one his records name.
+    let agent = |id: &portcullis_audit::record::Identity| {
+        id.subject == "bob"
+            && id.kind == portcullis_audit::record::IdentityKind::Agent
+            && id.groups == ["agents"]
+            && id.on_behalf_of.is_none()
+    };
+    assert!(agent(&stmts[0].1.identity), "{:?}", stmts[0].1.identity);
+    let connections: Vec<_> = all(
+        &store,
+        Filter {
+            kinds: vec![RecordKind::Connection],
+            subject: Some(BOB.0.into()),
+            ..Filter::default()
+        },
+    );
+    assert!(!connections.is_empty());
+    for c in &connections {
+        let Record::Connection(c) = &c.record else {
+            panic!("{c:?}")
+        };
+        assert!(c.identity.as_ref().is_some_and(agent), "{c:?}");
+        // Over plaintext: SCRAM without channel binding.
+        assert_eq!(c.auth_method.as_deref(), Some("SCRAM-SHA-256"), "{c:?}");
+    }
     assert!(!contains(&store_bytes(dir.path()), "queued-seed-value"));
 }
 

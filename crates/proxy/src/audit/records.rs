@@ -23,23 +23,25 @@ use portcullis_policy::{self as policy, Action, ResourceRef};
 #[derive(Debug, Clone)]
 pub struct SessionFacts {
     pub identity: Identity,
+    /// How the identity was proven ([`portcullis_identity::Proof::method`]).
+    pub auth_method: &'static str,
     pub source: Source,
     pub destination: Destination,
     /// The policy bundle in force for the session's target.
     pub bundle_hash: String,
 }
 
-/// The identity a configured user stands for.
-pub fn identity(user: &portcullis_config::User) -> Identity {
+/// The session's identity, as records carry it.
+pub fn identity(id: &portcullis_identity::Identity) -> Identity {
     Identity {
-        kind: match user.kind {
-            portcullis_config::IdentityKind::Human => IdentityKind::Human,
-            portcullis_config::IdentityKind::Agent => IdentityKind::Agent,
-            portcullis_config::IdentityKind::Service => IdentityKind::Service,
+        kind: match id.kind {
+            portcullis_identity::Kind::Human => IdentityKind::Human,
+            portcullis_identity::Kind::Agent => IdentityKind::Agent,
+            portcullis_identity::Kind::Service => IdentityKind::Service,
         },
-        subject: user.name.clone(),
-        groups: user.groups.clone(),
-        on_behalf_of: None,
+        subject: id.subject.clone(),
+        groups: id.groups.clone(),
+        on_behalf_of: id.on_behalf_of.clone(),
     }
 }
 
@@ -276,6 +278,7 @@ pub fn connection_succeeded(session: &SessionFacts) -> Record {
         source: session.source.clone(),
         session_id: session.destination.session_id.clone(),
         identity: Some(session.identity.clone()),
+        auth_method: Some(session.auth_method.to_owned()),
         target: Some(session.destination.target.clone()),
         environment: session.destination.environment.clone(),
         result: ConnectionResult::Succeeded {
@@ -290,6 +293,7 @@ pub fn connection_ended(session: &SessionFacts, reason: EndReason, lasted: Durat
         source: session.source.clone(),
         session_id: session.destination.session_id.clone(),
         identity: Some(session.identity.clone()),
+        auth_method: Some(session.auth_method.to_owned()),
         target: Some(session.destination.target.clone()),
         environment: session.destination.environment.clone(),
         result: ConnectionResult::Ended {
@@ -310,6 +314,7 @@ pub fn connection_failed(
         source,
         session_id: session_id.to_owned(),
         identity: None,
+        auth_method: None,
         target: None,
         environment: None,
         result: ConnectionResult::Failed {

@@ -11,10 +11,16 @@ use portcullis_wire::{sqlstate, Refusal};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
 
+use std::sync::Arc;
+
+use portcullis_identity::Identity;
+
 use super::Ended;
+use crate::auth::identity;
 use crate::auth::scram::{self, Binding, ScramError, ScramServer};
 use crate::context::ConnContext;
 use crate::metrics::ErrorKind;
+use crate::runtime::UserRuntime;
 use crate::stream::ClientStream;
 
 /// Why reading an authentication message stopped.
@@ -96,12 +102,21 @@ fn printable(s: &str) -> String {
     s.chars().take(64).filter(|c| !c.is_control()).collect()
 }
 
+/// A client that proved who it is: the user it proved it against, and
+/// the identity that makes it.
+pub struct Authenticated {
+    pub stream: ClientStream,
+    pub buf: BytesMut,
+    pub user: Arc<UserRuntime>,
+    pub identity: Identity,
+}
+
 pub async fn authenticate(
     mut stream: ClientStream,
     mut buf: BytesMut,
     user: &str,
     ctx: &ConnContext,
-) -> Result<(ClientStream, BytesMut), Ended> {
+) -> Result<Authenticated, Ended> {
     let binding = match (&stream, ctx.runtime.server_tls.as_ref()) {
         (ClientStream::Tls(_), Some(tls)) => match &tls.end_point {
             Some(hash) => Binding::TlsServerEndPoint(hash.clone()),
@@ -109,7 +124,10 @@ pub async fn authenticate(
         },
         _ => Binding::NoTls,
     };
-    let verifier = ctx.runtime.users.get(user).map(|u| u.verifier.clone());
+    // An unknown user still runs the whole exchange (against a mock
+    // verifier), so that the answer does not tell which users exist.
+    let known_user = ctx.runtime.users.get(user).cloned();
+    let verifier = known_user.as_ref().map(|u| u.verifier.clone());
     let known = verifier.is_some();
     let mut out = BytesMut::with_capacity(256);
     encode::authentication_sasl(&mut out, scram::mechanisms(&binding).iter().copied());
@@ -159,5 +177,18 @@ pub async fn authenticate(
     encode::authentication_sasl_final(&mut out, &server_final);
     stream.write_all(&out).await.map_err(|_| Ended::Quietly)?;
     info!(user = %printable(user), channel_binding = server.channel_bound(), "client authenticated");
-    Ok((stream, buf))
+    // A proof can only verify against a known user's verifier.
+    let Some(user) = known_user else {
+        return Err(Ended::Dropped(
+            ErrorKind::Internal,
+            "an unknown user passed authentication".into(),
+        ));
+    };
+    let identity = identity::of_scram_user(&user.config, server.channel_bound());
+    Ok(Authenticated {
+        stream,
+        buf,
+        user,
+        identity,
+    })
 }

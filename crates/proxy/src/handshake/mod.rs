@@ -9,6 +9,7 @@ pub mod params;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use portcullis_identity::Identity;
 use portcullis_wire::{encode, sqlstate, ProtocolVersion, Refusal};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -17,7 +18,7 @@ use tracing::{info, warn};
 use crate::cancel::CancelGuard;
 use crate::context::{ConnContext, UserSlot};
 use crate::metrics::ErrorKind;
-use crate::runtime::{Runtime, TargetRuntime, UserRuntime};
+use crate::runtime::{Runtime, TargetRuntime};
 use crate::stream::ClientStream;
 use crate::upstream::{self, Upstream, UpstreamError};
 
@@ -29,7 +30,9 @@ pub struct Established {
     /// Client bytes already read past the handshake.
     pub client_buf: BytesMut,
     pub upstream: Upstream,
-    pub user: Arc<UserRuntime>,
+    /// Who the client proved to be: what the guard, the audit trail and
+    /// the limits name.
+    pub identity: Arc<Identity>,
     pub target: Arc<TargetRuntime>,
     pub protocol: ProtocolVersion,
     pub cancel_guard: CancelGuard,
@@ -92,13 +95,12 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         write(&mut client, &out).await?;
     }
 
-    let (mut client, buf) = client_auth::authenticate(client, buf, &params.user, ctx).await?;
-    let user = runtime.users.get(&params.user).cloned().ok_or_else(|| {
-        Ended::Dropped(
-            ErrorKind::Internal,
-            "user vanished after authentication".into(),
-        )
-    })?;
+    let client_auth::Authenticated {
+        stream: mut client,
+        buf,
+        user,
+        identity,
+    } = client_auth::authenticate(client, buf, &params.user, ctx).await?;
 
     let mut out = BytesMut::new();
     encode::authentication_ok(&mut out);
@@ -166,7 +168,9 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
     encode::ready_for_query(&mut out, upstream.status);
     write(&mut client, &out).await?;
     info!(
-        user = %user.config.name,
+        user = %identity.subject,
+        kind = %identity.kind,
+        method = %identity.proof,
         target = %target.config.name,
         environment = %target.config.environment,
         backend_pid = upstream.pid,
@@ -177,7 +181,7 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         client,
         client_buf: buf,
         upstream,
-        user,
+        identity: Arc::new(identity),
         target,
         protocol,
         cancel_guard,

@@ -22,13 +22,14 @@ use portcullis_guard::{
     encoding_refusal, CopyColumn, Exposure, Judgement, NameKey, OutputColumn, PreparedText,
     SessionState, Ticket, Who,
 };
+use portcullis_identity::{Identity, Kind};
 use portcullis_policy::{Principal, PrincipalKind};
 use portcullis_wire::{encode, sqlstate, Refusal};
 use tracing::{debug, info, warn};
 
 use crate::audit::records::MessageVerdict;
 use crate::masking::TargetMasking;
-use crate::runtime::{TargetRuntime, UserRuntime};
+use crate::runtime::TargetRuntime;
 
 /// What a refused statement is replaced with upstream: a syntax error
 /// (raised by the raw parser, so even in an aborted transaction), and the
@@ -102,23 +103,23 @@ pub(crate) enum Verdict {
 impl Guarded {
     pub fn new(
         target: Arc<TargetRuntime>,
-        user: &UserRuntime,
+        identity: &Identity,
         peer: Option<SocketAddr>,
         search_path: Option<&str>,
         startup_messages: &[u8],
         span: tracing::Span,
         audited: bool,
     ) -> Guarded {
-        let kind = match user.config.kind {
-            portcullis_config::IdentityKind::Human => PrincipalKind::Human,
-            portcullis_config::IdentityKind::Agent => PrincipalKind::Agent,
-            portcullis_config::IdentityKind::Service => PrincipalKind::Service,
+        let kind = match identity.kind {
+            Kind::Human => PrincipalKind::Human,
+            Kind::Agent => PrincipalKind::Agent,
+            Kind::Service => PrincipalKind::Service,
         };
         let who = Who {
             principal: Principal {
-                name: user.config.name.clone(),
+                name: identity.subject.clone(),
                 kind,
-                groups: user.config.groups.clone(),
+                groups: identity.groups.clone(),
             },
             source: peer.map(|p| p.ip()),
         };

@@ -100,7 +100,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         upstream,
         cancel_guard,
         user_slot,
-        user,
+        identity,
         target,
         search_path,
         ..
@@ -109,7 +109,8 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         .zip(TargetAudit::of(&target.config))
         .map(|(trail, setting)| {
             let facts = SessionFacts {
-                identity: records::identity(&user.config),
+                identity: records::identity(&identity),
+                auth_method: identity.proof.method(),
                 source: Source {
                     address: client.peer_addr(),
                     tls: client.tls_info(),
@@ -126,7 +127,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         });
     let guarded = guarding::Guarded::new(
         target,
-        &user,
+        &identity,
         client.peer_addr(),
         search_path.as_deref(),
         &upstream.startup_messages,

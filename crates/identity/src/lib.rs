@@ -1,0 +1,128 @@
+//! Who a connection is.
+//!
+//! Every session carries one [`Identity`], made once when the client
+//! proves who it is, and never changed afterwards: the guard's principal,
+//! every audit record and the per-identity limits are read from it, so
+//! they cannot disagree about who acted. Each way of proving an identity
+//! (SCRAM today; OIDC tokens, API keys and client certificates as they
+//! arrive) yields the same type and says which way it was in [`Proof`].
+
+use std::fmt;
+
+/// A verified principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub kind: Kind,
+    /// The stable name of the principal: for a SCRAM login, the configured
+    /// user name the client authenticated as.
+    pub subject: String,
+    /// The groups policies match on.
+    pub groups: Vec<String>,
+    /// The person an agent or service acts for, when that is known.
+    pub on_behalf_of: Option<String>,
+    /// How the identity was proven.
+    pub proof: Proof,
+}
+
+impl Identity {
+    /// Whether the identity belongs to `group`.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// The kinds of principal policies tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Kind {
+    /// A person.
+    #[default]
+    Human,
+    /// An AI agent, possibly acting for a person.
+    Agent,
+    /// A job or pipeline.
+    Service,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Human => "human",
+            Kind::Agent => "agent",
+            Kind::Service => "service",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an identity was proven to Portcullis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proof {
+    /// SCRAM-SHA-256 against a configured verifier; `channel_binding`
+    /// when the exchange was bound to the TLS channel (-PLUS).
+    Scram { channel_binding: bool },
+}
+
+impl Proof {
+    /// The method's name, as logs and records show it.
+    pub fn method(self) -> &'static str {
+        match self {
+            Proof::Scram {
+                channel_binding: false,
+            } => "SCRAM-SHA-256",
+            Proof::Scram {
+                channel_binding: true,
+            } => "SCRAM-SHA-256-PLUS",
+        }
+    }
+}
+
+impl fmt::Display for Proof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.method())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> Identity {
+        Identity {
+            kind: Kind::Agent,
+            subject: "alice-bot".into(),
+            groups: vec!["readers".into(), "agents".into()],
+            on_behalf_of: Some("alice".into()),
+            proof: Proof::Scram {
+                channel_binding: true,
+            },
+        }
+    }
+
+    #[test]
+    fn groups_match_exactly() {
+        let a = alice();
+        assert!(a.in_group("readers"));
+        assert!(!a.in_group("reader"));
+        assert!(!a.in_group("Readers"));
+    }
+
+    #[test]
+    fn names_are_stable() {
+        assert_eq!(Kind::Human.to_string(), "human");
+        assert_eq!(Kind::Agent.as_str(), "agent");
+        assert_eq!(Kind::Service.as_str(), "service");
+        assert_eq!(alice().proof.method(), "SCRAM-SHA-256-PLUS");
+        assert_eq!(
+            Proof::Scram {
+                channel_binding: false
+            }
+            .to_string(),
+            "SCRAM-SHA-256"
+        );
+    }
+}
