@@ -173,17 +173,18 @@ pub async fn authenticate(
             ));
         }
     };
-    out.clear();
-    encode::authentication_sasl_final(&mut out, &server_final);
-    stream.write_all(&out).await.map_err(|_| Ended::Quietly)?;
-    info!(user = %printable(user), channel_binding = server.channel_bound(), "client authenticated");
-    // A proof can only verify against a known user's verifier.
+    // A proof only verifies against a known user's verifier (the mock
+    // one never does); checked again before anything says it succeeded.
     let Some(user) = known_user else {
         return Err(Ended::Dropped(
             ErrorKind::Internal,
             "an unknown user passed authentication".into(),
         ));
     };
+    out.clear();
+    encode::authentication_sasl_final(&mut out, &server_final);
+    stream.write_all(&out).await.map_err(|_| Ended::Quietly)?;
+    info!(user = %printable(user.config.name.as_str()), channel_binding = server.channel_bound(), "client authenticated");
     let identity = identity::of_scram_user(&user.config, server.channel_bound());
     Ok(Authenticated {
         stream,

@@ -30,8 +30,8 @@ pub struct Established {
     /// Client bytes already read past the handshake.
     pub client_buf: BytesMut,
     pub upstream: Upstream,
-    /// Who the client proved to be: what the guard, the audit trail and
-    /// the limits name.
+    /// Who the client proved to be: what the guard and the audit trail
+    /// name.
     pub identity: Arc<Identity>,
     pub target: Arc<TargetRuntime>,
     pub protocol: ProtocolVersion,
