@@ -25,18 +25,10 @@ pub struct Identity {
     pub proof: Proof,
 }
 
-impl Identity {
-    /// Whether the identity belongs to `group`.
-    pub fn in_group(&self, group: &str) -> bool {
-        self.groups.iter().any(|g| g == group)
-    }
-}
-
 /// The kinds of principal policies tell apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// A person.
-    #[default]
     Human,
     /// An AI agent, possibly acting for a person.
     Agent,
@@ -92,32 +84,18 @@ impl fmt::Display for Proof {
 mod tests {
     use super::*;
 
-    fn alice() -> Identity {
-        Identity {
-            kind: Kind::Agent,
-            subject: "alice-bot".into(),
-            groups: vec!["readers".into(), "agents".into()],
-            on_behalf_of: Some("alice".into()),
-            proof: Proof::Scram {
-                channel_binding: true,
-            },
-        }
-    }
-
-    #[test]
-    fn groups_match_exactly() {
-        let a = alice();
-        assert!(a.in_group("readers"));
-        assert!(!a.in_group("reader"));
-        assert!(!a.in_group("Readers"));
-    }
-
     #[test]
     fn names_are_stable() {
         assert_eq!(Kind::Human.to_string(), "human");
         assert_eq!(Kind::Agent.as_str(), "agent");
         assert_eq!(Kind::Service.as_str(), "service");
-        assert_eq!(alice().proof.method(), "SCRAM-SHA-256-PLUS");
+        assert_eq!(
+            Proof::Scram {
+                channel_binding: true
+            }
+            .method(),
+            "SCRAM-SHA-256-PLUS"
+        );
         assert_eq!(
             Proof::Scram {
                 channel_binding: false

@@ -288,18 +288,19 @@ impl IndexFields {
     /// masked make an allowed statement `masked`. `of` a statement record
     /// with its outcome is `of` the record without it, then `fold`.
     pub fn fold(&mut self, outcome: &crate::record::StatementOutcome) {
-        let decision = self.decision.or_else(|| masked(outcome));
-        let adds_decision = self.decision.is_none() && decision.is_some();
+        let added = if self.decision.is_none() {
+            masked(outcome)
+        } else {
+            None
+        };
+        self.decision = self.decision.or(added);
         let sqlstate = outcome.sqlstate.as_ref().map(|s| s.as_str());
-        self.decision = decision;
-        if !adds_decision && sqlstate.is_none() {
+        if added.is_none() && sqlstate.is_none() {
             // Most statements succeed unmasked: their terms stay shared.
             return;
         }
         let mut terms = Terms(String::from(&*self.terms));
-        if adds_decision {
-            terms.opt(prefix::DECISION, decision);
-        }
+        terms.opt(prefix::DECISION, added);
         terms.opt(prefix::SQLSTATE, sqlstate);
         self.terms = Arc::from(terms.0);
     }
