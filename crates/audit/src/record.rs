@@ -109,8 +109,8 @@ impl RecordKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub kind: IdentityKind,
-    /// The stable name of the principal (a configured user today; a token
-    /// subject or certificate subject later).
+    /// The stable name of the principal: a configured SCRAM user, or the
+    /// name an API key was made for (a token or certificate subject later).
     pub subject: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
@@ -185,10 +185,15 @@ pub struct ConnectionRecord {
     /// user: an unknown name may be a password typed into the wrong field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<Identity>,
-    /// How the identity was proven (`SCRAM-SHA-256`, `SCRAM-SHA-256-PLUS`),
+    /// How the identity was proven (`SCRAM-SHA-256`, `SCRAM-SHA-256-PLUS`,
+    /// `api-key`),
     /// on the records of a session that logged in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_method: Option<String>,
+    /// The credential's public id, when it has one: an API key's id, so
+    /// that a session can be traced to the key that opened it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
     /// The target the client asked for, when it got that far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -250,6 +255,9 @@ pub enum EndReason {
     Refused,
     /// The connection to the database was lost.
     UpstreamLost,
+    /// The credential it logged in with (an API key) was revoked with
+    /// `--end-sessions`.
+    CredentialRevoked,
 }
 
 // ---------------------------------------------------------------- statements

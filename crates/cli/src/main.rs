@@ -3,6 +3,7 @@
 mod audit;
 mod demo;
 mod discover;
+mod keys;
 mod logging;
 mod passwd;
 mod policy;
@@ -76,6 +77,9 @@ enum Command {
     /// Verify, search, follow and export the audit trail.
     #[command(subcommand)]
     Audit(Box<audit::AuditCommand>),
+    /// Make, list and revoke the API keys agents and jobs log in with.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Discover(args) => discover::run(args),
         Command::Policy(command) => policy::run(command),
         Command::Audit(command) => audit::run(*command),
+        Command::Keys(command) => keys::run(command),
     }
 }
 

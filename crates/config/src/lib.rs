@@ -7,6 +7,7 @@
 mod audit;
 mod duration;
 mod error;
+mod identity;
 mod include;
 mod masking;
 mod model;
@@ -17,6 +18,7 @@ mod verifier;
 pub use audit::{Audit, AuditFailure, AuditMode, ParamsMode, Synchronous};
 pub use duration::Duration;
 pub use error::ConfigError;
+pub use identity::IdentityConfig;
 pub use masking::{ColumnRule, Inference, Masking};
 pub use model::*;
 pub use row_limit::{

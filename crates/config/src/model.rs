@@ -38,6 +38,9 @@ pub struct Config {
     /// The audit trail.
     #[serde(default)]
     pub audit: crate::Audit,
+    /// API keys and the control-plane store.
+    #[serde(default)]
+    pub identity: crate::IdentityConfig,
     /// Where the file was loaded from; relative paths inside it resolve
     /// against its folder. Not part of the file.
     #[serde(skip)]

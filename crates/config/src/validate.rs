@@ -33,6 +33,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     v.users()?;
     v.masking()?;
     v.audit()?;
+    v.identity()?;
     Ok(())
 }
 
@@ -718,6 +719,23 @@ impl Validator<'_> {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn identity(&self) -> Result<(), ConfigError> {
+        let id = &self.config.identity;
+        if id.store.as_os_str().is_empty() {
+            return Err(self.err(
+                "identity.store",
+                "is empty; give the path of the control-plane store (a SQLite file)",
+            ));
+        }
+        if id.revocation_poll.is_zero() {
+            return Err(self.err(
+                "identity.revocation_poll",
+                "is zero; give how often to look for revoked keys, such as \"2s\"",
+            ));
         }
         Ok(())
     }

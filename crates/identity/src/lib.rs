@@ -5,8 +5,10 @@
 //! and every audit record are read from it, so they cannot disagree about
 //! who acted (per-identity limits will be too; the connection limit is
 //! still counted per configured user). Each way of proving an identity
-//! (SCRAM today; OIDC tokens, API keys and client certificates as they
+//! (SCRAM and API keys today; OIDC tokens and client certificates as they
 //! arrive) yields the same type and says which way it was in [`Proof`].
+
+pub mod keys;
 
 use std::fmt;
 
@@ -15,7 +17,8 @@ use std::fmt;
 pub struct Identity {
     pub kind: Kind,
     /// The stable name of the principal: for a SCRAM login, the configured
-    /// user name the client authenticated as.
+    /// user name the client authenticated as; for an API key, the name the
+    /// key was made for (which is also the user name it logs in as).
     pub subject: String,
     /// The groups policies match on.
     pub groups: Vec<String>,
@@ -58,6 +61,8 @@ pub enum Proof {
     /// SCRAM-SHA-256 against a configured verifier; `channel_binding`
     /// when the exchange was bound to the TLS channel (-PLUS).
     Scram { channel_binding: bool },
+    /// A Portcullis API key (over TLS), named by its public id.
+    ApiKey { id: keys::KeyId },
 }
 
 impl Proof {
@@ -70,6 +75,15 @@ impl Proof {
             Proof::Scram {
                 channel_binding: true,
             } => "SCRAM-SHA-256-PLUS",
+            Proof::ApiKey { .. } => "api-key",
+        }
+    }
+
+    /// The credential's own public name, when it has one (an API key's id).
+    pub fn credential(self) -> Option<String> {
+        match self {
+            Proof::Scram { .. } => None,
+            Proof::ApiKey { id } => Some(id.to_string()),
         }
     }
 }

@@ -4,16 +4,17 @@
 //! them; handshake and session use them; none of the three imports another
 //! for them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use portcullis_config::Listener;
+use portcullis_identity::keys::{KeyId, KeyStore};
 use tokio::sync::watch;
 
 use crate::audit::AuditTrail;
 use crate::cancel::CancelRegistry;
 use crate::metrics::Metrics;
-use crate::runtime::{Runtime, UserRuntime};
+use crate::runtime::Runtime;
 
 /// Where the whole proxy stands on its way down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,12 @@ pub struct Shared {
     /// does not cut its chain. `None` when auditing is off.
     pub audit: Option<Arc<AuditTrail>>,
     pub session_ids: SessionIds,
+    /// The control-plane store's API keys; `None` when keys are off. Here
+    /// for the same reason as `audit`: a reload keeps the open store.
+    pub keys: Option<Arc<KeyStore>>,
+    /// Keys revoked with `--end-sessions` while this proxy runs: a session
+    /// opened with one of them ends (see `revocations`).
+    pub revoked: watch::Sender<Arc<HashSet<KeyId>>>,
 }
 
 /// Names every accepted connection, unique across restarts: a random
@@ -95,16 +102,17 @@ pub struct UserSlot {
 }
 
 impl UserSlots {
-    pub fn acquire(&self, user: &UserRuntime) -> Option<UserSlot> {
+    /// One of `subject`'s slots, when it has fewer than `max` sessions.
+    pub fn acquire(&self, subject: &str, max: Option<usize>) -> Option<UserSlot> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let n = counts.entry(user.config.name.clone()).or_insert(0);
-        if user.config.max_connections.is_some_and(|max| *n >= max) {
+        let n = counts.entry(subject.to_owned()).or_insert(0);
+        if max.is_some_and(|max| *n >= max) {
             return None;
         }
         *n += 1;
         Some(UserSlot {
             counts: self.counts.clone(),
-            user: user.config.name.clone(),
+            user: subject.to_owned(),
         })
     }
 }

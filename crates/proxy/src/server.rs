@@ -43,6 +43,8 @@ pub enum ServerError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Audit(#[from] AuditSetupError),
+    #[error(transparent)]
+    Keys(#[from] portcullis_identity::keys::StoreError),
 }
 
 /// A bound, not yet running proxy.
@@ -87,6 +89,7 @@ impl Server {
                 None => None,
             };
         let audit = AuditTrail::open(&runtime.config)?;
+        let keys = crate::revocations::open_store(&runtime.config)?;
         let workers =
             Workers::start(runtime.config.server.worker_threads).map_err(ServerError::Workers)?;
         let (phase, _) = watch::channel(Phase::Running);
@@ -99,6 +102,8 @@ impl Server {
             phase,
             audit,
             session_ids: Default::default(),
+            keys,
+            revoked: watch::channel(Arc::default()).0,
         });
         Ok(Server {
             shared,
@@ -157,6 +162,21 @@ impl Server {
                     error!(error = %e, "admin listener failed");
                 }
             });
+        }
+
+        if let Some(store) = shared.keys.clone() {
+            let every = shared.runtime().config.identity.revocation_poll.into();
+            let mut rx = shared.phase.subscribe();
+            let since = portcullis_identity::keys::unix_now();
+            tokio::spawn(crate::revocations::watch(
+                store,
+                shared.revoked.clone(),
+                since,
+                every,
+                async move {
+                    let _ = rx.wait_for(|p| *p == Phase::Stopping).await;
+                },
+            ));
         }
 
         for (listener, tcp) in listeners {
@@ -407,6 +427,7 @@ async fn serve_connection(sock: TcpStream, ctx: ConnContext, span: Span) {
             span,
             session_id,
             audit: shared.audit.clone(),
+            revoked: shared.revoked.subscribe(),
         },
     )
     .await;

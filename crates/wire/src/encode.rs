@@ -66,6 +66,14 @@ pub fn authentication_ok(buf: &mut BytesMut) {
     message(buf, be::AUTHENTICATION, |b| b.put_i32(auth::OK));
 }
 
+/// Asks for the password in the clear: only ever sent over TLS, to
+/// clients that log in with a token or an API key.
+pub fn authentication_cleartext_password(buf: &mut BytesMut) {
+    message(buf, be::AUTHENTICATION, |b| {
+        b.put_i32(auth::CLEARTEXT_PASSWORD)
+    });
+}
+
 pub fn authentication_sasl<'a>(buf: &mut BytesMut, mechanisms: impl IntoIterator<Item = &'a str>) {
     message(buf, be::AUTHENTICATION, |b| {
         b.put_i32(auth::SASL);

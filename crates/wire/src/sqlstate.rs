@@ -30,4 +30,5 @@ pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 pub const ADMIN_SHUTDOWN: &str = "57P01";
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
 pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+pub const SYSTEM_ERROR: &str = "58000";
 pub const INTERNAL_ERROR: &str = "XX000";

@@ -127,6 +127,7 @@ pub fn all_kinds() -> Vec<Record> {
             session_id: "s-9".into(),
             identity: Some(identity("alice")),
             auth_method: None,
+            credential: None,
             target: Some("prod".into()),
             environment: Some("production".into()),
             result: ConnectionResult::Failed {
@@ -142,6 +143,7 @@ pub fn all_kinds() -> Vec<Record> {
             session_id: "s-10".into(),
             identity: Some(identity("dave")),
             auth_method: Some("SCRAM-SHA-256-PLUS".into()),
+            credential: None,
             target: Some("prod".into()),
             environment: None,
             result: ConnectionResult::Ended {

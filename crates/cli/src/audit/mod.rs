@@ -29,6 +29,7 @@ mod rotate;
 mod search;
 mod tail;
 mod time;
+pub(crate) use time::format_micros;
 mod verify;
 mod who_read;
 

@@ -16,6 +16,7 @@ mod copy;
 mod databases;
 mod default_row_limit;
 mod discover;
+mod keys;
 mod lexing;
 mod lifecycle;
 mod masking;

@@ -25,6 +25,8 @@ pub struct SessionFacts {
     pub identity: Identity,
     /// How the identity was proven ([`portcullis_identity::Proof::method`]).
     pub auth_method: &'static str,
+    /// The credential's public id ([`portcullis_identity::Proof::credential`]).
+    pub credential: Option<String>,
     pub source: Source,
     pub destination: Destination,
     /// The policy bundle in force for the session's target.
@@ -279,6 +281,7 @@ pub fn connection_succeeded(session: &SessionFacts) -> Record {
         session_id: session.destination.session_id.clone(),
         identity: Some(session.identity.clone()),
         auth_method: Some(session.auth_method.to_owned()),
+        credential: session.credential.clone(),
         target: Some(session.destination.target.clone()),
         environment: session.destination.environment.clone(),
         result: ConnectionResult::Succeeded {
@@ -294,6 +297,7 @@ pub fn connection_ended(session: &SessionFacts, reason: EndReason, lasted: Durat
         session_id: session.destination.session_id.clone(),
         identity: Some(session.identity.clone()),
         auth_method: Some(session.auth_method.to_owned()),
+        credential: session.credential.clone(),
         target: Some(session.destination.target.clone()),
         environment: session.destination.environment.clone(),
         result: ConnectionResult::Ended {
@@ -315,6 +319,7 @@ pub fn connection_failed(
         session_id: session_id.to_owned(),
         identity: None,
         auth_method: None,
+        credential: None,
         target: None,
         environment: None,
         result: ConnectionResult::Failed {

@@ -98,8 +98,8 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
     let client_auth::Authenticated {
         stream: mut client,
         buf,
-        user,
         identity,
+        max_connections,
     } = client_auth::authenticate(client, buf, &params.user, ctx).await?;
 
     let mut out = BytesMut::new();
@@ -113,12 +113,16 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
             unknown_target(&runtime, &params.target),
         ));
     };
-    let user_slot = match ctx.shared.user_slots.acquire(&user) {
+    let user_slot = match ctx
+        .shared
+        .user_slots
+        .acquire(&identity.subject, max_connections)
+    {
         Some(s) => s,
         None => {
             let r = Refusal::fatal(
                 sqlstate::TOO_MANY_CONNECTIONS,
-                format!("too many connections for user \"{}\"", user.config.name),
+                format!("too many connections for user \"{}\"", identity.subject),
             )
             .hint("Close idle sessions or ask an administrator to raise max_connections for this user.");
             return Err(Ended::Refused(client, ErrorKind::Limit, r));

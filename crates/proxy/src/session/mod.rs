@@ -20,9 +20,12 @@ mod row_limit;
 mod server_pump;
 mod woken;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_identity::keys::KeyId;
+use portcullis_identity::Proof;
 use portcullis_wire::{sqlstate, Refusal};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
@@ -68,6 +71,9 @@ pub(crate) enum End {
     Unmaskable(Refusal),
     IdleTimeout,
     Shutdown,
+    /// The API key the session logged in with was revoked with
+    /// `--end-sessions`.
+    CredentialRevoked,
 }
 
 pub struct SessionOptions {
@@ -83,6 +89,8 @@ pub struct Surroundings {
     pub span: tracing::Span,
     pub session_id: String,
     pub audit: Option<Arc<AuditTrail>>,
+    /// Keys revoked with `--end-sessions` (see `crate::revocations`).
+    pub revoked: watch::Receiver<Arc<HashSet<KeyId>>>,
 }
 
 /// Relays until either side ends the session or the proxy shuts down.
@@ -93,6 +101,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         span,
         session_id,
         audit,
+        mut revoked,
     } = around;
     let Established {
         client,
@@ -111,6 +120,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
             let facts = SessionFacts {
                 identity: records::identity(&identity),
                 auth_method: identity.proof.method(),
+                credential: identity.proof.credential(),
                 source: Source {
                     address: client.peer_addr(),
                     tls: client.tls_info(),
@@ -180,10 +190,23 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         let to_server = std::pin::pin!(to_server.run());
         let to_client = std::pin::pin!(to_client.run(false));
         let stopping = std::pin::pin!(phase.wait_for(|p| *p == Phase::Stopping));
+        let key = match identity.proof {
+            Proof::ApiKey { id } => Some(id),
+            Proof::Scram { .. } => None,
+        };
+        let revoked = std::pin::pin!(async move {
+            match key {
+                Some(key) => {
+                    let _ = revoked.wait_for(|set| set.contains(&key)).await;
+                }
+                None => std::future::pending().await,
+            }
+        });
         tokio::select! {
             e = woken::Woken::new(to_server) => e,
             e = woken::Woken::new(to_client) => e,
             _ = woken::Woken::new(stopping) => End::Shutdown,
+            _ = woken::Woken::new(revoked) => End::CredentialRevoked,
         }
     };
 
@@ -259,6 +282,15 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
             .hint("Reconnect in a moment.");
             (Some(tell_client(ErrorKind::Refused, &r)), true)
         }
+        End::CredentialRevoked => {
+            info!(parent: &guarded.span, "session ended: its API key was revoked");
+            let r = Refusal::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection because the API key it logged in with was revoked",
+            )
+            .hint("Ask an administrator for a new key.");
+            (Some(tell_client(ErrorKind::Refused, &r)), true)
+        }
     };
     if let Some(msg) = to_client_msg {
         to_client.say_last(&msg).await;
@@ -304,6 +336,7 @@ fn end_reason(end: &End) -> EndReason {
         End::UpstreamLost(_) | End::UpstreamProtocol(_) => EndReason::UpstreamLost,
         End::IdleTimeout => EndReason::IdleTimeout,
         End::Shutdown => EndReason::Shutdown,
+        End::CredentialRevoked => EndReason::CredentialRevoked,
     }
 }
 
@@ -320,6 +353,7 @@ fn end_label(end: &End) -> &'static str {
         End::Answered => "answered",
         End::IdleTimeout => "idle timeout",
         End::Shutdown => "shutdown",
+        End::CredentialRevoked => "credential revoked",
     }
 }
 

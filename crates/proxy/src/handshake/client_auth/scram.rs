@@ -5,88 +5,17 @@
 use bytes::BytesMut;
 use portcullis_wire::decode;
 use portcullis_wire::encode;
-use portcullis_wire::framing::{Limits, Next, Splitter};
-use portcullis_wire::tags::frontend as fe;
 use portcullis_wire::{sqlstate, Refusal};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tracing::info;
 
-use std::sync::Arc;
-
-use portcullis_identity::Identity;
-
-use super::Ended;
+use super::{auth_failed, next_message, printable, Authenticated};
 use crate::auth::identity;
 use crate::auth::scram::{self, Binding, ScramError, ScramServer};
 use crate::context::ConnContext;
+use crate::handshake::Ended;
 use crate::metrics::ErrorKind;
-use crate::runtime::UserRuntime;
 use crate::stream::ClientStream;
-
-/// Why reading an authentication message stopped.
-enum ReadFail {
-    /// The client went away or gave up.
-    Gone,
-    Refused(Refusal),
-}
-
-/// Reads one message during authentication: a password-type message, or a
-/// Terminate (the client gave up).
-async fn read_auth_message(
-    stream: &mut ClientStream,
-    buf: &mut BytesMut,
-) -> Result<BytesMut, ReadFail> {
-    const MAX_AUTH_MESSAGE: usize = 16 << 10;
-    let mut splitter = Splitter::new(Limits::frontend(0));
-    loop {
-        match splitter.next(buf) {
-            Ok(Next::Whole {
-                tag: fe::PASSWORD,
-                len,
-            }) if len <= MAX_AUTH_MESSAGE => return Ok(buf.split_to(len)),
-            Ok(Next::Whole {
-                tag: fe::TERMINATE, ..
-            }) => return Err(ReadFail::Gone),
-            Ok(Next::NeedMore { hint }) if hint <= MAX_AUTH_MESSAGE => {
-                buf.reserve(1024);
-                match stream.read_buf(buf).await {
-                    Ok(0) | Err(_) => return Err(ReadFail::Gone),
-                    Ok(_) => {}
-                }
-            }
-            Err(e) => return Err(ReadFail::Refused(Refusal::protocol(&e))),
-            Ok(_) => {
-                return Err(ReadFail::Refused(Refusal::fatal(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    "expected a SASL response message during authentication",
-                )))
-            }
-        }
-    }
-}
-
-async fn next_message(
-    stream: ClientStream,
-    buf: &mut BytesMut,
-) -> Result<(ClientStream, BytesMut), Ended> {
-    let mut stream = stream;
-    match read_auth_message(&mut stream, buf).await {
-        Ok(m) => Ok((stream, m)),
-        Err(ReadFail::Gone) => Err(Ended::Quietly),
-        Err(ReadFail::Refused(r)) => Err(Ended::Refused(stream, ErrorKind::ClientProtocol, r)),
-    }
-}
-
-fn auth_failed(user: &str) -> Refusal {
-    Refusal::fatal(
-        sqlstate::INVALID_PASSWORD,
-        format!(
-            "password authentication failed for user \"{}\"",
-            printable(user)
-        ),
-    )
-    .hint("Check the user name and password Portcullis knows you by.")
-}
 
 fn scram_refusal(user: &str, e: &ScramError) -> Refusal {
     match e {
@@ -98,20 +27,9 @@ fn scram_refusal(user: &str, e: &ScramError) -> Refusal {
     }
 }
 
-fn printable(s: &str) -> String {
-    s.chars().take(64).filter(|c| !c.is_control()).collect()
-}
-
-/// A client that proved who it is: the user it proved it against, and
-/// the identity that makes it.
-pub struct Authenticated {
-    pub stream: ClientStream,
-    pub buf: BytesMut,
-    pub user: Arc<UserRuntime>,
-    pub identity: Identity,
-}
-
-pub async fn authenticate(
+/// Runs a SCRAM-SHA-256(-PLUS) exchange; an unknown user runs it against
+/// a mock verifier and always fails.
+pub(super) async fn authenticate(
     mut stream: ClientStream,
     mut buf: BytesMut,
     user: &str,
@@ -134,7 +52,7 @@ pub async fn authenticate(
     let mut server = ScramServer::new(verifier, user, &ctx.shared.mock_secret, binding);
     stream.write_all(&out).await.map_err(|_| Ended::Quietly)?;
 
-    let (s, msg) = next_message(stream, &mut buf).await?;
+    let (s, msg) = next_message(stream, &mut buf, "a SASL response").await?;
     stream = s;
     let initial = match decode::sasl_initial_response(decode::body(&msg)) {
         Ok(i) => i,
@@ -160,7 +78,7 @@ pub async fn authenticate(
     encode::authentication_sasl_continue(&mut out, &server_first);
     stream.write_all(&out).await.map_err(|_| Ended::Quietly)?;
 
-    let (s, msg) = next_message(stream, &mut buf).await?;
+    let (s, msg) = next_message(stream, &mut buf, "a SASL response").await?;
     stream = s;
     let server_final = match server.client_final(decode::body(&msg)) {
         Ok(m) => m,
@@ -189,7 +107,7 @@ pub async fn authenticate(
     Ok(Authenticated {
         stream,
         buf,
-        user,
+        max_connections: user.config.max_connections,
         identity,
     })
 }

@@ -1,0 +1,100 @@
+//! A password asked for in the clear, over TLS only: how clients present
+//! Portcullis API keys (and, as they arrive, OIDC tokens). What the
+//! password is decides who checks it; nothing here trusts the startup user
+//! name until the credential has named the same one.
+
+use bytes::BytesMut;
+use portcullis_identity::keys::{self, Refused};
+use portcullis_identity::Identity;
+use portcullis_wire::{decode, encode, sqlstate, Refusal};
+use tokio::io::AsyncWriteExt;
+use tracing::{info, warn};
+
+use super::{auth_failed, next_message, printable, Authenticated};
+use crate::context::ConnContext;
+use crate::handshake::Ended;
+use crate::metrics::ErrorKind;
+use crate::stream::ClientStream;
+
+/// Why a password did not prove an identity.
+enum Failure {
+    /// The credential is wrong; the log gets the reason, the client the
+    /// same answer as for a wrong password.
+    Refused(Refused),
+    /// Portcullis could not check it (the store failed): fail closed.
+    Unavailable(String),
+}
+
+pub(super) async fn authenticate(
+    mut stream: ClientStream,
+    mut buf: BytesMut,
+    user: &str,
+    ctx: &ConnContext,
+) -> Result<Authenticated, Ended> {
+    if !stream.is_tls() {
+        // method_for never chooses this without TLS; kept as a wall.
+        return Err(Ended::Dropped(
+            ErrorKind::Internal,
+            "a cleartext password was about to be asked for without TLS".into(),
+        ));
+    }
+    let mut out = BytesMut::with_capacity(16);
+    encode::authentication_cleartext_password(&mut out);
+    stream.write_all(&out).await.map_err(|_| Ended::Quietly)?;
+
+    let (stream, msg) = next_message(stream, &mut buf, "a password message").await?;
+    let password = match decode::password(decode::body(&msg)) {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(Ended::Refused(
+                stream,
+                ErrorKind::ClientProtocol,
+                Refusal::protocol(&e),
+            ))
+        }
+    };
+    match verify(password, user, ctx).await {
+        Ok(identity) => {
+            info!(user = %printable(user), method = %identity.proof, credential = identity.proof.credential().unwrap_or_default(), "client authenticated");
+            Ok(Authenticated {
+                stream,
+                buf,
+                identity,
+                max_connections: None,
+            })
+        }
+        Err(Failure::Refused(reason)) => {
+            info!(user = %printable(user), %reason, "client authentication failed");
+            Err(Ended::Refused(
+                stream,
+                ErrorKind::ClientAuth,
+                auth_failed(user),
+            ))
+        }
+        Err(Failure::Unavailable(error)) => {
+            warn!(user = %printable(user), %error, "could not check a credential");
+            let r = Refusal::fatal(
+                sqlstate::SYSTEM_ERROR,
+                "Portcullis could not check the credential",
+            )
+            .hint("Try again later; the cause is in the Portcullis log.");
+            Err(Ended::Refused(stream, ErrorKind::Internal, r))
+        }
+    }
+}
+
+/// Who `password` proves the client to be, when it proves `user`.
+async fn verify(password: &[u8], user: &str, ctx: &ConnContext) -> Result<Identity, Failure> {
+    let text = std::str::from_utf8(password).map_err(|_| Failure::Refused(Refused::Malformed))?;
+    let store = match &ctx.shared.keys {
+        Some(store) if keys::looks_like_key(text) => store.clone(),
+        _ => return Err(Failure::Refused(Refused::Malformed)),
+    };
+    let presented = keys::parse(text).ok_or(Failure::Refused(Refused::Malformed))?;
+    let id = presented.id;
+    let stored = tokio::task::spawn_blocking(move || store.find(id))
+        .await
+        .map_err(|e| Failure::Unavailable(e.to_string()))?
+        .map_err(|e| Failure::Unavailable(e.to_string()))?;
+    keys::check(presented, user, keys::unix_now(), stored.as_ref()).map_err(Failure::Refused)
+}
