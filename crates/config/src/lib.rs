@@ -18,7 +18,7 @@ mod verifier;
 pub use audit::{Audit, AuditFailure, AuditMode, ParamsMode, Synchronous};
 pub use duration::Duration;
 pub use error::ConfigError;
-pub use identity::IdentityConfig;
+pub use identity::{secure_url, IdentityConfig, OidcIssuer, OIDC_ALGORITHMS};
 pub use masking::{ColumnRule, Inference, Masking};
 pub use model::*;
 pub use row_limit::{

@@ -737,6 +737,73 @@ impl Validator<'_> {
                 "is zero; give how often to look for revoked keys, such as \"2s\"",
             ));
         }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, o) in id.oidc.iter().enumerate() {
+            let key = |field: &str| format!("identity.oidc[{i}].{field}");
+            if !crate::secure_url(&o.issuer) {
+                return Err(self.err(
+                    key("issuer"),
+                    "must be an https:// URL (http:// only for a provider on a loopback address)",
+                ));
+            }
+            if let Some(j) = seen.insert(o.issuer.as_str(), i) {
+                return Err(self.err(
+                    key("issuer"),
+                    format!("is also the issuer of identity.oidc[{j}]; each issuer once"),
+                ));
+            }
+            if !crate::secure_url(&o.discovery()) {
+                return Err(self.err(
+                    key("discovery_url"),
+                    "must be an https:// URL (http:// only on a loopback address)",
+                ));
+            }
+            for (field, value) in [("audience", &o.audience), ("user_claim", &o.user_claim)] {
+                if value.is_empty() {
+                    return Err(self.err(key(field), "is empty"));
+                }
+            }
+            if o.groups_claim.as_deref() == Some("") {
+                return Err(self.err(key("groups_claim"), "is empty; leave it out for no groups"));
+            }
+            if o.algorithms.is_empty() {
+                return Err(self.err(key("algorithms"), "is empty; allow at least one"));
+            }
+            for a in &o.algorithms {
+                if !crate::OIDC_ALGORITHMS.contains(&a.as_str()) {
+                    return Err(self.err(
+                        key("algorithms"),
+                        format!(
+                            "names {a:?}, which is not allowed (never none or HMAC); use some of {}",
+                            crate::OIDC_ALGORITHMS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if o.max_token_bytes < 512 || o.max_token_bytes > (1 << 20) {
+                return Err(self.err(key("max_token_bytes"), "must be between 512 and 1048576"));
+            }
+            if o.leeway.0 > std::time::Duration::from_secs(600) {
+                return Err(self.err(key("leeway"), "is over 10 minutes; keep clock skew small"));
+            }
+            if o.keys_max_age.is_zero() {
+                return Err(self.err(key("keys_max_age"), "is zero"));
+            }
+            if let Some(ca) = &o.ca_file {
+                self.file(&key("ca_file"), ca, "CA bundle")?;
+            }
+            for (field, list) in [("agents", &o.agents), ("services", &o.services)] {
+                if list.iter().any(|n| n.is_empty()) {
+                    return Err(self.err(key(field), "contains an empty client id"));
+                }
+            }
+            if let Some(both) = o.agents.iter().find(|a| o.services.contains(a)) {
+                return Err(self.err(
+                    key("services"),
+                    format!("names {both:?}, which is also an agent; a client is one kind"),
+                ));
+            }
+        }
         Ok(())
     }
 

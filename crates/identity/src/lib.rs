@@ -8,9 +8,13 @@
 //! (SCRAM and API keys today; OIDC tokens and client certificates as they
 //! arrive) yields the same type and says which way it was in [`Proof`].
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
+pub mod oidc;
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A verified principal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,18 +60,23 @@ impl fmt::Display for Kind {
 }
 
 /// How an identity was proven to Portcullis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Proof {
     /// SCRAM-SHA-256 against a configured verifier; `channel_binding`
     /// when the exchange was bound to the TLS channel (-PLUS).
     Scram { channel_binding: bool },
     /// A Portcullis API key (over TLS), named by its public id.
     ApiKey { id: keys::KeyId },
+    /// An OIDC token (over TLS) from `issuer`; `token_id` is its `jti`.
+    Oidc {
+        issuer: Arc<str>,
+        token_id: Option<String>,
+    },
 }
 
 impl Proof {
     /// The method's name, as logs and records show it.
-    pub fn method(self) -> &'static str {
+    pub fn method(&self) -> &'static str {
         match self {
             Proof::Scram {
                 channel_binding: false,
@@ -76,14 +85,20 @@ impl Proof {
                 channel_binding: true,
             } => "SCRAM-SHA-256-PLUS",
             Proof::ApiKey { .. } => "api-key",
+            Proof::Oidc { .. } => "oidc",
         }
     }
 
-    /// The credential's own public name, when it has one (an API key's id).
-    pub fn credential(self) -> Option<String> {
+    /// The credential's own public name, when it has one: an API key's
+    /// id; a token's issuer, with `#` and its id when it has one.
+    pub fn credential(&self) -> Option<String> {
         match self {
             Proof::Scram { .. } => None,
             Proof::ApiKey { id } => Some(id.to_string()),
+            Proof::Oidc { issuer, token_id } => Some(match token_id {
+                Some(j) => format!("{issuer}#{j}"),
+                None => issuer.to_string(),
+            }),
         }
     }
 }

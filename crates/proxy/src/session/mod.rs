@@ -192,7 +192,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         let stopping = std::pin::pin!(phase.wait_for(|p| *p == Phase::Stopping));
         let key = match identity.proof {
             Proof::ApiKey { id } => Some(id),
-            Proof::Scram { .. } => None,
+            Proof::Scram { .. } | Proof::Oidc { .. } => None,
         };
         let revoked = std::pin::pin!(async move {
             match key {
