@@ -50,12 +50,30 @@ dpkg_installed clang || command -v clang >/dev/null 2>&1 || need clang
 dpkg_installed libclang-dev || any_exists /usr/lib/llvm-*/lib/libclang.so || need libclang-dev
 dpkg_installed pkg-config || dpkg_installed pkgconf || command -v pkg-config >/dev/null 2>&1 || need pkg-config
 command -v runuser >/dev/null 2>&1 || need util-linux
+# Node.js and npm for the test bed's OpenID provider (crates/testbed/oidc).
+command -v node >/dev/null 2>&1 || need nodejs
+command -v npm >/dev/null 2>&1 || need npm
 if [ "$bench" = 1 ]; then
     dpkg_installed pgbouncer || command -v pgbouncer >/dev/null 2>&1 || need pgbouncer
 fi
 shopt -u nullglob
 
-[ "${#missing[@]}" -eq 0 ] && exit 0
+# The OpenID provider's packages, from package-lock.json, when they are
+# missing or older than the lock file.
+oidc_packages() {
+    local dir
+    dir="$(dirname "${BASH_SOURCE[0]}")/../crates/testbed/oidc"
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] \
+        || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        echo "setup.sh: installing the test bed's OpenID provider (npm ci)"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+}
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    oidc_packages
+    exit 0
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "setup.sh: missing packages (Debian names): ${missing[*]}" >&2
@@ -74,4 +92,5 @@ echo "setup.sh: installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}"
+oidc_packages
 echo "setup.sh: done"

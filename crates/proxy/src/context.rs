@@ -46,6 +46,8 @@ pub struct Shared {
     /// Keys revoked with `--end-sessions` while this proxy runs: a session
     /// opened with one of them ends (see `revocations`).
     pub revoked: watch::Sender<Arc<HashSet<KeyId>>>,
+    /// OIDC issuers' signing keys, kept across reloads.
+    pub oidc_keys: crate::oidc::KeyCaches,
 }
 
 /// Names every accepted connection, unique across restarts: a random

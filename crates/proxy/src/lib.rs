@@ -14,6 +14,7 @@ pub mod context;
 pub mod handshake;
 pub mod masking;
 pub mod metrics;
+pub mod oidc;
 mod revocations;
 pub mod runtime;
 pub mod server;

@@ -31,6 +31,8 @@ pub enum RuntimeError {
     Policy(#[from] portcullis_policy::LoadError),
     #[error("masking key: {0}")]
     MaskingKey(String),
+    #[error(transparent)]
+    Issuer(#[from] crate::oidc::IssuerError),
 }
 
 /// A password that never appears in Debug output or logs.
@@ -110,6 +112,9 @@ pub struct Runtime {
     /// The `"*"` target, if configured: it serves every other name.
     wildcard: Option<Wildcard>,
     pub users: HashMap<String, Arc<UserRuntime>>,
+    /// Trusted OIDC issuers (`[[identity.oidc]]`); their keys are cached
+    /// in `Shared`.
+    pub issuers: Vec<crate::oidc::Issuer>,
     engine: Arc<PolicyEngine>,
     shared: SharedMasking,
 }
@@ -255,12 +260,24 @@ impl Runtime {
                 }),
             );
         }
+        let issuers = config
+            .identity
+            .oidc
+            .iter()
+            .map(|o| {
+                crate::oidc::Issuer::new(
+                    o,
+                    o.ca_file.as_ref().map(|f| config.resolve(f)).as_deref(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Runtime {
             config,
             server_tls,
             targets,
             wildcard,
             users,
+            issuers,
             engine,
             shared,
         })

@@ -104,6 +104,7 @@ impl Server {
             session_ids: Default::default(),
             keys,
             revoked: watch::channel(Arc::default()).0,
+            oidc_keys: Default::default(),
         });
         Ok(Server {
             shared,

@@ -9,6 +9,8 @@
 //!   database per test, so tests run in parallel.
 //! - [`TestPki`]: a CA and server certificate for TLS tests.
 //! - [`client`]: a rustls connector for tokio-postgres with channel binding.
+//! - [`oidc`]: a real OpenID provider (npm `oidc-provider` under Node.js)
+//!   and an OAuth client that gets tokens from it.
 //!
 //! When run as root (dev machines, CI), initdb and postgres run as the
 //! `postgres` system user, which owns the cluster directory.
@@ -49,6 +51,7 @@ mod bindir;
 pub mod client;
 pub mod cluster;
 mod error;
+pub mod oidc;
 mod postmaster;
 mod privilege;
 pub mod shared;

@@ -22,6 +22,7 @@ mod lifecycle;
 mod masking;
 mod masking_corpus;
 mod masking_strict;
+mod oidc;
 mod policy;
 mod protocol;
 mod row_limit;

@@ -3,9 +3,10 @@
 //! [`Identity`] it proved.
 //!
 //! - A configured SCRAM user gets SASL (SCRAM-SHA-256, and -PLUS over TLS).
-//! - Any other name, over TLS and with API keys on, is asked for its
-//!   password in the clear ([`password`]): an API key is a bearer secret
-//!   that must reach Portcullis whole, which TLS protects in transit.
+//! - Any other name, over TLS, with API keys on or an OIDC issuer
+//!   configured, is asked for its password in the clear ([`password`]):
+//!   an API key or a token is a bearer secret that must reach Portcullis
+//!   whole, which TLS protects in transit.
 //! - Anything else (an unknown name over plaintext, or with no other
 //!   method on) runs SCRAM against a mock verifier and fails like a wrong
 //!   password. A token or key typed as the password then never crosses a
@@ -65,7 +66,8 @@ pub async fn authenticate(
     ctx: &ConnContext,
 ) -> Result<Authenticated, Ended> {
     let known = ctx.runtime.users.contains_key(user);
-    match method_for(known, stream.is_tls(), ctx.shared.keys.is_some()) {
+    let passwords = ctx.shared.keys.is_some() || !ctx.runtime.issuers.is_empty();
+    match method_for(known, stream.is_tls(), passwords) {
         Method::Scram => scram::authenticate(stream, buf, user, ctx).await,
         Method::Password => password::authenticate(stream, buf, user, ctx).await,
     }
@@ -100,7 +102,9 @@ async fn read_auth_message(
     buf: &mut BytesMut,
     expected: &'static str,
 ) -> Result<BytesMut, ReadFail> {
-    const MAX_AUTH_MESSAGE: usize = 16 << 10;
+    // Room for the largest token `[[identity.oidc]] max_token_bytes`
+    // allows, and no more: nothing is authenticated yet.
+    const MAX_AUTH_MESSAGE: usize = (32 << 10) + 64;
     let mut splitter = Splitter::new(Limits::frontend(0));
     loop {
         match splitter.next(buf) {

@@ -1,10 +1,11 @@
 //! A password asked for in the clear, over TLS only: how clients present
-//! Portcullis API keys (and, as they arrive, OIDC tokens). What the
-//! password is decides who checks it; nothing here trusts the startup user
-//! name until the credential has named the same one.
+//! Portcullis API keys and OIDC tokens. The password's shape decides who
+//! checks it (`pck_…` a key, `eyJ….….…` a token); nothing here trusts the
+//! startup user name until the credential has named the same one.
 
 use bytes::BytesMut;
-use portcullis_identity::keys::{self, Refused};
+use portcullis_identity::keys;
+use portcullis_identity::oidc;
 use portcullis_identity::Identity;
 use portcullis_wire::{decode, encode, sqlstate, Refusal};
 use tokio::io::AsyncWriteExt;
@@ -20,7 +21,7 @@ use crate::stream::ClientStream;
 enum Failure {
     /// The credential is wrong; the log gets the reason, the client the
     /// same answer as for a wrong password.
-    Refused(Refused),
+    Refused(String),
     /// Portcullis could not check it (the store failed): fail closed.
     Unavailable(String),
 }
@@ -85,16 +86,54 @@ pub(super) async fn authenticate(
 
 /// Who `password` proves the client to be, when it proves `user`.
 async fn verify(password: &[u8], user: &str, ctx: &ConnContext) -> Result<Identity, Failure> {
-    let text = std::str::from_utf8(password).map_err(|_| Failure::Refused(Refused::Malformed))?;
+    let refused = |why: &str| Failure::Refused(why.to_owned());
+    let text = std::str::from_utf8(password).map_err(|_| refused("the password is not UTF-8"))?;
+    if oidc::looks_like_jws(text) {
+        return verify_token(text, user, ctx).await;
+    }
     let store = match &ctx.shared.keys {
         Some(store) if keys::looks_like_key(text) => store.clone(),
-        _ => return Err(Failure::Refused(Refused::Malformed)),
+        Some(_) => return Err(refused("the password is neither an API key nor a token")),
+        None => return Err(refused("the password is not a token, and API keys are off")),
     };
-    let presented = keys::parse(text).ok_or(Failure::Refused(Refused::Malformed))?;
+    let presented =
+        keys::parse(text).ok_or_else(|| refused(&keys::Refused::Malformed.to_string()))?;
     let id = presented.id;
     let stored = tokio::task::spawn_blocking(move || store.find(id))
         .await
         .map_err(|e| Failure::Unavailable(e.to_string()))?
         .map_err(|e| Failure::Unavailable(e.to_string()))?;
-    keys::check(presented, user, keys::unix_now(), stored.as_ref()).map_err(Failure::Refused)
+    keys::check(presented, user, keys::unix_now(), stored.as_ref())
+        .map_err(|e| Failure::Refused(e.to_string()))
+}
+
+/// An OIDC token: the configured issuer it names (unverified, only to
+/// choose the issuer), that issuer's keys, then full validation.
+async fn verify_token(token: &str, user: &str, ctx: &ConnContext) -> Result<Identity, Failure> {
+    let issuers = &ctx.runtime.issuers;
+    let bound = issuers
+        .iter()
+        .map(|i| i.policy.max_token_bytes)
+        .max()
+        .ok_or_else(|| Failure::Refused("a token, and no OIDC issuer is configured".into()))?;
+    let iss = oidc::peek_issuer(token, bound).ok_or_else(|| {
+        Failure::Refused("the token is malformed, oversized or names no issuer".into())
+    })?;
+    let issuer = issuers
+        .iter()
+        .find(|i| i.policy.issuer == iss)
+        .ok_or_else(|| Failure::Refused("the token's issuer is not a configured one".into()))?;
+    let kid = oidc::peek_kid(token, issuer.policy.max_token_bytes);
+    let keys = ctx
+        .shared
+        .oidc_keys
+        .keys(issuer, kid.as_deref())
+        .await
+        .ok_or_else(|| {
+            Failure::Unavailable(format!(
+                "no signing keys for issuer {iss} (the provider could not be reached)"
+            ))
+        })?;
+    oidc::validate(token, user, keys::unix_now(), &issuer.policy, &keys)
+        .map_err(|e| Failure::Refused(e.to_string()))
 }
