@@ -90,6 +90,11 @@ pub struct StatementFacts {
     /// Run-time settings changed by SET / RESET / set_config / DISCARD ALL,
     /// for the proxy to track (search_path) or refuse (lexing settings).
     pub settings: Vec<SettingChange>,
+    /// Settings this statement stores rather than changes: the names in
+    /// function and procedure SET clauses (in force while the function
+    /// runs), ALTER ROLE / DATABASE ... SET / RESET and ALTER SYSTEM
+    /// (future sessions). Lowercase.
+    pub stored_settings: Vec<String>,
     /// The result set the statement returns, column by column, with the
     /// source columns each value is computed from (see [`crate::lineage`]).
     /// `None` when the statement returns no rows (DML without RETURNING,

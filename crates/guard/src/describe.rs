@@ -218,6 +218,7 @@ fn resolve_one(name: &QualifiedName, access: Access, scope: &Scope<'_>) -> Vec<R
         opaque: Vec::new(),
         capabilities: Vec::new(),
         settings: Vec::new(),
+        stored_settings: Vec::new(),
         output: None,
         copy_out: None,
         prepared_output: None,

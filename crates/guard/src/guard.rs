@@ -348,7 +348,10 @@ impl Guard {
             // then masking's (a statement the policy denies or holds for
             // approval is reported as such).
             if j.refusal.is_none() {
-                if let Some(r) = lexer::check(stmt).or_else(|| portal_refusal(stmt, state)) {
+                if let Some(r) = lexer::check(stmt)
+                    .or_else(|| hidden.settings.clone())
+                    .or_else(|| portal_refusal(stmt, state))
+                {
                     j.refusal = Some(r);
                 } else if let Some(r) = decision_refusal(&decision) {
                     j.refusal = Some(with_note(r, &hidden));

@@ -22,7 +22,15 @@
 //! too.
 //!
 //! Settings named `portcullis.*` hold the proxy's bookkeeping (the row
-//! limit's counts): a client that could write them could rewrite the check.
+//! limit's counts) and the identity it tells the server
+//! (`portcullis.identity`, `portcullis.identity_kind`,
+//! `portcullis.on_behalf_of`); `application_name` names who is connected.
+//! A client that could write them could rewrite the check, or pass for
+//! someone else in the server's logs and row-level security. SET, SET
+//! LOCAL, RESET and set_config of them are refused; RESET ALL and DISCARD
+//! ALL return them to the values Portcullis gave at login, and pass.
+//! set_config with a computed name could be any of these, so it is
+//! refused too.
 
 use portcullis_analysis::{ActionKind, Execution, SettingTarget, SettingValue, StatementFacts};
 use portcullis_wire::{sqlstate, Refusal};
@@ -31,13 +39,43 @@ use crate::encoding;
 
 /// The first reason `stmt` may not be let through, if any.
 pub fn check(stmt: &StatementFacts) -> Option<Refusal> {
+    // A function's SET clause is in force while it runs (its statements
+    // would run under another application_name or portcullis.identity);
+    // role, database and system defaults lose to the startup values, but
+    // are refused alike: one rule, no exceptions to reason about.
+    if let Some(name) = stmt.stored_settings.iter().find(|n| proxy_owned(n)) {
+        return Some(
+            Refusal::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("{name} is set by Portcullis and cannot be stored in a function, role, database or system setting"),
+            )
+            .hint("Remove this setting from the statement."),
+        );
+    }
     for change in &stmt.settings {
         if change.execution == Execution::Never {
             continue;
         }
-        let SettingTarget::Named(name) = &change.target else {
-            continue;
+        let name = match &change.target {
+            SettingTarget::Named(name) => name,
+            SettingTarget::All => continue,
+            SettingTarget::Unknown => return Some(
+                Refusal::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "Portcullis does not allow set_config with a setting name computed at run time",
+                )
+                .hint("Name the setting with a constant, which Portcullis can judge."),
+            ),
         };
+        if name == "application_name" {
+            return Some(
+                Refusal::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "application_name is set by Portcullis to name who is connected, and cannot be changed",
+                )
+                .hint("Give your application's name as the application_name connection parameter: the database sees it next to your identity."),
+            );
+        }
         if name.starts_with("portcullis.") {
             return Some(
                 Refusal::error(
@@ -89,6 +127,11 @@ pub fn check(stmt: &StatementFacts) -> Option<Refusal> {
         }
     }
     None
+}
+
+/// The settings Portcullis gives the session and a client may not change.
+fn proxy_owned(name: &str) -> bool {
+    name == "application_name" || name.starts_with("portcullis.")
 }
 
 /// Whether statement text may read differently while a change of the
@@ -190,6 +233,43 @@ mod tests {
             "PREPARE p AS SELECT set_config('standard_conforming_strings', 'off', false)",
         ] {
             assert!(refused(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn the_identity_settings_are_refused_in_every_form() {
+        for sql in [
+            "SET application_name = 'someone else'",
+            "SET LOCAL application_name TO 'x'",
+            "SET SESSION \"Application_Name\" = 'x'",
+            "RESET application_name",
+            "SET application_name TO DEFAULT",
+            "SELECT set_config('application_name', 'x', false)",
+            "SELECT set_config('APPLICATION_NAME', 'x', true)",
+            "WITH s AS (SELECT set_config('application_name', 'x', false)) SELECT * FROM s",
+            "SELECT 1 FROM pg_class WHERE set_config('portcullis.identity', 'bob', false) IS NOT NULL",
+            "SET portcullis.identity = 'bob'",
+            "SET \"portcullis.IDENTITY\" = 'bob'",
+            "RESET portcullis.identity_kind",
+            "SET LOCAL portcullis.on_behalf_of = 'x'",
+            "PREPARE p AS SELECT set_config('portcullis.identity', $1, false)",
+            "SELECT set_config(name, 'x', false) FROM (VALUES ('application_name')) v(name)",
+            "SELECT set_config($1, $2, false)",
+            "CREATE FUNCTION f() RETURNS text LANGUAGE sql SET application_name = 'x' AS $$ SELECT 1::text $$",
+            "ALTER FUNCTION f() SET portcullis.identity = 'bob'",
+            "CREATE PROCEDURE p() LANGUAGE sql SET \"Application_Name\" FROM CURRENT AS $$ SELECT 1 $$",
+            "ALTER ROLE alice SET application_name = 'x'",
+            "ALTER DATABASE d RESET portcullis.identity",
+            "ALTER SYSTEM SET application_name = 'x'",
+        ] {
+            assert!(refused(sql), "{sql}");
+        }
+        for sql in [
+            "RESET ALL",
+            "DISCARD ALL",
+            "SELECT current_setting('application_name')",
+        ] {
+            assert!(!refused(sql), "{sql}");
         }
     }
 

@@ -57,6 +57,7 @@ use pg_query::protobuf::{self as pb, Token};
 use pg_query::NodeEnum;
 use portcullis_analysis::{self as analysis, Execution, OpaqueKind};
 use portcullis_policy::Capability;
+use portcullis_wire::Refusal;
 use serde_json::Value;
 
 use crate::describe::capabilities;
@@ -145,6 +146,11 @@ pub struct HiddenCode {
     pub capabilities: BTreeSet<Capability>,
     /// Why some of the code could not be read, if so.
     pub blind: Option<Blind>,
+    /// The first refusal [`crate::lexer::check`] makes of a statement
+    /// inside the code: a setting no client may change (how text is
+    /// read, `application_name`, `portcullis.*`) is refused in code as it
+    /// is outside it.
+    pub settings: Option<Refusal>,
     /// What the code was, for the client: "DO block", "function body".
     what: &'static str,
 }
@@ -213,6 +219,7 @@ pub fn scan(stmt: &analysis::StatementFacts, sql: &str) -> HiddenCode {
 struct Scanner {
     found: BTreeSet<Capability>,
     blind: Option<Blind>,
+    settings: Option<Refusal>,
     snippets: usize,
 }
 
@@ -226,6 +233,7 @@ impl Scanner {
         HiddenCode {
             capabilities,
             blind: self.blind,
+            settings: self.settings,
             what,
         }
     }
@@ -330,6 +338,9 @@ impl Scanner {
                 if cap.execution != Execution::Never {
                     self.found.extend(capabilities(cap));
                 }
+            }
+            if self.settings.is_none() {
+                self.settings = crate::lexer::check(stmt);
             }
             // ALTER DATABASE inside code may name any database on the server
             // (CREATE and DROP DATABASE cannot run there). The policies only

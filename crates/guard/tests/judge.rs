@@ -161,12 +161,14 @@ fn texts_of_one_shape_get_their_own_verdicts() {
         ],
         &[
             "SELECT set_config('application_name', 'x', false)",
+            "SELECT set_config('myapp.tag', 'x', false)",
             "SELECT set_config('role', 'x', false)",
             "SELECT set_config('search_path', 'x', false)",
             "SELECT set_config('standard_conforming_strings', 'off', false)",
         ],
         &[
             "SET application_name = 'a'",
+            "SET myapp.tag = 'a'",
             "SET standard_conforming_strings = 'off'",
         ],
         // Object names in string literals: the verdict does not depend on
@@ -207,7 +209,7 @@ fn texts_of_one_shape_get_their_own_verdicts() {
     assert!(refused(&g, &s, "UPDATE orders SET total = 0 WHERE id = 1 OR 1 = 2").is_none());
     assert!(refused(&g, &s, "UPDATE orders SET total = 0 WHERE id = 1 OR 1 = 1").is_some());
     let g = guard("development", Enforcement::Enforce);
-    assert!(refused(&g, &s, "SELECT set_config('application_name', 'x', false)").is_none());
+    assert!(refused(&g, &s, "SELECT set_config('myapp.tag', 'x', false)").is_none());
     assert!(refused(&g, &s, "SELECT set_config('role', 'x', false)").is_some());
 }
 

@@ -50,6 +50,7 @@ pub(crate) fn analyze_statement(
             opaque: Vec::new(),
             capabilities: Vec::new(),
             settings: Vec::new(),
+            stored_settings: Vec::new(),
             output: None,
             copy_out: None,
             prepared_output: None,
@@ -1911,8 +1912,11 @@ impl<'a> Walker<'a> {
 
     fn variable_set(&mut self, s: &'a pb::VariableSetStmt, ctx: Ctx) {
         if ctx.stored_setting {
-            // ALTER ROLE / DATABASE / SYSTEM / FUNCTION ... SET: reported by
-            // the statement that stores it.
+            // ALTER ROLE / DATABASE / SYSTEM / FUNCTION ... SET: not a
+            // change to this session; named for whoever guards the names.
+            if !s.name.is_empty() {
+                self.facts.stored_settings.push(s.name.to_ascii_lowercase());
+            }
             return self.children(NodeRef::VariableSetStmt(s), ctx);
         }
         self.act(

@@ -26,6 +26,7 @@ mod oidc;
 mod policy;
 mod protocol;
 mod row_limit;
+mod session_identity;
 mod shapes;
 mod soundness;
 mod startup;

@@ -503,7 +503,7 @@ async fn a_stray_copy_done_does_not_shift_later_statements() {
     let proxy = proxy_with("").await;
     let mut raw = raw(&proxy).await;
     for q in [
-        "SET application_name = 'x'; SELECT upper(full_name), lower(email) FROM customers",
+        "SET IntervalStyle = 'iso_8601'; SELECT upper(full_name), lower(email) FROM customers",
         "SELECT 1; COPY (SELECT upper(full_name) FROM customers) TO STDOUT",
     ] {
         let m = fe::concat(&[fe::copy_done(), fe::query(q)]);
@@ -517,7 +517,7 @@ async fn a_stray_copy_done_does_not_shift_later_statements() {
     // The prepared statement the second statement makes is known.
     let m = fe::concat(&[
         fe::copy_fail("none"),
-        fe::query("SET application_name = 'y'; PREPARE p AS SELECT 42"),
+        fe::query("SET IntervalStyle = 'postgres'; PREPARE p AS SELECT 42"),
     ]);
     received(&mut raw, &m).await;
     raw.send(&fe::query("EXECUTE p")).await;

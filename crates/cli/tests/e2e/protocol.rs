@@ -1162,21 +1162,21 @@ async fn refused_function_call_with_a_large_argument_is_dropped_whole() {
 async fn set_reports_parameter_status() {
     let proxy = Proxy::start().await;
     let mut raw = login(&proxy, ALICE).await;
-    let msgs = simple(&mut raw, "SET application_name = 'x'").await;
+    let msgs = simple(&mut raw, "SET IntervalStyle = 'iso_8601'").await;
     assert_tags(&msgs, "CSZ");
     assert_eq!(
         parameter_status(&msgs[1]),
-        ("application_name".into(), "x".into())
+        ("IntervalStyle".into(), "iso_8601".into())
     );
 
     // Several in one Query, and in one pipeline: same as PostgreSQL.
-    let sql = "SET application_name = 'a'; SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'SQL, DMY'";
+    let sql = "SET IntervalStyle = 'postgres_verbose'; SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'SQL, DMY'";
     let pipeline = fe::concat(&[
-        fe::parse("", "SET application_name = 'p1'", &[]),
+        fe::parse("", "SET IntervalStyle = 'sql_standard'", &[]),
         fe::bind("", "", &[]),
         fe::execute("", 0),
         fe::sync(),
-        fe::parse("", "SET application_name = 'p2'", &[]),
+        fe::parse("", "SET IntervalStyle = 'iso_8601'", &[]),
         fe::bind("", "", &[]),
         fe::execute("", 0),
         fe::parse("", "SET TimeZone = 'Europe/Paris'", &[]),
@@ -1195,18 +1195,18 @@ async fn set_reports_parameter_status() {
             params,
             vec![
                 ("DateStyle".into(), "SQL, DMY".into()),
+                ("IntervalStyle".into(), "postgres_verbose".into()),
                 ("TimeZone".into(), "Asia/Tokyo".into()),
-                ("application_name".into(), "a".into()),
             ]
         );
         raw.send(&pipeline).await;
         let a = raw.until_ready().await;
         assert_tags(&a, "12CSZ");
-        assert_eq!(parameter_status(&a[3]).1, "p1");
+        assert_eq!(parameter_status(&a[3]).1, "sql_standard");
         let b = raw.until_ready().await;
         assert_tags(&b, "12C12CSSZ");
     }
-    assert_eq!(scalar(&mut raw, "SHOW application_name").await, "p2");
+    assert_eq!(scalar(&mut raw, "SHOW IntervalStyle").await, "iso_8601");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

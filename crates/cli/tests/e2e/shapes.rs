@@ -50,7 +50,7 @@ async fn a_literal_tautology_is_judged_every_time() {
     assert_eq!(changed(&proxy).trim(), "3");
 }
 
-/// `set_config`'s first argument decides: application_name is harmless,
+/// `set_config`'s first argument decides: a custom setting is harmless,
 /// role is an identity change, refused everywhere. The role never changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_setting_named_by_a_literal_is_judged_every_time() {
@@ -58,7 +58,7 @@ async fn a_setting_named_by_a_literal_is_judged_every_time() {
     let client = proxy.client().await;
     for _ in 0..3 {
         client
-            .simple_query("SELECT set_config('application_name', 'shapes', false)")
+            .simple_query("SELECT set_config('myapp.tag', 'shapes', false)")
             .await
             .unwrap();
         let e = client
@@ -69,7 +69,7 @@ async fn a_setting_named_by_a_literal_is_judged_every_time() {
     }
     let row = client
         .query_one(
-            "SELECT current_user = session_user, current_setting('application_name')",
+            "SELECT current_user = session_user, current_setting('myapp.tag')",
             &[],
         )
         .await

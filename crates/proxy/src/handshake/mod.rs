@@ -129,7 +129,8 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         }
     };
 
-    let mut upstream = match upstream::connect(&target, &params.forward).await {
+    let startup = params::upstream_params(&params.forward, &identity);
+    let mut upstream = match upstream::connect(&target, &startup).await {
         Ok(u) => u,
         Err(e) => {
             warn!(target = %target.config.name, error = %e, "upstream login failed");

@@ -11,6 +11,7 @@
 //! may be a superuser, so a parameter such as `session_replication_role`
 //! would otherwise switch off triggers for the whole session.
 
+use portcullis_identity::Identity;
 use portcullis_wire::{sqlstate, Refusal};
 
 /// Settings a client may set through `-c` or `--` in `options`. Lowercase.
@@ -147,6 +148,84 @@ pub fn check<'a>(
     })
 }
 
+/// What the server reads as the longest application_name (NAMEDATALEN - 1
+/// bytes); it cuts longer values.
+const MAX_APPLICATION_NAME: usize = 63;
+
+/// The startup parameters the server gets: the client's, with
+/// `application_name` naming who is connected (the client's own value
+/// kept in front of it), and the identity in `portcullis.identity`,
+/// `portcullis.identity_kind` and `portcullis.on_behalf_of` (empty when
+/// nobody), so that server logs, pgaudit and row-level security see who
+/// it is. Startup parameters outrank role and database defaults, and
+/// RESET ALL returns to them; the guard refuses every other change.
+pub fn upstream_params(forward: &[(String, String)], identity: &Identity) -> Vec<(String, String)> {
+    let is_app = |k: &str| k.eq_ignore_ascii_case("application_name");
+    let client_app = forward
+        .iter()
+        .rev()
+        .find(|(k, _)| is_app(k))
+        .map(|(_, v)| v.as_str());
+    let mut out: Vec<(String, String)> = forward
+        .iter()
+        .filter(|(k, _)| !is_app(k))
+        .cloned()
+        .collect();
+    out.push((
+        "application_name".into(),
+        application_name(&identity.subject, client_app),
+    ));
+    out.push(("portcullis.identity".into(), no_nul(&identity.subject)));
+    out.push((
+        "portcullis.identity_kind".into(),
+        identity.kind.as_str().into(),
+    ));
+    out.push((
+        "portcullis.on_behalf_of".into(),
+        identity
+            .on_behalf_of
+            .as_deref()
+            .map(no_nul)
+            .unwrap_or_default(),
+    ));
+    out
+}
+
+/// `<client's application_name> (portcullis: <subject>)`, in printable
+/// ASCII as the server keeps it, and cut so that the identity is never
+/// what the server's 63-byte limit removes: the client's part is
+/// shortened first.
+fn application_name(subject: &str, client: Option<&str>) -> String {
+    let suffix = format!("(portcullis: {})", printable_ascii(subject));
+    let client = client.map(printable_ascii).filter(|c| !c.is_empty());
+    let Some(client) = client else {
+        return cut(&suffix, MAX_APPLICATION_NAME);
+    };
+    let room = MAX_APPLICATION_NAME.saturating_sub(suffix.len() + 1);
+    if room == 0 {
+        return cut(&suffix, MAX_APPLICATION_NAME);
+    }
+    format!("{} {suffix}", cut(&client, room))
+}
+
+/// As the server cleans application_name (pg_clean_ascii): every character
+/// outside printable ASCII becomes `?`.
+fn printable_ascii(s: &str) -> String {
+    s.chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+        .collect()
+}
+
+/// The first `n` bytes of ASCII text.
+fn cut(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// Startup values end at a NUL: one inside would cut the value short.
+fn no_nul(s: &str) -> String {
+    s.replace('\0', "?")
+}
+
 /// PostgreSQL's boolean spellings for "off" (parse_bool), which make
 /// `replication=false` an ordinary connection.
 fn is_false(value: &str) -> bool {
@@ -212,6 +291,15 @@ pub fn check_options(options: &str) -> Result<(), Refusal> {
         // The server folds '-' to '_' in long option names and compares
         // setting names case-insensitively.
         let name = name.replace('-', "_").to_ascii_lowercase();
+        if name == "application_name" {
+            // The server would let the plain parameter Portcullis sends win
+            // over this one, and the client's value would be lost unseen.
+            return Err(refuse(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "application_name may not be set through the options startup parameter".into(),
+                "Send it as the application_name connection parameter: Portcullis shows it, after who you are, to the database.",
+            ));
+        }
         if !OPTIONS_ALLOWED.contains(&name.as_str()) {
             return Err(refuse(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -241,6 +329,65 @@ fn bad_option(arg: &str) -> Refusal {
 
 #[cfg(test)]
 mod tests {
+    fn who(subject: &str, on_behalf_of: Option<&str>) -> Identity {
+        Identity {
+            kind: portcullis_identity::Kind::Agent,
+            subject: subject.into(),
+            groups: vec![],
+            on_behalf_of: on_behalf_of.map(str::to_owned),
+            proof: portcullis_identity::Proof::Scram {
+                channel_binding: false,
+            },
+        }
+    }
+
+    #[test]
+    fn the_server_is_told_who_is_connected() {
+        let forward = vec![
+            ("Application_Name".to_owned(), "psql".to_owned()),
+            ("TimeZone".to_owned(), "UTC".to_owned()),
+        ];
+        let out = upstream_params(&forward, &who("etl", Some("alice")));
+        assert_eq!(
+            out,
+            [
+                ("TimeZone", "UTC"),
+                ("application_name", "psql (portcullis: etl)"),
+                ("portcullis.identity", "etl"),
+                ("portcullis.identity_kind", "agent"),
+                ("portcullis.on_behalf_of", "alice"),
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        let out = upstream_params(&[], &who("bob", None));
+        assert_eq!(out[0].1, "(portcullis: bob)");
+        assert_eq!(out[3].1, "");
+    }
+
+    #[test]
+    fn the_identity_survives_the_servers_cut() {
+        let long_app = "x".repeat(100);
+        let name = application_name("alice@example.com", Some(&long_app));
+        assert_eq!(name.len(), 63);
+        assert!(name.ends_with("(portcullis: alice@example.com)"), "{name}");
+        let long_subject = "s".repeat(70);
+        let name = application_name(&long_subject, Some("psql"));
+        assert_eq!(name.len(), 63);
+        assert!(name.starts_with("(portcullis: sss"), "{name}");
+        assert_eq!(
+            application_name("bj\u{f6}rk", Some("caf\u{e9}\n")),
+            "caf?? (portcullis: bj?rk)"
+        );
+        assert_eq!(no_nul("a\0b"), "a?b");
+    }
+
+    #[test]
+    fn application_name_in_options_is_refused() {
+        assert!(check_options("-c application_name=x").is_err());
+        assert!(check_options("--application-name=x").is_err());
+        assert!(check_options("-c statement_timeout=5s").is_ok());
+    }
+
     use super::*;
 
     fn params<'a>(p: &'a [(&'a str, &'a str)]) -> Result<ClientParams, Refusal> {

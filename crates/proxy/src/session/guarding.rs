@@ -61,6 +61,9 @@ pub(crate) struct Guarded {
     inferred: AtomicBool,
     /// The session is audited: judging also produces statement texts.
     audited: bool,
+    /// The application_name the server reported at login: the one
+    /// Portcullis set to name who is connected.
+    application_name: Option<String>,
 }
 
 /// A judged message: what to do with it, what it changes in the session
@@ -133,11 +136,36 @@ impl Guarded {
             gate: Mutex::new(()),
             inferred: AtomicBool::new(false),
             audited,
+            application_name: None,
         };
+        let mut g = g;
         for (name, value) in portcullis_wire::decode::parameter_statuses(startup_messages) {
             g.parameter_status(name, value);
+            if name.eq_ignore_ascii_case("application_name") {
+                g.application_name = Some(value.to_owned());
+            }
         }
         g
+    }
+
+    /// A refusal that ends the session when a ParameterStatus says that
+    /// `application_name` is no longer the one Portcullis set: only code
+    /// Portcullis could not see (a function created before it, or
+    /// elsewhere) can have changed it, since every statement that could is
+    /// refused. The server is the evidence; the session does not go on
+    /// under another name.
+    pub fn identity_setting_changed(&self, name: &str, value: &str) -> Option<Refusal> {
+        let expected = self.application_name.as_deref()?;
+        if !name.eq_ignore_ascii_case("application_name") || value == expected {
+            return None;
+        }
+        Some(
+            Refusal::fatal(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "terminating connection because code on the server changed application_name, which Portcullis sets to name who is connected",
+            )
+            .hint("A function or procedure sets application_name; remove that from it."),
+        )
     }
 
     /// Whether the message just judged chose rows by a column masked for

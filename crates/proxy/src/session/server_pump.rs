@@ -205,7 +205,9 @@ fn judge(
         be::PARAMETER_STATUS => {
             let (name, value) = decode::parameter_status(decode::body(msg))
                 .map_err(|e| End::UpstreamProtocol(e.to_string()))?;
-            match super::lexing::hazard(name, value) {
+            match super::lexing::hazard(name, value)
+                .or_else(|| guarded.identity_setting_changed(name, value))
+            {
                 // Not passed on: the session ends before anything else.
                 Some(r) => Err(End::Unsafe(r)),
                 None => {
