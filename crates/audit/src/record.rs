@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
-    Connection(ConnectionRecord),
+    Connection(Box<ConnectionRecord>),
     Statement(Box<StatementRecord>),
     Outcome(OutcomeRecord),
     Approval(ApprovalRecord),
@@ -194,6 +194,12 @@ pub struct ConnectionRecord {
     /// that a session can be traced to the key that opened it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+    /// The database role the session logged in as upstream, and the
+    /// access profile that chose it (none: the target's own role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     /// The target the client asked for, when it got that far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,

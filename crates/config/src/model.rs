@@ -188,6 +188,57 @@ pub struct Target {
     /// `closed` (default) or `open`.
     #[serde(default)]
     pub audit_failure: crate::AuditFailure,
+    /// Access profiles: the upstream role a session logs in as, by who it
+    /// is. The first profile that matches the identity is used; none: the
+    /// target's own `user`.
+    #[serde(default, rename = "profile")]
+    pub profiles: Vec<AccessProfile>,
+}
+
+/// One `[[target.profile]]`: an upstream role (with its own password) for
+/// the identities it matches: any of `kinds`, any of `groups`, or any of
+/// `subjects`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessProfile {
+    /// Named in logs and audit records.
+    pub name: String,
+    /// The role sessions matching this profile log in as.
+    pub user: String,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub kinds: Vec<IdentityKind>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub subjects: Vec<String>,
+}
+
+impl AccessProfile {
+    /// Whether an identity of `kind`, `subject` and `groups` gets this
+    /// profile.
+    pub fn matches(&self, kind: IdentityKind, subject: &str, groups: &[String]) -> bool {
+        self.kinds.contains(&kind)
+            || self.subjects.iter().any(|s| s == subject)
+            || self.groups.iter().any(|g| groups.contains(g))
+    }
+
+    /// Reads the profile's password, as [`Target::read_password`] does.
+    pub fn read_password(
+        &self,
+        target: &str,
+        base: Option<&Path>,
+    ) -> Result<Option<String>, ConfigError> {
+        read_secret(
+            &format!("{target} (profile {})", self.name),
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+            base,
+        )
+    }
 }
 
 fn default_pg_port() -> u16 {
@@ -274,27 +325,43 @@ impl Target {
     /// Reads the upstream password from the environment or the file. The
     /// error never contains the password.
     pub fn read_password(&self, base: Option<&Path>) -> Result<Option<String>, ConfigError> {
-        if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map(Some)
-                .map_err(|_| ConfigError::Secret {
-                    target: self.name.clone(),
-                    what: format!("environment variable {var} is not set"),
-                });
-        }
-        if let Some(file) = &self.password_file {
-            let path = match base {
-                Some(b) if file.is_relative() => b.join(file),
-                _ => file.clone(),
-            };
-            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Secret {
-                target: self.name.clone(),
-                what: format!("cannot read password file {}: {e}", path.display()),
-            })?;
-            return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
-        }
-        Ok(None)
+        read_secret(
+            &self.name,
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+            base,
+        )
     }
+}
+
+/// A password from an environment variable or a file (trailing newline
+/// ignored); `owner` names it in errors, which never contain it.
+fn read_secret(
+    owner: &str,
+    env: Option<&str>,
+    file: Option<&Path>,
+    base: Option<&Path>,
+) -> Result<Option<String>, ConfigError> {
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map(Some)
+            .map_err(|_| ConfigError::Secret {
+                target: owner.to_owned(),
+                what: format!("environment variable {var} is not set"),
+            });
+    }
+    if let Some(file) = file {
+        let path = match base {
+            Some(b) if file.is_relative() => b.join(file),
+            _ => file.to_path_buf(),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Secret {
+            target: owner.to_owned(),
+            what: format!("cannot read password file {}: {e}", path.display()),
+        })?;
+        return Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()));
+    }
+    Ok(None)
 }
 
 impl Config {

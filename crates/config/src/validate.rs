@@ -651,38 +651,13 @@ impl Validator<'_> {
                     ));
                 }
             }
-            if t.user.is_empty() {
-                return Err(self.err(
-                    key("user"),
-                    "is empty; give the role Portcullis logs in as upstream",
-                ));
-            }
-            if t.user.len() > MAX_NAME_BYTES {
-                return Err(self.err(
-                    key("user"),
-                    format!(
-                        "is {} bytes long; PostgreSQL role names are at most {MAX_NAME_BYTES} bytes",
-                        t.user.len()
-                    ),
-                ));
-            }
-            if t.password_env.is_some() && t.password_file.is_some() {
-                return Err(self.err(
-                    key("password_file"),
-                    "password_env and password_file are both set; keep only one of them",
-                ));
-            }
-            if let Some(var) = &t.password_env {
-                if var.is_empty() || var.contains(['=', '\0']) {
-                    return Err(self.err(
-                        key("password_env"),
-                        format!("{var:?} is not a usable environment variable name; e.g. \"SHOP_PASSWORD\""),
-                    ));
-                }
-            }
-            if let Some(file) = &t.password_file {
-                self.file(&key("password_file"), file, "password file")?;
-            }
+            self.credentials(
+                &at,
+                &t.user,
+                t.password_env.as_deref(),
+                t.password_file.as_deref(),
+            )?;
+            self.profiles(&at, t)?;
             match (t.sslmode, &t.sslrootcert) {
                 (SslMode::VerifyFull, None) => {
                     return Err(self.err(
@@ -717,6 +692,92 @@ impl Validator<'_> {
                         "is {}, must be greater than zero; omit it for the default of 5s",
                         fmt_duration(t.connect_timeout)
                     ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A role Portcullis logs in as upstream, and where its password is.
+    fn credentials(
+        &self,
+        at: &str,
+        user: &str,
+        password_env: Option<&str>,
+        password_file: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("{at}.{field}");
+        if user.is_empty() {
+            return Err(self.err(
+                key("user"),
+                "is empty; give the role Portcullis logs in as upstream",
+            ));
+        }
+        if user.len() > MAX_NAME_BYTES {
+            return Err(self.err(
+                key("user"),
+                format!(
+                    "is {} bytes long; PostgreSQL role names are at most {MAX_NAME_BYTES} bytes",
+                    user.len()
+                ),
+            ));
+        }
+        if password_env.is_some() && password_file.is_some() {
+            return Err(self.err(
+                key("password_file"),
+                "password_env and password_file are both set; keep only one of them",
+            ));
+        }
+        if let Some(var) = password_env {
+            if var.is_empty() || var.contains(['=', '\0']) {
+                return Err(self.err(
+                    key("password_env"),
+                    format!(
+                        "{var:?} is not a usable environment variable name; e.g. \"SHOP_PASSWORD\""
+                    ),
+                ));
+            }
+        }
+        if let Some(file) = password_file {
+            self.file(&key("password_file"), file, "password file")?;
+        }
+        Ok(())
+    }
+
+    /// A target's access profiles.
+    fn profiles(&self, at: &str, t: &crate::Target) -> Result<(), ConfigError> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (j, p) in t.profiles.iter().enumerate() {
+            let pat = label(&format!("{at}.profile"), j, &p.name);
+            let key = |field: &str| format!("{pat}.{field}");
+            if p.name.is_empty() {
+                return Err(self.err(
+                    key("name"),
+                    "is empty; name the profile (it is logged and audited)",
+                ));
+            }
+            if let Some(k) = seen.insert(p.name.as_str(), j) {
+                return Err(self.err(
+                    key("name"),
+                    format!("is also the name of profile[{k}]; profile names must be unique in a target"),
+                ));
+            }
+            self.credentials(
+                &pat,
+                &p.user,
+                p.password_env.as_deref(),
+                p.password_file.as_deref(),
+            )?;
+            if p.kinds.is_empty() && p.groups.is_empty() && p.subjects.is_empty() {
+                return Err(self.err(
+                    key("kinds"),
+                    "the profile matches nobody; give kinds, groups or subjects",
+                ));
+            }
+            if p.groups.iter().chain(&p.subjects).any(String::is_empty) {
+                return Err(self.err(
+                    key("groups"),
+                    "an empty group or subject name matches nothing",
                 ));
             }
         }
@@ -780,8 +841,9 @@ impl Validator<'_> {
                     ));
                 }
             }
-            if o.max_token_bytes < 512 || o.max_token_bytes > (1 << 20) {
-                return Err(self.err(key("max_token_bytes"), "must be between 512 and 1048576"));
+            // The handshake reads at most 32 KiB for a password message.
+            if o.max_token_bytes < 512 || o.max_token_bytes > (32 << 10) {
+                return Err(self.err(key("max_token_bytes"), "must be between 512 and 32768"));
             }
             if o.leeway.0 > std::time::Duration::from_secs(600) {
                 return Err(self.err(key("leeway"), "is over 10 minutes; keep clock skew small"));

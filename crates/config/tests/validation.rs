@@ -1114,3 +1114,83 @@ fn audit_postgres_store_is_checked_and_never_quoted() {
     let (key, _) = invalid(&with("postgres_ca_file = \"ca.pem\"\n"));
     assert_eq!(key, "audit.postgres_ca_file");
 }
+
+// ---------------------------------------------------------------- identity
+
+#[test]
+fn access_profiles_are_checked() {
+    let profile = |body: &str| format!("{LISTENER}{TARGET}[[target.profile]]\n{body}\n{}", user("alice"));
+    let c = valid(&profile(
+        "name = \"ro\"\nuser = \"reader\"\npassword_env = \"RO\"\nkinds = [\"agent\"]\ngroups = [\"analysts\"]",
+    ));
+    let p = &c.targets[0].profiles[0];
+    assert!(p.matches(portcullis_config::IdentityKind::Agent, "x", &[]));
+    assert!(p.matches(portcullis_config::IdentityKind::Human, "x", &["analysts".into()]));
+    assert!(!p.matches(portcullis_config::IdentityKind::Human, "x", &["other".into()]));
+    assert_invalid(
+        &profile("name = \"ro\"\nuser = \"reader\""),
+        "target \"shop\".profile \"ro\".kinds",
+        "matches nobody",
+    );
+    assert_invalid(
+        &profile("name = \"ro\"\nuser = \"\"\nkinds = [\"agent\"]"),
+        "target \"shop\".profile \"ro\".user",
+        "is empty",
+    );
+    assert_invalid(
+        &profile("name = \"ro\"\nuser = \"r\"\nkinds = [\"agent\"]\npassword_env = \"A\"\npassword_file = \"f\""),
+        "target \"shop\".profile \"ro\".password_file",
+        "both set",
+    );
+    assert_invalid(
+        &format!(
+            "{LISTENER}{TARGET}[[target.profile]]\nname = \"a\"\nuser = \"r\"\nkinds = [\"agent\"]\n[[target.profile]]\nname = \"a\"\nuser = \"s\"\nsubjects = [\"bob\"]\n{}",
+            user("alice")
+        ),
+        "target \"shop\".profile \"a\".name",
+        "must be unique",
+    );
+}
+
+#[test]
+fn oidc_issuers_are_checked() {
+    let issuer = |body: &str| format!("{}[[identity.oidc]]\n{body}\n", minimal());
+    let c = valid(&issuer("issuer = \"https://login.example.com\"\naudience = \"portcullis\""));
+    let o = &c.identity.oidc[0];
+    assert_eq!(o.user_claim, "email");
+    assert_eq!(o.algorithms.len(), portcullis_config::OIDC_ALGORITHMS.len());
+    assert_eq!(o.discovery(), "https://login.example.com/.well-known/openid-configuration");
+    valid(&issuer("issuer = \"http://127.0.0.1:8080/realms/x\"\naudience = \"a\""));
+    assert_invalid(
+        &issuer("issuer = \"http://login.example.com\"\naudience = \"a\""),
+        "identity.oidc[0].issuer",
+        "https://",
+    );
+    for alg in ["none", "HS256", "rs256"] {
+        assert_invalid(
+            &issuer(&format!("issuer = \"https://i\"\naudience = \"a\"\nalgorithms = [\"{alg}\"]")),
+            "identity.oidc[0].algorithms",
+            "not allowed",
+        );
+    }
+    assert_invalid(
+        &issuer("issuer = \"https://i\"\naudience = \"\""),
+        "identity.oidc[0].audience",
+        "is empty",
+    );
+    assert_invalid(
+        &issuer("issuer = \"https://i\"\naudience = \"a\"\nagents = [\"x\"]\nservices = [\"x\"]"),
+        "identity.oidc[0].services",
+        "one kind",
+    );
+    assert_invalid(
+        &issuer("issuer = \"https://i\"\naudience = \"a\"\nmax_token_bytes = 100000"),
+        "identity.oidc[0].max_token_bytes",
+        "between",
+    );
+    assert_invalid(
+        &format!("{}[identity]\nrevocation_poll = \"0s\"\n", minimal()),
+        "identity.revocation_poll",
+        "is zero",
+    );
+}

@@ -52,7 +52,7 @@ pub struct CatalogLoader {
 /// classified with the target's masking (unclassified when masking is
 /// off). `portcullis discover` reads the catalog this way too.
 pub async fn load(target: &TargetRuntime) -> Result<CatalogSnapshot, String> {
-    let mut up = upstream::connect(target, &[])
+    let mut up = upstream::connect(target, target.own_login(), &[])
         .await
         .map_err(|e| format!("could not connect for the catalog queries: {e}"))?;
     let result = tokio::time::timeout(

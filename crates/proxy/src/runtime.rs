@@ -54,6 +54,8 @@ impl std::fmt::Debug for Secret {
 pub struct TargetRuntime {
     pub config: Target,
     pub password: Option<Secret>,
+    /// The access profiles, in the file's order, with their passwords.
+    pub profiles: Arc<[ProfileRuntime]>,
     pub tls: Option<UpstreamTls>,
     /// Judges every statement sent to this target.
     pub guard: Guard,
@@ -62,10 +64,58 @@ pub struct TargetRuntime {
     pub masking: Option<Arc<TargetMasking>>,
 }
 
+/// One access profile, ready to log in with.
+pub struct ProfileRuntime {
+    pub config: portcullis_config::AccessProfile,
+    pub password: Option<Secret>,
+}
+
+/// Who a session logs in upstream as: the target's own role, or an access
+/// profile's.
+#[derive(Clone, Copy)]
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub password: Option<&'a Secret>,
+    /// The access profile's name; `None` for the target's own role.
+    pub profile: Option<&'a str>,
+}
+
 impl TargetRuntime {
+    /// The role `identity` logs in as: the first access profile that
+    /// matches it, or the target's own.
+    pub fn login_for(&self, identity: &portcullis_identity::Identity) -> Login<'_> {
+        let kind = match identity.kind {
+            portcullis_identity::Kind::Human => portcullis_config::IdentityKind::Human,
+            portcullis_identity::Kind::Agent => portcullis_config::IdentityKind::Agent,
+            portcullis_identity::Kind::Service => portcullis_config::IdentityKind::Service,
+        };
+        match self
+            .profiles
+            .iter()
+            .find(|p| p.config.matches(kind, &identity.subject, &identity.groups))
+        {
+            Some(p) => Login {
+                user: &p.config.user,
+                password: p.password.as_ref(),
+                profile: Some(&p.config.name),
+            },
+            None => self.own_login(),
+        }
+    }
+
+    /// The target's own role (what the catalog is read as).
+    pub fn own_login(&self) -> Login<'_> {
+        Login {
+            user: &self.config.user,
+            password: self.password.as_ref(),
+            profile: None,
+        }
+    }
+
     fn new(
         config: Target,
         password: Option<Secret>,
+        profiles: Arc<[ProfileRuntime]>,
         tls: Option<UpstreamTls>,
         engine: &Arc<PolicyEngine>,
         analyses: &Arc<SharedAnalysisCache>,
@@ -91,6 +141,7 @@ impl TargetRuntime {
         TargetRuntime {
             config,
             password,
+            profiles,
             tls,
             guard,
             catalog: CatalogLoader::default(),
@@ -183,6 +234,7 @@ const MAX_WILDCARD_DATABASES: usize = 1_000;
 struct Wildcard {
     config: Target,
     password: Option<Secret>,
+    profiles: Arc<[ProfileRuntime]>,
     tls: Option<UpstreamTls>,
     analyses: Arc<SharedAnalysisCache>,
     served: Mutex<HashMap<String, Arc<TargetRuntime>>>,
@@ -204,6 +256,17 @@ impl Runtime {
         let mut wildcard = None;
         for t in &config.targets {
             let password = t.read_password(config.base_dir())?.map(Secret);
+            let profiles = t
+                .profiles
+                .iter()
+                .map(|p| {
+                    Ok(ProfileRuntime {
+                        config: p.clone(),
+                        password: p.read_password(&t.name, config.base_dir())?.map(Secret),
+                    })
+                })
+                .collect::<Result<Vec<_>, portcullis_config::ConfigError>>()?
+                .into();
             let tls = match t.sslmode {
                 SslMode::Disable => None,
                 SslMode::Require => Some(UpstreamTls::require(&t.host)),
@@ -227,6 +290,7 @@ impl Runtime {
                 wildcard = Some(Wildcard {
                     config: t.clone(),
                     password,
+                    profiles,
                     tls,
                     analyses: analyses.clone(),
                     served: Mutex::new(HashMap::new()),
@@ -238,6 +302,7 @@ impl Runtime {
                 Arc::new(TargetRuntime::new(
                     t.clone(),
                     password,
+                    profiles,
                     tls,
                     &engine,
                     &analyses,
@@ -320,6 +385,7 @@ impl Runtime {
         let t = Arc::new(TargetRuntime::new(
             target,
             w.password.clone(),
+            w.profiles.clone(),
             w.tls.clone(),
             &self.engine,
             &w.analyses,

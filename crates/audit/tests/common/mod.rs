@@ -122,20 +122,22 @@ pub fn all_kinds() -> Vec<Record> {
             s
         }),
         outcome(1, 7, Some("42501")),
-        Record::Connection(ConnectionRecord {
+        Record::Connection(Box::new(ConnectionRecord {
             source: source(),
             session_id: "s-9".into(),
             identity: Some(identity("alice")),
             auth_method: None,
             credential: None,
+            upstream_role: None,
+            profile: None,
             target: Some("prod".into()),
             environment: Some("production".into()),
             result: ConnectionResult::Failed {
                 reason: FailureReason::AuthenticationFailed,
                 sqlstate: Some(SqlState::new("28P01").unwrap()),
             },
-        }),
-        Record::Connection(ConnectionRecord {
+        })),
+        Record::Connection(Box::new(ConnectionRecord {
             source: Source {
                 address: None,
                 tls: None,
@@ -144,13 +146,15 @@ pub fn all_kinds() -> Vec<Record> {
             identity: Some(identity("dave")),
             auth_method: Some("SCRAM-SHA-256-PLUS".into()),
             credential: None,
+            upstream_role: None,
+            profile: None,
             target: Some("prod".into()),
             environment: None,
             result: ConnectionResult::Ended {
                 reason: EndReason::IdleTimeout,
                 duration_micros: 9,
             },
-        }),
+        })),
         Record::Approval(ApprovalRecord {
             request_id: "r-1".into(),
             event: ApprovalEvent::Approved,

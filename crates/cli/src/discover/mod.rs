@@ -193,7 +193,7 @@ async fn sample_target(
             "portcullis discover".to_owned(),
         ),
     ];
-    let mut up = upstream::connect(target, &params)
+    let mut up = upstream::connect(target, target.own_login(), &params)
         .await
         .map_err(upstream_err)?;
     let result = sample_all(&mut up, &snapshot, masking, rows, min_share).await;

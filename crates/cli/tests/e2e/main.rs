@@ -24,6 +24,7 @@ mod masking_corpus;
 mod masking_strict;
 mod oidc;
 mod policy;
+mod profiles;
 mod protocol;
 mod row_limit;
 mod session_identity;

@@ -27,6 +27,10 @@ pub struct SessionFacts {
     pub auth_method: &'static str,
     /// The credential's public id ([`portcullis_identity::Proof::credential`]).
     pub credential: Option<String>,
+    /// The upstream role the session logged in as, and the access profile
+    /// that chose it.
+    pub role: String,
+    pub profile: Option<String>,
     pub source: Source,
     pub destination: Destination,
     /// The policy bundle in force for the session's target.
@@ -276,35 +280,39 @@ pub fn outcome(done: Completion) -> StatementOutcome {
 
 /// A login that became a session.
 pub fn connection_succeeded(session: &SessionFacts) -> Record {
-    Record::Connection(ConnectionRecord {
+    Record::Connection(Box::new(ConnectionRecord {
         source: session.source.clone(),
         session_id: session.destination.session_id.clone(),
         identity: Some(session.identity.clone()),
         auth_method: Some(session.auth_method.to_owned()),
         credential: session.credential.clone(),
+        upstream_role: Some(session.role.clone()),
+        profile: session.profile.clone(),
         target: Some(session.destination.target.clone()),
         environment: session.destination.environment.clone(),
         result: ConnectionResult::Succeeded {
             backend_pid: session.destination.backend_pid,
         },
-    })
+    }))
 }
 
 /// A session's end.
 pub fn connection_ended(session: &SessionFacts, reason: EndReason, lasted: Duration) -> Record {
-    Record::Connection(ConnectionRecord {
+    Record::Connection(Box::new(ConnectionRecord {
         source: session.source.clone(),
         session_id: session.destination.session_id.clone(),
         identity: Some(session.identity.clone()),
         auth_method: Some(session.auth_method.to_owned()),
         credential: session.credential.clone(),
+        upstream_role: Some(session.role.clone()),
+        profile: session.profile.clone(),
         target: Some(session.destination.target.clone()),
         environment: session.destination.environment.clone(),
         result: ConnectionResult::Ended {
             reason,
             duration_micros: u64::try_from(lasted.as_micros()).unwrap_or(u64::MAX),
         },
-    })
+    }))
 }
 
 /// A connection attempt that failed before it became a session.
@@ -314,19 +322,21 @@ pub fn connection_failed(
     reason: FailureReason,
     sqlstate: Option<&str>,
 ) -> Record {
-    Record::Connection(ConnectionRecord {
+    Record::Connection(Box::new(ConnectionRecord {
         source,
         session_id: session_id.to_owned(),
         identity: None,
         auth_method: None,
         credential: None,
+        upstream_role: None,
+        profile: None,
         target: None,
         environment: None,
         result: ConnectionResult::Failed {
             reason,
             sqlstate: sqlstate.and_then(|s| SqlState::new(s).ok()),
         },
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -130,7 +130,8 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
     };
 
     let startup = params::upstream_params(&params.forward, &identity);
-    let mut upstream = match upstream::connect(&target, &startup).await {
+    let mut upstream = match upstream::connect(&target, target.login_for(&identity), &startup).await
+    {
         Ok(u) => u,
         Err(e) => {
             warn!(target = %target.config.name, error = %e, "upstream login failed");
@@ -179,6 +180,8 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         target = %target.config.name,
         environment = %target.config.environment,
         backend_pid = upstream.pid,
+        role = %upstream.role,
+        profile = upstream.profile.as_deref().unwrap_or(""),
         tls = client.is_tls(),
         "session established"
     );

@@ -104,15 +104,19 @@ pub(crate) enum Verdict {
 }
 
 impl Guarded {
+    /// The guard of a session `identity` opened on `target`, as the
+    /// server's login (`upstream`: its role, its startup ParameterStatus
+    /// messages) and `search_path` left it.
     pub fn new(
         target: Arc<TargetRuntime>,
         identity: &Identity,
         peer: Option<SocketAddr>,
+        upstream: &crate::upstream::Upstream,
         search_path: Option<&str>,
-        startup_messages: &[u8],
         span: tracing::Span,
         audited: bool,
     ) -> Guarded {
+        let (role, startup_messages) = (upstream.role.as_str(), &upstream.startup_messages[..]);
         let kind = match identity.kind {
             Kind::Human => PrincipalKind::Human,
             Kind::Agent => PrincipalKind::Agent,
@@ -126,7 +130,9 @@ impl Guarded {
             },
             source: peer.map(|p| p.ip()),
         };
-        let state = SessionState::new(target.config.user.clone(), search_path);
+        // The role the session logged in as (the target's own, or an
+        // access profile's): what CURRENT_USER and SESSION_USER name.
+        let state = SessionState::new(role.to_owned(), search_path);
         let g = Guarded {
             target,
             span,

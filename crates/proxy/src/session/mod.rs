@@ -121,6 +121,8 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
                 identity: records::identity(&identity),
                 auth_method: identity.proof.method(),
                 credential: identity.proof.credential(),
+                role: upstream.role.clone(),
+                profile: upstream.profile.clone(),
                 source: Source {
                     address: client.peer_addr(),
                     tls: client.tls_info(),
@@ -139,8 +141,8 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         target,
         &identity,
         client.peer_addr(),
+        &upstream,
         search_path.as_deref(),
-        &upstream.startup_messages,
         span,
         session_audit.is_some(),
     );

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use crate::cancel::CancelTarget;
-use crate::runtime::TargetRuntime;
+use crate::runtime::{Login, TargetRuntime};
 use crate::stream::UpstreamStream;
 use crate::tls::UpstreamTls;
 
@@ -66,6 +66,10 @@ pub struct Upstream {
     /// Transaction status of the first ReadyForQuery.
     pub status: u8,
     pub cancel: CancelTarget,
+    /// The role the session logged in as, and the access profile that
+    /// chose it (`None`: the target's own role).
+    pub role: String,
+    pub profile: Option<String>,
 }
 
 /// Where an upstream server listens.
@@ -134,6 +138,7 @@ async fn open(
 /// parameters `params` (already checked).
 pub async fn connect(
     target: &TargetRuntime,
+    as_role: Login<'_>,
     params: &[(String, String)],
 ) -> Result<Upstream, UpstreamError> {
     let t = &target.config;
@@ -141,7 +146,7 @@ pub async fn connect(
     tokio::time::timeout(timeout, async {
         let addr = resolve(&t.host, t.port).await?;
         let stream = open(&addr, target.tls.as_ref()).await?;
-        login(stream, addr, target, params).await
+        login(stream, addr, target, as_role, params).await
     })
     .await
     .map_err(|_| UpstreamError::Timeout)?
@@ -193,6 +198,7 @@ async fn login(
     mut stream: UpstreamStream,
     addr: UpstreamAddr,
     target: &TargetRuntime,
+    as_role: Login<'_>,
     params: &[(String, String)],
 ) -> Result<Upstream, UpstreamError> {
     let t = &target.config;
@@ -201,12 +207,9 @@ async fn login(
     encode::startup_message(
         &mut out,
         ProtocolVersion::V3_0,
-        [
-            ("user", t.user.as_str()),
-            ("database", t.upstream_database()),
-        ]
-        .into_iter()
-        .chain(forwarded),
+        [("user", as_role.user), ("database", t.upstream_database())]
+            .into_iter()
+            .chain(forwarded),
     );
     stream.write_all(&out).await?;
     out.clear();
@@ -215,7 +218,7 @@ async fn login(
         buf: BytesMut::with_capacity(8192),
         splitter: Splitter::new(Limits::backend()),
     };
-    let password = || target.password.as_ref().ok_or(UpstreamError::NoPassword);
+    let password = || as_role.password.ok_or(UpstreamError::NoPassword);
     let mut scram: Option<ScramSha256> = None;
 
     // Authentication.
@@ -241,7 +244,7 @@ async fn login(
             }
             AuthRequest::Md5 { salt } => {
                 let hash = postgres_protocol::authentication::md5_hash(
-                    t.user.as_bytes(),
+                    as_role.user.as_bytes(),
                     password()?.expose().as_bytes(),
                     salt,
                 );
@@ -355,6 +358,8 @@ async fn login(
             pid,
             key,
         },
+        role: as_role.user.to_owned(),
+        profile: as_role.profile.map(str::to_owned),
     })
 }
 
