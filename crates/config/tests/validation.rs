@@ -1119,14 +1119,27 @@ fn audit_postgres_store_is_checked_and_never_quoted() {
 
 #[test]
 fn access_profiles_are_checked() {
-    let profile = |body: &str| format!("{LISTENER}{TARGET}[[target.profile]]\n{body}\n{}", user("alice"));
+    let profile = |body: &str| {
+        format!(
+            "{LISTENER}{TARGET}[[target.profile]]\n{body}\n{}",
+            user("alice")
+        )
+    };
     let c = valid(&profile(
         "name = \"ro\"\nuser = \"reader\"\npassword_env = \"RO\"\nkinds = [\"agent\"]\ngroups = [\"analysts\"]",
     ));
     let p = &c.targets[0].profiles[0];
     assert!(p.matches(portcullis_config::IdentityKind::Agent, "x", &[]));
-    assert!(p.matches(portcullis_config::IdentityKind::Human, "x", &["analysts".into()]));
-    assert!(!p.matches(portcullis_config::IdentityKind::Human, "x", &["other".into()]));
+    assert!(p.matches(
+        portcullis_config::IdentityKind::Human,
+        "x",
+        &["analysts".into()]
+    ));
+    assert!(!p.matches(
+        portcullis_config::IdentityKind::Human,
+        "x",
+        &["other".into()]
+    ));
     assert_invalid(
         &profile("name = \"ro\"\nuser = \"reader\""),
         "target \"shop\".profile \"ro\".kinds",
@@ -1155,12 +1168,19 @@ fn access_profiles_are_checked() {
 #[test]
 fn oidc_issuers_are_checked() {
     let issuer = |body: &str| format!("{}[[identity.oidc]]\n{body}\n", minimal());
-    let c = valid(&issuer("issuer = \"https://login.example.com\"\naudience = \"portcullis\""));
+    let c = valid(&issuer(
+        "issuer = \"https://login.example.com\"\naudience = \"portcullis\"",
+    ));
     let o = &c.identity.oidc[0];
     assert_eq!(o.user_claim, "email");
     assert_eq!(o.algorithms.len(), portcullis_config::OIDC_ALGORITHMS.len());
-    assert_eq!(o.discovery(), "https://login.example.com/.well-known/openid-configuration");
-    valid(&issuer("issuer = \"http://127.0.0.1:8080/realms/x\"\naudience = \"a\""));
+    assert_eq!(
+        o.discovery(),
+        "https://login.example.com/.well-known/openid-configuration"
+    );
+    valid(&issuer(
+        "issuer = \"http://127.0.0.1:8080/realms/x\"\naudience = \"a\"",
+    ));
     assert_invalid(
         &issuer("issuer = \"http://login.example.com\"\naudience = \"a\""),
         "identity.oidc[0].issuer",
@@ -1168,7 +1188,9 @@ fn oidc_issuers_are_checked() {
     );
     for alg in ["none", "HS256", "rs256"] {
         assert_invalid(
-            &issuer(&format!("issuer = \"https://i\"\naudience = \"a\"\nalgorithms = [\"{alg}\"]")),
+            &issuer(&format!(
+                "issuer = \"https://i\"\naudience = \"a\"\nalgorithms = [\"{alg}\"]"
+            )),
             "identity.oidc[0].algorithms",
             "not allowed",
         );
