@@ -9,6 +9,7 @@ mod duration;
 mod error;
 mod identity;
 mod include;
+mod limits;
 mod masking;
 mod model;
 mod row_limit;
@@ -19,6 +20,7 @@ pub use audit::{Audit, AuditFailure, AuditMode, ParamsMode, Synchronous};
 pub use duration::Duration;
 pub use error::ConfigError;
 pub use identity::{secure_url, IdentityConfig, OidcIssuer, OIDC_ALGORITHMS};
+pub use limits::{effective as effective_limits, EffectiveLimits, Limit};
 pub use masking::{ColumnRule, Inference, Masking};
 pub use model::*;
 pub use row_limit::{

@@ -29,6 +29,9 @@ pub struct Config {
     pub targets: Vec<Target>,
     #[serde(default, rename = "user")]
     pub users: Vec<User>,
+    /// Limits per identity, group or principal kind.
+    #[serde(default, rename = "limit")]
+    pub limits: Vec<crate::Limit>,
     /// Where the Cedar policies come from.
     #[serde(default)]
     pub policy: Policy,

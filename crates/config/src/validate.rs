@@ -34,6 +34,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     v.masking()?;
     v.audit()?;
     v.identity()?;
+    v.limits()?;
     Ok(())
 }
 
@@ -778,6 +779,53 @@ impl Validator<'_> {
                 return Err(self.err(
                     key("groups"),
                     "an empty group or subject name matches nothing",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn limits(&self) -> Result<(), ConfigError> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, l) in self.config.limits.iter().enumerate() {
+            let at = label("limit", i, &l.name);
+            let key = |field: &str| format!("{at}.{field}");
+            if l.name.is_empty() {
+                return Err(self.err(key("name"), "is empty; name the limit (refusals name it)"));
+            }
+            if let Some(j) = seen.insert(l.name.as_str(), i) {
+                return Err(self.err(
+                    key("name"),
+                    format!("is also the name of limit[{j}]; limit names must be unique"),
+                ));
+            }
+            if l.kinds.is_empty() && l.groups.is_empty() && l.subjects.is_empty() {
+                return Err(self.err(
+                    key("kinds"),
+                    "the limit applies to nobody; give kinds, groups or subjects",
+                ));
+            }
+            if l.max_sessions == Some(0) {
+                return Err(self.err(
+                    key("max_sessions"),
+                    "is zero; it would lock the identity out",
+                ));
+            }
+            if let Some(t) = l.statement_timeout {
+                if t.0 < std::time::Duration::from_millis(1) {
+                    return Err(self.err(key("statement_timeout"), "is zero; give at least 1ms"));
+                }
+                if t.0 > std::time::Duration::from_millis(i32::MAX as u64) {
+                    return Err(self.err(
+                        key("statement_timeout"),
+                        "is over PostgreSQL's largest (about 24 days)",
+                    ));
+                }
+            }
+            if l.max_sessions.is_none() && l.statement_timeout.is_none() {
+                return Err(self.err(
+                    key("name"),
+                    "sets no limit; give max_sessions or statement_timeout",
                 ));
             }
         }

@@ -115,6 +115,7 @@ fn who() -> Who {
             groups: vec!["developers".into()],
         },
         source: Some("10.1.2.3".parse().expect("an address")),
+        limits: Default::default(),
     }
 }
 

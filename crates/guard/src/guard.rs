@@ -30,6 +30,8 @@ pub struct Who {
     pub principal: Principal,
     /// The client's address; `None` on a Unix socket.
     pub source: Option<IpAddr>,
+    /// Limits that depend on who it is (see [`crate::limits`]).
+    pub limits: crate::SessionLimits,
 }
 
 /// How a target is guarded.
@@ -350,6 +352,13 @@ impl Guard {
             if j.refusal.is_none() {
                 if let Some(r) = lexer::check(stmt)
                     .or_else(|| hidden.settings.clone())
+                    .or_else(|| {
+                        crate::limits::check(
+                            stmt.settings.iter().chain(&hidden.changes),
+                            stmt.stored_settings.iter().chain(&hidden.stored),
+                            &who.limits,
+                        )
+                    })
                     .or_else(|| portal_refusal(stmt, state))
                 {
                     j.refusal = Some(r);

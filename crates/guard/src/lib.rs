@@ -27,6 +27,7 @@ pub mod describe;
 pub mod encoding;
 mod guard;
 pub mod lexer;
+pub mod limits;
 pub mod masking;
 mod memo;
 pub mod opaque_scan;
@@ -42,5 +43,6 @@ pub use encoding::{Encoding, EncodingError, Encodings, NameKey};
 pub use guard::{
     encoding_refusal, shared_analysis_cache, Guard, GuardSettings, Judgement, StatementVerdict, Who,
 };
+pub use limits::SessionLimits;
 pub use masking::{Exposure, InferenceRule, Inferred, MaskingRules, OutputColumn};
 pub use session::{Portal, PreparedText, SessionState, Ticket};

@@ -151,6 +151,11 @@ pub struct HiddenCode {
     /// read, `application_name`, `portcullis.*`) is refused in code as it
     /// is outside it.
     pub settings: Option<Refusal>,
+    /// Every setting change and stored setting of the statements inside
+    /// the code, for checks that depend on who runs it (see
+    /// [`crate::limits`]).
+    pub changes: Vec<analysis::SettingChange>,
+    pub stored: Vec<String>,
     /// What the code was, for the client: "DO block", "function body".
     what: &'static str,
 }
@@ -220,6 +225,8 @@ struct Scanner {
     found: BTreeSet<Capability>,
     blind: Option<Blind>,
     settings: Option<Refusal>,
+    changes: Vec<analysis::SettingChange>,
+    stored: Vec<String>,
     snippets: usize,
 }
 
@@ -234,6 +241,8 @@ impl Scanner {
             capabilities,
             blind: self.blind,
             settings: self.settings,
+            changes: self.changes,
+            stored: self.stored,
             what,
         }
     }
@@ -342,6 +351,8 @@ impl Scanner {
             if self.settings.is_none() {
                 self.settings = crate::lexer::check(stmt);
             }
+            self.changes.extend(stmt.settings.iter().cloned());
+            self.stored.extend(stmt.stored_settings.iter().cloned());
             // ALTER DATABASE inside code may name any database on the server
             // (CREATE and DROP DATABASE cannot run there). The policies only
             // learn the code's capabilities, not which database it names, so

@@ -27,6 +27,7 @@ fn who() -> Who {
             groups: vec!["developers".into()],
         },
         source: None,
+        limits: Default::default(),
     }
 }
 

@@ -99,6 +99,7 @@ fn who() -> Who {
             groups: vec!["developers".into()],
         },
         source: None,
+        limits: Default::default(),
     }
 }
 

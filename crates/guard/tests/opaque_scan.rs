@@ -73,6 +73,7 @@ fn judge(environment: &str, sql: &str) -> Judgement {
             groups: vec!["developers".into()],
         },
         source: None,
+        limits: Default::default(),
     };
     let session = SessionState::new("app", Some("\"$user\", public"));
     guard(environment).judge_text(sql, &who, &session)

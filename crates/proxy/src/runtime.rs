@@ -84,11 +84,7 @@ impl TargetRuntime {
     /// The role `identity` logs in as: the first access profile that
     /// matches it, or the target's own.
     pub fn login_for(&self, identity: &portcullis_identity::Identity) -> Login<'_> {
-        let kind = match identity.kind {
-            portcullis_identity::Kind::Human => portcullis_config::IdentityKind::Human,
-            portcullis_identity::Kind::Agent => portcullis_config::IdentityKind::Agent,
-            portcullis_identity::Kind::Service => portcullis_config::IdentityKind::Service,
-        };
+        let kind = crate::auth::identity::config_kind(identity.kind);
         match self
             .profiles
             .iter()

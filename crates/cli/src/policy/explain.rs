@@ -110,6 +110,7 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
     let who = Who {
         principal: principal.clone(),
         source: None,
+        limits: Default::default(),
     };
     let judgement = guard.judge_text(&args.sql, &who, &session);
 

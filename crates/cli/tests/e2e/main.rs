@@ -19,6 +19,7 @@ mod discover;
 mod keys;
 mod lexing;
 mod lifecycle;
+mod limits;
 mod masking;
 mod masking_corpus;
 mod masking_strict;

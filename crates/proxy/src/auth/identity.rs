@@ -13,6 +13,29 @@ pub fn of_scram_user(user: &portcullis_config::User, channel_binding: bool) -> I
     }
 }
 
+/// The configuration's name for a principal kind (profiles and limits
+/// match on it).
+pub fn config_kind(k: Kind) -> portcullis_config::IdentityKind {
+    match k {
+        Kind::Human => portcullis_config::IdentityKind::Human,
+        Kind::Agent => portcullis_config::IdentityKind::Agent,
+        Kind::Service => portcullis_config::IdentityKind::Service,
+    }
+}
+
+/// The limits `[[limit]]` sets for `identity`.
+pub fn limits(
+    config: &portcullis_config::Config,
+    identity: &Identity,
+) -> portcullis_config::EffectiveLimits {
+    portcullis_config::effective_limits(
+        &config.limits,
+        config_kind(identity.kind),
+        &identity.subject,
+        &identity.groups,
+    )
+}
+
 fn kind(k: portcullis_config::IdentityKind) -> Kind {
     match k {
         portcullis_config::IdentityKind::Human => Kind::Human,

@@ -39,6 +39,8 @@ pub struct Established {
     pub user_slot: UserSlot,
     /// The session's search_path at login, as the server reported it.
     pub search_path: Option<String>,
+    /// The `[[limit]]`s in force for the identity.
+    pub limits: portcullis_config::EffectiveLimits,
 }
 
 /// How a handshake ended without a session.
@@ -113,23 +115,40 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
             unknown_target(&runtime, &params.target),
         ));
     };
+    let limits = crate::auth::identity::limits(&runtime.config, &identity);
+    // The configured user's own maximum and the identity's limit: the
+    // smaller holds.
+    let max_sessions = match (max_connections, &limits.max_sessions) {
+        (Some(a), Some((b, _))) => Some(a.min(*b)),
+        (a, b) => a.or(b.as_ref().map(|(n, _)| *n)),
+    };
     let user_slot = match ctx
         .shared
         .user_slots
-        .acquire(&identity.subject, max_connections)
+        .acquire(&identity.subject, max_sessions)
     {
         Some(s) => s,
         None => {
+            let why = match &limits.max_sessions {
+                Some((n, name)) if Some(*n) == max_sessions => {
+                    format!(" (the limit \"{name}\" allows {n} sessions)")
+                }
+                _ => String::new(),
+            };
             let r = Refusal::fatal(
                 sqlstate::TOO_MANY_CONNECTIONS,
-                format!("too many connections for user \"{}\"", identity.subject),
+                format!("too many connections for user \"{}\"{why}", identity.subject),
             )
             .hint("Close idle sessions or ask an administrator to raise max_connections for this user.");
             return Err(Ended::Refused(client, ErrorKind::Limit, r));
         }
     };
 
-    let startup = params::upstream_params(&params.forward, &identity);
+    let max_timeout = limits
+        .statement_timeout
+        .as_ref()
+        .map(|(t, _)| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    let startup = params::upstream_params(&params.forward, &identity, max_timeout);
     let mut upstream = match upstream::connect(&target, target.login_for(&identity), &startup).await
     {
         Ok(u) => u,
@@ -195,6 +214,7 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         cancel_guard,
         user_slot,
         search_path,
+        limits,
     })
 }
 

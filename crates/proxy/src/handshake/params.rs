@@ -159,7 +159,16 @@ const MAX_APPLICATION_NAME: usize = 63;
 /// nobody), so that server logs, pgaudit and row-level security see who
 /// it is. Startup parameters outrank role and database defaults, and
 /// RESET ALL returns to them; the guard refuses every other change.
-pub fn upstream_params(forward: &[(String, String)], identity: &Identity) -> Vec<(String, String)> {
+///
+/// With a statement_timeout limit (`max_timeout_ms`), `statement_timeout`
+/// is set too: the client's own value when it is shorter, else the limit
+/// (a plain parameter outranks `options`, so the client's `-c` cannot
+/// raise it).
+pub fn upstream_params(
+    forward: &[(String, String)],
+    identity: &Identity,
+    max_timeout_ms: Option<u64>,
+) -> Vec<(String, String)> {
     let is_app = |k: &str| k.eq_ignore_ascii_case("application_name");
     let client_app = forward
         .iter()
@@ -188,7 +197,54 @@ pub fn upstream_params(forward: &[(String, String)], identity: &Identity) -> Vec
             .map(no_nul)
             .unwrap_or_default(),
     ));
+    if let Some(max) = max_timeout_ms {
+        let is_timeout = |k: &str| k.eq_ignore_ascii_case("statement_timeout");
+        let asked = client_timeouts(forward)
+            .filter_map(|v| portcullis_guard::limits::milliseconds(&v))
+            .filter(|&ms| ms > 0)
+            .min();
+        out.retain(|(k, _)| !is_timeout(k));
+        out.push((
+            "statement_timeout".into(),
+            format!("{}ms", asked.map_or(max, |a| a.min(max))),
+        ));
+    }
     out
+}
+
+/// Every statement_timeout the client asked for at startup: as a plain
+/// parameter or as `-c` / `--` in `options`.
+fn client_timeouts(forward: &[(String, String)]) -> impl Iterator<Item = String> + '_ {
+    forward.iter().flat_map(|(k, v)| {
+        let mut found = Vec::new();
+        if k.eq_ignore_ascii_case("statement_timeout") {
+            found.push(v.clone());
+        } else if k.eq_ignore_ascii_case("options") {
+            let args = split_options(v);
+            let mut i = 0;
+            while i < args.len() {
+                let setting = if args[i] == "-c" {
+                    i += 1;
+                    args.get(i).cloned()
+                } else {
+                    args[i]
+                        .strip_prefix("--")
+                        .or_else(|| args[i].strip_prefix("-c"))
+                        .map(str::to_owned)
+                };
+                if let Some((name, value)) = setting.as_deref().and_then(|s| s.split_once('=')) {
+                    if name
+                        .replace('-', "_")
+                        .eq_ignore_ascii_case("statement_timeout")
+                    {
+                        found.push(value.to_owned());
+                    }
+                }
+                i += 1;
+            }
+        }
+        found
+    })
 }
 
 /// `<client's application_name> (portcullis: <subject>)`, in printable
@@ -347,7 +403,7 @@ mod tests {
             ("Application_Name".to_owned(), "psql".to_owned()),
             ("TimeZone".to_owned(), "UTC".to_owned()),
         ];
-        let out = upstream_params(&forward, &who("etl", Some("alice")));
+        let out = upstream_params(&forward, &who("etl", Some("alice")), None);
         assert_eq!(
             out,
             [
@@ -359,9 +415,51 @@ mod tests {
             ]
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
         );
-        let out = upstream_params(&[], &who("bob", None));
+        let out = upstream_params(&[], &who("bob", None), None);
         assert_eq!(out[0].1, "(portcullis: bob)");
         assert_eq!(out[3].1, "");
+    }
+
+    #[test]
+    fn a_statement_timeout_limit_is_set_and_only_shortened() {
+        let timeout = |forward: &[(&str, &str)], max| {
+            let forward: Vec<(String, String)> = forward
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            let out = upstream_params(&forward, &who("bob", None), max);
+            let found: Vec<_> = out
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("statement_timeout"))
+                .collect();
+            assert!(found.len() <= 1, "{out:?}");
+            found.first().map(|(_, v)| v.clone())
+        };
+        assert_eq!(timeout(&[], Some(30_000)), Some("30000ms".into()));
+        assert_eq!(
+            timeout(&[("statement_timeout", "5s")], Some(30_000)),
+            Some("5000ms".into())
+        );
+        assert_eq!(
+            timeout(&[("Statement_Timeout", "0")], Some(30_000)),
+            Some("30000ms".into())
+        );
+        assert_eq!(
+            timeout(&[("statement_timeout", "1h")], Some(30_000)),
+            Some("30000ms".into())
+        );
+        assert_eq!(
+            timeout(&[("options", "-c statement_timeout=2s")], Some(30_000)),
+            Some("2000ms".into())
+        );
+        assert_eq!(
+            timeout(&[("options", "--statement-timeout=0")], Some(30_000)),
+            Some("30000ms".into())
+        );
+        assert_eq!(
+            timeout(&[("statement_timeout", "5s")], None),
+            Some("5s".into())
+        );
     }
 
     #[test]

@@ -103,6 +103,17 @@ pub(crate) enum Verdict {
     Refuse(Bytes),
 }
 
+/// What the login left a session with, for its guard.
+pub(crate) struct Start<'a> {
+    pub peer: Option<SocketAddr>,
+    /// The server's login: its role and startup ParameterStatus messages.
+    pub upstream: &'a crate::upstream::Upstream,
+    /// The search_path the server reported after login.
+    pub search_path: Option<&'a str>,
+    /// Limits that depend on who the session is.
+    pub limits: portcullis_guard::SessionLimits,
+}
+
 impl Guarded {
     /// The guard of a session `identity` opened on `target`, as the
     /// server's login (`upstream`: its role, its startup ParameterStatus
@@ -110,12 +121,16 @@ impl Guarded {
     pub fn new(
         target: Arc<TargetRuntime>,
         identity: &Identity,
-        peer: Option<SocketAddr>,
-        upstream: &crate::upstream::Upstream,
-        search_path: Option<&str>,
+        start: Start<'_>,
         span: tracing::Span,
         audited: bool,
     ) -> Guarded {
+        let Start {
+            peer,
+            upstream,
+            search_path,
+            limits,
+        } = start;
         let (role, startup_messages) = (upstream.role.as_str(), &upstream.startup_messages[..]);
         let kind = match identity.kind {
             Kind::Human => PrincipalKind::Human,
@@ -129,6 +144,7 @@ impl Guarded {
                 groups: identity.groups.clone(),
             },
             source: peer.map(|p| p.ip()),
+            limits,
         };
         // The role the session logged in as (the target's own, or an
         // access profile's): what CURRENT_USER and SESSION_USER name.

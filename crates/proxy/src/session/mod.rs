@@ -112,6 +112,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         identity,
         target,
         search_path,
+        limits,
         ..
     } = est;
     let session_audit = audit
@@ -140,9 +141,16 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
     let guarded = guarding::Guarded::new(
         target,
         &identity,
-        client.peer_addr(),
-        &upstream,
-        search_path.as_deref(),
+        guarding::Start {
+            peer: client.peer_addr(),
+            upstream: &upstream,
+            search_path: search_path.as_deref(),
+            limits: portcullis_guard::SessionLimits {
+                statement_timeout: limits
+                    .statement_timeout
+                    .map(|(t, name)| (u64::try_from(t.as_millis()).unwrap_or(u64::MAX), name)),
+            },
+        },
         span,
         session_audit.is_some(),
     );

@@ -1,0 +1,108 @@
+//! `[[limit]]`: limits per identity, group or principal kind. Every entry
+//! that matches an identity applies, and the strictest value of each limit
+//! wins, so adding an entry can only tighten what someone may do.
+
+use serde::Deserialize;
+
+use crate::{Duration, IdentityKind};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// Named in refusals and logs.
+    pub name: String,
+    /// Who it applies to: any of these kinds, groups or subjects (at least
+    /// one list).
+    #[serde(default)]
+    pub kinds: Vec<IdentityKind>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Most concurrent sessions per identity.
+    #[serde(default)]
+    pub max_sessions: Option<usize>,
+    /// Longest a statement may run; the session cannot raise or disable it.
+    #[serde(default)]
+    pub statement_timeout: Option<Duration>,
+}
+
+impl Limit {
+    pub fn matches(&self, kind: IdentityKind, subject: &str, groups: &[String]) -> bool {
+        self.kinds.contains(&kind)
+            || self.subjects.iter().any(|s| s == subject)
+            || self.groups.iter().any(|g| groups.contains(g))
+    }
+}
+
+/// The limits in force for one identity: the strictest of every matching
+/// `[[limit]]`, each with the name of the entry it came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EffectiveLimits {
+    pub max_sessions: Option<(usize, String)>,
+    pub statement_timeout: Option<(std::time::Duration, String)>,
+}
+
+/// The limits `limits` set for an identity of `kind`, `subject`, `groups`.
+pub fn effective(
+    limits: &[Limit],
+    kind: IdentityKind,
+    subject: &str,
+    groups: &[String],
+) -> EffectiveLimits {
+    let mut out = EffectiveLimits::default();
+    for l in limits.iter().filter(|l| l.matches(kind, subject, groups)) {
+        if let Some(n) = l.max_sessions {
+            if out.max_sessions.as_ref().is_none_or(|(m, _)| n < *m) {
+                out.max_sessions = Some((n, l.name.clone()));
+            }
+        }
+        if let Some(t) = l.statement_timeout {
+            if out.statement_timeout.as_ref().is_none_or(|(m, _)| t.0 < *m) {
+                out.statement_timeout = Some((t.0, l.name.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(
+        name: &str,
+        kinds: &[IdentityKind],
+        groups: &[&str],
+        sessions: Option<usize>,
+        timeout: Option<u64>,
+    ) -> Limit {
+        Limit {
+            name: name.into(),
+            kinds: kinds.to_vec(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            subjects: vec![],
+            max_sessions: sessions,
+            statement_timeout: timeout.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn the_strictest_matching_limit_wins() {
+        let limits = [
+            limit("agents", &[IdentityKind::Agent], &[], Some(5), Some(60)),
+            limit("batch", &[], &["batch"], Some(10), Some(30)),
+            limit("humans", &[IdentityKind::Human], &[], Some(1), Some(1)),
+        ];
+        let e = effective(&limits, IdentityKind::Agent, "bot", &["batch".into()]);
+        assert_eq!(e.max_sessions, Some((5, "agents".into())));
+        assert_eq!(
+            e.statement_timeout,
+            Some((std::time::Duration::from_secs(30), "batch".into()))
+        );
+        assert_eq!(
+            effective(&limits, IdentityKind::Service, "job", &[]),
+            EffectiveLimits::default()
+        );
+    }
+}
