@@ -21,6 +21,11 @@ const UPSTREAM_ROLE: &str = "portcullis";
 /// rename or alter, production's objects even if a statement got past the
 /// policies: the server's privileges are the second wall.
 const STAGING_ROLE: &str = "portcullis_staging";
+/// A read-only role on `shop`: the access profile of the demo's API-key
+/// agent, so that the database itself refuses its writes.
+const READER_ROLE: &str = "portcullis_reader";
+/// The agent that logs in with an API key.
+const KEY_AGENT: &str = "report-bot";
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -76,6 +81,8 @@ struct Demo {
     /// The password of [`STAGING_ROLE`].
     staging_password: String,
     users: Vec<DemoUser>,
+    /// The API key of [`KEY_AGENT`], made for this run.
+    agent_key: String,
     /// Declared before `_temp` so PostgreSQL stops before its directory is
     /// removed.
     cluster: PgCluster,
@@ -155,7 +162,9 @@ fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
 
     let upstream_password = random_password();
     let staging_password = random_password();
+    let reader_password = random_password();
     seed(&cluster, &upstream_password, &staging_password)?;
+    read_only_role(&cluster, &reader_password)?;
 
     let users = vec![
         DemoUser {
@@ -185,10 +194,14 @@ fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
         listen,
         &cluster,
         &tls_files,
-        &upstream_password,
-        &staging_password,
+        &RolePasswords {
+            upstream: &upstream_password,
+            staging: &staging_password,
+            reader: &reader_password,
+        },
         &users,
     )?;
+    let agent_key = make_agent_key(&config_path)?;
     Ok(Demo {
         dir,
         config_path,
@@ -197,9 +210,58 @@ fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
         upstream_password,
         staging_password,
         users,
+        agent_key,
         cluster,
         _temp: temp,
     })
+}
+
+/// [`READER_ROLE`]: may connect to `shop` and read its tables, nothing
+/// more.
+fn read_only_role(cluster: &PgCluster, password: &str) -> Result<(), String> {
+    let sql = |db: &str, sql: &str| {
+        cluster
+            .sql(db, sql)
+            .map_err(|e| format!("making the read-only role: {e}"))
+    };
+    sql(
+        "postgres",
+        &format!(
+            "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER_ROLE}') THEN CREATE ROLE {READER_ROLE} LOGIN; END IF; END$$; \
+             ALTER ROLE {READER_ROLE} PASSWORD '{password}'; \
+             GRANT CONNECT ON DATABASE shop TO {READER_ROLE}"
+        ),
+    )?;
+    sql(
+        "shop",
+        &format!(
+            "GRANT USAGE ON SCHEMA public TO {READER_ROLE}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER_ROLE}"
+        ),
+    )?;
+    Ok(())
+}
+
+/// An API key for [`KEY_AGENT`], acting for dana, in the control-plane
+/// store the configuration names, valid for a day.
+fn make_agent_key(config_path: &Path) -> Result<String, String> {
+    use portcullis_identity::keys::{unix_now, KeyStore, NewKey};
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let store =
+        KeyStore::open(&config.resolve(&config.identity.store)).map_err(|e| e.to_string())?;
+    let (_, key) = store
+        .create(
+            NewKey {
+                name: KEY_AGENT.into(),
+                kind: portcullis_identity::Kind::Agent,
+                groups: vec!["agents".into()],
+                on_behalf_of: Some("dana".into()),
+                expires_at: Some(unix_now() + 86_400),
+            },
+            unix_now(),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(key)
 }
 
 fn demo(args: DemoArgs) -> Result<(), String> {
@@ -305,19 +367,27 @@ fn separate_staging_owner(cluster: &PgCluster) -> Result<(), String> {
     Ok(())
 }
 
+/// The passwords of the upstream roles the configuration names.
+struct RolePasswords<'a> {
+    upstream: &'a str,
+    staging: &'a str,
+    reader: &'a str,
+}
+
 fn write_config(
     dir: &Path,
     listen: &SocketAddr,
     cluster: &PgCluster,
     tls: &portcullis_testbed::tls::TlsFiles,
-    upstream_password: &str,
-    staging_password: &str,
+    passwords: &RolePasswords<'_>,
     users: &[DemoUser],
 ) -> Result<PathBuf, String> {
     let secret = dir.join("upstream-password");
-    write_private(&secret, upstream_password)?;
+    write_private(&secret, passwords.upstream)?;
     let staging_secret = dir.join("upstream-password-staging");
-    write_private(&staging_secret, staging_password)?;
+    write_private(&staging_secret, passwords.staging)?;
+    let reader_secret = dir.join("upstream-password-reader");
+    write_private(&reader_secret, passwords.reader)?;
     let mut text = format!(
         r#"# Written by `portcullis demo`. Edit it and send SIGHUP (or POST /reload
 # to the admin listener) to reload without dropping sessions.
@@ -349,6 +419,14 @@ password_file = "{secret}"
 sslmode = "verify-full"
 sslrootcert = "{ca}"
 
+# The API-key agent logs in to shop as a read-only role: the database
+# itself refuses its writes, whatever the policies allow.
+[[target.profile]]
+name = "agents-read-only"
+user = "{READER_ROLE}"
+password_file = "{reader_secret}"
+subjects = ["{KEY_AGENT}"]
+
 # Staging logs in as a role of its own, which owns only shop_staging.
 [[target]]
 name = "shop_staging"
@@ -365,7 +443,13 @@ sslmode = "require"
         port = cluster.port(),
         secret = secret.display(),
         staging_secret = staging_secret.display(),
+        reader_secret = reader_secret.display(),
         limit = portcullis_config::DEFAULT_PRODUCTION_ROW_LIMIT,
+    );
+    text.push_str(
+        "\n# Agents: statements end after 30 seconds (they cannot raise it), and\n\
+         # at most 5 sessions each.\n[[limit]]\nname = \"agents\"\nkinds = [\"agent\"]\n\
+         statement_timeout = \"30s\"\nmax_sessions = 5\n",
     );
     for u in users {
         let groups: Vec<String> = u.groups.iter().map(|g| format!("\"{g}\"")).collect();
@@ -503,8 +587,19 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
         upstream_password,
         staging_password,
         users,
+        agent_key,
         ..
     } = demo;
+    let agent_dsn = format!(
+        "{} sslmode=require",
+        dsn(
+            &proxy.ip().to_string(),
+            proxy.port(),
+            "shop",
+            KEY_AGENT,
+            agent_key
+        )
+    );
     let host = proxy.ip().to_string();
     let direct = dsn(
         cluster.host(),
@@ -568,6 +663,14 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
                 },
             ],
             "users": users,
+            "agent_key": {
+                "name": KEY_AGENT,
+                "kind": "agent",
+                "on_behalf_of": "dana",
+                "key": agent_key,
+                "upstream_role": READER_ROLE,
+                "dsn": agent_dsn,
+            },
             "examples": examples,
             "staging_examples": staging_examples,
             "explain": explain,
@@ -612,6 +715,11 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
         ));
     }
     s.push_str(&format!(
+        "  # {KEY_AGENT} (AI agent with an API key, acting for dana; TLS only; logs in as the\n  \
+         # read-only role {READER_ROLE}, so the database refuses its writes)\n  \
+         psql \"{agent_dsn}\"\n"
+    ));
+    s.push_str(&format!(
         "  # the same users reach staging with dbname=shop_staging\n\nDirect to PostgreSQL, bypassing Portcullis (for comparison):\n  psql \"{direct}\"\n\n"
     ));
     s.push_str(
@@ -654,6 +762,13 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
          portcullis audit who-read public.customers.ssn --config {cfg} --since 1d\n  \
          portcullis audit tail --config {cfg} --follow\n  \
          portcullis audit verify --config {cfg}\n\n"
+    ));
+    s.push_str(&format!(
+        "Identity: every session names who it is to the database (SHOW application_name;\n\
+         SELECT current_setting('portcullis.identity')), and cannot change it. API keys:\n  \
+         portcullis keys create --config {cfg} --agent NAME --group G --expires 30d\n  \
+         portcullis keys list --config {cfg}\n  \
+         portcullis keys revoke --config {cfg} ID --end-sessions\n\n"
     ));
     if let Some(a) = admin {
         s.push_str(&format!(

@@ -68,6 +68,54 @@ fn production_refuses_what_the_instructions_say_and_staging_runs_it() {
             let _ = stopped.await;
         }));
 
+        // The agent with an API key: it reads, and the database refuses
+        // its writes (its access profile's role is read-only); it cannot
+        // lift its statement timeout.
+        let dsn = format!(
+            "{} sslmode=require",
+            dsn(
+                &proxy.ip().to_string(),
+                proxy.port(),
+                "shop",
+                KEY_AGENT,
+                &demo.agent_key
+            )
+        );
+        let (agent, _task) = portcullis_testbed::client::connect(&dsn, Some(&demo.pki))
+            .await
+            .expect("the agent's key logs in");
+        let row = agent
+            .query_one(
+                "SELECT current_user::text, current_setting('portcullis.identity'), \
+                 current_setting('portcullis.on_behalf_of'), current_setting('statement_timeout'), \
+                 (SELECT count(*) FROM orders)",
+                &[],
+            )
+            .await
+            .expect("the agent reads");
+        assert_eq!(row.get::<_, String>(0), READER_ROLE);
+        assert_eq!(row.get::<_, String>(1), KEY_AGENT);
+        assert_eq!(row.get::<_, String>(2), "dana");
+        assert_eq!(row.get::<_, String>(3), "30s");
+        assert!(row.get::<_, i64>(4) > 0);
+        let e = agent
+            .batch_execute("UPDATE orders SET status = 'x' WHERE id = 1")
+            .await
+            .expect_err("the read-only role cannot write");
+        assert_eq!(
+            e.as_db_error().unwrap().code(),
+            &SqlState::INSUFFICIENT_PRIVILEGE
+        );
+        let e = agent
+            .batch_execute("SET statement_timeout = 0")
+            .await
+            .expect_err("the limit holds");
+        assert_eq!(
+            e.as_db_error().unwrap().code(),
+            &SqlState::INSUFFICIENT_PRIVILEGE
+        );
+        drop(agent);
+
         for user in &demo.users {
             let shop = connect(&demo, proxy, "shop", user).await;
             let tokens = count_tokens(&shop).await;
