@@ -113,6 +113,7 @@ fn who() -> Who {
             name: "dana".into(),
             kind: PrincipalKind::Human,
             groups: vec!["developers".into()],
+            on_behalf_of: None,
         },
         source: Some("10.1.2.3".parse().expect("an address")),
         limits: Default::default(),

@@ -576,6 +576,7 @@ mod tests {
                 name: "dana".into(),
                 kind: PrincipalKind::Human,
                 groups: Vec::new(),
+                on_behalf_of: None,
             },
             target: target.clone(),
             statement: described(sql),

@@ -25,6 +25,7 @@ fn who() -> Who {
             name: "dana".into(),
             kind: PrincipalKind::Human,
             groups: vec!["developers".into()],
+            on_behalf_of: None,
         },
         source: None,
         limits: Default::default(),

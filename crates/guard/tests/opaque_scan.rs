@@ -71,6 +71,7 @@ fn judge(environment: &str, sql: &str) -> Judgement {
             name: "dana".into(),
             kind: PrincipalKind::Human,
             groups: vec!["developers".into()],
+            on_behalf_of: None,
         },
         source: None,
         limits: Default::default(),

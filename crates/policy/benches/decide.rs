@@ -16,6 +16,7 @@ fn request(environment: &str, operations: Vec<Operation>) -> Request {
             name: "alice".into(),
             kind: PrincipalKind::Human,
             groups: vec!["developers".into(), "analysts".into()],
+            on_behalf_of: None,
         },
         target: TargetRef::new("shop", environment),
         statement: StatementFacts {

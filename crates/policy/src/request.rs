@@ -30,6 +30,9 @@ pub struct Principal {
     pub kind: PrincipalKind,
     /// Group names, as in the configuration's `groups`.
     pub groups: Vec<String>,
+    /// The person an agent or service acts for, when it says so (an API
+    /// key bound to a person, a token's `act` claim or user claim).
+    pub on_behalf_of: Option<String>,
 }
 
 /// Mirrors the configuration's identity `kind`. Humans are Cedar `User`s;

@@ -244,6 +244,7 @@ struct PrincipalSpec {
     name: Option<String>,
     kind: Option<String>,
     groups: Option<Vec<String>>,
+    on_behalf_of: Option<String>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -336,6 +337,11 @@ fn run_case(
             .clone()
             .or_else(|| defaults.principal.groups.clone())
             .unwrap_or_default(),
+        on_behalf_of: case
+            .principal
+            .on_behalf_of
+            .clone()
+            .or_else(|| defaults.principal.on_behalf_of.clone()),
     };
     let name = case
         .target

@@ -332,6 +332,9 @@ fn push_principal(
     let mut principal_attrs = attrs([("name", string(&principal.name))]);
     if principal.kind != PrincipalKind::Human {
         principal_attrs.insert("kind".into(), string(principal.kind.as_str()));
+        if let Some(person) = &principal.on_behalf_of {
+            principal_attrs.insert("on_behalf_of".into(), string(person));
+        }
     }
     entities.push(entity(uid.clone(), principal_attrs, group_uids)?);
     Ok(())
@@ -396,6 +399,7 @@ mod tests {
                     name: "alice".into(),
                     kind,
                     groups: vec!["dba".into(), "dba".into(), "devs".into()],
+                    on_behalf_of: None,
                 },
                 target: TargetRef {
                     name: "shop".into(),
@@ -468,6 +472,7 @@ mod tests {
                 name: "alice".into(),
                 kind,
                 groups: vec!["dba".into()],
+                on_behalf_of: None,
             };
             let (request, entities) = unmask_request(
                 &vocab,

@@ -44,6 +44,7 @@ fn request(action: Action, resources: Vec<ResourceRef>) -> Request {
             name: "alice".into(),
             kind: PrincipalKind::Human,
             groups: vec!["developers".into()],
+            on_behalf_of: None,
         },
         target: TargetRef::new("shop", "production"),
         statement: StatementFacts {
@@ -722,4 +723,33 @@ fn a_development_server_can_allow_test_databases() {
         .dangerous
         .insert(portcullis_policy::Capability::ServerAdmin);
     assert_eq!(denied_by(&e.decide(&force)), "deny-dangerous-capabilities");
+}
+
+// ---- who an agent acts for ---------------------------------------------
+
+#[test]
+fn policies_see_the_person_an_agent_acts_for() {
+    let e = engine(&[
+        BASE,
+        r#"@id("interns-agents-read-only")
+@message("an agent acting for an intern may only read")
+forbid(principal is Portcullis::Agent, action, resource)
+when { principal has on_behalf_of && principal.on_behalf_of == "intern" }
+unless { action in Portcullis::Action::"Read" };"#,
+    ]);
+    let agent = |on_behalf_of: Option<&str>, action| {
+        let mut r = request(action, vec![ResourceRef::table("public", "t")]);
+        r.principal = Principal {
+            name: "report-bot".into(),
+            kind: PrincipalKind::Agent,
+            groups: vec![],
+            on_behalf_of: on_behalf_of.map(str::to_owned),
+        };
+        r
+    };
+    let d = e.decide(&agent(Some("intern"), Action::Update));
+    assert_eq!(denied_by(&d), "interns-agents-read-only");
+    assert!(e.decide(&agent(Some("intern"), Action::Select)).is_allow());
+    assert!(e.decide(&agent(Some("cto"), Action::Update)).is_allow());
+    assert!(e.decide(&agent(None, Action::Update)).is_allow());
 }

@@ -79,6 +79,7 @@ fn person(name: &str, kind: PrincipalKind, groups: &[&str]) -> Principal {
         name: name.into(),
         kind,
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        on_behalf_of: None,
     }
 }
 

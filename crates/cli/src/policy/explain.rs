@@ -175,6 +175,7 @@ fn setting(args: &ExplainArgs) -> Result<Setting, String> {
                 name: args.user.clone(),
                 kind: PrincipalKind::Human,
                 groups: Vec::new(),
+                on_behalf_of: None,
             },
             target: TargetRef::new(
                 args.target.clone(),
@@ -244,6 +245,7 @@ fn principal(user: &portcullis_config::User) -> Principal {
             IdentityKind::Service => PrincipalKind::Service,
         },
         groups: user.groups.clone(),
+        on_behalf_of: None,
     }
 }
 

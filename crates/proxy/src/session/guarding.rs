@@ -142,6 +142,7 @@ impl Guarded {
                 name: identity.subject.clone(),
                 kind,
                 groups: identity.groups.clone(),
+                on_behalf_of: identity.on_behalf_of.clone(),
             },
             source: peer.map(|p| p.ip()),
             limits,
