@@ -33,8 +33,11 @@ pub fn check<'a>(
         return Some(refusal(*max, name));
     }
     for change in changes {
-        if change.target != SettingTarget::Named("statement_timeout".into()) {
-            continue;
+        match &change.target {
+            // A computed name may be this one (also refused on its own).
+            SettingTarget::Unknown => return Some(refusal(*max, name)),
+            SettingTarget::Named(n) if n == "statement_timeout" => {}
+            _ => continue,
         }
         let ok = match &change.value {
             SettingValue::Default => true,
@@ -58,54 +61,106 @@ fn refusal(max: u64, name: &str) -> Refusal {
     .hint("Set a shorter statement_timeout, or RESET it to the limit.")
 }
 
-/// A statement_timeout value as the server reads it (an integer or a
-/// number, with an optional unit: us, ms, s, min, h, d; milliseconds
-/// without one), rounded to whole milliseconds. `None` when the server
-/// would read it some other way or not at all: the caller refuses.
+/// A statement_timeout value as the server reads it (`parse_int` with
+/// `convert_to_base_unit`): an integer (`strtol`, base 0: `0x` hex, a
+/// leading `0` octal) or else a number (`strtod`), optional spaces, then
+/// an optional unit (us, ms, s, min, h, d; milliseconds without one). A
+/// fractional value is first rounded to whole units of the next smaller
+/// unit (`min` to seconds, `s` to milliseconds, ...), then the result to a
+/// whole millisecond, both half to even (`rint`). `None` when the server
+/// would read it some other way or refuse it: the caller refuses too.
 pub fn milliseconds(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| {
-            !(c.is_ascii_digit()
-                || c == '.'
-                || c == '-'
-                || c == '+'
-                || c == 'e'
-                || c == 'E'
-                || c == 'x'
-                || c == 'X')
-        })
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number = number.trim();
-    let value: f64 = if let Some(hex) = number
-        .strip_prefix("0x")
-        .or_else(|| number.strip_prefix("0X"))
-    {
-        u64::from_str_radix(hex, 16).ok()? as f64
-    } else if number.len() > 1
-        && number.starts_with('0')
-        && number.bytes().all(|b| b.is_ascii_digit())
-    {
-        // strtol with base 0 reads a leading zero as octal.
-        u64::from_str_radix(&number[1..], 8).ok()? as f64
+    let t = text.trim_start();
+    let (value, rest) = integer(t).or_else(|| float(t))?;
+    // Units in the order of the server's table: each one's next is the
+    // next smaller unit.
+    const UNITS: [(&str, f64); 6] = [
+        ("d", 86_400_000.0),
+        ("h", 3_600_000.0),
+        ("min", 60_000.0),
+        ("s", 1_000.0),
+        ("ms", 1.0),
+        ("us", 0.001),
+    ];
+    let unit = rest.trim();
+    let ms = if unit.is_empty() {
+        value
     } else {
-        number.parse::<f64>().ok()?
+        let i = UNITS.iter().position(|(u, _)| *u == unit)?;
+        let v = value * UNITS[i].1;
+        match UNITS.get(i + 1) {
+            Some((_, smaller)) => (v / smaller).round_ties_even() * smaller,
+            None => v,
+        }
     };
-    let scale = match unit.trim() {
-        "" | "ms" => 1.0,
-        "us" => 0.001,
-        "s" => 1_000.0,
-        "min" => 60_000.0,
-        "h" => 3_600_000.0,
-        "d" => 86_400_000.0,
-        _ => return None,
-    };
-    let ms = (value * scale).round();
-    if !ms.is_finite() || ms < 0.0 || ms > i32::MAX as f64 {
+    let ms = ms.round_ties_even();
+    if !ms.is_finite() || ms < 0.0 || ms > f64::from(i32::MAX) {
         return None;
     }
     Some(ms as u64)
+}
+
+/// `strtol(text, &end, 0)` on what follows leading spaces: the value and
+/// the rest, when some digits were read and the rest is not a fraction or
+/// exponent (then the server reads the text as a number instead).
+fn integer(t: &str) -> Option<(f64, &str)> {
+    let (negative, body) = match t.as_bytes().first()? {
+        b'-' => (true, &t[1..]),
+        b'+' => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (radix, digits_start) = if body.len() > 2
+        && (body.starts_with("0x") || body.starts_with("0X"))
+        && body.as_bytes()[2].is_ascii_hexdigit()
+    {
+        (16, 2)
+    } else if body.starts_with('0') {
+        (8, 0)
+    } else {
+        (10, 0)
+    };
+    let digits = &body[digits_start..];
+    let len = digits
+        .bytes()
+        .take_while(|b| (*b as char).is_digit(radix))
+        .count();
+    if len == 0 {
+        return None;
+    }
+    let rest = &digits[len..];
+    if rest.starts_with(['.', 'e', 'E']) && radix != 16 {
+        return None;
+    }
+    let v = u64::from_str_radix(&digits[..len], radix).ok()? as f64;
+    Some((if negative { -v } else { v }, rest))
+}
+
+/// `strtod` on what follows leading spaces: the longest prefix that is a
+/// decimal number.
+fn float(t: &str) -> Option<(f64, &str)> {
+    let b = t.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let int = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    i += int;
+    let mut frac = 0;
+    if b.get(i) == Some(&b'.') {
+        frac = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        i += 1 + frac;
+    }
+    if int + frac == 0 {
+        return None;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        let mut j = i + 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        let exp = b[j..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if exp > 0 {
+            i = j + exp;
+        }
+    }
+    Some((t[..i].parse().ok()?, &t[i..]))
 }
 
 #[cfg(test)]
@@ -124,6 +179,18 @@ mod tests {
         assert_eq!(milliseconds("0x10"), Some(16));
         assert_eq!(milliseconds("010"), Some(8));
         assert_eq!(milliseconds("0"), Some(0));
+        // Rounded as the server rounds: half to even, and to whole units
+        // of the next smaller unit first.
+        assert_eq!(milliseconds("0.5"), Some(0));
+        assert_eq!(milliseconds("1.5"), Some(2));
+        assert_eq!(milliseconds("2.5"), Some(2));
+        assert_eq!(milliseconds("500us"), Some(0));
+        assert_eq!(milliseconds("0.5ms"), Some(0));
+        assert_eq!(milliseconds("0.008min"), Some(0));
+        assert_eq!(milliseconds("0.0001h"), Some(0));
+        assert_eq!(milliseconds("0.01h"), Some(60_000));
+        assert_eq!(milliseconds("0.5s"), Some(500));
+        assert_eq!(milliseconds("1e3"), Some(1000));
         assert_eq!(milliseconds("5 S"), None);
         assert_eq!(milliseconds("5sec"), None);
         assert_eq!(milliseconds("-1"), None);
@@ -148,6 +215,12 @@ mod tests {
             "SELECT set_config('statement_timeout', '0', false)",
             "SELECT set_config('statement_timeout', $1, false)",
             "SET statement_timeout = '1 fortnight'",
+            "SET statement_timeout = '0.5'",
+            "SET statement_timeout = '500us'",
+            "SET statement_timeout = '0.0001h'",
+            "SET statement_timeout = '0.01h'",
+            "SELECT set_config('statement_timeoutX'::varchar(17), '0', false)",
+            "SELECT set_config('statement_timeout', '01'::varchar(1), false)",
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql SET statement_timeout = '1s' AS $$ SELECT 1 $$",
             "ALTER ROLE CURRENT_USER SET statement_timeout = 0",
         ] {

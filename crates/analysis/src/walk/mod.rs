@@ -340,6 +340,10 @@ fn copy_options(options: &[Node]) -> CopyOptions {
 }
 
 /// The string a constant (possibly cast) carries: `'x'`, `'x'::text`.
+/// Only casts that keep the text as it is are looked through (`text`,
+/// `varchar` without a length): `'statement_timeoutX'::varchar(17)`,
+/// `::char(n)` or `::name` cut it, so the server would read another
+/// string than this one; those are not constants here.
 fn const_text(node: &Node) -> Option<String> {
     match &node.node {
         Some(NodeEnum::AConst(c)) if !c.isnull => match literal::value(c)? {
@@ -349,9 +353,21 @@ fn const_text(node: &Node) -> Option<String> {
             ConstValue::Boolval(b) => Some(if b.boolval { "true" } else { "false" }.to_owned()),
             ConstValue::Bsval(_) => None,
         },
-        Some(NodeEnum::TypeCast(t)) => t.arg.as_deref().and_then(const_text),
+        Some(NodeEnum::TypeCast(t)) if keeps_text(t.type_name.as_ref()?) => {
+            t.arg.as_deref().and_then(const_text)
+        }
         _ => None,
     }
+}
+
+/// Whether a cast to this type leaves a string constant's text unchanged.
+fn keeps_text(t: &pb::TypeName) -> bool {
+    let names: Vec<&str> = strings(&t.names).collect();
+    let plain = matches!(
+        names.as_slice(),
+        ["text"] | ["pg_catalog", "text"] | ["varchar"] | ["pg_catalog", "varchar"]
+    );
+    plain && t.typmods.is_empty() && t.array_bounds.is_empty() && !t.setof && !t.pct_type
 }
 
 /// The `language` option of DO / CREATE FUNCTION.

@@ -54,6 +54,13 @@ async fn an_agents_statement_timeout_holds_on_every_route() {
         "DO $$ BEGIN EXECUTE 'SET statement_timeout = 0'; END $$",
         "CREATE FUNCTION slow() RETURNS void LANGUAGE sql SET statement_timeout = 0 AS $$ SELECT pg_sleep(2) $$",
         "SET statement_timeout = 'forever'",
+        // The server rounds these to 0 (no limit at all).
+        "SET statement_timeout = '0.4'",
+        "SET statement_timeout = '400us'",
+        "SELECT set_config('statement_timeout', '0.0001h', false)",
+        // Cut by the cast to '0' on the server.
+        "SELECT set_config('statement_timeout', '01'::varchar(1), false)",
+        "SELECT set_config('statement_timeoutX'::varchar(17), '0', false)",
     ] {
         let e = bob.simple_query(sql).await.expect_err(sql);
         assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e:?}");

@@ -72,6 +72,8 @@ async fn the_server_sees_who_is_connected_and_no_route_changes_it() {
         "SET application_name = 'alice'; SELECT 1",
         "PREPARE p AS SELECT set_config('application_name', 'alice', false)",
         "SELECT set_config(n, 'alice', false) FROM (VALUES ('application_name')) v(n)",
+        "SELECT set_config('application_nameX'::varchar(16), 'alice', false)",
+        "SELECT set_config('application_name   '::char(19), 'alice', false)",
         "CREATE FUNCTION f() RETURNS text LANGUAGE sql SET application_name = 'alice' AS $$ SELECT current_setting('application_name') $$",
         "ALTER FUNCTION plain() SET portcullis.identity = 'alice'",
         "ALTER ROLE CURRENT_USER SET application_name = 'alice'",
