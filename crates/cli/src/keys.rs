@@ -260,12 +260,11 @@ fn json(k: &KeyRecord, now: i64) -> serde_json::Value {
 }
 
 fn revoke(args: RevokeArgs) -> Result<ExitCode, String> {
-    let id = KeyId::parse(args.id.trim_start_matches("pck_")).ok_or_else(|| {
-        format!(
-            "\"{}\" is not a key id (16 hex digits, as `portcullis keys list` shows)",
-            args.id
-        )
-    })?;
+    // Given the whole key by mistake, the id is its first part; what was
+    // given is never echoed (it may hold the secret).
+    let given = args.id.trim_start_matches("pck_");
+    let id = KeyId::parse(given.get(..16).unwrap_or(given))
+        .ok_or("that is not a key id (16 hex digits, as `portcullis keys list` shows)")?;
     let (store, _) = open(&args.store)?;
     match store
         .revoke(id, unix_now(), args.end_sessions)

@@ -65,6 +65,15 @@ pub struct OidcIssuer {
     pub agents: Vec<String>,
     #[serde(default)]
     pub services: Vec<String>,
+    /// When given, a person's user name (the `user_claim` value) must be
+    /// an email address in one of these domains. Required for issuers
+    /// that vouch for anyone (Google's).
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    /// When given, a person's token must carry this `hd` (Google
+    /// Workspace's hosted domain).
+    #[serde(default)]
+    pub hosted_domain: Option<String>,
     /// Where the discovery document is; default
     /// `<issuer>/.well-known/openid-configuration`.
     #[serde(default)]
@@ -98,6 +107,10 @@ fn default_max_token_bytes() -> usize {
 fn default_keys_max_age() -> Duration {
     Duration::from_secs(3600)
 }
+
+/// Issuers that sign tokens for anyone with an account, whatever the
+/// organisation: trusting one needs `allowed_domains` or `hosted_domain`.
+pub const OPEN_ISSUERS: &[&str] = &["https://accounts.google.com", "accounts.google.com"];
 
 impl OidcIssuer {
     pub fn discovery(&self) -> String {

@@ -907,6 +907,27 @@ impl Validator<'_> {
                     return Err(self.err(key(field), "contains an empty client id"));
                 }
             }
+            if o.allowed_domains
+                .iter()
+                .any(|d| d.is_empty() || d.contains('@'))
+            {
+                return Err(self.err(
+                    key("allowed_domains"),
+                    "holds an empty name or an address; give domains such as \"example.com\"",
+                ));
+            }
+            if o.hosted_domain.as_deref() == Some("") {
+                return Err(self.err(key("hosted_domain"), "is empty"));
+            }
+            if crate::identity::OPEN_ISSUERS.contains(&o.issuer.trim_end_matches('/'))
+                && o.allowed_domains.is_empty()
+                && o.hosted_domain.is_none()
+            {
+                return Err(self.err(
+                    key("allowed_domains"),
+                    "is required for this issuer: it signs tokens for any account in the world; give your domains (or hosted_domain)",
+                ));
+            }
             if let Some(both) = o.agents.iter().find(|a| o.services.contains(a)) {
                 return Err(self.err(
                     key("services"),

@@ -1216,3 +1216,25 @@ fn oidc_issuers_are_checked() {
         "is zero",
     );
 }
+
+#[test]
+fn an_issuer_that_vouches_for_anyone_needs_domains() {
+    let google = |extra: &str| {
+        format!(
+            "{}[[identity.oidc]]\nissuer = \"https://accounts.google.com\"\naudience = \"portcullis\"\n{extra}\n",
+            minimal()
+        )
+    };
+    assert_invalid(
+        &google(""),
+        "identity.oidc[0].allowed_domains",
+        "any account",
+    );
+    valid(&google("allowed_domains = [\"example.com\"]"));
+    valid(&google("hosted_domain = \"example.com\""));
+    assert_invalid(
+        &google("allowed_domains = [\"alice@example.com\"]"),
+        "identity.oidc[0].allowed_domains",
+        "domains",
+    );
+}

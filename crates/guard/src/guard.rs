@@ -365,6 +365,19 @@ impl Guard {
                 } else if let Some(r) = decision_refusal(&decision) {
                     j.refusal = Some(with_note(r, &hidden));
                     j.refused_by = decision.policy().map(str::to_owned);
+                } else if hidden.blind.is_some() {
+                    // Whatever the policies allow: code Portcullis cannot
+                    // read could change the settings it protects
+                    // (application_name, portcullis.*, how text is read,
+                    // a session's statement_timeout limit).
+                    j.refusal = Some(with_note(
+                        Refusal::error(
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            "statement refused by Portcullis: it holds code Portcullis cannot read",
+                        )
+                        .hint("Send the statements themselves, or EXECUTE constant strings, so that Portcullis can judge them."),
+                        &hidden,
+                    ));
                 } else {
                     j.refusal = self.copy_refusal(stmt, who, state).or(masking);
                 }

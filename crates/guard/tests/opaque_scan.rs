@@ -640,3 +640,50 @@ fn scan_cost() {
         println!("{name:32} analysis {analyse:8.1} µs, scan {scanned:8.2} µs");
     }
 }
+
+/// Code Portcullis cannot read is refused whatever the policies allow: it
+/// could change the settings Portcullis protects. And the settings checks
+/// reach into code it can read.
+#[test]
+fn unreadable_code_is_refused_even_when_every_policy_permits() {
+    let engine = PolicyEngine::from_sources(vec![portcullis_policy::PolicySource {
+        name: "all.cedar".into(),
+        text: r#"@id("all") permit(principal, action, resource);"#.into(),
+    }])
+    .expect("loads");
+    let g = Guard::new(
+        Arc::new(engine),
+        shared_analysis_cache(),
+        GuardSettings {
+            target: TargetRef::new("shop", "development"),
+            enforcement: Enforcement::Enforce,
+            row_limit: None,
+            masking: Default::default(),
+        },
+    );
+    let who = Who {
+        principal: Principal {
+            name: "dana".into(),
+            kind: PrincipalKind::Human,
+            groups: vec![],
+            on_behalf_of: None,
+        },
+        source: None,
+        limits: portcullis_guard::SessionLimits {
+            statement_timeout: Some((1000, "agents".into())),
+        },
+    };
+    let session = SessionState::new("app", Some("public"));
+    let refused = |sql: &str| g.judge_text(sql, &who, &session).refusal;
+    for sql in [
+        "DO $$ BEGIN EXECUTE 'SET application_name = ' || quote_literal('x'); END $$",
+        "DO $$ BEGIN EXECUTE format('SET %s = 0', 'statement_timeout'); END $$",
+        "DO LANGUAGE plperl $$ 1 $$",
+        "DO $$ BEGIN PERFORM set_config('application_name', 'x', false); END $$",
+        "DO $$ BEGIN SET statement_timeout = 0; END $$",
+    ] {
+        assert!(refused(sql).is_some(), "{sql}");
+    }
+    assert!(refused("DO $$ BEGIN PERFORM 1; END $$").is_none());
+    assert!(refused("SELECT 1").is_none());
+}

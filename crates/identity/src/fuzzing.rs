@@ -30,6 +30,8 @@ pub fn exercise(data: &[u8]) {
         groups_claim: Some("groups".into()),
         agents: vec!["agent".into()],
         services: vec!["service".into()],
+        allowed_domains: vec!["example.com".into()],
+        hosted_domain: None,
     };
     let _ = oidc::validate(text, "user", 1_800_000_000, &policy, &keys);
 }

@@ -1,12 +1,12 @@
 //! Who a connection is.
 //!
 //! Every session carries one [`Identity`], made once when the client
-//! proves who it is, and never changed afterwards: the guard's principal
-//! and every audit record are read from it, so they cannot disagree about
-//! who acted (per-identity limits will be too; the connection limit is
-//! still counted per configured user). Each way of proving an identity
-//! (SCRAM and API keys today; OIDC tokens and client certificates as they
-//! arrive) yields the same type and says which way it was in [`Proof`].
+//! proves who it is, and never changed afterwards: the guard's principal,
+//! every audit record, the access profile, the limits and the connection
+//! slot are read from it, so they cannot disagree about who acted. Each
+//! way of proving an identity (SCRAM, API keys and OIDC tokens today;
+//! client certificates as they arrive) yields the same type and says
+//! which way it was in [`Proof`].
 
 #[doc(hidden)]
 pub mod fuzzing;

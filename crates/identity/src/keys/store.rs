@@ -210,7 +210,9 @@ impl KeyStore {
 
     /// Revokes a key at `now`; with `end_sessions`, proxies also end the
     /// sessions it opened. Returns the record as it is now, or `None` when
-    /// no key has this id. Revoking a revoked key changes nothing.
+    /// no key has this id. Revoking a revoked key keeps the first time,
+    /// and can still add `end_sessions` (proxies look for revocations
+    /// since they started, so its sessions are found).
     pub fn revoke(
         &self,
         id: KeyId,
@@ -219,8 +221,9 @@ impl KeyStore {
     ) -> Result<Option<KeyRecord>, StoreError> {
         self.conn()
             .execute(
-                "UPDATE api_keys SET revoked_at = ?2, end_sessions = ?3
-                 WHERE id = ?1 AND revoked_at IS NULL",
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2),
+                                     end_sessions = MAX(end_sessions, ?3)
+                 WHERE id = ?1",
                 params![id.to_string(), now, end_sessions],
             )
             .map_err(|e| self.err(e))?;

@@ -41,11 +41,19 @@ pub struct IssuerPolicy {
     /// The claim that lists a person's groups, when groups are mapped.
     pub groups_claim: Option<String>,
     /// OAuth client ids whose tokens are agents', and services'. Such a
-    /// token names the client (its `client_id`, or `azp`), and the person
-    /// in `user_claim`, if any, is who it acts for. So is an RFC 8693
-    /// actor (`act.sub`) that is one of these.
+    /// token names the client (its `client_id`, else `azp`, `appid` or
+    /// `cid`), and the person in `user_claim`, if any, is who it acts for.
+    /// So is an RFC 8693 actor (`act.sub`) that is one of these, and a
+    /// `user_claim` value that is one of these (a service account).
     pub agents: Vec<String>,
     pub services: Vec<String>,
+    /// When not empty, a person's `user_claim` value must be an email
+    /// address in one of these domains (an issuer shared by many
+    /// organisations, such as Google's, vouches for anyone).
+    pub allowed_domains: Vec<String>,
+    /// When set, the token's `hd` claim (Google Workspace's hosted
+    /// domain) must equal it for a person.
+    pub hosted_domain: Option<String>,
 }
 
 /// Why a token was refused. For the log; the client is only told that
@@ -80,6 +88,10 @@ pub enum TokenError {
     UnknownActor,
     #[error("the token names another user")]
     OtherUser,
+    #[error("the token's person is outside the allowed domains")]
+    DomainNotAllowed,
+    #[error("the token's email address is not verified")]
+    EmailNotVerified,
 }
 
 /// The unverified `iss` of a token: only for choosing which issuer's
@@ -138,7 +150,9 @@ pub fn validate(
     }
 
     let person = text(&policy.user_claim).filter(|s| !s.is_empty());
-    let client = text("client_id").or_else(|| text("azp"));
+    let client = ["client_id", "azp", "appid", "cid"]
+        .iter()
+        .find_map(|c| text(c));
     let actor = claims
         .get("act")
         .and_then(|a| a.get("sub"))
@@ -157,6 +171,8 @@ pub fn validate(
         (kind, actor, person)
     } else if let Some((client, kind)) = client.and_then(|c| Some((c, kind_of(c)?))) {
         (kind, client, person)
+    } else if let Some((account, kind)) = person.and_then(|p| Some((p, kind_of(p)?))) {
+        (kind, account, None)
     } else {
         let person = person.ok_or(TokenError::MissingClaim("user"))?;
         (Kind::Human, person, None)
@@ -164,7 +180,39 @@ pub fn validate(
     if subject != user {
         return Err(TokenError::OtherUser);
     }
+    // Who a person is must be vouched for by this organisation: the
+    // email's verification, its domain, the hosted domain. A person an
+    // agent acts for is checked the same way.
+    if let Some(p) = if kind == Kind::Human {
+        Some(subject)
+    } else {
+        on_behalf_of
+    } {
+        if policy.user_claim == "email" && claims.get("email_verified") == Some(&Value::Bool(false))
+        {
+            return Err(TokenError::EmailNotVerified);
+        }
+        if !policy.allowed_domains.is_empty() {
+            let domain = p.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+            if !domain.is_some_and(|d| {
+                policy
+                    .allowed_domains
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(&d))
+            }) {
+                return Err(TokenError::DomainNotAllowed);
+            }
+        }
+        if let Some(hd) = &policy.hosted_domain {
+            if text("hd") != Some(hd.as_str()) {
+                return Err(TokenError::DomainNotAllowed);
+            }
+        }
+    }
+    // Groups are a person's: an agent or service acting for one does not
+    // get them (policies see the person in on_behalf_of).
     let groups = match policy.groups_claim.as_deref().and_then(|g| claims.get(g)) {
+        _ if kind != Kind::Human => Vec::new(),
         Some(Value::Array(list)) => list
             .iter()
             .filter_map(Value::as_str)

@@ -137,7 +137,9 @@ fn policy() -> IssuerPolicy {
         user_claim: "email".into(),
         groups_claim: Some("groups".into()),
         agents: vec!["report-bot".into()],
-        services: vec!["nightly-etl".into()],
+        services: vec!["nightly-etl".into(), "etl@project.iam.example".into()],
+        allowed_domains: vec![],
+        hosted_domain: None,
     }
 }
 
@@ -555,4 +557,105 @@ fn hostile_key_sets_do_not_become_keys() {
     assert!(Jwks::parse(b"{}").is_err());
     assert!(Jwks::parse(b"[]").is_err());
     assert!(Jwks::parse(b"\xff").is_err());
+}
+
+#[test]
+fn client_ids_come_from_every_providers_claim_and_accounts_by_name() {
+    let key = Key::ed("o1");
+    let set = jwks(&[&key]);
+    let p = policy();
+    for claim in ["client_id", "azp", "appid", "cid"] {
+        let t = json!({"iss": ISS, "aud": "portcullis", "sub": "x", claim: "report-bot", "exp": NOW + 60});
+        let id = validate(&key.token("EdDSA", &t), "report-bot", NOW, &p, &set).unwrap();
+        assert_eq!(id.kind, Kind::Agent, "{claim}");
+    }
+    // A service account named by its email (Google), listed by name.
+    let sa = json!({"iss": ISS, "aud": "portcullis", "sub": "1234", "email": "etl@project.iam.example", "exp": NOW + 60, "groups": ["admins"]});
+    let id = validate(
+        &key.token("EdDSA", &sa),
+        "etl@project.iam.example",
+        NOW,
+        &p,
+        &set,
+    )
+    .unwrap();
+    assert_eq!((id.kind, id.on_behalf_of.as_deref()), (Kind::Service, None));
+    assert!(id.groups.is_empty(), "groups are a person's");
+    // An agent acting for a person does not get the person's groups.
+    let agent = json!({"iss": ISS, "aud": "portcullis", "azp": "report-bot", "email": "alice@example.com", "groups": ["dba"], "exp": NOW + 60});
+    let id = validate(&key.token("EdDSA", &agent), "report-bot", NOW, &p, &set).unwrap();
+    assert!(id.groups.is_empty());
+}
+
+#[test]
+fn people_must_be_vouched_for_by_the_organisation() {
+    let key = Key::ed("o1");
+    let set = jwks(&[&key]);
+    let scoped = IssuerPolicy {
+        allowed_domains: vec!["example.com".into()],
+        hosted_domain: Some("example.com".into()),
+        ..policy()
+    };
+    let alice = with(person(), "hd", json!("example.com"));
+    assert!(validate(
+        &key.token("EdDSA", &alice),
+        "alice@example.com",
+        NOW,
+        &scoped,
+        &set
+    )
+    .is_ok());
+    // Another domain, no hd, a wrong hd, an unverified email.
+    let outsider = with(
+        with(person(), "email", json!("eve@evil.example")),
+        "hd",
+        json!("example.com"),
+    );
+    assert_eq!(
+        validate(
+            &key.token("EdDSA", &outsider),
+            "eve@evil.example",
+            NOW,
+            &scoped,
+            &set
+        ),
+        Err(TokenError::DomainNotAllowed)
+    );
+    assert_eq!(
+        validate(
+            &key.token("EdDSA", &person()),
+            "alice@example.com",
+            NOW,
+            &scoped,
+            &set
+        ),
+        Err(TokenError::DomainNotAllowed)
+    );
+    let unverified = with(alice.clone(), "email_verified", json!(false));
+    assert_eq!(
+        validate(
+            &key.token("EdDSA", &unverified),
+            "alice@example.com",
+            NOW,
+            &scoped,
+            &set
+        ),
+        Err(TokenError::EmailNotVerified)
+    );
+    // A look-alike domain is not the domain.
+    let lookalike = with(
+        with(person(), "email", json!("alice@notexample.com")),
+        "hd",
+        json!("example.com"),
+    );
+    assert_eq!(
+        validate(
+            &key.token("EdDSA", &lookalike),
+            "alice@notexample.com",
+            NOW,
+            &scoped,
+            &set
+        ),
+        Err(TokenError::DomainNotAllowed)
+    );
 }

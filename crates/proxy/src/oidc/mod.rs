@@ -33,7 +33,16 @@ pub struct Issuer {
     discovery: String,
     tls: Option<Arc<rustls::ClientConfig>>,
     keys_max_age: i64,
+    /// Names the key cache: the issuer, where its keys come from and the
+    /// roots they are fetched under. A reload that changes any of them
+    /// starts a cache of its own rather than keep keys fetched otherwise.
+    cache_key: String,
 }
+
+/// Cached keys older than this many `keys_max_age` are no longer used,
+/// even when no fresh ones can be fetched: a key the provider withdrew
+/// must not stay trusted for as long as its discovery can be blocked.
+const HARD_MAX_AGE_FACTOR: i64 = 24;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
@@ -69,7 +78,15 @@ impl Issuer {
                 groups_claim: config.groups_claim.clone(),
                 agents: config.agents.clone(),
                 services: config.services.clone(),
+                allowed_domains: config.allowed_domains.clone(),
+                hosted_domain: config.hosted_domain.clone(),
             },
+            cache_key: format!(
+                "{}\n{}\n{}",
+                config.issuer,
+                config.discovery(),
+                ca_file.map(|p| p.display().to_string()).unwrap_or_default()
+            ),
             discovery: config.discovery(),
             tls,
             keys_max_age: i64::try_from(config.keys_max_age.0.as_secs()).unwrap_or(i64::MAX),
@@ -111,7 +128,19 @@ impl KeyCaches {
     /// The issuer's keys for a token with key id `kid`, fetched first when
     /// [`oidc::refresh_due`] says so. `None` when no keys were ever had.
     pub async fn keys(&self, issuer: &Issuer, kid: Option<&str>) -> Option<Arc<Jwks>> {
-        let cache = self.of(&issuer.policy.issuer);
+        let cache = self.of(&issuer.cache_key);
+        let keys = self.fresh_enough(&cache, issuer, kid).await?;
+        let hard = issuer.keys_max_age.saturating_mul(HARD_MAX_AGE_FACTOR);
+        let fetched = cache.snapshot().fetched_at?;
+        (unix_now().saturating_sub(fetched) < hard).then_some(keys)
+    }
+
+    async fn fresh_enough(
+        &self,
+        cache: &Arc<IssuerKeys>,
+        issuer: &Issuer,
+        kid: Option<&str>,
+    ) -> Option<Arc<Jwks>> {
         let now = unix_now();
         let state = cache.snapshot();
         if !oidc::refresh_due(
