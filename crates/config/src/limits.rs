@@ -29,9 +29,12 @@ pub struct Limit {
 
 impl Limit {
     pub fn matches(&self, kind: IdentityKind, subject: &str, groups: &[String]) -> bool {
-        self.kinds.contains(&kind)
-            || self.subjects.iter().any(|s| s == subject)
-            || self.groups.iter().any(|g| groups.contains(g))
+        crate::model::matches_identity(
+            &self.kinds,
+            &self.groups,
+            &self.subjects,
+            (kind, subject, groups),
+        )
     }
 }
 

@@ -198,6 +198,20 @@ pub struct Target {
     pub profiles: Vec<AccessProfile>,
 }
 
+/// Whether an identity (its kind, subject and groups) is one of those an
+/// entry names by any of `kinds`, `groups` or `subjects` (the matching
+/// rule of access profiles and limits alike).
+pub(crate) fn matches_identity(
+    kinds: &[IdentityKind],
+    groups: &[String],
+    subjects: &[String],
+    (kind, subject, of): (IdentityKind, &str, &[String]),
+) -> bool {
+    kinds.contains(&kind)
+        || subjects.iter().any(|s| s == subject)
+        || groups.iter().any(|g| of.contains(g))
+}
+
 /// One `[[target.profile]]`: an upstream role (with its own password) for
 /// the identities it matches: any of `kinds`, any of `groups`, or any of
 /// `subjects`.
@@ -224,9 +238,12 @@ impl AccessProfile {
     /// Whether an identity of `kind`, `subject` and `groups` gets this
     /// profile.
     pub fn matches(&self, kind: IdentityKind, subject: &str, groups: &[String]) -> bool {
-        self.kinds.contains(&kind)
-            || self.subjects.iter().any(|s| s == subject)
-            || self.groups.iter().any(|g| groups.contains(g))
+        matches_identity(
+            &self.kinds,
+            &self.groups,
+            &self.subjects,
+            (kind, subject, groups),
+        )
     }
 
     /// Reads the profile's password, as [`Target::read_password`] does.
