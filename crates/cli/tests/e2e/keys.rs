@@ -250,6 +250,12 @@ async fn revoking_with_end_sessions_ends_the_keys_live_sessions() {
         .unwrap()
         .get(0);
 
+    // Revoked first without --end-sessions: the session goes on...
+    let out = keys(&cfg, &["revoke", &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    runaway.simple_query("SELECT 1").await.expect("still open");
+    // ... until the operator asks again, to end its sessions as well.
     let out = keys(&cfg, &["revoke", &id, "--end-sessions"]);
     assert!(
         out.status.success(),
