@@ -252,7 +252,11 @@ async fn revoking_with_end_sessions_ends_the_keys_live_sessions() {
 
     // Revoked first without --end-sessions: the session goes on...
     let out = keys(&cfg, &["revoke", &id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     runaway.simple_query("SELECT 1").await.expect("still open");
     // ... until the operator asks again, to end its sessions as well.
