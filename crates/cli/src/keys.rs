@@ -262,8 +262,12 @@ fn json(k: &KeyRecord, now: i64) -> serde_json::Value {
 fn revoke(args: RevokeArgs) -> Result<ExitCode, String> {
     // Given the whole key by mistake, the id is its first part; what was
     // given is never echoed (it may hold the secret).
-    let given = args.id.trim_start_matches("pck_");
-    let id = KeyId::parse(given.get(..16).unwrap_or(given))
+    let given = match args.id.strip_prefix("pck_") {
+        // A whole key: its id is what comes before the second `_`.
+        Some(rest) => rest.get(..16).unwrap_or(rest),
+        None => args.id.as_str(),
+    };
+    let id = KeyId::parse(given)
         .ok_or("that is not a key id (16 hex digits, as `portcullis keys list` shows)")?;
     let (store, _) = open(&args.store)?;
     match store

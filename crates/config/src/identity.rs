@@ -110,7 +110,16 @@ fn default_keys_max_age() -> Duration {
 
 /// Issuers that sign tokens for anyone with an account, whatever the
 /// organisation: trusting one needs `allowed_domains` or `hosted_domain`.
-pub const OPEN_ISSUERS: &[&str] = &["https://accounts.google.com", "accounts.google.com"];
+pub const OPEN_ISSUERS: &[&str] = &[
+    "https://accounts.google.com",
+    "accounts.google.com",
+    // GitHub Actions and GitLab CI: any repository's workflow, with the
+    // audience it chooses.
+    "https://token.actions.githubusercontent.com",
+    "https://gitlab.com",
+    // Microsoft's tenant of personal accounts.
+    "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0",
+];
 
 impl OidcIssuer {
     pub fn discovery(&self) -> String {

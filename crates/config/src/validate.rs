@@ -896,8 +896,8 @@ impl Validator<'_> {
             if o.leeway.0 > std::time::Duration::from_secs(600) {
                 return Err(self.err(key("leeway"), "is over 10 minutes; keep clock skew small"));
             }
-            if o.keys_max_age.is_zero() {
-                return Err(self.err(key("keys_max_age"), "is zero"));
+            if o.keys_max_age.0 < std::time::Duration::from_secs(1) {
+                return Err(self.err(key("keys_max_age"), "is under a second"));
             }
             if let Some(ca) = &o.ca_file {
                 self.file(&key("ca_file"), ca, "CA bundle")?;

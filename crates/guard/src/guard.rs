@@ -365,7 +365,7 @@ impl Guard {
                 } else if let Some(r) = decision_refusal(&decision) {
                     j.refusal = Some(with_note(r, &hidden));
                     j.refused_by = decision.policy().map(str::to_owned);
-                } else if hidden.blind.is_some() {
+                } else if hidden.blind.is_some() || runs_sql_text(stmt) {
                     // Whatever the policies allow: code Portcullis cannot
                     // read could change the settings it protects
                     // (application_name, portcullis.*, how text is read,
@@ -789,6 +789,15 @@ fn decision_refusal(decision: &Decision) -> Option<Refusal> {
 
 /// Adds what was found inside the statement's code to the hint, so that a
 /// DO block refused for a capability it hides says which.
+/// Whether the statement calls a function that runs SQL given as a value
+/// (query_to_xml, ts_stat, ...): code no scan reads.
+fn runs_sql_text(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    stmt.opaque.iter().any(|o| {
+        o.kind == portcullis_analysis::OpaqueKind::DynamicSql
+            && o.execution != portcullis_analysis::Execution::Never
+    })
+}
+
 fn with_note(mut refusal: Refusal, hidden: &opaque_scan::HiddenCode) -> Refusal {
     if let Some(note) = hidden.client_note() {
         refusal.hint = Some(match refusal.hint.take() {

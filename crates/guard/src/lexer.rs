@@ -258,6 +258,9 @@ mod tests {
             "SELECT set_config('application_name   '::char(19), 'x', false)",
             "SELECT set_config('application_nameX'::varchar(16), 'x', false)",
             "SELECT set_config('portcullis.identityX'::name, 'x', false)",
+            // A bare `text` may be a domain in pg_temp (types are looked
+            // up there first).
+            "SELECT set_config('application_name'::text, 'x', false)",
             "CREATE FUNCTION f() RETURNS text LANGUAGE sql SET application_name = 'x' AS $$ SELECT 1::text $$",
             "ALTER FUNCTION f() SET portcullis.identity = 'bob'",
             "CREATE PROCEDURE p() LANGUAGE sql SET \"Application_Name\" FROM CURRENT AS $$ SELECT 1 $$",

@@ -681,6 +681,8 @@ fn unreadable_code_is_refused_even_when_every_policy_permits() {
         "DO LANGUAGE plperl $$ 1 $$",
         "DO $$ BEGIN PERFORM set_config('application_name', 'x', false); END $$",
         "DO $$ BEGIN SET statement_timeout = 0; END $$",
+        "SELECT query_to_xml('SELECT set_config(''statement_timeout'', ''0'', false)', true, false, '')",
+        "SELECT ts_stat('SELECT set_config(''portcullis.identity'', ''x'', false)::tsvector')",
     ] {
         assert!(refused(sql).is_some(), "{sql}");
     }

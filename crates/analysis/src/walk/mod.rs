@@ -340,10 +340,12 @@ fn copy_options(options: &[Node]) -> CopyOptions {
 }
 
 /// The string a constant (possibly cast) carries: `'x'`, `'x'::text`.
-/// Only casts that keep the text as it is are looked through (`text`,
-/// `varchar` without a length): `'statement_timeoutX'::varchar(17)`,
-/// `::char(n)` or `::name` cut it, so the server would read another
-/// string than this one; those are not constants here.
+/// Only casts that keep the text as it is are looked through
+/// (`pg_catalog.text`, and `varchar` without a length, which the parser
+/// qualifies itself): `'statement_timeoutX'::varchar(17)`, `::char(n)`
+/// or `::name` cut it, and a bare `::text` may name a domain in pg_temp
+/// (searched before pg_catalog for types), so the server would read
+/// another string than this one; those are not constants here.
 fn const_text(node: &Node) -> Option<String> {
     match &node.node {
         Some(NodeEnum::AConst(c)) if !c.isnull => match literal::value(c)? {
@@ -365,7 +367,7 @@ fn keeps_text(t: &pb::TypeName) -> bool {
     let names: Vec<&str> = strings(&t.names).collect();
     let plain = matches!(
         names.as_slice(),
-        ["text"] | ["pg_catalog", "text"] | ["varchar"] | ["pg_catalog", "varchar"]
+        ["pg_catalog", "text"] | ["pg_catalog", "varchar"]
     );
     plain && t.typmods.is_empty() && t.array_bounds.is_empty() && !t.setof && !t.pct_type
 }

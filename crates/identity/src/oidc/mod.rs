@@ -171,7 +171,17 @@ pub fn validate(
         (kind, actor, person)
     } else if let Some((client, kind)) = client.and_then(|c| Some((c, kind_of(c)?))) {
         (kind, client, person)
-    } else if let Some((account, kind)) = person.and_then(|p| Some((p, kind_of(p)?))) {
+    } else if let Some((account, kind)) = person
+        .filter(|_| matches!(policy.user_claim.as_str(), "sub" | "email"))
+        .and_then(|p| Some((p, kind_of(p)?)))
+    {
+        // An account listed by name (a service account's email, or its
+        // sub): only by claims a user cannot choose, and an email only
+        // when it is not unverified.
+        if policy.user_claim == "email" && claims.get("email_verified") == Some(&Value::Bool(false))
+        {
+            return Err(TokenError::EmailNotVerified);
+        }
         (kind, account, None)
     } else {
         let person = person.ok_or(TokenError::MissingClaim("user"))?;

@@ -581,6 +581,36 @@ fn client_ids_come_from_every_providers_claim_and_accounts_by_name() {
     .unwrap();
     assert_eq!((id.kind, id.on_behalf_of.as_deref()), (Kind::Service, None));
     assert!(id.groups.is_empty(), "groups are a person's");
+    // Not by an unverified email, nor by a claim users choose themselves.
+    let unverified = with(sa.clone(), "email_verified", json!(false));
+    assert_eq!(
+        validate(
+            &key.token("EdDSA", &unverified),
+            "etl@project.iam.example",
+            NOW,
+            &p,
+            &set
+        ),
+        Err(TokenError::EmailNotVerified)
+    );
+    let chosen = IssuerPolicy {
+        user_claim: "preferred_username".into(),
+        ..policy()
+    };
+    let squatter = json!({"iss": ISS, "aud": "portcullis", "preferred_username": "nightly-etl", "exp": NOW + 60});
+    let id = validate(
+        &key.token("EdDSA", &squatter),
+        "nightly-etl",
+        NOW,
+        &chosen,
+        &set,
+    )
+    .unwrap();
+    assert_eq!(
+        id.kind,
+        Kind::Human,
+        "a chosen name never makes a service account"
+    );
     // An agent acting for a person does not get the person's groups.
     let agent = json!({"iss": ISS, "aud": "portcullis", "azp": "report-bot", "email": "alice@example.com", "groups": ["dba"], "exp": NOW + 60});
     let id = validate(&key.token("EdDSA", &agent), "report-bot", NOW, &p, &set).unwrap();

@@ -129,10 +129,22 @@ impl KeyCaches {
     /// [`oidc::refresh_due`] says so. `None` when no keys were ever had.
     pub async fn keys(&self, issuer: &Issuer, kid: Option<&str>) -> Option<Arc<Jwks>> {
         let cache = self.of(&issuer.cache_key);
-        let keys = self.fresh_enough(&cache, issuer, kid).await?;
         let hard = issuer.keys_max_age.saturating_mul(HARD_MAX_AGE_FACTOR);
-        let fetched = cache.snapshot().fetched_at?;
-        (unix_now().saturating_sub(fetched) < hard).then_some(keys)
+        let usable = |s: &KeyState| {
+            let fresh = s
+                .fetched_at
+                .is_some_and(|f| unix_now().saturating_sub(f) < hard);
+            s.keys.clone().filter(|_| fresh)
+        };
+        self.fresh_enough(&cache, issuer, kid).await;
+        // Keys in hand but too old to trust: fetch now, not behind the
+        // login (the background refresh may not have come back yet).
+        let state = cache.snapshot();
+        if state.keys.is_some() && usable(&state).is_none() {
+            cache.refresh(&IssuerRef::of(issuer), None, true).await;
+        }
+        // The keys and their age from one snapshot.
+        usable(&cache.snapshot())
     }
 
     async fn fresh_enough(
@@ -160,10 +172,10 @@ impl KeyCaches {
         if usable {
             // Only stale: refresh behind the login.
             let (cache, issuer) = (cache.clone(), IssuerRef::of(issuer));
-            tokio::spawn(async move { cache.refresh(&issuer, None).await });
+            tokio::spawn(async move { cache.refresh(&issuer, None, false).await });
             return state.keys;
         }
-        cache.refresh(&IssuerRef::of(issuer), kid).await;
+        cache.refresh(&IssuerRef::of(issuer), kid, false).await;
         cache.snapshot().keys
     }
 }
@@ -193,18 +205,26 @@ impl IssuerKeys {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    async fn refresh(&self, issuer: &IssuerRef, kid: Option<&str>) {
+    /// Fetches the keys when they are due (or, with `force`, when they
+    /// were not tried in the last 5 seconds).
+    async fn refresh(&self, issuer: &IssuerRef, kid: Option<&str>, force: bool) {
         let _one = self.fetching.lock().await;
         // Another login may have fetched while this one waited.
         let s = self.snapshot();
-        if !oidc::refresh_due(
-            s.keys.as_deref(),
-            s.fetched_at,
-            s.tried_at,
-            kid,
-            unix_now(),
-            issuer.keys_max_age,
-        ) {
+        let now = unix_now();
+        let due = if force {
+            s.tried_at.is_none_or(|t| now.saturating_sub(t) >= 5)
+        } else {
+            oidc::refresh_due(
+                s.keys.as_deref(),
+                s.fetched_at,
+                s.tried_at,
+                kid,
+                now,
+                issuer.keys_max_age,
+            )
+        };
+        if !due {
             return;
         }
         self.state
