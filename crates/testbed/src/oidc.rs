@@ -84,16 +84,6 @@ impl OidcProvider {
         }
     }
 
-    /// An access token for `client` through the client-credentials grant,
-    /// for `resource` (default `urn:portcullis`).
-    pub fn client_credentials(
-        &self,
-        client: &str,
-        resource: Option<&str>,
-    ) -> Result<String, OidcError> {
-        client_credentials(&self.issuer, client, resource)
-    }
-
     /// Stops the provider (as if it went down); its issuer URL no longer
     /// answers.
     pub fn stop(&mut self) {

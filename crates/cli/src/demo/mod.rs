@@ -578,6 +578,21 @@ fn this_binary() -> String {
         .unwrap_or_else(|_| "portcullis".to_owned())
 }
 
+/// How [`KEY_AGENT`] connects through the proxy: with its key, over TLS
+/// (keys are never asked for over plaintext).
+fn agent_dsn(proxy: SocketAddr, key: &str) -> String {
+    format!(
+        "{} sslmode=require",
+        dsn(
+            &proxy.ip().to_string(),
+            proxy.port(),
+            "shop",
+            KEY_AGENT,
+            key
+        )
+    )
+}
+
 fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<SocketAddr>) {
     let Demo {
         dir,
@@ -590,16 +605,7 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
         agent_key,
         ..
     } = demo;
-    let agent_dsn = format!(
-        "{} sslmode=require",
-        dsn(
-            &proxy.ip().to_string(),
-            proxy.port(),
-            "shop",
-            KEY_AGENT,
-            agent_key
-        )
-    );
+    let agent_dsn = agent_dsn(proxy, agent_key);
     let host = proxy.ip().to_string();
     let direct = dsn(
         cluster.host(),

@@ -71,16 +71,7 @@ fn production_refuses_what_the_instructions_say_and_staging_runs_it() {
         // The agent with an API key: it reads, and the database refuses
         // its writes (its access profile's role is read-only); it cannot
         // lift its statement timeout.
-        let dsn = format!(
-            "{} sslmode=require",
-            dsn(
-                &proxy.ip().to_string(),
-                proxy.port(),
-                "shop",
-                KEY_AGENT,
-                &demo.agent_key
-            )
-        );
+        let dsn = agent_dsn(proxy, &demo.agent_key);
         let (agent, _task) = portcullis_testbed::client::connect(&dsn, Some(&demo.pki))
             .await
             .expect("the agent's key logs in");

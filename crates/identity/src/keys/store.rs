@@ -97,10 +97,6 @@ impl KeyStore {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn err(&self, e: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),

@@ -150,7 +150,7 @@ impl Guarded {
         // The role the session logged in as (the target's own, or an
         // access profile's): what CURRENT_USER and SESSION_USER name.
         let state = SessionState::new(role.to_owned(), search_path);
-        let g = Guarded {
+        let mut g = Guarded {
             target,
             span,
             who,
@@ -161,7 +161,6 @@ impl Guarded {
             audited,
             application_name: None,
         };
-        let mut g = g;
         for (name, value) in portcullis_wire::decode::parameter_statuses(startup_messages) {
             g.parameter_status(name, value);
             if name.eq_ignore_ascii_case("application_name") {
