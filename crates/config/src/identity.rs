@@ -23,7 +23,47 @@ pub struct IdentityConfig {
     /// Trusted OIDC issuers, whose tokens clients present as the password
     /// over TLS.
     pub oidc: Vec<OidcIssuer>,
+    /// Client certificates (mutual TLS): `[identity.certificates]`.
+    pub certificates: Option<ClientCertificates>,
 }
+
+/// The `[identity.certificates]` table: clients that present a
+/// certificate issued by `ca_file` are who it names, without a password.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificates {
+    /// PEM certificates of the CA(s) that issue client certificates,
+    /// relative to the configuration file.
+    pub ca_file: PathBuf,
+    /// PEM certificate revocation lists of those CAs; a revoked
+    /// certificate fails the TLS handshake. Read at start and reload.
+    #[serde(default)]
+    pub crl_files: Vec<PathBuf>,
+    /// Which field names the principal: `cn` (the subject's common name),
+    /// or a subjectAltName: `email`, `dns`, `uri`.
+    #[serde(default = "default_cert_name")]
+    pub name: String,
+    /// With `name = "uri"`: the URI must start with this, and the rest is
+    /// the user name (`spiffe://corp.example/ns/etl/sa/`).
+    #[serde(default)]
+    pub uri_prefix: Option<String>,
+    /// Names that are AI agents (kind agent) and jobs (kind service);
+    /// every other name is a person.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// The subject's organizational units (OU) are the principal's groups.
+    #[serde(default)]
+    pub groups_from_ou: bool,
+}
+
+fn default_cert_name() -> String {
+    "cn".into()
+}
+
+/// The words `[identity.certificates] name` takes.
+pub const CERTIFICATE_NAMES: &[&str] = &["cn", "email", "dns", "uri"];
 
 /// The signature algorithms an issuer may be allowed: what the identity
 /// crate verifies (`portcullis_identity::oidc::SUPPORTED_ALGORITHMS`; a
@@ -163,6 +203,7 @@ impl Default for IdentityConfig {
             api_keys: true,
             revocation_poll: Duration::from_secs(2),
             oidc: Vec::new(),
+            certificates: None,
         }
     }
 }

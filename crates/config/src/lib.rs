@@ -19,7 +19,9 @@ mod verifier;
 pub use audit::{Audit, AuditFailure, AuditMode, ParamsMode, Synchronous};
 pub use duration::Duration;
 pub use error::ConfigError;
-pub use identity::{secure_url, IdentityConfig, OidcIssuer, OIDC_ALGORITHMS};
+pub use identity::{
+    secure_url, ClientCertificates, IdentityConfig, OidcIssuer, CERTIFICATE_NAMES, OIDC_ALGORITHMS,
+};
 pub use limits::{effective as effective_limits, EffectiveLimits, Limit};
 pub use masking::{ColumnRule, Inference, Masking};
 pub use model::*;

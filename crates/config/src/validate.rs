@@ -935,6 +935,57 @@ impl Validator<'_> {
                 ));
             }
         }
+        if let Some(c) = &id.certificates {
+            self.client_certificates(c)?;
+        }
+        Ok(())
+    }
+
+    fn client_certificates(&self, c: &crate::ClientCertificates) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("identity.certificates.{field}");
+        if self.config.tls.is_none() {
+            return Err(self.err(
+                "identity.certificates",
+                "needs [tls]: client certificates are presented in the TLS handshake",
+            ));
+        }
+        self.file(&key("ca_file"), &c.ca_file, "CA bundle")?;
+        for crl in &c.crl_files {
+            self.file(&key("crl_files"), crl, "revocation list")?;
+        }
+        if !crate::identity::CERTIFICATE_NAMES.contains(&c.name.as_str()) {
+            return Err(self.err(
+                key("name"),
+                format!(
+                    "is {:?}; use one of {}",
+                    c.name,
+                    crate::identity::CERTIFICATE_NAMES.join(", ")
+                ),
+            ));
+        }
+        match (&c.uri_prefix, c.name.as_str()) {
+            (Some(p), "uri") if p.is_empty() => {
+                return Err(self.err(
+                    key("uri_prefix"),
+                    "is empty; leave it out to use whole URIs",
+                ))
+            }
+            (Some(_), name) if name != "uri" => {
+                return Err(self.err(key("uri_prefix"), "only applies with name = \"uri\""))
+            }
+            _ => {}
+        }
+        for (field, list) in [("agents", &c.agents), ("services", &c.services)] {
+            if list.iter().any(|n| n.is_empty()) {
+                return Err(self.err(key(field), "contains an empty name"));
+            }
+        }
+        if let Some(both) = c.agents.iter().find(|a| c.services.contains(a)) {
+            return Err(self.err(
+                key("services"),
+                format!("names {both:?}, which is also an agent; a name is one kind"),
+            ));
+        }
         Ok(())
     }
 

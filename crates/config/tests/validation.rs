@@ -1238,3 +1238,61 @@ fn an_issuer_that_vouches_for_anyone_needs_domains() {
         "domains",
     );
 }
+
+#[test]
+fn client_certificates_are_checked() {
+    let tls = "[tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n";
+    let files = &["server.crt", "server.key", "clients.pem", "clients.crl"];
+    let with = |tls: &str, body: &str| {
+        format!(
+            "{}{tls}[identity.certificates]\nca_file = \"clients.pem\"\n{body}\n",
+            minimal()
+        )
+    };
+    let (_dir, path) = folder(&with(tls, "crl_files = [\"clients.crl\"]"), files);
+    let c = Config::load(&path).unwrap();
+    let certs = c.identity.certificates.as_ref().unwrap();
+    assert_eq!(certs.name, "cn");
+    assert!(!certs.groups_from_ou);
+
+    let refused = |text: String, key: &str, words: &str| {
+        let (_dir, path) = folder(&text, files);
+        let (k, message) = load_invalid(&path);
+        assert_eq!(k, key, "{message}");
+        assert!(message.contains(words), "{message}");
+    };
+    refused(with("", ""), "identity.certificates", "needs [tls]");
+    refused(
+        with(tls, "crl_files = [\"missing.crl\"]"),
+        "identity.certificates.crl_files",
+        "missing.crl",
+    );
+    refused(
+        with(tls, "name = \"CN\""),
+        "identity.certificates.name",
+        "one of cn",
+    );
+    refused(
+        with(tls, "uri_prefix = \"spiffe://x/\""),
+        "identity.certificates.uri_prefix",
+        "name = \"uri\"",
+    );
+    refused(
+        with(tls, "name = \"uri\"\nuri_prefix = \"\""),
+        "identity.certificates.uri_prefix",
+        "is empty",
+    );
+    refused(
+        with(tls, "agents = [\"x\"]\nservices = [\"x\"]"),
+        "identity.certificates.services",
+        "one kind",
+    );
+    let (_dir, path) = folder(
+        &with(
+            tls,
+            "name = \"uri\"\nuri_prefix = \"spiffe://corp.example/sa/\"",
+        ),
+        files,
+    );
+    Config::load(&path).unwrap();
+}

@@ -36,6 +36,27 @@ pub fn exercise(data: &[u8]) {
     let _ = oidc::validate(text, "user", 1_800_000_000, &policy, &keys);
 }
 
+/// What the `certificate` fuzz target runs: arbitrary bytes as a client
+/// certificate's DER, read for every kind of name. Panics only on a bug.
+pub fn exercise_certificate(data: &[u8]) {
+    use crate::certs::{identify, CertPolicy, NameField};
+    for name_field in [
+        NameField::CommonName,
+        NameField::Email,
+        NameField::Dns,
+        NameField::Uri,
+    ] {
+        let policy = CertPolicy {
+            name_field,
+            uri_prefix: (name_field == NameField::Uri).then(|| "spiffe://x/".into()),
+            agents: vec!["agent".into()],
+            services: Vec::new(),
+            groups_from_ou: true,
+        };
+        let _ = identify(data, "user", &policy);
+    }
+}
+
 /// One key of each type, so that every verification path is reachable.
 const JWKS: &str = r#"{"keys":[
  {"kty":"EC","kid":"e","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
@@ -97,6 +118,43 @@ mod tests {
                 }
             }
             super::exercise(&v);
+        }
+    }
+
+    /// The certificate reader on mutations of a real certificate with
+    /// every kind of name.
+    #[test]
+    fn random_certificates_never_panic() {
+        use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+        let mut params = CertificateParams::new(vec!["db.example".into()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "user");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, "ops");
+        params.subject_alt_names.extend([
+            SanType::Rfc822Name("user@example.com".try_into().unwrap()),
+            SanType::URI("spiffe://x/user".try_into().unwrap()),
+        ]);
+        let key = KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        super::exercise_certificate(&der);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let mut v = der.clone();
+            for _ in 0..(1 + next() % 4) {
+                let i = (next() as usize) % v.len();
+                v[i] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                v.truncate((next() as usize) % v.len());
+            }
+            super::exercise_certificate(&v);
         }
     }
 }

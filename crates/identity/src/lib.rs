@@ -4,10 +4,11 @@
 //! proves who it is, and never changed afterwards: the guard's principal,
 //! every audit record, the access profile, the limits and the connection
 //! slot are read from it, so they cannot disagree about who acted. Each
-//! way of proving an identity (SCRAM, API keys and OIDC tokens today;
-//! client certificates as they arrive) yields the same type and says
+//! way of proving an identity (SCRAM, API keys, OIDC tokens, client
+//! certificates) yields the same type and says
 //! which way it was in [`Proof`].
 
+pub mod certs;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
@@ -72,6 +73,9 @@ pub enum Proof {
         issuer: Arc<str>,
         token_id: Option<String>,
     },
+    /// A client certificate (mutual TLS) from the configured CA, named by
+    /// its SHA-256 fingerprint (lowercase hex).
+    Certificate { fingerprint: String },
 }
 
 impl Proof {
@@ -86,11 +90,13 @@ impl Proof {
             } => "SCRAM-SHA-256-PLUS",
             Proof::ApiKey { .. } => "api-key",
             Proof::Oidc { .. } => "oidc",
+            Proof::Certificate { .. } => "certificate",
         }
     }
 
     /// The credential's own public name, when it has one: an API key's
-    /// id; a token's issuer, with `#` and its id when it has one.
+    /// id; a token's issuer, with `#` and its id when it has one; a
+    /// certificate's `sha256:` fingerprint.
     pub fn credential(&self) -> Option<String> {
         match self {
             Proof::Scram { .. } => None,
@@ -99,6 +105,7 @@ impl Proof {
                 Some(j) => format!("{issuer}#{j}"),
                 None => issuer.to_string(),
             }),
+            Proof::Certificate { fingerprint } => Some(format!("sha256:{fingerprint}")),
         }
     }
 }

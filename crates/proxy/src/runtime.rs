@@ -15,7 +15,8 @@ use crate::catalog::CatalogLoader;
 use crate::masking::TargetMasking;
 use portcullis_mask::detect::Detectors;
 
-use crate::tls::{ServerTls, TlsError, UpstreamTls};
+use crate::tls::{ClientCa, ServerTls, TlsError, UpstreamTls};
+use portcullis_identity::certs::{CertPolicy, NameField};
 
 #[derive(Debug, Error)]
 pub enum RuntimeError {
@@ -33,6 +34,8 @@ pub enum RuntimeError {
     MaskingKey(String),
     #[error(transparent)]
     Issuer(#[from] crate::oidc::IssuerError),
+    #[error("identity.certificates.name: {0:?} is not cn, email, dns or uri")]
+    CertificateName(String),
 }
 
 /// A password that never appears in Debug output or logs.
@@ -162,6 +165,9 @@ pub struct Runtime {
     /// Trusted OIDC issuers (`[[identity.oidc]]`); their keys are cached
     /// in `Shared`.
     pub issuers: Vec<crate::oidc::Issuer>,
+    /// How client certificates name principals (`[identity.certificates]`);
+    /// the server TLS setup verifies their chains.
+    pub cert_policy: Option<CertPolicy>,
     engine: Arc<PolicyEngine>,
     shared: SharedMasking,
 }
@@ -236,15 +242,39 @@ struct Wildcard {
     served: Mutex<HashMap<String, Arc<TargetRuntime>>>,
 }
 
+/// `[identity.certificates]` as the identity crate reads it.
+fn cert_policy(c: &portcullis_config::ClientCertificates) -> Result<CertPolicy, RuntimeError> {
+    Ok(CertPolicy {
+        name_field: NameField::parse(&c.name)
+            .ok_or_else(|| RuntimeError::CertificateName(c.name.clone()))?,
+        uri_prefix: c.uri_prefix.clone(),
+        agents: c.agents.clone(),
+        services: c.services.clone(),
+        groups_from_ou: c.groups_from_ou,
+    })
+}
+
 impl Runtime {
     pub fn build(config: Config) -> Result<Runtime, RuntimeError> {
+        let certificates = config.identity.certificates.as_ref();
+        let ca_file = certificates.map(|c| config.resolve(&c.ca_file));
         let server_tls = match &config.tls {
             Some(t) => Some(
-                ServerTls::load(&config.resolve(&t.cert), &config.resolve(&t.key))
-                    .map_err(RuntimeError::ServerTls)?,
+                ServerTls::load(
+                    &config.resolve(&t.cert),
+                    &config.resolve(&t.key),
+                    ca_file.as_deref().map(|ca_file| ClientCa {
+                        ca_file,
+                        crl_files: certificates
+                            .map(|c| c.crl_files.iter().map(|f| config.resolve(f)).collect())
+                            .unwrap_or_default(),
+                    }),
+                )
+                .map_err(RuntimeError::ServerTls)?,
             ),
             None => None,
         };
+        let cert_policy = certificates.map(cert_policy).transpose()?;
         let engine = Arc::new(load_policies(&config)?);
         let shared = SharedMasking::load(&config)?;
         let analyses = portcullis_guard::shared_analysis_cache();
@@ -339,6 +369,7 @@ impl Runtime {
             wildcard,
             users,
             issuers,
+            cert_policy,
             engine,
             shared,
         })

@@ -106,6 +106,20 @@ impl ClientStream {
         matches!(self, ClientStream::Tls(_))
     }
 
+    /// The client's certificate (DER), when it presented one in the TLS
+    /// handshake; rustls has verified its chain to the configured client
+    /// CA by then.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        let ClientStream::Tls(s) = self else {
+            return None;
+        };
+        s.get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|c| c.as_ref())
+    }
+
     /// What the TLS session negotiated, for the audit trail.
     pub fn tls_info(&self) -> Option<portcullis_audit::record::TlsInfo> {
         let ClientStream::Tls(s) = self else {

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use thiserror::Error;
 
@@ -27,6 +30,17 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("invalid upstream host name {0:?} for TLS")]
     ServerName(String),
+    #[error("{path}: no revocation list found")]
+    NoCrl { path: String },
+    #[error("client certificate verification: {0}")]
+    ClientVerifier(String),
+}
+
+/// The CA(s) client certificates must chain to, and their revocation
+/// lists (`[identity.certificates]`).
+pub struct ClientCa<'a> {
+    pub ca_file: &'a Path,
+    pub crl_files: Vec<std::path::PathBuf>,
 }
 
 pub fn provider() -> Arc<CryptoProvider> {
@@ -78,8 +92,52 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         })
 }
 
+fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let crls: Vec<_> = rustls_pemfile::crls(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Read {
+            path: path.display().to_string(),
+            error: e.to_string(),
+        })?;
+    if crls.is_empty() {
+        return Err(TlsError::NoCrl {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(crls)
+}
+
+/// Asks every client for a certificate and verifies the ones presented
+/// against `ca` (chain, validity, key usage for client auth, revocation
+/// when lists are given); clients without one still connect and prove
+/// who they are another way.
+fn client_verifier(
+    ca: &ClientCa<'_>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(ca.ca_file)? {
+        roots.add(cert)?;
+    }
+    let mut crls = Vec::new();
+    for path in &ca.crl_files {
+        crls.extend(load_crls(path)?);
+    }
+    // With revocation lists, a certificate whose issuer has no list is
+    // refused (webpki's default): give a list for every issuing CA.
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .with_crls(crls)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::ClientVerifier(e.to_string()))
+}
+
 impl ServerTls {
-    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+    pub fn load(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<ClientCa<'_>>,
+    ) -> Result<Self, TlsError> {
         let certs = load_certs(cert)?;
         let key = load_key(key)?;
         // libpq (through OpenSSL) cannot derive the binding hash of an
@@ -89,10 +147,13 @@ impl ServerTls {
             Ok((channel_binding::SignatureKind::RsaPss, _)) | Err(_) => None,
             Ok(_) => channel_binding::tls_server_end_point(&certs[0]).ok(),
         };
-        let mut config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)?;
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let builder = match &client_ca {
+            Some(ca) => builder.with_client_cert_verifier(client_verifier(ca)?),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_single_cert(certs, key)?;
         // Clients that send ALPN must ask for "postgresql" (as PostgreSQL 17
         // requires); direct-TLS clients must send it, checked after the
         // handshake.

@@ -65,5 +65,8 @@ pub use cluster::{
 };
 pub use error::TestbedError;
 pub use privilege::SERVICE_USER;
+/// The certificate generator, for tests that shape their own client
+/// certificates.
+pub use rcgen;
 pub use shared::{fresh_database, shared, try_shared};
 pub use tls::{IssuedCert, TestPki, TlsError, TlsFiles};

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -204,12 +205,45 @@ impl TestPki {
     /// Issues a client certificate (CN = `common_name`, clientAuth EKU),
     /// for tests of certificate-based identity.
     pub fn issue_client_cert(&self, common_name: &str) -> Result<IssuedCert, TlsError> {
+        self.issue_client_cert_with(|p| p.distinguished_name = dn(common_name))
+    }
+
+    /// Issues a client certificate (clientAuth EKU, no subject unless
+    /// `edit` gives one) after `edit` has set its names, serial number or
+    /// validity.
+    pub fn issue_client_cert_with(
+        &self,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> Result<IssuedCert, TlsError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name = dn(common_name);
+        params.distinguished_name = DistinguishedName::new();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
+        edit(&mut params);
         issue(&self.ca, params)
+    }
+
+    /// A revocation list (PEM) from the CA revoking the certificates with
+    /// `serials`, valid from 2020 to 2100.
+    pub fn crl_pem(&self, serials: &[u64]) -> Result<String, TlsError> {
+        let params = CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(2100, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| RevokedCertParams {
+                    serial_number: SerialNumber::from(*s),
+                    revocation_time: rcgen::date_time_ymd(2020, 1, 1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.ca.cert, &self.ca.key)?.pem()?)
     }
 
     /// A rustls client config trusting only the test CA, offering `alpn`

@@ -12,6 +12,7 @@ mod audit_shared;
 mod auth;
 mod basic;
 mod catalog;
+mod certificates;
 mod copy;
 mod databases;
 mod default_row_limit;

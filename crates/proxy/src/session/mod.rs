@@ -202,7 +202,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         let stopping = std::pin::pin!(phase.wait_for(|p| *p == Phase::Stopping));
         let key = match identity.proof {
             Proof::ApiKey { id } => Some(id),
-            Proof::Scram { .. } | Proof::Oidc { .. } => None,
+            Proof::Scram { .. } | Proof::Oidc { .. } | Proof::Certificate { .. } => None,
         };
         let revoked = std::pin::pin!(async move {
             match key {

@@ -3,6 +3,9 @@
 //! [`Identity`] it proved.
 //!
 //! - A configured SCRAM user gets SASL (SCRAM-SHA-256, and -PLUS over TLS).
+//! - Any other name, over TLS with a client certificate from the
+//!   configured client CA (`[identity.certificates]`), is who the
+//!   certificate names ([`certificate`]): the name must be the user name.
 //! - Any other name, over TLS, with API keys on or an OIDC issuer
 //!   configured, is asked for its password in the clear ([`password`]):
 //!   an API key or a token is a bearer secret that must reach Portcullis
@@ -16,6 +19,7 @@
 //! offered) or not (a password is asked for), as PostgreSQL's per-user
 //! pg_hba methods do. It never shows whether a key for the name exists.
 
+mod certificate;
 mod password;
 mod scram;
 
@@ -45,13 +49,26 @@ pub struct Authenticated {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Method {
     Scram,
+    /// The client certificate the TLS handshake verified.
+    Certificate,
     /// A cleartext password request, over TLS only.
     Password,
 }
 
 /// The method for user name `user`, before any authentication message.
-fn method_for(known_scram_user: bool, tls: bool, passwords_accepted: bool) -> Method {
-    if !known_scram_user && tls && passwords_accepted {
+/// `verified_certificate`: the client presented a certificate the TLS
+/// handshake verified against the client CA (so TLS is on).
+fn method_for(
+    known_scram_user: bool,
+    tls: bool,
+    verified_certificate: bool,
+    passwords_accepted: bool,
+) -> Method {
+    if known_scram_user {
+        Method::Scram
+    } else if verified_certificate {
+        Method::Certificate
+    } else if tls && passwords_accepted {
         Method::Password
     } else {
         Method::Scram
@@ -67,8 +84,14 @@ pub async fn authenticate(
 ) -> Result<Authenticated, Ended> {
     let known = ctx.runtime.users.contains_key(user);
     let passwords = ctx.shared.keys.is_some() || !ctx.runtime.issuers.is_empty();
-    match method_for(known, stream.is_tls(), passwords) {
+    let policy = ctx.runtime.cert_policy.as_ref();
+    let certificate = policy.is_some() && stream.peer_certificate().is_some();
+    match method_for(known, stream.is_tls(), certificate, passwords) {
         Method::Scram => scram::authenticate(stream, buf, user, ctx).await,
+        Method::Certificate => match policy {
+            Some(policy) => certificate::authenticate(stream, buf, user, policy).await,
+            None => scram::authenticate(stream, buf, user, ctx).await,
+        },
         Method::Password => password::authenticate(stream, buf, user, ctx).await,
     }
 }
@@ -154,10 +177,18 @@ mod tests {
 
     #[test]
     fn a_password_is_asked_for_only_over_tls_from_names_that_are_not_scram_users() {
-        assert_eq!(method_for(false, true, true), Method::Password);
-        assert_eq!(method_for(true, true, true), Method::Scram);
-        assert_eq!(method_for(false, false, true), Method::Scram);
-        assert_eq!(method_for(false, true, false), Method::Scram);
-        assert_eq!(method_for(true, false, false), Method::Scram);
+        assert_eq!(method_for(false, true, false, true), Method::Password);
+        assert_eq!(method_for(true, true, false, true), Method::Scram);
+        assert_eq!(method_for(false, false, false, true), Method::Scram);
+        assert_eq!(method_for(false, true, false, false), Method::Scram);
+        assert_eq!(method_for(true, false, false, false), Method::Scram);
+    }
+
+    #[test]
+    fn a_verified_certificate_proves_names_that_are_not_scram_users() {
+        assert_eq!(method_for(false, true, true, true), Method::Certificate);
+        assert_eq!(method_for(false, true, true, false), Method::Certificate);
+        // A SCRAM user keeps SCRAM whatever certificate it presents.
+        assert_eq!(method_for(true, true, true, true), Method::Scram);
     }
 }
