@@ -4,11 +4,20 @@
 //! gets tokens from it through the client-credentials grant. The provider
 //! listens on 127.0.0.1 on a port of its own and is killed on drop.
 //!
-//! Its clients are `report-bot`, `nightly-etl` and `short-lived` (tokens
-//! that expire after 2 seconds), each with secret `<id>-secret`. Tokens
-//! are JWT access tokens whose audience is the resource asked for
+//! Its machine clients are `report-bot`, `nightly-etl` and `short-lived`
+//! (tokens that expire after 2 seconds), each with secret `<id>-secret`.
+//! Tokens are JWT access tokens whose audience is the resource asked for
 //! (default `urn:portcullis`), signed with ES256, or with RS256 for
 //! `nightly-etl`.
+//!
+//! People sign in through the public native client `portcullis-cli`
+//! (device flow, or code flow with PKCE on a `http://127.0.0.1:PORT/callback`
+//! redirect). The accounts are `dana` (dana@example.com, groups
+//! engineers), `erin` (erin@example.com, analysts) and `mallory`
+//! (mallory@evil.test, email not verified); any other login is denied.
+//! [`approve_device`] and [`browser_command`] play the person's part over
+//! plain HTTP (`approve-device.mjs`, `approve-browser.mjs`); the provider
+//! header comment documents the parameters.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -58,8 +67,11 @@ impl OidcProvider {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
+            let mut reader = BufReader::new(stdout);
+            let _ = reader.read_line(&mut line);
             let _ = tx.send(line);
+            // Keep draining: a provider writing to a closed pipe dies.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
         let line = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(l) => l,
@@ -118,6 +130,42 @@ pub fn client_credentials(
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Approves a device sign-in as `login`, given the verification URL with
+/// the user code in it (`verification_uri_complete`). Blocking.
+pub fn approve_device(issuer: &str, complete_url: &str, login: &str) -> Result<(), OidcError> {
+    let out = Command::new("node")
+        .args(["approve-device.mjs", issuer, "-", login, complete_url])
+        .current_dir(dir())
+        .output()
+        .map_err(OidcError::Spawn)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(OidcError::Token(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
+    }
+}
+
+/// Writes into `folder` an executable that behaves as a browser signing in
+/// as `login`: given an authorization URL as its argument, it logs in,
+/// consents and follows the redirect to the waiting loopback listener.
+/// For `BROWSER=<path>`.
+pub fn browser_command(folder: &std::path::Path, login: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = folder.join(format!("browser-{login}.sh"));
+    let script = dir().join("approve-browser.mjs");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nexec node '{}' '{login}' \"$1\" >/dev/null\n",
+            script.display()
+        ),
+    )?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path)
 }
 
 impl Drop for OidcProvider {
