@@ -110,7 +110,7 @@ impl RecordKind {
 pub struct Identity {
     pub kind: IdentityKind,
     /// The stable name of the principal: a configured SCRAM user, or the
-    /// name an API key was made for (a token or certificate subject later).
+    /// name an API key was made for, a token's or certificate's user name.
     pub subject: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,

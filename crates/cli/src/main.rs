@@ -5,6 +5,7 @@ mod demo;
 mod discover;
 mod keys;
 mod logging;
+mod login;
 mod passwd;
 mod policy;
 
@@ -80,6 +81,16 @@ enum Command {
     /// Make, list and revoke the API keys agents and jobs log in with.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Sign in at your identity provider (browser or device code) and
+    /// cache the token Portcullis accepts as your password.
+    Login(login::LoginArgs),
+    /// Print your cached token, refreshed when about to expire.
+    Token(login::TokenArgs),
+    /// Run psql through Portcullis as you, with the token as the password.
+    Psql(login::PsqlArgs),
+    /// Print PGHOST, PGUSER, PGPASSWORD, ... as shell `export` lines:
+    /// `eval "$(portcullis env TARGET)"`.
+    Env(login::ConnectArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +104,10 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy::run(command),
         Command::Audit(command) => audit::run(*command),
         Command::Keys(command) => keys::run(command),
+        Command::Login(args) => login::login(args),
+        Command::Token(args) => login::token(args),
+        Command::Psql(args) => login::psql(args),
+        Command::Env(args) => login::env(args),
     }
 }
 

@@ -17,6 +17,7 @@ mod copy;
 mod databases;
 mod default_row_limit;
 mod discover;
+mod human_login;
 mod keys;
 mod lexing;
 mod lifecycle;

@@ -1,15 +1,17 @@
-//! Fetching an issuer's discovery document and key set: one HTTP/1.1 GET
-//! per document over a fresh connection (keys are fetched rarely), TLS for
-//! `https://` with the issuer's roots, no redirects followed, a bounded
-//! body and a timeout on the whole exchange.
+//! HTTP to an identity provider: the proxy GETs discovery documents and
+//! key sets; `portcullis login` also POSTs forms to the device and token
+//! endpoints. One HTTP/1.1 request per fresh connection (these are rare),
+//! TLS for `https://` with the given roots (plain HTTP only to a loopback
+//! address), no redirects followed, a bounded body and a timeout on the
+//! whole exchange.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, HOST, USER_AGENT};
-use http::{Request, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, USER_AGENT};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -42,13 +44,41 @@ pub async fn get(
     tls: Option<&Arc<rustls::ClientConfig>>,
     timeout: Duration,
 ) -> Result<Bytes, FetchError> {
-    match tokio::time::timeout(timeout, exchange(url, tls)).await {
+    let (status, body) = within(timeout, url, exchange(url, tls, None)).await?;
+    if status != StatusCode::OK {
+        return Err(FetchError::Status(url.to_owned(), status));
+    }
+    Ok(body)
+}
+
+/// POSTs `form` (`application/x-www-form-urlencoded`) to `url`, expecting
+/// JSON, and returns the status and body whatever the status: OAuth
+/// endpoints answer errors as JSON with 400.
+pub async fn post_form(
+    url: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+    form: String,
+) -> Result<(StatusCode, Bytes), FetchError> {
+    within(timeout, url, exchange(url, tls, Some(form))).await
+}
+
+async fn within<T>(
+    timeout: Duration,
+    url: &str,
+    f: impl std::future::Future<Output = Result<T, FetchError>>,
+) -> Result<T, FetchError> {
+    match tokio::time::timeout(timeout, f).await {
         Ok(r) => r,
         Err(_) => Err(FetchError::Timeout(url.to_owned(), timeout)),
     }
 }
 
-async fn exchange(url: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<Bytes, FetchError> {
+async fn exchange(
+    url: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    form: Option<String>,
+) -> Result<(StatusCode, Bytes), FetchError> {
     if !portcullis_config::secure_url(url) {
         return Err(FetchError::Url(url.to_owned()));
     }
@@ -70,14 +100,25 @@ async fn exchange(url: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<
         .await
         .map_err(io)?;
     let _ = tcp.set_nodelay(true);
-    let request = Request::get(path)
+    let method = if form.is_some() {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
         .header(HOST, authority)
         .header(ACCEPT, "application/json")
         .header(
             USER_AGENT,
             concat!("portcullis/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Empty::<Bytes>::new())
+        );
+    if form.is_some() {
+        request = request.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+    }
+    let request = request
+        .body(Full::new(Bytes::from(form.unwrap_or_default())))
         .map_err(|_| FetchError::Url(url.to_owned()))?;
     let http = |e| FetchError::Http(url.to_owned(), e);
     let response = if https {
@@ -100,12 +141,11 @@ async fn exchange(url: &str, tls: Option<&Arc<rustls::ClientConfig>>) -> Result<
         tokio::spawn(conn);
         sender.send_request(request).await.map_err(http)?
     };
-    if response.status() != http::StatusCode::OK {
-        return Err(FetchError::Status(url.to_owned(), response.status()));
-    }
-    Limited::new(response.into_body(), MAX_BODY)
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_BODY)
         .collect()
         .await
         .map(|b| b.to_bytes())
-        .map_err(|_| FetchError::Body(url.to_owned()))
+        .map_err(|_| FetchError::Body(url.to_owned()))?;
+    Ok((status, body))
 }

@@ -12,7 +12,7 @@
 //!   does not break logins with tokens it signed before.
 //! - One fetch per issuer at a time; logins that need it wait for it.
 
-mod fetch;
+pub mod fetch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
