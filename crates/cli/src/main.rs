@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
     version,
     about = "An identity-aware PostgreSQL proxy"
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }

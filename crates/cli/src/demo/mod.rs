@@ -26,6 +26,11 @@ const STAGING_ROLE: &str = "portcullis_staging";
 const READER_ROLE: &str = "portcullis_reader";
 /// The agent that logs in with an API key.
 const KEY_AGENT: &str = "report-bot";
+/// What people signing in through the demo's OpenID provider ask for: an
+/// access token for Portcullis (its audience), with their email and
+/// groups, and a refresh token.
+const SSO_RESOURCE: &str = "urn:portcullis";
+const SSO_SCOPE: &str = "openid email groups offline_access db";
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -83,6 +88,9 @@ struct Demo {
     users: Vec<DemoUser>,
     /// The API key of [`KEY_AGENT`], made for this run.
     agent_key: String,
+    /// The demo's own OpenID provider (the test bed's), when Node.js and
+    /// its packages are installed; stopped on drop.
+    sso: Option<portcullis_testbed::oidc::OidcProvider>,
     /// Declared before `_temp` so PostgreSQL stops before its directory is
     /// removed.
     cluster: PgCluster,
@@ -189,6 +197,13 @@ fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
             password: random_password(),
         },
     ];
+    let sso = match portcullis_testbed::oidc::OidcProvider::start() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("(No SSO sign-in in this demo: {e}.)");
+            None
+        }
+    };
     let config_path = write_config(
         &dir,
         listen,
@@ -200,6 +215,7 @@ fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
             reader: &reader_password,
         },
         &users,
+        sso.as_ref().map(|p| p.issuer.as_str()),
     )?;
     let agent_key = make_agent_key(&config_path)?;
     Ok(Demo {
@@ -211,6 +227,7 @@ fn set_up(dir: Option<&Path>, listen: &SocketAddr) -> Result<Demo, String> {
         staging_password,
         users,
         agent_key,
+        sso,
         cluster,
         _temp: temp,
     })
@@ -381,6 +398,7 @@ fn write_config(
     tls: &portcullis_testbed::tls::TlsFiles,
     passwords: &RolePasswords<'_>,
     users: &[DemoUser],
+    sso_issuer: Option<&str>,
 ) -> Result<PathBuf, String> {
     let secret = dir.join("upstream-password");
     write_private(&secret, passwords.upstream)?;
@@ -459,6 +477,15 @@ sslmode = "require"
             u.kind,
             groups.join(", "),
             ScramVerifier::generate(u.password.as_bytes())
+        ));
+    }
+    if let Some(issuer) = sso_issuer {
+        text.push_str(&format!(
+            "\n# People sign in at the demo's own OpenID provider (`portcullis login`)\n\
+             # and present its token as their password; their user name is their\n\
+             # email, their groups come from the token.\n[[identity.oidc]]\n\
+             issuer = \"{issuer}\"\naudience = \"{SSO_RESOURCE}\"\nuser_claim = \"email\"\n\
+             groups_claim = \"groups\"\nallowed_domains = [\"example.com\"]\n"
         ));
     }
     write_policies(&dir.join("policies"))?;
@@ -580,17 +607,33 @@ fn this_binary() -> String {
 
 /// How [`KEY_AGENT`] connects through the proxy: with its key, over TLS
 /// (keys are never asked for over plaintext).
+/// The API-key agent's connection line (TLS, as every [`dsn`] is: keys are
+/// only accepted over TLS).
 fn agent_dsn(proxy: SocketAddr, key: &str) -> String {
-    format!(
-        "{} sslmode=require",
-        dsn(
-            &proxy.ip().to_string(),
-            proxy.port(),
-            "shop",
-            KEY_AGENT,
-            key
-        )
+    dsn(
+        &proxy.ip().to_string(),
+        proxy.port(),
+        "shop",
+        KEY_AGENT,
+        key,
     )
+}
+
+/// The `portcullis login` arguments for the demo's provider and proxy.
+fn sso_login_args(issuer: &str, proxy: SocketAddr, ca: &Path) -> Vec<String> {
+    vec![
+        "login".into(),
+        "--issuer".into(),
+        issuer.into(),
+        "--resource".into(),
+        SSO_RESOURCE.into(),
+        "--scope".into(),
+        SSO_SCOPE.into(),
+        "--proxy".into(),
+        proxy.to_string(),
+        "--proxy-ca".into(),
+        ca.display().to_string(),
+    ]
 }
 
 fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<SocketAddr>) {
@@ -603,8 +646,10 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
         staging_password,
         users,
         agent_key,
+        sso,
         ..
     } = demo;
+    let sso_login = sso.as_ref().map(|p| sso_login_args(&p.issuer, proxy, ca));
     let agent_dsn = agent_dsn(proxy, agent_key);
     let host = proxy.ip().to_string();
     let direct = dsn(
@@ -677,6 +722,12 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
                 "upstream_role": READER_ROLE,
                 "dsn": agent_dsn,
             },
+            "sso": sso.as_ref().zip(sso_login.as_ref()).map(|(p, login)| json!({
+                "issuer": p.issuer,
+                "accounts": ["dana", "erin", "mallory"],
+                "login": login,
+                "user": "dana@example.com",
+            })),
             "examples": examples,
             "staging_examples": staging_examples,
             "explain": explain,
@@ -725,6 +776,27 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
          # read-only role {READER_ROLE}, so the database refuses its writes)\n  \
          psql \"{agent_dsn}\"\n"
     ));
+    if let Some(login) = &sso_login {
+        let quoted: Vec<String> = login
+            .iter()
+            .map(|a| {
+                if a.contains(' ') {
+                    format!("\"{a}\"")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        s.push_str(&format!(
+            "  # a person signing in with SSO at the demo's own OpenID provider (sign in as\n  \
+             # dana; the token names dana@example.com, group engineers; add --device for a\n  \
+             # code to enter in any browser), then psql with the token as the password\n  \
+             {} {}\n  {} psql shop\n",
+            this_binary(),
+            quoted.join(" "),
+            this_binary()
+        ));
+    }
     s.push_str(&format!(
         "  # the same users reach staging with dbname=shop_staging\n\nDirect to PostgreSQL, bypassing Portcullis (for comparison):\n  psql \"{direct}\"\n\n"
     ));

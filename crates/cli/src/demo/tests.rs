@@ -107,6 +107,57 @@ fn production_refuses_what_the_instructions_say_and_staging_runs_it() {
         );
         drop(agent);
 
+        // A person signing in at the demo's OpenID provider, with the
+        // CLI's own OAuth code (the approval played by the test bed), then
+        // connecting with the token as the password.
+        let sso = demo
+            .sso
+            .as_ref()
+            .expect("the demo's OpenID provider runs (scripts/setup.sh installs it)");
+        let login = sso_login_args(&sso.issuer, proxy, &demo.ca_cert);
+        use clap::Parser;
+        crate::Cli::try_parse_from(std::iter::once("portcullis".to_owned()).chain(login))
+            .expect("the printed login line parses");
+        let provider = crate::login::oauth::discover(&sso.issuer, "portcullis-cli", None, None)
+            .await
+            .expect("discovery");
+        let issuer = sso.issuer.clone();
+        let tokens = provider
+            .device_flow(SSO_SCOPE, Some(SSO_RESOURCE), move |code| {
+                let url = code
+                    .verification_uri_complete
+                    .clone()
+                    .expect("a complete URL");
+                std::thread::spawn(move || {
+                    portcullis_testbed::oidc::approve_device(&issuer, &url, "dana")
+                        .expect("approved")
+                });
+            })
+            .await
+            .expect("the sign-in");
+        let token = tokens.access_token.expect("an access token");
+        let person_dsn = super::dsn(
+            &proxy.ip().to_string(),
+            proxy.port(),
+            "shop",
+            "dana@example.com",
+            &token,
+        );
+        let (person, _task) = portcullis_testbed::client::connect(&person_dsn, Some(&demo.pki))
+            .await
+            .expect("the person's token logs in");
+        let row = person
+            .query_one(
+                "SELECT current_setting('portcullis.identity'), \
+                 current_setting('portcullis.identity_kind')",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "dana@example.com");
+        assert_eq!(row.get::<_, String>(1), "human");
+        drop(person);
+
         for user in &demo.users {
             let shop = connect(&demo, proxy, "shop", user).await;
             let tokens = count_tokens(&shop).await;

@@ -55,9 +55,11 @@ pub struct Login {
     /// The environment variable holding the client secret, for providers
     /// that give native apps one; never the secret itself.
     pub client_secret_env: Option<String>,
-    /// The resource (audience) the access token is for; `None`: the ID
-    /// token is what the proxy gets.
+    /// The resource (audience) the access token is asked for (RFC 8707).
     pub resource: Option<String>,
+    /// Which token the proxy gets: the access token (`true`) or the ID
+    /// token.
+    pub access_token: bool,
     pub token_endpoint: String,
     /// PEM roots for the provider's HTTPS; `None`: the system's roots.
     pub ca_file: Option<PathBuf>,
@@ -199,6 +201,7 @@ mod tests {
             client_id: "portcullis-cli".into(),
             client_secret_env: None,
             resource: Some("urn:portcullis".into()),
+            access_token: true,
             token_endpoint: format!("{issuer}/token"),
             ca_file: None,
             user: "dana@example.com".into(),

@@ -13,7 +13,7 @@
 
 mod cache;
 mod callback;
-mod oauth;
+pub(crate) mod oauth;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,11 +78,15 @@ pub struct LoginArgs {
     /// that give native apps one (Google).
     #[arg(long, value_name = "VAR")]
     client_secret_env: Option<String>,
-    /// Ask for an access token for this resource (its audience) and give
-    /// that to Portcullis; without it, the ID token (whose audience is the
-    /// client id) is used.
+    /// Ask for tokens for this resource (RFC 8707 `resource`, the
+    /// audience Portcullis expects); implies --token access.
     #[arg(long)]
     resource: Option<String>,
+    /// Which token Portcullis gets: the access token (a JWT for the
+    /// audience Portcullis expects) or the ID token (audience: the client
+    /// id). Default: access with --resource, else id.
+    #[arg(long, value_enum)]
+    token: Option<TokenKind>,
     /// The scopes to ask for.
     #[arg(long, default_value = "openid email profile offline_access")]
     scope: String,
@@ -110,6 +114,12 @@ pub struct LoginArgs {
     proxy_ca: Option<PathBuf>,
     #[command(flatten)]
     cache: CacheArg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TokenKind {
+    Access,
+    Id,
 }
 
 #[derive(Args)]
@@ -259,7 +269,11 @@ async fn run_login(args: LoginArgs) -> Result<(), LoginError> {
     } else {
         code_flow(&provider, &args.scope, resource).await?
     };
-    let chosen = presented(&tokens, resource)?;
+    let access = match args.token {
+        Some(kind) => kind == TokenKind::Access,
+        None => resource.is_some(),
+    };
+    let chosen = presented(&tokens, access)?;
     let claims = oauth::claims(&chosen)
         .ok_or_else(|| LoginError::Usage("the provider's token is not a JWT".into()))?;
     let user = oauth::user_of(&claims, &args.user_claim).ok_or_else(|| {
@@ -274,6 +288,7 @@ async fn run_login(args: LoginArgs) -> Result<(), LoginError> {
         client_id: args.client_id,
         client_secret_env: args.client_secret_env,
         resource: args.resource,
+        access_token: access,
         token_endpoint: provider.token_endpoint.clone(),
         ca_file: args.ca_file.map(absolute),
         user: user.clone(),
@@ -318,19 +333,14 @@ async fn code_flow(
         .await?)
 }
 
-/// The token given to Portcullis: the access token for `resource` when
-/// one was asked for, else the ID token.
-fn presented(tokens: &Tokens, resource: Option<&str>) -> Result<String, LoginError> {
-    match resource {
-        Some(_) => tokens
-            .access_token
-            .clone()
-            .ok_or(OAuthError::NoToken("access").into()),
-        None => tokens
-            .id_token
-            .clone()
-            .ok_or(OAuthError::NoToken("ID").into()),
-    }
+/// The token given to Portcullis: the access token or the ID token.
+fn presented(tokens: &Tokens, access: bool) -> Result<String, LoginError> {
+    let (token, which) = if access {
+        (&tokens.access_token, "access")
+    } else {
+        (&tokens.id_token, "ID")
+    };
+    token.clone().ok_or(OAuthError::NoToken(which).into())
 }
 
 async fn connect(
@@ -385,7 +395,7 @@ async fn fresh(cache_arg: &CacheArg, issuer: Option<&str>) -> Result<Login, Logi
         Ok(t) => t,
         Err(e) => return Err(LoginError::Usage(format!("{again} (refresh failed: {e})"))),
     };
-    let token = presented(&tokens, login.resource.as_deref())?;
+    let token = presented(&tokens, login.access_token)?;
     let claims = oauth::claims(&token)
         .ok_or_else(|| LoginError::Usage("the provider's token is not a JWT".into()))?;
     login.expires_at = claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(0);
@@ -529,6 +539,7 @@ mod tests {
             client_id: "c".into(),
             client_secret_env: None,
             resource: None,
+            access_token: false,
             token_endpoint: "https://idp/token".into(),
             ca_file: None,
             user: "dana@example.com".into(),
