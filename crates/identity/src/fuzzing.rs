@@ -125,8 +125,9 @@ mod tests {
     /// every kind of name.
     #[test]
     fn random_certificates_never_panic() {
-        use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, SanType};
         let mut params = CertificateParams::new(vec!["db.example".into()]).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.distinguished_name.push(DnType::CommonName, "user");
         params
             .distinguished_name

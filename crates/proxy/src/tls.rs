@@ -124,9 +124,12 @@ fn client_verifier(
         crls.extend(load_crls(path)?);
     }
     // With revocation lists, a certificate whose issuer has no list is
-    // refused (webpki's default): give a list for every issuing CA.
+    // refused (webpki's default): give a list for every issuing CA. A list
+    // past its nextUpdate is refused too: a revocation job that stopped
+    // must not leave newer revocations unseen.
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .with_crls(crls)
+        .enforce_revocation_expiration()
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::ClientVerifier(e.to_string()))
@@ -154,6 +157,14 @@ impl ServerTls {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_single_cert(certs, key)?;
+        if client_ca.is_some() {
+            // A resumed TLS session carries the client certificate it was
+            // first verified with, unverified again: a certificate that has
+            // since expired would keep logging in. libpq never resumes, so
+            // nothing is lost by always doing the full handshake.
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
         // Clients that send ALPN must ask for "postgresql" (as PostgreSQL 17
         // requires); direct-TLS clients must send it, checked after the
         // handshake.
@@ -256,5 +267,48 @@ impl ServerCertVerifier for EncryptOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate and key, as PEM files in `dir`.
+    fn pem_pair(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn client_certificates_turn_session_resumption_off() {
+        let dir = std::env::temp_dir().join(format!("portcullis-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = pem_pair(&dir, "server");
+        let (ca, _) = pem_pair(&dir, "clients");
+        let plain = ServerTls::load(&cert, &key, None).unwrap();
+        assert!(plain.config.session_storage.can_cache());
+        let mutual = ServerTls::load(
+            &cert,
+            &key,
+            Some(ClientCa {
+                ca_file: &ca,
+                crl_files: Vec::new(),
+            }),
+        )
+        .unwrap();
+        assert!(!mutual.config.session_storage.can_cache());
+        assert_eq!(mutual.config.send_tls13_tickets, 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

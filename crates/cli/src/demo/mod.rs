@@ -790,7 +790,9 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
         s.push_str(&format!(
             "  # a person signing in with SSO at the demo's own OpenID provider (sign in as\n  \
              # dana; the token names dana@example.com, group engineers; add --device for a\n  \
-             # code to enter in any browser), then psql with the token as the password\n  \
+             # code to enter in any browser), then psql with the token as the password.\n  \
+             # The demo's provider asks only for a name, no password: anyone on this\n  \
+             # machine can sign in through it while the demo runs.\n  \
              {} {}\n  {} psql shop\n",
             this_binary(),
             quoted.join(" "),

@@ -4,12 +4,16 @@
 //! the proxy is).
 //!
 //! The file holds bearer credentials, so it is treated like an SSH key:
-//! written to a new file with mode 0600 in a 0700 folder and renamed over
-//! the old one (never half written), and refused when anyone else could
-//! read or has replaced it.
+//! written to a new file with mode 0600 and renamed over the old one
+//! (never half written), in a folder of its owner's that nobody else may
+//! write to (made 0700 when Portcullis makes it); read through a
+//! descriptor opened without following a symbolic link, and refused when
+//! anyone else owns it or could read it. Readers and writers take a lock
+//! beside it, so that two commands never use (and so spend) one refresh
+//! token at the same time.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -28,8 +32,10 @@ pub enum CacheError {
         "{0}: readable by others (mode {1:o}); run `chmod 600 {0}` or remove it and log in again"
     )]
     Exposed(PathBuf, u32),
-    #[error("{0}: owned by another user; remove it and log in again")]
+    #[error("{0}: owned by another user, or not a plain file; remove it and log in again")]
     Owner(PathBuf),
+    #[error("{0}: the folder of the token cache must be yours and writable by you alone (chmod 700), or give --cache in one that is")]
+    Folder(PathBuf),
     #[error("no login for {0}; run `portcullis login --issuer {0}`")]
     NoLogin(String),
     #[error("no login yet; run `portcullis login --issuer URL`")]
@@ -100,20 +106,30 @@ pub fn default_path() -> Option<PathBuf> {
 /// Every cached login; none when the file does not exist.
 pub fn load(path: &Path) -> Result<Vec<Login>, CacheError> {
     let io = |e| CacheError::Io(path.to_owned(), e);
-    let meta = match fs::metadata(path) {
-        Ok(m) => m,
+    check_folder(path)?;
+    let mut file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(CacheError::Owner(path.to_owned()))
+        }
         Err(e) => return Err(io(e)),
     };
-    // SAFETY: getuid has no preconditions and cannot fail.
-    if meta.uid() != unsafe { libc::getuid() } {
+    // The open file's own metadata: what is checked is what is read.
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() || meta.uid() != uid() {
         return Err(CacheError::Owner(path.to_owned()));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(CacheError::Exposed(path.to_owned(), mode));
     }
-    let text = fs::read(path).map_err(io)?;
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).map_err(io)?;
     let file: File = serde_json::from_slice(&text)
         .map_err(|e| CacheError::Format(path.to_owned(), e.to_string()))?;
     if file.version != VERSION {
@@ -125,18 +141,74 @@ pub fn load(path: &Path) -> Result<Vec<Login>, CacheError> {
     Ok(file.logins)
 }
 
+fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+fn folder(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// The cache's folder must be its owner's and writable by nobody else:
+/// whoever can write there can swap the file.
+fn check_folder(path: &Path) -> Result<(), CacheError> {
+    let dir = folder(path);
+    match fs::metadata(dir) {
+        Ok(m) if m.uid() == uid() && m.permissions().mode() & 0o022 == 0 => Ok(()),
+        Ok(_) => Err(CacheError::Folder(dir.to_owned())),
+        // Made (0700) when the cache is first written.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CacheError::Io(dir.to_owned(), e)),
+    }
+}
+
+fn ensure_folder(path: &Path) -> Result<(), CacheError> {
+    let dir = folder(path);
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| CacheError::Io(dir.to_owned(), e))?;
+    }
+    check_folder(path)
+}
+
+/// Held while a command reads, refreshes and writes the cache.
+pub struct Lock(#[allow(dead_code)] fs::File);
+
+/// Waits for and takes the cache's lock (`<cache>.lock` beside it).
+pub fn lock(path: &Path) -> Result<Lock, CacheError> {
+    ensure_folder(path)?;
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let io = |e| CacheError::Io(lock_path.clone(), e);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock_path)
+        .map_err(io)?;
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: the descriptor is open for the call's duration.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io(std::io::Error::last_os_error()));
+    }
+    Ok(Lock(file))
+}
+
 /// Writes `logins` as the whole cache: a new 0600 file renamed into place.
 pub fn store(path: &Path, logins: &[Login]) -> Result<(), CacheError> {
     let io = |e| CacheError::Io(path.to_owned(), e);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
-    }
+    ensure_folder(path)?;
     let text = serde_json::to_vec_pretty(&File {
         version: VERSION,
         logins: logins.to_vec(),
@@ -242,6 +314,45 @@ mod tests {
         assert!(matches!(load(&path), Err(CacheError::Exposed(_, 0o640))));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o604)).unwrap();
         assert!(matches!(load(&path), Err(CacheError::Exposed(_, _))));
+    }
+
+    #[test]
+    fn a_link_or_an_open_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.json");
+        store(&real, &[login("https://a")]).unwrap();
+        let link = dir.path().join("tokens.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(load(&link), Err(CacheError::Owner(_))));
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let path = open.join("tokens.json");
+        assert!(matches!(load(&path), Err(CacheError::Folder(_))));
+        assert!(matches!(
+            store(&path, &[login("https://a")]),
+            Err(CacheError::Folder(_))
+        ));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/tokens.json");
+        let held = lock(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        let waiter = std::thread::spawn(move || {
+            let _l = lock(&p).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        waiter.join().unwrap();
     }
 
     #[test]

@@ -27,6 +27,9 @@ use cache::{CacheError, Login, ProxyAddress};
 use oauth::{OAuthError, Provider, Tokens};
 
 const EXIT_PROBLEM: u8 = 2;
+/// libpq settings that would take precedence over the connection
+/// `psql` and `env` set (a service's host or sslmode).
+const OVERRIDING: [&str; 2] = ["PGSERVICE", "PGSERVICEFILE"];
 /// A token with less time left than this is refreshed before use.
 const REFRESH_MARGIN_SECS: i64 = 60;
 /// How long the code flow waits for the browser to come back.
@@ -197,6 +200,7 @@ pub fn token(args: TokenArgs) -> ExitCode {
 pub fn env(args: ConnectArgs) -> ExitCode {
     finish(runtime().and_then(|rt| {
         let login = rt.block_on(fresh(&args.cache, args.issuer.as_deref()))?;
+        println!("unset {}", OVERRIDING.join(" "));
         for (name, value) in connection_env(&login, &args)? {
             println!("export {name}={}", shell_quote(&value));
         }
@@ -211,6 +215,10 @@ pub fn psql(args: PsqlArgs) -> ExitCode {
         drop(rt);
         use std::os::unix::process::CommandExt;
         let mut cmd = std::process::Command::new(&args.psql);
+        // A service file would override the host and sslmode set here.
+        for name in OVERRIDING {
+            cmd.env_remove(name);
+        }
         cmd.args(&args.args).envs(vars);
         // Only returns when psql could not be started.
         let e = cmd.exec();
@@ -224,7 +232,7 @@ pub fn psql(args: PsqlArgs) -> ExitCode {
 async fn run_login(args: LoginArgs) -> Result<(), LoginError> {
     let path = args.cache.path()?;
     // Read (and so check) the cache before anyone signs in.
-    let logins = cache::load(&path)?;
+    cache::load(&path)?;
     let proxy = args
         .proxy
         .as_deref()
@@ -298,10 +306,14 @@ async fn run_login(args: LoginArgs) -> Result<(), LoginError> {
         proxy,
     };
     let refreshable = login.refresh_token.is_some();
+    // What others wrote while the person signed in stays: read again
+    // under the lock and replace only this issuer's login.
+    let _lock = cache::lock(&path)?;
+    let logins = cache::load(&path)?;
     cache::store(&path, &cache::replace(logins, login))?;
     eprintln!(
         "Signed in as {user}; the token expires in {} minutes{}. Cached in {}.",
-        (expires_at - unix_now()).max(0) / 60,
+        expires_at.saturating_sub(unix_now()).max(0) / 60,
         if refreshable {
             " and is refreshed when used after that"
         } else {
@@ -361,11 +373,14 @@ fn provider_tls(
 }
 
 /// The cached login, refreshed first when its token is about to expire.
+/// Under the cache's lock: two commands at once refresh once (a refresh
+/// token spent twice makes providers revoke the whole grant).
 async fn fresh(cache_arg: &CacheArg, issuer: Option<&str>) -> Result<Login, LoginError> {
     let path = cache_arg.path()?;
+    let _lock = cache::lock(&path)?;
     let logins = cache::load(&path)?;
     let mut login = cache::pick(&logins, issuer)?.clone();
-    if login.expires_at - unix_now() > REFRESH_MARGIN_SECS {
+    if login.expires_at.saturating_sub(unix_now()) > REFRESH_MARGIN_SECS {
         return Ok(login);
     }
     let again = format!(
@@ -395,17 +410,25 @@ async fn fresh(cache_arg: &CacheArg, issuer: Option<&str>) -> Result<Login, Logi
         Ok(t) => t,
         Err(e) => return Err(LoginError::Usage(format!("{again} (refresh failed: {e})"))),
     };
-    let token = presented(&tokens, login.access_token)?;
-    let claims = oauth::claims(&token)
-        .ok_or_else(|| LoginError::Usage("the provider's token is not a JWT".into()))?;
-    login.expires_at = claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(0);
-    login.token = token;
-    // Providers that rotate refresh tokens send a new one; others keep it.
+    // Providers that rotate refresh tokens send a new one, and the old
+    // one is spent: keep the new one before anything else can fail.
     if tokens.refresh_token.is_some() {
-        login.refresh_token = tokens.refresh_token;
+        login.refresh_token = tokens.refresh_token.clone();
+    }
+    let token = presented(&tokens, login.access_token).and_then(|token| {
+        let claims = oauth::claims(&token)
+            .ok_or_else(|| LoginError::Usage("the provider's token is not a JWT".into()))?;
+        Ok((
+            token,
+            claims.get("exp").and_then(|v| v.as_i64()).unwrap_or(0),
+        ))
+    });
+    if let Ok((token, expires_at)) = &token {
+        login.token = token.clone();
+        login.expires_at = *expires_at;
     }
     cache::store(&path, &cache::replace(logins, login.clone()))?;
-    Ok(login)
+    token.map(|_| login)
 }
 
 /// The libpq environment for connecting to `args.target` with `login`.
@@ -427,6 +450,13 @@ fn connection_env(
         .port
         .or_else(|| remembered.map(|p| p.port))
         .unwrap_or(5432);
+    if host.starts_with('/') || host.starts_with('@') {
+        // libpq ignores sslmode on a Unix socket: the token would go to
+        // whoever owns it, in the clear.
+        return Err(LoginError::Usage(format!(
+            "{host}: Portcullis is reached over TCP with TLS, not a Unix socket"
+        )));
+    }
     let root = args
         .sslrootcert
         .clone()
@@ -446,6 +476,10 @@ fn connection_env(
             "PGSSLROOTCERT",
             root.map_or("system".into(), |p| p.display().to_string()),
         ),
+        // A client certificate libpq would send by itself
+        // (~/.postgresql/postgresql.crt) would make it a certificate
+        // login instead (libpq 16 and later).
+        ("PGSSLCERTMODE", "disable".into()),
     ])
 }
 
@@ -575,5 +609,8 @@ mod tests {
         let mut nowhere = login.clone();
         nowhere.proxy = None;
         assert!(connection_env(&nowhere, &args(None)).is_err());
+        assert!(connection_env(&login, &args(Some("/var/run/postgresql"))).is_err());
+        assert!(connection_env(&login, &args(Some("@abstract"))).is_err());
+        assert_eq!(get(&env, "PGSSLCERTMODE"), "disable");
     }
 }

@@ -82,15 +82,33 @@ pub async fn discover(
             "the discovery document names another issuer than {issuer}"
         )));
     }
+    // Every endpoint the CLI posts to or opens: https, or http on this
+    // machine; never file: or a plain-HTTP host elsewhere.
+    let endpoint = |name: &'static str| -> Result<Option<String>, OAuthError> {
+        match field(name) {
+            Some(url) if portcullis_config::secure_url(&url) => Ok(Some(url)),
+            Some(url) => Err(OAuthError::Refused(format!(
+                "the discovery document's {name} ({}) is not an https URL",
+                printable(&url)
+            ))),
+            None => Ok(None),
+        }
+    };
     Ok(Provider {
         issuer: issuer.to_owned(),
         client_id: client_id.to_owned(),
         client_secret,
         tls,
-        token_endpoint: field("token_endpoint").ok_or(OAuthError::Missing("token_endpoint"))?,
-        device_endpoint: field("device_authorization_endpoint"),
-        authorization_endpoint: field("authorization_endpoint"),
+        token_endpoint: endpoint("token_endpoint")?.ok_or(OAuthError::Missing("token_endpoint"))?,
+        device_endpoint: endpoint("device_authorization_endpoint")?,
+        authorization_endpoint: endpoint("authorization_endpoint")?,
     })
+}
+
+/// `s` without control characters (a provider's text reaches the
+/// terminal), at most 300 characters.
+pub fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
 /// `application/x-www-form-urlencoded` of `pairs`.
@@ -173,8 +191,8 @@ impl Provider {
         let s = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
         if let Some(error) = s("error") {
             return Ok(Answer::Error(
-                error,
-                s("error_description").unwrap_or_default(),
+                printable(&error),
+                printable(&s("error_description").unwrap_or_default()),
             ));
         }
         if !status.is_success() {
@@ -212,7 +230,7 @@ impl Provider {
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| OAuthError::Json(endpoint.to_owned(), e.to_string()))?;
         if let Some(e) = v.get("error").and_then(Value::as_str) {
-            return Err(OAuthError::Refused(e.to_owned()));
+            return Err(OAuthError::Refused(printable(e)));
         }
         if !status.is_success() {
             return Err(OAuthError::Refused(format!("HTTP {status}")));
@@ -221,8 +239,11 @@ impl Provider {
             OAuthError::Json(endpoint.to_owned(), "no device_code or user_code".into())
         })?;
         show(&code);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(code.expires_in);
-        let mut interval = code.interval.max(1);
+        // The provider's numbers, within reason: at most 30 minutes for
+        // the person to approve, and a poll at least every minute.
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(code.expires_in.min(1_800));
+        let mut interval = code.interval.clamp(1, 60);
         loop {
             tokio::time::sleep(Duration::from_secs(interval)).await;
             if tokio::time::Instant::now() > deadline {
@@ -238,7 +259,7 @@ impl Provider {
             match self.token_request(pairs).await? {
                 Answer::Tokens(t) => return Ok(t),
                 Answer::Error(e, _) if e == "authorization_pending" => {}
-                Answer::Error(e, _) if e == "slow_down" => interval += 5,
+                Answer::Error(e, _) if e == "slow_down" => interval = (interval + 5).min(60),
                 Answer::Error(e, _) if e == "access_denied" => return Err(OAuthError::Denied),
                 Answer::Error(e, _) if e == "expired_token" => return Err(OAuthError::Expired),
                 Answer::Error(e, d) => return Err(OAuthError::Refused(format!("{e}: {d}"))),
@@ -332,12 +353,15 @@ pub struct DeviceCode {
 impl DeviceCode {
     fn from_json(v: &Value) -> Option<DeviceCode> {
         let s = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
+        // Shown to the person: only web addresses, and no control
+        // characters in what is printed.
+        let url = |u: String| portcullis_config::secure_url(&u).then(|| printable(&u));
         Some(DeviceCode {
             device_code: s("device_code")?,
-            user_code: s("user_code")?,
+            user_code: printable(&s("user_code")?),
             // Google calls it verification_url.
-            verification_uri: s("verification_uri").or_else(|| s("verification_url"))?,
-            verification_uri_complete: s("verification_uri_complete"),
+            verification_uri: url(s("verification_uri").or_else(|| s("verification_url"))?)?,
+            verification_uri_complete: s("verification_uri_complete").and_then(url),
             expires_in: v.get("expires_in").and_then(Value::as_u64).unwrap_or(600),
             // RFC 8628 3.2: 5 seconds when the answer does not say.
             interval: v.get("interval").and_then(Value::as_u64).unwrap_or(5),
@@ -404,6 +428,17 @@ mod tests {
         assert_eq!((c.interval, c.expires_in), (5, 600));
         assert_eq!(c.verification_uri, "https://g/device");
         assert!(DeviceCode::from_json(&serde_json::json!({"device_code": "d"})).is_none());
+        let hostile = serde_json::json!({
+            "device_code": "d", "user_code": "AB\u{1b}[2J", "verification_uri": "file:///etc/passwd",
+        });
+        assert!(DeviceCode::from_json(&hostile).is_none());
+        let v = serde_json::json!({
+            "device_code": "d", "user_code": "AB\u{1b}[2JCD", "verification_uri": "https://idp/device",
+            "expires_in": u64::MAX, "interval": u64::MAX,
+        });
+        let c = DeviceCode::from_json(&v).unwrap();
+        assert_eq!(c.user_code, "AB[2JCD");
+        assert_eq!(c.expires_in, u64::MAX);
     }
 
     #[test]

@@ -157,7 +157,10 @@ async fn psql_who(cache: PathBuf) -> Output {
 
 /// The `export NAME='value'` lines of `portcullis env`, as pairs.
 fn exports(text: &str) -> Vec<(String, String)> {
-    text.lines()
+    let mut lines = text.lines();
+    // First, what would override the connection goes.
+    assert_eq!(lines.next(), Some("unset PGSERVICE PGSERVICEFILE"));
+    lines
         .map(|l| {
             let (name, value) = l.strip_prefix("export ").unwrap().split_once('=').unwrap();
             let value = value

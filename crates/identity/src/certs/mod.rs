@@ -5,7 +5,9 @@
 //! only reads the verified leaf certificate and decides which principal
 //! it names, and whether that is the user name the client logs in as.
 //!
-//! One field names the principal, chosen by configuration: the subject's
+//! The certificate must carry the clientAuth extended key usage (TLS
+//! accepts one with no extended key usage at all). One field names the
+//! principal, chosen by configuration: the subject's
 //! common name, or a subjectAltName of one type (email, DNS name, URI).
 //! Names are compared exactly, as PostgreSQL compares user names; a
 //! certificate that carries the field twice or more names each of those
@@ -15,10 +17,10 @@
 use std::fmt::Write;
 
 use x509_cert::der::asn1::Ia5String;
-use x509_cert::der::oid::db::rfc4519;
+use x509_cert::der::oid::db::{rfc4519, rfc5280};
 use x509_cert::der::{Decode, Tag, Tagged};
 use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
 use x509_cert::Certificate;
 
 use crate::{Identity, Kind, Proof};
@@ -75,6 +77,8 @@ pub enum Refused {
     AmbiguousName,
     #[error("the certificate does not name user {user:?}")]
     OtherUser { user: String },
+    #[error("the certificate is not for client authentication (no clientAuth extended key usage)")]
+    NotForClients,
 }
 
 impl NameField {
@@ -92,6 +96,16 @@ impl NameField {
 /// `user`.
 pub fn identify(der: &[u8], user: &str, policy: &CertPolicy) -> Result<Identity, Refused> {
     let cert = Certificate::from_der(der).map_err(|e| Refused::Malformed(e.to_string()))?;
+    // TLS accepts a certificate without an extended key usage for any
+    // purpose; a certificate proves a login only when its CA issued it for
+    // client authentication.
+    let eku = cert
+        .tbs_certificate()
+        .get_extension::<ExtendedKeyUsage>()
+        .map_err(|e| Refused::Malformed(e.to_string()))?;
+    if !eku.is_some_and(|(_, eku)| eku.0.contains(&rfc5280::ID_KP_CLIENT_AUTH)) {
+        return Err(Refused::NotForClients);
+    }
     let names = names(&cert, policy)?;
     if names.is_empty() {
         return Err(Refused::NoName(policy.name_field.describe()));

@@ -1,4 +1,4 @@
-use rcgen::{CertificateParams, DnType, DnValue, KeyPair, SanType};
+use rcgen::{CertificateParams, DnType, DnValue, ExtendedKeyUsagePurpose, KeyPair, SanType};
 
 use super::*;
 
@@ -16,6 +16,7 @@ fn cert(edit: impl FnOnce(&mut CertificateParams)) -> Vec<u8> {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     // rcgen names every certificate "rcgen self signed cert" unless told.
     params.distinguished_name = rcgen::DistinguishedName::new();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     edit(&mut params);
     let key = KeyPair::generate().unwrap();
     params.self_signed(&key).unwrap().der().to_vec()
@@ -208,6 +209,34 @@ fn printable_and_utf8_names_are_read_and_legacy_encodings_refused() {
         identify(&bmp, "dana", &policy(NameField::CommonName)),
         Err(Refused::Malformed(_))
     ));
+}
+
+#[test]
+fn only_certificates_for_client_authentication_prove_a_login() {
+    let p = policy(NameField::CommonName);
+    let none = cert(|p| {
+        p.distinguished_name.push(DnType::CommonName, "dana");
+        p.extended_key_usages.clear();
+    });
+    assert_eq!(identify(&none, "dana", &p), Err(Refused::NotForClients));
+    let server = cert(|p| {
+        p.distinguished_name.push(DnType::CommonName, "dana");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    });
+    assert_eq!(identify(&server, "dana", &p), Err(Refused::NotForClients));
+    let any = cert(|p| {
+        p.distinguished_name.push(DnType::CommonName, "dana");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::Any];
+    });
+    assert_eq!(identify(&any, "dana", &p), Err(Refused::NotForClients));
+    let both = cert(|p| {
+        p.distinguished_name.push(DnType::CommonName, "dana");
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+    });
+    assert!(identify(&both, "dana", &p).is_ok());
 }
 
 #[test]
