@@ -22,7 +22,9 @@ pub use error::ConfigError;
 pub use identity::{
     secure_url, ClientCertificates, IdentityConfig, OidcIssuer, CERTIFICATE_NAMES, OIDC_ALGORITHMS,
 };
-pub use limits::{effective as effective_limits, EffectiveLimits, Limit};
+pub use limits::{
+    effective as effective_limits, EffectiveLimits, Limit, RowsChanged, DEFAULT_ROWS_CHANGED_WINDOW,
+};
 pub use masking::{ColumnRule, Inference, Masking};
 pub use model::*;
 pub use row_limit::{

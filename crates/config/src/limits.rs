@@ -25,7 +25,26 @@ pub struct Limit {
     /// Longest a statement may run; the session cannot raise or disable it.
     #[serde(default)]
     pub statement_timeout: Option<Duration>,
+    /// Most rows the identity's statements may change (insert, update,
+    /// delete; cascades and triggers included) within any
+    /// `rows_changed_window`, across all its sessions on this proxy.
+    #[serde(default)]
+    pub max_rows_changed: Option<u64>,
+    /// The sliding window of `max_rows_changed`; default one hour.
+    #[serde(default)]
+    pub rows_changed_window: Option<Duration>,
 }
+
+/// `max_rows_changed` rows per `window`, from the `[[limit]]` `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowsChanged {
+    pub name: String,
+    pub max: u64,
+    pub window: std::time::Duration,
+}
+
+/// The window of `max_rows_changed` when none is given.
+pub const DEFAULT_ROWS_CHANGED_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Limit {
     pub fn matches(&self, kind: IdentityKind, subject: &str, groups: &[String]) -> bool {
@@ -39,11 +58,14 @@ impl Limit {
 }
 
 /// The limits in force for one identity: the strictest of every matching
-/// `[[limit]]`, each with the name of the entry it came from.
+/// `[[limit]]`, each with the name of the entry it came from. Windows of
+/// rows changed do not compare (100 an hour, 30 a minute): every matching
+/// one holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EffectiveLimits {
     pub max_sessions: Option<(usize, String)>,
     pub statement_timeout: Option<(std::time::Duration, String)>,
+    pub rows_changed: Vec<RowsChanged>,
 }
 
 /// The limits `limits` set for an identity of `kind`, `subject`, `groups`.
@@ -64,6 +86,15 @@ pub fn effective(
             if out.statement_timeout.as_ref().is_none_or(|(m, _)| t.0 < *m) {
                 out.statement_timeout = Some((t.0, l.name.clone()));
             }
+        }
+        if let Some(max) = l.max_rows_changed {
+            out.rows_changed.push(RowsChanged {
+                name: l.name.clone(),
+                max,
+                window: l
+                    .rows_changed_window
+                    .map_or(DEFAULT_ROWS_CHANGED_WINDOW, |w| w.0),
+            });
         }
     }
     out
@@ -87,6 +118,8 @@ mod tests {
             subjects: vec![],
             max_sessions: sessions,
             statement_timeout: timeout.map(Duration::from_secs),
+            max_rows_changed: None,
+            rows_changed_window: None,
         }
     }
 
@@ -106,6 +139,36 @@ mod tests {
         assert_eq!(
             effective(&limits, IdentityKind::Service, "job", &[]),
             EffectiveLimits::default()
+        );
+    }
+
+    #[test]
+    fn every_matching_window_of_rows_changed_holds() {
+        let mut hourly = limit("agents", &[IdentityKind::Agent], &[], None, None);
+        hourly.max_rows_changed = Some(500);
+        let mut burst = limit("batch", &[], &["batch"], None, None);
+        burst.max_rows_changed = Some(30);
+        burst.rows_changed_window = Some(Duration::from_secs(60));
+        let e = effective(
+            &[hourly, burst],
+            IdentityKind::Agent,
+            "bot",
+            &["batch".into()],
+        );
+        assert_eq!(
+            e.rows_changed,
+            vec![
+                RowsChanged {
+                    name: "agents".into(),
+                    max: 500,
+                    window: DEFAULT_ROWS_CHANGED_WINDOW
+                },
+                RowsChanged {
+                    name: "batch".into(),
+                    max: 30,
+                    window: std::time::Duration::from_secs(60)
+                },
+            ]
         );
     }
 }

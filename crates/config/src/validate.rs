@@ -822,10 +822,32 @@ impl Validator<'_> {
                     ));
                 }
             }
-            if l.max_sessions.is_none() && l.statement_timeout.is_none() {
+            if l.max_rows_changed == Some(0) {
+                return Err(self.err(
+                    key("max_rows_changed"),
+                    "is zero; to allow no changes at all, give the identity a read-only role ([[target.profile]])",
+                ));
+            }
+            if let Some(w) = l.rows_changed_window {
+                if l.max_rows_changed.is_none() {
+                    return Err(self.err(
+                        key("rows_changed_window"),
+                        "is given without max_rows_changed",
+                    ));
+                }
+                if w.0 < std::time::Duration::from_secs(1)
+                    || w.0 > std::time::Duration::from_secs(31 * 86_400)
+                {
+                    return Err(self.err(key("rows_changed_window"), "must be between 1s and 31d"));
+                }
+            }
+            if l.max_sessions.is_none()
+                && l.statement_timeout.is_none()
+                && l.max_rows_changed.is_none()
+            {
                 return Err(self.err(
                     key("name"),
-                    "sets no limit; give max_sessions or statement_timeout",
+                    "sets no limit; give max_sessions, statement_timeout or max_rows_changed",
                 ));
             }
         }

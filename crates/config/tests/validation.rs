@@ -1296,3 +1296,48 @@ fn client_certificates_are_checked() {
     );
     Config::load(&path).unwrap();
 }
+
+#[test]
+fn rows_changed_limits_are_checked() {
+    let limit = |body: &str| {
+        format!(
+            "{}[[limit]]\nname = \"agents\"\nkinds = [\"agent\"]\n{body}\n",
+            minimal()
+        )
+    };
+    let c = valid(&limit("max_rows_changed = 500"));
+    assert_eq!(c.limits[0].max_rows_changed, Some(500));
+    let e = portcullis_config::effective_limits(
+        &c.limits,
+        portcullis_config::IdentityKind::Agent,
+        "bot",
+        &[],
+    );
+    assert_eq!(
+        e.rows_changed[0].window,
+        portcullis_config::DEFAULT_ROWS_CHANGED_WINDOW
+    );
+    valid(&limit(
+        "max_rows_changed = 5\nrows_changed_window = \"30s\"",
+    ));
+    assert_invalid(
+        &limit("max_rows_changed = 0"),
+        "limit \"agents\".max_rows_changed",
+        "read-only role",
+    );
+    assert_invalid(
+        &limit("rows_changed_window = \"1h\""),
+        "limit \"agents\".rows_changed_window",
+        "without max_rows_changed",
+    );
+    assert_invalid(
+        &limit("max_rows_changed = 5\nrows_changed_window = \"0s\""),
+        "limit \"agents\".rows_changed_window",
+        "between 1s and 31d",
+    );
+    assert_invalid(
+        &limit("max_rows_changed = 5\nrows_changed_window = \"40d\""),
+        "limit \"agents\".rows_changed_window",
+        "between 1s and 31d",
+    );
+}

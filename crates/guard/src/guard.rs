@@ -216,9 +216,16 @@ impl Guard {
         self.analyses.analyze(sql)
     }
 
-    fn enforced_row_limit(&self) -> Option<u64> {
+    /// The row limit a data-changing statement of `who` runs under: the
+    /// target's, or, when only the identity's rows-changed budget counts
+    /// its rows, `u64::MAX` (the proxy lowers it to what the budget has
+    /// left when the statement is sent). None in observe mode.
+    fn enforced_row_limit(&self, who: &Who) -> Option<u64> {
         match self.settings.enforcement {
-            Enforcement::Enforce => self.settings.row_limit,
+            Enforcement::Enforce => self
+                .settings
+                .row_limit
+                .or(who.limits.counts_rows.then_some(u64::MAX)),
             Enforcement::Observe => None,
         }
     }
@@ -300,6 +307,9 @@ impl Guard {
             });
             let mut worst: Option<(Decided, policy::StatementFacts)> = None;
             let mut stmt_hidden_code = false;
+            // Calls code not known to be read-only (under some path): it
+            // may change rows Portcullis cannot see, so they are counted.
+            let mut stmt_opaque = false;
             for path in paths.paths() {
                 let scope = Scope {
                     search_path: path,
@@ -325,6 +335,8 @@ impl Guard {
                         }
                     }
                 }
+                // With an EXECUTE's prepared body added.
+                stmt_opaque |= facts.opaque;
                 let request = self.request(who, facts);
                 let decided = self.engine.decided(&request);
                 if worst.as_ref().is_none_or(|(w, _)| w.decision.is_allow()) {
@@ -339,8 +351,11 @@ impl Guard {
             let changes_functions = may_change_functions(stmt) || stmt_hidden_code;
             j.may_change_functions |= changes_functions;
             functions_unseen |= changes_functions;
-            if writes_rows(stmt) || executes_writes(stmt, state) {
-                j.row_limit = self.enforced_row_limit();
+            // A PREPARE runs nothing now: its body is counted when it is
+            // executed (judge_prepared).
+            let code_now = stmt_opaque && !prepares(stmt);
+            if writes_rows(stmt) || executes_writes(stmt, state) || code_now {
+                j.row_limit = self.enforced_row_limit(who);
             }
             // Always judged: the columns it infers from are recorded even
             // when something else refuses the statement.
@@ -360,6 +375,10 @@ impl Guard {
                         )
                     })
                     .or_else(|| portal_refusal(stmt, state))
+                    .or_else(|| {
+                        let counted = self.enforced_row_limit(who).is_some();
+                        (counted && stmt_opaque && declares_cursor(stmt)).then(uncountable_cursor)
+                    })
                 {
                     j.refusal = Some(r);
                 } else if let Some(r) = decision_refusal(&decision) {
@@ -497,8 +516,9 @@ impl Guard {
         for stmt in session.prepared(name).filter_map(|t| t.statement()) {
             j.changes_schema |= changes_schema(stmt);
             j.may_change_functions |= may_change_functions(stmt) || j.hidden_code;
-            if prepared_writes_rows(stmt) || executes_writes(stmt, session) {
-                j.row_limit = self.enforced_row_limit();
+            // j.opaque: the prepared text calls code that may change rows.
+            if prepared_writes_rows(stmt) || executes_writes(stmt, session) || j.opaque {
+                j.row_limit = self.enforced_row_limit(who);
             }
             copy_in |= copies_in(stmt);
         }
@@ -507,10 +527,13 @@ impl Guard {
             // while the server is in copy mode, which ends the session.
             j.refusal = Some(Refusal::error(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "COPY FROM on a target with a row limit must be sent as a simple query, not through the extended protocol (target \"{}\")",
-                    self.settings.target.name
-                ),
+                match self.settings.row_limit {
+                    Some(_) => format!(
+                        "COPY FROM on a target with a row limit must be sent as a simple query, not through the extended protocol (target \"{}\")",
+                        self.settings.target.name
+                    ),
+                    None => "the rows you change are counted against a limit: COPY FROM must be sent as a simple query, not through the extended protocol".to_owned(),
+                },
             )
             .hint("Send COPY ... FROM STDIN as a plain query (psql's \\copy, JDBC's CopyManager and psycopg do); Portcullis counts the rows it adds."));
             return j;
@@ -642,6 +665,24 @@ fn executes_writes(stmt: &portcullis_analysis::StatementFacts, session: &Session
         }),
         _ => false,
     })
+}
+
+/// Whether the statement is a DECLARE CURSOR.
+fn declares_cursor(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    stmt.actions.iter().any(|a| {
+        matches!(&a.kind, ActionKind::Cursor { statement, .. } if *statement == "DeclareCursorStmt")
+    })
+}
+
+/// A cursor over code that may change rows runs that code at each FETCH,
+/// or all of it at COMMIT (WITH HOLD), where the rows it changes cannot be
+/// counted.
+fn uncountable_cursor() -> Refusal {
+    Refusal::error(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        "statement refused by Portcullis: a cursor over functions that may change rows cannot be declared where the rows changed are counted",
+    )
+    .hint("Run the query itself, where Portcullis counts the rows it changes, or declare the cursor over a plain query.")
 }
 
 /// SQL FETCH and MOVE run protocol portals too: one bound to a statement

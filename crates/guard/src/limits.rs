@@ -19,6 +19,10 @@ pub struct SessionLimits {
     /// The longest statement_timeout allowed, in milliseconds, and the
     /// name of the `[[limit]]` that sets it.
     pub statement_timeout: Option<(u64, String)>,
+    /// The identity's rows changed are counted against a budget
+    /// (`[[limit]] max_rows_changed`): every data-changing statement runs
+    /// under a row limit, on every target.
+    pub counts_rows: bool,
 }
 
 /// The first refusal the limits make of these setting changes and stored
@@ -202,6 +206,7 @@ mod tests {
     fn only_changes_within_the_limit_pass() {
         let limits = SessionLimits {
             statement_timeout: Some((30_000, "agents".into())),
+            counts_rows: false,
         };
         let judge = |sql: &str| {
             let a = portcullis_analysis::analyze(sql).unwrap();

@@ -355,3 +355,35 @@ fn remembered_judgements_follow_the_session() {
         "a new snapshot is a new judgement"
     );
 }
+
+/// An identity whose rows changed are counted (`[[limit]]
+/// max_rows_changed`) runs every data-changing statement under a row
+/// limit, also where the target has none; reads run unwrapped, and
+/// observe mode limits nothing.
+#[test]
+fn a_rows_changed_budget_limits_every_write() {
+    let g = guard("development", Enforcement::Enforce);
+    let mut counted = who();
+    counted.limits.counts_rows = true;
+    // A session each: judgements are remembered per session, whose
+    // identity never changes.
+    let limit = |who: &Who, sql: &str| g.judge_text(sql, who, &session()).row_limit;
+    for sql in [
+        "DELETE FROM orders WHERE id < 10",
+        "UPDATE orders SET total = 0 WHERE id = 1",
+        "INSERT INTO orders SELECT * FROM orders",
+        "WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING 1) SELECT * FROM d",
+        "MERGE INTO orders o USING orders p ON o.id = p.id WHEN MATCHED THEN DELETE",
+    ] {
+        assert_eq!(limit(&counted, sql), Some(u64::MAX), "{sql}");
+        assert_eq!(limit(&who(), sql), None, "{sql}");
+    }
+    assert_eq!(limit(&counted, "SELECT * FROM orders"), None);
+    let observing = guard("development", Enforcement::Observe);
+    assert_eq!(
+        observing
+            .judge_text("DELETE FROM orders WHERE id < 10", &counted, &session())
+            .row_limit,
+        None
+    );
+}

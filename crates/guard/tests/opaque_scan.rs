@@ -671,6 +671,7 @@ fn unreadable_code_is_refused_even_when_every_policy_permits() {
         source: None,
         limits: portcullis_guard::SessionLimits {
             statement_timeout: Some((1000, "agents".into())),
+            counts_rows: false,
         },
     };
     let session = SessionState::new("app", Some("public"));

@@ -48,6 +48,9 @@ pub struct Shared {
     pub revoked: watch::Sender<Arc<HashSet<KeyId>>>,
     /// OIDC issuers' signing keys, kept across reloads.
     pub oidc_keys: crate::oidc::KeyCaches,
+    /// What each identity has changed within its rows-changed windows,
+    /// across its sessions and reloads.
+    pub row_budgets: crate::row_budgets::Budgets,
 }
 
 /// Names every accepted connection, unique across restarts: a random

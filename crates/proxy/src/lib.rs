@@ -16,6 +16,7 @@ pub mod masking;
 pub mod metrics;
 pub mod oidc;
 mod revocations;
+pub mod row_budgets;
 pub mod runtime;
 pub mod server;
 pub mod session;

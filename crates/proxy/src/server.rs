@@ -105,6 +105,7 @@ impl Server {
             keys,
             revoked: watch::channel(Arc::default()).0,
             oidc_keys: Default::default(),
+            row_budgets: Default::default(),
         });
         Ok(Server {
             shared,

@@ -30,6 +30,7 @@ mod policy;
 mod profiles;
 mod protocol;
 mod row_limit;
+mod rows_changed;
 mod session_identity;
 mod shapes;
 mod soundness;

@@ -41,6 +41,8 @@ pub struct Established {
     pub search_path: Option<String>,
     /// The `[[limit]]`s in force for the identity.
     pub limits: portcullis_config::EffectiveLimits,
+    /// Its rows-changed budgets (shared with its other sessions).
+    pub budgets: crate::row_budgets::SessionBudgets,
 }
 
 /// How a handshake ended without a session.
@@ -204,6 +206,11 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         tls = client.is_tls(),
         "session established"
     );
+    let budgets = crate::row_budgets::SessionBudgets::of(
+        &ctx.shared.row_budgets,
+        &limits.rows_changed,
+        &identity.subject,
+    );
     Ok(Established {
         client,
         client_buf: buf,
@@ -214,6 +221,7 @@ pub async fn handshake(tcp: TcpStream, ctx: &ConnContext) -> Result<Established,
         cancel_guard,
         user_slot,
         search_path,
+        budgets,
         limits,
     })
 }

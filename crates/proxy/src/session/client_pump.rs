@@ -189,7 +189,8 @@ fn judge(
                     Action::Forward
                 }
                 Verdict::Limited { limit, over } => {
-                    let (query, entries) = row_limit::wrap_query(sql, limit, over);
+                    let (limit, over, charge) = guarded.draw(limit, over);
+                    let (query, entries) = row_limit::wrap_query(sql, limit, over, charge);
                     for e in entries {
                         pending.sent(e, settle);
                     }
@@ -343,12 +344,13 @@ fn judge(
             let mut after = None;
             if let Some((limit, over)) = limited {
                 // Count the rows around it (see row_limit.rs).
+                let (limit, over, charge) = guarded.draw(limit, over);
                 let (before_bytes, before) = row_limit::before_execute(limit);
                 out = before_bytes;
                 for e in before {
                     pending.sent(e, settle);
                 }
-                let (bytes, entries) = row_limit::after_execute(over);
+                let (bytes, entries) = row_limit::after_execute(over, charge);
                 after_bytes = bytes;
                 after = Some(entries);
             }

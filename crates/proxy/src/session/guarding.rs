@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::audit::records::MessageVerdict;
 use crate::masking::TargetMasking;
+use crate::row_budgets::{ChargeSlot, Draw, SessionBudgets};
 use crate::runtime::TargetRuntime;
 
 /// What a refused statement is replaced with upstream: a syntax error
@@ -64,6 +65,8 @@ pub(crate) struct Guarded {
     /// The application_name the server reported at login: the one
     /// Portcullis set to name who is connected.
     application_name: Option<String>,
+    /// The identity's rows-changed budgets (`row_budgets.rs`).
+    budgets: SessionBudgets,
 }
 
 /// A judged message: what to do with it, what it changes in the session
@@ -112,6 +115,8 @@ pub(crate) struct Start<'a> {
     pub search_path: Option<&'a str>,
     /// Limits that depend on who the session is.
     pub limits: portcullis_guard::SessionLimits,
+    /// Its rows-changed budgets.
+    pub budgets: SessionBudgets,
 }
 
 impl Guarded {
@@ -130,6 +135,7 @@ impl Guarded {
             upstream,
             search_path,
             limits,
+            budgets,
         } = start;
         let (role, startup_messages) = (upstream.role.as_str(), &upstream.startup_messages[..]);
         let kind = match identity.kind {
@@ -160,6 +166,7 @@ impl Guarded {
             inferred: AtomicBool::new(false),
             audited,
             application_name: None,
+            budgets,
         };
         for (name, value) in portcullis_wire::decode::parameter_statuses(startup_messages) {
             g.parameter_status(name, value);
@@ -315,11 +322,18 @@ impl Guarded {
         if let (Verdict::Pass, Some(a)) = (&verdict, &j.analysis) {
             if let Some(limit) = j.row_limit {
                 if a.statements.len() != 1 {
+                    // The target's own limit, or (where it has none) the
+                    // identity's rows-changed limit.
+                    let why = match self.target.guard.settings().row_limit {
+                        Some(_) => {
+                            format!("target \"{}\" has a row limit", self.target.config.name)
+                        }
+                        None => "the rows you change are counted against a limit".to_owned(),
+                    };
                     let r = Refusal::error(
                         sqlstate::INSUFFICIENT_PRIVILEGE,
                         format!(
-                            "target \"{}\" has a row limit: statements that change rows must be sent one per query, not with other statements",
-                            self.target.config.name
+                            "{why}: statements that change rows must be sent one per query, not with other statements"
                         ),
                     )
                     .hint("Send each INSERT, UPDATE, DELETE or MERGE as a query of its own; Portcullis counts the rows each one changes.");
@@ -375,6 +389,35 @@ impl Guarded {
             refusal: j.refusal.as_ref().map(|r| r.sqlstate),
             refused_by: j.refused_by.clone(),
             enforced: j.enforced,
+        }
+    }
+
+    /// The row limit a data-changing statement whose own limit is `limit`
+    /// (`over` its error) runs under as it is sent: no more than what is
+    /// left of the identity's rows-changed budgets, reserved until the
+    /// statement's count settles it (`row_budgets.rs`). With nothing left
+    /// the limit is 0: a statement that changes no rows still runs, one
+    /// that changes any is rolled back with the budget's error.
+    pub fn draw(&self, limit: u64, over: Bytes) -> (u64, Bytes, Option<ChargeSlot>) {
+        if self.budgets.is_empty() {
+            return (limit, over, None);
+        }
+        match self.budgets.draw(limit, std::time::Instant::now()) {
+            Draw::Spent { allowance, spent } => {
+                info!(parent: &self.span, limit = %allowance.name, spent, "rows-changed budget spent");
+                (0, super::row_limit::budget_spent(&allowance, spent), None)
+            }
+            Draw::Run {
+                limit: drawn,
+                tightest,
+                charge,
+            } => {
+                let over = match &tightest {
+                    Some(a) => super::row_limit::budget_exceeded(drawn, a),
+                    None => over,
+                };
+                (drawn, over, Some(ChargeSlot::new(charge)))
+            }
         }
     }
 

@@ -113,6 +113,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         target,
         search_path,
         limits,
+        budgets,
         ..
     } = est;
     let session_audit = audit
@@ -149,7 +150,9 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
                 statement_timeout: limits
                     .statement_timeout
                     .map(|(t, name)| (u64::try_from(t.as_millis()).unwrap_or(u64::MAX), name)),
+                counts_rows: !budgets.is_empty(),
             },
+            budgets,
         },
         span,
         session_audit.is_some(),

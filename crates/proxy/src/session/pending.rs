@@ -22,6 +22,7 @@
 //! transaction and on the rest of the pipeline, and the server pump swaps
 //! the server's ErrorResponse for the proxy's.
 
+use crate::row_budgets::ChargeSlot;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,8 +137,13 @@ pub(crate) enum Entry {
     /// its replies never reach the client. `step` for an extended-protocol
     /// message, otherwise a statement inside a Query. If it fails, the
     /// client gets `on_error` instead of the server's error (or the
-    /// server's error when `None`).
-    Hidden { step: bool, on_error: Option<Bytes> },
+    /// server's error when `None`). `charge`, on a row-limit check under
+    /// a rows-changed budget: settled with the count the check returns.
+    Hidden {
+        step: bool,
+        on_error: Option<Bytes>,
+        charge: Option<ChargeSlot>,
+    },
     /// The client's own statement inside a Query the proxy extended with
     /// hidden statements: its replies pass, and its CommandComplete ends it.
     QueryPart,
@@ -287,6 +293,19 @@ impl Ledger {
                     }
                 )
             })
+    }
+}
+
+/// The count a row-limit check reports: its one DataRow's one value, the
+/// rows the statement before it changed.
+fn counted_rows(msg: &[u8]) -> Option<u64> {
+    if msg.first() != Some(&portcullis_wire::tags::backend::DATA_ROW) {
+        return None;
+    }
+    let values = portcullis_wire::decode::data_row(portcullis_wire::decode::body(msg)).ok()?;
+    match values.as_slice() {
+        [Some(v)] => std::str::from_utf8(v).ok()?.parse().ok(),
+        _ => None,
     }
 }
 
@@ -587,7 +606,7 @@ impl Pending {
                 true
             }
             Some(Entry::Step(..) | Entry::Describe { .. }) => true,
-            Some(Entry::Hidden { step, on_error }) => {
+            Some(Entry::Hidden { step, on_error, .. }) => {
                 let step = *step;
                 substitute = on_error.clone();
                 if step {
@@ -652,8 +671,15 @@ impl Pending {
         let mut l = self.ledger();
         l.drop_stale_copy_ends();
         match l.entries.front() {
-            Some(Entry::Hidden { on_error, .. }) => {
+            Some(Entry::Hidden {
+                on_error, charge, ..
+            }) => {
                 if !completion {
+                    if let Some(charge) = charge {
+                        if let Some(rows) = counted_rows(msg) {
+                            charge.settle(rows);
+                        }
+                    }
                     return Route::Hidden;
                 }
                 let check = on_error.is_some();
@@ -1010,7 +1036,80 @@ mod tests {
         Entry::Hidden {
             step,
             on_error: on_error.map(Bytes::from_static),
+            charge: None,
         }
+    }
+
+    /// A budget of 100 rows, and the charge of a statement that drew 50.
+    fn one_budget() -> (
+        std::sync::Arc<crate::row_budgets::Budget>,
+        crate::row_budgets::Allowance,
+        crate::row_budgets::Charge,
+    ) {
+        use crate::row_budgets::{Allowance, Budget, Draw, SessionBudgets};
+        let budget = std::sync::Arc::new(Budget::default());
+        let allowance = Allowance {
+            name: "agents".into(),
+            max: 100,
+            window: std::time::Duration::from_secs(60),
+        };
+        let budgets = SessionBudgets {
+            entries: vec![(allowance.clone(), budget.clone())],
+        };
+        let Draw::Run { charge, .. } = budgets.draw(50, Instant::now()) else {
+            panic!("budget left")
+        };
+        (budget, allowance, charge)
+    }
+
+    #[test]
+    fn a_checks_count_settles_its_charge() {
+        let (budget, allowance, charge) = one_budget();
+        let p = Pending::new(b'I');
+        p.sent(hidden(false, None), &mut no);
+        p.sent(Entry::QueryPart, &mut no);
+        p.sent(
+            Entry::Hidden {
+                step: false,
+                on_error: Some(Bytes::from_static(b"limit")),
+                charge: Some(crate::row_budgets::ChargeSlot::new(charge)),
+            },
+            &mut no,
+        );
+        p.sent(Entry::query(now()), &mut no);
+        assert_eq!(p.route(true, b""), Route::Hidden);
+        assert_eq!(p.route(true, b"DELETE 7"), Route::Hold);
+        // While the check runs, 50 rows are held for the statement.
+        assert_eq!(budget.available(&allowance, Instant::now()), 50);
+        // DataRow: one column, "7".
+        let row = [b'D', 0, 0, 0, 11, 0, 1, 0, 0, 0, 1, b'7'];
+        assert_eq!(p.route(false, &row), Route::Hidden);
+        assert_eq!(
+            p.route(true, b"SELECT 1"),
+            Route::Release(Bytes::from_static(b"DELETE 7"))
+        );
+        assert_eq!(budget.available(&allowance, Instant::now()), 93);
+        assert_eq!(budget.spent(&allowance, Instant::now()), 7);
+    }
+
+    #[test]
+    fn a_check_that_never_counts_charges_nothing() {
+        let (budget, allowance, charge) = one_budget();
+        let p = Pending::new(b'I');
+        p.sent(Entry::QueryPart, &mut no);
+        p.sent(
+            Entry::Hidden {
+                step: false,
+                on_error: Some(Bytes::from_static(b"limit")),
+                charge: Some(crate::row_budgets::ChargeSlot::new(charge)),
+            },
+            &mut no,
+        );
+        p.sent(Entry::query(now()), &mut no);
+        // The client's statement fails: the check never runs.
+        p.error(false, &mut no);
+        assert!(p.ready(b'I', &mut no).took.is_some());
+        assert_eq!(budget.available(&allowance, Instant::now()), 100);
     }
 
     #[test]

@@ -22,12 +22,14 @@ use bytes::{Bytes, BytesMut};
 use portcullis_wire::{encode, sqlstate, Refusal};
 
 use super::pending::Entry;
+use crate::row_budgets::{window_text, Allowance, ChargeSlot};
 
 /// The reserved statement and portal name of the proxy's statements.
 pub const NAME: &[u8] = b"portcullis.rowlimit";
 
 /// The counting statement. With `check` false it remembers the count; with
-/// it true it fails when more than `limit` rows were touched since. The
+/// it true it fails when more than `limit` rows were touched since, and
+/// otherwise returns how many were (charged to a rows-changed budget). The
 /// failure is a cast error on a string only built when the limit is
 /// exceeded (a constant would be folded, and fail, at plan time). It runs
 /// under the client's search_path, so every function and operator is
@@ -37,7 +39,8 @@ fn sql(limit: u64, check: &str) -> String {
     format!(
         "SELECT CASE WHEN {check} THEN \
            (CASE WHEN t.n OPERATOR(pg_catalog.-) {base} OPERATOR(pg_catalog.>) {limit} \
-            THEN ('portcullis row limit ' OPERATOR(pg_catalog.||) t.n::text)::int END)::text \
+            THEN ('portcullis row limit ' OPERATOR(pg_catalog.||) t.n::text)::int \
+            ELSE t.n OPERATOR(pg_catalog.-) {base} END)::text \
          ELSE pg_catalog.set_config('portcullis.row_base', t.n::text, true) END \
          FROM (SELECT COALESCE(pg_catalog.sum(n_tup_ins OPERATOR(pg_catalog.+) n_tup_upd OPERATOR(pg_catalog.+) n_tup_del), 0) AS n \
                FROM pg_catalog.pg_stat_xact_user_tables) t"
@@ -54,9 +57,44 @@ pub fn exceeded(limit: u64, target: &str) -> Bytes {
         .to_bytes()
 }
 
+/// What the client sees when its statement changed more rows than were
+/// left of a rows-changed budget.
+pub fn budget_exceeded(limit: u64, a: &Allowance) -> Bytes {
+    let window = window_text(a.window);
+    Refusal::error(
+        sqlstate::PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "statement refused by Portcullis: it changed more than {limit} rows, what is left of the limit \"{}\" ({} rows changed per {window}); its changes were rolled back",
+            a.name, a.max
+        ),
+    )
+    .hint("Change fewer rows, or wait for earlier changes to leave the window. Rows changed by cascades and triggers count too.")
+    .to_bytes()
+}
+
+/// What the client sees, in place of running its statement, when nothing
+/// is left of a rows-changed budget.
+pub fn budget_spent(a: &Allowance, spent: u64) -> Bytes {
+    let window = window_text(a.window);
+    Refusal::error(
+        sqlstate::PROGRAM_LIMIT_EXCEEDED,
+        format!(
+            "statement refused by Portcullis: the limit \"{}\" allows {} rows changed per {window}, and {spent} have been changed in the last {window} (or are being changed now)",
+            a.name, a.max
+        ),
+    )
+    .hint("Wait for earlier changes to leave the window, or ask an administrator about the limit.")
+    .to_bytes()
+}
+
 /// A simple Query running `client_sql` (one statement) under the limit,
 /// and the ledger entries for it (in order, the Query's own entry last).
-pub fn wrap_query(client_sql: &[u8], limit: u64, over: Bytes) -> (BytesMut, [Entry; 3]) {
+pub fn wrap_query(
+    client_sql: &[u8],
+    limit: u64,
+    over: Bytes,
+    charge: Option<ChargeSlot>,
+) -> (BytesMut, [Entry; 3]) {
     let mut text = Vec::with_capacity(client_sql.len() + 800);
     text.extend_from_slice(sql(limit, "false").as_bytes());
     text.extend_from_slice(b";\n");
@@ -70,11 +108,13 @@ pub fn wrap_query(client_sql: &[u8], limit: u64, over: Bytes) -> (BytesMut, [Ent
         Entry::Hidden {
             step: false,
             on_error: None,
+            charge: None,
         },
         Entry::QueryPart,
         Entry::Hidden {
             step: false,
             on_error: Some(over),
+            charge,
         },
     ];
     (b, entries)
@@ -84,6 +124,7 @@ fn hidden(on_error: Option<Bytes>) -> Entry {
     Entry::Hidden {
         step: true,
         on_error,
+        charge: None,
     }
 }
 
@@ -99,12 +140,17 @@ pub fn before_execute(limit: u64) -> (BytesMut, Vec<Entry>) {
 }
 
 /// The messages to send after a client's Execute, with their entries.
-pub fn after_execute(over: Bytes) -> (BytesMut, Vec<Entry>) {
+pub fn after_execute(over: Bytes, charge: Option<ChargeSlot>) -> (BytesMut, Vec<Entry>) {
     let mut b = BytesMut::new();
     encode::bind(&mut b, NAME, NAME, &[b"t"]);
     encode::execute(&mut b, NAME);
     encode::close(&mut b, b'P', NAME);
     encode::close(&mut b, b'S', NAME);
-    let entries = vec![hidden(None), hidden(Some(over)), hidden(None), hidden(None)];
+    let check = Entry::Hidden {
+        step: true,
+        on_error: Some(over),
+        charge,
+    };
+    let entries = vec![hidden(None), check, hidden(None), hidden(None)];
     (b, entries)
 }
