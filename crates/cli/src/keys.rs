@@ -112,8 +112,8 @@ fn open(args: &StoreArgs) -> Result<(KeyStore, Option<Config>), String> {
     match (&args.config, &args.store) {
         (Some(file), _) => {
             let config = Config::load(file).map_err(|e| e.to_string())?;
-            let path = config.resolve(&config.identity.store);
-            let store = KeyStore::open(&path).map_err(|e| e.to_string())?;
+            let store =
+                portcullis_proxy::control_store::open(&config).map_err(|e| e.to_string())?;
             Ok((store, Some(config)))
         }
         (None, Some(path)) => Ok((KeyStore::open(path).map_err(|e| e.to_string())?, None)),

@@ -107,16 +107,39 @@ impl crate::Config {
     /// (trailing newline dropped); `None` when neither is configured. The
     /// error never holds the password.
     pub fn audit_store_password(&self) -> Result<Option<String>, crate::ConfigError> {
+        self.store_password(
+            "[audit] postgres",
+            self.audit.postgres_password_env.as_deref(),
+            self.audit.postgres_password_file.as_deref(),
+        )
+    }
+
+    /// The password of the control-plane store's PostgreSQL database
+    /// (`[identity] postgres`), as [`Self::audit_store_password`].
+    pub fn identity_store_password(&self) -> Result<Option<String>, crate::ConfigError> {
+        self.store_password(
+            "[identity] postgres",
+            self.identity.postgres_password_env.as_deref(),
+            self.identity.postgres_password_file.as_deref(),
+        )
+    }
+
+    fn store_password(
+        &self,
+        store: &str,
+        env: Option<&str>,
+        file: Option<&std::path::Path>,
+    ) -> Result<Option<String>, crate::ConfigError> {
         let secret = |what: String| crate::ConfigError::Secret {
-            target: "[audit] postgres".into(),
+            target: store.into(),
             what,
         };
-        if let Some(var) = &self.audit.postgres_password_env {
+        if let Some(var) = env {
             return std::env::var(var)
                 .map(Some)
                 .map_err(|_| secret(format!("environment variable {var} is not set")));
         }
-        if let Some(file) = &self.audit.postgres_password_file {
+        if let Some(file) = file {
             let path = self.resolve(file);
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 secret(format!("cannot read password file {}: {e}", path.display()))
@@ -130,6 +153,14 @@ impl crate::Config {
     /// folder.
     pub fn audit_store_ca_file(&self) -> Option<PathBuf> {
         self.audit
+            .postgres_ca_file
+            .as_ref()
+            .map(|p| self.resolve(p))
+    }
+
+    /// The control-plane store database's CA file, resolved.
+    pub fn identity_store_ca_file(&self) -> Option<PathBuf> {
+        self.identity
             .postgres_ca_file
             .as_ref()
             .map(|p| self.resolve(p))

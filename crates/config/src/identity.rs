@@ -25,6 +25,17 @@ pub struct IdentityConfig {
     pub oidc: Vec<OidcIssuer>,
     /// Client certificates (mutual TLS): `[identity.certificates]`.
     pub certificates: Option<ClientCertificates>,
+    /// The control-plane store in a PostgreSQL database shared by several
+    /// proxies, instead of the `store` file:
+    /// `postgres://user@host:port/database?sslmode=require` (the same rules
+    /// as `[audit] postgres`). Its password comes from
+    /// `postgres_password_env` or `postgres_password_file`.
+    pub postgres: Option<String>,
+    pub postgres_password_env: Option<String>,
+    pub postgres_password_file: Option<PathBuf>,
+    /// With sslmode=require: the CA the store's certificate must chain to
+    /// (default: the system's roots).
+    pub postgres_ca_file: Option<PathBuf>,
 }
 
 /// The `[identity.certificates]` table: clients that present a
@@ -204,6 +215,10 @@ impl Default for IdentityConfig {
             revocation_poll: Duration::from_secs(2),
             oidc: Vec::new(),
             certificates: None,
+            postgres: None,
+            postgres_password_env: None,
+            postgres_password_file: None,
+            postgres_ca_file: None,
         }
     }
 }

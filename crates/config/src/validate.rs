@@ -187,49 +187,7 @@ impl Validator<'_> {
             }
             return Ok(());
         };
-        // Never quote the URL back: it may hold a password.
-        let Some(rest) = url
-            .strip_prefix("postgres://")
-            .or_else(|| url.strip_prefix("postgresql://"))
-        else {
-            return Err(self.err(
-                "audit.postgres",
-                "is not a PostgreSQL URL; write postgres://user@host:port/database?sslmode=require",
-            ));
-        };
-        let authority = rest.split(['/', '?']).next().unwrap_or("");
-        if authority
-            .rsplit_once('@')
-            .is_some_and(|(user, _)| user.contains(':'))
-        {
-            return Err(self.err(
-                "audit.postgres",
-                "holds a password; take it out of the URL and give it with audit.postgres_password_env or audit.postgres_password_file",
-            ));
-        }
-        let query = rest.split_once('?').map_or("", |(_, q)| q);
-        let sslmode = query.split('&').find_map(|kv| kv.strip_prefix("sslmode="));
-        match sslmode {
-            Some("require") => {
-                if let Some(path) = &a.postgres_ca_file {
-                    self.file("audit.postgres_ca_file", path, "audit store CA file")?;
-                }
-            }
-            Some("disable") => {
-                if a.postgres_ca_file.is_some() {
-                    return Err(self.err(
-                        "audit.postgres_ca_file",
-                        "is set but audit.postgres says sslmode=disable; use sslmode=require for TLS to the store",
-                    ));
-                }
-            }
-            _ => {
-                return Err(self.err(
-                    "audit.postgres",
-                    "must say sslmode=require (TLS; the store's certificate is checked against audit.postgres_ca_file or the system's roots, and its host name) or sslmode=disable (a trusted network); prefer could fall back to plaintext",
-                ));
-            }
-        }
+        self.postgres_url("audit", url, a.postgres_ca_file.as_deref())?;
         match a.node.as_deref() {
             None => {
                 return Err(self.err(
@@ -854,6 +812,96 @@ impl Validator<'_> {
         Ok(())
     }
 
+    /// A shared store's `postgres` URL (`section` is `audit` or
+    /// `identity`): no password in it, `sslmode=require` or `disable`
+    /// (never `prefer`, which could fall back to plaintext), and a CA file
+    /// only with TLS.
+    fn postgres_url(
+        &self,
+        section: &str,
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("{section}.{k}");
+        // Never quote the URL back: it may hold a password.
+        let Some(rest) = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+        else {
+            return Err(self.err(
+                key("postgres"),
+                "is not a PostgreSQL URL; write postgres://user@host:port/database?sslmode=require",
+            ));
+        };
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if authority
+            .rsplit_once('@')
+            .is_some_and(|(user, _)| user.contains(':'))
+        {
+            return Err(self.err(
+                key("postgres"),
+                format!("holds a password; take it out of the URL and give it with {section}.postgres_password_env or {section}.postgres_password_file"),
+            ));
+        }
+        let query = rest.split_once('?').map_or("", |(_, q)| q);
+        let sslmode = query.split('&').find_map(|kv| kv.strip_prefix("sslmode="));
+        match sslmode {
+            Some("require") => {
+                if let Some(path) = ca_file {
+                    self.file(&key("postgres_ca_file"), path, "store CA file")?;
+                }
+            }
+            Some("disable") => {
+                if ca_file.is_some() {
+                    return Err(self.err(
+                        key("postgres_ca_file"),
+                        format!("is set but {section}.postgres says sslmode=disable; use sslmode=require for TLS to the store"),
+                    ));
+                }
+            }
+            _ => {
+                return Err(self.err(
+                    key("postgres"),
+                    format!("must say sslmode=require (TLS; the store's certificate is checked against {section}.postgres_ca_file or the system's roots, and its host name) or sslmode=disable (a trusted network); prefer could fall back to plaintext"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[identity] postgres` and the keys that go with it.
+    fn identity_postgres(&self) -> Result<(), ConfigError> {
+        let id = &self.config.identity;
+        let Some(url) = &id.postgres else {
+            for (key, set) in [
+                (
+                    "identity.postgres_password_env",
+                    id.postgres_password_env.is_some(),
+                ),
+                (
+                    "identity.postgres_password_file",
+                    id.postgres_password_file.is_some(),
+                ),
+                ("identity.postgres_ca_file", id.postgres_ca_file.is_some()),
+            ] {
+                if set {
+                    return Err(self.err(
+                        key,
+                        "is set without identity.postgres; it names the shared PostgreSQL store",
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        if id.postgres_password_env.is_some() && id.postgres_password_file.is_some() {
+            return Err(self.err(
+                "identity.postgres_password_file",
+                "and identity.postgres_password_env are both set; give one",
+            ));
+        }
+        self.postgres_url("identity", url, id.postgres_ca_file.as_deref())
+    }
+
     fn identity(&self) -> Result<(), ConfigError> {
         let id = &self.config.identity;
         if id.store.as_os_str().is_empty() {
@@ -960,7 +1008,7 @@ impl Validator<'_> {
         if let Some(c) = &id.certificates {
             self.client_certificates(c)?;
         }
-        Ok(())
+        self.identity_postgres()
     }
 
     fn client_certificates(&self, c: &crate::ClientCertificates) -> Result<(), ConfigError> {

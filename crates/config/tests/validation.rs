@@ -1341,3 +1341,44 @@ fn rows_changed_limits_are_checked() {
         "between 1s and 31d",
     );
 }
+
+#[test]
+fn a_shared_control_store_is_checked_like_the_audit_store() {
+    let with = |body: &str| format!("{}[identity]\n{body}\n", minimal());
+    valid(&with(
+        "postgres = \"postgres://portcullis@db.internal/control?sslmode=require\"\npostgres_password_env = \"PGPASS\"",
+    ));
+    valid(&with(
+        "postgres = \"postgresql://p@127.0.0.1:5432/control?sslmode=disable\"",
+    ));
+    assert_invalid(
+        &with("postgres = \"postgres://p:secret@db/control?sslmode=require\""),
+        "identity.postgres",
+        "holds a password",
+    );
+    assert_invalid(
+        &with("postgres = \"postgres://p@db/control?sslmode=prefer\""),
+        "identity.postgres",
+        "sslmode=require",
+    );
+    assert_invalid(
+        &with("postgres = \"host=db dbname=control\""),
+        "identity.postgres",
+        "not a PostgreSQL URL",
+    );
+    assert_invalid(
+        &with("postgres_password_env = \"PGPASS\""),
+        "identity.postgres_password_env",
+        "without identity.postgres",
+    );
+    assert_invalid(
+        &with("postgres = \"postgres://p@db/c?sslmode=disable\"\npostgres_ca_file = \"ca.pem\""),
+        "identity.postgres_ca_file",
+        "sslmode=disable",
+    );
+    assert_invalid(
+        &with("postgres = \"postgres://p@db/c?sslmode=require\"\npostgres_password_env = \"A\"\npostgres_password_file = \"f\""),
+        "identity.postgres_password_file",
+        "give one",
+    );
+}

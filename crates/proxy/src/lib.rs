@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cancel;
 pub mod catalog;
 pub mod context;
+pub mod control_store;
 pub mod handshake;
 pub mod masking;
 pub mod metrics;

@@ -18,8 +18,7 @@ pub fn open_store(config: &Config) -> Result<Option<Arc<KeyStore>>, StoreError> 
     if !config.identity.api_keys {
         return Ok(None);
     }
-    let path = config.resolve(&config.identity.store);
-    KeyStore::open(&path).map(|s| Some(Arc::new(s)))
+    crate::control_store::open(config).map(|s| Some(Arc::new(s)))
 }
 
 /// Publishes into `revoked` every key revoked with `--end-sessions` since

@@ -17,7 +17,7 @@ use portcullis_wire::{decode, encode, ProtocolVersion};
 use crate::harness::{sqlstate, Proxy, Setup, ALICE};
 use crate::tls::Wire;
 
-fn keys(config: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn keys(config: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("keys")
         .args(args)
@@ -28,7 +28,7 @@ fn keys(config: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// Makes a key and returns (its text, its id).
-fn create(config: &Path, args: &[&str]) -> (String, String) {
+pub(crate) fn create(config: &Path, args: &[&str]) -> (String, String) {
     let out = keys(config, &[&["create"], args].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "keys create failed: {stderr}");

@@ -13,6 +13,7 @@ mod auth;
 mod basic;
 mod catalog;
 mod certificates;
+mod control_store;
 mod copy;
 mod databases;
 mod default_row_limit;

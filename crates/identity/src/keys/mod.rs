@@ -11,9 +11,116 @@
 //! [`check`] is the whole decision, pure: the presented key, the user name
 //! the client gave, the time, and what the store holds for the key's id.
 
+mod postgres;
 mod store;
 
-pub use store::{KeyStore, NewKey, StoreError};
+pub use postgres::{PostgresKeys, PostgresLocation};
+pub use store::{NewKey, SqliteKeys, StoreError};
+
+/// A stored key's columns as either store reads them, before they are
+/// checked.
+pub(crate) struct RawRecord {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub groups: String,
+    pub on_behalf_of: Option<String>,
+    pub created_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub end_sessions: bool,
+}
+
+impl RawRecord {
+    /// The record, or what is wrong with the stored row.
+    pub(crate) fn check(self) -> Result<KeyRecord, &'static str> {
+        let kind = match self.kind.as_str() {
+            "human" => Kind::Human,
+            "agent" => Kind::Agent,
+            "service" => Kind::Service,
+            _ => return Err("unknown kind"),
+        };
+        Ok(KeyRecord {
+            id: KeyId::parse(&self.id).ok_or("id is not 16 hex digits")?,
+            name: self.name,
+            kind,
+            groups: serde_json::from_str(&self.groups)
+                .map_err(|_| "groups are not a JSON list of names")?,
+            on_behalf_of: self.on_behalf_of,
+            created_at: self.created_at.ok_or("created_at is missing")?,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            end_sessions: self.end_sessions,
+        })
+    }
+}
+
+/// The control-plane store's API keys: a SQLite file (one machine), or a
+/// PostgreSQL database (several machines sharing keys and revocations).
+/// Both answer the same questions the same way.
+pub enum KeyStore {
+    Sqlite(SqliteKeys),
+    Postgres(Box<PostgresKeys>),
+}
+
+impl KeyStore {
+    /// The SQLite store at `path`, made when it is not there yet.
+    pub fn open(path: &std::path::Path) -> Result<KeyStore, StoreError> {
+        SqliteKeys::open(path).map(KeyStore::Sqlite)
+    }
+
+    /// The PostgreSQL store at `location` (connected on first use).
+    pub fn open_postgres(location: PostgresLocation) -> KeyStore {
+        KeyStore::Postgres(Box::new(PostgresKeys::open(location)))
+    }
+
+    /// Makes and stores a key; returns its record and the key's text, which
+    /// is never stored and cannot be shown again.
+    pub fn create(&self, new: NewKey, now: i64) -> Result<(KeyRecord, String), StoreError> {
+        match self {
+            KeyStore::Sqlite(s) => s.create(new, now),
+            KeyStore::Postgres(p) => p.create(new, now),
+        }
+    }
+
+    /// The key with this id, with the hash of its secret.
+    pub fn find(&self, id: KeyId) -> Result<Option<StoredKey>, StoreError> {
+        match self {
+            KeyStore::Sqlite(s) => s.find(id),
+            KeyStore::Postgres(p) => p.find(id),
+        }
+    }
+
+    /// Every key, newest first.
+    pub fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        match self {
+            KeyStore::Sqlite(s) => s.list(),
+            KeyStore::Postgres(p) => p.list(),
+        }
+    }
+
+    /// Keys revoked at or after `since` (unix seconds) whose revocation
+    /// also ends their sessions.
+    pub fn ending_sessions_since(&self, since: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        match self {
+            KeyStore::Sqlite(s) => s.ending_sessions_since(since),
+            KeyStore::Postgres(p) => p.ending_sessions_since(since),
+        }
+    }
+
+    /// Revokes a key at `now` (see [`SqliteKeys::revoke`]).
+    pub fn revoke(
+        &self,
+        id: KeyId,
+        now: i64,
+        end_sessions: bool,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        match self {
+            KeyStore::Sqlite(s) => s.revoke(id, now, end_sessions),
+            KeyStore::Postgres(p) => p.revoke(id, now, end_sessions),
+        }
+    }
+}
 
 use std::fmt;
 

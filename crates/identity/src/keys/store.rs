@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{mint, KeyId, KeyRecord, StoredKey};
+use super::{mint, KeyId, KeyRecord, RawRecord, StoredKey};
 use crate::Kind;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,8 @@ pub enum StoreError {
     Random,
     #[error("control-plane store {path}: a stored key is malformed ({what})")]
     Corrupt { path: PathBuf, what: &'static str },
+    #[error("{store}: {error}")]
+    Postgres { store: String, error: String },
 }
 
 const SCHEMA_VERSION: i64 = 1;
@@ -56,16 +58,16 @@ pub struct NewKey {
     pub expires_at: Option<i64>,
 }
 
-/// The API keys of one control-plane store.
-pub struct KeyStore {
+/// The API keys of a control-plane store kept in a SQLite file.
+pub struct SqliteKeys {
     path: PathBuf,
     conn: Mutex<Connection>,
 }
 
-impl KeyStore {
+impl SqliteKeys {
     /// Opens the store, making the file (readable by its owner only) and
     /// its tables when they are not there yet.
-    pub fn open(path: &Path) -> Result<KeyStore, StoreError> {
+    pub fn open(path: &Path) -> Result<SqliteKeys, StoreError> {
         let err = |e: rusqlite::Error| StoreError::Sqlite {
             path: path.to_path_buf(),
             error: e.to_string(),
@@ -91,7 +93,7 @@ impl KeyStore {
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;
-        Ok(KeyStore {
+        Ok(SqliteKeys {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
         })
@@ -232,33 +234,25 @@ fn read_record(r: &Row<'_>) -> Result<KeyRecord, &'static str> {
         r.get::<_, String>(i)
             .map_err(|_| "a text column is missing")
     };
-    let id = KeyId::parse(&text(0)?).ok_or("id is not 16 hex digits")?;
-    let kind = match text(2)?.as_str() {
-        "human" => Kind::Human,
-        "agent" => Kind::Agent,
-        "service" => Kind::Service,
-        _ => return Err("unknown kind"),
-    };
-    let groups: Vec<String> =
-        serde_json::from_str(&text(3)?).map_err(|_| "groups are not a JSON list of names")?;
     let int = |i: usize| {
         r.get::<_, Option<i64>>(i)
             .map_err(|_| "a time is not an integer")
     };
-    Ok(KeyRecord {
-        id,
+    RawRecord {
+        id: text(0)?,
         name: text(1)?,
-        kind,
-        groups,
+        kind: text(2)?,
+        groups: text(3)?,
         on_behalf_of: r.get(4).map_err(|_| "on_behalf_of is not text")?,
-        created_at: int(5)?.ok_or("created_at is missing")?,
+        created_at: int(5)?,
         expires_at: int(6)?,
         revoked_at: int(7)?,
         end_sessions: r
             .get::<_, i64>(8)
             .map_err(|_| "end_sessions is not 0 or 1")?
             != 0,
-    })
+    }
+    .check()
 }
 
 /// Makes the file with mode 0600 when it does not exist (SQLite would make
@@ -297,7 +291,7 @@ mod tests {
     fn keys_are_made_found_listed_and_revoked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.db");
-        let store = KeyStore::open(&path).unwrap();
+        let store = SqliteKeys::open(&path).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -321,7 +315,7 @@ mod tests {
         );
 
         // A second handle (another process, in life) sees the revocation.
-        let again = KeyStore::open(&path).unwrap();
+        let again = SqliteKeys::open(&path).unwrap();
         let revoked = again.revoke(record.id, 600, true).unwrap().unwrap();
         assert_eq!(revoked.revoked_at, Some(600));
         assert!(revoked.end_sessions);
@@ -349,12 +343,12 @@ mod tests {
     fn a_store_from_a_newer_portcullis_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.db");
-        drop(KeyStore::open(&path).unwrap());
+        drop(SqliteKeys::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
         assert!(matches!(
-            KeyStore::open(&path),
+            SqliteKeys::open(&path),
             Err(StoreError::NewerSchema { found: 99, .. })
         ));
     }
@@ -363,7 +357,7 @@ mod tests {
     fn a_tampered_row_is_an_error_not_a_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.db");
-        let store = KeyStore::open(&path).unwrap();
+        let store = SqliteKeys::open(&path).unwrap();
         let (record, _) = store.create(new_key("etl"), 100).unwrap();
         store
             .conn()

@@ -143,6 +143,13 @@ impl PgTarget {
         Ok(self)
     }
 
+    /// Names the connections in `pg_stat_activity` (default
+    /// `portcullis-audit`).
+    pub fn with_application_name(mut self, name: &str) -> Self {
+        self.config.application_name(name);
+        self
+    }
+
     /// Whether connections use TLS.
     pub fn uses_tls(&self) -> bool {
         self.config.get_ssl_mode() == postgres::config::SslMode::Require
@@ -153,7 +160,10 @@ impl PgTarget {
         &self.shown
     }
 
-    fn connect(&self) -> Result<Client, AuditError> {
+    /// A new connection to the store (TLS and its certificate check as
+    /// the URL and CA file say). Also how the control-plane store of API
+    /// keys reaches a shared database.
+    pub fn connect(&self) -> Result<Client, AuditError> {
         if !self.uses_tls() {
             return Ok(self.config.connect(NoTls)?);
         }

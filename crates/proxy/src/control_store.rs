@@ -1,0 +1,40 @@
+//! Opening the control-plane store the configuration names: the SQLite
+//! file `[identity] store`, or, when `[identity] postgres` is set, a
+//! PostgreSQL database shared by several proxies, reached exactly as the
+//! audit trail's shared store is (`PgTarget`: the URL's sslmode, the CA
+//! file, the password from the environment or a file). `portcullis keys`
+//! and the proxy open it the same way.
+
+use std::sync::Arc;
+
+use portcullis_audit::PgTarget;
+use portcullis_config::Config;
+use portcullis_identity::keys::{KeyStore, PostgresLocation, StoreError};
+
+/// How the store's connections are named in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "portcullis-control";
+
+/// The store; a PostgreSQL one connects on first use.
+pub fn open(config: &Config) -> Result<KeyStore, StoreError> {
+    let Some(url) = &config.identity.postgres else {
+        return KeyStore::open(&config.resolve(&config.identity.store));
+    };
+    let bad = |error: String| StoreError::Postgres {
+        store: "[identity] postgres".into(),
+        error,
+    };
+    let password = config
+        .identity_store_password()
+        .map_err(|e| bad(e.to_string()))?;
+    let mut target = PgTarget::parse(url, password.as_deref())
+        .map_err(|e| bad(e.to_string()))?
+        .with_application_name(APPLICATION_NAME);
+    if let Some(ca) = config.identity_store_ca_file() {
+        target = target.with_ca_file(ca).map_err(|e| bad(e.to_string()))?;
+    }
+    let label = target.shown().to_owned();
+    Ok(KeyStore::open_postgres(PostgresLocation {
+        label,
+        connect: Arc::new(move || target.connect().map_err(|e| e.to_string())),
+    }))
+}
