@@ -51,15 +51,27 @@ pub struct PostgresLocation {
 /// The API keys of a control-plane store kept in PostgreSQL.
 pub struct PostgresKeys {
     location: PostgresLocation,
-    client: Mutex<Option<Client>>,
+    client: Mutex<Connection>,
 }
+
+#[derive(Default)]
+struct Connection {
+    client: Option<Client>,
+    /// When connecting last failed, and why: for a second after that,
+    /// lookups fail at once instead of each waiting out a connect
+    /// timeout while the others queue behind it.
+    failed: Option<(std::time::Instant, String)>,
+}
+
+/// How long a failed connection is not tried again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl PostgresKeys {
     /// Keeps where the database is; connects on first use.
     pub fn open(location: PostgresLocation) -> PostgresKeys {
         PostgresKeys {
             location,
-            client: Mutex::new(None),
+            client: Mutex::new(Connection::default()),
         }
     }
 
@@ -77,7 +89,7 @@ impl PostgresKeys {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Client>> {
+    fn lock(&self) -> MutexGuard<'_, Connection> {
         self.client.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -122,20 +134,35 @@ impl PostgresKeys {
         &self,
         f: impl Fn(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, StoreError> {
-        let mut slot = self.lock();
+        let mut conn = self.lock();
         for attempt in 0..2 {
-            if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                *slot = Some(self.connect()?);
+            if conn.client.as_ref().is_none_or(|c| c.is_closed()) {
+                conn.client = None;
+                if let Some((at, why)) = &conn.failed {
+                    if at.elapsed() < RETRY_AFTER {
+                        return Err(StoreError::Postgres {
+                            store: why.clone(),
+                            error: "not tried again within a second".into(),
+                        });
+                    }
+                }
+                match self.connect() {
+                    Ok(c) => {
+                        conn.client = Some(c);
+                        conn.failed = None;
+                    }
+                    Err(e) => {
+                        conn.failed = Some((std::time::Instant::now(), e.to_string()));
+                        return Err(e);
+                    }
+                }
             }
-            let Some(client) = slot.as_mut() else {
+            let Some(client) = conn.client.as_mut() else {
                 continue;
             };
             match f(client) {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt == 0 && client.is_closed() => {
-                    let _ = e;
-                    *slot = None;
-                }
+                Err(_) if attempt == 0 && client.is_closed() => conn.client = None,
                 Err(e) => return Err(self.err(e)),
             }
         }
@@ -251,6 +278,7 @@ impl Drop for PostgresKeys {
             .client
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
+            .client
             .take();
         if let Some(c) = client {
             let _ = std::thread::Builder::new()
