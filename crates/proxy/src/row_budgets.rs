@@ -198,6 +198,11 @@ pub enum Draw {
 pub struct Charge(Vec<Reservation>);
 
 impl Charge {
+    /// What it holds: the most rows its statement may change.
+    pub fn reserved(&self) -> u64 {
+        self.0.iter().map(|r| r.amount).max().unwrap_or(0)
+    }
+
     pub fn settle(self, rows: u64, now: Instant) {
         for r in self.0 {
             r.settle(rows, now);
@@ -284,10 +289,12 @@ impl ChargeSlot {
         ChargeSlot(Arc::new(Mutex::new(Some(charge))))
     }
 
-    /// The statement changed `rows`: charge them now.
-    pub fn settle(&self, rows: u64) {
+    /// The statement changed `rows` (`None`: the count could not be read,
+    /// so everything reserved for it is charged): charge them now.
+    pub fn settle(&self, rows: Option<u64>) {
         let taken = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(charge) = taken {
+            let rows = rows.unwrap_or_else(|| charge.reserved());
             charge.settle(rows, Instant::now());
         }
     }

@@ -359,3 +359,38 @@ async fn cursors_over_code_that_may_change_rows_are_refused() {
     );
     bob.batch_execute("COMMIT").await.unwrap();
 }
+
+/// The counting statements name every type in pg_catalog: a type called
+/// `text` (with a cast that reports no rows) in a schema the session puts
+/// before pg_catalog changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_named_text_before_pg_catalog_does_not_change_the_count() {
+    let proxy = Proxy::with(setup(30)).await;
+    prepare(&proxy);
+    proxy.upstream_sql(
+        "CREATE SCHEMA evil; CREATE TYPE evil.text AS (x int); \
+         CREATE FUNCTION evil.zero(numeric) RETURNS evil.text LANGUAGE sql \
+           AS $$ SELECT ROW(0)::evil.text $$; \
+         CREATE CAST (numeric AS evil.text) WITH FUNCTION evil.zero(numeric); \
+         GRANT USAGE ON SCHEMA evil TO PUBLIC",
+    );
+    let bob = connect(&proxy, BOB).await;
+    bob.batch_execute("SET search_path = evil, pg_catalog, public")
+        .await
+        .unwrap();
+    for chunk in 0..3 {
+        bob.simple_query(&format!(
+            "DELETE FROM public.items WHERE id > {} AND id <= {}",
+            chunk * 10,
+            chunk * 10 + 10
+        ))
+        .await
+        .unwrap();
+    }
+    let e = bob
+        .simple_query("DELETE FROM public.items WHERE id = 31")
+        .await
+        .expect_err("the budget is spent");
+    limit_error(&e, "allows 30 rows changed per 1h");
+    assert_eq!(rows(&proxy, "items"), 170);
+}

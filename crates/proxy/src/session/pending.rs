@@ -299,9 +299,6 @@ impl Ledger {
 /// The count a row-limit check reports: its one DataRow's one value, the
 /// rows the statement before it changed.
 fn counted_rows(msg: &[u8]) -> Option<u64> {
-    if msg.first() != Some(&portcullis_wire::tags::backend::DATA_ROW) {
-        return None;
-    }
     let values = portcullis_wire::decode::data_row(portcullis_wire::decode::body(msg)).ok()?;
     match values.as_slice() {
         [Some(v)] => std::str::from_utf8(v).ok()?.parse().ok(),
@@ -676,8 +673,10 @@ impl Pending {
             }) => {
                 if !completion {
                     if let Some(charge) = charge {
-                        if let Some(rows) = counted_rows(msg) {
-                            charge.settle(rows);
+                        // The check's one row: its count, or (unreadable)
+                        // everything reserved.
+                        if msg.first() == Some(&portcullis_wire::tags::backend::DATA_ROW) {
+                            charge.settle(counted_rows(msg));
                         }
                     }
                     return Route::Hidden;
@@ -1090,6 +1089,27 @@ mod tests {
         );
         assert_eq!(budget.available(&allowance, Instant::now()), 93);
         assert_eq!(budget.spent(&allowance, Instant::now()), 7);
+    }
+
+    #[test]
+    fn an_unreadable_count_charges_everything_reserved() {
+        let (budget, allowance, charge) = one_budget();
+        let p = Pending::new(b'I');
+        p.sent(Entry::QueryPart, &mut no);
+        p.sent(
+            Entry::Hidden {
+                step: false,
+                on_error: Some(Bytes::from_static(b"limit")),
+                charge: Some(crate::row_budgets::ChargeSlot::new(charge)),
+            },
+            &mut no,
+        );
+        p.sent(Entry::query(now()), &mut no);
+        assert_eq!(p.route(true, b"DELETE 7"), Route::Hold);
+        // DataRow: one column, "(0)".
+        let row = [b'D', 0, 0, 0, 13, 0, 1, 0, 0, 0, 3, b'(', b'0', b')'];
+        assert_eq!(p.route(false, &row), Route::Hidden);
+        assert_eq!(budget.spent(&allowance, Instant::now()), 50);
     }
 
     #[test]

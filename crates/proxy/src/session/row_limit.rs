@@ -35,13 +35,19 @@ pub const NAME: &[u8] = b"portcullis.rowlimit";
 /// under the client's search_path, so every function and operator is
 /// qualified: a client cannot shadow them.
 fn sql(limit: u64, check: &str) -> String {
-    let base = "COALESCE(NULLIF(pg_catalog.current_setting('portcullis.row_base', true), ''), '0')::bigint";
+    // Every type is named in pg_catalog too: `text` (unlike `bigint` and
+    // `int`) is not a keyword, and a type of that name in a schema the
+    // client put before pg_catalog would otherwise change what the count
+    // reads as. A count below the base (something in the statement moved
+    // the base) fails like one over the limit.
+    let base = "COALESCE(NULLIF(pg_catalog.current_setting('portcullis.row_base', true), ''), '0')::pg_catalog.int8";
+    let delta = format!("t.n OPERATOR(pg_catalog.-) {base}");
     format!(
         "SELECT CASE WHEN {check} THEN \
-           (CASE WHEN t.n OPERATOR(pg_catalog.-) {base} OPERATOR(pg_catalog.>) {limit} \
-            THEN ('portcullis row limit ' OPERATOR(pg_catalog.||) t.n::text)::int \
-            ELSE t.n OPERATOR(pg_catalog.-) {base} END)::text \
-         ELSE pg_catalog.set_config('portcullis.row_base', t.n::text, true) END \
+           (CASE WHEN {delta} OPERATOR(pg_catalog.>) {limit} OR {delta} OPERATOR(pg_catalog.<) 0 \
+            THEN ('portcullis row limit ' OPERATOR(pg_catalog.||) t.n::pg_catalog.text)::pg_catalog.int4 \
+            ELSE {delta} END)::pg_catalog.text \
+         ELSE pg_catalog.set_config('portcullis.row_base', t.n::pg_catalog.text, true) END \
          FROM (SELECT COALESCE(pg_catalog.sum(n_tup_ins OPERATOR(pg_catalog.+) n_tup_upd OPERATOR(pg_catalog.+) n_tup_del), 0) AS n \
                FROM pg_catalog.pg_stat_xact_user_tables) t"
     )
