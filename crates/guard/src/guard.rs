@@ -352,11 +352,20 @@ impl Guard {
             j.may_change_functions |= changes_functions;
             functions_unseen |= changes_functions;
             // A PREPARE runs nothing now: its body is counted when it is
-            // executed (judge_prepared).
+            // executed (judge_prepared). Under a rows-changed budget every
+            // statement that runs a query is counted: code that looks
+            // read-only (a stable function, a view, a cast) may call code
+            // that is not.
             let code_now = stmt_opaque && !prepares(stmt);
-            if writes_rows(stmt) || executes_writes(stmt, state) || code_now {
+            let budget = who.limits.counts_rows;
+            if writes_rows(stmt)
+                || executes_writes(stmt, state)
+                || code_now
+                || (budget && runs_a_query(stmt))
+            {
                 j.row_limit = self.enforced_row_limit(who);
             }
+            let counted = budget && self.enforced_row_limit(who).is_some();
             // Always judged: the columns it infers from are recorded even
             // when something else refuses the statement.
             let masking = self.masking_refusal(stmt, who, state, &mut j.inferred);
@@ -376,8 +385,13 @@ impl Guard {
                     })
                     .or_else(|| portal_refusal(stmt, state))
                     .or_else(|| {
-                        let counted = self.enforced_row_limit(who).is_some();
-                        (counted && stmt_opaque && declares_cursor(stmt)).then(uncountable_cursor)
+                        let rows_counted = self.enforced_row_limit(who).is_some();
+                        (rows_counted && stmt_opaque && declares_cursor(stmt))
+                            .then(uncountable_cursor)
+                    })
+                    .or_else(|| {
+                        (counted && (truncates(stmt) || hidden.truncates))
+                            .then(uncountable_truncate)
                     })
                 {
                     j.refusal = Some(r);
@@ -513,14 +527,27 @@ impl Guard {
             }
         }
         let mut copy_in = false;
+        let mut may_commit = false;
         for stmt in session.prepared(name).filter_map(|t| t.statement()) {
             j.changes_schema |= changes_schema(stmt);
             j.may_change_functions |= may_change_functions(stmt) || j.hidden_code;
             // j.opaque: the prepared text calls code that may change rows.
-            if prepared_writes_rows(stmt) || executes_writes(stmt, session) || j.opaque {
+            if prepared_writes_rows(stmt)
+                || executes_writes(stmt, session)
+                || j.opaque
+                || (who.limits.counts_rows && runs_a_query(stmt))
+            {
                 j.row_limit = self.enforced_row_limit(who);
             }
+            may_commit |= matches!(stmt.class, StatementClass::Call | StatementClass::Do);
             copy_in |= copies_in(stmt);
+        }
+        if may_commit && j.row_limit.is_some() {
+            // Through the extended protocol a procedure or DO block runs
+            // outside a transaction block and may COMMIT before the check
+            // after it: its changes would stay, uncounted.
+            j.refusal = Some(uncountable_commit());
+            return j;
         }
         if copy_in && j.row_limit.is_some() {
             // The counting statements would have to follow the Execute
@@ -665,6 +692,51 @@ fn executes_writes(stmt: &portcullis_analysis::StatementFacts, session: &Session
         }),
         _ => false,
     })
+}
+
+/// Under a rows-changed budget, a statement that runs a query (or a
+/// procedure, a DO block, a FETCH from a cursor another statement opened)
+/// is counted, whatever it looks like.
+fn runs_a_query(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    matches!(
+        stmt.class,
+        StatementClass::Select
+            | StatementClass::Explain
+            | StatementClass::Execute
+            | StatementClass::CreateTableAs
+            | StatementClass::Copy
+            | StatementClass::Call
+            | StatementClass::Do
+    ) || stmt.actions.iter().any(|a| {
+        a.execution == Execution::Now
+            && matches!(&a.kind, ActionKind::Cursor { statement, .. }
+                if *statement == "FetchStmt" || *statement == "MoveStmt")
+    })
+}
+
+/// Whether the statement truncates a table now.
+fn truncates(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    stmt.actions
+        .iter()
+        .any(|a| a.execution == Execution::Now && matches!(a.kind, ActionKind::Truncate { .. }))
+}
+
+/// TRUNCATE removes rows the server's count does not see.
+fn uncountable_truncate() -> Refusal {
+    Refusal::error(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        "statement refused by Portcullis: TRUNCATE removes rows without counting them, and the rows you change are counted against a limit",
+    )
+    .hint("Delete the rows with DELETE, where Portcullis counts them.")
+}
+
+/// CALL and DO through the extended protocol may commit mid-statement.
+fn uncountable_commit() -> Refusal {
+    Refusal::error(
+        sqlstate::INSUFFICIENT_PRIVILEGE,
+        "statement refused by Portcullis: where the rows you change are counted, CALL and DO must be sent as a simple query, not through the extended protocol",
+    )
+    .hint("Send it as a simple query (psql sends it that way); through the extended protocol a procedure can commit before Portcullis counts its rows.")
 }
 
 /// Whether the statement is a DECLARE CURSOR.

@@ -156,6 +156,9 @@ pub struct HiddenCode {
     /// [`crate::limits`]).
     pub changes: Vec<analysis::SettingChange>,
     pub stored: Vec<String>,
+    /// The code truncates a table: rows removed without being counted
+    /// (see `Guard::judge_text` under a rows-changed budget).
+    pub truncates: bool,
     /// What the code was, for the client: "DO block", "function body".
     what: &'static str,
 }
@@ -227,11 +230,13 @@ struct Scanner {
     settings: Option<Refusal>,
     changes: Vec<analysis::SettingChange>,
     stored: Vec<String>,
+    truncates: bool,
     snippets: usize,
 }
 
 impl Scanner {
     fn finish(self, what: &'static str) -> HiddenCode {
+        let unreadable = self.blind.is_some();
         let capabilities = if self.blind.is_some() {
             EVERY_SQL_CAPABILITY.into_iter().collect()
         } else {
@@ -243,6 +248,8 @@ impl Scanner {
             settings: self.settings,
             changes: self.changes,
             stored: self.stored,
+            // Unreadable code may truncate too.
+            truncates: self.truncates || unreadable,
             what,
         }
     }
@@ -353,6 +360,10 @@ impl Scanner {
             }
             self.changes.extend(stmt.settings.iter().cloned());
             self.stored.extend(stmt.stored_settings.iter().cloned());
+            self.truncates |= stmt.actions.iter().any(|a| {
+                a.execution != Execution::Never
+                    && matches!(a.kind, analysis::ActionKind::Truncate { .. })
+            });
             // ALTER DATABASE inside code may name any database on the server
             // (CREATE and DROP DATABASE cannot run there). The policies only
             // learn the code's capabilities, not which database it names, so

@@ -357,9 +357,9 @@ fn remembered_judgements_follow_the_session() {
 }
 
 /// An identity whose rows changed are counted (`[[limit]]
-/// max_rows_changed`) runs every data-changing statement under a row
-/// limit, also where the target has none; reads run unwrapped, and
-/// observe mode limits nothing.
+/// max_rows_changed`) runs every data-changing statement, and every query,
+/// under a row limit, also where the target has none; observe mode limits
+/// nothing.
 #[test]
 fn a_rows_changed_budget_limits_every_write() {
     let g = guard("development", Enforcement::Enforce);
@@ -378,7 +378,19 @@ fn a_rows_changed_budget_limits_every_write() {
         assert_eq!(limit(&counted, sql), Some(u64::MAX), "{sql}");
         assert_eq!(limit(&who(), sql), None, "{sql}");
     }
-    assert_eq!(limit(&counted, "SELECT * FROM orders"), None);
+    // Under a budget every query is counted (code that looks read-only may
+    // not be); without one, plain reads are not.
+    assert_eq!(limit(&counted, "SELECT * FROM orders"), Some(u64::MAX));
+    assert_eq!(limit(&who(), "SELECT * FROM orders"), None);
+    // Transaction control and settings never are.
+    for sql in [
+        "BEGIN",
+        "COMMIT",
+        "SET search_path = public",
+        "SHOW search_path",
+    ] {
+        assert_eq!(limit(&counted, sql), None, "{sql}");
+    }
     let observing = guard("development", Enforcement::Observe);
     assert_eq!(
         observing

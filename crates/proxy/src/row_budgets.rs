@@ -125,7 +125,7 @@ impl Reservation {
         let mut s = self.budget.lock();
         if rows > 0 {
             s.charged.push_back((now, rows));
-            s.total += rows;
+            s.total = s.total.saturating_add(rows);
         }
         // Drop releases the reservation.
     }
@@ -146,9 +146,11 @@ pub struct Budgets {
     map: Mutex<HashMap<(String, String), Arc<Budget>>>,
 }
 
-/// Past this many budgets, ones nobody holds and with nothing charged in
-/// the last day are dropped.
+/// Past this many budgets, ones nobody holds and with nothing charged
+/// within the longest window a limit may have (31 days) are dropped.
 const PRUNE_AT: usize = 10_000;
+/// The longest `rows_changed_window` the configuration accepts.
+const LONGEST_WINDOW: Duration = Duration::from_secs(31 * 86_400);
 
 impl Budgets {
     /// The budget of `subject` under the limit named `name`.
@@ -161,7 +163,7 @@ impl Budgets {
                     let s = b.lock();
                     s.reserved > 0
                         || s.charged.back().is_some_and(|(at, _)| {
-                            now.saturating_duration_since(*at) < Duration::from_secs(86_400)
+                            now.saturating_duration_since(*at) < LONGEST_WINDOW
                         })
                 }
             });

@@ -394,3 +394,136 @@ async fn a_type_named_text_before_pg_catalog_does_not_change_the_count() {
     limit_error(&e, "allows 30 rows changed per 1h");
     assert_eq!(rows(&proxy, "items"), 170);
 }
+
+/// Through the extended protocol a procedure or DO block could COMMIT
+/// before the check after it; there they are refused, and as a simple
+/// query they run inside the counted transaction, where COMMIT fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn procedures_cannot_commit_around_the_count() {
+    let proxy = Proxy::with(setup(30)).await;
+    prepare(&proxy);
+    proxy.upstream_sql(
+        "CREATE PROCEDURE purge_commit(n int) LANGUAGE plpgsql AS \
+         $$BEGIN DELETE FROM items WHERE id <= n; COMMIT; END$$",
+    );
+    let bob = connect(&proxy, BOB).await;
+    for sql in [
+        "CALL purge_commit(150)",
+        "DO $$BEGIN DELETE FROM items WHERE id <= 150; COMMIT; END$$",
+    ] {
+        // tokio-postgres' execute goes through Parse/Bind/Execute.
+        let e = bob.execute(sql, &[]).await.expect_err(sql);
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+        assert!(e.as_db_error().unwrap().message().contains("simple query"));
+        let e = bob.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e).as_deref(), Some("2D000"), "{e:?}");
+        assert_eq!(rows(&proxy, "items"), 200, "{sql}");
+    }
+}
+
+/// Code in the client's statement cannot stand in for the check after it:
+/// the check is parsed once the statement has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_cannot_replace_the_check() {
+    let proxy = Proxy::with(setup(30)).await;
+    prepare(&proxy);
+    proxy.upstream_sql(
+        "CREATE FUNCTION sneaky(n int) RETURNS int LANGUAGE plpgsql AS $f$BEGIN \
+           DELETE FROM items WHERE id <= n; \
+           BEGIN EXECUTE 'DEALLOCATE \"portcullis.rowlimit\"'; EXCEPTION WHEN OTHERS THEN NULL; END; \
+           EXECUTE 'PREPARE \"portcullis.rowlimit\" AS SELECT ''0''::pg_catalog.text'; \
+           RETURN n; END$f$",
+    );
+    let bob = connect(&proxy, BOB).await;
+    let e = bob
+        .query("SELECT sneaky($1)", &[&150i32])
+        .await
+        .expect_err("over the limit");
+    limit_error(&e, "more than 30 rows");
+    assert_eq!(rows(&proxy, "items"), 200);
+    // Within the budget it runs, and is charged what it really changed.
+    bob.query("SELECT sneaky($1)", &[&20i32]).await.unwrap();
+    assert_eq!(rows(&proxy, "items"), 180);
+    let e = bob
+        .execute("DELETE FROM items WHERE id <= $1", &[&31i32])
+        .await
+        .expect_err("10 rows left, 11 asked");
+    limit_error(&e, "more than 10 rows");
+}
+
+/// An operator `=` of the session's own, before pg_catalog, is never
+/// called by the counting statements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_count_calls_no_operator_of_the_session() {
+    let proxy = Proxy::with(setup(30)).await;
+    prepare(&proxy);
+    proxy.upstream_sql(
+        "CREATE TABLE victims(id int); INSERT INTO victims SELECT generate_series(1, 100); \
+         GRANT ALL ON victims TO PUBLIC; CREATE SCHEMA evil; \
+         CREATE FUNCTION evil.eq(text, text) RETURNS bool LANGUAGE plpgsql AS \
+           $$BEGIN DELETE FROM public.victims; RETURN $1 OPERATOR(pg_catalog.=) $2; END$$; \
+         CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.eq); \
+         GRANT USAGE ON SCHEMA evil TO PUBLIC",
+    );
+    let bob = connect(&proxy, BOB).await;
+    bob.batch_execute("SET search_path = evil, pg_catalog, public")
+        .await
+        .unwrap();
+    bob.simple_query("DELETE FROM public.items WHERE id OPERATOR(pg_catalog.<=) 10")
+        .await
+        .unwrap();
+    bob.execute(
+        "DELETE FROM public.items WHERE id OPERATOR(pg_catalog.<=) $1",
+        &[&20i32],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows(&proxy, "items"), 180);
+    assert_eq!(rows(&proxy, "victims"), 100, "the session's = never ran");
+}
+
+/// Code that looks read-only, and cursors opened inside code, are counted
+/// under a budget; TRUNCATE, which the count cannot see, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_that_looks_read_only_and_truncate() {
+    let proxy = Proxy::with(setup(30)).await;
+    prepare(&proxy);
+    proxy.upstream_sql(
+        "CREATE FUNCTION purge(n int) RETURNS int LANGUAGE plpgsql AS \
+         $$BEGIN DELETE FROM items WHERE id <= n; RETURN n; END$$; \
+         CREATE FUNCTION looks_stable(n int) RETURNS int STABLE LANGUAGE sql AS \
+         $$SELECT purge(n)$$",
+    );
+    let bob = connect(&proxy, BOB).await;
+    let e = bob
+        .simple_query("SELECT looks_stable(50)")
+        .await
+        .expect_err("counted");
+    limit_error(&e, "more than 30 rows");
+    assert_eq!(rows(&proxy, "items"), 200);
+
+    bob.batch_execute("BEGIN").await.unwrap();
+    bob.simple_query(
+        "DO $$DECLARE c refcursor := 'mycur'; BEGIN OPEN c FOR SELECT purge(150); END$$",
+    )
+    .await
+    .unwrap();
+    let e = bob
+        .simple_query("FETCH ALL FROM mycur")
+        .await
+        .expect_err("the FETCH runs the code, and is counted");
+    limit_error(&e, "more than 30 rows");
+    bob.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(rows(&proxy, "items"), 200);
+
+    for sql in [
+        "TRUNCATE items",
+        "DO $$BEGIN TRUNCATE items; END$$",
+        "CREATE FUNCTION t() RETURNS void LANGUAGE sql AS $$TRUNCATE items$$",
+    ] {
+        let e = bob.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e:?}");
+        assert!(e.as_db_error().unwrap().message().contains("TRUNCATE"));
+    }
+    assert_eq!(rows(&proxy, "items"), 200);
+}

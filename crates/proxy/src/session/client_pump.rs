@@ -345,12 +345,12 @@ fn judge(
             if let Some((limit, over)) = limited {
                 // Count the rows around it (see row_limit.rs).
                 let (limit, over, charge) = guarded.draw(limit, over);
-                let (before_bytes, before) = row_limit::before_execute(limit);
+                let (before_bytes, before) = row_limit::before_execute();
                 out = before_bytes;
                 for e in before {
                     pending.sent(e, settle);
                 }
-                let (bytes, entries) = row_limit::after_execute(over, charge);
+                let (bytes, entries) = row_limit::after_execute(limit, over, charge);
                 after_bytes = bytes;
                 after = Some(entries);
             }

@@ -14,9 +14,11 @@
 //! The client sees only its own statement's replies and, over the limit,
 //! an ErrorResponse naming the limit in place of the check's error. In a
 //! simple Query the three statements travel as one Query (so they share
-//! its implicit transaction); in the extended protocol the proxy's
-//! statement is parsed, bound and executed around the client's Execute
-//! under a reserved name and closed again, before the client's Sync.
+//! its implicit transaction); in the extended protocol each of the
+//! proxy's two statements is parsed, bound, executed and closed under a
+//! reserved name, one before the client's Execute and one after it (the
+//! check is parsed only after the client's statement ran, so nothing that
+//! statement did can stand in for it), all before the client's Sync.
 
 use bytes::{Bytes, BytesMut};
 use portcullis_wire::{encode, sqlstate, Refusal};
@@ -27,29 +29,40 @@ use crate::row_budgets::{window_text, Allowance, ChargeSlot};
 /// The reserved statement and portal name of the proxy's statements.
 pub const NAME: &[u8] = b"portcullis.rowlimit";
 
-/// The counting statement. With `check` false it remembers the count; with
-/// it true it fails when more than `limit` rows were touched since, and
-/// otherwise returns how many were (charged to a rows-changed budget). The
-/// failure is a cast error on a string only built when the limit is
-/// exceeded (a constant would be folded, and fail, at plan time). It runs
-/// under the client's search_path, so every function and operator is
-/// qualified: a client cannot shadow them.
-fn sql(limit: u64, check: &str) -> String {
-    // Every type is named in pg_catalog too: `text` (unlike `bigint` and
-    // `int`) is not a keyword, and a type of that name in a schema the
-    // client put before pg_catalog would otherwise change what the count
-    // reads as. A count below the base (something in the statement moved
-    // the base) fails like one over the limit.
-    let base = "COALESCE(NULLIF(pg_catalog.current_setting('portcullis.row_base', true), ''), '0')::pg_catalog.int8";
-    let delta = format!("t.n OPERATOR(pg_catalog.-) {base}");
+/// The rows this transaction has changed so far, by the server's count.
+const COUNT: &str = "SELECT COALESCE(pg_catalog.sum(n_tup_ins OPERATOR(pg_catalog.+) n_tup_upd OPERATOR(pg_catalog.+) n_tup_del), 0) AS n \
+                     FROM pg_catalog.pg_stat_xact_user_tables";
+
+/// Before the statement: remember the count in a transaction-local
+/// setting.
+///
+/// Both statements run under the client's search_path, so every function,
+/// operator and type is named in pg_catalog (`text` and `bool` are not
+/// keywords: a type of that name in pg_temp or a schema before pg_catalog
+/// would be used otherwise), and nothing compares implicitly (NULLIF and
+/// simple CASE look `=` up by the path).
+fn base_sql() -> String {
     format!(
-        "SELECT CASE WHEN {check} THEN \
-           (CASE WHEN {delta} OPERATOR(pg_catalog.>) {limit} OR {delta} OPERATOR(pg_catalog.<) 0 \
-            THEN ('portcullis row limit ' OPERATOR(pg_catalog.||) t.n::pg_catalog.text)::pg_catalog.int4 \
-            ELSE {delta} END)::pg_catalog.text \
-         ELSE pg_catalog.set_config('portcullis.row_base', t.n::pg_catalog.text, true) END \
-         FROM (SELECT COALESCE(pg_catalog.sum(n_tup_ins OPERATOR(pg_catalog.+) n_tup_upd OPERATOR(pg_catalog.+) n_tup_del), 0) AS n \
-               FROM pg_catalog.pg_stat_xact_user_tables) t"
+        "SELECT pg_catalog.set_config('portcullis.row_base', t.n::pg_catalog.text, true) FROM ({COUNT}) t"
+    )
+}
+
+/// After it: fail when more than `limit` rows were changed since, when the
+/// count went down, or when the remembered count is gone (the transaction
+/// ended in between); otherwise return how many were changed (charged to
+/// a rows-changed budget). The failure is a cast error on a string only
+/// built when it fails (a constant would be folded, and fail, at plan
+/// time).
+fn check_sql(limit: u64) -> String {
+    let changed = "(t.n OPERATOR(pg_catalog.-) b.v::pg_catalog.int8)";
+    format!(
+        "SELECT CASE WHEN b.v IS NULL OR b.v OPERATOR(pg_catalog.=) ''::pg_catalog.text \
+                  OR {changed} OPERATOR(pg_catalog.>) {limit} \
+                  OR {changed} OPERATOR(pg_catalog.<) 0 \
+             THEN ('portcullis row limit ' OPERATOR(pg_catalog.||) t.n::pg_catalog.text)::pg_catalog.int4::pg_catalog.text \
+             ELSE {changed}::pg_catalog.text END \
+         FROM ({COUNT}) t, \
+              (SELECT pg_catalog.current_setting('portcullis.row_base', true) AS v) b"
     )
 }
 
@@ -102,12 +115,12 @@ pub fn wrap_query(
     charge: Option<ChargeSlot>,
 ) -> (BytesMut, [Entry; 3]) {
     let mut text = Vec::with_capacity(client_sql.len() + 800);
-    text.extend_from_slice(sql(limit, "false").as_bytes());
+    text.extend_from_slice(base_sql().as_bytes());
     text.extend_from_slice(b";\n");
     text.extend_from_slice(client_sql);
     // A newline ends a trailing `--` comment of the client's.
     text.extend_from_slice(b"\n;");
-    text.extend_from_slice(sql(limit, "true").as_bytes());
+    text.extend_from_slice(check_sql(limit).as_bytes());
     let mut b = BytesMut::new();
     encode::query_bytes(&mut b, &text);
     let entries = [
@@ -135,20 +148,29 @@ fn hidden(on_error: Option<Bytes>) -> Entry {
 }
 
 /// The messages to send before a client's Execute, with their entries.
-pub fn before_execute(limit: u64) -> (BytesMut, Vec<Entry>) {
+pub fn before_execute() -> (BytesMut, Vec<Entry>) {
     let mut b = BytesMut::new();
     encode::close(&mut b, b'S', NAME);
-    encode::parse(&mut b, NAME, &sql(limit, "$1::bool"));
-    encode::bind(&mut b, NAME, NAME, &[b"f"]);
+    encode::parse(&mut b, NAME, &base_sql());
+    encode::bind(&mut b, NAME, NAME, &[]);
     encode::execute(&mut b, NAME);
     encode::close(&mut b, b'P', NAME);
-    (b, (0..5).map(|_| hidden(None)).collect())
+    encode::close(&mut b, b'S', NAME);
+    (b, (0..6).map(|_| hidden(None)).collect())
 }
 
-/// The messages to send after a client's Execute, with their entries.
-pub fn after_execute(over: Bytes, charge: Option<ChargeSlot>) -> (BytesMut, Vec<Entry>) {
+/// The messages to send after a client's Execute, with their entries. The
+/// check is parsed here, after the client's statement ran: code in that
+/// statement could have prepared a statement of the reserved name.
+pub fn after_execute(
+    limit: u64,
+    over: Bytes,
+    charge: Option<ChargeSlot>,
+) -> (BytesMut, Vec<Entry>) {
     let mut b = BytesMut::new();
-    encode::bind(&mut b, NAME, NAME, &[b"t"]);
+    encode::close(&mut b, b'S', NAME);
+    encode::parse(&mut b, NAME, &check_sql(limit));
+    encode::bind(&mut b, NAME, NAME, &[]);
     encode::execute(&mut b, NAME);
     encode::close(&mut b, b'P', NAME);
     encode::close(&mut b, b'S', NAME);
@@ -157,6 +179,13 @@ pub fn after_execute(over: Bytes, charge: Option<ChargeSlot>) -> (BytesMut, Vec<
         on_error: Some(over),
         charge,
     };
-    let entries = vec![hidden(None), check, hidden(None), hidden(None)];
+    let entries = vec![
+        hidden(None),
+        hidden(None),
+        hidden(None),
+        check,
+        hidden(None),
+        hidden(None),
+    ];
     (b, entries)
 }
