@@ -189,3 +189,65 @@ pub fn after_execute(
     ];
     (b, entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every type cast names pg_catalog, every operator is written
+    /// OPERATOR(pg_catalog.x), and no construct looks an operator up
+    /// implicitly: the statements run under the client's search_path.
+    #[test]
+    fn the_counting_statements_resolve_nothing_through_the_search_path() {
+        for sql in [base_sql(), check_sql(1000)] {
+            let upper = sql.to_ascii_uppercase();
+            for implicit in [
+                "NULLIF",
+                " IN (",
+                "BETWEEN",
+                "IS DISTINCT",
+                "CASE WHEN $",
+                " ANY(",
+                " ALL(",
+            ] {
+                assert!(!upper.contains(implicit), "{implicit} in {sql}");
+            }
+            // Casts: `::` is always followed by pg_catalog.
+            for (i, _) in sql.match_indices("::") {
+                assert!(
+                    sql[i + 2..].starts_with("pg_catalog."),
+                    "unqualified cast at {i}: {sql}"
+                );
+            }
+            // Operators outside string literals: only OPERATOR(pg_catalog.x).
+            let mut in_string = false;
+            let mut outside = String::new();
+            for c in sql.chars() {
+                if c == '\'' {
+                    in_string = !in_string;
+                    outside.push(' ');
+                } else if !in_string {
+                    outside.push(c);
+                }
+            }
+            let bare: String = outside
+                .split("OPERATOR(pg_catalog.")
+                .enumerate()
+                .map(|(k, part)| {
+                    if k == 0 {
+                        part
+                    } else {
+                        part.split_once(')').map_or("", |(_, rest)| rest)
+                    }
+                })
+                .collect();
+            for op in ["+", "-", "<", ">", "=", "||", "*", "/"] {
+                // `::` was checked above; `-` appears in no identifier here.
+                assert!(
+                    !bare.replace("::", "").contains(op),
+                    "a bare {op:?} outside OPERATOR(): {bare}"
+                );
+            }
+        }
+    }
+}
