@@ -17,13 +17,31 @@
 // this, and must answer that request while this program runs (do not
 // wait for this program to exit before serving the callback).
 //
+// AUTHORIZATION_URL may also be a file:// URL of a page that redirects
+// to it (<meta http-equiv="refresh" content="0;url=...">), as
+// `portcullis login` opens, so that the URL never appears on a command
+// line.
+//
 // Usage: node approve-browser.mjs LOGIN AUTHORIZATION_URL
 // e.g. as a BROWSER-style wrapper:  exec node /path/approve-browser.mjs dana "$1"
 
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Browser, errorText, fail, forms, summary } from './browser.mjs';
 
-const [login, authorizationUrl] = process.argv.slice(2);
-if (!login || !authorizationUrl) fail('usage: node approve-browser.mjs LOGIN AUTHORIZATION_URL');
+const [login, given] = process.argv.slice(2);
+if (!login || !given) fail('usage: node approve-browser.mjs LOGIN AUTHORIZATION_URL');
+let authorizationUrl = given;
+if (given.startsWith('file://')) {
+  const page = readFileSync(fileURLToPath(given), 'utf8');
+  const m = page.match(/http-equiv="refresh" content="0;url=([^"]+)"/);
+  if (!m) fail(`no redirect in ${given}`);
+  authorizationUrl = m[1]
+    .replaceAll('&quot;', '"')
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>')
+    .replaceAll('&amp;', '&');
+}
 
 const browser = new Browser();
 const provider = new URL(authorizationUrl).origin;

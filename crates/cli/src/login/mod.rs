@@ -336,13 +336,58 @@ async fn code_flow(
     let url =
         provider.authorization_url(&callback.redirect_uri, scope, resource, &state, &challenge)?;
     eprintln!("Opening a browser to sign in. If none opens, open this URL:\n{url}");
-    open_browser(&url);
+    // The browser gets a page of the user's own that redirects to the URL,
+    // not the URL itself: a command line is readable by every local user,
+    // and the URL's state and challenge would let one of them finish the
+    // sign-in with their own account first.
+    let page = redirect_page(&url)?;
+    open_browser(&format!(
+        "file://{}",
+        page.path().join("sign-in.html").display()
+    ));
     let code = callback
         .code(&state, &provider.issuer, BROWSER_WAIT)
         .await?;
     Ok(provider
         .exchange_code(&code, &callback.redirect_uri, &verifier, resource)
         .await?)
+}
+
+/// A private folder (0700) holding `sign-in.html` (0600), which sends the
+/// browser on to `url`; removed when dropped.
+fn redirect_page(url: &str) -> Result<tempfile::TempDir, LoginError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| LoginError::Usage(format!("cannot write the sign-in page: {e}"));
+    let dir = tempfile::Builder::new()
+        .prefix("portcullis-login-")
+        .tempdir()
+        .map_err(io)?;
+    // Before the page is in it.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .map_err(io)?;
+    let escaped = url
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.path().join("sign-in.html"))
+        .map_err(io)?;
+    write!(
+        f,
+        "<!doctype html><meta charset=\"utf-8\"><title>Portcullis sign-in</title>\
+         <meta http-equiv=\"refresh\" content=\"0;url={escaped}\">\
+         <p><a href=\"{escaped}\">Continue to sign in</a></p>"
+    )
+    .map_err(io)?;
+    Ok(dir)
 }
 
 /// The token given to Portcullis: the access token or the ID token.
@@ -547,6 +592,24 @@ fn open_browser(url: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sign_in_page_is_private_and_carries_the_url_escaped() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = redirect_page("https://idp/auth?a=1&b=\"<x>").unwrap();
+        let page = dir.path().join("sign-in.html");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&page), 0o600);
+        assert_eq!(mode(dir.path()), 0o700);
+        let text = std::fs::read_to_string(&page).unwrap();
+        assert!(
+            text.contains("content=\"0;url=https://idp/auth?a=1&amp;b=&quot;&lt;x&gt;\""),
+            "{text}"
+        );
+        let path = dir.path().to_owned();
+        drop(dir);
+        assert!(!path.exists());
+    }
 
     #[test]
     fn shell_words_survive_quotes() {
