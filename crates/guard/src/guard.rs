@@ -361,6 +361,7 @@ impl Guard {
             if writes_rows(stmt)
                 || executes_writes(stmt, state)
                 || code_now
+                || refreshes(stmt)
                 || (budget && runs_a_query(stmt))
             {
                 j.row_limit = self.enforced_row_limit(who);
@@ -386,8 +387,12 @@ impl Guard {
                     .or_else(|| portal_refusal(stmt, state))
                     .or_else(|| {
                         let rows_counted = self.enforced_row_limit(who).is_some();
-                        (rows_counted && stmt_opaque && declares_cursor(stmt))
-                            .then(uncountable_cursor)
+                        // Under a budget, any WITH HOLD cursor: its query
+                        // (a view, a stable function) runs at COMMIT.
+                        (rows_counted
+                            && declares_cursor(stmt)
+                            && (stmt_opaque || (budget && declares_hold_cursor(stmt))))
+                        .then(uncountable_cursor)
                     })
                     .or_else(|| {
                         (counted && (truncates(stmt) || hidden.truncates))
@@ -714,6 +719,37 @@ fn runs_a_query(stmt: &portcullis_analysis::StatementFacts) -> bool {
     })
 }
 
+/// Whether the statement declares a WITH HOLD cursor, whose query runs to
+/// the end at COMMIT, after any count.
+fn declares_hold_cursor(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    stmt.actions.iter().any(|a| {
+        matches!(&a.kind, ActionKind::Cursor { statement, .. } if *statement == "DeclareCursorStmt WITH HOLD")
+    })
+}
+
+/// Whether the statement refreshes a materialized view, which runs the
+/// view's query (and any code in it) now.
+fn refreshes(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    stmt.actions.iter().any(|a| {
+        a.execution == Execution::Now
+            && matches!(&a.kind, ActionKind::Maintenance { statement } if *statement == "RefreshMatViewStmt")
+    })
+}
+
+/// Whether the statement only reads, as far as its text shows: a query
+/// (or a FETCH/MOVE) that changes no rows itself. Code it calls may still
+/// write: under a rows-changed budget such a statement is counted, but
+/// reserves only a slice of what is left (`row_budgets.rs`), so that a
+/// long read does not hold every other statement of the identity back.
+pub fn reads_only(stmt: &portcullis_analysis::StatementFacts) -> bool {
+    let query = matches!(stmt.class, StatementClass::Select | StatementClass::Explain)
+        || stmt.actions.iter().any(|a| {
+            matches!(&a.kind, ActionKind::Cursor { statement, .. }
+                if *statement == "FetchStmt" || *statement == "MoveStmt")
+        });
+    query && !writes(stmt, |e| e != Execution::Never)
+}
+
 /// Whether the statement truncates a table now.
 fn truncates(stmt: &portcullis_analysis::StatementFacts) -> bool {
     stmt.actions
@@ -742,7 +778,7 @@ fn uncountable_commit() -> Refusal {
 /// Whether the statement is a DECLARE CURSOR.
 fn declares_cursor(stmt: &portcullis_analysis::StatementFacts) -> bool {
     stmt.actions.iter().any(|a| {
-        matches!(&a.kind, ActionKind::Cursor { statement, .. } if *statement == "DeclareCursorStmt")
+        matches!(&a.kind, ActionKind::Cursor { statement, .. } if statement.starts_with("DeclareCursorStmt"))
     })
 }
 
@@ -752,9 +788,9 @@ fn declares_cursor(stmt: &portcullis_analysis::StatementFacts) -> bool {
 fn uncountable_cursor() -> Refusal {
     Refusal::error(
         sqlstate::INSUFFICIENT_PRIVILEGE,
-        "statement refused by Portcullis: a cursor over functions that may change rows cannot be declared where the rows changed are counted",
+        "statement refused by Portcullis: this cursor could change rows where they cannot be counted (its query calls functions that may change rows, or, where your changes are counted against a limit, it is WITH HOLD and runs at COMMIT)",
     )
-    .hint("Run the query itself, where Portcullis counts the rows it changes, or declare the cursor over a plain query.")
+    .hint("Run the query itself, where Portcullis counts the rows it changes, or declare a cursor without WITH HOLD over a plain query.")
 }
 
 /// SQL FETCH and MOVE run protocol portals too: one bound to a statement

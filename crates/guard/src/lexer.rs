@@ -86,6 +86,18 @@ pub fn check(stmt: &StatementFacts) -> Option<Refusal> {
             );
         }
         match name.as_str() {
+            // With counting off, row limits and rows-changed budgets would
+            // count nothing (the counting statements also refuse to pass
+            // while it is off).
+            "track_counts" => {
+                return Some(
+                    Refusal::error(
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        "Portcullis does not allow changing track_counts: row limits count changed rows with it",
+                    )
+                    .hint("Leave track_counts on."),
+                );
+            }
             "standard_conforming_strings" if !safe_conforming_strings(&change.value) => {
                 return Some(unsupported(
                     "Portcullis does not allow changing standard_conforming_strings".into(),

@@ -41,7 +41,8 @@ pub use copy_out::{copy_format, CopyColumn};
 pub use describe::{describe, describe_into, Scope};
 pub use encoding::{Encoding, EncodingError, Encodings, NameKey};
 pub use guard::{
-    encoding_refusal, shared_analysis_cache, Guard, GuardSettings, Judgement, StatementVerdict, Who,
+    encoding_refusal, reads_only, shared_analysis_cache, Guard, GuardSettings, Judgement,
+    StatementVerdict, Who,
 };
 pub use limits::SessionLimits;
 pub use masking::{Exposure, InferenceRule, Inferred, MaskingRules, OutputColumn};

@@ -149,6 +149,9 @@ pub struct Budgets {
 /// Past this many budgets, ones nobody holds and with nothing charged
 /// within the longest window a limit may have (31 days) are dropped.
 const PRUNE_AT: usize = 10_000;
+/// A statement that only reads reserves at most this share (1/8) of what
+/// is left.
+const READ_SHARE: u64 = 8;
 /// The longest `rows_changed_window` the configuration accepts.
 const LONGEST_WINDOW: Duration = Duration::from_secs(31 * 86_400);
 
@@ -248,9 +251,27 @@ impl SessionBudgets {
     /// Reserves for a statement whose own row limit is `limit` (the
     /// target's, or `u64::MAX` for none): it runs under the smaller of
     /// that and what every budget has left.
-    pub fn draw(&self, limit: u64, now: Instant) -> Draw {
+    ///
+    /// A statement that only reads (as far as its text shows; code it
+    /// calls may write) reserves at most an eighth of what is left, so
+    /// that a long read does not leave the identity's other statements
+    /// nothing meanwhile.
+    pub fn draw(&self, limit: u64, now: Instant, reads_only: bool) -> Draw {
         let mut effective = limit;
         let mut tightest = None;
+        if reads_only {
+            let free = self
+                .entries
+                .iter()
+                .map(|(a, b)| b.available(a, now))
+                .min()
+                .unwrap_or(limit);
+            let share = (free / READ_SHARE).max(1);
+            if share < effective {
+                effective = share;
+                tightest = self.entries.first().map(|(a, _)| a.clone());
+            }
+        }
         let mut held = Vec::with_capacity(self.entries.len());
         for (a, b) in &self.entries {
             let r = b.reserve_up_to(a, effective, now);
@@ -387,7 +408,7 @@ mod tests {
             limit,
             tightest,
             charge,
-        } = s.draw(u64::MAX, now)
+        } = s.draw(u64::MAX, now, false)
         else {
             panic!("budget left")
         };
@@ -395,7 +416,7 @@ mod tests {
         assert_eq!(tightest.unwrap().name, "burst");
         // While it runs, another statement gets nothing from "burst".
         assert!(
-            matches!(s.draw(u64::MAX, now), Draw::Spent { allowance, spent: 0 } if allowance.name == "burst")
+            matches!(s.draw(u64::MAX, now, false), Draw::Spent { allowance, spent: 0 } if allowance.name == "burst")
         );
         charge.settle(25, now);
         assert_eq!(small.spent(&allowance(30, 60), now), 25);
@@ -404,7 +425,7 @@ mod tests {
         // allowance is the tightest.
         let Draw::Run {
             limit, tightest, ..
-        } = s.draw(3, now)
+        } = s.draw(3, now, false)
         else {
             panic!()
         };
@@ -421,7 +442,7 @@ mod tests {
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let s = s.clone();
-                std::thread::spawn(move || match s.draw(30, now) {
+                std::thread::spawn(move || match s.draw(30, now, false) {
                     Draw::Run { limit, charge, .. } => {
                         std::mem::forget(charge);
                         limit

@@ -660,9 +660,15 @@ impl<'a> Walker<'a> {
                 self.act(ActionKind::Deallocate { name }, ctx);
             }
             NodeRef::DeclareCursorStmt(s) => {
+                // CURSOR_OPT_HOLD: the query runs (to the end) at COMMIT.
+                const HOLD: i32 = 0x0020;
                 self.act(
                     ActionKind::Cursor {
-                        statement: "DeclareCursorStmt",
+                        statement: if s.options & HOLD != 0 {
+                            "DeclareCursorStmt WITH HOLD"
+                        } else {
+                            "DeclareCursorStmt"
+                        },
                         name: s.portalname.clone(),
                     },
                     ctx,

@@ -495,11 +495,12 @@ async fn code_that_looks_read_only_and_truncate() {
          $$SELECT purge(n)$$",
     );
     let bob = connect(&proxy, BOB).await;
+    // It looks like a read: it may use only a share of the budget.
     let e = bob
         .simple_query("SELECT looks_stable(50)")
         .await
         .expect_err("counted");
-    limit_error(&e, "more than 30 rows");
+    limit_error(&e, "what is left of the limit");
     assert_eq!(rows(&proxy, "items"), 200);
 
     bob.batch_execute("BEGIN").await.unwrap();
@@ -512,7 +513,7 @@ async fn code_that_looks_read_only_and_truncate() {
         .simple_query("FETCH ALL FROM mycur")
         .await
         .expect_err("the FETCH runs the code, and is counted");
-    limit_error(&e, "more than 30 rows");
+    limit_error(&e, "what is left of the limit");
     bob.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(rows(&proxy, "items"), 200);
 
@@ -526,4 +527,95 @@ async fn code_that_looks_read_only_and_truncate() {
         assert!(e.as_db_error().unwrap().message().contains("TRUNCATE"));
     }
     assert_eq!(rows(&proxy, "items"), 200);
+}
+
+/// A portal Portcullis never saw bound (a cursor opened inside code) is
+/// not executed where rows are counted; nor are WITH HOLD cursors (their
+/// query runs at COMMIT) under a budget; REFRESH MATERIALIZED VIEW is
+/// counted; track_counts stays on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portals_cursors_views_and_counting_itself() {
+    use crate::raw::{fe, Raw};
+    use portcullis_wire::ProtocolVersion;
+    let proxy = Proxy::with(setup(30)).await;
+    prepare(&proxy);
+    proxy.upstream_sql(
+        "CREATE FUNCTION purge(n int) RETURNS int LANGUAGE plpgsql AS \
+         $$BEGIN DELETE FROM items WHERE id <= n; RETURN n; END$$; \
+         CREATE VIEW purging AS SELECT purge(150) AS n; GRANT ALL ON purging TO PUBLIC; \
+         CREATE MATERIALIZED VIEW mv AS SELECT purge(150) AS n WITH NO DATA",
+    );
+    let mut raw = Raw::login(
+        proxy.addr,
+        ProtocolVersion::V3_0,
+        &[("user", BOB.0), ("database", "app")],
+        BOB.1,
+    )
+    .await
+    .expect("bob logs in");
+    raw.send(&fe::query("BEGIN")).await;
+    raw.until_ready().await;
+    raw.send(&fe::query(
+        "DO $$DECLARE c refcursor := 'mycur'; BEGIN OPEN c FOR SELECT purge(150); END$$",
+    ))
+    .await;
+    let msgs = raw.until_ready().await;
+    assert!(
+        msgs.iter().all(|m| m.tag != b'E'),
+        "{}",
+        crate::raw::tags(&msgs)
+    );
+    // Execute the cursor's portal directly, through the protocol.
+    raw.send(&fe::concat(&[fe::execute("mycur", 0), fe::sync()]))
+        .await;
+    let msgs = raw.until_ready().await;
+    let e = msgs.iter().find(|m| m.tag == b'E').expect("refused");
+    assert_eq!(e.code().as_deref(), Some("42501"), "{:?}", e.message());
+    raw.send(&fe::query("ROLLBACK")).await;
+    raw.until_ready().await;
+    assert_eq!(rows(&proxy, "items"), 200);
+
+    let bob = connect(&proxy, BOB).await;
+    let e = bob
+        .simple_query("DECLARE h CURSOR WITH HOLD FOR SELECT * FROM purging")
+        .await
+        .expect_err("WITH HOLD under a budget");
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
+    assert_eq!(rows(&proxy, "items"), 200);
+    let e = bob
+        .simple_query("REFRESH MATERIALIZED VIEW mv")
+        .await
+        .expect_err("the view's query deletes 150 rows");
+    limit_error(&e, "more than 30 rows");
+    assert_eq!(rows(&proxy, "items"), 200);
+    for sql in [
+        "SET track_counts = off",
+        "SELECT set_config('track_counts', 'off', false)",
+    ] {
+        let e = bob.simple_query(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}");
+    }
+}
+
+/// A long read does not hold the rest of the identity's budget: it
+/// reserves only a share of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_read_leaves_the_budget_to_other_sessions() {
+    let proxy = Proxy::with(setup(40)).await;
+    prepare(&proxy);
+    let reader = connect(&proxy, BOB).await;
+    let writer = connect(&proxy, BOB).await;
+    let read = tokio::spawn(async move {
+        reader
+            .simple_query("SELECT count(*) FROM generate_series(1, 20000000)")
+            .await
+            .map(|_| ())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    writer
+        .simple_query("DELETE FROM items WHERE id <= 30")
+        .await
+        .expect("the write is not held back by the read");
+    read.await.unwrap().expect("the read runs");
+    assert_eq!(rows(&proxy, "items"), 170);
 }

@@ -540,6 +540,35 @@ impl SessionState {
         self.names.close_portal(key).into()
     }
 
+    /// Whether an Execute of portal `key` cannot be counted where rows are
+    /// counted: the session model never saw it bound (a cursor opened by
+    /// SQL DECLARE or inside code), or it may stand for statements of
+    /// which some are counted and some not (a pipeline re-binding the
+    /// portal before the server answered).
+    pub fn uncountable_portal(&self, key: &NameKey) -> bool {
+        let mut counted = false;
+        let mut uncounted = false;
+        for portal in self.names.portals.get(key) {
+            if portal.row_limit.is_some() {
+                counted = true;
+            } else {
+                uncounted = true;
+            }
+        }
+        !counted && !uncounted || counted && uncounted
+    }
+
+    /// Whether every statement portal `key` may stand for only reads (see
+    /// [`crate::reads_only`]) and calls no code that may write.
+    pub fn portal_reads_only(&self, key: &NameKey) -> bool {
+        self.names.portals.get(key).all(|p| {
+            !p.opaque
+                && p.texts
+                    .iter()
+                    .all(|t| t.statement().is_some_and(crate::reads_only))
+        })
+    }
+
     /// An Execute of portal `key` is sent: the statement bound to it runs
     /// now, so its effects become possible. Returns the row limit it runs
     /// under (if any statement the portal may stand for has one) and the

@@ -188,8 +188,12 @@ fn judge(
                     pending.sent(entry, settle);
                     Action::Forward
                 }
-                Verdict::Limited { limit, over } => {
-                    let (limit, over, charge) = guarded.draw(limit, over);
+                Verdict::Limited {
+                    limit,
+                    over,
+                    reads_only,
+                } => {
+                    let (limit, over, charge) = guarded.draw(limit, over, reads_only);
                     let (query, entries) = row_limit::wrap_query(sql, limit, over, charge);
                     for e in entries {
                         pending.sent(e, settle);
@@ -324,6 +328,11 @@ fn judge(
         fe::EXECUTE => {
             metrics.statements(1);
             let portal = portcullis_wire::framing::read_cstr(body, 0).map(|(p, _)| p);
+            if let Some(reply) = portal.and_then(|p| guarded.execute_refusal(p)) {
+                metrics.error(ErrorKind::Refused);
+                pending.sent(refused(reply, false), settle);
+                return Action::Replace(guarding::refused_step());
+            }
             let (limited, ticket) = portal.map_or((None, None), |p| guarded.execute(p));
             let audited = audit.zip(portal).and_then(|(a, p)| a.executes(p));
             // The proxy's Describe, when the client did not just describe
@@ -342,9 +351,9 @@ fn judge(
             let mut out = BytesMut::new();
             let mut after_bytes = BytesMut::new();
             let mut after = None;
-            if let Some((limit, over)) = limited {
+            if let Some((limit, over, reads_only)) = limited {
                 // Count the rows around it (see row_limit.rs).
-                let (limit, over, charge) = guarded.draw(limit, over);
+                let (limit, over, charge) = guarded.draw(limit, over, reads_only);
                 let (before_bytes, before) = row_limit::before_execute();
                 out = before_bytes;
                 for e in before {

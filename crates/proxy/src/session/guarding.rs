@@ -101,6 +101,8 @@ pub(crate) enum Verdict {
     Limited {
         limit: u64,
         over: Bytes,
+        /// The statement only reads, as far as its text shows.
+        reads_only: bool,
     },
     /// Refused: the client gets this ErrorResponse in the message's place.
     Refuse(Bytes),
@@ -342,7 +344,13 @@ impl Guarded {
                         ..Judged::refused(self.refuse(&r, "query"), r.sqlstate)
                     };
                 }
-                verdict = self.limited(limit);
+                // Reads that call no code known to write reserve only a
+                // share of a budget (see row_budgets.rs).
+                let reads_only = !j.opaque
+                    && a.statements
+                        .first()
+                        .is_some_and(portcullis_guard::reads_only);
+                verdict = self.limited(limit, reads_only);
             }
             match state.apply(a) {
                 Ok(t) => tickets = t,
@@ -398,11 +406,19 @@ impl Guarded {
     /// statement's count settles it (`row_budgets.rs`). With nothing left
     /// the limit is 0: a statement that changes no rows still runs, one
     /// that changes any is rolled back with the budget's error.
-    pub fn draw(&self, limit: u64, over: Bytes) -> (u64, Bytes, Option<ChargeSlot>) {
+    pub fn draw(
+        &self,
+        limit: u64,
+        over: Bytes,
+        reads_only: bool,
+    ) -> (u64, Bytes, Option<ChargeSlot>) {
         if self.budgets.is_empty() {
             return (limit, over, None);
         }
-        match self.budgets.draw(limit, std::time::Instant::now()) {
+        match self
+            .budgets
+            .draw(limit, std::time::Instant::now(), reads_only)
+        {
             Draw::Spent { allowance, spent } => {
                 info!(parent: &self.span, limit = %allowance.name, spent, "rows-changed budget spent");
                 (0, super::row_limit::budget_spent(&allowance, spent), None)
@@ -421,10 +437,11 @@ impl Guarded {
         }
     }
 
-    fn limited(&self, limit: u64) -> Verdict {
+    fn limited(&self, limit: u64, reads_only: bool) -> Verdict {
         Verdict::Limited {
             limit,
             over: super::row_limit::exceeded(limit, &self.target.config.name),
+            reads_only,
         }
     }
 
@@ -547,15 +564,46 @@ impl Guarded {
     /// An Execute of `portal`: the statement bound to it runs now. Returns
     /// the row limit it runs under (and the error for going over), if any,
     /// and the ticket that settles what it changes.
-    pub fn execute(&self, portal: &[u8]) -> (Option<(u64, Bytes)>, Option<Ticket>) {
+    /// Where rows are counted, an Execute of a portal the proxy cannot
+    /// count is refused before it runs (see
+    /// `SessionState::uncountable_portal`): the client gets this reply.
+    pub fn execute_refusal(&self, portal: &[u8]) -> Option<Bytes> {
+        let settings = self.target.guard.settings();
+        let counted = settings.enforcement == portcullis_policy::Enforcement::Enforce
+            && (settings.row_limit.is_some() || !self.budgets.is_empty());
+        if !counted {
+            return None;
+        }
+        let state = self.state();
+        let key = state.protocol_name(portal).ok()?;
+        if !state.uncountable_portal(&key) {
+            return None;
+        }
+        let r = Refusal::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            "statement refused by Portcullis: the rows this Execute changes cannot be counted: its portal was not bound through Portcullis (a cursor opened by DECLARE or inside code), or may still stand for more than one statement",
+        )
+        .hint("Fetch from cursors with FETCH, and send a Sync before binding the same portal to another statement.");
+        info!(parent: &self.span, "refused an Execute of a portal whose rows cannot be counted");
+        Some(r.to_bytes())
+    }
+
+    pub fn execute(&self, portal: &[u8]) -> (Option<(u64, Bytes, bool)>, Option<Ticket>) {
         let mut state = self.state();
         // A name the proxy cannot key was refused at Bind: no portal of
         // the proxy's can stand behind it.
         let Ok(key) = state.protocol_name(portal) else {
             return (None, None);
         };
+        let reads_only = state.portal_reads_only(&key);
         let (limit, ticket) = state.execute(&key);
-        let limit = limit.map(|l| (l, super::row_limit::exceeded(l, &self.target.config.name)));
+        let limit = limit.map(|l| {
+            (
+                l,
+                super::row_limit::exceeded(l, &self.target.config.name),
+                reads_only,
+            )
+        });
         (limit, ticket)
     }
 

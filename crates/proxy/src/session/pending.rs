@@ -1055,7 +1055,7 @@ mod tests {
         let budgets = SessionBudgets {
             entries: vec![(allowance.clone(), budget.clone())],
         };
-        let Draw::Run { charge, .. } = budgets.draw(50, Instant::now()) else {
+        let Draw::Run { charge, .. } = budgets.draw(50, Instant::now(), false) else {
             panic!("budget left")
         };
         (budget, allowance, charge)

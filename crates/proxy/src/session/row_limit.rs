@@ -48,8 +48,9 @@ fn base_sql() -> String {
 }
 
 /// After it: fail when more than `limit` rows were changed since, when the
-/// count went down, or when the remembered count is gone (the transaction
-/// ended in between); otherwise return how many were changed (charged to
+/// count went down, when the remembered count is gone (the transaction
+/// ended in between), or when the server is not counting (track_counts
+/// off); otherwise return how many were changed (charged to
 /// a rows-changed budget). The failure is a cast error on a string only
 /// built when it fails (a constant would be folded, and fail, at plan
 /// time).
@@ -57,6 +58,7 @@ fn check_sql(limit: u64) -> String {
     let changed = "(t.n OPERATOR(pg_catalog.-) b.v::pg_catalog.int8)";
     format!(
         "SELECT CASE WHEN b.v IS NULL OR b.v OPERATOR(pg_catalog.=) ''::pg_catalog.text \
+                  OR pg_catalog.current_setting('track_counts') OPERATOR(pg_catalog.<>) 'on'::pg_catalog.text \
                   OR {changed} OPERATOR(pg_catalog.>) {limit} \
                   OR {changed} OPERATOR(pg_catalog.<) 0 \
              THEN ('portcullis row limit ' OPERATOR(pg_catalog.||) t.n::pg_catalog.text)::pg_catalog.int4::pg_catalog.text \
