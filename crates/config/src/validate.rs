@@ -844,6 +844,16 @@ impl Validator<'_> {
             ));
         }
         let query = rest.split_once('?').map_or("", |(_, q)| q);
+        if query.split('&').any(|kv| {
+            kv.split('=')
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("password"))
+        }) {
+            return Err(self.err(
+                key("postgres"),
+                format!("holds a password; take it out of the URL and give it with {section}.postgres_password_env or {section}.postgres_password_file"),
+            ));
+        }
         let sslmode = query.split('&').find_map(|kv| kv.strip_prefix("sslmode="));
         match sslmode {
             Some("require") => {

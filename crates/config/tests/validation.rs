@@ -1357,6 +1357,11 @@ fn a_shared_control_store_is_checked_like_the_audit_store() {
         "holds a password",
     );
     assert_invalid(
+        &with("postgres = \"postgres://p@db/control?sslmode=require&password=x\""),
+        "identity.postgres",
+        "holds a password",
+    );
+    assert_invalid(
         &with("postgres = \"postgres://p@db/control?sslmode=prefer\""),
         "identity.postgres",
         "sslmode=require",

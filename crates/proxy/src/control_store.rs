@@ -28,7 +28,8 @@ pub fn open(config: &Config) -> Result<KeyStore, StoreError> {
         .map_err(|e| bad(e.to_string()))?;
     let mut target = PgTarget::parse(url, password.as_deref())
         .map_err(|e| bad(e.to_string()))?
-        .with_application_name(APPLICATION_NAME);
+        .with_application_name(APPLICATION_NAME)
+        .with_network_timeout(std::time::Duration::from_secs(10));
     if let Some(ca) = config.identity_store_ca_file() {
         target = target.with_ca_file(ca).map_err(|e| bad(e.to_string()))?;
     }

@@ -169,7 +169,11 @@ impl Server {
         if let Some(store) = shared.keys.clone() {
             let every = shared.runtime().config.identity.revocation_poll.into();
             let mut rx = shared.phase.subscribe();
-            let since = portcullis_identity::keys::unix_now();
+            // Revocations are stamped with the clock of the machine that
+            // ran `portcullis keys`: look a little further back, so that a
+            // clock behind this one does not hide them (sessions opened
+            // before this proxy started are not this proxy's anyway).
+            let since = portcullis_identity::keys::unix_now() - 300;
             tokio::spawn(crate::revocations::watch(
                 store,
                 shared.revoked.clone(),

@@ -69,7 +69,7 @@ async fn two_proxies_share_keys_and_revocations() {
     let stored = cluster()
         .sql(
             &db,
-            "SELECT id || ':' || encode(hash, 'hex') || ':' || name FROM portcullis_api_keys",
+            "SELECT id || ':' || encode(hash, 'hex') || ':' || name FROM portcullis_control.api_keys",
         )
         .unwrap();
     assert!(
@@ -142,4 +142,27 @@ async fn with_the_store_away_key_logins_fail_closed() {
     );
     // SCRAM users do not need the store.
     proxy.client().await.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_of_another_owner_are_not_the_store() {
+    let db = control_db().await;
+    let proxy = Proxy::with(setup(&db, false)).await;
+    let (key, _) = create(&proxy.config_path, &["--agent", "roamer"]);
+    // Someone else's table in the store's schema.
+    let role = format!("intruder_{}", std::process::id());
+    cluster()
+        .sql(
+            &db,
+            &format!(
+                "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF; END$$; \
+                 ALTER TABLE portcullis_control.api_keys OWNER TO {role}"
+            ),
+        )
+        .unwrap();
+    let fresh = Proxy::with(setup(&db, false)).await;
+    let e = login(&fresh, "roamer", &key)
+        .await
+        .expect_err("not trusted");
+    assert_eq!(sqlstate(&e).as_deref(), Some("58000"), "{e:?}");
 }

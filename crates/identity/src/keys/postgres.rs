@@ -19,8 +19,9 @@ use super::{mint, KeyId, KeyRecord, RawRecord, StoredKey};
 const SCHEMA_VERSION: i32 = 1;
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS portcullis_control_schema (version integer NOT NULL);
-CREATE TABLE IF NOT EXISTS portcullis_api_keys (
+CREATE SCHEMA IF NOT EXISTS portcullis_control;
+CREATE TABLE IF NOT EXISTS portcullis_control.schema_version (version integer NOT NULL);
+CREATE TABLE IF NOT EXISTS portcullis_control.api_keys (
     id           text PRIMARY KEY,
     hash         bytea NOT NULL,
     name         text NOT NULL,
@@ -32,8 +33,8 @@ CREATE TABLE IF NOT EXISTS portcullis_api_keys (
     revoked_at   bigint,
     end_sessions boolean NOT NULL DEFAULT false
 );
-CREATE INDEX IF NOT EXISTS portcullis_api_keys_revoked
-    ON portcullis_api_keys (revoked_at) WHERE revoked_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS api_keys_revoked
+    ON portcullis_control.api_keys (revoked_at) WHERE revoked_at IS NOT NULL;
 ";
 
 const COLUMNS: &str =
@@ -95,37 +96,95 @@ impl PostgresKeys {
 
     fn connect(&self) -> Result<Client, StoreError> {
         let mut client = (self.location.connect)().map_err(|e| self.err(e))?;
-        // Lookups are small; a store that hangs must not hold logins.
+        // Names resolve in pg_catalog and the store's own schema only, and
+        // lookups are small: a store that hangs must not hold logins.
         client
-            .batch_execute("SET statement_timeout = '5s'; SET lock_timeout = '5s'")
-            .map_err(|e| self.err(e))?;
-        let mut tx = client.transaction().map_err(|e| self.err(e))?;
-        tx.batch_execute("SELECT pg_catalog.pg_advisory_xact_lock(7316873453211837556)")
-            .map_err(|e| self.err(e))?;
-        tx.batch_execute(SCHEMA).map_err(|e| self.err(e))?;
-        let version: Option<i32> = tx
-            .query_one("SELECT max(version) FROM portcullis_control_schema", &[])
-            .map_err(|e| self.err(e))?
-            .get(0);
-        match version {
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(StoreError::NewerSchema {
-                    path: self.location.label.clone().into(),
-                    found: i64::from(v),
-                    known: i64::from(SCHEMA_VERSION),
-                })
-            }
-            Some(_) => {}
-            None => {
+            .batch_execute(
+                "SET search_path = pg_catalog; SET statement_timeout = '5s'; SET lock_timeout = '5s'",
+            )
+            .map_err(|e| self.db_err(&e))?;
+        let exists: bool = client
+            .query_one(
+                "SELECT pg_catalog.to_regclass('portcullis_control.api_keys') IS NOT NULL \
+                    AND pg_catalog.to_regclass('portcullis_control.schema_version') IS NOT NULL",
+                &[],
+            )
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.db_err(&e))?;
+        if !exists {
+            // Made once, by whoever connects first with the right to
+            // create; afterwards the proxies need only to read and write
+            // rows.
+            let mut tx = client.transaction().map_err(|e| self.db_err(&e))?;
+            tx.batch_execute("SELECT pg_catalog.pg_advisory_xact_lock(1346587467, 1)")
+                .map_err(|e| self.db_err(&e))?;
+            tx.batch_execute(SCHEMA).map_err(|e| self.db_err(&e))?;
+            let none: bool = tx
+                .query_one(
+                    "SELECT NOT EXISTS (SELECT FROM portcullis_control.schema_version)",
+                    &[],
+                )
+                .and_then(|r| r.try_get(0))
+                .map_err(|e| self.db_err(&e))?;
+            if none {
                 tx.execute(
-                    "INSERT INTO portcullis_control_schema (version) VALUES ($1)",
+                    "INSERT INTO portcullis_control.schema_version (version) VALUES ($1)",
                     &[&SCHEMA_VERSION],
                 )
-                .map_err(|e| self.err(e))?;
+                .map_err(|e| self.db_err(&e))?;
+            }
+            tx.commit().map_err(|e| self.db_err(&e))?;
+        }
+        // The schema and its tables belong to one role: tables someone else
+        // put there are not the store's.
+        let owners: i64 = client
+            .query_one(
+                "SELECT count(DISTINCT o) FROM ( \
+                   SELECT nspowner AS o FROM pg_catalog.pg_namespace WHERE nspname = 'portcullis_control' \
+                   UNION ALL SELECT relowner FROM pg_catalog.pg_class \
+                   WHERE relnamespace = 'portcullis_control'::pg_catalog.regnamespace) owners",
+                &[],
+            )
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.db_err(&e))?;
+        if owners != 1 {
+            return Err(self.err(
+                "the schema portcullis_control and its tables belong to different roles; refusing to trust them",
+            ));
+        }
+        let version: Option<i32> = client
+            .query_one(
+                "SELECT max(version) FROM portcullis_control.schema_version",
+                &[],
+            )
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.db_err(&e))?;
+        match version {
+            Some(v) if v > SCHEMA_VERSION => Err(StoreError::NewerSchema {
+                path: self.location.label.clone().into(),
+                found: i64::from(v),
+                known: i64::from(SCHEMA_VERSION),
+            }),
+            Some(_) => Ok(client),
+            None => Err(self.err("the schema version is missing")),
+        }
+    }
+
+    /// A database error with the server's own words (its Display says only
+    /// "db error").
+    fn db_err(&self, e: &postgres::Error) -> StoreError {
+        match e.as_db_error() {
+            Some(db) => self.err(format!("{} ({})", db.message(), db.code().code())),
+            None => {
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(e);
+                while let Some(s) = source {
+                    text.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                self.err(text)
             }
         }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(client)
     }
 
     /// Runs `f` on the connection, making it first when there is none; a
@@ -163,7 +222,7 @@ impl PostgresKeys {
             match f(client) {
                 Ok(v) => return Ok(v),
                 Err(_) if attempt == 0 && client.is_closed() => conn.client = None,
-                Err(e) => return Err(self.err(e)),
+                Err(e) => return Err(self.db_err(&e)),
             }
         }
         Err(self.err("the connection broke twice"))
@@ -186,7 +245,7 @@ impl PostgresKeys {
         let id = record.id.to_string();
         self.with(|c| {
             c.execute(
-                "INSERT INTO portcullis_api_keys (id, hash, name, kind, groups, on_behalf_of, created_at, expires_at)
+                "INSERT INTO portcullis_control.api_keys (id, hash, name, kind, groups, on_behalf_of, created_at, expires_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
                     &id,
@@ -207,7 +266,7 @@ impl PostgresKeys {
         let id = id.to_string();
         let row = self.with(|c| {
             c.query_opt(
-                &format!("SELECT {COLUMNS}, hash FROM portcullis_api_keys WHERE id = $1"),
+                &format!("SELECT {COLUMNS}, hash FROM portcullis_control.api_keys WHERE id = $1"),
                 &[&id],
             )
         })?;
@@ -225,7 +284,7 @@ impl PostgresKeys {
     pub fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
         let rows = self.with(|c| {
             c.query(
-                &format!("SELECT {COLUMNS} FROM portcullis_api_keys ORDER BY created_at DESC, id"),
+                &format!("SELECT {COLUMNS} FROM portcullis_control.api_keys ORDER BY created_at DESC, id"),
                 &[],
             )
         })?;
@@ -236,7 +295,7 @@ impl PostgresKeys {
         let rows = self.with(|c| {
             c.query(
                 &format!(
-                    "SELECT {COLUMNS} FROM portcullis_api_keys WHERE revoked_at >= $1 AND end_sessions"
+                    "SELECT {COLUMNS} FROM portcullis_control.api_keys WHERE revoked_at >= $1 AND end_sessions"
                 ),
                 &[&since],
             )
@@ -253,7 +312,7 @@ impl PostgresKeys {
         let text = id.to_string();
         self.with(|c| {
             c.execute(
-                "UPDATE portcullis_api_keys SET revoked_at = COALESCE(revoked_at, $2),
+                "UPDATE portcullis_control.api_keys SET revoked_at = COALESCE(revoked_at, $2),
                                                 end_sessions = end_sessions OR $3
                  WHERE id = $1",
                 &[&text, &now, &end_sessions],

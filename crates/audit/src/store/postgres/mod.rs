@@ -143,6 +143,16 @@ impl PgTarget {
         Ok(self)
     }
 
+    /// Gives up on a peer that stops answering mid-query after `timeout`
+    /// (TCP user timeout and keepalives), instead of the system's two
+    /// hours: for stores on the login path.
+    pub fn with_network_timeout(mut self, timeout: Duration) -> Self {
+        self.config.tcp_user_timeout(timeout);
+        self.config.keepalives_idle(timeout);
+        self.config.keepalives_interval(Duration::from_secs(1));
+        self
+    }
+
     /// Names the connections in `pg_stat_activity` (default
     /// `portcullis-audit`).
     pub fn with_application_name(mut self, name: &str) -> Self {
