@@ -122,7 +122,9 @@ async fn a_close_the_server_skipped_forgets_nothing() {
     c.send(&fe::concat(&[
         fe::parse("s1", DELETE_ALL, &[]),
         fe::sync(),
-        // The Execute fails, so the server skips the Close.
+        // The Execute fails (refused: a portal Portcullis never saw bound
+        // is not run on a row-limited target), so the server skips the
+        // Close.
         fe::execute("no_such_portal", 0),
         fe::close(b'S', "s1"),
         fe::sync(),
@@ -137,7 +139,7 @@ async fn a_close_the_server_skipped_forgets_nothing() {
     let got = replies(&mut c, 4).await;
     assert_eq!(
         codes(&got),
-        ["34000", "42P05", "54000"],
+        ["42501", "42P05", "54000"],
         "{}",
         raw::tags(&got)
     );

@@ -542,20 +542,23 @@ impl SessionState {
 
     /// Whether an Execute of portal `key` cannot be counted where rows are
     /// counted: the session model never saw it bound (a cursor opened by
-    /// SQL DECLARE or inside code), or it may stand for statements of
-    /// which some are counted and some not (a pipeline re-binding the
-    /// portal before the server answered).
+    /// SQL DECLARE or inside code), or it may stand for a counted statement
+    /// and for one that ends or changes the transaction (a pipeline
+    /// re-binding the portal before the server answered): the counting
+    /// around a COMMIT would report a rollback that did not happen.
     pub fn uncountable_portal(&self, key: &NameKey) -> bool {
+        let mut any = false;
         let mut counted = false;
-        let mut uncounted = false;
+        let mut transaction = false;
         for portal in self.names.portals.get(key) {
-            if portal.row_limit.is_some() {
-                counted = true;
-            } else {
-                uncounted = true;
-            }
+            any = true;
+            counted |= portal.row_limit.is_some();
+            transaction |= portal.texts.iter().any(|t| {
+                t.statement()
+                    .is_some_and(|s| s.class == portcullis_analysis::StatementClass::Transaction)
+            });
         }
-        !counted && !uncounted || counted && uncounted
+        !any || counted && transaction
     }
 
     /// Whether every statement portal `key` may stand for only reads (see
