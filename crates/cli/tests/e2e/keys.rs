@@ -327,3 +327,30 @@ async fn keys_refuse_names_that_cannot_work() {
     assert!(out.stdout.is_empty());
     drop(proxy);
 }
+
+/// A reload that turns API keys off refuses key logins at once (the
+/// store stays open for a reload that turns them on again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_turns_keys_off_refuses_them() {
+    let proxy = Proxy::with(setup()).await;
+    let cfg = proxy.config_path.clone();
+    let (key, _) = create(&cfg, &["--agent", "switched"]);
+    proxy
+        .connect(&proxy.conn_str(("switched", &key), "sslmode=require"))
+        .await
+        .expect("keys on");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("[identity]\n", "[identity]\napi_keys = false\n"),
+    )
+    .unwrap();
+    proxy
+        .handle
+        .reload(portcullis_config::Config::load(&cfg).unwrap())
+        .expect("reload");
+    assert_eq!(
+        refused(&proxy, "switched", &key, "sslmode=require").await,
+        "28P01"
+    );
+}

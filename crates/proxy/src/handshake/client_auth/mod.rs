@@ -83,7 +83,8 @@ pub async fn authenticate(
     ctx: &ConnContext,
 ) -> Result<Authenticated, Ended> {
     let known = ctx.runtime.users.contains_key(user);
-    let passwords = ctx.shared.keys.is_some() || !ctx.runtime.issuers.is_empty();
+    let keys_on = ctx.shared.keys.is_some() && ctx.runtime.config.identity.api_keys;
+    let passwords = keys_on || !ctx.runtime.issuers.is_empty();
     let policy = ctx.runtime.cert_policy.as_ref();
     let certificate = policy.is_some() && stream.peer_certificate().is_some();
     match method_for(known, stream.is_tls(), certificate, passwords) {

@@ -91,7 +91,10 @@ async fn verify(password: &[u8], user: &str, ctx: &ConnContext) -> Result<Identi
     if oidc::looks_like_jws(text) {
         return verify_token(text, user, ctx).await;
     }
-    let store = match &ctx.shared.keys {
+    // The store stays open across reloads; whether keys are accepted is
+    // the configuration in force's to say.
+    let keys_on = ctx.runtime.config.identity.api_keys;
+    let store = match ctx.shared.keys.as_ref().filter(|_| keys_on) {
         Some(store) if keys::looks_like_key(text) => store.clone(),
         Some(_) => return Err(refused("the password is neither an API key nor a token")),
         None => return Err(refused("the password is not a token, and API keys are off")),
