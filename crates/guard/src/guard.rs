@@ -221,13 +221,16 @@ impl Guard {
     /// its rows, `u64::MAX` (the proxy lowers it to what the budget has
     /// left when the statement is sent). None in observe mode.
     fn enforced_row_limit(&self, who: &Who) -> Option<u64> {
-        match self.settings.enforcement {
-            Enforcement::Enforce => self
-                .settings
-                .row_limit
-                .or(who.limits.counts_rows.then_some(u64::MAX)),
-            Enforcement::Observe => None,
-        }
+        self.counts_rows(who)
+            .then(|| self.settings.row_limit.unwrap_or(u64::MAX))
+    }
+
+    /// Whether the rows `who`'s statements change are counted here: by
+    /// the target's row limit or the identity's rows-changed budget, and
+    /// not in observe mode.
+    pub fn counts_rows(&self, who: &Who) -> bool {
+        self.settings.enforcement == Enforcement::Enforce
+            && (self.settings.row_limit.is_some() || who.limits.counts_rows)
     }
 
     fn request(&self, who: &Who, statement: policy::StatementFacts) -> Request {
@@ -296,6 +299,10 @@ impl Guard {
         // one of them prepares or deallocates something.
         let mut scratch: Option<SessionState> = None;
         let mut verdicts = Vec::with_capacity(analysis.statements.len());
+        // Where rows are counted at all, and where the identity's budget
+        // counts every query.
+        let rows_counted = self.counts_rows(who);
+        let budget = rows_counted && who.limits.counts_rows;
         for (index, stmt) in analysis.statements.iter().enumerate() {
             let state = scratch.as_ref().unwrap_or(session);
             // What a DO block or function body does inside (the same under
@@ -357,7 +364,6 @@ impl Guard {
             // read-only (a stable function, a view, a cast) may call code
             // that is not.
             let code_now = stmt_opaque && !prepares(stmt);
-            let budget = who.limits.counts_rows;
             if writes_rows(stmt)
                 || executes_writes(stmt, state)
                 || code_now
@@ -366,7 +372,6 @@ impl Guard {
             {
                 j.row_limit = self.enforced_row_limit(who);
             }
-            let counted = budget && self.enforced_row_limit(who).is_some();
             // Always judged: the columns it infers from are recorded even
             // when something else refuses the statement.
             let masking = self.masking_refusal(stmt, who, state, &mut j.inferred);
@@ -386,7 +391,6 @@ impl Guard {
                     })
                     .or_else(|| portal_refusal(stmt, state))
                     .or_else(|| {
-                        let rows_counted = self.enforced_row_limit(who).is_some();
                         // Under a budget, any WITH HOLD cursor: its query
                         // (a view, a stable function) runs at COMMIT.
                         (rows_counted
@@ -395,8 +399,7 @@ impl Guard {
                         .then(uncountable_cursor)
                     })
                     .or_else(|| {
-                        (counted && (truncates(stmt) || hidden.truncates))
-                            .then(uncountable_truncate)
+                        (budget && (truncates(stmt) || hidden.truncates)).then(uncountable_truncate)
                     })
                 {
                     j.refusal = Some(r);

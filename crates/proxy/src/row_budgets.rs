@@ -78,7 +78,8 @@ impl Budget {
     }
 
     /// Reserves `n` rows until the returned reservation is settled or
-    /// dropped.
+    /// dropped (what [`Budget::reserve_up_to`] does with what is free).
+    #[cfg(test)]
     pub fn reserve(self: &Arc<Self>, n: u64) -> Reservation {
         self.lock().reserved += n;
         Reservation {
@@ -212,10 +213,6 @@ impl Charge {
         for r in self.0 {
             r.settle(rows, now);
         }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 

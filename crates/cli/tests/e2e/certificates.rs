@@ -7,13 +7,11 @@
 
 use std::process::Command;
 
-use portcullis_audit::record::{ConnectionResult, IdentityKind, Record, RecordKind};
-use portcullis_audit::search::Filter;
-use portcullis_audit::{search, SqliteStore};
+use portcullis_audit::record::IdentityKind;
 use portcullis_testbed::rcgen::{DnType, SanType, SerialNumber};
 use portcullis_testbed::{IssuedCert, RustlsConnect, TestPki};
 
-use crate::harness::{cluster, pki, sqlstate, Proxy, Setup, ALICE};
+use crate::harness::{cluster, login_record, pki, sqlstate, Proxy, Setup, ALICE};
 
 const ALPN: &[u8] = b"postgresql";
 
@@ -125,26 +123,7 @@ async fn a_certificate_logs_in_as_the_name_it_carries() {
     drop((c, b));
 
     let dir = proxy.shutdown().await;
-    let store = SqliteStore::open_read_only(&dir.path().join("portcullis-audit.db")).unwrap();
-    let found = search(
-        &store,
-        &Filter {
-            kinds: vec![RecordKind::Connection],
-            subject: Some("nightly-etl".into()),
-            limit: 10,
-            ..Filter::default()
-        },
-    )
-    .unwrap();
-    let c = found
-        .iter()
-        .find_map(|f| match &f.record {
-            Record::Connection(c) if matches!(c.result, ConnectionResult::Succeeded { .. }) => {
-                Some(c)
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no login record: {found:?}"));
+    let c = login_record(dir.path(), "nightly-etl");
     assert_eq!(c.auth_method.as_deref(), Some("certificate"));
     assert_eq!(c.identity.as_ref().unwrap().kind, IdentityKind::Service);
     assert_eq!(

@@ -263,3 +263,30 @@ impl Drop for Proxy {
 pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.as_db_error().map(|d| d.code().code().to_owned())
 }
+
+/// The record of `subject`'s first successful login in the audit store of
+/// a proxy's folder (from [`Proxy::shutdown`]).
+pub fn login_record(dir: &Path, subject: &str) -> portcullis_audit::record::ConnectionRecord {
+    use portcullis_audit::record::{ConnectionResult, Record, RecordKind};
+    let store =
+        portcullis_audit::SqliteStore::open_read_only(&dir.join("portcullis-audit.db")).unwrap();
+    let found = portcullis_audit::search(
+        &store,
+        &portcullis_audit::search::Filter {
+            kinds: vec![RecordKind::Connection],
+            subject: Some(subject.into()),
+            limit: 100,
+            ..portcullis_audit::search::Filter::default()
+        },
+    )
+    .unwrap();
+    found
+        .iter()
+        .find_map(|f| match &f.record {
+            Record::Connection(c) if matches!(c.result, ConnectionResult::Succeeded { .. }) => {
+                Some((**c).clone())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no login record for {subject}: {found:?}"))
+}

@@ -10,12 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use portcullis_audit::record::{ConnectionResult, IdentityKind, Record, RecordKind};
-use portcullis_audit::search::Filter;
-use portcullis_audit::{search, SqliteStore};
+use portcullis_audit::record::IdentityKind;
 use portcullis_testbed::oidc::{self, OidcProvider};
 
-use crate::harness::{cluster, sqlstate, Proxy, Setup};
+use crate::harness::{cluster, login_record, sqlstate, Proxy, Setup};
 
 const SCOPE: &str = "openid email groups offline_access db";
 const WHO: &str = "SELECT current_setting('portcullis.identity') || '|' || \
@@ -223,26 +221,7 @@ async fn a_person_signs_in_with_the_device_flow_and_connects_with_psql_and_env()
 
     // The trail names the person, with the groups the provider gave.
     let dir = proxy.shutdown().await;
-    let store = SqliteStore::open_read_only(&dir.path().join("portcullis-audit.db")).unwrap();
-    let found = search(
-        &store,
-        &Filter {
-            kinds: vec![RecordKind::Connection],
-            subject: Some("dana@example.com".into()),
-            limit: 10,
-            ..Filter::default()
-        },
-    )
-    .unwrap();
-    let c = found
-        .iter()
-        .find_map(|f| match &f.record {
-            Record::Connection(c) if matches!(c.result, ConnectionResult::Succeeded { .. }) => {
-                Some(c)
-            }
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no login record: {found:?}"));
+    let c = login_record(dir.path(), "dana@example.com");
     assert_eq!(c.auth_method.as_deref(), Some("oidc"));
     let who = c.identity.as_ref().unwrap();
     assert_eq!(who.kind, IdentityKind::Human);

@@ -6,12 +6,10 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use portcullis_audit::record::{ConnectionResult, IdentityKind, Record, RecordKind};
-use portcullis_audit::search::Filter;
-use portcullis_audit::{search, SqliteStore};
+use portcullis_audit::record::IdentityKind;
 use portcullis_testbed::oidc::OidcProvider;
 
-use crate::harness::{sqlstate, Proxy, Setup};
+use crate::harness::{login_record, sqlstate, Proxy, Setup};
 
 async fn provider() -> OidcProvider {
     tokio::task::spawn_blocking(|| OidcProvider::start().expect("the test bed's OpenID provider"))
@@ -102,30 +100,11 @@ async fn agents_and_services_log_in_with_provider_tokens() {
 
     let jti = parts(&agent).1["jti"].as_str().unwrap().to_owned();
     let dir = proxy.shutdown().await;
-    let store = SqliteStore::open_read_only(&dir.path().join("portcullis-audit.db")).unwrap();
     for (who, kind) in [
         ("report-bot", IdentityKind::Agent),
         ("nightly-etl", IdentityKind::Service),
     ] {
-        let found = search(
-            &store,
-            &Filter {
-                kinds: vec![RecordKind::Connection],
-                subject: Some(who.into()),
-                limit: 100,
-                ..Filter::default()
-            },
-        )
-        .unwrap();
-        let c = found
-            .iter()
-            .find_map(|f| match &f.record {
-                Record::Connection(c) if matches!(c.result, ConnectionResult::Succeeded { .. }) => {
-                    Some(c)
-                }
-                _ => None,
-            })
-            .unwrap_or_else(|| panic!("no login record for {who}: {found:?}"));
+        let c = login_record(dir.path(), who);
         assert_eq!(c.auth_method.as_deref(), Some("oidc"));
         assert_eq!(c.identity.as_ref().unwrap().kind, kind);
         let credential = c.credential.as_deref().unwrap();

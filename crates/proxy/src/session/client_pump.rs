@@ -328,12 +328,15 @@ fn judge(
         fe::EXECUTE => {
             metrics.statements(1);
             let portal = portcullis_wire::framing::read_cstr(body, 0).map(|(p, _)| p);
-            if let Some(reply) = portal.and_then(|p| guarded.execute_refusal(p)) {
-                metrics.error(ErrorKind::Refused);
-                pending.sent(refused(reply, false), settle);
-                return Action::Replace(guarding::refused_step());
-            }
-            let (limited, ticket) = portal.map_or((None, None), |p| guarded.execute(p));
+            let (limited, ticket) = match portal.map(|p| guarded.execute(p)) {
+                None => (None, None),
+                Some(Ok(judged)) => judged,
+                Some(Err(reply)) => {
+                    metrics.error(ErrorKind::Refused);
+                    pending.sent(refused(reply, false), settle);
+                    return Action::Replace(guarding::refused_step());
+                }
+            };
             let audited = audit.zip(portal).and_then(|(a, p)| a.executes(p));
             // The proxy's Describe, when the client did not just describe
             // this portal (a malformed Execute needs none: the server
@@ -351,7 +354,12 @@ fn judge(
             let mut out = BytesMut::new();
             let mut after_bytes = BytesMut::new();
             let mut after = None;
-            if let Some((limit, over, reads_only)) = limited {
+            if let Some(guarding::CountedExecute {
+                limit,
+                over,
+                reads_only,
+            }) = limited
+            {
                 // Count the rows around it (see row_limit.rs).
                 let (limit, over, charge) = guarded.draw(limit, over, reads_only);
                 let (before_bytes, before) = row_limit::before_execute();

@@ -108,6 +108,15 @@ pub(crate) enum Verdict {
     Refuse(Bytes),
 }
 
+/// An Execute that runs under a row limit (see `row_limit.rs`).
+pub(crate) struct CountedExecute {
+    pub limit: u64,
+    /// What the client gets if it goes over.
+    pub over: Bytes,
+    /// The statement only reads, as far as its text shows.
+    pub reads_only: bool,
+}
+
 /// What the login left a session with, for its guard.
 pub(crate) struct Start<'a> {
     pub peer: Option<SocketAddr>,
@@ -562,49 +571,38 @@ impl Guarded {
     }
 
     /// An Execute of `portal`: the statement bound to it runs now. Returns
-    /// the row limit it runs under (and the error for going over), if any,
-    /// and the ticket that settles what it changes.
-    /// Where rows are counted, an Execute of a portal the proxy cannot
-    /// count is refused before it runs (see
-    /// `SessionState::uncountable_portal`): the client gets this reply.
-    pub fn execute_refusal(&self, portal: &[u8]) -> Option<Bytes> {
-        let settings = self.target.guard.settings();
-        let counted = settings.enforcement == portcullis_policy::Enforcement::Enforce
-            && (settings.row_limit.is_some() || !self.budgets.is_empty());
-        if !counted {
-            return None;
-        }
-        let state = self.state();
-        let key = state.protocol_name(portal).ok()?;
-        if !state.uncountable_portal(&key) {
-            return None;
-        }
-        let r = Refusal::error(
-            sqlstate::INSUFFICIENT_PRIVILEGE,
-            "statement refused by Portcullis: the rows this Execute changes cannot be counted: its portal was not bound through Portcullis (a cursor opened by DECLARE or inside code), or may still stand for more than one statement",
-        )
-        .hint("Fetch from cursors with FETCH, and send a Sync before binding the same portal to another statement.");
-        info!(parent: &self.span, "refused an Execute of a portal whose rows cannot be counted");
-        Some(r.to_bytes())
-    }
-
-    pub fn execute(&self, portal: &[u8]) -> (Option<(u64, Bytes, bool)>, Option<Ticket>) {
+    /// the row limit it runs under (the error for going over, and whether
+    /// it only reads), if any, and the ticket that settles what it changes.
+    /// Where rows are counted, an Execute of a portal whose rows cannot be
+    /// counted (see `SessionState::uncountable_portal`) is refused: `Err`
+    /// holds the client's reply.
+    pub fn execute(
+        &self,
+        portal: &[u8],
+    ) -> Result<(Option<CountedExecute>, Option<Ticket>), Bytes> {
         let mut state = self.state();
         // A name the proxy cannot key was refused at Bind: no portal of
         // the proxy's can stand behind it.
         let Ok(key) = state.protocol_name(portal) else {
-            return (None, None);
+            return Ok((None, None));
         };
-        let reads_only = state.portal_reads_only(&key);
-        let (limit, ticket) = state.execute(&key);
-        let limit = limit.map(|l| {
-            (
-                l,
-                super::row_limit::exceeded(l, &self.target.config.name),
-                reads_only,
+        if self.target.guard.counts_rows(&self.who) && state.uncountable_portal(&key) {
+            info!(parent: &self.span, "refused an Execute of a portal whose rows cannot be counted");
+            return Err(Refusal::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "statement refused by Portcullis: the rows this Execute changes cannot be counted: its portal was not bound through Portcullis (a cursor opened by DECLARE or inside code), or may still stand for more than one statement",
             )
+            .hint("Fetch from cursors with FETCH, and send a Sync before binding the same portal to another statement.")
+            .to_bytes());
+        }
+        let (limit, ticket) = state.execute(&key);
+        // Only a limited Execute needs to know whether it only reads.
+        let limit = limit.map(|l| CountedExecute {
+            limit: l,
+            over: super::row_limit::exceeded(l, &self.target.config.name),
+            reads_only: state.portal_reads_only(&key),
         });
-        (limit, ticket)
+        Ok((limit, ticket))
     }
 
     /// A Close of a statement (`kind` b'S') or portal. Returns the change

@@ -1039,6 +1039,15 @@ mod tests {
         }
     }
 
+    /// The row-limit check after a statement, settling `charge`.
+    fn charged_check(charge: crate::row_budgets::Charge) -> Entry {
+        Entry::Hidden {
+            step: false,
+            on_error: Some(Bytes::from_static(b"limit")),
+            charge: Some(crate::row_budgets::ChargeSlot::new(charge)),
+        }
+    }
+
     /// A budget of 100 rows, and the charge of a statement that drew 50.
     fn one_budget() -> (
         std::sync::Arc<crate::row_budgets::Budget>,
@@ -1067,14 +1076,7 @@ mod tests {
         let p = Pending::new(b'I');
         p.sent(hidden(false, None), &mut no);
         p.sent(Entry::QueryPart, &mut no);
-        p.sent(
-            Entry::Hidden {
-                step: false,
-                on_error: Some(Bytes::from_static(b"limit")),
-                charge: Some(crate::row_budgets::ChargeSlot::new(charge)),
-            },
-            &mut no,
-        );
+        p.sent(charged_check(charge), &mut no);
         p.sent(Entry::query(now()), &mut no);
         assert_eq!(p.route(true, b""), Route::Hidden);
         assert_eq!(p.route(true, b"DELETE 7"), Route::Hold);
@@ -1096,14 +1098,7 @@ mod tests {
         let (budget, allowance, charge) = one_budget();
         let p = Pending::new(b'I');
         p.sent(Entry::QueryPart, &mut no);
-        p.sent(
-            Entry::Hidden {
-                step: false,
-                on_error: Some(Bytes::from_static(b"limit")),
-                charge: Some(crate::row_budgets::ChargeSlot::new(charge)),
-            },
-            &mut no,
-        );
+        p.sent(charged_check(charge), &mut no);
         p.sent(Entry::query(now()), &mut no);
         assert_eq!(p.route(true, b"DELETE 7"), Route::Hold);
         // DataRow: one column, "(0)".
@@ -1117,14 +1112,7 @@ mod tests {
         let (budget, allowance, charge) = one_budget();
         let p = Pending::new(b'I');
         p.sent(Entry::QueryPart, &mut no);
-        p.sent(
-            Entry::Hidden {
-                step: false,
-                on_error: Some(Bytes::from_static(b"limit")),
-                charge: Some(crate::row_budgets::ChargeSlot::new(charge)),
-            },
-            &mut no,
-        );
+        p.sent(charged_check(charge), &mut no);
         p.sent(Entry::query(now()), &mut no);
         // The client's statement fails: the check never runs.
         p.error(false, &mut no);
