@@ -23,7 +23,8 @@ pub use identity::{
     secure_url, ClientCertificates, IdentityConfig, OidcIssuer, CERTIFICATE_NAMES, OIDC_ALGORITHMS,
 };
 pub use limits::{
-    effective as effective_limits, EffectiveLimits, Limit, RowsChanged, DEFAULT_ROWS_CHANGED_WINDOW,
+    effective as effective_limits, EffectiveLimits, Limit, Returned, RowsChanged,
+    DEFAULT_ROWS_CHANGED_WINDOW,
 };
 pub use masking::{ColumnRule, Inference, Masking};
 pub use model::*;

@@ -33,6 +33,19 @@ pub struct Limit {
     /// The sliding window of `max_rows_changed`; default one hour.
     #[serde(default)]
     pub rows_changed_window: Option<Duration>,
+    /// Most rows one statement may return (result rows and COPY TO rows;
+    /// each Execute and each FETCH is a statement).
+    #[serde(default)]
+    pub max_rows_returned: Option<u64>,
+    /// Most bytes of result data one statement may return.
+    #[serde(default)]
+    pub max_bytes_returned: Option<u64>,
+    /// Most rows one session may be returned, over all its statements.
+    #[serde(default)]
+    pub max_rows_returned_per_session: Option<u64>,
+    /// Most bytes of result data one session may be returned.
+    #[serde(default)]
+    pub max_bytes_returned_per_session: Option<u64>,
 }
 
 /// `max_rows_changed` rows per `window`, from the `[[limit]]` `name`.
@@ -41,6 +54,36 @@ pub struct RowsChanged {
     pub name: String,
     pub max: u64,
     pub window: std::time::Duration,
+}
+
+/// How much result data an identity's statements and sessions may return
+/// (`max_rows_returned` and the like), each the strictest of every
+/// matching `[[limit]]`, with that entry's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Returned {
+    pub rows: Option<(u64, String)>,
+    pub bytes: Option<(u64, String)>,
+    pub session_rows: Option<(u64, String)>,
+    pub session_bytes: Option<(u64, String)>,
+}
+
+impl Returned {
+    /// Whether any of them is set.
+    pub fn any(&self) -> bool {
+        self.rows.is_some()
+            || self.bytes.is_some()
+            || self.session_rows.is_some()
+            || self.session_bytes.is_some()
+    }
+}
+
+/// Keeps the smaller of `slot` and `value` (from limit `name`).
+fn tighten(slot: &mut Option<(u64, String)>, value: Option<u64>, name: &str) {
+    if let Some(n) = value {
+        if slot.as_ref().is_none_or(|(m, _)| n < *m) {
+            *slot = Some((n, name.to_owned()));
+        }
+    }
 }
 
 /// The window of `max_rows_changed` when none is given.
@@ -66,6 +109,7 @@ pub struct EffectiveLimits {
     pub max_sessions: Option<(usize, String)>,
     pub statement_timeout: Option<(std::time::Duration, String)>,
     pub rows_changed: Vec<RowsChanged>,
+    pub returned: Returned,
 }
 
 /// The limits `limits` set for an identity of `kind`, `subject`, `groups`.
@@ -96,6 +140,19 @@ pub fn effective(
                     .map_or(DEFAULT_ROWS_CHANGED_WINDOW, |w| w.0),
             });
         }
+        let r = &mut out.returned;
+        tighten(&mut r.rows, l.max_rows_returned, &l.name);
+        tighten(&mut r.bytes, l.max_bytes_returned, &l.name);
+        tighten(
+            &mut r.session_rows,
+            l.max_rows_returned_per_session,
+            &l.name,
+        );
+        tighten(
+            &mut r.session_bytes,
+            l.max_bytes_returned_per_session,
+            &l.name,
+        );
     }
     out
 }
@@ -120,7 +177,39 @@ mod tests {
             statement_timeout: timeout.map(Duration::from_secs),
             max_rows_changed: None,
             rows_changed_window: None,
+            max_rows_returned: None,
+            max_bytes_returned: None,
+            max_rows_returned_per_session: None,
+            max_bytes_returned_per_session: None,
         }
+    }
+
+    #[test]
+    fn the_smallest_returned_limit_of_each_kind_wins() {
+        let mut agents = limit("agents", &[IdentityKind::Agent], &[], None, None);
+        agents.max_rows_returned = Some(1000);
+        agents.max_bytes_returned_per_session = Some(1 << 20);
+        let mut batch = limit("batch", &[], &["batch"], None, None);
+        batch.max_rows_returned = Some(50);
+        batch.max_bytes_returned_per_session = Some(1 << 30);
+        batch.max_rows_returned_per_session = Some(5000);
+        let e = effective(
+            &[agents, batch],
+            IdentityKind::Agent,
+            "bot",
+            &["batch".into()],
+        );
+        assert_eq!(
+            e.returned,
+            Returned {
+                rows: Some((50, "batch".into())),
+                bytes: None,
+                session_rows: Some((5000, "batch".into())),
+                session_bytes: Some((1 << 20, "agents".into())),
+            }
+        );
+        assert!(e.returned.any());
+        assert!(!Returned::default().any());
     }
 
     #[test]

@@ -799,13 +799,34 @@ impl Validator<'_> {
                     return Err(self.err(key("rows_changed_window"), "must be between 1s and 31d"));
                 }
             }
+            let returned = [
+                ("max_rows_returned", l.max_rows_returned),
+                ("max_bytes_returned", l.max_bytes_returned),
+                (
+                    "max_rows_returned_per_session",
+                    l.max_rows_returned_per_session,
+                ),
+                (
+                    "max_bytes_returned_per_session",
+                    l.max_bytes_returned_per_session,
+                ),
+            ];
+            for (name, value) in returned {
+                if value == Some(0) {
+                    return Err(self.err(
+                        key(name),
+                        "is zero; every statement that returns a row would fail (to allow no reads, give the identity a role without SELECT, [[target.profile]])",
+                    ));
+                }
+            }
             if l.max_sessions.is_none()
                 && l.statement_timeout.is_none()
                 && l.max_rows_changed.is_none()
+                && returned.iter().all(|(_, v)| v.is_none())
             {
                 return Err(self.err(
                     key("name"),
-                    "sets no limit; give max_sessions, statement_timeout or max_rows_changed",
+                    "sets no limit; give max_sessions, statement_timeout, max_rows_changed or a max_*_returned limit",
                 ));
             }
         }

@@ -1298,6 +1298,39 @@ fn client_certificates_are_checked() {
 }
 
 #[test]
+fn returned_limits_are_checked() {
+    let limit = |body: &str| {
+        format!(
+            "{}[[limit]]\nname = \"agents\"\nkinds = [\"agent\"]\n{body}\n",
+            minimal()
+        )
+    };
+    let c = valid(&limit(
+        "max_rows_returned = 1000\nmax_bytes_returned = 65536\nmax_rows_returned_per_session = 10000\nmax_bytes_returned_per_session = 1048576",
+    ));
+    let e = portcullis_config::effective_limits(
+        &c.limits,
+        portcullis_config::IdentityKind::Agent,
+        "bot",
+        &[],
+    );
+    assert_eq!(e.returned.rows, Some((1000, "agents".into())));
+    assert_eq!(e.returned.session_bytes, Some((1048576, "agents".into())));
+    for key in [
+        "max_rows_returned",
+        "max_bytes_returned",
+        "max_rows_returned_per_session",
+        "max_bytes_returned_per_session",
+    ] {
+        assert_invalid(
+            &limit(&format!("{key} = 0")),
+            &format!("limit \"agents\".{key}"),
+            "is zero",
+        );
+    }
+}
+
+#[test]
 fn rows_changed_limits_are_checked() {
     let limit = |body: &str| {
         format!(

@@ -175,9 +175,15 @@ pub fn query(buf: &mut BytesMut, sql: &str) {
 
 /// Parse of a statement without parameter types.
 pub fn parse(buf: &mut BytesMut, name: &[u8], sql: &str) {
+    parse_bytes(buf, name, sql.as_bytes());
+}
+
+/// Parse from raw statement bytes (which must hold no NUL, as the text of
+/// a Query never does).
+pub fn parse_bytes(buf: &mut BytesMut, name: &[u8], sql: &[u8]) {
     message(buf, fe::PARSE, |b| {
         cstr(b, name);
-        cstr(b, sql.as_bytes());
+        cstr(b, sql);
         b.put_i16(0);
     });
 }
@@ -220,10 +226,19 @@ pub fn bind(buf: &mut BytesMut, portal: &[u8], statement: &[u8], params: &[&[u8]
 
 /// Execute of `portal`, all rows.
 pub fn execute(buf: &mut BytesMut, portal: &[u8]) {
+    execute_rows(buf, portal, 0);
+}
+
+/// Execute of `portal`, at most `max_rows` rows (0: all).
+pub fn execute_rows(buf: &mut BytesMut, portal: &[u8], max_rows: i32) {
     message(buf, fe::EXECUTE, |b| {
         cstr(b, portal);
-        b.put_i32(0);
+        b.put_i32(max_rows);
     });
+}
+
+pub fn flush(buf: &mut BytesMut) {
+    message(buf, fe::FLUSH, |_| {});
 }
 
 /// Close of a statement (`b'S'`) or portal (`b'P'`).
