@@ -32,6 +32,7 @@ mod profiles;
 mod protocol;
 mod row_limit;
 mod rows_changed;
+mod rows_returned;
 mod session_identity;
 mod shapes;
 mod soundness;

@@ -20,7 +20,8 @@ use super::auditing::SessionAudit;
 use super::buffer::ReadBuffer;
 use super::function_call;
 use super::guarding::{self, Guarded, Verdict};
-use super::pending::{Entry, Pending, Rows, Step};
+use super::pending::{Entry, Pending, Rows, Shown, Step};
+use super::returned::{self, Outcome};
 use super::row_limit;
 use super::{write_all_tracked, End};
 use crate::audit::records::MessageVerdict;
@@ -76,6 +77,14 @@ enum Action {
     Forward,
     /// Send these bytes upstream instead of the message.
     Replace(BytesMut),
+    /// Send these bytes upstream instead of the message, then send nothing
+    /// more until the statement they run has ended, whose returned rows
+    /// are counted (see `returned.rs`). `query`: when the client sent a
+    /// Query (at this time), which the proxy sent as extended messages.
+    Counted {
+        bytes: BytesMut,
+        query: Option<Instant>,
+    },
     Terminate,
     Refuse(Refusal),
 }
@@ -176,6 +185,12 @@ fn judge(
                     }
                 }
             }
+            // Its statement's rows are counted (see `returned.rs`).
+            let counted = pending.is_metered()
+                && judged
+                    .analysis
+                    .as_ref()
+                    .is_some_and(|a| a.statements.len() == 1 && returned::any_returns_rows(a));
             let entry = Entry::Query {
                 at,
                 tickets,
@@ -184,6 +199,21 @@ fn judge(
                 audited,
             };
             match verdict {
+                Verdict::Pass if counted => {
+                    counted_query(pending, guarded, sql, entry, None, settle)
+                }
+                Verdict::Limited {
+                    limit,
+                    over,
+                    reads_only,
+                } if counted => counted_query(
+                    pending,
+                    guarded,
+                    sql,
+                    entry,
+                    Some((limit, over, reads_only)),
+                    settle,
+                ),
                 Verdict::Pass => {
                     pending.sent(entry, settle);
                     Action::Forward
@@ -319,7 +349,7 @@ fn judge(
             pending.sent(
                 Entry::Describe {
                     rows,
-                    hidden: false,
+                    reply: Shown::Client,
                 },
                 settle,
             );
@@ -347,13 +377,16 @@ fn judge(
                 }
                 _ => None,
             };
-            if limited.is_none() && describe.is_none() {
+            let metered = pending.is_metered();
+            if limited.is_none() && describe.is_none() && !metered {
                 pending.sent(Entry::Step(Step::Execute, ticket, audited), settle);
                 return Action::Forward;
             }
             let mut out = BytesMut::new();
             let mut after_bytes = BytesMut::new();
             let mut after = None;
+            // Messages of the proxy's right before the Execute.
+            let mut lead = 0;
             if let Some(guarding::CountedExecute {
                 limit,
                 over,
@@ -364,6 +397,7 @@ fn judge(
                 let (limit, over, charge) = guarded.draw(limit, over, reads_only);
                 let (before_bytes, before) = row_limit::before_execute();
                 out = before_bytes;
+                lead += before.len();
                 for e in before {
                     pending.sent(e, settle);
                 }
@@ -374,15 +408,46 @@ fn judge(
             if let Some(p) = describe {
                 encode::describe_portal(&mut out, p);
                 let rows = Some(Rows::Portal(p.to_vec()));
-                pending.sent(Entry::Describe { rows, hidden: true }, settle);
+                lead += 1;
+                pending.sent(
+                    Entry::Describe {
+                        rows,
+                        reply: Shown::Hidden,
+                    },
+                    settle,
+                );
             }
-            pending.sent(Entry::Step(Step::Execute, ticket, audited), settle);
+            let cap = match (metered, portal) {
+                (true, Some(p)) => {
+                    // The client's own row count follows the portal name.
+                    let client_max = body
+                        .get(p.len() + 1..p.len() + 5)
+                        .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    pending
+                        .sent_counted(ticket, audited, (client_max, lead), settle)
+                        .map(|cap| (p, cap))
+                }
+                _ => {
+                    pending.sent(Entry::Step(Step::Execute, ticket, audited), settle);
+                    None
+                }
+            };
             for e in after.into_iter().flatten() {
                 pending.sent(e, settle);
             }
-            out.extend_from_slice(head);
+            match cap {
+                Some((p, cap)) => encode::execute_rows(&mut out, p, cap),
+                None => out.extend_from_slice(head),
+            }
             out.extend_from_slice(&after_bytes);
-            Action::Replace(out)
+            if cap.is_none() {
+                return Action::Replace(out);
+            }
+            encode::flush(&mut out);
+            Action::Counted {
+                bytes: out,
+                query: None,
+            }
         }
         fe::SYNC => {
             pending.sent_sync(Instant::now());
@@ -399,7 +464,10 @@ fn judge(
             };
             // Only an audited message can be retracted (see `StrictWait`).
             let mark = audit.map_or(0, |_| pending.mark());
-            let mut verdict = if function_call::allowed(oid) {
+            let mut verdict = if pending.is_metered() {
+                // Its result is not a row the limits could count.
+                Verdict::Refuse(returned::function_call_refusal())
+            } else if function_call::allowed(oid) {
                 match function_call::judged_as(oid) {
                     Some(sql) => guarded.function_call(sql),
                     None => Verdict::Pass,
@@ -541,6 +609,20 @@ impl ClientPump<'_> {
                         run_start = pos;
                         self.discarding = self.splitter.mid_message();
                     }
+                    Action::Counted { bytes, query } => {
+                        if let Err(e) = self.flush(run_start, pos).await {
+                            return e;
+                        }
+                        if let Err(e) = self.write(&bytes).await {
+                            return e;
+                        }
+                        pos += len;
+                        run_start = pos;
+                        self.discarding = self.splitter.mid_message();
+                        if let Err(e) = self.counted(query).await {
+                            return e;
+                        }
+                    }
                     Action::Terminate => {
                         pos += len;
                         let end = self.flush(run_start, pos).await.err();
@@ -600,6 +682,58 @@ impl ClientPump<'_> {
                 Ok(n) => self.metrics.client_bytes(n as u64),
             }
         }
+    }
+
+    /// Waits until the counted statement just sent has ended, reading on
+    /// from the client meanwhile (so that a client gone is noticed), then
+    /// sends what ends it: over its limit, a Parse that fails, so that the
+    /// server fails the statement too; for a Query, the Sync that ends it.
+    async fn counted(&mut self, query: Option<Instant>) -> Result<(), End> {
+        let pending = self.pending;
+        let outcome = loop {
+            let room = self.rb.buf.len() < HELD_CLIENT_BYTES;
+            tokio::select! {
+                o = pending.outcome() => break o,
+                r = self.rb.fill(&mut self.reader, 0), if room => match r {
+                    Ok(0) | Err(_) => return Err(End::ClientGone),
+                    Ok(n) => self.metrics.client_bytes(n as u64),
+                },
+            }
+        };
+        let mut out = BytesMut::new();
+        {
+            let _gate = self.guarded.gate();
+            let settle = &mut |t, ran| self.guarded.settle(t, ran);
+            if let Outcome::Over(error) = &outcome {
+                self.metrics.error(ErrorKind::Limit);
+                out = guarding::refused_step();
+                pending.sent(
+                    Entry::Hidden {
+                        step: true,
+                        on_error: Some(error.clone()),
+                        charge: None,
+                        audited: None,
+                    },
+                    settle,
+                );
+            }
+            match (query, outcome) {
+                // The server discards the Query, as PostgreSQL would have.
+                (_, Outcome::Skipped) | (None, _) => {}
+                (Some(at), _) => {
+                    encode::sync(&mut out);
+                    pending.sent_sync(at);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.write(&out).await?;
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| End::UpstreamLost(format!("write to server: {e}")))
     }
 
     /// Waits for a held message's audit record. If it is not committed in
@@ -668,6 +802,96 @@ impl ClientPump<'_> {
 async fn shutdown<W: AsyncWrite + Unpin>(w: &mut W) -> std::io::Result<()> {
     w.flush().await?;
     w.shutdown().await
+}
+
+/// How much a client may send while a counted statement runs before the
+/// proxy stops reading (it reads on only to notice the client going away).
+const HELD_CLIENT_BYTES: usize = 1 << 20;
+
+/// A Query whose one statement can return rows, in a session with limits
+/// on what it is returned: sent as extended messages under a reserved
+/// name, so that its implicit transaction stays open until the proxy's
+/// Sync (see `returned.rs`). `limited`: the row limit it also runs under
+/// (its limit, error and whether it only reads, see `row_limit.rs`).
+fn counted_query(
+    pending: &Pending,
+    guarded: &Guarded,
+    sql: &[u8],
+    entry: Entry,
+    limited: Option<(u64, Bytes, bool)>,
+    settle: super::pending::Settle<'_>,
+) -> Action {
+    let Entry::Query {
+        at,
+        mut tickets,
+        analysis,
+        audited,
+        ..
+    } = entry
+    else {
+        unreachable!("a Query's entry")
+    };
+    let audited = audited.first().copied();
+    let ticket = tickets
+        .iter()
+        .position(|(i, _)| *i == 0)
+        .map(|k| tickets.swap_remove(k).1);
+    let hidden = |audited| Entry::Hidden {
+        step: true,
+        on_error: None,
+        charge: None,
+        audited,
+    };
+    let name = returned::QUERY_NAME;
+    let mut out = BytesMut::new();
+    // What the last such Query left (its statement; its portal, inside a
+    // transaction) goes first: the names must be free.
+    encode::close(&mut out, b'S', name);
+    encode::close(&mut out, b'P', name);
+    encode::parse_bytes(&mut out, name, sql);
+    encode::bind(&mut out, name, name, &[]);
+    let mut lead = 4;
+    for audited in [None, None, audited, audited] {
+        pending.sent(hidden(audited), settle);
+    }
+    let mut after = None;
+    if let Some((limit, over, reads_only)) = limited {
+        let (limit, over, charge) = guarded.draw(limit, over, reads_only);
+        let (bytes, entries) = row_limit::before_execute();
+        out.extend_from_slice(&bytes);
+        lead += entries.len();
+        for e in entries {
+            pending.sent(e, settle);
+        }
+        after = Some(row_limit::after_execute(limit, over, charge));
+    }
+    encode::describe_portal(&mut out, name);
+    lead += 1;
+    pending.sent(
+        Entry::Describe {
+            rows: Some(Rows::Statement(analysis, 0)),
+            reply: Shown::RowsOnly,
+        },
+        settle,
+    );
+    let cap = pending.sent_counted(ticket, audited, (0, lead), settle);
+    encode::execute_rows(&mut out, name, cap.unwrap_or(0));
+    if let Some((bytes, entries)) = after {
+        out.extend_from_slice(&bytes);
+        for e in entries {
+            pending.sent(e, settle);
+        }
+    }
+    encode::flush(&mut out);
+    match cap {
+        Some(_) => Action::Counted {
+            bytes: out,
+            query: Some(at),
+        },
+        // The server discards it all (an earlier message failed), as it
+        // would have discarded the Query.
+        None => Action::Replace(out),
+    }
 }
 
 /// Counts a message that chooses rows by a column masked for its caller.

@@ -67,6 +67,8 @@ pub(crate) struct Guarded {
     application_name: Option<String>,
     /// The identity's rows-changed budgets (`row_budgets.rs`).
     budgets: SessionBudgets,
+    /// What the session is returned is limited (`returned.rs`).
+    metered: bool,
 }
 
 /// A judged message: what to do with it, what it changes in the session
@@ -128,6 +130,8 @@ pub(crate) struct Start<'a> {
     pub limits: portcullis_guard::SessionLimits,
     /// Its rows-changed budgets.
     pub budgets: SessionBudgets,
+    /// Whether what it is returned is limited (`returned.rs`).
+    pub metered: bool,
 }
 
 impl Guarded {
@@ -147,6 +151,7 @@ impl Guarded {
             search_path,
             limits,
             budgets,
+            metered,
         } = start;
         let (role, startup_messages) = (upstream.role.as_str(), &upstream.startup_messages[..]);
         let kind = match identity.kind {
@@ -178,6 +183,7 @@ impl Guarded {
             audited,
             application_name: None,
             budgets,
+            metered,
         };
         for (name, value) in portcullis_wire::decode::parameter_statuses(startup_messages) {
             g.parameter_status(name, value);
@@ -330,6 +336,14 @@ impl Guarded {
         let mut verdict = self.conclude(&j, "query");
         let audit = self.message_verdict(&j, &sql);
         let mut tickets = Vec::new();
+        if let (Verdict::Pass, Some(a), true) = (&verdict, &j.analysis, self.metered) {
+            if let Some(r) = uncountable_query(a, j.row_limit.is_some()) {
+                return Judged {
+                    audit: refused_whole(audit, &r),
+                    ..Judged::refused(self.refuse(&r, "query"), r.sqlstate)
+                };
+            }
+        }
         if let (Verdict::Pass, Some(a)) = (&verdict, &j.analysis) {
             if let Some(limit) = j.row_limit {
                 if a.statements.len() != 1 {
@@ -676,6 +690,34 @@ impl Guarded {
         );
         Verdict::Refuse(r.to_bytes())
     }
+}
+
+/// Why a Query cannot run in a session whose returned rows are counted
+/// (see `returned.rs`), if it cannot: a statement that can return rows
+/// must come alone, and a CALL whose changed rows are counted too cannot
+/// be sent as the extended messages counting returned rows needs (a
+/// procedure may COMMIT there, out of reach of the count).
+fn uncountable_query(a: &Analysis, rows_changed_counted: bool) -> Option<Refusal> {
+    if a.statements.len() > 1 && super::returned::any_returns_rows(a) {
+        return Some(
+            Refusal::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "the rows this session is returned are limited: a statement that returns rows must be sent as a query of its own, not with other statements",
+            )
+            .hint("Send each statement as a query of its own."),
+        );
+    }
+    let call = a
+        .statements
+        .first()
+        .is_some_and(|s| s.class == portcullis_analysis::StatementClass::Call);
+    (call && rows_changed_counted).then(|| {
+        Refusal::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            "CALL refused by Portcullis: both the rows this session changes and the rows it is returned are counted, and a procedure could commit out of reach of the count",
+        )
+        .hint("Run the procedure's statements one by one, or ask an administrator about the limits.")
+    })
 }
 
 /// A judged message's audit verdict, refused as a whole by Portcullis

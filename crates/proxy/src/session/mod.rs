@@ -16,6 +16,7 @@ pub mod lexing;
 mod masking;
 mod outbox;
 mod pending;
+mod returned;
 mod row_limit;
 mod server_pump;
 mod woken;
@@ -153,13 +154,20 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
                 counts_rows: !budgets.is_empty(),
             },
             budgets,
+            metered: limits.returned.any(),
         },
         span,
         session_audit.is_some(),
     );
     let (client_r, client_w) = client.split();
     let (upstream_r, mut upstream_w) = upstream.stream.split();
-    let pending = pending::Pending::new(upstream.status);
+    let pending = pending::Pending::metered(
+        upstream.status,
+        limits
+            .returned
+            .any()
+            .then(|| returned::Meter::new(limits.returned.clone())),
+    );
     if let Some(a) = &session_audit {
         if let Err(r) = opened(a).await {
             warn!(parent: &guarded.span, "session refused: its audit record could not be written");

@@ -33,6 +33,8 @@ use portcullis_analysis::Analysis;
 use portcullis_guard::Ticket;
 use tokio::sync::Notify;
 
+use super::returned::{Meter, Metered, Outcome};
+
 /// Receives the outcome of each change to prepared statements and portals
 /// the ledger carried: `true` when the server ran its message.
 pub(crate) type Settle<'a> = &'a mut dyn FnMut(Ticket, bool);
@@ -100,10 +102,8 @@ pub(crate) enum Entry {
     /// Execute) the audit record of the statement it runs.
     Step(Step, Option<Ticket>, Option<Audited>),
     /// A Describe of a portal (`rows`: what it runs) or, with `rows`
-    /// `None`, of a prepared statement. `hidden` when the proxy sent it (to
-    /// learn an Execute's columns, see `client_pump`): its reply never
-    /// reaches the client.
-    Describe { rows: Option<Rows>, hidden: bool },
+    /// `None`, of a prepared statement; `reply`: who sees its answer.
+    Describe { rows: Option<Rows>, reply: Shown },
     /// A Sync: answered by ReadyForQuery.
     Sync(Instant),
     /// A Query or FunctionCall: any replies, then ReadyForQuery. `tickets`
@@ -143,10 +143,27 @@ pub(crate) enum Entry {
         step: bool,
         on_error: Option<Bytes>,
         charge: Option<ChargeSlot>,
+        /// The audit record of the client's statement it stands for (the
+        /// Parse and Bind of a Query sent as extended messages, see
+        /// `returned.rs`): its error is that statement's outcome.
+        audited: Option<Audited>,
     },
     /// The client's own statement inside a Query the proxy extended with
     /// hidden statements: its replies pass, and its CommandComplete ends it.
     QueryPart,
+}
+
+/// Who sees the answer to a Describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shown {
+    Client,
+    /// The proxy sent it (to learn an Execute's columns, see
+    /// `client_pump`): its reply never reaches the client.
+    Hidden,
+    /// The proxy sent it for a Query it sends as extended messages: a
+    /// RowDescription goes to the client (as the Query's would), NoData
+    /// (which a Query never sends) does not.
+    RowsOnly,
 }
 
 impl Entry {
@@ -164,6 +181,11 @@ impl Entry {
     /// Part of a Query: its error ends the Query (ReadyForQuery follows).
     fn is_query_part(&self) -> bool {
         matches!(self, Entry::QueryPart | Entry::Hidden { step: false, .. })
+    }
+
+    /// An Execute whose returned rows are counted (see `returned.rs`).
+    fn is_counted(&self) -> bool {
+        matches!(self, Entry::Step(Step::Counted, ..))
     }
 
     /// A Query's entry without changes to follow.
@@ -228,11 +250,25 @@ pub(crate) struct Failed {
     pub audited: Option<Audited>,
 }
 
+/// What a CommandComplete, PortalSuspended or EmptyQueryResponse
+/// completed (see [`Pending::command_done`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Completed {
+    /// The audit record of the statement it completes.
+    pub audited: Option<Audited>,
+    /// It completes a counted statement that went over its limit: the
+    /// client must not see it (see `returned.rs`).
+    pub over: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     Parse,
     Bind,
     Execute,
+    /// An Execute whose returned rows are counted (see `returned.rs`): at
+    /// most one is in the ledger at a time.
+    Counted,
     Close,
 }
 
@@ -253,12 +289,27 @@ struct Ledger {
     waiting: bool,
     /// Entries pushed so far (see [`Pending::mark`]).
     pushed: u64,
+    /// The session's limits on what it is returned (`returned.rs`).
+    meter: Option<Meter>,
 }
 
 impl Ledger {
     fn push(&mut self, entry: Entry) {
         self.pushed += 1;
         self.entries.push_back(entry);
+    }
+
+    /// The first `n` entries leave the ledger unanswered, after an error
+    /// reported at the front one (`error`) or ended by a ReadyForQuery: a
+    /// counted Execute among them ends, failed if the error was its own or
+    /// that of a message the proxy sent for it right before it.
+    fn dropping_front(&mut self, n: usize, error: bool) {
+        let Some(m) = &mut self.meter else {
+            return;
+        };
+        if let Some(k) = self.entries.iter().take(n).position(Entry::is_counted) {
+            m.dropped(error && k <= m.lead());
+        }
     }
 
     /// Drops copy markers at the front: a reply arriving now answers a
@@ -338,6 +389,11 @@ pub(crate) const MAX_ENTRIES: usize = 1 << 16;
 #[derive(Debug)]
 pub(crate) struct Pending {
     ledger: Mutex<Ledger>,
+    /// The session has limits on what it is returned: every row is
+    /// counted (see `returned.rs`).
+    metered: bool,
+    /// A counted statement ended (see [`Pending::outcome`]).
+    counted: Notify,
     /// Transaction status from the last ReadyForQuery.
     status: AtomicU8,
     /// Hidden entries may be outstanding: replies must be routed (kept
@@ -348,9 +404,20 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    #[cfg(test)]
     pub fn new(status: u8) -> Self {
+        Self::metered(status, None)
+    }
+
+    /// A ledger that counts what the session is returned, with `meter`.
+    pub fn metered(status: u8, meter: Option<Meter>) -> Self {
         Pending {
-            ledger: Mutex::new(Ledger::default()),
+            metered: meter.is_some(),
+            counted: Notify::new(),
+            ledger: Mutex::new(Ledger {
+                meter,
+                ..Ledger::default()
+            }),
             status: AtomicU8::new(status),
             hidden_active: AtomicBool::new(false),
             room: Notify::new(),
@@ -447,6 +514,11 @@ impl Pending {
             return;
         }
         let keep = l.entries.len().saturating_sub(n);
+        if l.entries.range(keep..).any(Entry::is_counted) {
+            if let Some(m) = &mut l.meter {
+                m.retracted();
+            }
+        }
         for e in l.entries.drain(keep..) {
             e.skipped(settle);
         }
@@ -455,6 +527,69 @@ impl Pending {
             query,
             at: Instant::now(),
         });
+    }
+
+    // ---- counting what the session is returned (see `returned.rs`) ----
+
+    /// Whether the session has limits on what it is returned.
+    pub fn is_metered(&self) -> bool {
+        self.metered
+    }
+
+    /// Records an Execute whose returned rows are counted, with its ticket
+    /// and audit record, sent right after `lead` messages of the proxy's
+    /// for it. Returns the row count to put in the Execute (see
+    /// `Meter::start`), or `None` when the server discards it (an earlier
+    /// message failed): nothing to count or wait for.
+    pub fn sent_counted(
+        &self,
+        ticket: Option<Ticket>,
+        audited: Option<Audited>,
+        (client_max, lead): (i32, usize),
+        settle: Settle<'_>,
+    ) -> Option<i32> {
+        let mut l = self.ledger();
+        let entry = Entry::Step(Step::Counted, ticket, audited);
+        if l.discarding || l.meter.is_none() {
+            entry.skipped(settle);
+            return None;
+        }
+        l.push(entry);
+        l.meter.as_mut().map(|m| m.start(client_max, lead))
+    }
+
+    /// Waits until the counted statement has ended; says how.
+    pub async fn outcome(&self) -> Outcome {
+        loop {
+            let notified = self.counted.notified();
+            if let Some(o) = self.ledger().meter.as_mut().and_then(Meter::take_outcome) {
+                return o;
+            }
+            notified.await;
+        }
+    }
+
+    /// A DataRow or CopyData of `len` bytes for the client.
+    pub fn meter_row(&self, len: usize) -> Metered {
+        match &mut self.ledger().meter {
+            Some(m) => m.row(len),
+            None => Metered::Pass,
+        }
+    }
+
+    /// The server's CopyDone.
+    pub fn meter_copy_done(&self) -> Metered {
+        match &self.ledger().meter {
+            Some(m) => m.copy_done(),
+            None => Metered::Pass,
+        }
+    }
+
+    /// Wakes the client pump if the counted statement has ended.
+    fn wake_if_ended(&self, l: &Ledger) {
+        if l.meter.as_ref().is_some_and(Meter::ended) {
+            self.counted.notify_one();
+        }
     }
 
     // ---- server side ----
@@ -471,17 +606,22 @@ impl Pending {
         }
     }
 
-    /// RowDescription or NoData: the end of a Describe, or part of a Query.
-    /// Says whose rows it describes.
-    pub fn described(&self) -> Described {
+    /// RowDescription or NoData (`no_data`): the end of a Describe, or
+    /// part of a Query. Says whose rows it describes.
+    pub fn described(&self, no_data: bool) -> Described {
         let mut l = self.ledger();
         // Copy markers of copies that never reached copy mode are not
         // requests.
         l.drop_stale_copy_ends();
         match l.entries.front() {
             Some(Entry::Describe { .. }) => {
-                let Some(Entry::Describe { rows, hidden }) = l.entries.pop_front() else {
+                let Some(Entry::Describe { rows, reply }) = l.entries.pop_front() else {
                     unreachable!("matched above")
+                };
+                let hidden = match reply {
+                    Shown::Client => false,
+                    Shown::Hidden => true,
+                    Shown::RowsOnly => no_data,
                 };
                 self.made_room(&mut l);
                 match rows {
@@ -508,13 +648,23 @@ impl Pending {
         query_rows(&l)
     }
 
-    /// CommandComplete, PortalSuspended or EmptyQueryResponse. Returns the
-    /// audit record of the statement it completes, if it has one.
-    pub fn command_done(&self, settle: Settle<'_>) -> Option<Audited> {
+    /// CommandComplete, PortalSuspended or EmptyQueryResponse. Says what
+    /// it completes.
+    pub fn command_done(&self, settle: Settle<'_>) -> Completed {
         let mut l = self.ledger();
         l.drop_stale_copy_ends();
-        match l.entries.front_mut() {
-            Some(Entry::Step(Step::Execute, ..) | Entry::CopyIn(_)) => {
+        let counted = l.entries.front().is_some_and(Entry::is_counted);
+        let over = match &mut l.meter {
+            Some(m) if counted => m.completed(),
+            _ => false,
+        };
+        if over {
+            // Not released after a row-limit check either.
+            l.held = None;
+        }
+        self.wake_if_ended(&l);
+        let audited = match l.entries.front_mut() {
+            Some(Entry::Step(Step::Execute | Step::Counted, ..) | Entry::CopyIn(_)) => {
                 let audited = match l.entries.pop_front() {
                     Some(Entry::Step(_, t, audited)) => {
                         if let Some(t) = t {
@@ -544,7 +694,8 @@ impl Pending {
                 audited.get(index).copied()
             }
             _ => None,
-        }
+        };
+        Completed { audited, over }
     }
 
     /// CopyInResponse: the server is now in COPY FROM STDIN mode.
@@ -554,8 +705,17 @@ impl Pending {
         // copies that never reached copy mode.
         l.drop_stale_copy_ends();
         let start = match l.entries.front() {
-            Some(Entry::Step(Step::Execute, _, audited)) => {
-                l.entries[0] = Entry::CopyIn(*audited);
+            Some(Entry::Step(step @ (Step::Execute | Step::Counted), _, audited)) => {
+                let (counted, audited) = (*step == Step::Counted, *audited);
+                l.entries[0] = Entry::CopyIn(audited);
+                if counted {
+                    // A COPY FROM STDIN returns nothing: the client's data
+                    // may flow.
+                    if let Some(m) = &mut l.meter {
+                        m.completed();
+                    }
+                    self.wake_if_ended(&l);
+                }
                 1
             }
             Some(Entry::Query { .. }) => 1,
@@ -589,7 +749,11 @@ impl Pending {
         l.copy_in_open = false;
         let mut substitute = None;
         let audited = match l.entries.front() {
-            Some(Entry::CopyIn(a) | Entry::Step(Step::Execute, _, a)) => *a,
+            Some(
+                Entry::CopyIn(a)
+                | Entry::Step(Step::Execute | Step::Counted, _, a)
+                | Entry::Hidden { audited: a, .. },
+            ) => *a,
             Some(Entry::Query { audited, done, .. }) => audited.get(*done).copied(),
             Some(Entry::QueryPart) => l.entries.iter().find_map(|e| match e {
                 Entry::Query { audited, .. } => audited.first().copied(),
@@ -646,9 +810,11 @@ impl Pending {
             .position(|e| matches!(e, Entry::Sync(_)))
             .unwrap_or(l.entries.len());
         l.discarding = end == l.entries.len();
+        l.dropping_front(end, true);
         for e in l.entries.drain(..end) {
             e.skipped(settle);
         }
+        self.wake_if_ended(&l);
         self.made_room(&mut l);
         Failed {
             substitute,
@@ -688,7 +854,9 @@ impl Pending {
                     None => Route::Hidden,
                 }
             }
-            Some(Entry::QueryPart | Entry::Step(Step::Execute, ..)) if completion => {
+            Some(Entry::QueryPart | Entry::Step(Step::Execute | Step::Counted, ..))
+                if completion =>
+            {
                 let hold = l.check_follows();
                 if matches!(l.entries.front(), Some(Entry::QueryPart)) {
                     l.entries.pop_front();
@@ -714,7 +882,18 @@ impl Pending {
         l.held = None;
         l.last_ready = Some(now);
         let mut took = None;
-        while let Some(e) = l.entries.pop_front() {
+        loop {
+            let ends = matches!(
+                l.entries.front(),
+                None | Some(Entry::Sync(_) | Entry::Query { .. } | Entry::Refused { .. })
+            );
+            if !ends {
+                // Never answered: the server did not run it.
+                l.dropping_front(1, false);
+            }
+            let Some(e) = l.entries.pop_front() else {
+                break;
+            };
             if let Entry::Sync(t) | Entry::Query { at: t, .. } | Entry::Refused { at: t, .. } = e {
                 took = Some(now.saturating_duration_since(t));
                 e.skipped(settle);
@@ -722,6 +901,7 @@ impl Pending {
             }
             e.skipped(settle);
         }
+        self.wake_if_ended(&l);
         self.made_room(&mut l);
         if self.hidden_active.load(Ordering::Relaxed) {
             let still = l
@@ -1018,7 +1198,7 @@ mod tests {
         );
         p.sent(Entry::Step(Step::Execute, None, Some(a(3))), &mut no);
         p.sent_sync(now());
-        assert_eq!(p.command_done(&mut no).map(|a| a.seq), Some(1));
+        assert_eq!(p.command_done(&mut no).audited.map(|a| a.seq), Some(1));
         assert_eq!(p.error(false, &mut no).audited.map(|a| a.seq), Some(2));
         p.ready(b'I', &mut no);
         assert_eq!(p.error(false, &mut no).audited.map(|a| a.seq), Some(3));
@@ -1036,6 +1216,7 @@ mod tests {
             step,
             on_error: on_error.map(Bytes::from_static),
             charge: None,
+            audited: None,
         }
     }
 
@@ -1045,6 +1226,7 @@ mod tests {
             step: false,
             on_error: Some(Bytes::from_static(b"limit")),
             charge: Some(crate::row_budgets::ChargeSlot::new(charge)),
+            audited: None,
         }
     }
 
@@ -1225,22 +1407,22 @@ mod tests {
         p.sent(
             Entry::Describe {
                 rows: None,
-                hidden: false,
+                reply: Shown::Client,
             },
             &mut no,
         );
         p.sent(
             Entry::Describe {
                 rows: Some(Rows::Portal(b"p".to_vec())),
-                hidden: true,
+                reply: Shown::Hidden,
             },
             &mut no,
         );
         p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent_sync(now());
-        assert_eq!(p.described(), Described::Statement);
+        assert_eq!(p.described(false), Described::Statement);
         assert_eq!(
-            p.described(),
+            p.described(false),
             Described::Rows {
                 rows: Rows::Portal(b"p".to_vec()),
                 hidden: true
@@ -1252,7 +1434,7 @@ mod tests {
         p.sent_copy_end();
         p.sent(Entry::query(now()), &mut no);
         assert_eq!(
-            p.described(),
+            p.described(false),
             Described::Rows {
                 rows: Rows::Statement(None, 0),
                 hidden: false
@@ -1260,7 +1442,7 @@ mod tests {
         );
         p.command_done(&mut no);
         assert_eq!(
-            p.described(),
+            p.described(false),
             Described::Rows {
                 rows: Rows::Statement(None, 1),
                 hidden: false
@@ -1291,7 +1473,7 @@ mod tests {
         p.sent(
             Entry::Describe {
                 rows: Some(Rows::Portal(Vec::new())),
-                hidden: true,
+                reply: Shown::Hidden,
             },
             &mut no,
         );

@@ -130,12 +130,14 @@ pub fn wrap_query(
             step: false,
             on_error: None,
             charge: None,
+            audited: None,
         },
         Entry::QueryPart,
         Entry::Hidden {
             step: false,
             on_error: Some(over),
             charge,
+            audited: None,
         },
     ];
     (b, entries)
@@ -146,6 +148,7 @@ fn hidden(on_error: Option<Bytes>) -> Entry {
         step: true,
         on_error,
         charge: None,
+        audited: None,
     }
 }
 
@@ -180,6 +183,7 @@ pub fn after_execute(
         step: true,
         on_error: Some(over),
         charge,
+        audited: None,
     };
     let entries = vec![
         hidden(None),

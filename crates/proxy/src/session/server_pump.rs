@@ -15,6 +15,7 @@ use super::guarding::Guarded;
 use super::masking::{self, RowAction, RowMasking};
 use super::outbox::Outbox;
 use super::pending::{Audited, Described, Pending, Route};
+use super::returned::{self, Metered};
 use super::End;
 use crate::audit::records::Completion;
 use crate::metrics::Metrics;
@@ -42,6 +43,9 @@ pub(crate) struct ServerPump<'a> {
     audit: Option<&'a SessionAudit>,
     /// Reply bytes since the last statement ended: the next one's.
     replied: u64,
+    /// Dropping the rest of a streamed row over a limit on what the
+    /// session is returned (see `returned.rs`).
+    dropping: bool,
 }
 
 enum Action {
@@ -81,6 +85,7 @@ impl<'a> ServerPump<'a> {
             whole_rows: false,
             audit,
             replied: 0,
+            dropping: false,
         }
     }
 }
@@ -123,11 +128,23 @@ fn judge(
     if hold {
         // Followed in the ledger like any completion, sent later.
         let done = pending.command_done(&mut |t, ran| guarded.settle(t, ran));
-        outcomes.completed(done, msg, rows.take_masked());
+        let masked = rows.take_masked();
+        if done.over {
+            outcomes.over(done.audited);
+        } else {
+            outcomes.completed(done.audited, msg, masked);
+        }
         rows.ended();
         return Ok(Action::Drop);
     }
     if tag == be::DATA_ROW || tag == be::COPY_DATA {
+        if pending.is_metered() {
+            match pending.meter_row(msg.len()) {
+                Metered::Pass => {}
+                Metered::Drop => return Ok(Action::Drop),
+                Metered::Unexpected(r) => return Err(End::Unsafe(r)),
+            }
+        }
         // The plain path: one branch per row when nothing is masked.
         if !guarded.masks() {
             return Ok(Action::Forward);
@@ -174,7 +191,7 @@ fn judge(
             pending.step_done(settle);
             Ok(Action::Forward)
         }
-        be::ROW_DESCRIPTION | be::NO_DATA => match pending.described() {
+        be::ROW_DESCRIPTION | be::NO_DATA => match pending.described(tag == be::NO_DATA) {
             Described::Rows {
                 rows: source,
                 hidden,
@@ -199,9 +216,19 @@ fn judge(
             let masked = rows.take_masked();
             rows.ended();
             let done = pending.command_done(settle);
-            outcomes.completed(done, msg, masked);
+            if done.over {
+                // The client gets the limit's error in its place, once the
+                // server has failed the statement too (`returned.rs`).
+                outcomes.over(done.audited);
+                return Ok(Action::Drop);
+            }
+            outcomes.completed(done.audited, msg, masked);
             Ok(Action::Forward)
         }
+        be::COPY_DONE if pending.is_metered() => Ok(match pending.meter_copy_done() {
+            Metered::Drop => Action::Drop,
+            _ => Action::Forward,
+        }),
         be::PARAMETER_STATUS => {
             let (name, value) = decode::parameter_status(decode::body(msg))
                 .map_err(|e| End::UpstreamProtocol(e.to_string()))?;
@@ -278,6 +305,22 @@ impl Outcomes<'_> {
         audit.outcome(done, c);
     }
 
+    /// Statement `done` went over a limit on what the session is returned.
+    fn over(self, done: Option<Audited>) {
+        let bytes = std::mem::take(self.replied);
+        let (Some(audit), Some(done)) = (self.audit, done) else {
+            return;
+        };
+        audit.outcome(
+            done,
+            Completion {
+                sqlstate: Some(portcullis_wire::sqlstate::PROGRAM_LIMIT_EXCEEDED.to_owned()),
+                bytes,
+                ..Completion::default()
+            },
+        );
+    }
+
     /// An ErrorResponse ended statement `done`.
     fn failed(self, done: Option<Audited>, msg: &[u8]) {
         let bytes = std::mem::take(self.replied);
@@ -329,6 +372,31 @@ impl ServerPump<'_> {
                         let _ = self.send().await;
                         self.splitter = Splitter::new(Limits::backend());
                         return masking::too_large(self.guarded.max_masked_row());
+                    }
+                    Next::StreamHead { tag, total, len }
+                        if self.pending.is_metered() && returned::is_result_data(tag) =>
+                    {
+                        self.replied += len as u64;
+                        match self.pending.meter_row(total) {
+                            Metered::Pass => {}
+                            Metered::Drop => {
+                                self.outbox.run(run_start..pos);
+                                run_start = pos + len;
+                                self.dropping = true;
+                            }
+                            Metered::Unexpected(r) => {
+                                self.outbox.run(run_start..pos);
+                                let _ = self.send().await;
+                                return End::Unsafe(r);
+                            }
+                        }
+                        pos += len;
+                    }
+                    Next::StreamBody { len, last } if self.dropping => {
+                        self.outbox.run(run_start..pos);
+                        run_start = pos + len;
+                        self.dropping = !last;
+                        pos += len;
                     }
                     Next::StreamBody { len, .. } | Next::StreamHead { len, .. } => {
                         self.replied += len as u64;
