@@ -381,6 +381,7 @@ impl Guard {
             // approval is reported as such).
             if j.refusal.is_none() {
                 if let Some(r) = lexer::check(stmt)
+                    .or_else(|| reserved_name(stmt))
                     .or_else(|| hidden.settings.clone())
                     .or_else(|| {
                         crate::limits::check(
@@ -985,4 +986,25 @@ fn analysis_refusal(e: &AnalysisError) -> Refusal {
         ),
     };
     Refusal::error(code, message).hint(hint)
+}
+/// A prepared statement or cursor named like the proxy's own
+/// (`portcullis.*`, the names the row-limit and returned-rows bookkeeping
+/// sends its statements under): a client that could prepare, execute,
+/// deallocate or fetch from one could swap what the proxy runs, or run
+/// what the proxy left behind, behind the session model's back.
+fn reserved_name(stmt: &portcullis_analysis::StatementFacts) -> Option<Refusal> {
+    let reserved = |name: &String| name.to_ascii_lowercase().starts_with("portcullis.");
+    let uses = stmt.actions.iter().any(|a| match &a.kind {
+        ActionKind::Prepare { name } | ActionKind::Execute { name } => reserved(name),
+        ActionKind::Deallocate { name: Some(name) } => reserved(name),
+        ActionKind::Cursor { name, .. } => reserved(name),
+        _ => false,
+    });
+    uses.then(|| {
+        Refusal::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            "prepared statement and cursor names starting with \"portcullis.\" are reserved",
+        )
+        .hint("Use another name.")
+    })
 }

@@ -495,3 +495,141 @@ async fn rows_changed_and_rows_returned_hold_together_and_masking_still_applies(
     assert_eq!(row_count(&r), 2);
     crate::masking::assert_no_leak("a counted Query", text.as_bytes());
 }
+
+async fn raw_bob(proxy: &Proxy) -> Raw {
+    Raw::login(
+        proxy.addr,
+        portcullis_wire::ProtocolVersion::V3_0,
+        &[("user", BOB.0), ("database", "app")],
+        BOB.1,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_of_the_proxys_own_statements_are_reserved() {
+    let proxy = Proxy::with(setup("max_rows_returned = 10")).await;
+    prepare(&proxy);
+    for who in [ALICE, BOB] {
+        let c = connect(&proxy, who).await;
+        for sql in [
+            "PREPARE \"portcullis.query\" AS SELECT 1",
+            "EXECUTE \"portcullis.query\"",
+            "DEALLOCATE \"portcullis.query\"",
+            "DEALLOCATE \"portcullis.rowlimit\"",
+            "DECLARE \"portcullis.query\" CURSOR FOR SELECT 1",
+            "FETCH 1 FROM \"portcullis.query\"",
+            "CLOSE \"Portcullis.Query\"",
+        ] {
+            let e = c.simple_query(sql).await.unwrap_err();
+            assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{sql}: {e:?}");
+            let m = e.as_db_error().unwrap().message().to_owned();
+            assert!(
+                m.contains("reserved") || m.contains("not prepared through Portcullis"),
+                "{sql}: {m}"
+            );
+        }
+    }
+}
+
+/// A COPY that fails after a Sync the client slipped into it makes the
+/// server answer one more ReadyForQuery than the proxy expects: the next
+/// statement is either counted as usual or the session ends; it never
+/// runs uncounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_failing_after_a_sync_cannot_slip_a_statement_past_the_count() {
+    let proxy = Proxy::with(setup("max_rows_returned = 10")).await;
+    prepare(&proxy);
+    for _ in 0..5 {
+        let mut raw = raw_bob(&proxy).await;
+        raw.send(&fe::query("COPY log FROM STDIN")).await;
+        let started = raw.recv().await.unwrap();
+        assert_eq!(started.tag(), 'G');
+        let mut batch = fe::copy_data(b"x\n");
+        batch.extend(fe::sync());
+        batch.extend(fe::query("UPDATE items SET v = 99 RETURNING id"));
+        raw.send(&batch).await;
+        let mut rows = 0;
+        while let Some(m) = raw.recv().await {
+            rows += usize::from(m.tag == b'D');
+            if m.tag == b'E' && m.code().as_deref() == Some("54000") {
+                break;
+            }
+        }
+        assert!(rows <= 10, "{rows} rows reached the client");
+        assert_eq!(
+            upstream(&proxy, "SELECT count(*) FROM items WHERE v = 99"),
+            "0"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_sent_into_a_copy_ends_the_session_instead_of_hanging() {
+    let proxy = Proxy::with(setup("max_rows_returned = 10")).await;
+    prepare(&proxy);
+    let mut raw = raw_bob(&proxy).await;
+    let mut batch = fe::query("COPY log FROM STDIN");
+    batch.extend(fe::parse("", "SELECT * FROM items", &[]));
+    batch.extend(fe::bind("", "", &[]));
+    batch.extend(fe::execute("", 0));
+    batch.extend(fe::sync());
+    raw.send(&batch).await;
+    let replies = tokio::time::timeout(std::time::Duration::from_secs(10), raw.until_closed())
+        .await
+        .expect("the session must end, not hang");
+    let last = replies.iter().rfind(|m| m.tag == b'E').unwrap();
+    assert_eq!(last.code().as_deref(), Some("08P01"), "{replies:?}");
+    assert!(!replies.iter().any(|m| m.tag == b'D'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_and_notifications_count_as_bytes() {
+    let proxy = Proxy::with(setup(
+        "max_bytes_returned = 100000\nmax_bytes_returned_per_session = 200000",
+    ))
+    .await;
+    prepare(&proxy);
+    let bob = connect(&proxy, BOB).await;
+    // A DO block raising a large notice is over, and rolled back.
+    let e = bob
+        .simple_query(
+            "DO $$ BEGIN INSERT INTO log VALUES (5); RAISE NOTICE '%', repeat('n', 150000); END $$",
+        )
+        .await
+        .unwrap_err();
+    limit_error(&e, "returns more than 100000 bytes");
+    assert_eq!(upstream(&proxy, "SELECT count(*) FROM log"), "0");
+    bob.simple_query("DO $$ BEGIN RAISE NOTICE 'small'; END $$")
+        .await
+        .unwrap();
+
+    // Notifications to the session itself: past the session's bytes it
+    // ends before the one that goes over leaves.
+    let mut raw = raw_bob(&proxy).await;
+    raw.send(&fe::query("LISTEN c")).await;
+    raw.until_ready().await;
+    let mut received = 0;
+    let mut ended = None;
+    'outer: for _ in 0..40 {
+        raw.send(&fe::query("SELECT pg_notify('c', repeat('q', 7000))"))
+            .await;
+        loop {
+            let Some(m) = raw.recv().await else {
+                break 'outer;
+            };
+            match m.tag {
+                b'A' => received += m.body.len(),
+                b'E' => ended = Some(m),
+                b'Z' => break,
+                _ => {}
+            }
+        }
+    }
+    assert!(received <= 200000, "{received} notification bytes");
+    assert!(received > 150000, "{received} notification bytes");
+    let ended = ended.expect("the session ended with an error");
+    assert_eq!(ended.code().as_deref(), Some("54000"));
+    assert!(raw.recv().await.is_none(), "closed");
+}

@@ -186,11 +186,11 @@ fn judge(
                 }
             }
             // Its statement's rows are counted (see `returned.rs`).
+            let changes_counted = matches!(verdict, Verdict::Limited { .. });
             let counted = pending.is_metered()
-                && judged
-                    .analysis
-                    .as_ref()
-                    .is_some_and(|a| a.statements.len() == 1 && returned::any_returns_rows(a));
+                && judged.analysis.as_ref().is_some_and(|a| {
+                    a.statements.len() == 1 && returned::counted(&a.statements[0], changes_counted)
+                });
             let entry = Entry::Query {
                 at,
                 tickets,
@@ -569,6 +569,23 @@ impl ClientPump<'_> {
                         continue;
                     }
                 };
+                if self.pending.is_metered() && (tag == fe::QUERY || tag == fe::EXECUTE) {
+                    // A counted statement goes out with every earlier
+                    // request answered (see `returned.rs`).
+                    if let Err(e) = self.flush(run_start, pos).await {
+                        return e;
+                    }
+                    run_start = pos;
+                    if self.pending.quiet().await.is_err() {
+                        return End::ClientRefused(
+                            Refusal::fatal(
+                                sqlstate::PROTOCOL_VIOLATION,
+                                "unexpected message during COPY from stdin: a Query or Execute arrived while the server was reading COPY data",
+                            )
+                            .hint("Finish the COPY with CopyDone or CopyFail before sending other messages."),
+                        );
+                    }
+                }
                 let action = judge(
                     self.pending,
                     self.guarded,

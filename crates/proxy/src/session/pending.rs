@@ -239,6 +239,9 @@ pub(crate) struct Ready {
     pub took: Option<std::time::Duration>,
     /// Every request sent so far has been answered.
     pub drained: bool,
+    /// It ended a counted Execute the server never answered: the proxy's
+    /// model and the server's differ (see `returned.rs`).
+    pub counted_lost: bool,
 }
 
 /// What an ErrorResponse answered (see [`Pending::error`]).
@@ -392,7 +395,8 @@ pub(crate) struct Pending {
     /// The session has limits on what it is returned: every row is
     /// counted (see `returned.rs`).
     metered: bool,
-    /// A counted statement ended (see [`Pending::outcome`]).
+    /// A counted statement ended, or a ReadyForQuery or CopyInResponse
+    /// arrived (see [`Pending::outcome`], [`Pending::quiet`]).
     counted: Notify,
     /// Transaction status from the last ReadyForQuery.
     status: AtomicU8,
@@ -577,6 +581,46 @@ impl Pending {
         }
     }
 
+    /// A NoticeResponse or NotificationResponse of `len` bytes.
+    pub fn meter_report(&self, len: usize) -> Metered {
+        match &mut self.ledger().meter {
+            Some(m) => m.report(len),
+            None => Metered::Pass,
+        }
+    }
+
+    /// The server's ErrorResponse of `len` bytes.
+    pub fn meter_error(&self, len: usize) {
+        if let Some(m) = &mut self.ledger().meter {
+            m.error_report(len);
+        }
+    }
+
+    /// Waits until every request sent so far has been answered (extended
+    /// messages without a Sync aside: the server answers them with the
+    /// counted statement's Flush), so that a counted statement goes out
+    /// with nothing the server could still answer in between. `Err` when
+    /// the server is reading COPY data: a Query or Execute now is a
+    /// protocol violation.
+    pub async fn quiet(&self) -> Result<(), ()> {
+        loop {
+            let notified = self.counted.notified();
+            {
+                let l = self.ledger();
+                if l.copy_in_open {
+                    return Err(());
+                }
+                if l.entries
+                    .iter()
+                    .all(|e| *e == Entry::CopyEnd || e.is_step())
+                {
+                    return Ok(());
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// The server's CopyDone.
     pub fn meter_copy_done(&self) -> Metered {
         match &self.ledger().meter {
@@ -585,9 +629,10 @@ impl Pending {
         }
     }
 
-    /// Wakes the client pump if the counted statement has ended.
-    fn wake_if_ended(&self, l: &Ledger) {
-        if l.meter.as_ref().is_some_and(Meter::ended) {
+    /// Wakes the client pump if it waits for the ledger (see
+    /// [`Pending::quiet`]).
+    fn wake(&self) {
+        if self.metered {
             self.counted.notify_one();
         }
     }
@@ -662,7 +707,7 @@ impl Pending {
             // Not released after a row-limit check either.
             l.held = None;
         }
-        self.wake_if_ended(&l);
+        self.wake();
         let audited = match l.entries.front_mut() {
             Some(Entry::Step(Step::Execute | Step::Counted, ..) | Entry::CopyIn(_)) => {
                 let audited = match l.entries.pop_front() {
@@ -714,7 +759,7 @@ impl Pending {
                     if let Some(m) = &mut l.meter {
                         m.completed();
                     }
-                    self.wake_if_ended(&l);
+                    self.wake();
                 }
                 1
             }
@@ -735,6 +780,7 @@ impl Pending {
             }
         }
         l.copy_in_open = true;
+        self.wake();
     }
 
     /// ErrorResponse (`fatal` for FATAL and PANIC). Returns what the
@@ -814,7 +860,7 @@ impl Pending {
         for e in l.entries.drain(..end) {
             e.skipped(settle);
         }
-        self.wake_if_ended(&l);
+        self.wake();
         self.made_room(&mut l);
         Failed {
             substitute,
@@ -882,6 +928,7 @@ impl Pending {
         l.held = None;
         l.last_ready = Some(now);
         let mut took = None;
+        let mut counted_lost = false;
         loop {
             let ends = matches!(
                 l.entries.front(),
@@ -889,6 +936,7 @@ impl Pending {
             );
             if !ends {
                 // Never answered: the server did not run it.
+                counted_lost |= l.entries.front().is_some_and(Entry::is_counted);
                 l.dropping_front(1, false);
             }
             let Some(e) = l.entries.pop_front() else {
@@ -901,7 +949,7 @@ impl Pending {
             }
             e.skipped(settle);
         }
-        self.wake_if_ended(&l);
+        self.wake();
         self.made_room(&mut l);
         if self.hidden_active.load(Ordering::Relaxed) {
             let still = l
@@ -913,6 +961,7 @@ impl Pending {
         Ready {
             took,
             drained: l.drained(),
+            counted_lost,
         }
     }
 

@@ -9,13 +9,19 @@
 //! - an Execute of the client's own is capped at one row more than what is
 //!   left (the server stops there with PortalSuspended: a huge table is
 //!   not read to the end);
-//! - a simple Query is sent as Parse, Bind, Describe, Execute of the
-//!   unnamed statement (PostgreSQL's simple Query replaces the unnamed
-//!   statement and portal too), and its Sync only once the Execute is done:
-//!   until that Sync the implicit transaction is still open;
+//! - a simple Query is sent as Close, Parse, Bind, Describe and Execute of
+//!   a statement and portal under the reserved name [`QUERY_NAME`] (the
+//!   guard refuses `portcullis.*` names to clients: no statement or cursor
+//!   of theirs can stand in for it), and its Sync only once the Execute is
+//!   done: until that Sync the implicit transaction is still open;
 //! - the rows are counted as they pass ([`Meter`]); the row that would go
 //!   over, and everything after it, is dropped, and so is the statement's
-//!   completion;
+//!   completion. Notices and notifications count as bytes too, and the
+//!   server's error texts count towards the session's bytes;
+//! - before a Query or Execute is judged, everything the client sent
+//!   earlier must have been answered: a counted statement never runs
+//!   while the server could still answer an earlier request the proxy
+//!   cannot foresee (a COPY that failed after a Sync);
 //! - over the limit, the proxy then sends a Parse that fails (see
 //!   `guarding::REFUSED_SQL`) before anything else of the client's: the
 //!   server's error, replaced by one naming the limit, aborts the
@@ -75,8 +81,9 @@ pub(crate) enum Outcome {
 pub(crate) enum Metered {
     Pass,
     Drop,
-    /// Rows outside any counted statement went over the session's limit:
-    /// the session ends.
+    /// Rows outside any counted statement (which PostgreSQL never sends:
+    /// the proxy's model and the server's differ), or notices past the
+    /// session's bytes: the session ends.
     Unexpected(Refusal),
 }
 
@@ -165,36 +172,57 @@ impl Meter {
 
     /// A row or COPY data message of `len` bytes from the server.
     pub fn row(&mut self, len: usize) -> Metered {
-        let len = len as u64;
+        self.count(1, len as u64)
+    }
+
+    /// A NoticeResponse or NotificationResponse of `len` bytes: bytes a
+    /// function can send out (RAISE, pg_notify) without a row.
+    pub fn report(&mut self, len: usize) -> Metered {
+        let limited = self.limits.bytes.is_some() || self.limits.session_bytes.is_some();
+        if !limited {
+            return Metered::Pass;
+        }
+        if self.counting.is_some() {
+            return self.count(0, len as u64);
+        }
+        self.session.bytes += len as u64;
+        match &self.limits.session_bytes {
+            Some((max, _)) if self.session.bytes > *max => Metered::Unexpected(Refusal::fatal(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                "terminating connection because the server's notices went past the bytes this session may be returned",
+            )),
+            _ => Metered::Pass,
+        }
+    }
+
+    /// The server's ErrorResponse of `len` bytes: it ends its statement
+    /// whatever it says, and its text (which can quote a value) counts
+    /// towards the session's bytes.
+    pub fn error_report(&mut self, len: usize) {
+        self.session.bytes += len as u64;
+    }
+
+    fn count(&mut self, rows: u64, len: u64) -> Metered {
         let Some(c) = &mut self.counting else {
             // No statement that can return rows is running: PostgreSQL
-            // sends none. Count them, and end the session if they go over.
-            self.session.rows += 1;
-            self.session.bytes += len;
-            let rows = self.limits.session_rows.as_ref();
-            let bytes = self.limits.session_bytes.as_ref();
-            if rows.is_some_and(|(n, _)| self.session.rows > *n)
-                || bytes.is_some_and(|(n, _)| self.session.bytes > *n)
-            {
-                return Metered::Unexpected(Refusal::fatal(
-                    sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                    "terminating connection because the server returned rows outside a statement Portcullis counts, past this session's limit",
-                ));
-            }
-            return Metered::Pass;
+            // sends none, so the proxy's model of the session is wrong.
+            return Metered::Unexpected(Refusal::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "terminating connection because the server sent rows outside a statement Portcullis counts",
+            ));
         };
         if c.over.is_some() {
             return Metered::Drop;
         }
-        let rows = c.used.rows + 1;
+        let rows = c.used.rows + rows;
         let bytes = c.used.bytes + len;
         if rows > c.allowance.rows || bytes > c.allowance.bytes {
             c.over = Some(over_error(&self.limits, self.session, c, rows, bytes));
             return Metered::Drop;
         }
-        c.used = Amount { rows, bytes };
-        self.session.rows += 1;
+        self.session.rows += rows - c.used.rows;
         self.session.bytes += len;
+        c.used = Amount { rows, bytes };
         Metered::Pass
     }
 
@@ -244,11 +272,6 @@ impl Meter {
     /// written): nothing is counted.
     pub fn retracted(&mut self) {
         self.counting = None;
-    }
-
-    /// Whether a counted statement has ended and its outcome is not taken.
-    pub fn ended(&self) -> bool {
-        self.outcome.is_some()
     }
 
     /// How the last counted statement ended, once it has.
@@ -336,6 +359,15 @@ pub fn returns_rows(s: &StatementFacts) -> bool {
         }),
         _ => false,
     }
+}
+
+/// Whether a statement of a Query is sent as extended messages and
+/// counted: one that can return rows, or a DO block (its notices count as
+/// bytes, and over them it is rolled back), unless the rows it changes
+/// are counted too (`changes_counted`: there a DO runs inside the
+/// row-limit Query, where it cannot commit out of the count's reach).
+pub fn counted(s: &StatementFacts, changes_counted: bool) -> bool {
+    returns_rows(s) || (s.class == StatementClass::Do && !changes_counted)
 }
 
 /// Whether a Query's text has a statement that can return rows.
@@ -452,15 +484,42 @@ mod tests {
         assert_eq!(m.take_outcome(), None, "nothing was counted");
         m.start(0, 0);
         m.retracted();
-        assert_eq!(m.row(1), Metered::Pass, "rows outside a statement");
+        assert!(
+            matches!(m.row(1), Metered::Unexpected(_)),
+            "rows outside a statement"
+        );
         assert!(!m.completed());
         assert_eq!(m.take_outcome(), None);
     }
 
     #[test]
-    fn rows_outside_a_statement_end_the_session_past_its_limit() {
-        let mut m = Meter::new(limits(None, None, Some(1)));
-        assert_eq!(m.row(5), Metered::Pass);
+    fn rows_outside_a_statement_end_the_session() {
+        let mut m = Meter::new(limits(None, None, Some(100)));
         assert!(matches!(m.row(5), Metered::Unexpected(_)));
+    }
+
+    #[test]
+    fn notices_count_as_bytes() {
+        let mut m = Meter::new(Returned {
+            bytes: Some((100, "stmt".into())),
+            session_bytes: Some((150, "session".into())),
+            ..Returned::default()
+        });
+        m.start(0, 0);
+        assert_eq!(m.report(60), Metered::Pass);
+        assert_eq!(m.row(30), Metered::Pass);
+        assert_eq!(m.report(20), Metered::Drop, "110 bytes in the statement");
+        assert!(m.completed());
+        let Some(Outcome::Over(e)) = m.take_outcome() else {
+            panic!("over")
+        };
+        assert!(text(&e).contains("more than 100 bytes"));
+        // Outside a statement: the session's bytes, then the end.
+        m.error_report(40);
+        assert_eq!(m.report(20), Metered::Pass, "150 bytes");
+        assert!(matches!(m.report(1), Metered::Unexpected(_)));
+        // Rows-only limits leave notices alone.
+        let mut rows = Meter::new(limits(Some(1), None, None));
+        assert_eq!(rows.report(1 << 20), Metered::Pass);
     }
 }

@@ -171,6 +171,12 @@ fn judge(
             rows.ended();
             *outcomes.replied = 0;
             let ready = pending.ready(status, settle);
+            if ready.counted_lost {
+                return Err(End::Unsafe(portcullis_wire::Refusal::fatal(
+                    portcullis_wire::sqlstate::PROTOCOL_VIOLATION,
+                    "terminating connection because the server ended a statement Portcullis was counting without running it",
+                )));
+            }
             if let Some(took) = ready.took {
                 metrics.statement_seconds(took.as_secs_f64());
             }
@@ -253,6 +259,9 @@ fn judge(
             rows.take_masked();
             rows.ended();
             let failed = pending.error(fatal, settle);
+            if pending.is_metered() && failed.substitute.is_none() {
+                pending.meter_error(msg.len());
+            }
             outcomes.failed(failed.audited, msg);
             match failed.substitute {
                 Some(ours) => Ok(Action::Replace(ours)),
@@ -263,10 +272,19 @@ fn judge(
                 None => Ok(Action::Error),
             }
         }
-        be::NOTICE_RESPONSE | be::NOTIFICATION_RESPONSE
-            if guarded.masks() && masking::scan_report(guarded, msg, own) =>
-        {
-            Ok(Action::Rewritten)
+        be::NOTICE_RESPONSE | be::NOTIFICATION_RESPONSE => {
+            if pending.is_metered() {
+                match pending.meter_report(msg.len()) {
+                    Metered::Pass => {}
+                    Metered::Drop => return Ok(Action::Drop),
+                    Metered::Unexpected(r) => return Err(End::Unsafe(r)),
+                }
+            }
+            if guarded.masks() && masking::scan_report(guarded, msg, own) {
+                Ok(Action::Rewritten)
+            } else {
+                Ok(Action::Forward)
+            }
         }
         // The server's own cancel key must never reach the client, and
         // authentication is over: neither may appear mid-session.
