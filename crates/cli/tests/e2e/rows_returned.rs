@@ -533,10 +533,10 @@ async fn names_of_the_proxys_own_statements_are_reserved() {
     }
 }
 
-/// A COPY that fails after a Sync the client slipped into it makes the
-/// server answer one more ReadyForQuery than the proxy expects: the next
-/// statement is either counted as usual or the session ends; it never
-/// runs uncounted.
+/// A COPY that fails after a Sync the client slipped into its data makes
+/// the server answer one more ReadyForQuery than the proxy could expect:
+/// the session ends (in every session, limited or not), and the statement
+/// after it never runs uncounted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_failing_after_a_sync_cannot_slip_a_statement_past_the_count() {
     let proxy = Proxy::with(setup("max_rows_returned = 10")).await;
@@ -563,6 +563,25 @@ async fn a_copy_failing_after_a_sync_cannot_slip_a_statement_past_the_count() {
             "0"
         );
     }
+    // Not limited: the ledger cannot follow either, so the session ends.
+    let mut raw = Raw::login(
+        proxy.addr,
+        portcullis_wire::ProtocolVersion::V3_0,
+        &[("user", ALICE.0), ("database", "app")],
+        ALICE.1,
+    )
+    .await
+    .unwrap();
+    raw.send(&fe::query("COPY log FROM STDIN")).await;
+    assert_eq!(raw.recv().await.unwrap().tag(), 'G');
+    let mut batch = fe::copy_data(b"x\n");
+    batch.extend(fe::sync());
+    batch.extend(fe::query("SET search_path = pg_catalog"));
+    raw.send(&batch).await;
+    let replies = raw.until_closed().await;
+    let last = replies.iter().rfind(|m| m.tag == b'E').unwrap();
+    assert_eq!(last.code().as_deref(), Some("08P01"), "{replies:?}");
+    assert!(last.message().unwrap().contains("COPY failed"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

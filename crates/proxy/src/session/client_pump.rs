@@ -44,6 +44,9 @@ pub(crate) struct ClientPump<'a> {
     terminated: bool,
     /// See [`LastDescribe`].
     last_describe: LastDescribe,
+    /// The client has sent CopyData it has not ended with CopyDone or
+    /// CopyFail (see `Pending::sent_sync`).
+    copy_data: bool,
     audit: Option<&'a SessionAudit>,
     /// The message just judged may go upstream only once its audit record
     /// is committed (a strict target, or a queued one whose writer is
@@ -117,6 +120,7 @@ impl<'a> ClientPump<'a> {
             in_write: false,
             terminated: false,
             last_describe: LastDescribe::default(),
+            copy_data: false,
             audit,
             wait: None,
         }
@@ -133,6 +137,7 @@ fn judge(
     metrics: &Metrics,
     audit: Option<&SessionAudit>,
     last_describe: &mut LastDescribe,
+    copy_data: &mut bool,
     wait: &mut Option<StrictWait>,
     tag: u8,
     head: &[u8],
@@ -450,10 +455,15 @@ fn judge(
             }
         }
         fe::SYNC => {
-            pending.sent_sync(Instant::now());
+            pending.sent_sync(Instant::now(), *copy_data);
+            Action::Forward
+        }
+        fe::COPY_DATA => {
+            *copy_data = true;
             Action::Forward
         }
         fe::COPY_DONE | fe::COPY_FAIL => {
+            *copy_data = false;
             pending.sent_copy_end();
             Action::Forward
         }
@@ -592,6 +602,7 @@ impl ClientPump<'_> {
                     self.metrics,
                     self.audit,
                     &mut self.last_describe,
+                    &mut self.copy_data,
                     &mut self.wait,
                     tag,
                     &self.rb.buf[pos..pos + len],
@@ -739,7 +750,7 @@ impl ClientPump<'_> {
                 (_, Outcome::Skipped) | (None, _) => {}
                 (Some(at), _) => {
                     encode::sync(&mut out);
-                    pending.sent_sync(at);
+                    pending.sent_sync(at, false);
                 }
             }
         }

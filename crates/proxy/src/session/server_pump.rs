@@ -259,6 +259,12 @@ fn judge(
             rows.take_masked();
             rows.ended();
             let failed = pending.error(fatal, settle);
+            if failed.desync {
+                return Err(End::Unsafe(portcullis_wire::Refusal::fatal(
+                    portcullis_wire::sqlstate::PROTOCOL_VIOLATION,
+                    "terminating connection because a COPY failed after the client sent Sync in the middle of its data: Portcullis cannot tell whether the server answers that Sync",
+                ).hint("Send Sync only after CopyDone or CopyFail.")));
+            }
             if pending.is_metered() && failed.substitute.is_none() {
                 pending.meter_error(msg.len());
             }
