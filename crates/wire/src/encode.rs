@@ -58,6 +58,24 @@ pub(crate) fn error_response(buf: &mut BytesMut, r: &Refusal) {
     });
 }
 
+/// An ErrorResponse with a SQLSTATE known only at run time (one the
+/// server sent): `severity` is ERROR or FATAL.
+pub fn error_with_code(buf: &mut BytesMut, severity: &str, code: &str, text: &str, hint: &str) {
+    message(buf, be::ERROR_RESPONSE, |b| {
+        for field in [b'S', b'V'] {
+            b.put_u8(field);
+            cstr(b, severity.as_bytes());
+        }
+        b.put_u8(b'C');
+        cstr(b, code.as_bytes());
+        b.put_u8(b'M');
+        cstr(b, text.as_bytes());
+        b.put_u8(b'H');
+        cstr(b, hint.as_bytes());
+        b.put_u8(0);
+    });
+}
+
 pub fn ready_for_query(buf: &mut BytesMut, status: u8) {
     message(buf, be::READY_FOR_QUERY, |b| b.put_u8(status));
 }

@@ -533,10 +533,10 @@ async fn names_of_the_proxys_own_statements_are_reserved() {
     }
 }
 
-/// A COPY that fails after a Sync the client slipped into its data makes
-/// the server answer one more ReadyForQuery than the proxy could expect:
-/// the session ends (in every session, limited or not), and the statement
-/// after it never runs uncounted.
+/// A Sync the client slips into a COPY's data would be answered by the
+/// server only if the copy failed on earlier data, which the proxy cannot
+/// know: it is not sent (in copy mode the server ignores it anyway), so
+/// every later reply stays tied to its request, in every session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_failing_after_a_sync_cannot_slip_a_statement_past_the_count() {
     let proxy = Proxy::with(setup("max_rows_returned = 10")).await;
@@ -563,7 +563,8 @@ async fn a_copy_failing_after_a_sync_cannot_slip_a_statement_past_the_count() {
             "0"
         );
     }
-    // Not limited: the ledger cannot follow either, so the session ends.
+    // Not limited: the session goes on, and the SET after the failed COPY
+    // is followed.
     let mut raw = Raw::login(
         proxy.addr,
         portcullis_wire::ProtocolVersion::V3_0,
@@ -578,10 +579,16 @@ async fn a_copy_failing_after_a_sync_cannot_slip_a_statement_past_the_count() {
     batch.extend(fe::sync());
     batch.extend(fe::query("SET search_path = pg_catalog"));
     raw.send(&batch).await;
-    let replies = raw.until_closed().await;
-    let last = replies.iter().rfind(|m| m.tag == b'E').unwrap();
-    assert_eq!(last.code().as_deref(), Some("08P01"), "{replies:?}");
-    assert!(last.message().unwrap().contains("COPY failed"));
+    let copy = raw.until_ready().await;
+    assert_eq!(crate::raw::tags(&copy), "EZ", "{copy:?}");
+    assert_eq!(crate::raw::tags(&raw.until_ready().await), "CZ");
+    raw.send(&fe::query("SHOW search_path")).await;
+    let shown = raw.until_ready().await;
+    let row = shown.iter().find(|m| m.tag == b'D').unwrap();
+    assert!(
+        String::from_utf8_lossy(&row.body).contains("pg_catalog"),
+        "{shown:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -624,31 +631,54 @@ async fn notices_and_notifications_count_as_bytes() {
         .await
         .unwrap();
 
-    // Notifications to the session itself: past the session's bytes it
-    // ends before the one that goes over leaves.
+    // Several statements with a DO block cannot be counted one by one.
+    let e = bob
+        .simple_query("DO $$ BEGIN RAISE NOTICE 'x'; END $$; SET x.y = '1'")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+
+    // Notifications arrive between statements, where none can fail: a
+    // limited session may not LISTEN, on either protocol.
+    let e = bob.simple_query("LISTEN c").await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+    let e = bob.execute("LISTEN c", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+
+    // Notices of a statement Portcullis does not count: within the
+    // limits they pass, past them they are dropped.
+    proxy.upstream_sql(
+        "CREATE FUNCTION noisy(n int) RETURNS int LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE NOTICE '%', repeat('n', n); RETURN 1; END $$",
+    );
     let mut raw = raw_bob(&proxy).await;
-    raw.send(&fe::query("LISTEN c")).await;
-    raw.until_ready().await;
-    let mut received = 0;
-    let mut ended = None;
-    'outer: for _ in 0..40 {
-        raw.send(&fe::query("SELECT pg_notify('c', repeat('q', 7000))"))
-            .await;
-        loop {
-            let Some(m) = raw.recv().await else {
-                break 'outer;
-            };
-            match m.tag {
-                b'A' => received += m.body.len(),
-                b'E' => ended = Some(m),
-                b'Z' => break,
-                _ => {}
-            }
-        }
-    }
-    assert!(received <= 200000, "{received} notification bytes");
-    assert!(received > 150000, "{received} notification bytes");
-    let ended = ended.expect("the session ended with an error");
-    assert_eq!(ended.code().as_deref(), Some("54000"));
-    assert!(raw.recv().await.is_none(), "closed");
+    raw.send(&fe::query(
+        "CREATE TABLE quiet AS SELECT noisy(150000) AS n",
+    ))
+    .await;
+    assert_eq!(crate::raw::tags(&raw.until_ready().await), "CZ");
+    raw.send(&fe::query("CREATE TABLE loud AS SELECT noisy(10) AS n"))
+        .await;
+    assert_eq!(crate::raw::tags(&raw.until_ready().await), "NCZ");
+    assert_eq!(upstream(&proxy, "SELECT count(*) FROM quiet"), "1");
+
+    // An error whose text quotes a whole column: the SQLSTATE comes
+    // through, the text does not.
+    let e = bob
+        .simple_query(
+            "SELECT (SELECT string_agg(repeat('s', 1000), ',') FROM generate_series(1, 200))::int",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("22P02"), "{e:?}");
+    let db = e.as_db_error().unwrap();
+    assert!(db.message().contains("withheld"), "{}", db.message());
+    assert!(!db.message().contains("sss"));
+    // A short error still reads as PostgreSQL wrote it.
+    let e = bob.simple_query("SELECT 'x'::int").await.unwrap_err();
+    assert!(e
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("invalid input syntax"));
 }

@@ -45,7 +45,7 @@ pub(crate) struct ClientPump<'a> {
     /// See [`LastDescribe`].
     last_describe: LastDescribe,
     /// The client has sent CopyData it has not ended with CopyDone or
-    /// CopyFail (see `Pending::sent_sync`).
+    /// CopyFail, nor followed by another request.
     copy_data: bool,
     audit: Option<&'a SessionAudit>,
     /// The message just judged may go upstream only once its audit record
@@ -146,6 +146,11 @@ fn judge(
     // pump's "every request answered" is concerned.
     let _gate = guarded.gate();
     let described_before = last_describe.valid;
+    // A request other than copy data, Flush or Sync: the client is done
+    // with any copy (PostgreSQL would end one with an error).
+    if !matches!(tag, fe::COPY_DATA | fe::FLUSH | fe::SYNC) {
+        *copy_data = false;
+    }
     // Flush changes nothing between a Describe and its Execute.
     if tag != fe::FLUSH {
         last_describe.valid = false;
@@ -454,8 +459,13 @@ fn judge(
                 query: None,
             }
         }
+        // A Sync inside copy data is not sent: in copy mode the server
+        // ignores it, but after a copy that failed on earlier data it
+        // would answer it, and only the server knows which data failed.
+        // Not sent, it is as if the server had read it in copy mode.
+        fe::SYNC if *copy_data => Action::Replace(BytesMut::new()),
         fe::SYNC => {
-            pending.sent_sync(Instant::now(), *copy_data);
+            pending.sent_sync(Instant::now());
             Action::Forward
         }
         fe::COPY_DATA => {
@@ -750,7 +760,7 @@ impl ClientPump<'_> {
                 (_, Outcome::Skipped) | (None, _) => {}
                 (Some(at), _) => {
                     encode::sync(&mut out);
-                    pending.sent_sync(at, false);
+                    pending.sent_sync(at);
                 }
             }
         }

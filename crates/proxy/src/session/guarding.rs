@@ -482,6 +482,14 @@ impl Guarded {
         let j = self.target.guard.judge_text(&sql, &self.who, &state);
         let verdict = self.conclude(&j, "parse");
         let audit = self.message_verdict(&j, &sql);
+        if let (Verdict::Pass, Some(a), true) = (&verdict, &j.analysis, self.metered) {
+            if let Some(r) = unlistenable(a) {
+                return Judged {
+                    audit: refused_whole(audit, &r),
+                    ..Judged::refused(self.refuse(&r, "parse"), r.sqlstate)
+                };
+            }
+        }
         let mut ticket = None;
         if let (Verdict::Pass, Some(a)) = (&verdict, &j.analysis) {
             let text = PreparedText {
@@ -698,7 +706,14 @@ impl Guarded {
 /// be sent as the extended messages counting returned rows needs (a
 /// procedure may COMMIT there, out of reach of the count).
 fn uncountable_query(a: &Analysis, rows_changed_counted: bool) -> Option<Refusal> {
-    if a.statements.len() > 1 && super::returned::any_returns_rows(a) {
+    if let Some(r) = unlistenable(a) {
+        return Some(r);
+    }
+    if a.statements.len() > 1
+        && a.statements
+            .iter()
+            .any(|s| super::returned::counted(s, false))
+    {
         return Some(
             Refusal::error(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -717,6 +732,30 @@ fn uncountable_query(a: &Analysis, rows_changed_counted: bool) -> Option<Refusal
             "CALL refused by Portcullis: both the rows this session changes and the rows it is returned are counted, and a procedure could commit out of reach of the count",
         )
         .hint("Run the procedure's statements one by one, or ask an administrator about the limits.")
+    })
+}
+
+/// LISTEN, in a session whose returned data is limited: notifications
+/// arrive between statements, where no statement can fail for them (a
+/// `pg_notify` per row of a query would carry a table out one
+/// notification at a time).
+fn unlistenable(a: &Analysis) -> Option<Refusal> {
+    let listens = a.statements.iter().any(|s| {
+        s.actions.iter().any(|a| {
+            matches!(
+                a.kind,
+                portcullis_analysis::ActionKind::Notification {
+                    statement: "ListenStmt"
+                }
+            )
+        })
+    });
+    listens.then(|| {
+        Refusal::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            "LISTEN refused by Portcullis: the data this session is returned is limited, and notifications cannot be counted against a statement",
+        )
+        .hint("Ask an administrator about the limit.")
     })
 }
 

@@ -15,10 +15,10 @@
 //!   client sent after the COPY's Execute and before its CopyDone/CopyFail
 //!   are struck out when CopyInResponse arrives.
 //! - An error during copy-in ends copy mode on the server's side; a Sync
-//!   the client sent after copy data it had not ended is then answered if
-//!   the failing data came before it, and ignored otherwise. Only the
-//!   server knows which data failed, so such a COPY failing ends the
-//!   session ([`Failed::desync`]) rather than leave the model guessing.
+//!   the client sent after copy data it had not ended would then be
+//!   answered if the failing data came before it, and ignored otherwise,
+//!   which only the server knows. The client pump never sends such a Sync
+//!   (see `client_pump`): the server would ignore it in copy mode anyway.
 //!
 //! A request the proxy refuses is replaced upstream by one that fails (see
 //! `refusal.rs`), recorded as [`Entry::Refused`]: the server then answers
@@ -255,10 +255,6 @@ pub(crate) struct Failed {
     pub substitute: Option<Bytes>,
     /// The audit record of the statement that failed.
     pub audited: Option<Audited>,
-    /// A COPY failed with a Sync inside its data: the server may answer
-    /// that Sync or not, and the proxy cannot tell which, so the session
-    /// must end.
-    pub desync: bool,
 }
 
 /// What a CommandComplete, PortalSuspended or EmptyQueryResponse
@@ -289,13 +285,6 @@ struct Ledger {
     /// The server is in copy-in mode and the client has not ended the copy
     /// yet: Syncs sent now are ignored, the next CopyEnd is consumed.
     copy_in_open: bool,
-    /// A COPY FROM STDIN has started and not yet completed or failed.
-    copy_running: bool,
-    /// The client sent a Sync after copy data it had not ended: if the
-    /// copy fails, the server answers that Sync when the failure came
-    /// before it, and ignores it otherwise, and which copy data failed is
-    /// the server's to know (see [`Failed::desync`]).
-    sync_in_copy_data: bool,
     /// The server is discarding messages until the next Sync and none is in
     /// the ledger yet: messages sent now are discarded too.
     discarding: bool,
@@ -495,11 +484,8 @@ impl Pending {
         l.push(entry);
     }
 
-    /// A Sync; `in_copy_data`: after CopyData the client has not ended
-    /// with CopyDone or CopyFail.
-    pub fn sent_sync(&self, at: Instant, in_copy_data: bool) {
+    pub fn sent_sync(&self, at: Instant) {
         let mut l = self.ledger();
-        l.sync_in_copy_data |= in_copy_data;
         if l.copy_in_open {
             return;
         }
@@ -607,10 +593,20 @@ impl Pending {
         }
     }
 
-    /// The server's ErrorResponse of `len` bytes.
-    pub fn meter_error(&self, len: usize) {
-        if let Some(m) = &mut self.ledger().meter {
-            m.error_report(len);
+    /// The server's ErrorResponse of `len` bytes: whether its text must
+    /// be withheld (see `Meter::error_report`).
+    pub fn meter_error(&self, len: usize) -> bool {
+        match &mut self.ledger().meter {
+            Some(m) => m.error_report(len),
+            None => false,
+        }
+    }
+
+    /// A ParameterStatus of `len` bytes.
+    pub fn meter_parameter_status(&self, len: usize) -> Metered {
+        match &mut self.ledger().meter {
+            Some(m) => m.parameter_status(len),
+            None => Metered::Pass,
         }
     }
 
@@ -716,12 +712,6 @@ impl Pending {
     pub fn command_done(&self, settle: Settle<'_>) -> Completed {
         let mut l = self.ledger();
         l.drop_stale_copy_ends();
-        if l.copy_running {
-            // The server completes nothing else in copy mode: this is the
-            // copy, and every Sync it read meanwhile was ignored.
-            l.copy_running = false;
-            l.sync_in_copy_data = false;
-        }
         let counted = l.entries.front().is_some_and(Entry::is_counted);
         let over = match &mut l.meter {
             Some(m) if counted => m.completed(),
@@ -804,7 +794,6 @@ impl Pending {
             }
         }
         l.copy_in_open = true;
-        l.copy_running = true;
         self.wake();
     }
 
@@ -814,10 +803,6 @@ impl Pending {
     pub fn error(&self, fatal: bool, settle: Settle<'_>) -> Failed {
         let mut l = self.ledger();
         l.drop_stale_copy_ends();
-        // While a copy runs, any error is the copy's.
-        let desync = l.copy_running && l.sync_in_copy_data;
-        l.copy_running = false;
-        l.sync_in_copy_data = false;
         // A held completion belongs to a statement the error rolls back.
         l.held = None;
         // An error ends copy mode; Syncs from now on count again.
@@ -876,7 +861,6 @@ impl Pending {
             return Failed {
                 substitute,
                 audited,
-                desync,
             };
         }
         // The server now discards everything up to the next Sync.
@@ -895,7 +879,6 @@ impl Pending {
         Failed {
             substitute,
             audited,
-            desync,
         }
     }
 
@@ -989,11 +972,10 @@ impl Pending {
                 .any(|e| matches!(e, Entry::Hidden { .. } | Entry::QueryPart));
             self.hidden_active.store(still, Ordering::Relaxed);
         }
-        let drained = l.drained();
-        if drained && !l.copy_running {
-            // Every Sync was answered, and no copy can still start.
-            l.sync_in_copy_data = false;
+        if let Some(m) = &mut l.meter {
+            m.ready();
         }
+        let drained = l.drained();
         Ready {
             took,
             drained,
@@ -1072,7 +1054,7 @@ mod tests {
     fn extended_batch() {
         let p = Pending::new(b'I');
         extended(&p);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         p.step_done(&mut no);
         p.step_done(&mut no);
         p.command_done(&mut no);
@@ -1086,7 +1068,7 @@ mod tests {
         let p = Pending::new(b'I');
         p.sent(Entry::Step(Step::Parse, None, None), &mut no);
         p.sent(Entry::query(now()), &mut no);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         p.error(false, &mut no);
         assert_eq!(p.outstanding(), 1);
         p.ready(b'I', &mut no);
@@ -1101,7 +1083,7 @@ mod tests {
         // Discarded by the server, so not recorded.
         p.sent(Entry::Step(Step::Bind, None, None), &mut no);
         p.sent(Entry::query(now()), &mut no);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         assert_eq!(p.outstanding(), 1);
         p.ready(b'I', &mut no);
         assert!(p.idle());
@@ -1122,7 +1104,7 @@ mod tests {
         let p = Pending::new(b'I');
         extended(&p);
         p.sent_copy_end();
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         p.step_done(&mut no);
         p.step_done(&mut no);
         p.copy_in_started();
@@ -1138,12 +1120,12 @@ mod tests {
         let p = Pending::new(b'I');
         p.sent(Entry::Step(Step::Bind, None, None), &mut no);
         p.sent(Entry::Step(Step::Execute, None, None), &mut no);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         p.step_done(&mut no);
         p.copy_in_started();
-        p.sent_sync(now(), false); // ignored by the server
+        p.sent_sync(now()); // ignored by the server
         p.sent_copy_end();
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         p.command_done(&mut no);
         assert_eq!(p.outstanding(), 1);
         p.ready(b'I', &mut no);
@@ -1157,7 +1139,7 @@ mod tests {
         p.sent_copy_end();
         extended(&p);
         p.sent_copy_end();
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         for _ in 0..2 {
             p.step_done(&mut no);
             p.step_done(&mut no);
@@ -1188,49 +1170,8 @@ mod tests {
         p.error(false, &mut no);
         p.ready(b'I', &mut no);
         extended(&p);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         assert_eq!(p.outstanding(), 4, "the Sync after the failed copy counts");
-    }
-
-    #[test]
-    fn a_copy_failing_with_a_sync_inside_its_data_cannot_be_followed() {
-        // Query, CopyData, Sync: the server answers the Sync if the copy
-        // failed before it, and ignores it otherwise.
-        let p = Pending::new(b'I');
-        p.sent(Entry::query(now()), &mut no);
-        p.copy_in_started();
-        p.sent_sync(now(), true);
-        assert!(p.error(false, &mut no).desync);
-        p.ready(b'I', &mut no);
-        // The same Sync before CopyInResponse arrived.
-        p.sent(Entry::query(now()), &mut no);
-        p.sent_sync(now(), true);
-        p.copy_in_started();
-        assert!(p.error(false, &mut no).desync);
-        p.ready(b'I', &mut no);
-        // A copy that completes read every such Sync in copy mode.
-        p.sent(Entry::query(now()), &mut no);
-        p.copy_in_started();
-        p.sent_sync(now(), true);
-        p.sent_copy_end();
-        p.command_done(&mut no);
-        p.ready(b'I', &mut no);
-        p.sent(Entry::query(now()), &mut no);
-        assert!(!p.error(false, &mut no).desync);
-        p.ready(b'I', &mut no);
-        // tokio-postgres: Bind/Execute/Sync before any data, then data,
-        // CopyDone, Sync: a failing copy is followed exactly.
-        p.sent(Entry::Step(Step::Bind, None, None), &mut no);
-        p.sent(Entry::Step(Step::Execute, None, None), &mut no);
-        p.sent_sync(now(), false);
-        p.step_done(&mut no);
-        p.copy_in_started();
-        p.sent_copy_end();
-        p.sent_sync(now(), false);
-        assert!(!p.error(false, &mut no).desync);
-        assert_eq!(p.outstanding(), 1);
-        p.ready(b'I', &mut no);
-        assert!(p.idle());
     }
 
     #[test]
@@ -1276,7 +1217,7 @@ mod tests {
         p.sent(refused(false), &mut no);
         p.sent(Entry::Step(Step::Bind, None, None), &mut no);
         p.sent(Entry::Step(Step::Execute, None, None), &mut no);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         assert!(!p.answered());
         assert!(p.error(false, &mut no).substitute.is_some());
         assert_eq!(p.outstanding(), 1);
@@ -1292,7 +1233,7 @@ mod tests {
         p.sent(Entry::Step(Step::Bind, None, None), &mut no);
         p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.retract(mark, Bytes::from_static(b"audit"), false, &mut no);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         assert_eq!(p.outstanding(), 3, "the query, the refusal and the Sync");
         assert_eq!(p.error(false, &mut no).substitute, None, "the query's own");
         p.ready(b'I', &mut no);
@@ -1323,7 +1264,7 @@ mod tests {
             &mut no,
         );
         p.sent(Entry::Step(Step::Execute, None, Some(a(3))), &mut no);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         assert_eq!(p.command_done(&mut no).audited.map(|a| a.seq), Some(1));
         assert_eq!(p.error(false, &mut no).audited.map(|a| a.seq), Some(2));
         p.ready(b'I', &mut no);
@@ -1478,7 +1419,7 @@ mod tests {
         p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent(hidden(true, Some(b"limit")), &mut no);
         p.sent(hidden(true, None), &mut no);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         p.step_done(&mut no); // BindComplete
         assert_eq!(p.route(true, b""), Route::Hidden);
         assert_eq!(p.route(true, b"DELETE 9"), Route::Hold);
@@ -1498,7 +1439,7 @@ mod tests {
         p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent(hidden(true, None), &mut no); // Bind of the check
         p.sent(hidden(true, Some(b"limit")), &mut no); // its Execute
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         assert_eq!(p.route(true, b"UPDATE 2"), Route::Hold);
         p.command_done(&mut no);
         assert_eq!(p.route(true, b""), Route::Hidden, "BindComplete");
@@ -1545,7 +1486,7 @@ mod tests {
             &mut no,
         );
         p.sent(Entry::Step(Step::Execute, None, None), &mut no);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         assert_eq!(p.described(false), Described::Statement);
         assert_eq!(
             p.described(false),
@@ -1581,7 +1522,7 @@ mod tests {
     fn a_copy_out_names_its_query_statement_but_not_an_execute() {
         let p = Pending::new(b'I');
         p.sent(Entry::Step(Step::Execute, None, None), &mut no);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         // The portal was described just before: the ledger cannot say.
         assert_eq!(p.copy_out_rows(), None);
         p.command_done(&mut no);
@@ -1605,7 +1546,7 @@ mod tests {
         );
         p.sent(Entry::Step(Step::Execute, None, None), &mut no);
         p.sent(Entry::query(now()), &mut no);
-        p.sent_sync(now(), false);
+        p.sent_sync(now());
         assert_eq!(p.error(false, &mut no).substitute, None);
         assert_eq!(p.outstanding(), 1, "only the Sync is answered");
         p.ready(b'I', &mut no);

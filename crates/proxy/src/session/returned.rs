@@ -16,8 +16,9 @@
 //!   done: until that Sync the implicit transaction is still open;
 //! - the rows are counted as they pass ([`Meter`]); the row that would go
 //!   over, and everything after it, is dropped, and so is the statement's
-//!   completion. Notices and notifications count as bytes too, and the
-//!   server's error texts count towards the session's bytes;
+//!   completion. Notices and the server's error texts count as bytes too
+//!   (past the limits outside a counted statement a notice is dropped and
+//!   an error's text withheld), and LISTEN is refused (see `guarding`);
 //! - before a Query or Execute is judged, everything the client sent
 //!   earlier must have been answered: a counted statement never runs
 //!   while the server could still answer an earlier request the proxy
@@ -34,7 +35,7 @@
 //! back, and nothing the client sent after it ran.
 
 use bytes::Bytes;
-use portcullis_analysis::{ActionKind, Analysis, StatementClass, StatementFacts};
+use portcullis_analysis::{ActionKind, StatementClass, StatementFacts};
 use portcullis_config::Returned;
 use portcullis_wire::tags::backend as be;
 use portcullis_wire::{sqlstate, Refusal};
@@ -106,6 +107,10 @@ pub(crate) struct Meter {
     limits: Returned,
     session: Amount,
     counting: Option<Counting>,
+    /// Bytes of notices and errors since the last ReadyForQuery outside a
+    /// counted statement (what a statement the proxy does not count, a
+    /// CREATE TABLE AS say, sends besides its completion).
+    loose: u64,
     /// How the last counted statement ended, until the client pump takes it.
     outcome: Option<Outcome>,
 }
@@ -116,6 +121,7 @@ impl Meter {
             limits,
             session: Amount::default(),
             counting: None,
+            loose: 0,
             outcome: None,
         }
     }
@@ -175,31 +181,93 @@ impl Meter {
         self.count(1, len as u64)
     }
 
+    fn limits_bytes(&self) -> bool {
+        self.limits.bytes.is_some() || self.limits.session_bytes.is_some()
+    }
+
     /// A NoticeResponse or NotificationResponse of `len` bytes: bytes a
-    /// function can send out (RAISE, pg_notify) without a row.
+    /// function can send out (RAISE, pg_notify) without a row. Inside a
+    /// counted statement they count as its bytes (over them it fails);
+    /// outside one, as bytes of the statement running (up to the
+    /// per-statement limit) and of the session: past either the notice
+    /// is dropped (it is only a notice).
     pub fn report(&mut self, len: usize) -> Metered {
-        let limited = self.limits.bytes.is_some() || self.limits.session_bytes.is_some();
-        if !limited {
+        if !self.limits_bytes() {
             return Metered::Pass;
         }
         if self.counting.is_some() {
             return self.count(0, len as u64);
         }
+        if self.loose_fits(len as u64) {
+            Metered::Pass
+        } else {
+            Metered::Drop
+        }
+    }
+
+    /// Counts `len` loose bytes if they fit what a statement and the
+    /// session may still be returned.
+    fn loose_fits(&mut self, len: u64) -> bool {
+        let loose = self.loose + len;
+        let session = self.session.bytes + len;
+        let over = self.limits.bytes.as_ref().is_some_and(|(n, _)| loose > *n)
+            || self
+                .limits
+                .session_bytes
+                .as_ref()
+                .is_some_and(|(n, _)| session > *n);
+        if !over {
+            self.loose = loose;
+            self.session.bytes = session;
+        }
+        !over
+    }
+
+    /// The server's ErrorResponse of `len` bytes, which ends its statement
+    /// whatever it says. Its text can quote values (a failed cast of a
+    /// whole column aggregated into one string): it counts as the
+    /// statement's bytes. Returns whether the text must be withheld (it
+    /// does not fit): the client then gets the error's SQLSTATE alone.
+    pub fn error_report(&mut self, len: usize) -> bool {
+        if !self.limits_bytes() {
+            return false;
+        }
+        let len = len as u64;
+        match &mut self.counting {
+            Some(c) => {
+                let bytes = c.used.bytes + len;
+                if c.over.is_some() || bytes > c.allowance.bytes {
+                    return true;
+                }
+                c.used.bytes = bytes;
+                self.session.bytes += len;
+                false
+            }
+            None => !self.loose_fits(len),
+        }
+    }
+
+    /// A ParameterStatus of `len` bytes (a reported setting's new value,
+    /// which code can choose): counts towards the session's bytes; past
+    /// them the session ends (the client's view of its settings cannot
+    /// skip a change).
+    pub fn parameter_status(&mut self, len: usize) -> Metered {
+        if !self.limits_bytes() {
+            return Metered::Pass;
+        }
         self.session.bytes += len as u64;
         match &self.limits.session_bytes {
             Some((max, _)) if self.session.bytes > *max => Metered::Unexpected(Refusal::fatal(
                 sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                "terminating connection because the server's notices went past the bytes this session may be returned",
+                "terminating connection because a setting the server reported went past the bytes this session may be returned",
             )),
             _ => Metered::Pass,
         }
     }
 
-    /// The server's ErrorResponse of `len` bytes: it ends its statement
-    /// whatever it says, and its text (which can quote a value) counts
-    /// towards the session's bytes.
-    pub fn error_report(&mut self, len: usize) {
-        self.session.bytes += len as u64;
+    /// A ReadyForQuery: the statement the loose bytes belonged to is over.
+    pub fn ready(&mut self) {
+        self.loose = 0;
     }
 
     fn count(&mut self, rows: u64, len: u64) -> Metered {
@@ -278,6 +346,21 @@ impl Meter {
     pub fn take_outcome(&mut self) -> Option<Outcome> {
         self.outcome.take()
     }
+}
+
+/// What the client gets in place of a server error whose text is over the
+/// bytes it may be returned: the same SQLSTATE and severity, no text of
+/// the server's.
+pub fn withheld_error(code: &str, fatal: bool) -> Bytes {
+    let mut b = bytes::BytesMut::new();
+    portcullis_wire::encode::error_with_code(
+        &mut b,
+        if fatal { "FATAL" } else { "ERROR" },
+        code,
+        "statement failed; Portcullis withheld the server's error text: it is over the bytes this session may be returned",
+        "The statement failed as the SQLSTATE says. Ask an administrator about the limit if you need the text.",
+    );
+    b.freeze()
 }
 
 /// The error for a statement that went over, naming the limit it hit.
@@ -368,11 +451,6 @@ pub fn returns_rows(s: &StatementFacts) -> bool {
 /// row-limit Query, where it cannot commit out of the count's reach).
 pub fn counted(s: &StatementFacts, changes_counted: bool) -> bool {
     returns_rows(s) || (s.class == StatementClass::Do && !changes_counted)
-}
-
-/// Whether a Query's text has a statement that can return rows.
-pub fn any_returns_rows(a: &Analysis) -> bool {
-    a.statements.iter().any(returns_rows)
 }
 
 /// Whether a server message is result data the limits count.
@@ -514,10 +592,37 @@ mod tests {
             panic!("over")
         };
         assert!(text(&e).contains("more than 100 bytes"));
-        // Outside a statement: the session's bytes, then the end.
-        m.error_report(40);
+        // Outside a counted statement: up to the statement's bytes and
+        // the session's; past them a notice is dropped and an error's
+        // text withheld.
+        assert!(!m.error_report(40), "70 + 40 loose bytes fit");
         assert_eq!(m.report(20), Metered::Pass, "150 bytes");
-        assert!(matches!(m.report(1), Metered::Unexpected(_)));
+        assert_eq!(m.report(1), Metered::Drop);
+        assert!(m.error_report(1));
+        m.ready();
+        assert_eq!(m.report(1), Metered::Drop, "the session's bytes are spent");
+        assert!(matches!(m.parameter_status(10), Metered::Unexpected(_)));
+        // Inside a counted statement an error over its bytes is withheld.
+        let mut e = Meter::new(Returned {
+            bytes: Some((100, "stmt".into())),
+            ..Returned::default()
+        });
+        e.start(0, 0);
+        assert_eq!(e.row(90), Metered::Pass);
+        assert!(e.error_report(11));
+        e.dropped(true);
+        e.start(0, 0);
+        assert!(!e.error_report(99));
+        e.dropped(true);
+        m.ready();
+        let mut loose = Meter::new(Returned {
+            bytes: Some((100, "stmt".into())),
+            ..Returned::default()
+        });
+        assert_eq!(loose.report(100), Metered::Pass);
+        assert_eq!(loose.report(1), Metered::Drop, "one statement's bytes");
+        loose.ready();
+        assert_eq!(loose.report(100), Metered::Pass, "the next statement's");
         // Rows-only limits leave notices alone.
         let mut rows = Meter::new(limits(Some(1), None, None));
         assert_eq!(rows.report(1 << 20), Metered::Pass);

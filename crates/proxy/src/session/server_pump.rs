@@ -138,26 +138,32 @@ fn judge(
         return Ok(Action::Drop);
     }
     if tag == be::DATA_ROW || tag == be::COPY_DATA {
-        if pending.is_metered() {
-            match pending.meter_row(msg.len()) {
-                Metered::Pass => {}
-                Metered::Drop => return Ok(Action::Drop),
-                Metered::Unexpected(r) => return Err(End::Unsafe(r)),
-            }
-        }
         // The plain path: one branch per row when nothing is masked.
         if !guarded.masks() {
-            return Ok(Action::Forward);
+            return match pending.is_metered() {
+                false => Ok(Action::Forward),
+                true => metered(pending, msg.len(), Action::Forward),
+            };
         }
+        let from = own.len();
         let action = if tag == be::DATA_ROW {
             rows.row(msg, own)?
         } else {
             rows.copy_data(msg, own)?
         };
-        return match action {
-            RowAction::Forward => Ok(Action::Forward),
-            RowAction::Masked => Ok(Action::Rewritten),
+        let (sent, action) = match action {
+            RowAction::Forward => (msg.len(), Action::Forward),
+            RowAction::Masked => (own.len() - from, Action::Rewritten),
         };
+        if !pending.is_metered() {
+            return Ok(action);
+        }
+        // What leaves is counted, masked or not, whichever is larger.
+        let judged = metered(pending, sent.max(msg.len()), action);
+        if matches!(judged, Ok(Action::Drop)) {
+            own.truncate(from);
+        }
+        return judged;
     }
     let settle = &mut |t, ran| guarded.settle(t, ran);
     match tag {
@@ -238,6 +244,11 @@ fn judge(
         be::PARAMETER_STATUS => {
             let (name, value) = decode::parameter_status(decode::body(msg))
                 .map_err(|e| End::UpstreamProtocol(e.to_string()))?;
+            if pending.is_metered() {
+                if let Metered::Unexpected(r) = pending.meter_parameter_status(msg.len()) {
+                    return Err(End::Unsafe(r));
+                }
+            }
             match super::lexing::hazard(name, value)
                 .or_else(|| guarded.identity_setting_changed(name, value))
             {
@@ -259,16 +270,17 @@ fn judge(
             rows.take_masked();
             rows.ended();
             let failed = pending.error(fatal, settle);
-            if failed.desync {
-                return Err(End::Unsafe(portcullis_wire::Refusal::fatal(
-                    portcullis_wire::sqlstate::PROTOCOL_VIOLATION,
-                    "terminating connection because a COPY failed after the client sent Sync in the middle of its data: Portcullis cannot tell whether the server answers that Sync",
-                ).hint("Send Sync only after CopyDone or CopyFail.")));
-            }
-            if pending.is_metered() && failed.substitute.is_none() {
-                pending.meter_error(msg.len());
-            }
             outcomes.failed(failed.audited, msg);
+            let withheld = pending.is_metered()
+                && failed.substitute.is_none()
+                && pending.meter_error(msg.len());
+            if withheld {
+                let code = decode::report_fields(decode::body(msg))
+                    .ok()
+                    .and_then(|f| f.code.map(str::to_owned))
+                    .unwrap_or_else(|| "XX000".to_owned());
+                return Ok(Action::Replace(returned::withheld_error(&code, fatal)));
+            }
             match failed.substitute {
                 Some(ours) => Ok(Action::Replace(ours)),
                 // A failed cast or a duplicate key can quote a value.
@@ -299,6 +311,16 @@ fn judge(
             Ok(Action::Drop)
         }
         _ => Ok(Action::Forward),
+    }
+}
+
+/// `action` for a row of `len` bytes within what the session may be
+/// returned; dropped past it (see `returned.rs`).
+fn metered(pending: &Pending, len: usize, action: Action) -> Result<Action, End> {
+    match pending.meter_row(len) {
+        Metered::Pass => Ok(action),
+        Metered::Drop => Ok(Action::Drop),
+        Metered::Unexpected(r) => Err(End::Unsafe(r)),
     }
 }
 
