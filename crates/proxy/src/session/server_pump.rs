@@ -269,12 +269,12 @@ fn judge(
             guarded.error();
             rows.take_masked();
             rows.ended();
+            // Counted while the statement it ends is still counted: its
+            // text is part of what that statement returns.
+            let withheld = pending.is_metered() && pending.meter_error(msg.len());
             let failed = pending.error(fatal, settle);
             outcomes.failed(failed.audited, msg);
-            let withheld = pending.is_metered()
-                && failed.substitute.is_none()
-                && pending.meter_error(msg.len());
-            if withheld {
+            if withheld && failed.substitute.is_none() {
                 let code = decode::report_fields(decode::body(msg))
                     .ok()
                     .and_then(|f| f.code.map(str::to_owned))
