@@ -21,6 +21,9 @@
 #   --keep                keep the temp dir (logs, configs) instead of removing it
 #   --upstream tcp|unix   how both proxies reach PostgreSQL: TCP 127.0.0.1 (default)
 #                         or its Unix socket (a proxy on the database host)
+#   --extra-config FILE   append FILE to Portcullis' configuration (a [[limit]]
+#                         for subjects = ["bench"], say, to measure a limited
+#                         identity's path)
 #
 # Measures:
 #   1. pgbench -S (select only) with --protocol simple/extended/prepared at each
@@ -64,6 +67,7 @@ PBIN=""
 BUILD=1
 KEEP=0
 UPSTREAM=tcp
+EXTRA_CONFIG=""
 
 die() { echo "bench: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -85,6 +89,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
         --upstream) case "${2:-}" in tcp|unix) UPSTREAM=$2 ;; *) die "--upstream needs tcp or unix" ;; esac; shift 2 ;;
+        --extra-config) [ -r "${2:-}" ] || die "--extra-config needs a readable file"; EXTRA_CONFIG=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument: $1 (try --help)" ;;
     esac
@@ -446,6 +451,9 @@ sslmode = "disable"
 name = "bench"
 scram = "$P_SCRAM"
 EOF
+    if [ -n "$EXTRA_CONFIG" ]; then
+        { echo; cat "$EXTRA_CONFIG"; } >>"$WORK/portcullis.toml"
+    fi
     log "starting Portcullis on 127.0.0.1:$P_PORT ($PBIN)"
     BENCH_PG_PASSWORD="$BENCH_PW" "$PBIN" run --config "$WORK/portcullis.toml" >"$WORK/log/portcullis.log" 2>&1 &
     PORTCULLIS_PID=$!
