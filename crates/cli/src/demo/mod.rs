@@ -465,9 +465,12 @@ sslmode = "require"
         limit = portcullis_config::DEFAULT_PRODUCTION_ROW_LIMIT,
     );
     text.push_str(
-        "\n# Agents: statements end after 30 seconds (they cannot raise it), and\n\
-         # at most 5 sessions each.\n[[limit]]\nname = \"agents\"\nkinds = [\"agent\"]\n\
-         statement_timeout = \"30s\"\nmax_sessions = 5\n",
+        "\n# Agents: statements end after 30 seconds (they cannot raise it), at most\n\
+         # 5 sessions each, and an exfiltration budget: a statement may return\n\
+         # 1000 rows and a session 10 MB; past that the statement fails (54000).\n\
+         [[limit]]\nname = \"agents\"\nkinds = [\"agent\"]\n\
+         statement_timeout = \"30s\"\nmax_sessions = 5\nmax_rows_returned = 1000\n\
+         max_bytes_returned_per_session = 10000000\n",
     );
     for u in users {
         let groups: Vec<String> = u.groups.iter().map(|g| format!("\"{g}\"")).collect();
@@ -773,7 +776,8 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
     }
     s.push_str(&format!(
         "  # {KEY_AGENT} (AI agent with an API key, acting for dana; TLS only; logs in as the\n  \
-         # read-only role {READER_ROLE}, so the database refuses its writes)\n  \
+         # read-only role {READER_ROLE}, so the database refuses its writes; like agent-7\n  \
+         # it may read 1000 rows per statement: SELECT * FROM orders fails, 54000)\n  \
          psql \"{agent_dsn}\"\n"
     ));
     if let Some(login) = &sso_login {

@@ -105,6 +105,20 @@ fn production_refuses_what_the_instructions_say_and_staging_runs_it() {
             e.as_db_error().unwrap().code(),
             &SqlState::INSUFFICIENT_PRIVILEGE
         );
+        // Its exfiltration budget: 1000 rows per statement.
+        let e = agent
+            .simple_query("SELECT * FROM orders")
+            .await
+            .expect_err("1500 orders are over the limit");
+        assert_eq!(
+            e.as_db_error().unwrap().code(),
+            &SqlState::PROGRAM_LIMIT_EXCEEDED
+        );
+        let some = agent
+            .query("SELECT id FROM orders ORDER BY id LIMIT 1000", &[])
+            .await
+            .expect("1000 rows are within it");
+        assert_eq!(some.len(), 1000);
         drop(agent);
 
         // A person signing in at the demo's OpenID provider, with the
