@@ -606,7 +606,7 @@ impl ClientPump<'_> {
                         );
                     }
                 }
-                let action = judge(
+                let mut action = judge(
                     self.pending,
                     self.guarded,
                     self.metrics,
@@ -625,42 +625,16 @@ impl ClientPump<'_> {
                     }
                     run_start = pos;
                     if let Err(replacement) = self.committed(wait).await {
-                        if let Err(e) = self.write(&replacement).await {
-                            return e;
-                        }
-                        pos += len;
-                        run_start = pos;
-                        self.discarding = self.splitter.mid_message();
-                        continue;
+                        action = Action::Replace(replacement);
                     }
                 }
-                match action {
-                    Action::Forward => pos += len,
-                    Action::Replace(replacement) => {
-                        if let Err(e) = self.flush(run_start, pos).await {
-                            return e;
-                        }
-                        if let Err(e) = self.write(&replacement).await {
-                            return e;
-                        }
+                let (replacement, counted) = match action {
+                    Action::Forward => {
                         pos += len;
-                        run_start = pos;
-                        self.discarding = self.splitter.mid_message();
+                        continue;
                     }
-                    Action::Counted { bytes, query } => {
-                        if let Err(e) = self.flush(run_start, pos).await {
-                            return e;
-                        }
-                        if let Err(e) = self.write(&bytes).await {
-                            return e;
-                        }
-                        pos += len;
-                        run_start = pos;
-                        self.discarding = self.splitter.mid_message();
-                        if let Err(e) = self.counted(query).await {
-                            return e;
-                        }
-                    }
+                    Action::Replace(bytes) => (bytes, None),
+                    Action::Counted { bytes, query } => (bytes, Some(query)),
                     Action::Terminate => {
                         pos += len;
                         let end = self.flush(run_start, pos).await.err();
@@ -670,6 +644,20 @@ impl ClientPump<'_> {
                     Action::Refuse(r) => {
                         let _ = self.flush(run_start, pos).await;
                         return End::ClientRefused(r);
+                    }
+                };
+                if let Err(e) = self.flush(run_start, pos).await {
+                    return e;
+                }
+                if let Err(e) = self.write(&replacement).await {
+                    return e;
+                }
+                pos += len;
+                run_start = pos;
+                self.discarding = self.splitter.mid_message();
+                if let Some(query) = counted {
+                    if let Err(e) = self.counted(query).await {
+                        return e;
                     }
                 }
             };
