@@ -130,6 +130,19 @@ pub struct StatementFacts {
 }
 
 impl StatementFacts {
+    /// Whether the statement is a COPY FROM STDIN: the server enters
+    /// copy-in mode and reads the data from the client.
+    pub fn copies_from_client(&self) -> bool {
+        matches!(
+            self.actions.first().map(|a| &a.kind),
+            Some(ActionKind::Copy {
+                direction: CopyDirection::From,
+                endpoint: CopyEndpoint::Client,
+                ..
+            })
+        )
+    }
+
     /// Whether any action modifies table data (INSERT, UPDATE, DELETE,
     /// MERGE, TRUNCATE, COPY FROM, CREATE TABLE AS, SELECT INTO), at any
     /// depth and whenever it runs.

@@ -682,3 +682,69 @@ async fn notices_and_notifications_count_as_bytes() {
         .message()
         .contains("invalid input syntax"));
 }
+
+/// A COPY that fails after CopyInResponse before reading any data (COPY
+/// FREEZE on a table the transaction did not create) answers the Sync the
+/// client pipelined after its Execute: the proxy's model must follow, so
+/// what a statement prepared after it does (here: a search_path that lets
+/// a writing function stand in for a read-only one) is what the server
+/// does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_failing_before_its_data_does_not_leave_the_model_behind() {
+    let proxy = Proxy::with(Setup {
+        environment: "production",
+        target_extra: "row_limit = 5\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    prepare(&proxy);
+    proxy.upstream_sql(
+        "CREATE SCHEMA shadow; GRANT USAGE ON SCHEMA shadow TO PUBLIC; \
+         CREATE FUNCTION shadow.lower(text) RETURNS text LANGUAGE sql \
+         AS 'DELETE FROM public.items; SELECT ''gone''::text'",
+    );
+    let mut raw = Raw::login(
+        proxy.addr,
+        portcullis_wire::ProtocolVersion::V3_0,
+        &[("user", ALICE.0), ("database", "app")],
+        ALICE.1,
+    )
+    .await
+    .unwrap();
+    let mut first = fe::parse("s1", "SELECT 1", &[]);
+    first.extend(fe::sync());
+    raw.send(&first).await;
+    raw.until_ready().await;
+    let mut batch = fe::query("COPY log FROM STDIN (FREEZE)");
+    batch.extend(fe::sync());
+    batch.extend(fe::close(b'S', "s1"));
+    batch.extend(fe::parse("s1", "SET search_path = shadow, pg_catalog", &[]));
+    batch.extend(fe::sync());
+    raw.send(&batch).await;
+    let mut run = fe::bind("", "s1", &[]);
+    run.extend(fe::execute("", 0));
+    run.extend(fe::sync());
+    raw.send(&run).await;
+    raw.send(&fe::query("SELECT lower('X')")).await;
+    let mut replies = Vec::new();
+    while let Ok(Some(m)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), raw.recv()).await
+    {
+        replies.push(m);
+    }
+    // The copy fails. Its Sync went only once the server had said: not
+    // at all if the proxy saw the server in copy mode first (one
+    // ReadyForQuery), or after the failure, answered (two), as PostgreSQL
+    // would. Then the Close, Parse and their Sync, the Bind and Execute of
+    // the SET, and the last Query, refused by Portcullis itself with its
+    // own error in its place: the function it calls is the writing one
+    // under the new search_path.
+    let tags = crate::raw::tags(&replies);
+    assert!(
+        tags == "GEZ31Z2CZEZ" || tags == "GEZZ31Z2CZEZ",
+        "{tags}: {replies:?}"
+    );
+    let refusal = &replies[replies.len() - 2];
+    assert_eq!(refusal.code().as_deref(), Some("42501"), "{replies:?}");
+    assert_eq!(upstream(&proxy, "SELECT count(*) FROM items"), "100");
+}

@@ -563,6 +563,15 @@ impl SessionState {
 
     /// Whether every statement portal `key` may stand for only reads (see
     /// [`crate::reads_only`]) and calls no code that may write.
+    /// Whether portal `key` may run a COPY FROM STDIN.
+    pub fn portal_copies_in(&self, key: &NameKey) -> bool {
+        self.names.portals.get(key).any(|p| {
+            p.texts
+                .iter()
+                .any(|t| t.statement().is_some_and(|s| s.copies_from_client()))
+        })
+    }
+
     pub fn portal_reads_only(&self, key: &NameKey) -> bool {
         self.names.portals.get(key).all(|p| {
             !p.opaque

@@ -44,9 +44,12 @@ pub(crate) struct ClientPump<'a> {
     terminated: bool,
     /// See [`LastDescribe`].
     last_describe: LastDescribe,
-    /// The client has sent CopyData it has not ended with CopyDone or
-    /// CopyFail, nor followed by another request.
-    copy_data: bool,
+    /// The client sent a request that may start a COPY FROM STDIN, and
+    /// since then only copy data, Flush and Sync: a Sync now is read by
+    /// the server in copy mode (ignored) or not, depending on whether the
+    /// copy started and whether it failed before reading it (see
+    /// `ClientPump::copy_sync`).
+    copy_window: bool,
     audit: Option<&'a SessionAudit>,
     /// The message just judged may go upstream only once its audit record
     /// is committed (a strict target, or a queued one whose writer is
@@ -120,7 +123,7 @@ impl<'a> ClientPump<'a> {
             in_write: false,
             terminated: false,
             last_describe: LastDescribe::default(),
-            copy_data: false,
+            copy_window: false,
             audit,
             wait: None,
         }
@@ -137,7 +140,7 @@ fn judge(
     metrics: &Metrics,
     audit: Option<&SessionAudit>,
     last_describe: &mut LastDescribe,
-    copy_data: &mut bool,
+    copy_window: &mut bool,
     wait: &mut Option<StrictWait>,
     tag: u8,
     head: &[u8],
@@ -147,9 +150,9 @@ fn judge(
     let _gate = guarded.gate();
     let described_before = last_describe.valid;
     // A request other than copy data, Flush or Sync: the client is done
-    // with any copy (PostgreSQL would end one with an error).
+    // with any copy.
     if !matches!(tag, fe::COPY_DATA | fe::FLUSH | fe::SYNC) {
-        *copy_data = false;
+        *copy_window = false;
     }
     // Flush changes nothing between a Describe and its Execute.
     if tag != fe::FLUSH {
@@ -169,6 +172,10 @@ fn judge(
             let mark = audit.map_or(0, |_| pending.mark());
             let judged = guarded.query(sql);
             count_inferred(guarded, metrics);
+            *copy_window = judged
+                .analysis
+                .as_ref()
+                .is_some_and(|a| a.statements.iter().any(|s| s.copies_from_client()));
             let at = Instant::now();
             let mut verdict = judged.verdict;
             let mut tickets = judged.tickets;
@@ -370,7 +377,10 @@ fn judge(
             let portal = portcullis_wire::framing::read_cstr(body, 0).map(|(p, _)| p);
             let (limited, ticket) = match portal.map(|p| guarded.execute(p)) {
                 None => (None, None),
-                Some(Ok(judged)) => judged,
+                Some(Ok(executed)) => {
+                    *copy_window = executed.copies_in;
+                    (executed.limited, executed.ticket)
+                }
                 Some(Err(reply)) => {
                     metrics.error(ErrorKind::Refused);
                     pending.sent(refused(reply, false), settle);
@@ -459,21 +469,11 @@ fn judge(
                 query: None,
             }
         }
-        // A Sync inside copy data is not sent: in copy mode the server
-        // ignores it, but after a copy that failed on earlier data it
-        // would answer it, and only the server knows which data failed.
-        // Not sent, it is as if the server had read it in copy mode.
-        fe::SYNC if *copy_data => Action::Replace(BytesMut::new()),
         fe::SYNC => {
             pending.sent_sync(Instant::now());
             Action::Forward
         }
-        fe::COPY_DATA => {
-            *copy_data = true;
-            Action::Forward
-        }
         fe::COPY_DONE | fe::COPY_FAIL => {
-            *copy_data = false;
             pending.sent_copy_end();
             Action::Forward
         }
@@ -589,6 +589,22 @@ impl ClientPump<'_> {
                         continue;
                     }
                 };
+                if tag == fe::SYNC && self.copy_window {
+                    if let Err(e) = self.flush(run_start, pos).await {
+                        return e;
+                    }
+                    run_start = pos;
+                    match self.copy_sync().await {
+                        Err(e) => return e,
+                        Ok(true) => {
+                            // Skipped, as the server would skip it.
+                            pos += len;
+                            run_start = pos;
+                            continue;
+                        }
+                        Ok(false) => {}
+                    }
+                }
                 if self.pending.is_metered() && (tag == fe::QUERY || tag == fe::EXECUTE) {
                     // A counted statement goes out with every earlier
                     // request answered (see `returned.rs`).
@@ -612,7 +628,7 @@ impl ClientPump<'_> {
                     self.metrics,
                     self.audit,
                     &mut self.last_describe,
-                    &mut self.copy_data,
+                    &mut self.copy_window,
                     &mut self.wait,
                     tag,
                     &self.rb.buf[pos..pos + len],
@@ -706,6 +722,38 @@ impl ClientPump<'_> {
             match n {
                 Ok(0) | Err(_) => return End::ClientGone,
                 Ok(n) => self.metrics.client_bytes(n as u64),
+            }
+        }
+    }
+
+    /// A Sync after a request that may start a COPY FROM STDIN (and only
+    /// copy data since): the server ignores it if it reads it in copy
+    /// mode, and answers it if the copy never started or failed before
+    /// reading it, which the proxy cannot foresee (a COPY can fail after
+    /// CopyInResponse before reading anything: COPY FREEZE, a BEFORE
+    /// STATEMENT trigger). So it goes only once the server has said:
+    /// while the server is in copy mode it is not sent at all (returns
+    /// true), as if read there; otherwise it goes as any Sync. A Flush
+    /// goes first, so that replies the server holds for a Sync (a request
+    /// that turned out not to be a COPY) come now. Reads on from the
+    /// client meanwhile, to notice it going away.
+    async fn copy_sync(&mut self) -> Result<bool, End> {
+        let mut flush = BytesMut::new();
+        encode::flush(&mut flush);
+        self.write(&flush).await?;
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| End::UpstreamLost(format!("write to server: {e}")))?;
+        let pending = self.pending;
+        loop {
+            let room = self.rb.buf.len() < HELD_CLIENT_BYTES;
+            tokio::select! {
+                in_copy = pending.copy_fate() => return Ok(in_copy),
+                r = self.rb.fill(&mut self.reader, 0), if room => match r {
+                    Ok(0) | Err(_) => return Err(End::ClientGone),
+                    Ok(n) => self.metrics.client_bytes(n as u64),
+                },
             }
         }
     }

@@ -110,6 +110,17 @@ pub(crate) enum Verdict {
     Refuse(Bytes),
 }
 
+/// What an Execute runs (see [`Guarded::execute`]).
+#[derive(Default)]
+pub(crate) struct Executed {
+    /// The row limit it runs under, if any.
+    pub limited: Option<CountedExecute>,
+    /// Settles what it changes.
+    pub ticket: Option<Ticket>,
+    /// It may start a COPY FROM STDIN.
+    pub copies_in: bool,
+}
+
 /// An Execute that runs under a row limit (see `row_limit.rs`).
 pub(crate) struct CountedExecute {
     pub limit: u64,
@@ -598,15 +609,12 @@ impl Guarded {
     /// Where rows are counted, an Execute of a portal whose rows cannot be
     /// counted (see `SessionState::uncountable_portal`) is refused: `Err`
     /// holds the client's reply.
-    pub fn execute(
-        &self,
-        portal: &[u8],
-    ) -> Result<(Option<CountedExecute>, Option<Ticket>), Bytes> {
+    pub fn execute(&self, portal: &[u8]) -> Result<Executed, Bytes> {
         let mut state = self.state();
         // A name the proxy cannot key was refused at Bind: no portal of
         // the proxy's can stand behind it.
         let Ok(key) = state.protocol_name(portal) else {
-            return Ok((None, None));
+            return Ok(Executed::default());
         };
         if self.target.guard.counts_rows(&self.who) && state.uncountable_portal(&key) {
             info!(parent: &self.span, "refused an Execute of a portal whose rows cannot be counted");
@@ -624,7 +632,11 @@ impl Guarded {
             over: super::row_limit::exceeded(l, &self.target.config.name),
             reads_only: state.portal_reads_only(&key),
         });
-        Ok((limit, ticket))
+        Ok(Executed {
+            limited: limit,
+            ticket,
+            copies_in: state.portal_copies_in(&key),
+        })
     }
 
     /// A Close of a statement (`kind` b'S') or portal. Returns the change

@@ -14,11 +14,12 @@
 //!   it enters that mode in the middle of a client's pipeline, so Syncs the
 //!   client sent after the COPY's Execute and before its CopyDone/CopyFail
 //!   are struck out when CopyInResponse arrives.
-//! - An error during copy-in ends copy mode on the server's side; a Sync
-//!   the client sent after copy data it had not ended would then be
-//!   answered if the failing data came before it, and ignored otherwise,
-//!   which only the server knows. The client pump never sends such a Sync
-//!   (see `client_pump`): the server would ignore it in copy mode anyway.
+//! - An error during copy-in ends copy mode on the server's side. Whether
+//!   a Sync sent after a COPY FROM STDIN began is read in copy mode
+//!   (ignored) or after the copy failed (answered) only the server knows:
+//!   the client pump sends such a Sync only once the server has said
+//!   whether it is in copy mode, and not at all while it is (see
+//!   `ClientPump::copy_sync`).
 //!
 //! A request the proxy refuses is replaced upstream by one that fails (see
 //! `refusal.rs`), recorded as [`Entry::Refused`]: the server then answers
@@ -283,7 +284,8 @@ pub(crate) enum Step {
 struct Ledger {
     entries: VecDeque<Entry>,
     /// The server is in copy-in mode and the client has not ended the copy
-    /// yet: Syncs sent now are ignored, the next CopyEnd is consumed.
+    /// yet: the next CopyEnd is consumed (and the client pump sends no
+    /// Sync, see `ClientPump::copy_sync`).
     copy_in_open: bool,
     /// The server is discarding messages until the next Sync and none is in
     /// the ledger yet: messages sent now are discarded too.
@@ -399,9 +401,11 @@ pub(crate) struct Pending {
     /// The session has limits on what it is returned: every row is
     /// counted (see `returned.rs`).
     metered: bool,
-    /// A counted statement ended, or a ReadyForQuery or CopyInResponse
-    /// arrived (see [`Pending::outcome`], [`Pending::quiet`]).
+    /// A counted statement ended, or a reply arrived (see
+    /// [`Pending::outcome`], [`Pending::quiet`], [`Pending::copy_fate`]).
     counted: Notify,
+    /// The client pump waits in [`Pending::copy_fate`].
+    copy_waiting: AtomicBool,
     /// Transaction status from the last ReadyForQuery.
     status: AtomicU8,
     /// Hidden entries may be outstanding: replies must be routed (kept
@@ -422,6 +426,7 @@ impl Pending {
         Pending {
             metered: meter.is_some(),
             counted: Notify::new(),
+            copy_waiting: AtomicBool::new(false),
             ledger: Mutex::new(Ledger {
                 meter,
                 ..Ledger::default()
@@ -484,11 +489,10 @@ impl Pending {
         l.push(entry);
     }
 
+    /// A Sync. (One the client sends while the server reads COPY data is
+    /// never sent: see `ClientPump::copy_sync`.)
     pub fn sent_sync(&self, at: Instant) {
         let mut l = self.ledger();
-        if l.copy_in_open {
-            return;
-        }
         l.discarding = false;
         l.push(Entry::Sync(at));
     }
@@ -644,11 +648,35 @@ impl Pending {
     }
 
     /// Wakes the client pump if it waits for the ledger (see
-    /// [`Pending::quiet`]).
+    /// [`Pending::quiet`], [`Pending::copy_fate`]).
     fn wake(&self) {
-        if self.metered {
+        if self.metered || self.copy_waiting.load(Ordering::Relaxed) {
             self.counted.notify_one();
         }
+    }
+
+    /// Waits until the server has said whether a COPY FROM STDIN the
+    /// client may have started is reading data: `true` when the server is
+    /// in copy mode, `false` once every request sent so far is answered
+    /// (the copy never started, or ended). CopyInResponse and errors are
+    /// flushed by the server at once, so neither waits for a Sync.
+    pub async fn copy_fate(&self) -> bool {
+        self.copy_waiting.store(true, Ordering::Relaxed);
+        let fate = loop {
+            let notified = self.counted.notified();
+            {
+                let l = self.ledger();
+                if l.copy_in_open {
+                    break true;
+                }
+                if l.entries.iter().all(|e| *e == Entry::CopyEnd) {
+                    break false;
+                }
+            }
+            notified.await;
+        };
+        self.copy_waiting.store(false, Ordering::Relaxed);
+        fate
     }
 
     // ---- server side ----
@@ -662,6 +690,7 @@ impl Pending {
                 settle(t, true);
             }
             self.made_room(&mut l);
+            self.wake();
         }
     }
 
@@ -1123,7 +1152,6 @@ mod tests {
         p.sent_sync(now());
         p.step_done(&mut no);
         p.copy_in_started();
-        p.sent_sync(now()); // ignored by the server
         p.sent_copy_end();
         p.sent_sync(now());
         p.command_done(&mut no);
