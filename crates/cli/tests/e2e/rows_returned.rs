@@ -644,6 +644,20 @@ async fn notices_and_notifications_count_as_bytes() {
     assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
     let e = bob.execute("LISTEN c", &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+    // Code that listens anyway gets nothing through.
+    let mut listener = raw_bob(&proxy).await;
+    listener
+        .send(&fe::query("DO $$ BEGIN LISTEN c; END $$"))
+        .await;
+    assert_eq!(crate::raw::tags(&listener.until_ready().await), "CZ");
+    listener
+        .send(&fe::query("SELECT pg_notify('c', 'secret')"))
+        .await;
+    let replies = listener.until_ready().await;
+    assert!(!replies.iter().any(|m| m.tag == b'A'), "{replies:?}");
+    listener.send(&fe::query("SELECT 1")).await;
+    let replies = listener.until_ready().await;
+    assert!(!replies.iter().any(|m| m.tag == b'A'), "{replies:?}");
 
     // Notices of a statement Portcullis does not count: within the
     // limits they pass, past them they are dropped.

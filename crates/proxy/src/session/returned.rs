@@ -248,21 +248,17 @@ impl Meter {
     }
 
     /// A ParameterStatus of `len` bytes (a reported setting's new value,
-    /// which code can choose): counts towards the session's bytes; past
-    /// them the session ends (the client's view of its settings cannot
-    /// skip a change).
+    /// which code can choose): counts as loose bytes (see
+    /// [`Meter::report`]); past them the session ends (the client's view
+    /// of its settings cannot skip a change).
     pub fn parameter_status(&mut self, len: usize) -> Metered {
-        if !self.limits_bytes() {
+        if !self.limits_bytes() || self.loose_fits(len as u64) {
             return Metered::Pass;
         }
-        self.session.bytes += len as u64;
-        match &self.limits.session_bytes {
-            Some((max, _)) if self.session.bytes > *max => Metered::Unexpected(Refusal::fatal(
-                sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                "terminating connection because a setting the server reported went past the bytes this session may be returned",
-            )),
-            _ => Metered::Pass,
-        }
+        Metered::Unexpected(Refusal::fatal(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            "terminating connection because a setting the server reported went past the bytes this session may be returned",
+        ))
     }
 
     /// A ReadyForQuery: the statement the loose bytes belonged to is over.

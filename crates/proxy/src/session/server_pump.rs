@@ -290,6 +290,10 @@ fn judge(
                 None => Ok(Action::Error),
             }
         }
+        // LISTEN is refused to a limited session; code it runs could still
+        // listen (a DO block): no notification is counted against a
+        // statement, so none passes.
+        be::NOTIFICATION_RESPONSE if pending.is_metered() => Ok(Action::Drop),
         be::NOTICE_RESPONSE | be::NOTIFICATION_RESPONSE => {
             if pending.is_metered() {
                 match pending.meter_report(msg.len()) {
@@ -492,6 +496,11 @@ impl ServerPump<'_> {
                                 run_start = pos + len;
                             }
                             Ok(Action::Replace(ours)) => {
+                                if tag == be::ERROR_RESPONSE {
+                                    // A withheld FATAL is still the
+                                    // server's last word.
+                                    self.server_fatal |= is_fatal(&self.rb.buf[pos..pos + len]);
+                                }
                                 self.outbox.run(run_start..pos);
                                 self.outbox.own(ours);
                                 run_start = pos + len;
