@@ -228,14 +228,7 @@ async fn changes_of_a_statement_over_the_limit_are_rolled_back() {
 async fn pipelined_messages_after_a_statement_over_the_limit_do_not_run() {
     let proxy = Proxy::with(setup("max_rows_returned = 10")).await;
     prepare(&proxy);
-    let mut raw = Raw::login(
-        proxy.addr,
-        portcullis_wire::ProtocolVersion::V3_0,
-        &[("user", BOB.0), ("database", "app")],
-        BOB.1,
-    )
-    .await
-    .unwrap();
+    let mut raw = raw_as(&proxy, BOB).await;
 
     // One write: a read over the limit, then an insert, then Sync.
     let mut batch = Vec::new();
@@ -496,15 +489,20 @@ async fn rows_changed_and_rows_returned_hold_together_and_masking_still_applies(
     crate::masking::assert_no_leak("a counted Query", text.as_bytes());
 }
 
-async fn raw_bob(proxy: &Proxy) -> Raw {
+/// A protocol-level session of `who`.
+async fn raw_as(proxy: &Proxy, who: (&str, &str)) -> Raw {
     Raw::login(
         proxy.addr,
         portcullis_wire::ProtocolVersion::V3_0,
-        &[("user", BOB.0), ("database", "app")],
-        BOB.1,
+        &[("user", who.0), ("database", "app")],
+        who.1,
     )
     .await
     .unwrap()
+}
+
+async fn raw_bob(proxy: &Proxy) -> Raw {
+    raw_as(proxy, BOB).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -565,14 +563,7 @@ async fn a_copy_failing_after_a_sync_cannot_slip_a_statement_past_the_count() {
     }
     // Not limited: the session goes on, and the SET after the failed COPY
     // is followed.
-    let mut raw = Raw::login(
-        proxy.addr,
-        portcullis_wire::ProtocolVersion::V3_0,
-        &[("user", ALICE.0), ("database", "app")],
-        ALICE.1,
-    )
-    .await
-    .unwrap();
+    let mut raw = raw_as(&proxy, ALICE).await;
     raw.send(&fe::query("COPY log FROM STDIN")).await;
     assert_eq!(raw.recv().await.unwrap().tag(), 'G');
     let mut batch = fe::copy_data(b"x\n");
@@ -717,14 +708,7 @@ async fn a_copy_failing_before_its_data_does_not_leave_the_model_behind() {
          CREATE FUNCTION shadow.lower(text) RETURNS text LANGUAGE sql \
          AS 'DELETE FROM public.items; SELECT ''gone''::text'",
     );
-    let mut raw = Raw::login(
-        proxy.addr,
-        portcullis_wire::ProtocolVersion::V3_0,
-        &[("user", ALICE.0), ("database", "app")],
-        ALICE.1,
-    )
-    .await
-    .unwrap();
+    let mut raw = raw_as(&proxy, ALICE).await;
     let mut first = fe::parse("s1", "SELECT 1", &[]);
     first.extend(fe::sync());
     raw.send(&first).await;
