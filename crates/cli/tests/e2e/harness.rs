@@ -290,3 +290,22 @@ pub fn login_record(dir: &Path, subject: &str) -> portcullis_audit::record::Conn
         })
         .unwrap_or_else(|| panic!("no login record for {subject}: {found:?}"))
 }
+
+/// A tokio-postgres session of `who` over TLS.
+pub async fn tls_client(proxy: &Proxy, who: (&str, &str)) -> tokio_postgres::Client {
+    proxy
+        .connect(&proxy.conn_str(who, "sslmode=require"))
+        .await
+        .unwrap()
+}
+
+/// `e` is the 54000 of the `[[limit]]` named "agents", its message saying
+/// `words`, with a hint.
+#[track_caller]
+pub fn agents_limit_error(e: &tokio_postgres::Error, words: &str) {
+    assert_eq!(sqlstate(e).as_deref(), Some("54000"), "{e:?}");
+    let db = e.as_db_error().unwrap();
+    assert!(db.message().contains("\"agents\""), "{}", db.message());
+    assert!(db.message().contains(words), "{}", db.message());
+    assert!(db.hint().is_some());
+}

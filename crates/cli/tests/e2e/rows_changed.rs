@@ -5,7 +5,9 @@
 //! back whole; the session stays usable. Every step is checked against
 //! the database itself.
 
-use crate::harness::{sqlstate, Proxy, Setup, ALICE, BOB};
+use crate::harness::{
+    agents_limit_error as limit_error, sqlstate, tls_client as connect, Proxy, Setup, ALICE, BOB,
+};
 
 /// bob is an agent; the window is long enough that nothing leaves it
 /// during a test.
@@ -17,13 +19,6 @@ fn setup(max: u64) -> Setup {
         ),
         ..Setup::default()
     }
-}
-
-async fn connect(proxy: &Proxy, who: (&str, &str)) -> tokio_postgres::Client {
-    proxy
-        .connect(&proxy.conn_str(who, "sslmode=require"))
-        .await
-        .unwrap()
 }
 
 fn rows(proxy: &Proxy, table: &str) -> u64 {
@@ -44,15 +39,6 @@ fn prepare(proxy: &Proxy) {
          INSERT INTO children(parent) SELECT p FROM generate_series(1, 5) p, generate_series(1, 10); \
          GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC",
     );
-}
-
-#[track_caller]
-fn limit_error(e: &tokio_postgres::Error, words: &str) {
-    assert_eq!(sqlstate(e).as_deref(), Some("54000"), "{e:?}");
-    let db = e.as_db_error().unwrap();
-    assert!(db.message().contains("\"agents\""), "{}", db.message());
-    assert!(db.message().contains(words), "{}", db.message());
-    assert!(db.hint().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

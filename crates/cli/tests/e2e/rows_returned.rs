@@ -5,7 +5,9 @@
 //! transaction is aborted, and nothing the client pipelined after it runs.
 //! Every step is checked against the database itself.
 
-use crate::harness::{sqlstate, Proxy, Setup, ALICE, BOB};
+use crate::harness::{
+    agents_limit_error as limit_error, sqlstate, tls_client as connect, Proxy, Setup, ALICE, BOB,
+};
 use crate::raw::{fe, Raw};
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
 
@@ -15,13 +17,6 @@ fn setup(limits: &str) -> Setup {
         extra: format!("[[limit]]\nname = \"agents\"\nkinds = [\"agent\"]\n{limits}\n"),
         ..Setup::default()
     }
-}
-
-async fn connect(proxy: &Proxy, who: (&str, &str)) -> tokio_postgres::Client {
-    proxy
-        .connect(&proxy.conn_str(who, "sslmode=require"))
-        .await
-        .unwrap()
 }
 
 fn upstream(proxy: &Proxy, sql: &str) -> String {
@@ -36,15 +31,6 @@ fn prepare(proxy: &Proxy) {
          CREATE TABLE log(n int); \
          GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC",
     );
-}
-
-#[track_caller]
-fn limit_error(e: &tokio_postgres::Error, words: &str) {
-    assert_eq!(sqlstate(e).as_deref(), Some("54000"), "{e:?}");
-    let db = e.as_db_error().unwrap();
-    assert!(db.message().contains("\"agents\""), "{}", db.message());
-    assert!(db.message().contains(words), "{}", db.message());
-    assert!(db.hint().is_some());
 }
 
 fn row_count(messages: &[tokio_postgres::SimpleQueryMessage]) -> usize {

@@ -98,6 +98,17 @@ impl PreparedText {
     }
 }
 
+/// What an Execute runs (see [`SessionState::execute`]).
+#[derive(Debug, Default)]
+pub struct Executing {
+    /// The row limit it runs under, if any.
+    pub row_limit: Option<u64>,
+    /// Settles what it changes.
+    pub ticket: Option<Ticket>,
+    /// It may start a COPY FROM STDIN.
+    pub copies_in: bool,
+}
+
 /// A portal as bound: the texts its statement may have had, and what
 /// running it needs.
 #[derive(Debug, Clone)]
@@ -563,15 +574,6 @@ impl SessionState {
 
     /// Whether every statement portal `key` may stand for only reads (see
     /// [`crate::reads_only`]) and calls no code that may write.
-    /// Whether portal `key` may run a COPY FROM STDIN.
-    pub fn portal_copies_in(&self, key: &NameKey) -> bool {
-        self.names.portals.get(key).any(|p| {
-            p.texts
-                .iter()
-                .any(|t| t.statement().is_some_and(|s| s.copies_from_client()))
-        })
-    }
-
     pub fn portal_reads_only(&self, key: &NameKey) -> bool {
         self.names.portals.get(key).all(|p| {
             !p.opaque
@@ -582,33 +584,39 @@ impl SessionState {
     }
 
     /// An Execute of portal `key` is sent: the statement bound to it runs
-    /// now, so its effects become possible. Returns the row limit it runs
-    /// under (if any statement the portal may stand for has one) and the
-    /// ticket that settles its effects.
-    pub fn execute(&mut self, key: &NameKey) -> (Option<u64>, Option<Ticket>) {
+    /// now, so its effects become possible. Says the row limit it runs
+    /// under (if any statement the portal may stand for has one), the
+    /// ticket that settles its effects, and whether it may start a COPY
+    /// FROM STDIN.
+    pub fn execute(&mut self, key: &NameKey) -> Executing {
         let mut limit: Option<u64> = None;
         let mut opaque = false;
         let mut hidden_code = false;
         let mut settles = false;
+        let mut copies_in = false;
         for portal in self.names.portals.get(key) {
             if let Some(l) = portal.row_limit {
                 limit = Some(limit.map_or(l, |m| m.min(l)));
             }
             opaque |= portal.opaque;
             hidden_code |= portal.hidden_code;
-            settles |= portal
-                .texts
-                .iter()
-                .filter_map(PreparedText::statement)
-                .any(touches_session);
+            for stmt in portal.texts.iter().filter_map(PreparedText::statement) {
+                settles |= touches_session(stmt);
+                copies_in |= stmt.copies_from_client();
+            }
         }
         if opaque {
             self.opaque_ran(hidden_code);
         }
+        let mut executing = Executing {
+            row_limit: limit,
+            ticket: None,
+            copies_in,
+        };
         if !settles {
             // No text behind the portal sets anything or ends a
             // transaction: nothing to follow (the usual Execute).
-            return (limit, None);
+            return executing;
         }
         let texts: Vec<PreparedText> = self
             .names
@@ -618,11 +626,12 @@ impl SessionState {
             .collect();
         let effects = self.effects_of(&texts);
         if effects.is_empty() {
-            return (limit, None);
+            return executing;
         }
         let seq = self.names.mark();
         self.paths.sent(seq, effects);
-        (limit, Some(Ticket { seq, names: None }))
+        executing.ticket = Some(Ticket { seq, names: None });
+        executing
     }
 
     /// What running one of `texts` (which one, only the server knows) does
@@ -972,7 +981,7 @@ mod tests {
             .bind(NameKey::unnamed(), &key, None, false, false)
             .unwrap();
         s.settle(t, true);
-        let (_, t) = s.execute(&NameKey::unnamed());
+        let t = s.execute(&NameKey::unnamed()).ticket;
         assert!(paths(&s).contains(&p(&["evil"])));
         s.settle(t.expect("changes the path"), true);
         s.ready(true, true);

@@ -740,16 +740,23 @@ impl ClientPump<'_> {
     async fn copy_sync(&mut self) -> Result<bool, End> {
         let mut flush = BytesMut::new();
         encode::flush(&mut flush);
-        self.write(&flush).await?;
-        self.writer
-            .flush()
-            .await
-            .map_err(|e| End::UpstreamLost(format!("write to server: {e}")))?;
+        self.send_now(&flush).await?;
         let pending = self.pending;
+        self.reading_on(pending.copy_fate()).await
+    }
+
+    /// Waits for `server` (an answer the ledger reports), reading on from
+    /// the client meanwhile, up to [`HELD_CLIENT_BYTES`], so that a client
+    /// gone ends the wait.
+    async fn reading_on<T>(
+        &mut self,
+        server: impl std::future::Future<Output = T>,
+    ) -> Result<T, End> {
+        tokio::pin!(server);
         loop {
             let room = self.rb.buf.len() < HELD_CLIENT_BYTES;
             tokio::select! {
-                in_copy = pending.copy_fate() => return Ok(in_copy),
+                found = &mut server => return Ok(found),
                 r = self.rb.fill(&mut self.reader, 0), if room => match r {
                     Ok(0) | Err(_) => return Err(End::ClientGone),
                     Ok(n) => self.metrics.client_bytes(n as u64),
@@ -758,22 +765,22 @@ impl ClientPump<'_> {
         }
     }
 
+    /// Writes `bytes` to the server and flushes them.
+    async fn send_now(&mut self, bytes: &[u8]) -> Result<(), End> {
+        self.write(bytes).await?;
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| End::UpstreamLost(format!("write to server: {e}")))
+    }
+
     /// Waits until the counted statement just sent has ended, reading on
     /// from the client meanwhile (so that a client gone is noticed), then
     /// sends what ends it: over its limit, a Parse that fails, so that the
     /// server fails the statement too; for a Query, the Sync that ends it.
     async fn counted(&mut self, query: Option<Instant>) -> Result<(), End> {
         let pending = self.pending;
-        let outcome = loop {
-            let room = self.rb.buf.len() < HELD_CLIENT_BYTES;
-            tokio::select! {
-                o = pending.outcome() => break o,
-                r = self.rb.fill(&mut self.reader, 0), if room => match r {
-                    Ok(0) | Err(_) => return Err(End::ClientGone),
-                    Ok(n) => self.metrics.client_bytes(n as u64),
-                },
-            }
-        };
+        let outcome = self.reading_on(pending.outcome()).await?;
         let mut out = BytesMut::new();
         {
             let _gate = self.guarded.gate();
@@ -803,11 +810,7 @@ impl ClientPump<'_> {
         if out.is_empty() {
             return Ok(());
         }
-        self.write(&out).await?;
-        self.writer
-            .flush()
-            .await
-            .map_err(|e| End::UpstreamLost(format!("write to server: {e}")))
+        self.send_now(&out).await
     }
 
     /// Waits for a held message's audit record. If it is not committed in

@@ -625,17 +625,17 @@ impl Guarded {
             .hint("Fetch from cursors with FETCH, and send a Sync before binding the same portal to another statement.")
             .to_bytes());
         }
-        let (limit, ticket) = state.execute(&key);
+        let executing = state.execute(&key);
         // Only a limited Execute needs to know whether it only reads.
-        let limit = limit.map(|l| CountedExecute {
+        let limited = executing.row_limit.map(|l| CountedExecute {
             limit: l,
             over: super::row_limit::exceeded(l, &self.target.config.name),
             reads_only: state.portal_reads_only(&key),
         });
         Ok(Executed {
-            limited: limit,
-            ticket,
-            copies_in: state.portal_copies_in(&key),
+            limited,
+            ticket: executing.ticket,
+            copies_in: executing.copies_in,
         })
     }
 

@@ -38,7 +38,7 @@ use portcullis_analysis::Analysis;
 use portcullis_guard::Ticket;
 use tokio::sync::Notify;
 
-use super::returned::{Meter, Metered, Outcome};
+use super::returned::{Meter, Outcome};
 
 /// Receives the outcome of each change to prepared statements and portals
 /// the ledger carried: `true` when the server ran its message.
@@ -308,16 +308,16 @@ impl Ledger {
         self.entries.push_back(entry);
     }
 
-    /// The first `n` entries leave the ledger unanswered, after an error
-    /// reported at the front one (`error`) or ended by a ReadyForQuery: a
-    /// counted Execute among them ends, failed if the error was its own or
-    /// that of a message the proxy sent for it right before it.
-    fn dropping_front(&mut self, n: usize, error: bool) {
+    /// The first `n` entries leave the ledger unanswered after an error
+    /// reported at the front one: a counted Execute among them ends, failed
+    /// if the error was its own or that of a message the proxy sent for it
+    /// right before it, otherwise never run.
+    fn dropping_after_error(&mut self, n: usize) {
         let Some(m) = &mut self.meter else {
             return;
         };
         if let Some(k) = self.entries.iter().take(n).position(Entry::is_counted) {
-            m.dropped(error && k <= m.lead());
+            m.dropped(k <= m.lead());
         }
     }
 
@@ -570,47 +570,29 @@ impl Pending {
         l.meter.as_mut().map(|m| m.start(client_max, lead))
     }
 
-    /// Waits until the counted statement has ended; says how.
-    pub async fn outcome(&self) -> Outcome {
+    /// Waits until `ready` finds what it waits for in the ledger; every
+    /// change that can make it true calls [`Pending::wake`].
+    async fn wait_for<T>(&self, mut ready: impl FnMut(&mut Ledger) -> Option<T>) -> T {
         loop {
             let notified = self.counted.notified();
-            if let Some(o) = self.ledger().meter.as_mut().and_then(Meter::take_outcome) {
-                return o;
+            if let Some(found) = ready(&mut self.ledger()) {
+                return found;
             }
             notified.await;
         }
     }
 
-    /// A DataRow or CopyData of `len` bytes for the client.
-    pub fn meter_row(&self, len: usize) -> Metered {
-        match &mut self.ledger().meter {
-            Some(m) => m.row(len),
-            None => Metered::Pass,
-        }
+    /// Waits until the counted statement has ended; says how.
+    pub async fn outcome(&self) -> Outcome {
+        self.wait_for(|l| l.meter.as_mut().and_then(Meter::take_outcome))
+            .await
     }
 
-    /// A NoticeResponse or NotificationResponse of `len` bytes.
-    pub fn meter_report(&self, len: usize) -> Metered {
+    /// Applies `f` to the session's meter; `unmetered` without one.
+    pub fn meter<T>(&self, unmetered: T, f: impl FnOnce(&mut Meter) -> T) -> T {
         match &mut self.ledger().meter {
-            Some(m) => m.report(len),
-            None => Metered::Pass,
-        }
-    }
-
-    /// The server's ErrorResponse of `len` bytes: whether its text must
-    /// be withheld (see `Meter::error_report`).
-    pub fn meter_error(&self, len: usize) -> bool {
-        match &mut self.ledger().meter {
-            Some(m) => m.error_report(len),
-            None => false,
-        }
-    }
-
-    /// A ParameterStatus of `len` bytes.
-    pub fn meter_parameter_status(&self, len: usize) -> Metered {
-        match &mut self.ledger().meter {
-            Some(m) => m.parameter_status(len),
-            None => Metered::Pass,
+            Some(m) => f(m),
+            None => unmetered,
         }
     }
 
@@ -621,30 +603,18 @@ impl Pending {
     /// the server is reading COPY data: a Query or Execute now is a
     /// protocol violation.
     pub async fn quiet(&self) -> Result<(), ()> {
-        loop {
-            let notified = self.counted.notified();
-            {
-                let l = self.ledger();
-                if l.copy_in_open {
-                    return Err(());
-                }
-                if l.entries
+        self.wait_for(|l| {
+            if l.copy_in_open {
+                Some(Err(()))
+            } else {
+                let answered = l
+                    .entries
                     .iter()
-                    .all(|e| *e == Entry::CopyEnd || e.is_step())
-                {
-                    return Ok(());
-                }
+                    .all(|e| *e == Entry::CopyEnd || e.is_step());
+                answered.then_some(Ok(()))
             }
-            notified.await;
-        }
-    }
-
-    /// The server's CopyDone.
-    pub fn meter_copy_done(&self) -> Metered {
-        match &self.ledger().meter {
-            Some(m) => m.copy_done(),
-            None => Metered::Pass,
-        }
+        })
+        .await
     }
 
     /// Wakes the client pump if it waits for the ledger (see
@@ -662,19 +632,18 @@ impl Pending {
     /// flushed by the server at once, so neither waits for a Sync.
     pub async fn copy_fate(&self) -> bool {
         self.copy_waiting.store(true, Ordering::Relaxed);
-        let fate = loop {
-            let notified = self.counted.notified();
-            {
-                let l = self.ledger();
+        let fate = self
+            .wait_for(|l| {
                 if l.copy_in_open {
-                    break true;
+                    Some(true)
+                } else {
+                    l.entries
+                        .iter()
+                        .all(|e| *e == Entry::CopyEnd)
+                        .then_some(false)
                 }
-                if l.entries.iter().all(|e| *e == Entry::CopyEnd) {
-                    break false;
-                }
-            }
-            notified.await;
-        };
+            })
+            .await;
         self.copy_waiting.store(false, Ordering::Relaxed);
         fate
     }
@@ -802,13 +771,14 @@ impl Pending {
                     if let Some(m) = &mut l.meter {
                         m.completed();
                     }
-                    self.wake();
                 }
                 1
             }
             Some(Entry::Query { .. }) => 1,
             _ => 0,
         };
+        // The client pump re-reads the ledger once the lock is released.
+        self.wake();
         let mut i = start;
         while i < l.entries.len() {
             match &l.entries[i] {
@@ -823,7 +793,6 @@ impl Pending {
             }
         }
         l.copy_in_open = true;
-        self.wake();
     }
 
     /// ErrorResponse (`fatal` for FATAL and PANIC). Returns what the
@@ -899,7 +868,7 @@ impl Pending {
             .position(|e| matches!(e, Entry::Sync(_)))
             .unwrap_or(l.entries.len());
         l.discarding = end == l.entries.len();
-        l.dropping_front(end, true);
+        l.dropping_after_error(end);
         for e in l.entries.drain(..end) {
             e.skipped(settle);
         }
@@ -972,25 +941,20 @@ impl Pending {
         l.last_ready = Some(now);
         let mut took = None;
         let mut counted_lost = false;
-        loop {
-            let ends = matches!(
-                l.entries.front(),
-                None | Some(Entry::Sync(_) | Entry::Query { .. } | Entry::Refused { .. })
-            );
-            if !ends {
-                // Never answered: the server did not run it.
-                counted_lost |= l.entries.front().is_some_and(Entry::is_counted);
-                l.dropping_front(1, false);
-            }
-            let Some(e) = l.entries.pop_front() else {
-                break;
-            };
+        while let Some(e) = l.entries.pop_front() {
             if let Entry::Sync(t) | Entry::Query { at: t, .. } | Entry::Refused { at: t, .. } = e {
                 took = Some(now.saturating_duration_since(t));
                 e.skipped(settle);
                 break;
             }
+            // Never answered: the server did not run it.
+            counted_lost |= e.is_counted();
             e.skipped(settle);
+        }
+        if counted_lost {
+            if let Some(m) = &mut l.meter {
+                m.dropped(false);
+            }
         }
         self.wake();
         self.made_room(&mut l);

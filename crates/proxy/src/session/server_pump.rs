@@ -237,15 +237,19 @@ fn judge(
             outcomes.completed(done.audited, msg, masked);
             Ok(Action::Forward)
         }
-        be::COPY_DONE if pending.is_metered() => Ok(match pending.meter_copy_done() {
-            Metered::Drop => Action::Drop,
-            _ => Action::Forward,
-        }),
+        be::COPY_DONE if pending.is_metered() => {
+            Ok(match pending.meter(Metered::Pass, |m| m.copy_done()) {
+                Metered::Drop => Action::Drop,
+                _ => Action::Forward,
+            })
+        }
         be::PARAMETER_STATUS => {
             let (name, value) = decode::parameter_status(decode::body(msg))
                 .map_err(|e| End::UpstreamProtocol(e.to_string()))?;
             if pending.is_metered() {
-                if let Metered::Unexpected(r) = pending.meter_parameter_status(msg.len()) {
+                if let Metered::Unexpected(r) =
+                    pending.meter(Metered::Pass, |m| m.parameter_status(msg.len()))
+                {
                     return Err(End::Unsafe(r));
                 }
             }
@@ -271,7 +275,8 @@ fn judge(
             rows.ended();
             // Counted while the statement it ends is still counted: its
             // text is part of what that statement returns.
-            let withheld = pending.is_metered() && pending.meter_error(msg.len());
+            let withheld =
+                pending.is_metered() && pending.meter(false, |m| m.error_report(msg.len()));
             let failed = pending.error(fatal, settle);
             outcomes.failed(failed.audited, msg);
             if withheld && failed.substitute.is_none() {
@@ -296,7 +301,7 @@ fn judge(
         be::NOTIFICATION_RESPONSE if pending.is_metered() => Ok(Action::Drop),
         be::NOTICE_RESPONSE | be::NOTIFICATION_RESPONSE => {
             if pending.is_metered() {
-                match pending.meter_report(msg.len()) {
+                match pending.meter(Metered::Pass, |m| m.report(msg.len())) {
                     Metered::Pass => {}
                     Metered::Drop => return Ok(Action::Drop),
                     Metered::Unexpected(r) => return Err(End::Unsafe(r)),
@@ -321,7 +326,7 @@ fn judge(
 /// `action` for a row of `len` bytes within what the session may be
 /// returned; dropped past it (see `returned.rs`).
 fn metered(pending: &Pending, len: usize, action: Action) -> Result<Action, End> {
-    match pending.meter_row(len) {
+    match pending.meter(Metered::Pass, |m| m.row(len)) {
         Metered::Pass => Ok(action),
         Metered::Drop => Ok(Action::Drop),
         Metered::Unexpected(r) => Err(End::Unsafe(r)),
@@ -427,7 +432,7 @@ impl ServerPump<'_> {
                         if self.pending.is_metered() && returned::is_result_data(tag) =>
                     {
                         self.replied += len as u64;
-                        match self.pending.meter_row(total) {
+                        match self.pending.meter(Metered::Pass, |m| m.row(total)) {
                             Metered::Pass => {}
                             Metered::Drop => {
                                 self.outbox.run(run_start..pos);
