@@ -117,6 +117,7 @@ fn who() -> Who {
         },
         source: Some("10.1.2.3".parse().expect("an address")),
         limits: Default::default(),
+        approved: false,
     }
 }
 

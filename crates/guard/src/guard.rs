@@ -10,7 +10,7 @@ use portcullis_analysis::{
     StatementClass,
 };
 use portcullis_policy::{
-    self as policy, Decided, Decision, Enforcement, PolicyEngine, Principal, Request,
+    self as policy, Approval, Decided, Decision, Enforcement, PolicyEngine, Principal, Request,
     RequestContext, TargetRef,
 };
 use portcullis_wire::{sqlstate, Refusal};
@@ -32,6 +32,10 @@ pub struct Who {
     pub source: Option<IpAddr>,
     /// Limits that depend on who it is (see [`crate::limits`]).
     pub limits: crate::SessionLimits,
+    /// Judging a statement a human approved: `context.approved` is set,
+    /// so approval rules no longer hold it (and nothing is remembered:
+    /// the memo serves unapproved judgements only).
+    pub approved: bool,
 }
 
 /// How a target is guarded.
@@ -103,9 +107,42 @@ pub struct Judgement {
     /// the message (`[masking] inference`), for logs, metrics and the
     /// audit. Names only.
     pub inferred: Vec<Inferred>,
+    /// Set when the refusal is an approval rule's and nothing else refuses
+    /// the message: it may run once a member of `approvers` approves it.
+    pub approval: Option<Approval>,
 }
 
 impl Judgement {
+    /// A refusal no approval lifts: it replaces an approval the message
+    /// was held for. `policy`: the policy that decided it, if one did.
+    fn hard_refusal(&mut self, r: Refusal, policy: Option<&str>) {
+        self.refusal = Some(r);
+        self.refused_by = policy.map(str::to_owned);
+        self.approval = None;
+    }
+
+    /// An approval rule holds a statement: the first one found stands for
+    /// the message, as long as every other rule that holds it names the
+    /// same group (an approval by one group must not lift another's rule).
+    fn held(&mut self, a: &Approval, r: Option<Refusal>) {
+        match &self.approval {
+            None => {
+                self.approval = Some(a.clone());
+                self.refusal = r;
+                self.refused_by = Some(a.policy.clone());
+            }
+            Some(first) if first.approvers == a.approvers => {}
+            Some(_) => self.hard_refusal(
+                Refusal::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    "statement refused by Portcullis: its statements need approval by different groups",
+                )
+                .hint("Send each statement as a query of its own, so that each can be approved."),
+                None,
+            ),
+        }
+    }
+
     /// Whether the message must not reach the server.
     pub fn blocks(&self) -> bool {
         self.enforced && self.refusal.is_some()
@@ -236,6 +273,7 @@ impl Guard {
     fn request(&self, who: &Who, statement: policy::StatementFacts) -> Request {
         let mut context = RequestContext::now(who.source);
         context.row_limit = self.settings.row_limit;
+        context.approved = who.approved;
         Request {
             principal: who.principal.clone(),
             target: self.settings.target.clone(),
@@ -257,6 +295,7 @@ impl Guard {
             hidden_code: false,
             may_change_functions: false,
             inferred: Vec::new(),
+            approval: None,
         }
     }
 
@@ -279,6 +318,7 @@ impl Guard {
         // Texts of one shape share their judgement: a memorable one reads
         // neither the text nor statement spans.
         let memorable = !session.lexer_unsettled()
+            && !who.approved
             && !self.engine.reads_time()
             && memo::memorable(analysis.statements.iter());
         if memorable {
@@ -379,7 +419,10 @@ impl Guard {
             // what Portcullis cannot follow, then the policy's decision,
             // then masking's (a statement the policy denies or holds for
             // approval is reported as such).
-            if j.refusal.is_none() {
+            // A statement held for approval does not stop the search for
+            // a refusal: approving must not be asked for a message that
+            // would be refused anyway.
+            if j.refusal.is_none() || j.approval.is_some() {
                 if let Some(r) = lexer::check(stmt)
                     .or_else(|| reserved_name(stmt))
                     .or_else(|| hidden.settings.clone())
@@ -403,25 +446,35 @@ impl Guard {
                         (budget && (truncates(stmt) || hidden.truncates)).then(uncountable_truncate)
                     })
                 {
-                    j.refusal = Some(r);
-                } else if let Some(r) = decision_refusal(&decision) {
-                    j.refusal = Some(with_note(r, &hidden));
-                    j.refused_by = decision.policy().map(str::to_owned);
+                    j.hard_refusal(r, None);
+                } else if let Some(r) = decision_refusal(&decision)
+                    .filter(|_| !matches!(decision, Decision::RequiresApproval(_)))
+                {
+                    j.hard_refusal(with_note(r, &hidden), decision.policy());
                 } else if hidden.blind.is_some() || runs_sql_text(stmt) {
                     // Whatever the policies allow: code Portcullis cannot
                     // read could change the settings it protects
                     // (application_name, portcullis.*, how text is read,
                     // a session's statement_timeout limit).
-                    j.refusal = Some(with_note(
-                        Refusal::error(
-                            sqlstate::FEATURE_NOT_SUPPORTED,
-                            "statement refused by Portcullis: it holds code Portcullis cannot read",
-                        )
-                        .hint("Send the statements themselves, or EXECUTE constant strings, so that Portcullis can judge them."),
-                        &hidden,
-                    ));
-                } else {
-                    j.refusal = self.copy_refusal(stmt, who, state).or(masking);
+                    j.hard_refusal(
+                        with_note(
+                            Refusal::error(
+                                sqlstate::FEATURE_NOT_SUPPORTED,
+                                "statement refused by Portcullis: it holds code Portcullis cannot read",
+                            )
+                            .hint("Send the statements themselves, or EXECUTE constant strings, so that Portcullis can judge them."),
+                            &hidden,
+                        ),
+                        None,
+                    );
+                } else if let Some(r) = self.copy_refusal(stmt, who, state).or(masking) {
+                    j.hard_refusal(r, None);
+                } else if let Decision::RequiresApproval(a) = &decision {
+                    // Held only when approving it is all it takes.
+                    j.held(
+                        a,
+                        decision_refusal(&decision).map(|r| with_note(r, &hidden)),
+                    );
                 }
             }
             verdicts.push(StatementVerdict {
@@ -463,7 +516,8 @@ impl Guard {
     pub fn judge_prepared(&self, name: &NameKey, who: &Who, session: &SessionState) -> Judgement {
         let (generation, catalog, covers) = self.catalog_slot();
         let functions_unseen = session.functions_unseen(covers);
-        let memorable = !self.engine.reads_time()
+        let memorable = !who.approved
+            && !self.engine.reads_time()
             && memo::memorable(session.prepared(name).filter_map(|t| t.statement()));
         let paths = session.possible_paths();
         let probe = memo::Probe::Prepared(name, session);
@@ -583,11 +637,15 @@ impl Guard {
             let r = self.masking_refusal(stmt, who, session, &mut j.inferred);
             masking = masking.or(r);
         }
-        // The policy's decision first, as in `judge_text`.
-        j.refusal = decision_refusal(&decision);
-        j.refused_by = decision.policy().map(str::to_owned);
-        if j.refusal.is_none() {
-            j.refusal = masking;
+        // The policy's decision first, as in `judge_text`; a statement is
+        // held for approval only when approving it is all it takes.
+        match (&decision, masking) {
+            (Decision::RequiresApproval(_), Some(r)) => j.hard_refusal(r, None),
+            (Decision::RequiresApproval(a), None) => j.held(a, decision_refusal(&decision)),
+            (_, masking) => match decision_refusal(&decision) {
+                Some(r) => j.hard_refusal(r, decision.policy()),
+                None => j.refusal = masking,
+            },
         }
         j.statements = Arc::new([StatementVerdict {
             class: StatementClass::Execute,

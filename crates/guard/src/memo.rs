@@ -187,6 +187,7 @@ mod tests {
             hidden_code: false,
             may_change_functions: false,
             inferred: Vec::new(),
+            approval: None,
         }
     }
 

@@ -29,6 +29,7 @@ fn who() -> Who {
         },
         source: None,
         limits: Default::default(),
+        approved: false,
     }
 }
 
@@ -398,4 +399,48 @@ fn a_rows_changed_budget_limits_every_write() {
             .row_limit,
         None
     );
+}
+
+#[test]
+fn schema_changes_in_production_are_held_for_approval_and_pass_once_approved() {
+    let g = guard("production", Enforcement::Enforce);
+    let s = session();
+    let held = g.judge_text("CREATE INDEX ON orders (total)", &who(), &s);
+    let approval = held.approval.expect("held for approval");
+    assert_eq!(approval.approvers, "dba");
+    assert_eq!(approval.policy, "approve-schema-change-in-production");
+    assert!(held.refusal.is_some(), "held is not passed");
+    let approved = Who {
+        approved: true,
+        ..who()
+    };
+    let j = g.judge_text("CREATE INDEX ON orders (total)", &approved, &s);
+    assert!(j.refusal.is_none() && j.approval.is_none());
+    // Once approved, the unapproved judgement is not remembered for it.
+    assert!(g
+        .judge_text("CREATE INDEX ON orders (total)", &who(), &s)
+        .approval
+        .is_some());
+}
+
+#[test]
+fn a_message_refused_anyway_is_not_held() {
+    let g = guard("production", Enforcement::Enforce);
+    let s = session();
+    for sql in [
+        "CREATE INDEX ON orders (total); DROP TABLE orders",
+        "DROP TABLE orders; CREATE INDEX ON orders (total)",
+        "CREATE INDEX ON orders (total); TRUNCATE orders",
+    ] {
+        let j = g.judge_text(sql, &who(), &s);
+        assert!(j.approval.is_none(), "{sql} was held");
+        assert!(j.refusal.is_some(), "{sql} was allowed");
+    }
+    // Two statements held by the same rule hold the message once.
+    let j = g.judge_text(
+        "CREATE INDEX ON orders (total); CREATE INDEX ON orders (id)",
+        &who(),
+        &s,
+    );
+    assert!(j.approval.is_some());
 }

@@ -101,6 +101,7 @@ fn who() -> Who {
         },
         source: None,
         limits: Default::default(),
+        approved: false,
     }
 }
 

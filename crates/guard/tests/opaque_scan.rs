@@ -75,6 +75,7 @@ fn judge(environment: &str, sql: &str) -> Judgement {
         },
         source: None,
         limits: Default::default(),
+        approved: false,
     };
     let session = SessionState::new("app", Some("\"$user\", public"));
     guard(environment).judge_text(sql, &who, &session)
@@ -673,6 +674,7 @@ fn unreadable_code_is_refused_even_when_every_policy_permits() {
             statement_timeout: Some((1000, "agents".into())),
             counts_rows: false,
         },
+        approved: false,
     };
     let session = SessionState::new("app", Some("public"));
     let refused = |sql: &str| g.judge_text(sql, &who, &session).refusal;

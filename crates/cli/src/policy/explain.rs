@@ -111,6 +111,7 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
         principal: principal.clone(),
         source: None,
         limits: Default::default(),
+        approved: false,
     };
     let judgement = guard.judge_text(&args.sql, &who, &session);
 

@@ -179,6 +179,7 @@ impl Guarded {
             },
             source: peer.map(|p| p.ip()),
             limits,
+            approved: false,
         };
         // The role the session logged in as (the target's own, or an
         // access profile's): what CURRENT_USER and SESSION_USER name.
