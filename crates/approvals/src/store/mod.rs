@@ -1,0 +1,138 @@
+//! Where requests live: the control-plane store, a SQLite file by default
+//! (one proxy, or several on one machine), PostgreSQL when several proxies
+//! share state.
+//!
+//! Every change to a request is one transaction that reads the request,
+//! applies [`crate::rules`] and writes it back, so two approvers deciding
+//! at once (on two nodes) cannot both count, and a decision cannot land on
+//! a request its session has just withdrawn.
+
+mod sqlite;
+
+use std::path::{Path, PathBuf};
+
+use crate::request::{NewRequest, Person, Request, RequestId, State, Verdict};
+use crate::rules::RuleError;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("approval store {path}: {error}")]
+    Sqlite { path: PathBuf, error: String },
+    #[error("approval store {path}: schema version {found} is newer than this Portcullis knows ({known})")]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("approval store {path}: request {id} is malformed ({error})")]
+    Corrupt {
+        path: PathBuf,
+        id: String,
+        error: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no request {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The control plane's requests.
+pub enum Store {
+    Sqlite(SqliteStore),
+}
+
+impl Store {
+    /// The SQLite store in `path` (the control-plane file, shared with the
+    /// API keys), made when missing.
+    pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        SqliteStore::open(path).map(Store::Sqlite)
+    }
+
+    /// Stores a new pending request.
+    pub fn create(
+        &self,
+        id: RequestId,
+        asked: NewRequest,
+        now: i64,
+    ) -> Result<Request, StoreError> {
+        let request = Request {
+            id,
+            asked,
+            created_at: now,
+            state: State::Pending,
+            decisions: Vec::new(),
+            closed_at: None,
+        };
+        match self {
+            Store::Sqlite(s) => s.insert(&request)?,
+        }
+        Ok(request)
+    }
+
+    pub fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.get(id),
+        }
+    }
+
+    /// The newest requests first; only those still pending at `now` when
+    /// `pending_only`.
+    pub fn list(
+        &self,
+        pending_only: bool,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Request>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list(pending_only, now, limit),
+        }
+    }
+
+    /// Records `approver`'s decision, as the rules allow.
+    pub fn decide(
+        &self,
+        id: &RequestId,
+        approver: &Person,
+        verdict: Verdict,
+        reason: Option<String>,
+        now: i64,
+    ) -> Result<Request, DecideError> {
+        self.update(id, &mut |r| {
+            crate::rules::decide(r, approver, verdict, reason.clone(), now).map(|_| ())
+        })
+    }
+
+    /// Ends a request that is still pending (its session gave up waiting:
+    /// expired, or withdrawn by a cancel or disconnect). Returns the
+    /// request as it stands: a decision that landed first is kept.
+    pub fn close(&self, id: &RequestId, state: State, now: i64) -> Result<Request, DecideError> {
+        self.update(id, &mut |r| {
+            if r.state == State::Pending {
+                r.state = state;
+                r.closed_at = Some(now);
+            }
+            Ok(())
+        })
+    }
+
+    fn update(
+        &self,
+        id: &RequestId,
+        change: &mut dyn FnMut(&mut Request) -> Result<(), RuleError>,
+    ) -> Result<Request, DecideError> {
+        match self {
+            Store::Sqlite(s) => s.update(id, change),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
