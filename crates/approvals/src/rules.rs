@@ -98,7 +98,7 @@ pub fn decide(
         s => return Err(RuleError::Closed(id, s)),
     }
     let asked = &request.asked;
-    if !approver.groups.iter().any(|g| *g == asked.approvers) {
+    if !approver.groups.contains(&asked.approvers) {
         return Err(RuleError::NotInGroup(asked.approvers.clone()));
     }
     if !approver.is_human() {
