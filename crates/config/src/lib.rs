@@ -4,6 +4,7 @@
 //! [`Config::load`] reads and validates a file; [`Config::parse`] does the same
 //! for text. Errors name the file, the key and what is wrong with it.
 
+mod approvals;
 mod audit;
 mod duration;
 mod error;
@@ -16,6 +17,7 @@ mod row_limit;
 mod validate;
 mod verifier;
 
+pub use approvals::{Approvals, ApproverGroup, DAY_NAMES};
 pub use audit::{Audit, AuditFailure, AuditMode, ParamsMode, Synchronous};
 pub use duration::Duration;
 pub use error::ConfigError;

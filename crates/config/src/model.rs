@@ -44,6 +44,9 @@ pub struct Config {
     /// API keys and the control-plane store.
     #[serde(default)]
     pub identity: crate::IdentityConfig,
+    /// Statements held for approval.
+    #[serde(default)]
+    pub approvals: crate::Approvals,
     /// Where the file was loaded from; relative paths inside it resolve
     /// against its folder. Not part of the file.
     #[serde(skip)]

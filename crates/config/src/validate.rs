@@ -35,6 +35,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     v.audit()?;
     v.identity()?;
     v.limits()?;
+    v.approvals()?;
     Ok(())
 }
 
@@ -931,6 +932,50 @@ impl Validator<'_> {
             ));
         }
         self.postgres_url("identity", url, id.postgres_ca_file.as_deref())
+    }
+
+    fn approvals(&self) -> Result<(), ConfigError> {
+        let a = &self.config.approvals;
+        if a.timeout.is_zero() {
+            return Err(self.err(
+                "approvals.timeout",
+                "is zero; give how long a held statement waits for a decision, e.g. \"10m\"",
+            ));
+        }
+        if let Some(url) = &a.console_url {
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.chars().any(char::is_control)
+            {
+                return Err(self.err(
+                    "approvals.console_url",
+                    format!("{url:?} is not an http(s) URL"),
+                ));
+            }
+        }
+        for (i, g) in a.groups.iter().enumerate() {
+            let key = |k: &str| format!("approvals.group[{i}].{k}");
+            if g.name.trim().is_empty() {
+                return Err(self.err(
+                    &key("name"),
+                    "is empty; name the group a policy's @approvers names",
+                ));
+            }
+            if let Some(j) = a.groups[..i].iter().position(|o| o.name == g.name) {
+                return Err(self.err(
+                    &key("name"),
+                    format!("{:?} is already configured in approvals.group[{j}]", g.name),
+                ));
+            }
+            if g.required == 0 {
+                return Err(self.err(
+                    &key("required"),
+                    "is zero; a request needs at least one approval",
+                ));
+            }
+            g.day_bits().map_err(|e| self.err(&key("days"), e))?;
+            g.minutes().map_err(|e| self.err(&key("hours"), e))?;
+        }
+        Ok(())
     }
 
     fn identity(&self) -> Result<(), ConfigError> {

@@ -1420,3 +1420,55 @@ fn a_shared_control_store_is_checked_like_the_audit_store() {
         "give one",
     );
 }
+
+#[test]
+fn approvals_are_checked() {
+    let base = minimal();
+    let c = valid(&format!(
+        "{base}[approvals]\ntimeout = \"2m\"\nconsole_url = \"https://portcullis.example/approvals\"\n[[approvals.group]]\nname = \"dba\"\nrequired = 2\ndays = [\"mon\", \"fri\"]\nhours = \"08:00-18:00\"\n"
+    ));
+    assert_eq!(c.approvals.timeout.0, std::time::Duration::from_secs(120));
+    assert_eq!(c.approvals.group("dba").required, 2);
+    assert_eq!(c.approvals.group("ops").required, 1);
+    assert_eq!(
+        valid(&base).approvals.timeout.0,
+        std::time::Duration::from_secs(600)
+    );
+    assert_invalid(
+        &format!("{base}[approvals]\ntimeout = \"0s\"\n"),
+        "approvals.timeout",
+        "zero",
+    );
+    assert_invalid(
+        &format!("{base}[approvals]\nconsole_url = \"javascript:alert(1)\"\n"),
+        "approvals.console_url",
+        "not an http(s) URL",
+    );
+    for (group, key, words) in [
+        (
+            "name = \"dba\"\nrequired = 0\n",
+            "approvals.group[0].required",
+            "zero",
+        ),
+        (
+            "name = \"dba\"\ndays = [\"someday\"]\n",
+            "approvals.group[0].days",
+            "not a day",
+        ),
+        (
+            "name = \"dba\"\nhours = \"8-18\"\n",
+            "approvals.group[0].hours",
+            "range of hours",
+        ),
+        ("name = \"\"\n", "approvals.group[0].name", "empty"),
+    ] {
+        assert_invalid(&format!("{base}[[approvals.group]]\n{group}"), key, words);
+    }
+    assert_invalid(
+        &format!(
+            "{base}[[approvals.group]]\nname = \"dba\"\n[[approvals.group]]\nname = \"dba\"\n"
+        ),
+        "approvals.group[1].name",
+        "already configured",
+    );
+}
