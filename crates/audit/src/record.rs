@@ -503,6 +503,10 @@ pub struct ApprovalRecord {
     /// Who requested, approved or rejected; absent for expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<Identity>,
+    /// Who the held statement is for (the actor of `requested`), so that
+    /// every event names both identities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<Identity>,
     pub target: String,
     /// The held statement's record, when the request is for a statement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -521,6 +525,8 @@ pub enum ApprovalEvent {
     Rejected,
     Expired,
     Cancelled,
+    /// The approved statement was sent to the database.
+    Executed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

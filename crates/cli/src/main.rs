@@ -1,5 +1,6 @@
 //! The `portcullis` command.
 
+mod approvals;
 mod audit;
 mod demo;
 mod discover;
@@ -81,6 +82,9 @@ enum Command {
     /// Make, list and revoke the API keys agents and jobs log in with.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// List, show, approve and deny statements held for approval.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// Sign in at your identity provider (browser or device code) and
     /// cache the token Portcullis accepts as your password.
     Login(login::LoginArgs),
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Policy(command) => policy::run(command),
         Command::Audit(command) => audit::run(*command),
         Command::Keys(command) => keys::run(command),
+        Command::Approvals(command) => approvals::run(command),
         Command::Login(args) => login::login(args),
         Command::Token(args) => login::token(args),
         Command::Psql(args) => login::psql(args),

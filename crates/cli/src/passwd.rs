@@ -46,7 +46,7 @@ fn prompt() -> Result<String, String> {
 }
 
 /// Reads a line from the terminal with echo off.
-fn read_hidden(prompt: &str) -> Result<String, String> {
+pub(crate) fn read_hidden(prompt: &str) -> Result<String, String> {
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();
     let fd = libc::STDIN_FILENO;

@@ -956,24 +956,24 @@ impl Validator<'_> {
             let key = |k: &str| format!("approvals.group[{i}].{k}");
             if g.name.trim().is_empty() {
                 return Err(self.err(
-                    &key("name"),
+                    key("name"),
                     "is empty; name the group a policy's @approvers names",
                 ));
             }
             if let Some(j) = a.groups[..i].iter().position(|o| o.name == g.name) {
                 return Err(self.err(
-                    &key("name"),
+                    key("name"),
                     format!("{:?} is already configured in approvals.group[{j}]", g.name),
                 ));
             }
             if g.required == 0 {
                 return Err(self.err(
-                    &key("required"),
+                    key("required"),
                     "is zero; a request needs at least one approval",
                 ));
             }
-            g.day_bits().map_err(|e| self.err(&key("days"), e))?;
-            g.minutes().map_err(|e| self.err(&key("hours"), e))?;
+            g.day_bits().map_err(|e| self.err(key("days"), e))?;
+            g.minutes().map_err(|e| self.err(key("hours"), e))?;
         }
         Ok(())
     }

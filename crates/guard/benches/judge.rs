@@ -224,6 +224,7 @@ fn bench(c: &mut Criterion) {
         let text = PreparedText {
             analysis: j.analysis.expect("parsed"),
             index: 0,
+            source: None,
         };
         let ticket = prepared.parse(key, text).expect("room");
         prepared.settle(ticket, true);

@@ -7,8 +7,10 @@
 //! | `POST /reload` | `200 {"status":"reloaded","detail":..}` or `400 {"status":"rejected","error":..}` |
 //!
 //! Unknown paths get 404, a known path with the wrong method 405 (with `Allow`).
-//! The listener has no authentication of its own: bind it to a loopback or
-//! otherwise private address.
+//! These routes have no authentication of their own: bind the listener to a
+//! loopback or otherwise private address. The approvals API
+//! ([`crate::approvals_api`]) is served here too, and authenticates every
+//! call.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,15 +36,22 @@ pub struct AdminState {
     pub reload: ReloadFn,
     /// When the process started; `/health` reports the uptime from it.
     pub started: Instant,
+    /// The approvals API, when approvals are on.
+    pub approvals: Option<crate::approvals_api::Api>,
 }
 
 /// The admin routes, without a listener (useful for embedding or testing).
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let approvals = state.approvals.clone();
+    let admin = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/health", get(health_handler))
         .route("/reload", post(reload_handler))
-        .with_state(Arc::new(state))
+        .with_state(Arc::new(state));
+    match approvals {
+        Some(api) => admin.merge(crate::approvals_api::router(api)),
+        None => admin,
+    }
 }
 
 /// Serves the admin API on `listener` until `shutdown` completes, then lets
@@ -183,6 +192,7 @@ mod tests {
             metrics: metrics.clone(),
             reload,
             started: Instant::now(),
+            approvals: None,
         };
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

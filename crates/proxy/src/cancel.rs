@@ -6,6 +6,10 @@
 //! its real key, so a CancelRequest on a new connection reaches the right
 //! query, and nobody can cancel anything by guessing or learning upstream keys:
 //! those never leave the proxy.
+//!
+//! A session holding a statement for approval has nothing running on the
+//! server: a cancel then goes to the session (its [`HoldLine`]), which
+//! ends the wait with 57014 and withdraws the request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,9 +26,78 @@ pub struct CancelTarget {
     pub key: Vec<u8>,
 }
 
+/// A session's cancel key: the backend PID and the key Portcullis made up.
+type ClientKey = (i32, Vec<u8>);
+
 #[derive(Default)]
 pub struct CancelRegistry {
-    sessions: Mutex<HashMap<(i32, Vec<u8>), CancelTarget>>,
+    sessions: Mutex<HashMap<ClientKey, (CancelTarget, Arc<HoldLine>)>>,
+}
+
+/// Where a cancel goes.
+pub enum Cancel {
+    /// To the server, which cancels what the session runs.
+    Upstream(CancelTarget),
+    /// To the session itself, which was holding a statement for approval.
+    Held,
+}
+
+/// The way back into a session that holds a statement for approval.
+#[derive(Default)]
+pub struct HoldLine {
+    state: Mutex<HoldState>,
+    cancelled: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct HoldState {
+    holding: bool,
+    cancelled: bool,
+}
+
+impl HoldLine {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HoldState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session starts holding.
+    pub fn begin(&self) {
+        *self.lock() = HoldState {
+            holding: true,
+            cancelled: false,
+        };
+    }
+
+    /// The session stops holding; `true` if a cancel arrived first.
+    pub fn end(&self) -> bool {
+        let mut s = self.lock();
+        s.holding = false;
+        std::mem::take(&mut s.cancelled)
+    }
+
+    /// Waits for a cancel while holding.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.cancelled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().cancelled {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Delivers a cancel if the session is holding.
+    fn cancel(&self) -> bool {
+        let mut s = self.lock();
+        if !s.holding {
+            return false;
+        }
+        s.cancelled = true;
+        self.cancelled.notify_waiters();
+        true
+    }
 }
 
 impl CancelRegistry {
@@ -39,17 +112,26 @@ impl CancelRegistry {
                 break key;
             }
         };
-        sessions.insert((pid, key.clone()), target);
+        let hold = Arc::new(HoldLine::default());
+        sessions.insert((pid, key.clone()), (target, hold.clone()));
         CancelGuard {
             registry: self.clone(),
             pid,
             key,
+            hold,
         }
     }
 
-    pub fn lookup(&self, pid: i32, key: &[u8]) -> Option<CancelTarget> {
+    /// Where a cancel with this key goes: delivered here if the session
+    /// holds a statement for approval, otherwise the server's target.
+    pub fn lookup(&self, pid: i32, key: &[u8]) -> Option<Cancel> {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.get(&(pid, key.to_vec())).cloned()
+        let (target, hold) = sessions.get(&(pid, key.to_vec()))?;
+        Some(if hold.cancel() {
+            Cancel::Held
+        } else {
+            Cancel::Upstream(target.clone())
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -66,6 +148,8 @@ pub struct CancelGuard {
     registry: Arc<CancelRegistry>,
     pub pid: i32,
     pub key: Vec<u8>,
+    /// The session's end of the way back (see [`HoldLine`]).
+    pub hold: Arc<HoldLine>,
 }
 
 impl Drop for CancelGuard {
@@ -94,7 +178,17 @@ mod tests {
         let reg = Arc::new(CancelRegistry::default());
         let guard = reg.register(32, target(7));
         assert_eq!(guard.key.len(), 32);
-        assert_eq!(reg.lookup(7, &guard.key).unwrap().key, vec![9, 9, 9, 9]);
+        let upstream = |c: Option<Cancel>| match c {
+            Some(Cancel::Upstream(t)) => t.key,
+            _ => panic!("not sent upstream"),
+        };
+        assert_eq!(upstream(reg.lookup(7, &guard.key)), vec![9, 9, 9, 9]);
+        // Holding, the session gets it, once; then the server again.
+        guard.hold.begin();
+        assert!(matches!(reg.lookup(7, &guard.key), Some(Cancel::Held)));
+        assert!(guard.hold.end());
+        assert!(!guard.hold.end());
+        assert_eq!(upstream(reg.lookup(7, &guard.key)), vec![9, 9, 9, 9]);
         assert!(
             reg.lookup(7, &[9, 9, 9, 9]).is_none(),
             "upstream key must not work"

@@ -6,6 +6,8 @@
 //! `docs/ARCHITECTURE.md` for the whole picture.
 
 pub mod admin;
+pub mod approval_desk;
+pub mod approvals_api;
 pub mod audit;
 pub mod auth;
 pub mod cancel;

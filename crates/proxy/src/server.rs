@@ -45,6 +45,8 @@ pub enum ServerError {
     Audit(#[from] AuditSetupError),
     #[error(transparent)]
     Keys(#[from] portcullis_identity::keys::StoreError),
+    #[error(transparent)]
+    Approvals(portcullis_approvals::StoreError),
 }
 
 /// A bound, not yet running proxy.
@@ -90,6 +92,19 @@ impl Server {
             };
         let audit = AuditTrail::open(&runtime.config)?;
         let keys = crate::revocations::open_store(&runtime.config)?;
+        let approvals = match crate::approval_desk::Desk::open(&runtime.config, audit.clone()) {
+            Ok(desk) => Some(Arc::new(desk)),
+            Err(crate::approval_desk::DeskError::PostgresStore) => {
+                warn!(
+                    "statements that need approval are refused: {}",
+                    crate::approval_desk::DeskError::PostgresStore
+                );
+                None
+            }
+            Err(crate::approval_desk::DeskError::Store(e)) => {
+                return Err(ServerError::Approvals(e))
+            }
+        };
         let workers =
             Workers::start(runtime.config.server.worker_threads).map_err(ServerError::Workers)?;
         let (phase, _) = watch::channel(Phase::Running);
@@ -106,6 +121,7 @@ impl Server {
             revoked: watch::channel(Arc::default()).0,
             oidc_keys: Default::default(),
             row_budgets: Default::default(),
+            approvals,
         });
         Ok(Server {
             shared,
@@ -154,6 +170,13 @@ impl Server {
                 metrics: shared.metrics.clone(),
                 reload: Arc::new(move || handle.reload_from_source()),
                 started: Instant::now(),
+                approvals: shared
+                    .approvals
+                    .clone()
+                    .map(|desk| crate::approvals_api::Api {
+                        desk,
+                        shared: shared.clone(),
+                    }),
             };
             let mut rx = shared.phase.subscribe();
             tokio::spawn(async move {
@@ -434,6 +457,7 @@ async fn serve_connection(sock: TcpStream, ctx: ConnContext, span: Span) {
             session_id,
             audit: shared.audit.clone(),
             revoked: shared.revoked.subscribe(),
+            approvals: shared.approvals.clone(),
         },
     )
     .await;

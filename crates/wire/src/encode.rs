@@ -58,6 +58,27 @@ pub(crate) fn error_response(buf: &mut BytesMut, r: &Refusal) {
     });
 }
 
+/// A NoticeResponse of the proxy's own (severity NOTICE, SQLSTATE 00000).
+pub fn notice(buf: &mut BytesMut, text: &str, detail: Option<&str>, hint: Option<&str>) {
+    message(buf, be::NOTICE_RESPONSE, |b| {
+        for field in [b'S', b'V'] {
+            b.put_u8(field);
+            cstr(b, b"NOTICE");
+        }
+        b.put_u8(b'C');
+        cstr(b, b"00000");
+        b.put_u8(b'M');
+        cstr(b, text.as_bytes());
+        for (field, extra) in [(b'D', detail), (b'H', hint)] {
+            if let Some(t) = extra {
+                b.put_u8(field);
+                cstr(b, t.as_bytes());
+            }
+        }
+        b.put_u8(0);
+    });
+}
+
 /// An ErrorResponse with a SQLSTATE known only at run time (one the
 /// server sent): `severity` is ERROR or FATAL.
 pub fn error_with_code(buf: &mut BytesMut, severity: &str, code: &str, text: &str, hint: &str) {

@@ -27,6 +27,8 @@ pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 /// Nested beyond what the analysis follows.
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
+/// A statement cancelled (by the user, or a timeout).
+pub const QUERY_CANCELED: &str = "57014";
 pub const ADMIN_SHUTDOWN: &str = "57P01";
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
 pub const IDLE_SESSION_TIMEOUT: &str = "57P05";

@@ -20,7 +20,7 @@ fn asked(expires_at: i64) -> NewRequest {
         session: "s1".into(),
         statement: "CREATE INDEX ON orders (total)".into(),
         parameters: vec![],
-        digest: Digest::of("dev", "shop", b"CREATE INDEX ON orders (total)", &[]),
+        digest: Digest::of("dev", "shop", b"CREATE INDEX ON orders (total)", b""),
         policy: "approve-schema-change-in-production".into(),
         approvers: "dba".into(),
         reason: "schema changes in production need approval".into(),

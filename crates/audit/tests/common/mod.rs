@@ -159,6 +159,7 @@ pub fn all_kinds() -> Vec<Record> {
             request_id: "r-1".into(),
             event: ApprovalEvent::Approved,
             actor: Some(identity("erin")),
+            requester: Some(identity("dana")),
             target: "prod".into(),
             statement_seq: Some(1),
             fingerprint: Some("abc".into()),

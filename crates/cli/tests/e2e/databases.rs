@@ -18,7 +18,8 @@ async fn two_targets() -> (Proxy, String) {
         environment: "staging",
         extra: format!(
             "[[target]]\nname = \"prod\"\nenvironment = \"production\"\nhost = \"127.0.0.1\"\n\
-             port = {}\ndatabase = \"{prod}\"\nuser = \"postgres\"\npassword_file = \"pgpass\"\n",
+             port = {}\ndatabase = \"{prod}\"\nuser = \"postgres\"\npassword_file = \"pgpass\"\n\
+             [approvals]\ntimeout = \"300ms\"\n",
             c.port()
         ),
         ..Setup::default()
@@ -194,7 +195,8 @@ async fn a_targets_own_database_follows_the_ordinary_rules() {
     assert!(catalog_row(&own).is_some());
 
     // In production the ordinary rules are strict: ALTER DATABASE on its
-    // own database is held for approval, DROP DATABASE refused.
+    // own database is held for approval (and expires here), DROP DATABASE
+    // refused.
     let production = proxy
         .connect(&proxy.conn_str_for("prod", ALICE, "sslmode=require"))
         .await
@@ -204,10 +206,11 @@ async fn a_targets_own_database_follows_the_ordinary_rules() {
         .simple_query(&format!("ALTER DATABASE \"{prod}\" CONNECTION LIMIT 50"))
         .await
         .unwrap_err();
+    // Nobody approves it here: it expires, without running.
     let db = e.as_db_error().unwrap();
-    assert_eq!(db.code().code(), "42501");
+    assert_eq!(db.code().code(), "57014");
     assert!(
-        db.message().contains("requires approval"),
+        db.message().contains("was not approved within"),
         "{}",
         db.message()
     );

@@ -5,6 +5,7 @@
 mod harness;
 mod raw;
 
+mod approvals;
 mod audit;
 mod audit_cli;
 mod audit_forward;

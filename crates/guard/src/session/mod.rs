@@ -74,6 +74,10 @@ const MAX_PORTALS: usize = 10_000;
 pub struct PreparedText {
     pub analysis: Arc<Analysis>,
     pub index: usize,
+    /// The text as the client sent it, kept only for a Parse of a
+    /// statement a policy holds for approval: the request shows it, and
+    /// the approval's digest covers it (see `portcullis_approvals`).
+    pub source: Option<Arc<str>>,
 }
 
 impl names::Same for PreparedText {
@@ -431,6 +435,7 @@ impl SessionState {
                     let text = PreparedText {
                         analysis: analysis.clone(),
                         index,
+                        source: None,
                     };
                     ticket = Some(
                         self.names
@@ -967,6 +972,7 @@ mod tests {
                 PreparedText {
                     analysis: a,
                     index: 0,
+                    source: None,
                 },
             )
             .unwrap();

@@ -21,6 +21,7 @@ use crate::metrics::ErrorKind;
 use crate::runtime::{Runtime, TargetRuntime};
 use crate::stream::ClientStream;
 use crate::upstream::{self, Upstream, UpstreamError};
+pub(crate) use client_auth::{identify, CredentialFailure};
 
 pub use negotiate::Opening;
 
@@ -311,7 +312,14 @@ fn upstream_refusal(target: &TargetRuntime, e: &UpstreamError) -> (ErrorKind, Re
 
 async fn handle_cancel(ctx: &ConnContext, pid: i32, key: &[u8]) {
     match ctx.shared.cancel.lookup(pid, key) {
-        Some(target) => {
+        Some(crate::cancel::Cancel::Held) => {
+            ctx.shared.metrics.cancel_requests(true);
+            info!(
+                backend_pid = pid,
+                "cancel request ended a wait for approval"
+            );
+        }
+        Some(crate::cancel::Cancel::Upstream(target)) => {
             ctx.shared.metrics.cancel_requests(true);
             if let Err(e) = upstream::send_cancel(&target).await {
                 warn!(error = %e, "could not deliver cancel request");

@@ -44,7 +44,7 @@ pub async fn get(
     tls: Option<&Arc<rustls::ClientConfig>>,
     timeout: Duration,
 ) -> Result<Bytes, FetchError> {
-    let (status, body) = within(timeout, url, exchange(url, tls, None)).await?;
+    let (status, body) = within(timeout, url, exchange(url, tls, Method::GET, None, None)).await?;
     if status != StatusCode::OK {
         return Err(FetchError::Status(url.to_owned(), status));
     }
@@ -60,7 +60,28 @@ pub async fn post_form(
     timeout: Duration,
     form: String,
 ) -> Result<(StatusCode, Bytes), FetchError> {
-    within(timeout, url, exchange(url, tls, Some(form))).await
+    let body = Some(("application/x-www-form-urlencoded", form));
+    within(timeout, url, exchange(url, tls, Method::POST, body, None)).await
+}
+
+/// A call to the approvals API of a proxy: `method` on `url` with HTTP
+/// Basic `authorization` (the header's value) and an optional JSON body;
+/// the status and body whatever the status.
+pub async fn call_json(
+    url: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+    method: Method,
+    authorization: &str,
+    json: Option<String>,
+) -> Result<(StatusCode, Bytes), FetchError> {
+    let body = json.map(|j| ("application/json", j));
+    within(
+        timeout,
+        url,
+        exchange(url, tls, method, body, Some(authorization)),
+    )
+    .await
 }
 
 async fn within<T>(
@@ -77,7 +98,9 @@ async fn within<T>(
 async fn exchange(
     url: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
-    form: Option<String>,
+    method: Method,
+    body: Option<(&'static str, String)>,
+    authorization: Option<&str>,
 ) -> Result<(StatusCode, Bytes), FetchError> {
     if !portcullis_config::secure_url(url) {
         return Err(FetchError::Url(url.to_owned()));
@@ -100,11 +123,6 @@ async fn exchange(
         .await
         .map_err(io)?;
     let _ = tcp.set_nodelay(true);
-    let method = if form.is_some() {
-        Method::POST
-    } else {
-        Method::GET
-    };
     let mut request = Request::builder()
         .method(method)
         .uri(path)
@@ -114,11 +132,18 @@ async fn exchange(
             USER_AGENT,
             concat!("portcullis/", env!("CARGO_PKG_VERSION")),
         );
-    if form.is_some() {
-        request = request.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(value) = authorization {
+        request = request.header(http::header::AUTHORIZATION, value);
     }
+    let content = match body {
+        Some((content_type, text)) => {
+            request = request.header(CONTENT_TYPE, content_type);
+            text
+        }
+        None => String::new(),
+    };
     let request = request
-        .body(Full::new(Bytes::from(form.unwrap_or_default())))
+        .body(Full::new(Bytes::from(content)))
         .map_err(|_| FetchError::Url(url.to_owned()))?;
     let http = |e| FetchError::Http(url.to_owned(), e);
     let response = if https {

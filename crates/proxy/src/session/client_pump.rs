@@ -16,27 +16,33 @@ use portcullis_audit::{AuditError, Receipt};
 
 use portcullis_analysis::audit_text::audit_text;
 
+use std::sync::Arc;
+
 use super::auditing::SessionAudit;
 use super::buffer::ReadBuffer;
 use super::function_call;
 use super::guarding::{self, Guarded, Verdict};
+use super::holding::{failed_action, ClientPumpParts, HeldMessage, Released};
 use super::pending::{Entry, Pending, Rows, Shown, Step};
+use super::pump_mode::{self, Hold, Mode, Route};
 use super::returned::{self, Outcome};
 use super::row_limit;
 use super::{write_all_tracked, End};
+use crate::approval_desk::Desk;
 use crate::audit::records::MessageVerdict;
+use crate::cancel::HoldLine;
 use crate::metrics::{ErrorKind, Metrics};
 use crate::stream::{ClientTls, ReadHalf, UpstreamTls, WriteHalf};
 
 pub(crate) struct ClientPump<'a> {
-    reader: ReadHalf<ClientTls>,
+    pub(super) reader: ReadHalf<ClientTls>,
     writer: WriteHalf<UpstreamTls>,
-    rb: ReadBuffer,
+    pub(super) rb: ReadBuffer,
     splitter: Splitter,
     idle_timeout: Option<Duration>,
-    pending: &'a Pending,
-    guarded: &'a Guarded,
-    metrics: &'a Metrics,
+    pub(super) pending: &'a Pending,
+    pub(super) guarded: &'a Guarded,
+    pub(super) metrics: &'a Metrics,
     /// Dropping the rest of a refused streamed message.
     discarding: bool,
     /// A write to the server was interrupted: its stream position is unknown.
@@ -50,11 +56,28 @@ pub(crate) struct ClientPump<'a> {
     /// copy started and whether it failed before reading it (see
     /// `ClientPump::copy_sync`).
     copy_window: bool,
-    audit: Option<&'a SessionAudit>,
+    pub(super) audit: Option<&'a SessionAudit>,
     /// The message just judged may go upstream only once its audit record
     /// is committed (a strict target, or a queued one whose writer is
     /// behind).
     wait: Option<StrictWait>,
+    /// What the pump is doing (see `pump_mode.rs`).
+    pub(super) mode: Mode,
+    /// Where statements held for approval are asked about, if anywhere.
+    pub(super) approvals: Option<Arc<Desk>>,
+    /// The cancel registry's way back into this session while it holds.
+    pub(super) hold_line: &'a HoldLine,
+    /// Who the session is, for approval requests.
+    pub(super) requester: portcullis_approvals::Person,
+    pub(super) session_id: String,
+}
+
+/// What the approval workflow needs of a session.
+pub(crate) struct ApprovalSetting<'a> {
+    pub desk: Option<Arc<Desk>>,
+    pub hold_line: &'a HoldLine,
+    pub requester: portcullis_approvals::Person,
+    pub session_id: String,
 }
 
 /// A message held until its audit record is committed.
@@ -79,7 +102,7 @@ struct LastDescribe {
 }
 
 /// What to do with one client message.
-enum Action {
+pub(crate) enum Action {
     Forward,
     /// Send these bytes upstream instead of the message.
     Replace(BytesMut),
@@ -91,8 +114,28 @@ enum Action {
         bytes: BytesMut,
         query: Option<Instant>,
     },
+    /// Drop the message unsent: the server would skip it (an earlier
+    /// message failed and no Sync came since).
+    Drop,
+    /// Send these bytes upstream instead of the message: they fail on
+    /// the server, in the message's place. `step`: in the extended
+    /// protocol, where the server then skips everything up to Sync.
+    Fail {
+        bytes: BytesMut,
+        step: bool,
+    },
     Terminate,
+    /// End the session with this error (a protocol violation).
     Refuse(Refusal),
+    /// Hold it for approval (see `holding.rs`); nothing is recorded for
+    /// it yet.
+    Hold(Box<HeldMessage>),
+}
+
+impl Action {
+    fn fail(bytes: BytesMut, step: bool) -> Action {
+        Action::Fail { bytes, step }
+    }
 }
 
 impl<'a> ClientPump<'a> {
@@ -109,6 +152,7 @@ impl<'a> ClientPump<'a> {
         guarded: &'a Guarded,
         metrics: &'a Metrics,
         audit: Option<&'a SessionAudit>,
+        approvals: ApprovalSetting<'a>,
     ) -> Self {
         ClientPump {
             reader,
@@ -126,6 +170,11 @@ impl<'a> ClientPump<'a> {
             copy_window: false,
             audit,
             wait: None,
+            mode: Mode::Relaying,
+            approvals: approvals.desk,
+            hold_line: approvals.hold_line,
+            requester: approvals.requester,
+            session_id: approvals.session_id,
         }
     }
 }
@@ -142,6 +191,7 @@ fn judge(
     last_describe: &mut LastDescribe,
     copy_window: &mut bool,
     wait: &mut Option<StrictWait>,
+    approved: Option<&str>,
     tag: u8,
     head: &[u8],
 ) -> Action {
@@ -170,8 +220,15 @@ fn judge(
             };
             // Only an audited message can be retracted (see `StrictWait`).
             let mark = audit.map_or(0, |_| pending.mark());
-            let judged = guarded.query(sql);
+            let judged = guarded.query(sql, approved);
             count_inferred(guarded, metrics);
+            let judged = match judged.verdict {
+                Verdict::Hold(held) => {
+                    let m = HeldMessage::new(guarded, held, true, sql, &[], &[], judged.audit);
+                    return Action::Hold(Box::new(m));
+                }
+                verdict => guarding::Judged { verdict, ..judged },
+            };
             *copy_window = judged
                 .analysis
                 .as_ref()
@@ -248,10 +305,11 @@ fn judge(
                     pending.sent(entry, settle);
                     Action::Replace(query)
                 }
-                Verdict::Refuse(reply) => {
+                v @ (Verdict::Refuse(_) | Verdict::Hold(_)) => {
+                    let reply = v.into_reply();
                     metrics.error(ErrorKind::Refused);
                     pending.sent(refused(reply, true), settle);
-                    Action::Replace(guarding::refused_query())
+                    Action::fail(guarding::refused_query(), false)
                 }
             }
         }
@@ -267,7 +325,8 @@ fn judge(
                     pending.sent(Entry::Step(Step::Parse, judged.ticket, None), settle);
                     Action::Forward
                 }
-                Verdict::Refuse(reply) => {
+                v @ (Verdict::Refuse(_) | Verdict::Hold(_)) => {
+                    let reply = v.into_reply();
                     if let Some(audit) = audit {
                         // Refused either way; a record that cannot be
                         // written changes nothing.
@@ -281,7 +340,7 @@ fn judge(
                     }
                     metrics.error(ErrorKind::Refused);
                     pending.sent(refused(reply, false), settle);
-                    Action::Replace(guarding::refused_parse(name))
+                    Action::fail(guarding::refused_parse(name), true)
                 }
             }
         }
@@ -291,8 +350,29 @@ fn judge(
             };
             // Only an audited message can be retracted (see `StrictWait`).
             let mark = audit.map_or(0, |_| pending.mark());
-            let judged = guarded.bind(portal, statement);
+            let judged = guarded.bind(portal, statement, approved);
             count_inferred(guarded, metrics);
+            let judged = match judged.verdict {
+                Verdict::Hold(held) => {
+                    // The parameters as sent follow the two names.
+                    let params = body
+                        .get(portal.len() + statement.len() + 2..)
+                        .unwrap_or_default();
+                    let values = decode::bind_values(body).unwrap_or_default();
+                    let text = guarded.prepared_source(statement);
+                    let m = HeldMessage::new(
+                        guarded,
+                        held,
+                        false,
+                        text.as_deref().unwrap_or_default().as_bytes(),
+                        params,
+                        &values,
+                        judged.audit,
+                    );
+                    return Action::Hold(Box::new(m));
+                }
+                verdict => guarding::Judged { verdict, ..judged },
+            };
             let mut verdict = judged.verdict;
             let mut ticket = judged.ticket;
             if let Some(audit) = audit {
@@ -332,10 +412,11 @@ fn judge(
                     pending.sent(Entry::Step(Step::Bind, ticket, None), settle);
                     Action::Forward
                 }
-                Verdict::Refuse(reply) => {
+                v @ (Verdict::Refuse(_) | Verdict::Hold(_)) => {
+                    let reply = v.into_reply();
                     metrics.error(ErrorKind::Refused);
                     pending.sent(refused(reply, false), settle);
-                    Action::Replace(guarding::refused_step())
+                    Action::fail(guarding::refused_step(), true)
                 }
             }
         }
@@ -384,7 +465,7 @@ fn judge(
                 Some(Err(reply)) => {
                     metrics.error(ErrorKind::Refused);
                     pending.sent(refused(reply, false), settle);
-                    return Action::Replace(guarding::refused_step());
+                    return Action::fail(guarding::refused_step(), true);
                 }
             };
             let audited = audit.zip(portal).and_then(|(a, p)| a.executes(p));
@@ -520,10 +601,11 @@ fn judge(
                     pending.sent(Entry::query(Instant::now()), settle);
                     Action::Forward
                 }
-                Verdict::Refuse(reply) => {
+                v @ (Verdict::Refuse(_) | Verdict::Hold(_)) => {
+                    let reply = v.into_reply();
                     metrics.error(ErrorKind::Refused);
                     pending.sent(refused(reply, true), settle);
-                    Action::Replace(guarding::refused_query())
+                    Action::fail(guarding::refused_query(), false)
                 }
             }
         }
@@ -546,7 +628,7 @@ fn malformed(
     settle: super::pending::Settle<'_>,
 ) -> Action {
     pending.sent(refused(guarding::invalid_message_format(), query), settle);
-    Action::Replace(replacement)
+    Action::fail(replacement, !query)
 }
 
 fn refused(reply: Bytes, query: bool) -> Entry {
@@ -574,6 +656,7 @@ impl ClientPump<'_> {
                         return End::ClientRefused(Refusal::protocol(&e));
                     }
                 };
+                let whole = matches!(next, Next::Whole { .. });
                 let (tag, len) = match next {
                     Next::NeedMore { hint } => break hint,
                     Next::Whole { tag, len } | Next::StreamHead { tag, len, .. } => (tag, len),
@@ -589,12 +672,29 @@ impl ClientPump<'_> {
                         continue;
                     }
                 };
+                match pump_mode::route(self.mode, tag) {
+                    Route::Judge => {}
+                    Route::EndDiscard => self.mode = Mode::Relaying,
+                    Route::Drop => {
+                        // The server would skip it: it never goes.
+                        if let Err(e) = self.flush(run_start, pos).await {
+                            return e;
+                        }
+                        pos += len;
+                        run_start = pos;
+                        self.discarding = self.splitter.mid_message();
+                        continue;
+                    }
+                }
                 if tag == fe::SYNC && self.copy_window {
                     if let Err(e) = self.flush(run_start, pos).await {
                         return e;
                     }
                     run_start = pos;
-                    match self.copy_sync().await {
+                    self.mode = Mode::Holding(Hold::CopyFate);
+                    let fate = self.copy_sync().await;
+                    self.mode = Mode::Relaying;
+                    match fate {
                         Err(e) => return e,
                         Ok(true) => {
                             // Skipped, as the server would skip it.
@@ -612,27 +712,75 @@ impl ClientPump<'_> {
                         return e;
                     }
                     run_start = pos;
-                    if self.pending.quiet().await.is_err() {
-                        return End::ClientRefused(
-                            Refusal::fatal(
-                                sqlstate::PROTOCOL_VIOLATION,
-                                "unexpected message during COPY from stdin: a Query or Execute arrived while the server was reading COPY data",
-                            )
-                            .hint("Finish the COPY with CopyDone or CopyFail before sending other messages."),
-                        );
+                    self.mode = Mode::Holding(Hold::Quiet);
+                    let quiet = self.pending.quiet().await;
+                    self.mode = Mode::Relaying;
+                    if quiet.is_err() {
+                        return sent_into_copy();
                     }
                 }
-                let mut action = judge(
-                    self.pending,
-                    self.guarded,
-                    self.metrics,
-                    self.audit,
-                    &mut self.last_describe,
-                    &mut self.copy_window,
-                    &mut self.wait,
-                    tag,
-                    &self.rb.buf[pos..pos + len],
-                );
+                // A message held for approval is judged again once approved.
+                let mut approved: Option<(String, Box<portcullis_approvals::Request>)> = None;
+                let mut action = loop {
+                    let action = judge(
+                        self.pending,
+                        self.guarded,
+                        self.metrics,
+                        self.audit,
+                        &mut self.last_describe,
+                        &mut self.copy_window,
+                        &mut self.wait,
+                        approved.as_ref().map(|(group, _)| group.as_str()),
+                        tag,
+                        &self.rb.buf[pos..pos + len],
+                    );
+                    let Action::Hold(held) = action else {
+                        break action;
+                    };
+                    let released = if approved.is_some() {
+                        // Approved and still held: the policies cannot have
+                        // meant that; refused.
+                        Released::Failed {
+                            reply: held.held.refusal.clone(),
+                        }
+                    } else {
+                        // What came before it goes now.
+                        if let Err(e) = self.flush(run_start, pos).await {
+                            return e;
+                        }
+                        run_start = pos;
+                        match self.hold(&held, pos + len, whole).await {
+                            Ok(r) => r,
+                            Err(e) => return e,
+                        }
+                    };
+                    self.mode = Mode::Relaying;
+                    match released {
+                        Released::Approved { group, request } => approved = Some((group, request)),
+                        Released::Skipped => break Action::Drop,
+                        Released::Failed { reply } => {
+                            let _gate = self.guarded.gate();
+                            break failed_action(
+                                &ClientPumpParts {
+                                    pending: self.pending,
+                                    guarded: self.guarded,
+                                    metrics: self.metrics,
+                                    audit: self.audit,
+                                },
+                                &held,
+                                &reply,
+                            );
+                        }
+                    }
+                };
+                if let (Some((_, request)), Some(desk)) = (&approved, &self.approvals) {
+                    if matches!(
+                        action,
+                        Action::Forward | Action::Replace(_) | Action::Counted { .. }
+                    ) {
+                        desk.executed(request);
+                    }
+                }
                 if let Some(wait) = self.wait.take() {
                     // What came before is recorded already: it goes now,
                     // and this message once its record is committed.
@@ -640,8 +788,11 @@ impl ClientPump<'_> {
                         return e;
                     }
                     run_start = pos;
-                    if let Err(replacement) = self.committed(wait).await {
-                        action = Action::Replace(replacement);
+                    self.mode = Mode::Holding(Hold::Audit);
+                    let committed = self.committed(wait).await;
+                    self.mode = Mode::Relaying;
+                    if let Err((bytes, query)) = committed {
+                        action = Action::fail(bytes, !query);
                     }
                 }
                 let (replacement, counted) = match action {
@@ -649,7 +800,24 @@ impl ClientPump<'_> {
                         pos += len;
                         continue;
                     }
+                    Action::Drop => {
+                        if let Err(e) = self.flush(run_start, pos).await {
+                            return e;
+                        }
+                        pos += len;
+                        run_start = pos;
+                        self.discarding = self.splitter.mid_message();
+                        self.mode = Mode::DiscardingToSync;
+                        continue;
+                    }
+                    Action::Hold(_) => unreachable!("a hold ends in another action"),
                     Action::Replace(bytes) => (bytes, None),
+                    Action::Fail { bytes, step } => {
+                        if step {
+                            self.mode = Mode::DiscardingToSync;
+                        }
+                        (bytes, None)
+                    }
                     Action::Counted { bytes, query } => (bytes, Some(query)),
                     Action::Terminate => {
                         pos += len;
@@ -672,9 +840,18 @@ impl ClientPump<'_> {
                 run_start = pos;
                 self.discarding = self.splitter.mid_message();
                 if let Some(query) = counted {
-                    if let Err(e) = self.counted(query).await {
-                        return e;
-                    }
+                    self.mode = Mode::Holding(Hold::Counted);
+                    let failed = match self.counted(query).await {
+                        Ok(failed) => failed,
+                        Err(e) => return e,
+                    };
+                    self.mode = if failed && query.is_none() {
+                        // The proxy failed the Execute: the server skips
+                        // to Sync.
+                        Mode::DiscardingToSync
+                    } else {
+                        Mode::Relaying
+                    };
                 }
             };
             if let Err(e) = self.flush(run_start, pos).await {
@@ -748,7 +925,7 @@ impl ClientPump<'_> {
     /// Waits for `server` (an answer the ledger reports), reading on from
     /// the client meanwhile, up to [`HELD_CLIENT_BYTES`], so that a client
     /// gone ends the wait.
-    async fn reading_on<T>(
+    pub(super) async fn reading_on<T>(
         &mut self,
         server: impl std::future::Future<Output = T>,
     ) -> Result<T, End> {
@@ -766,7 +943,7 @@ impl ClientPump<'_> {
     }
 
     /// Writes `bytes` to the server and flushes them.
-    async fn send_now(&mut self, bytes: &[u8]) -> Result<(), End> {
+    pub(super) async fn send_now(&mut self, bytes: &[u8]) -> Result<(), End> {
         self.write(bytes).await?;
         self.writer
             .flush()
@@ -778,9 +955,11 @@ impl ClientPump<'_> {
     /// from the client meanwhile (so that a client gone is noticed), then
     /// sends what ends it: over its limit, a Parse that fails, so that the
     /// server fails the statement too; for a Query, the Sync that ends it.
-    async fn counted(&mut self, query: Option<Instant>) -> Result<(), End> {
+    /// Returns whether it sent a failing Parse.
+    async fn counted(&mut self, query: Option<Instant>) -> Result<bool, End> {
         let pending = self.pending;
         let outcome = self.reading_on(pending.outcome()).await?;
+        let failed = matches!(outcome, Outcome::Over(_));
         let mut out = BytesMut::new();
         {
             let _gate = self.guarded.gate();
@@ -808,15 +987,15 @@ impl ClientPump<'_> {
             }
         }
         if out.is_empty() {
-            return Ok(());
+            return Ok(failed);
         }
-        self.send_now(&out).await
+        self.send_now(&out).await.map(|()| failed)
     }
 
     /// Waits for a held message's audit record. If it is not committed in
     /// time, the message is retracted from the ledger and the replacement
     /// to send in its place returned (unless the target fails open).
-    async fn committed(&mut self, wait: StrictWait) -> Result<(), BytesMut> {
+    async fn committed(&mut self, wait: StrictWait) -> Result<(), (BytesMut, bool)> {
         let Some(audit) = self.audit else {
             return Ok(());
         };
@@ -842,7 +1021,7 @@ impl ClientPump<'_> {
                 guarded.settle(t, ran)
             });
         self.metrics.error(ErrorKind::Refused);
-        Err(wait.replacement)
+        Err((wait.replacement, wait.query))
     }
 
     async fn flush(&mut self, from: usize, to: usize) -> Result<(), End> {
@@ -881,9 +1060,22 @@ async fn shutdown<W: AsyncWrite + Unpin>(w: &mut W) -> std::io::Result<()> {
     w.shutdown().await
 }
 
-/// How much a client may send while a counted statement runs before the
-/// proxy stops reading (it reads on only to notice the client going away).
-const HELD_CLIENT_BYTES: usize = 1 << 20;
+/// How much a client may send while a counted statement runs or a
+/// statement is held, before the proxy stops reading (it reads on only to
+/// notice the client going away).
+pub(crate) const HELD_CLIENT_BYTES: usize = 1 << 20;
+
+/// The end of a session that sent a request while the server reads COPY
+/// data.
+pub(crate) fn sent_into_copy() -> End {
+    End::ClientRefused(
+        Refusal::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "unexpected message during COPY from stdin: a Query or Execute arrived while the server was reading COPY data",
+        )
+        .hint("Finish the COPY with CopyDone or CopyFail before sending other messages."),
+    )
+}
 
 /// A Query whose one statement can return rows, in a session with limits
 /// on what it is returned: sent as extended messages under a reserved

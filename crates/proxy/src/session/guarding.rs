@@ -108,6 +108,29 @@ pub(crate) enum Verdict {
     },
     /// Refused: the client gets this ErrorResponse in the message's place.
     Refuse(Bytes),
+    /// Held until a member of the policy's group approves it (see
+    /// `holding.rs`).
+    Hold(Box<Held>),
+}
+
+impl Verdict {
+    /// The client's reply where the message does not run: a refusal's,
+    /// or for a hold the refusal naming the group (where no hold is
+    /// possible).
+    pub fn into_reply(self) -> Bytes {
+        match self {
+            Verdict::Refuse(reply) => reply,
+            Verdict::Hold(held) => held.refusal.to_bytes(),
+            Verdict::Pass | Verdict::Limited { .. } => Bytes::new(),
+        }
+    }
+}
+
+/// Why a message is held, and what the client is told if it cannot be.
+pub(crate) struct Held {
+    pub approval: portcullis_policy::Approval,
+    /// The refusal naming the group, for where no hold is possible.
+    pub refusal: Refusal,
 }
 
 /// What an Execute runs (see [`Guarded::execute`]).
@@ -232,6 +255,25 @@ impl Guarded {
         self.inferred.swap(false, Ordering::Relaxed)
     }
 
+    /// The name of who the session is.
+    pub fn subject(&self) -> &str {
+        &self.who.principal.name
+    }
+
+    /// The text prepared statement `name` was parsed from, when the Parse
+    /// was of a statement held for approval and the name stands for that
+    /// one text only.
+    pub fn prepared_source(&self, name: &[u8]) -> Option<Arc<str>> {
+        let state = self.state();
+        let key = state.protocol_name(name).ok()?;
+        let mut texts = state.prepared(&key);
+        let first = texts.next()?;
+        if texts.next().is_some() {
+            return None;
+        }
+        first.source.clone()
+    }
+
     /// See the `gate` field.
     pub fn gate(&self) -> MutexGuard<'_, ()> {
         self.gate.lock().unwrap_or_else(|e| e.into_inner())
@@ -338,13 +380,20 @@ impl Guarded {
     /// Judges a simple Query: the verdict, the changes its statements
     /// make to prepared statements (for the ledger), its analysis and what
     /// its audit records say.
-    pub fn query(&self, sql: &[u8]) -> Judged {
+    /// `approved`: the group that approved it, when it is judged again
+    /// after a hold (see [`Guarded::released`]).
+    pub fn query(&self, sql: &[u8], approved: Option<&str>) -> Judged {
         let mut state = self.state();
         let sql = match text(&state, sql) {
             Ok(s) => s,
             Err(r) => return Judged::refused(self.refuse(&r, "query"), r.sqlstate),
         };
-        let j = self.target.guard.judge_text(&sql, &self.who, &state);
+        let j = match self.released(approved, |who| {
+            self.target.guard.judge_text(&sql, who, &state)
+        }) {
+            Ok(j) => j,
+            Err(r) => return Judged::refused(self.refuse(&r, "query"), r.sqlstate),
+        };
         let mut verdict = self.conclude(&j, "query");
         let audit = self.message_verdict(&j, &sql);
         let mut tickets = Vec::new();
@@ -492,7 +541,15 @@ impl Guarded {
             Err(r) => return Judged::refused(self.refuse(&r, "parse"), r.sqlstate),
         };
         let j = self.target.guard.judge_text(&sql, &self.who, &state);
-        let verdict = self.conclude(&j, "parse");
+        let mut verdict = self.conclude(&j, "parse");
+        // Preparing runs nothing: a statement held for approval is held
+        // when it is bound, with its parameters; its text is kept for the
+        // request.
+        let mut source = None;
+        if let Verdict::Hold(_) = verdict {
+            verdict = Verdict::Pass;
+            source = Some(Arc::from(&*sql));
+        }
         let audit = self.message_verdict(&j, &sql);
         if let (Verdict::Pass, Some(a), true) = (&verdict, &j.analysis, self.metered) {
             if let Some(r) = unlistenable(a) {
@@ -507,6 +564,7 @@ impl Guarded {
             let text = PreparedText {
                 analysis: a.clone(),
                 index: 0,
+                source,
             };
             match state.parse(key, text) {
                 Ok(t) => ticket = Some(t),
@@ -529,7 +587,8 @@ impl Guarded {
     }
 
     /// Judges a Bind of prepared statement `statement` into `portal`.
-    pub fn bind(&self, portal: &[u8], statement: &[u8]) -> Judged {
+    /// `approved` as for [`Guarded::query`].
+    pub fn bind(&self, portal: &[u8], statement: &[u8], approved: Option<&str>) -> Judged {
         let mut state = self.state();
         let keys = protocol_name(&state, portal)
             .and_then(|p| protocol_name(&state, statement).map(|s| (p, s)));
@@ -537,10 +596,12 @@ impl Guarded {
             Ok(k) => k,
             Err(r) => return Judged::refused(self.refuse(&r, "bind"), r.sqlstate),
         };
-        let j = self
-            .target
-            .guard
-            .judge_prepared(&statement, &self.who, &state);
+        let j = match self.released(approved, |who| {
+            self.target.guard.judge_prepared(&statement, who, &state)
+        }) {
+            Ok(j) => j,
+            Err(r) => return Judged::refused(self.refuse(&r, "bind"), r.sqlstate),
+        };
         let verdict = self.conclude(&j, "bind");
         // The text the Parse recorded (the first, if the server has not
         // yet said which of several it kept).
@@ -601,7 +662,11 @@ impl Guarded {
     pub fn function_call(&self, sql: &str) -> Verdict {
         let state = self.state();
         let j = self.target.guard.judge_text(sql, &self.who, &state);
-        self.conclude(&j, "function call")
+        match self.conclude(&j, "function call") {
+            // A fast-path call cannot wait for a human: refused.
+            Verdict::Hold(held) => Verdict::Refuse(held.refusal.to_bytes()),
+            v => v,
+        }
     }
 
     /// An Execute of `portal`: the statement bound to it runs now. Returns
@@ -656,6 +721,37 @@ impl Guarded {
         })
     }
 
+    /// Judges a message with `judge`; once approved by `approved` (a group),
+    /// judges it again with `context.approved` set, as long as it is still
+    /// held by that group's rule and nothing else: a policy reloaded or a
+    /// catalog changed while it waited may have made it another group's
+    /// to approve, and one group's approval must not lift another's rule.
+    fn released(
+        &self,
+        approved: Option<&str>,
+        judge: impl Fn(&Who) -> Judgement,
+    ) -> Result<Judgement, Refusal> {
+        let j = judge(&self.who);
+        let Some(group) = approved else {
+            return Ok(j);
+        };
+        match &j.approval {
+            None => Ok(j),
+            Some(a) if a.approvers == group => {
+                let who = Who {
+                    approved: true,
+                    ..self.who.clone()
+                };
+                Ok(judge(&who))
+            }
+            Some(_) => Err(Refusal::error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                "statement refused by Portcullis: the policies changed while it was held, and it now needs another group's approval",
+            )
+            .hint("Send the statement again to ask for that approval.")),
+        }
+    }
+
     fn conclude(&self, j: &Judgement, message: &'static str) -> Verdict {
         if !j.inferred.is_empty() {
             self.inferred.store(true, Ordering::Relaxed);
@@ -688,6 +784,12 @@ impl Guarded {
                 "observe mode: statement would be refused"
             );
             return Verdict::Pass;
+        }
+        if let Some(approval) = &j.approval {
+            return Verdict::Hold(Box::new(Held {
+                approval: approval.clone(),
+                refusal: r.clone(),
+            }));
         }
         self.refuse_by(r, j.refused_by.as_deref(), message)
     }

@@ -408,6 +408,7 @@ fn texts(guarded: &Guarded, rows: &Rows) -> Vec<PreparedText> {
         Rows::Statement(Some(a), i) => vec![PreparedText {
             analysis: a.clone(),
             index: *i,
+            source: None,
         }],
         Rows::Statement(None, _) => Vec::new(),
         Rows::Portal(name) => guarded.portal_texts(name),

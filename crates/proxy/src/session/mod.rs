@@ -12,10 +12,12 @@ mod buffer;
 mod client_pump;
 mod function_call;
 mod guarding;
+mod holding;
 pub mod lexing;
 mod masking;
 mod outbox;
 mod pending;
+mod pump_mode;
 mod returned;
 mod row_limit;
 mod server_pump;
@@ -92,6 +94,8 @@ pub struct Surroundings {
     pub audit: Option<Arc<AuditTrail>>,
     /// Keys revoked with `--end-sessions` (see `crate::revocations`).
     pub revoked: watch::Receiver<Arc<HashSet<KeyId>>>,
+    /// Where statements held for approval are asked about.
+    pub approvals: Option<Arc<crate::approval_desk::Desk>>,
 }
 
 /// Relays until either side ends the session or the proxy shuts down.
@@ -103,6 +107,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         session_id,
         audit,
         mut revoked,
+        approvals,
     } = around;
     let Established {
         client,
@@ -117,6 +122,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         budgets,
         ..
     } = est;
+    let session_id_for_requests = session_id.clone();
     let session_audit = audit
         .zip(TargetAudit::of(&target.config))
         .map(|(trail, setting)| {
@@ -195,6 +201,12 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
         &guarded,
         &metrics,
         session_audit.as_ref(),
+        client_pump::ApprovalSetting {
+            desk: approvals,
+            hold_line: &cancel_guard.hold,
+            requester: crate::approval_desk::person(&identity),
+            session_id: session_id_for_requests,
+        },
     );
     let mut to_client = server_pump::ServerPump::new(
         upstream_r,

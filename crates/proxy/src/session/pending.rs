@@ -404,8 +404,14 @@ pub(crate) struct Pending {
     /// A counted statement ended, or a reply arrived (see
     /// [`Pending::outcome`], [`Pending::quiet`], [`Pending::copy_fate`]).
     counted: Notify,
-    /// The client pump waits in [`Pending::copy_fate`].
+    /// The client pump waits in [`Pending::copy_fate`] or
+    /// [`Pending::settled`].
     copy_waiting: AtomicBool,
+    /// Messages of the proxy's own for the client, sent by the server pump
+    /// between the server's messages (see [`Pending::tell_client`]).
+    to_client: Mutex<Vec<Bytes>>,
+    /// Wakes the server pump when `to_client` has something.
+    told: Notify,
     /// Transaction status from the last ReadyForQuery.
     status: AtomicU8,
     /// Hidden entries may be outstanding: replies must be routed (kept
@@ -427,6 +433,8 @@ impl Pending {
             metered: meter.is_some(),
             counted: Notify::new(),
             copy_waiting: AtomicBool::new(false),
+            to_client: Mutex::new(Vec::new()),
+            told: Notify::new(),
             ledger: Mutex::new(Ledger {
                 meter,
                 ..Ledger::default()
@@ -646,6 +654,58 @@ impl Pending {
             .await;
         self.copy_waiting.store(false, Ordering::Relaxed);
         fate
+    }
+
+    /// Waits until every request sent so far has been answered (the
+    /// caller sent a Flush, so that extended messages without a Sync are
+    /// answered too): the session is then in the state the server is in.
+    /// `Ok(true)` when the server is skipping messages up to a Sync (an
+    /// earlier message failed); `Err` while it is reading COPY data.
+    pub async fn settled(&self) -> Result<bool, ()> {
+        self.copy_waiting.store(true, Ordering::Relaxed);
+        let settled = self
+            .wait_for(|l| {
+                if l.copy_in_open {
+                    Some(Err(()))
+                } else {
+                    l.entries
+                        .iter()
+                        .all(|e| *e == Entry::CopyEnd)
+                        .then_some(Ok(l.discarding))
+                }
+            })
+            .await;
+        self.copy_waiting.store(false, Ordering::Relaxed);
+        settled
+    }
+
+    /// The transaction status of the last ReadyForQuery.
+    pub fn status(&self) -> u8 {
+        self.status.load(Ordering::Relaxed)
+    }
+
+    /// Queues `bytes` (whole messages of the proxy's own, such as the
+    /// notice that a statement is held) for the server pump to send the
+    /// client at the next message boundary. Only for a session whose
+    /// requests are all answered (nothing else is on its way).
+    pub fn tell_client(&self, bytes: Bytes) {
+        self.to_client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(bytes);
+        self.told.notify_one();
+    }
+
+    /// Waits until something is queued for the client, and takes it.
+    pub async fn told(&self) -> Vec<Bytes> {
+        loop {
+            let queued =
+                std::mem::take(&mut *self.to_client.lock().unwrap_or_else(|e| e.into_inner()));
+            if !queued.is_empty() {
+                return queued;
+            }
+            self.told.notified().await;
+        }
     }
 
     // ---- server side ----

@@ -528,7 +528,21 @@ impl ServerPump<'_> {
             if until_answered && self.pending.answered() && !self.splitter.mid_message() {
                 return End::Answered;
             }
-            match self.rb.fill(&mut self.reader, want).await {
+            let read = tokio::select! {
+                r = self.rb.fill(&mut self.reader, want) => r,
+                // Messages of the proxy's own (the notice that a statement
+                // is held), only between the server's messages.
+                told = self.pending.told(), if !self.splitter.mid_message() && !self.dropping => {
+                    for bytes in told {
+                        self.outbox.own(bytes);
+                    }
+                    if let Err(e) = self.send().await {
+                        return e;
+                    }
+                    continue;
+                }
+            };
+            match read {
                 Ok(0) if self.server_fatal => return End::UpstreamClosed,
                 Ok(0) => return End::UpstreamLost("server closed the connection".into()),
                 Err(e) => return End::UpstreamLost(format!("read from server: {e}")),

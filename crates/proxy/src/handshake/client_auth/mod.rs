@@ -21,6 +21,8 @@
 
 mod certificate;
 mod password;
+
+pub(crate) use password::{identify, Failure as CredentialFailure};
 mod scram;
 
 use bytes::BytesMut;

@@ -12,13 +12,39 @@ use tokio::io::AsyncWriteExt;
 use tracing::{info, warn};
 
 use super::{auth_failed, next_message, printable, Authenticated};
-use crate::context::ConnContext;
+use crate::context::{ConnContext, Shared};
 use crate::handshake::Ended;
 use crate::metrics::ErrorKind;
+use crate::runtime::Runtime;
 use crate::stream::ClientStream;
 
+/// Who `user` with `password` is, for a caller outside a client session
+/// (the approvals API): a configured SCRAM user by its password, anyone
+/// else by an API key or OIDC token, exactly as at a login.
+pub(crate) async fn identify(
+    user: &str,
+    password: &[u8],
+    shared: &Shared,
+    runtime: &Runtime,
+) -> Result<Identity, Failure> {
+    if let Some(u) = runtime.users.get(user) {
+        let u = u.clone();
+        let password = password.to_vec();
+        // PBKDF2: off the async threads.
+        let matches = tokio::task::spawn_blocking(move || {
+            u.verifier
+                .matches_password(&portcullis_config::prepare_password(&password))
+                .then(|| crate::auth::identity::of_scram_user(&u.config, false))
+        })
+        .await
+        .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        return matches.ok_or_else(|| Failure::Refused("wrong password".into()));
+    }
+    verify(password, user, shared, runtime).await
+}
+
 /// Why a password did not prove an identity.
-enum Failure {
+pub(crate) enum Failure {
     /// The credential is wrong; the log gets the reason, the client the
     /// same answer as for a wrong password.
     Refused(String),
@@ -54,7 +80,7 @@ pub(super) async fn authenticate(
             ))
         }
     };
-    match verify(password, user, ctx).await {
+    match verify(password, user, &ctx.shared, &ctx.runtime).await {
         Ok(identity) => {
             info!(user = %printable(user), method = %identity.proof, credential = identity.proof.credential().unwrap_or_default(), "client authenticated");
             Ok(Authenticated {
@@ -85,16 +111,21 @@ pub(super) async fn authenticate(
 }
 
 /// Who `password` proves the client to be, when it proves `user`.
-async fn verify(password: &[u8], user: &str, ctx: &ConnContext) -> Result<Identity, Failure> {
+pub(crate) async fn verify(
+    password: &[u8],
+    user: &str,
+    shared: &Shared,
+    runtime: &Runtime,
+) -> Result<Identity, Failure> {
     let refused = |why: &str| Failure::Refused(why.to_owned());
     let text = std::str::from_utf8(password).map_err(|_| refused("the password is not UTF-8"))?;
     if oidc::looks_like_jws(text) {
-        return verify_token(text, user, ctx).await;
+        return verify_token(text, user, shared, runtime).await;
     }
     // The store stays open across reloads; whether keys are accepted is
     // the configuration in force's to say.
-    let keys_on = ctx.runtime.config.identity.api_keys;
-    let store = match ctx.shared.keys.as_ref().filter(|_| keys_on) {
+    let keys_on = runtime.config.identity.api_keys;
+    let store = match shared.keys.as_ref().filter(|_| keys_on) {
         Some(store) if keys::looks_like_key(text) => store.clone(),
         Some(_) => return Err(refused("the password is neither an API key nor a token")),
         None => return Err(refused("the password is not a token, and API keys are off")),
@@ -112,8 +143,13 @@ async fn verify(password: &[u8], user: &str, ctx: &ConnContext) -> Result<Identi
 
 /// An OIDC token: the configured issuer it names (unverified, only to
 /// choose the issuer), that issuer's keys, then full validation.
-async fn verify_token(token: &str, user: &str, ctx: &ConnContext) -> Result<Identity, Failure> {
-    let issuers = &ctx.runtime.issuers;
+async fn verify_token(
+    token: &str,
+    user: &str,
+    shared: &Shared,
+    runtime: &Runtime,
+) -> Result<Identity, Failure> {
+    let issuers = &runtime.issuers;
     let bound = issuers
         .iter()
         .map(|i| i.policy.max_token_bytes)
@@ -127,8 +163,7 @@ async fn verify_token(token: &str, user: &str, ctx: &ConnContext) -> Result<Iden
         .find(|i| i.policy.issuer == iss)
         .ok_or_else(|| Failure::Refused("the token's issuer is not a configured one".into()))?;
     let kid = oidc::peek_kid(token, issuer.policy.max_token_bytes);
-    let keys = ctx
-        .shared
+    let keys = shared
         .oidc_keys
         .keys(issuer, kid.as_deref())
         .await

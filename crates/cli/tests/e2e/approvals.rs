@@ -1,0 +1,496 @@
+//! Statements held for approval inside a live session: approved through
+//! the CLI or the HTTP API, denied, expired, cancelled, abandoned; who may
+//! decide; an approval bound to what was held. Every case checks what the
+//! database holds afterwards, not only what the client was told.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use portcullis_config::ScramVerifier;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{cluster, sqlstate, Proxy, Setup, ALICE, BOB};
+use crate::raw::{self, fe};
+
+const DORA: (&str, &str) = ("dora", "dora-secret");
+const DAN: (&str, &str) = ("dan", "dan-secret");
+const ERIN: (&str, &str) = ("erin", "erin-secret");
+
+/// A production target with an admin listener, two DBAs and someone who
+/// is not one.
+async fn proxy(approvals: &str) -> Proxy {
+    let user = |(name, password): (&str, &str), groups: &str| {
+        format!(
+            "[[user]]\nname = \"{name}\"\nscram = \"{}\"\ngroups = [{groups}]\n",
+            ScramVerifier::generate(password.as_bytes())
+        )
+    };
+    let proxy = Proxy::with(Setup {
+        environment: "production",
+        admin: true,
+        target_extra: "row_limit = \"off\"".into(),
+        extra: format!(
+            "{}{}{}[approvals]\n{approvals}\n",
+            user(DORA, "\"dba\""),
+            user(DAN, "\"dba\""),
+            user(ERIN, "\"developers\""),
+        ),
+        ..Setup::default()
+    })
+    .await;
+    direct(
+        &proxy,
+        "CREATE TABLE orders (id int PRIMARY KEY, total int, note text);\
+         INSERT INTO orders SELECT g, g * 10, 'n' FROM generate_series(1, 5) g;",
+    );
+    proxy
+}
+
+fn direct(proxy: &Proxy, sql: &str) -> String {
+    cluster()
+        .sql(&proxy.db, sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn indexes(proxy: &Proxy) -> String {
+    direct(
+        proxy,
+        "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'orders'",
+    )
+    .trim()
+    .to_owned()
+}
+
+/// One call to the approvals API as `who`.
+async fn api(
+    proxy: &Proxy,
+    who: (&str, &str),
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", who.0, who.1));
+    let mut s = tokio::net::TcpStream::connect(proxy.admin.expect("admin listener"))
+        .await
+        .unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw))
+        .await
+        .expect("HTTP response timed out")
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Waits for the one pending request `who` may see; returns it.
+async fn pending(proxy: &Proxy, who: (&str, &str)) -> serde_json::Value {
+    for _ in 0..200 {
+        let (status, v) = api(proxy, who, "GET", "/approvals", "").await;
+        assert_eq!(status, 200, "{v}");
+        if let Some(r) = v["requests"].as_array().and_then(|r| r.first()) {
+            return r.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no pending request appeared");
+}
+
+/// Approves or denies request `r` through the API as `who`.
+async fn decide(
+    proxy: &Proxy,
+    who: (&str, &str),
+    r: &serde_json::Value,
+    verdict: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let path = format!("/approvals/{}/{verdict}", id(r));
+    api(proxy, who, "POST", &path, body).await
+}
+
+/// Request `r` as `who` sees it through the API.
+async fn show(proxy: &Proxy, who: (&str, &str), r: &serde_json::Value) -> (u16, serde_json::Value) {
+    api(proxy, who, "GET", &format!("/approvals/{}", id(r)), "").await
+}
+
+fn id(r: &serde_json::Value) -> String {
+    r["id"].as_str().unwrap().to_owned()
+}
+
+fn cli(proxy: &Proxy, who: (&str, &str), args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("approvals")
+        .args(args)
+        .args(["--url", &format!("http://{}", proxy.admin.unwrap())])
+        .args(["--user", who.0])
+        .env("PORTCULLIS_PASSWORD", who.1)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_then_approved_through_the_cli_runs_once_as_sent() {
+    let proxy = proxy("").await;
+    let alice = proxy.client().await;
+    let run = tokio::spawn(async move {
+        alice
+            .simple_query("CREATE INDEX orders_total_idx ON orders (total)")
+            .await
+            .map(|_| ())
+    });
+    let r = pending(&proxy, DORA).await;
+    // What approvers see.
+    assert_eq!(
+        r["statement"],
+        "CREATE INDEX orders_total_idx ON orders (total)"
+    );
+    assert_eq!(r["requester"]["subject"], "alice");
+    assert_eq!(r["target"], "app");
+    assert_eq!(r["environment"], "production");
+    assert_eq!(r["approvers"], "dba");
+    assert_eq!(r["policy"], "approve-schema-change-in-production");
+    assert_eq!(r["in_transaction"], false);
+    assert_eq!(r["digest"].as_str().unwrap().len(), 64);
+    assert!(
+        r["analysis"][0].as_str().unwrap().contains("public.orders"),
+        "{r}"
+    );
+    // Held: nothing ran yet.
+    assert_eq!(indexes(&proxy), "orders_pkey");
+
+    let shown = cli(&proxy, DORA, &["show", &id(&r)]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(text.contains("CREATE INDEX orders_total_idx"), "{text}");
+
+    let started = Instant::now();
+    let out = cli(&proxy, DORA, &["approve", &id(&r), "--reason", "planned"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("approved"));
+    run.await
+        .unwrap()
+        .expect("the approved statement completes");
+    eprintln!("approve command to statement done: {:?}", started.elapsed());
+    assert_eq!(indexes(&proxy), "orders_pkey,orders_total_idx");
+
+    // Decided once: a second approval is refused.
+    let again = cli(&proxy, DAN, &["approve", &id(&r)]);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    let (_, v) = show(&proxy, DORA, &r).await;
+    assert_eq!(v["state"], "approved");
+    assert_eq!(v["decisions"][0]["approver"]["subject"], "dora");
+    assert_eq!(v["decisions"][0]["reason"], "planned");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_then_approved_through_the_api_in_the_extended_protocol() {
+    let proxy = proxy("").await;
+    let mut raw = raw::login(&proxy, ALICE).await;
+    // A pipeline: the held Bind and everything after it wait as a unit.
+    raw.send(&fe::concat(&[
+        fe::parse("", "ALTER TABLE orders ADD COLUMN shipped date", &[]),
+        fe::bind("", "", &[]),
+        fe::execute("", 0),
+        fe::sync(),
+        fe::query("SELECT count(*) FROM orders"),
+    ]))
+    .await;
+    let r = pending(&proxy, DAN).await;
+    assert_eq!(r["statement"], "ALTER TABLE orders ADD COLUMN shipped date");
+    let (status, v) = decide(&proxy, DAN, &r, "approve", "{}").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "approved");
+    let got = raw.until_ready().await;
+    // ParseComplete (preparing runs nothing), the notice, then the rest.
+    assert_eq!(raw::tags(&got), "1N2CZ");
+    let got = raw.until_ready().await;
+    assert_eq!(
+        raw::tags(&got),
+        "TDCZ",
+        "the query after the pipeline ran too"
+    );
+    assert!(direct(&proxy, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'shipped'").trim() == "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_with_a_reason_runs_nothing_and_the_session_goes_on() {
+    let proxy = proxy("").await;
+    let alice = proxy.client().await;
+    let run = tokio::spawn(async move {
+        let e = alice
+            .simple_query("CREATE INDEX orders_note_idx ON orders (note)")
+            .await
+            .unwrap_err();
+        let rows = alice.simple_query("SELECT 1").await.map(|r| r.len());
+        (e, rows)
+    });
+    let r = pending(&proxy, DORA).await;
+    // A denial needs a reason.
+    let (status, v) = decide(&proxy, DORA, &r, "deny", "").await;
+    assert_eq!(status, 400, "{v}");
+    let out = cli(
+        &proxy,
+        DORA,
+        &["deny", &id(&r), "--reason", "not during the sale"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let (e, rows) = run.await.unwrap();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+    let message = e.as_db_error().unwrap().message().to_owned();
+    assert!(message.contains("denied by dora"), "{message}");
+    assert!(message.contains("not during the sale"), "{message}");
+    assert!(rows.is_ok(), "the session is usable");
+    assert_eq!(indexes(&proxy), "orders_pkey");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_request_expires() {
+    let proxy = proxy("timeout = \"1s\"").await;
+    let alice = proxy.client().await;
+    let started = Instant::now();
+    let e = alice
+        .simple_query("CREATE INDEX orders_note_idx ON orders (note)")
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e:?}");
+    assert!(e.as_db_error().unwrap().hint().unwrap().contains("\"dba\""));
+    assert_eq!(indexes(&proxy), "orders_pkey");
+    let (_, v) = api(&proxy, DORA, "GET", "/approvals?all=1", "").await;
+    assert_eq!(v["requests"][0]["state"], "expired", "{v}");
+    // Too late to approve.
+    let r = &v["requests"][0];
+    let (status, _) = decide(&proxy, DORA, &r, "approve", "").await;
+    assert_eq!(status, 409);
+    alice.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_ends_the_wait_and_withdraws_the_request() {
+    let proxy = proxy("").await;
+    let alice = proxy
+        .connect(&proxy.conn_str(ALICE, "sslmode=disable"))
+        .await
+        .unwrap();
+    let cancel = alice.cancel_token();
+    let run = tokio::spawn(async move {
+        let e = alice
+            .simple_query("CREATE INDEX orders_note_idx ON orders (note)")
+            .await
+            .unwrap_err();
+        (e, alice)
+    });
+    let r = pending(&proxy, DORA).await;
+    cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (e, alice) = run.await.unwrap();
+    assert_eq!(sqlstate(&e).as_deref(), Some("57014"), "{e:?}");
+    let (_, v) = show(&proxy, DORA, &r).await;
+    assert_eq!(v["state"], "withdrawn");
+    // Withdrawn: approving it now does nothing.
+    let (status, _) = decide(&proxy, DORA, &r, "approve", "").await;
+    assert_eq!(status, 409);
+    assert_eq!(indexes(&proxy), "orders_pkey");
+    // The session goes on, and a later cancel reaches the server as usual.
+    alice.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_withdraws_its_request() {
+    let proxy = proxy("").await;
+    let mut raw = raw::login(&proxy, ALICE).await;
+    raw.send(&fe::query("CREATE INDEX orders_note_idx ON orders (note)"))
+        .await;
+    let r = pending(&proxy, DORA).await;
+    drop(raw);
+    let mut state = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, v) = show(&proxy, DORA, &r).await;
+        state = v["state"].clone();
+        if state != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(state, "withdrawn");
+    assert_eq!(indexes(&proxy), "orders_pkey");
+
+    // A Terminate while held withdraws it too.
+    let mut raw = raw::login(&proxy, ALICE).await;
+    raw.send(&fe::query("CREATE INDEX orders_note_idx ON orders (note)"))
+        .await;
+    let r = pending(&proxy, DORA).await;
+    raw.send(&fe::terminate()).await;
+    let closed = raw.until_closed().await;
+    assert!(
+        raw::tags(&closed).starts_with('N'),
+        "{}",
+        raw::tags(&closed)
+    );
+    let (_, v) = show(&proxy, DORA, &r).await;
+    assert_eq!(v["state"], "withdrawn");
+    assert_eq!(indexes(&proxy), "orders_pkey");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_others_in_the_group_may_decide() {
+    let proxy = proxy("").await;
+    // Dora asks; she may not approve her own request.
+    let dora = proxy
+        .connect(&proxy.conn_str(DORA, "sslmode=require"))
+        .await
+        .unwrap();
+    let run = tokio::spawn(async move {
+        dora.simple_query("CREATE INDEX orders_note_idx ON orders (note)")
+            .await
+            .map(|_| ())
+    });
+    let r = pending(&proxy, DAN).await;
+    let path = format!("/approvals/{}/approve", id(&r));
+    let (status, v) = api(&proxy, DORA, "POST", &path, "").await;
+    assert_eq!(status, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("someone else"), "{v}");
+    // Erin is not a DBA: she does not even see it.
+    let (status, _) = api(&proxy, ERIN, "POST", &path, "").await;
+    assert_eq!(status, 404);
+    let (_, v) = api(&proxy, ERIN, "GET", "/approvals", "").await;
+    assert_eq!(v["requests"], serde_json::json!([]));
+    // Bob (an agent) and a wrong password get nowhere either.
+    let (status, _) = api(&proxy, BOB, "POST", &path, "").await;
+    assert_eq!(status, 404);
+    let (status, _) = api(&proxy, (DAN.0, "wrong"), "POST", &path, "").await;
+    assert_eq!(status, 401);
+    let out = cli(&proxy, ERIN, &["approve", &id(&r)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(indexes(&proxy), "orders_pkey", "still held");
+    let (status, _) = api(&proxy, DAN, "POST", &path, "").await;
+    assert_eq!(status, 200);
+    run.await.unwrap().unwrap();
+    assert_eq!(indexes(&proxy), "orders_note_idx,orders_pkey");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_covers_exactly_what_was_held() {
+    // The default bundle and a rule of our own: updates of orders need a
+    // DBA's approval, so that a held Bind carries parameters.
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(
+        rules.path().join("orders.cedar"),
+        "@id(\"approve-order-updates\")\n@message(\"changes to orders need approval\")\n\
+         @approvers(\"dba\")\nforbid(principal, action == Portcullis::Action::\"Update\", resource)\n\
+         unless { context.approved };\n",
+    )
+    .unwrap();
+    let bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/../policy/policies");
+    let proxy = proxy(&format!(
+        "\n[policy]\nfiles = [\"{bundle}\", \"{}\"]\n",
+        rules.path().join("orders.cedar").display()
+    ))
+    .await;
+    let mut raw = raw::login(&proxy, ALICE).await;
+    raw.send(&fe::concat(&[
+        fe::parse("s", "UPDATE orders SET note = 'x' WHERE id = $1", &[23]),
+        fe::bind("", "s", &[Some(b"1")]),
+        fe::execute("", 0),
+        // Committed here: a later failure before a Sync would roll it back.
+        fe::sync(),
+        fe::bind("", "s", &[Some(b"2")]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]))
+    .await;
+    let first = pending(&proxy, DORA).await;
+    assert_eq!(
+        first["statement"],
+        "UPDATE orders SET note = 'x' WHERE id = $1"
+    );
+    assert_eq!(first["parameters"], serde_json::json!(["1"]));
+    let (status, _) = decide(&proxy, DORA, &first, "approve", "").await;
+    assert_eq!(status, 200);
+    // The second Bind, with another value, is another request: the
+    // approval of the first does not cover it.
+    let mut second = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (_, v) = api(&proxy, DORA, "GET", "/approvals", "").await;
+        if let Some(r) = v["requests"].as_array().and_then(|r| r.first()) {
+            second = r.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(second["parameters"], serde_json::json!(["2"]));
+    assert_ne!(second["digest"], first["digest"]);
+    assert_ne!(id(&second), id(&first));
+    let (status, _) = decide(
+        &proxy,
+        DORA,
+        &second,
+        "deny",
+        r#"{"reason": "one is enough"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // ParseComplete, the notice, BindComplete and the update; then the
+    // second notice and the denial.
+    assert_eq!(raw::tags(&raw.until_ready().await), "1N2CZ");
+    assert_eq!(raw::tags(&raw.until_ready().await), "NEZ");
+    assert_eq!(
+        direct(
+            &proxy,
+            "SELECT string_agg(id || ':' || note, ',' ORDER BY id) FROM orders WHERE id <= 2"
+        )
+        .trim(),
+        "1:x,2:n"
+    );
+    raw.send(&fe::query("SELECT 1")).await;
+    assert_eq!(raw::tags(&raw.until_ready().await), "TDCZ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_shows_the_notice_and_waits() {
+    let proxy = proxy("").await;
+    let port = proxy.addr.port().to_string();
+    let psql = cluster().bin("psql");
+    let child = std::thread::spawn(move || {
+        Command::new(psql)
+            .args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+            ])
+            .args(["-U", ALICE.0, "-d", "app", "-c"])
+            .arg("CREATE INDEX orders_total_idx ON orders (total)")
+            .env("PGPASSWORD", ALICE.1)
+            .env("PGSSLMODE", "prefer")
+            .output()
+            .unwrap()
+    });
+    let r = pending(&proxy, DORA).await;
+    let (status, _) = decide(&proxy, DORA, &r, "approve", "").await;
+    assert_eq!(status, 200);
+    let out = tokio::task::spawn_blocking(move || child.join().unwrap())
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        err.contains(&format!("held for approval: request {}", id(&r))),
+        "{err}"
+    );
+    assert!(err.contains("portcullis approvals approve"), "{err}");
+    assert_eq!(indexes(&proxy), "orders_pkey,orders_total_idx");
+}

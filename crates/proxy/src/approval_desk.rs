@@ -1,0 +1,228 @@
+//! The proxy's approval desk: where a held session asks for approval, and
+//! where decisions (from the HTTP API) are recorded, wake the held session
+//! and are audited. The rules and the store are `portcullis_approvals`';
+//! the desk only runs them off the async threads and tells the others.
+
+use std::sync::Arc;
+
+use portcullis_approvals::{
+    DecideError, Hub, NewRequest, Person, Request, RequestId, Rule, State, Store, StoreError,
+    Verdict, Watch, Window,
+};
+use portcullis_audit::record::{ApprovalEvent, ApprovalRecord, Identity, IdentityKind};
+use portcullis_audit::Record;
+use portcullis_config::Config;
+use tracing::{info, warn};
+
+use crate::audit::AuditTrail;
+
+pub struct Desk {
+    store: Arc<Store>,
+    hub: Arc<Hub>,
+    config: portcullis_config::Approvals,
+    audit: Option<Arc<AuditTrail>>,
+}
+
+/// Why the desk could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("approvals need the control-plane store in a SQLite file ([identity] store); a PostgreSQL control-plane store ([identity] postgres) does not hold approval requests yet")]
+    PostgresStore,
+}
+
+impl Desk {
+    /// The desk over the control-plane store the configuration names.
+    pub fn open(config: &Config, audit: Option<Arc<AuditTrail>>) -> Result<Desk, DeskError> {
+        if config.identity.postgres.is_some() {
+            return Err(DeskError::PostgresStore);
+        }
+        let store = Store::open_sqlite(&config.resolve(&config.identity.store))?;
+        Ok(Desk {
+            store: Arc::new(store),
+            hub: Arc::new(Hub::default()),
+            config: config.approvals.clone(),
+            audit,
+        })
+    }
+
+    pub fn settings(&self) -> &portcullis_config::Approvals {
+        &self.config
+    }
+
+    /// How `group`'s approvals work.
+    pub fn rule(&self, group: &str) -> Rule {
+        let g = self.config.group(group);
+        let window = g.has_window().then(|| {
+            let (from_minute, to_minute) = g.minutes().unwrap_or((0, 1440));
+            Window {
+                days: g.day_bits().unwrap_or(0x7f),
+                from_minute,
+                to_minute,
+            }
+        });
+        Rule {
+            required: g.required.max(1),
+            window,
+        }
+    }
+
+    /// Where approvers decide `id`, for the notice.
+    pub fn where_to_decide(&self, id: &RequestId) -> String {
+        match &self.config.console_url {
+            Some(url) => format!(
+                "approve in the console at {}/{id} or with `portcullis approvals approve {id}`",
+                url.trim_end_matches('/')
+            ),
+            None => format!("approve with `portcullis approvals approve {id}`"),
+        }
+    }
+
+    /// Stores a request and starts watching it (first, so that no decision
+    /// is missed).
+    pub async fn ask(&self, asked: NewRequest) -> Result<(Request, Watch), StoreError> {
+        let id = RequestId::new();
+        let watch = self.hub.watch(id.clone());
+        let store = self.store.clone();
+        let now = portcullis_approvals::now_millis();
+        let request = blocking(move || store.create(id, asked, now)).await??;
+        info!(
+            request = %request.id,
+            user = %request.asked.requester.subject,
+            target = %request.asked.target,
+            approvers = %request.asked.approvers,
+            "statement held for approval"
+        );
+        self.record(
+            &request,
+            ApprovalEvent::Requested,
+            Some(&request.asked.requester),
+            None,
+        );
+        Ok((request, watch))
+    }
+
+    /// Records `approver`'s decision; wakes the held session once the
+    /// request is decided.
+    pub async fn decide(
+        &self,
+        id: &RequestId,
+        approver: &Person,
+        verdict: Verdict,
+        reason: Option<String>,
+    ) -> Result<Request, DecideError> {
+        let store = self.store.clone();
+        let (id2, who) = (id.clone(), approver.clone());
+        let now = portcullis_approvals::now_millis();
+        let request = blocking(move || store.decide(&id2, &who, verdict, reason, now))
+            .await
+            .map_err(DecideError::Store)??;
+        let event = match verdict {
+            Verdict::Approve => ApprovalEvent::Approved,
+            Verdict::Deny => ApprovalEvent::Rejected,
+        };
+        let comment = request.decisions.last().and_then(|d| d.reason.clone());
+        self.record(&request, event, Some(approver), comment);
+        info!(request = %request.id, approver = %approver.subject, state = %request.state, "approval decision recorded");
+        if request.state.is_final() {
+            self.hub.wake(&request.id, request.state);
+        }
+        Ok(request)
+    }
+
+    /// Ends a request its session stops waiting for (`Expired` or
+    /// `Withdrawn`); returns it as it stands (a decision that landed first
+    /// is kept).
+    pub async fn close(&self, id: &RequestId, state: State) -> Result<Request, DecideError> {
+        let store = self.store.clone();
+        let id2 = id.clone();
+        let now = portcullis_approvals::now_millis();
+        let request = blocking(move || store.close(&id2, state, now))
+            .await
+            .map_err(DecideError::Store)??;
+        if request.state == state {
+            let event = match state {
+                State::Expired => ApprovalEvent::Expired,
+                _ => ApprovalEvent::Cancelled,
+            };
+            self.record(&request, event, None, None);
+        }
+        Ok(request)
+    }
+
+    /// The approved statement went to the database.
+    pub fn executed(&self, request: &Request) {
+        self.record(request, ApprovalEvent::Executed, None, None);
+    }
+
+    pub async fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
+        let store = self.store.clone();
+        let id = id.clone();
+        blocking(move || store.get(&id)).await?
+    }
+
+    pub async fn list(&self, pending_only: bool, limit: usize) -> Result<Vec<Request>, StoreError> {
+        let store = self.store.clone();
+        let now = portcullis_approvals::now_millis();
+        blocking(move || store.list(pending_only, now, limit)).await?
+    }
+
+    fn record(
+        &self,
+        request: &Request,
+        event: ApprovalEvent,
+        actor: Option<&Person>,
+        comment: Option<String>,
+    ) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        audit.submit_quietly(&Record::Approval(ApprovalRecord {
+            request_id: request.id.to_string(),
+            event,
+            actor: actor.map(audit_identity),
+            requester: Some(audit_identity(&request.asked.requester)),
+            target: request.asked.target.clone(),
+            statement_seq: None,
+            fingerprint: Some(request.asked.digest.0.clone()),
+            comment,
+        }));
+    }
+}
+
+fn audit_identity(p: &Person) -> Identity {
+    Identity {
+        kind: match p.kind.as_str() {
+            "agent" => IdentityKind::Agent,
+            "service" => IdentityKind::Service,
+            _ => IdentityKind::Human,
+        },
+        subject: p.subject.clone(),
+        groups: p.groups.clone(),
+        on_behalf_of: p.on_behalf_of.clone(),
+    }
+}
+
+/// The person an identity is, for the approval rules.
+pub fn person(id: &portcullis_identity::Identity) -> Person {
+    Person {
+        subject: id.subject.clone(),
+        kind: id.kind.to_string(),
+        groups: id.groups.clone(),
+        on_behalf_of: id.on_behalf_of.clone(),
+    }
+}
+
+/// Runs a store call on the blocking pool (SQLite waits on file locks).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        warn!(error = %e, "approval store call failed");
+        StoreError::Sqlite {
+            path: "(approvals)".into(),
+            error: "the store call did not finish".into(),
+        }
+    })
+}

@@ -1,0 +1,278 @@
+//! The approvals HTTP API, served on the admin listener.
+//!
+//! | route                              | what                                         |
+//! |------------------------------------|----------------------------------------------|
+//! | `GET /approvals`                   | pending requests the caller may see (`?all=1`: decided ones too) |
+//! | `GET /approvals/{id}`              | one request                                  |
+//! | `POST /approvals/{id}/approve`     | approve; body `{"reason": "..."}` (optional) |
+//! | `POST /approvals/{id}/deny`        | deny; body `{"reason": "..."}` (required)    |
+//!
+//! Every call is authenticated with the identities clients log in with:
+//! HTTP Basic with a configured user's password, or with any user name
+//! and an API key or OIDC token as the password (checked exactly as at a
+//! login). A caller sees the requests it made and those its groups may
+//! decide; who may decide is `portcullis_approvals::rules`'. Bind the admin
+//! listener to a loopback or private address, or put TLS in front of it:
+//! credentials cross it.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine as _;
+use portcullis_approvals::{DecideError, Person, Request, RequestId, RuleError, Verdict};
+use tracing::{info, warn};
+
+use crate::approval_desk::{person, Desk};
+use crate::context::Shared;
+use crate::handshake::{identify, CredentialFailure};
+
+/// What the API needs.
+#[derive(Clone)]
+pub struct Api {
+    pub desk: Arc<Desk>,
+    pub shared: Arc<Shared>,
+}
+
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/approvals", get(list))
+        .route("/approvals/{id}", get(show))
+        .route("/approvals/{id}/approve", post(approve))
+        .route("/approvals/{id}/deny", post(deny))
+        .with_state(api)
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    json(status, serde_json::json!({ "error": message.to_string() }))
+}
+
+/// The caller, from its Basic credentials.
+async fn caller(api: &Api, headers: &HeaderMap) -> Result<Person, Response> {
+    let unauthorized = || {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "authentication required: a user name and its password, API key or token",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"portcullis\""),
+        );
+        r
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+        .ok_or_else(unauthorized)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| unauthorized())?;
+    let text = String::from_utf8(decoded).map_err(|_| unauthorized())?;
+    let (user, password) = text.split_once(':').ok_or_else(unauthorized)?;
+    let runtime = api.shared.runtime();
+    match identify(user, password.as_bytes(), &api.shared, &runtime).await {
+        Ok(identity) => Ok(person(&identity)),
+        Err(CredentialFailure::Refused(why)) => {
+            warn!(user = %printable(user), reason = %why, "approvals API: authentication failed");
+            Err(unauthorized())
+        }
+        Err(CredentialFailure::Unavailable(why)) => {
+            warn!(reason = %why, "approvals API: credentials could not be checked");
+            Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "credentials could not be checked; try again later",
+            ))
+        }
+    }
+}
+
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Whether `who` may see `r`: it made it, or its groups may decide it.
+fn may_see(who: &Person, r: &Request) -> bool {
+    let asked = &r.asked;
+    who.groups.contains(&asked.approvers)
+        || asked
+            .requester
+            .people()
+            .any(|p| who.people().any(|q| q == p))
+}
+
+/// A request as the API shows it: its stored form, with its state at the
+/// time of asking (a pending request past its expiry is expired).
+fn shown(r: &Request) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["state"] = serde_json::json!(r.state_at(portcullis_approvals::now_millis()));
+    v
+}
+
+async fn list(State(api): State<Api>, headers: HeaderMap, uri: Uri) -> Response {
+    let who = match caller(&api, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let all = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "all=1" || kv == "all=true"));
+    match api.desk.list(!all, 500).await {
+        Ok(requests) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "requests": requests
+                    .iter()
+                    .filter(|r| may_see(&who, r))
+                    .map(shown)
+                    .collect::<Vec<_>>()
+            }),
+        ),
+        Err(e) => {
+            warn!(error = %e, "approvals API: the store failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the approval store is unavailable",
+            )
+        }
+    }
+}
+
+async fn show(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let who = match caller(&api, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Some(id) = RequestId::parse(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such request");
+    };
+    match api.desk.get(&id).await {
+        Ok(Some(r)) if may_see(&who, &r) => json(StatusCode::OK, shown(&r)),
+        // Not shown to others: as if it were not there.
+        Ok(_) => error(StatusCode::NOT_FOUND, "no such request"),
+        Err(e) => {
+            warn!(error = %e, "approvals API: the store failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the approval store is unavailable",
+            )
+        }
+    }
+}
+
+async fn approve(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    decide(api, headers, id, body, Verdict::Approve).await
+}
+
+async fn deny(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    decide(api, headers, id, body, Verdict::Deny).await
+}
+
+/// The reason in a decision's body: `{"reason": "..."}`, or empty.
+fn reason_of(body: &[u8]) -> Result<Option<String>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let obj = v.as_object().ok_or("the body is not a JSON object")?;
+    if let Some(k) = obj.keys().find(|k| *k != "reason") {
+        return Err(format!(
+            "unknown field {k:?}; a decision takes only \"reason\""
+        ));
+    }
+    match obj.get("reason") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(r)) if r.len() > 2000 => {
+            Err("the reason is longer than 2000 bytes".into())
+        }
+        Some(serde_json::Value::String(r)) => Ok(Some(r.clone())),
+        Some(_) => Err("\"reason\" must be a string".into()),
+    }
+}
+
+async fn decide(
+    api: Api,
+    headers: HeaderMap,
+    id: String,
+    body: Bytes,
+    verdict: Verdict,
+) -> Response {
+    let who = match caller(&api, &headers).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Some(id) = RequestId::parse(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such request");
+    };
+    let reason = match reason_of(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    // Someone who may not see the request learns nothing of it.
+    match api.desk.get(&id).await {
+        Ok(Some(r)) if may_see(&who, &r) => {}
+        Ok(_) => return error(StatusCode::NOT_FOUND, "no such request"),
+        Err(e) => {
+            warn!(error = %e, "approvals API: the store failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the approval store is unavailable",
+            );
+        }
+    }
+    match api.desk.decide(&id, &who, verdict, reason).await {
+        Ok(r) => json(StatusCode::OK, shown(&r)),
+        Err(DecideError::NotFound(_)) => error(StatusCode::NOT_FOUND, "no such request"),
+        Err(DecideError::Rule(e)) => {
+            info!(request = %id, user = %who.subject, reason = %e, "approvals API: decision refused");
+            let status = match e {
+                RuleError::Closed(..) | RuleError::Expired(_) | RuleError::AlreadyDecided => {
+                    StatusCode::CONFLICT
+                }
+                RuleError::ReasonRequired => StatusCode::BAD_REQUEST,
+                RuleError::NotInGroup(_)
+                | RuleError::NotAPerson
+                | RuleError::OwnRequest
+                | RuleError::OutsideWindow(_) => StatusCode::FORBIDDEN,
+            };
+            error(status, e)
+        }
+        Err(DecideError::Store(e)) => {
+            warn!(error = %e, "approvals API: the store failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the approval store is unavailable",
+            )
+        }
+    }
+}

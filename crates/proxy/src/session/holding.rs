@@ -1,0 +1,452 @@
+//! Holding a message for approval (see `pump_mode.rs` for the states).
+//!
+//! The pump stops at the held message: what came before it has gone to
+//! the server; nothing after it is judged. It first waits for every
+//! earlier request to be answered, so that the request says the session
+//! state the server is in (inside a transaction or not) and so that a
+//! message the server would skip anyway (an earlier one failed) is not
+//! held at all. Then it asks the approval desk, tells the client with a
+//! notice, and waits for a decision, the timeout, a cancel or the client
+//! going, reading on from the client up to [`HELD_CLIENT_BYTES`].
+//!
+//! Approved, the message is judged again (approved) and goes on as sent:
+//! the bytes the client sent are still in the read buffer. Otherwise the
+//! client gets an error in its place, sent the way a refusal is (a message
+//! that fails on the server, whose error the ledger swaps for the proxy's).
+
+use bytes::BytesMut;
+use portcullis_approvals::{Digest, NewRequest, Request, State, Watch};
+use portcullis_mask::Detectors;
+use portcullis_wire::tags::txn;
+use portcullis_wire::{encode, sqlstate, Refusal};
+use tracing::{info, warn};
+
+use portcullis_audit::record::Protocol;
+
+use super::client_pump::{ClientPump, HELD_CLIENT_BYTES};
+use super::guarding::{self, Guarded, Held};
+use super::pump_mode::{self, Failure, Hold, HoldEvent, HoldStep, Mode};
+use super::End;
+use crate::audit::records::{self, MessageVerdict};
+
+/// A message held for approval, as the request shows it.
+pub(crate) struct HeldMessage {
+    pub held: Box<Held>,
+    /// A Query (otherwise a Bind).
+    pub query: bool,
+    /// The statement text as sent.
+    pub statement: String,
+    pub digest: Digest,
+    /// The Bind's parameters, masked for showing.
+    pub parameters: Vec<String>,
+    /// What its audit records say (for the record of a hold that fails).
+    pub audit: MessageVerdict,
+}
+
+impl HeldMessage {
+    /// `statement`: the bytes of the statement as sent; `parameters`: the
+    /// Bind's parameter section as sent (empty for a Query), `values` its
+    /// values.
+    pub fn new(
+        guarded: &Guarded,
+        held: Box<Held>,
+        query: bool,
+        statement: &[u8],
+        parameters: &[u8],
+        values: &[Option<&[u8]>],
+        audit: MessageVerdict,
+    ) -> HeldMessage {
+        HeldMessage {
+            held,
+            query,
+            statement: String::from_utf8_lossy(statement).into_owned(),
+            digest: Digest::of(
+                guarded.subject(),
+                &guarded.target.config.name,
+                statement,
+                parameters,
+            ),
+            parameters: values.iter().map(|v| shown(*v)).collect(),
+            audit,
+        }
+    }
+}
+
+/// How a hold ended, for the pump.
+pub(crate) enum Released {
+    /// Approved by `group`: judge the message again, approved.
+    Approved {
+        group: String,
+        request: Box<Request>,
+    },
+    /// It does not run: the client gets `reply` in its place.
+    Failed { reply: Refusal },
+    /// The server skips it anyway (an earlier message failed).
+    Skipped,
+}
+
+impl ClientPump<'_> {
+    /// Holds `m` (the message the read buffer holds up to `end`; `whole`
+    /// when all of it is there) until it is decided.
+    pub(super) async fn hold(
+        &mut self,
+        m: &HeldMessage,
+        end: usize,
+        whole: bool,
+    ) -> Result<Released, End> {
+        let Some(desk) = self.approvals.clone() else {
+            // No desk (a PostgreSQL control-plane store): refused, saying
+            // approval would be needed.
+            return Ok(Released::Failed {
+                reply: m.held.refusal.clone(),
+            });
+        };
+        if !whole {
+            return Ok(Released::Failed {
+                reply: Refusal::error(
+                    sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                    "statement too large to hold for approval",
+                )
+                .hint("Send a shorter statement, or ask an administrator to run it."),
+            });
+        }
+        // Every earlier request answered: the state the server is in.
+        self.mode = Mode::Holding(Hold::Quiet);
+        let mut flush = BytesMut::new();
+        encode::flush(&mut flush);
+        self.send_now(&flush).await?;
+        let pending = self.pending;
+        match self.reading_on(pending.settled()).await? {
+            Err(()) => return Err(super::client_pump::sent_into_copy()),
+            Ok(true) => return Ok(Released::Skipped),
+            Ok(false) => {}
+        }
+        let in_transaction = pending.status() != txn::IDLE;
+        let settings = desk.settings();
+        if in_transaction && !settings.in_transaction {
+            return Ok(Released::Failed {
+                reply: Refusal::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    m.held.refusal.message.clone(),
+                )
+                .hint("Statements that need approval are not held inside a transaction here: send it outside a transaction block."),
+            });
+        }
+        let approval = &m.held.approval;
+        let rule = desk.rule(&approval.approvers);
+        let timeout = settings.timeout.0;
+        let asked = NewRequest {
+            requester: self.requester.clone(),
+            target: self.guarded.target.config.name.clone(),
+            environment: self.guarded.target.config.environment.clone(),
+            session: self.session_id.clone(),
+            statement: m.statement.clone(),
+            parameters: m.parameters.clone(),
+            digest: m.digest.clone(),
+            policy: approval.policy.clone(),
+            approvers: approval.approvers.clone(),
+            reason: approval.message.clone(),
+            analysis: analysis_lines(&m.audit),
+            in_transaction,
+            required: rule.required,
+            window: rule.window,
+            expires_at: portcullis_approvals::now_millis()
+                .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
+        };
+        let (request, mut watch) = match desk.ask(asked).await {
+            Ok(asked) => asked,
+            Err(e) => {
+                warn!(parent: &self.guarded.span, error = %e, "could not store an approval request");
+                return Ok(Released::Failed {
+                    reply: Refusal::error(
+                        sqlstate::CANNOT_CONNECT_NOW,
+                        "statement needs approval, and the approval store is unavailable",
+                    )
+                    .hint("Try again later, or ask an administrator."),
+                });
+            }
+        };
+        let mut notice = BytesMut::new();
+        encode::notice(
+            &mut notice,
+            &format!(
+                "held for approval: request {}; {}",
+                request.id,
+                desk.where_to_decide(&request.id)
+            ),
+            Some(&format!(
+                "It needs approval by {} of group \"{}\": {}.{} It waits up to {}.",
+                match rule.required {
+                    1 => "a member".to_owned(),
+                    n => format!("{n} members"),
+                },
+                approval.approvers,
+                approval.message,
+                if in_transaction {
+                    " The open transaction keeps its locks meanwhile."
+                } else {
+                    ""
+                },
+                minutes(timeout),
+            )),
+            Some("Cancel the statement (Ctrl-C in psql) to withdraw the request."),
+        );
+        pending.tell_client(notice.freeze());
+
+        self.mode = Mode::Holding(Hold::Approval);
+        self.hold_line.begin();
+        let step = self.wait_for_decision(&mut watch, end, timeout).await;
+        if self.hold_line.end() && matches!(step, HoldStep::Release) {
+            // Cancelled as it was approved: it does not run.
+            return self.failed(&desk, &request, Failure::Cancelled).await;
+        }
+        match step {
+            HoldStep::Release => Ok(Released::Approved {
+                group: approval.approvers.clone(),
+                request: Box::new(request),
+            }),
+            HoldStep::Fail(why) => self.failed(&desk, &request, why).await,
+            HoldStep::End(ending) => {
+                let _ = desk.close(&request.id, State::Withdrawn).await;
+                info!(parent: &self.guarded.span, request = %request.id, "approval request withdrawn: the client went away");
+                Err(match ending {
+                    pump_mode::Ending::Terminated => End::Terminated,
+                    pump_mode::Ending::ClientGone => End::ClientGone,
+                })
+            }
+            HoldStep::Wait { .. } => unreachable!("the wait ends on another step"),
+        }
+    }
+
+    /// Waits for the step that ends the hold of the message ending at
+    /// `end` in the read buffer.
+    async fn wait_for_decision(
+        &mut self,
+        watch: &mut Watch,
+        end: usize,
+        timeout: std::time::Duration,
+    ) -> HoldStep {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut read = self.rb.buf.len().saturating_sub(end) < HELD_CLIENT_BYTES;
+        loop {
+            let hold_line = self.hold_line;
+            let event = tokio::select! {
+                state = watch.changed() => HoldEvent::Decided(state),
+                _ = tokio::time::sleep_until(deadline) => HoldEvent::TimedOut,
+                _ = hold_line.cancelled() => HoldEvent::Cancelled,
+                r = self.rb.fill(&mut self.reader, 0), if read => match r {
+                    Ok(0) | Err(_) => HoldEvent::ClientGone,
+                    Ok(n) => {
+                        self.metrics.client_bytes(n as u64);
+                        let ahead = self.rb.buf.get(end..).unwrap_or_default();
+                        HoldEvent::Client {
+                            read: ahead.len(),
+                            terminate: pump_mode::terminate_ahead(ahead),
+                        }
+                    }
+                },
+            };
+            match pump_mode::hold_step(event, HELD_CLIENT_BYTES) {
+                HoldStep::Wait { read: r } => read = r,
+                step => return step,
+            }
+        }
+    }
+
+    /// The hold failed (`why`): closes the request if it is still pending
+    /// and says what the client gets.
+    async fn failed(
+        &mut self,
+        desk: &crate::approval_desk::Desk,
+        request: &Request,
+        why: Failure,
+    ) -> Result<Released, End> {
+        let id = &request.id;
+        let closing = match why {
+            Failure::Expired => Some(State::Expired),
+            Failure::Cancelled => Some(State::Withdrawn),
+            Failure::Denied => None,
+        };
+        let now = match closing {
+            Some(state) => desk.close(id, state).await.ok(),
+            None => desk.get(id).await.ok().flatten(),
+        };
+        let now = now.unwrap_or_else(|| request.clone());
+        let reply = match (why, now.state) {
+            // Approved just as it expired: it runs.
+            (Failure::Expired, State::Approved) => {
+                return Ok(Released::Approved {
+                    group: request.asked.approvers.clone(),
+                    request: Box::new(now),
+                })
+            }
+            (_, State::Denied) => {
+                let (who, reason) = now
+                    .denial()
+                    .map(|d| {
+                        (
+                            d.approver.subject.clone(),
+                            d.reason.clone().unwrap_or_default(),
+                        )
+                    })
+                    .unwrap_or_default();
+                info!(parent: &self.guarded.span, request = %id, approver = %who, "statement denied by an approver");
+                Refusal::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("statement denied by {who} (request {id}): {reason}"),
+                )
+                .hint("The statement did not run. Talk to the approver, or change it and send it again.")
+            }
+            (Failure::Expired, _) => {
+                info!(parent: &self.guarded.span, request = %id, "approval request expired");
+                Refusal::error(
+                    sqlstate::QUERY_CANCELED,
+                    format!(
+                        "canceling statement: request {id} was not approved within {}",
+                        minutes(desk.settings().timeout.0)
+                    ),
+                )
+                .hint(format!(
+                    "The statement did not run. Ask a member of group \"{}\" to look at it, then send it again.",
+                    request.asked.approvers
+                ))
+            }
+            _ => {
+                info!(parent: &self.guarded.span, request = %id, "approval request withdrawn: the statement was cancelled");
+                Refusal::error(
+                    sqlstate::QUERY_CANCELED,
+                    format!("canceling statement due to user request (request {id} withdrawn)"),
+                )
+            }
+        };
+        Ok(Released::Failed { reply })
+    }
+}
+
+/// The refusal's audit record and ledger entry for a held message that
+/// does not run, and what goes upstream in its place.
+pub(crate) fn failed_action(
+    pump: &ClientPumpParts<'_>,
+    m: &HeldMessage,
+    reply: &Refusal,
+) -> super::client_pump::Action {
+    let mut verdict = m.audit.clone();
+    verdict.refusal = Some(reply.sqlstate);
+    verdict.enforced = true;
+    if let Some(audit) = pump.audit {
+        let protocol = if m.query {
+            Protocol::Simple
+        } else {
+            Protocol::Extended
+        };
+        // Refused either way; a record that cannot be written changes
+        // nothing.
+        let _ = audit.statements(&verdict, protocol, None, None, std::time::Instant::now());
+    }
+    pump.metrics.error(crate::metrics::ErrorKind::Refused);
+    let settle = &mut |t, ran| pump.guarded.settle(t, ran);
+    pump.pending.sent(
+        super::pending::Entry::Refused {
+            reply: reply.to_bytes(),
+            query: m.query,
+            at: std::time::Instant::now(),
+        },
+        settle,
+    );
+    let bytes = if m.query {
+        guarding::refused_query()
+    } else {
+        guarding::refused_step()
+    };
+    super::client_pump::Action::Fail {
+        bytes,
+        step: !m.query,
+    }
+}
+
+/// What `failed_action` needs of the pump.
+pub(crate) struct ClientPumpParts<'a> {
+    pub pending: &'a super::pending::Pending,
+    pub guarded: &'a Guarded,
+    pub metrics: &'a crate::metrics::Metrics,
+    pub audit: Option<&'a super::auditing::SessionAudit>,
+}
+
+/// One line per statement: its kind, and what it writes and reads.
+fn analysis_lines(m: &MessageVerdict) -> Vec<String> {
+    m.statements
+        .iter()
+        .map(|s| {
+            let (reads, writes) = records::touched(&s.facts);
+            let names = |t: &[portcullis_audit::record::Touched]| {
+                t.iter()
+                    .map(|t| t.object.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let mut line = s.class.to_string();
+            if !writes.is_empty() {
+                line.push_str(&format!("; changes {}", names(&writes)));
+            }
+            if !reads.is_empty() {
+                line.push_str(&format!("; reads {}", names(&reads)));
+            }
+            line
+        })
+        .collect()
+}
+
+/// A parameter as approvers see it: text with anything sensitive in it
+/// masked (the detectors masking uses), binary values by their size.
+fn shown(value: Option<&[u8]>) -> String {
+    static DETECTORS: std::sync::OnceLock<Detectors> = std::sync::OnceLock::new();
+    let Some(v) = value else {
+        return "NULL".into();
+    };
+    let Ok(text) = std::str::from_utf8(v) else {
+        return format!("<{} bytes>", v.len());
+    };
+    let hits = DETECTORS.get_or_init(Detectors::new).find(v, None);
+    if let Some(h) = hits.first() {
+        return format!("<masked: {}>", h.class);
+    }
+    if text.chars().count() > 200 {
+        let cut: String = text.chars().take(200).collect();
+        return format!("{cut}… ({} bytes)", v.len());
+    }
+    text.to_owned()
+}
+
+/// A duration as the notice says it.
+fn minutes(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s % 60 == 0 && s >= 60 => {
+            format!("{} minute{}", s / 60, if s == 60 { "" } else { "s" })
+        }
+        s => format!("{s} seconds"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_shown_masked() {
+        assert_eq!(shown(None), "NULL");
+        assert_eq!(shown(Some(b"42")), "42");
+        assert_eq!(shown(Some(&[0xff, 0x00, 0x01])), "<3 bytes>");
+        let masked = shown(Some(b"dana@example.com"));
+        assert!(masked.starts_with("<masked: "), "{masked}");
+        assert!(!masked.contains("dana"));
+        assert!(shown(Some("x".repeat(500).as_bytes())).ends_with("(500 bytes)"));
+    }
+
+    #[test]
+    fn waits_are_said_in_minutes() {
+        assert_eq!(minutes(std::time::Duration::from_secs(600)), "10 minutes");
+        assert_eq!(minutes(std::time::Duration::from_secs(60)), "1 minute");
+        assert_eq!(minutes(std::time::Duration::from_secs(3)), "3 seconds");
+    }
+}
