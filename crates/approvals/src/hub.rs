@@ -44,6 +44,11 @@ impl Hub {
         }
     }
 
+    /// The requests sessions of this proxy wait for.
+    pub fn waiting(&self) -> Vec<RequestId> {
+        self.lock().keys().cloned().collect()
+    }
+
     /// Whether a session of this proxy waits for `id`.
     pub fn is_waiting(&self, id: &RequestId) -> bool {
         self.lock().contains_key(id)

@@ -5,6 +5,9 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::AtomicBool;
+
+use portcullis_approvals::store::PgLocation;
 use portcullis_approvals::{
     DecideError, Hub, NewRequest, Person, Request, RequestId, Rule, State, Store, StoreError,
     Verdict, Watch, Window,
@@ -21,6 +24,8 @@ pub struct Desk {
     hub: Arc<Hub>,
     config: portcullis_config::Approvals,
     audit: Option<Arc<AuditTrail>>,
+    /// The shared store, when requests live in PostgreSQL.
+    location: Option<PgLocation>,
 }
 
 /// Why the desk could not be opened.
@@ -28,23 +33,69 @@ pub struct Desk {
 pub enum DeskError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("approvals need the control-plane store in a SQLite file ([identity] store); a PostgreSQL control-plane store ([identity] postgres) does not hold approval requests yet")]
-    PostgresStore,
+    #[error("[identity] postgres: {0}")]
+    Postgres(String),
 }
 
 impl Desk {
-    /// The desk over the control-plane store the configuration names.
+    /// The desk over the control-plane store the configuration names: the
+    /// SQLite file, or the PostgreSQL database several proxies share (then
+    /// a thread listens for decisions made through the others, see
+    /// [`Desk::listen`]).
     pub fn open(config: &Config, audit: Option<Arc<AuditTrail>>) -> Result<Desk, DeskError> {
-        if config.identity.postgres.is_some() {
-            return Err(DeskError::PostgresStore);
-        }
-        let store = Store::open_sqlite(&config.resolve(&config.identity.store))?;
+        let (store, location) = if config.identity.postgres.is_some() {
+            let (label, connect) =
+                crate::control_store::postgres(config).map_err(DeskError::Postgres)?;
+            let location = PgLocation { label, connect };
+            (Store::open_postgres(location.clone()), Some(location))
+        } else {
+            (
+                Store::open_sqlite(&config.resolve(&config.identity.store))?,
+                None,
+            )
+        };
         Ok(Desk {
             store: Arc::new(store),
             hub: Arc::new(Hub::default()),
             config: config.approvals.clone(),
             audit,
+            location,
         })
+    }
+
+    /// With a shared store: listens for decisions made through any proxy
+    /// and wakes this one's sessions, on a thread of its own, until
+    /// `stop` is set.
+    pub fn listen(self: &Arc<Self>, stop: Arc<AtomicBool>) {
+        let Some(location) = self.location.clone() else {
+            return;
+        };
+        let desk = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("approvals-listen".into())
+            .spawn(move || {
+                let catch_up = desk.clone();
+                portcullis_approvals::store::listen(
+                    &location,
+                    &stop,
+                    |id, state| desk.hub.wake(&id, state),
+                    // Notifications sent while no connection listened are
+                    // lost: read again every request a session waits on.
+                    || {
+                        for id in catch_up.hub.waiting() {
+                            if let Ok(Some(r)) = catch_up.store.get(&id) {
+                                if r.state.is_final() {
+                                    catch_up.hub.wake(&id, r.state);
+                                }
+                            }
+                        }
+                    },
+                    |why| warn!(error = %why, "approvals: cannot listen for decisions on the shared store; retrying"),
+                );
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "approvals: cannot start the listening thread");
+        }
     }
 
     pub fn settings(&self) -> &portcullis_config::Approvals {

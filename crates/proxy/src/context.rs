@@ -51,9 +51,8 @@ pub struct Shared {
     /// What each identity has changed within its rows-changed windows,
     /// across its sessions and reloads.
     pub row_budgets: crate::row_budgets::Budgets,
-    /// Where statements held for approval are asked about (none with a
-    /// PostgreSQL control-plane store: such statements are refused).
-    pub approvals: Option<Arc<crate::approval_desk::Desk>>,
+    /// Where statements held for approval are asked about.
+    pub approvals: Arc<crate::approval_desk::Desk>,
 }
 
 /// Names every accepted connection, unique across restarts: a random

@@ -16,26 +16,39 @@ pub const APPLICATION_NAME: &str = "portcullis-control";
 
 /// The store; a PostgreSQL one connects on first use.
 pub fn open(config: &Config) -> Result<KeyStore, StoreError> {
-    let Some(url) = &config.identity.postgres else {
+    let Some(_) = &config.identity.postgres else {
         return KeyStore::open(&config.resolve(&config.identity.store));
     };
-    let bad = |error: String| StoreError::Postgres {
+    let (label, connect) = postgres(config).map_err(|error| StoreError::Postgres {
         store: "[identity] postgres".into(),
         error,
-    };
+    })?;
+    Ok(KeyStore::open_postgres(PostgresLocation { label, connect }))
+}
+
+/// How to connect to the PostgreSQL control-plane store, and its name
+/// without secrets; `Err` when `[identity] postgres` is not usable.
+pub type Connect = Arc<dyn Fn() -> Result<postgres::Client, String> + Send + Sync>;
+
+pub fn postgres(config: &Config) -> Result<(String, Connect), String> {
+    let url = config
+        .identity
+        .postgres
+        .as_ref()
+        .ok_or("no [identity] postgres")?;
     let password = config
         .identity_store_password()
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     let mut target = PgTarget::parse(url, password.as_deref())
-        .map_err(|e| bad(e.to_string()))?
+        .map_err(|e| e.to_string())?
         .with_application_name(APPLICATION_NAME)
         .with_network_timeout(std::time::Duration::from_secs(10));
     if let Some(ca) = config.identity_store_ca_file() {
-        target = target.with_ca_file(ca).map_err(|e| bad(e.to_string()))?;
+        target = target.with_ca_file(ca).map_err(|e| e.to_string())?;
     }
     let label = target.shown().to_owned();
-    Ok(KeyStore::open_postgres(PostgresLocation {
+    Ok((
         label,
-        connect: Arc::new(move || target.connect().map_err(|e| e.to_string())),
-    }))
+        Arc::new(move || target.connect().map_err(|e| e.to_string())),
+    ))
 }

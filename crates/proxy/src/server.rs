@@ -46,7 +46,7 @@ pub enum ServerError {
     #[error(transparent)]
     Keys(#[from] portcullis_identity::keys::StoreError),
     #[error(transparent)]
-    Approvals(portcullis_approvals::StoreError),
+    Approvals(crate::approval_desk::DeskError),
 }
 
 /// A bound, not yet running proxy.
@@ -92,19 +92,9 @@ impl Server {
             };
         let audit = AuditTrail::open(&runtime.config)?;
         let keys = crate::revocations::open_store(&runtime.config)?;
-        let approvals = match crate::approval_desk::Desk::open(&runtime.config, audit.clone()) {
-            Ok(desk) => Some(Arc::new(desk)),
-            Err(crate::approval_desk::DeskError::PostgresStore) => {
-                warn!(
-                    "statements that need approval are refused: {}",
-                    crate::approval_desk::DeskError::PostgresStore
-                );
-                None
-            }
-            Err(crate::approval_desk::DeskError::Store(e)) => {
-                return Err(ServerError::Approvals(e))
-            }
-        };
+        let approvals = crate::approval_desk::Desk::open(&runtime.config, audit.clone())
+            .map(Arc::new)
+            .map_err(ServerError::Approvals)?;
         let workers =
             Workers::start(runtime.config.server.worker_threads).map_err(ServerError::Workers)?;
         let (phase, _) = watch::channel(Phase::Running);
@@ -170,13 +160,10 @@ impl Server {
                 metrics: shared.metrics.clone(),
                 reload: Arc::new(move || handle.reload_from_source()),
                 started: Instant::now(),
-                approvals: shared
-                    .approvals
-                    .clone()
-                    .map(|desk| crate::approvals_api::Api {
-                        desk,
-                        shared: shared.clone(),
-                    }),
+                approvals: Some(crate::approvals_api::Api {
+                    desk: shared.approvals.clone(),
+                    shared: shared.clone(),
+                }),
             };
             let mut rx = shared.phase.subscribe();
             tokio::spawn(async move {
@@ -186,6 +173,18 @@ impl Server {
                 if let Err(e) = crate::admin::serve(admin, state, stop).await {
                     error!(error = %e, "admin listener failed");
                 }
+            });
+        }
+
+        {
+            // With a shared store, decisions made through other proxies
+            // wake this one's sessions.
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            shared.approvals.listen(stop.clone());
+            let mut rx = shared.phase.subscribe();
+            tokio::spawn(async move {
+                let _ = rx.wait_for(|p| *p == Phase::Stopping).await;
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
             });
         }
 
@@ -457,7 +456,7 @@ async fn serve_connection(sock: TcpStream, ctx: ConnContext, span: Span) {
             session_id,
             audit: shared.audit.clone(),
             revoked: shared.revoked.subscribe(),
-            approvals: shared.approvals.clone(),
+            approvals: Some(shared.approvals.clone()),
         },
     )
     .await;

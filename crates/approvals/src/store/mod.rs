@@ -7,6 +7,7 @@
 //! at once (on two nodes) cannot both count, and a decision cannot land on
 //! a request its session has just withdrawn.
 
+mod postgres;
 mod sqlite;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::request::{NewRequest, Person, Request, RequestId, State, Verdict};
 use crate::rules::RuleError;
 
+pub use postgres::{listen, PgLocation, PostgresStore, CHANNEL};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,8 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error("approval store {store}: {error}")]
+    Postgres { store: String, error: String },
     #[error("approval store {path}: request {id} is malformed ({error})")]
     Corrupt {
         path: PathBuf,
@@ -47,6 +51,7 @@ pub enum DecideError {
 /// The control plane's requests.
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 impl Store {
@@ -54,6 +59,18 @@ impl Store {
     /// API keys), made when missing.
     pub fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
         SqliteStore::open(path).map(Store::Sqlite)
+    }
+
+    /// The PostgreSQL store at `location` (connects on first use).
+    pub fn open_postgres(location: PgLocation) -> Store {
+        Store::Postgres(PostgresStore::open(location))
+    }
+
+    /// Whether a change recorded through another proxy is announced here
+    /// (see [`listen`]); otherwise only changes made through this process
+    /// wake its sessions.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
     }
 
     /// Stores a new pending request.
@@ -73,6 +90,7 @@ impl Store {
         };
         match self {
             Store::Sqlite(s) => s.insert(&request)?,
+            Store::Postgres(s) => s.insert(&request)?,
         }
         Ok(request)
     }
@@ -80,6 +98,7 @@ impl Store {
     pub fn get(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
         match self {
             Store::Sqlite(s) => s.get(id),
+            Store::Postgres(s) => s.get(id),
         }
     }
 
@@ -93,6 +112,7 @@ impl Store {
     ) -> Result<Vec<Request>, StoreError> {
         match self {
             Store::Sqlite(s) => s.list(pending_only, now, limit),
+            Store::Postgres(s) => s.list(pending_only, now, limit),
         }
     }
 
@@ -130,6 +150,7 @@ impl Store {
     ) -> Result<Request, DecideError> {
         match self {
             Store::Sqlite(s) => s.update(id, change),
+            Store::Postgres(s) => s.update(id, change),
         }
     }
 }

@@ -494,3 +494,80 @@ async fn psql_shows_the_notice_and_waits() {
     assert!(err.contains("portcullis approvals approve"), "{err}");
     assert_eq!(indexes(&proxy), "orders_pkey,orders_total_idx");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_sharing_a_postgresql_store_wake_each_other() {
+    let control = tokio::task::spawn_blocking(|| portcullis_testbed::fresh_database("control"))
+        .await
+        .unwrap();
+    let store = format!(
+        "[identity]\npostgres = \"postgres://postgres@127.0.0.1:{}/{control}?sslmode=disable\"\n\
+         postgres_password_file = \"pgpass\"\n",
+        cluster().port()
+    );
+    let one = proxy(&format!("\n{store}")).await;
+    let two = proxy(&format!("\n{store}")).await;
+    assert!(!one.dir.path().join("portcullis-control.db").exists());
+    // Each proxy has its own upstream database; they share only the
+    // control-plane store. The request is made through one, decided
+    // through the other.
+    let alice = one.client().await;
+    let run = tokio::spawn(async move {
+        alice
+            .simple_query("CREATE INDEX orders_total_idx ON orders (total)")
+            .await
+            .map(|_| Instant::now())
+    });
+    // Seen through the other proxy: the same store.
+    let r = pending(&two, DORA).await;
+    assert_eq!(
+        r["statement"],
+        "CREATE INDEX orders_total_idx ON orders (total)"
+    );
+    let asked = Instant::now();
+    let (status, v) = decide(&two, DAN, &r, "approve", "").await;
+    assert_eq!(status, 200, "{v}");
+    let done = run
+        .await
+        .unwrap()
+        .expect("approved on the other node, it runs");
+    eprintln!(
+        "approved on node two to done on node one: {:?}",
+        done.duration_since(asked)
+    );
+    assert!(done.duration_since(asked) < Duration::from_secs(2));
+    assert_eq!(indexes(&one), "orders_pkey,orders_total_idx");
+    assert_eq!(indexes(&two), "orders_pkey");
+    let stored = cluster()
+        .sql(
+            &control,
+            "SELECT state FROM portcullis_control.approval_requests",
+        )
+        .unwrap();
+    assert_eq!(stored.trim(), "approved");
+
+    // A denial on node one reaches a session held on node two.
+    let erin = two
+        .connect(&two.conn_str(ERIN, "sslmode=require"))
+        .await
+        .unwrap();
+    let run = tokio::spawn(async move {
+        erin.simple_query("CREATE INDEX orders_note_idx ON orders (note)")
+            .await
+            .unwrap_err()
+    });
+    let mut held = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (_, v) = api(&one, DORA, "GET", "/approvals", "").await;
+        if let Some(r) = v["requests"].as_array().and_then(|r| r.first()) {
+            held = r.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = decide(&one, DORA, &held, "deny", r#"{"reason": "no"}"#).await;
+    assert_eq!(status, 200);
+    let e = run.await.unwrap();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+    assert_eq!(indexes(&two), "orders_pkey");
+}
