@@ -51,7 +51,7 @@ pub enum DecideError {
 /// The control plane's requests.
 pub enum Store {
     Sqlite(SqliteStore),
-    Postgres(PostgresStore),
+    Postgres(Box<PostgresStore>),
 }
 
 impl Store {
@@ -63,7 +63,7 @@ impl Store {
 
     /// The PostgreSQL store at `location` (connects on first use).
     pub fn open_postgres(location: PgLocation) -> Store {
-        Store::Postgres(PostgresStore::open(location))
+        Store::Postgres(Box::new(PostgresStore::open(location)))
     }
 
     /// Whether a change recorded through another proxy is announced here
