@@ -271,7 +271,7 @@ async fn an_unanswered_request_expires() {
     assert_eq!(v["requests"][0]["state"], "expired", "{v}");
     // Too late to approve.
     let r = &v["requests"][0];
-    let (status, _) = decide(&proxy, DORA, &r, "approve", "").await;
+    let (status, _) = decide(&proxy, DORA, r, "approve", "").await;
     assert_eq!(status, 409);
     alice.simple_query("SELECT 1").await.unwrap();
 }
