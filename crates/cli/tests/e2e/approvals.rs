@@ -20,6 +20,11 @@ const ERIN: (&str, &str) = ("erin", "erin-secret");
 /// A production target with an admin listener, two DBAs and someone who
 /// is not one.
 async fn proxy(approvals: &str) -> Proxy {
+    proxy_with("", approvals).await
+}
+
+/// As [`proxy`], with `server` keys.
+async fn proxy_with(server: &str, approvals: &str) -> Proxy {
     let user = |(name, password): (&str, &str), groups: &str| {
         format!(
             "[[user]]\nname = \"{name}\"\nscram = \"{}\"\ngroups = [{groups}]\n",
@@ -29,6 +34,7 @@ async fn proxy(approvals: &str) -> Proxy {
     let proxy = Proxy::with(Setup {
         environment: "production",
         admin: true,
+        server: server.into(),
         target_extra: "row_limit = \"off\"".into(),
         extra: format!(
             "{}{}{}[approvals]\n{approvals}\n",
@@ -191,6 +197,54 @@ async fn held_then_approved_through_the_cli_runs_once_as_sent() {
     assert_eq!(v["state"], "approved");
     assert_eq!(v["decisions"][0]["approver"]["subject"], "dora");
     assert_eq!(v["decisions"][0]["reason"], "planned");
+
+    // Audited with both identities: asked, approved, run.
+    let dir = proxy.shutdown().await;
+    let events: Vec<String> = approval_records(dir.path())
+        .iter()
+        .map(|a| {
+            format!(
+                "{:?} {} {}",
+                a.event,
+                a.actor.as_ref().map_or("-", |p| p.subject.as_str()),
+                a.requester.as_ref().map_or("-", |p| p.subject.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "Requested alice alice",
+            "Approved dora alice",
+            "Executed - alice"
+        ],
+        "{events:?}"
+    );
+}
+
+/// The approval records in the audit store of a proxy's folder.
+fn approval_records(dir: &std::path::Path) -> Vec<portcullis_audit::record::ApprovalRecord> {
+    use portcullis_audit::record::{Record, RecordKind};
+    let store =
+        portcullis_audit::SqliteStore::open_read_only(&dir.join("portcullis-audit.db")).unwrap();
+    let found = portcullis_audit::search(
+        &store,
+        &portcullis_audit::search::Filter {
+            kinds: vec![RecordKind::Approval],
+            limit: 100,
+            ..portcullis_audit::search::Filter::default()
+        },
+    )
+    .unwrap();
+    let mut records: Vec<_> = found
+        .iter()
+        .filter_map(|f| match &f.record {
+            Record::Approval(a) => Some((f.seq, a.clone())),
+            _ => None,
+        })
+        .collect();
+    records.sort_by_key(|(seq, _)| *seq);
+    records.into_iter().map(|(_, a)| a).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,4 +624,61 @@ async fn two_proxies_sharing_a_postgresql_store_wake_each_other() {
     let e = run.await.unwrap();
     assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
     assert_eq!(indexes(&two), "orders_pkey");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_session_outlasts_the_idle_timeout_and_keeps_its_transaction() {
+    let proxy = proxy_with("idle_timeout = \"1s\"", "").await;
+    let alice = proxy.client().await;
+    alice.simple_query("BEGIN").await.unwrap();
+    alice
+        .simple_query("UPDATE orders SET note = 'in tx' WHERE id = 1")
+        .await
+        .unwrap();
+    let run = tokio::spawn(async move {
+        alice
+            .simple_query("CREATE INDEX orders_total_idx ON orders (total)")
+            .await
+            .map(|_| ())?;
+        alice.simple_query("COMMIT").await.map(|_| ())
+    });
+    let r = pending(&proxy, DORA).await;
+    assert_eq!(r["in_transaction"], true, "{r}");
+    // Longer than the idle timeout: the wait is not idleness.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = decide(&proxy, DORA, &r, "approve", "").await;
+    assert_eq!(status, 200);
+    run.await
+        .unwrap()
+        .expect("the session survived and committed");
+    assert_eq!(indexes(&proxy), "orders_pkey,orders_total_idx");
+    assert_eq!(
+        direct(&proxy, "SELECT note FROM orders WHERE id = 1").trim(),
+        "in tx"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_inside_transactions_can_be_refused() {
+    let proxy = proxy("in_transaction = false").await;
+    let alice = proxy.client().await;
+    alice.simple_query("BEGIN").await.unwrap();
+    let e = alice
+        .simple_query("CREATE INDEX orders_total_idx ON orders (total)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+    assert!(e
+        .as_db_error()
+        .unwrap()
+        .hint()
+        .unwrap()
+        .contains("outside a transaction"));
+    // PostgreSQL's own rule after an error: the transaction is aborted.
+    let e = alice.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("25P02"));
+    alice.simple_query("ROLLBACK").await.unwrap();
+    let (_, v) = api(&proxy, DORA, "GET", "/approvals?all=1", "").await;
+    assert_eq!(v["requests"], serde_json::json!([]), "nothing was asked");
+    assert_eq!(indexes(&proxy), "orders_pkey");
 }
