@@ -16,6 +16,7 @@ pub mod digest;
 pub mod hub;
 pub mod request;
 pub mod rules;
+pub mod slack;
 pub mod store;
 
 pub use digest::Digest;

@@ -212,7 +212,7 @@ async fn call(
         tls.as_ref(),
         Duration::from_secs(30),
         method,
-        &authorization,
+        &[("authorization", authorization)],
         body,
     )
     .await

@@ -5,6 +5,9 @@
 //! say (`@approvers` on a forbid); requests live in the control-plane
 //! store (`[identity] store`, or `[identity] postgres`).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 use crate::Duration;
@@ -25,6 +28,40 @@ pub struct Approvals {
     /// Per approver group: approvals needed and when they may be given.
     #[serde(rename = "group")]
     pub groups: Vec<ApproverGroup>,
+    /// Where new requests are announced.
+    pub notify: Notify,
+    /// A Slack app whose buttons decide requests.
+    pub slack: Option<SlackApp>,
+}
+
+/// `[approvals.notify]`: a Slack-compatible incoming webhook and a generic
+/// JSON webhook, each told of every new request (the JSON webhook also of
+/// every decision). URLs and secrets come from the environment or files.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// The incoming-webhook URL (a secret: whoever has it may post).
+    pub slack_webhook_env: Option<String>,
+    pub slack_webhook_file: Option<PathBuf>,
+    /// The JSON webhook (https, or http to this machine).
+    pub webhook_url: Option<String>,
+    /// The key its bodies are signed with (HMAC-SHA256, header
+    /// `X-Portcullis-Signature`).
+    pub webhook_secret_env: Option<String>,
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+/// `[approvals.slack]`: Slack sends button presses to
+/// `POST /approvals/slack` on the admin listener, signed with the app's
+/// signing secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackApp {
+    pub signing_secret_env: Option<String>,
+    pub signing_secret_file: Option<PathBuf>,
+    /// Slack user ids and the configured `[[user]]` each one is: a press
+    /// decides as that user, under the same rules as anywhere else.
+    pub users: BTreeMap<String, String>,
 }
 
 impl Default for Approvals {
@@ -34,6 +71,8 @@ impl Default for Approvals {
             console_url: None,
             in_transaction: true,
             groups: Vec::new(),
+            notify: Notify::default(),
+            slack: None,
         }
     }
 }

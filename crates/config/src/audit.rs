@@ -124,7 +124,39 @@ impl crate::Config {
         )
     }
 
-    fn store_password(
+    /// The Slack incoming-webhook URL of `[approvals.notify]`, if set.
+    pub fn approvals_slack_webhook(&self) -> Result<Option<String>, crate::ConfigError> {
+        let n = &self.approvals.notify;
+        self.store_password(
+            "[approvals.notify] slack_webhook",
+            n.slack_webhook_env.as_deref(),
+            n.slack_webhook_file.as_deref(),
+        )
+    }
+
+    /// The JSON webhook's signing key, if set.
+    pub fn approvals_webhook_secret(&self) -> Result<Option<String>, crate::ConfigError> {
+        let n = &self.approvals.notify;
+        self.store_password(
+            "[approvals.notify] webhook_secret",
+            n.webhook_secret_env.as_deref(),
+            n.webhook_secret_file.as_deref(),
+        )
+    }
+
+    /// The Slack app's signing secret, with `[approvals.slack]`.
+    pub fn approvals_slack_secret(&self) -> Result<Option<String>, crate::ConfigError> {
+        let Some(s) = &self.approvals.slack else {
+            return Ok(None);
+        };
+        self.store_password(
+            "[approvals.slack] signing_secret",
+            s.signing_secret_env.as_deref(),
+            s.signing_secret_file.as_deref(),
+        )
+    }
+
+    pub(crate) fn store_password(
         &self,
         store: &str,
         env: Option<&str>,

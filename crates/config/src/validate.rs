@@ -975,6 +975,53 @@ impl Validator<'_> {
             g.day_bits().map_err(|e| self.err(key("days"), e))?;
             g.minutes().map_err(|e| self.err(key("hours"), e))?;
         }
+        let n = &a.notify;
+        if n.slack_webhook_env.is_some() && n.slack_webhook_file.is_some() {
+            return Err(self.err(
+                "approvals.notify.slack_webhook_file",
+                "give the webhook URL once: slack_webhook_env or slack_webhook_file",
+            ));
+        }
+        if let Some(url) = &n.webhook_url {
+            if !crate::secure_url(url) {
+                return Err(self.err(
+                    "approvals.notify.webhook_url",
+                    format!("{url:?} must be an https URL (or http to this machine)"),
+                ));
+            }
+        } else if n.webhook_secret_env.is_some() || n.webhook_secret_file.is_some() {
+            return Err(self.err(
+                "approvals.notify.webhook_secret_env",
+                "a webhook secret without webhook_url",
+            ));
+        }
+        if let Some(slack) = &a.slack {
+            if slack.signing_secret_env.is_none() == slack.signing_secret_file.is_none() {
+                return Err(self.err(
+                    "approvals.slack.signing_secret_env",
+                    "give the Slack app's signing secret once: signing_secret_env or signing_secret_file",
+                ));
+            }
+            for (slack_id, user) in &slack.users {
+                match self.config.users.iter().find(|u| u.name == *user) {
+                    None => {
+                        return Err(self.err(
+                            format!("approvals.slack.users.{slack_id}"),
+                            format!("{user:?} is not a configured [[user]]"),
+                        ))
+                    }
+                    Some(u) if u.kind != crate::IdentityKind::Human => {
+                        return Err(self.err(
+                            format!("approvals.slack.users.{slack_id}"),
+                            format!(
+                            "{user:?} is not a person (kind human); only people decide requests"
+                        ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         Ok(())
     }
 

@@ -1472,3 +1472,43 @@ fn approvals_are_checked() {
         "already configured",
     );
 }
+
+#[test]
+fn approval_notifications_and_slack_are_checked() {
+    let base = minimal();
+    let c = valid(&format!(
+        "{base}[approvals.notify]\nwebhook_url = \"https://hooks.example/approvals\"\n\
+         [approvals.slack]\nsigning_secret_env = \"SLACK_SIGNING_SECRET\"\nusers = {{ U1 = \"alice\" }}\n"
+    ));
+    assert_eq!(c.approvals.slack.unwrap().users["U1"], "alice");
+    assert_invalid(
+        &format!("{base}[approvals.notify]\nwebhook_url = \"http://hooks.example/x\"\n"),
+        "approvals.notify.webhook_url",
+        "https",
+    );
+    assert_invalid(
+        &format!("{base}[approvals.notify]\nwebhook_secret_env = \"S\"\n"),
+        "approvals.notify.webhook_secret_env",
+        "without webhook_url",
+    );
+    assert_invalid(
+        &format!("{base}[approvals.slack]\nusers = {{}}\n"),
+        "approvals.slack.signing_secret_env",
+        "signing secret",
+    );
+    assert_invalid(
+        &format!(
+            "{base}[approvals.slack]\nsigning_secret_env = \"S\"\nusers = {{ U1 = \"nobody\" }}\n"
+        ),
+        "approvals.slack.users.U1",
+        "not a configured [[user]]",
+    );
+    let agent = format!("{base}[[user]]\nname = \"bot\"\nkind = \"agent\"\nscram = \"{SCRAM}\"\n");
+    assert_invalid(
+        &format!(
+            "{agent}[approvals.slack]\nsigning_secret_env = \"S\"\nusers = {{ U1 = \"bot\" }}\n"
+        ),
+        "approvals.slack.users.U1",
+        "not a person",
+    );
+}

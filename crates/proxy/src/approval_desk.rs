@@ -17,6 +17,7 @@ use portcullis_audit::Record;
 use portcullis_config::Config;
 use tracing::{info, warn};
 
+use crate::approval_notify::Notifier;
 use crate::audit::AuditTrail;
 
 pub struct Desk {
@@ -26,6 +27,9 @@ pub struct Desk {
     audit: Option<Arc<AuditTrail>>,
     /// The shared store, when requests live in PostgreSQL.
     location: Option<PgLocation>,
+    notifier: Arc<Notifier>,
+    /// The Slack app's signing secret, with `[approvals.slack]`.
+    slack_secret: Option<String>,
 }
 
 /// Why the desk could not be opened.
@@ -35,6 +39,8 @@ pub enum DeskError {
     Store(#[from] StoreError),
     #[error("[identity] postgres: {0}")]
     Postgres(String),
+    #[error("{0}")]
+    Notify(String),
 }
 
 impl Desk {
@@ -54,12 +60,17 @@ impl Desk {
                 None,
             )
         };
+        let slack_secret = config
+            .approvals_slack_secret()
+            .map_err(|e| DeskError::Notify(e.to_string()))?;
         Ok(Desk {
             store: Arc::new(store),
             hub: Arc::new(Hub::default()),
             config: config.approvals.clone(),
             audit,
             location,
+            notifier: Arc::new(Notifier::from_config(config).map_err(DeskError::Notify)?),
+            slack_secret,
         })
     }
 
@@ -96,6 +107,11 @@ impl Desk {
         if let Err(e) = spawned {
             warn!(error = %e, "approvals: cannot start the listening thread");
         }
+    }
+
+    /// The Slack app's signing secret, when presses are accepted.
+    pub fn slack_secret(&self) -> Option<&str> {
+        self.slack_secret.as_deref()
     }
 
     pub fn settings(&self) -> &portcullis_config::Approvals {
@@ -151,6 +167,8 @@ impl Desk {
             Some(&request.asked.requester),
             None,
         );
+        self.notifier
+            .announce("requested", &request, self.where_to_decide(&request.id));
         Ok((request, watch))
     }
 
@@ -178,6 +196,11 @@ impl Desk {
         info!(request = %request.id, approver = %approver.subject, state = %request.state, "approval decision recorded");
         if request.state.is_final() {
             self.hub.wake(&request.id, request.state);
+            self.notifier.announce(
+                request.state.as_str(),
+                &request,
+                self.where_to_decide(&request.id),
+            );
         }
         Ok(request)
     }
@@ -198,6 +221,11 @@ impl Desk {
                 _ => ApprovalEvent::Cancelled,
             };
             self.record(&request, event, None, None);
+            self.notifier.announce(
+                request.state.as_str(),
+                &request,
+                self.where_to_decide(&request.id),
+            );
         }
         Ok(request)
     }

@@ -6,6 +6,11 @@
 //! | `GET /approvals/{id}`              | one request                                  |
 //! | `POST /approvals/{id}/approve`     | approve; body `{"reason": "..."}` (optional) |
 //! | `POST /approvals/{id}/deny`        | deny; body `{"reason": "..."}` (required)    |
+//! | `POST /approvals/slack`            | a Slack button press (`[approvals.slack]`)   |
+//!
+//! A Slack press is authenticated by its request signature (see
+//! `portcullis_approvals::slack`), and decides as the configured user the
+//! Slack user id is mapped to.
 //!
 //! Every call is authenticated with the identities clients log in with:
 //! HTTP Basic with a configured user's password, or with any user name
@@ -44,6 +49,7 @@ pub fn router(api: Api) -> Router {
         .route("/approvals/{id}", get(show))
         .route("/approvals/{id}/approve", post(approve))
         .route("/approvals/{id}/deny", post(deny))
+        .route("/approvals/slack", post(slack_press))
         .with_state(api)
 }
 
@@ -275,4 +281,107 @@ async fn decide(
             )
         }
     }
+}
+
+/// A button press from the Slack app.
+async fn slack_press(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    use portcullis_approvals::slack;
+    let Some(secret) = api.desk.slack_secret() else {
+        return error(StatusCode::NOT_FOUND, "no Slack app is configured");
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = portcullis_approvals::now_millis() / 1000;
+    if let Err(e) = slack::verify(
+        secret.as_bytes(),
+        header("x-slack-request-timestamp"),
+        header("x-slack-signature"),
+        &body,
+        now,
+    ) {
+        warn!(reason = %e, "approvals API: a Slack press was refused");
+        return error(StatusCode::UNAUTHORIZED, e);
+    }
+    let press = match slack::parse_press(&body) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    // Who pressed: the configured person the Slack user id stands for.
+    let runtime = api.shared.runtime();
+    let user = api
+        .desk
+        .settings()
+        .slack
+        .as_ref()
+        .and_then(|s| s.users.get(&press.slack_user))
+        .and_then(|name| runtime.users.get(name));
+    let Some(user) = user else {
+        warn!(slack_user = %printable(&press.slack_user), "approvals API: a Slack press from a user not mapped to anyone");
+        return slack_reply(
+            &press,
+            "You are not mapped to a Portcullis user: ask an administrator.".into(),
+        )
+        .await;
+    };
+    let who = person(&crate::auth::identity::of_scram_user(&user.config, false));
+    match api.desk.get(&press.request).await {
+        Ok(Some(r)) if may_see(&who, &r) => {}
+        Ok(_) => return slack_reply(&press, "No such request.".into()).await,
+        Err(e) => {
+            warn!(error = %e, "approvals API: the store failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the approval store is unavailable",
+            );
+        }
+    }
+    let text = match api
+        .desk
+        .decide(&press.request, &who, press.verdict, press.reason.clone())
+        .await
+    {
+        Ok(r) => format!(
+            "{} is {} (by {}).",
+            r.id,
+            r.state_at(portcullis_approvals::now_millis()),
+            who.subject
+        ),
+        Err(DecideError::Rule(e)) => format!("Not recorded: {e}."),
+        Err(DecideError::NotFound(_)) => "No such request.".into(),
+        Err(DecideError::Store(e)) => {
+            warn!(error = %e, "approvals API: the store failed");
+            "The approval store is unavailable; try again.".into()
+        }
+    };
+    slack_reply(&press, text).await
+}
+
+/// Answers a press: Slack shows the text in the channel, through the
+/// press's response URL (only ever Slack's own), posted after the answer
+/// (Slack wants one within three seconds).
+async fn slack_reply(press: &portcullis_approvals::slack::Press, text: String) -> Response {
+    if let Some(url) = press
+        .response_url
+        .clone()
+        .filter(|u| u.starts_with("https://hooks.slack.com/"))
+    {
+        let body = serde_json::json!({ "replace_original": false, "text": text }).to_string();
+        tokio::spawn(async move {
+            let Ok(tls) = portcullis_audit::tls::client_config(None) else {
+                return;
+            };
+            let posted = crate::oidc::fetch::call_json(
+                &url,
+                Some(&tls),
+                std::time::Duration::from_secs(10),
+                http::Method::POST,
+                &[],
+                Some(body),
+            )
+            .await;
+            if posted.is_err() {
+                warn!("approvals API: the answer to a Slack press could not be posted");
+            }
+        });
+    }
+    json(StatusCode::OK, serde_json::json!({ "text": text }))
 }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod approval_desk;
+pub mod approval_notify;
 pub mod approvals_api;
 pub mod audit;
 pub mod auth;

@@ -682,3 +682,237 @@ async fn holds_inside_transactions_can_be_refused() {
     assert_eq!(v["requests"], serde_json::json!([]), "nothing was asked");
     assert_eq!(indexes(&proxy), "orders_pkey");
 }
+
+/// What the webhooks were sent: (path, headers, body).
+type Posts = std::sync::Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap, String)>>>;
+
+async fn collector() -> (std::net::SocketAddr, Posts) {
+    use axum::extract::{Path, State};
+    let posts = Posts::default();
+    let app = axum::Router::new()
+        .route(
+            "/{what}",
+            axum::routing::post(
+                |State(p): State<Posts>,
+                 Path(what): Path<String>,
+                 headers: axum::http::HeaderMap,
+                 body: String| async move {
+                    p.lock().unwrap().push((what, headers, body));
+                    "ok"
+                },
+            ),
+        )
+        .with_state(posts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, posts)
+}
+
+async fn posted(posts: &Posts, what: &str, n: usize) -> Vec<(axum::http::HeaderMap, String)> {
+    for _ in 0..200 {
+        let found: Vec<_> = posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(w, _, _)| w == what)
+            .map(|(_, h, b)| (h.clone(), b.clone()))
+            .collect();
+        if found.len() >= n {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nothing posted to /{what}");
+}
+
+/// A Slack button press as Slack sends it, signed with `secret` at `at`.
+async fn slack_press(
+    proxy: &Proxy,
+    secret: &str,
+    at: i64,
+    user: &str,
+    action: &str,
+    request: &str,
+    reason: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "user": {"id": user},
+        "actions": [{"action_id": action, "value": request}],
+        "state": {"values": {"b": {"portcullis_reason": {"value": reason}}}},
+    });
+    let body = format!(
+        "payload={}",
+        percent_encoding::utf8_percent_encode(
+            &payload.to_string(),
+            percent_encoding::NON_ALPHANUMERIC
+        )
+    );
+    let signature =
+        portcullis_approvals::slack::sign(secret.as_bytes(), &at.to_string(), body.as_bytes());
+    let mut s = tokio::net::TcpStream::connect(proxy.admin.unwrap())
+        .await
+        .unwrap();
+    let req = format!(
+        "POST /approvals/slack HTTP/1.1\r\nHost: localhost\r\nX-Slack-Request-Timestamp: {at}\r\n\
+         X-Slack-Signature: {signature}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_and_webhooks_announce_and_only_signed_presses_decide() {
+    let (addr, posts) = collector().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = secrets.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let slack_secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    let config = format!(
+        "[approvals.notify]\nslack_webhook_file = \"{}\"\nwebhook_url = \"http://{addr}/hook\"\n\
+         webhook_secret_file = \"{}\"\n[approvals.slack]\nsigning_secret_file = \"{}\"\n\
+         users = {{ U0DORA = \"dora\", U0ERIN = \"erin\" }}\n",
+        file("slack-url", &format!("http://{addr}/slack\n")),
+        file("hook-secret", "hook-secret\n"),
+        file("slack-secret", slack_secret),
+    );
+    let proxy = proxy(&format!("\n{config}")).await;
+    let alice = proxy.client().await;
+    let run = tokio::spawn(async move {
+        alice
+            .simple_query("CREATE INDEX orders_total_idx ON orders (total)")
+            .await
+            .map(|_| ())
+    });
+    let r = pending(&proxy, DORA).await;
+    let rid = id(&r);
+
+    // The Slack message: the request, the statement, buttons.
+    let (_, slack) = posted(&posts, "slack", 1).await.remove(0);
+    let message: serde_json::Value = serde_json::from_str(&slack).unwrap();
+    let text = message.to_string();
+    assert!(
+        text.contains(&rid) && text.contains("CREATE INDEX orders_total_idx"),
+        "{text}"
+    );
+    assert!(text.contains("portcullis_approve") && text.contains("portcullis_deny"));
+    // The JSON webhook, signed.
+    let (headers, body) = posted(&posts, "hook", 1).await.remove(0);
+    let at: i64 = headers["x-portcullis-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        headers["x-portcullis-signature"].to_str().unwrap(),
+        portcullis_proxy::approval_notify::signature("hook-secret", at, &body)
+    );
+    let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["event"], "requested");
+    assert_eq!(event["request"]["id"], rid.as_str());
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Forged (another secret) and stale (ten minutes old) presses.
+    let (status, _) = slack_press(
+        &proxy,
+        "not the secret",
+        now,
+        "U0DORA",
+        "portcullis_approve",
+        &rid,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = slack_press(
+        &proxy,
+        slack_secret,
+        now - 600,
+        "U0DORA",
+        "portcullis_approve",
+        &rid,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    // Signed, but not someone who may decide, or no one at all.
+    let (status, v) = slack_press(
+        &proxy,
+        slack_secret,
+        now,
+        "U0ERIN",
+        "portcullis_approve",
+        &rid,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["text"], "No such request.");
+    let (_, v) = slack_press(
+        &proxy,
+        slack_secret,
+        now,
+        "U0NOBODY",
+        "portcullis_approve",
+        &rid,
+        None,
+    )
+    .await;
+    assert!(v["text"].as_str().unwrap().contains("not mapped"), "{v}");
+    // A denial needs a reason, in Slack too.
+    let (_, v) = slack_press(
+        &proxy,
+        slack_secret,
+        now,
+        "U0DORA",
+        "portcullis_deny",
+        &rid,
+        None,
+    )
+    .await;
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("a denial needs a reason"),
+        "{v}"
+    );
+    assert_eq!(indexes(&proxy), "orders_pkey", "still held");
+    let (status, v) = slack_press(
+        &proxy,
+        slack_secret,
+        now,
+        "U0DORA",
+        "portcullis_approve",
+        &rid,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["text"], format!("{rid} is approved (by dora)."));
+    run.await.unwrap().unwrap();
+    assert_eq!(indexes(&proxy), "orders_pkey,orders_total_idx");
+    // The webhook hears the decision too.
+    let (_, body) = posted(&posts, "hook", 2).await.remove(1);
+    let event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(event["event"], "approved");
+}

@@ -44,7 +44,7 @@ pub async fn get(
     tls: Option<&Arc<rustls::ClientConfig>>,
     timeout: Duration,
 ) -> Result<Bytes, FetchError> {
-    let (status, body) = within(timeout, url, exchange(url, tls, Method::GET, None, None)).await?;
+    let (status, body) = within(timeout, url, exchange(url, tls, Method::GET, None, &[])).await?;
     if status != StatusCode::OK {
         return Err(FetchError::Status(url.to_owned(), status));
     }
@@ -61,27 +61,22 @@ pub async fn post_form(
     form: String,
 ) -> Result<(StatusCode, Bytes), FetchError> {
     let body = Some(("application/x-www-form-urlencoded", form));
-    within(timeout, url, exchange(url, tls, Method::POST, body, None)).await
+    within(timeout, url, exchange(url, tls, Method::POST, body, &[])).await
 }
 
-/// A call to the approvals API of a proxy: `method` on `url` with HTTP
-/// Basic `authorization` (the header's value) and an optional JSON body;
-/// the status and body whatever the status.
+/// A JSON call: `method` on `url` with extra `headers` (an
+/// `Authorization`, a signature) and an optional JSON body; the status and
+/// body whatever the status. For the approvals API and its notifications.
 pub async fn call_json(
     url: &str,
     tls: Option<&Arc<rustls::ClientConfig>>,
     timeout: Duration,
     method: Method,
-    authorization: &str,
+    headers: &[(&'static str, String)],
     json: Option<String>,
 ) -> Result<(StatusCode, Bytes), FetchError> {
     let body = json.map(|j| ("application/json", j));
-    within(
-        timeout,
-        url,
-        exchange(url, tls, method, body, Some(authorization)),
-    )
-    .await
+    within(timeout, url, exchange(url, tls, method, body, headers)).await
 }
 
 async fn within<T>(
@@ -100,7 +95,7 @@ async fn exchange(
     tls: Option<&Arc<rustls::ClientConfig>>,
     method: Method,
     body: Option<(&'static str, String)>,
-    authorization: Option<&str>,
+    headers: &[(&'static str, String)],
 ) -> Result<(StatusCode, Bytes), FetchError> {
     if !portcullis_config::secure_url(url) {
         return Err(FetchError::Url(url.to_owned()));
@@ -132,8 +127,8 @@ async fn exchange(
             USER_AGENT,
             concat!("portcullis/", env!("CARGO_PKG_VERSION")),
         );
-    if let Some(value) = authorization {
-        request = request.header(http::header::AUTHORIZATION, value);
+    for (name, value) in headers {
+        request = request.header(*name, value.as_str());
     }
     let content = match body {
         Some((content_type, text)) => {
