@@ -104,15 +104,20 @@ pub fn decide(
     if !approver.is_human() {
         return Err(RuleError::NotAPerson);
     }
-    let requesters: Vec<&str> = asked.requester.people().collect();
-    if approver.people().any(|p| requesters.contains(&p)) {
+    // Names compare as people write them: `Dora` and `dora` (an email
+    // in a token, a configured user name) are one person.
+    let same = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim());
+    if approver
+        .people()
+        .any(|p| asked.requester.people().any(|q| same(p, q)))
+    {
         return Err(RuleError::OwnRequest);
     }
-    if request
-        .decisions
-        .iter()
-        .any(|d| d.approver.subject == approver.subject)
-    {
+    if request.decisions.iter().any(|d| {
+        d.approver
+            .people()
+            .any(|p| approver.people().any(|q| same(p, q)))
+    }) {
         return Err(RuleError::AlreadyDecided);
     }
     let reason = reason
@@ -231,6 +236,10 @@ mod tests {
             err(&mut own, &person("dora", "human", &["dba"], None)),
             RuleError::OwnRequest
         );
+        assert_eq!(
+            err(&mut own, &person("Dora ", "human", &["dba"], None)),
+            RuleError::OwnRequest
+        );
         assert_eq!(r.state, State::Pending);
         assert!(r.decisions.is_empty());
     }
@@ -247,6 +256,17 @@ mod tests {
         assert_eq!(
             decide(&mut r, &a, Verdict::Approve, None, 2),
             Err(RuleError::AlreadyDecided)
+        );
+        assert_eq!(
+            decide(
+                &mut r,
+                &person("ANN", "human", &["dba"], None),
+                Verdict::Approve,
+                None,
+                2
+            ),
+            Err(RuleError::AlreadyDecided),
+            "one person counts once"
         );
         assert_eq!(
             decide(&mut r, &b, Verdict::Approve, None, 3),

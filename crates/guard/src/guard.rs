@@ -386,9 +386,7 @@ impl Guard {
                 stmt_opaque |= facts.opaque;
                 let request = self.request(who, facts);
                 let decided = self.engine.decided(&request);
-                if worst.as_ref().is_none_or(|(w, _)| w.decision.is_allow()) {
-                    worst = Some((decided, request.statement));
-                }
+                worse(&mut worst, decided, request.statement);
             }
             let (decided, facts) = worst.unwrap_or_else(allowed_by_default);
             let decision = decided.decision;
@@ -585,9 +583,7 @@ impl Guard {
                     .any(|stmt| runs_hidden_code(stmt, path, view.as_ref()));
             let request = self.request(who, facts);
             let decided = self.engine.decided(&request);
-            if worst.as_ref().is_none_or(|(w, _)| w.decision.is_allow()) {
-                worst = Some((decided, request.statement));
-            }
+            worse(&mut worst, decided, request.statement);
         }
         let mut copy_in = false;
         let mut may_commit = false;
@@ -988,6 +984,28 @@ fn copies_in(stmt: &portcullis_analysis::StatementFacts) -> bool {
             }
         )
     })
+}
+
+/// Keeps in `worst` the decision a statement gets from all of `decided`
+/// so far (its search_paths): the most severe, and a denial when two
+/// hold it for approval by different groups (`Decision::together`).
+fn worse(
+    worst: &mut Option<(Decided, policy::StatementFacts)>,
+    decided: Decided,
+    facts: policy::StatementFacts,
+) {
+    match worst {
+        None => *worst = Some((decided, facts)),
+        Some((w, f)) if w.decision.yields_to(&decided.decision) => {
+            let earlier = std::mem::replace(&mut w.decision, Decision::Allow);
+            *w = Decided {
+                decision: earlier.together(decided.decision),
+                policies: decided.policies,
+            };
+            *f = facts;
+        }
+        Some(_) => {}
+    }
 }
 
 fn decision_refusal(decision: &Decision) -> Option<Refusal> {

@@ -46,6 +46,48 @@ impl Decision {
         matches!(self, Decision::Allow)
     }
 
+    /// How far from allowed: allow, held for approval, no permit, denied.
+    pub fn severity(&self) -> u8 {
+        match self {
+            Decision::Allow => 0,
+            Decision::RequiresApproval(_) => 1,
+            Decision::Deny(Denial {
+                cause: DenyCause::NoPermit,
+                ..
+            }) => 2,
+            Decision::Deny(_) => 3,
+        }
+    }
+
+    /// Whether `other` must take this decision's place when both apply to
+    /// one statement (its parts, or the search_paths it may run under):
+    /// it is more severe, or both hold it for approval by different
+    /// groups, which [`Decision::together`] turns into a denial.
+    pub fn yields_to(&self, other: &Decision) -> bool {
+        match (self, other) {
+            (Decision::RequiresApproval(a), Decision::RequiresApproval(b)) => {
+                a.approvers != b.approvers
+            }
+            _ => other.severity() > self.severity(),
+        }
+    }
+
+    /// The decision for a statement both `self` and `other` apply to. Two
+    /// holds by different groups deny: one yes/no approval would lift
+    /// both groups' rules, so one group's approval would stand in for the
+    /// other's.
+    pub fn together(self, other: Decision) -> Decision {
+        match (self, other) {
+            (Decision::RequiresApproval(a), Decision::RequiresApproval(b))
+                if a.approvers != b.approvers =>
+            {
+                several_groups(&a, &[a.approvers.as_str(), b.approvers.as_str()])
+            }
+            (a, b) if b.severity() > a.severity() => b,
+            (a, _) => a,
+        }
+    }
+
     /// The deciding policy's id, if the statement was not allowed.
     pub fn policy(&self) -> Option<&str> {
         match self {
@@ -140,6 +182,29 @@ pub struct Approval {
     pub hint: Option<String>,
     pub action: Action,
     pub object: Option<ResourceRef>,
+}
+
+/// The denial of a statement that rules of several approver groups hold.
+pub fn several_groups(first: &Approval, groups: &[&str]) -> Decision {
+    let mut names: Vec<&str> = groups.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    let list = names
+        .iter()
+        .map(|g| format!("\"{g}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Decision::Deny(Denial {
+        policy: first.policy.clone(),
+        message: format!(
+            "{}; it needs approval by several groups ({list}), and Portcullis holds a statement for one group's approval only",
+            first.message
+        ),
+        hint: Some("split it into statements that each need one group's approval".into()),
+        cause: DenyCause::Forbidden,
+        action: first.action,
+        object: first.object.clone(),
+    })
 }
 
 /// Whether a target's decisions are enforced or only observed (logged), so

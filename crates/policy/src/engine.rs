@@ -461,10 +461,14 @@ impl PolicyEngine {
                     &self.ordered_ids(&response),
                 ));
             }
-            let rank = severity(&decision);
-            if worst.as_ref().is_none_or(|(r, _)| rank > *r) {
-                worst = Some((rank, decision));
-            }
+            let rank = decision.severity();
+            worst = Some(match worst {
+                None => (rank, decision),
+                Some((_, w)) => {
+                    let d = w.together(decision);
+                    (d.severity(), d)
+                }
+            });
             // An explicit denial cannot be outranked; unless we are
             // explaining, the remaining requests cannot change the answer.
             if rank == FORBIDDEN && trace.is_none() {
@@ -550,8 +554,27 @@ impl PolicyEngine {
         if let Some(hard) = reasons.iter().find(|i| i.approvers.is_none()) {
             return deny(hard, DenyCause::Forbidden);
         }
-        // Only approval rules applied. Approval helps only if the statement
-        // would then pass, so ask Cedar again as if it were approved.
+        // Only approval rules applied: of one group, or the statement is
+        // denied (see `Decision::together`).
+        let groups: Vec<&str> = reasons
+            .iter()
+            .filter_map(|i| i.approvers.as_deref())
+            .collect();
+        if groups.iter().any(|g| *g != groups[0]) {
+            return crate::decision::several_groups(
+                &Approval {
+                    policy: first.id.clone(),
+                    approvers: groups[0].to_owned(),
+                    message: first.message.clone().unwrap_or_default(),
+                    hint: first.hint.clone(),
+                    action: call.action,
+                    object: call.object.clone(),
+                },
+                &groups,
+            );
+        }
+        // Approval helps only if the statement would then pass, so ask
+        // Cedar again as if it were approved.
         if approved {
             // Unreachable with the load-time check that approval rules end
             // in `unless { context.approved }`; deny rather than loop.
@@ -603,18 +626,6 @@ const FORBIDDEN: u8 = 3;
 /// How strongly a per-request decision decides the statement: any deny
 /// beats approval (approving would not help), an explicit or failed forbid
 /// beats a missing permit (its message says more).
-fn severity(d: &Decision) -> u8 {
-    match d {
-        Decision::Allow => 0,
-        Decision::RequiresApproval(_) => 1,
-        Decision::Deny(Denial {
-            cause: DenyCause::NoPermit,
-            ..
-        }) => 2,
-        Decision::Deny(_) => FORBIDDEN,
-    }
-}
-
 fn invalid_request(req: &Request) -> Decision {
     let first = req.statement.operations.first();
     Decision::Deny(Denial {

@@ -251,6 +251,41 @@ fn approval_is_only_offered_when_it_would_help() {
 }
 
 #[test]
+fn one_groups_approval_never_stands_in_for_anothers() {
+    let dba = "@id(\"dba-hold\") @message(\"needs a DBA\") @approvers(\"dba\")\n\
+        forbid(principal, action == Portcullis::Action::\"SchemaChange\", resource) unless { context.approved };";
+    let hr = "@id(\"hr-hold\") @message(\"payroll needs HR\") @approvers(\"hr\")\n\
+        forbid(principal, action, resource) when { resource is Portcullis::Table && resource.name == \"payroll\" } unless { context.approved };";
+    let dba_too = "@id(\"dba-hold-2\") @message(\"again a DBA\") @approvers(\"dba\")\n\
+        forbid(principal, action == Portcullis::Action::\"SchemaChange\", resource) unless { context.approved };";
+    let e = engine(&[BASE, dba, hr, dba_too]);
+    // One rule, or two of the same group: held for that group.
+    let orders = ResourceRef::table("public", "orders");
+    match e.decide(&request(Action::SchemaChange, vec![orders.clone()])) {
+        Decision::RequiresApproval(a) => assert_eq!(a.approvers, "dba"),
+        other => panic!("{other:?}"),
+    }
+    // Rules of two groups on one operation: denied, not held for either.
+    let payroll = ResourceRef::table("public", "payroll");
+    let d = e.decide(&request(Action::SchemaChange, vec![payroll.clone()]));
+    assert_eq!(denied_by(&d), "dba-hold");
+    assert!(d
+        .client_message()
+        .unwrap()
+        .contains("several groups (\"dba\", \"hr\")"));
+    // Two operations of one statement, each held by another group.
+    let mut r = request(Action::SchemaChange, vec![orders]);
+    r.statement
+        .operations
+        .push(Operation::new(Action::Delete, vec![payroll]));
+    assert!(
+        matches!(e.decide(&r), Decision::Deny(_)),
+        "{:?}",
+        e.decide(&r)
+    );
+}
+
+#[test]
 fn the_first_applicable_forbid_in_load_order_is_named() {
     let e = engine(&[
         BASE,

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use std::sync::atomic::AtomicBool;
+use std::sync::RwLock;
 
 use portcullis_approvals::store::PgLocation;
 use portcullis_approvals::{
@@ -23,13 +24,36 @@ use crate::audit::AuditTrail;
 pub struct Desk {
     store: Arc<Store>,
     hub: Arc<Hub>,
-    config: portcullis_config::Approvals,
     audit: Option<Arc<AuditTrail>>,
     /// The shared store, when requests live in PostgreSQL.
     location: Option<PgLocation>,
+    /// What a reload may change.
+    settings: RwLock<Arc<Settings>>,
+}
+
+/// The `[approvals]` settings in force, with what they name read.
+pub struct Settings {
+    pub config: portcullis_config::Approvals,
     notifier: Arc<Notifier>,
     /// The Slack app's signing secret, with `[approvals.slack]`.
     slack_secret: Option<String>,
+}
+
+impl Settings {
+    fn of(config: &Config) -> Result<Settings, DeskError> {
+        Ok(Settings {
+            config: config.approvals.clone(),
+            notifier: Arc::new(Notifier::from_config(config).map_err(DeskError::Notify)?),
+            slack_secret: config
+                .approvals_slack_secret()
+                .map_err(|e| DeskError::Notify(e.to_string()))?,
+        })
+    }
+
+    /// The Slack app's signing secret, when presses are accepted.
+    pub fn slack_secret(&self) -> Option<&str> {
+        self.slack_secret.as_deref()
+    }
 }
 
 /// Why the desk could not be opened.
@@ -60,18 +84,30 @@ impl Desk {
                 None,
             )
         };
-        let slack_secret = config
-            .approvals_slack_secret()
-            .map_err(|e| DeskError::Notify(e.to_string()))?;
         Ok(Desk {
             store: Arc::new(store),
             hub: Arc::new(Hub::default()),
-            config: config.approvals.clone(),
             audit,
             location,
-            notifier: Arc::new(Notifier::from_config(config).map_err(DeskError::Notify)?),
-            slack_secret,
+            settings: RwLock::new(Arc::new(Settings::of(config)?)),
         })
+    }
+
+    /// A reloaded configuration's `[approvals]`: in force for requests
+    /// asked from now on. The store itself cannot change without a
+    /// restart (sessions wait on requests in it).
+    pub fn reload(&self, old: &Config, new: &Config) -> Result<(), String> {
+        if old.identity.postgres != new.identity.postgres
+            || old.resolve(&old.identity.store) != new.resolve(&new.identity.store)
+        {
+            return Err(
+                "the control-plane store cannot change on reload; restart Portcullis to change it"
+                    .into(),
+            );
+        }
+        let settings = Settings::of(new).map_err(|e| e.to_string())?;
+        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+        Ok(())
     }
 
     /// With a shared store: listens for decisions made through any proxy
@@ -109,18 +145,17 @@ impl Desk {
         }
     }
 
-    /// The Slack app's signing secret, when presses are accepted.
-    pub fn slack_secret(&self) -> Option<&str> {
-        self.slack_secret.as_deref()
-    }
-
-    pub fn settings(&self) -> &portcullis_config::Approvals {
-        &self.config
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// How `group`'s approvals work.
     pub fn rule(&self, group: &str) -> Rule {
-        let g = self.config.group(group);
+        let g = self.settings().config.group(group);
         let window = g.has_window().then(|| {
             let (from_minute, to_minute) = g.minutes().unwrap_or((0, 1440));
             Window {
@@ -137,7 +172,7 @@ impl Desk {
 
     /// Where approvers decide `id`, for the notice.
     pub fn where_to_decide(&self, id: &RequestId) -> String {
-        match &self.config.console_url {
+        match &self.settings().config.console_url {
             Some(url) => format!(
                 "approve in the console at {}/{id} or with `portcullis approvals approve {id}`",
                 url.trim_end_matches('/')
@@ -167,7 +202,8 @@ impl Desk {
             Some(&request.asked.requester),
             None,
         );
-        self.notifier
+        self.settings()
+            .notifier
             .announce("requested", &request, self.where_to_decide(&request.id));
         Ok((request, watch))
     }
@@ -196,7 +232,7 @@ impl Desk {
         info!(request = %request.id, approver = %approver.subject, state = %request.state, "approval decision recorded");
         if request.state.is_final() {
             self.hub.wake(&request.id, request.state);
-            self.notifier.announce(
+            self.settings().notifier.announce(
                 request.state.as_str(),
                 &request,
                 self.where_to_decide(&request.id),
@@ -221,7 +257,7 @@ impl Desk {
                 _ => ApprovalEvent::Cancelled,
             };
             self.record(&request, event, None, None);
-            self.notifier.announce(
+            self.settings().notifier.announce(
                 request.state.as_str(),
                 &request,
                 self.where_to_decide(&request.id),
@@ -241,10 +277,17 @@ impl Desk {
         blocking(move || store.get(&id)).await?
     }
 
-    pub async fn list(&self, pending_only: bool, limit: usize) -> Result<Vec<Request>, StoreError> {
+    /// The requests `to` may see (see `Store::list`).
+    pub async fn list(
+        &self,
+        to: &Person,
+        pending_only: bool,
+        limit: usize,
+    ) -> Result<Vec<Request>, StoreError> {
         let store = self.store.clone();
+        let to = to.clone();
         let now = portcullis_approvals::now_millis();
-        blocking(move || store.list(pending_only, now, limit)).await?
+        blocking(move || store.list(&to, pending_only, now, limit)).await?
     }
 
     fn record(

@@ -41,6 +41,48 @@ use crate::handshake::{identify, CredentialFailure};
 pub struct Api {
     pub desk: Arc<Desk>,
     pub shared: Arc<Shared>,
+    /// Credential checks running at once (see `caller`).
+    pub checks: Arc<tokio::sync::Semaphore>,
+}
+
+impl Api {
+    pub fn new(desk: Arc<Desk>, shared: Arc<Shared>) -> Api {
+        Api {
+            desk,
+            shared,
+            checks: Arc::new(tokio::sync::Semaphore::new(MAX_CHECKS)),
+        }
+    }
+}
+
+/// Credential checks the API runs at once.
+const MAX_CHECKS: usize = 4;
+
+/// Refuses a decision a browser could have been made to send for another
+/// site (cross-site request forgery): decisions come as JSON, which a
+/// page of another site cannot send without a CORS preflight this API
+/// never answers, and with no `Origin` or cross-site `Sec-Fetch-Site`.
+fn cross_site(headers: &HeaderMap) -> Option<Response> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let json = value("content-type").is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !json {
+        return Some(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a decision is sent as application/json",
+        ));
+    }
+    let site = value("sec-fetch-site");
+    if value("origin").is_some() || site.is_some_and(|s| s != "same-origin" && s != "none") {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "decisions are not taken from web pages; use the CLI or the console",
+        ));
+    }
+    None
 }
 
 pub fn router(api: Api) -> Router {
@@ -68,16 +110,21 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
 
 /// The caller, from its Basic credentials.
 async fn caller(api: &Api, headers: &HeaderMap) -> Result<Person, Response> {
+    // No WWW-Authenticate challenge: a browser would then keep the
+    // credentials and send them with pages of other sites too.
     let unauthorized = || {
-        let mut r = error(
+        error(
             StatusCode::UNAUTHORIZED,
             "authentication required: a user name and its password, API key or token",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"portcullis\""),
-        );
-        r
+        )
+    };
+    // Checking a configured user's password costs a PBKDF2 run: at most a
+    // few at once, so that a flood of guesses cannot take every core.
+    let Ok(_permit) = api.checks.try_acquire() else {
+        return Err(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many sign-ins at once; try again in a moment",
+        ));
     };
     let value = headers
         .get(header::AUTHORIZATION)
@@ -120,10 +167,10 @@ fn printable(s: &str) -> String {
 fn may_see(who: &Person, r: &Request) -> bool {
     let asked = &r.asked;
     who.groups.contains(&asked.approvers)
-        || asked
-            .requester
-            .people()
-            .any(|p| who.people().any(|q| q == p))
+        || asked.requester.people().any(|p| {
+            who.people()
+                .any(|q| q.trim().eq_ignore_ascii_case(p.trim()))
+        })
 }
 
 /// A request as the API shows it: its stored form, with its state at the
@@ -142,7 +189,7 @@ async fn list(State(api): State<Api>, headers: HeaderMap, uri: Uri) -> Response 
     let all = uri
         .query()
         .is_some_and(|q| q.split('&').any(|kv| kv == "all=1" || kv == "all=true"));
-    match api.desk.list(!all, 500).await {
+    match api.desk.list(&who, !all, 500).await {
         Ok(requests) => json(
             StatusCode::OK,
             serde_json::json!({
@@ -233,6 +280,9 @@ async fn decide(
     body: Bytes,
     verdict: Verdict,
 ) -> Response {
+    if let Some(refused) = cross_site(&headers) {
+        return refused;
+    }
     let who = match caller(&api, &headers).await {
         Ok(w) => w,
         Err(r) => return r,
@@ -286,7 +336,8 @@ async fn decide(
 /// A button press from the Slack app.
 async fn slack_press(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     use portcullis_approvals::slack;
-    let Some(secret) = api.desk.slack_secret() else {
+    let settings = api.desk.settings();
+    let Some(secret) = settings.slack_secret() else {
         return error(StatusCode::NOT_FOUND, "no Slack app is configured");
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -307,9 +358,8 @@ async fn slack_press(State(api): State<Api>, headers: HeaderMap, body: Bytes) ->
     };
     // Who pressed: the configured person the Slack user id stands for.
     let runtime = api.shared.runtime();
-    let user = api
-        .desk
-        .settings()
+    let user = settings
+        .config
         .slack
         .as_ref()
         .and_then(|s| s.users.get(&press.slack_user))

@@ -51,6 +51,9 @@ pub struct HoldLine {
 
 #[derive(Default)]
 struct HoldState {
+    /// About to hold (waiting for earlier requests to be answered): a
+    /// cancel goes to the server and is also recorded here.
+    arming: bool,
     holding: bool,
     cancelled: bool,
 }
@@ -60,17 +63,29 @@ impl HoldLine {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The session starts holding.
-    pub fn begin(&self) {
+    /// The session has read a message it will hold: from now on a cancel
+    /// is recorded for it too.
+    pub fn arm(&self) {
         *self.lock() = HoldState {
-            holding: true,
+            arming: true,
+            holding: false,
             cancelled: false,
         };
+    }
+
+    /// The session holds: a cancel no longer goes to the server (nothing
+    /// of the session's runs there). `true` if one came while arming.
+    pub fn begin(&self) -> bool {
+        let mut s = self.lock();
+        s.arming = false;
+        s.holding = true;
+        s.cancelled
     }
 
     /// The session stops holding; `true` if a cancel arrived first.
     pub fn end(&self) -> bool {
         let mut s = self.lock();
+        s.arming = false;
         s.holding = false;
         std::mem::take(&mut s.cancelled)
     }
@@ -88,15 +103,16 @@ impl HoldLine {
         }
     }
 
-    /// Delivers a cancel if the session is holding.
+    /// Records a cancel if the session is holding or about to; `true`
+    /// when it is holding (the server need not hear of it).
     fn cancel(&self) -> bool {
         let mut s = self.lock();
-        if !s.holding {
+        if !s.holding && !s.arming {
             return false;
         }
         s.cancelled = true;
         self.cancelled.notify_waiters();
-        true
+        s.holding
     }
 }
 
@@ -183,8 +199,14 @@ mod tests {
             _ => panic!("not sent upstream"),
         };
         assert_eq!(upstream(reg.lookup(7, &guard.key)), vec![9, 9, 9, 9]);
-        // Holding, the session gets it, once; then the server again.
-        guard.hold.begin();
+        // Arming, both get it; holding, the session only, once; then the
+        // server again.
+        guard.hold.arm();
+        assert_eq!(upstream(reg.lookup(7, &guard.key)), vec![9, 9, 9, 9]);
+        assert!(guard.hold.begin(), "the cancel while arming is kept");
+        assert!(guard.hold.end());
+        guard.hold.arm();
+        assert!(!guard.hold.begin());
         assert!(matches!(reg.lookup(7, &guard.key), Some(Cancel::Held)));
         assert!(guard.hold.end());
         assert!(!guard.hold.end());

@@ -160,10 +160,10 @@ impl Server {
                 metrics: shared.metrics.clone(),
                 reload: Arc::new(move || handle.reload_from_source()),
                 started: Instant::now(),
-                approvals: Some(crate::approvals_api::Api {
-                    desk: shared.approvals.clone(),
-                    shared: shared.clone(),
-                }),
+                approvals: Some(crate::approvals_api::Api::new(
+                    shared.approvals.clone(),
+                    shared.clone(),
+                )),
             };
             let mut rx = shared.phase.subscribe();
             tokio::spawn(async move {
@@ -363,6 +363,9 @@ impl ServerHandle {
             return Err("listener and admin addresses cannot change on reload; restart Portcullis to change them".into());
         }
         let runtime = Runtime::build(config).map_err(|e| e.to_string())?;
+        self.shared
+            .approvals
+            .reload(&current.config, &runtime.config)?;
         *self
             .shared
             .runtime

@@ -15,6 +15,8 @@ pub const UNTRANSLATABLE_CHARACTER: &str = "22P05";
 /// `invalid_authorization_specification`.
 pub const INVALID_AUTHORIZATION: &str = "28000";
 pub const INVALID_PASSWORD: &str = "28P01";
+/// A statement sent in a transaction that failed earlier.
+pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 pub const INVALID_CATALOG_NAME: &str = "3D000";
 /// A policy or a guardrail denied the statement or the connection.
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";

@@ -48,6 +48,32 @@ pub enum DecideError {
     Store(#[from] StoreError),
 }
 
+/// Whom a listing is for: its groups, and the people it is (lower case,
+/// as requests keep their requesters for searching).
+pub struct Seen {
+    pub groups: Vec<String>,
+    pub people: Vec<String>,
+}
+
+impl Seen {
+    fn of(p: &Person) -> Seen {
+        Seen {
+            groups: p.groups.clone(),
+            people: p.people().map(|n| n.trim().to_lowercase()).collect(),
+        }
+    }
+}
+
+/// A request's requester and the person it acts for, as kept for
+/// searching.
+fn requesters(r: &Request) -> (String, Option<String>) {
+    let q = &r.asked.requester;
+    (
+        q.subject.trim().to_lowercase(),
+        q.on_behalf_of.as_ref().map(|p| p.trim().to_lowercase()),
+    )
+}
+
 /// The control plane's requests.
 pub enum Store {
     Sqlite(SqliteStore),
@@ -102,17 +128,20 @@ impl Store {
         }
     }
 
-    /// The newest requests first; only those still pending at `now` when
-    /// `pending_only`.
+    /// The newest requests `to` may see first (those it made, or that
+    /// were made on its behalf, and those its groups decide); only those
+    /// still pending at `now` when `pending_only`.
     pub fn list(
         &self,
+        to: &Person,
         pending_only: bool,
         now: i64,
         limit: usize,
     ) -> Result<Vec<Request>, StoreError> {
+        let seen = Seen::of(to);
         match self {
-            Store::Sqlite(s) => s.list(pending_only, now, limit),
-            Store::Postgres(s) => s.list(pending_only, now, limit),
+            Store::Sqlite(s) => s.list(&seen, pending_only, now, limit),
+            Store::Postgres(s) => s.list(&seen, pending_only, now, limit),
         }
     }
 

@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS portcullis_control.approval_requests (
     state      text NOT NULL,
     created_at bigint NOT NULL,
     expires_at bigint NOT NULL,
+    approvers  text NOT NULL,
+    requester  text NOT NULL,
+    requester_for text,
     body       text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS approval_requests_pending
@@ -150,11 +153,22 @@ impl PostgresStore {
 
     pub fn insert(&self, r: &Request) -> Result<(), StoreError> {
         let body = serde_json::to_string(r).unwrap_or_default();
+        let (requester, requester_for) = super::requesters(r);
         self.with(|c| {
             c.execute(
-                "INSERT INTO portcullis_control.approval_requests (id, state, created_at, expires_at, body) \
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[&r.id.as_str(), &r.state.as_str(), &r.created_at, &r.asked.expires_at, &body],
+                "INSERT INTO portcullis_control.approval_requests \
+                 (id, state, created_at, expires_at, approvers, requester, requester_for, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &r.id.as_str(),
+                    &r.state.as_str(),
+                    &r.created_at,
+                    &r.asked.expires_at,
+                    &r.asked.approvers,
+                    &requester,
+                    &requester_for,
+                    &body,
+                ],
             )
             .map_err(WithError::Db)
         })
@@ -178,27 +192,26 @@ impl PostgresStore {
 
     pub fn list(
         &self,
+        seen: &super::Seen,
         pending_only: bool,
         now: i64,
         limit: usize,
     ) -> Result<Vec<Request>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT id, body FROM portcullis_control.approval_requests \
+             WHERE (approvers = ANY($2) OR requester = ANY($3) OR requester_for = ANY($3)) \
+             {} ORDER BY created_at DESC LIMIT $4",
+            if pending_only {
+                "AND state = 'pending' AND expires_at > $1"
+            } else {
+                "AND $1::bigint IS NOT NULL"
+            }
+        );
         let rows = self
             .with(|c| {
-                if pending_only {
-                    c.query(
-                        "SELECT id, body FROM portcullis_control.approval_requests \
-                         WHERE state = 'pending' AND expires_at > $1 ORDER BY created_at DESC LIMIT $2",
-                        &[&now, &limit],
-                    )
-                } else {
-                    c.query(
-                        "SELECT id, body FROM portcullis_control.approval_requests \
-                         ORDER BY created_at DESC LIMIT $1",
-                        &[&limit],
-                    )
-                }
-                .map_err(WithError::Db)
+                c.query(&sql, &[&now, &seen.groups, &seen.people, &limit])
+                    .map_err(WithError::Db)
             })
             .map_err(|e| e.store())?;
         rows.iter()

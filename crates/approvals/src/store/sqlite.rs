@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS approval_requests (
     state      TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
+    approvers  TEXT NOT NULL,
+    requester  TEXT NOT NULL,
+    requester_for TEXT,
     body       TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS approval_requests_pending
@@ -100,10 +103,22 @@ impl SqliteStore {
 
     pub fn insert(&self, r: &Request) -> Result<(), StoreError> {
         let body = serde_json::to_string(r).unwrap_or_default();
+        let (requester, requester_for) = super::requesters(r);
         self.conn()
             .execute(
-                "INSERT INTO approval_requests (id, state, created_at, expires_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![r.id.as_str(), r.state.as_str(), r.created_at, r.asked.expires_at, body],
+                "INSERT INTO approval_requests \
+                 (id, state, created_at, expires_at, approvers, requester, requester_for, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    r.id.as_str(),
+                    r.state.as_str(),
+                    r.created_at,
+                    r.asked.expires_at,
+                    r.asked.approvers,
+                    requester,
+                    requester_for,
+                    body
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -124,21 +139,35 @@ impl SqliteStore {
 
     pub fn list(
         &self,
+        seen: &super::Seen,
         pending_only: bool,
         now: i64,
         limit: usize,
     ) -> Result<Vec<Request>, StoreError> {
         let conn = self.conn();
-        let sql = if pending_only {
-            "SELECT id, body FROM approval_requests WHERE state = 'pending' AND expires_at > ?1
-             ORDER BY created_at DESC LIMIT ?2"
-        } else {
-            "SELECT id, body FROM approval_requests WHERE ?1 = ?1 ORDER BY created_at DESC LIMIT ?2"
-        };
-        let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
+        let sql = format!(
+            "SELECT id, body FROM approval_requests \
+             WHERE (approvers IN (SELECT value FROM json_each(?2)) \
+                    OR requester IN (SELECT value FROM json_each(?3)) \
+                    OR requester_for IN (SELECT value FROM json_each(?3))) \
+             {} ORDER BY created_at DESC LIMIT ?4",
+            if pending_only {
+                "AND state = 'pending' AND expires_at > ?1"
+            } else {
+                "AND ?1 = ?1"
+            }
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let groups = serde_json::to_string(&seen.groups).unwrap_or_default();
+        let people = serde_json::to_string(&seen.people).unwrap_or_default();
         let rows = stmt
             .query_map(
-                params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+                params![
+                    now,
+                    groups,
+                    people,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
             )
             .map_err(|e| self.err(e))?;

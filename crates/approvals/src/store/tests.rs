@@ -43,8 +43,9 @@ fn requests_are_kept_decided_and_closed_in_the_file() {
     // Reopened: the same requests.
     let store = Store::open_sqlite(&path).unwrap();
     assert_eq!(store.get(&a.id).unwrap(), Some(a.clone()));
+    let dba = person("dora", &["dba"]);
     let pending: Vec<_> = store
-        .list(true, 6, 10)
+        .list(&dba, true, 6, 10)
         .unwrap()
         .into_iter()
         .map(|r| r.id)
@@ -54,13 +55,21 @@ fn requests_are_kept_decided_and_closed_in_the_file() {
         vec![b.id.clone(), a.id.clone()],
         "newest first, expired left out"
     );
-    assert_eq!(store.list(false, 6, 10).unwrap().len(), 3);
+    assert_eq!(store.list(&dba, false, 6, 10).unwrap().len(), 3);
+    // Only those who asked, or may decide, see requests.
+    assert_eq!(
+        store.list(&person("DEV", &[]), false, 6, 10).unwrap().len(),
+        3
+    );
+    assert!(store
+        .list(&person("eve", &["ops"]), false, 6, 10)
+        .unwrap()
+        .is_empty());
     assert_eq!(
         store.get(&c.id).unwrap().unwrap().state_at(6),
         State::Expired
     );
 
-    let dba = person("dora", &["dba"]);
     let decided = store
         .decide(&a.id, &dba, Verdict::Approve, None, 7)
         .unwrap();

@@ -76,13 +76,33 @@ async fn api(
     path: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
+    http(
+        proxy,
+        who,
+        method,
+        path,
+        "Content-Type: application/json\r\n",
+        body,
+    )
+    .await
+}
+
+/// One request to the admin listener with `headers` (each ending in CRLF).
+async fn http(
+    proxy: &Proxy,
+    who: (&str, &str),
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", who.0, who.1));
     let mut s = tokio::net::TcpStream::connect(proxy.admin.expect("admin listener"))
         .await
         .unwrap();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         {headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -427,6 +447,18 @@ async fn only_others_in_the_group_may_decide() {
     let out = cli(&proxy, ERIN, &["approve", &id(&r)]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(indexes(&proxy), "orders_pkey", "still held");
+    // What a web page could make a browser send is refused, even with
+    // good credentials: a form, or anything from another origin.
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    let (status, _) = http(&proxy, DAN, "POST", &path, form, "").await;
+    assert_eq!(status, 415);
+    let page = "Content-Type: application/json\r\nOrigin: https://evil.example\r\n";
+    let (status, _) = http(&proxy, DAN, "POST", &path, page, "{}").await;
+    assert_eq!(status, 403);
+    let fetched = "Content-Type: application/json\r\nSec-Fetch-Site: cross-site\r\n";
+    let (status, _) = http(&proxy, DAN, "POST", &path, fetched, "{}").await;
+    assert_eq!(status, 403);
+    assert_eq!(indexes(&proxy), "orders_pkey", "still held");
     let (status, _) = api(&proxy, DAN, "POST", &path, "").await;
     assert_eq!(status, 200);
     run.await.unwrap().unwrap();
@@ -505,6 +537,25 @@ async fn an_approval_covers_exactly_what_was_held() {
         )
         .trim(),
         "1:x,2:n"
+    );
+    // An EXECUTE would show approvers only its name: not held, refused.
+    // (Preparing runs nothing: not held.)
+    raw.send(&fe::query(
+        "PREPARE u (int) AS UPDATE orders SET note = 'y' WHERE id = $1",
+    ))
+    .await;
+    assert_eq!(raw::tags(&raw.until_ready().await), "CZ");
+    raw.send(&fe::query("EXECUTE u (3)")).await;
+    let got = raw.until_ready().await;
+    assert_eq!(raw::tags(&got), "EZ");
+    assert!(
+        got[0].message().unwrap().contains("EXECUTE"),
+        "{:?}",
+        got[0].message()
+    );
+    assert_eq!(
+        direct(&proxy, "SELECT note FROM orders WHERE id = 3").trim(),
+        "n"
     );
     raw.send(&fe::query("SELECT 1")).await;
     assert_eq!(raw::tags(&raw.until_ready().await), "TDCZ");
@@ -915,4 +966,53 @@ async fn slack_and_webhooks_announce_and_only_signed_presses_decide() {
     let (_, body) = posted(&posts, "hook", 2).await.remove(1);
     let event: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(event["event"], "approved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_says_the_transaction_the_server_is_in() {
+    let proxy = proxy("timeout = \"2s\"").await;
+    // Executes without a Sync keep an implicit transaction (and its locks)
+    // open: the request says so.
+    let mut raw = raw::login(&proxy, ALICE).await;
+    raw.send(&fe::concat(&[
+        fe::parse("", "UPDATE orders SET note = 'p' WHERE id = 1", &[]),
+        fe::bind("", "", &[]),
+        fe::execute("", 0),
+        fe::parse("", "CREATE INDEX orders_total_idx ON orders (total)", &[]),
+        fe::bind("", "", &[]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]))
+    .await;
+    let r = pending(&proxy, DORA).await;
+    assert_eq!(r["in_transaction"], true, "{r}");
+    let (status, _) = decide(&proxy, DORA, &r, "deny", r#"{"reason": "no"}"#).await;
+    assert_eq!(status, 200);
+    let got = raw.until_ready().await;
+    assert_eq!(raw::tags(&got), "12C1NEZ");
+    // The whole pipeline rolled back with the denial, as PostgreSQL does
+    // after an error before the Sync.
+    assert_eq!(
+        direct(&proxy, "SELECT note FROM orders WHERE id = 1").trim(),
+        "n"
+    );
+
+    // In a failed transaction nothing is asked: the server would refuse it.
+    raw.send(&fe::query("BEGIN")).await;
+    raw.until_ready().await;
+    raw.send(&fe::query("SELECT 1/0")).await;
+    raw.until_ready().await;
+    raw.send(&fe::query(
+        "CREATE INDEX orders_total_idx ON orders (total)",
+    ))
+    .await;
+    let got = raw.until_ready().await;
+    assert_eq!(raw::tags(&got), "EZ");
+    assert_eq!(got[0].code().as_deref(), Some("25P02"));
+    let (_, v) = api(&proxy, DORA, "GET", "/approvals?all=1", "").await;
+    assert_eq!(
+        v["requests"].as_array().unwrap().len(),
+        1,
+        "only the first was asked"
+    );
 }

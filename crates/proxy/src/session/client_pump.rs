@@ -224,7 +224,7 @@ fn judge(
             count_inferred(guarded, metrics);
             let judged = match judged.verdict {
                 Verdict::Hold(held) => {
-                    let m = HeldMessage::new(guarded, held, true, sql, &[], &[], judged.audit);
+                    let m = HeldMessage::new(guarded, held, true, &[], judged.audit);
                     return Action::Hold(Box::new(m));
                 }
                 verdict => guarding::Judged { verdict, ..judged },
@@ -358,17 +358,7 @@ fn judge(
                     let params = body
                         .get(portal.len() + statement.len() + 2..)
                         .unwrap_or_default();
-                    let values = decode::bind_values(body).unwrap_or_default();
-                    let text = guarded.prepared_source(statement);
-                    let m = HeldMessage::new(
-                        guarded,
-                        held,
-                        false,
-                        text.as_deref().unwrap_or_default().as_bytes(),
-                        params,
-                        &values,
-                        judged.audit,
-                    );
+                    let m = HeldMessage::new(guarded, held, false, params, judged.audit);
                     return Action::Hold(Box::new(m));
                 }
                 verdict => guarding::Judged { verdict, ..judged },
@@ -721,6 +711,7 @@ impl ClientPump<'_> {
                 }
                 // A message held for approval is judged again once approved.
                 let mut approved: Option<(String, Box<portcullis_approvals::Request>)> = None;
+                let mut settled = false;
                 let mut action = loop {
                     let action = judge(
                         self.pending,
@@ -743,13 +734,21 @@ impl ClientPump<'_> {
                         Released::Failed {
                             reply: held.held.refusal.clone(),
                         }
-                    } else {
-                        // What came before it goes now.
+                    } else if !settled {
+                        // What came before it goes now; once the server has
+                        // answered it, the message is judged again.
                         if let Err(e) = self.flush(run_start, pos).await {
                             return e;
                         }
                         run_start = pos;
-                        match self.hold(&held, pos + len, whole).await {
+                        settled = true;
+                        match self.settle_for_hold(&held, whole).await {
+                            Ok(None) => continue,
+                            Ok(Some(r)) => r,
+                            Err(e) => return e,
+                        }
+                    } else {
+                        match self.hold(&held, pos + len).await {
                             Ok(r) => r,
                             Err(e) => return e,
                         }
@@ -773,14 +772,6 @@ impl ClientPump<'_> {
                         }
                     }
                 };
-                if let (Some((_, request)), Some(desk)) = (&approved, &self.approvals) {
-                    if matches!(
-                        action,
-                        Action::Forward | Action::Replace(_) | Action::Counted { .. }
-                    ) {
-                        desk.executed(request);
-                    }
-                }
                 if let Some(wait) = self.wait.take() {
                     // What came before is recorded already: it goes now,
                     // and this message once its record is committed.
@@ -793,6 +784,19 @@ impl ClientPump<'_> {
                     self.mode = Mode::Relaying;
                     if let Err((bytes, query)) = committed {
                         action = Action::fail(bytes, !query);
+                    }
+                }
+                if settled {
+                    // The hold is over: cancels go to the server again.
+                    self.hold_line.end();
+                }
+                if let (Some((_, request)), Some(desk)) = (&approved, &self.approvals) {
+                    // Approved, judged again and recorded: it goes now.
+                    if matches!(
+                        action,
+                        Action::Forward | Action::Replace(_) | Action::Counted { .. }
+                    ) {
+                        desk.executed(request);
                     }
                 }
                 let (replacement, counted) = match action {

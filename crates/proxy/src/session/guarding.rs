@@ -131,6 +131,10 @@ pub(crate) struct Held {
     pub approval: portcullis_policy::Approval,
     /// The refusal naming the group, for where no hold is possible.
     pub refusal: Refusal,
+    /// The statement text approvers are shown, as the server reads it;
+    /// `None` while the proxy cannot tell it (a prepared statement's name
+    /// that may still stand for several texts: see `holding.rs`).
+    pub text: Option<Arc<str>>,
 }
 
 /// What an Execute runs (see [`Guarded::execute`]).
@@ -260,20 +264,6 @@ impl Guarded {
         &self.who.principal.name
     }
 
-    /// The text prepared statement `name` was parsed from, when the Parse
-    /// was of a statement held for approval and the name stands for that
-    /// one text only.
-    pub fn prepared_source(&self, name: &[u8]) -> Option<Arc<str>> {
-        let state = self.state();
-        let key = state.protocol_name(name).ok()?;
-        let mut texts = state.prepared(&key);
-        let first = texts.next()?;
-        if texts.next().is_some() {
-            return None;
-        }
-        first.source.clone()
-    }
-
     /// See the `gate` field.
     pub fn gate(&self) -> MutexGuard<'_, ()> {
         self.gate.lock().unwrap_or_else(|e| e.into_inner())
@@ -395,6 +385,33 @@ impl Guarded {
             Err(r) => return Judged::refused(self.refuse(&r, "query"), r.sqlstate),
         };
         let mut verdict = self.conclude(&j, "query");
+        let prepares_only = j.analysis.as_ref().is_some_and(|a| {
+            a.statements
+                .iter()
+                .all(|s| s.class == portcullis_analysis::StatementClass::Prepare)
+        });
+        if matches!(verdict, Verdict::Hold(_)) && prepares_only {
+            // Preparing runs nothing (as for a protocol Parse); its EXECUTE
+            // is what would be held.
+            verdict = Verdict::Pass;
+        }
+        if let Verdict::Hold(held) = &mut verdict {
+            let runs_prepared = j.analysis.as_ref().is_some_and(|a| {
+                a.statements
+                    .iter()
+                    .any(|s| s.class == portcullis_analysis::StatementClass::Execute)
+            });
+            if runs_prepared {
+                // Approvers would see `EXECUTE name`, not what it runs.
+                let r = Refusal::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("{}; Portcullis holds for approval only statements whose text it can show, not an EXECUTE of a prepared statement", held.refusal.message),
+                )
+                .hint("Send the statement itself instead of PREPARE and EXECUTE.");
+                return Judged::refused(self.refuse(&r, "query"), r.sqlstate);
+            }
+            held.text = Some(Arc::from(&*sql));
+        }
         let audit = self.message_verdict(&j, &sql);
         let mut tickets = Vec::new();
         if let (Verdict::Pass, Some(a), true) = (&verdict, &j.analysis, self.metered) {
@@ -602,7 +619,18 @@ impl Guarded {
             Ok(j) => j,
             Err(r) => return Judged::refused(self.refuse(&r, "bind"), r.sqlstate),
         };
-        let verdict = self.conclude(&j, "bind");
+        let mut verdict = self.conclude(&j, "bind");
+        if let Verdict::Hold(held) = &mut verdict {
+            // The text its Parse kept (a Parse of a statement held for
+            // approval keeps it), when the name stands for that one text.
+            // (`None` while the name may stand for several: judged again
+            // once the server has answered, see `holding.rs`.)
+            let mut texts = state.prepared(&statement);
+            held.text = match (texts.next(), texts.next()) {
+                (Some(t), None) => t.source.clone(),
+                _ => None,
+            };
+        }
         // The text the Parse recorded (the first, if the server has not
         // yet said which of several it kept).
         let texts = if self.audited {
@@ -789,6 +817,7 @@ impl Guarded {
             return Verdict::Hold(Box::new(Held {
                 approval: approval.clone(),
                 refusal: r.clone(),
+                text: None,
             }));
         }
         self.refuse_by(r, j.refused_by.as_deref(), message)

@@ -44,29 +44,27 @@ pub(crate) struct HeldMessage {
 }
 
 impl HeldMessage {
-    /// `statement`: the bytes of the statement as sent; `parameters`: the
-    /// Bind's parameter section as sent (empty for a Query), `values` its
-    /// values.
+    /// `parameters`: the Bind's parameter section as sent (formats,
+    /// values, result formats), empty for a Query.
     pub fn new(
         guarded: &Guarded,
         held: Box<Held>,
         query: bool,
-        statement: &[u8],
         parameters: &[u8],
-        values: &[Option<&[u8]>],
         audit: MessageVerdict,
     ) -> HeldMessage {
+        let text = held.text.as_deref().unwrap_or_default();
         HeldMessage {
-            held,
             query,
-            statement: String::from_utf8_lossy(statement).into_owned(),
+            statement: text.to_owned(),
             digest: Digest::of(
                 guarded.subject(),
                 &guarded.target.config.name,
-                statement,
+                text.as_bytes(),
                 parameters,
             ),
-            parameters: values.iter().map(|v| shown(*v)).collect(),
+            parameters: shown_parameters(parameters),
+            held,
             audit,
         }
     }
@@ -86,29 +84,34 @@ pub(crate) enum Released {
 }
 
 impl ClientPump<'_> {
-    /// Holds `m` (the message the read buffer holds up to `end`; `whole`
-    /// when all of it is there) until it is decided.
-    pub(super) async fn hold(
+    /// Before holding `m` (`whole` when all of it is in the read buffer):
+    /// waits until every earlier request is answered, so that the session
+    /// model is the server's. `None`: judge the message again now and hold
+    /// what that says (see [`ClientPump::hold`]); otherwise how it ends
+    /// without a request. From here until the pump ends the hold
+    /// (`HoldLine::end`), a cancel is this statement's too.
+    pub(super) async fn settle_for_hold(
         &mut self,
         m: &HeldMessage,
-        end: usize,
         whole: bool,
-    ) -> Result<Released, End> {
-        let Some(desk) = self.approvals.clone() else {
-            // No desk (a PostgreSQL control-plane store): refused, saying
-            // approval would be needed.
-            return Ok(Released::Failed {
+    ) -> Result<Option<Released>, End> {
+        if self.approvals.is_none() {
+            // No desk: refused, saying approval would be needed.
+            return Ok(Some(Released::Failed {
                 reply: m.held.refusal.clone(),
-            });
-        };
+            }));
+        }
+        // A cancel from now on also reaches the server, where earlier
+        // requests may still run.
+        self.hold_line.arm();
         if !whole {
-            return Ok(Released::Failed {
+            return Ok(Some(Released::Failed {
                 reply: Refusal::error(
                     sqlstate::PROGRAM_LIMIT_EXCEEDED,
                     "statement too large to hold for approval",
                 )
                 .hint("Send a shorter statement, or ask an administrator to run it."),
-            });
+            }));
         }
         // Every earlier request answered: the state the server is in.
         self.mode = Mode::Holding(Hold::Quiet);
@@ -118,12 +121,44 @@ impl ClientPump<'_> {
         let pending = self.pending;
         match self.reading_on(pending.settled()).await? {
             Err(()) => return Err(super::client_pump::sent_into_copy()),
-            Ok(true) => return Ok(Released::Skipped),
+            Ok(true) => return Ok(Some(Released::Skipped)),
             Ok(false) => {}
         }
-        let in_transaction = pending.status() != txn::IDLE;
+        if pending.status() == txn::FAILED {
+            // The server would refuse it: nobody need approve it first.
+            return Ok(Some(Released::Failed {
+                reply: Refusal::error(
+                    sqlstate::IN_FAILED_SQL_TRANSACTION,
+                    "current transaction is aborted, commands ignored until end of transaction block",
+                ),
+            }));
+        }
+        Ok(None)
+    }
+
+    /// Holds `m` (judged again once the session settled, see
+    /// [`ClientPump::settle_for_hold`]; the read buffer holds it up to
+    /// `end`) until it is decided.
+    pub(super) async fn hold(&mut self, m: &HeldMessage, end: usize) -> Result<Released, End> {
+        let Some(desk) = self.approvals.clone() else {
+            return Ok(Released::Failed {
+                reply: m.held.refusal.clone(),
+            });
+        };
+        if m.held.text.is_none() {
+            return Ok(Released::Failed {
+                reply: Refusal::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("{}; Portcullis cannot show approvers this prepared statement's text: it was prepared before the rule applied", m.held.refusal.message),
+                )
+                .hint("Prepare the statement again (a new Parse), then bind it."),
+            });
+        }
+        let hold_line = self.hold_line;
+        let pending = self.pending;
+        let in_transaction = pending.in_transaction();
         let settings = desk.settings();
-        if in_transaction && !settings.in_transaction {
+        if in_transaction && !settings.config.in_transaction {
             return Ok(Released::Failed {
                 reply: Refusal::error(
                     sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -134,7 +169,7 @@ impl ClientPump<'_> {
         }
         let approval = &m.held.approval;
         let rule = desk.rule(&approval.approvers);
-        let timeout = settings.timeout.0;
+        let timeout = settings.config.timeout.0;
         let asked = NewRequest {
             requester: self.requester.clone(),
             target: self.guarded.target.config.name.clone(),
@@ -153,6 +188,15 @@ impl ClientPump<'_> {
             expires_at: portcullis_approvals::now_millis()
                 .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
         };
+        if hold_line.begin() {
+            // Cancelled before anything was asked.
+            return Ok(Released::Failed {
+                reply: Refusal::error(
+                    sqlstate::QUERY_CANCELED,
+                    "canceling statement due to user request",
+                ),
+            });
+        }
         let (request, mut watch) = match desk.ask(asked).await {
             Ok(asked) => asked,
             Err(e) => {
@@ -194,9 +238,12 @@ impl ClientPump<'_> {
         pending.tell_client(notice.freeze());
 
         self.mode = Mode::Holding(Hold::Approval);
-        self.hold_line.begin();
+        // Should the session end while it waits (shutdown, the server gone,
+        // a revoked key), the request is withdrawn.
+        let mut withdraw = Withdraw(Some((desk.clone(), request.id.clone())));
         let step = self.wait_for_decision(&mut watch, end, timeout).await;
-        if self.hold_line.end() && matches!(step, HoldStep::Release) {
+        withdraw.0 = None;
+        if hold_line.end() && matches!(step, HoldStep::Release) {
             // Cancelled as it was approved: it does not run.
             return self.failed(&desk, &request, Failure::Cancelled).await;
         }
@@ -303,7 +350,7 @@ impl ClientPump<'_> {
                     sqlstate::QUERY_CANCELED,
                     format!(
                         "canceling statement: request {id} was not approved within {}",
-                        minutes(desk.settings().timeout.0)
+                        minutes(desk.settings().config.timeout.0)
                     ),
                 )
                 .hint(format!(
@@ -320,6 +367,26 @@ impl ClientPump<'_> {
             }
         };
         Ok(Released::Failed { reply })
+    }
+}
+
+/// Withdraws a pending request whose hold is dropped before it ended.
+struct Withdraw(
+    Option<(
+        std::sync::Arc<crate::approval_desk::Desk>,
+        portcullis_approvals::RequestId,
+    )>,
+);
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        if let Some((desk, id)) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = desk.close(&id, State::Withdrawn).await;
+                });
+            }
+        }
     }
 }
 
@@ -396,15 +463,68 @@ fn analysis_lines(m: &MessageVerdict) -> Vec<String> {
         .collect()
 }
 
-/// A parameter as approvers see it: text with anything sensitive in it
-/// masked (the detectors masking uses), binary values by their size.
-fn shown(value: Option<&[u8]>) -> String {
+/// A Bind's parameters as approvers see them, from its parameter section
+/// (format codes, then values): text with anything sensitive masked (the
+/// detectors masking uses), binary values as hex, so that what is shown is
+/// what the server reads. A section that does not parse shows nothing
+/// (the server refuses such a Bind).
+fn shown_parameters(section: &[u8]) -> Vec<String> {
+    let i16_at = |at: usize| -> Option<i16> {
+        section
+            .get(at..at + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+    };
+    let Some(n_formats) = i16_at(0).and_then(|n| usize::try_from(n).ok()) else {
+        return Vec::new();
+    };
+    let formats: Vec<i16> = (0..n_formats).filter_map(|i| i16_at(2 + 2 * i)).collect();
+    let mut at = 2 + 2 * n_formats;
+    let Some(count) = i16_at(at).and_then(|n| usize::try_from(n).ok()) else {
+        return Vec::new();
+    };
+    at += 2;
+    let mut out = Vec::with_capacity(count.min(64));
+    for i in 0..count {
+        let Some(len) = section
+            .get(at..at + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            return Vec::new();
+        };
+        at += 4;
+        let value = match usize::try_from(len) {
+            Err(_) => None,
+            Ok(len) => {
+                let Some(v) = section.get(at..at + len) else {
+                    return Vec::new();
+                };
+                at += len;
+                Some(v)
+            }
+        };
+        let format = match formats.as_slice() {
+            [] => 0,
+            [all] => *all,
+            each => each.get(i).copied().unwrap_or(0),
+        };
+        out.push(shown(value, format));
+    }
+    out
+}
+
+/// One parameter as approvers see it.
+fn shown(value: Option<&[u8]>, format: i16) -> String {
     static DETECTORS: std::sync::OnceLock<Detectors> = std::sync::OnceLock::new();
     let Some(v) = value else {
         return "NULL".into();
     };
-    let Ok(text) = std::str::from_utf8(v) else {
-        return format!("<{} bytes>", v.len());
+    let text = match std::str::from_utf8(v) {
+        Ok(t) if format == 0 => t,
+        _ => {
+            let hex: String = v.iter().take(64).map(|b| format!("{b:02x}")).collect();
+            let more = if v.len() > 64 { "…" } else { "" };
+            return format!("<binary, {} bytes: {hex}{more}>", v.len());
+        }
     };
     let hits = DETECTORS.get_or_init(Detectors::new).find(v, None);
     if let Some(h) = hits.first() {
@@ -433,14 +553,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parameters_are_shown_masked() {
-        assert_eq!(shown(None), "NULL");
-        assert_eq!(shown(Some(b"42")), "42");
-        assert_eq!(shown(Some(&[0xff, 0x00, 0x01])), "<3 bytes>");
-        let masked = shown(Some(b"dana@example.com"));
+    fn parameters_are_shown_as_the_server_reads_them() {
+        assert_eq!(shown(None, 0), "NULL");
+        assert_eq!(shown(Some(b"42"), 0), "42");
+        // Binary: never as text, whatever it looks like.
+        assert_eq!(shown(Some(b"1234"), 1), "<binary, 4 bytes: 31323334>");
+        assert_eq!(shown(Some(&[0xff, 0x00]), 0), "<binary, 2 bytes: ff00>");
+        let masked = shown(Some(b"dana@example.com"), 0);
         assert!(masked.starts_with("<masked: "), "{masked}");
         assert!(!masked.contains("dana"));
-        assert!(shown(Some("x".repeat(500).as_bytes())).ends_with("(500 bytes)"));
+        assert!(shown(Some("x".repeat(500).as_bytes()), 0).ends_with("(500 bytes)"));
+        // A whole section: one format code for all, then one each.
+        let section = |formats: &[i16], values: &[Option<&[u8]>]| {
+            let mut b = Vec::new();
+            b.extend_from_slice(&(formats.len() as i16).to_be_bytes());
+            for f in formats {
+                b.extend_from_slice(&f.to_be_bytes());
+            }
+            b.extend_from_slice(&(values.len() as i16).to_be_bytes());
+            for v in values {
+                match v {
+                    Some(v) => {
+                        b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                        b.extend_from_slice(v);
+                    }
+                    None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                }
+            }
+            b.extend_from_slice(&0i16.to_be_bytes());
+            b
+        };
+        assert_eq!(
+            shown_parameters(&section(&[1], &[Some(b"1234"), None])),
+            ["<binary, 4 bytes: 31323334>", "NULL"]
+        );
+        assert_eq!(
+            shown_parameters(&section(&[0, 1], &[Some(b"7"), Some(&[0, 0, 0, 7])])),
+            ["7", "<binary, 4 bytes: 00000007>"]
+        );
+        assert_eq!(shown_parameters(&section(&[], &[Some(b"7")])), ["7"]);
+        assert!(
+            shown_parameters(&[0, 0, 0, 1, 0, 0, 0, 9]).is_empty(),
+            "cut short"
+        );
+        assert!(shown_parameters(&[]).is_empty());
     }
 
     #[test]

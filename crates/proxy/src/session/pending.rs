@@ -300,11 +300,15 @@ struct Ledger {
     pushed: u64,
     /// The session's limits on what it is returned (`returned.rs`).
     meter: Option<Meter>,
+    /// An Execute went since the last ReadyForQuery: its implicit
+    /// transaction is open until the next Sync is answered.
+    ran_since_ready: bool,
 }
 
 impl Ledger {
     fn push(&mut self, entry: Entry) {
         self.pushed += 1;
+        self.ran_since_ready |= matches!(entry, Entry::Step(Step::Execute | Step::Counted, ..));
         self.entries.push_back(entry);
     }
 
@@ -684,6 +688,13 @@ impl Pending {
         self.status.load(Ordering::Relaxed)
     }
 
+    /// Whether a transaction is open: an explicit one (the last
+    /// ReadyForQuery said so), or the implicit one of Executes sent since
+    /// (it holds their locks until a Sync).
+    pub fn in_transaction(&self) -> bool {
+        self.status() != portcullis_wire::tags::txn::IDLE || self.ledger().ran_since_ready
+    }
+
     /// Queues `bytes` (whole messages of the proxy's own, such as the
     /// notice that a statement is held) for the server pump to send the
     /// client at the next message boundary. Only for a session whose
@@ -999,6 +1010,7 @@ impl Pending {
         l.discarding = false;
         l.held = None;
         l.last_ready = Some(now);
+        l.ran_since_ready = false;
         let mut took = None;
         let mut counted_lost = false;
         while let Some(e) = l.entries.pop_front() {
