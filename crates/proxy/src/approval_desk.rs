@@ -74,8 +74,11 @@ impl Desk {
     /// [`Desk::listen`]).
     pub fn open(config: &Config, audit: Option<Arc<AuditTrail>>) -> Result<Desk, DeskError> {
         let (store, location) = if config.identity.postgres.is_some() {
-            let (label, connect) =
-                crate::control_store::postgres(config).map_err(DeskError::Postgres)?;
+            let (label, connect) = crate::control_store::postgres(
+                config,
+                crate::control_store::APPROVALS_APPLICATION_NAME,
+            )
+            .map_err(DeskError::Postgres)?;
             let location = PgLocation { label, connect };
             (Store::open_postgres(location.clone()), Some(location))
         } else {

@@ -11,18 +11,21 @@ use portcullis_audit::PgTarget;
 use portcullis_config::Config;
 use portcullis_identity::keys::{KeyStore, PostgresLocation, StoreError};
 
-/// How the store's connections are named in `pg_stat_activity`.
+/// How the store's connections are named in `pg_stat_activity`: the API
+/// keys' and the approvals' (requests and the listening connection).
 pub const APPLICATION_NAME: &str = "portcullis-control";
+pub const APPROVALS_APPLICATION_NAME: &str = "portcullis-approvals";
 
 /// The store; a PostgreSQL one connects on first use.
 pub fn open(config: &Config) -> Result<KeyStore, StoreError> {
     let Some(_) = &config.identity.postgres else {
         return KeyStore::open(&config.resolve(&config.identity.store));
     };
-    let (label, connect) = postgres(config).map_err(|error| StoreError::Postgres {
-        store: "[identity] postgres".into(),
-        error,
-    })?;
+    let (label, connect) =
+        postgres(config, APPLICATION_NAME).map_err(|error| StoreError::Postgres {
+            store: "[identity] postgres".into(),
+            error,
+        })?;
     Ok(KeyStore::open_postgres(PostgresLocation { label, connect }))
 }
 
@@ -30,7 +33,7 @@ pub fn open(config: &Config) -> Result<KeyStore, StoreError> {
 /// without secrets; `Err` when `[identity] postgres` is not usable.
 pub type Connect = Arc<dyn Fn() -> Result<postgres::Client, String> + Send + Sync>;
 
-pub fn postgres(config: &Config) -> Result<(String, Connect), String> {
+pub fn postgres(config: &Config, application_name: &str) -> Result<(String, Connect), String> {
     let url = config
         .identity
         .postgres
@@ -41,7 +44,7 @@ pub fn postgres(config: &Config) -> Result<(String, Connect), String> {
         .map_err(|e| e.to_string())?;
     let mut target = PgTarget::parse(url, password.as_deref())
         .map_err(|e| e.to_string())?
-        .with_application_name(APPLICATION_NAME)
+        .with_application_name(application_name)
         .with_network_timeout(std::time::Duration::from_secs(10));
     if let Some(ca) = config.identity_store_ca_file() {
         target = target.with_ca_file(ca).map_err(|e| e.to_string())?;

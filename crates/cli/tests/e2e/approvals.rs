@@ -650,6 +650,18 @@ async fn two_proxies_sharing_a_postgresql_store_wake_each_other() {
         )
         .unwrap();
     assert_eq!(stored.trim(), "approved");
+    // Each proxy listens on one connection, which has run nothing since
+    // its LISTEN: woken, not polling.
+    let listening = cluster()
+        .sql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{control}' \
+                 AND application_name = 'portcullis-approvals' AND query = 'LISTEN portcullis_approvals'"
+            ),
+        )
+        .unwrap();
+    assert_eq!(listening.trim(), "2");
 
     // A denial on node one reaches a session held on node two.
     let erin = two
