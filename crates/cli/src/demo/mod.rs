@@ -598,6 +598,10 @@ const TRY_ON_STAGING: &[(&str, &str)] = &[
     ),
 ];
 
+/// What the instructions suggest the developer runs on the production
+/// target: held there until a DBA approves it.
+const TRY_APPROVAL: &str = "CREATE INDEX orders_total_cents_idx ON orders (total_cents)";
+
 /// The statement `policy explain` is shown with.
 const EXPLAIN_EXAMPLE: &str = "DELETE FROM api_tokens";
 
@@ -733,6 +737,16 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
             })),
             "examples": examples,
             "staging_examples": staging_examples,
+            "approval_example": {
+                "sql": TRY_APPROVAL,
+                "as": demo.users[0].name,
+                "approver": demo.users[1].name,
+                "approve": admin.map(|a| format!(
+                    "{} approvals approve REQUEST-ID --url http://{a} --user {}",
+                    this_binary(),
+                    demo.users[1].name
+                )),
+            },
             "explain": explain,
             "upstream": {
                 "host": cluster.host(),
@@ -838,6 +852,24 @@ fn print_details(args: &DemoArgs, demo: &Demo, proxy: SocketAddr, admin: Option<
          {TRY_MASKING};\n      -- masked for every user on shop; olga (DBA) sees it unmasked on shop_staging\n  \
          SELECT upper(email), row_to_json(c) FROM customers c LIMIT 1;\n      -- computed from masked columns: masked whole\n\n"
     ));
+    if let (Some(a), [dev, dba, ..]) = (admin, users.as_slice()) {
+        s.push_str(&format!(
+            "Approvals: on shop a schema change waits inside the session until a DBA approves it.
+             As {dev} (developer), on shop:
+               {TRY_APPROVAL};
+      -- held: psql prints the request id (held for approval: request R-...) and waits
+             Then in another terminal, as {dba} (DBA):
+               PORTCULLIS_PASSWORD='{pw}' {bin} approvals list --url http://{a} --user {dba}
+               PORTCULLIS_PASSWORD='{pw}' {bin} approvals approve R-... --url http://{a} --user {dba}
+                   -- the statement completes in {dev}'s session ({bin} approvals deny R-... --reason '...' refuses it)
+
+",
+            dev = dev.name,
+            dba = dba.name,
+            pw = dba.password,
+            bin = this_binary(),
+        ));
+    }
     let cfg = config.display();
     let first = users.first().map_or("dana", |u| u.name);
     s.push_str(&format!(

@@ -63,6 +63,7 @@ fn production_refuses_what_the_instructions_say_and_staging_runs_it() {
     rt.block_on(async {
         let server = Server::bind(config).await.expect("bind");
         let proxy = server.local_addrs()[0].1;
+        let admin = server.admin_addr().expect("the demo has an admin listener");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -303,9 +304,61 @@ fn production_refuses_what_the_instructions_say_and_staging_runs_it() {
             .expect_err("dropped on staging");
         assert_eq!(e.code(), Some(&SqlState::UNDEFINED_TABLE));
 
+        // The developer's schema change on production waits for the DBA,
+        // who approves it through the admin listener; then it completes.
+        let dana = connect(&demo, proxy, "shop", &demo.users[0]).await;
+        let held = tokio::spawn(async move { dana.batch_execute(TRY_APPROVAL).await });
+        let olga = &demo.users[1];
+        let request = loop {
+            let (_, v) = admin_call(admin, olga, "GET", "/approvals", "").await;
+            if let Some(r) = v["requests"].as_array().and_then(|r| r.first()) {
+                break r["id"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let (status, v) = admin_call(
+            admin,
+            olga,
+            "POST",
+            &format!("/approvals/{request}/approve"),
+            "{}",
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        held.await
+            .unwrap()
+            .expect("the approved schema change completes");
+
         let _ = stop.send(());
         let _ = task.await;
     });
+}
+
+/// One call to the demo's approvals API as `who`.
+async fn admin_call(
+    admin: SocketAddr,
+    who: &DemoUser,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", who.name, who.password));
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or_default())
 }
 
 #[test]
