@@ -1028,3 +1028,56 @@ async fn the_request_says_the_transaction_the_server_is_in() {
         "only the first was asked"
     );
 }
+
+/// The approval latency benchmark (run by hand: `bench/approvals.sh`):
+/// from the moment the approving API call is sent to the moment the held
+/// statement's CommandComplete reaches the client (an upper bound of
+/// "until it starts to run"), for a proxy with the SQLite store and for
+/// two proxies sharing a PostgreSQL store (held on one, approved on the
+/// other). The approver is a SCRAM user, so each call pays a PBKDF2
+/// check, as a person's CLI call does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bench/approvals.sh"]
+async fn approval_latency_benchmark() {
+    let rounds: usize = std::env::var("APPROVAL_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    let control = tokio::task::spawn_blocking(|| portcullis_testbed::fresh_database("control"))
+        .await
+        .unwrap();
+    let store = format!(
+        "\n[identity]\npostgres = \"postgres://postgres@127.0.0.1:{}/{control}?sslmode=disable\"\n\
+         postgres_password_file = \"pgpass\"\n",
+        cluster().port()
+    );
+    let single = proxy("").await;
+    let one = proxy(&store).await;
+    let two = proxy(&store).await;
+    for (label, held_on, decided_on) in [
+        ("SQLite store, one proxy", &single, &single),
+        ("PostgreSQL store, approved on the other proxy", &one, &two),
+    ] {
+        let mut took = Vec::with_capacity(rounds);
+        for i in 0..rounds {
+            let alice = held_on.client().await;
+            let sql = format!("CREATE INDEX bench_{i} ON orders (total)");
+            let run =
+                tokio::spawn(async move { alice.simple_query(&sql).await.map(|_| Instant::now()) });
+            let r = pending(decided_on, DORA).await;
+            let asked = Instant::now();
+            let (status, _) = decide(decided_on, DAN, &r, "approve", "").await;
+            assert_eq!(status, 200);
+            let done = run.await.unwrap().expect("runs");
+            took.push(done.duration_since(asked));
+        }
+        took.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        eprintln!(
+            "{label}: {rounds} approvals, approve call to statement done: median {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+            ms(took[rounds / 2]),
+            ms(took[(rounds * 95 / 100).min(rounds - 1)]),
+            ms(took[rounds - 1]),
+        );
+    }
+}
