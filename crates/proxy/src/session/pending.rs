@@ -416,6 +416,9 @@ pub(crate) struct Pending {
     to_client: Mutex<Vec<Bytes>>,
     /// Wakes the server pump when `to_client` has something.
     told: Notify,
+    /// `to_client` may have something: the server pump looks at it only
+    /// then (it waits on every read from the server).
+    telling: AtomicBool,
     /// Transaction status from the last ReadyForQuery.
     status: AtomicU8,
     /// Hidden entries may be outstanding: replies must be routed (kept
@@ -439,6 +442,7 @@ impl Pending {
             copy_waiting: AtomicBool::new(false),
             to_client: Mutex::new(Vec::new()),
             told: Notify::new(),
+            telling: AtomicBool::new(false),
             ledger: Mutex::new(Ledger {
                 meter,
                 ..Ledger::default()
@@ -704,16 +708,19 @@ impl Pending {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(bytes);
+        self.telling.store(true, Ordering::Release);
         self.told.notify_one();
     }
 
     /// Waits until something is queued for the client, and takes it.
     pub async fn told(&self) -> Vec<Bytes> {
         loop {
-            let queued =
-                std::mem::take(&mut *self.to_client.lock().unwrap_or_else(|e| e.into_inner()));
-            if !queued.is_empty() {
-                return queued;
+            if self.telling.swap(false, Ordering::Acquire) {
+                let queued =
+                    std::mem::take(&mut *self.to_client.lock().unwrap_or_else(|e| e.into_inner()));
+                if !queued.is_empty() {
+                    return queued;
+                }
             }
             self.told.notified().await;
         }
