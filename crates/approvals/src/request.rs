@@ -105,6 +105,10 @@ pub struct NewRequest {
     pub window: Option<Window>,
     /// Milliseconds since the epoch.
     pub expires_at: i64,
+    /// The session did not wait: the statement was refused, and runs once
+    /// when sent again after approval (see [`Request::rerun_until`]).
+    #[serde(default)]
+    pub rerun: bool,
 }
 
 /// Where a request stands.
@@ -172,6 +176,10 @@ pub struct Request {
     /// When it reached its final state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<i64>,
+    /// When the approved statement was sent again and ran (a request of a
+    /// session that did not wait is used once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<i64>,
 }
 
 impl Request {
@@ -188,6 +196,14 @@ impl Request {
     /// The denial, if it was denied: who and why.
     pub fn denial(&self) -> Option<&Decided> {
         self.decisions.iter().find(|d| d.verdict == Verdict::Deny)
+    }
+
+    /// Until when the approved statement may be sent again (`window`
+    /// milliseconds after the approval), for a request of a session that
+    /// did not wait, not yet used.
+    pub fn rerun_until(&self, window: i64) -> Option<i64> {
+        (self.asked.rerun && self.state == State::Approved && self.used_at.is_none())
+            .then(|| self.closed_at.unwrap_or(0).saturating_add(window))
     }
 
     /// The approvers who approved it.

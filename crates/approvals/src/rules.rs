@@ -181,11 +181,13 @@ mod tests {
                 required,
                 window: None,
                 expires_at: 1_000_000,
+                rerun: false,
             },
             created_at: 0,
             state: State::Pending,
             decisions: vec![],
             closed_at: None,
+            used_at: None,
         }
     }
 

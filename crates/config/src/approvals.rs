@@ -25,6 +25,16 @@ pub struct Approvals {
     /// while the request waits). `false`: refuse them instead, with a hint
     /// to send them outside a transaction.
     pub in_transaction: bool,
+    /// Identity kinds whose sessions do not wait (HTTP clients, agents
+    /// with short timeouts): their held statement is refused at once with
+    /// the request id, and runs once when the same identity sends the same
+    /// statement (same text and parameters, same target) again after it
+    /// was approved, within `rerun_window`. Default: none (every session
+    /// waits).
+    pub rerun_kinds: Vec<crate::IdentityKind>,
+    /// How long after its approval a statement refused to a session that
+    /// does not wait may be sent again. Default: "15m".
+    pub rerun_window: Duration,
     /// Per approver group: approvals needed and when they may be given.
     #[serde(rename = "group")]
     pub groups: Vec<ApproverGroup>,
@@ -70,6 +80,8 @@ impl Default for Approvals {
             timeout: Duration::from_secs(600),
             console_url: None,
             in_transaction: true,
+            rerun_kinds: Vec::new(),
+            rerun_window: Duration::from_secs(900),
             groups: Vec::new(),
             notify: Notify::default(),
             slack: None,

@@ -942,6 +942,12 @@ impl Validator<'_> {
                 "is zero; give how long a held statement waits for a decision, e.g. \"10m\"",
             ));
         }
+        if a.rerun_window.is_zero() {
+            return Err(self.err(
+                "approvals.rerun_window",
+                "is zero; give how long an approved statement may be sent again, e.g. \"15m\"",
+            ));
+        }
         if let Some(url) = &a.console_url {
             if !(url.starts_with("https://") || url.starts_with("http://"))
                 || url.chars().any(char::is_control)

@@ -244,6 +244,23 @@ impl Desk {
         Ok(request)
     }
 
+    /// The approval of this very statement (`digest`) asked for earlier by a
+    /// session that did not wait, if it may run now: used, so it runs once.
+    pub async fn take_rerun(&self, digest: &portcullis_approvals::Digest) -> Option<Request> {
+        let store = self.store.clone();
+        let digest = digest.clone();
+        let window =
+            i64::try_from(self.settings().config.rerun_window.0.as_millis()).unwrap_or(i64::MAX);
+        let now = portcullis_approvals::now_millis();
+        match blocking(move || store.take_rerun(&digest, now, window)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) | Err(e) => {
+                warn!(error = %e, "approvals: could not look for an approval to re-run");
+                None
+            }
+        }
+    }
+
     /// Ends a request its session stops waiting for (`Expired` or
     /// `Withdrawn`); returns it as it stands (a decision that landed first
     /// is kept).

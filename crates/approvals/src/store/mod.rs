@@ -113,6 +113,7 @@ impl Store {
             state: State::Pending,
             decisions: Vec::new(),
             closed_at: None,
+            used_at: None,
         };
         match self {
             Store::Sqlite(s) => s.insert(&request)?,
@@ -157,6 +158,40 @@ impl Store {
         self.update(id, &mut |r| {
             crate::rules::decide(r, approver, verdict, reason.clone(), now).map(|_| ())
         })
+    }
+
+    /// The approval of a statement refused to a session that did not wait,
+    /// sent again by the same identity (`digest`) within `window`
+    /// milliseconds of the approval: marked used and returned, so that it
+    /// runs once.
+    pub fn take_rerun(
+        &self,
+        digest: &crate::Digest,
+        now: i64,
+        window: i64,
+    ) -> Result<Option<Request>, StoreError> {
+        let ids = match self {
+            Store::Sqlite(s) => s.approved_with(&digest.0)?,
+            Store::Postgres(s) => s.approved_with(&digest.0)?,
+        };
+        for id in ids {
+            let taken = self.update(&id, &mut |r| {
+                // Checked again under the store's lock: used once.
+                match r.rerun_until(window) {
+                    Some(until) if now < until && r.asked.digest == *digest => {
+                        r.used_at = Some(now);
+                        Ok(())
+                    }
+                    _ => Err(RuleError::Closed(r.id.0.clone(), r.state)),
+                }
+            });
+            match taken {
+                Ok(r) => return Ok(Some(r)),
+                Err(DecideError::Store(e)) => return Err(e),
+                Err(_) => continue,
+            }
+        }
+        Ok(None)
     }
 
     /// Ends a request that is still pending (its session gave up waiting:

@@ -34,8 +34,11 @@ CREATE TABLE IF NOT EXISTS portcullis_control.approval_requests (
     approvers  text NOT NULL,
     requester  text NOT NULL,
     requester_for text,
+    digest     text NOT NULL,
     body       text NOT NULL
 );
+CREATE INDEX IF NOT EXISTS approval_requests_digest
+    ON portcullis_control.approval_requests (digest);
 CREATE INDEX IF NOT EXISTS approval_requests_pending
     ON portcullis_control.approval_requests (created_at) WHERE state = 'pending';
 ";
@@ -157,8 +160,8 @@ impl PostgresStore {
         self.with(|c| {
             c.execute(
                 "INSERT INTO portcullis_control.approval_requests \
-                 (id, state, created_at, expires_at, approvers, requester, requester_for, body) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 (id, state, created_at, expires_at, approvers, requester, requester_for, digest, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 &[
                     &r.id.as_str(),
                     &r.state.as_str(),
@@ -167,6 +170,7 @@ impl PostgresStore {
                     &r.asked.approvers,
                     &requester,
                     &requester_for,
+                    &r.asked.digest.0,
                     &body,
                 ],
             )
@@ -219,6 +223,27 @@ impl PostgresStore {
                 let id: String = r.try_get(0).map_err(|e| self.db_err(&e))?;
                 let body: String = r.try_get(1).map_err(|e| self.db_err(&e))?;
                 self.decode(&id, &body)
+            })
+            .collect()
+    }
+
+    /// Approved requests with `digest`, newest first.
+    pub fn approved_with(&self, digest: &str) -> Result<Vec<RequestId>, StoreError> {
+        let rows = self
+            .with(|c| {
+                c.query(
+                    "SELECT id FROM portcullis_control.approval_requests \
+                     WHERE digest = $1 AND state = 'approved' ORDER BY created_at DESC LIMIT 16",
+                    &[&digest],
+                )
+                .map_err(WithError::Db)
+            })
+            .map_err(|e| e.store())?;
+        rows.iter()
+            .map(|r| {
+                r.try_get::<_, String>(0)
+                    .map(RequestId)
+                    .map_err(|e| self.db_err(&e))
             })
             .collect()
     }

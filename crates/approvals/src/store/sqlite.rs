@@ -27,8 +27,10 @@ CREATE TABLE IF NOT EXISTS approval_requests (
     approvers  TEXT NOT NULL,
     requester  TEXT NOT NULL,
     requester_for TEXT,
+    digest     TEXT NOT NULL,
     body       TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS approval_requests_digest ON approval_requests (digest);
 CREATE INDEX IF NOT EXISTS approval_requests_pending
     ON approval_requests (created_at) WHERE state = 'pending';
 ";
@@ -107,8 +109,8 @@ impl SqliteStore {
         self.conn()
             .execute(
                 "INSERT INTO approval_requests \
-                 (id, state, created_at, expires_at, approvers, requester, requester_for, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 (id, state, created_at, expires_at, approvers, requester, requester_for, digest, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     r.id.as_str(),
                     r.state.as_str(),
@@ -117,6 +119,7 @@ impl SqliteStore {
                     r.asked.approvers,
                     requester,
                     requester_for,
+                    r.asked.digest.0,
                     body
                 ],
             )
@@ -177,6 +180,23 @@ impl SqliteStore {
             out.push(self.decode(&id, &body)?);
         }
         Ok(out)
+    }
+
+    /// Approved requests with `digest`, newest first.
+    pub fn approved_with(&self, digest: &str) -> Result<Vec<RequestId>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id FROM approval_requests WHERE digest = ?1 AND state = 'approved' \
+                 ORDER BY created_at DESC LIMIT 16",
+            )
+            .map_err(|e| self.err(e))?;
+        let ids = stmt
+            .query_map([digest], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(ids.into_iter().map(RequestId).collect())
     }
 
     pub fn update(

@@ -29,6 +29,7 @@ fn asked(expires_at: i64) -> NewRequest {
         required: 1,
         window: None,
         expires_at,
+        rerun: false,
     }
 }
 
@@ -123,4 +124,36 @@ fn shares_the_file_with_the_keys_version() {
         Store::open_sqlite(&path),
         Err(StoreError::NewerSchema { found: 99, .. })
     ));
+}
+
+#[test]
+fn a_rerun_approval_runs_once_within_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("control.db")).unwrap();
+    let mut rerun = asked(10_000);
+    rerun.rerun = true;
+    let digest = rerun.digest.clone();
+    let r = store.create(RequestId::new(), rerun, 1).unwrap();
+    let dba = person("dora", &["dba"]);
+    // Not before it is approved.
+    assert_eq!(store.take_rerun(&digest, 2, 1_000).unwrap(), None);
+    store
+        .decide(&r.id, &dba, Verdict::Approve, None, 100)
+        .unwrap();
+    // Not for another statement, nor past the window.
+    let other = Digest::of("dev", "shop", b"DROP INDEX x", b"");
+    assert_eq!(store.take_rerun(&other, 200, 1_000).unwrap(), None);
+    assert_eq!(store.take_rerun(&digest, 1_100, 1_000).unwrap(), None);
+    let taken = store
+        .take_rerun(&digest, 200, 1_000)
+        .unwrap()
+        .expect("taken");
+    assert_eq!((taken.id.clone(), taken.used_at), (r.id.clone(), Some(200)));
+    assert_eq!(store.take_rerun(&digest, 300, 1_000).unwrap(), None, "once");
+    // A request of a session that waited is never taken again.
+    let waited = store.create(RequestId::new(), asked(10_000), 3).unwrap();
+    store
+        .decide(&waited.id, &dba, Verdict::Approve, None, 400)
+        .unwrap();
+    assert_eq!(store.take_rerun(&digest, 500, 1_000).unwrap(), None);
 }

@@ -1081,3 +1081,55 @@ async fn approval_latency_benchmark() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_that_cannot_wait_are_refused_and_run_once_when_they_send_it_again() {
+    let proxy = proxy("rerun_kinds = [\"agent\"]\nrerun_window = \"1m\"").await;
+    // Bob is an agent: refused at once, with the request to have approved.
+    let bob = proxy
+        .connect(&proxy.conn_str(BOB, "sslmode=require"))
+        .await
+        .unwrap();
+    let sql = "CREATE INDEX orders_total_idx ON orders (total)";
+    let e = bob.simple_query(sql).await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+    let message = e.as_db_error().unwrap().message().to_owned();
+    let rid = message
+        .split_whitespace()
+        .find(|w| w.starts_with("R-"))
+        .expect("the request id")
+        .to_owned();
+    assert!(message.contains("send the same statement again once it is approved"));
+    assert_eq!(indexes(&proxy), "orders_pkey");
+    let r = pending(&proxy, DORA).await;
+    assert_eq!(id(&r), rid);
+    assert_eq!(r["rerun"], true);
+
+    // Sent again before the approval: another request, still refused.
+    let e = bob.simple_query(sql).await.unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
+    let (status, _) = decide(&proxy, DORA, &r, "approve", "").await;
+    assert_eq!(status, 200);
+    // Another statement is not covered by it.
+    let e = bob
+        .simple_query("CREATE INDEX orders_note_idx ON orders (note)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
+    // The same one now runs, once.
+    bob.simple_query(sql).await.expect("approved, it runs");
+    assert_eq!(indexes(&proxy), "orders_pkey,orders_total_idx");
+    bob.simple_query("DROP INDEX orders_total_idx")
+        .await
+        .unwrap_err(); // (DROP is denied in production anyway)
+    let (_, v) = show(&proxy, DORA, &r).await;
+    assert!(v["used_at"].is_number(), "{v}");
+    direct(&proxy, "DROP INDEX orders_total_idx");
+    let e = bob.simple_query(sql).await.unwrap_err();
+    assert_eq!(
+        sqlstate(&e).as_deref(),
+        Some("42501"),
+        "used once: asked again"
+    );
+    assert_eq!(indexes(&proxy), "orders_pkey");
+}

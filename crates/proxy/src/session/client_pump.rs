@@ -69,6 +69,8 @@ pub(crate) struct ClientPump<'a> {
     pub(super) hold_line: &'a HoldLine,
     /// Who the session is, for approval requests.
     pub(super) requester: portcullis_approvals::Person,
+    /// Its kind, as `[approvals] rerun_kinds` names it.
+    pub(super) kind: portcullis_config::IdentityKind,
     pub(super) session_id: String,
 }
 
@@ -77,6 +79,7 @@ pub(crate) struct ApprovalSetting<'a> {
     pub desk: Option<Arc<Desk>>,
     pub hold_line: &'a HoldLine,
     pub requester: portcullis_approvals::Person,
+    pub kind: portcullis_config::IdentityKind,
     pub session_id: String,
 }
 
@@ -174,6 +177,7 @@ impl<'a> ClientPump<'a> {
             approvals: approvals.desk,
             hold_line: approvals.hold_line,
             requester: approvals.requester,
+            kind: approvals.kind,
             session_id: approvals.session_id,
         }
     }

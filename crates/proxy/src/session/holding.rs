@@ -156,8 +156,18 @@ impl ClientPump<'_> {
         }
         let hold_line = self.hold_line;
         let pending = self.pending;
+        // Approved already: this identity sent this very statement before,
+        // from a session that did not wait. It runs, once.
+        if let Some(request) = desk.take_rerun(&m.digest).await {
+            info!(parent: &self.guarded.span, request = %request.id, "an approved statement sent again runs");
+            return Ok(Released::Approved {
+                group: m.held.approval.approvers.clone(),
+                request: Box::new(request),
+            });
+        }
         let in_transaction = pending.in_transaction();
         let settings = desk.settings();
+        let waits = !settings.config.rerun_kinds.contains(&self.kind);
         if in_transaction && !settings.config.in_transaction {
             return Ok(Released::Failed {
                 reply: Refusal::error(
@@ -187,6 +197,7 @@ impl ClientPump<'_> {
             window: rule.window,
             expires_at: portcullis_approvals::now_millis()
                 .saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
+            rerun: !waits,
         };
         if hold_line.begin() {
             // Cancelled before anything was asked.
@@ -210,6 +221,25 @@ impl ClientPump<'_> {
                 });
             }
         };
+        if !waits {
+            // A session that does not wait: refused now, with the request
+            // to have approved and the statement to send again.
+            return Ok(Released::Failed {
+                reply: Refusal::error(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!(
+                        "statement needs approval by group \"{}\": request {} asked; send the same statement again once it is approved",
+                        approval.approvers, request.id
+                    ),
+                )
+                .detail(format!("{} (policy \"{}\")", approval.message, approval.policy))
+                .hint(format!(
+                    "Once approved it runs once, sent again by the same identity with the same text and parameters within {} of the approval. {}",
+                    minutes(settings.config.rerun_window.0),
+                    desk.where_to_decide(&request.id)
+                )),
+            });
+        }
         let mut notice = BytesMut::new();
         encode::notice(
             &mut notice,

@@ -205,6 +205,7 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
             desk: approvals,
             hold_line: &cancel_guard.hold,
             requester: crate::approval_desk::person(&identity),
+            kind: crate::auth::identity::config_kind(identity.kind),
             session_id: session_id_for_requests,
         },
     );
