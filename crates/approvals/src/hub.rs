@@ -1,34 +1,37 @@
 //! Waking the session that waits for a decision.
 //!
-//! A holding session watches its request here; whoever records a decision
+//! A holding session watches its request here; whoever records a change
 //! (an API call on this node, or a notification from the shared store
-//! about a decision made on another node) wakes it. Nothing polls.
+//! about a decision made on another node) wakes it. A wake-up is only a
+//! hint: the session reads its request from the store, which alone says
+//! what was decided (anyone who can connect to a shared store's database
+//! can send a notification).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::request::{RequestId, State};
+use crate::request::RequestId;
 
 /// The requests sessions of this proxy are waiting on.
 #[derive(Default)]
 pub struct Hub {
-    waiting: Mutex<HashMap<RequestId, watch::Sender<State>>>,
+    waiting: Mutex<HashMap<RequestId, watch::Sender<u64>>>,
 }
 
 /// A session's view of its request; it stops watching when dropped.
 pub struct Watch {
     hub: Arc<Hub>,
     id: RequestId,
-    rx: watch::Receiver<State>,
+    rx: watch::Receiver<u64>,
 }
 
 impl Hub {
     /// Starts watching `id` (before the request is visible to anyone, so
     /// that no decision can be missed).
     pub fn watch(self: &Arc<Self>, id: RequestId) -> Watch {
-        let (tx, rx) = watch::channel(State::Pending);
+        let (tx, rx) = watch::channel(0);
         self.lock().insert(id.clone(), tx);
         Watch {
             hub: self.clone(),
@@ -37,10 +40,10 @@ impl Hub {
         }
     }
 
-    /// A request changed: wakes its session if it is here.
-    pub fn wake(&self, id: &RequestId, state: State) {
+    /// Request `id` may have changed: wakes its session if it is here.
+    pub fn wake(&self, id: &RequestId) {
         if let Some(tx) = self.lock().get(id) {
-            tx.send_replace(state);
+            tx.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
@@ -54,7 +57,7 @@ impl Hub {
         self.lock().contains_key(id)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, watch::Sender<State>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, watch::Sender<u64>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -64,17 +67,10 @@ impl Watch {
         &self.id
     }
 
-    /// Waits until the request is no longer pending here (a decision
-    /// woke it; the caller reads the store for the details).
-    pub async fn changed(&mut self) -> State {
-        loop {
-            let now = *self.rx.borrow_and_update();
-            if now != State::Pending {
-                return now;
-            }
-            if self.rx.changed().await.is_err() {
-                return State::Pending;
-            }
+    /// Waits for the next wake-up (the caller reads the store).
+    pub async fn changed(&mut self) {
+        if self.rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -90,18 +86,20 @@ mod tests {
     use super::*;
 
     #[tokio::test(flavor = "current_thread")]
-    async fn a_decision_wakes_its_watcher_only() {
+    async fn a_wake_up_reaches_its_watcher_only() {
         let hub = Arc::new(Hub::default());
         let a = RequestId::new();
         let b = RequestId::new();
         let mut wa = hub.watch(a.clone());
-        let _wb = hub.watch(b.clone());
-        hub.wake(&a, State::Approved);
-        assert_eq!(wa.changed().await, State::Approved);
+        let mut wb = hub.watch(b.clone());
+        hub.wake(&a);
+        wa.changed().await;
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(20), wb.changed()).await;
+        assert!(quiet.is_err(), "b was not woken");
         assert!(hub.is_waiting(&b));
         drop(wa);
         assert!(!hub.is_waiting(&a));
         // Waking a request nobody here waits on does nothing.
-        hub.wake(&a, State::Denied);
+        hub.wake(&a);
     }
 }

@@ -42,7 +42,7 @@ pub fn verify(
         return Err(SlackError::Unsigned);
     };
     let at: i64 = timestamp.trim().parse().map_err(|_| SlackError::Unsigned)?;
-    if (now - at).abs() > MAX_SKEW_SECS {
+    if now.abs_diff(at) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(SlackError::Stale);
     }
     let hex = signature
@@ -175,6 +175,14 @@ fn form_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Text for a Slack message: `&`, `<` and `>` escaped, so that nothing a
+/// requester wrote becomes a link or a mention.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// The message announcing `r` in a channel: who, where, what and why, and
 /// (when a Slack app is set up to send presses back) a reason box and
 /// Approve and Deny buttons. `decide`: where else to decide it.
@@ -185,26 +193,42 @@ pub fn message(r: &Request, decide: &str, buttons: bool) -> Value {
         None => a.requester.subject.clone(),
     };
     let mut statement: String = a.statement.chars().take(2500).collect();
-    if statement.len() < a.statement.len() {
+    // Cut short, the message could hide what runs: no buttons then.
+    let whole = statement.len() == a.statement.len();
+    if !whole {
         statement.push('…');
     }
+    let buttons = buttons && whole;
     let mut details = format!(
-        "*{who}* asks to run on *{}* ({}), held by `{}`: {}",
-        a.target, a.environment, a.policy, a.reason
+        "*{}* asks to run on *{}* ({}), held by `{}`: {}",
+        escape(&who),
+        escape(&a.target),
+        escape(&a.environment),
+        escape(&a.policy),
+        escape(&a.reason)
     );
     if a.in_transaction {
         details.push_str("\nInside an open transaction, which keeps its locks while this waits.");
     }
     for line in &a.analysis {
-        details.push_str(&format!("\n• {line}"));
+        details.push_str(&format!("\n• {}", escape(line)));
     }
     for (i, p) in a.parameters.iter().enumerate() {
-        details.push_str(&format!("\n${} = `{p}`", i + 1));
+        details.push_str(&format!(
+            "\n${} = `{}`",
+            i + 1,
+            escape(&p.replace('`', "'"))
+        ));
+    }
+    if !whole {
+        details.push_str(
+            "\nThe statement is too long to show here: decide with the CLI or the console.",
+        );
     }
     let mut blocks = vec![
         json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Approval request *{}* for group `{}`", r.id, a.approvers)}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": details}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", statement.replace("```", "'''"))}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", escape(&statement.replace("```", "'''")))}}),
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": decide}]}),
     ];
     if buttons {
@@ -224,7 +248,13 @@ pub fn message(r: &Request, decide: &str, buttons: bool) -> Value {
         }));
     }
     json!({
-        "text": format!("Approval request {} from {who} on {}: {}", r.id, a.target, a.reason),
+        "text": format!(
+            "Approval request {} from {} on {}: {}",
+            r.id,
+            escape(&who),
+            escape(&a.target),
+            escape(&a.reason)
+        ),
         "blocks": blocks,
     })
 }
@@ -305,6 +335,68 @@ mod tests {
             verify(SECRET, Some("yesterday"), Some(&good), body, now),
             Err(SlackError::Unsigned)
         );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let body = b"x";
+        let sig = sign(SECRET, "-9223372036854775808", body);
+        assert_eq!(
+            verify(
+                SECRET,
+                Some("-9223372036854775808"),
+                Some(&sig),
+                body,
+                i64::MAX
+            ),
+            Err(SlackError::Stale)
+        );
+    }
+
+    #[test]
+    fn messages_escape_what_requesters_wrote_and_cut_long_statements_without_buttons() {
+        use crate::request::{NewRequest, Person, State};
+        let mut r = Request {
+            id: RequestId::new(),
+            asked: NewRequest {
+                requester: Person {
+                    subject: "<!channel>".into(),
+                    kind: "human".into(),
+                    groups: vec![],
+                    on_behalf_of: None,
+                },
+                target: "shop".into(),
+                environment: "production".into(),
+                session: "s".into(),
+                statement: "SELECT '<https://evil|click>'".into(),
+                parameters: vec!["`x`".into()],
+                digest: crate::Digest("d".into()),
+                policy: "p".into(),
+                approvers: "dba".into(),
+                reason: "r".into(),
+                analysis: vec![],
+                in_transaction: false,
+                required: 1,
+                window: None,
+                expires_at: 0,
+                rerun: false,
+            },
+            created_at: 0,
+            state: State::Pending,
+            decisions: vec![],
+            closed_at: None,
+            used_at: None,
+        };
+        let text = message(&r, "decide", true).to_string();
+        assert!(!text.contains("<!channel>") && !text.contains("<https://evil"));
+        assert!(text.contains(APPROVE));
+        r.asked.statement = format!("SELECT 1 /* {} */; DROP TABLE t", "x".repeat(3000));
+        let text = message(&r, "decide", true).to_string();
+        assert!(
+            !text.contains(APPROVE),
+            "no buttons for a statement cut short"
+        );
+        assert!(!text.contains("DROP TABLE"));
     }
 
     #[test]

@@ -128,16 +128,12 @@ impl Desk {
                 portcullis_approvals::store::listen(
                     &location,
                     &stop,
-                    |id, state| desk.hub.wake(&id, state),
+                    |id, _state| desk.hub.wake(&id),
                     // Notifications sent while no connection listened are
                     // lost: read again every request a session waits on.
                     || {
                         for id in catch_up.hub.waiting() {
-                            if let Ok(Some(r)) = catch_up.store.get(&id) {
-                                if r.state.is_final() {
-                                    catch_up.hub.wake(&id, r.state);
-                                }
-                            }
+                            catch_up.hub.wake(&id);
                         }
                     },
                     |why| warn!(error = %why, "approvals: cannot listen for decisions on the shared store; retrying"),
@@ -234,7 +230,7 @@ impl Desk {
         self.record(&request, event, Some(approver), comment);
         info!(request = %request.id, approver = %approver.subject, state = %request.state, "approval decision recorded");
         if request.state.is_final() {
-            self.hub.wake(&request.id, request.state);
+            self.hub.wake(&request.id);
             self.settings().notifier.announce(
                 request.state.as_str(),
                 &request,
@@ -246,13 +242,36 @@ impl Desk {
 
     /// The approval of this very statement (`digest`) asked for earlier by a
     /// session that did not wait, if it may run now: used, so it runs once.
-    pub async fn take_rerun(&self, digest: &portcullis_approvals::Digest) -> Option<Request> {
+    /// It must have been asked by exactly this identity (`requester`,
+    /// including whom it acts for), for the same group, with the same
+    /// analysis (what it touches, as resolved now).
+    pub async fn take_rerun(
+        &self,
+        digest: &portcullis_approvals::Digest,
+        requester: &Person,
+        approvers: &str,
+        analysis: Vec<String>,
+    ) -> Option<Request> {
         let store = self.store.clone();
         let digest = digest.clone();
+        let (requester, approvers) = (requester.clone(), approvers.to_owned());
+        let same = move |r: &Request| {
+            let asked = &r.asked;
+            let who = &asked.requester;
+            who.kind == requester.kind
+                && who
+                    .subject
+                    .trim()
+                    .eq_ignore_ascii_case(requester.subject.trim())
+                && who.on_behalf_of.as_deref().map(str::to_lowercase)
+                    == requester.on_behalf_of.as_deref().map(str::to_lowercase)
+                && asked.approvers == approvers
+                && asked.analysis == analysis
+        };
         let window =
             i64::try_from(self.settings().config.rerun_window.0.as_millis()).unwrap_or(i64::MAX);
         let now = portcullis_approvals::now_millis();
-        match blocking(move || store.take_rerun(&digest, now, window)).await {
+        match blocking(move || store.take_rerun(&digest, &same, now, window)).await {
             Ok(Ok(found)) => found,
             Ok(Err(e)) | Err(e) => {
                 warn!(error = %e, "approvals: could not look for an approval to re-run");
@@ -284,6 +303,14 @@ impl Desk {
             );
         }
         Ok(request)
+    }
+
+    /// Whether decisions made by other processes wake this one's sessions
+    /// (a shared PostgreSQL store announces them); otherwise a holding
+    /// session also looks at its request now and then (several proxies
+    /// may share one SQLite file).
+    pub fn announces_changes(&self) -> bool {
+        self.store.is_shared()
     }
 
     /// The approved statement went to the database.

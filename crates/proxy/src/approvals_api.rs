@@ -120,7 +120,9 @@ async fn caller(api: &Api, headers: &HeaderMap) -> Result<Person, Response> {
     };
     // Checking a configured user's password costs a PBKDF2 run: at most a
     // few at once, so that a flood of guesses cannot take every core.
-    let Ok(_permit) = api.checks.try_acquire() else {
+    let permit =
+        tokio::time::timeout(std::time::Duration::from_secs(2), api.checks.acquire()).await;
+    let Ok(Ok(_permit)) = permit else {
         return Err(error(
             StatusCode::TOO_MANY_REQUESTS,
             "too many sign-ins at once; try again in a moment",

@@ -161,12 +161,15 @@ impl Store {
     }
 
     /// The approval of a statement refused to a session that did not wait,
-    /// sent again by the same identity (`digest`) within `window`
-    /// milliseconds of the approval: marked used and returned, so that it
-    /// runs once.
+    /// sent again (`digest`: the same identity, target, text and
+    /// parameters) within `window` milliseconds of the approval, and for
+    /// which `same` holds too (the caller compares what the digest does
+    /// not cover: who acts for whom, the group, what the statement
+    /// touches now): marked used and returned, so that it runs once.
     pub fn take_rerun(
         &self,
         digest: &crate::Digest,
+        same: &dyn Fn(&Request) -> bool,
         now: i64,
         window: i64,
     ) -> Result<Option<Request>, StoreError> {
@@ -178,7 +181,7 @@ impl Store {
             let taken = self.update(&id, &mut |r| {
                 // Checked again under the store's lock: used once.
                 match r.rerun_until(window) {
-                    Some(until) if now < until && r.asked.digest == *digest => {
+                    Some(until) if now < until && r.asked.digest == *digest && same(r) => {
                         r.used_at = Some(now);
                         Ok(())
                     }

@@ -135,25 +135,28 @@ fn a_rerun_approval_runs_once_within_its_window() {
     let digest = rerun.digest.clone();
     let r = store.create(RequestId::new(), rerun, 1).unwrap();
     let dba = person("dora", &["dba"]);
+    let any = |_: &Request| true;
+    let take = |d: &Digest, same: &dyn Fn(&Request) -> bool, now| {
+        store.take_rerun(d, same, now, 1_000).unwrap()
+    };
     // Not before it is approved.
-    assert_eq!(store.take_rerun(&digest, 2, 1_000).unwrap(), None);
+    assert_eq!(take(&digest, &any, 2), None);
     store
         .decide(&r.id, &dba, Verdict::Approve, None, 100)
         .unwrap();
-    // Not for another statement, nor past the window.
+    // Not for another statement, past the window, or when the caller's
+    // own comparison fails.
     let other = Digest::of("dev", "shop", b"DROP INDEX x", b"");
-    assert_eq!(store.take_rerun(&other, 200, 1_000).unwrap(), None);
-    assert_eq!(store.take_rerun(&digest, 1_100, 1_000).unwrap(), None);
-    let taken = store
-        .take_rerun(&digest, 200, 1_000)
-        .unwrap()
-        .expect("taken");
+    assert_eq!(take(&other, &any, 200), None);
+    assert_eq!(take(&digest, &any, 1_100), None);
+    assert_eq!(take(&digest, &|_| false, 200), None);
+    let taken = take(&digest, &any, 200).expect("taken");
     assert_eq!((taken.id.clone(), taken.used_at), (r.id.clone(), Some(200)));
-    assert_eq!(store.take_rerun(&digest, 300, 1_000).unwrap(), None, "once");
+    assert_eq!(take(&digest, &any, 300), None, "once");
     // A request of a session that waited is never taken again.
     let waited = store.create(RequestId::new(), asked(10_000), 3).unwrap();
     store
         .decide(&waited.id, &dba, Verdict::Approve, None, 400)
         .unwrap();
-    assert_eq!(store.take_rerun(&digest, 500, 1_000).unwrap(), None);
+    assert_eq!(take(&digest, &any, 500), None);
 }

@@ -538,20 +538,42 @@ async fn an_approval_covers_exactly_what_was_held() {
         .trim(),
         "1:x,2:n"
     );
-    // An EXECUTE would show approvers only its name: not held, refused.
-    // (Preparing runs nothing: not held.)
-    raw.send(&fe::query(
+    // PREPARE and EXECUTE would show approvers a name, not the statement:
+    // not held, refused; by SQL or through a protocol Parse. Nothing is
+    // asked.
+    for sql in [
         "PREPARE u (int) AS UPDATE orders SET note = 'y' WHERE id = $1",
-    ))
+        "PREPARE v AS UPDATE orders SET note = 'y' WHERE id = 3; EXECUTE v",
+    ] {
+        raw.send(&fe::query(sql)).await;
+        let got = raw.until_ready().await;
+        assert_eq!(raw::tags(&got), "EZ", "{sql}");
+        assert!(
+            got[0]
+                .message()
+                .unwrap()
+                .contains("not a PREPARE or EXECUTE"),
+            "{:?}",
+            got[0].message()
+        );
+    }
+    // Nor through a protocol Parse of a PREPARE.
+    raw.send(&fe::concat(&[
+        fe::parse(
+            "e",
+            "PREPARE x AS UPDATE orders SET note = 'y' WHERE id = 3",
+            &[],
+        ),
+        fe::sync(),
+    ]))
     .await;
-    assert_eq!(raw::tags(&raw.until_ready().await), "CZ");
-    raw.send(&fe::query("EXECUTE u (3)")).await;
     let got = raw.until_ready().await;
     assert_eq!(raw::tags(&got), "EZ");
-    assert!(
-        got[0].message().unwrap().contains("EXECUTE"),
-        "{:?}",
-        got[0].message()
+    let (_, v) = api(&proxy, DORA, "GET", "/approvals?all=1", "").await;
+    assert_eq!(
+        v["requests"].as_array().unwrap().len(),
+        2,
+        "only the two Binds asked"
     );
     assert_eq!(
         direct(&proxy, "SELECT note FROM orders WHERE id = 3").trim(),
@@ -629,6 +651,21 @@ async fn two_proxies_sharing_a_postgresql_store_wake_each_other() {
         r["statement"],
         "CREATE INDEX orders_total_idx ON orders (total)"
     );
+    // Anyone who can connect to the store's database can NOTIFY: a forged
+    // announcement wakes the session, which reads the store and waits on.
+    cluster()
+        .sql(
+            &control,
+            &format!("NOTIFY portcullis_approvals, '{} approved'", id(&r)),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        indexes(&one),
+        "orders_pkey",
+        "a forged notification approves nothing"
+    );
+    assert!(!run.is_finished());
     let asked = Instant::now();
     let (status, v) = decide(&two, DAN, &r, "approve", "").await;
     assert_eq!(status, 200, "{v}");
@@ -1132,4 +1169,31 @@ async fn sessions_that_cannot_wait_are_refused_and_run_once_when_they_send_it_ag
         "used once: asked again"
     );
     assert_eq!(indexes(&proxy), "orders_pkey");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_on_one_sqlite_file_see_each_others_decisions() {
+    let shared = tempfile::tempdir().unwrap();
+    let store = format!(
+        "\n[identity]\nstore = \"{}\"\n",
+        shared.path().join("control.db").display()
+    );
+    let one = proxy(&store).await;
+    let two = proxy(&store).await;
+    let alice = one.client().await;
+    let run = tokio::spawn(async move {
+        alice
+            .simple_query("CREATE INDEX orders_total_idx ON orders (total)")
+            .await
+            .map(|_| Instant::now())
+    });
+    let r = pending(&two, DORA).await;
+    let asked = Instant::now();
+    let (status, _) = decide(&two, DAN, &r, "approve", "").await;
+    assert_eq!(status, 200);
+    // No notification crosses processes here: the holding session looks
+    // at its request every half second.
+    let done = run.await.unwrap().expect("runs");
+    assert!(done.duration_since(asked) < Duration::from_secs(2));
+    assert_eq!(indexes(&one), "orders_pkey,orders_total_idx");
 }

@@ -759,7 +759,28 @@ impl ClientPump<'_> {
                     };
                     self.mode = Mode::Relaying;
                     match released {
-                        Released::Approved { group, request } => approved = Some((group, request)),
+                        Released::Approved { group, request } => {
+                            if self.hold_line.end() {
+                                // Cancelled as it was approved (or, sent
+                                // again, while it settled): it does not run.
+                                let reply = Refusal::error(
+                                    sqlstate::QUERY_CANCELED,
+                                    "canceling statement due to user request",
+                                );
+                                let _gate = self.guarded.gate();
+                                break failed_action(
+                                    &ClientPumpParts {
+                                        pending: self.pending,
+                                        guarded: self.guarded,
+                                        metrics: self.metrics,
+                                        audit: self.audit,
+                                    },
+                                    &held,
+                                    &reply,
+                                );
+                            }
+                            approved = Some((group, request));
+                        }
                         Released::Skipped => break Action::Drop,
                         Released::Failed { reply } => {
                             let _gate = self.guarded.gate();

@@ -385,29 +385,8 @@ impl Guarded {
             Err(r) => return Judged::refused(self.refuse(&r, "query"), r.sqlstate),
         };
         let mut verdict = self.conclude(&j, "query");
-        let prepares_only = j.analysis.as_ref().is_some_and(|a| {
-            a.statements
-                .iter()
-                .all(|s| s.class == portcullis_analysis::StatementClass::Prepare)
-        });
-        if matches!(verdict, Verdict::Hold(_)) && prepares_only {
-            // Preparing runs nothing (as for a protocol Parse); its EXECUTE
-            // is what would be held.
-            verdict = Verdict::Pass;
-        }
         if let Verdict::Hold(held) = &mut verdict {
-            let runs_prepared = j.analysis.as_ref().is_some_and(|a| {
-                a.statements
-                    .iter()
-                    .any(|s| s.class == portcullis_analysis::StatementClass::Execute)
-            });
-            if runs_prepared {
-                // Approvers would see `EXECUTE name`, not what it runs.
-                let r = Refusal::error(
-                    sqlstate::INSUFFICIENT_PRIVILEGE,
-                    format!("{}; Portcullis holds for approval only statements whose text it can show, not an EXECUTE of a prepared statement", held.refusal.message),
-                )
-                .hint("Send the statement itself instead of PREPARE and EXECUTE.");
+            if let Some(r) = unshowable(j.analysis.as_deref(), held) {
                 return Judged::refused(self.refuse(&r, "query"), r.sqlstate);
             }
             held.text = Some(Arc::from(&*sql));
@@ -563,7 +542,10 @@ impl Guarded {
         // when it is bound, with its parameters; its text is kept for the
         // request.
         let mut source = None;
-        if let Verdict::Hold(_) = verdict {
+        if let Verdict::Hold(held) = &verdict {
+            if let Some(r) = unshowable(j.analysis.as_deref(), held) {
+                return Judged::refused(self.refuse(&r, "parse"), r.sqlstate);
+            }
             verdict = Verdict::Pass;
             source = Some(Arc::from(&*sql));
         }
@@ -876,6 +858,30 @@ fn uncountable_query(a: &Analysis, rows_changed_counted: bool) -> Option<Refusal
             "CALL refused by Portcullis: both the rows this session changes and the rows it is returned are counted, and a procedure could commit out of reach of the count",
         )
         .hint("Run the procedure's statements one by one, or ask an administrator about the limits.")
+    })
+}
+
+/// Why a message a policy holds for approval cannot be held, if it
+/// cannot: approvers must see what runs, and a PREPARE or EXECUTE shows
+/// them a name, not the statement behind it (nor do prepared statements
+/// defined so keep a text for a later Bind to show).
+fn unshowable(a: Option<&Analysis>, held: &Held) -> Option<Refusal> {
+    let prepared = a?.statements.iter().any(|s| {
+        matches!(
+            s.class,
+            portcullis_analysis::StatementClass::Prepare
+                | portcullis_analysis::StatementClass::Execute
+        )
+    });
+    prepared.then(|| {
+        Refusal::error(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!(
+                "{}; Portcullis holds for approval only statements whose text it can show approvers, not a PREPARE or EXECUTE of one",
+                held.refusal.message
+            ),
+        )
+        .hint("Send the statement itself instead of PREPARE and EXECUTE.")
     })
 }
 

@@ -156,18 +156,29 @@ impl ClientPump<'_> {
         }
         let hold_line = self.hold_line;
         let pending = self.pending;
-        // Approved already: this identity sent this very statement before,
-        // from a session that did not wait. It runs, once.
-        if let Some(request) = desk.take_rerun(&m.digest).await {
-            info!(parent: &self.guarded.span, request = %request.id, "an approved statement sent again runs");
-            return Ok(Released::Approved {
-                group: m.held.approval.approvers.clone(),
-                request: Box::new(request),
-            });
-        }
-        let in_transaction = pending.in_transaction();
         let settings = desk.settings();
         let waits = !settings.config.rerun_kinds.contains(&self.kind);
+        // Approved already: this identity sent this very statement before,
+        // from a session that did not wait. It runs, once.
+        if !waits {
+            let approvers = &m.held.approval.approvers;
+            let found = desk
+                .take_rerun(
+                    &m.digest,
+                    &self.requester,
+                    approvers,
+                    analysis_lines(&m.audit),
+                )
+                .await;
+            if let Some(request) = found {
+                info!(parent: &self.guarded.span, request = %request.id, "an approved statement sent again runs");
+                return Ok(Released::Approved {
+                    group: request.asked.approvers.clone(),
+                    request: Box::new(request),
+                });
+            }
+        }
+        let in_transaction = pending.in_transaction();
         if in_transaction && !settings.config.in_transaction {
             return Ok(Released::Failed {
                 reply: Refusal::error(
@@ -271,13 +282,13 @@ impl ClientPump<'_> {
         // Should the session end while it waits (shutdown, the server gone,
         // a revoked key), the request is withdrawn.
         let mut withdraw = Withdraw(Some((desk.clone(), request.id.clone())));
-        let step = self.wait_for_decision(&mut watch, end, timeout).await;
+        let step = self
+            .wait_for_decision(&desk, &request.id, &mut watch, end, timeout)
+            .await;
         withdraw.0 = None;
-        if hold_line.end() && matches!(step, HoldStep::Release) {
-            // Cancelled as it was approved: it does not run.
-            return self.failed(&desk, &request, Failure::Cancelled).await;
-        }
         match step {
+            // The line stays in holding until the pump judges it again:
+            // a cancel until then still stops it (see client_pump.rs).
             HoldStep::Release => Ok(Released::Approved {
                 group: approval.approvers.clone(),
                 request: Box::new(request),
@@ -295,20 +306,35 @@ impl ClientPump<'_> {
         }
     }
 
-    /// Waits for the step that ends the hold of the message ending at
-    /// `end` in the read buffer.
+    /// Waits for the step that ends the hold of request `id`'s message,
+    /// which ends at `end` in the read buffer. What was decided is read
+    /// from the store on each wake-up (a wake-up is only a hint), and, with
+    /// a store that does not announce changes made by other processes,
+    /// every half second too.
     async fn wait_for_decision(
         &mut self,
+        desk: &crate::approval_desk::Desk,
+        id: &portcullis_approvals::RequestId,
         watch: &mut Watch,
         end: usize,
         timeout: std::time::Duration,
     ) -> HoldStep {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut read = self.rb.buf.len().saturating_sub(end) < HELD_CLIENT_BYTES;
+        let polls = !desk.announces_changes();
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let hold_line = self.hold_line;
             let event = tokio::select! {
-                state = watch.changed() => HoldEvent::Decided(state),
+                _ = watch.changed() => match desk.get(id).await {
+                    Ok(Some(r)) => HoldEvent::Decided(r.state),
+                    _ => continue,
+                },
+                _ = poll.tick(), if polls => match desk.get(id).await {
+                    Ok(Some(r)) => HoldEvent::Decided(r.state),
+                    _ => continue,
+                },
                 _ = tokio::time::sleep_until(deadline) => HoldEvent::TimedOut,
                 _ = hold_line.cancelled() => HoldEvent::Cancelled,
                 r = self.rb.fill(&mut self.reader, 0), if read => match r {
