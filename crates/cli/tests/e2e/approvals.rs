@@ -557,6 +557,21 @@ async fn an_approval_covers_exactly_what_was_held() {
             got[0].message()
         );
     }
+    // Nor inside another statement: a schema change (held for a DBA)
+    // made of a prepared query.
+    raw.send(&fe::query("PREPARE w AS SELECT 1 AS n")).await;
+    assert_eq!(raw::tags(&raw.until_ready().await), "CZ");
+    raw.send(&fe::query("CREATE TABLE made AS EXECUTE w")).await;
+    let got = raw.until_ready().await;
+    assert_eq!(raw::tags(&got), "EZ");
+    assert!(
+        got[0]
+            .message()
+            .unwrap()
+            .contains("not a PREPARE or EXECUTE"),
+        "{:?}",
+        got[0].message()
+    );
     // Nor through a protocol Parse of a PREPARE.
     raw.send(&fe::concat(&[
         fe::parse(

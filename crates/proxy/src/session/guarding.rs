@@ -866,12 +866,16 @@ fn uncountable_query(a: &Analysis, rows_changed_counted: bool) -> Option<Refusal
 /// them a name, not the statement behind it (nor do prepared statements
 /// defined so keep a text for a later Bind to show).
 fn unshowable(a: Option<&Analysis>, held: &Held) -> Option<Refusal> {
+    // Any PREPARE or EXECUTE in it, also inside another statement
+    // (`CREATE TABLE ... AS EXECUTE p`, `EXPLAIN ANALYZE EXECUTE p`).
     let prepared = a?.statements.iter().any(|s| {
-        matches!(
-            s.class,
-            portcullis_analysis::StatementClass::Prepare
-                | portcullis_analysis::StatementClass::Execute
-        )
+        s.actions.iter().any(|a| {
+            matches!(
+                a.kind,
+                portcullis_analysis::ActionKind::Prepare { .. }
+                    | portcullis_analysis::ActionKind::Execute { .. }
+            )
+        })
     });
     prepared.then(|| {
         Refusal::error(
