@@ -175,6 +175,20 @@ fn form_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The most characters Slack takes in one section's text.
+const SECTION_CHARS: usize = 3000;
+
+/// `text` cut to at most `max` characters (an ellipsis marking a cut);
+/// whether it was whole.
+fn cut(text: &str, max: usize) -> (String, bool) {
+    if text.chars().count() <= max {
+        return (text.to_owned(), true);
+    }
+    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    short.push('…');
+    (short, false)
+}
+
 /// Text for a Slack message: `&`, `<` and `>` escaped, so that nothing a
 /// requester wrote becomes a link or a mention.
 fn escape(text: &str) -> String {
@@ -192,13 +206,13 @@ pub fn message(r: &Request, decide: &str, buttons: bool) -> Value {
         Some(p) => format!("{} ({} for {})", a.requester.subject, a.requester.kind, p),
         None => a.requester.subject.clone(),
     };
-    let mut statement: String = a.statement.chars().take(2500).collect();
-    // Cut short, the message could hide what runs: no buttons then.
-    let whole = statement.len() == a.statement.len();
-    if !whole {
-        statement.push('…');
-    }
-    let buttons = buttons && whole;
+    // Slack takes at most 3000 characters per section: each part is cut
+    // after escaping (which lengthens it), and a message cut short could
+    // hide what runs, so it gets no buttons.
+    let (statement, statement_whole) = cut(
+        &escape(&a.statement.replace("```", "'''")),
+        SECTION_CHARS - 6,
+    );
     let mut details = format!(
         "*{}* asks to run on *{}* ({}), held by `{}`: {}",
         escape(&who),
@@ -220,15 +234,16 @@ pub fn message(r: &Request, decide: &str, buttons: bool) -> Value {
             escape(&p.replace('`', "'"))
         ));
     }
+    let (mut details, details_whole) = cut(&details, SECTION_CHARS - 100);
+    let whole = statement_whole && details_whole;
     if !whole {
-        details.push_str(
-            "\nThe statement is too long to show here: decide with the CLI or the console.",
-        );
+        details.push_str("\nToo long to show here in full: decide with the CLI or the console.");
     }
+    let buttons = buttons && whole;
     let mut blocks = vec![
         json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("Approval request *{}* for group `{}`", r.id, a.approvers)}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": details}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{}```", escape(&statement.replace("```", "'''")))}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("```{statement}```")}}),
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": decide}]}),
     ];
     if buttons {
@@ -390,6 +405,20 @@ mod tests {
         let text = message(&r, "decide", true).to_string();
         assert!(!text.contains("<!channel>") && !text.contains("<https://evil"));
         assert!(text.contains(APPROVE));
+        r.asked.statement = format!("SELECT 1 WHERE {}", "1<2 AND ".repeat(300));
+        let v = message(&r, "decide", true);
+        for block in v["blocks"].as_array().unwrap() {
+            if let Some(t) = block["text"]["text"].as_str() {
+                assert!(
+                    t.chars().count() <= SECTION_CHARS,
+                    "a section over Slack's limit"
+                );
+            }
+        }
+        assert!(
+            !v.to_string().contains(APPROVE),
+            "escaped, it no longer fits: no buttons"
+        );
         r.asked.statement = format!("SELECT 1 /* {} */; DROP TABLE t", "x".repeat(3000));
         let text = message(&r, "decide", true).to_string();
         assert!(

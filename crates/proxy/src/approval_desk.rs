@@ -313,6 +313,17 @@ impl Desk {
         self.store.is_shared()
     }
 
+    /// The approved statement did not run: the client cancelled it as it
+    /// was approved.
+    pub fn not_run(&self, request: &Request) {
+        self.record(
+            request,
+            ApprovalEvent::Cancelled,
+            None,
+            Some("approved, then cancelled by the client before it ran".into()),
+        );
+    }
+
     /// The approved statement went to the database.
     pub fn executed(&self, request: &Request) {
         self.record(request, ApprovalEvent::Executed, None, None);

@@ -763,9 +763,15 @@ impl ClientPump<'_> {
                             if self.hold_line.end() {
                                 // Cancelled as it was approved (or, sent
                                 // again, while it settled): it does not run.
+                                if let Some(desk) = &self.approvals {
+                                    desk.not_run(&request);
+                                }
                                 let reply = Refusal::error(
                                     sqlstate::QUERY_CANCELED,
-                                    "canceling statement due to user request",
+                                    format!(
+                                        "canceling statement due to user request (request {} was approved; the statement did not run)",
+                                        request.id
+                                    ),
                                 );
                                 let _gate = self.guarded.gate();
                                 break failed_action(

@@ -321,7 +321,7 @@ impl ClientPump<'_> {
     ) -> HoldStep {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut read = self.rb.buf.len().saturating_sub(end) < HELD_CLIENT_BYTES;
-        let polls = !desk.announces_changes();
+        let mut polls = !desk.announces_changes();
         let mut poll = tokio::time::interval(std::time::Duration::from_millis(500));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -329,7 +329,12 @@ impl ClientPump<'_> {
             let event = tokio::select! {
                 _ = watch.changed() => match desk.get(id).await {
                     Ok(Some(r)) => HoldEvent::Decided(r.state),
-                    _ => continue,
+                    _ => {
+                        // The store did not answer: look again soon, a
+                        // wake-up may not come twice.
+                        polls = true;
+                        continue;
+                    }
                 },
                 _ = poll.tick(), if polls => match desk.get(id).await {
                     Ok(Some(r)) => HoldEvent::Decided(r.state),
@@ -349,7 +354,7 @@ impl ClientPump<'_> {
                     }
                 },
             };
-            match pump_mode::hold_step(event, HELD_CLIENT_BYTES) {
+            match pump_mode::hold_step(event, HELD_CLIENT_BYTES, read) {
                 HoldStep::Wait { read: r } => read = r,
                 step => return step,
             }

@@ -112,8 +112,10 @@ pub(crate) enum Ending {
     ClientGone,
 }
 
-/// The step for `event`, reading ahead at most `bound` bytes.
-pub(crate) fn hold_step(event: HoldEvent, bound: usize) -> HoldStep {
+/// The step for `event`, reading ahead at most `bound` bytes; `reading`:
+/// whether the pump reads from the client now (an event that says nothing
+/// of the client leaves that as it is).
+pub(crate) fn hold_step(event: HoldEvent, bound: usize, reading: bool) -> HoldStep {
     use portcullis_approvals::State;
     match event {
         HoldEvent::Client {
@@ -129,7 +131,7 @@ pub(crate) fn hold_step(event: HoldEvent, bound: usize) -> HoldStep {
         // Withdrawn elsewhere (an administrator, a node that lost the
         // session's request): it does not run.
         HoldEvent::Decided(State::Withdrawn) => HoldStep::Fail(Failure::Cancelled),
-        HoldEvent::Decided(State::Pending) => HoldStep::Wait { read: true },
+        HoldEvent::Decided(State::Pending) => HoldStep::Wait { read: reading },
     }
 }
 
@@ -183,7 +185,7 @@ mod tests {
     #[test]
     fn what_each_event_does_to_a_held_statement() {
         let bound = 1024;
-        let step = |e| hold_step(e, bound);
+        let step = |e| hold_step(e, bound, true);
         assert_eq!(
             step(HoldEvent::Client {
                 read: 10,
@@ -227,6 +229,12 @@ mod tests {
         assert_eq!(
             step(HoldEvent::Decided(State::Withdrawn)),
             HoldStep::Fail(Failure::Cancelled)
+        );
+        // Still pending (a wake-up, a poll): reading stays as it was, so
+        // the read-ahead bound holds.
+        assert_eq!(
+            hold_step(HoldEvent::Decided(State::Pending), bound, false),
+            HoldStep::Wait { read: false }
         );
     }
 
