@@ -60,6 +60,7 @@ pub mod functions;
 pub mod fuzzing;
 pub mod lineage;
 mod literal;
+pub mod locks;
 mod parse;
 pub mod resolve;
 pub mod shape;

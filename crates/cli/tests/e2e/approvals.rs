@@ -192,6 +192,14 @@ async fn held_then_approved_through_the_cli_runs_once_as_sent() {
         r["analysis"][0].as_str().unwrap().contains("public.orders"),
         "{r}"
     );
+    // And the lock it would take.
+    assert!(
+        r["analysis"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("takes the SHARE lock on the table (reads go on; writes wait)"),
+        "{r}"
+    );
     // Held: nothing ran yet.
     assert_eq!(indexes(&proxy), "orders_pkey");
 
@@ -1211,4 +1219,89 @@ async fn two_proxies_on_one_sqlite_file_see_each_others_decisions() {
     let done = run.await.unwrap().expect("runs");
     assert!(done.duration_since(asked) < Duration::from_secs(2));
     assert_eq!(indexes(&one), "orders_pkey,orders_total_idx");
+}
+
+/// What approvers are told about a statement's lock, checked against what
+/// PostgreSQL takes (`pg_locks` inside a transaction, rolled back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_notes_match_postgresql() {
+    use portcullis_analysis::locks::{taken, LockMode};
+    let db = tokio::task::spawn_blocking(|| portcullis_testbed::fresh_database("locks"))
+        .await
+        .unwrap();
+    let sql = |s: &str| cluster().sql(&db, s).unwrap_or_else(|e| panic!("{s}: {e}"));
+    sql("CREATE TABLE customers (id int PRIMARY KEY);\
+         CREATE TABLE orders (id int PRIMARY KEY, total int, note text);\
+         ALTER TABLE orders ADD CONSTRAINT positive CHECK (total > 0) NOT VALID;\
+         CREATE TRIGGER audit BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();");
+    let cases = [
+        "CREATE INDEX i1 ON orders (total)",
+        "CREATE TRIGGER t2 BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+        "CREATE POLICY p ON orders USING (true)",
+        "ALTER TABLE orders ADD COLUMN x int",
+        "ALTER TABLE orders ALTER COLUMN total SET DEFAULT 0",
+        "ALTER TABLE orders ALTER COLUMN total SET NOT NULL",
+        "ALTER TABLE orders ALTER COLUMN note SET STATISTICS 100",
+        "ALTER TABLE orders ALTER COLUMN note SET (n_distinct = 10)",
+        "ALTER TABLE orders SET (fillfactor = 70)",
+        "ALTER TABLE orders RESET (fillfactor)",
+        "ALTER TABLE orders CLUSTER ON orders_pkey",
+        "ALTER TABLE orders VALIDATE CONSTRAINT positive",
+        "ALTER TABLE orders ADD CONSTRAINT big CHECK (total < 1000000)",
+        "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (id) REFERENCES customers (id)",
+        "ALTER TABLE orders DISABLE TRIGGER audit",
+        "ALTER TABLE orders ENABLE TRIGGER audit",
+        "ALTER TABLE orders ENABLE ROW LEVEL SECURITY",
+        "ALTER TABLE orders FORCE ROW LEVEL SECURITY",
+        "ALTER TABLE orders OWNER TO postgres",
+    ];
+    let mode_of = |name: &str| -> LockMode {
+        use LockMode::*;
+        [
+            AccessShare,
+            RowShare,
+            RowExclusive,
+            ShareUpdateExclusive,
+            Share,
+            ShareRowExclusive,
+            Exclusive,
+            AccessExclusive,
+        ]
+        .into_iter()
+        .find(|m| m.pg_name() == name)
+        .unwrap_or_else(|| panic!("unknown mode {name}"))
+    };
+    for case in cases {
+        let said = portcullis_analysis::analyze(case).unwrap().statements[0]
+            .actions
+            .iter()
+            .find_map(|a| taken(&a.kind))
+            .unwrap_or_else(|| panic!("no lock note for {case}"));
+        let held = sql(&format!(
+            "BEGIN; {case}; SELECT string_agg(l.mode, ',') FROM pg_locks l \
+             WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' \
+             AND l.relation = 'orders'::regclass; ROLLBACK;"
+        ));
+        let strongest = held
+            .trim()
+            .split(',')
+            .map(mode_of)
+            .max()
+            .unwrap_or_else(|| panic!("no lock on orders for {case}"));
+        let expected = match said.except {
+            Some((form, weaker)) if case.contains("FOREIGN KEY") => {
+                assert_eq!(form, "a foreign key");
+                weaker
+            }
+            _ => said.mode,
+        };
+        if said.at_most {
+            assert!(
+                strongest <= expected,
+                "{case}: {strongest:?} above {expected:?}"
+            );
+        } else {
+            assert_eq!(strongest, expected, "{case}: PostgreSQL took {held}");
+        }
+    }
 }

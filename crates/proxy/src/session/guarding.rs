@@ -131,6 +131,8 @@ pub(crate) struct Held {
     pub approval: portcullis_policy::Approval,
     /// The refusal naming the group, for where no hold is possible.
     pub refusal: Refusal,
+    /// The locks its statements take, described for approvers.
+    pub locks: Vec<String>,
     /// The statement text approvers are shown, as the server reads it;
     /// `None` while the proxy cannot tell it (a prepared statement's name
     /// that may still stand for several texts: see `holding.rs`).
@@ -390,6 +392,12 @@ impl Guarded {
                 return Judged::refused(self.refuse(&r, "query"), r.sqlstate);
             }
             held.text = Some(Arc::from(&*sql));
+            held.locks = j
+                .analysis
+                .iter()
+                .flat_map(|a| a.statements.iter())
+                .flat_map(portcullis_analysis::locks::describe)
+                .collect();
         }
         let audit = self.message_verdict(&j, &sql);
         let mut tickets = Vec::new();
@@ -608,10 +616,15 @@ impl Guarded {
             // (`None` while the name may stand for several: judged again
             // once the server has answered, see `holding.rs`.)
             let mut texts = state.prepared(&statement);
-            held.text = match (texts.next(), texts.next()) {
-                (Some(t), None) => t.source.clone(),
+            let only = match (texts.next(), texts.next()) {
+                (Some(t), None) => Some(t),
                 _ => None,
             };
+            held.text = only.and_then(|t| t.source.clone());
+            held.locks = only
+                .and_then(|t| t.statement())
+                .map(portcullis_analysis::locks::describe)
+                .unwrap_or_default();
         }
         // The text the Parse recorded (the first, if the server has not
         // yet said which of several it kept).
@@ -799,6 +812,7 @@ impl Guarded {
             return Verdict::Hold(Box::new(Held {
                 approval: approval.clone(),
                 refusal: r.clone(),
+                locks: Vec::new(),
                 text: None,
             }));
         }

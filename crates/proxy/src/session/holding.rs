@@ -163,12 +163,7 @@ impl ClientPump<'_> {
         if !waits {
             let approvers = &m.held.approval.approvers;
             let found = desk
-                .take_rerun(
-                    &m.digest,
-                    &self.requester,
-                    approvers,
-                    analysis_lines(&m.audit),
-                )
+                .take_rerun(&m.digest, &self.requester, approvers, analysis_lines(m))
                 .await;
             if let Some(request) = found {
                 info!(parent: &self.guarded.span, request = %request.id, "an approved statement sent again runs");
@@ -202,7 +197,7 @@ impl ClientPump<'_> {
             policy: approval.policy.clone(),
             approvers: approval.approvers.clone(),
             reason: approval.message.clone(),
-            analysis: analysis_lines(&m.audit),
+            analysis: analysis_lines(m),
             in_transaction,
             required: rule.required,
             window: rule.window,
@@ -500,9 +495,12 @@ pub(crate) struct ClientPumpParts<'a> {
     pub audit: Option<&'a super::auditing::SessionAudit>,
 }
 
-/// One line per statement: its kind, and what it writes and reads.
-fn analysis_lines(m: &MessageVerdict) -> Vec<String> {
-    m.statements
+/// One line per statement: its kind, and what it writes and reads; then
+/// the locks it takes.
+fn analysis_lines(m: &HeldMessage) -> Vec<String> {
+    let mut lines: Vec<String> = m
+        .audit
+        .statements
         .iter()
         .map(|s| {
             let (reads, writes) = records::touched(&s.facts);
@@ -521,7 +519,9 @@ fn analysis_lines(m: &MessageVerdict) -> Vec<String> {
             }
             line
         })
-        .collect()
+        .collect();
+    lines.extend(m.held.locks.iter().cloned());
+    lines
 }
 
 /// A Bind's parameters as approvers see them, from its parameter section
