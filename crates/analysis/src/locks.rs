@@ -24,6 +24,18 @@ pub enum LockMode {
 }
 
 impl LockMode {
+    /// Every mode, weakest first.
+    pub const ALL: [LockMode; 8] = [
+        LockMode::AccessShare,
+        LockMode::RowShare,
+        LockMode::RowExclusive,
+        LockMode::ShareUpdateExclusive,
+        LockMode::Share,
+        LockMode::ShareRowExclusive,
+        LockMode::Exclusive,
+        LockMode::AccessExclusive,
+    ];
+
     /// The name `pg_locks.mode` shows.
     pub fn pg_name(self) -> &'static str {
         match self {

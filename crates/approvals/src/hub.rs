@@ -63,10 +63,6 @@ impl Hub {
 }
 
 impl Watch {
-    pub fn id(&self) -> &RequestId {
-        &self.id
-    }
-
     /// Waits for the next wake-up (the caller reads the store).
     pub async fn changed(&mut self) {
         if self.rx.changed().await.is_err() {

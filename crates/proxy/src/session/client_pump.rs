@@ -22,7 +22,7 @@ use super::auditing::SessionAudit;
 use super::buffer::ReadBuffer;
 use super::function_call;
 use super::guarding::{self, Guarded, Verdict};
-use super::holding::{failed_action, ClientPumpParts, HeldMessage, Released};
+use super::holding::{HeldMessage, Released};
 use super::pending::{Entry, Pending, Rows, Shown, Step};
 use super::pump_mode::{self, Hold, Mode, Route};
 use super::returned::{self, Outcome};
@@ -773,34 +773,12 @@ impl ClientPump<'_> {
                                         request.id
                                     ),
                                 );
-                                let _gate = self.guarded.gate();
-                                break failed_action(
-                                    &ClientPumpParts {
-                                        pending: self.pending,
-                                        guarded: self.guarded,
-                                        metrics: self.metrics,
-                                        audit: self.audit,
-                                    },
-                                    &held,
-                                    &reply,
-                                );
+                                break self.fail_held(&held, &reply);
                             }
                             approved = Some((group, request));
                         }
                         Released::Skipped => break Action::Drop,
-                        Released::Failed { reply } => {
-                            let _gate = self.guarded.gate();
-                            break failed_action(
-                                &ClientPumpParts {
-                                    pending: self.pending,
-                                    guarded: self.guarded,
-                                    metrics: self.metrics,
-                                    audit: self.audit,
-                                },
-                                &held,
-                                &reply,
-                            );
-                        }
+                        Released::Failed { reply } => break self.fail_held(&held, &reply),
                     }
                 };
                 if let Some(wait) = self.wait.take() {

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use portcullis_audit::record::Protocol;
 
-use super::client_pump::{ClientPump, HELD_CLIENT_BYTES};
+use super::client_pump::{Action, ClientPump, HELD_CLIENT_BYTES};
 use super::guarding::{self, Guarded, Held};
 use super::pump_mode::{self, Failure, Hold, HoldEvent, HoldStep, Mode};
 use super::End;
@@ -446,53 +446,46 @@ impl Drop for Withdraw {
     }
 }
 
-/// The refusal's audit record and ledger entry for a held message that
-/// does not run, and what goes upstream in its place.
-pub(crate) fn failed_action(
-    pump: &ClientPumpParts<'_>,
-    m: &HeldMessage,
-    reply: &Refusal,
-) -> super::client_pump::Action {
-    let mut verdict = m.audit.clone();
-    verdict.refusal = Some(reply.sqlstate);
-    verdict.enforced = true;
-    if let Some(audit) = pump.audit {
-        let protocol = if m.query {
-            Protocol::Simple
+impl ClientPump<'_> {
+    /// A held message that does not run: its audit record (refused) and
+    /// ledger entry, and what goes upstream in its place (a message that
+    /// fails, whose error the ledger swaps for `reply`).
+    pub(super) fn fail_held(&self, m: &HeldMessage, reply: &Refusal) -> Action {
+        // Judged and entered in the ledger as one step (see `Guarded::gate`).
+        let _gate = self.guarded.gate();
+        let mut verdict = m.audit.clone();
+        verdict.refusal = Some(reply.sqlstate);
+        verdict.enforced = true;
+        if let Some(audit) = self.audit {
+            let protocol = if m.query {
+                Protocol::Simple
+            } else {
+                Protocol::Extended
+            };
+            // Refused either way; a record that cannot be written changes
+            // nothing.
+            let _ = audit.statements(&verdict, protocol, None, None, std::time::Instant::now());
+        }
+        self.metrics.error(crate::metrics::ErrorKind::Refused);
+        let guarded = self.guarded;
+        self.pending.sent(
+            super::pending::Entry::Refused {
+                reply: reply.to_bytes(),
+                query: m.query,
+                at: std::time::Instant::now(),
+            },
+            &mut |t, ran| guarded.settle(t, ran),
+        );
+        let bytes = if m.query {
+            guarding::refused_query()
         } else {
-            Protocol::Extended
+            guarding::refused_step()
         };
-        // Refused either way; a record that cannot be written changes
-        // nothing.
-        let _ = audit.statements(&verdict, protocol, None, None, std::time::Instant::now());
+        Action::Fail {
+            bytes,
+            step: !m.query,
+        }
     }
-    pump.metrics.error(crate::metrics::ErrorKind::Refused);
-    let settle = &mut |t, ran| pump.guarded.settle(t, ran);
-    pump.pending.sent(
-        super::pending::Entry::Refused {
-            reply: reply.to_bytes(),
-            query: m.query,
-            at: std::time::Instant::now(),
-        },
-        settle,
-    );
-    let bytes = if m.query {
-        guarding::refused_query()
-    } else {
-        guarding::refused_step()
-    };
-    super::client_pump::Action::Fail {
-        bytes,
-        step: !m.query,
-    }
-}
-
-/// What `failed_action` needs of the pump.
-pub(crate) struct ClientPumpParts<'a> {
-    pub pending: &'a super::pending::Pending,
-    pub guarded: &'a Guarded,
-    pub metrics: &'a crate::metrics::Metrics,
-    pub audit: Option<&'a super::auditing::SessionAudit>,
 }
 
 /// One line per statement: its kind, and what it writes and reads; then
