@@ -859,13 +859,12 @@ async fn slack_press(
     user: &str,
     action: &str,
     request: &str,
-    reason: Option<&str>,
 ) -> (u16, serde_json::Value) {
     let payload = serde_json::json!({
         "type": "block_actions",
         "user": {"id": user},
         "actions": [{"action_id": action, "value": request}],
-        "state": {"values": {"b": {"portcullis_reason": {"value": reason}}}},
+        "state": {"values": {"b": {"portcullis_reason": {"value": null}}}},
     });
     let body = format!(
         "payload={}",
@@ -954,64 +953,22 @@ async fn slack_and_webhooks_announce_and_only_signed_presses_decide() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
+    let press = |secret: &'static str, at: i64, user: &'static str, action: &'static str| {
+        slack_press(&proxy, secret, at, user, action, &rid)
+    };
     // Forged (another secret) and stale (ten minutes old) presses.
-    let (status, _) = slack_press(
-        &proxy,
-        "not the secret",
-        now,
-        "U0DORA",
-        "portcullis_approve",
-        &rid,
-        None,
-    )
-    .await;
+    let (status, _) = press("not the secret", now, "U0DORA", "portcullis_approve").await;
     assert_eq!(status, 401);
-    let (status, _) = slack_press(
-        &proxy,
-        slack_secret,
-        now - 600,
-        "U0DORA",
-        "portcullis_approve",
-        &rid,
-        None,
-    )
-    .await;
+    let (status, _) = press(slack_secret, now - 600, "U0DORA", "portcullis_approve").await;
     assert_eq!(status, 401);
     // Signed, but not someone who may decide, or no one at all.
-    let (status, v) = slack_press(
-        &proxy,
-        slack_secret,
-        now,
-        "U0ERIN",
-        "portcullis_approve",
-        &rid,
-        None,
-    )
-    .await;
+    let (status, v) = press(slack_secret, now, "U0ERIN", "portcullis_approve").await;
     assert_eq!(status, 200);
     assert_eq!(v["text"], "No such request.");
-    let (_, v) = slack_press(
-        &proxy,
-        slack_secret,
-        now,
-        "U0NOBODY",
-        "portcullis_approve",
-        &rid,
-        None,
-    )
-    .await;
+    let (_, v) = press(slack_secret, now, "U0NOBODY", "portcullis_approve").await;
     assert!(v["text"].as_str().unwrap().contains("not mapped"), "{v}");
     // A denial needs a reason, in Slack too.
-    let (_, v) = slack_press(
-        &proxy,
-        slack_secret,
-        now,
-        "U0DORA",
-        "portcullis_deny",
-        &rid,
-        None,
-    )
-    .await;
+    let (_, v) = press(slack_secret, now, "U0DORA", "portcullis_deny").await;
     assert!(
         v["text"]
             .as_str()
@@ -1020,16 +977,7 @@ async fn slack_and_webhooks_announce_and_only_signed_presses_decide() {
         "{v}"
     );
     assert_eq!(indexes(&proxy), "orders_pkey", "still held");
-    let (status, v) = slack_press(
-        &proxy,
-        slack_secret,
-        now,
-        "U0DORA",
-        "portcullis_approve",
-        &rid,
-        None,
-    )
-    .await;
+    let (status, v) = press(slack_secret, now, "U0DORA", "portcullis_approve").await;
     assert_eq!(status, 200);
     assert_eq!(v["text"], format!("{rid} is approved (by dora)."));
     run.await.unwrap().unwrap();
