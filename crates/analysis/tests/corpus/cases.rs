@@ -450,6 +450,9 @@ pub(crate) const CORPUS: &[Case] = &[
     case("SELECT CASE x WHEN 1 THEN 'a' END FROM t", &["op==", "opaque_with_late_pg_catalog"]),
     case("SELECT * FROM a JOIN b USING (id)", &["op==", "opaque_with_late_pg_catalog"]),
     case("SELECT * FROM a NATURAL JOIN b", &["op==", "opaque_with_late_pg_catalog"]),
+    case("SELECT 1 FROM a WHERE id IN (SELECT id FROM b)", &["op==", "opaque_with_late_pg_catalog"]),
+    case("SELECT 1 FROM a WHERE id NOT IN (SELECT id FROM b)", &["op==", "opaque_with_late_pg_catalog"]),
+    case("SELECT 1 FROM a WHERE id < ANY (SELECT id FROM b)", &["op=<", "!op==", "opaque_with_late_pg_catalog"]),
     case("SELECT pg_catalog.lower(name) FROM t WHERE a OPERATOR(pg_catalog.=) 1", &[
         "op=pg_catalog.=",
         "!opaque_with_late_pg_catalog",
