@@ -54,6 +54,7 @@ pub mod cache;
 pub mod capabilities;
 mod classify;
 mod database;
+pub mod dry_run;
 mod error;
 pub mod facts;
 pub mod functions;

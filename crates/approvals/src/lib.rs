@@ -21,7 +21,9 @@ pub mod store;
 
 pub use digest::Digest;
 pub use hub::{Hub, Watch};
-pub use request::{Decided, NewRequest, Person, Request, RequestId, State, Verdict};
+pub use request::{
+    Decided, DryRun, DryRunMethod, NewRequest, Person, Request, RequestId, State, Verdict,
+};
 pub use rules::{Rule, RuleError, Window};
 pub use store::{DecideError, Store, StoreError};
 

@@ -95,6 +95,10 @@ pub struct NewRequest {
     /// objects it touches).
     #[serde(default)]
     pub analysis: Vec<String>,
+    /// For a data change: how many rows it would touch, or why that was
+    /// not found (see [`DryRun`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRun>,
     /// Held inside an explicit transaction: its locks are kept while the
     /// request waits.
     pub in_transaction: bool,
@@ -109,6 +113,34 @@ pub struct NewRequest {
     /// when sent again after approval (see [`Request::rerun_until`]).
     #[serde(default)]
     pub rerun: bool,
+}
+
+/// What a dry run of a data change found, for approvers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRun {
+    pub method: DryRunMethod,
+    /// The rows the change would touch (with `at_most`, no more than
+    /// this); `None` when it was not found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    #[serde(default)]
+    pub at_most: bool,
+    /// In words: what was found and how, or why not.
+    pub summary: String,
+}
+
+/// How a [`DryRun`] found its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DryRunMethod {
+    /// Read from the statement itself (an INSERT's VALUES list).
+    Known,
+    /// Counted in a read-only transaction.
+    Counted,
+    /// The planner's estimate (counting took too long).
+    Estimated,
+    /// Not found: `summary` says why.
+    NotRun,
 }
 
 /// Where a request stands.

@@ -177,6 +177,7 @@ mod tests {
                 approvers: "dba".into(),
                 reason: "schema changes in production need approval".into(),
                 analysis: vec![],
+                dry_run: None,
                 in_transaction: false,
                 required,
                 window: None,

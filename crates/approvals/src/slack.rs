@@ -227,6 +227,9 @@ pub fn message(r: &Request, decide: &str, buttons: bool) -> Value {
     for line in &a.analysis {
         details.push_str(&format!("\n• {}", escape(line)));
     }
+    if let Some(d) = &a.dry_run {
+        details.push_str(&format!("\n• dry run: {}", escape(&d.summary)));
+    }
     for (i, p) in a.parameters.iter().enumerate() {
         details.push_str(&format!(
             "\n${} = `{}`",
@@ -390,6 +393,7 @@ mod tests {
                 approvers: "dba".into(),
                 reason: "r".into(),
                 analysis: vec![],
+                dry_run: None,
                 in_transaction: false,
                 required: 1,
                 window: None,

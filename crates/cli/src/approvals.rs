@@ -316,6 +316,9 @@ fn details(r: &Value) -> String {
     for a in r["analysis"].as_array().into_iter().flatten() {
         line("analysis", text(a));
     }
+    if let Some(summary) = r["dry_run"]["summary"].as_str() {
+        line("dry run", printable(summary));
+    }
     line("statement", text(&r["statement"]));
     for (i, p) in r["parameters"].as_array().into_iter().flatten().enumerate() {
         line(&format!("  ${}", i + 1), text(p));

@@ -35,6 +35,11 @@ pub struct Approvals {
     /// How long after its approval a statement refused to a session that
     /// does not wait may be sent again. Default: "15m".
     pub rerun_window: Duration,
+    /// How long the dry run of a held data change may take (counting the
+    /// rows it would touch, in a read-only transaction of its own; past
+    /// this the planner's estimate is shown). "0s": no dry runs.
+    /// Default: "2s".
+    pub dry_run_timeout: Duration,
     /// Per approver group: approvals needed and when they may be given.
     #[serde(rename = "group")]
     pub groups: Vec<ApproverGroup>,
@@ -82,6 +87,7 @@ impl Default for Approvals {
             in_transaction: true,
             rerun_kinds: Vec::new(),
             rerun_window: Duration::from_secs(900),
+            dry_run_timeout: Duration::from_secs(2),
             groups: Vec::new(),
             notify: Notify::default(),
             slack: None,

@@ -46,4 +46,4 @@ pub use guard::{
 };
 pub use limits::SessionLimits;
 pub use masking::{Exposure, InferenceRule, Inferred, MaskingRules, OutputColumn};
-pub use session::{Executing, Portal, PreparedText, SessionState, Ticket};
+pub use session::{Executing, Portal, PreparedText, SessionState, Source, Ticket};

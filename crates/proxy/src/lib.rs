@@ -15,6 +15,7 @@ pub mod cancel;
 pub mod catalog;
 pub mod context;
 pub mod control_store;
+pub mod dry_run;
 pub mod handshake;
 pub mod masking;
 pub mod metrics;

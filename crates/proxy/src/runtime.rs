@@ -102,6 +102,23 @@ impl TargetRuntime {
         }
     }
 
+    /// The login [`TargetRuntime::login_for`] chose, by its profile's name
+    /// (`None`: the target's own role); `None` if there is no such profile.
+    pub fn login_of(&self, profile: Option<&str>) -> Option<Login<'_>> {
+        match profile {
+            None => Some(self.own_login()),
+            Some(name) => self
+                .profiles
+                .iter()
+                .find(|p| p.config.name == name)
+                .map(|p| Login {
+                    user: &p.config.user,
+                    password: p.password.as_ref(),
+                    profile: Some(&p.config.name),
+                }),
+        }
+    }
+
     /// The target's own role (what the catalog is read as).
     pub fn own_login(&self) -> Login<'_> {
         Login {

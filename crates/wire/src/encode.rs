@@ -227,6 +227,29 @@ pub fn parse_bytes(buf: &mut BytesMut, name: &[u8], sql: &[u8]) {
     });
 }
 
+/// Parse declaring the parameters' types (0: the server infers one).
+pub fn parse_typed(buf: &mut BytesMut, name: &[u8], sql: &str, types: &[u32]) {
+    message(buf, fe::PARSE, |b| {
+        cstr(b, name);
+        cstr(b, sql.as_bytes());
+        b.put_i16(i16::try_from(types.len()).unwrap_or(i16::MAX));
+        for t in types.iter().take(i16::MAX as usize) {
+            b.put_u32(*t);
+        }
+    });
+}
+
+/// Bind with a client's parameters as it sent them (`section`: the format
+/// codes and values of its Bind), every result column in text.
+pub fn bind_sent(buf: &mut BytesMut, portal: &[u8], statement: &[u8], section: &[u8]) {
+    message(buf, fe::BIND, |b| {
+        cstr(b, portal);
+        cstr(b, statement);
+        b.put_slice(section);
+        b.put_i16(0);
+    });
+}
+
 /// Describe of a prepared statement.
 pub fn describe_statement(buf: &mut BytesMut, name: &[u8]) {
     message(buf, fe::DESCRIBE, |b| {

@@ -606,9 +606,7 @@ impl<'a> Walker<'a> {
                 self.children(node, ctx);
             }
             NodeRef::SubLink(s) => {
-                if s.oper_name.is_empty()
-                    && s.sub_link_type == pb::SubLinkType::AnySublink as i32
-                {
+                if s.oper_name.is_empty() && s.sub_link_type == pb::SubLinkType::AnySublink as i32 {
                     // `x IN (SELECT ...)` compares with `=` by name: the
                     // grammar leaves the name out.
                     self.implicit_operator("=");

@@ -25,6 +25,7 @@ fn asked(expires_at: i64) -> NewRequest {
         approvers: "dba".into(),
         reason: "schema changes in production need approval".into(),
         analysis: vec!["CREATE INDEX on public.orders".into()],
+        dry_run: None,
         in_transaction: false,
         required: 1,
         window: None,

@@ -13,13 +13,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::harness::{cluster, sqlstate, Proxy, Setup, ALICE, BOB};
 use crate::raw::{self, fe};
 
-const DORA: (&str, &str) = ("dora", "dora-secret");
+pub(crate) const DORA: (&str, &str) = ("dora", "dora-secret");
 const DAN: (&str, &str) = ("dan", "dan-secret");
 const ERIN: (&str, &str) = ("erin", "erin-secret");
 
 /// A production target with an admin listener, two DBAs and someone who
 /// is not one.
-async fn proxy(approvals: &str) -> Proxy {
+pub(crate) async fn proxy(approvals: &str) -> Proxy {
     proxy_with("", approvals).await
 }
 
@@ -53,7 +53,7 @@ async fn proxy_with(server: &str, approvals: &str) -> Proxy {
     proxy
 }
 
-fn direct(proxy: &Proxy, sql: &str) -> String {
+pub(crate) fn direct(proxy: &Proxy, sql: &str) -> String {
     cluster()
         .sql(&proxy.db, sql)
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
@@ -69,7 +69,7 @@ fn indexes(proxy: &Proxy) -> String {
 }
 
 /// One call to the approvals API as `who`.
-async fn api(
+pub(crate) async fn api(
     proxy: &Proxy,
     who: (&str, &str),
     method: &str,
@@ -121,7 +121,7 @@ async fn http(
 }
 
 /// Waits for the one pending request `who` may see; returns it.
-async fn pending(proxy: &Proxy, who: (&str, &str)) -> serde_json::Value {
+pub(crate) async fn pending(proxy: &Proxy, who: (&str, &str)) -> serde_json::Value {
     for _ in 0..200 {
         let (status, v) = api(proxy, who, "GET", "/approvals", "").await;
         assert_eq!(status, 200, "{v}");
@@ -134,7 +134,7 @@ async fn pending(proxy: &Proxy, who: (&str, &str)) -> serde_json::Value {
 }
 
 /// Approves or denies request `r` through the API as `who`.
-async fn decide(
+pub(crate) async fn decide(
     proxy: &Proxy,
     who: (&str, &str),
     r: &serde_json::Value,
@@ -146,15 +146,19 @@ async fn decide(
 }
 
 /// Request `r` as `who` sees it through the API.
-async fn show(proxy: &Proxy, who: (&str, &str), r: &serde_json::Value) -> (u16, serde_json::Value) {
+pub(crate) async fn show(
+    proxy: &Proxy,
+    who: (&str, &str),
+    r: &serde_json::Value,
+) -> (u16, serde_json::Value) {
     api(proxy, who, "GET", &format!("/approvals/{}", id(r)), "").await
 }
 
-fn id(r: &serde_json::Value) -> String {
+pub(crate) fn id(r: &serde_json::Value) -> String {
     r["id"].as_str().unwrap().to_owned()
 }
 
-fn cli(proxy: &Proxy, who: (&str, &str), args: &[&str]) -> std::process::Output {
+pub(crate) fn cli(proxy: &Proxy, who: (&str, &str), args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("approvals")
         .args(args)

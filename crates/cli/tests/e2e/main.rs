@@ -6,6 +6,7 @@ mod harness;
 mod raw;
 
 mod approvals;
+mod approvals_dry_run;
 mod audit;
 mod audit_cli;
 mod audit_forward;

@@ -265,6 +265,37 @@ pub mod fe {
         })
     }
 
+    /// Bind with parameters in the given formats (None = NULL), and one
+    /// result format, binary, for every column (which a dry run of the
+    /// proxy's own must not copy).
+    pub fn bind_formats(
+        portal: impl AsRef<[u8]>,
+        statement: impl AsRef<[u8]>,
+        formats: &[i16],
+        params: &[Option<&[u8]>],
+    ) -> Vec<u8> {
+        msg(b'B', |b| {
+            cstr(b, portal);
+            cstr(b, statement);
+            b.put_i16(formats.len() as i16);
+            for f in formats {
+                b.put_i16(*f);
+            }
+            b.put_i16(params.len() as i16);
+            for p in params {
+                match p {
+                    Some(v) => {
+                        b.put_i32(v.len() as i32);
+                        b.put_slice(v);
+                    }
+                    None => b.put_i32(-1),
+                }
+            }
+            b.put_i16(1);
+            b.put_i16(1);
+        })
+    }
+
     /// Bind with text parameters (None = NULL) and text results.
     pub fn bind(
         portal: impl AsRef<[u8]>,

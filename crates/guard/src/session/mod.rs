@@ -77,7 +77,33 @@ pub struct PreparedText {
     /// The text as the client sent it, kept only for a Parse of a
     /// statement a policy holds for approval: the request shows it, and
     /// the approval's digest covers it (see `portcullis_approvals`).
-    pub source: Option<Arc<str>>,
+    pub source: Option<Arc<Source>>,
+}
+
+/// A held statement's Parse as the client sent it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Source {
+    pub text: Arc<str>,
+    /// The parameter types it declared (0: the server infers it).
+    pub param_types: Box<[u32]>,
+}
+
+impl Source {
+    /// `types`: the Parse message's type section (a count, then the OIDs),
+    /// read as far as it is whole.
+    pub fn new(text: Arc<str>, types: &[u8]) -> Source {
+        let count = types
+            .get(..2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize);
+        let param_types = types
+            .get(2..)
+            .unwrap_or_default()
+            .chunks_exact(4)
+            .take(count)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Source { text, param_types }
+    }
 }
 
 impl names::Same for PreparedText {

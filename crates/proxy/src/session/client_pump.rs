@@ -72,6 +72,8 @@ pub(crate) struct ClientPump<'a> {
     /// Its kind, as `[approvals] rerun_kinds` names it.
     pub(super) kind: portcullis_config::IdentityKind,
     pub(super) session_id: String,
+    /// See [`ApprovalSetting::profile`].
+    pub(super) profile: Option<String>,
 }
 
 /// What the approval workflow needs of a session.
@@ -81,6 +83,9 @@ pub(crate) struct ApprovalSetting<'a> {
     pub requester: portcullis_approvals::Person,
     pub kind: portcullis_config::IdentityKind,
     pub session_id: String,
+    /// The access profile the session logged in through (`None`: the
+    /// target's own role), for the dry run of a held data change.
+    pub profile: Option<String>,
 }
 
 /// A message held until its audit record is committed.
@@ -179,6 +184,7 @@ impl<'a> ClientPump<'a> {
             requester: approvals.requester,
             kind: approvals.kind,
             session_id: approvals.session_id,
+            profile: approvals.profile,
         }
     }
 }
@@ -321,7 +327,9 @@ fn judge(
             let Ok((name, sql)) = decode::parse(body) else {
                 return malformed(pending, false, guarding::refused_step(), settle);
             };
-            let judged = guarded.parse(name, sql);
+            // The declared parameter types follow the two strings.
+            let types = body.get(name.len() + sql.len() + 2..).unwrap_or_default();
+            let judged = guarded.parse(name, sql, types);
             count_inferred(guarded, metrics);
             match judged.verdict {
                 Verdict::Pass | Verdict::Limited { .. } => {

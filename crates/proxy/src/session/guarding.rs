@@ -137,6 +137,8 @@ pub(crate) struct Held {
     /// `None` while the proxy cannot tell it (a prepared statement's name
     /// that may still stand for several texts: see `holding.rs`).
     pub text: Option<Arc<str>>,
+    /// The parameter types its Parse declared (a Bind's; 0: inferred).
+    pub param_types: Box<[u32]>,
 }
 
 /// What an Execute runs (see [`Guarded::execute`]).
@@ -269,6 +271,14 @@ impl Guarded {
     /// See the `gate` field.
     pub fn gate(&self) -> MutexGuard<'_, ()> {
         self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session's search_path, when exactly one is possible and known.
+    pub fn known_search_path(&self) -> Option<Vec<String>> {
+        let state = self.state();
+        state
+            .search_path_certain()
+            .then(|| state.search_path().to_vec())
     }
 
     fn state(&self) -> MutexGuard<'_, SessionState> {
@@ -533,8 +543,9 @@ impl Guarded {
         }
     }
 
-    /// Judges a Parse of `sql` as statement `name`.
-    pub fn parse(&self, name: &[u8], sql: &[u8]) -> Judged {
+    /// Judges a Parse of `sql` as statement `name`; `types` is the rest
+    /// of the message (the parameter types it declares).
+    pub fn parse(&self, name: &[u8], sql: &[u8], types: &[u8]) -> Judged {
         let mut state = self.state();
         let key = match protocol_name(&state, name) {
             Ok(k) => k,
@@ -555,7 +566,10 @@ impl Guarded {
                 return Judged::refused(self.refuse(&r, "parse"), r.sqlstate);
             }
             verdict = Verdict::Pass;
-            source = Some(Arc::from(&*sql));
+            source = Some(Arc::new(portcullis_guard::Source::new(
+                Arc::from(&*sql),
+                types,
+            )));
         }
         let audit = self.message_verdict(&j, &sql);
         if let (Verdict::Pass, Some(a), true) = (&verdict, &j.analysis, self.metered) {
@@ -620,7 +634,9 @@ impl Guarded {
                 (Some(t), None) => Some(t),
                 _ => None,
             };
-            held.text = only.and_then(|t| t.source.clone());
+            let source = only.and_then(|t| t.source.as_deref());
+            held.text = source.map(|s| s.text.clone());
+            held.param_types = source.map(|s| s.param_types.clone()).unwrap_or_default();
             held.locks = only
                 .and_then(|t| t.statement())
                 .map(portcullis_analysis::locks::describe)
@@ -814,6 +830,7 @@ impl Guarded {
                 refusal: r.clone(),
                 locks: Vec::new(),
                 text: None,
+                param_types: Box::default(),
             }));
         }
         self.refuse_by(r, j.refused_by.as_deref(), message)

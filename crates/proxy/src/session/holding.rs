@@ -39,6 +39,9 @@ pub(crate) struct HeldMessage {
     pub digest: Digest,
     /// The Bind's parameters, masked for showing.
     pub parameters: Vec<String>,
+    /// The Bind's format codes and values as sent (`None`: a Query), for
+    /// the dry run.
+    pub values: Option<Vec<u8>>,
     /// What its audit records say (for the record of a hold that fails).
     pub audit: MessageVerdict,
 }
@@ -64,6 +67,7 @@ impl HeldMessage {
                 parameters,
             ),
             parameters: shown_parameters(parameters),
+            values: (!query).then(|| values_section(parameters).to_vec()),
             held,
             audit,
         }
@@ -183,6 +187,12 @@ impl ClientPump<'_> {
                 .hint("Statements that need approval are not held inside a transaction here: send it outside a transaction block."),
             });
         }
+        let dry_run_timeout = settings.config.dry_run_timeout.0;
+        let dry_run = if dry_run_timeout.is_zero() {
+            None
+        } else {
+            self.dry_run(m, in_transaction, dry_run_timeout).await
+        };
         let approval = &m.held.approval;
         let rule = desk.rule(&approval.approvers);
         let timeout = settings.config.timeout.0;
@@ -198,6 +208,7 @@ impl ClientPump<'_> {
             approvers: approval.approvers.clone(),
             reason: approval.message.clone(),
             analysis: analysis_lines(m),
+            dry_run,
             in_transaction,
             required: rule.required,
             window: rule.window,
@@ -426,6 +437,41 @@ impl ClientPump<'_> {
     }
 }
 
+impl ClientPump<'_> {
+    /// The dry run of held data change `m`, for approvers (see
+    /// `crate::dry_run`).
+    async fn dry_run(
+        &self,
+        m: &HeldMessage,
+        in_transaction: bool,
+        timeout: std::time::Duration,
+    ) -> Option<portcullis_approvals::DryRun> {
+        let target = &self.guarded.target;
+        let login = target.login_of(self.profile.as_deref())?;
+        let path = self.guarded.known_search_path();
+        let ask = crate::dry_run::DryRunAsk {
+            target,
+            login,
+            statement: &m.statement,
+            param_types: &m.held.param_types,
+            parameters: m.values.as_deref(),
+            search_path: path.as_deref(),
+            in_transaction,
+            timeout,
+        };
+        let started = std::time::Instant::now();
+        let found = crate::dry_run::dry_run(&ask).await?;
+        info!(
+            parent: &self.guarded.span,
+            method = ?found.method,
+            rows = found.rows,
+            ms = started.elapsed().as_millis() as u64,
+            "dry run for approvers"
+        );
+        Some(found)
+    }
+}
+
 /// Withdraws a pending request whose hold is dropped before it ended.
 struct Withdraw(
     Option<(
@@ -566,6 +612,28 @@ fn shown_parameters(section: &[u8]) -> Vec<String> {
     out
 }
 
+/// A Bind's parameter section without its result formats: the format
+/// codes and the values, as a Bind of the dry run's own sends them. All
+/// of it when it does not parse (the server then refuses both).
+fn values_section(section: &[u8]) -> &[u8] {
+    let end = (|| {
+        let i16_at = |at: usize| -> Option<usize> {
+            let b = section.get(at..at + 2)?;
+            usize::try_from(i16::from_be_bytes([b[0], b[1]])).ok()
+        };
+        let mut at = 2 + 2 * i16_at(0)?;
+        let count = i16_at(at)?;
+        at += 2;
+        for _ in 0..count {
+            let b = section.get(at..at + 4)?;
+            let len = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            at += 4 + usize::try_from(len).unwrap_or(0);
+        }
+        (at <= section.len()).then_some(at)
+    })();
+    &section[..end.unwrap_or(section.len())]
+}
+
 /// One parameter as approvers see it.
 fn shown(value: Option<&[u8]>, format: i16) -> String {
     static DETECTORS: std::sync::OnceLock<Detectors> = std::sync::OnceLock::new();
@@ -651,6 +719,20 @@ mod tests {
             "cut short"
         );
         assert!(shown_parameters(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_dry_run_binds_the_values_without_result_formats() {
+        // One format (binary), two values (4 bytes, NULL), one result format.
+        let mut b = vec![
+            0, 1, 0, 1, 0, 2, 0, 0, 0, 4, 1, 2, 3, 4, 0xff, 0xff, 0xff, 0xff,
+        ];
+        let values = b.len();
+        b.extend_from_slice(&[0, 1, 0, 1]);
+        assert_eq!(values_section(&b), &b[..values]);
+        assert_eq!(values_section(&[0, 0, 0, 0, 0, 0]), &[0, 0, 0, 0]);
+        // Cut short: all of it.
+        assert_eq!(values_section(&[0, 0, 0, 1, 0, 0]), &[0, 0, 0, 1, 0, 0]);
     }
 
     #[test]

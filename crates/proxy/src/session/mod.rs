@@ -207,6 +207,11 @@ pub async fn run(est: Established, opts: SessionOptions, around: Surroundings) {
             requester: crate::approval_desk::person(&identity),
             kind: crate::auth::identity::config_kind(identity.kind),
             session_id: session_id_for_requests,
+            profile: guarded
+                .target
+                .login_for(&identity)
+                .profile
+                .map(str::to_owned),
         },
     );
     let mut to_client = server_pump::ServerPump::new(

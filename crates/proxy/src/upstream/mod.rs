@@ -8,4 +8,4 @@ mod login;
 mod query;
 
 pub use login::{connect, send_cancel, Upstream, UpstreamAddr, UpstreamError};
-pub use query::{simple_query, Row};
+pub use query::{exchange, simple_query, Exchanged, Row};

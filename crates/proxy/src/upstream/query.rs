@@ -1,6 +1,5 @@
 //! Portcullis' own queries on upstream connections no client is using yet
-//! (right after login) or at all (catalog loading): simple Query, text
-//! results.
+//! (right after login) or at all (catalog loading, dry runs): text results.
 
 use bytes::BytesMut;
 use portcullis_wire::framing::{Limits, Splitter};
@@ -25,14 +24,34 @@ pub async fn simple_query(
 ) -> Result<Vec<Vec<Row>>, UpstreamError> {
     let mut out = BytesMut::new();
     encode::query(&mut out, sql);
-    stream.write_all(&out).await?;
+    exchange(stream, leftover, &out).await.map(|e| e.sets)
+}
+
+/// What the server answered to one request.
+#[derive(Debug, Default)]
+pub struct Exchanged {
+    /// Each statement's (or Execute's) rows.
+    pub sets: Vec<Vec<Row>>,
+    /// The last ParameterDescription's types.
+    pub parameter_types: Vec<u32>,
+}
+
+/// Sends `request` (one Query, or extended-protocol messages ending with
+/// one Sync) and reads the answers up to its ReadyForQuery. The first error
+/// the server reports is the result.
+pub async fn exchange(
+    stream: &mut UpstreamStream,
+    leftover: &mut BytesMut,
+    request: &[u8],
+) -> Result<Exchanged, UpstreamError> {
+    stream.write_all(request).await?;
     stream.flush().await?;
 
     let mut reader = Reader {
         buf: std::mem::take(leftover),
         splitter: Splitter::new(Limits::backend()),
     };
-    let mut sets: Vec<Vec<Row>> = Vec::new();
+    let mut answer = Exchanged::default();
     let mut current: Vec<Row> = Vec::new();
     let mut failure = None;
     loop {
@@ -46,8 +65,16 @@ pub async fn simple_query(
                     .collect();
                 current.push(row);
             }
-            be::COMMAND_COMPLETE | be::EMPTY_QUERY_RESPONSE => {
-                sets.push(std::mem::take(&mut current));
+            be::COMMAND_COMPLETE | be::EMPTY_QUERY_RESPONSE | be::PORTAL_SUSPENDED => {
+                answer.sets.push(std::mem::take(&mut current));
+            }
+            be::PARAMETER_DESCRIPTION => {
+                answer.parameter_types = body
+                    .get(2..)
+                    .unwrap_or_default()
+                    .chunks_exact(4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
             }
             be::ERROR_RESPONSE => {
                 let f = decode::report_fields(body)?;
@@ -64,6 +91,6 @@ pub async fn simple_query(
     *leftover = reader.buf;
     match failure {
         Some(e) => Err(e),
-        None => Ok(sets),
+        None => Ok(answer),
     }
 }

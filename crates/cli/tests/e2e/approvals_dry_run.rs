@@ -1,0 +1,246 @@
+//! The dry run approvers see for a held data change: the rows it would
+//! touch, counted on the server without changing any, and never by
+//! running code the approval is meant to gate.
+
+use crate::approvals::{api, cli, decide, direct, pending, proxy, show, DORA};
+use crate::harness::{sqlstate, Proxy, ALICE};
+use crate::raw::{self, fe};
+
+/// The default bundle and a rule of our own: every data change on this
+/// target needs a DBA's approval. `approvals`: more `[approvals]` keys.
+async fn changes_held(approvals: &str) -> (Proxy, tempfile::TempDir) {
+    let rules = tempfile::tempdir().unwrap();
+    let file = rules.path().join("changes.cedar");
+    std::fs::write(
+        &file,
+        "@id(\"approve-data-changes\")\n@message(\"data changes need approval\")\n\
+         @approvers(\"dba\")\nforbid(principal, action in [Portcullis::Action::\"Update\", \
+         Portcullis::Action::\"Delete\", Portcullis::Action::\"Insert\"], resource)\n\
+         unless { context.approved };\n",
+    )
+    .unwrap();
+    let bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/../policy/policies");
+    let proxy = proxy(&format!(
+        "{approvals}\n[policy]\nfiles = [\"{bundle}\", \"{}\"]\n",
+        file.display()
+    ))
+    .await;
+    (proxy, rules)
+}
+
+/// The dry run of the one pending request, as the API shows it.
+async fn dry_run_shown(proxy: &Proxy) -> (serde_json::Value, serde_json::Value) {
+    let r = pending(proxy, DORA).await;
+    let (status, full) = show(proxy, DORA, &r).await;
+    assert_eq!(status, 200, "{full}");
+    (r, full["dry_run"].clone())
+}
+
+fn orders(proxy: &Proxy) -> String {
+    direct(
+        proxy,
+        "SELECT string_agg(id || ':' || note, ',' ORDER BY id) FROM orders",
+    )
+    .trim()
+    .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvers_see_how_many_rows_a_held_change_would_touch() {
+    let (proxy, _rules) = changes_held("").await;
+    let before = orders(&proxy);
+    assert_eq!(before, "1:n,2:n,3:n,4:n,5:n");
+
+    // Simple protocol: totals are 10..50.
+    let alice = proxy.client().await;
+    let run = tokio::spawn(async move {
+        alice
+            .simple_query("UPDATE orders SET note = 'big' WHERE total > 20")
+            .await
+            .map(|_| ())
+    });
+    let (r, d) = dry_run_shown(&proxy).await;
+    assert_eq!(d["method"], "counted", "{d}");
+    assert_eq!(d["rows"], 3, "{d}");
+    let summary = d["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("would update 3 rows of orders (counted in a read-only transaction"),
+        "{summary}"
+    );
+    assert_eq!(orders(&proxy), before, "counting changed nothing");
+    let out = cli(&proxy, DORA, &["show", r["id"].as_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("dry run       would update 3 rows"),
+        "{shown}"
+    );
+    let (status, _) = decide(&proxy, DORA, &r, "approve", "").await;
+    assert_eq!(status, 200);
+    run.await.unwrap().unwrap();
+    assert_eq!(orders(&proxy), "1:n,2:n,3:big,4:big,5:big");
+
+    // Extended protocol: $1 only in the SET list (its type inferred from
+    // it), $2 chooses the rows, sent as binary.
+    let mut raw = raw::login(&proxy, ALICE).await;
+    raw.send(&fe::concat(&[
+        fe::parse("", "UPDATE orders SET note = $1 WHERE id <= $2", &[0, 23]),
+        fe::bind_formats(
+            "",
+            "",
+            &[0, 1],
+            &[Some(b"small"), Some(&2i32.to_be_bytes())],
+        ),
+        fe::execute("", 0),
+        fe::sync(),
+    ]))
+    .await;
+    let (r, d) = dry_run_shown(&proxy).await;
+    assert_eq!(
+        (d["method"].as_str(), d["rows"].as_u64()),
+        (Some("counted"), Some(2)),
+        "{d}"
+    );
+    let (status, _) = decide(&proxy, DORA, &r, "deny", r#"{"reason": "not now"}"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(raw::tags(&raw.until_ready().await), "1NEZ");
+    assert_eq!(orders(&proxy), "1:n,2:n,3:big,4:big,5:big");
+
+    // A join counts each target row once; an INSERT counts what its
+    // SELECT produces, or its VALUES list.
+    for (sql, verb, rows) in [
+        (
+            "DELETE FROM orders USING (VALUES (1), (1), (2)) AS v(id) WHERE orders.id = v.id",
+            "delete 2 rows of orders",
+            2,
+        ),
+        (
+            "INSERT INTO orders SELECT id + 100, total, note FROM orders WHERE id < 4",
+            "insert 3 rows into orders",
+            3,
+        ),
+        (
+            "INSERT INTO orders VALUES (200, 1, 'a'), (201, 2, 'b') ON CONFLICT DO NOTHING",
+            "insert at most 2 rows into orders",
+            2,
+        ),
+    ] {
+        raw.send(&fe::query(sql)).await;
+        let (r, d) = dry_run_shown(&proxy).await;
+        assert_eq!(d["rows"].as_u64(), Some(rows), "{sql}: {d}");
+        assert!(
+            d["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("would {verb}")),
+            "{sql}: {d}"
+        );
+        let (status, _) = decide(&proxy, DORA, &r, "deny", r#"{"reason": "no"}"#).await;
+        assert_eq!(status, 200);
+        assert_eq!(raw::tags(&raw.until_ready().await), "NEZ", "{sql}");
+    }
+    assert_eq!(orders(&proxy), "1:n,2:n,3:big,4:big,5:big");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_never_runs_code_from_outside_pg_catalog() {
+    let (proxy, _rules) = changes_held("").await;
+    // A stable function (so the guard lets it be held) with an effect a
+    // read-only transaction does not stop: it ends another session.
+    direct(
+        &proxy,
+        "CREATE TABLE victims (pid int);\
+         CREATE FUNCTION pick() RETURNS int LANGUAGE plpgsql STABLE AS \
+         $$ BEGIN PERFORM pg_terminate_backend(pid) FROM victims; RETURN 1; END $$;\
+         CREATE DOMAIN note_t AS text CHECK (VALUE <> '');\
+         CREATE VIEW big_orders AS SELECT id FROM orders WHERE total > 20;\
+         GRANT SELECT ON big_orders, victims TO PUBLIC;",
+    );
+    let victim = proxy.client().await;
+    let pid = victim
+        .simple_query("SELECT pg_backend_pid()")
+        .await
+        .unwrap();
+    let pid = pid
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_owned()),
+            _ => None,
+        })
+        .unwrap();
+    direct(&proxy, &format!("INSERT INTO victims VALUES ({pid})"));
+
+    let mut raw = raw::login(&proxy, ALICE).await;
+    for (sql, why) in [
+        (
+            "DELETE FROM orders WHERE id = pick()",
+            "not run: it calls pick",
+        ),
+        (
+            "DELETE FROM orders WHERE id IN (SELECT id FROM big_orders)",
+            "not run: it reads \"big_orders\"",
+        ),
+        (
+            "DELETE FROM orders WHERE note = 'z'::note_t",
+            "not run: it names types that are not built in",
+        ),
+    ] {
+        raw.send(&fe::query(sql)).await;
+        let (r, d) = dry_run_shown(&proxy).await;
+        assert_eq!(d["method"], "not_run", "{sql}: {d}");
+        assert!(
+            d["summary"].as_str().unwrap().starts_with(why),
+            "{sql}: {d}"
+        );
+        let (status, _) = decide(&proxy, DORA, &r, "deny", r#"{"reason": "no"}"#).await;
+        assert_eq!(status, 200);
+        let got = raw.until_ready().await;
+        assert_eq!(raw::tags(&got), "NEZ", "{sql}");
+    }
+    let alive = victim.simple_query("SELECT 1").await;
+    assert!(alive.is_ok(), "the victim's session was ended: {alive:?}");
+    assert_eq!(
+        direct(&proxy, "SELECT count(*) FROM orders").trim(),
+        "5",
+        "nothing was deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_that_takes_too_long_shows_the_planners_estimate() {
+    let (proxy, _rules) = changes_held("dry_run_timeout = \"300ms\"").await;
+    let alice = proxy.client().await;
+    let started = std::time::Instant::now();
+    let run = tokio::spawn(async move {
+        alice
+            .simple_query(
+                "DELETE FROM orders WHERE id IN \
+                 (SELECT g FROM generate_series(1, 200000000) AS g WHERE g % 7 = 1)",
+            )
+            .await
+    });
+    let (r, d) = dry_run_shown(&proxy).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the dry run is bounded"
+    );
+    assert_eq!(d["method"], "estimated", "{d}");
+    assert!(
+        d["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("would delete about "),
+        "{d}"
+    );
+    let (status, _) = decide(&proxy, DORA, &r, "deny", r#"{"reason": "no"}"#).await;
+    assert_eq!(status, 200);
+    let e = run.await.unwrap().unwrap_err();
+    assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
+    // Nothing is left running on the server.
+    let busy = direct(
+        &proxy,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'portcullis-dry-run' AND state = 'active'",
+    );
+    assert_eq!(busy.trim(), "0");
+    let (_, all) = api(&proxy, DORA, "GET", "/approvals?all=1", "").await;
+    assert_eq!(all["requests"].as_array().unwrap().len(), 1);
+}
