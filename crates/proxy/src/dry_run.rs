@@ -12,11 +12,12 @@
 //! evaluates immutable and stable functions it can fold. So before it is
 //! even planned, the analysis and the server must agree that it calls
 //! only pg_catalog functions that are not volatile, uses only operators
-//! and types defined by pg_catalog, reads only plain tables without row
-//! security (no views, foreign tables or sequences, at any partition
-//! level), and the database has no cast or range type backed by a
-//! function outside pg_catalog. Anything else: the approvers are told the
-//! dry run did not run, and why.
+//! and types defined by pg_catalog (its parameters' types included: a
+//! domain's input runs its CHECK constraints), reads only plain tables
+//! without row security or virtual generated columns (no views, foreign
+//! tables or sequences, at any partition level), and the database has no
+//! cast or range type backed by a function outside pg_catalog. Anything
+//! else: the approvers are told the dry run did not run, and why.
 //!
 //! It sees what is committed: not the session's temporary tables, not its
 //! open transaction's uncommitted changes (the summary says so).
@@ -275,11 +276,13 @@ SELECT \
     FROM pg_catalog.unnest($1::pg_catalog.text[]) AS r(name) \
     LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(r.name) \
    WHERE c.oid IS NULL OR c.relkind NOT IN ('r', 'p', 'm') OR c.relrowsecurity \
+      OR EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attgenerated = 'v') \
       OR EXISTS (WITH RECURSIVE below(oid) AS ( \
                    SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid \
                    UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN below b ON i.inhparent = b.oid) \
                  SELECT FROM below b JOIN pg_catalog.pg_class k ON k.oid = b.oid \
-                  WHERE k.relkind NOT IN ('r', 'p') OR k.relrowsecurity)), \
+                  WHERE k.relkind NOT IN ('r', 'p') OR k.relrowsecurity \
+                     OR EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = k.oid AND a.attgenerated = 'v'))), \
  (SELECT pg_catalog.string_agg(f.name, ', ' ORDER BY f.name) \
     FROM pg_catalog.unnest($2::pg_catalog.text[]) AS f(name) \
    WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.proname = f.name \
@@ -296,7 +299,11 @@ SELECT \
  EXISTS (SELECT FROM pg_catalog.pg_cast k JOIN pg_catalog.pg_proc p ON p.oid = k.castfunc \
           WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace), \
  EXISTS (SELECT FROM pg_catalog.pg_range g JOIN pg_catalog.pg_proc p ON p.oid IN (g.rngcanonical, g.rngsubdiff) \
-          WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace)";
+          WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace), \
+ (SELECT pg_catalog.string_agg(pg_catalog.format_type(o.t, NULL), ', ') \
+    FROM pg_catalog.unnest($5::pg_catalog.oid[]) AS o(t) \
+    LEFT JOIN pg_catalog.pg_type y ON y.oid = o.t \
+   WHERE y.oid IS NULL OR y.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace)";
 
 /// Why the dry run stopped.
 enum Stop {
@@ -359,6 +366,19 @@ async fn counted(
     encode::sync(&mut out);
     exchange(stream, leftover, &out).await?;
 
+    // The parameters' types as the server infers them for the statement
+    // itself (a parameter only its SET list uses is unused below). Parsing runs
+    // nothing: no function, no default, no constraint.
+    let types = match ask.parameters {
+        None => Vec::new(),
+        Some(_) => {
+            let mut out = BytesMut::new();
+            encode::parse_typed(&mut out, b"", ask.statement, ask.param_types);
+            encode::describe_statement(&mut out, b"");
+            encode::sync(&mut out);
+            exchange(stream, leftover, &out).await?.parameter_types
+        }
+    };
     let mut out = BytesMut::new();
     encode::parse(&mut out, b"", CHECKS);
     let arrays = [
@@ -366,6 +386,14 @@ async fn counted(
         text_array(&names.functions),
         text_array(&names.operators),
         text_array(&names.types),
+        format!(
+            "{{{}}}",
+            types
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
     ];
     let arrays: Vec<&[u8]> = arrays.iter().map(|a| a.as_bytes()).collect();
     encode::bind(&mut out, b"", b"", &arrays);
@@ -408,19 +436,13 @@ async fn counted(
             "the database has range types with functions outside pg_catalog".into(),
         ));
     }
+    if let Some(t) = at(6) {
+        // A domain's input runs its CHECK constraints.
+        return Err(Stop::Unsafe(format!(
+            "its parameters are of types that are not built in: {t}"
+        )));
+    }
 
-    // The parameters' types as the server infers them for the statement
-    // itself (a parameter only its SET list uses is unused below).
-    let types = match ask.parameters {
-        None => Vec::new(),
-        Some(_) => {
-            let mut out = BytesMut::new();
-            encode::parse_typed(&mut out, b"", ask.statement, ask.param_types);
-            encode::describe_statement(&mut out, b"");
-            encode::sync(&mut out);
-            exchange(stream, leftover, &out).await?.parameter_types
-        }
-    };
     let run = |sql: &str| {
         let mut out = BytesMut::new();
         encode::parse_typed(&mut out, b"", sql, &types);

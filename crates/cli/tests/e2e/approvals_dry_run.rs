@@ -138,6 +138,21 @@ async fn approvers_see_how_many_rows_a_held_change_would_touch() {
         assert_eq!(status, 200);
         assert_eq!(raw::tags(&raw.until_ready().await), "NEZ", "{sql}");
     }
+    // Inside a transaction: what it counts is what is committed.
+    raw.send(&fe::query("BEGIN")).await;
+    assert_eq!(raw::tags(&raw.until_ready().await), "CZ");
+    raw.send(&fe::query("DELETE FROM orders WHERE id = 1"))
+        .await;
+    let (r, d) = dry_run_shown(&proxy).await;
+    let summary = d["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("would delete 1 row of orders")
+            && summary.contains("outside the session's open transaction"),
+        "{summary}"
+    );
+    let (status, _) = decide(&proxy, DORA, &r, "deny", r#"{"reason": "no"}"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(raw::tags(&raw.until_ready().await), "NEZ");
     assert_eq!(orders(&proxy), "1:n,2:n,3:big,4:big,5:big");
 }
 
@@ -168,6 +183,10 @@ async fn a_dry_run_never_runs_code_from_outside_pg_catalog() {
         })
         .unwrap();
     direct(&proxy, &format!("INSERT INTO victims VALUES ({pid})"));
+    let note_t: u32 = direct(&proxy, "SELECT 'note_t'::regtype::oid")
+        .trim()
+        .parse()
+        .unwrap();
 
     let mut raw = raw::login(&proxy, ALICE).await;
     for (sql, why) in [
@@ -196,6 +215,27 @@ async fn a_dry_run_never_runs_code_from_outside_pg_catalog() {
         let got = raw.until_ready().await;
         assert_eq!(raw::tags(&got), "NEZ", "{sql}");
     }
+    // A parameter declared of a domain: binding it runs the domain's
+    // CHECK, which may call anything.
+    raw.send(&fe::concat(&[
+        fe::parse("", "DELETE FROM orders WHERE note = $1", &[note_t]),
+        fe::bind("", "", &[Some(b"z")]),
+        fe::execute("", 0),
+        fe::sync(),
+    ]))
+    .await;
+    let (r, d) = dry_run_shown(&proxy).await;
+    assert!(
+        d["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("not run: its parameters are of types that are not built in: note_t"),
+        "{d}"
+    );
+    let (status, _) = decide(&proxy, DORA, &r, "deny", r#"{"reason": "no"}"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(raw::tags(&raw.until_ready().await), "1NEZ");
+
     let alive = victim.simple_query("SELECT 1").await;
     assert!(alive.is_ok(), "the victim's session was ended: {alive:?}");
     assert_eq!(
