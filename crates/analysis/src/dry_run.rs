@@ -33,6 +33,8 @@ pub enum ChangeKind {
     Update,
     Delete,
     Insert,
+    /// INSERT ... ON CONFLICT DO UPDATE: each row inserted or updated.
+    Upsert,
 }
 
 impl ChangeKind {
@@ -42,7 +44,13 @@ impl ChangeKind {
             ChangeKind::Update => "update",
             ChangeKind::Delete => "delete",
             ChangeKind::Insert => "insert",
+            ChangeKind::Upsert => "insert or update",
         }
+    }
+
+    /// Whether it adds rows (`into` its table, not `of` it).
+    pub fn adds(self) -> bool {
+        matches!(self, ChangeKind::Insert | ChangeKind::Upsert)
     }
 }
 
@@ -65,8 +73,11 @@ pub struct DryRunPlan {
     /// estimate counts join rows).
     pub at_most: bool,
     /// Every type named in the query (casts, `ROW(...)::t`): the server
-    /// must vouch that each is built in before it runs.
+    /// must vouch for each before it runs.
     pub type_names: Vec<QualifiedName>,
+    /// The parameters the query uses (`$n`), in no particular order; the
+    /// statement's others (an UPDATE's SET list) it does not.
+    pub params: Vec<i32>,
 }
 
 /// Why a statement gets no dry run; shown to approvers.
@@ -80,6 +91,8 @@ pub enum NoDryRun {
     CurrentOf,
     #[error("it samples a table (TABLESAMPLE)")]
     Sample,
+    #[error("a WITH query has the changed table's name")]
+    ShadowedTarget,
     #[error("the statement could not be rewritten: {0}")]
     Unreadable(String),
 }
@@ -130,12 +143,21 @@ pub fn plan(sql: &str) -> Result<DryRunPlan, NoDryRun> {
             let target = i.relation.as_ref().ok_or(NoDryRun::NotOneChange)?;
             only_reads(i.with_clause.as_ref())?;
             let at_most = i.on_conflict_clause.is_some();
+            let upserts = i
+                .on_conflict_clause
+                .as_ref()
+                .is_some_and(|c| c.action == pb::OnConflictAction::OnconflictUpdate as i32);
+            let kind = if upserts {
+                ChangeKind::Upsert
+            } else {
+                ChangeKind::Insert
+            };
             let name = range_var_name(target);
             match i.select_stmt.as_deref().and_then(|n| n.node.as_ref()) {
                 // DEFAULT VALUES: one row.
                 None => {
                     return Ok(DryRunPlan {
-                        kind: ChangeKind::Insert,
+                        kind,
                         relation: name,
                         known_rows: Some(1),
                         count_sql:
@@ -144,6 +166,7 @@ pub fn plan(sql: &str) -> Result<DryRunPlan, NoDryRun> {
                         rows_sql: "SELECT 1".into(),
                         at_most,
                         type_names: Vec::new(),
+                        params: Vec::new(),
                     })
                 }
                 Some(NodeEnum::SelectStmt(s)) => {
@@ -164,7 +187,7 @@ pub fn plan(sql: &str) -> Result<DryRunPlan, NoDryRun> {
                     let rows = Node {
                         node: Some(NodeEnum::SelectStmt(Box::new(s))),
                     };
-                    (ChangeKind::Insert, name, rows, known, at_most)
+                    (kind, name, rows, known, at_most)
                 }
                 Some(_) => return Err(NoDryRun::NotOneChange),
             }
@@ -172,9 +195,10 @@ pub fn plan(sql: &str) -> Result<DryRunPlan, NoDryRun> {
         _ => return Err(NoDryRun::NotOneChange),
     };
     let mut type_names = Vec::new();
-    named_types(&rows, &mut type_names)?;
+    let mut params = Vec::new();
+    named_types(&rows, &mut type_names, &mut params)?;
     let rows_sql = deparse(rows)?;
-    let count_sql = if at_most && kind != ChangeKind::Insert {
+    let count_sql = if at_most && !kind.adds() {
         // An UPDATE ... FROM touches each target row once, however many
         // join rows choose it.
         format!("SELECT pg_catalog.count(*) FROM (SELECT DISTINCT * FROM ({rows_sql}) AS portcullis_rows) AS portcullis_dry_run")
@@ -187,8 +211,9 @@ pub fn plan(sql: &str) -> Result<DryRunPlan, NoDryRun> {
         known_rows,
         count_sql,
         rows_sql,
-        at_most: at_most && kind == ChangeKind::Insert,
+        at_most: at_most && kind.adds(),
         type_names,
+        params,
     })
 }
 
@@ -202,6 +227,15 @@ fn target_rows(
 ) -> Result<Node, NoDryRun> {
     if let Some(NodeEnum::CurrentOfExpr(_)) = filter.and_then(|f| f.node.as_ref()) {
         return Err(NoDryRun::CurrentOf);
+    }
+    // A DML target never names a WITH query, but a FROM item does: the
+    // rewrite would count the WITH query's rows.
+    let shadowed = target.schemaname.is_empty()
+        && with.iter().flat_map(|w| &w.ctes).any(|c| {
+            matches!(&c.node, Some(NodeEnum::CommonTableExpr(c)) if c.ctename == target.relname)
+        });
+    if shadowed {
+        return Err(NoDryRun::ShadowedTarget);
     }
     // Columns are named through the alias when there is one, else through
     // the table's own name (never its schema: `s.t.ctid` is not allowed
@@ -267,9 +301,14 @@ fn only_reads(with: Option<&pb::WithClause>) -> Result<(), NoDryRun> {
     Ok(())
 }
 
-/// Collects the names of every type written in `root`; refuses table
-/// sampling (its methods are functions of their own).
-fn named_types(root: &Node, out: &mut Vec<QualifiedName>) -> Result<(), NoDryRun> {
+/// Collects the names of every type written in `root` and the numbers of
+/// its parameters; refuses table sampling (its methods are functions of
+/// their own).
+fn named_types(
+    root: &Node,
+    out: &mut Vec<QualifiedName>,
+    params: &mut Vec<i32>,
+) -> Result<(), NoDryRun> {
     let Some(root) = node_of(root) else {
         return Ok(());
     };
@@ -286,6 +325,7 @@ fn named_types(root: &Node, out: &mut Vec<QualifiedName>) -> Result<(), NoDryRun
                 }
             }
             NodeRef::RangeTableSample(_) => return Err(NoDryRun::Sample),
+            NodeRef::ParamRef(p) if !params.contains(&p.number) => params.push(p.number),
             _ => {}
         }
         for_each_child(n, &mut |_, child| stack.push(child));
@@ -383,6 +423,10 @@ mod tests {
             ),
             ("UPDATE t SET a = 1 WHERE CURRENT OF c", NoDryRun::CurrentOf),
             (
+                "WITH orders (tableoid, ctid) AS (VALUES (0::oid, '(0,1)'::tid)) DELETE FROM orders",
+                NoDryRun::ShadowedTarget,
+            ),
+            (
                 "DELETE FROM t WHERE id IN (SELECT id FROM u TABLESAMPLE bernoulli (5))",
                 NoDryRun::Sample,
             ),
@@ -390,6 +434,20 @@ mod tests {
             assert_eq!(plan(sql), Err(why), "{sql}");
         }
         assert!(matches!(plan("UPDATE"), Err(NoDryRun::Unreadable(_))));
+    }
+
+    #[test]
+    fn upserts_and_parameters() {
+        let p = planned(
+            "INSERT INTO t SELECT * FROM u WHERE a = $2 ON CONFLICT (id) DO UPDATE SET b = $1",
+        );
+        assert_eq!(p.kind, ChangeKind::Upsert);
+        assert!(p.at_most);
+        assert_eq!(p.params, [2]);
+        let p = planned("UPDATE t SET a = $1 WHERE b = $3 AND c = $3");
+        assert_eq!(p.params, [3]);
+        // Another table named like a WITH query is fine when qualified.
+        assert!(plan("WITH orders AS (SELECT 1) DELETE FROM app.orders").is_ok());
     }
 
     #[test]

@@ -175,11 +175,20 @@ fn may_see(who: &Person, r: &Request) -> bool {
         })
 }
 
-/// A request as the API shows it: its stored form, with its state at the
-/// time of asking (a pending request past its expiry is expired).
-fn shown(r: &Request) -> serde_json::Value {
+/// A request as the API shows it to `who`: its stored form, with its
+/// state at the time of asking (a pending request past its expiry is
+/// expired). The dry run only to the group that decides: to its
+/// requester, counting rows its statement chooses would be an oracle on
+/// data the proxy's read policies may hide (a count of rows by a masked
+/// column's value).
+fn shown(who: &Person, r: &Request) -> serde_json::Value {
     let mut v = serde_json::to_value(r).unwrap_or_default();
     v["state"] = serde_json::json!(r.state_at(portcullis_approvals::now_millis()));
+    if !who.groups.contains(&r.asked.approvers) {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("dry_run");
+        }
+    }
     v
 }
 
@@ -198,7 +207,7 @@ async fn list(State(api): State<Api>, headers: HeaderMap, uri: Uri) -> Response 
                 "requests": requests
                     .iter()
                     .filter(|r| may_see(&who, r))
-                    .map(shown)
+                    .map(|r| shown(&who, r))
                     .collect::<Vec<_>>()
             }),
         ),
@@ -221,7 +230,7 @@ async fn show(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>
         return error(StatusCode::NOT_FOUND, "no such request");
     };
     match api.desk.get(&id).await {
-        Ok(Some(r)) if may_see(&who, &r) => json(StatusCode::OK, shown(&r)),
+        Ok(Some(r)) if may_see(&who, &r) => json(StatusCode::OK, shown(&who, &r)),
         // Not shown to others: as if it were not there.
         Ok(_) => error(StatusCode::NOT_FOUND, "no such request"),
         Err(e) => {
@@ -309,7 +318,7 @@ async fn decide(
         }
     }
     match api.desk.decide(&id, &who, verdict, reason).await {
-        Ok(r) => json(StatusCode::OK, shown(&r)),
+        Ok(r) => json(StatusCode::OK, shown(&who, &r)),
         Err(DecideError::NotFound(_)) => error(StatusCode::NOT_FOUND, "no such request"),
         Err(DecideError::Rule(e)) => {
             info!(request = %id, user = %who.subject, reason = %e, "approvals API: decision refused");

@@ -25,7 +25,7 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use portcullis_analysis::dry_run::{self, ChangeKind, DryRunPlan, NoDryRun};
+use portcullis_analysis::dry_run::{self, DryRunPlan, NoDryRun};
 use portcullis_analysis::{functions::pg_catalog_searched_first, QualifiedName, StatementFacts};
 use portcullis_approvals::{DryRun, DryRunMethod};
 use portcullis_wire::{encode, sqlstate};
@@ -49,6 +49,10 @@ pub struct DryRunAsk<'a> {
     pub in_transaction: bool,
     /// For counting; the planner's estimate is shown past it.
     pub timeout: Duration,
+    /// The session's settings that change how values are read
+    /// (client_encoding, DateStyle, IntervalStyle, TimeZone), as the
+    /// server last reported them.
+    pub settings: &'a [(String, String)],
 }
 
 /// Runs the dry run of `ask`'s statement; `None` when it changes no
@@ -92,19 +96,24 @@ async fn counted_plan(ask: &DryRunAsk<'_>, plan: &DryRunPlan) -> DryRun {
         Ok(n) => n,
         Err(why) => return not_run(why),
     };
-    // Connecting, the checks and the estimate get as long again as the
-    // count.
-    let allowed = Duration::from(ask.target.config.connect_timeout) + ask.timeout * 2;
-    match tokio::time::timeout(allowed, run(ask, plan, &names)).await {
-        Err(_) => not_run("it took too long".into()),
-        Ok(Err(Stop::Unsafe(why))) => not_run(why),
-        Ok(Err(Stop::Failed(e))) => not_run(failed(&e)),
-        Ok(Ok(Found::Counted(rows))) => DryRun {
+    // Each statement has the timeout; the checks and the estimate are
+    // quick, the count may take all of it.
+    let allowed = Duration::from(ask.target.config.connect_timeout)
+        + ask.timeout * 3
+        + Duration::from_secs(1);
+    let (found, caveats) = match tokio::time::timeout(allowed, run(ask, plan, &names)).await {
+        Err(_) => return not_run("it took too long".into()),
+        Ok(Err(Stop::Unsafe(why))) => return not_run(why),
+        Ok(Err(Stop::Failed(e))) => return not_run(failed(&e)),
+        Ok(Ok(found)) => found,
+    };
+    let mut dry_run = match found {
+        Found::Counted(rows) => DryRun {
             method: DryRunMethod::Counted,
             rows: Some(rows),
             at_most: plan.at_most,
             summary: format!(
-                "{} (counted in a read-only transaction when the request was made{})",
+                "{} (counted in a read-only transaction when the request was made, in the committed data of permanent tables{})",
                 what.rows(rows, plan.at_most, ""),
                 if ask.in_transaction {
                     ", outside the session's open transaction, whose own uncommitted changes it does not see"
@@ -113,7 +122,7 @@ async fn counted_plan(ask: &DryRunAsk<'_>, plan: &DryRunPlan) -> DryRun {
                 }
             ),
         },
-        Ok(Ok(Found::Estimated(rows))) => DryRun {
+        Found::Estimated(rows) => DryRun {
             method: DryRunMethod::Estimated,
             rows: Some(rows),
             at_most: false,
@@ -123,11 +132,19 @@ async fn counted_plan(ask: &DryRunAsk<'_>, plan: &DryRunPlan) -> DryRun {
                 ask.timeout.as_millis()
             ),
         },
-        Ok(Ok(Found::Nothing)) => not_run(format!(
-            "counting took longer than {} ms, and the planner gave no estimate",
-            ask.timeout.as_millis()
-        )),
+        Found::Nothing => {
+            return not_run(format!(
+                "counting took longer than {} ms, and the planner gave no estimate",
+                ask.timeout.as_millis()
+            ))
+        }
+    };
+    if !caveats.is_empty() {
+        dry_run
+            .summary
+            .push_str(&format!("; not counted: {}", caveats.join(", ")));
     }
+    dry_run
 }
 
 fn not_run(why: String) -> DryRun {
@@ -165,7 +182,7 @@ impl What {
         What {
             verb: plan.kind.verb(),
             relation: plan.relation.to_string(),
-            into: plan.kind == ChangeKind::Insert,
+            into: plan.kind.adds(),
         }
     }
 
@@ -192,6 +209,15 @@ struct Names {
 }
 
 impl Names {
+    fn none() -> Names {
+        Names {
+            relations: Vec::new(),
+            functions: Vec::new(),
+            operators: Vec::new(),
+            types: Vec::new(),
+        }
+    }
+
     /// From the analysis of the count query; refuses what needs no server
     /// to refuse (code the analysis cannot see into, dangerous
     /// capabilities, names in schemas other than pg_catalog).
@@ -214,6 +240,14 @@ impl Names {
         for f in &facts.functions {
             if outside(&f.name.schema) {
                 return Err(format!("it calls {}, outside pg_catalog", f.name));
+            }
+            if reads_as_any_type(&f.name.name) {
+                // The type is a value here, not a name the checks see: a
+                // domain's CHECK would run.
+                return Err(format!(
+                    "it calls {}, which reads a value as a type chosen when it runs",
+                    f.name
+                ));
             }
             if !functions.contains(&f.name.name) {
                 functions.push(f.name.name.clone());
@@ -248,6 +282,12 @@ impl Names {
     }
 }
 
+/// Built-ins that run the input routine of a type given as a value
+/// (`pg_input_is_valid('x', 'app.dom')`, `domain_in(...)`).
+fn reads_as_any_type(name: &str) -> bool {
+    name.starts_with("pg_input_") || name.ends_with("_in") || name.ends_with("_recv")
+}
+
 /// `"schema"."name"`, as `to_regclass` and `to_regtype` read it.
 fn quoted(name: &QualifiedName) -> String {
     let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
@@ -266,44 +306,75 @@ fn text_array(items: &[String]) -> String {
     format!("{{{}}}", quoted.join(","))
 }
 
-/// What the server must vouch for before the count is planned (every
-/// name qualified, and pg_catalog searched first, so nothing here
-/// resolves outside it). One row: what is wrong, NULL or false where
-/// nothing is.
+/// Resolves the names the statement uses as the server does, with the
+/// session's search_path: relations (`r`), types (`t`), the changed table
+/// (`x`). No operator, no function outside pg_catalog.
+const RESOLVE: &str = "\
+SELECT 'r', n, pg_catalog.to_regclass(n)::pg_catalog.oid FROM pg_catalog.unnest($1::pg_catalog.text[]) AS n \
+UNION ALL SELECT 't', n, pg_catalog.to_regtype(n)::pg_catalog.oid FROM pg_catalog.unnest($2::pg_catalog.text[]) AS n \
+UNION ALL SELECT 'x', n, pg_catalog.to_regclass(n)::pg_catalog.oid FROM pg_catalog.unnest($3::pg_catalog.text[]) AS n";
+
+/// What the server must vouch for before the count is parsed or planned,
+/// run with `search_path = pg_catalog` (so that nothing here resolves
+/// outside it). `$1`: the relations read (their partitions and children
+/// are followed); `$2`, `$3`: the function and operator names used; `$4`:
+/// the types named or declared; `$5`: the changed table (0: none). One
+/// row: what is wrong, NULL or false where nothing is; then what the
+/// count leaves out (the changed table's triggers, rules, cascading
+/// foreign keys, and its kind).
 const CHECKS: &str = "\
+WITH RECURSIVE rels(oid) AS ( \
+    SELECT r FROM unnest($1::oid[]) AS r \
+  UNION \
+    SELECT i.inhrelid FROM pg_inherits i JOIN rels ON i.inhparent = rels.oid \
+), reach(t) AS ( \
+    SELECT a.atttypid FROM pg_attribute a JOIN rels ON a.attrelid = rels.oid \
+     WHERE a.attnum > 0 AND NOT a.attisdropped \
+  UNION \
+    SELECT t FROM unnest($4::oid[]) AS t \
+  UNION \
+    SELECT n.t FROM reach JOIN pg_type y ON y.oid = reach.t \
+    CROSS JOIN LATERAL ( \
+        SELECT y.typelem WHERE y.typelem <> 0 \
+        UNION ALL SELECT y.typbasetype WHERE y.typbasetype <> 0 \
+        UNION ALL SELECT a.atttypid FROM pg_attribute a \
+                   WHERE y.typrelid <> 0 AND a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped \
+        UNION ALL SELECT g.rngsubtype FROM pg_range g WHERE g.rngtypid = y.oid \
+        UNION ALL SELECT g.rngtypid FROM pg_range g WHERE g.rngmultitypid = y.oid \
+    ) AS n(t) \
+) \
 SELECT \
- (SELECT pg_catalog.string_agg(r.name, ', ' ORDER BY r.name) \
-    FROM pg_catalog.unnest($1::pg_catalog.text[]) AS r(name) \
-    LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(r.name) \
-   WHERE c.oid IS NULL OR c.relkind NOT IN ('r', 'p', 'm') OR c.relrowsecurity \
-      OR EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attgenerated = 'v') \
-      OR EXISTS (WITH RECURSIVE below(oid) AS ( \
-                   SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid \
-                   UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN below b ON i.inhparent = b.oid) \
-                 SELECT FROM below b JOIN pg_catalog.pg_class k ON k.oid = b.oid \
-                  WHERE k.relkind NOT IN ('r', 'p') OR k.relrowsecurity \
-                     OR EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = k.oid AND a.attgenerated = 'v'))), \
- (SELECT pg_catalog.string_agg(f.name, ', ' ORDER BY f.name) \
-    FROM pg_catalog.unnest($2::pg_catalog.text[]) AS f(name) \
-   WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.proname = f.name \
-                        AND p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace) \
-      OR EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.proname = f.name \
-                    AND (p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace OR p.provolatile = 'v'))), \
- (SELECT pg_catalog.string_agg(DISTINCT o.oprname::pg_catalog.text, ' ') FROM pg_catalog.pg_operator o \
-   WHERE o.oprname = ANY ($3::pg_catalog.text[]) \
-     AND o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace), \
- (SELECT pg_catalog.string_agg(t.name, ', ' ORDER BY t.name) \
-    FROM pg_catalog.unnest($4::pg_catalog.text[]) AS t(name) \
-    LEFT JOIN pg_catalog.pg_type y ON y.oid = pg_catalog.to_regtype(t.name) \
-   WHERE y.oid IS NULL OR y.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace), \
- EXISTS (SELECT FROM pg_catalog.pg_cast k JOIN pg_catalog.pg_proc p ON p.oid = k.castfunc \
-          WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace), \
- EXISTS (SELECT FROM pg_catalog.pg_range g JOIN pg_catalog.pg_proc p ON p.oid IN (g.rngcanonical, g.rngsubdiff) \
-          WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace), \
- (SELECT pg_catalog.string_agg(pg_catalog.format_type(o.t, NULL), ', ') \
-    FROM pg_catalog.unnest($5::pg_catalog.oid[]) AS o(t) \
-    LEFT JOIN pg_catalog.pg_type y ON y.oid = o.t \
-   WHERE y.oid IS NULL OR y.typnamespace <> 'pg_catalog'::pg_catalog.regnamespace)";
+ (SELECT string_agg(c.oid::regclass::text, ', ' ORDER BY c.oid) FROM rels JOIN pg_class c ON c.oid = rels.oid \
+   WHERE c.relkind NOT IN ('r', 'p', 'm') OR c.relrowsecurity \
+      OR EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attgenerated = 'v') \
+      OR EXISTS (SELECT FROM pg_depend d \
+                  WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass) \
+                    AND ((d.classid = 'pg_class'::regclass \
+                          AND (d.objid = c.oid OR d.objid IN (SELECT x.indexrelid FROM pg_index x WHERE x.indrelid = c.oid))) \
+                      OR (d.classid = 'pg_constraint'::regclass \
+                          AND d.objid IN (SELECT k.oid FROM pg_constraint k WHERE k.conrelid = c.oid)) \
+                      OR (d.classid = 'pg_statistic_ext'::regclass \
+                          AND d.objid IN (SELECT s.oid FROM pg_statistic_ext s WHERE s.stxrelid = c.oid))) \
+                    AND COALESCE((SELECT p.pronamespace FROM pg_proc p WHERE d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid), \
+                                 (SELECT o.oprnamespace FROM pg_operator o WHERE d.refclassid = 'pg_operator'::regclass AND o.oid = d.refobjid)) \
+                        <> 'pg_catalog'::regnamespace)), \
+ (SELECT string_agg(f.name, ', ' ORDER BY f.name) FROM unnest($2::text[]) AS f(name) \
+   WHERE NOT EXISTS (SELECT FROM pg_proc p WHERE p.proname = f.name AND p.pronamespace = 'pg_catalog'::regnamespace) \
+      OR EXISTS (SELECT FROM pg_proc p WHERE p.proname = f.name \
+                    AND (p.pronamespace <> 'pg_catalog'::regnamespace OR p.provolatile = 'v'))), \
+ (SELECT string_agg(DISTINCT o.oprname::text, ' ') FROM pg_operator o \
+   WHERE o.oprname = ANY ($3::text[]) AND o.oprnamespace <> 'pg_catalog'::regnamespace), \
+ (SELECT string_agg(DISTINCT format_type(y.oid, NULL), ', ') FROM reach JOIN pg_type y ON y.oid = reach.t \
+   WHERE y.typtype = 'd' AND EXISTS (SELECT FROM pg_constraint k WHERE k.contypid = y.oid)), \
+ EXISTS (SELECT FROM pg_cast k JOIN pg_proc p ON p.oid = k.castfunc \
+          WHERE p.pronamespace <> 'pg_catalog'::regnamespace), \
+ EXISTS (SELECT FROM pg_range g JOIN pg_proc p ON p.oid IN (g.rngcanonical, g.rngsubdiff) \
+          WHERE p.pronamespace <> 'pg_catalog'::regnamespace), \
+ (SELECT count(*) FROM pg_trigger g WHERE g.tgrelid = $5 AND NOT g.tgisinternal AND g.tgenabled <> 'D'), \
+ (SELECT count(*) FROM pg_rewrite w WHERE w.ev_class = $5 AND w.rulename <> '_RETURN'), \
+ (SELECT count(*) FROM pg_constraint f WHERE f.confrelid = $5 AND f.contype = 'f' \
+     AND (f.confdeltype IN ('c', 'n', 'd') OR f.confupdtype IN ('c', 'n', 'd'))), \
+ (SELECT c.relkind::text FROM pg_class c WHERE c.oid = $5)";
 
 /// Why the dry run stopped.
 enum Stop {
@@ -324,163 +395,334 @@ enum Found {
     Nothing,
 }
 
-async fn run(ask: &DryRunAsk<'_>, plan: &DryRunPlan, names: &Names) -> Result<Found, Stop> {
-    let params = [(
+/// What was found, and what the count leaves out.
+type Outcome = (Found, Vec<String>);
+
+async fn run(ask: &DryRunAsk<'_>, plan: &DryRunPlan, names: &Names) -> Result<Outcome, Stop> {
+    let mut params = vec![(
         "application_name".to_owned(),
         "portcullis-dry-run".to_owned(),
     )];
+    params.extend(ask.settings.iter().cloned());
     let mut up = upstream::connect(ask.target, ask.login, &params).await?;
-    let found = counted(&mut up, ask, plan, names).await;
+    let found = Side {
+        up: &mut up,
+        session_path: session_path(ask.search_path.unwrap_or_default()),
+    }
+    .count(ask, plan, names)
+    .await;
     let mut bye = BytesMut::new();
     encode::terminate(&mut bye);
     let _ = up.stream.write_all(&bye).await;
     found
 }
 
-async fn counted(
-    up: &mut upstream::Upstream,
-    ask: &DryRunAsk<'_>,
-    plan: &DryRunPlan,
-    names: &Names,
-) -> Result<Found, Stop> {
-    let (stream, leftover) = (&mut up.stream, &mut up.leftover);
-    let ms = ask.timeout.as_millis().max(1);
-    let path = ask.search_path.unwrap_or_default().join(", ");
-    let mut out = BytesMut::new();
-    encode::query(
-        &mut out,
-        &format!(
-            "BEGIN READ ONLY; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}"
-        ),
-    );
-    exchange(stream, leftover, &out).await?;
-    // (Each exchange ends at one ReadyForQuery.)
-    let mut out = BytesMut::new();
-    encode::parse(
-        &mut out,
-        b"",
-        "SELECT pg_catalog.set_config('search_path', $1, true)",
-    );
-    encode::bind(&mut out, b"", b"", &[path.as_bytes()]);
-    encode::execute(&mut out, b"");
-    encode::sync(&mut out);
-    exchange(stream, leftover, &out).await?;
+/// The session's search_path as `set_config` reads it: every name quoted,
+/// as the proxy read it (`"$user"` quoted is still the user's schema).
+fn session_path(path: &[String]) -> String {
+    path.iter()
+        .map(|s| format!("\"{}\"", s.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
-    // The parameters' types as the server infers them for the statement
-    // itself (a parameter only its SET list uses is unused below). Parsing runs
-    // nothing: no function, no default, no constraint.
-    let types = match ask.parameters {
-        None => Vec::new(),
-        Some(_) => {
-            let mut out = BytesMut::new();
-            encode::parse_typed(&mut out, b"", ask.statement, ask.param_types);
-            encode::describe_statement(&mut out, b"");
-            encode::sync(&mut out);
-            exchange(stream, leftover, &out).await?.parameter_types
-        }
-    };
-    let mut out = BytesMut::new();
-    encode::parse(&mut out, b"", CHECKS);
-    let arrays = [
-        text_array(&names.relations),
-        text_array(&names.functions),
-        text_array(&names.operators),
-        text_array(&names.types),
-        format!(
-            "{{{}}}",
-            types
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-    ];
-    let arrays: Vec<&[u8]> = arrays.iter().map(|a| a.as_bytes()).collect();
-    encode::bind(&mut out, b"", b"", &arrays);
-    encode::execute(&mut out, b"");
-    encode::sync(&mut out);
-    let checked = exchange(stream, leftover, &out).await?;
-    let row = checked
-        .sets
-        .first()
-        .and_then(|s| s.first())
-        .ok_or_else(|| Stop::Unsafe("the checks gave no answer".into()))?;
-    let at = |i: usize| row.get(i).cloned().flatten();
-    if let Some(r) = at(0) {
-        return Err(Stop::Unsafe(format!(
-            "it reads {r}: only plain tables without row security are read before approval"
-        )));
-    }
-    if let Some(f) = at(1) {
-        return Err(Stop::Unsafe(format!(
-            "it calls {f}: only functions of pg_catalog that are not volatile are run before approval"
-        )));
-    }
-    if let Some(o) = at(2) {
-        return Err(Stop::Unsafe(format!(
-            "the database defines operators named {o} outside pg_catalog"
-        )));
-    }
-    if let Some(t) = at(3) {
-        return Err(Stop::Unsafe(format!(
-            "it names types that are not built in: {t}"
-        )));
-    }
-    if at(4).as_deref() == Some("t") {
-        return Err(Stop::Unsafe(
-            "the database has casts through functions outside pg_catalog".into(),
-        ));
-    }
-    if at(5).as_deref() == Some("t") {
-        return Err(Stop::Unsafe(
-            "the database has range types with functions outside pg_catalog".into(),
-        ));
-    }
-    if let Some(t) = at(6) {
-        // A domain's input runs its CHECK constraints.
-        return Err(Stop::Unsafe(format!(
-            "its parameters are of types that are not built in: {t}"
-        )));
-    }
+/// The dry run's own connection.
+struct Side<'a> {
+    up: &'a mut upstream::Upstream,
+    session_path: String,
+}
 
-    let run = |sql: &str| {
+impl Side<'_> {
+    async fn simple(&mut self, sql: &str) -> Result<upstream::Exchanged, UpstreamError> {
         let mut out = BytesMut::new();
-        encode::parse_typed(&mut out, b"", sql, &types);
-        match ask.parameters {
-            Some(section) => encode::bind_sent(&mut out, b"", b"", section),
-            None => encode::bind(&mut out, b"", b"", &[]),
-        }
+        encode::query(&mut out, sql);
+        exchange(&mut self.up.stream, &mut self.up.leftover, &out).await
+    }
+
+    /// Runs `sql` with text parameters.
+    async fn extended(
+        &mut self,
+        sql: &str,
+        params: &[&[u8]],
+    ) -> Result<upstream::Exchanged, UpstreamError> {
+        let mut out = BytesMut::new();
+        encode::parse(&mut out, b"", sql);
+        encode::bind(&mut out, b"", b"", params);
         encode::execute(&mut out, b"");
         encode::sync(&mut out);
-        out
-    };
-    let estimate = exchange(
-        stream,
-        leftover,
-        &run(&format!("EXPLAIN (FORMAT JSON) {}", plan.rows_sql)),
-    )
-    .await
-    .ok()
-    .and_then(|e| {
-        let json = e.sets.first()?.first()?.first()?.clone()?;
-        planned_rows(&json)
-    });
-    match exchange(stream, leftover, &run(&plan.count_sql)).await {
-        Ok(e) => {
-            let n = e
+        exchange(&mut self.up.stream, &mut self.up.leftover, &out).await
+    }
+
+    async fn search_path(&mut self, path: &str) -> Result<(), UpstreamError> {
+        self.extended(
+            "SELECT pg_catalog.set_config('search_path', $1, true)",
+            &[path.as_bytes()],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn count(
+        &mut self,
+        ask: &DryRunAsk<'_>,
+        plan: &DryRunPlan,
+        names: &Names,
+    ) -> Result<Outcome, Stop> {
+        let ms = ask.timeout.as_millis().max(1);
+        self.simple(&format!(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}"
+        ))
+        .await?;
+
+        // The names, resolved as the statement's will be.
+        let path = self.session_path.clone();
+        self.search_path(&path).await?;
+        let target = [quoted(&plan.relation)];
+        let resolved = self
+            .extended(
+                RESOLVE,
+                &[
+                    text_array(&names.relations).as_bytes(),
+                    text_array(&names.types).as_bytes(),
+                    text_array(&target).as_bytes(),
+                ],
+            )
+            .await?;
+        let (mut relations, mut types, mut changed) = (Vec::new(), Vec::new(), 0u32);
+        for row in resolved.sets.first().into_iter().flatten() {
+            let (kind, name) = (
+                row.first().cloned().flatten(),
+                row.get(1).cloned().flatten(),
+            );
+            let oid = row
+                .get(2)
+                .cloned()
+                .flatten()
+                .and_then(|o| o.parse::<u32>().ok());
+            match (kind.as_deref(), oid) {
+                (Some("r"), Some(oid)) => relations.push(oid),
+                (Some("t"), Some(oid)) => types.push(oid),
+                (Some("x"), Some(oid)) => changed = oid,
+                (Some("x"), None) => {}
+                (_, None) => {
+                    return Err(Stop::Unsafe(format!(
+                        "it names {}, which the session's role does not see",
+                        name.unwrap_or_default()
+                    )))
+                }
+                _ => {}
+            }
+        }
+        // The parameters as the count binds them: a parameter the count
+        // does not use (an UPDATE's SET value) is read as text or bytes,
+        // whatever its type; the others keep their declared types, or the
+        // server infers them.
+        let formats = ask.parameters.map(param_formats).unwrap_or_default();
+        let declared: Vec<u32> = (0..formats.len())
+            .map(|i| {
+                let n = i32::try_from(i + 1).unwrap_or(i32::MAX);
+                match (plan.params.contains(&n), formats[i]) {
+                    (true, _) => ask.param_types.get(i).copied().unwrap_or(0),
+                    (false, 1) => BYTEA,
+                    (false, _) => TEXT,
+                }
+            })
+            .collect();
+        types.extend(declared.iter().filter(|t| **t != 0));
+        let caveats = self.check(&relations, names, &types, changed).await?;
+
+        // Parsing the count reads its literals as their types: only now.
+        self.search_path(&path).await?;
+        let mut out = BytesMut::new();
+        encode::parse_typed(&mut out, b"c", &plan.count_sql, &declared);
+        encode::describe_statement(&mut out, b"c");
+        encode::parse_typed(
+            &mut out,
+            b"e",
+            &format!("EXPLAIN (FORMAT JSON) {}", plan.rows_sql),
+            &declared,
+        );
+        encode::sync(&mut out);
+        let inferred = exchange(&mut self.up.stream, &mut self.up.leftover, &out)
+            .await?
+            .parameter_types;
+        // A type the server inferred is checked too (a domain's input
+        // runs its CHECK when the value is bound).
+        let undeclared: Vec<u32> = inferred
+            .iter()
+            .zip(&declared)
+            .filter(|(_, d)| **d == 0)
+            .map(|(t, _)| *t)
+            .collect();
+        if !undeclared.is_empty() {
+            self.check(&[], &Names::none(), &undeclared, 0).await?;
+            self.search_path(&path).await?;
+        }
+
+        let bind = |statement: &[u8]| {
+            let mut out = BytesMut::new();
+            match ask.parameters {
+                Some(section) => encode::bind_sent(&mut out, b"", statement, section),
+                None => encode::bind(&mut out, b"", statement, &[]),
+            }
+            encode::execute(&mut out, b"");
+            encode::sync(&mut out);
+            out
+        };
+        // The estimate first (planning only), in a savepoint: an error
+        // must not end the transaction the count runs in.
+        self.simple("SAVEPOINT portcullis_estimate").await?;
+        let estimate = match exchange(&mut self.up.stream, &mut self.up.leftover, &bind(b"e")).await
+        {
+            Ok(e) => e
                 .sets
                 .first()
                 .and_then(|s| s.first())
                 .and_then(|r| r.first().cloned().flatten())
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| Stop::Unsafe("the count gave no answer".into()))?;
-            Ok(Found::Counted(n))
-        }
-        Err(UpstreamError::Query { code, .. }) if code == sqlstate::QUERY_CANCELED => {
-            Ok(estimate.map_or(Found::Nothing, Found::Estimated))
-        }
-        Err(e) => Err(Stop::Failed(e)),
+                .and_then(|json| planned_rows(&json)),
+            Err(UpstreamError::Query { .. }) => {
+                self.simple("ROLLBACK TO SAVEPOINT portcullis_estimate")
+                    .await?;
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let found = match exchange(&mut self.up.stream, &mut self.up.leftover, &bind(b"c")).await {
+            Ok(e) => {
+                let n = e
+                    .sets
+                    .first()
+                    .and_then(|s| s.first())
+                    .and_then(|r| r.first().cloned().flatten())
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| Stop::Unsafe("the count gave no answer".into()))?;
+                Found::Counted(n)
+            }
+            Err(UpstreamError::Query { code, .. }) if code == sqlstate::QUERY_CANCELED => {
+                estimate.map_or(Found::Nothing, Found::Estimated)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok((found, caveats))
     }
+
+    /// Runs [`CHECKS`] under `search_path = pg_catalog` (and leaves it
+    /// so); says what is unsafe, or what the count leaves out of the
+    /// changed table `changed`.
+    async fn check(
+        &mut self,
+        relations: &[u32],
+        names: &Names,
+        types: &[u32],
+        changed: u32,
+    ) -> Result<Vec<String>, Stop> {
+        self.search_path("pg_catalog").await?;
+        let oids = |o: &[u32]| {
+            format!(
+                "{{{}}}",
+                o.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            )
+        };
+        let changed = changed.to_string();
+        let checked = self
+            .extended(
+                CHECKS,
+                &[
+                    oids(relations).as_bytes(),
+                    text_array(&names.functions).as_bytes(),
+                    text_array(&names.operators).as_bytes(),
+                    oids(types).as_bytes(),
+                    changed.as_bytes(),
+                ],
+            )
+            .await?;
+        let row = checked
+            .sets
+            .first()
+            .and_then(|s| s.first())
+            .ok_or_else(|| Stop::Unsafe("the checks gave no answer".into()))?;
+        let at = |i: usize| row.get(i).cloned().flatten();
+        if let Some(r) = at(0) {
+            return Err(Stop::Unsafe(format!(
+                "it reads {r}: only plain tables without row security, and without indexes, constraints or statistics on functions or operators outside pg_catalog, are read before approval"
+            )));
+        }
+        if let Some(f) = at(1) {
+            return Err(Stop::Unsafe(format!(
+                "it calls {f}: only functions of pg_catalog that are not volatile are run before approval"
+            )));
+        }
+        if let Some(o) = at(2) {
+            return Err(Stop::Unsafe(format!(
+                "the database defines operators named {o} outside pg_catalog"
+            )));
+        }
+        if let Some(t) = at(3) {
+            return Err(Stop::Unsafe(format!(
+                "it reads values of domains with CHECK constraints, which may call any function: {t}"
+            )));
+        }
+        if at(4).as_deref() == Some("t") {
+            return Err(Stop::Unsafe(
+                "the database has casts through functions outside pg_catalog".into(),
+            ));
+        }
+        if at(5).as_deref() == Some("t") {
+            return Err(Stop::Unsafe(
+                "the database has range types with functions outside pg_catalog".into(),
+            ));
+        }
+        let count = |i: usize| at(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let mut caveats = Vec::new();
+        match count(6) {
+            0 => {}
+            1 => caveats.push("what its trigger does".to_owned()),
+            n => caveats.push(format!("what its {n} triggers do")),
+        }
+        if count(7) > 0 {
+            caveats.push("what its rules do".to_owned());
+        }
+        match count(8) {
+            0 => {}
+            1 => caveats.push("rows a cascading foreign key changes in another table".to_owned()),
+            n => caveats.push(format!(
+                "rows {n} cascading foreign keys change in other tables"
+            )),
+        }
+        match at(9).as_deref() {
+            Some("v") => caveats.push("it changes a view: what that does".to_owned()),
+            Some("f") => caveats.push("it changes a foreign table".to_owned()),
+            _ => {}
+        }
+        Ok(caveats)
+    }
+}
+
+const TEXT: u32 = 25;
+const BYTEA: u32 = 17;
+
+/// Each parameter's format code in a Bind's parameter section (empty if
+/// it does not parse: the server refuses such a Bind).
+fn param_formats(section: &[u8]) -> Vec<i16> {
+    let i16_at = |at: usize| -> Option<i16> {
+        section
+            .get(at..at + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+    };
+    let Some(n) = i16_at(0).and_then(|n| usize::try_from(n).ok()) else {
+        return Vec::new();
+    };
+    let codes: Vec<i16> = (0..n).filter_map(|i| i16_at(2 + 2 * i)).collect();
+    let Some(count) = i16_at(2 + 2 * n).and_then(|c| usize::try_from(c).ok()) else {
+        return Vec::new();
+    };
+    (0..count)
+        .map(|i| match codes.as_slice() {
+            [] => 0,
+            [all] => *all,
+            each => each.get(i).copied().unwrap_or(0),
+        })
+        .collect()
 }
 
 /// The top plan node's row estimate in `EXPLAIN (FORMAT JSON)` output.
@@ -506,6 +748,24 @@ mod tests {
             r#"{"a","b\"c\\"}"#
         );
         assert_eq!(text_array(&[]), "{}");
+    }
+
+    #[test]
+    fn the_session_path_is_quoted_as_the_proxy_read_it() {
+        // One schema named `evil,pg_catalog` stays one schema.
+        assert_eq!(
+            session_path(&["$user".into(), "evil,pg_catalog".into(), "Sh\"op".into()]),
+            r#""$user", "evil,pg_catalog", "Sh""op""#
+        );
+    }
+
+    #[test]
+    fn parameter_formats_follow_the_bind() {
+        // No codes: all text; one code: all of them; else one each.
+        assert_eq!(param_formats(&[0, 0, 0, 2]), [0, 0]);
+        assert_eq!(param_formats(&[0, 1, 0, 1, 0, 3]), [1, 1, 1]);
+        assert_eq!(param_formats(&[0, 2, 0, 0, 0, 1, 0, 2]), [0, 1]);
+        assert!(param_formats(&[0]).is_empty());
     }
 
     #[test]
@@ -538,6 +798,15 @@ mod tests {
                 .is_some()
         );
         assert!(refused("DELETE FROM pg_temp.t").is_some());
+        for reader in ["domain_in", "pg_input_is_valid", "record_recv", "array_in"] {
+            assert!(
+                refused(&format!(
+                    "DELETE FROM t WHERE id = 1 AND {reader}('z', 1, -1) IS NULL"
+                ))
+                .is_some_and(|w| w.contains(reader)),
+                "{reader}"
+            );
+        }
         let names = Names::of(&plan(
             "UPDATE s.t SET a = f(1) WHERE lower(b) = $1 AND c > 2",
         ))

@@ -69,7 +69,13 @@ pub(crate) struct Guarded {
     budgets: SessionBudgets,
     /// What the session is returned is limited (`returned.rs`).
     metered: bool,
+    /// The settings that change how values are read, as the server last
+    /// reported them (for a dry run on another connection).
+    reading: Mutex<Vec<(String, String)>>,
 }
+
+/// The reported settings a dry run copies (see [`Guarded::reading_settings`]).
+const READING_SETTINGS: [&str; 4] = ["client_encoding", "DateStyle", "IntervalStyle", "TimeZone"];
 
 /// A judged message: what to do with it, what it changes in the session
 /// model, and what its audit records say.
@@ -227,6 +233,7 @@ impl Guarded {
             application_name: None,
             budgets,
             metered,
+            reading: Mutex::new(Vec::new()),
         };
         for (name, value) in portcullis_wire::decode::parameter_statuses(startup_messages) {
             g.parameter_status(name, value);
@@ -273,6 +280,15 @@ impl Guarded {
         self.gate.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The session's client_encoding, DateStyle, IntervalStyle and
+    /// TimeZone, as the server last reported them.
+    pub fn reading_settings(&self) -> Vec<(String, String)> {
+        self.reading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The session's search_path, when exactly one is possible and known.
     pub fn known_search_path(&self) -> Option<Vec<String>> {
         let state = self.state();
@@ -287,6 +303,14 @@ impl Guarded {
 
     /// A ParameterStatus from the server.
     pub fn parameter_status(&self, name: &str, value: &str) {
+        if let Some(setting) = READING_SETTINGS
+            .iter()
+            .find(|s| s.eq_ignore_ascii_case(name))
+        {
+            let mut reading = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+            reading.retain(|(n, _)| n != setting);
+            reading.push(((*setting).to_owned(), value.to_owned()));
+        }
         if name.eq_ignore_ascii_case("client_encoding") {
             self.state().client_encoding(value);
         } else if name.eq_ignore_ascii_case("server_encoding") {

@@ -449,6 +449,7 @@ impl ClientPump<'_> {
         let target = &self.guarded.target;
         let login = target.login_of(self.profile.as_deref())?;
         let path = self.guarded.known_search_path();
+        let settings = self.guarded.reading_settings();
         let ask = crate::dry_run::DryRunAsk {
             target,
             login,
@@ -458,6 +459,7 @@ impl ClientPump<'_> {
             search_path: path.as_deref(),
             in_transaction,
             timeout,
+            settings: &settings,
         };
         let started = std::time::Instant::now();
         let found = crate::dry_run::dry_run(&ask).await?;
