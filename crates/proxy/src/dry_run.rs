@@ -8,16 +8,22 @@
 //! search_path, in a `READ ONLY` transaction under a statement timeout;
 //! the statement's own parameters are bound as the client sent them.
 //!
-//! What it evaluates must not do anything either, and the planner already
-//! evaluates immutable and stable functions it can fold. So before it is
-//! even planned, the analysis and the server must agree that it calls
-//! only pg_catalog functions that are not volatile, uses only operators
-//! and types defined by pg_catalog (its parameters' types included: a
-//! domain's input runs its CHECK constraints), reads only plain tables
-//! without row security or virtual generated columns (no views, foreign
-//! tables or sequences, at any partition level), and the database has no
-//! cast or range type backed by a function outside pg_catalog. Anything
-//! else: the approvers are told the dry run did not run, and why.
+//! What it evaluates must not do anything either. Parsing already runs
+//! the input routine of the types its literals are read as, and the
+//! planner folds immutable and stable functions (in the query, and in the
+//! tables' index expressions, constraints and statistics). So before the
+//! query is even parsed, the analysis and the server must agree that it
+//! calls only pg_catalog functions that are not volatile (and none that
+//! reads a value as a type named at run time), that no operator of a name
+//! it uses exists outside pg_catalog, that it reads only plain tables
+//! without row security, virtual generated columns, or indexes,
+//! constraints or statistics on code outside pg_catalog (at every
+//! partition level), that no type it reads, names or binds reaches a
+//! domain with a CHECK (through arrays, composites and ranges), and that
+//! the database has no cast or range type backed by a function outside
+//! pg_catalog. The names are resolved under the session's search_path;
+//! the checks run under `search_path = pg_catalog`. Anything else: the
+//! approvers are told the dry run did not run, and why.
 //!
 //! It sees what is committed: not the session's temporary tables, not its
 //! open transaction's uncommitted changes (the summary says so).
