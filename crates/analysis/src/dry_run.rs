@@ -78,6 +78,9 @@ pub struct DryRunPlan {
     /// The parameters the query uses (`$n`), in no particular order; the
     /// statement's others (an UPDATE's SET list) it does not.
     pub params: Vec<i32>,
+    /// Names written after a dot (`t.f`, `(row).f`): PostgreSQL calls a
+    /// function `f(t)` when `t` has no column `f`.
+    pub attributes: Vec<String>,
 }
 
 /// Why a statement gets no dry run; shown to approvers.
@@ -167,6 +170,7 @@ pub fn plan(sql: &str) -> Result<DryRunPlan, NoDryRun> {
                         at_most,
                         type_names: Vec::new(),
                         params: Vec::new(),
+                        attributes: Vec::new(),
                     })
                 }
                 Some(NodeEnum::SelectStmt(s)) => {
@@ -196,7 +200,8 @@ pub fn plan(sql: &str) -> Result<DryRunPlan, NoDryRun> {
     };
     let mut type_names = Vec::new();
     let mut params = Vec::new();
-    named_types(&rows, &mut type_names, &mut params)?;
+    let mut attributes = Vec::new();
+    named_types(&rows, &mut type_names, &mut params, &mut attributes)?;
     let rows_sql = deparse(rows)?;
     let count_sql = if at_most && !kind.adds() {
         // An UPDATE ... FROM touches each target row once, however many
@@ -214,6 +219,7 @@ pub fn plan(sql: &str) -> Result<DryRunPlan, NoDryRun> {
         at_most: at_most && kind.adds(),
         type_names,
         params,
+        attributes,
     })
 }
 
@@ -308,7 +314,13 @@ fn named_types(
     root: &Node,
     out: &mut Vec<QualifiedName>,
     params: &mut Vec<i32>,
+    attributes: &mut Vec<String>,
 ) -> Result<(), NoDryRun> {
+    let mut attribute = |name: &str| {
+        if !attributes.iter().any(|a| a == name) {
+            attributes.push(name.to_owned());
+        }
+    };
     let Some(root) = node_of(root) else {
         return Ok(());
     };
@@ -326,6 +338,12 @@ fn named_types(
             }
             NodeRef::RangeTableSample(_) => return Err(NoDryRun::Sample),
             NodeRef::ParamRef(p) if !params.contains(&p.number) => params.push(p.number),
+            NodeRef::ColumnRef(c) if c.fields.len() > 1 => {
+                if let Some(last) = c.fields.last().and_then(crate::walk::string_of) {
+                    attribute(last);
+                }
+            }
+            NodeRef::AIndirection(i) => strings(&i.indirection).for_each(&mut attribute),
             _ => {}
         }
         for_each_child(n, &mut |_, child| stack.push(child));
@@ -448,6 +466,14 @@ mod tests {
         assert_eq!(p.params, [3]);
         // Another table named like a WITH query is fine when qualified.
         assert!(plan("WITH orders AS (SELECT 1) DELETE FROM app.orders").is_ok());
+    }
+
+    #[test]
+    fn names_after_a_dot_may_be_function_calls() {
+        let p = planned("DELETE FROM orders o WHERE o.hook AND (o.addr).city = 'x' AND s.t.c = 1");
+        let mut a = p.attributes;
+        a.sort();
+        assert_eq!(a, ["addr", "c", "city", "ctid", "hook", "tableoid"]);
     }
 
     #[test]

@@ -89,7 +89,10 @@ async fn counted_plan(ask: &DryRunAsk<'_>, plan: &DryRunPlan) -> DryRun {
             method: DryRunMethod::Known,
             rows: Some(rows),
             at_most: plan.at_most,
-            summary: format!("{} (its VALUES list)", what.rows(rows, plan.at_most, "")),
+            summary: format!(
+                "{} (its VALUES list; what the table's triggers or rules do was not looked at)",
+                what.rows(rows, plan.at_most, "")
+            ),
         };
     }
     let Some(path) = ask.search_path else {
@@ -102,10 +105,11 @@ async fn counted_plan(ask: &DryRunAsk<'_>, plan: &DryRunPlan) -> DryRun {
         Ok(n) => n,
         Err(why) => return not_run(why),
     };
-    // Each statement has the timeout; the checks and the estimate are
-    // quick, the count may take all of it.
+    // The checks have their own bound; the estimate is quick, the count
+    // may take all of its time.
     let allowed = Duration::from(ask.target.config.connect_timeout)
-        + ask.timeout * 3
+        + CHECKS_TIMEOUT
+        + ask.timeout * 2
         + Duration::from_secs(1);
     let (found, caveats) = match tokio::time::timeout(allowed, run(ask, plan, &names)).await {
         Err(_) => return not_run("it took too long".into()),
@@ -207,23 +211,20 @@ impl What {
 }
 
 /// What the count query uses, for the server to vouch for.
+#[derive(Default)]
 struct Names {
     relations: Vec<String>,
+    /// Relations named without a schema (a temporary table may be what
+    /// the session reads by that name).
+    unqualified: Vec<String>,
     functions: Vec<String>,
     operators: Vec<String>,
     types: Vec<String>,
+    /// Names after a dot (see `DryRunPlan::attributes`).
+    attributes: Vec<String>,
 }
 
 impl Names {
-    fn none() -> Names {
-        Names {
-            relations: Vec::new(),
-            functions: Vec::new(),
-            operators: Vec::new(),
-            types: Vec::new(),
-        }
-    }
-
     /// From the analysis of the count query; refuses what needs no server
     /// to refuse (code the analysis cannot see into, dangerous
     /// capabilities, names in schemas other than pg_catalog).
@@ -233,7 +234,9 @@ impl Names {
         let [facts] = analysis.statements.as_slice() else {
             return Err("its rewrite is not one statement".into());
         };
-        Names::from_facts(facts, &plan.type_names)
+        let mut names = Names::from_facts(facts, &plan.type_names)?;
+        names.attributes = plan.attributes.clone();
+        Ok(names)
     }
 
     fn from_facts(facts: &StatementFacts, types: &[QualifiedName]) -> Result<Names, String> {
@@ -247,13 +250,8 @@ impl Names {
             if outside(&f.name.schema) {
                 return Err(format!("it calls {}, outside pg_catalog", f.name));
             }
-            if reads_as_any_type(&f.name.name) {
-                // The type is a value here, not a name the checks see: a
-                // domain's CHECK would run.
-                return Err(format!(
-                    "it calls {}, which reads a value as a type chosen when it runs",
-                    f.name
-                ));
+            if let Some(why) = forbidden_builtin(&f.name.name) {
+                return Err(format!("it calls {}, which {why}", f.name));
             }
             if !functions.contains(&f.name.name) {
                 functions.push(f.name.name.clone());
@@ -270,7 +268,11 @@ impl Names {
             }
         }
         let mut relations = Vec::new();
+        let mut unqualified = Vec::new();
         for r in &facts.relations {
+            if r.relation.schema.is_none() && !unqualified.contains(&r.relation.name) {
+                unqualified.push(r.relation.name.clone());
+            }
             if r.relation.schema.as_deref() == Some("pg_temp") {
                 return Err("it reads a temporary table, which only the session sees".into());
             }
@@ -281,17 +283,27 @@ impl Names {
         }
         Ok(Names {
             relations,
+            unqualified,
             functions,
             operators,
             types: types.iter().map(quoted).collect(),
+            attributes: Vec::new(),
         })
     }
 }
 
-/// Built-ins that run the input routine of a type given as a value
-/// (`pg_input_is_valid('x', 'app.dom')`, `domain_in(...)`).
-fn reads_as_any_type(name: &str) -> bool {
-    name.starts_with("pg_input_") || name.ends_with("_in") || name.ends_with("_recv")
+/// Built-ins the dry run does not call although pg_catalog has them
+/// stable, and why: those that run the input routine of a type given as a
+/// value (`pg_input_is_valid('x', 'app.dom')`, `domain_in(...)`: a
+/// domain's CHECK would run), and those that assign a transaction id.
+fn forbidden_builtin(name: &str) -> Option<&'static str> {
+    if name.starts_with("pg_input_") || name.ends_with("_in") || name.ends_with("_recv") {
+        Some("reads a value as a type chosen when it runs")
+    } else if matches!(name, "txid_current" | "pg_current_xact_id") {
+        Some("assigns a transaction id")
+    } else {
+        None
+    }
 }
 
 /// `"schema"."name"`, as `to_regclass` and `to_regtype` read it.
@@ -323,16 +335,28 @@ UNION ALL SELECT 'x', n, pg_catalog.to_regclass(n)::pg_catalog.oid FROM pg_catal
 /// What the server must vouch for before the count is parsed or planned,
 /// run with `search_path = pg_catalog` (so that nothing here resolves
 /// outside it). `$1`: the relations read (their partitions and children
-/// are followed); `$2`, `$3`: the function and operator names used; `$4`:
-/// the types named or declared; `$5`: the changed table (0: none). One
-/// row: what is wrong, NULL or false where nothing is; then what the
-/// count leaves out (the changed table's triggers, rules, cascading
-/// foreign keys, and its kind).
+/// are followed, and a partition's ancestors, whose partition key its
+/// constraint is built from); `$2`, `$3`: the function and operator names
+/// used; `$4`: the types named or declared; `$5`: the changed table (0:
+/// none); `$6`: the names written after a dot (`t.f` calls `f(t)` when
+/// `t` has no column `f`); `$7`: the unqualified relation names (a
+/// temporary table of that name may be what the session reads). One row:
+/// what is wrong, NULL or false where nothing is; then what the count
+/// leaves out (the changed table's triggers, rules and cascading foreign
+/// keys, at every partition level, and its kind).
 const CHECKS: &str = "\
-WITH RECURSIVE rels(oid) AS ( \
-    SELECT r FROM unnest($1::oid[]) AS r \
+WITH RECURSIVE tree(root, oid) AS ( \
+    SELECT r, r FROM unnest($1::oid[]) AS r \
   UNION \
-    SELECT i.inhrelid FROM pg_inherits i JOIN rels ON i.inhparent = rels.oid \
+    SELECT r, a.relid FROM unnest($1::oid[]) AS r, pg_partition_ancestors(r) AS a \
+  UNION \
+    SELECT tree.root, i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid \
+), rels(oid) AS ( \
+    SELECT DISTINCT oid FROM tree \
+), changed(oid) AS ( \
+    SELECT $5::oid WHERE $5::oid <> 0 \
+  UNION \
+    SELECT i.inhrelid FROM pg_inherits i JOIN changed ON i.inhparent = changed.oid \
 ), reach(t) AS ( \
     SELECT a.atttypid FROM pg_attribute a JOIN rels ON a.attrelid = rels.oid \
      WHERE a.attnum > 0 AND NOT a.attisdropped \
@@ -350,7 +374,7 @@ WITH RECURSIVE rels(oid) AS ( \
     ) AS n(t) \
 ) \
 SELECT \
- (SELECT string_agg(c.oid::regclass::text, ', ' ORDER BY c.oid) FROM rels JOIN pg_class c ON c.oid = rels.oid \
+ (SELECT string_agg(DISTINCT tree.root::regclass::text, ', ') FROM tree JOIN pg_class c ON c.oid = tree.oid \
    WHERE c.relkind NOT IN ('r', 'p', 'm') OR c.relrowsecurity \
       OR EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attgenerated = 'v') \
       OR EXISTS (SELECT FROM pg_depend d \
@@ -367,7 +391,9 @@ SELECT \
  (SELECT string_agg(f.name, ', ' ORDER BY f.name) FROM unnest($2::text[]) AS f(name) \
    WHERE NOT EXISTS (SELECT FROM pg_proc p WHERE p.proname = f.name AND p.pronamespace = 'pg_catalog'::regnamespace) \
       OR EXISTS (SELECT FROM pg_proc p WHERE p.proname = f.name \
-                    AND (p.pronamespace <> 'pg_catalog'::regnamespace OR p.provolatile = 'v'))), \
+                    AND (p.pronamespace <> 'pg_catalog'::regnamespace OR p.provolatile = 'v')) \
+      OR EXISTS (SELECT FROM pg_type y WHERE y.typname = f.name AND y.typtype = 'd' \
+                    AND y.typnamespace <> 'pg_catalog'::regnamespace)), \
  (SELECT string_agg(DISTINCT o.oprname::text, ' ') FROM pg_operator o \
    WHERE o.oprname = ANY ($3::text[]) AND o.oprnamespace <> 'pg_catalog'::regnamespace), \
  (SELECT string_agg(DISTINCT format_type(y.oid, NULL), ', ') FROM reach JOIN pg_type y ON y.oid = reach.t \
@@ -376,11 +402,17 @@ SELECT \
           WHERE p.pronamespace <> 'pg_catalog'::regnamespace), \
  EXISTS (SELECT FROM pg_range g JOIN pg_proc p ON p.oid IN (g.rngcanonical, g.rngsubdiff) \
           WHERE p.pronamespace <> 'pg_catalog'::regnamespace), \
- (SELECT count(*) FROM pg_trigger g WHERE g.tgrelid = $5 AND NOT g.tgisinternal AND g.tgenabled <> 'D'), \
- (SELECT count(*) FROM pg_rewrite w WHERE w.ev_class = $5 AND w.rulename <> '_RETURN'), \
- (SELECT count(*) FROM pg_constraint f WHERE f.confrelid = $5 AND f.contype = 'f' \
+ (SELECT count(*) FROM pg_trigger g JOIN changed ON g.tgrelid = changed.oid \
+   WHERE NOT g.tgisinternal AND g.tgenabled <> 'D'), \
+ (SELECT count(*) FROM pg_rewrite w JOIN changed ON w.ev_class = changed.oid WHERE w.rulename <> '_RETURN'), \
+ (SELECT count(*) FROM pg_constraint f JOIN changed ON f.confrelid = changed.oid WHERE f.contype = 'f' \
      AND (f.confdeltype IN ('c', 'n', 'd') OR f.confupdtype IN ('c', 'n', 'd'))), \
- (SELECT c.relkind::text FROM pg_class c WHERE c.oid = $5)";
+ (SELECT c.relkind::text FROM pg_class c WHERE c.oid = $5), \
+ (SELECT string_agg(DISTINCT a.name, ', ') FROM unnest($6::text[]) AS a(name) \
+   WHERE EXISTS (SELECT FROM pg_proc p WHERE p.proname = a.name \
+                    AND (p.pronamespace <> 'pg_catalog'::regnamespace OR p.provolatile = 'v'))), \
+ (SELECT string_agg(DISTINCT c.relname::text, ', ') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+   WHERE n.nspname LIKE 'pg\\_temp\\_%' AND c.relname = ANY ($7::text[]))";
 
 /// Why the dry run stopped.
 enum Stop {
@@ -409,7 +441,14 @@ async fn run(ask: &DryRunAsk<'_>, plan: &DryRunPlan, names: &Names) -> Result<Ou
         "application_name".to_owned(),
         "portcullis-dry-run".to_owned(),
     )];
-    params.extend(ask.settings.iter().cloned());
+    // The session's client_encoding only once the statements are parsed
+    // (see `Side::count`).
+    params.extend(
+        ask.settings
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("client_encoding"))
+            .cloned(),
+    );
     let mut up = upstream::connect(ask.target, ask.login, &params).await?;
     let found = Side {
         up: &mut up,
@@ -474,9 +513,11 @@ impl Side<'_> {
         plan: &DryRunPlan,
         names: &Names,
     ) -> Result<Outcome, Stop> {
-        let ms = ask.timeout.as_millis().max(1);
+        // The checks read the catalog: they get their own bound. The
+        // estimate and the count get the configured one.
+        let checks = CHECKS_TIMEOUT.as_millis();
         self.simple(&format!(
-            "BEGIN READ ONLY; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}"
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = {checks}; SET LOCAL lock_timeout = {checks}"
         ))
         .await?;
 
@@ -548,21 +589,33 @@ impl Side<'_> {
             &format!("EXPLAIN (FORMAT JSON) {}", plan.rows_sql),
             &declared,
         );
+        encode::describe_statement(&mut out, b"e");
         encode::sync(&mut out);
         let inferred = exchange(&mut self.up.stream, &mut self.up.leftover, &out)
             .await?
             .parameter_types;
-        // A type the server inferred is checked too (a domain's input
-        // runs its CHECK when the value is bound).
-        let undeclared: Vec<u32> = inferred
-            .iter()
-            .zip(&declared)
-            .filter(|(_, d)| **d == 0)
-            .map(|(t, _)| *t)
-            .collect();
-        if !undeclared.is_empty() {
-            self.check(&[], &Names::none(), &undeclared, 0).await?;
+        // The types the server settled on are checked too (one inferred,
+        // or declared `unknown`, may be a domain, whose input runs its
+        // CHECK when the value is bound).
+        if !inferred.is_empty() {
+            self.check(&[], &Names::default(), &inferred, 0).await?;
             self.search_path(&path).await?;
+        }
+        // The statements went as UTF-8 (the proxy reads the session's text
+        // into UTF-8); the Bind's values go as the client sent them, in
+        // its encoding.
+        if let Some(encoding) = ask
+            .settings
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("client_encoding"))
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.eq_ignore_ascii_case("UTF8"))
+        {
+            self.extended(
+                "SELECT pg_catalog.set_config('client_encoding', $1, false)",
+                &[encoding.as_bytes()],
+            )
+            .await?;
         }
 
         let bind = |statement: &[u8]| {
@@ -577,7 +630,11 @@ impl Side<'_> {
         };
         // The estimate first (planning only), in a savepoint: an error
         // must not end the transaction the count runs in.
-        self.simple("SAVEPOINT portcullis_estimate").await?;
+        let ms = ask.timeout.as_millis().max(1);
+        self.simple(&format!(
+            "SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; SAVEPOINT portcullis_estimate"
+        ))
+        .await?;
         let estimate = match exchange(&mut self.up.stream, &mut self.up.leftover, &bind(b"e")).await
         {
             Ok(e) => e
@@ -639,6 +696,8 @@ impl Side<'_> {
                     text_array(&names.operators).as_bytes(),
                     oids(types).as_bytes(),
                     changed.as_bytes(),
+                    text_array(&names.attributes).as_bytes(),
+                    text_array(&names.unqualified).as_bytes(),
                 ],
             )
             .await?;
@@ -678,6 +737,16 @@ impl Side<'_> {
                 "the database has range types with functions outside pg_catalog".into(),
             ));
         }
+        if let Some(f) = at(10) {
+            return Err(Stop::Unsafe(format!(
+                "it names {f} after a dot, which calls a function of that name when there is no such column, and such a function exists outside pg_catalog or is volatile"
+            )));
+        }
+        if let Some(t) = at(11) {
+            return Err(Stop::Unsafe(format!(
+                "a temporary table named {t} exists, which the session may be reading instead"
+            )));
+        }
         let count = |i: usize| at(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         let mut caveats = Vec::new();
         match count(6) {
@@ -703,6 +772,9 @@ impl Side<'_> {
         Ok(caveats)
     }
 }
+
+/// How long the catalog checks may take, whatever `dry_run_timeout` says.
+const CHECKS_TIMEOUT: Duration = Duration::from_secs(5);
 
 const TEXT: u32 = 25;
 const BYTEA: u32 = 17;

@@ -204,6 +204,8 @@ async fn a_dry_run_never_runs_code_from_outside_pg_catalog() {
          CREATE FUNCTION imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS \
          $$ BEGIN PERFORM pick(); RETURN $1; END $$;\
          CREATE TABLE indexed (id int);\
+         CREATE FUNCTION hook(orders) RETURNS bool LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_terminate_backend(pid) FROM victims; RETURN false; END $$;\
          CREATE INDEX ON indexed ((id + imm(0)));\
          CREATE VIEW big_orders AS SELECT id FROM orders WHERE total > 20;\
          GRANT SELECT ON big_orders, victims TO PUBLIC;",
@@ -248,6 +250,11 @@ async fn a_dry_run_never_runs_code_from_outside_pg_catalog() {
         (
             "DELETE FROM labels WHERE id = 1 AND domain_in('z', 'note_t'::regtype, -1) IS NULL",
             "not run: it calls domain_in",
+        ),
+        // `o.hook` is a call of hook(o): orders has no column hook.
+        (
+            "DELETE FROM orders o WHERE o.id = 1 AND o.hook",
+            "not run: it names hook after a dot",
         ),
         // The planner folds an immutable function in an index expression
         // when it loads the table's indexes.

@@ -32,7 +32,7 @@ pub async fn simple_query(
 pub struct Exchanged {
     /// Each statement's (or Execute's) rows.
     pub sets: Vec<Vec<Row>>,
-    /// The last ParameterDescription's types.
+    /// Every ParameterDescription's types, one after another.
     pub parameter_types: Vec<u32>,
 }
 
@@ -69,12 +69,12 @@ pub async fn exchange(
                 answer.sets.push(std::mem::take(&mut current));
             }
             be::PARAMETER_DESCRIPTION => {
-                answer.parameter_types = body
-                    .get(2..)
-                    .unwrap_or_default()
-                    .chunks_exact(4)
-                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
+                answer.parameter_types.extend(
+                    body.get(2..)
+                        .unwrap_or_default()
+                        .chunks_exact(4)
+                        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+                );
             }
             be::ERROR_RESPONSE => {
                 let f = decode::report_fields(body)?;
