@@ -352,3 +352,54 @@ async fn a_count_that_takes_too_long_shows_the_planners_estimate() {
     let (_, all) = api(&proxy, DORA, "GET", "/approvals?all=1", "").await;
     assert_eq!(all["requests"].as_array().unwrap().len(), 1);
 }
+
+/// What a dry run adds before the client hears its statement is held
+/// (`bench/approvals.sh` runs it): from sending the statement to its
+/// notice, with dry runs off and on, on a table of 100,000 rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by bench/approvals.sh"]
+async fn dry_run_benchmark() {
+    let rounds: usize = std::env::var("APPROVAL_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50);
+    for (label, approvals) in [("off", "dry_run_timeout = \"0s\""), ("on", "")] {
+        let (proxy, _rules) = changes_held(approvals).await;
+        direct(
+            &proxy,
+            "INSERT INTO orders SELECT g, g % 1000, 'n' FROM generate_series(6, 100000) g; ANALYZE orders",
+        );
+        for (what, sql) in [
+            (
+                "by key, 100 rows",
+                "UPDATE orders SET note = 'x' WHERE id <= 100",
+            ),
+            (
+                "full scan, 100 rows",
+                "UPDATE orders SET note = 'x' WHERE total = 7",
+            ),
+        ] {
+            let mut took = Vec::with_capacity(rounds);
+            let mut raw = raw::login(&proxy, ALICE).await;
+            for _ in 0..rounds {
+                let sent = std::time::Instant::now();
+                raw.send(&fe::query(sql)).await;
+                let first = raw.recv().await.expect("a notice");
+                assert_eq!(first.tag(), 'N');
+                took.push(sent.elapsed());
+                let r = pending(&proxy, DORA).await;
+                let (status, _) = decide(&proxy, DORA, &r, "deny", r#"{"reason": "no"}"#).await;
+                assert_eq!(status, 200);
+                raw.until_ready().await;
+            }
+            took.sort();
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+            eprintln!(
+                "dry run {label}, {what}: {rounds} holds, statement sent to notice: median {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+                ms(took[rounds / 2]),
+                ms(took[(rounds * 95 / 100).min(rounds - 1)]),
+                ms(took[rounds - 1]),
+            );
+        }
+    }
+}
