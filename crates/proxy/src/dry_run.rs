@@ -38,6 +38,7 @@ use portcullis_wire::{encode, sqlstate};
 use tokio::io::AsyncWriteExt;
 
 use crate::runtime::{Login, TargetRuntime};
+use crate::session::bind_values::BindValues;
 use crate::upstream::{self, exchange, UpstreamError};
 
 /// What a dry run needs of the held message and its session.
@@ -566,7 +567,11 @@ impl Side<'_> {
         // does not use (an UPDATE's SET value) is read as text or bytes,
         // whatever its type; the others keep their declared types, or the
         // server infers them.
-        let formats = ask.parameters.map(param_formats).unwrap_or_default();
+        let formats = ask
+            .parameters
+            .and_then(BindValues::read)
+            .map(|b| b.formats)
+            .unwrap_or_default();
         let declared: Vec<u32> = (0..formats.len())
             .map(|i| {
                 let n = i32::try_from(i + 1).unwrap_or(i32::MAX);
@@ -781,30 +786,6 @@ const CHECKS_TIMEOUT: Duration = Duration::from_secs(5);
 const TEXT: u32 = 25;
 const BYTEA: u32 = 17;
 
-/// Each parameter's format code in a Bind's parameter section (empty if
-/// it does not parse: the server refuses such a Bind).
-fn param_formats(section: &[u8]) -> Vec<i16> {
-    let i16_at = |at: usize| -> Option<i16> {
-        section
-            .get(at..at + 2)
-            .map(|b| i16::from_be_bytes([b[0], b[1]]))
-    };
-    let Some(n) = i16_at(0).and_then(|n| usize::try_from(n).ok()) else {
-        return Vec::new();
-    };
-    let codes: Vec<i16> = (0..n).filter_map(|i| i16_at(2 + 2 * i)).collect();
-    let Some(count) = i16_at(2 + 2 * n).and_then(|c| usize::try_from(c).ok()) else {
-        return Vec::new();
-    };
-    (0..count)
-        .map(|i| match codes.as_slice() {
-            [] => 0,
-            [all] => *all,
-            each => each.get(i).copied().unwrap_or(0),
-        })
-        .collect()
-}
-
 /// The top plan node's row estimate in `EXPLAIN (FORMAT JSON)` output.
 fn planned_rows(json: &str) -> Option<u64> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
@@ -837,15 +818,6 @@ mod tests {
             session_path(&["$user".into(), "evil,pg_catalog".into(), "Sh\"op".into()]),
             r#""$user", "evil,pg_catalog", "Sh""op""#
         );
-    }
-
-    #[test]
-    fn parameter_formats_follow_the_bind() {
-        // No codes: all text; one code: all of them; else one each.
-        assert_eq!(param_formats(&[0, 0, 0, 2]), [0, 0]);
-        assert_eq!(param_formats(&[0, 1, 0, 1, 0, 3]), [1, 1, 1]);
-        assert_eq!(param_formats(&[0, 2, 0, 0, 0, 1, 0, 2]), [0, 1]);
-        assert!(param_formats(&[0]).is_empty());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use portcullis_audit::record::Protocol;
 
+use super::bind_values::BindValues;
 use super::client_pump::{Action, ClientPump, HELD_CLIENT_BYTES};
 use super::guarding::{self, Guarded, Held};
 use super::pump_mode::{self, Failure, Hold, HoldEvent, HoldStep, Mode};
@@ -571,69 +572,22 @@ fn analysis_lines(m: &HeldMessage) -> Vec<String> {
 /// what the server reads. A section that does not parse shows nothing
 /// (the server refuses such a Bind).
 fn shown_parameters(section: &[u8]) -> Vec<String> {
-    let i16_at = |at: usize| -> Option<i16> {
-        section
-            .get(at..at + 2)
-            .map(|b| i16::from_be_bytes([b[0], b[1]]))
-    };
-    let Some(n_formats) = i16_at(0).and_then(|n| usize::try_from(n).ok()) else {
-        return Vec::new();
-    };
-    let formats: Vec<i16> = (0..n_formats).filter_map(|i| i16_at(2 + 2 * i)).collect();
-    let mut at = 2 + 2 * n_formats;
-    let Some(count) = i16_at(at).and_then(|n| usize::try_from(n).ok()) else {
-        return Vec::new();
-    };
-    at += 2;
-    let mut out = Vec::with_capacity(count.min(64));
-    for i in 0..count {
-        let Some(len) = section
-            .get(at..at + 4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        else {
-            return Vec::new();
-        };
-        at += 4;
-        let value = match usize::try_from(len) {
-            Err(_) => None,
-            Ok(len) => {
-                let Some(v) = section.get(at..at + len) else {
-                    return Vec::new();
-                };
-                at += len;
-                Some(v)
-            }
-        };
-        let format = match formats.as_slice() {
-            [] => 0,
-            [all] => *all,
-            each => each.get(i).copied().unwrap_or(0),
-        };
-        out.push(shown(value, format));
-    }
-    out
+    BindValues::read(section)
+        .map(|b| {
+            b.values
+                .iter()
+                .zip(&b.formats)
+                .map(|(v, f)| shown(*v, *f))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A Bind's parameter section without its result formats: the format
 /// codes and the values, as a Bind of the dry run's own sends them. All
 /// of it when it does not parse (the server then refuses both).
 fn values_section(section: &[u8]) -> &[u8] {
-    let end = (|| {
-        let i16_at = |at: usize| -> Option<usize> {
-            let b = section.get(at..at + 2)?;
-            usize::try_from(i16::from_be_bytes([b[0], b[1]])).ok()
-        };
-        let mut at = 2 + 2 * i16_at(0)?;
-        let count = i16_at(at)?;
-        at += 2;
-        for _ in 0..count {
-            let b = section.get(at..at + 4)?;
-            let len = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-            at += 4 + usize::try_from(len).unwrap_or(0);
-        }
-        (at <= section.len()).then_some(at)
-    })();
-    &section[..end.unwrap_or(section.len())]
+    &section[..BindValues::read(section).map_or(section.len(), |b| b.end)]
 }
 
 /// One parameter as approvers see it.

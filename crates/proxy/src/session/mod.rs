@@ -8,6 +8,7 @@
 //! the proxy must understand, and forwards everything as the original bytes.
 
 mod auditing;
+pub(crate) mod bind_values;
 mod buffer;
 mod client_pump;
 mod function_call;
