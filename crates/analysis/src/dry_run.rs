@@ -116,32 +116,20 @@ pub fn plan(sql: &str) -> Result<DryRunPlan, NoDryRun> {
         return Err(NoDryRun::NotOneChange);
     };
     let (kind, relation, rows, known_rows, at_most) = match stmt {
-        NodeEnum::UpdateStmt(u) => {
-            let target = u.relation.clone().ok_or(NoDryRun::NotOneChange)?;
-            only_reads(u.with_clause.as_ref())?;
-            let name = range_var_name(&target);
-            let joined = !u.from_clause.is_empty();
-            let rows = target_rows(
-                target,
-                &u.from_clause,
-                u.where_clause.as_deref(),
-                u.with_clause.clone(),
-            )?;
-            (ChangeKind::Update, name, rows, None, joined)
-        }
-        NodeEnum::DeleteStmt(d) => {
-            let target = d.relation.clone().ok_or(NoDryRun::NotOneChange)?;
-            only_reads(d.with_clause.as_ref())?;
-            let name = range_var_name(&target);
-            let joined = !d.using_clause.is_empty();
-            let rows = target_rows(
-                target,
-                &d.using_clause,
-                d.where_clause.as_deref(),
-                d.with_clause.clone(),
-            )?;
-            (ChangeKind::Delete, name, rows, None, joined)
-        }
+        NodeEnum::UpdateStmt(u) => chosen(
+            ChangeKind::Update,
+            u.relation.as_ref(),
+            &u.from_clause,
+            u.where_clause.as_deref(),
+            u.with_clause.as_ref(),
+        )?,
+        NodeEnum::DeleteStmt(d) => chosen(
+            ChangeKind::Delete,
+            d.relation.as_ref(),
+            &d.using_clause,
+            d.where_clause.as_deref(),
+            d.with_clause.as_ref(),
+        )?,
         NodeEnum::InsertStmt(i) => {
             let target = i.relation.as_ref().ok_or(NoDryRun::NotOneChange)?;
             only_reads(i.with_clause.as_ref())?;
@@ -221,6 +209,23 @@ pub fn plan(sql: &str) -> Result<DryRunPlan, NoDryRun> {
         params,
         attributes,
     })
+}
+
+/// An UPDATE's or DELETE's plan parts: its kind, target, the rows it
+/// chooses (see [`target_rows`]), no rows known from the text, and whether
+/// a join may choose a row more than once.
+fn chosen(
+    kind: ChangeKind,
+    target: Option<&pb::RangeVar>,
+    more: &[Node],
+    filter: Option<&Node>,
+    with: Option<&pb::WithClause>,
+) -> Result<(ChangeKind, QualifiedName, Node, Option<u64>, bool), NoDryRun> {
+    let target = target.cloned().ok_or(NoDryRun::NotOneChange)?;
+    only_reads(with)?;
+    let name = range_var_name(&target);
+    let rows = target_rows(target, more, filter, with.cloned())?;
+    Ok((kind, name, rows, None, !more.is_empty()))
 }
 
 /// The target's rows that the WHERE and the FROM / USING list choose: its

@@ -479,10 +479,16 @@ struct Side<'a> {
 }
 
 impl Side<'_> {
+    /// Sends `request` (ending with one Query or one Sync) and reads the
+    /// answers.
+    async fn send(&mut self, request: &[u8]) -> Result<upstream::Exchanged, UpstreamError> {
+        exchange(&mut self.up.stream, &mut self.up.leftover, request).await
+    }
+
     async fn simple(&mut self, sql: &str) -> Result<upstream::Exchanged, UpstreamError> {
         let mut out = BytesMut::new();
         encode::query(&mut out, sql);
-        exchange(&mut self.up.stream, &mut self.up.leftover, &out).await
+        self.send(&out).await
     }
 
     /// Runs `sql` with text parameters.
@@ -496,7 +502,7 @@ impl Side<'_> {
         encode::bind(&mut out, b"", b"", params);
         encode::execute(&mut out, b"");
         encode::sync(&mut out);
-        exchange(&mut self.up.stream, &mut self.up.leftover, &out).await
+        self.send(&out).await
     }
 
     async fn search_path(&mut self, path: &str) -> Result<(), UpstreamError> {
@@ -598,9 +604,7 @@ impl Side<'_> {
         );
         encode::describe_statement(&mut out, b"e");
         encode::sync(&mut out);
-        let inferred = exchange(&mut self.up.stream, &mut self.up.leftover, &out)
-            .await?
-            .parameter_types;
+        let inferred = self.send(&out).await?.parameter_types;
         // The types the server settled on are checked too (one inferred,
         // or declared `unknown`, may be a domain, whose input runs its
         // CHECK when the value is bound).
@@ -642,14 +646,8 @@ impl Side<'_> {
             "SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; SAVEPOINT portcullis_estimate"
         ))
         .await?;
-        let estimate = match exchange(&mut self.up.stream, &mut self.up.leftover, &bind(b"e")).await
-        {
-            Ok(e) => e
-                .sets
-                .first()
-                .and_then(|s| s.first())
-                .and_then(|r| r.first().cloned().flatten())
-                .and_then(|json| planned_rows(&json)),
+        let estimate = match self.send(&bind(b"e")).await {
+            Ok(e) => e.first_value().and_then(planned_rows),
             Err(UpstreamError::Query { .. }) => {
                 self.simple("ROLLBACK TO SAVEPOINT portcullis_estimate")
                     .await?;
@@ -657,13 +655,10 @@ impl Side<'_> {
             }
             Err(e) => return Err(e.into()),
         };
-        let found = match exchange(&mut self.up.stream, &mut self.up.leftover, &bind(b"c")).await {
+        let found = match self.send(&bind(b"c")).await {
             Ok(e) => {
                 let n = e
-                    .sets
-                    .first()
-                    .and_then(|s| s.first())
-                    .and_then(|r| r.first().cloned().flatten())
+                    .first_value()
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| Stop::Unsafe("the count gave no answer".into()))?;
                 Found::Counted(n)
@@ -709,9 +704,7 @@ impl Side<'_> {
             )
             .await?;
         let row = checked
-            .sets
-            .first()
-            .and_then(|s| s.first())
+            .first_row()
             .ok_or_else(|| Stop::Unsafe("the checks gave no answer".into()))?;
         let at = |i: usize| row.get(i).cloned().flatten();
         if let Some(r) = at(0) {

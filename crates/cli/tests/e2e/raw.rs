@@ -274,6 +274,25 @@ pub mod fe {
         formats: &[i16],
         params: &[Option<&[u8]>],
     ) -> Vec<u8> {
+        bind_with(portal, statement, formats, params, &[1])
+    }
+
+    /// Bind with text parameters (None = NULL) and text results.
+    pub fn bind(
+        portal: impl AsRef<[u8]>,
+        statement: impl AsRef<[u8]>,
+        params: &[Option<&[u8]>],
+    ) -> Vec<u8> {
+        bind_with(portal, statement, &[], params, &[])
+    }
+
+    fn bind_with(
+        portal: impl AsRef<[u8]>,
+        statement: impl AsRef<[u8]>,
+        formats: &[i16],
+        params: &[Option<&[u8]>],
+        results: &[i16],
+    ) -> Vec<u8> {
         msg(b'B', |b| {
             cstr(b, portal);
             cstr(b, statement);
@@ -291,32 +310,10 @@ pub mod fe {
                     None => b.put_i32(-1),
                 }
             }
-            b.put_i16(1);
-            b.put_i16(1);
-        })
-    }
-
-    /// Bind with text parameters (None = NULL) and text results.
-    pub fn bind(
-        portal: impl AsRef<[u8]>,
-        statement: impl AsRef<[u8]>,
-        params: &[Option<&[u8]>],
-    ) -> Vec<u8> {
-        msg(b'B', |b| {
-            cstr(b, portal);
-            cstr(b, statement);
-            b.put_i16(0);
-            b.put_i16(params.len() as i16);
-            for p in params {
-                match p {
-                    Some(v) => {
-                        b.put_i32(v.len() as i32);
-                        b.put_slice(v);
-                    }
-                    None => b.put_i32(-1),
-                }
+            b.put_i16(results.len() as i16);
+            for f in results {
+                b.put_i16(*f);
             }
-            b.put_i16(0);
         })
     }
 

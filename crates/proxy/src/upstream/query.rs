@@ -36,6 +36,18 @@ pub struct Exchanged {
     pub parameter_types: Vec<u32>,
 }
 
+impl Exchanged {
+    /// The first row of the first result.
+    pub fn first_row(&self) -> Option<&Row> {
+        self.sets.first().and_then(|s| s.first())
+    }
+
+    /// The first column of [`Exchanged::first_row`], if not NULL.
+    pub fn first_value(&self) -> Option<&str> {
+        self.first_row()?.first()?.as_deref()
+    }
+}
+
 /// Sends `request` (one Query, or extended-protocol messages ending with
 /// one Sync) and reads the answers up to its ReadyForQuery. The first error
 /// the server reports is the result.
